@@ -1,0 +1,125 @@
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class TradingAccount(models.Model):
+    class Mode(models.TextChoices):
+        PAPER = "paper", "Paper"
+        LIVE = "live", "Live"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="trading_accounts")
+    mode = models.CharField(max_length=10, choices=Mode.choices)
+    connection = models.ForeignKey(
+        "brokers.BrokerConnection", null=True, blank=True, on_delete=models.SET_NULL, related_name="accounts"
+    )
+    broker_account_id = models.CharField(max_length=200, blank=True, help_text="Kite user id, Schwab hashValue.")
+    account_number = models.CharField(max_length=64, blank=True, help_text="Schwab account number; masked in output.")
+    display_name = models.CharField(max_length=200, blank=True)
+    currency = models.CharField(max_length=3, default="USD")
+    cash = models.DecimalField(max_digits=18, decimal_places=2, default=Decimal("0.00"), help_text="Paper cash.")
+    is_primary = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user"], condition=Q(is_primary=True), name="one_primary_account_per_user"),
+            models.UniqueConstraint(
+                fields=["connection", "broker_account_id"],
+                condition=Q(connection__isnull=False),
+                name="one_account_per_broker_account",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.display_name or self.mode} #{self.pk}"
+
+    @property
+    def broker(self):
+        return self.connection.app.kind if self.connection_id else "paper"
+
+
+class Order(models.Model):
+    class Side(models.TextChoices):
+        BUY = "BUY"
+        SELL = "SELL"
+
+    class Status(models.TextChoices):
+        PENDING = "PENDING", "Pending"  # accepted by Thor, not yet acknowledged by the broker
+        OPEN = "OPEN", "Open"
+        TRIGGER_PENDING = "TRIGGER PENDING", "Trigger pending"
+        COMPLETE = "COMPLETE", "Complete"
+        CANCELLED = "CANCELLED", "Cancelled"
+        REJECTED = "REJECTED", "Rejected"
+        EXPIRED = "EXPIRED", "Expired"
+
+    TERMINAL_STATUSES = (Status.COMPLETE, Status.CANCELLED, Status.REJECTED, Status.EXPIRED)
+
+    account = models.ForeignKey(TradingAccount, on_delete=models.CASCADE, related_name="orders")
+    client_order_id = models.CharField(max_length=40, help_text="Thor's id, sent to the broker as the tag.")
+    broker_order_id = models.CharField(max_length=64, blank=True)
+    symbol = models.CharField(max_length=64)
+    exchange = models.CharField(max_length=16)
+    side = models.CharField(max_length=4, choices=Side.choices)
+    quantity = models.DecimalField(max_digits=18, decimal_places=4)
+    order_type = models.CharField(max_length=8)
+    product = models.CharField(max_length=8)
+    price = models.DecimalField(max_digits=18, decimal_places=4, null=True, blank=True)
+    trigger_price = models.DecimalField(max_digits=18, decimal_places=4, null=True, blank=True)
+    validity = models.CharField(max_length=8, default="DAY")
+    tag = models.CharField(max_length=20, blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    status_message = models.CharField(max_length=500, blank=True)
+    filled_quantity = models.DecimalField(max_digits=18, decimal_places=4, default=Decimal("0"))
+    average_price = models.DecimalField(max_digits=18, decimal_places=4, null=True, blank=True)
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    request_fingerprint = models.CharField(max_length=64, blank=True)
+    raw = models.JSONField(default=dict, blank=True, help_text="The broker's last payload for this order.")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="one_order_per_idempotency_key",
+            ),
+            models.UniqueConstraint(fields=["account", "client_order_id"], name="one_order_per_client_order_id"),
+            models.UniqueConstraint(
+                fields=["account", "broker_order_id"], condition=~Q(broker_order_id=""), name="one_order_per_broker_id"
+            ),
+        ]
+        indexes = [models.Index(fields=["account", "status"]), models.Index(fields=["broker_order_id"])]
+
+    def __str__(self):
+        return f"{self.side} {self.quantity} {self.exchange}:{self.symbol} ({self.status})"
+
+    @property
+    def is_terminal(self):
+        return self.status in self.TERMINAL_STATUSES
+
+
+class OrderEvent(models.Model):
+    """Append-only audit of every state change of an order (and account-wide actions such as reset)."""
+
+    account = models.ForeignKey(TradingAccount, on_delete=models.CASCADE, related_name="events")
+    order = models.ForeignKey(Order, null=True, blank=True, on_delete=models.CASCADE, related_name="events")
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    kind = models.CharField(max_length=40)
+    request_id = models.CharField(max_length=64, blank=True)
+    before = models.JSONField(default=dict, blank=True)
+    after = models.JSONField(default=dict, blank=True)
+    broker_response = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self):
+        return f"{self.kind} @ {self.created_at:%Y-%m-%d %H:%M:%S}"

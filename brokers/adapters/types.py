@@ -1,0 +1,118 @@
+"""Neutral types between Thor and every broker. Money and quantities are Decimal."""
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+
+@dataclass(frozen=True)
+class Tokens:
+    access_token: str
+    refresh_token: str = ""
+    access_expires_at: datetime | None = None
+    refresh_expires_at: datetime | None = None
+    broker_user_id: str = ""
+
+
+@dataclass(frozen=True)
+class Profile:
+    broker_user_id: str
+    name: str
+    email: str
+    broker: str
+    exchanges: tuple[str, ...] = ()
+    products: tuple[str, ...] = ()
+    order_types: tuple[str, ...] = ()
+    raw: dict = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class Funds:
+    currency: str
+    cash: Decimal
+    available: Decimal
+    utilised: Decimal
+    buying_power: Decimal
+    net_liquidation: Decimal
+    raw: dict = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class Position:
+    symbol: str
+    exchange: str
+    product: str
+    quantity: Decimal
+    average_price: Decimal
+    last_price: Decimal
+    realised_pnl: Decimal
+    unrealised_pnl: Decimal
+    day_pnl: Decimal
+    value: Decimal
+    instrument_token: int | None = None
+    raw: dict = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class Holding:
+    symbol: str
+    exchange: str
+    quantity: Decimal
+    average_price: Decimal
+    last_price: Decimal
+    pnl: Decimal
+    day_change: Decimal
+    value: Decimal
+    isin: str = ""
+    instrument_token: int | None = None
+    raw: dict = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class OrderRequest:
+    symbol: str
+    exchange: str
+    side: str  # BUY | SELL
+    quantity: Decimal
+    order_type: str  # MARKET | LIMIT | SL | SL-M
+    product: str  # CNC | MIS | NRML
+    price: Decimal | None = None
+    trigger_price: Decimal | None = None
+    validity: str = "DAY"
+    tag: str = ""  # the client order id: how a timed-out placement is found again
+
+
+@dataclass(frozen=True)
+class OrderResult:
+    broker_order_id: str
+    status: str
+    symbol: str = ""
+    exchange: str = ""
+    side: str = ""
+    quantity: Decimal = Decimal("0")
+    filled_quantity: Decimal = Decimal("0")
+    average_price: Decimal | None = None
+    price: Decimal | None = None
+    trigger_price: Decimal | None = None
+    order_type: str = ""
+    product: str = ""
+    validity: str = ""
+    tag: str = ""
+    status_message: str = ""
+    placed_at: datetime | None = None
+    raw: dict = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class Quote:
+    symbol: str
+    exchange: str
+    last_price: Decimal
+    instrument_token: int | None = None
+    open: Decimal | None = None
+    high: Decimal | None = None
+    low: Decimal | None = None
+    close: Decimal | None = None
+    volume: int | None = None
+    timestamp: datetime | None = None
+    raw: dict = field(default_factory=dict, compare=False)

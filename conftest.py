@@ -1,0 +1,80 @@
+import os
+
+import pytest
+from django.conf import settings
+from rest_framework.test import APIClient
+
+from identity.tests.factories import TenantFactory, UserFactory
+from identity.tokens import token_pair_for
+
+
+def pytest_configure(config):
+    engine = settings.DATABASES["default"]["ENGINE"]
+    if os.environ.get("CI") == "true" and "postgresql" not in engine:
+        pytest.exit("CI must run against PostgreSQL: set DATABASE_URL (make test does).", returncode=2)
+    # Password hashing strength is not under test; a fast hasher keeps the suite quick.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Each test starts with an empty cache: throttles, snapshots and OAuth nonces live there."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+
+
+def client_for(user=None) -> APIClient:
+    client = APIClient()
+    if user is not None:
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {token_pair_for(user)['access']}")
+    return client
+
+
+@pytest.fixture
+def tenant(db):
+    return TenantFactory(slug="acme", allowed_origins=["http://localhost:5173", "https://app.acme.test"])
+
+
+@pytest.fixture
+def other_tenant(db):
+    return TenantFactory(slug="globex", allowed_origins=["https://globex.test"])
+
+
+@pytest.fixture
+def alice(tenant):
+    """Owns things in tenant acme."""
+    return UserFactory(email="alice@acme.test", tenant=tenant)
+
+
+@pytest.fixture
+def bob(tenant):
+    """Same tenant as Alice, owns nothing."""
+    return UserFactory(email="bob@acme.test", tenant=tenant)
+
+
+@pytest.fixture
+def charlie(other_tenant):
+    """Another tenant altogether."""
+    return UserFactory(email="charlie@globex.test", tenant=other_tenant)
+
+
+@pytest.fixture
+def anon_client():
+    return APIClient()
+
+
+@pytest.fixture
+def alice_client(alice):
+    return client_for(alice)
+
+
+@pytest.fixture
+def bob_client(bob):
+    return client_for(bob)
+
+
+@pytest.fixture
+def charlie_client(charlie):
+    return client_for(charlie)

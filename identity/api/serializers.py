@@ -1,0 +1,53 @@
+from rest_framework import serializers
+
+from identity.models import Tenant, User
+
+
+class RegisterInputSerializer(serializers.Serializer):
+    email = serializers.EmailField(max_length=254)
+    password = serializers.CharField(max_length=128, write_only=True, trim_whitespace=False)
+    tenant = serializers.SlugField(max_length=50, required=False, allow_blank=False)
+    marketing_opt_in = serializers.BooleanField(required=False, default=False)
+
+
+class TenantOutputSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Tenant
+        fields = ["slug", "name", "currency"]
+
+
+class PrimaryAccountOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    mode = serializers.CharField()
+    broker = serializers.CharField()
+    currency = serializers.CharField()
+    cash = serializers.DecimalField(max_digits=18, decimal_places=2)
+
+
+class UserOutputSerializer(serializers.ModelSerializer):
+    tenant = TenantOutputSerializer()
+
+    class Meta:
+        model = User
+        fields = ["id", "email", "role", "marketing_opt_in", "tenant", "date_joined"]
+
+
+class MeOutputSerializer(UserOutputSerializer):
+    primary_account = PrimaryAccountOutputSerializer(allow_null=True)
+
+    class Meta(UserOutputSerializer.Meta):
+        fields = [*UserOutputSerializer.Meta.fields, "primary_account"]
+
+
+class TokenPairSerializer(serializers.Serializer):
+    access = serializers.CharField()
+    refresh = serializers.CharField()
+
+
+class RegisterOutputSerializer(serializers.Serializer):
+    user = UserOutputSerializer()
+    tokens = TokenPairSerializer()
+
+
+class LogoutInputSerializer(serializers.Serializer):
+    refresh = serializers.CharField(max_length=2000)

@@ -1,0 +1,79 @@
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.tokens import RefreshToken
+from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
+
+from accounts.selectors import primary_account_get
+from identity.api import serializers
+from identity.services import user_register
+from identity.tokens import ThorTokenObtainPairSerializer, token_pair_for
+from thor.errors import ApplicationError
+from thor.throttles import LoginRateThrottle
+
+ERRORS = {400: dict, 401: dict, 429: dict}
+
+
+class RegisterView(APIView):
+    authentication_classes = []
+    permission_classes = [AllowAny]
+    throttle_classes = [LoginRateThrottle]
+
+    @extend_schema(
+        summary="Sign up: a user, their paper account and a token pair",
+        request=serializers.RegisterInputSerializer,
+        responses={201: serializers.RegisterOutputSerializer, **ERRORS},
+    )
+    def post(self, request):
+        data = serializers.RegisterInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = user_register(
+            email=data.validated_data["email"],
+            password=data.validated_data["password"],
+            tenant_slug=data.validated_data.get("tenant"),
+            marketing_opt_in=data.validated_data["marketing_opt_in"],
+        )
+        body = {"user": serializers.UserOutputSerializer(user).data, "tokens": token_pair_for(user)}
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class TokenView(TokenObtainPairView):
+    serializer_class = ThorTokenObtainPairSerializer
+    throttle_classes = [LoginRateThrottle]
+
+
+class TokenRefresh(TokenRefreshView):
+    throttle_classes = [LoginRateThrottle]
+
+
+class LogoutView(APIView):
+    @extend_schema(
+        summary="Log out: blacklist the refresh token",
+        request=serializers.LogoutInputSerializer,
+        responses={205: None, **ERRORS},
+    )
+    def post(self, request):
+        data = serializers.LogoutInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            token = RefreshToken(data.validated_data["refresh"])
+        except TokenError:
+            raise ApplicationError("Invalid or expired refresh token.", code="token_not_valid") from None
+        if str(token.get("user_id")) != str(request.user.pk):
+            raise ApplicationError("Invalid or expired refresh token.", code="token_not_valid")
+        token.blacklist()
+        return Response(status=status.HTTP_205_RESET_CONTENT)
+
+
+class MeView(APIView):
+    @extend_schema(
+        summary="The signed-in user, their tenant and primary account",
+        responses={200: serializers.MeOutputSerializer, 401: dict},
+    )
+    def get(self, request):
+        user = request.user
+        user.primary_account = primary_account_get(user=user)
+        return Response(serializers.MeOutputSerializer(user).data)

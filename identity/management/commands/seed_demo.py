@@ -1,0 +1,51 @@
+from django.conf import settings
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from identity.models import Tenant, User
+from identity.services import user_register
+
+DEMO_ORIGIN = "http://localhost:5173"
+
+
+class Command(BaseCommand):
+    help = "Development only: the demo tenant (default, allowing the SPA origin), a demo user and the sandbox Kite app."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--email", default="demo@thor.local")
+        parser.add_argument("--password", default="demo-password-123")
+
+    @transaction.atomic
+    def handle(self, *args, **options):
+        Tenant.objects.exclude(slug="demo").filter(is_default=True).update(is_default=False)
+        tenant, _ = Tenant.objects.update_or_create(
+            slug="demo",
+            defaults={"name": "Demo", "is_default": True},
+        )
+        if DEMO_ORIGIN not in tenant.allowed_origins:
+            tenant.allowed_origins = [*tenant.allowed_origins, DEMO_ORIGIN]
+            tenant.save(update_fields=["allowed_origins"])
+        if not User.objects.filter(email=options["email"]).exists():
+            user_register(email=options["email"], password=options["password"], tenant_slug="demo")
+        self._seed_sandbox_kite_app(tenant)
+        self.stdout.write(self.style.SUCCESS(f"Demo tenant: demo (allows {DEMO_ORIGIN})"))
+        self.stdout.write(self.style.SUCCESS(f"Demo user:   {options['email']} / {options['password']}"))
+        self.stdout.write(
+            f"Sandbox Kite app: api_key={settings.THOR_SANDBOX_KITE_API_KEY} "
+            f"(secret: THOR_SANDBOX_KITE_API_SECRET, default in .env.example); sandbox login AB1234 / sandbox"
+        )
+
+    def _seed_sandbox_kite_app(self, tenant):
+        from brokers.models import BrokerApp, BrokerKind
+
+        BrokerApp.objects.update_or_create(
+            tenant=tenant,
+            owner=None,
+            kind=BrokerKind.KITE,
+            api_key=settings.THOR_SANDBOX_KITE_API_KEY,
+            defaults={
+                "name": "Sandbox Kite",
+                "api_secret": settings.THOR_SANDBOX_KITE_API_SECRET,
+                "redirect_uri": settings.THOR_SANDBOX_KITE_REDIRECT_URL,
+            },
+        )

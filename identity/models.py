@@ -1,0 +1,89 @@
+from decimal import Decimal
+
+from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
+from django.contrib.auth.models import PermissionsMixin
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from thor.origins import origin_of
+
+
+class Tenant(models.Model):
+    class TokenDelivery(models.TextChoices):
+        QUERY = "query", "Query string"
+        FRAGMENT = "fragment", "URL fragment"
+        CODE = "code", "One-time code"
+
+    slug = models.SlugField(max_length=50, unique=True, help_text="The {agent_id} in seed 004 paths.")
+    name = models.CharField(max_length=200)
+    allowed_origins = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Exact scheme://host[:port] origins: the only redirect targets, and the CORS list.",
+    )
+    token_delivery = models.CharField(max_length=10, choices=TokenDelivery.choices, default=TokenDelivery.QUERY)
+    paper_starting_cash = models.DecimalField(
+        max_digits=18, decimal_places=2, default=Decimal("100000.00"), validators=[MinValueValidator(0)]
+    )
+    currency = models.CharField(max_length=3, default="USD")
+    max_order_value = models.DecimalField(max_digits=18, decimal_places=2, null=True, blank=True)
+    max_open_orders = models.PositiveIntegerField(null=True, blank=True)
+    trading_enabled = models.BooleanField(default=True, help_text="Kill switch for every order of this tenant.")
+    is_default = models.BooleanField(default=False, help_text="Where sign-ups without a tenant land.")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["is_default"], condition=Q(is_default=True), name="one_default_tenant")
+        ]
+
+    def __str__(self):
+        return self.slug
+
+    def allows_origin(self, url: str) -> bool:
+        """True when the URL's origin is exactly one of this tenant's allowed origins."""
+        origin = origin_of(url)
+        return origin is not None and origin in self.allowed_origins
+
+
+class UserManager(BaseUserManager):
+    use_in_migrations = True
+
+    def create_user(self, email, password=None, **extra):
+        if not email:
+            raise ValueError("Users need an email address.")
+        if "tenant" not in extra and "tenant_id" not in extra:
+            extra["tenant"] = Tenant.objects.get(is_default=True)
+        user = self.model(email=self.normalize_email(email).lower(), **extra)
+        user.set_password(password)
+        user.save(using=self._db)
+        return user
+
+    def create_superuser(self, email, password=None, **extra):
+        extra.update(is_staff=True, is_superuser=True, role=User.Role.OPS)
+        return self.create_user(email, password, **extra)
+
+
+class User(AbstractBaseUser, PermissionsMixin):
+    class Role(models.TextChoices):
+        USER = "user", "User"
+        TENANT_ADMIN = "tenant_admin", "Tenant admin"
+        OPS = "ops", "Operations"
+
+    email = models.EmailField(max_length=254, unique=True)
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="users")
+    role = models.CharField(max_length=20, choices=Role.choices, default=Role.USER)
+    marketing_opt_in = models.BooleanField(default=False)
+    is_active = models.BooleanField(default=True)
+    is_staff = models.BooleanField(default=False)
+    date_joined = models.DateTimeField(default=timezone.now)
+
+    objects = UserManager()
+
+    USERNAME_FIELD = "email"
+    EMAIL_FIELD = "email"
+
+    def __str__(self):
+        return self.email

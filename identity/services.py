@@ -1,0 +1,67 @@
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+
+from accounts.services import trading_account_create_paper
+from identity.models import Tenant, User
+from thor.errors import ApplicationError
+
+
+def tenant_get_for_signup(*, slug: str | None) -> Tenant:
+    tenants = Tenant.objects.all()
+    tenant = tenants.filter(slug=slug).first() if slug else tenants.filter(is_default=True).first()
+    if tenant is None:
+        raise ApplicationError("Unknown tenant.", code="unknown_tenant", errors={"tenant": ["Unknown tenant."]})
+    return tenant
+
+
+@transaction.atomic
+def user_register(*, email: str, password: str, tenant_slug: str | None = None, marketing_opt_in: bool = False) -> User:
+    """A new user with their primary paper account, in one transaction."""
+    tenant = tenant_get_for_signup(slug=tenant_slug)
+    email = User.objects.normalize_email(email).lower()
+    if User.objects.filter(email=email).exists():
+        raise ApplicationError(
+            "A user with this email already exists.", code="duplicate_email", errors={"email": ["Already registered."]}
+        )
+    try:
+        validate_password(password, user=User(email=email, tenant=tenant))
+    except ValidationError as exc:
+        raise ValidationError({"password": exc.messages}) from None
+    try:
+        with transaction.atomic():
+            user = User.objects.create_user(email, password, tenant=tenant, marketing_opt_in=marketing_opt_in)
+    except IntegrityError:
+        # A concurrent sign-up with the same email won the race.
+        raise ApplicationError(
+            "A user with this email already exists.", code="duplicate_email", errors={"email": ["Already registered."]}
+        ) from None
+    trading_account_create_paper(user=user)
+    return user
+
+
+@transaction.atomic
+def tenant_create(
+    *,
+    slug: str,
+    name: str,
+    allowed_origins: list[str],
+    starting_cash=None,
+    currency: str = "USD",
+    default: bool = False,
+) -> Tenant:
+    from thor.origins import origin_of
+
+    bad = [origin for origin in allowed_origins if origin_of(origin) != origin]
+    if bad:
+        raise ApplicationError(f"Not exact scheme://host[:port] origins: {', '.join(bad)}", code="invalid_origin")
+    if Tenant.objects.filter(slug=slug).exists():
+        raise ApplicationError(f"Tenant {slug!r} already exists.", code="duplicate_tenant")
+    if default:
+        Tenant.objects.filter(is_default=True).update(is_default=False)
+    tenant = Tenant(slug=slug, name=name, allowed_origins=allowed_origins, currency=currency, is_default=default)
+    if starting_cash is not None:
+        tenant.paper_starting_cash = starting_cash
+    tenant.full_clean()
+    tenant.save()
+    return tenant

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# `make run`: the broker sandbox beside the API, both stopped together.
+set -eu
+PY=.venv/bin/python
+SANDBOX_PORT="${THOR_SANDBOX_PORT:-8100}"
+
+$PY manage.py migrate --noinput -v0
+$PY manage.py seed_demo
+$PY manage.py run_broker_sandbox --port "$SANDBOX_PORT" &
+SANDBOX_PID=$!
+trap 'kill $SANDBOX_PID 2>/dev/null || true' EXIT INT TERM
+
+echo "Thor on http://127.0.0.1:8000  (Swagger UI: http://127.0.0.1:8000/api/docs/)"
+$PY -m uvicorn thor.asgi:application --host 127.0.0.1 --port 8000 --log-level warning

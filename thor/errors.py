@@ -1,0 +1,102 @@
+"""One application error type and one handler: every error answers the same JSON.
+
+`{"detail": "...", "status_code": N, "code": "..."}` plus `"errors": {field: [...]}` on
+validation errors (seed 001's format, with a machine-readable code).
+"""
+
+import logging
+
+from django.core.exceptions import PermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404, JsonResponse
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.serializers import as_serializer_error
+
+logger = logging.getLogger("thor.errors")
+
+
+class ApplicationError(Exception):
+    """A failure the caller can act on: it carries the HTTP status and a stable code."""
+
+    def __init__(self, message, *, code="invalid", status_code=status.HTTP_400_BAD_REQUEST, errors=None):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.status_code = status_code
+        self.errors = errors
+
+
+def error_body(detail, status_code, code, errors=None):
+    body = {"detail": str(detail), "status_code": status_code, "code": code}
+    if errors:
+        body["errors"] = errors
+    return body
+
+
+def _first_message(errors):
+    """A one-line summary of a validation error tree, for `detail`."""
+    if isinstance(errors, dict):
+        for field, value in errors.items():
+            message = _first_message(value)
+            return message if field == "non_field_errors" else f"{field}: {message}"
+    if isinstance(errors, list) and errors:
+        return _first_message(errors[0])
+    return str(errors)
+
+
+def _as_field_errors(detail):
+    if isinstance(detail, dict):
+        return {field: value if isinstance(value, list) else [value] for field, value in detail.items()}
+    return {"non_field_errors": detail if isinstance(detail, list) else [detail]}
+
+
+def exception_handler(exc, context):
+    headers = {}
+    if isinstance(exc, DjangoValidationError):
+        exc = exceptions.ValidationError(as_serializer_error(exc))
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+
+    if isinstance(exc, ApplicationError):
+        body = error_body(exc.message, exc.status_code, exc.code, exc.errors)
+        return Response(body, status=exc.status_code)
+
+    if isinstance(exc, exceptions.ValidationError):
+        errors = _as_field_errors(exc.detail)
+        body = error_body(_first_message(errors), 400, "validation_error", errors)
+        return Response(body, status=400)
+
+    if isinstance(exc, exceptions.APIException):
+        if getattr(exc, "auth_header", None):
+            headers["WWW-Authenticate"] = exc.auth_header
+        if getattr(exc, "wait", None):
+            headers["Retry-After"] = str(int(exc.wait))
+        detail = exc.detail
+        code = exc.get_codes() if not isinstance(detail, (dict, list)) else exc.default_code
+        if isinstance(detail, dict):
+            code = detail.get("code", exc.default_code)
+            detail = detail.get("detail", exc.default_detail)
+        status_code = exc.status_code
+        if isinstance(exc, (exceptions.NotAuthenticated, exceptions.AuthenticationFailed)):
+            status_code = status.HTTP_401_UNAUTHORIZED
+        return Response(error_body(detail, status_code, str(code)), status=status_code, headers=headers)
+
+    request = context.get("request")
+    logger.exception("Unhandled error on %s %s", getattr(request, "method", "?"), getattr(request, "path", "?"))
+    return Response(error_body("Internal server error.", 500, "server_error"), status=500)
+
+
+def _json_error_view(status_code, code, detail):
+    def view(request, exception=None):
+        return JsonResponse(error_body(detail, status_code, code), status=status_code)
+
+    return view
+
+
+handler400 = _json_error_view(400, "bad_request", "Bad request.")
+handler403 = _json_error_view(403, "permission_denied", "You do not have permission to perform this action.")
+handler404 = _json_error_view(404, "not_found", "Not found.")
+handler500 = _json_error_view(500, "server_error", "Internal server error.")

@@ -1,0 +1,3 @@
+"""WebSocket routes; the accounts app adds order streams here."""
+
+websocket_urlpatterns = []

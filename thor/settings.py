@@ -1,0 +1,315 @@
+"""Settings, all from the environment.
+
+With nothing set, Thor runs embedded: SQLite, local-memory cache, in-memory channel
+layer, eager Celery and a scheduler thread for the beat schedule. `DATABASE_URL`,
+`REDIS_URL` and `CELERY_BROKER_URL` switch each part to the production-like stack.
+"""
+
+from datetime import timedelta
+from pathlib import Path
+
+import environ
+from celery.schedules import crontab
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+
+def _env_or_fail(reader, name, **kwargs):
+    """Read one variable; a malformed value stops start-up naming the variable."""
+    try:
+        return reader(name, **kwargs)
+    except ImproperlyConfigured:
+        raise
+    except Exception as exc:
+        raise ImproperlyConfigured(f"Environment variable {name} is malformed: {exc}") from None
+
+
+THOR_ENV = _env_or_fail(env.str, "THOR_ENV", default="development")
+if THOR_ENV not in {"development", "production"}:
+    raise ImproperlyConfigured("Environment variable THOR_ENV must be 'development' or 'production'.")
+PRODUCTION = THOR_ENV == "production"
+
+DEBUG = _env_or_fail(env.bool, "DEBUG", default=not PRODUCTION)
+if PRODUCTION and DEBUG:
+    raise ImproperlyConfigured("Environment variable DEBUG must be false when THOR_ENV=production.")
+
+
+def _required_in_production(name, development_default):
+    value = env.str(name, default="")
+    if value:
+        return value
+    if PRODUCTION:
+        raise ImproperlyConfigured(f"Environment variable {name} is required when THOR_ENV=production.")
+    return development_default
+
+
+SECRET_KEY = _required_in_production("SECRET_KEY", "thor-development-only-secret-key-not-for-production-use")
+ALLOWED_HOSTS = _env_or_fail(env.list, "ALLOWED_HOSTS", default=[] if PRODUCTION else ["*"])
+if PRODUCTION and not ALLOWED_HOSTS:
+    raise ImproperlyConfigured("Environment variable ALLOWED_HOSTS is required when THOR_ENV=production.")
+
+# Comma-separated Fernet keys, newest first. Development derives one from SECRET_KEY.
+THOR_ENCRYPTION_KEYS = [key for key in _required_in_production("THOR_ENCRYPTION_KEYS", "").split(",") if key.strip()]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_prometheus",
+    "corsheaders",
+    "rest_framework",
+    "rest_framework_simplejwt.token_blacklist",
+    "drf_spectacular",
+    "channels",
+    "thor",
+    "identity",
+    "brokers",
+    "accounts",
+    "analytics",
+]
+
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "thor.middleware.CorrelationIdMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+
+ROOT_URLCONF = "thor.urls"
+WSGI_APPLICATION = "thor.wsgi.application"
+ASGI_APPLICATION = "thor.asgi.application"
+AUTH_USER_MODEL = "identity.User"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Storage: embedded SQLite unless DATABASE_URL is set -------------------------------
+if env.str("DATABASE_URL", default=""):
+    DATABASES = {"default": _env_or_fail(env.db_url, "DATABASE_URL")}
+    if DATABASES["default"]["ENGINE"] not in {
+        "django.db.backends.postgresql",
+        "django.db.backends.sqlite3",
+    }:
+        raise ImproperlyConfigured("Environment variable DATABASE_URL must be a postgres:// or sqlite:// URL.")
+    DATABASES["default"].setdefault("CONN_MAX_AGE", 60)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": BASE_DIR / "db.sqlite3",
+            "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE"},
+        }
+    }
+EMBEDDED = not env.str("DATABASE_URL", default="")
+
+REDIS_URL = env.str("REDIS_URL", default="")
+if REDIS_URL:
+    if not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
+        raise ImproperlyConfigured("Environment variable REDIS_URL must be a redis:// or rediss:// URL.")
+    CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "thor",
+            "OPTIONS": {
+                # A Redis outage degrades to direct calls; it never fails a request on its own.
+                "IGNORE_EXCEPTIONS": True,
+                "SOCKET_CONNECT_TIMEOUT": 0.5,
+                "SOCKET_TIMEOUT": 0.5,
+            },
+        }
+    }
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL]},
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "KEY_PREFIX": "thor"}}
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
+
+# --- Celery: eager with an in-process scheduler thread unless a broker is set ----------
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
+if CELERY_BROKER_URL and not CELERY_BROKER_URL.startswith(("redis://", "rediss://", "amqp://", "memory://")):
+    raise ImproperlyConfigured("Environment variable CELERY_BROKER_URL must be a redis://, amqp:// or memory:// URL.")
+CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
+CELERY_TASK_EAGER_PROPAGATES = True
+if not CELERY_BROKER_URL:
+    CELERY_BROKER_URL = "memory://"
+CELERY_TASK_TIME_LIMIT = 120
+CELERY_TASK_SOFT_TIME_LIMIT = 100
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TIMEZONE = "UTC"
+CELERY_BEAT_SCHEDULE = {
+    "expire-kite-sessions": {
+        "task": "brokers.tasks.expire_kite_sessions",
+        # Kite tokens die at 06:00 IST (00:30 UTC).
+        "schedule": crontab(hour=0, minute=31),
+    },
+    "match-paper-orders": {
+        "task": "accounts.tasks.match_paper_orders",
+        "schedule": timedelta(seconds=5),
+    },
+}
+# The embedded scheduler thread runs only where the ASGI app is served in embedded mode.
+THOR_EMBEDDED_SCHEDULER = EMBEDDED and env.bool("THOR_EMBEDDED_SCHEDULER", default=True)
+
+# --- Auth -------------------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 10}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework_simplejwt.authentication.JWTAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": [
+        "rest_framework.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "thor.errors.exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+THOR_THROTTLE_RATES = {
+    "login": env.str("THOR_LOGIN_RATE", default="20/min"),
+    "oauth_start": env.str("THOR_OAUTH_START_RATE", default="30/min"),
+    "orders": env.str("THOR_ORDER_RATE", default="120/min"),
+}
+
+SIMPLE_JWT = {
+    "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env.int("THOR_ACCESS_TOKEN_MINUTES", default=15)),
+    "REFRESH_TOKEN_LIFETIME": timedelta(days=7),
+    "ROTATE_REFRESH_TOKENS": True,
+    "BLACKLIST_AFTER_ROTATION": True,
+    "UPDATE_LAST_LOGIN": True,
+    "AUTH_HEADER_TYPES": ("Bearer",),
+    "SIGNING_KEY": SECRET_KEY,
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Thor API",
+    "DESCRIPTION": "Multi-tenant brokerage portal: identity, broker connections, unified accounts.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+}
+
+# --- CORS: env origins plus every tenant's allowed origins (see identity.signals) -------
+CORS_ALLOWED_ORIGINS = _env_or_fail(env.list, "CORS_ALLOWED_ORIGINS", default=[])
+CORS_ALLOW_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+CORS_ALLOW_HEADERS = [
+    "content-type",
+    "authorization",
+    "x-account-id",
+    "x-correlation-id",
+    "idempotency-key",
+    "x-requested-with",
+    "accept",
+]
+CORS_EXPOSE_HEADERS = ["x-correlation-id"]
+CORS_ALLOW_CREDENTIALS = True
+
+# --- HTTP hardening -----------------------------------------------------------------------
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = PRODUCTION and env.bool("SECURE_SSL_REDIRECT", default=True)
+SECURE_HSTS_SECONDS = 31536000 if PRODUCTION else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = PRODUCTION
+SECURE_HSTS_PRELOAD = PRODUCTION
+SESSION_COOKIE_SECURE = PRODUCTION
+CSRF_COOKIE_SECURE = PRODUCTION
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
+SILENCED_SYSTEM_CHECKS = (
+    [
+        # /api/ paths answer with and without a trailing slash through explicit routes.
+        "security.W008",
+    ]
+    if not PRODUCTION
+    else []
+)
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# --- Logging: JSON lines, each with the request's correlation id -----------------------
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"correlation": {"()": "thor.logging.CorrelationIdFilter"}},
+    "formatters": {
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s %(correlation_id)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        }
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["correlation"]}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {
+        "django.server": {"level": "WARNING"},
+        "django.request": {"level": "ERROR"},
+    },
+}
+
+# --- Thor ---------------------------------------------------------------------------------
+THOR_PUBLIC_URL = env.str("THOR_PUBLIC_URL", default="http://127.0.0.1:8000").rstrip("/")
+THOR_DEFAULT_STARTING_CASH = "100000.00"
+THOR_OAUTH_STATE_MAX_AGE = 600
+
+# Kite: where the official client and the login page live. Development points at the sandbox.
+THOR_KITE_API_ROOT = env.str(
+    "THOR_KITE_API_ROOT", default="https://api.kite.trade" if PRODUCTION else "http://127.0.0.1:8100"
+)
+THOR_KITE_LOGIN_URL = env.str(
+    "THOR_KITE_LOGIN_URL",
+    default="https://kite.zerodha.com/connect/login" if PRODUCTION else "http://127.0.0.1:8100/connect/login",
+)
+THOR_SANDBOX_KITE_API_KEY = env.str("THOR_SANDBOX_KITE_API_KEY", default="thor_demo_key")
+THOR_SANDBOX_KITE_API_SECRET = env.str("THOR_SANDBOX_KITE_API_SECRET", default="thor_demo_secret")
+THOR_SANDBOX_KITE_REDIRECT_URL = f"{THOR_PUBLIC_URL}/api/auth/broker/callback"
+THOR_SANDBOX_KITE_POSTBACK_URL = f"{THOR_PUBLIC_URL}/api/brokers/kite/postback/"

@@ -1,0 +1,26 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from thor.health import HealthView
+from thor.routes import slash_optional
+
+handler400 = "thor.errors.handler400"
+handler403 = "thor.errors.handler403"
+handler404 = "thor.errors.handler404"
+handler500 = "thor.errors.handler500"
+
+api_patterns = [
+    *slash_optional("health", HealthView.as_view(), name="health"),
+    *slash_optional("schema", SpectacularAPIView.as_view(), name="schema"),
+    *slash_optional("docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("", include("identity.api.urls")),
+    path("", include("brokers.api.urls")),
+    path("", include("accounts.api.urls")),
+]
+
+urlpatterns = [
+    path("api/", include(api_patterns)),
+    path("admin/", admin.site.urls),
+    path("", include("django_prometheus.urls")),
+]
