@@ -13,7 +13,26 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
 
+from brokers.adapters.errors import BrokerError, BrokerErrorCode
+
 logger = logging.getLogger("thor.errors")
+
+
+# How each broker failure reads to the API's client (DESIGN.md section 3).
+BROKER_ERROR_RESPONSES = {
+    BrokerErrorCode.TOKEN_EXPIRED: (409, "reauth_required", "The broker session has expired: link the account again."),
+    BrokerErrorCode.RATE_LIMITED: (
+        503,
+        "broker_rate_limited",
+        "The broker's rate limit is reached; try again shortly.",
+    ),
+    BrokerErrorCode.UNAVAILABLE: (503, "broker_unavailable", "The broker is not answering; try again shortly."),
+    BrokerErrorCode.TIMEOUT: (503, "broker_unavailable", "The broker did not answer in time; try again shortly."),
+    BrokerErrorCode.REJECTED: (422, "broker_rejected", "The broker rejected the request."),
+    BrokerErrorCode.INVALID_INPUT: (400, "broker_invalid_input", "The broker refused the input."),
+    BrokerErrorCode.PERMISSION_DENIED: (403, "broker_permission_denied", "The broker does not allow this."),
+    BrokerErrorCode.NOT_FOUND: (404, "not_found", "Not found at the broker."),
+}
 
 
 class ApplicationError(Exception):
@@ -59,6 +78,15 @@ def exception_handler(exc, context):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
+
+    if isinstance(exc, BrokerError):
+        status_code, code, detail = BROKER_ERROR_RESPONSES[exc.code]
+        if exc.code in (BrokerErrorCode.REJECTED, BrokerErrorCode.INVALID_INPUT) and exc.broker_message:
+            # The broker's own words on why an order was refused are for the user; nothing else is.
+            detail = f"{detail} {exc.broker_message[:200]}"
+        if exc.retry_after:
+            headers["Retry-After"] = str(max(1, int(exc.retry_after)))
+        return Response(error_body(detail, status_code, code), status=status_code, headers=headers)
 
     if isinstance(exc, ApplicationError):
         body = error_body(exc.message, exc.status_code, exc.code, exc.errors)

@@ -1,0 +1,73 @@
+"""Token buckets shared by every process, so Thor never sends a request it knows will get a 429.
+
+With Redis each bucket is one hash updated by a Lua script (atomic across processes and
+hosts). Without Redis (the embedded mode) the buckets live in this process, which is the
+only one. If Redis is unreachable the call is let through: the broker's own limit still
+protects it, and a cache outage must never fail a request on its own (DESIGN.md section 6).
+"""
+
+import threading
+import time
+
+from django.conf import settings
+
+_TAKE_TOKEN = """
+local tokens = tonumber(redis.call('HGET', KEYS[1], 'tokens') or ARGV[2])
+local stamp = tonumber(redis.call('HGET', KEYS[1], 'stamp') or ARGV[3])
+local rate, capacity, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+tokens = math.min(capacity, tokens + math.max(0, now - stamp) * rate)
+local wait = 0
+if tokens >= 1 then tokens = tokens - 1 else wait = (1 - tokens) / rate end
+redis.call('HSET', KEYS[1], 'tokens', tokens, 'stamp', now)
+redis.call('EXPIRE', KEYS[1], math.ceil(capacity / rate) + 1)
+return tostring(wait)
+"""
+
+_local_lock = threading.Lock()
+_local_buckets: dict[str, tuple[float, float]] = {}
+
+
+def _take_local(bucket, rate, capacity, now):
+    with _local_lock:
+        tokens, stamp = _local_buckets.get(bucket, (capacity, now))
+        tokens = min(capacity, tokens + max(0.0, now - stamp) * rate)
+        wait = 0.0
+        if tokens >= 1:
+            tokens -= 1
+        else:
+            wait = (1 - tokens) / rate
+        _local_buckets[bucket] = (tokens, now)
+        return wait
+
+
+def _take_redis(bucket, rate, capacity, now):
+    from django_redis import get_redis_connection
+
+    try:
+        client = get_redis_connection("default")
+        return float(client.eval(_TAKE_TOKEN, 1, f"thor:bucket:{bucket}", rate, capacity, now))
+    except Exception:
+        return 0.0
+
+
+def _uses_redis():
+    return "django_redis" in settings.CACHES["default"]["BACKEND"]
+
+
+def acquire(bucket: str, *, rate: float, per: float = 1.0, wait: float = 0.0) -> bool:
+    """Take one token from `bucket` (refilling at `rate` per `per` seconds, burst of `rate`).
+
+    Waits up to `wait` seconds for a token; False when none could be had in time.
+    """
+    tokens_per_second = rate / per
+    capacity = max(1.0, float(rate))
+    take = _take_redis if _uses_redis() else _take_local
+    deadline = time.monotonic() + wait
+    while True:
+        needed = take(bucket, tokens_per_second, capacity, time.time())
+        if needed <= 0:
+            return True
+        # A failed take still counted as a refill step; sleep only as long as the deadline allows.
+        if time.monotonic() + needed > deadline:
+            return False
+        time.sleep(needed)

@@ -1,0 +1,97 @@
+"""Live broker reads: fresh cache, one upstream call at a time, last-good snapshot on failure.
+
+A read goes: fresh value (a few seconds, absorbs SPA polling) -> one upstream call under a
+single-flight lock (concurrent readers wait for it) -> the last-good snapshot (~5 minutes)
+when the broker fails or the rate budget is spent. Every answer says where it came from.
+"""
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Generic, TypeVar
+
+from django.core.cache import cache
+from django.utils import timezone
+
+from brokers.adapters.errors import BrokerError
+
+logger = logging.getLogger("thor.snapshots")
+T = TypeVar("T")
+
+LOCK_SECONDS = 15
+WAIT_STEP_SECONDS = 0.02
+
+
+@dataclass(frozen=True)
+class LiveRead(Generic[T]):
+    data: T
+    source: str  # live | cache | stale
+    as_of: datetime
+
+
+def key(tenant_slug: str, account_id, what: str) -> str:
+    return f"thor:{tenant_slug}:{account_id}:{what}"
+
+
+def _fresh_key(base):
+    return f"{base}:fresh"
+
+
+def _stale_key(base):
+    return f"{base}:last-good"
+
+
+def _lock_key(base):
+    return f"{base}:lock"
+
+
+def _store(base, data, fresh_ttl, stale_ttl) -> LiveRead:
+    entry = (data, timezone.now())
+    cache.set(_fresh_key(base), entry, fresh_ttl)
+    cache.set(_stale_key(base), entry, stale_ttl)
+    return LiveRead(data=data, source="live", as_of=entry[1])
+
+
+def _stale_or_raise(base, error: BrokerError) -> LiveRead:
+    entry = cache.get(_stale_key(base))
+    if entry is None or error.permanent:
+        raise error
+    logger.warning("Serving last-good snapshot for %s: %s", base, error.code)
+    return LiveRead(data=entry[0], source="stale", as_of=entry[1])
+
+
+def read_through(
+    key: str, fetch: Callable[[], T], *, fresh_ttl: float = 5, stale_ttl: float = 300, force: bool = False
+) -> LiveRead[T]:
+    if not force:
+        entry = cache.get(_fresh_key(key))
+        if entry is not None:
+            return LiveRead(data=entry[0], source="cache", as_of=entry[1])
+
+    token = uuid.uuid4().hex
+    deadline = time.monotonic() + LOCK_SECONDS
+    # add() is None when the cache is down: then there is no lock to wait for, call directly.
+    while cache.add(_lock_key(key), token, LOCK_SECONDS) is False:
+        # Someone else is calling the broker: wait for their answer rather than add a call.
+        entry = cache.get(_fresh_key(key))
+        if entry is not None:
+            return LiveRead(data=entry[0], source="cache", as_of=entry[1])
+        if time.monotonic() > deadline:
+            break
+        time.sleep(WAIT_STEP_SECONDS)
+    try:
+        data = fetch()
+    except BrokerError as error:
+        return _stale_or_raise(key, error)
+    finally:
+        if cache.get(_lock_key(key)) == token:
+            cache.delete(_lock_key(key))
+    return _store(key, data, fresh_ttl, stale_ttl)
+
+
+def forget(key: str) -> None:
+    """Drop the fresh copy (after a write such as an order), keeping the last-good snapshot."""
+    cache.delete(_fresh_key(key))
