@@ -8,3 +8,9 @@ def slash_optional(route, view, name=None):
     """
     bare = route.rstrip("/")
     return [path(bare, view, name=name), path(f"{bare}/", view)]
+
+
+def document_slashed_paths_only(endpoints, **kwargs):
+    """drf-spectacular hook: each route is documented once, in its trailing-slash form."""
+    paths = {path for path, *_ in endpoints}
+    return [endpoint for endpoint in endpoints if endpoint[0].endswith("/") or f"{endpoint[0]}/" not in paths]

@@ -113,7 +113,7 @@ TEMPLATES = [
 # --- Storage: embedded SQLite unless DATABASE_URL is set -------------------------------
 if env.str("DATABASE_URL", default=""):
     DATABASES = {"default": _env_or_fail(env.db_url, "DATABASE_URL")}
-    if DATABASES["default"]["ENGINE"] not in {
+    if DATABASES["default"].get("ENGINE") not in {
         "django.db.backends.postgresql",
         "django.db.backends.sqlite3",
     }:
@@ -232,6 +232,7 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
+    "PREPROCESSING_HOOKS": ["thor.routes.document_slashed_paths_only"],
 }
 
 # --- CORS: env origins plus every tenant's allowed origins (see identity.signals) -------
