@@ -1,0 +1,59 @@
+"""Run the local broker sandbox (a fake Kite Connect) until interrupted."""
+
+import json
+import os
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from brokers.sandbox import DEMO_USERS, Fault, KiteApp, SandboxServer
+
+
+class Command(BaseCommand):
+    help = "Run the local broker sandbox: a fake Kite Connect API with a login page and demo users."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--port", type=int, default=8100)
+        parser.add_argument("--host", default="127.0.0.1")
+
+    def handle(self, *args, port, host, **options):
+        demo_app = KiteApp(
+            api_key=getattr(settings, "THOR_SANDBOX_KITE_API_KEY", "thor_demo_key"),
+            api_secret=getattr(settings, "THOR_SANDBOX_KITE_API_SECRET", "thor_demo_secret"),
+            redirect_url=getattr(
+                settings, "THOR_SANDBOX_KITE_REDIRECT_URL", "http://127.0.0.1:8000/api/auth/broker/callback"
+            ),
+            postback_url=getattr(
+                settings, "THOR_SANDBOX_KITE_POSTBACK_URL", "http://127.0.0.1:8000/api/brokers/kite/postback/"
+            ),
+        )
+        try:
+            server = SandboxServer(apps=[demo_app], faults=_faults_from_env(), host=host, port=port)
+        except OSError as error:
+            raise CommandError(f"Cannot listen on {host}:{port}: {error}") from error
+
+        self.stdout.write(f"Broker sandbox listening on {server.url}")
+        self.stdout.write(f"Kite app: api_key={demo_app.api_key} redirect_url={demo_app.redirect_url}")
+        self.stdout.write(f"Kite login page: {server.url}/connect/login?v=3&api_key={demo_app.api_key}")
+        for user in DEMO_USERS:
+            self.stdout.write(f"Demo user: {user.user_id} / {user.password}")
+        self.stdout.write("Press Ctrl+C to stop.")
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            self.stdout.write("Stopping the broker sandbox.")
+        finally:
+            server.shutdown()
+
+
+def _faults_from_env() -> list[Fault]:
+    raw = os.environ.get("THOR_SANDBOX_FAULTS", "").strip()
+    if not raw:
+        return []
+    try:
+        entries = json.loads(raw)
+        if not isinstance(entries, list):
+            raise ValueError("expected a JSON list of faults")
+        return [Fault.from_mapping(entry) for entry in entries]
+    except ValueError as error:
+        raise CommandError(f"THOR_SANDBOX_FAULTS is invalid: {error}") from error

@@ -1,0 +1,131 @@
+"""Order validation and the bookkeeping a fill does on Kite positions and margins."""
+
+from collections.abc import Mapping
+
+from .kite_models import input_error
+from .market import load_json_fixture
+
+ORDER_TYPES = ("MARKET", "LIMIT", "SL", "SL-M")
+VALIDITIES = ("DAY", "IOC", "TTL")
+COMMODITY_EXCHANGES = ("MCX",)
+
+
+def require_choice(params: Mapping[str, str], name: str, choices: tuple[str, ...]) -> None:
+    if params.get(name) not in choices:
+        raise input_error(f"Invalid `{name}`.")
+
+
+def order_terms(params: Mapping[str, str], defaults: Mapping) -> dict:
+    """The modifiable terms of an order (type, quantity, prices, validity), validated."""
+    terms = {
+        "order_type": params.get("order_type") or defaults.get("order_type"),
+        "quantity": _positive_int(params.get("quantity") or defaults.get("quantity"), "quantity"),
+        "price": _price(params.get("price"), defaults.get("price", 0), "price"),
+        "trigger_price": _price(params.get("trigger_price"), defaults.get("trigger_price", 0), "trigger_price"),
+        "validity": params.get("validity") or defaults.get("validity"),
+    }
+    if params.get("disclosed_quantity"):
+        terms["disclosed_quantity"] = _non_negative_int(params["disclosed_quantity"], "disclosed_quantity")
+    if params.get("market_protection"):
+        terms["market_protection"] = _price(params["market_protection"], 0, "market_protection", allow_negative=True)
+    if terms["order_type"] not in ORDER_TYPES:
+        raise input_error("Invalid `order_type`.")
+    if terms["validity"] not in VALIDITIES:
+        raise input_error("Invalid `validity`.")
+    if terms["order_type"] in ("LIMIT", "SL") and terms["price"] <= 0:
+        raise input_error("Missing or invalid `price` for a limit order.")
+    if terms["order_type"] in ("SL", "SL-M") and terms["trigger_price"] <= 0:
+        raise input_error("Missing or invalid `trigger_price` for a stop-loss order.")
+    if terms["order_type"] in ("MARKET", "SL-M"):
+        terms["price"] = 0
+    if terms["order_type"] in ("MARKET", "LIMIT"):
+        terms["trigger_price"] = 0
+    return terms
+
+
+def _positive_int(raw, name: str) -> int:
+    value = _non_negative_int(raw, name)
+    if value == 0:
+        raise input_error(f"Invalid `{name}`.")
+    return value
+
+
+def _non_negative_int(raw, name: str) -> int:
+    text = str(raw).strip()
+    if not text.isdigit():
+        raise input_error(f"Invalid `{name}`.")
+    return int(text)
+
+
+def _price(raw: str | None, default: float, name: str, allow_negative: bool = False) -> float:
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise input_error(f"Invalid `{name}`.") from None
+    if value != value or value in (float("inf"), float("-inf")) or (value < 0 and not allow_negative):
+        raise input_error(f"Invalid `{name}`.")
+    return value
+
+
+def margin_segment(exchange: str) -> str:
+    return "commodity" if exchange in COMMODITY_EXCHANGES else "equity"
+
+
+def find_or_open_position(positions: list[dict], order: dict) -> dict:
+    for position in positions:
+        if (position["exchange"], position["tradingsymbol"], position["product"]) == (
+            order["exchange"],
+            order["tradingsymbol"],
+            order["product"],
+        ):
+            return position
+    position = dict.fromkeys(_POSITION_KEYS, 0)
+    position.update(
+        tradingsymbol=order["tradingsymbol"],
+        exchange=order["exchange"],
+        instrument_token=order["instrument_token"],
+        product=order["product"],
+        multiplier=1,
+    )
+    positions.append(position)
+    return position
+
+
+# New positions take the Kite mock's shape, with every number starting at zero.
+_POSITION_KEYS = tuple(load_json_fixture("positions.json")["data"]["net"][0])
+
+
+def add_fill_to_position(position: dict, signed_quantity: int, price: float) -> None:
+    side = "buy" if signed_quantity > 0 else "sell"
+    quantity = abs(signed_quantity)
+    value = quantity * price * position["multiplier"]
+    for prefix in (f"{side}_", f"day_{side}_"):
+        position[f"{prefix}quantity"] += quantity
+        position[f"{prefix}value"] = round(position[f"{prefix}value"] + value, 2)
+        position[f"{prefix}price"] = round(
+            position[f"{prefix}value"] / (position[f"{prefix}quantity"] * position["multiplier"]), 4
+        )
+    position[f"{side}_m2m"] = position[f"{side}_value"]
+    position["quantity"] = position["buy_quantity"] - position["sell_quantity"]
+    if position["quantity"] > 0:
+        position["average_price"] = position["buy_price"]
+    elif position["quantity"] < 0:
+        position["average_price"] = position["sell_price"]
+    else:
+        position["average_price"] = 0
+    position["value"] = round(position["sell_value"] - position["buy_value"], 2)
+
+
+def mark_to_market(position: dict, last_price: float) -> None:
+    position["last_price"] = last_price
+    pnl = round(position["value"] + position["quantity"] * last_price * position["multiplier"], 2)
+    position.update(pnl=pnl, m2m=pnl, unrealised=pnl)
+
+
+def charge_margins(segment: dict, signed_value: float) -> None:
+    """A buy uses cash and a sell frees it; Kite shows that in `net` and `live_balance`."""
+    segment["net"] = round(segment["net"] - signed_value, 2)
+    segment["available"]["live_balance"] = round(segment["available"]["live_balance"] - signed_value, 2)
+    segment["utilised"]["debits"] = round(segment["utilised"]["debits"] + signed_value, 2)

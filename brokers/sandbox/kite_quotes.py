@@ -1,0 +1,43 @@
+"""Kite quote payloads (`/quote`, `/quote/ohlc`, `/quote/ltp`) built from the simulated market."""
+
+from .market import Instrument, Market
+
+
+def kite_quote(market: Market, instrument: Instrument, mode: str, timestamp: str) -> dict:
+    """The quote of one instrument in Kite's shape for `mode` ("quote", "ohlc" or "ltp")."""
+    last_price = market.price(instrument)
+    quote = {"instrument_token": instrument.token, "last_price": last_price}
+    if mode == "ltp":
+        return quote
+    low, high = market.day_range(instrument)
+    close = instrument.base_price
+    quote["ohlc"] = {"open": close, "high": high, "low": low, "close": close}
+    if mode == "ohlc":
+        return quote
+    tick = instrument.tick_size
+    return {
+        "instrument_token": instrument.token,
+        "timestamp": timestamp,
+        "last_trade_time": timestamp,
+        "last_price": last_price,
+        "last_quantity": 5,
+        "buy_quantity": 5000,
+        "sell_quantity": 5000,
+        "volume": 1_000_000,
+        "average_price": round((high + low) / 2, 2),
+        "oi": 0,
+        "oi_day_high": 0,
+        "oi_day_low": 0,
+        "net_change": round(last_price - close, 2),
+        "lower_circuit_limit": round(close * 0.9, 2),
+        "upper_circuit_limit": round(close * 1.1, 2),
+        "ohlc": quote["ohlc"],
+        "depth": {
+            "buy": [_depth_level(last_price - tick * level) for level in range(1, 6)],
+            "sell": [_depth_level(last_price + tick * level) for level in range(1, 6)],
+        },
+    }
+
+
+def _depth_level(price: float) -> dict:
+    return {"price": round(price, 2), "quantity": 100, "orders": 2}

@@ -1,0 +1,455 @@
+"""In-memory Kite Connect: sessions, and per-user orders, trades, positions, margins and quotes.
+
+Every public method takes the shared sandbox lock, so the HTTP threads, the ticker thread and a test
+inspecting the state all see one consistent picture.
+"""
+
+import copy
+import hashlib
+import hmac
+import itertools
+import secrets
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, timedelta, timezone
+
+from .kite_ledger import (
+    add_fill_to_position,
+    charge_margins,
+    find_or_open_position,
+    margin_segment,
+    mark_to_market,
+    order_terms,
+    require_choice,
+)
+from .kite_models import (
+    DEMO_USERS,
+    EXPIRED_TOKEN_MESSAGE,
+    KiteAccount,
+    KiteApp,
+    KiteOrder,
+    RequestToken,
+    Session,
+    input_error,
+    seed_account,
+    token_error,
+)
+from .kite_quotes import kite_quote
+from .market import KITE_EXCHANGES, Instrument, Market, load_json_fixture
+from .state import PostbackSender
+
+IST = timezone(timedelta(hours=5, minutes=30))
+REQUEST_TOKEN_TTL_SECONDS = 300
+# Kite access tokens die at 06:00 IST the next morning.
+SESSION_EXPIRY_HOUR_IST = 6
+
+VARIETIES = ("regular", "amo", "co", "iceberg", "auction")
+TRANSACTION_TYPES = ("BUY", "SELL")
+PRODUCTS = ("CNC", "NRML", "MIS", "MTF", "CO", "BO")
+MARGIN_SEGMENTS = ("equity", "commodity")
+RESTING_STATUSES = ("OPEN", "TRIGGER PENDING")
+# Intermediate validation states are in the history but, as on Kite, are not posted back.
+POSTBACK_STATUSES = ("OPEN", "TRIGGER PENDING", "COMPLETE", "CANCELLED", "REJECTED")
+MAX_QUOTE_INSTRUMENTS = {"quote": 500, "ohlc": 1000, "ltp": 1000}
+MAX_TAG_LENGTH = 20
+
+
+class KiteState:
+    def __init__(
+        self,
+        *,
+        lock: threading.RLock,
+        clock: Callable[[], float],
+        market: Market,
+        postbacks: PostbackSender,
+        apps: Iterable[KiteApp | Mapping] = (),
+    ):
+        self._lock = lock
+        self._clock = clock
+        self.market = market
+        self._postbacks = postbacks
+        self.apps: dict[str, KiteApp] = {}
+        self.accounts: dict[str, KiteAccount] = {user.user_id: seed_account(user) for user in DEMO_USERS}
+        self.request_tokens: dict[str, RequestToken] = {}
+        self.sessions: dict[str, Session] = {}
+        # Open and trigger-pending orders by id, so matching on every call skips finished orders.
+        self._resting: dict[str, KiteOrder] = {}
+        self._sequence = itertools.count(1)
+        self._session_template = load_json_fixture("generate_session.json")["data"]
+        self._postback_template = load_json_fixture("postback.json")
+        for app in apps:
+            self.register_app(app if isinstance(app, KiteApp) else KiteApp.from_mapping(app))
+
+    # --- apps and login -------------------------------------------------------------------
+
+    def register_app(self, app: KiteApp) -> None:
+        with self._lock:
+            self.apps[app.api_key] = app
+
+    def app(self, api_key: str | None) -> KiteApp | None:
+        with self._lock:
+            return self.apps.get(api_key or "")
+
+    def login(self, api_key: str, user_id: str, password: str) -> str | None:
+        """A fresh single-use request token, or None when the credentials are wrong."""
+        with self._lock:
+            account = self.accounts.get(user_id.strip().upper())
+            if account is None or not hmac.compare_digest(account.password.encode(), password.encode()):
+                return None
+            request_token = secrets.token_urlsafe(24)
+            self.request_tokens[request_token] = RequestToken(
+                api_key=api_key,
+                user_id=account.user_id,
+                expires_at=self._clock() + REQUEST_TOKEN_TTL_SECONDS,
+            )
+            return request_token
+
+    def create_session(self, api_key: str, request_token: str, checksum: str) -> dict:
+        with self._lock:
+            app = self.apps.get(api_key)
+            if app is None:
+                raise token_error("Invalid `api_key`.")
+            expected = hashlib.sha256((api_key + request_token + app.api_secret).encode()).hexdigest()
+            if not hmac.compare_digest(expected.encode(), checksum.encode()):
+                raise token_error("Invalid `checksum`.")
+            grant = self.request_tokens.get(request_token)
+            if grant is None or grant.used or grant.api_key != api_key or grant.expires_at < self._clock():
+                raise token_error(EXPIRED_TOKEN_MESSAGE)
+            grant.used = True
+            now = self._now()
+            session = Session(
+                api_key=api_key,
+                user_id=grant.user_id,
+                access_token=secrets.token_urlsafe(24),
+                expires_at=_next_session_expiry(now).timestamp(),
+                login_time=_kite_time(now),
+            )
+            self.sessions[session.access_token] = session
+            profile = self.accounts[grant.user_id].profile
+            payload = copy.deepcopy(self._session_template)
+            payload.update({key: copy.deepcopy(value) for key, value in profile.items() if key in payload})
+            payload.update(
+                api_key=api_key,
+                access_token=session.access_token,
+                public_token=secrets.token_hex(16),
+                enctoken=secrets.token_urlsafe(24),
+                refresh_token="",
+                login_time=session.login_time,
+            )
+            return payload
+
+    def invalidate_session(self, api_key: str, access_token: str) -> None:
+        with self._lock:
+            session = self.sessions.get(access_token)
+            if session is not None and session.api_key == api_key:
+                del self.sessions[access_token]
+
+    def expire_sessions(self, user_id: str | None = None) -> None:
+        """Make access tokens expire now, as the 06:00 IST reset does (for tests)."""
+        with self._lock:
+            for session in self.sessions.values():
+                if user_id is None or session.user_id == user_id:
+                    session.expires_at = self._clock() - 1
+
+    def authenticate(self, authorization: str | None) -> Session:
+        scheme, _, credentials = (authorization or "").partition(" ")
+        api_key, _, access_token = credentials.partition(":")
+        with self._lock:
+            session = self.sessions.get(access_token)
+            if scheme.lower() != "token" or session is None or session.api_key != api_key:
+                raise token_error()
+            if session.expires_at < self._clock():
+                raise token_error(EXPIRED_TOKEN_MESSAGE)
+            return session
+
+    # --- reads ----------------------------------------------------------------------------
+
+    def profile(self, session: Session) -> dict:
+        with self._lock:
+            return copy.deepcopy(self.accounts[session.user_id].profile)
+
+    def margins(self, session: Session, segment: str | None = None) -> dict:
+        if segment is not None and segment not in MARGIN_SEGMENTS:
+            raise input_error("Invalid segment.")
+        with self._lock:
+            margins = copy.deepcopy(self.accounts[session.user_id].margins)
+        return margins[segment] if segment else margins
+
+    def holdings(self, session: Session) -> list[dict]:
+        with self._lock:
+            holdings = copy.deepcopy(self.accounts[session.user_id].holdings)
+        for holding in holdings:
+            instrument = self.market.find(f"{holding['exchange']}:{holding['tradingsymbol']}")
+            if instrument is None:
+                continue
+            last_price = self.market.price(instrument)
+            holding["last_price"] = last_price
+            holding["pnl"] = round((last_price - holding["average_price"]) * holding["quantity"], 2)
+            holding["day_change"] = round(last_price - holding["close_price"], 2)
+            if holding["close_price"]:
+                holding["day_change_percentage"] = holding["day_change"] / holding["close_price"] * 100
+        return holdings
+
+    def positions(self, session: Session) -> dict:
+        with self._lock:
+            positions = copy.deepcopy(self.accounts[session.user_id].positions)
+        for position in positions["net"] + positions["day"]:
+            instrument = self.market.find(f"{position['exchange']}:{position['tradingsymbol']}")
+            if instrument is not None:
+                mark_to_market(position, self.market.price(instrument))
+        return positions
+
+    def orders(self, session: Session) -> list[dict]:
+        with self._lock:
+            return [copy.deepcopy(order.current) for order in self.accounts[session.user_id].orders.values()]
+
+    def order_history(self, session: Session, order_id: str) -> list[dict]:
+        with self._lock:
+            return copy.deepcopy(self._own_order(session, order_id).history)
+
+    def order_trades(self, session: Session, order_id: str) -> list[dict]:
+        with self._lock:
+            self._own_order(session, order_id)
+            trades = self.accounts[session.user_id].trades
+            return [copy.deepcopy(trade) for trade in trades if trade["order_id"] == order_id]
+
+    def trades(self, session: Session) -> list[dict]:
+        with self._lock:
+            return copy.deepcopy(self.accounts[session.user_id].trades)
+
+    def quotes(self, references: list[str], mode: str) -> dict[str, dict]:
+        """Quotes keyed by the reference as asked ("NSE:INFY" or a token); unknown ones are left out."""
+        if not references:
+            raise input_error("No instruments specified.")
+        if len(references) > MAX_QUOTE_INSTRUMENTS[mode]:
+            raise input_error(f"Too many instruments: at most {MAX_QUOTE_INSTRUMENTS[mode]} per call.")
+        self.match_resting_orders()
+        quotes = {}
+        for reference in references:
+            instrument = self.market.find(reference)
+            if instrument is not None:
+                quotes[reference] = kite_quote(self.market, instrument, mode, _kite_time(self._now()))
+        return quotes
+
+    # --- orders ---------------------------------------------------------------------------
+
+    def place_order(self, session: Session, variety: str, params: Mapping[str, str]) -> str:
+        if variety not in VARIETIES:
+            raise input_error("Invalid `variety`.")
+        for name in ("exchange", "tradingsymbol", "transaction_type", "quantity", "product", "order_type"):
+            if not params.get(name):
+                raise input_error(f"Missing `{name}`.")
+        require_choice(params, "exchange", KITE_EXCHANGES)
+        require_choice(params, "transaction_type", TRANSACTION_TYPES)
+        require_choice(params, "product", PRODUCTS)
+        terms = order_terms(params, defaults={"validity": "DAY"})
+        tag = params.get("tag") or None
+        if tag is not None and len(tag) > MAX_TAG_LENGTH:
+            raise input_error(f"`tag` must be at most {MAX_TAG_LENGTH} characters.")
+        instrument = self.market.find(f"{params['exchange']}:{params['tradingsymbol']}")
+        if instrument is None:
+            raise input_error("The instrument you are placing an order for has either expired or does not exist.")
+
+        with self._lock:
+            account = self.accounts[session.user_id]
+            sequence = next(self._sequence)
+            now = _kite_time(self._now())
+            order_id = f"{self._now():%y%m%d}{sequence:09d}"
+            record = {
+                "account_id": account.user_id,
+                "placed_by": account.user_id,
+                "order_id": order_id,
+                "exchange_order_id": None,
+                "parent_order_id": None,
+                "status": "PUT ORDER REQ RECEIVED",
+                "status_message": None,
+                "status_message_raw": None,
+                "order_timestamp": now,
+                "exchange_update_timestamp": None,
+                "exchange_timestamp": None,
+                "variety": variety,
+                "modified": False,
+                "exchange": instrument.exchange,
+                "tradingsymbol": instrument.tradingsymbol,
+                "instrument_token": instrument.token,
+                "transaction_type": params["transaction_type"],
+                "product": params["product"],
+                "validity_ttl": 0,
+                "disclosed_quantity": 0,
+                "average_price": 0,
+                "filled_quantity": 0,
+                "pending_quantity": terms["quantity"],
+                "cancelled_quantity": 0,
+                "market_protection": 0,
+                "meta": {},
+                "tag": tag,
+                "tags": [tag] if tag else [],
+                "guid": uuid.uuid4().hex,
+                **terms,
+            }
+            order = KiteOrder(user_id=account.user_id, api_key=session.api_key, history=[record])
+            account.orders[order_id] = order
+            self._transition(order, "VALIDATION PENDING")
+            shortfall = self._margin_shortfall(account, instrument, record)
+            if shortfall:
+                self._transition(order, "REJECTED", status_message=shortfall, status_message_raw=shortfall)
+                return order_id
+            self._transition(order, "OPEN PENDING")
+            self._transition(
+                order,
+                "TRIGGER PENDING" if record["order_type"] in ("SL", "SL-M") else "OPEN",
+                exchange_order_id=f"13{sequence:014d}",
+                exchange_timestamp=now,
+            )
+            self._match_order(account, order)
+            return order_id
+
+    def modify_order(self, session: Session, variety: str, order_id: str, params: Mapping[str, str]) -> str:
+        if variety not in VARIETIES:
+            raise input_error("Invalid `variety`.")
+        with self._lock:
+            account = self.accounts[session.user_id]
+            order = self._own_order(session, order_id)
+            current = order.current
+            if current["status"] not in RESTING_STATUSES:
+                raise input_error(f"Order cannot be modified as it is {current['status']}.")
+            terms = order_terms(params, defaults=current)
+            self._transition(order, "MODIFY VALIDATION PENDING")
+            self._transition(order, "MODIFY PENDING")
+            self._transition(order, "MODIFIED", modified=True, pending_quantity=terms["quantity"], **terms)
+            self._transition(order, "TRIGGER PENDING" if terms["order_type"] in ("SL", "SL-M") else "OPEN")
+            self._match_order(account, order)
+            return order_id
+
+    def cancel_order(self, session: Session, variety: str, order_id: str) -> str:
+        if variety not in VARIETIES:
+            raise input_error("Invalid `variety`.")
+        with self._lock:
+            order = self._own_order(session, order_id)
+            current = order.current
+            if current["status"] not in RESTING_STATUSES:
+                raise input_error(f"Order cannot be cancelled as it is {current['status']}.")
+            self._transition(order, "CANCEL PENDING")
+            self._transition(order, "CANCELLED", cancelled_quantity=current["pending_quantity"])
+            return order_id
+
+    def match_resting_orders(self) -> None:
+        """Fill or trigger every resting order the current prices cross."""
+        with self._lock:
+            for order in list(self._resting.values()):
+                self._match_order(self.accounts[order.user_id], order)
+
+    def _own_order(self, session: Session, order_id: str) -> KiteOrder:
+        order = self.accounts[session.user_id].orders.get(order_id)
+        if order is None:
+            raise input_error("Couldn't find that `order_id`.")
+        return order
+
+    def _margin_shortfall(self, account: KiteAccount, instrument: Instrument, record: dict) -> str | None:
+        if record["transaction_type"] != "BUY":
+            return None
+        unit_price = record["price"] or record["trigger_price"] or self.market.price(instrument)
+        required = unit_price * record["quantity"]
+        available = account.margins[margin_segment(instrument.exchange)]["net"]
+        if required <= available:
+            return None
+        return (
+            f"Insufficient funds. Required margin is {required:.2f} but available margin is "
+            f"{available:.2f}. Check the orderbook for open orders."
+        )
+
+    def _match_order(self, account: KiteAccount, order: KiteOrder) -> None:
+        current = order.current
+        instrument = self.market.find(f"{current['exchange']}:{current['tradingsymbol']}")
+        if instrument is None:
+            return
+        price = self.market.price(instrument)
+        buying = current["transaction_type"] == "BUY"
+        if current["status"] == "TRIGGER PENDING":
+            triggered = price >= current["trigger_price"] if buying else price <= current["trigger_price"]
+            if not triggered:
+                return
+            if current["order_type"] == "SL":
+                self._transition(order, "OPEN")
+        order_type = order.current["order_type"]
+        if order_type == "LIMIT" or (order_type == "SL" and order.current["status"] == "OPEN"):
+            crossed = price <= current["price"] if buying else price >= current["price"]
+            if not crossed:
+                return
+        self._fill(account, order, instrument, price)
+
+    def _fill(self, account: KiteAccount, order: KiteOrder, instrument: Instrument, price: float) -> None:
+        current = order.current
+        quantity = current["pending_quantity"]
+        now = _kite_time(self._now())
+        self._transition(
+            order,
+            "COMPLETE",
+            average_price=price,
+            filled_quantity=current["filled_quantity"] + quantity,
+            pending_quantity=0,
+            exchange_timestamp=now,
+        )
+        account.trades.append(
+            {
+                "trade_id": f"{next(self._sequence):08d}",
+                "order_id": current["order_id"],
+                "exchange": current["exchange"],
+                "tradingsymbol": current["tradingsymbol"],
+                "instrument_token": current["instrument_token"],
+                "product": current["product"],
+                "average_price": price,
+                "quantity": quantity,
+                "exchange_order_id": current["exchange_order_id"],
+                "transaction_type": current["transaction_type"],
+                "fill_timestamp": now,
+                "order_timestamp": now[-8:],
+                "exchange_timestamp": now,
+            }
+        )
+        signed_quantity = quantity if current["transaction_type"] == "BUY" else -quantity
+        for bucket in ("net", "day"):
+            position = find_or_open_position(account.positions[bucket], current)
+            add_fill_to_position(position, signed_quantity, price)
+            mark_to_market(position, price)
+        charge_margins(account.margins[margin_segment(instrument.exchange)], signed_quantity * price)
+
+    def _transition(self, order: KiteOrder, status: str, **changes) -> None:
+        record = {**copy.deepcopy(order.current), **changes, "status": status}
+        if status != "PUT ORDER REQ RECEIVED":
+            record["exchange_update_timestamp"] = _kite_time(self._now())
+        order.history.append(record)
+        if status in RESTING_STATUSES:
+            self._resting[record["order_id"]] = order
+        else:
+            self._resting.pop(record["order_id"], None)
+        if status in POSTBACK_STATUSES:
+            self._send_postback(order)
+
+    def _send_postback(self, order: KiteOrder) -> None:
+        app = self.apps.get(order.api_key)
+        if app is None or not app.postback_url:
+            return
+        current = order.current
+        payload = {key: copy.deepcopy(current.get(key)) for key in self._postback_template}
+        checksum_source = current["order_id"] + current["order_timestamp"] + app.api_secret
+        payload.update(
+            user_id=current["placed_by"],
+            unfilled_quantity=current["pending_quantity"],
+            app_id=app.app_id,
+            checksum=hashlib.sha256(checksum_source.encode()).hexdigest(),
+        )
+        self._postbacks.send(app.postback_url, payload)
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock(), IST)
+
+
+def _kite_time(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _next_session_expiry(now: datetime) -> datetime:
+    expiry = now.replace(hour=SESSION_EXPIRY_HOUR_IST, minute=0, second=0, microsecond=0)
+    return expiry if expiry > now else expiry + timedelta(days=1)

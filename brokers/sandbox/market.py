@@ -1,0 +1,178 @@
+"""The simulated market: an instrument catalogue and a price for every instrument at any moment.
+
+Prices oscillate slowly and deterministically around a base price, so resting limit orders near
+the price cross within a minute, and tests can pin an exact price when they need one.
+"""
+
+import csv
+import io
+import json
+import math
+import threading
+import zlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+FIXTURES_DIR = Path(__file__).parent / "fixtures"
+
+KITE_EXCHANGES = ("NSE", "BSE", "NFO", "CDS", "BFO", "MCX", "BCD")
+DEFAULT_BASE_PRICE = 100.0
+# Instruments the Kite mocks do not list but every demo needs (real tokens and symbols).
+EXTRA_INSTRUMENTS_CSV = "sandbox_instruments.csv"
+
+
+def load_json_fixture(name: str):
+    return json.loads((FIXTURES_DIR / name).read_text(encoding="utf-8"))
+
+
+def read_csv_fixture(name: str) -> list[dict[str, str]]:
+    with open(FIXTURES_DIR / name, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+@dataclass(frozen=True)
+class Instrument:
+    token: int
+    exchange: str
+    tradingsymbol: str
+    base_price: float
+    tick_size: float = 0.05
+    lot_size: int = 1
+
+    @property
+    def key(self) -> str:
+        return f"{self.exchange}:{self.tradingsymbol}"
+
+
+class InstrumentCatalogue:
+    """Instrument rows as Kite serves them in `/instruments`, plus what the market needs to price them."""
+
+    def __init__(self):
+        self.all_rows = read_csv_fixture("instruments_all.csv")
+        self.nse_rows = read_csv_fixture("instruments_nse.csv")
+        extra_rows = read_csv_fixture(EXTRA_INSTRUMENTS_CSV)
+        self.all_rows += extra_rows
+        self.nse_rows += [row for row in extra_rows if row["exchange"] == "NSE"]
+        self.fieldnames = list(self.all_rows[0].keys())
+
+    def csv_text(self, exchange: str | None = None) -> str:
+        if exchange is None:
+            rows = self.all_rows
+        elif exchange == "NSE":
+            rows = self.nse_rows
+        else:
+            rows = [row for row in self.all_rows if row["exchange"] == exchange]
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=self.fieldnames, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        return buffer.getvalue()
+
+    def instruments(self) -> list[Instrument]:
+        """Every instrument with its base price; later sources override earlier ones."""
+        by_key: dict[str, Instrument] = {}
+        for row in self.nse_rows + self.all_rows:
+            listed_price = float(row["last_price"] or 0)
+            instrument = Instrument(
+                token=int(row["instrument_token"]),
+                exchange=row["exchange"],
+                tradingsymbol=row["tradingsymbol"],
+                base_price=listed_price if listed_price > 0 else DEFAULT_BASE_PRICE,
+                tick_size=float(row["tick_size"] or 0) or 0.05,
+                lot_size=int(row["lot_size"] or 1),
+            )
+            by_key[instrument.key] = instrument
+        for key, token, price in _fixture_prices():
+            exchange, tradingsymbol = key.split(":", 1)
+            known = by_key.get(key)
+            by_key[key] = Instrument(
+                token=token,
+                exchange=exchange,
+                tradingsymbol=tradingsymbol,
+                base_price=price,
+                tick_size=known.tick_size if known else 0.05,
+                lot_size=known.lot_size if known else 1,
+            )
+        return list(by_key.values())
+
+
+def _fixture_prices() -> Iterable[tuple[str, int, float]]:
+    """(key, token, price) from the Kite mocks, weakest source first."""
+    positions = load_json_fixture("positions.json")["data"]
+    for item in load_json_fixture("holdings.json")["data"] + positions["net"] + positions["day"]:
+        yield f"{item['exchange']}:{item['tradingsymbol']}", item["instrument_token"], item["last_price"]
+    for name in ("ltp.json", "quote.json"):
+        for key, item in load_json_fixture(name)["data"].items():
+            yield key, item["instrument_token"], item["last_price"]
+
+
+class Market:
+    OSCILLATION = 0.005
+    PERIOD_SECONDS = 60.0
+
+    def __init__(self, instruments: Iterable[Instrument], *, clock: Callable[[], float], lock: threading.RLock):
+        self._clock = clock
+        self._lock = lock
+        self._by_key: dict[str, Instrument] = {}
+        self._by_token: dict[int, Instrument] = {}
+        self._pinned: dict[str, float] = {}
+        for instrument in instruments:
+            self._add(instrument)
+
+    def _add(self, instrument: Instrument) -> None:
+        self._by_key[instrument.key] = instrument
+        self._by_token[instrument.token] = instrument
+
+    def find(self, reference: str) -> Instrument | None:
+        """Look up "EXCH:SYMBOL" or a numeric instrument token."""
+        with self._lock:
+            if reference.isdigit():
+                return self._by_token.get(int(reference))
+            return self._by_key.get(reference)
+
+    def price(self, instrument: Instrument) -> float:
+        with self._lock:
+            pinned = self._pinned.get(instrument.key)
+        if pinned is not None:
+            return pinned
+        # A per-instrument phase keeps instruments from all moving in lockstep.
+        phase = zlib.crc32(instrument.key.encode()) % 360
+        angle = 2 * math.pi * self._clock() / self.PERIOD_SECONDS + math.radians(phase)
+        raw = instrument.base_price * (1 + self.OSCILLATION * math.sin(angle))
+        return round(round(raw / instrument.tick_size) * instrument.tick_size, 4)
+
+    def day_range(self, instrument: Instrument) -> tuple[float, float]:
+        low = instrument.base_price * (1 - self.OSCILLATION)
+        high = instrument.base_price * (1 + self.OSCILLATION)
+        last = self.price(instrument)
+        return round(min(low, last), 2), round(max(high, last), 2)
+
+    def pin(self, key: str, price: float | None) -> Instrument:
+        """Pin (or with None, release) a price; pinning an unknown "EXCH:SYMBOL" lists it."""
+        exchange, _, tradingsymbol = key.partition(":")
+        if exchange not in KITE_EXCHANGES or not tradingsymbol:
+            raise ValueError(f"Unknown instrument {key!r}: use EXCHANGE:TRADINGSYMBOL")
+        with self._lock:
+            instrument = self._by_key.get(key)
+            if instrument is None:
+                if price is None:
+                    raise ValueError(f"Unknown instrument {key!r}")
+                instrument = Instrument(
+                    token=self._unused_token(key),
+                    exchange=exchange,
+                    tradingsymbol=tradingsymbol,
+                    base_price=price,
+                )
+                self._add(instrument)
+            if price is None:
+                self._pinned.pop(key, None)
+            else:
+                self._pinned[key] = price
+            return instrument
+
+    def _unused_token(self, key: str) -> int:
+        token = zlib.crc32(key.encode()) | 1 << 32
+        while token in self._by_token:
+            token += 1
+        return token

@@ -1,0 +1,288 @@
+"""The sandbox HTTP server: one port for every fake broker plus the `/_sandbox` control API.
+
+Brokers are mounted by path prefix (Kite at the root; Schwab will sit under `/v1/oauth` and
+`/trader/v1`). The control API registers apps, pins prices, injects faults and reads call counts;
+it is never subject to faults and is not counted.
+"""
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Protocol
+from urllib.parse import parse_qs, urlsplit
+
+from .kite_api import KiteApi
+from .kite_models import KiteApp
+from .kite_state import KiteState
+from .market import InstrumentCatalogue, Market
+from .state import CallStats, Fault, FaultBook, PostbackSender
+from .web import MethodNotAllowed, Request, Response, RouteNotFound, Router
+
+logger = logging.getLogger("thor.sandbox")
+
+MAX_BODY_BYTES = 1024 * 1024
+CONTROL_PREFIX = "/_sandbox"
+
+
+class BrokerApi(Protocol):
+    name: str
+    prefix: str
+
+    def handle(self, request: Request) -> Response: ...
+
+    def error_response(self, status: int, message: str) -> Response: ...
+
+
+class SandboxState:
+    """Everything the sandbox knows, behind one lock shared by all its parts."""
+
+    def __init__(
+        self,
+        *,
+        apps: Iterable[KiteApp | Mapping] = (),
+        faults: Iterable[Fault | Mapping] = (),
+        clock: Callable[[], float] = time.time,
+    ):
+        self.lock = threading.RLock()
+        self.stats = CallStats(self.lock)
+        self.faults = FaultBook(self.lock, faults)
+        self.market = Market(InstrumentCatalogue().instruments(), clock=clock, lock=self.lock)
+        self.postbacks = PostbackSender(self.stats)
+        self.kite = KiteState(lock=self.lock, clock=clock, market=self.market, postbacks=self.postbacks, apps=apps)
+
+
+class SandboxServer:
+    """Serve with `serve_forever()` (blocking) and stop with `shutdown()` from another thread."""
+
+    def __init__(
+        self,
+        *,
+        apps: Iterable[KiteApp | Mapping] = (),
+        faults: Iterable[Fault | Mapping] = (),
+        host: str = "127.0.0.1",
+        port: int = 0,
+        tick_seconds: float | None = 1.0,
+        clock: Callable[[], float] = time.time,
+    ):
+        self.state = SandboxState(apps=apps, faults=faults, clock=clock)
+        # Longest prefix first, so a broker under /trader/v1 wins over Kite at the root.
+        self.brokers: list[BrokerApi] = sorted([KiteApi(self.state.kite)], key=lambda api: -len(api.prefix))
+        self.control = _control_router(self.state)
+        self._tick_seconds = tick_seconds
+        self._stopping = threading.Event()
+        self._httpd = _HTTPServer((host, port), _RequestHandler)
+        self._httpd.sandbox = self
+
+    @property
+    def url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def serve_forever(self) -> None:
+        if self._tick_seconds:
+            threading.Thread(target=self._tick_forever, name="sandbox-ticker", daemon=True).start()
+        self._httpd.serve_forever(poll_interval=0.2)
+
+    def shutdown(self) -> None:
+        self._stopping.set()
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self.state.postbacks.close()
+
+    def _tick_forever(self) -> None:
+        """Fill resting orders as prices move even when nobody is calling (so postbacks still flow)."""
+        while not self._stopping.wait(self._tick_seconds):
+            try:
+                self.state.kite.match_resting_orders()
+            except Exception:
+                logger.exception("Sandbox ticker failed")
+
+    def broker_for(self, path: str) -> BrokerApi:
+        return next(api for api in self.brokers if path.startswith(api.prefix))
+
+    def dispatch(self, request: Request) -> Response | None:
+        """The answer to one call, or None to drop the connection without answering."""
+        if _is_control_path(request.path):
+            return _dispatch_control(self.control, request)
+        broker = self.broker_for(request.path)
+        outcome = self.state.faults.take(broker.name, request.path)
+        if outcome.latency_ms:
+            time.sleep(outcome.latency_ms / 1000)
+        fault = outcome.fault
+        if fault is None:
+            response = broker.handle(request)
+        elif fault.kind == "drop":
+            self.state.stats.record_call(request.method, request.path, "dropped")
+            return None
+        elif fault.kind == "429":
+            response = broker.error_response(429, "Too many requests.")
+        elif fault.kind == "5xx":
+            status = fault.status or 500
+            message = "Something went wrong." if status == 500 else "Service temporarily unavailable."
+            response = broker.error_response(status, message)
+        else:
+            response = broker.error_response(403, "Token is invalid or has expired.")
+        self.state.stats.record_call(request.method, request.path, str(response.status))
+        return response
+
+    def reject(self, method: str, path: str, status: int, message: str) -> Response:
+        """An error answer built without the broker's handlers: a body the server refuses to read,
+        or a failure inside a handler."""
+        if _is_control_path(path):
+            return _control_error(status, message)
+        response = self.broker_for(path).error_response(status, message)
+        self.state.stats.record_call(method, path, str(status))
+        return response
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+    sandbox: SandboxServer
+
+
+class _RequestHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "ThorBrokerSandbox/1.0"
+    # Seconds a client may stall mid-request before its connection is closed.
+    timeout = 30
+    server: _HTTPServer
+
+    def do_GET(self):
+        self._serve()
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = do_GET
+
+    def _serve(self) -> None:
+        sandbox = self.server.sandbox
+        url = urlsplit(self.path)
+        path = url.path or "/"
+        try:
+            body, refusal = self._read_body()
+            if refusal is not None:
+                self.close_connection = True
+                response = sandbox.reject(self.command, path, *refusal)
+            else:
+                request = Request(
+                    method=self.command,
+                    path=path,
+                    query=parse_qs(url.query, keep_blank_values=True),
+                    headers=self.headers,
+                    body=body,
+                )
+                response = sandbox.dispatch(request)
+        except Exception:
+            logger.exception("Sandbox failed on %s %s", self.command, path)
+            response = sandbox.reject(self.command, path, 500, "Internal error.")
+        if response is None:
+            self.close_connection = True
+            return
+        self._write(response)
+
+    def _read_body(self) -> tuple[bytes, tuple[int, str] | None]:
+        if self.headers.get("Transfer-Encoding"):
+            return b"", (411, "Send a Content-Length; chunked bodies are not supported.")
+        raw_length = self.headers.get("Content-Length", "0").strip() or "0"
+        if not raw_length.isdigit():
+            return b"", (400, "Invalid Content-Length.")
+        length = int(raw_length)
+        if length > MAX_BODY_BYTES:
+            return b"", (413, "Request body too large.")
+        return self.rfile.read(length), None
+
+    def _write(self, response: Response) -> None:
+        self.send_response(response.status)
+        self.send_header("Content-Type", response.content_type)
+        self.send_header("Content-Length", str(len(response.body)))
+        for name, value in response.headers.items():
+            self.send_header(name, value)
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(response.body)
+
+    def log_message(self, format, *args):
+        logger.debug("%s - %s", self.address_string(), format % args)
+
+
+# --- control API ------------------------------------------------------------------------------
+
+
+def _is_control_path(path: str) -> bool:
+    return path == CONTROL_PREFIX or path.startswith(CONTROL_PREFIX + "/")
+
+
+def _control_error(status: int, message: str) -> Response:
+    return Response.json({"error": message}, status)
+
+
+def _dispatch_control(router: Router, request: Request) -> Response:
+    try:
+        handler, request.path_params = router.resolve(request.method, request.path)
+    except RouteNotFound:
+        return _control_error(404, "Unknown sandbox control path.")
+    except MethodNotAllowed:
+        return _control_error(405, "Method not allowed.")
+    try:
+        return handler(request)
+    except ValueError as error:
+        return _control_error(400, str(error))
+
+
+def _json_body(request: Request):
+    try:
+        return request.json()
+    except ValueError:
+        raise ValueError("The body must be JSON.") from None
+
+
+def _control_router(state: SandboxState) -> Router:
+    router = Router()
+
+    def register_app(request: Request) -> Response:
+        payload = _json_body(request)
+        if isinstance(payload, Mapping) and payload.get("broker", "kite") != "kite":
+            raise ValueError("Only Kite apps can be registered for now.")
+        app = KiteApp.from_mapping(payload)
+        state.kite.register_app(app)
+        return Response.json({"broker": "kite", "api_key": app.api_key}, status=201)
+
+    def pin_prices(request: Request) -> Response:
+        payload = _json_body(request)
+        if not isinstance(payload, Mapping) or not payload:
+            raise ValueError('Send {"EXCH:SYMBOL": price, ...}; a null price releases the pin.')
+        for key, price in payload.items():
+            if price is not None and (isinstance(price, bool) or not isinstance(price, int | float) or price <= 0):
+                raise ValueError(f"The price of {key} must be a positive number or null.")
+        pinned = {}
+        for key, price in payload.items():
+            instrument = state.market.pin(key, None if price is None else float(price))
+            pinned[key] = {"instrument_token": instrument.token, "last_price": state.market.price(instrument)}
+        state.kite.match_resting_orders()
+        return Response.json(pinned)
+
+    def add_fault(request: Request) -> Response:
+        fault = Fault.from_mapping(_json_body(request))
+        state.faults.add(fault)
+        return Response.json(state.faults.listing(), status=201)
+
+    def clear_faults(_: Request) -> Response:
+        state.faults.clear()
+        return Response.json([])
+
+    def reset_stats(_: Request) -> Response:
+        state.stats.reset()
+        return Response.json(state.stats.snapshot())
+
+    router.add("POST", "/_sandbox/apps", register_app)
+    router.add("POST", "/_sandbox/prices", pin_prices)
+    router.add("GET", "/_sandbox/faults", lambda _: Response.json(state.faults.listing()))
+    router.add("POST", "/_sandbox/faults", add_fault)
+    router.add("DELETE", "/_sandbox/faults", clear_faults)
+    router.add("GET", "/_sandbox/stats", lambda _: Response.json(state.stats.snapshot()))
+    router.add("DELETE", "/_sandbox/stats", reset_stats)
+    return router

@@ -1,0 +1,49 @@
+"""Run the sandbox in a background thread, for pytest fixtures, end-to-end tests and benchmarks.
+
+Use it as `with start_sandbox(apps=[app]) as sandbox:` and point a client at `sandbox.url`, e.g.
+`KiteConnect(api_key=app["api_key"], root=sandbox.url)`.
+"""
+
+import threading
+from collections.abc import Iterable, Mapping
+
+from .kite_models import KiteApp
+from .server import SandboxServer, SandboxState
+from .state import Fault
+
+
+class SandboxHandle:
+    def __init__(self, server: SandboxServer):
+        self.server = server
+        self._thread = threading.Thread(target=server.serve_forever, name="broker-sandbox", daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def state(self) -> SandboxState:
+        return self.server.state
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> "SandboxHandle":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+
+def start_sandbox(
+    apps: Iterable[KiteApp | Mapping] = (),
+    port: int = 0,
+    host: str = "127.0.0.1",
+    faults: Iterable[Fault | Mapping] = (),
+    tick_seconds: float | None = 1.0,
+) -> SandboxHandle:
+    """Start a sandbox on `port` (0 picks a free one) and return once it accepts connections."""
+    server = SandboxServer(apps=apps, faults=faults, host=host, port=port, tick_seconds=tick_seconds)
+    return SandboxHandle(server)
