@@ -42,7 +42,8 @@ class BrokerApp(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.get_kind_display()} {self.api_key}"
+        # The api_key is not a secret, but operators and logs only need to tell apps apart.
+        return f"{self.get_kind_display()} ••••{self.api_key[-4:]}"
 
 
 class BrokerConnection(models.Model):

@@ -5,6 +5,7 @@ layer, eager Celery and a scheduler thread for the beat schedule. `DATABASE_URL`
 `REDIS_URL` and `CELERY_BROKER_URL` switch each part to the production-like stack.
 """
 
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -28,12 +29,25 @@ def _env_or_fail(reader, name, **kwargs):
         raise ImproperlyConfigured(f"Environment variable {name} is malformed: {exc}") from None
 
 
-THOR_ENV = _env_or_fail(env.str, "THOR_ENV", default="development")
+def _env_bool(name, default):
+    """A boolean that must say so: django-environ reads any unknown word (DEBUG=maybe) as False."""
+    raw = env.str(name, default="").strip().lower()
+    if not raw:
+        return default
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"Environment variable {name} must be true or false, not {raw!r}.")
+
+
+# A blank value (`THOR_ENV=` in .env or compose) means "not set", here and below.
+THOR_ENV = env.str("THOR_ENV", default="") or "development"
 if THOR_ENV not in {"development", "production"}:
     raise ImproperlyConfigured("Environment variable THOR_ENV must be 'development' or 'production'.")
 PRODUCTION = THOR_ENV == "production"
 
-DEBUG = _env_or_fail(env.bool, "DEBUG", default=not PRODUCTION)
+DEBUG = _env_bool("DEBUG", default=not PRODUCTION)
 if PRODUCTION and DEBUG:
     raise ImproperlyConfigured("Environment variable DEBUG must be false when THOR_ENV=production.")
 
@@ -48,7 +62,7 @@ def _required_in_production(name, development_default):
 
 
 SECRET_KEY = _required_in_production("SECRET_KEY", "thor-development-only-secret-key-not-for-production-use")
-ALLOWED_HOSTS = _env_or_fail(env.list, "ALLOWED_HOSTS", default=[] if PRODUCTION else ["*"])
+ALLOWED_HOSTS = _env_or_fail(env.list, "ALLOWED_HOSTS", default=[]) or ([] if PRODUCTION else ["*"])
 if PRODUCTION and not ALLOWED_HOSTS:
     raise ImproperlyConfigured("Environment variable ALLOWED_HOSTS is required when THOR_ENV=production.")
 
@@ -173,6 +187,8 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
+# Keep the JSON log lines (with correlation ids) in workers: Celery would replace the root handlers.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE = {
     "expire-kite-sessions": {
         "task": "brokers.tasks.expire_kite_sessions",
@@ -185,7 +201,7 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 # The embedded scheduler thread runs only where the ASGI app is served in embedded mode.
-THOR_EMBEDDED_SCHEDULER = EMBEDDED and env.bool("THOR_EMBEDDED_SCHEDULER", default=True)
+THOR_EMBEDDED_SCHEDULER = EMBEDDED and _env_bool("THOR_EMBEDDED_SCHEDULER", default=True)
 
 # --- Auth -------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -208,14 +224,24 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "thor.errors.exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
+
+
+def _env_rate(name, default):
+    """A DRF throttle rate such as 20/min; a typo would otherwise only fail at request time, as a 500."""
+    value = env.str(name, default=default)
+    if not re.fullmatch(r"[0-9]+/(s|sec|second|m|min|minute|h|hour|d|day)", value):
+        raise ImproperlyConfigured(f"Environment variable {name} must be a rate such as 20/min, not {value!r}.")
+    return value
+
+
 THOR_THROTTLE_RATES = {
-    "login": env.str("THOR_LOGIN_RATE", default="20/min"),
-    "oauth_start": env.str("THOR_OAUTH_START_RATE", default="30/min"),
-    "orders": env.str("THOR_ORDER_RATE", default="120/min"),
+    "login": _env_rate("THOR_LOGIN_RATE", "20/min"),
+    "oauth_start": _env_rate("THOR_OAUTH_START_RATE", "30/min"),
+    "orders": _env_rate("THOR_ORDER_RATE", "120/min"),
 }
 
 SIMPLE_JWT = {
-    "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env.int("THOR_ACCESS_TOKEN_MINUTES", default=15)),
+    "ACCESS_TOKEN_LIFETIME": timedelta(minutes=_env_or_fail(env.int, "THOR_ACCESS_TOKEN_MINUTES", default=15)),
     "REFRESH_TOKEN_LIFETIME": timedelta(days=7),
     "ROTATE_REFRESH_TOKENS": True,
     "BLACKLIST_AFTER_ROTATION": True,
@@ -252,7 +278,7 @@ CORS_ALLOW_CREDENTIALS = True
 
 # --- HTTP hardening -----------------------------------------------------------------------
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-SECURE_SSL_REDIRECT = PRODUCTION and env.bool("SECURE_SSL_REDIRECT", default=True)
+SECURE_SSL_REDIRECT = PRODUCTION and _env_bool("SECURE_SSL_REDIRECT", default=True)
 SECURE_HSTS_SECONDS = 31536000 if PRODUCTION else 0
 SECURE_HSTS_INCLUDE_SUBDOMAINS = PRODUCTION
 SECURE_HSTS_PRELOAD = PRODUCTION
@@ -314,3 +340,25 @@ THOR_SANDBOX_KITE_API_KEY = env.str("THOR_SANDBOX_KITE_API_KEY", default="thor_d
 THOR_SANDBOX_KITE_API_SECRET = env.str("THOR_SANDBOX_KITE_API_SECRET", default="thor_demo_secret")
 THOR_SANDBOX_KITE_REDIRECT_URL = f"{THOR_PUBLIC_URL}/api/auth/broker/callback"
 THOR_SANDBOX_KITE_POSTBACK_URL = f"{THOR_PUBLIC_URL}/api/brokers/kite/postback/"
+# Kite client: seconds before a call is a timeout, and how long a call may wait for its rate budget.
+THOR_KITE_TIMEOUT = _env_or_fail(env.float, "THOR_KITE_TIMEOUT", default=7.0)
+THOR_KITE_RATE_WAIT = _env_or_fail(env.float, "THOR_KITE_RATE_WAIT", default=1.0)
+
+# --- Accounts: live read freshness and the paper engine -------------------------------------
+THOR_LIVE_FRESH_SECONDS = _env_or_fail(env.float, "THOR_LIVE_FRESH_SECONDS", default=5.0)
+THOR_LIVE_STALE_SECONDS = _env_or_fail(env.float, "THOR_LIVE_STALE_SECONDS", default=300.0)
+# "fixed": THOR_PAPER_FIXED_PRICES; "kite": quotes through an active Kite connection (the sandbox in development).
+THOR_PAPER_PRICE_SOURCE = _env_or_fail(env.str, "THOR_PAPER_PRICE_SOURCE", default="fixed")
+THOR_PAPER_FIXED_PRICES = {
+    "NSE:INFY": "1500.00",
+    "NSE:SBIN": "800.00",
+    "NSE:RELIANCE": "2900.00",
+    "NSE:TCS": "3900.00",
+    "NSE:HDFCBANK": "1650.00",
+    "NSE:ITC": "430.00",
+    "NFO:NIFTY25NOVFUT": "24000.00",
+    "NASDAQ:AAPL": "230.00",
+    "NASDAQ:MSFT": "420.00",
+    "NYSE:SPY": "560.00",
+}
+THOR_PAPER_SLIPPAGE_BPS = _env_or_fail(env.int, "THOR_PAPER_SLIPPAGE_BPS", default=5)

@@ -1,1 +1,24 @@
-urlpatterns = []
+from brokers.api import views
+from thor.routes import slash_optional
+
+urlpatterns = [
+    # Seed 000 contract
+    *slash_optional("auth/broker/test-oauth", views.KiteTestOAuthView.as_view(), name="kite-test-oauth"),
+    *slash_optional("auth/broker/callback", views.KiteCallbackView.as_view(), name="kite-callback"),
+    # Connections
+    *slash_optional("brokers/connections", views.ConnectionListView.as_view(), name="broker-connections"),
+    *slash_optional(
+        "brokers/connections/<int:connection_id>", views.ConnectionDetailView.as_view(), name="broker-connection"
+    ),
+    *slash_optional(
+        "brokers/connections/<int:connection_id>/reconnect",
+        views.ConnectionReconnectView.as_view(),
+        name="broker-connection-reconnect",
+    ),
+    *slash_optional("brokers/kite/connect", views.KiteConnectView.as_view(), name="kite-connect"),
+    *slash_optional("brokers/kite/postback", views.KitePostbackView.as_view(), name="kite-postback"),
+    # Seed 003 aliases over the user's Kite account
+    *slash_optional("user/profile", views.KiteProfileView.as_view(), name="kite-profile"),
+    *slash_optional("market/quote/<int:instrument_token>", views.KiteQuoteView.as_view(), name="kite-quote"),
+    *slash_optional("portfolio/holdings", views.KiteHoldingsView.as_view(), name="kite-holdings"),
+]

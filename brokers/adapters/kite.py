@@ -1,0 +1,306 @@
+"""Zerodha Kite Connect over the official `kiteconnect` client.
+
+Every call spends a token from the app's rate budget first (Kite's documented limits), so Thor
+never sends a request it knows will be answered 429; without a token it raises RATE_LIMITED and
+the caller answers from the last-good snapshot.
+"""
+
+import hashlib
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, time, timedelta
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+import requests
+from django.conf import settings
+from kiteconnect import KiteConnect
+from kiteconnect import exceptions as kite_exceptions
+
+from brokers.adapters.base import BrokerAdapter
+from brokers.adapters.errors import BrokerError, BrokerErrorCode
+from brokers.adapters.types import Funds, Holding, OrderRequest, OrderResult, Position, Profile, Quote, Tokens
+from thor import ratelimit
+from thor.money import to_decimal
+
+IST = ZoneInfo("Asia/Kolkata")
+SESSION_ENDS_AT = time(6, 0)
+
+# Requests per second per app, from Kite's documentation.
+RATE_LIMITS = {"quote": 1.0, "orders": 10.0, "other": 10.0}
+QUOTE_BATCH = 500
+VARIETY = "regular"
+
+
+def session_expiry(now: datetime) -> datetime:
+    """Kite sessions die at the next 06:00 IST."""
+    local = now.astimezone(IST)
+    expiry = datetime.combine(local.date(), SESSION_ENDS_AT, tzinfo=IST)
+    if expiry <= local:
+        expiry += timedelta(days=1)
+    return expiry
+
+
+def postback_checksum(*, order_id: str, order_timestamp: str, api_secret: str) -> str:
+    return hashlib.sha256(f"{order_id}{order_timestamp}{api_secret}".encode()).hexdigest()
+
+
+def _broker_error(exc: Exception) -> BrokerError:
+    message = str(exc)[:300]
+    if isinstance(exc, kite_exceptions.TokenException):
+        return BrokerError("Kite session expired.", code=BrokerErrorCode.TOKEN_EXPIRED, permanent=True)
+    if isinstance(exc, kite_exceptions.PermissionException):
+        return BrokerError(
+            "Kite refused the request.", code=BrokerErrorCode.PERMISSION_DENIED, permanent=True, broker_message=message
+        )
+    if isinstance(exc, kite_exceptions.InputException):
+        return BrokerError(
+            "Kite rejected the input.", code=BrokerErrorCode.INVALID_INPUT, permanent=True, broker_message=message
+        )
+    if isinstance(exc, kite_exceptions.OrderException):
+        return BrokerError(
+            "Kite rejected the order.", code=BrokerErrorCode.REJECTED, permanent=True, broker_message=message
+        )
+    if isinstance(exc, kite_exceptions.NetworkException) and (
+        exc.code == 429 or "too many requests" in message.lower()
+    ):
+        return BrokerError("Kite rate limit hit.", code=BrokerErrorCode.RATE_LIMITED, retry_after=1.0)
+    if isinstance(exc, requests.Timeout):
+        return BrokerError("Kite did not answer in time.", code=BrokerErrorCode.TIMEOUT)
+    return BrokerError("Kite is unavailable.", code=BrokerErrorCode.UNAVAILABLE, broker_message=message)
+
+
+def _as_aware(value) -> datetime | None:
+    if not isinstance(value, datetime):
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=IST)
+
+
+def _optional_decimal(value):
+    return None if value in (None, "") else to_decimal(value)
+
+
+def _order_result(order: Mapping) -> OrderResult:
+    return OrderResult(
+        broker_order_id=str(order["order_id"]),
+        status=order.get("status") or "",
+        symbol=order.get("tradingsymbol") or "",
+        exchange=order.get("exchange") or "",
+        side=order.get("transaction_type") or "",
+        quantity=to_decimal(order.get("quantity")),
+        filled_quantity=to_decimal(order.get("filled_quantity")),
+        average_price=_optional_decimal(order.get("average_price")),
+        price=_optional_decimal(order.get("price")),
+        trigger_price=_optional_decimal(order.get("trigger_price")),
+        order_type=order.get("order_type") or "",
+        product=order.get("product") or "",
+        validity=order.get("validity") or "",
+        tag=order.get("tag") or "",
+        status_message=order.get("status_message") or "",
+        placed_at=_as_aware(order.get("order_timestamp")),
+        raw=dict(order),
+    )
+
+
+class KiteAdapter(BrokerAdapter):
+    kind = "kite"
+
+    def __init__(self, *, app_id: int, api_key: str, api_secret: str, access_token: str = ""):
+        self.app_id = app_id
+        self.api_key = api_key
+        self._api_secret = api_secret
+        self._client = KiteConnect(
+            api_key=api_key,
+            access_token=access_token or None,
+            root=settings.THOR_KITE_API_ROOT,
+            timeout=settings.THOR_KITE_TIMEOUT,
+        )
+
+    def __repr__(self):
+        return f"KiteAdapter(app_id={self.app_id})"
+
+    def _call(self, category: str, method: Callable, *args, **kwargs):
+        if not ratelimit.acquire(
+            f"kite:{self.app_id}:{category}", rate=RATE_LIMITS[category], wait=settings.THOR_KITE_RATE_WAIT
+        ):
+            raise BrokerError("Kite rate budget spent.", code=BrokerErrorCode.RATE_LIMITED, retry_after=1.0)
+        try:
+            return method(*args, **kwargs)
+        except (kite_exceptions.KiteException, requests.RequestException) as exc:
+            raise _broker_error(exc) from None
+
+    # --- session --------------------------------------------------------------------------
+
+    def authorization_url(self, state: str) -> str:
+        query = urlencode({"v": 3, "api_key": self.api_key, "redirect_params": urlencode({"state": state})})
+        return f"{settings.THOR_KITE_LOGIN_URL}?{query}"
+
+    def exchange(self, params: Mapping[str, str]) -> Tokens:
+        request_token = params.get("request_token") or ""
+        if not request_token:
+            raise BrokerError("No request token.", code=BrokerErrorCode.INVALID_INPUT, permanent=True)
+        session = self._call("other", self._client.generate_session, request_token, api_secret=self._api_secret)
+        return Tokens(
+            access_token=session["access_token"],
+            refresh_token=session.get("refresh_token") or "",
+            access_expires_at=session_expiry(datetime.now(IST)),
+            broker_user_id=session["user_id"],
+        )
+
+    def refresh(self, tokens: Tokens) -> Tokens:
+        raise BrokerError(
+            "Kite sessions cannot be refreshed; log in again.", code=BrokerErrorCode.TOKEN_EXPIRED, permanent=True
+        )
+
+    def revoke(self) -> None:
+        self._call("other", self._client.invalidate_access_token)
+
+    # --- account --------------------------------------------------------------------------
+
+    def profile(self) -> Profile:
+        data = self._call("other", self._client.profile)
+        return Profile(
+            broker_user_id=data["user_id"],
+            name=data.get("user_name") or "",
+            email=data.get("email") or "",
+            broker=self.kind,
+            exchanges=tuple(data.get("exchanges") or ()),
+            products=tuple(data.get("products") or ()),
+            order_types=tuple(data.get("order_types") or ()),
+            raw=dict(data),
+        )
+
+    def funds(self) -> Funds:
+        equity = self._call("other", self._client.margins, "equity")
+        available = equity.get("available") or {}
+        net = to_decimal(equity.get("net"))
+        return Funds(
+            currency="INR",
+            cash=to_decimal(available.get("cash")),
+            available=net,
+            utilised=to_decimal((equity.get("utilised") or {}).get("debits")),
+            buying_power=net,
+            net_liquidation=net,
+            raw=dict(equity),
+        )
+
+    def positions(self) -> list[Position]:
+        data = self._call("other", self._client.positions)
+        return [
+            Position(
+                symbol=item["tradingsymbol"],
+                exchange=item["exchange"],
+                product=item.get("product") or "",
+                quantity=to_decimal(item.get("quantity")),
+                average_price=to_decimal(item.get("average_price")),
+                last_price=to_decimal(item.get("last_price")),
+                realised_pnl=to_decimal(item.get("realised")),
+                unrealised_pnl=to_decimal(item.get("unrealised")),
+                day_pnl=to_decimal(item.get("m2m")),
+                value=to_decimal(item.get("value")),
+                instrument_token=item.get("instrument_token"),
+                raw=dict(item),
+            )
+            for item in data.get("net") or []
+        ]
+
+    def holdings(self) -> list[Holding]:
+        data = self._call("other", self._client.holdings)
+        holdings = []
+        for item in data:
+            quantity = to_decimal(item.get("quantity")) + to_decimal(item.get("t1_quantity"))
+            last_price = to_decimal(item.get("last_price"))
+            holdings.append(
+                Holding(
+                    symbol=item["tradingsymbol"],
+                    exchange=item["exchange"],
+                    quantity=quantity,
+                    average_price=to_decimal(item.get("average_price")),
+                    last_price=last_price,
+                    pnl=to_decimal(item.get("pnl")),
+                    day_change=to_decimal(item.get("day_change")),
+                    value=quantity * last_price,
+                    isin=item.get("isin") or "",
+                    instrument_token=item.get("instrument_token"),
+                    raw=dict(item),
+                )
+            )
+        return holdings
+
+    # --- orders ---------------------------------------------------------------------------
+
+    def orders(self, filters: Mapping[str, str] | None = None) -> list[OrderResult]:
+        results = [_order_result(order) for order in self._call("other", self._client.orders)]
+        for name, value in (filters or {}).items():
+            results = [result for result in results if getattr(result, name) == value]
+        return results
+
+    def place(self, order: OrderRequest) -> OrderResult:
+        """Kite only acknowledges the id; the order's progress arrives by postback or orders()."""
+        order_id = self._call(
+            "orders",
+            self._client.place_order,
+            variety=VARIETY,
+            exchange=order.exchange,
+            tradingsymbol=order.symbol,
+            transaction_type=order.side,
+            quantity=int(order.quantity),
+            product=order.product,
+            order_type=order.order_type,
+            price=order.price,
+            trigger_price=order.trigger_price,
+            validity=order.validity,
+            tag=order.tag or None,
+        )
+        return OrderResult(
+            broker_order_id=str(order_id),
+            status="PENDING",
+            symbol=order.symbol,
+            exchange=order.exchange,
+            side=order.side,
+            quantity=order.quantity,
+            price=order.price,
+            trigger_price=order.trigger_price,
+            order_type=order.order_type,
+            product=order.product,
+            validity=order.validity,
+            tag=order.tag,
+        )
+
+    def modify(self, broker_order_id: str, changes: Mapping[str, object]) -> OrderResult:
+        allowed = {"quantity", "price", "order_type", "trigger_price", "validity", "disclosed_quantity"}
+        unknown = set(changes) - allowed
+        if unknown:
+            raise BrokerError(
+                f"Kite cannot modify {', '.join(sorted(unknown))}.", code=BrokerErrorCode.INVALID_INPUT, permanent=True
+            )
+        order_id = self._call("orders", self._client.modify_order, variety=VARIETY, order_id=broker_order_id, **changes)
+        return OrderResult(broker_order_id=str(order_id), status="PENDING")
+
+    def cancel(self, broker_order_id: str) -> OrderResult:
+        order_id = self._call("orders", self._client.cancel_order, variety=VARIETY, order_id=broker_order_id)
+        return OrderResult(broker_order_id=str(order_id), status="PENDING")
+
+    # --- market data ----------------------------------------------------------------------
+
+    def quotes(self, instruments: Iterable[str]) -> dict[str, Quote]:
+        names = list(dict.fromkeys(instruments))
+        quotes = {}
+        for start in range(0, len(names), QUOTE_BATCH):
+            data = self._call("quote", self._client.quote, names[start : start + QUOTE_BATCH])
+            for name, item in data.items():
+                exchange, _, symbol = name.partition(":") if ":" in name else ("", "", "")
+                ohlc = item.get("ohlc") or {}
+                quotes[name] = Quote(
+                    symbol=symbol,
+                    exchange=exchange,
+                    last_price=to_decimal(item.get("last_price")),
+                    instrument_token=item.get("instrument_token"),
+                    open=_optional_decimal(ohlc.get("open")),
+                    high=_optional_decimal(ohlc.get("high")),
+                    low=_optional_decimal(ohlc.get("low")),
+                    close=_optional_decimal(ohlc.get("close")),
+                    volume=item.get("volume"),
+                    timestamp=_as_aware(item.get("timestamp")),
+                    raw=dict(item),
+                )
+        return quotes

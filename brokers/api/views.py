@@ -1,0 +1,236 @@
+import logging
+from collections.abc import Callable, Mapping
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.http import HttpResponseRedirect
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from brokers import oauth_state, selectors, services
+from brokers.adapters.base import BrokerAdapter
+from brokers.api import serializers
+from identity.models import Tenant
+from thor import snapshots
+from thor.errors import ApplicationError
+from thor.throttles import OAuthStartRateThrottle
+
+logger = logging.getLogger("thor.brokers")
+
+ERROR = dict
+START_ERRORS = {400: ERROR, 401: ERROR, 429: ERROR}
+READ_ERRORS = {401: ERROR, 404: ERROR, 409: ERROR, 503: ERROR}
+
+
+def _query_and_body(request) -> dict:
+    """Seed 000 sends its fields in the query string or the body; the body wins."""
+    body = request.data
+    if not isinstance(body, Mapping):
+        raise ApplicationError("The body must be an object.", code="parse_error")
+    return {**request.query_params.dict(), **(body.dict() if hasattr(body, "dict") else body)}
+
+
+def _connection_or_404(request, connection_id: int):
+    connection = selectors.connection_get(user=request.user, connection_id=connection_id)
+    if connection is None:
+        raise ApplicationError("Connection not found.", code="not_found", status_code=status.HTTP_404_NOT_FOUND)
+    return connection
+
+
+class KiteTestOAuthView(APIView):
+    throttle_classes = [OAuthStartRateThrottle]
+
+    @extend_schema(
+        summary="Seed 000: store your own Kite app and get its login URL",
+        request=serializers.KiteTestOAuthInputSerializer,
+        responses={200: serializers.KiteTestOAuthOutputSerializer, **START_ERRORS},
+    )
+    def post(self, request):
+        data = serializers.KiteTestOAuthInputSerializer(data=_query_and_body(request))
+        data.is_valid(raise_exception=True)
+        oauth_url = services.kite_user_app_connect_start(
+            user=request.user,
+            api_key=data.validated_data["api_key"],
+            api_secret=data.validated_data["api_secret"],
+            frontend_url=data.validated_data.get("frontend_url"),
+        )
+        body = {
+            "status": "success",
+            "message": "Kite app stored; open oauth_url to log in.",
+            "oauth_url": oauth_url,
+            "redirect_url": f"{settings.THOR_PUBLIC_URL}/api/auth/broker/callback",
+        }
+        return Response(serializers.KiteTestOAuthOutputSerializer(body).data)
+
+
+class KiteConnectView(APIView):
+    throttle_classes = [OAuthStartRateThrottle]
+
+    @extend_schema(
+        summary="Link a Kite account through the tenant's Kite app",
+        request=serializers.FrontendUrlInputSerializer,
+        responses={200: serializers.AuthorizationUrlOutputSerializer, **START_ERRORS, 404: ERROR},
+    )
+    def post(self, request):
+        data = serializers.FrontendUrlInputSerializer(data=_query_and_body(request))
+        data.is_valid(raise_exception=True)
+        oauth_url = services.kite_tenant_app_connect_start(
+            user=request.user, frontend_url=data.validated_data.get("frontend_url")
+        )
+        return Response(serializers.AuthorizationUrlOutputSerializer({"oauth_url": oauth_url}).data)
+
+
+def _to_frontend(origin: str, **params) -> HttpResponseRedirect:
+    response = HttpResponseRedirect(f"{origin}/broker-callback?{urlencode({**params, 'parent_origin': origin})}")
+    response["Cache-Control"] = "no-store"
+    response["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+class KiteCallbackView(APIView):
+    """Kite sends the browser here; only the signed state says who it is and where it goes back to."""
+
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        summary="Kite login callback: link the account, then redirect to the SPA",
+        parameters=[
+            OpenApiParameter("request_token", str),
+            OpenApiParameter("action", str),
+            OpenApiParameter("status", str),
+            OpenApiParameter("state", str),
+        ],
+        responses={302: None, 400: ERROR},
+    )
+    def get(self, request):
+        try:
+            state = oauth_state.consume(request.query_params.get("state", ""))
+        except oauth_state.StateInvalid:
+            raise ApplicationError(
+                "The login link is invalid, expired or already used.", code="state_invalid"
+            ) from None
+        tenant = Tenant.objects.filter(slug=state.tenant_slug).first()
+        if tenant is None or not tenant.allows_origin(state.frontend_origin):
+            raise ApplicationError("The login link is invalid, expired or already used.", code="state_invalid")
+        try:
+            connection = services.kite_callback_complete(state=state, params=request.query_params)
+        except services.CallbackFailed as failure:
+            return _to_frontend(state.frontend_origin, status="error", error=failure.code)
+        except Exception:
+            logger.exception("Kite callback failed")
+            return _to_frontend(state.frontend_origin, status="error", error="server_error")
+        return _to_frontend(state.frontend_origin, status="success", user_id=connection.broker_user_id)
+
+
+class ConnectionListView(APIView):
+    @extend_schema(
+        summary="Your broker connections (never a token)",
+        responses={200: serializers.ConnectionOutputSerializer(many=True), 401: ERROR},
+    )
+    def get(self, request):
+        connections = selectors.connection_list(user=request.user)
+        return Response(serializers.ConnectionOutputSerializer(connections, many=True).data)
+
+
+class ConnectionDetailView(APIView):
+    @extend_schema(
+        summary="Unlink: end the session at the broker, wipe the tokens, keep the record",
+        responses={200: serializers.ConnectionOutputSerializer, 401: ERROR, 404: ERROR},
+    )
+    def delete(self, request, connection_id: int):
+        connection = _connection_or_404(request, connection_id)
+        services.connection_revoke(connection=connection)
+        return Response(serializers.ConnectionOutputSerializer(connection).data)
+
+
+class ConnectionReconnectView(APIView):
+    throttle_classes = [OAuthStartRateThrottle]
+
+    @extend_schema(
+        summary="A new login URL that repairs this connection",
+        request=serializers.FrontendUrlInputSerializer,
+        responses={200: serializers.AuthorizationUrlOutputSerializer, **START_ERRORS, 404: ERROR},
+    )
+    def post(self, request, connection_id: int):
+        connection = _connection_or_404(request, connection_id)
+        data = serializers.FrontendUrlInputSerializer(data=_query_and_body(request))
+        data.is_valid(raise_exception=True)
+        oauth_url = services.connection_reconnect_start(
+            connection=connection, frontend_url=data.validated_data.get("frontend_url")
+        )
+        return Response(serializers.AuthorizationUrlOutputSerializer({"oauth_url": oauth_url}).data)
+
+
+class KitePostbackView(APIView):
+    """Kite's order updates. Public: the checksum, not a login, proves who sent it."""
+
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        summary="Kite order postback",
+        request=serializers.KitePostbackInputSerializer,
+        responses={200: serializers.KitePostbackOutputSerializer, 400: ERROR},
+    )
+    def post(self, request):
+        payload = _query_and_body(request)
+        data = serializers.KitePostbackInputSerializer(data=payload)
+        data.is_valid(raise_exception=True)
+        applied = services.kite_postback_apply(update=data.validated_data, payload=payload)
+        return Response(serializers.KitePostbackOutputSerializer({"status": "ok", "applied": applied}).data)
+
+
+# --- Seed 003: thin aliases over the user's Kite account ---------------------------------------
+
+
+def _kite_read(request, what: str, call: Callable[[BrokerAdapter], object]) -> snapshots.LiveRead:
+    connection = selectors.kite_connection_get(user=request.user)
+    if connection is None:
+        raise ApplicationError(
+            "No Kite account is linked.", code="no_kite_account", status_code=status.HTTP_404_NOT_FOUND
+        )
+    account = selectors.live_account_get(connection=connection)
+    key = snapshots.key(request.user.tenant.slug, account.pk if account else f"connection-{connection.pk}", what)
+    return snapshots.read_through(key, lambda: services.broker_call(connection, call))
+
+
+def _live(read: snapshots.LiveRead, data) -> dict:
+    return {"data": data, "source": read.source, "as_of": read.as_of}
+
+
+class KiteProfileView(APIView):
+    @extend_schema(
+        summary="Seed 003: the Kite profile", responses={200: serializers.KiteProfileOutputSerializer, **READ_ERRORS}
+    )
+    def get(self, request):
+        read = _kite_read(request, "profile", lambda adapter: adapter.profile())
+        return Response(serializers.KiteProfileOutputSerializer(_live(read, read.data)).data)
+
+
+class KiteQuoteView(APIView):
+    @extend_schema(
+        summary="Seed 003: a quote by instrument token",
+        responses={200: serializers.KiteQuoteOutputSerializer, **READ_ERRORS},
+    )
+    def get(self, request, instrument_token: int):
+        if not 1 <= instrument_token < 2**32:
+            raise ApplicationError("Unknown instrument.", code="not_found", status_code=status.HTTP_404_NOT_FOUND)
+        name = str(instrument_token)
+        read = _kite_read(request, f"quote:{name}", lambda adapter: adapter.quotes([name]))
+        if name not in read.data:
+            raise ApplicationError("Unknown instrument.", code="not_found", status_code=status.HTTP_404_NOT_FOUND)
+        return Response(serializers.KiteQuoteOutputSerializer(_live(read, read.data[name])).data)
+
+
+class KiteHoldingsView(APIView):
+    @extend_schema(
+        summary="Seed 003: holdings of the Kite account",
+        responses={200: serializers.KiteHoldingsOutputSerializer, **READ_ERRORS},
+    )
+    def get(self, request):
+        read = _kite_read(request, "holdings", lambda adapter: adapter.holdings())
+        return Response(serializers.KiteHoldingsOutputSerializer(_live(read, read.data)).data)

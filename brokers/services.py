@@ -1,0 +1,346 @@
+"""Writes for broker apps and connections, and the guard around every broker call."""
+
+import hmac
+import logging
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import TypeVar
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from rest_framework import status
+
+from accounts.models import Order, OrderEvent, TradingAccount
+from brokers import oauth_state
+from brokers.adapters.base import BrokerAdapter
+from brokers.adapters.errors import BrokerError, BrokerErrorCode
+from brokers.adapters.kite import postback_checksum
+from brokers.adapters.types import Tokens
+from brokers.models import BrokerApp, BrokerConnection, BrokerKind
+from brokers.registry import adapter_for, adapter_for_app
+from identity.models import User
+from thor.errors import ApplicationError
+from thor.money import to_decimal
+from thor.origins import origin_of
+
+logger = logging.getLogger("thor.brokers")
+T = TypeVar("T")
+QUANTITY_STEP = Decimal("0.0001")  # the scale of Order's decimal columns
+Status = BrokerConnection.Status
+
+
+# --- The guard every broker call goes through -------------------------------------------------
+
+
+def broker_call(connection: BrokerConnection, call: Callable[[BrokerAdapter], T]) -> T:
+    """`call(adapter)` for this connection, keeping the connection's status honest.
+
+    A connection that is not active, or whose session is past its expiry, raises a permanent
+    TOKEN_EXPIRED BrokerError without calling the broker (the API answers 409 reauth_required);
+    a TOKEN_EXPIRED from the broker marks the connection expired first. Success records the sync.
+    Not atomic on purpose: no transaction stays open across a network call.
+    """
+    if (
+        connection.status == Status.ACTIVE
+        and connection.access_expires_at
+        and connection.access_expires_at <= timezone.now()
+    ):
+        connection_mark_expired(connection=connection)
+    if connection.status != Status.ACTIVE:
+        raise BrokerError(
+            "The broker session has ended; link the account again.", code=BrokerErrorCode.TOKEN_EXPIRED, permanent=True
+        )
+    try:
+        result = call(adapter_for(connection))
+    except BrokerError as error:
+        if error.code == BrokerErrorCode.TOKEN_EXPIRED:
+            connection_mark_expired(connection=connection)
+        else:
+            BrokerConnection.objects.filter(pk=connection.pk).update(last_error=error.code.value)
+        raise
+    BrokerConnection.objects.filter(pk=connection.pk).update(last_sync_at=timezone.now(), last_error="")
+    return result
+
+
+# --- Connection lifecycle ----------------------------------------------------------------------
+
+
+@transaction.atomic
+def connection_mark_expired(*, connection: BrokerConnection, error_code: str = "token_expired") -> None:
+    """The session is dead at the broker: forget its tokens so the user is asked to link again."""
+    BrokerConnection.objects.filter(pk=connection.pk, status=Status.ACTIVE).update(
+        status=Status.EXPIRED, last_error=error_code, access_token="", updated_at=timezone.now()
+    )
+    connection.refresh_from_db()
+
+
+def connection_revoke(*, connection: BrokerConnection) -> None:
+    """End the session at the broker where it can, then wipe the tokens; the row stays as the audit.
+
+    The broker call is best effort (the user's wish to unlink wins) and runs outside any transaction.
+    """
+    if connection.access_token and connection.status == Status.ACTIVE:
+        try:
+            adapter_for(connection).revoke()
+        except BrokerError as error:
+            logger.warning("Could not end broker session of connection %s: %s", connection.pk, error.code)
+    BrokerConnection.objects.filter(pk=connection.pk).update(
+        status=Status.REVOKED, access_token="", refresh_token="", last_error="", updated_at=timezone.now()
+    )
+    connection.refresh_from_db()
+
+
+def kite_sessions_expire(*, now: datetime | None = None) -> int:
+    """Mark every Kite session past its 06:00 IST end as expired; returns how many."""
+    now = now or timezone.now()
+    return BrokerConnection.objects.filter(
+        app__kind=BrokerKind.KITE, status=Status.ACTIVE, access_expires_at__lte=now
+    ).update(status=Status.EXPIRED, last_error="session_expired", access_token="", updated_at=now)
+
+
+# --- Starting an OAuth flow -------------------------------------------------------------------
+
+
+def _frontend_origin(*, user: User, frontend_url: str | None) -> str:
+    """The allow-listed origin the browser returns to; the tenant's first origin when none is given."""
+    tenant = user.tenant
+    if not frontend_url:
+        if not tenant.allowed_origins:
+            raise ApplicationError(
+                "frontend_url is required.", code="origin_not_allowed", errors={"frontend_url": ["Required."]}
+            )
+        return tenant.allowed_origins[0]
+    if not tenant.allows_origin(frontend_url):
+        raise ApplicationError(
+            "frontend_url is not an allowed origin for this tenant.",
+            code="origin_not_allowed",
+            errors={"frontend_url": ["Not an allowed origin."]},
+        )
+    return origin_of(frontend_url)
+
+
+def _authorization_url(*, user: User, app: BrokerApp, connection: BrokerConnection, origin: str) -> str:
+    state = oauth_state.issue(
+        user_id=user.pk,
+        tenant_slug=user.tenant.slug,
+        app_id=app.pk,
+        connection_id=connection.pk,
+        frontend_origin=origin,
+    )
+    return adapter_for_app(app).authorization_url(state)
+
+
+def _pending_connection(*, user: User, app: BrokerApp) -> BrokerConnection:
+    # The unique (user, app, broker_user_id) constraint keeps this to one unlinked row per app.
+    connection, _ = BrokerConnection.objects.get_or_create(user=user, app=app, broker_user_id="")
+    return connection
+
+
+@transaction.atomic
+def kite_user_app_connect_start(*, user: User, api_key: str, api_secret: str, frontend_url: str | None) -> str:
+    """Seed 000's test-oauth: store the user's own Kite app and return its login URL."""
+    origin = _frontend_origin(user=user, frontend_url=frontend_url)
+    app, created = BrokerApp.objects.get_or_create(
+        owner=user,
+        kind=BrokerKind.KITE,
+        api_key=api_key,
+        defaults={"tenant": user.tenant, "api_secret": api_secret, "name": "Own Kite app"},
+    )
+    if not created and app.api_secret != api_secret:
+        app.api_secret = api_secret
+        app.save(update_fields=["api_secret", "updated_at"])
+    connection = _pending_connection(user=user, app=app)
+    return _authorization_url(user=user, app=app, connection=connection, origin=origin)
+
+
+@transaction.atomic
+def kite_tenant_app_connect_start(*, user: User, frontend_url: str | None) -> str:
+    """The tenant's shared Kite app: return its login URL for this user."""
+    origin = _frontend_origin(user=user, frontend_url=frontend_url)
+    app = BrokerApp.objects.filter(tenant=user.tenant, owner__isnull=True, kind=BrokerKind.KITE).order_by("id").first()
+    if app is None:
+        raise ApplicationError(
+            "This tenant has no Kite app.", code="no_kite_app", status_code=status.HTTP_404_NOT_FOUND
+        )
+    connection = _pending_connection(user=user, app=app)
+    return _authorization_url(user=user, app=app, connection=connection, origin=origin)
+
+
+def connection_reconnect_start(*, connection: BrokerConnection, frontend_url: str | None) -> str:
+    """A new login URL whose callback repairs this same connection row."""
+    origin = _frontend_origin(user=connection.user, frontend_url=frontend_url)
+    return _authorization_url(user=connection.user, app=connection.app, connection=connection, origin=origin)
+
+
+# --- Finishing the Kite OAuth flow ---------------------------------------------------------------
+
+
+class CallbackFailed(Exception):
+    """The callback could not link the account; `code` is the short code shown to the browser."""
+
+    def __init__(self, code: str):
+        super().__init__(code)
+        self.code = code
+
+
+def kite_callback_complete(*, state: oauth_state.OAuthState, params: Mapping[str, str]) -> BrokerConnection:
+    """Exchange the request token and link the account. The network call runs outside the transaction."""
+    if params.get("status") != "success" or not params.get("request_token"):
+        raise CallbackFailed("denied")
+    user = User.objects.filter(pk=state.user_id, tenant__slug=state.tenant_slug, is_active=True).first()
+    app = BrokerApp.objects.filter(pk=state.app_id, tenant__slug=state.tenant_slug, kind=BrokerKind.KITE).first()
+    if user is None or app is None:
+        raise CallbackFailed("state_invalid")
+    try:
+        tokens = adapter_for_app(app).exchange({"request_token": params["request_token"]})
+    except BrokerError as error:
+        logger.warning("Kite token exchange failed for app %s: %s", app.pk, error.code)
+        raise CallbackFailed("exchange_failed") from None
+    try:
+        return _connection_link(user=user, app=app, started_id=state.connection_id, tokens=tokens)
+    except IntegrityError:
+        # A concurrent callback linked the same Kite user first; its row stands.
+        raise CallbackFailed("conflict") from None
+
+
+@transaction.atomic
+def _connection_link(*, user: User, app: BrokerApp, started_id: int, tokens: Tokens) -> BrokerConnection:
+    existing = (
+        BrokerConnection.objects.select_for_update()
+        .filter(user=user, app=app, broker_user_id=tokens.broker_user_id)
+        .first()
+    )
+    started = BrokerConnection.objects.select_for_update().filter(pk=started_id, user=user, app=app).first()
+    unlinked = started if started and not started.broker_user_id else None
+    if existing is not None:
+        connection = existing
+        if unlinked is not None:
+            unlinked.delete()  # the flow found an already linked Kite user: repair that row instead
+    else:
+        connection = unlinked or BrokerConnection(user=user, app=app)
+    connection.broker_user_id = tokens.broker_user_id
+    connection.access_token = tokens.access_token
+    connection.refresh_token = tokens.refresh_token
+    connection.access_expires_at = tokens.access_expires_at
+    connection.refresh_expires_at = tokens.refresh_expires_at
+    connection.status = Status.ACTIVE
+    connection.last_error = ""
+    connection.save()
+    TradingAccount.objects.update_or_create(
+        connection=connection,
+        broker_account_id=tokens.broker_user_id,
+        defaults={"user": user, "mode": TradingAccount.Mode.LIVE},
+        create_defaults={
+            "user": user,
+            "mode": TradingAccount.Mode.LIVE,
+            "display_name": f"Zerodha {tokens.broker_user_id}",
+            "currency": "INR",
+            "is_primary": False,
+        },
+    )
+    return connection
+
+
+# --- Kite postbacks ---------------------------------------------------------------------------
+
+
+def _checksum_matches(update: Mapping, app: BrokerApp) -> bool:
+    expected = postback_checksum(
+        order_id=update["order_id"], order_timestamp=update["order_timestamp"], api_secret=app.api_secret
+    )
+    return hmac.compare_digest(expected.encode(), update["checksum"].encode())
+
+
+def _order_from_postback(account: TradingAccount, payload: Mapping) -> Order:
+    price, trigger_price = payload.get("price"), payload.get("trigger_price")
+    order, _ = Order.objects.get_or_create(
+        account=account,
+        broker_order_id=str(payload["order_id"]),
+        defaults={
+            "client_order_id": f"kite-{payload['order_id']}"[:40],
+            "symbol": str(payload.get("tradingsymbol") or "")[:64],
+            "exchange": str(payload.get("exchange") or "")[:16],
+            "side": str(payload.get("transaction_type") or "")[:4],
+            "quantity": to_decimal(payload.get("quantity") or 0),
+            "order_type": str(payload.get("order_type") or "")[:8],
+            "product": str(payload.get("product") or "")[:8],
+            "price": to_decimal(price) if price else None,
+            "trigger_price": to_decimal(trigger_price) if trigger_price else None,
+            "validity": str(payload.get("validity") or "DAY")[:8],
+            "tag": str(payload.get("tag") or "")[:20],
+        },
+    )
+    return order
+
+
+def _order_for_postback(update: Mapping, payload: Mapping) -> Order | None:
+    """The order the postback is about, authenticated by its app's secret; raises on a forgery.
+
+    A known order is checked against its own app only, so one app cannot update another's orders.
+    An order Thor has not seen is accepted when an app linked to the postback's Kite user signs it.
+    """
+    known = Order.objects.filter(
+        broker_order_id=update["order_id"], account__connection__app__kind=BrokerKind.KITE
+    ).select_related("account__connection__app")
+    if known:
+        for order in known:
+            if _checksum_matches(update, order.account.connection.app):
+                return order
+        raise ApplicationError("Postback checksum does not match.", code="checksum_invalid")
+
+    connections = BrokerConnection.objects.filter(
+        app__kind=BrokerKind.KITE, broker_user_id=update["user_id"]
+    ).select_related("app")
+    for connection in connections:
+        if _checksum_matches(update, connection.app):
+            account = TradingAccount.objects.filter(connection=connection, mode=TradingAccount.Mode.LIVE).first()
+            return _order_from_postback(account, payload) if account else None
+    raise ApplicationError("Postback checksum does not match.", code="checksum_invalid")
+
+
+def _order_state(order: Order) -> dict:
+    return {
+        "status": order.status,
+        "broker_status": order.raw.get("status", ""),
+        "filled_quantity": str(order.filled_quantity),
+        "average_price": None if order.average_price is None else str(order.average_price),
+    }
+
+
+@transaction.atomic
+def kite_postback_apply(*, update: Mapping, payload: Mapping) -> bool:
+    """Store a verified Kite order update; False when it changed nothing (duplicate, late or unknown).
+
+    `update` holds the checked fields (order_id, order_timestamp, checksum, user_id, status,
+    filled_quantity, average_price, status_message); `payload` is the body as received, kept on
+    the order and in the audit. Raises ApplicationError (400) when no app signs the postback.
+    """
+    order = _order_for_postback(update, payload)
+    if order is None:
+        logger.info("Postback for Kite order %s of an account Thor does not hold", update["order_id"])
+        return False
+    order = Order.objects.select_for_update().get(pk=order.pk)
+    broker_status = update["status"]
+    duplicate = order.raw.get("status") == broker_status and order.filled_quantity == update["filled_quantity"]
+    arrived_late = order.is_terminal and broker_status not in Order.TERMINAL_STATUSES
+    if duplicate or arrived_late:
+        return False
+    before = _order_state(order)
+    # Kite's intermediate statuses (UPDATE, MODIFIED, ... REQ RECEIVED) all mean the order is working.
+    order.status = broker_status if broker_status in Order.Status.values else Order.Status.OPEN
+    order.filled_quantity = update["filled_quantity"].quantize(QUANTITY_STEP)
+    if update["average_price"]:
+        order.average_price = update["average_price"].quantize(QUANTITY_STEP)
+    order.status_message = update["status_message"][:500]
+    order.raw = {key: value for key, value in payload.items() if key != "checksum"}
+    order.save()
+    OrderEvent.objects.create(
+        account=order.account,
+        order=order,
+        kind="broker_postback",
+        before=before,
+        after=_order_state(order),
+        broker_response=order.raw,
+    )
+    return True

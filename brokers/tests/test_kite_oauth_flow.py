@@ -1,0 +1,301 @@
+"""End to end over real HTTP: Thor's test client on one side, the broker sandbox on the other.
+
+register -> test-oauth -> sandbox login page -> credentials -> Thor's callback -> SPA redirect
+-> holdings, plus the hostile callbacks and the broker faults the flow must survive.
+"""
+
+import time
+from decimal import Decimal
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+from django.core import signing
+
+from accounts.models import TradingAccount
+from brokers import oauth_state
+from brokers.models import BrokerConnection
+from brokers.sandbox.testing import start_sandbox
+from conftest import client_for
+from identity.models import User
+from thor import snapshots
+
+pytestmark = [pytest.mark.django_db, pytest.mark.e2e]
+
+API_KEY, API_SECRET = "sandboxkey01", "sandboxsecret01"
+SPA = "http://localhost:5173"
+CALLBACK = "http://testserver/api/auth/broker/callback"
+
+
+@pytest.fixture
+def sandbox(settings):
+    with start_sandbox(
+        apps=[{"api_key": API_KEY, "api_secret": API_SECRET, "redirect_url": CALLBACK}], tick_seconds=None
+    ) as running:
+        settings.THOR_KITE_API_ROOT = running.url
+        settings.THOR_KITE_LOGIN_URL = f"{running.url}/connect/login"
+        yield running
+
+
+@pytest.fixture
+def user_client(tenant):
+    response = client_for().post(
+        "/api/auth/register/",
+        {"email": "dev@acme.test", "password": "a-Strong-passphrase-42", "tenant": "acme"},
+        format="json",
+    )
+    assert response.status_code == 201, response.json()
+    return client_for(User.objects.get(email="dev@acme.test"))
+
+
+def start(client, frontend_url=SPA) -> str:
+    response = client.post(
+        "/api/auth/broker/test-oauth",
+        {"api_key": API_KEY, "api_secret": API_SECRET, "frontend_url": frontend_url},
+        format="json",
+    )
+    assert response.status_code == 200, response.json()
+    return response.json()["oauth_url"]
+
+
+def log_in_at_kite(oauth_url: str, user_id="AB1234", password="sandbox") -> str:
+    """What the browser does at Kite: open the login page, submit it; returns the redirect Location."""
+    page = requests.get(oauth_url, timeout=5)
+    assert page.status_code == 200 and "<form" in page.text
+    query = parse_qs(urlsplit(oauth_url).query)
+    answer = requests.post(
+        oauth_url.split("?")[0],
+        data={
+            "api_key": query["api_key"][0],
+            "redirect_params": query["redirect_params"][0],
+            "user_id": user_id,
+            "password": password,
+        },
+        allow_redirects=False,
+        timeout=5,
+    )
+    assert answer.status_code == 302, answer.text
+    return answer.headers["Location"]
+
+
+def follow(location: str):
+    """Hand the sandbox's redirect to Thor, as the browser would."""
+    assert location.startswith(CALLBACK)
+    parts = urlsplit(location)
+    return client_for().get(f"{parts.path}?{parts.query}")
+
+
+def spa_params(response) -> dict:
+    assert response.status_code == 302
+    location = urlsplit(response["Location"])
+    assert f"{location.scheme}://{location.netloc}{location.path}" == f"{SPA}/broker-callback"
+    return {key: values[0] for key, values in parse_qs(location.query).items()}
+
+
+def link(client) -> TradingAccount:
+    response = follow(log_in_at_kite(start(client)))
+    assert spa_params(response)["status"] == "success"
+    return TradingAccount.objects.get(mode="live", broker_account_id="AB1234")
+
+
+def test_the_whole_flow_links_the_account_and_serves_its_holdings(sandbox, user_client):
+    oauth_url = start(user_client)
+
+    response = follow(log_in_at_kite(oauth_url))
+
+    assert spa_params(response) == {"status": "success", "user_id": "AB1234", "parent_origin": SPA}
+    assert response["Cache-Control"] == "no-store" and response["Referrer-Policy"] == "no-referrer"
+    connection = BrokerConnection.objects.get(broker_user_id="AB1234")
+    assert connection.status == "active" and connection.access_token and connection.access_expires_at
+    account = TradingAccount.objects.get(connection=connection)
+    assert (account.mode, account.currency, account.display_name, account.is_primary) == (
+        "live",
+        "INR",
+        "Zerodha AB1234",
+        False,
+    )
+    assert TradingAccount.objects.filter(user=connection.user, is_primary=True, mode="paper").exists()
+
+    holdings = user_client.get("/api/portfolio/holdings")
+
+    assert holdings.status_code == 200, holdings.json()
+    body = holdings.json()
+    assert body["source"] == "live" and body["as_of"]
+    assert body["data"] and all(Decimal(h["last_price"]) > 0 for h in body["data"])
+    assert all(isinstance(h["quantity"], str) for h in body["data"])
+    assert user_client.get("/api/portfolio/holdings").json()["source"] == "cache"
+
+
+def test_profile_and_quote_aliases(sandbox, user_client):
+    link(user_client)
+    token = user_client.get("/api/portfolio/holdings").json()["data"][0]["instrument_token"]
+
+    profile = user_client.get("/api/user/profile")
+    quote = user_client.get(f"/api/market/quote/{token}")
+
+    assert profile.status_code == 200 and profile.json()["data"]["broker_user_id"] == "AB1234"
+    assert quote.status_code == 200, quote.json()
+    assert quote.json()["data"]["instrument_token"] == token and Decimal(quote.json()["data"]["last_price"]) > 0
+
+
+def test_logging_in_again_repairs_the_same_connection(sandbox, user_client):
+    first = link(user_client)
+    BrokerConnection.objects.filter(pk=first.connection_id).update(status="expired", access_token="")
+
+    second = link(user_client)
+
+    assert second.pk == first.pk and second.connection_id == first.connection_id
+    assert BrokerConnection.objects.count() == 1
+    assert BrokerConnection.objects.get().status == "active"
+
+
+def test_reconnect_repairs_the_same_row(sandbox, user_client):
+    account = link(user_client)
+    BrokerConnection.objects.filter(pk=account.connection_id).update(status="expired", access_token="")
+
+    answer = user_client.post(f"/api/brokers/connections/{account.connection_id}/reconnect", {}, format="json")
+    response = follow(log_in_at_kite(answer.json()["oauth_url"]))
+
+    assert spa_params(response)["status"] == "success"
+    assert list(BrokerConnection.objects.values_list("pk", "status")) == [(account.connection_id, "active")]
+
+
+class TestHostileCallbacks:
+    def test_a_replayed_callback_fails_without_a_redirect(self, sandbox, user_client):
+        location = log_in_at_kite(start(user_client))
+        assert spa_params(follow(location))["status"] == "success"
+
+        replay = follow(location)
+
+        assert replay.status_code == 400
+        assert replay.json()["code"] == "state_invalid"
+
+    def test_a_request_token_used_twice_is_refused_by_kite(self, sandbox, user_client):
+        used = parse_qs(urlsplit(log_in_at_kite(start(user_client))).query)
+        follow(f"{CALLBACK}?request_token={used['request_token'][0]}&status=success&state={used['state'][0]}")
+        fresh_state = parse_qs(parse_qs(urlsplit(start(user_client)).query)["redirect_params"][0])["state"][0]
+
+        response = follow(f"{CALLBACK}?request_token={used['request_token'][0]}&status=success&state={fresh_state}")
+
+        assert spa_params(response) == {"status": "error", "error": "exchange_failed", "parent_origin": SPA}
+
+    def test_a_forged_state_is_a_400(self, sandbox, user_client):
+        forged = signing.dumps(
+            {
+                "user_id": 1,
+                "tenant_slug": "acme",
+                "app_id": 1,
+                "connection_id": 1,
+                "frontend_origin": "https://evil.test",
+                "nonce": "n",
+            },
+            salt="not-ours",
+        )
+
+        response = follow(f"{CALLBACK}?request_token=abc&status=success&state={forged}")
+
+        assert response.status_code == 400 and response.json()["code"] == "state_invalid"
+        assert "Location" not in response
+
+    def test_an_expired_state_is_a_400(self, sandbox, user_client, monkeypatch):
+        location = log_in_at_kite(start(user_client))
+        later = time.time() + 601
+        monkeypatch.setattr(signing.time, "time", lambda: later)
+
+        response = follow(location)
+
+        assert response.status_code == 400 and response.json()["code"] == "state_invalid"
+        assert not BrokerConnection.objects.filter(status="active").exists()
+
+    def test_a_cancelled_login_reports_denied(self, sandbox, user_client):
+        state = parse_qs(parse_qs(urlsplit(start(user_client)).query)["redirect_params"][0])["state"][0]
+
+        response = follow(f"{CALLBACK}?action=login&status=cancelled&state={state}")
+
+        assert spa_params(response) == {"status": "error", "error": "denied", "parent_origin": SPA}
+
+    def test_the_error_never_carries_exception_text(self, sandbox, user_client, settings):
+        state = parse_qs(parse_qs(urlsplit(start(user_client)).query)["redirect_params"][0])["state"][0]
+        settings.THOR_KITE_API_ROOT = "http://127.0.0.1:9"  # nothing listens there
+
+        response = follow(f"{CALLBACK}?request_token=abc&status=success&state={state}")
+
+        assert spa_params(response)["error"] == "exchange_failed"
+        assert "Connection" not in response["Location"]
+
+    def test_a_state_issued_for_an_origin_the_tenant_dropped_is_a_400(self, sandbox, user_client, tenant):
+        location = log_in_at_kite(start(user_client, frontend_url="https://app.acme.test"))
+        tenant.allowed_origins = [SPA]
+        tenant.save()
+
+        response = follow(location)
+
+        assert response.status_code == 400
+
+
+class TestBrokerFaults:
+    def fault(self, sandbox, **fault):
+        requests.post(f"{sandbox.url}/_sandbox/faults", json={"broker": "kite", **fault}, timeout=5).raise_for_status()
+
+    def holdings_after_fault(self, sandbox, client, account, **fault):
+        assert client.get("/api/portfolio/holdings").status_code == 200
+        snapshots.forget(snapshots.key("acme", account.pk, "holdings"))
+        self.fault(sandbox, path="/portfolio/holdings", count=1, **fault)
+        return client.get("/api/portfolio/holdings")
+
+    @pytest.mark.parametrize("fault", [{"kind": "429"}, {"kind": "5xx"}, {"kind": "drop"}])
+    def test_a_transient_fault_serves_the_last_good_snapshot(self, sandbox, user_client, fault):
+        account = link(user_client)
+
+        response = self.holdings_after_fault(sandbox, user_client, account, **fault)
+
+        assert response.status_code == 200, response.json()
+        assert response.json()["source"] == "stale" and response.json()["data"]
+        assert BrokerConnection.objects.get().status == "active"
+
+    def test_a_timeout_serves_the_last_good_snapshot(self, sandbox, user_client, settings):
+        account = link(user_client)
+        settings.THOR_KITE_TIMEOUT = 0.3
+
+        response = self.holdings_after_fault(sandbox, user_client, account, kind="latency", ms=1500)
+
+        assert response.status_code == 200 and response.json()["source"] == "stale"
+
+    def test_without_a_snapshot_a_fault_is_a_clear_503(self, sandbox, user_client):
+        link(user_client)
+        self.fault(sandbox, kind="5xx", path="/portfolio/holdings", count=1)
+
+        response = user_client.get("/api/portfolio/holdings")
+
+        assert response.status_code == 503
+        assert response.json()["code"] == "broker_unavailable"
+        assert BrokerConnection.objects.get().last_error == "unavailable"
+
+    def test_an_expired_token_marks_the_connection_and_asks_to_relink(self, sandbox, user_client):
+        account = link(user_client)
+
+        response = self.holdings_after_fault(sandbox, user_client, account, kind="token_expired")
+
+        assert response.status_code == 409
+        assert response.json()["code"] == "reauth_required"
+        connection = BrokerConnection.objects.get()
+        assert (connection.status, connection.access_token, connection.last_error) == ("expired", "", "token_expired")
+        assert user_client.get("/api/user/profile").status_code == 409
+        assert TradingAccount.objects.filter(pk=account.pk).exists()
+
+    def test_kite_down_at_login_ends_in_an_error_redirect_and_nothing_linked(self, sandbox, user_client):
+        location = log_in_at_kite(start(user_client))
+        self.fault(sandbox, kind="5xx", path="/session/token", count=1)
+
+        response = follow(location)
+
+        assert spa_params(response)["error"] == "exchange_failed"
+        assert not BrokerConnection.objects.exclude(status="pending").exists()
+
+
+def test_state_in_the_login_url_is_the_one_thor_signed(sandbox, user_client):
+    redirect_params = parse_qs(urlsplit(start(user_client)).query)["redirect_params"][0]
+
+    state = oauth_state.consume(parse_qs(redirect_params)["state"][0])
+
+    assert state.frontend_origin == SPA

@@ -1,0 +1,65 @@
+import time
+
+import pytest
+from django.core import signing
+
+from brokers import oauth_state
+
+STATE = {
+    "user_id": 7,
+    "tenant_slug": "acme",
+    "app_id": 3,
+    "connection_id": 11,
+    "frontend_origin": "https://app.acme.test",
+}
+
+
+def test_a_state_comes_back_with_what_it_was_issued_for():
+    token = oauth_state.issue(**STATE)
+
+    state = oauth_state.consume(token)
+
+    assert (state.user_id, state.tenant_slug, state.app_id, state.connection_id) == (7, "acme", 3, 11)
+    assert state.frontend_origin == "https://app.acme.test"
+
+
+def test_a_state_works_once():
+    token = oauth_state.issue(**STATE)
+    oauth_state.consume(token)
+
+    with pytest.raises(oauth_state.StateInvalid):
+        oauth_state.consume(token)
+
+
+def test_a_state_dies_after_ten_minutes(monkeypatch):
+    token = oauth_state.issue(**STATE)
+    later = time.time() + 601
+    monkeypatch.setattr(signing.time, "time", lambda: later)
+
+    with pytest.raises(oauth_state.StateInvalid):
+        oauth_state.consume(token)
+
+
+@pytest.mark.parametrize(
+    "forge",
+    [
+        lambda token: token[:-2] + ("AA" if not token.endswith("AA") else "BB"),
+        lambda token: signing.dumps({**STATE, "nonce": "made-up"}, salt=oauth_state.SALT),
+        lambda token: signing.dumps({**STATE, "nonce": "x"}, salt="another-purpose"),
+        lambda token: "",
+        lambda token: "x" * 5000,
+        lambda token: None,
+    ],
+    ids=["tampered", "unknown-nonce", "other-salt", "empty", "huge", "missing"],
+)
+def test_forged_states_fail(forge):
+    token = oauth_state.issue(**STATE)
+
+    with pytest.raises(oauth_state.StateInvalid):
+        oauth_state.consume(forge(token))
+
+
+def test_a_state_carries_no_secret_in_clear():
+    token = oauth_state.issue(**STATE)
+
+    assert "secret" not in signing.loads(token, salt=oauth_state.SALT)
