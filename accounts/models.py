@@ -123,3 +123,48 @@ class OrderEvent(models.Model):
 
     def __str__(self):
         return f"{self.kind} @ {self.created_at:%Y-%m-%d %H:%M:%S}"
+
+
+class PaperPosition(models.Model):
+    """A paper account's net position in one instrument and product; CNC longs double as holdings."""
+
+    account = models.ForeignKey(TradingAccount, on_delete=models.CASCADE, related_name="paper_positions")
+    exchange = models.CharField(max_length=16)
+    symbol = models.CharField(max_length=64)
+    product = models.CharField(max_length=8)
+    quantity = models.DecimalField(max_digits=18, decimal_places=4, default=Decimal("0"))
+    average_price = models.DecimalField(max_digits=18, decimal_places=4, default=Decimal("0"))
+    realised_pnl = models.DecimalField(max_digits=18, decimal_places=2, default=Decimal("0.00"))
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["exchange", "symbol", "product"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "exchange", "symbol", "product"], name="one_paper_position_per_instrument"
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.quantity} {self.exchange}:{self.symbol} {self.product}"
+
+
+class IdempotentRequest(models.Model):
+    """The first answer to a batch, modify or cancel request sent with an Idempotency-Key.
+
+    A row without `response_status` is a request still in flight (live brokers only).
+    """
+
+    account = models.ForeignKey(TradingAccount, on_delete=models.CASCADE, related_name="idempotent_requests")
+    key = models.CharField(max_length=255)
+    operation = models.CharField(max_length=20)
+    fingerprint = models.CharField(max_length=64)
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_body = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["account", "key"], name="one_request_per_idempotency_key")]
+
+    def __str__(self):
+        return f"{self.operation} {self.key}"

@@ -1,5 +1,149 @@
-from accounts.models import TradingAccount
+"""Reads, always scoped by the user: accounts, orders, and positions, holdings and funds for any broker."""
+
+from datetime import datetime
+from decimal import Decimal
+
+from django.db.models import QuerySet
+from django.http import Http404
+from django.utils import timezone
+
+from accounts import live
+from accounts.market_data import price_source
+from accounts.models import Order, PaperPosition, TradingAccount
+from accounts.paper import reserved_cash
+from brokers.adapters.types import Funds, Holding, Position
+from thor.money import CENT
+from thor.snapshots import LiveRead
+
+PRIMARY = "primary"
 
 
 def primary_account_get(*, user) -> TradingAccount | None:
     return TradingAccount.objects.filter(user=user, is_primary=True).select_related("connection__app").first()
+
+
+def account_list(*, user) -> QuerySet[TradingAccount]:
+    return TradingAccount.objects.filter(user=user).select_related("connection__app", "user__tenant").order_by("id")
+
+
+def account_get(*, user, account_ref: str) -> TradingAccount:
+    """The user's account by Thor id or the alias `primary`; anyone else's is a 404."""
+    accounts = account_list(user=user)
+    if account_ref == PRIMARY:
+        account = accounts.filter(is_primary=True).first()
+    elif account_ref.isdigit():
+        account = accounts.filter(pk=int(account_ref)).first()
+    else:
+        account = None
+    if account is None:
+        raise Http404
+    return account
+
+
+def account_status(account: TradingAccount) -> str:
+    if account.mode == TradingAccount.Mode.PAPER:
+        return "active"
+    return account.connection.status if account.connection else "revoked"
+
+
+def order_list(
+    *,
+    account: TradingAccount,
+    status: str | None = None,
+    symbol: str | None = None,
+    side: str | None = None,
+    created_from: datetime | None = None,
+    created_to: datetime | None = None,
+) -> QuerySet[Order]:
+    orders = account.orders.all()
+    if status:
+        orders = orders.filter(status=status)
+    if symbol:
+        orders = orders.filter(symbol=symbol)
+    if side:
+        orders = orders.filter(side=side)
+    if created_from:
+        orders = orders.filter(created_at__gte=created_from)
+    if created_to:
+        orders = orders.filter(created_at__lt=created_to)
+    return orders
+
+
+def order_get(*, account: TradingAccount, order_id: int) -> Order:
+    order = account.orders.filter(pk=order_id).first()
+    if order is None:
+        raise Http404
+    return order
+
+
+def _now_read(data) -> LiveRead:
+    # Paper numbers come straight from the database: always current.
+    return LiveRead(data=data, source="live", as_of=timezone.now())
+
+
+def _paper_positions(account: TradingAccount) -> list[tuple[PaperPosition, Decimal]]:
+    positions = list(account.paper_positions.all())
+    prices = price_source().prices({(p.exchange, p.symbol) for p in positions})
+    return [(p, prices.get((p.exchange, p.symbol), p.average_price)) for p in positions]
+
+
+def _paper_position(position: PaperPosition, last_price: Decimal) -> Position:
+    unrealised = ((last_price - position.average_price) * position.quantity).quantize(CENT)
+    return Position(
+        symbol=position.symbol,
+        exchange=position.exchange,
+        product=position.product,
+        quantity=position.quantity,
+        average_price=position.average_price,
+        last_price=last_price,
+        realised_pnl=position.realised_pnl,
+        unrealised_pnl=unrealised,
+        # Paper keeps no previous close: the day's P&L is everything since the position opened.
+        day_pnl=position.realised_pnl + unrealised,
+        value=(position.quantity * last_price).quantize(CENT),
+    )
+
+
+def positions_get(*, account: TradingAccount, fresh: bool = False) -> LiveRead:
+    if account.mode == TradingAccount.Mode.LIVE:
+        return live.live_read(account=account, what="positions", call=lambda adapter: adapter.positions(), force=fresh)
+    return _now_read([_paper_position(position, price) for position, price in _paper_positions(account)])
+
+
+def holdings_get(*, account: TradingAccount, fresh: bool = False) -> LiveRead:
+    """Paper holdings are the CNC longs."""
+    if account.mode == TradingAccount.Mode.LIVE:
+        return live.live_read(account=account, what="holdings", call=lambda adapter: adapter.holdings(), force=fresh)
+    holdings = [
+        Holding(
+            symbol=position.symbol,
+            exchange=position.exchange,
+            quantity=position.quantity,
+            average_price=position.average_price,
+            last_price=price,
+            pnl=((price - position.average_price) * position.quantity).quantize(CENT),
+            day_change=Decimal("0"),
+            value=(position.quantity * price).quantize(CENT),
+        )
+        for position, price in _paper_positions(account)
+        if position.product == "CNC" and position.quantity > 0
+    ]
+    return _now_read(holdings)
+
+
+def funds_get(*, account: TradingAccount, fresh: bool = False) -> LiveRead:
+    if account.mode == TradingAccount.Mode.LIVE:
+        return live.live_read(account=account, what="funds", call=lambda adapter: adapter.funds(), force=fresh)
+    reserved = reserved_cash(account=account)
+    market_value = sum((p.quantity * price for p, price in _paper_positions(account)), Decimal("0"))
+    available = account.cash - reserved
+    return _now_read(
+        Funds(
+            currency=account.currency,
+            cash=account.cash,
+            available=available,
+            utilised=reserved,
+            buying_power=available,
+            net_liquidation=(account.cash + market_value).quantize(CENT),
+        )
+    )

@@ -6,10 +6,10 @@ validation errors (seed 001's format, with a machine-readable code).
 
 import logging
 
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, JsonResponse
-from rest_framework import exceptions, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
 
@@ -46,6 +46,24 @@ class ApplicationError(Exception):
         self.errors = errors
 
 
+class ErrorSerializer(serializers.Serializer):
+    """The one error shape, as the OpenAPI schema shows it."""
+
+    detail = serializers.CharField()
+    status_code = serializers.IntegerField()
+    code = serializers.CharField()
+    errors = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        required=False,
+        help_text="Validation errors: messages by field.",
+    )
+
+
+def error_responses(*status_codes):
+    """`extend_schema(responses=...)` entries documenting the error shape for each status."""
+    return {status_code: ErrorSerializer for status_code in status_codes}
+
+
 def error_body(detail, status_code, code, errors=None):
     body = {"detail": str(detail), "status_code": status_code, "code": code}
     if errors:
@@ -72,6 +90,9 @@ def _as_field_errors(detail):
 
 def exception_handler(exc, context):
     headers = {}
+    if isinstance(exc, RequestDataTooBig):
+        # DRF reads the body lazily, so Django's size limit surfaces here rather than in middleware.
+        return Response(error_body("Request body too large.", 413, "request_too_large"), status=413)
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(as_serializer_error(exc))
     if isinstance(exc, Http404):

@@ -7,26 +7,41 @@ schedule entries whether they are due and applies the tasks in-process.
 import logging
 import threading
 import time
+from datetime import datetime
 
 from django.conf import settings
+from django.db import close_old_connections
 from django.utils import timezone
 
 logger = logging.getLogger("thor.scheduler")
 _started = threading.Event()
 
 
+def run_due_tasks(celery_app, last_run: dict[str, datetime]) -> list[str]:
+    """One pass over the beat schedule: apply every due task in-process and note when it ran.
+
+    `last_run` maps entry names to their last run; an entry missing from it starts its clock now.
+    Returns the names of the entries applied.
+    """
+    applied = []
+    for name, entry in settings.CELERY_BEAT_SCHEDULE.items():
+        if not _is_due(entry["schedule"], last_run.setdefault(name, timezone.now())):
+            continue
+        last_run[name] = timezone.now()
+        applied.append(name)
+        try:
+            celery_app.tasks[entry["task"]].apply(args=entry.get("args", ()), kwargs=entry.get("kwargs", {}))
+        except Exception:
+            logger.exception("Scheduled task %s failed", entry["task"])
+    return applied
+
+
 def _run_forever(celery_app, poll_seconds):
-    last_run = {name: timezone.now() for name in settings.CELERY_BEAT_SCHEDULE}
+    last_run = {}
     while True:
-        for name, entry in settings.CELERY_BEAT_SCHEDULE.items():
-            due, _ = _is_due(entry["schedule"], last_run[name])
-            if not due:
-                continue
-            last_run[name] = timezone.now()
-            try:
-                celery_app.tasks[entry["task"]].apply(args=entry.get("args", ()))
-            except Exception:
-                logger.exception("Scheduled task %s failed", entry["task"])
+        run_due_tasks(celery_app, last_run)
+        # A thread that lives for the whole process must drop stale connections as a request does.
+        close_old_connections()
         time.sleep(poll_seconds)
 
 
@@ -35,7 +50,7 @@ def _is_due(schedule, last_run_at):
 
     if not hasattr(schedule, "is_due"):
         schedule = interval(schedule)
-    return schedule.is_due(last_run_at)
+    return schedule.is_due(last_run_at).is_due
 
 
 def start_embedded_scheduler(poll_seconds=1.0):

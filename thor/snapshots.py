@@ -63,33 +63,38 @@ def _stale_or_raise(base, error: BrokerError) -> LiveRead:
     return LiveRead(data=entry[0], source="stale", as_of=entry[1])
 
 
+def _fresh(base) -> LiveRead | None:
+    entry = cache.get(_fresh_key(base))
+    return None if entry is None else LiveRead(data=entry[0], source="cache", as_of=entry[1])
+
+
 def read_through(
     key: str, fetch: Callable[[], T], *, fresh_ttl: float = 5, stale_ttl: float = 300, force: bool = False
 ) -> LiveRead[T]:
-    if not force:
-        entry = cache.get(_fresh_key(key))
-        if entry is not None:
-            return LiveRead(data=entry[0], source="cache", as_of=entry[1])
+    if not force and (fresh := _fresh(key)) is not None:
+        return fresh
 
     token = uuid.uuid4().hex
     deadline = time.monotonic() + LOCK_SECONDS
     # add() is None when the cache is down: then there is no lock to wait for, call directly.
     while cache.add(_lock_key(key), token, LOCK_SECONDS) is False:
         # Someone else is calling the broker: wait for their answer rather than add a call.
-        entry = cache.get(_fresh_key(key))
-        if entry is not None:
-            return LiveRead(data=entry[0], source="cache", as_of=entry[1])
+        if (fresh := _fresh(key)) is not None:
+            return fresh
         if time.monotonic() > deadline:
             break
         time.sleep(WAIT_STEP_SECONDS)
     try:
-        data = fetch()
+        # The previous holder may have stored its answer between our last look and our add().
+        if not force and (fresh := _fresh(key)) is not None:
+            return fresh
+        # Stored before the lock is released, so the next reader to take the lock finds it.
+        return _store(key, fetch(), fresh_ttl, stale_ttl)
     except BrokerError as error:
         return _stale_or_raise(key, error)
     finally:
         if cache.get(_lock_key(key)) == token:
             cache.delete(_lock_key(key))
-    return _store(key, data, fresh_ttl, stale_ttl)
 
 
 def forget(key: str) -> None:

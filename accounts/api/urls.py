@@ -1,1 +1,17 @@
-urlpatterns = []
+from accounts.api import views
+from thor.routes import slash_optional
+
+ACCOUNT = "accounts/<str:account_id>"
+
+urlpatterns = [
+    *slash_optional("accounts", views.AccountListView.as_view(), name="account-list"),
+    *slash_optional(ACCOUNT, views.AccountDetailView.as_view(), name="account-detail"),
+    *slash_optional(f"{ACCOUNT}/sync", views.AccountSyncView.as_view(), name="account-sync"),
+    *slash_optional(f"{ACCOUNT}/reset", views.AccountResetView.as_view(), name="account-reset"),
+    *slash_optional(f"{ACCOUNT}/positions", views.PositionsView.as_view(), name="account-positions"),
+    *slash_optional(f"{ACCOUNT}/holdings", views.HoldingsView.as_view(), name="account-holdings"),
+    *slash_optional(f"{ACCOUNT}/funds", views.FundsView.as_view(), name="account-funds"),
+    *slash_optional(f"{ACCOUNT}/orders", views.OrdersView.as_view(), name="account-orders"),
+    *slash_optional(f"{ACCOUNT}/orders/<int:order_id>", views.OrderDetailView.as_view(), name="account-order"),
+    *slash_optional(f"{ACCOUNT}/batch-orders", views.BatchOrdersView.as_view(), name="account-batch-orders"),
+]

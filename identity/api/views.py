@@ -1,4 +1,4 @@
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import status
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
@@ -11,10 +11,8 @@ from accounts.selectors import primary_account_get
 from identity.api import serializers
 from identity.services import user_register
 from identity.tokens import ThorTokenObtainPairSerializer, token_pair_for
-from thor.errors import ApplicationError
+from thor.errors import ApplicationError, error_responses
 from thor.throttles import LoginRateThrottle
-
-ERRORS = {400: dict, 401: dict, 429: dict}
 
 
 class RegisterView(APIView):
@@ -25,7 +23,7 @@ class RegisterView(APIView):
     @extend_schema(
         summary="Sign up: a user, their paper account and a token pair",
         request=serializers.RegisterInputSerializer,
-        responses={201: serializers.RegisterOutputSerializer, **ERRORS},
+        responses={201: serializers.RegisterOutputSerializer, **error_responses(400, 429)},
     )
     def post(self, request):
         data = serializers.RegisterInputSerializer(data=request.data)
@@ -40,11 +38,23 @@ class RegisterView(APIView):
         return Response(body, status=status.HTTP_201_CREATED)
 
 
+@extend_schema_view(
+    post=extend_schema(
+        summary="Log in: a token pair for an email and password",
+        responses={200: serializers.TokenPairSerializer, **error_responses(400, 401, 429)},
+    )
+)
 class TokenView(TokenObtainPairView):
     serializer_class = ThorTokenObtainPairSerializer
     throttle_classes = [LoginRateThrottle]
 
 
+@extend_schema_view(
+    post=extend_schema(
+        summary="A new token pair for a refresh token, which is blacklisted (rotation)",
+        responses={200: serializers.TokenPairSerializer, **error_responses(400, 401, 429)},
+    )
+)
 class TokenRefresh(TokenRefreshView):
     throttle_classes = [LoginRateThrottle]
 
@@ -53,7 +63,7 @@ class LogoutView(APIView):
     @extend_schema(
         summary="Log out: blacklist the refresh token",
         request=serializers.LogoutInputSerializer,
-        responses={205: None, **ERRORS},
+        responses={205: None, **error_responses(400, 401)},
     )
     def post(self, request):
         data = serializers.LogoutInputSerializer(data=request.data)
@@ -71,7 +81,7 @@ class LogoutView(APIView):
 class MeView(APIView):
     @extend_schema(
         summary="The signed-in user, their tenant and primary account",
-        responses={200: serializers.MeOutputSerializer, 401: dict},
+        responses={200: serializers.MeOutputSerializer, **error_responses(401)},
     )
     def get(self, request):
         user = request.user

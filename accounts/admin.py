@@ -1,0 +1,59 @@
+from django.contrib import admin
+
+from accounts.models import Order, OrderEvent, PaperPosition, TradingAccount
+
+
+class ReadOnlyMixin:
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class OrderEventInline(ReadOnlyMixin, admin.TabularInline):
+    model = OrderEvent
+    extra = 0
+    fields = ["created_at", "kind", "actor", "request_id", "before", "after", "broker_response"]
+    readonly_fields = fields
+
+
+class PaperPositionInline(admin.TabularInline):
+    model = PaperPosition
+    extra = 0
+    fields = ["exchange", "symbol", "product", "quantity", "average_price", "realised_pnl"]
+    readonly_fields = fields
+    can_delete = False
+
+
+@admin.register(TradingAccount)
+class TradingAccountAdmin(admin.ModelAdmin):
+    list_display = ["id", "user", "mode", "display_name", "currency", "cash", "is_primary", "created_at"]
+    list_filter = ["mode", "is_primary"]
+    search_fields = ["user__email", "display_name", "broker_account_id"]
+    raw_id_fields = ["user", "connection"]
+    readonly_fields = ["cash", "created_at", "updated_at"]
+    inlines = [PaperPositionInline]
+
+
+@admin.register(Order)
+class OrderAdmin(admin.ModelAdmin):
+    list_display = ["id", "account", "side", "quantity", "exchange", "symbol", "order_type", "status", "created_at"]
+    list_filter = ["status", "side", "order_type", "exchange"]
+    search_fields = ["client_order_id", "broker_order_id", "symbol", "account__user__email"]
+    raw_id_fields = ["account"]
+    readonly_fields = [field.name for field in Order._meta.fields]
+    inlines = [OrderEventInline]
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(OrderEvent)
+class OrderEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = ["id", "created_at", "account", "order", "kind", "actor", "request_id"]
+    list_filter = ["kind"]
+    search_fields = ["request_id", "order__client_order_id", "account__user__email"]

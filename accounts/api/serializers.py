@@ -1,0 +1,181 @@
+from decimal import Decimal
+
+from rest_framework import serializers
+
+from accounts.market_data import ORDER_TYPES, VALIDITIES
+from accounts.models import Order
+
+PRICE = {"max_digits": 14, "decimal_places": 4, "min_value": Decimal("0.0001")}
+MONEY = {"max_digits": 20, "decimal_places": 4}
+
+
+class AccountOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    mode = serializers.CharField()
+    broker = serializers.CharField()
+    status = serializers.CharField()
+    currency = serializers.CharField()
+    display_name = serializers.CharField()
+    primary = serializers.BooleanField(source="is_primary")
+    broker_account_id = serializers.CharField()
+    account_number = serializers.SerializerMethodField()
+    created_at = serializers.DateTimeField()
+
+    def get_account_number(self, account) -> str:
+        number = account.account_number
+        return f"****{number[-4:]}" if number else ""
+
+
+class AccountUpdateInputSerializer(serializers.Serializer):
+    primary = serializers.BooleanField()
+
+    def validate_primary(self, value):
+        if not value:
+            raise serializers.ValidationError("Make another account primary instead.")
+        return value
+
+
+class OrderInputSerializer(serializers.Serializer):
+    tradingsymbol = serializers.CharField(max_length=64)
+    exchange = serializers.CharField(max_length=16)
+    transaction_type = serializers.ChoiceField(choices=Order.Side.values)
+    quantity = serializers.IntegerField(min_value=1, max_value=10**9)
+    order_type = serializers.ChoiceField(choices=ORDER_TYPES)
+    product = serializers.ChoiceField(choices=("CNC", "MIS", "NRML"))
+    price = serializers.DecimalField(**PRICE, required=False, allow_null=True)
+    trigger_price = serializers.DecimalField(**PRICE, required=False, allow_null=True)
+    validity = serializers.ChoiceField(choices=VALIDITIES, default="DAY")
+    tag = serializers.CharField(max_length=20, required=False, allow_blank=True, default="")
+
+
+class OrderModifyInputSerializer(serializers.Serializer):
+    quantity = serializers.IntegerField(min_value=1, max_value=10**9, required=False)
+    order_type = serializers.ChoiceField(choices=ORDER_TYPES, required=False)
+    price = serializers.DecimalField(**PRICE, required=False, allow_null=True)
+    trigger_price = serializers.DecimalField(**PRICE, required=False, allow_null=True)
+    validity = serializers.ChoiceField(choices=VALIDITIES, required=False)
+
+    def validate(self, attrs):
+        if not attrs:
+            raise serializers.ValidationError(
+                "Send at least one of quantity, order_type, price, trigger_price, validity."
+            )
+        return attrs
+
+
+class BatchInputSerializer(serializers.Serializer):
+    orders = serializers.ListField(child=OrderInputSerializer(), min_length=1, max_length=20)
+
+
+class OrderListQuerySerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=Order.Status.values, required=False)
+    symbol = serializers.CharField(max_length=64, required=False)
+    side = serializers.ChoiceField(choices=Order.Side.values, required=False)
+    created_from = serializers.DateTimeField(required=False)
+    created_to = serializers.DateTimeField(required=False)
+
+    def to_internal_value(self, data):
+        # `from` and `to` are Python keywords: renamed on the way in.
+        renamed = {"from": "created_from", "to": "created_to"}
+        data = {renamed.get(key, key): data.get(key) for key in data if data.get(key) not in (None, "")}
+        return super().to_internal_value(data)
+
+
+class OrderOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    client_order_id = serializers.CharField()
+    broker_order_id = serializers.CharField()
+    tradingsymbol = serializers.CharField(source="symbol")
+    exchange = serializers.CharField()
+    transaction_type = serializers.CharField(source="side")
+    quantity = serializers.DecimalField(max_digits=18, decimal_places=4)
+    order_type = serializers.CharField()
+    product = serializers.CharField()
+    price = serializers.DecimalField(max_digits=18, decimal_places=4, allow_null=True)
+    trigger_price = serializers.DecimalField(max_digits=18, decimal_places=4, allow_null=True)
+    validity = serializers.CharField()
+    tag = serializers.CharField()
+    status = serializers.CharField()
+    status_message = serializers.CharField()
+    filled_quantity = serializers.DecimalField(max_digits=18, decimal_places=4)
+    average_price = serializers.DecimalField(max_digits=18, decimal_places=4, allow_null=True)
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+
+class BatchLegOutputSerializer(serializers.Serializer):
+    index = serializers.IntegerField()
+    outcome = serializers.ChoiceField(choices=("placed", "rejected", "cancelled"))
+    message = serializers.CharField()
+    order = OrderOutputSerializer()
+
+
+class BatchOutputSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=("placed", "failed", "partial"))
+    legs = BatchLegOutputSerializer(many=True)
+
+
+class PositionOutputSerializer(serializers.Serializer):
+    tradingsymbol = serializers.CharField(source="symbol")
+    exchange = serializers.CharField()
+    product = serializers.CharField()
+    quantity = serializers.DecimalField(**MONEY)
+    average_price = serializers.DecimalField(**MONEY)
+    last_price = serializers.DecimalField(**MONEY)
+    realised_pnl = serializers.DecimalField(**MONEY)
+    unrealised_pnl = serializers.DecimalField(**MONEY)
+    day_pnl = serializers.DecimalField(**MONEY)
+    value = serializers.DecimalField(**MONEY)
+
+
+class HoldingOutputSerializer(serializers.Serializer):
+    tradingsymbol = serializers.CharField(source="symbol")
+    exchange = serializers.CharField()
+    quantity = serializers.DecimalField(**MONEY)
+    average_price = serializers.DecimalField(**MONEY)
+    last_price = serializers.DecimalField(**MONEY)
+    pnl = serializers.DecimalField(**MONEY)
+    day_change = serializers.DecimalField(**MONEY)
+    value = serializers.DecimalField(**MONEY)
+    isin = serializers.CharField()
+
+
+class FundsOutputSerializer(serializers.Serializer):
+    currency = serializers.CharField()
+    cash = serializers.DecimalField(**MONEY)
+    available = serializers.DecimalField(**MONEY)
+    utilised = serializers.DecimalField(**MONEY)
+    buying_power = serializers.DecimalField(**MONEY)
+    net_liquidation = serializers.DecimalField(**MONEY)
+
+
+def envelope_serializer(name: str, data_field: serializers.Field) -> type[serializers.Serializer]:
+    """`{account_id, source, as_of, data}`: where the numbers came from and how old they are."""
+    return type(
+        name,
+        (serializers.Serializer,),
+        {
+            "account_id": serializers.IntegerField(),
+            "source": serializers.ChoiceField(choices=("live", "cache", "stale")),
+            "as_of": serializers.DateTimeField(),
+            "data": data_field,
+        },
+    )
+
+
+PositionsOutputSerializer = envelope_serializer("PositionsOutputSerializer", PositionOutputSerializer(many=True))
+HoldingsOutputSerializer = envelope_serializer("HoldingsOutputSerializer", HoldingOutputSerializer(many=True))
+FundsEnvelopeOutputSerializer = envelope_serializer("FundsEnvelopeOutputSerializer", FundsOutputSerializer())
+
+
+class SyncOutputSerializer(serializers.Serializer):
+    account_id = serializers.IntegerField()
+    changed = serializers.DictField(child=serializers.IntegerField())
+    as_of = serializers.DateTimeField()
+
+
+class ErrorOutputSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    status_code = serializers.IntegerField()
+    code = serializers.CharField()
+    errors = serializers.DictField(required=False)

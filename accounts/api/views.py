@@ -1,0 +1,308 @@
+import hashlib
+import json
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.pagination import CursorPagination
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts import orders as order_services
+from accounts import selectors, services
+from accounts.api import serializers
+from brokers.adapters.types import OrderRequest
+from thor.errors import ApplicationError
+from thor.throttles import OrderRateThrottle
+
+ERRORS = {code: serializers.ErrorOutputSerializer for code in (401, 404)}
+WRITE_ERRORS = {code: serializers.ErrorOutputSerializer for code in (400, 401, 403, 404, 409, 422, 429, 503)}
+IDEMPOTENCY_KEY = OpenApiParameter(
+    "Idempotency-Key",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    description="Same key and body: the first answer again, nothing sent twice. Same key, other body: 422.",
+)
+FRESH = OpenApiParameter("fresh", OpenApiTypes.BOOL, description="Bypass the short cache of live reads.")
+
+
+def idempotency_key(request) -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not 1 <= len(key) <= 255 or not key.isprintable() or not key.isascii():
+        raise ApplicationError(
+            "Idempotency-Key must be 1 to 255 printable ASCII characters.",
+            code="validation_error",
+            errors={"Idempotency-Key": ["1 to 255 printable ASCII characters."]},
+        )
+    return key
+
+
+def fingerprint(*parts) -> str:
+    canonical = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def order_request(data: dict) -> OrderRequest:
+    return OrderRequest(
+        symbol=data["tradingsymbol"],
+        exchange=data["exchange"],
+        side=data["transaction_type"],
+        quantity=data["quantity"],
+        order_type=data["order_type"],
+        product=data["product"],
+        price=data.get("price"),
+        trigger_price=data.get("trigger_price"),
+        validity=data["validity"],
+        tag=data["tag"],
+    )
+
+
+def wants_fresh(request) -> bool:
+    return request.query_params.get("fresh", "").lower() in ("1", "true", "yes")
+
+
+class AccountListView(APIView):
+    @extend_schema(
+        summary="Every account of the user: paper and live",
+        responses={200: serializers.AccountOutputSerializer(many=True), 401: serializers.ErrorOutputSerializer},
+    )
+    def get(self, request):
+        accounts = selectors.account_list(user=request.user)
+        return Response(serializers.AccountOutputSerializer(_with_status(accounts), many=True).data)
+
+
+def _with_status(accounts):
+    for account in accounts:
+        account.status = selectors.account_status(account)
+    return accounts
+
+
+class AccountDetailView(APIView):
+    @extend_schema(
+        summary="One account (a Thor id or `primary`)", responses={200: serializers.AccountOutputSerializer, **ERRORS}
+    )
+    def get(self, request, account_id):
+        account = selectors.account_get(user=request.user, account_ref=account_id)
+        return Response(serializers.AccountOutputSerializer(_with_status([account])[0]).data)
+
+    @extend_schema(
+        summary="Make this account the primary one (paper or an active live account)",
+        request=serializers.AccountUpdateInputSerializer,
+        responses={200: serializers.AccountOutputSerializer, **WRITE_ERRORS},
+    )
+    def patch(self, request, account_id):
+        account = selectors.account_get(user=request.user, account_ref=account_id)
+        serializers.AccountUpdateInputSerializer(data=request.data).is_valid(raise_exception=True)
+        account = services.trading_account_set_primary(account=account)
+        return Response(serializers.AccountOutputSerializer(_with_status([account])[0]).data)
+
+
+class AccountSyncView(APIView):
+    @extend_schema(
+        summary="Refresh positions, holdings, funds and orders from the broker",
+        request=None,
+        responses={200: serializers.SyncOutputSerializer, **WRITE_ERRORS},
+    )
+    def post(self, request, account_id):
+        account = selectors.account_get(user=request.user, account_ref=account_id)
+        result = services.trading_account_sync(account=account)
+        body = {"account_id": account.pk, "changed": result.changed, "as_of": result.as_of}
+        return Response(serializers.SyncOutputSerializer(body).data)
+
+
+class AccountResetView(APIView):
+    @extend_schema(
+        summary="Paper only: starting cash again, every order cancelled, every position closed",
+        request=None,
+        responses={200: serializers.AccountOutputSerializer, **WRITE_ERRORS},
+    )
+    def post(self, request, account_id):
+        account = selectors.account_get(user=request.user, account_ref=account_id)
+        account = services.trading_account_reset(account=account, actor=request.user)
+        return Response(serializers.AccountOutputSerializer(_with_status([account])[0]).data)
+
+
+class _LiveReadView(APIView):
+    read = None
+    output_serializer = None
+
+    def get(self, request, account_id):
+        account = selectors.account_get(user=request.user, account_ref=account_id)
+        result = type(self).read(account=account, fresh=wants_fresh(request))
+        body = {"account_id": account.pk, "source": result.source, "as_of": result.as_of, "data": result.data}
+        return Response(self.output_serializer(body).data)
+
+
+@extend_schema(
+    summary="Positions with P&L",
+    parameters=[FRESH],
+    responses={
+        200: serializers.PositionsOutputSerializer,
+        409: serializers.ErrorOutputSerializer,
+        503: serializers.ErrorOutputSerializer,
+        **ERRORS,
+    },
+)
+class PositionsView(_LiveReadView):
+    read = selectors.positions_get
+    output_serializer = serializers.PositionsOutputSerializer
+
+
+@extend_schema(
+    summary="Holdings with P&L",
+    parameters=[FRESH],
+    responses={
+        200: serializers.HoldingsOutputSerializer,
+        409: serializers.ErrorOutputSerializer,
+        503: serializers.ErrorOutputSerializer,
+        **ERRORS,
+    },
+)
+class HoldingsView(_LiveReadView):
+    read = selectors.holdings_get
+    output_serializer = serializers.HoldingsOutputSerializer
+
+
+@extend_schema(
+    summary="Cash, available, utilised, buying power, net liquidation",
+    parameters=[FRESH],
+    responses={
+        200: serializers.FundsEnvelopeOutputSerializer,
+        409: serializers.ErrorOutputSerializer,
+        503: serializers.ErrorOutputSerializer,
+        **ERRORS,
+    },
+)
+class FundsView(_LiveReadView):
+    read = selectors.funds_get
+    output_serializer = serializers.FundsEnvelopeOutputSerializer
+
+
+class OrderCursorPagination(CursorPagination):
+    ordering = "-id"
+    page_size = 50
+    page_size_query_param = "limit"
+    max_page_size = 200
+
+
+class OrdersView(APIView):
+    throttle_classes = [OrderRateThrottle]
+
+    @extend_schema(
+        summary="Orders, newest first, with filters and cursor pagination",
+        parameters=[
+            serializers.OrderListQuerySerializer,
+            OpenApiParameter("from", OpenApiTypes.DATETIME),
+            OpenApiParameter("to", OpenApiTypes.DATETIME),
+            OpenApiParameter("limit", OpenApiTypes.INT),
+            OpenApiParameter("cursor", OpenApiTypes.STR),
+        ],
+        responses={200: serializers.OrderOutputSerializer(many=True), 400: serializers.ErrorOutputSerializer, **ERRORS},
+    )
+    def get(self, request, account_id):
+        account = selectors.account_get(user=request.user, account_ref=account_id)
+        query = serializers.OrderListQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        orders = selectors.order_list(account=account, **query.validated_data)
+        paginator = OrderCursorPagination()
+        page = paginator.paginate_queryset(orders, request, view=self)
+        return paginator.get_paginated_response(serializers.OrderOutputSerializer(page, many=True).data)
+
+    @extend_schema(
+        summary="Place an order",
+        parameters=[IDEMPOTENCY_KEY],
+        request=serializers.OrderInputSerializer,
+        responses={201: serializers.OrderOutputSerializer, **WRITE_ERRORS},
+    )
+    def post(self, request, account_id):
+        account = selectors.account_get(user=request.user, account_ref=account_id)
+        key = idempotency_key(request)
+        data = serializers.OrderInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        order = order_services.order_place(
+            account=account,
+            request=order_request(data.validated_data),
+            idempotency_key=key,
+            fingerprint=fingerprint(request.data),
+            actor=request.user,
+        )
+        return Response(serializers.OrderOutputSerializer(order).data, status=status.HTTP_201_CREATED)
+
+
+class OrderDetailView(APIView):
+    throttle_classes = [OrderRateThrottle]
+
+    @extend_schema(summary="One order", responses={200: serializers.OrderOutputSerializer, **ERRORS})
+    def get(self, request, account_id, order_id):
+        account = selectors.account_get(user=request.user, account_ref=account_id)
+        order = selectors.order_get(account=account, order_id=order_id)
+        return Response(serializers.OrderOutputSerializer(order).data)
+
+    @extend_schema(
+        summary="Modify an open order",
+        parameters=[IDEMPOTENCY_KEY],
+        request=serializers.OrderModifyInputSerializer,
+        responses={200: serializers.OrderOutputSerializer, **WRITE_ERRORS},
+    )
+    def patch(self, request, account_id, order_id):
+        account = selectors.account_get(user=request.user, account_ref=account_id)
+        key = idempotency_key(request)
+        data = serializers.OrderModifyInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        order = order_services.order_modify(
+            account=account,
+            order_id=order_id,
+            changes=data.validated_data,
+            idempotency_key=key,
+            fingerprint=fingerprint("modify", order_id, request.data),
+            actor=request.user,
+        )
+        return Response(serializers.OrderOutputSerializer(order).data)
+
+    @extend_schema(
+        summary="Cancel an open order",
+        parameters=[IDEMPOTENCY_KEY],
+        request=None,
+        responses={200: serializers.OrderOutputSerializer, **WRITE_ERRORS},
+    )
+    def delete(self, request, account_id, order_id):
+        account = selectors.account_get(user=request.user, account_ref=account_id)
+        order = order_services.order_cancel(
+            account=account,
+            order_id=order_id,
+            idempotency_key=idempotency_key(request),
+            fingerprint=fingerprint("cancel", order_id),
+            actor=request.user,
+        )
+        return Response(serializers.OrderOutputSerializer(order).data)
+
+
+class BatchOrdersView(APIView):
+    throttle_classes = [OrderRateThrottle]
+
+    @extend_schema(
+        summary="Place up to 20 orders: all checked first; paper is all or nothing, live cancels placed legs on a failure",
+        parameters=[IDEMPOTENCY_KEY],
+        request=serializers.BatchInputSerializer,
+        responses={
+            201: serializers.BatchOutputSerializer,
+            207: serializers.BatchOutputSerializer,
+            422: serializers.BatchOutputSerializer,
+            **WRITE_ERRORS,
+        },
+    )
+    def post(self, request, account_id):
+        account = selectors.account_get(user=request.user, account_ref=account_id)
+        key = idempotency_key(request)
+        data = serializers.BatchInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        result = order_services.order_batch_place(
+            account=account,
+            requests=[order_request(leg) for leg in data.validated_data["orders"]],
+            idempotency_key=key,
+            fingerprint=fingerprint("batch", request.data),
+            actor=request.user,
+        )
+        return Response(serializers.BatchOutputSerializer(result).data, status=result.http_status)

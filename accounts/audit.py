@@ -1,0 +1,51 @@
+"""OrderEvent rows: one for every state change of an order and for account-wide actions."""
+
+from accounts.models import Order, OrderEvent, TradingAccount
+from thor.logging import correlation_id_var
+
+ORDER_AUDIT_FIELDS = (
+    "status",
+    "status_message",
+    "quantity",
+    "price",
+    "trigger_price",
+    "order_type",
+    "validity",
+    "filled_quantity",
+    "average_price",
+    "broker_order_id",
+)
+
+
+def order_state(order: Order) -> dict:
+    return {field: _jsonable(getattr(order, field)) for field in ORDER_AUDIT_FIELDS}
+
+
+def _jsonable(value):
+    return value if value is None or isinstance(value, str) else str(value)
+
+
+def order_event_record(
+    *, order: Order, kind: str, before: dict | None = None, actor=None, broker_response: dict | None = None
+) -> OrderEvent:
+    return OrderEvent.objects.create(
+        account_id=order.account_id,
+        order=order,
+        actor=actor,
+        kind=kind,
+        request_id=_request_id(),
+        before=before or {},
+        after=order_state(order),
+        broker_response=broker_response or {},
+    )
+
+
+def account_event_record(*, account: TradingAccount, kind: str, before: dict, after: dict, actor=None) -> OrderEvent:
+    return OrderEvent.objects.create(
+        account=account, actor=actor, kind=kind, request_id=_request_id(), before=before, after=after
+    )
+
+
+def _request_id() -> str:
+    request_id = correlation_id_var.get()
+    return "" if request_id == "-" else request_id

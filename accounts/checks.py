@@ -1,0 +1,100 @@
+"""Pre-trade checks shared by every broker: each failure names the field it is about."""
+
+from decimal import Decimal
+
+from django.core.exceptions import ValidationError
+from rest_framework import status
+
+from accounts.market_data import EXCHANGES, VALIDITIES, Instrument, instrument_get
+from accounts.models import Order, TradingAccount
+from brokers.adapters.types import OrderRequest
+from thor.errors import ApplicationError
+
+OPEN_STATUSES = (Order.Status.PENDING, Order.Status.OPEN, Order.Status.TRIGGER_PENDING)
+
+
+def trading_enabled_check(*, account: TradingAccount) -> None:
+    """The kill switches: the tenant's, and the live connection's."""
+    if not account.user.tenant.trading_enabled:
+        raise ApplicationError(
+            "Trading is disabled for this tenant.", code="trading_disabled", status_code=status.HTTP_403_FORBIDDEN
+        )
+    if account.mode == TradingAccount.Mode.LIVE and not (account.connection and account.connection.trading_enabled):
+        raise ApplicationError(
+            "Trading is disabled on this broker connection.",
+            code="trading_disabled",
+            status_code=status.HTTP_403_FORBIDDEN,
+        )
+
+
+def _on_tick(value: Decimal, tick: Decimal) -> bool:
+    return value % tick == 0
+
+
+def order_request_check(*, request: OrderRequest) -> Instrument:
+    """What can be checked from the order alone: exchange, instrument, product, type, lot and tick sizes."""
+    instrument = instrument_get(exchange=request.exchange, symbol=request.symbol)
+    if instrument is None:
+        field, message = (
+            ("tradingsymbol", f"Unknown instrument {request.exchange}:{request.symbol}.")
+            if request.exchange in EXCHANGES
+            else ("exchange", f"Unknown exchange {request.exchange!r}.")
+        )
+        raise ValidationError({field: [message]})
+    rules = instrument.rules
+    errors: dict[str, list[str]] = {}
+    if request.product not in rules.products:
+        errors["product"] = [
+            f"{request.product} is not allowed on {request.exchange}: use {', '.join(rules.products)}."
+        ]
+    if request.order_type not in rules.order_types:
+        errors["order_type"] = [
+            f"{request.order_type} is not allowed on {request.exchange}: use {', '.join(rules.order_types)}."
+        ]
+    if request.validity not in VALIDITIES:
+        errors["validity"] = [f"Use one of {', '.join(VALIDITIES)}."]
+    if request.quantity <= 0 or request.quantity % instrument.lot_size != 0:
+        errors["quantity"] = [f"Must be a positive multiple of the lot size {instrument.lot_size}."]
+    needs_price = request.order_type in ("LIMIT", "SL")
+    if needs_price and request.price is None:
+        errors["price"] = [f"Required for {request.order_type} orders."]
+    elif not needs_price and request.price is not None:
+        errors["price"] = [f"Not allowed for {request.order_type} orders."]
+    elif request.price is not None and not _on_tick(request.price, instrument.tick_size):
+        errors["price"] = [f"Must be a multiple of the tick size {instrument.tick_size}."]
+    needs_trigger = request.order_type in ("SL", "SL-M")
+    if needs_trigger and request.trigger_price is None:
+        errors["trigger_price"] = [f"Required for {request.order_type} orders."]
+    elif not needs_trigger and request.trigger_price is not None:
+        errors["trigger_price"] = [f"Not allowed for {request.order_type} orders."]
+    elif request.trigger_price is not None and not _on_tick(request.trigger_price, instrument.tick_size):
+        errors["trigger_price"] = [f"Must be a multiple of the tick size {instrument.tick_size}."]
+    if errors:
+        raise ValidationError(errors)
+    return instrument
+
+
+def estimated_price(*, request: OrderRequest, last_price: Decimal | None) -> Decimal | None:
+    """The price the order is valued at for limits and buying power."""
+    return request.price or request.trigger_price or last_price
+
+
+def tenant_limits_check(
+    *, account: TradingAccount, request: OrderRequest, price: Decimal | None, replacing: Order | None = None
+) -> None:
+    """The tenant's max order value and max open orders, on the locked account."""
+    tenant = account.user.tenant
+    if tenant.max_order_value is not None:
+        if price is None:
+            raise ValidationError({"tradingsymbol": ["No market price available to value this order."]})
+        value = request.quantity * price
+        if value > tenant.max_order_value:
+            raise ValidationError(
+                {"quantity": [f"Order value {value:.2f} exceeds the limit of {tenant.max_order_value}."]}
+            )
+    if tenant.max_open_orders is not None and replacing is None:
+        open_orders = Order.objects.filter(account__user=account.user, status__in=OPEN_STATUSES).count()
+        if open_orders >= tenant.max_open_orders:
+            raise ValidationError(
+                {"non_field_errors": [f"At most {tenant.max_open_orders} open orders are allowed; cancel one first."]}
+            )

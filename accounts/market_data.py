@@ -1,0 +1,124 @@
+"""What the paper engine and the pre-trade checks know about instruments and prices.
+
+Instrument metadata (tick size, lot size) comes from `accounts/data/instruments.csv` (the Kite instrument
+dump plus a few US symbols), with per-exchange defaults for symbols it does not list. Prices come from a
+`PriceSource` chosen by `THOR_PAPER_PRICE_SOURCE`: a fixed table (tests, demos) or Kite quotes through the
+adapter of a connection (the sandbox in development).
+"""
+
+import csv
+import functools
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Protocol
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+
+INSTRUMENTS_CSV = Path(__file__).parent / "data" / "instruments.csv"
+
+ORDER_TYPES = ("MARKET", "LIMIT", "SL", "SL-M")
+VALIDITIES = ("DAY", "IOC")
+
+
+@dataclass(frozen=True)
+class ExchangeRules:
+    currency: str
+    default_tick: Decimal
+    products: tuple[str, ...]
+    order_types: tuple[str, ...]
+    timezone: ZoneInfo
+    session_end: time
+    lists_every_symbol: bool  # derivatives need their exact contract (lot size) from the table
+
+
+_IST = ZoneInfo("Asia/Kolkata")
+_NEW_YORK = ZoneInfo("America/New_York")
+_CASH_EQUITY_IN = ExchangeRules("INR", Decimal("0.05"), ("CNC", "MIS"), ORDER_TYPES, _IST, time(15, 30), False)
+# Exchanges reject SL-M on derivatives; SL covers the same need.
+_DERIVATIVES_IN = ExchangeRules(
+    "INR", Decimal("0.05"), ("NRML", "MIS"), ("MARKET", "LIMIT", "SL"), _IST, time(15, 30), True
+)
+_US_EQUITY = ExchangeRules("USD", Decimal("0.01"), ("CNC", "MIS"), ORDER_TYPES, _NEW_YORK, time(16, 0), False)
+
+EXCHANGES: dict[str, ExchangeRules] = {
+    "NSE": _CASH_EQUITY_IN,
+    "BSE": _CASH_EQUITY_IN,
+    "NFO": _DERIVATIVES_IN,
+    "BFO": _DERIVATIVES_IN,
+    "MCX": ExchangeRules("INR", Decimal("1"), ("NRML", "MIS"), ("MARKET", "LIMIT", "SL"), _IST, time(23, 30), True),
+    "NASDAQ": _US_EQUITY,
+    "NYSE": _US_EQUITY,
+}
+
+
+@dataclass(frozen=True)
+class Instrument:
+    exchange: str
+    symbol: str
+    tick_size: Decimal
+    lot_size: int
+
+    @property
+    def rules(self) -> ExchangeRules:
+        return EXCHANGES[self.exchange]
+
+
+@functools.cache
+def _instrument_table() -> dict[tuple[str, str], Instrument]:
+    with open(INSTRUMENTS_CSV, newline="", encoding="utf-8") as handle:
+        return {
+            (row["exchange"], row["tradingsymbol"]): Instrument(
+                exchange=row["exchange"],
+                symbol=row["tradingsymbol"],
+                tick_size=Decimal(row["tick_size"]),
+                lot_size=int(row["lot_size"]),
+            )
+            for row in csv.DictReader(handle)
+        }
+
+
+def instrument_get(*, exchange: str, symbol: str) -> Instrument | None:
+    """The instrument, or None when the exchange is unknown or a derivative contract is not listed."""
+    rules = EXCHANGES.get(exchange)
+    if rules is None:
+        return None
+    listed = _instrument_table().get((exchange, symbol))
+    if listed is not None:
+        return listed
+    if rules.lists_every_symbol:
+        return None
+    return Instrument(exchange=exchange, symbol=symbol, tick_size=rules.default_tick, lot_size=1)
+
+
+class PriceSource(Protocol):
+    def prices(self, instruments: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Decimal]:
+        """Last prices keyed by (exchange, symbol); instruments without a price are left out."""
+
+
+class FixedPriceSource:
+    """Prices from a table `{"NSE:INFY": "1500.00"}` (settings `THOR_PAPER_FIXED_PRICES`)."""
+
+    def __init__(self, table: Mapping[str, object]):
+        self.table = {tuple(key.split(":", 1)): Decimal(str(price)) for key, price in table.items()}
+
+    def prices(self, instruments):
+        return {instrument: self.table[instrument] for instrument in instruments if instrument in self.table}
+
+
+def price_source() -> PriceSource:
+    kind = settings.THOR_PAPER_PRICE_SOURCE
+    if kind == "fixed":
+        return FixedPriceSource(settings.THOR_PAPER_FIXED_PRICES)
+    if kind == "kite":
+        from accounts.live import KiteQuotePriceSource
+
+        return KiteQuotePriceSource()
+    raise ValueError(f"Unknown THOR_PAPER_PRICE_SOURCE {kind!r}")
+
+
+def price_for(*, exchange: str, symbol: str) -> Decimal | None:
+    return price_source().prices([(exchange, symbol)]).get((exchange, symbol))

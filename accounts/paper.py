@@ -1,0 +1,248 @@
+"""The paper broker: fills against a price source, with cash and positions in the database.
+
+Every change to cash or positions happens with the TradingAccount row locked (`account_lock`), so
+concurrent orders on one account are applied one at a time and their checks see each other.
+"""
+
+import logging
+from collections import defaultdict
+from datetime import datetime, timedelta
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Sum
+from django.utils import timezone
+
+from accounts.audit import account_event_record, order_event_record, order_state
+from accounts.market_data import instrument_get, price_source
+from accounts.models import Order, PaperPosition, TradingAccount
+from thor.money import CENT
+
+logger = logging.getLogger("accounts.paper")
+
+RESTING_STATUSES = (Order.Status.OPEN, Order.Status.TRIGGER_PENDING)
+BPS = Decimal("10000")
+
+
+def account_lock(*, account_id: int) -> TradingAccount:
+    """The account row, locked until the surrounding transaction ends."""
+    return TradingAccount.objects.select_for_update().select_related("user__tenant").get(pk=account_id)
+
+
+def to_tick(value: Decimal, *, tick: Decimal, side: str) -> Decimal:
+    """`value` on the tick grid, rounded against the trader (up for a buy, down for a sell)."""
+    rounding = ROUND_CEILING if side == Order.Side.BUY else ROUND_FLOOR
+    return (value / tick).to_integral_value(rounding=rounding) * tick
+
+
+def market_fill_price(*, last_price: Decimal, side: str, exchange: str, symbol: str) -> Decimal:
+    instrument = instrument_get(exchange=exchange, symbol=symbol)
+    slippage = Decimal(str(settings.THOR_PAPER_SLIPPAGE_BPS)) / BPS
+    factor = 1 + slippage if side == Order.Side.BUY else 1 - slippage
+    return to_tick(last_price * factor, tick=instrument.tick_size, side=side)
+
+
+def reserved_cash(*, account: TradingAccount, exclude_order_id: int | None = None) -> Decimal:
+    """Cash set aside for resting buy orders, at their limit (or trigger) price."""
+    reserved = Decimal("0")
+    resting_buys = account.orders.filter(status__in=RESTING_STATUSES, side=Order.Side.BUY).exclude(pk=exclude_order_id)
+    for order in resting_buys:
+        reserved += order.quantity * (order.price or order.trigger_price or Decimal("0"))
+    return reserved.quantize(CENT)
+
+
+def _reserved_sell_quantity(*, account: TradingAccount, exchange: str, symbol: str, product: str, exclude_order_id):
+    resting = account.orders.filter(
+        status__in=RESTING_STATUSES, side=Order.Side.SELL, exchange=exchange, symbol=symbol, product=product
+    ).exclude(pk=exclude_order_id)
+    return resting.aggregate(total=Sum("quantity"))["total"] or Decimal("0")
+
+
+def _position_quantity(*, account, exchange, symbol, product) -> Decimal:
+    position = account.paper_positions.filter(exchange=exchange, symbol=symbol, product=product).first()
+    return position.quantity if position else Decimal("0")
+
+
+def paper_buying_power_check(*, account: TradingAccount, order: Order, estimated_price: Decimal) -> None:
+    """Raise a per-field ValidationError when the locked account cannot afford `order`."""
+    held = _position_quantity(account=account, exchange=order.exchange, symbol=order.symbol, product=order.product)
+    if order.side == Order.Side.SELL and order.product == "CNC":
+        sellable = held - _reserved_sell_quantity(
+            account=account,
+            exchange=order.exchange,
+            symbol=order.symbol,
+            product=order.product,
+            exclude_order_id=order.pk,
+        )
+        if order.quantity > sellable:
+            raise ValidationError(
+                {"quantity": [f"Cannot sell {order.quantity} {order.symbol} (CNC): {max(sellable, 0)} held."]}
+            )
+        return
+    if order.side == Order.Side.BUY:
+        needed_quantity = order.quantity
+    else:
+        # Selling beyond a long position opens a short, margined in full.
+        needed_quantity = max(order.quantity - max(held, Decimal("0")), Decimal("0"))
+    needed = (needed_quantity * estimated_price).quantize(CENT)
+    available = account.cash - reserved_cash(account=account, exclude_order_id=order.pk)
+    if needed > available:
+        raise ValidationError({"quantity": [f"Insufficient buying power: needs {needed}, available {available}."]})
+
+
+def _apply_to_position(position: PaperPosition, *, side: str, quantity: Decimal, price: Decimal) -> None:
+    signed = quantity if side == Order.Side.BUY else -quantity
+    held = position.quantity
+    if held == 0 or (held > 0) == (signed > 0):
+        position.average_price = (
+            (abs(held) * position.average_price + quantity * price) / abs(held + signed)
+        ).quantize(Decimal("0.0001"))
+    else:
+        closed = min(quantity, abs(held))
+        direction = 1 if held > 0 else -1
+        position.realised_pnl += (closed * (price - position.average_price) * direction).quantize(CENT)
+        if quantity > abs(held):
+            position.average_price = price
+        elif quantity == abs(held):
+            position.average_price = Decimal("0")
+    position.quantity = held + signed
+
+
+def _fill(*, account: TradingAccount, order: Order, price: Decimal, actor=None) -> None:
+    position, _ = PaperPosition.objects.get_or_create(
+        account=account, exchange=order.exchange, symbol=order.symbol, product=order.product
+    )
+    cost = (order.quantity * price).quantize(CENT)
+    before = order_state(order)
+    if order.side == Order.Side.BUY and cost > account.cash:
+        _reject(order=order, message=f"Insufficient funds at fill: needs {cost}, cash {account.cash}.", actor=actor)
+        return
+    if order.side == Order.Side.SELL and order.product == "CNC" and position.quantity < order.quantity:
+        _reject(order=order, message=f"Insufficient CNC position at fill: {position.quantity} held.", actor=actor)
+        return
+    _apply_to_position(position, side=order.side, quantity=order.quantity, price=price)
+    position.save()
+    account.cash += -cost if order.side == Order.Side.BUY else cost
+    account.save(update_fields=["cash", "updated_at"])
+    order.status = Order.Status.COMPLETE
+    order.filled_quantity = order.quantity
+    order.average_price = price
+    order.status_message = ""
+    order.save()
+    order_event_record(order=order, kind="filled", before=before, actor=actor)
+
+
+def _reject(*, order: Order, message: str, actor=None) -> None:
+    _set_status(order=order, status=Order.Status.REJECTED, message=message, kind="rejected", actor=actor)
+
+
+def _set_status(*, order: Order, status: str, kind: str, message: str = "", actor=None) -> None:
+    before = order_state(order)
+    order.status = status
+    order.status_message = message
+    order.save()
+    order_event_record(order=order, kind=kind, before=before, actor=actor)
+
+
+def _advance(*, account: TradingAccount, order: Order, last_price: Decimal, actor=None) -> None:
+    """Move a resting order along at `last_price`: trigger it, fill it, or leave it."""
+    if order.status == Order.Status.TRIGGER_PENDING:
+        rising = order.side == Order.Side.BUY
+        if (last_price < order.trigger_price) if rising else (last_price > order.trigger_price):
+            return
+        if order.order_type == "SL-M":
+            price = market_fill_price(
+                last_price=last_price, side=order.side, exchange=order.exchange, symbol=order.symbol
+            )
+            _fill(account=account, order=order, price=price, actor=actor)
+            return
+        _set_status(order=order, status=Order.Status.OPEN, kind="triggered", actor=actor)
+    crosses = last_price <= order.price if order.side == Order.Side.BUY else last_price >= order.price
+    if crosses:
+        _fill(account=account, order=order, price=last_price, actor=actor)
+
+
+def paper_order_submit(*, account: TradingAccount, order: Order, last_price: Decimal | None, actor=None) -> None:
+    """A new (or modified) order on the locked account: fill it now or let it rest."""
+    if order.order_type == "MARKET":
+        if last_price is None:
+            _reject(order=order, message="No market price available.", actor=actor)
+            return
+        price = market_fill_price(last_price=last_price, side=order.side, exchange=order.exchange, symbol=order.symbol)
+        _fill(account=account, order=order, price=price, actor=actor)
+        return
+    resting_status = Order.Status.TRIGGER_PENDING if order.order_type in ("SL", "SL-M") else Order.Status.OPEN
+    if order.status != resting_status:
+        _set_status(order=order, status=resting_status, kind="accepted", actor=actor)
+    if last_price is not None:
+        _advance(account=account, order=order, last_price=last_price, actor=actor)
+    if order.validity == "IOC" and order.status in RESTING_STATUSES:
+        _set_status(order=order, status=Order.Status.CANCELLED, message="IOC order not filled.", kind="expired")
+
+
+def paper_order_cancel(*, order: Order, actor=None) -> None:
+    _set_status(order=order, status=Order.Status.CANCELLED, kind="cancelled", actor=actor)
+
+
+def session_end_for(*, order: Order) -> datetime:
+    """When a DAY order placed at `order.created_at` expires: that session's close, or the next one."""
+    rules = instrument_get(exchange=order.exchange, symbol=order.symbol).rules
+    placed = order.created_at.astimezone(rules.timezone)
+    end = datetime.combine(placed.date(), rules.session_end, tzinfo=rules.timezone)
+    return end if placed < end else end + timedelta(days=1)
+
+
+def paper_orders_match(*, account_id: int | None = None, now: datetime | None = None) -> int:
+    """Expire DAY orders past their session and fill resting orders the price has crossed.
+
+    Every paper account, or only `account_id`. Returns how many orders changed state. Prices are
+    read before any lock is taken.
+    """
+    now = now or timezone.now()
+    resting = Order.objects.filter(account__mode=TradingAccount.Mode.PAPER, status__in=RESTING_STATUSES)
+    if account_id is not None:
+        resting = resting.filter(account_id=account_id)
+    instruments = set(resting.values_list("exchange", "symbol"))
+    if not instruments:
+        return 0
+    prices = price_source().prices(instruments)
+    by_account = defaultdict(list)
+    for order_id, account_id in resting.values_list("id", "account_id"):
+        by_account[account_id].append(order_id)
+    changed = 0
+    for account_id, order_ids in by_account.items():
+        with transaction.atomic():
+            account = account_lock(account_id=account_id)
+            for order in account.orders.filter(pk__in=order_ids, status__in=RESTING_STATUSES).order_by("id"):
+                status_before = order.status
+                if order.validity == "DAY" and now >= session_end_for(order=order):
+                    _set_status(order=order, status=Order.Status.EXPIRED, message="Session ended.", kind="expired")
+                elif (order.exchange, order.symbol) in prices:
+                    _advance(account=account, order=order, last_price=prices[(order.exchange, order.symbol)])
+                changed += order.status != status_before
+    return changed
+
+
+@transaction.atomic
+def paper_account_reset(*, account: TradingAccount, actor=None) -> TradingAccount:
+    """Starting cash again, every resting order cancelled and every position closed; audited."""
+    account = account_lock(account_id=account.pk)
+    positions = list(account.paper_positions.all())
+    before = {
+        "cash": str(account.cash),
+        "positions": [
+            {"exchange": p.exchange, "symbol": p.symbol, "product": p.product, "quantity": str(p.quantity)}
+            for p in positions
+        ],
+    }
+    for order in account.orders.filter(status__in=(*RESTING_STATUSES, Order.Status.PENDING)):
+        _set_status(order=order, status=Order.Status.CANCELLED, message="Account reset.", kind="cancelled", actor=actor)
+    account.paper_positions.all().delete()
+    account.cash = account.user.tenant.paper_starting_cash
+    account.save(update_fields=["cash", "updated_at"])
+    account_event_record(
+        account=account, kind="account_reset", before=before, after={"cash": str(account.cash)}, actor=actor
+    )
+    return account

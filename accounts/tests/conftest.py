@@ -1,0 +1,30 @@
+import pytest
+
+PRICES = {"NSE:INFY": "1500.00", "NSE:SBIN": "800.00", "NFO:NIFTY25NOVFUT": "24000.00", "NASDAQ:AAPL": "230.00"}
+
+
+@pytest.fixture(autouse=True)
+def fixed_prices(settings):
+    """A fixed price table and no slippage, unless a test says otherwise."""
+    settings.THOR_PAPER_PRICE_SOURCE = "fixed"
+    settings.THOR_PAPER_FIXED_PRICES = dict(PRICES)
+    settings.THOR_PAPER_SLIPPAGE_BPS = 0
+    return settings.THOR_PAPER_FIXED_PRICES
+
+
+def order_body(**overrides):
+    body = {
+        "tradingsymbol": "INFY",
+        "exchange": "NSE",
+        "transaction_type": "BUY",
+        "quantity": 10,
+        "order_type": "MARKET",
+        "product": "CNC",
+    }
+    body.update(overrides)
+    return {key: value for key, value in body.items() if value is not None}
+
+
+def place(client, account="primary", key=None, **overrides):
+    headers = {"HTTP_IDEMPOTENCY_KEY": key} if key else {}
+    return client.post(f"/api/accounts/{account}/orders", order_body(**overrides), format="json", **headers)

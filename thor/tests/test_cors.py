@@ -1,0 +1,78 @@
+import pytest
+
+from identity.tests.factories import TenantFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def preflight(client, origin, path="/api/auth/me/"):
+    return client.options(
+        path,
+        HTTP_ORIGIN=origin,
+        HTTP_ACCESS_CONTROL_REQUEST_METHOD="POST",
+        HTTP_ACCESS_CONTROL_REQUEST_HEADERS="authorization, content-type, x-account-id, idempotency-key",
+    )
+
+
+def header_set(response, name):
+    return {value.strip().lower() for value in response[name].split(",")}
+
+
+class TestPreflight:
+    def test_a_tenant_origin_is_allowed_with_credentials(self, anon_client, tenant):
+        response = preflight(anon_client, "https://app.acme.test")
+
+        assert response.status_code == 200
+        assert response["Access-Control-Allow-Origin"] == "https://app.acme.test"
+        assert response["Access-Control-Allow-Credentials"] == "true"
+        assert header_set(response, "Access-Control-Allow-Methods") == {
+            "get",
+            "post",
+            "put",
+            "patch",
+            "delete",
+            "options",
+        }
+        assert header_set(response, "Access-Control-Allow-Headers") == {
+            "content-type",
+            "authorization",
+            "x-account-id",
+            "x-correlation-id",
+            "idempotency-key",
+            "x-requested-with",
+            "accept",
+        }
+
+    def test_an_unknown_origin_gets_no_cors_headers(self, anon_client, tenant):
+        response = preflight(anon_client, "https://evil.test")
+
+        assert "Access-Control-Allow-Origin" not in response
+        assert "Access-Control-Allow-Credentials" not in response
+
+    @pytest.mark.parametrize(
+        "origin", ["https://app.acme.test.evil.test", "http://app.acme.test", "https://app.acme.test:8443", "null"]
+    )
+    def test_near_misses_of_a_tenant_origin_are_unknown(self, anon_client, tenant, origin):
+        assert "Access-Control-Allow-Origin" not in preflight(anon_client, origin)
+
+    def test_an_origin_from_the_environment_is_allowed(self, anon_client, settings):
+        settings.CORS_ALLOWED_ORIGINS = ["https://ops.thor.test"]
+
+        response = preflight(anon_client, "https://ops.thor.test")
+
+        assert response["Access-Control-Allow-Origin"] == "https://ops.thor.test"
+
+    def test_a_new_tenant_origin_is_allowed_at_once(self, anon_client, tenant):
+        assert "Access-Control-Allow-Origin" not in preflight(anon_client, "https://new.test")
+
+        TenantFactory(slug="newco", allowed_origins=["https://new.test"])
+
+        assert preflight(anon_client, "https://new.test")["Access-Control-Allow-Origin"] == "https://new.test"
+
+
+class TestActualRequest:
+    def test_responses_expose_the_correlation_id_to_the_spa(self, anon_client, tenant):
+        response = anon_client.get("/api/health/", HTTP_ORIGIN="http://localhost:5173")
+
+        assert response["Access-Control-Allow-Origin"] == "http://localhost:5173"
+        assert "x-correlation-id" in header_set(response, "Access-Control-Expose-Headers")

@@ -1,0 +1,120 @@
+"""One error format for every error, 400 to 500: {"detail", "status_code", "code"} (+ "errors")."""
+
+import logging
+
+import pytest
+
+pytestmark = pytest.mark.django_db
+
+
+def assert_error(response, status_code, code):
+    assert response.status_code == status_code
+    assert response["Content-Type"] == "application/json"
+    body = response.json()
+    assert set(body) <= {"detail", "status_code", "code", "errors"}
+    assert body["status_code"] == status_code
+    assert body["code"] == code
+    assert isinstance(body["detail"], str) and body["detail"]
+    return body
+
+
+class TestValidationError400:
+    def test_names_each_bad_field_with_its_messages(self, anon_client):
+        response = anon_client.post(
+            "/api/auth/register/", {"email": "nope", "password": {"not": "text"}}, format="json"
+        )
+
+        body = assert_error(response, 400, "validation_error")
+        assert set(body["errors"]) == {"email", "password"}
+        assert all(isinstance(messages, list) and messages for messages in body["errors"].values())
+        assert body["detail"].startswith("email: ")
+
+    def test_a_disallowed_host_is_400_json(self, anon_client, settings):
+        settings.ALLOWED_HOSTS = ["thor.test"]
+
+        response = anon_client.get("/api/health/", HTTP_HOST="evil.test")
+
+        body = assert_error(response, 400, "bad_request")
+        assert "errors" not in body
+
+
+class TestUnauthenticated401:
+    def test_missing_token(self, anon_client):
+        response = anon_client.get("/api/auth/me/")
+
+        assert_error(response, 401, "not_authenticated")
+        assert response["WWW-Authenticate"].startswith("Bearer")
+
+    def test_garbage_token(self, anon_client):
+        anon_client.credentials(HTTP_AUTHORIZATION="Bearer not.a.jwt")
+
+        assert_error(anon_client.get("/api/auth/me/"), 401, "token_not_valid")
+
+    def test_api_never_redirects_to_a_login_page(self, anon_client):
+        for path in ["/api/auth/me", "/api/auth/me/", "/api/auth/logout"]:
+            response = anon_client.post(path, {}, format="json")
+
+            assert response.status_code == 401, path
+
+
+@pytest.mark.urls("thor.tests.urls")
+class TestForbidden403:
+    def test_non_staff_user_on_a_staff_only_view(self, alice_client):
+        assert_error(alice_client.get("/api/test/staff-only/"), 403, "permission_denied")
+
+
+class TestNotFound404:
+    def test_unknown_api_path_is_json_not_html(self, alice_client):
+        assert_error(alice_client.get("/api/no-such-thing/"), 404, "not_found")
+
+    def test_unknown_api_path_without_a_token_is_still_json(self, anon_client):
+        assert_error(anon_client.get("/api/no-such-thing"), 404, "not_found")
+
+
+class TestMethodNotAllowed405:
+    def test_delete_on_me(self, alice_client):
+        response = alice_client.delete("/api/auth/me/")
+
+        body = assert_error(response, 405, "method_not_allowed")
+        assert "DELETE" in body["detail"]
+
+
+class TestThrottled429:
+    def test_login_beyond_its_rate(self, anon_client, alice, settings):
+        settings.THOR_THROTTLE_RATES = {**settings.THOR_THROTTLE_RATES, "login": "1/min"}
+        anon_client.post("/api/auth/token/", {"email": alice.email, "password": "wrong"})
+
+        response = anon_client.post("/api/auth/token/", {"email": alice.email, "password": "wrong"})
+
+        assert_error(response, 429, "throttled")
+        assert int(response["Retry-After"]) > 0
+
+
+@pytest.mark.urls("thor.tests.urls")
+class TestServerError500:
+    def test_api_view_answers_json_without_internals(self, alice_client):
+        response = alice_client.get("/api/test/broken/")
+
+        body = assert_error(response, 500, "server_error")
+        assert body == {"detail": "Internal server error.", "status_code": 500, "code": "server_error"}
+        assert "hunter2" not in response.content.decode()
+        assert "Traceback" not in response.content.decode()
+
+    def test_traceback_is_logged_with_the_correlation_id(self, alice_client, caplog):
+        with caplog.at_level(logging.ERROR, logger="thor.errors"):
+            alice_client.get("/api/test/broken/", HTTP_X_CORRELATION_ID="req-500-check")
+
+        [record] = [r for r in caplog.records if r.name == "thor.errors"]
+        assert record.exc_info is not None
+        assert "hunter2" in caplog.text
+        assert record.correlation_id == "req-500-check"
+
+    def test_plain_django_view_answers_the_same_json(self, alice_client):
+        # The test client re-raises view exceptions by default; a real server answers with handler500.
+        alice_client.raise_request_exception = False
+
+        response = alice_client.get("/api/test/broken-django/")
+
+        body = assert_error(response, 500, "server_error")
+        assert "hunter2" not in response.content.decode()
+        assert body["detail"] == "Internal server error."

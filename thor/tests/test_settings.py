@@ -1,0 +1,150 @@
+"""Settings come from the environment; a bad value stops start-up naming the variable.
+
+Each case starts a fresh interpreter, because settings are read once per process.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from django.conf import settings
+
+# Blank rather than absent, so a developer's .env (read with overwrite=False) cannot leak in;
+# blank means "not set" to the settings.
+BLANKED = [
+    "THOR_ENV",
+    "DEBUG",
+    "SECRET_KEY",
+    "ALLOWED_HOSTS",
+    "THOR_ENCRYPTION_KEYS",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "CELERY_BROKER_URL",
+    "CORS_ALLOWED_ORIGINS",
+    "THOR_EMBEDDED_SCHEDULER",
+    "SECURE_SSL_REDIRECT",
+]
+PRODUCTION = {
+    "THOR_ENV": "production",
+    "DEBUG": "false",
+    "SECRET_KEY": "test-only-secret-key-of-a-reasonable-length-0123456789",
+    "ALLOWED_HOSTS": "thor.example.com",
+    "THOR_ENCRYPTION_KEYS": "A2RxJ1x8KsWmJSrdyb2wWnpPu4xUV4SvEKZhP9l4eDg=",
+}
+REPORT = """
+import json, django
+django.setup()
+from django.conf import settings as s
+print(json.dumps({
+    "database": s.DATABASES["default"]["ENGINE"],
+    "cache": s.CACHES["default"]["BACKEND"],
+    "channel_layer": s.CHANNEL_LAYERS["default"]["BACKEND"],
+    "celery_eager": s.CELERY_TASK_ALWAYS_EAGER,
+    "celery_broker": s.CELERY_BROKER_URL,
+    "embedded_scheduler": s.THOR_EMBEDDED_SCHEDULER,
+    "debug": s.DEBUG,
+}))
+"""
+
+
+def environment_with(variables):
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("THOR_")}
+    environment.update(dict.fromkeys(BLANKED, ""), DJANGO_SETTINGS_MODULE="thor.settings", **variables)
+    return environment
+
+
+def start_all(cases):
+    """Start one interpreter per case at once (each takes most of a second), then collect them."""
+    running = {
+        name: subprocess.Popen(
+            [sys.executable, "-c", REPORT],
+            cwd=settings.BASE_DIR,
+            env=environment_with(variables),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name, variables in cases.items()
+    }
+    results = {}
+    for name, process in running.items():
+        stdout, stderr = process.communicate(timeout=60)
+        results[name] = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+    return results
+
+
+PRODUCTION_STACK = {
+    **PRODUCTION,
+    "DATABASE_URL": "postgres://thor:thor@db.internal:5432/thor",
+    "REDIS_URL": "redis://cache.internal:6379/0",
+    "CELERY_BROKER_URL": "redis://cache.internal:6379/1",
+}
+BAD_VALUES = {
+    "DATABASE_URL=notaurl": ("DATABASE_URL", {"DATABASE_URL": "notaurl"}),
+    "DATABASE_URL=mysql": ("DATABASE_URL", {"DATABASE_URL": "mysql://thor@db/thor"}),
+    "REDIS_URL=http": ("REDIS_URL", {"REDIS_URL": "http://x"}),
+    "CELERY_BROKER_URL=ftp": ("CELERY_BROKER_URL", {"CELERY_BROKER_URL": "ftp://x"}),
+    "DEBUG=maybe": ("DEBUG", {"DEBUG": "maybe"}),
+    "THOR_ENV=staging": ("THOR_ENV", {"THOR_ENV": "staging"}),
+    "THOR_ACCESS_TOKEN_MINUTES=fifteen": ("THOR_ACCESS_TOKEN_MINUTES", {"THOR_ACCESS_TOKEN_MINUTES": "fifteen"}),
+    "THOR_LOGIN_RATE=prose": ("THOR_LOGIN_RATE", {"THOR_LOGIN_RATE": "20 per minute"}),
+    "THOR_EMBEDDED_SCHEDULER=sometimes": ("THOR_EMBEDDED_SCHEDULER", {"THOR_EMBEDDED_SCHEDULER": "sometimes"}),
+    "production without SECRET_KEY": ("SECRET_KEY", {**PRODUCTION, "SECRET_KEY": ""}),
+    "production without THOR_ENCRYPTION_KEYS": ("THOR_ENCRYPTION_KEYS", {**PRODUCTION, "THOR_ENCRYPTION_KEYS": ""}),
+    "production without ALLOWED_HOSTS": ("ALLOWED_HOSTS", {**PRODUCTION, "ALLOWED_HOSTS": ""}),
+    "production with DEBUG=true": ("DEBUG", {**PRODUCTION, "DEBUG": "true"}),
+}
+
+
+@pytest.fixture(scope="module")
+def started():
+    return start_all(
+        {"embedded": {}, "production": PRODUCTION_STACK}
+        | {name: variables for name, (_, variables) in BAD_VALUES.items()}
+    )
+
+
+class TestEmbeddedDefault:
+    def test_nothing_set_runs_on_sqlite_locmem_in_memory_layer_and_eager_celery(self, started):
+        result = started["embedded"]
+
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout) == {
+            "database": "django.db.backends.sqlite3",
+            "cache": "django.core.cache.backends.locmem.LocMemCache",
+            "channel_layer": "channels.layers.InMemoryChannelLayer",
+            "celery_eager": True,
+            "celery_broker": "memory://",
+            "embedded_scheduler": True,
+            "debug": True,
+        }
+
+
+class TestProductionLikeStack:
+    def test_urls_switch_to_postgres_redis_and_a_real_broker(self, started):
+        result = started["production"]
+
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout) == {
+            "database": "django.db.backends.postgresql",
+            "cache": "django_redis.cache.RedisCache",
+            "channel_layer": "channels_redis.core.RedisChannelLayer",
+            "celery_eager": False,
+            "celery_broker": "redis://cache.internal:6379/1",
+            "embedded_scheduler": False,
+            "debug": False,
+        }
+
+
+class TestBadValuesStopStartup:
+    @pytest.mark.parametrize("case", BAD_VALUES)
+    def test_fails_naming_the_variable(self, started, case):
+        named, _ = BAD_VALUES[case]
+
+        result = started[case]
+
+        assert result.returncode != 0
+        assert "ImproperlyConfigured" in result.stderr
+        assert f"Environment variable {named}" in result.stderr

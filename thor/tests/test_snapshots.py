@@ -1,0 +1,121 @@
+import threading
+import time
+import uuid
+
+import pytest
+
+from brokers.adapters.errors import BrokerError, BrokerErrorCode
+from thor import snapshots
+
+
+class Upstream:
+    """A broker read that counts its calls and answers what it is told to."""
+
+    def __init__(self, *answers):
+        self.answers = list(answers)
+        self.calls = 0
+
+    def __call__(self):
+        self.calls += 1
+        answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+UNAVAILABLE = BrokerError("down", code=BrokerErrorCode.UNAVAILABLE)
+TOKEN_EXPIRED = BrokerError("expired", code=BrokerErrorCode.TOKEN_EXPIRED, permanent=True)
+
+
+@pytest.fixture
+def key():
+    return snapshots.key("acme", uuid.uuid4().hex, "positions")
+
+
+class TestReadThrough:
+    def test_a_fresh_copy_is_served_from_the_cache(self, key):
+        upstream = Upstream({"cash": "100.00"})
+        first = snapshots.read_through(key, upstream)
+
+        second = snapshots.read_through(key, upstream)
+
+        assert (first.source, second.source) == ("live", "cache")
+        assert second.data == {"cash": "100.00"}
+        assert second.as_of == first.as_of
+        assert upstream.calls == 1
+
+    def test_force_goes_to_the_broker(self, key):
+        upstream = Upstream("old", "new")
+        snapshots.read_through(key, upstream)
+
+        forced = snapshots.read_through(key, upstream, force=True)
+
+        assert (forced.source, forced.data) == ("live", "new")
+        assert upstream.calls == 2
+
+    def test_a_passing_failure_serves_the_last_good_snapshot_with_its_own_as_of(self, key):
+        good = snapshots.read_through(key, Upstream("good"))
+        snapshots.forget(key)
+
+        stale = snapshots.read_through(key, Upstream(UNAVAILABLE))
+
+        assert (stale.source, stale.data, stale.as_of) == ("stale", "good", good.as_of)
+
+    def test_a_permanent_failure_raises_even_with_a_snapshot(self, key):
+        snapshots.read_through(key, Upstream("good"))
+
+        with pytest.raises(BrokerError) as raised:
+            snapshots.read_through(key, Upstream(TOKEN_EXPIRED), force=True)
+
+        assert raised.value.code == BrokerErrorCode.TOKEN_EXPIRED
+
+    def test_a_failure_without_any_snapshot_raises(self, key):
+        with pytest.raises(BrokerError):
+            snapshots.read_through(key, Upstream(UNAVAILABLE))
+
+    def test_forget_drops_the_fresh_copy_only(self, key):
+        upstream = Upstream("v1", "v2")
+        snapshots.read_through(key, upstream)
+
+        snapshots.forget(key)
+
+        assert snapshots.read_through(key, upstream).data == "v2"
+
+
+class TestSingleFlight:
+    def test_ten_concurrent_readers_cause_one_upstream_call(self, key):
+        calls = []
+
+        def slow_fetch():
+            calls.append(threading.get_ident())
+            time.sleep(0.2)
+            return "positions"
+
+        barrier = threading.Barrier(10)
+        results = []
+
+        def reader():
+            barrier.wait()
+            results.append(snapshots.read_through(key, slow_fetch))
+
+        threads = [threading.Thread(target=reader) for _ in range(10)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(5)
+
+        assert len(calls) == 1
+        assert len(results) == 10
+        assert {result.data for result in results} == {"positions"}
+        assert sorted(result.source for result in results) == ["cache"] * 9 + ["live"]
+
+
+class TestCacheOutage:
+    def test_reads_degrade_to_direct_calls(self, settings, key):
+        settings.CACHES = {"default": {**settings.CACHES["default"], "LOCATION": "redis://127.0.0.1:1/0"}}
+        upstream = Upstream("direct")
+
+        reads = [snapshots.read_through(key, upstream) for _ in range(2)]
+
+        assert [(read.source, read.data) for read in reads] == [("live", "direct"), ("live", "direct")]
+        assert upstream.calls == 2
