@@ -8,7 +8,6 @@ from collections.abc import Callable, Iterable
 from decimal import Decimal
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db import transaction
 
 from accounts.audit import order_event_record, order_state
@@ -51,8 +50,8 @@ def live_read(*, account: TradingAccount, what: str, call: Callable[[BrokerAdapt
 
 def live_snapshot_peek(*, account: TradingAccount, what: str):
     """The last-good data, without calling the broker (None when there is none)."""
-    entry = cache.get(snapshots._stale_key(snapshots.key(account.user.tenant.slug, account.pk, what)))
-    return entry[0] if entry else None
+    stale = snapshots.peek(snapshots.key(account.user.tenant.slug, account.pk, what))
+    return stale.data if stale else None
 
 
 def live_snapshots_forget(*, account: TradingAccount) -> None:

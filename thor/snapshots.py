@@ -16,7 +16,7 @@ from typing import Generic, TypeVar
 from django.core.cache import cache
 from django.utils import timezone
 
-from brokers.adapters.errors import BrokerError
+from brokers.adapters.errors import BrokerError, BrokerErrorCode
 
 logger = logging.getLogger("thor.snapshots")
 T = TypeVar("T")
@@ -55,12 +55,36 @@ def _store(base, data, fresh_ttl, stale_ttl) -> LiveRead:
     return LiveRead(data=data, source="live", as_of=entry[1])
 
 
+def _failed_key(base):
+    return f"{base}:failed"
+
+
 def _stale_or_raise(base, error: BrokerError) -> LiveRead:
-    entry = cache.get(_stale_key(base))
-    if entry is None or error.permanent:
+    stale = peek(base)
+    if stale is None or error.permanent:
         raise error
     logger.warning("Serving last-good snapshot for %s: %s", base, error.code)
-    return LiveRead(data=entry[0], source="stale", as_of=entry[1])
+    return stale
+
+
+def _remember_failure(base, error: BrokerError, seconds: float) -> None:
+    # Readers in the next few seconds answer from the snapshot instead of queueing on a broker
+    # that just failed. Stored as plain values: BrokerError does not survive pickling.
+    cache.set(_failed_key(base), (str(error.code), error.message, error.retry_after), seconds)
+
+
+def _recent_failure(base) -> BrokerError | None:
+    failure = cache.get(_failed_key(base))
+    if failure is None:
+        return None
+    code, message, retry_after = failure
+    return BrokerError(message, code=BrokerErrorCode(code), retry_after=retry_after)
+
+
+def peek(key: str) -> LiveRead | None:
+    """The last-good snapshot, without calling anyone (None when there is none)."""
+    entry = cache.get(_stale_key(key))
+    return None if entry is None else LiveRead(data=entry[0], source="stale", as_of=entry[1])
 
 
 def _fresh(base) -> LiveRead | None:
@@ -73,6 +97,8 @@ def read_through(
 ) -> LiveRead[T]:
     if not force and (fresh := _fresh(key)) is not None:
         return fresh
+    if not force and (failure := _recent_failure(key)) is not None:
+        return _stale_or_raise(key, failure)
 
     token = uuid.uuid4().hex
     deadline = time.monotonic() + LOCK_SECONDS
@@ -81,6 +107,8 @@ def read_through(
         # Someone else is calling the broker: wait for their answer rather than add a call.
         if (fresh := _fresh(key)) is not None:
             return fresh
+        if (failure := _recent_failure(key)) is not None:
+            return _stale_or_raise(key, failure)
         if time.monotonic() > deadline:
             break
         time.sleep(WAIT_STEP_SECONDS)
@@ -91,6 +119,8 @@ def read_through(
         # Stored before the lock is released, so the next reader to take the lock finds it.
         return _store(key, fetch(), fresh_ttl, stale_ttl)
     except BrokerError as error:
+        if not error.permanent:
+            _remember_failure(key, error, fresh_ttl)
         return _stale_or_raise(key, error)
     finally:
         if cache.get(_lock_key(key)) == token:
@@ -99,4 +129,4 @@ def read_through(
 
 def forget(key: str) -> None:
     """Drop the fresh copy (after a write such as an order), keeping the last-good snapshot."""
-    cache.delete(_fresh_key(key))
+    cache.delete_many([_fresh_key(key), _failed_key(key)])

@@ -82,6 +82,43 @@ class TestReadThrough:
         assert snapshots.read_through(key, upstream).data == "v2"
 
 
+class TestAfterAFailure:
+    def test_readers_within_the_fresh_period_get_the_snapshot_without_calling_again(self, key):
+        snapshots.read_through(key, Upstream("good"))
+        snapshots.forget(key)
+        failing = Upstream(UNAVAILABLE)
+        snapshots.read_through(key, failing)
+
+        again = snapshots.read_through(key, failing)
+
+        assert (again.source, again.data) == ("stale", "good")
+        assert failing.calls == 1
+
+    def test_without_a_snapshot_they_get_the_same_error_without_calling_again(self, key):
+        failing = Upstream(UNAVAILABLE)
+        with pytest.raises(BrokerError):
+            snapshots.read_through(key, failing)
+
+        with pytest.raises(BrokerError) as raised:
+            snapshots.read_through(key, failing)
+
+        assert raised.value.code == BrokerErrorCode.UNAVAILABLE
+        assert failing.calls == 1
+
+    def test_force_and_forget_try_the_broker_again(self, key):
+        upstream = Upstream(UNAVAILABLE, "recovered")
+        with pytest.raises(BrokerError):
+            snapshots.read_through(key, upstream)
+
+        assert snapshots.read_through(key, upstream, force=True).data == "recovered"
+
+    def test_peek_never_calls_the_broker(self, key):
+        assert snapshots.peek(key) is None
+        snapshots.read_through(key, Upstream("good"))
+
+        assert (snapshots.peek(key).data, snapshots.peek(key).source) == ("good", "stale")
+
+
 class TestSingleFlight:
     def test_ten_concurrent_readers_cause_one_upstream_call(self, key):
         calls = []
