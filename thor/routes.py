@@ -7,7 +7,8 @@ def slash_optional(route, view, name=None):
     Seeds 000 and 001 call paths without a slash, seed 002 with one.
     """
     bare = route.rstrip("/")
-    return [path(bare, view, name=name), path(f"{bare}/", view)]
+    # One name for both, so metrics count them as one view.
+    return [path(bare, view, name=name), path(f"{bare}/", view, name=name)]
 
 
 def document_slashed_paths_only(endpoints, **kwargs):

@@ -1,7 +1,9 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from thor.errors import handler404 as api_not_found
 from thor.health import HealthView
 from thor.routes import slash_optional
 
@@ -17,6 +19,8 @@ api_patterns = [
     path("", include("identity.api.urls")),
     path("", include("brokers.api.urls")),
     path("", include("accounts.api.urls")),
+    # Unknown /api/ paths answer the JSON error even with DEBUG on (the SPA parses every answer).
+    re_path(r"^", csrf_exempt(api_not_found)),
 ]
 
 urlpatterns = [

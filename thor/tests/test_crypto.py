@@ -90,3 +90,16 @@ class TestWrongKeys:
 
         with pytest.raises(ImproperlyConfigured, match="THOR_ENCRYPTION_KEYS"):
             crypto.encrypt(SECRET)
+
+    def test_rotation_with_a_missing_old_key_names_the_row_and_changes_nothing(self, settings, tenant):
+        from django.core.management.base import CommandError
+
+        settings.THOR_ENCRYPTION_KEYS = [OLD_KEY]
+        app = BrokerApp.objects.create(tenant=tenant, kind=BrokerKind.KITE, api_key="key", api_secret=SECRET)
+        before = stored_secret(app)
+        settings.THOR_ENCRYPTION_KEYS = [NEW_KEY]
+
+        with pytest.raises(CommandError, match=rf"brokers.BrokerApp id={app.pk}"):
+            call_command("rotate_encryption_keys", stdout=io.StringIO())
+
+        assert stored_secret(app) == before

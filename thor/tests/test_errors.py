@@ -70,6 +70,18 @@ class TestNotFound404:
     def test_unknown_api_path_without_a_token_is_still_json(self, anon_client):
         assert_error(anon_client.get("/api/no-such-thing"), 404, "not_found")
 
+    def test_unknown_api_path_is_json_even_in_debug_mode(self, anon_client, settings):
+        settings.DEBUG = True
+
+        assert_error(anon_client.get("/api/no-such-thing"), 404, "not_found")
+
+    def test_a_post_to_an_unknown_path_is_a_404_not_a_csrf_failure(self):
+        from rest_framework.test import APIClient
+
+        response = APIClient(enforce_csrf_checks=True).post("/api/no-such-thing", {"a": 1}, format="json")
+
+        assert_error(response, 404, "not_found")
+
 
 class TestMethodNotAllowed405:
     def test_delete_on_me(self, alice_client):

@@ -1,4 +1,5 @@
-from django.core.management.base import BaseCommand
+from cryptography.fernet import InvalidToken
+from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, transaction
 
 from thor.crypto import encrypted_fields, rotate
@@ -18,7 +19,13 @@ class Command(BaseCommand):
             with transaction.atomic(), connection.cursor() as cursor:
                 cursor.execute(f"SELECT {pk_column}, {', '.join(columns)} FROM {table}")  # noqa: S608
                 for pk, *ciphertexts in cursor.fetchall():
-                    rotated = [rotate(value) if value else value for value in ciphertexts]
+                    try:
+                        rotated = [rotate(value) if value else value for value in ciphertexts]
+                    except InvalidToken:
+                        raise CommandError(
+                            f"{model._meta.label} id={pk} cannot be decrypted with any key in THOR_ENCRYPTION_KEYS; "
+                            "nothing was changed for this model."
+                        ) from None
                     assignments = ", ".join(f"{column} = %s" for column in columns)
                     cursor.execute(f"UPDATE {table} SET {assignments} WHERE {pk_column} = %s", [*rotated, pk])  # noqa: S608
                     total += 1
