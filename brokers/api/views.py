@@ -15,14 +15,13 @@ from brokers.adapters.base import BrokerAdapter
 from brokers.api import serializers
 from identity.models import Tenant
 from thor import snapshots
-from thor.errors import ApplicationError
+from thor.errors import ApplicationError, error_responses
 from thor.throttles import OAuthStartRateThrottle
 
 logger = logging.getLogger("thor.brokers")
 
-ERROR = dict
-START_ERRORS = {400: ERROR, 401: ERROR, 429: ERROR}
-READ_ERRORS = {401: ERROR, 404: ERROR, 409: ERROR, 503: ERROR}
+START_ERRORS = error_responses(400, 401, 429)
+READ_ERRORS = error_responses(401, 404, 409, 503)
 
 
 def _query_and_body(request) -> dict:
@@ -72,7 +71,7 @@ class KiteConnectView(APIView):
     @extend_schema(
         summary="Link a Kite account through the tenant's Kite app",
         request=serializers.FrontendUrlInputSerializer,
-        responses={200: serializers.AuthorizationUrlOutputSerializer, **START_ERRORS, 404: ERROR},
+        responses={200: serializers.AuthorizationUrlOutputSerializer, **START_ERRORS, **error_responses(404)},
     )
     def post(self, request):
         data = serializers.FrontendUrlInputSerializer(data=_query_and_body(request))
@@ -104,7 +103,7 @@ class KiteCallbackView(APIView):
             OpenApiParameter("status", str),
             OpenApiParameter("state", str),
         ],
-        responses={302: None, 400: ERROR},
+        responses={302: None, **error_responses(400)},
     )
     def get(self, request):
         try:
@@ -129,7 +128,7 @@ class KiteCallbackView(APIView):
 class ConnectionListView(APIView):
     @extend_schema(
         summary="Your broker connections (never a token)",
-        responses={200: serializers.ConnectionOutputSerializer(many=True), 401: ERROR},
+        responses={200: serializers.ConnectionOutputSerializer(many=True), **error_responses(401)},
     )
     def get(self, request):
         connections = selectors.connection_list(user=request.user)
@@ -139,7 +138,7 @@ class ConnectionListView(APIView):
 class ConnectionDetailView(APIView):
     @extend_schema(
         summary="Unlink: end the session at the broker, wipe the tokens, keep the record",
-        responses={200: serializers.ConnectionOutputSerializer, 401: ERROR, 404: ERROR},
+        responses={200: serializers.ConnectionOutputSerializer, **error_responses(401, 404)},
     )
     def delete(self, request, connection_id: int):
         connection = _connection_or_404(request, connection_id)
@@ -153,7 +152,7 @@ class ConnectionReconnectView(APIView):
     @extend_schema(
         summary="A new login URL that repairs this connection",
         request=serializers.FrontendUrlInputSerializer,
-        responses={200: serializers.AuthorizationUrlOutputSerializer, **START_ERRORS, 404: ERROR},
+        responses={200: serializers.AuthorizationUrlOutputSerializer, **START_ERRORS, **error_responses(404)},
     )
     def post(self, request, connection_id: int):
         connection = _connection_or_404(request, connection_id)
@@ -174,7 +173,7 @@ class KitePostbackView(APIView):
     @extend_schema(
         summary="Kite order postback",
         request=serializers.KitePostbackInputSerializer,
-        responses={200: serializers.KitePostbackOutputSerializer, 400: ERROR},
+        responses={200: serializers.KitePostbackOutputSerializer, **error_responses(400)},
     )
     def post(self, request):
         payload = _query_and_body(request)
