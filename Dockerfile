@@ -15,4 +15,4 @@ RUN useradd --create-home --uid 10001 thor && chown -R thor:thor /app
 USER thor
 
 EXPOSE 8000
-CMD ["uvicorn", "thor.asgi:application", "--host", "0.0.0.0", "--port", "8000"]
+CMD ["uvicorn", "thor.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--no-access-log"]

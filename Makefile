@@ -5,6 +5,7 @@ PY := $(VENV)/bin/python
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/thor
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/14
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 .PHONY: run test lint format bench-positions bench-upstream clean
 
@@ -33,6 +34,15 @@ lint: $(VENV)/.installed-dev
 format: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+# Benchmarks (not tests): each sets up its own world in PostgreSQL thor_bench and Redis DB 9; see bench/README.md.
+bench-positions: $(VENV)/.installed
+	./scripts/ensure_services.sh
+	$(PY) bench/api_positions.py $(BENCH_ARGS)
+
+bench-upstream: $(VENV)/.installed
+	./scripts/ensure_services.sh
+	$(PY) bench/upstream_calls.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) db.sqlite3

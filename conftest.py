@@ -7,6 +7,9 @@ from rest_framework.test import APIClient
 from identity.tests.factories import TenantFactory, UserFactory
 from identity.tokens import token_pair_for
 
+# `sandbox`, the broker sandbox over real HTTP, for the end-to-end tests of every app.
+pytest_plugins = ["brokers.tests.sandbox_fixtures"]
+
 
 def pytest_configure(config):
     engine = settings.DATABASES["default"]["ENGINE"]
@@ -14,6 +17,8 @@ def pytest_configure(config):
         pytest.exit("CI must run against PostgreSQL: set DATABASE_URL (make test does).", returncode=2)
     # Password hashing strength is not under test; a fast hasher keeps the suite quick.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # Paper fills at known prices; a test that wants the sandbox's moving prices says so.
+    settings.THOR_PAPER_PRICE_SOURCE = "fixed"
 
 
 @pytest.fixture(autouse=True)

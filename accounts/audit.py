@@ -1,5 +1,7 @@
 """OrderEvent rows: one for every state change of an order and for account-wide actions."""
 
+from decimal import Decimal
+
 from accounts.models import Order, OrderEvent, TradingAccount
 from thor.logging import correlation_id_var
 
@@ -22,6 +24,9 @@ def order_state(order: Order) -> dict:
 
 
 def _jsonable(value):
+    if isinstance(value, Decimal):
+        # By value, not by scale: 1500.0 from the broker and 1500.0000 from the database are one state.
+        return format(value.normalize(), "f")
     return value if value is None or isinstance(value, str) else str(value)
 
 

@@ -4,6 +4,7 @@ No function here holds a database transaction across a broker call.
 """
 
 import logging
+import time
 from collections.abc import Callable, Iterable
 from decimal import Decimal
 
@@ -16,7 +17,7 @@ from brokers.adapters.base import BrokerAdapter
 from brokers.adapters.errors import BrokerError, BrokerErrorCode
 from brokers.adapters.types import OrderRequest, OrderResult
 from brokers.models import BrokerConnection, BrokerKind
-from brokers.services import broker_call
+from brokers.services import broker_call, connection_require_active
 from thor import snapshots
 
 logger = logging.getLogger("accounts.live")
@@ -38,7 +39,11 @@ def live_call(account: TradingAccount, call: Callable[[BrokerAdapter], object]):
 
 
 def live_read(*, account: TradingAccount, what: str, call: Callable[[BrokerAdapter], object], force: bool = False):
-    """Fresh cache -> one upstream call (single flight, rate budget) -> last-good snapshot."""
+    """Fresh cache -> one upstream call (single flight, rate budget) -> last-good snapshot.
+
+    An ended session answers reauth before any cache: numbers from a session that is gone are not shown.
+    """
+    connection_require_active(_connection(account))
     return snapshots.read_through(
         snapshots.key(account.user.tenant.slug, account.pk, what),
         lambda: live_call(account, call),
@@ -80,8 +85,33 @@ def _save_with_event(*, order: Order, kind: str, before: dict, actor, broker_res
     return order
 
 
+class OrderBookUnreadable(Exception):
+    """The broker's order book could not be read: whether an order reached it is unknown."""
+
+
 def _find_by_tag(*, account: TradingAccount, tag: str) -> OrderResult | None:
-    return next((result for result in live_call(account, lambda adapter: adapter.orders()) if result.tag == tag), None)
+    """The broker's order with this tag, or None when the order book was read and has none.
+
+    Looks a few times: a request that timed out on our side may still be on its way in. Only a
+    last look that succeeded can say "not there"; otherwise raises OrderBookUnreadable.
+    """
+    readable = False
+    for attempt in range(settings.THOR_PLACEMENT_LOOKUPS):
+        if attempt:
+            time.sleep(settings.THOR_PLACEMENT_LOOKUP_INTERVAL)
+        try:
+            book = live_call(account, lambda adapter: adapter.orders())
+        except BrokerError as error:
+            logger.warning("Order book unreadable while confirming tag %s: %s", tag, error.code)
+            readable = False
+            continue
+        readable = True
+        found = next((result for result in book if result.tag == tag), None)
+        if found is not None:
+            return found
+    if not readable:
+        raise OrderBookUnreadable(tag)
+    return None
 
 
 def live_order_send(*, order: Order, actor) -> Order:
@@ -121,7 +151,7 @@ def _resolve_uncertain_placement(*, order: Order, error: BrokerError, actor) -> 
     before = order_state(order)
     try:
         found = _find_by_tag(account=order.account, tag=order.client_order_id)
-    except BrokerError:
+    except OrderBookUnreadable:
         order.status_message = "Placement unconfirmed: the broker did not answer; the next sync resolves it."
         _save_with_event(order=order, kind="placement_unknown", before=before, actor=actor)
         raise error from None

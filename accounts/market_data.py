@@ -2,12 +2,13 @@
 
 Instrument metadata (tick size, lot size) comes from `accounts/data/instruments.csv` (the Kite instrument
 dump plus a few US symbols), with per-exchange defaults for symbols it does not list. Prices come from a
-`PriceSource` chosen by `THOR_PAPER_PRICE_SOURCE`: a fixed table (tests, demos) or Kite quotes through the
-adapter of a connection (the sandbox in development).
+`PriceSource` chosen by `THOR_PAPER_PRICE_SOURCE`: the broker sandbox's moving prices (development), Kite
+quotes through a tenant's connection (production), or a fixed table (tests).
 """
 
 import csv
 import functools
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import time
@@ -16,7 +17,13 @@ from pathlib import Path
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
+import requests
 from django.conf import settings
+from rest_framework import status
+
+from thor.errors import ApplicationError
+
+logger = logging.getLogger("accounts.market_data")
 
 INSTRUMENTS_CSV = Path(__file__).parent / "data" / "instruments.csv"
 
@@ -109,10 +116,51 @@ class FixedPriceSource:
         return {instrument: self.table[instrument] for instrument in instruments if instrument in self.table}
 
 
+class MarketDataUnavailable(ApplicationError):
+    """The price source cannot be reached: a paper fill would have no price to fill at."""
+
+    def __init__(self):
+        super().__init__(
+            "Market prices are unavailable right now; try again shortly.",
+            code="market_data_unavailable",
+            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        )
+
+
+class SandboxPriceSource:
+    """The broker sandbox's moving prices (`GET /_sandbox/prices` at THOR_KITE_API_ROOT): development only.
+
+    They oscillate around each instrument's base price, so a paper limit order near the market fills
+    within a minute. Raises MarketDataUnavailable when the sandbox is not running.
+    """
+
+    TIMEOUT_SECONDS = 2
+
+    def prices(self, instruments):
+        names = {instrument: f"{instrument[0]}:{instrument[1]}" for instrument in instruments}
+        if not names:
+            return {}
+        try:
+            response = requests.get(
+                f"{settings.THOR_KITE_API_ROOT}/_sandbox/prices",
+                params={"i": list(names.values())},
+                timeout=self.TIMEOUT_SECONDS,
+            )
+            response.raise_for_status()
+            quoted = response.json()
+        except (requests.RequestException, ValueError) as error:
+            logger.warning("No paper prices from the sandbox: %s", type(error).__name__)
+            raise MarketDataUnavailable() from None
+        # Through str: the sandbox's JSON numbers are floats, Thor's money is Decimal.
+        return {instrument: Decimal(str(quoted[name])) for instrument, name in names.items() if name in quoted}
+
+
 def price_source() -> PriceSource:
     kind = settings.THOR_PAPER_PRICE_SOURCE
     if kind == "fixed":
         return FixedPriceSource(settings.THOR_PAPER_FIXED_PRICES)
+    if kind == "sandbox":
+        return SandboxPriceSource()
     if kind == "kite":
         from accounts.live import KiteQuotePriceSource
 

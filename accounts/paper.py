@@ -16,7 +16,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from accounts.audit import account_event_record, order_event_record, order_state
-from accounts.market_data import instrument_get, price_source
+from accounts.market_data import MarketDataUnavailable, instrument_get, price_source
 from accounts.models import Order, PaperPosition, TradingAccount
 from thor.money import CENT
 
@@ -207,7 +207,11 @@ def paper_orders_match(*, account_id: int | None = None, now: datetime | None = 
     instruments = set(resting.values_list("exchange", "symbol"))
     if not instruments:
         return 0
-    prices = price_source().prices(instruments)
+    try:
+        prices = price_source().prices(instruments)
+    except MarketDataUnavailable:
+        # Expiry needs no price; fills wait until the source answers again.
+        prices = {}
     by_account = defaultdict(list)
     for order_id, account_id in resting.values_list("id", "account_id"):
         by_account[account_id].append(order_id)

@@ -7,6 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TypeVar
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from rest_framework import status
@@ -41,16 +42,7 @@ def broker_call(connection: BrokerConnection, call: Callable[[BrokerAdapter], T]
     a TOKEN_EXPIRED from the broker marks the connection expired first. Success records the sync.
     Not atomic on purpose: no transaction stays open across a network call.
     """
-    if (
-        connection.status == Status.ACTIVE
-        and connection.access_expires_at
-        and connection.access_expires_at <= timezone.now()
-    ):
-        connection_mark_expired(connection=connection)
-    if connection.status != Status.ACTIVE:
-        raise BrokerError(
-            "The broker session has ended; link the account again.", code=BrokerErrorCode.TOKEN_EXPIRED, permanent=True
-        )
+    connection_require_active(connection)
     try:
         result = call(adapter_for(connection))
     except BrokerError as error:
@@ -64,6 +56,21 @@ def broker_call(connection: BrokerConnection, call: Callable[[BrokerAdapter], T]
 
 
 # --- Connection lifecycle ----------------------------------------------------------------------
+
+
+def connection_require_active(connection: BrokerConnection) -> None:
+    """Raise a permanent TOKEN_EXPIRED BrokerError unless the session is usable; a session past its
+    expiry is marked expired on the way."""
+    if (
+        connection.status == Status.ACTIVE
+        and connection.access_expires_at
+        and connection.access_expires_at <= timezone.now()
+    ):
+        connection_mark_expired(connection=connection)
+    if connection.status != Status.ACTIVE:
+        raise BrokerError(
+            "The broker session has ended; link the account again.", code=BrokerErrorCode.TOKEN_EXPIRED, permanent=True
+        )
 
 
 @transaction.atomic
@@ -219,6 +226,9 @@ def _connection_link(*, user: User, app: BrokerApp, started_id: int, tokens: Tok
             unlinked.delete()  # the flow found an already linked Kite user: repair that row instead
     else:
         connection = unlinked or BrokerConnection(user=user, app=app)
+    if not connection.broker_user_id:
+        # A first link: a relink keeps whatever the tenant chose since.
+        connection.trading_enabled = settings.THOR_KITE_IS_SANDBOX
     connection.broker_user_id = tokens.broker_user_id
     connection.access_token = tokens.access_token
     connection.refresh_token = tokens.refresh_token

@@ -2,12 +2,18 @@ from decimal import Decimal
 
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.contrib.auth.models import PermissionsMixin
+from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
 from thor.origins import origin_of
+
+
+def inexact_origins(origins) -> list:
+    """The entries that are not one exact, canonical scheme://host[:port] origin."""
+    return [origin for origin in origins if origin_of(origin) != origin]
 
 
 class Tenant(models.Model):
@@ -41,6 +47,17 @@ class Tenant(models.Model):
 
     def __str__(self):
         return self.slug
+
+    def clean(self):
+        super().clean()
+        if not isinstance(self.allowed_origins, list):
+            raise ValidationError({"allowed_origins": "A list of origins."})
+        inexact = inexact_origins(self.allowed_origins)
+        if inexact:
+            # "*", "null" or a path would widen redirects and CORS beyond one exact origin.
+            raise ValidationError(
+                {"allowed_origins": f"Not exact scheme://host[:port] origins: {', '.join(map(str, inexact))}"}
+            )
 
     def allows_origin(self, url: str) -> bool:
         """True when the URL's origin is exactly one of this tenant's allowed origins."""

@@ -3,7 +3,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from accounts.services import trading_account_create_paper
-from identity.models import Tenant, User
+from identity.models import Tenant, User, inexact_origins
 from thor.errors import ApplicationError
 
 
@@ -50,9 +50,7 @@ def tenant_create(
     currency: str = "USD",
     default: bool = False,
 ) -> Tenant:
-    from thor.origins import origin_of
-
-    bad = [origin for origin in allowed_origins if origin_of(origin) != origin]
+    bad = inexact_origins(allowed_origins)
     if bad:
         raise ApplicationError(f"Not exact scheme://host[:port] origins: {', '.join(bad)}", code="invalid_origin")
     if Tenant.objects.filter(slug=slug).exists():

@@ -3,6 +3,9 @@
 set -eu
 PY=.venv/bin/python
 SANDBOX_PORT="${THOR_SANDBOX_PORT:-8100}"
+# Thor's Kite client, its login page and the paper engine's prices all point at this sandbox.
+export THOR_KITE_API_ROOT="${THOR_KITE_API_ROOT:-http://127.0.0.1:$SANDBOX_PORT}"
+export THOR_KITE_LOGIN_URL="${THOR_KITE_LOGIN_URL:-$THOR_KITE_API_ROOT/connect/login}"
 
 $PY manage.py migrate --noinput -v0
 $PY manage.py seed_demo
@@ -11,4 +14,4 @@ SANDBOX_PID=$!
 trap 'kill $SANDBOX_PID 2>/dev/null || true' EXIT INT TERM
 
 echo "Thor on http://127.0.0.1:8000  (Swagger UI: http://127.0.0.1:8000/api/docs/)"
-$PY -m uvicorn thor.asgi:application --host 127.0.0.1 --port 8000 --log-level warning
+$PY -m uvicorn thor.asgi:application --host 127.0.0.1 --port 8000 --log-level warning --no-access-log

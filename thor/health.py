@@ -1,5 +1,6 @@
 """Readiness of each part Thor stands on: database, cache, channel layer, Celery broker."""
 
+import logging
 import uuid
 
 from asgiref.sync import async_to_sync
@@ -12,6 +13,8 @@ from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
+
+logger = logging.getLogger("thor.health")
 
 
 def check_database():
@@ -66,8 +69,9 @@ def run_checks():
             check()
             results[name] = "ok"
         except Exception as exc:
-            # The error class and a short reason: enough to act on, no internals.
-            results[name] = f"error: {type(exc).__name__}: {str(exc)[:120]}"
+            # The page is public: the error class only; the details go to the log.
+            logger.warning("Health check %s failed", name, exc_info=True)
+            results[name] = f"error: {type(exc).__name__}"
     return results
 
 

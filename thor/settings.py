@@ -223,6 +223,9 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "thor.errors.exception_handler",
     "UNAUTHENTICATED_USER": None,
+    # Throttles key on the client address. X-Forwarded-For is trusted only through this many
+    # proxies in front of Thor; 0 means REMOTE_ADDR, so a client cannot pick its own identity.
+    "NUM_PROXIES": _env_or_fail(env.int, "THOR_TRUSTED_PROXIES", default=0),
 }
 
 
@@ -274,6 +277,8 @@ CORS_ALLOW_HEADERS = [
     "accept",
 ]
 CORS_EXPOSE_HEADERS = ["x-correlation-id"]
+# Only the API answers cross-origin; the admin and /metrics never do.
+CORS_URLS_REGEX = r"^/api/.*$"
 CORS_ALLOW_CREDENTIALS = True
 
 # --- HTTP hardening -----------------------------------------------------------------------
@@ -336,6 +341,9 @@ THOR_KITE_LOGIN_URL = env.str(
     "THOR_KITE_LOGIN_URL",
     default="https://kite.zerodha.com/connect/login" if PRODUCTION else "http://127.0.0.1:8100/connect/login",
 )
+# Connections linked through the sandbox may trade from the start (DESIGN.md section 2); connections to the
+# real Kite stay off until a tenant turns them on (static-IP rule).
+THOR_KITE_IS_SANDBOX = not PRODUCTION and THOR_KITE_API_ROOT != "https://api.kite.trade"
 THOR_SANDBOX_KITE_API_KEY = env.str("THOR_SANDBOX_KITE_API_KEY", default="thor_demo_key")
 THOR_SANDBOX_KITE_API_SECRET = env.str("THOR_SANDBOX_KITE_API_SECRET", default="thor_demo_secret")
 THOR_SANDBOX_KITE_REDIRECT_URL = f"{THOR_PUBLIC_URL}/api/auth/broker/callback"
@@ -343,12 +351,19 @@ THOR_SANDBOX_KITE_POSTBACK_URL = f"{THOR_PUBLIC_URL}/api/brokers/kite/postback/"
 # Kite client: seconds before a call is a timeout, and how long a call may wait for its rate budget.
 THOR_KITE_TIMEOUT = _env_or_fail(env.float, "THOR_KITE_TIMEOUT", default=7.0)
 THOR_KITE_RATE_WAIT = _env_or_fail(env.float, "THOR_KITE_RATE_WAIT", default=1.0)
+# A placement that failed in transit is confirmed by reading the order book (never by sending again):
+# this many looks, this many seconds apart, since a timed-out request may still be on its way in.
+THOR_PLACEMENT_LOOKUPS = _env_or_fail(env.int, "THOR_PLACEMENT_LOOKUPS", default=3)
+THOR_PLACEMENT_LOOKUP_INTERVAL = _env_or_fail(env.float, "THOR_PLACEMENT_LOOKUP_INTERVAL", default=1.0)
 
 # --- Accounts: live read freshness and the paper engine -------------------------------------
 THOR_LIVE_FRESH_SECONDS = _env_or_fail(env.float, "THOR_LIVE_FRESH_SECONDS", default=5.0)
 THOR_LIVE_STALE_SECONDS = _env_or_fail(env.float, "THOR_LIVE_STALE_SECONDS", default=300.0)
-# "fixed": THOR_PAPER_FIXED_PRICES; "kite": quotes through an active Kite connection (the sandbox in development).
-THOR_PAPER_PRICE_SOURCE = _env_or_fail(env.str, "THOR_PAPER_PRICE_SOURCE", default="fixed")
+# Paper fills: "sandbox" (the broker sandbox's moving prices at THOR_KITE_API_ROOT), "kite" (quotes through an
+# active Kite connection) or "fixed" (THOR_PAPER_FIXED_PRICES; the test suite uses it).
+THOR_PAPER_PRICE_SOURCE = env.str("THOR_PAPER_PRICE_SOURCE", default="") or ("kite" if PRODUCTION else "sandbox")
+if THOR_PAPER_PRICE_SOURCE not in {"sandbox", "kite", "fixed"}:
+    raise ImproperlyConfigured("Environment variable THOR_PAPER_PRICE_SOURCE must be 'sandbox', 'kite' or 'fixed'.")
 THOR_PAPER_FIXED_PRICES = {
     "NSE:INFY": "1500.00",
     "NSE:SBIN": "800.00",

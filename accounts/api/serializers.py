@@ -172,10 +172,3 @@ class SyncOutputSerializer(serializers.Serializer):
     account_id = serializers.IntegerField()
     changed = serializers.DictField(child=serializers.IntegerField())
     as_of = serializers.DateTimeField()
-
-
-class ErrorOutputSerializer(serializers.Serializer):
-    detail = serializers.CharField()
-    status_code = serializers.IntegerField()
-    code = serializers.CharField()
-    errors = serializers.DictField(required=False)

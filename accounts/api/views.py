@@ -12,16 +12,22 @@ from accounts import orders as order_services
 from accounts import selectors, services
 from accounts.api import serializers
 from brokers.adapters.types import OrderRequest
-from thor.errors import ApplicationError
+from thor.errors import ApplicationError, error_responses
 from thor.throttles import OrderRateThrottle
 
-ERRORS = {code: serializers.ErrorOutputSerializer for code in (401, 404)}
-WRITE_ERRORS = {code: serializers.ErrorOutputSerializer for code in (400, 401, 403, 404, 409, 422, 429, 503)}
+ERRORS = error_responses(401, 404)
+WRITE_ERRORS = error_responses(400, 401, 403, 404, 409, 422, 429, 503)
+LIVE_READ_ERRORS = error_responses(401, 404, 409, 503)
 IDEMPOTENCY_KEY = OpenApiParameter(
     "Idempotency-Key",
     OpenApiTypes.STR,
     OpenApiParameter.HEADER,
-    description="Same key and body: the first answer again, nothing sent twice. Same key, other body: 422.",
+    description=(
+        "Same key and body: the first answer again, nothing sent twice. Same key, other body: 422. "
+        "On a live account a repeat that arrives while the first request is still at the broker answers "
+        "409 `idempotent_request_in_progress` (batch, modify, cancel) or the order as it stands (place): "
+        "retry once the first has answered."
+    ),
 )
 FRESH = OpenApiParameter("fresh", OpenApiTypes.BOOL, description="Bypass the short cache of live reads.")
 
@@ -66,7 +72,7 @@ def wants_fresh(request) -> bool:
 class AccountListView(APIView):
     @extend_schema(
         summary="Every account of the user: paper and live",
-        responses={200: serializers.AccountOutputSerializer(many=True), 401: serializers.ErrorOutputSerializer},
+        responses={200: serializers.AccountOutputSerializer(many=True), **error_responses(401)},
     )
     def get(self, request):
         accounts = selectors.account_list(user=request.user)
@@ -140,9 +146,7 @@ class _LiveReadView(APIView):
     parameters=[FRESH],
     responses={
         200: serializers.PositionsOutputSerializer,
-        409: serializers.ErrorOutputSerializer,
-        503: serializers.ErrorOutputSerializer,
-        **ERRORS,
+        **LIVE_READ_ERRORS,
     },
 )
 class PositionsView(_LiveReadView):
@@ -155,9 +159,7 @@ class PositionsView(_LiveReadView):
     parameters=[FRESH],
     responses={
         200: serializers.HoldingsOutputSerializer,
-        409: serializers.ErrorOutputSerializer,
-        503: serializers.ErrorOutputSerializer,
-        **ERRORS,
+        **LIVE_READ_ERRORS,
     },
 )
 class HoldingsView(_LiveReadView):
@@ -170,9 +172,7 @@ class HoldingsView(_LiveReadView):
     parameters=[FRESH],
     responses={
         200: serializers.FundsEnvelopeOutputSerializer,
-        409: serializers.ErrorOutputSerializer,
-        503: serializers.ErrorOutputSerializer,
-        **ERRORS,
+        **LIVE_READ_ERRORS,
     },
 )
 class FundsView(_LiveReadView):
@@ -199,7 +199,7 @@ class OrdersView(APIView):
             OpenApiParameter("limit", OpenApiTypes.INT),
             OpenApiParameter("cursor", OpenApiTypes.STR),
         ],
-        responses={200: serializers.OrderOutputSerializer(many=True), 400: serializers.ErrorOutputSerializer, **ERRORS},
+        responses={200: serializers.OrderOutputSerializer(many=True), **error_responses(400, 401, 404)},
     )
     def get(self, request, account_id):
         account = selectors.account_get(user=request.user, account_ref=account_id)

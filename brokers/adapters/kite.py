@@ -29,6 +29,7 @@ SESSION_ENDS_AT = time(6, 0)
 RATE_LIMITS = {"quote": 1.0, "orders": 10.0, "other": 10.0}
 QUOTE_BATCH = 500
 VARIETY = "regular"
+KITE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 
 def session_expiry(now: datetime) -> datetime:
@@ -79,6 +80,15 @@ def _optional_decimal(value):
     return None if value in (None, "") else to_decimal(value)
 
 
+def _as_sent(payload: Mapping) -> dict:
+    """The payload with its timestamps as Kite sent them: the client parses them into datetimes,
+    which the JSON columns that keep an order's raw payload cannot store."""
+    return {
+        key: value.strftime(KITE_TIME_FORMAT) if isinstance(value, datetime) else value
+        for key, value in payload.items()
+    }
+
+
 def _order_result(order: Mapping) -> OrderResult:
     return OrderResult(
         broker_order_id=str(order["order_id"]),
@@ -97,7 +107,7 @@ def _order_result(order: Mapping) -> OrderResult:
         tag=order.get("tag") or "",
         status_message=order.get("status_message") or "",
         placed_at=_as_aware(order.get("order_timestamp")),
-        raw=dict(order),
+        raw=_as_sent(order),
     )
 
 

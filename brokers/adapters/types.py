@@ -7,8 +7,9 @@ from decimal import Decimal
 
 @dataclass(frozen=True)
 class Tokens:
-    access_token: str
-    refresh_token: str = ""
+    # Kept out of repr so a log line or a traceback never prints a session.
+    access_token: str = field(repr=False)
+    refresh_token: str = field(default="", repr=False)
     access_expires_at: datetime | None = None
     refresh_expires_at: datetime | None = None
     broker_user_id: str = ""

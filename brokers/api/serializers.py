@@ -1,3 +1,5 @@
+from decimal import Decimal
+
 from rest_framework import serializers
 
 # Kite api keys and secrets are short alphanumeric strings; the sandbox's demo key has underscores.
@@ -50,21 +52,43 @@ class ConnectionOutputSerializer(serializers.Serializer):
     updated_at = serializers.DateTimeField()
 
 
+def _postback_number(**kwargs):
+    # Bounded so a signed but absurd value is a 400, never a database overflow.
+    return serializers.DecimalField(max_digits=22, decimal_places=8, min_value=0, max_value=10**12, **kwargs)
+
+
+def _postback_text(max_length):
+    return serializers.CharField(max_length=max_length, required=False, allow_blank=True, default="")
+
+
 class KitePostbackInputSerializer(serializers.Serializer):
+    """Every field Thor reads from a postback; nothing else of the body is trusted."""
+
     order_id = serializers.RegexField(r"^[A-Za-z0-9-]{1,64}$")
     order_timestamp = serializers.CharField(max_length=32)
     checksum = serializers.RegexField(r"^[0-9a-fA-F]{64}$")
     user_id = serializers.CharField(max_length=100)
     status = serializers.CharField(max_length=40)
-    filled_quantity = serializers.DecimalField(
-        max_digits=None, decimal_places=None, min_value=0, max_value=10**12, required=False, default=0
+    filled_quantity = _postback_number(required=False, default=Decimal("0"))
+    average_price = _postback_number(required=False, allow_null=True, default=None)
+    quantity = _postback_number(required=False, default=Decimal("0"))
+    price = _postback_number(required=False, allow_null=True, default=None)
+    trigger_price = _postback_number(required=False, allow_null=True, default=None)
+    status_message = serializers.CharField(
+        max_length=2000, required=False, allow_null=True, allow_blank=True, default=""
     )
-    average_price = serializers.DecimalField(
-        max_digits=None, decimal_places=None, min_value=0, max_value=10**12, required=False, allow_null=True
-    )
-    status_message = serializers.CharField(required=False, allow_null=True, allow_blank=True, default="")
+    tradingsymbol = _postback_text(64)
+    exchange = _postback_text(16)
+    transaction_type = _postback_text(4)
+    order_type = _postback_text(8)
+    product = _postback_text(8)
+    validity = _postback_text(8)
+    tag = serializers.CharField(max_length=20, required=False, allow_blank=True, allow_null=True, default="")
 
     def validate_status_message(self, value):
+        return value or ""
+
+    def validate_tag(self, value):
         return value or ""
 
 

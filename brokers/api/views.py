@@ -25,7 +25,11 @@ READ_ERRORS = error_responses(401, 404, 409, 503)
 
 
 def _query_and_body(request) -> dict:
-    """Seed 000 sends its fields in the query string or the body; the body wins."""
+    """Seed 000 sends its fields in the query string or the body; the body wins.
+
+    Its FastAPI version takes api_secret as a query parameter, so Thor must too: that is why the
+    ASGI server runs without an access log (it would write query strings, secrets included).
+    """
     body = request.data
     if not isinstance(body, Mapping):
         raise ApplicationError("The body must be an object.", code="parse_error")

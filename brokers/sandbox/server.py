@@ -265,6 +265,14 @@ def _control_router(state: SandboxState) -> Router:
         state.kite.match_resting_orders()
         return Response.json(pinned)
 
+    def read_prices(request: Request) -> Response:
+        """`?i=NSE:INFY&i=...` -> {"NSE:INFY": 1501.25}: the moving prices, for Thor's paper engine in
+        development. Unknown instruments are left out; as a control path it is never counted."""
+        found = {reference: state.market.find(reference) for reference in request.query.get("i", [])}
+        return Response.json(
+            {reference: state.market.price(instrument) for reference, instrument in found.items() if instrument}
+        )
+
     def add_fault(request: Request) -> Response:
         fault = Fault.from_mapping(_json_body(request))
         state.faults.add(fault)
@@ -279,6 +287,7 @@ def _control_router(state: SandboxState) -> Router:
         return Response.json(state.stats.snapshot())
 
     router.add("POST", "/_sandbox/apps", register_app)
+    router.add("GET", "/_sandbox/prices", read_prices)
     router.add("POST", "/_sandbox/prices", pin_prices)
     router.add("GET", "/_sandbox/faults", lambda _: Response.json(state.faults.listing()))
     router.add("POST", "/_sandbox/faults", add_fault)

@@ -9,32 +9,17 @@ from decimal import Decimal
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-import requests
 from django.core import signing
 
 from accounts.models import TradingAccount
 from brokers import oauth_state
 from brokers.models import BrokerConnection
-from brokers.sandbox.testing import start_sandbox
+from brokers.tests.sandbox_fixtures import CALLBACK, SPA, follow, link, log_in_at_kite, sandbox_fault, spa_params, start
 from conftest import client_for
 from identity.models import User
 from thor import snapshots
 
 pytestmark = [pytest.mark.django_db, pytest.mark.e2e]
-
-API_KEY, API_SECRET = "sandboxkey01", "sandboxsecret01"
-SPA = "http://localhost:5173"
-CALLBACK = "http://testserver/api/auth/broker/callback"
-
-
-@pytest.fixture
-def sandbox(settings):
-    with start_sandbox(
-        apps=[{"api_key": API_KEY, "api_secret": API_SECRET, "redirect_url": CALLBACK}], tick_seconds=None
-    ) as running:
-        settings.THOR_KITE_API_ROOT = running.url
-        settings.THOR_KITE_LOGIN_URL = f"{running.url}/connect/login"
-        yield running
 
 
 @pytest.fixture
@@ -46,56 +31,6 @@ def user_client(tenant):
     )
     assert response.status_code == 201, response.json()
     return client_for(User.objects.get(email="dev@acme.test"))
-
-
-def start(client, frontend_url=SPA) -> str:
-    response = client.post(
-        "/api/auth/broker/test-oauth",
-        {"api_key": API_KEY, "api_secret": API_SECRET, "frontend_url": frontend_url},
-        format="json",
-    )
-    assert response.status_code == 200, response.json()
-    return response.json()["oauth_url"]
-
-
-def log_in_at_kite(oauth_url: str, user_id="AB1234", password="sandbox") -> str:
-    """What the browser does at Kite: open the login page, submit it; returns the redirect Location."""
-    page = requests.get(oauth_url, timeout=5)
-    assert page.status_code == 200 and "<form" in page.text
-    query = parse_qs(urlsplit(oauth_url).query)
-    answer = requests.post(
-        oauth_url.split("?")[0],
-        data={
-            "api_key": query["api_key"][0],
-            "redirect_params": query["redirect_params"][0],
-            "user_id": user_id,
-            "password": password,
-        },
-        allow_redirects=False,
-        timeout=5,
-    )
-    assert answer.status_code == 302, answer.text
-    return answer.headers["Location"]
-
-
-def follow(location: str):
-    """Hand the sandbox's redirect to Thor, as the browser would."""
-    assert location.startswith(CALLBACK)
-    parts = urlsplit(location)
-    return client_for().get(f"{parts.path}?{parts.query}")
-
-
-def spa_params(response) -> dict:
-    assert response.status_code == 302
-    location = urlsplit(response["Location"])
-    assert f"{location.scheme}://{location.netloc}{location.path}" == f"{SPA}/broker-callback"
-    return {key: values[0] for key, values in parse_qs(location.query).items()}
-
-
-def link(client) -> TradingAccount:
-    response = follow(log_in_at_kite(start(client)))
-    assert spa_params(response)["status"] == "success"
-    return TradingAccount.objects.get(mode="live", broker_account_id="AB1234")
 
 
 def test_the_whole_flow_links_the_account_and_serves_its_holdings(sandbox, user_client):
@@ -136,6 +71,21 @@ def test_profile_and_quote_aliases(sandbox, user_client):
     assert profile.status_code == 200 and profile.json()["data"]["broker_user_id"] == "AB1234"
     assert quote.status_code == 200, quote.json()
     assert quote.json()["data"]["instrument_token"] == token and Decimal(quote.json()["data"]["last_price"]) > 0
+
+
+def test_a_sandbox_connection_may_trade_from_its_first_link(sandbox, user_client):
+    assert link(user_client).connection.trading_enabled
+
+
+def test_a_real_kite_connection_starts_with_trading_off_and_a_relink_keeps_the_tenants_choice(
+    sandbox, user_client, settings
+):
+    settings.THOR_KITE_IS_SANDBOX = False
+    account = link(user_client)
+    assert not account.connection.trading_enabled
+    BrokerConnection.objects.filter(pk=account.connection_id).update(trading_enabled=True, status="expired")
+
+    assert link(user_client).connection.trading_enabled
 
 
 def test_logging_in_again_repairs_the_same_connection(sandbox, user_client):
@@ -234,13 +184,10 @@ class TestHostileCallbacks:
 
 
 class TestBrokerFaults:
-    def fault(self, sandbox, **fault):
-        requests.post(f"{sandbox.url}/_sandbox/faults", json={"broker": "kite", **fault}, timeout=5).raise_for_status()
-
     def holdings_after_fault(self, sandbox, client, account, **fault):
         assert client.get("/api/portfolio/holdings").status_code == 200
         snapshots.forget(snapshots.key("acme", account.pk, "holdings"))
-        self.fault(sandbox, path="/portfolio/holdings", count=1, **fault)
+        sandbox_fault(sandbox, path="/portfolio/holdings", count=1, **fault)
         return client.get("/api/portfolio/holdings")
 
     @pytest.mark.parametrize("fault", [{"kind": "429"}, {"kind": "5xx"}, {"kind": "drop"}])
@@ -263,7 +210,7 @@ class TestBrokerFaults:
 
     def test_without_a_snapshot_a_fault_is_a_clear_503(self, sandbox, user_client):
         link(user_client)
-        self.fault(sandbox, kind="5xx", path="/portfolio/holdings", count=1)
+        sandbox_fault(sandbox, kind="5xx", path="/portfolio/holdings", count=1)
 
         response = user_client.get("/api/portfolio/holdings")
 
@@ -285,7 +232,7 @@ class TestBrokerFaults:
 
     def test_kite_down_at_login_ends_in_an_error_redirect_and_nothing_linked(self, sandbox, user_client):
         location = log_in_at_kite(start(user_client))
-        self.fault(sandbox, kind="5xx", path="/session/token", count=1)
+        sandbox_fault(sandbox, kind="5xx", path="/session/token", count=1)
 
         response = follow(location)
 

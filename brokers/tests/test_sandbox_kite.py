@@ -204,6 +204,17 @@ def test_quotes_by_symbol_and_token(sandbox):
     assert set(kite.ohlc("NSE:INFY")["NSE:INFY"]) == set(fixture_data("ohlc.json")["NSE:INFY"])
 
 
+def test_prices_are_readable_without_a_session_and_without_being_counted(sandbox):
+    pin(sandbox, {"NSE:INFY": 1500.5})
+    requests.delete(f"{sandbox.url}/_sandbox/stats", timeout=5)
+
+    response = requests.get(f"{sandbox.url}/_sandbox/prices", params={"i": ["NSE:INFY", "NSE:NOSUCH"]}, timeout=5)
+
+    assert response.status_code == 200
+    assert response.json() == {"NSE:INFY": 1500.5}
+    assert requests.get(f"{sandbox.url}/_sandbox/stats", timeout=5).json()["total"] == 0
+
+
 def test_instruments_are_csv(sandbox):
     kite = KiteConnect(api_key=API_KEY, root=sandbox.url)
     everything = kite.instruments()

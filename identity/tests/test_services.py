@@ -65,3 +65,16 @@ class TestTenantCreate:
         tenant_create(slug="initech", name="Initech", allowed_origins=[], default=True)
 
         assert list(Tenant.objects.filter(is_default=True).values_list("slug", flat=True)) == ["initech"]
+
+
+class TestTenantValidation:
+    @pytest.mark.parametrize("origin", ["*", "null", "https://app.test/path", "javascript:alert(1)"])
+    def test_the_admin_cannot_save_a_wildcard_or_inexact_origin(self, db, origin):
+        from django.core.exceptions import ValidationError
+
+        tenant = Tenant(slug="initech", name="Initech", allowed_origins=["https://ok.test", origin])
+
+        with pytest.raises(ValidationError) as raised:
+            tenant.full_clean()
+
+        assert "allowed_origins" in raised.value.message_dict

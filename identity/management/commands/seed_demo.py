@@ -1,5 +1,5 @@
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from identity.models import Tenant, User
@@ -17,6 +17,8 @@ class Command(BaseCommand):
 
     @transaction.atomic
     def handle(self, *args, **options):
+        if settings.PRODUCTION:
+            raise CommandError("seed_demo creates a known password and the sandbox app: never in production.")
         Tenant.objects.exclude(slug="demo").filter(is_default=True).update(is_default=False)
         tenant, _ = Tenant.objects.update_or_create(
             slug="demo",

@@ -1,0 +1,92 @@
+"""The broker sandbox for end-to-end tests, and the browser's way through a Kite login.
+
+The root conftest registers this module as a plugin, so every test can ask for `sandbox`.
+Nothing in Thor is mocked: Thor's test client talks to the sandbox over real HTTP.
+"""
+
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+
+from accounts.models import TradingAccount
+from brokers.sandbox.testing import start_sandbox
+from conftest import client_for
+
+API_KEY, API_SECRET = "sandboxkey01", "sandboxsecret01"
+SPA = "http://localhost:5173"
+CALLBACK = "http://testserver/api/auth/broker/callback"
+
+
+@pytest.fixture
+def sandbox(settings):
+    """A sandbox whose prices move only when a test pins them (no ticker), with Thor pointed at it."""
+    with start_sandbox(
+        apps=[{"api_key": API_KEY, "api_secret": API_SECRET, "redirect_url": CALLBACK}], tick_seconds=None
+    ) as running:
+        settings.THOR_KITE_API_ROOT = running.url
+        settings.THOR_KITE_LOGIN_URL = f"{running.url}/connect/login"
+        yield running
+
+
+def start(client, frontend_url=SPA) -> str:
+    """Seed 000's test-oauth with the sandbox app; returns the Kite login URL."""
+    response = client.post(
+        "/api/auth/broker/test-oauth",
+        {"api_key": API_KEY, "api_secret": API_SECRET, "frontend_url": frontend_url},
+        format="json",
+    )
+    assert response.status_code == 200, response.json()
+    return response.json()["oauth_url"]
+
+
+def log_in_at_kite(oauth_url: str, user_id="AB1234", password="sandbox") -> str:
+    """What the browser does at Kite: open the login page, submit it; returns the redirect Location."""
+    page = requests.get(oauth_url, timeout=5)
+    assert page.status_code == 200 and "<form" in page.text
+    query = parse_qs(urlsplit(oauth_url).query)
+    answer = requests.post(
+        oauth_url.split("?")[0],
+        data={
+            "api_key": query["api_key"][0],
+            "redirect_params": query["redirect_params"][0],
+            "user_id": user_id,
+            "password": password,
+        },
+        allow_redirects=False,
+        timeout=5,
+    )
+    assert answer.status_code == 302, answer.text
+    return answer.headers["Location"]
+
+
+def follow(location: str):
+    """Hand the sandbox's redirect to Thor, as the browser would."""
+    assert location.startswith(CALLBACK)
+    parts = urlsplit(location)
+    return client_for().get(f"{parts.path}?{parts.query}")
+
+
+def spa_params(response) -> dict:
+    assert response.status_code == 302
+    location = urlsplit(response["Location"])
+    assert f"{location.scheme}://{location.netloc}{location.path}" == f"{SPA}/broker-callback"
+    return {key: values[0] for key, values in parse_qs(location.query).items()}
+
+
+def link(client, user_id="AB1234") -> TradingAccount:
+    """The whole Kite login for the client's user; returns the live account it leaves behind."""
+    response = follow(log_in_at_kite(start(client), user_id=user_id))
+    assert spa_params(response)["status"] == "success"
+    return TradingAccount.objects.get(mode="live", broker_account_id=user_id)
+
+
+def sandbox_fault(sandbox, **fault) -> None:
+    """Tell the sandbox's Kite to fail: kind latency | 429 | 5xx | token_expired | drop, path, count, ms."""
+    requests.post(f"{sandbox.url}/_sandbox/faults", json={"broker": "kite", **fault}, timeout=5).raise_for_status()
+
+
+def sandbox_calls(sandbox, method_and_path: str) -> int:
+    """How many calls the sandbox answered (or dropped) on "METHOD /path" since it started."""
+    stats = requests.get(f"{sandbox.url}/_sandbox/stats", timeout=5).json()
+    return stats["by_path"].get(method_and_path, 0)
