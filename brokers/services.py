@@ -22,7 +22,6 @@ from brokers.models import BrokerApp, BrokerConnection, BrokerKind
 from brokers.registry import adapter_for, adapter_for_app
 from identity.models import User
 from thor.errors import ApplicationError
-from thor.money import to_decimal
 from thor.origins import origin_of
 
 logger = logging.getLogger("thor.brokers")
@@ -118,7 +117,8 @@ def _frontend_origin(*, user: User, frontend_url: str | None) -> str:
                 "frontend_url is required.", code="origin_not_allowed", errors={"frontend_url": ["Required."]}
             )
         return tenant.allowed_origins[0]
-    if not tenant.allows_origin(frontend_url):
+    # The origin itself (a trailing slash is tolerated), never a longer URL: DESIGN.md section 4.
+    if not tenant.allows_origin(frontend_url) or frontend_url.rstrip("/") != origin_of(frontend_url):
         raise ApplicationError(
             "frontend_url is not an allowed origin for this tenant.",
             code="origin_not_allowed",
@@ -262,29 +262,28 @@ def _checksum_matches(update: Mapping, app: BrokerApp) -> bool:
     return hmac.compare_digest(expected.encode(), update["checksum"].encode())
 
 
-def _order_from_postback(account: TradingAccount, payload: Mapping) -> Order:
-    price, trigger_price = payload.get("price"), payload.get("trigger_price")
+def _order_from_postback(account: TradingAccount, update: Mapping) -> Order:
     order, _ = Order.objects.get_or_create(
         account=account,
-        broker_order_id=str(payload["order_id"]),
+        broker_order_id=update["order_id"],
         defaults={
-            "client_order_id": f"kite-{payload['order_id']}"[:40],
-            "symbol": str(payload.get("tradingsymbol") or "")[:64],
-            "exchange": str(payload.get("exchange") or "")[:16],
-            "side": str(payload.get("transaction_type") or "")[:4],
-            "quantity": to_decimal(payload.get("quantity") or 0),
-            "order_type": str(payload.get("order_type") or "")[:8],
-            "product": str(payload.get("product") or "")[:8],
-            "price": to_decimal(price) if price else None,
-            "trigger_price": to_decimal(trigger_price) if trigger_price else None,
-            "validity": str(payload.get("validity") or "DAY")[:8],
-            "tag": str(payload.get("tag") or "")[:20],
+            "client_order_id": f"kite-{update['order_id']}"[:40],
+            "symbol": update["tradingsymbol"],
+            "exchange": update["exchange"],
+            "side": update["transaction_type"],
+            "quantity": update["quantity"].quantize(QUANTITY_STEP),
+            "order_type": update["order_type"],
+            "product": update["product"],
+            "price": update["price"].quantize(QUANTITY_STEP) if update["price"] else None,
+            "trigger_price": update["trigger_price"].quantize(QUANTITY_STEP) if update["trigger_price"] else None,
+            "validity": update["validity"] or "DAY",
+            "tag": update["tag"],
         },
     )
     return order
 
 
-def _order_for_postback(update: Mapping, payload: Mapping) -> Order | None:
+def _order_for_postback(update: Mapping) -> Order | None:
     """The order the postback is about, authenticated by its app's secret; raises on a forgery.
 
     A known order is checked against its own app only, so one app cannot update another's orders.
@@ -305,7 +304,7 @@ def _order_for_postback(update: Mapping, payload: Mapping) -> Order | None:
     for connection in connections:
         if _checksum_matches(update, connection.app):
             account = TradingAccount.objects.filter(connection=connection, mode=TradingAccount.Mode.LIVE).first()
-            return _order_from_postback(account, payload) if account else None
+            return _order_from_postback(account, update) if account else None
     raise ApplicationError("Postback checksum does not match.", code="checksum_invalid")
 
 
@@ -318,6 +317,19 @@ def _order_state(order: Order) -> dict:
     }
 
 
+def _postback_is_stale(order: Order, update: Mapping) -> bool:
+    """A repeat, or an update older than what Thor holds: postbacks may arrive twice and out of order.
+
+    Kite's checksum signs only the order id and timestamp, so the status and fill fields are
+    never allowed to move an order backwards: no fill shrinks, and a finished order stays finished.
+    """
+    status, filled = update["status"], update["filled_quantity"]
+    repeated = order.raw.get("status") == status and order.filled_quantity == filled
+    fill_shrinks = filled < order.filled_quantity
+    reopens_or_refinishes = order.is_terminal and status != order.status
+    return repeated or fill_shrinks or reopens_or_refinishes
+
+
 @transaction.atomic
 def kite_postback_apply(*, update: Mapping, payload: Mapping) -> bool:
     """Store a verified Kite order update; False when it changed nothing (duplicate, late or unknown).
@@ -326,16 +338,14 @@ def kite_postback_apply(*, update: Mapping, payload: Mapping) -> bool:
     filled_quantity, average_price, status_message); `payload` is the body as received, kept on
     the order and in the audit. Raises ApplicationError (400) when no app signs the postback.
     """
-    order = _order_for_postback(update, payload)
+    order = _order_for_postback(update)
     if order is None:
         logger.info("Postback for Kite order %s of an account Thor does not hold", update["order_id"])
         return False
     order = Order.objects.select_for_update().get(pk=order.pk)
-    broker_status = update["status"]
-    duplicate = order.raw.get("status") == broker_status and order.filled_quantity == update["filled_quantity"]
-    arrived_late = order.is_terminal and broker_status not in Order.TERMINAL_STATUSES
-    if duplicate or arrived_late:
+    if _postback_is_stale(order, update):
         return False
+    broker_status = update["status"]
     before = _order_state(order)
     # Kite's intermediate statuses (UPDATE, MODIFIED, ... REQ RECEIVED) all mean the order is working.
     order.status = broker_status if broker_status in Order.Status.values else Order.Status.OPEN

@@ -74,6 +74,8 @@ class TestTestOAuth:
             "https://globex.test",
             "//app.acme.test",
             "https://user@app.acme.test",
+            "https://app.acme.test/evil/path?x=1",
+            "https://app.acme.test?next=https://evil.test",
         ],
     )
     def test_a_frontend_outside_the_tenants_origins_is_refused_before_anything_is_stored(
@@ -85,6 +87,11 @@ class TestTestOAuth:
         assert response.json()["code"] == "origin_not_allowed"
         assert "frontend_url" in response.json()["errors"]
         assert not BrokerApp.objects.exists() and not BrokerConnection.objects.exists()
+
+    def test_an_allowed_origin_with_a_trailing_slash_is_the_same_origin(self, alice_client):
+        response = start_test_oauth(alice_client, frontend_url="https://app.acme.test/")
+
+        assert response.status_code == 200
 
     @pytest.mark.parametrize(
         "fields, field",

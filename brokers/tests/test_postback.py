@@ -79,6 +79,55 @@ def test_a_late_working_update_does_not_reopen_a_finished_order(anon_client, ord
     assert order.status == "COMPLETE"
 
 
+def test_an_older_partial_fill_arriving_late_does_not_shrink_the_fill(anon_client, order):
+    post(anon_client, signed(status="OPEN", filled_quantity=6, average_price=470))
+
+    response = post(anon_client, signed(status="OPEN", filled_quantity=2, average_price=470))
+
+    assert response.json()["applied"] is False
+    order.refresh_from_db()
+    assert order.filled_quantity == Decimal("6")
+
+
+def test_a_finished_order_is_never_refinished_as_something_else(anon_client, order):
+    post(anon_client, signed())
+
+    response = post(anon_client, signed(status="CANCELLED", filled_quantity=0))
+
+    assert response.json()["applied"] is False
+    order.refresh_from_db()
+    assert (order.status, order.filled_quantity) == ("COMPLETE", Decimal("1"))
+
+
+def test_a_postback_without_an_average_price_is_fine(anon_client, account):
+    payload = signed(order_id="999000111")
+    del payload["average_price"]
+
+    response = post(anon_client, payload)
+
+    assert response.status_code == 200
+    assert Order.objects.get(broker_order_id="999000111").average_price is None
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"quantity": "abc"},
+        {"price": {}},
+        {"quantity": "1e30"},
+        {"filled_quantity": "-1"},
+        {"tradingsymbol": "X" * 500},
+        {"status": ["COMPLETE"]},
+    ],
+)
+def test_a_signed_but_absurd_new_order_is_a_400_not_a_500(anon_client, account, changes):
+    response = post(anon_client, signed(order_id="999000111", **changes))
+
+    assert response.status_code == 400
+    assert response.json()["status_code"] == 400
+    assert not Order.objects.filter(broker_order_id="999000111").exists()
+
+
 def test_a_partial_fill_then_completion_are_both_recorded(anon_client, order):
     post(anon_client, signed(status="UPDATE", filled_quantity=0.5, average_price=469.95))
     post(anon_client, signed())
