@@ -1,13 +1,16 @@
 """Writes for broker apps and connections, and the guard around every broker call."""
 
+import hashlib
 import hmac
 import logging
+import secrets
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import TypeVar
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from rest_framework import status
@@ -21,6 +24,7 @@ from brokers.adapters.types import Tokens
 from brokers.models import BrokerApp, BrokerConnection, BrokerKind
 from brokers.registry import adapter_for, adapter_for_app
 from identity.models import User
+from thor.crypto import decrypt, encrypt
 from thor.errors import ApplicationError
 from thor.origins import origin_of
 
@@ -204,11 +208,71 @@ def kite_callback_complete(*, state: oauth_state.OAuthState, params: Mapping[str
     except BrokerError as error:
         logger.warning("Kite token exchange failed for app %s: %s", app.pk, error.code)
         raise CallbackFailed("exchange_failed") from None
+    if user.tenant.broker_link_confirmation:
+        raise LinkAwaitsConfirmation(_link_park(user=user, app=app, started_id=state.connection_id, tokens=tokens))
+    return _connection_link_or_fail(user=user, app=app, started_id=state.connection_id, tokens=tokens)
+
+
+def _connection_link_or_fail(*, user: User, app: BrokerApp, started_id: int, tokens: Tokens) -> BrokerConnection:
     try:
-        return _connection_link(user=user, app=app, started_id=state.connection_id, tokens=tokens)
+        return _connection_link(user=user, app=app, started_id=started_id, tokens=tokens)
     except IntegrityError:
         # A concurrent callback linked the same Kite user first; its row stands.
         raise CallbackFailed("conflict") from None
+
+
+# --- Confirmed links: the browser that finishes the flow must be the user who started it ---------
+
+LINK_CODE_SECONDS = 600
+
+
+class LinkAwaitsConfirmation(Exception):
+    """The tokens are parked under `code` until the signed-in user confirms the link."""
+
+    def __init__(self, code: str):
+        super().__init__("link awaits confirmation")
+        self.code = code
+
+
+def _link_code_key(code: str) -> str:
+    return f"broker-link-code:{hashlib.sha256(code.encode()).hexdigest()}"
+
+
+def _link_park(*, user: User, app: BrokerApp, started_id: int, tokens: Tokens) -> str:
+    code = secrets.token_urlsafe(24)
+    parked = {
+        "user_id": user.pk,
+        "app_id": app.pk,
+        "started_id": started_id,
+        "broker_user_id": tokens.broker_user_id,
+        # The cache is not the encrypted store: the session travels encrypted.
+        "access_token": encrypt(tokens.access_token),
+        "refresh_token": encrypt(tokens.refresh_token) if tokens.refresh_token else "",
+        "access_expires_at": tokens.access_expires_at,
+        "refresh_expires_at": tokens.refresh_expires_at,
+    }
+    cache.set(_link_code_key(code), parked, LINK_CODE_SECONDS)
+    return code
+
+
+def connection_link_confirm(*, user: User, code: str) -> BrokerConnection:
+    """Finish a parked link for the user who started it; the code works once, for that user only."""
+    key = _link_code_key(code)
+    parked = cache.get(key)
+    if parked is None or parked["user_id"] != user.pk or not cache.delete(key):
+        raise ApplicationError("Unknown or expired link code.", code="not_found", status_code=status.HTTP_404_NOT_FOUND)
+    app = BrokerApp.objects.get(pk=parked["app_id"])
+    tokens = Tokens(
+        access_token=decrypt(parked["access_token"]),
+        refresh_token=decrypt(parked["refresh_token"]) if parked["refresh_token"] else "",
+        access_expires_at=parked["access_expires_at"],
+        refresh_expires_at=parked["refresh_expires_at"],
+        broker_user_id=parked["broker_user_id"],
+    )
+    try:
+        return _connection_link_or_fail(user=user, app=app, started_id=parked["started_id"], tokens=tokens)
+    except CallbackFailed as failure:
+        raise ApplicationError("The account was linked by another request.", code=failure.code) from None
 
 
 @transaction.atomic

@@ -38,6 +38,14 @@ class Tenant(models.Model):
     max_open_orders = models.PositiveIntegerField(null=True, blank=True)
     trading_enabled = models.BooleanField(default=True, help_text="Kill switch for every order of this tenant.")
     is_default = models.BooleanField(default=False, help_text="Where sign-ups without a tenant land.")
+    broker_link_confirmation = models.BooleanField(
+        default=False,
+        help_text=(
+            "The SPA confirms each broker link with its Bearer token (POST /api/brokers/connections/confirm), "
+            "so a login link sent to someone else cannot link their broker account to the sender. "
+            "Off keeps seed 000's redirect contract (status=success)."
+        ),
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -52,6 +52,10 @@ class ConnectionOutputSerializer(serializers.Serializer):
     updated_at = serializers.DateTimeField()
 
 
+class LinkConfirmInputSerializer(serializers.Serializer):
+    code = serializers.RegexField(r"^[A-Za-z0-9_-]{16,64}$")
+
+
 def _postback_number(**kwargs):
     # Bounded so a signed but absurd value is a 400, never a database overflow.
     return serializers.DecimalField(max_digits=22, decimal_places=8, min_value=0, max_value=10**12, **kwargs)

@@ -10,6 +10,7 @@ urlpatterns = [
     *slash_optional(
         "brokers/connections/<int:connection_id>", views.ConnectionDetailView.as_view(), name="broker-connection"
     ),
+    *slash_optional("brokers/connections/confirm", views.ConnectionConfirmView.as_view(), name="broker-link-confirm"),
     *slash_optional(
         "brokers/connections/<int:connection_id>/reconnect",
         views.ConnectionReconnectView.as_view(),

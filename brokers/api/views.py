@@ -123,6 +123,8 @@ class KiteCallbackView(APIView):
             connection = services.kite_callback_complete(state=state, params=request.query_params)
         except services.CallbackFailed as failure:
             return _to_frontend(state.frontend_origin, status="error", error=failure.code)
+        except services.LinkAwaitsConfirmation as parked:
+            return _to_frontend(state.frontend_origin, status="confirm", code=parked.code)
         except Exception:
             logger.exception("Kite callback failed")
             return _to_frontend(state.frontend_origin, status="error", error="server_error")
@@ -147,6 +149,23 @@ class ConnectionDetailView(APIView):
     def delete(self, request, connection_id: int):
         connection = _connection_or_404(request, connection_id)
         services.connection_revoke(connection=connection)
+        return Response(serializers.ConnectionOutputSerializer(connection).data)
+
+
+class ConnectionConfirmView(APIView):
+    @extend_schema(
+        summary="Finish a broker link with the code the callback sent (tenants with link confirmation)",
+        description=(
+            "Only the user who started the link can finish it, so a login link forwarded to someone "
+            "else cannot attach their broker account to the sender. The code works once, for 10 minutes."
+        ),
+        request=serializers.LinkConfirmInputSerializer,
+        responses={200: serializers.ConnectionOutputSerializer, **error_responses(400, 401, 404)},
+    )
+    def post(self, request):
+        data = serializers.LinkConfirmInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        connection = services.connection_link_confirm(user=request.user, code=data.validated_data["code"])
         return Response(serializers.ConnectionOutputSerializer(connection).data)
 
 

@@ -246,3 +246,71 @@ def test_state_in_the_login_url_is_the_one_thor_signed(sandbox, user_client):
     state = oauth_state.consume(parse_qs(redirect_params)["state"][0])
 
     assert state.frontend_origin == SPA
+
+
+class TestLinkConfirmation:
+    """Tenants whose SPA confirms links: a forwarded login link cannot link someone else's account."""
+
+    @pytest.fixture(autouse=True)
+    def confirming_tenant(self, tenant):
+        tenant.broker_link_confirmation = True
+        tenant.save()
+
+    def parked_code(self, user_client) -> str:
+        params = spa_params(follow(log_in_at_kite(start(user_client))))
+        assert params["status"] == "confirm" and "user_id" not in params
+        return params["code"]
+
+    def test_the_callback_parks_the_link_until_the_user_confirms_it(self, sandbox, user_client):
+        code = self.parked_code(user_client)
+        assert not BrokerConnection.objects.filter(broker_user_id="AB1234").exists()
+
+        response = user_client.post("/api/brokers/connections/confirm", {"code": code}, format="json")
+
+        assert response.status_code == 200, response.json()
+        assert response.json()["status"] == "active" and response.json()["broker_user_id"] == "AB1234"
+        assert "access_token" not in response.json()
+        assert TradingAccount.objects.filter(mode="live", broker_account_id="AB1234").exists()
+        assert user_client.get("/api/portfolio/holdings").status_code == 200
+
+    def test_someone_else_who_finished_the_login_cannot_use_the_code(self, sandbox, user_client, bob_client, bob):
+        code = self.parked_code(user_client)
+
+        response = bob_client.post("/api/brokers/connections/confirm", {"code": code}, format="json")
+
+        assert response.status_code == 404
+        assert not BrokerConnection.objects.filter(broker_user_id="AB1234", status="active").exists()
+
+    def test_a_code_works_once(self, sandbox, user_client):
+        code = self.parked_code(user_client)
+        user_client.post("/api/brokers/connections/confirm", {"code": code}, format="json")
+
+        again = user_client.post("/api/brokers/connections/confirm", {"code": code}, format="json")
+
+        assert again.status_code == 404
+
+    @pytest.mark.parametrize("code", ["", "short", "x" * 65, "../../etc/passwd", None])
+    def test_malformed_codes_are_a_400(self, user_client, code):
+        response = user_client.post("/api/brokers/connections/confirm", {"code": code}, format="json")
+
+        assert response.status_code == 400
+        assert "code" in response.json()["errors"]
+
+    def test_confirming_needs_a_signed_in_user(self, anon_client):
+        response = anon_client.post("/api/brokers/connections/confirm", {"code": "a" * 32}, format="json")
+
+        assert response.status_code == 401
+
+    def test_the_parked_session_is_encrypted_in_the_cache(self, sandbox, user_client):
+        from django.core.cache import cache
+
+        from brokers.services import _link_code_key
+        from thor.crypto import decrypt
+
+        code = self.parked_code(user_client)
+
+        parked_token = cache.get(_link_code_key(code))["access_token"]
+
+        live_tokens = set(sandbox.state.kite.sessions)
+        assert parked_token not in live_tokens
+        assert decrypt(parked_token) in live_tokens
