@@ -1,5 +1,9 @@
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
 from corsheaders.signals import check_request_enabled
 from django.core.cache import cache
+from django.db import connection
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
@@ -8,18 +12,46 @@ from identity.models import Tenant
 _ORIGINS_CACHE_KEY = "identity:tenant-origins"
 
 
+def _load_tenant_origins() -> frozenset[str]:
+    return frozenset(
+        origin for allowed in Tenant.objects.values_list("allowed_origins", flat=True) for origin in allowed
+    )
+
+
+def _load_tenant_origins_off_the_event_loop() -> frozenset[str]:
+    try:
+        return _load_tenant_origins()
+    finally:
+        connection.close()
+
+
+def _in_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
 def tenant_origins() -> frozenset[str]:
     origins = cache.get(_ORIGINS_CACHE_KEY)
     if origins is None:
-        origins = frozenset(
-            origin for allowed in Tenant.objects.values_list("allowed_origins", flat=True) for origin in allowed
-        )
+        if _in_event_loop():
+            # Under ASGI, CorsMiddleware asks from the event loop, where the ORM refuses to run:
+            # the (rare, cached) lookup goes to a worker thread with its own short-lived connection.
+            with ThreadPoolExecutor(max_workers=1) as worker:
+                origins = worker.submit(_load_tenant_origins_off_the_event_loop).result()
+        else:
+            origins = _load_tenant_origins()
         cache.set(_ORIGINS_CACHE_KEY, origins, 60)
     return origins
 
 
 @receiver(check_request_enabled)
 def cors_allow_tenant_origins(sender, request, **kwargs):
+    # CORS is for the API only (CORS_URLS_REGEX); the admin and /metrics never answer other origins.
+    if not request.path_info.startswith("/api/"):
+        return False
     return request.headers.get("Origin", "") in tenant_origins()
 
 

@@ -71,6 +71,15 @@ def error_body(detail, status_code, code, errors=None):
     return body
 
 
+def broker_error_body(error: BrokerError) -> dict:
+    """The answer to a broker failure (`status_code` in it); stored as is when a request must answer it again."""
+    status_code, code, detail = BROKER_ERROR_RESPONSES[error.code]
+    if error.code in (BrokerErrorCode.REJECTED, BrokerErrorCode.INVALID_INPUT) and error.broker_message:
+        # The broker's own words on why an order was refused are for the user; nothing else is.
+        detail = f"{detail} {error.broker_message[:200]}"
+    return error_body(detail, status_code, code)
+
+
 def _first_message(errors):
     """A one-line summary of a validation error tree, for `detail`."""
     if isinstance(errors, dict):
@@ -101,13 +110,10 @@ def exception_handler(exc, context):
         exc = exceptions.PermissionDenied()
 
     if isinstance(exc, BrokerError):
-        status_code, code, detail = BROKER_ERROR_RESPONSES[exc.code]
-        if exc.code in (BrokerErrorCode.REJECTED, BrokerErrorCode.INVALID_INPUT) and exc.broker_message:
-            # The broker's own words on why an order was refused are for the user; nothing else is.
-            detail = f"{detail} {exc.broker_message[:200]}"
+        body = broker_error_body(exc)
         if exc.retry_after:
             headers["Retry-After"] = str(max(1, int(exc.retry_after)))
-        return Response(error_body(detail, status_code, code), status=status_code, headers=headers)
+        return Response(body, status=body["status_code"], headers=headers)
 
     if isinstance(exc, ApplicationError):
         body = error_body(exc.message, exc.status_code, exc.code, exc.errors)

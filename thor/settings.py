@@ -132,8 +132,15 @@ if env.str("DATABASE_URL", default=""):
         "django.db.backends.sqlite3",
     }:
         raise ImproperlyConfigured("Environment variable DATABASE_URL must be a postgres:// or sqlite:// URL.")
-    DATABASES["default"].setdefault("CONN_MAX_AGE", 60)
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        # Under ASGI each request's sync code may run on a new thread, and persistent connections
+        # are per thread: they pile up until PostgreSQL refuses more. A pool bounds them instead.
+        DATABASES["default"]["CONN_MAX_AGE"] = 0
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": 1,
+            "max_size": _env_or_fail(env.int, "THOR_DB_POOL_SIZE", default=10),
+            "timeout": 10,
+        }
 else:
     DATABASES = {
         "default": {

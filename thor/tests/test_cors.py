@@ -76,3 +76,37 @@ class TestActualRequest:
 
         assert response["Access-Control-Allow-Origin"] == "http://localhost:5173"
         assert "x-correlation-id" in header_set(response, "Access-Control-Expose-Headers")
+
+
+class TestUnderASGI:
+    """The ASGI server runs CorsMiddleware on the event loop, where the ORM may not be used."""
+
+    @pytest.fixture
+    def asgi_get(self):
+        from asgiref.sync import async_to_sync
+        from django.test import AsyncClient
+
+        return async_to_sync(AsyncClient().get)
+
+    @pytest.mark.django_db(transaction=True)
+    def test_a_tenant_origin_is_allowed_with_a_cold_cache(self, asgi_get):
+        TenantFactory(slug="asgi", allowed_origins=["https://asgi.test"])
+
+        response = asgi_get("/api/health/", headers={"Origin": "https://asgi.test"})
+
+        assert response.status_code in (200, 503)
+        assert response["Access-Control-Allow-Origin"] == "https://asgi.test"
+
+    @pytest.mark.django_db(transaction=True)
+    def test_paths_outside_the_api_answer_without_cors(self, asgi_get):
+        TenantFactory(slug="asgi", allowed_origins=["https://asgi.test"])
+
+        response = asgi_get("/metrics", headers={"Origin": "https://asgi.test"})
+
+        assert response.status_code == 200
+        assert "Access-Control-Allow-Origin" not in response
+
+    def test_the_correlation_id_is_echoed(self, asgi_get):
+        response = asgi_get("/api/no-such-thing", headers={"X-Correlation-ID": "trace-42"})
+
+        assert (response.status_code, response["X-Correlation-ID"]) == (404, "trace-42")

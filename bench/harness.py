@@ -1,0 +1,322 @@
+"""What both benchmarks share: the bench world on PostgreSQL and Redis, the child servers, the load loop.
+
+The world is Thor's production-like stack on this machine: PostgreSQL database `thor_bench`
+(dropped and migrated on every run), Redis DB 9 as the cache (flushed on every run), no Celery
+broker, Thor under uvicorn, and the broker sandbox standing in for Kite. Every child process is
+started in its own session and stopped, with whatever it started, however the run ends.
+"""
+
+import contextlib
+import http.client
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import psycopg
+import redis
+import requests
+
+REPO = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+DATABASE_NAME = "thor_bench"
+# conn_max_age=0: Thor's default of 60 s leaks connections under ASGI (each concurrent request runs in
+# its own thread, so its own connection) until PostgreSQL refuses clients; see bench/README.md.
+DATABASE_URL = f"postgres://postgres@127.0.0.1:5432/{DATABASE_NAME}?conn_max_age=0"
+REDIS_URL = "redis://127.0.0.1:6379/9"
+
+TENANT = "bench"
+SPA = "http://localhost:5173"
+EMAIL = "bench@thor.local"
+PASSWORD = "bench-passphrase-42"
+# The sandbox's demo Kite app (run_broker_sandbox registers it with Thor's callback as its redirect URL).
+KITE_API_KEY = "thor_demo_key"
+KITE_API_SECRET = "thor_demo_secret"
+KITE_USER, KITE_PASSWORD = "AB1234", "sandbox"
+
+
+def exit_cleanly_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit so the `with` blocks stop the child servers (Ctrl-C already does)."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+
+
+def free_port() -> int:
+    # The kernel picks an unused port; a race with another process in the next second is possible but harmless here.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Processes:
+    """Child servers, each in its own session so that stopping it stops its workers too."""
+
+    def __init__(self):
+        self.log_dir = Path(tempfile.mkdtemp(prefix="thor-bench-"))
+        self._children: list[subprocess.Popen] = []
+
+    def __enter__(self) -> "Processes":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop_all()
+
+    def start(self, name: str, argv: list[str], env: dict) -> subprocess.Popen:
+        with open(self.log_dir / f"{name}.log", "wb") as log:
+            child = subprocess.Popen(
+                argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        child.name = name
+        self._children.append(child)
+        return child
+
+    def wait_ready(self, child: subprocess.Popen, url: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if child.poll() is not None:
+                raise RuntimeError(f"{child.name} exited with {child.returncode}; see {self.log_dir / child.name}.log")
+            try:
+                requests.get(url, timeout=2)
+                return
+            except requests.ConnectionError:
+                time.sleep(0.2)
+        raise RuntimeError(f"{child.name} did not answer {url} within {timeout:.0f} s")
+
+    def stop_all(self) -> None:
+        for child in self._children:
+            _signal_group(child, signal.SIGTERM)
+        for child in self._children:
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                _signal_group(child, signal.SIGKILL)
+                child.wait()
+            # uvicorn workers outlive a main process that died hard; the group still names them.
+            _signal_group(child, signal.SIGKILL)
+        self._children.clear()
+
+
+def _signal_group(child: subprocess.Popen, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(child.pid, signum)
+
+
+@dataclass
+class World:
+    thor_url: str
+    sandbox_url: str
+    token: str
+    account_id: int
+    workers: int
+
+
+def bench_env(**overrides: str) -> dict:
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "bench.settings",
+        "DATABASE_URL": DATABASE_URL,
+        "REDIS_URL": REDIS_URL,
+        # No Celery broker: nothing in these reads queues a task.
+        "CELERY_BROKER_URL": "",
+        # Production-like: no DEBUG query log, no access log lines in the hot path.
+        "DEBUG": "false",
+        "LOG_LEVEL": "WARNING",
+    }
+    env.update(overrides)
+    return env
+
+
+def reset_storage(env: dict) -> None:
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {DATABASE_NAME} WITH (FORCE)")
+        admin.execute(f"CREATE DATABASE {DATABASE_NAME}")
+    manage(env, "migrate", "--noinput", "-v0")
+    redis.Redis.from_url(REDIS_URL).flushdb()
+
+
+def manage(env: dict, *args: str) -> None:
+    subprocess.run([PYTHON, "manage.py", *args], cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL)
+
+
+def live_world(processes: Processes, *, workers: int, fresh_seconds: float) -> World:
+    """A fresh database, the sandbox, Thor, and a user whose primary account is a linked Kite account."""
+    thor_url = f"http://127.0.0.1:{free_port()}"
+    sandbox_port = free_port()
+    sandbox_url = f"http://127.0.0.1:{sandbox_port}"
+    env = bench_env(
+        THOR_PUBLIC_URL=thor_url,
+        THOR_KITE_API_ROOT=sandbox_url,
+        THOR_KITE_LOGIN_URL=f"{sandbox_url}/connect/login",
+        THOR_SANDBOX_KITE_API_KEY=KITE_API_KEY,
+        THOR_SANDBOX_KITE_API_SECRET=KITE_API_SECRET,
+        THOR_LIVE_FRESH_SECONDS=str(fresh_seconds),
+    )
+    reset_storage(env)
+    manage(env, "create_tenant", TENANT, "--origin", SPA)
+
+    sandbox = processes.start("sandbox", [PYTHON, "manage.py", "run_broker_sandbox", "--port", str(sandbox_port)], env)
+    thor_port = urlsplit(thor_url).port
+    uvicorn = ["-m", "uvicorn", "thor.asgi:application", "--host", "127.0.0.1", "--port", str(thor_port)]
+    thor = processes.start(
+        "thor", [PYTHON, *uvicorn, "--workers", str(workers), "--no-access-log", "--log-level", "warning"], env
+    )
+    processes.wait_ready(sandbox, f"{sandbox_url}/_sandbox/stats")
+    processes.wait_ready(thor, f"{thor_url}/api/health/")
+
+    token = _register(thor_url)
+    account_id = _link_kite_account(thor_url, token)
+    response = requests.patch(
+        f"{thor_url}/api/accounts/{account_id}", json={"primary": True}, headers=_bearer(token), timeout=10
+    )
+    response.raise_for_status()
+    return World(thor_url=thor_url, sandbox_url=sandbox_url, token=token, account_id=account_id, workers=workers)
+
+
+def _bearer(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _register(thor_url: str) -> str:
+    body = {"email": EMAIL, "password": PASSWORD, "tenant": TENANT}
+    response = requests.post(f"{thor_url}/api/auth/register/", json=body, timeout=30)
+    response.raise_for_status()
+    response = requests.post(f"{thor_url}/api/auth/token/", json={"email": EMAIL, "password": PASSWORD}, timeout=30)
+    response.raise_for_status()
+    return response.json()["access"]
+
+
+def _link_kite_account(thor_url: str, token: str) -> int:
+    """The browser's part of the Kite OAuth flow, over HTTP: Thor's start, the sandbox login form, Thor's callback."""
+    start = requests.post(
+        f"{thor_url}/api/auth/broker/test-oauth",
+        json={"api_key": KITE_API_KEY, "api_secret": KITE_API_SECRET, "frontend_url": SPA},
+        headers=_bearer(token),
+        timeout=10,
+    )
+    start.raise_for_status()
+    oauth_url = start.json()["oauth_url"]
+    query = parse_qs(urlsplit(oauth_url).query)
+    login = requests.post(
+        oauth_url.split("?")[0],
+        data={
+            "api_key": query["api_key"][0],
+            "redirect_params": query["redirect_params"][0],
+            "user_id": KITE_USER,
+            "password": KITE_PASSWORD,
+        },
+        allow_redirects=False,
+        timeout=10,
+    )
+    if login.status_code != 302:
+        raise RuntimeError(f"Sandbox login answered {login.status_code}: {login.text[:200]}")
+    callback = requests.get(login.headers["Location"], allow_redirects=False, timeout=30)
+    spa = parse_qs(urlsplit(callback.headers.get("Location", "")).query)
+    if spa.get("status") != ["success"]:
+        raise RuntimeError(f"Thor's Kite callback did not link the account: {callback.status_code} {spa}")
+    accounts = requests.get(f"{thor_url}/api/accounts", headers=_bearer(token), timeout=10).json()
+    return next(account["id"] for account in accounts if account["mode"] == "live")
+
+
+@dataclass
+class LoadResult:
+    """One load phase (or several merged): latencies in seconds, statuses, and each body's `source`."""
+
+    seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    statuses: Counter = field(default_factory=Counter)
+    sources: Counter = field(default_factory=Counter)
+
+    @property
+    def requests(self) -> int:
+        return len(self.latencies)
+
+    @property
+    def throughput(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    def percentile(self, p: float) -> float:
+        return percentile(sorted(self.latencies), p)
+
+    def merge(self, other: "LoadResult") -> None:
+        self.seconds += other.seconds
+        self.latencies += other.latencies
+        self.statuses += other.statuses
+        self.sources += other.sources
+
+
+def percentile(ordered: list[float], p: float) -> float:
+    """Nearest-rank percentile of an ascending list (p in 0..100)."""
+    if not ordered:
+        return math.nan
+    rank = max(1, math.ceil(p / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def _source_of(body: bytes) -> str:
+    # A byte search instead of json.loads: the load generator shares the CPU with the server.
+    start = body.find(b'"source":"')
+    if start < 0:
+        return "-"
+    start += len(b'"source":"')
+    return body[start : body.find(b'"', start)].decode()
+
+
+def run_load(url: str, path: str, token: str, *, connections: int, seconds: float) -> LoadResult:
+    """`connections` threads, each on one keep-alive connection, sending GET `path` back to back for `seconds`."""
+    parts = urlsplit(url)
+    headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+    per_thread = [LoadResult() for _ in range(connections)]
+    ready = threading.Barrier(connections + 1)
+    deadline = [0.0]
+
+    def client(result: LoadResult) -> None:
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+        ready.wait()
+        while (started := time.perf_counter()) < deadline[0]:
+            try:
+                conn.request("GET", path, headers=headers)
+                response = conn.getresponse()
+                body = response.read()
+            except (OSError, http.client.HTTPException):
+                result.statuses["connection error"] += 1
+                conn.close()
+                continue
+            result.latencies.append(time.perf_counter() - started)
+            result.statuses[response.status] += 1
+            result.sources[_source_of(body)] += 1
+        conn.close()
+
+    threads = [threading.Thread(target=client, args=(result,), daemon=True) for result in per_thread]
+    for thread in threads:
+        thread.start()
+    deadline[0] = time.perf_counter() + seconds
+    began = time.perf_counter()
+    ready.wait()
+    for thread in threads:
+        thread.join()
+    total = LoadResult()
+    for result in per_thread:
+        total.merge(result)
+    # Requests in flight at the deadline finish after it: measure the real span, not the nominal one.
+    total.seconds = time.perf_counter() - began
+    return total
+
+
+def machine_note(server: str) -> str:
+    return (
+        f"Machine: {os.cpu_count()} cores shared by {server} and this load generator "
+        f"(Python threads, one keep-alive http.client connection each), so absolute figures are pessimistic."
+    )
+
+
+def verdict(passed: bool) -> str:
+    return "PASS" if passed else "FAIL  <<<<<<<<"
