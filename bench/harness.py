@@ -30,9 +30,7 @@ REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DATABASE_NAME = "thor_bench"
-# conn_max_age=0: Thor's default of 60 s leaks connections under ASGI (each concurrent request runs in
-# its own thread, so its own connection) until PostgreSQL refuses clients; see bench/README.md.
-DATABASE_URL = f"postgres://postgres@127.0.0.1:5432/{DATABASE_NAME}?conn_max_age=0"
+DATABASE_URL = f"postgres://postgres@127.0.0.1:5432/{DATABASE_NAME}"
 REDIS_URL = "redis://127.0.0.1:6379/9"
 
 TENANT = "bench"
