@@ -8,23 +8,31 @@ from rest_framework import status
 from accounts.market_data import EXCHANGES, VALIDITIES, Instrument, instrument_get
 from accounts.models import Order, TradingAccount
 from brokers.adapters.types import OrderRequest
+from brokers.services import connection_require_active
 from thor.errors import ApplicationError
 
 OPEN_STATUSES = (Order.Status.PENDING, Order.Status.OPEN, Order.Status.TRIGGER_PENDING)
 
 
 def trading_enabled_check(*, account: TradingAccount) -> None:
-    """The kill switches: the tenant's, and the live connection's."""
+    """The kill switches (the tenant's and the live connection's), then the live session.
+
+    Run before any order row is written: an order refused here leaves nothing behind, so its
+    Idempotency-Key stays free and a retry is checked afresh.
+    """
     if not account.user.tenant.trading_enabled:
         raise ApplicationError(
             "Trading is disabled for this tenant.", code="trading_disabled", status_code=status.HTTP_403_FORBIDDEN
         )
-    if account.mode == TradingAccount.Mode.LIVE and not (account.connection and account.connection.trading_enabled):
+    if account.mode != TradingAccount.Mode.LIVE:
+        return
+    if not (account.connection and account.connection.trading_enabled):
         raise ApplicationError(
             "Trading is disabled on this broker connection.",
             code="trading_disabled",
             status_code=status.HTTP_403_FORBIDDEN,
         )
+    connection_require_active(account.connection)
 
 
 def _on_tick(value: Decimal, tick: Decimal) -> bool:

@@ -10,8 +10,10 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 
 from accounts.audit import order_event_record, order_state
+from accounts.market_data import MarketDataUnavailable
 from accounts.models import Order, TradingAccount
 from brokers.adapters.base import BrokerAdapter
 from brokers.adapters.errors import BrokerError, BrokerErrorCode
@@ -114,10 +116,9 @@ def _find_by_tag(*, account: TradingAccount, tag: str) -> OrderResult | None:
     return None
 
 
-def live_order_send(*, order: Order, actor) -> Order:
-    """Send a stored PENDING order. Raises the BrokerError when the broker refused it."""
-    account = order.account
-    request = OrderRequest(
+def order_request_of(order: Order) -> OrderRequest:
+    """The stored order as the broker sees it, tagged with Thor's id so a timed-out placement can be found."""
+    return OrderRequest(
         symbol=order.symbol,
         exchange=order.exchange,
         side=order.side,
@@ -129,6 +130,12 @@ def live_order_send(*, order: Order, actor) -> Order:
         validity=order.validity,
         tag=order.client_order_id,
     )
+
+
+def live_order_send(*, order: Order, actor) -> Order:
+    """Send a stored PENDING order. Raises the BrokerError when the broker refused it."""
+    account = order.account
+    request = order_request_of(order)
     before = order_state(order)
     try:
         result = live_call(account, lambda adapter: adapter.place(request))
@@ -229,25 +236,40 @@ def live_orders_reconcile(*, account: TradingAccount, results: Iterable[OrderRes
 
 
 class KiteQuotePriceSource:
-    """Prices from Kite quotes through a tenant's active Kite connection (the sandbox in development)."""
+    """Prices from Kite quotes through an active session on the tenant's shared Kite app (the sandbox in development).
+
+    Never another tenant's session, nor a session on a user's own app: quotes spend that session's rate
+    budget, and a token error on them ends that customer's session. No such session: MarketDataUnavailable.
+    """
+
+    def __init__(self, *, tenant):
+        self.tenant = tenant
 
     def prices(self, instruments) -> dict[tuple[str, str], Decimal]:
         instruments = list(instruments)
+        if not instruments:
+            return {}
         connection = (
-            BrokerConnection.objects.filter(app__kind=BrokerKind.KITE, status=BrokerConnection.Status.ACTIVE)
+            BrokerConnection.objects.filter(
+                app__kind=BrokerKind.KITE,
+                app__tenant=self.tenant,
+                app__owner__isnull=True,
+                status=BrokerConnection.Status.ACTIVE,
+            )
             .select_related("app")
-            .order_by("-last_sync_at")
+            .order_by(F("last_sync_at").desc(nulls_last=True))
             .first()
         )
-        if connection is None or not instruments:
-            return {}
+        if connection is None:
+            logger.warning("No paper prices from Kite: tenant %s has no active session on its Kite app", self.tenant.pk)
+            raise MarketDataUnavailable()
         try:
             quotes = broker_call(
                 connection, lambda adapter: adapter.quotes(f"{exchange}:{symbol}" for exchange, symbol in instruments)
             )
         except BrokerError as error:
             logger.warning("No paper prices from Kite: %s", error.code)
-            return {}
+            raise MarketDataUnavailable() from None
         return {
             (exchange, symbol): quotes[f"{exchange}:{symbol}"].last_price
             for exchange, symbol in instruments

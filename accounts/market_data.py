@@ -3,7 +3,7 @@
 Instrument metadata (tick size, lot size) comes from `accounts/data/instruments.csv` (the Kite instrument
 dump plus a few US symbols), with per-exchange defaults for symbols it does not list. Prices come from a
 `PriceSource` chosen by `THOR_PAPER_PRICE_SOURCE`: the broker sandbox's moving prices (development), Kite
-quotes through a tenant's connection (production), or a fixed table (tests).
+quotes through a session on the tenant's own Kite app (production), or a fixed table (tests).
 """
 
 import csv
@@ -155,7 +155,8 @@ class SandboxPriceSource:
         return {instrument: Decimal(str(quoted[name])) for instrument, name in names.items() if name in quoted}
 
 
-def price_source() -> PriceSource:
+def price_source(*, tenant) -> PriceSource:
+    """The prices a tenant's paper accounts trade at; a source that uses a broker session uses only the tenant's."""
     kind = settings.THOR_PAPER_PRICE_SOURCE
     if kind == "fixed":
         return FixedPriceSource(settings.THOR_PAPER_FIXED_PRICES)
@@ -164,9 +165,5 @@ def price_source() -> PriceSource:
     if kind == "kite":
         from accounts.live import KiteQuotePriceSource
 
-        return KiteQuotePriceSource()
+        return KiteQuotePriceSource(tenant=tenant)
     raise ValueError(f"Unknown THOR_PAPER_PRICE_SOURCE {kind!r}")
-
-
-def price_for(*, exchange: str, symbol: str) -> Decimal | None:
-    return price_source().prices([(exchange, symbol)]).get((exchange, symbol))

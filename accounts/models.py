@@ -150,7 +150,8 @@ class PaperPosition(models.Model):
 
 
 class IdempotentRequest(models.Model):
-    """The first answer to a batch, modify or cancel request sent with an Idempotency-Key.
+    """The first answer to a batch, modify or cancel request sent with an Idempotency-Key, and to a
+    live placement the broker refused.
 
     A row without `response_status` is a request still in flight (live brokers only).
     """

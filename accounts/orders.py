@@ -22,7 +22,7 @@ from accounts.checks import (
     tenant_limits_check,
     trading_enabled_check,
 )
-from accounts.market_data import price_source
+from accounts.market_data import MarketDataUnavailable, price_source
 from accounts.models import IdempotentRequest, Order, TradingAccount
 from accounts.paper import (
     account_lock,
@@ -33,7 +33,7 @@ from accounts.paper import (
 )
 from brokers.adapters.errors import BrokerError
 from brokers.adapters.types import OrderRequest
-from thor.errors import ApplicationError
+from thor.errors import ApplicationError, broker_error_body
 
 MODIFIABLE_FIELDS = ("quantity", "price", "trigger_price", "order_type", "validity")
 
@@ -43,24 +43,20 @@ def _new_client_order_id() -> str:
     return f"thor{secrets.token_hex(8)}"
 
 
-def order_request_of(order: Order) -> OrderRequest:
-    return OrderRequest(
-        symbol=order.symbol,
-        exchange=order.exchange,
-        side=order.side,
-        quantity=order.quantity,
-        order_type=order.order_type,
-        product=order.product,
-        price=order.price,
-        trigger_price=order.trigger_price,
-        validity=order.validity,
-        tag=order.client_order_id,
-    )
+def _last_prices(account: TradingAccount, requests: list[OrderRequest]) -> dict[tuple[str, str], Decimal]:
+    """Market prices for the orders, read before any lock is taken (the source may be a broker).
 
-
-def _last_prices(requests: list[OrderRequest]) -> dict[tuple[str, str], Decimal]:
-    """Market prices for the orders, read before any lock is taken (the source may be a broker)."""
-    return price_source().prices({(request.exchange, request.symbol) for request in requests})
+    Only paper needs them to fill: a live order goes on without (valued at its own prices), since the
+    paper source may have no session for the tenant while the user's own one is fine.
+    """
+    try:
+        return price_source(tenant=account.user.tenant).prices(
+            {(request.exchange, request.symbol) for request in requests}
+        )
+    except MarketDataUnavailable:
+        if account.mode == TradingAccount.Mode.PAPER:
+            raise
+        return {}
 
 
 def _valuation_price(*, account: TradingAccount, request: OrderRequest, last_price: Decimal | None):
@@ -80,6 +76,7 @@ def _key_reused() -> ApplicationError:
 
 
 def _placed_order_for_key(*, account: TradingAccount, key: str, fingerprint: str) -> Order | None:
+    """The order this key placed, or None; raises the first answer again when the broker refused it."""
     order = account.orders.filter(idempotency_key=key).first()
     if order is None:
         if account.idempotent_requests.filter(key=key).exists():
@@ -87,6 +84,10 @@ def _placed_order_for_key(*, account: TradingAccount, key: str, fingerprint: str
         return None
     if order.request_fingerprint != fingerprint:
         raise _key_reused()
+    refused = account.idempotent_requests.filter(key=key).first()
+    if refused is not None:
+        body = refused.response_body
+        raise ApplicationError(body["detail"], code=body["code"], status_code=refused.response_status)
     return order
 
 
@@ -142,7 +143,7 @@ def order_place(
 ) -> Order:
     """One order; the same Idempotency-Key and body return the order the first request made."""
     order_request_check(request=request)
-    last_price = _last_prices([request]).get((request.exchange, request.symbol))
+    last_price = _last_prices(account, [request]).get((request.exchange, request.symbol))
     with transaction.atomic():
         locked = account_lock(account_id=account.pk)
         if idempotency_key:
@@ -165,7 +166,22 @@ def order_place(
             _check_paper_affordable(account=locked, order=order, price=price)
             paper_order_submit(account=locked, order=order, last_price=last_price, actor=actor)
             return order
-    return live.live_order_send(order=order, actor=actor)
+    try:
+        return live.live_order_send(order=order, actor=actor)
+    except BrokerError as error:
+        # Refused for good: a retry with this key answers the same. An unconfirmed placement (still
+        # PENDING) is not stored: a retry shows the order as the next sync leaves it.
+        if order.status == Order.Status.REJECTED:
+            body = broker_error_body(error)
+            _record_request(
+                account=account,
+                key=idempotency_key,
+                operation="place",
+                fingerprint=fingerprint,
+                response_status=body["status_code"],
+                response_body=body,
+            )
+        raise
 
 
 def _open_order_locked(*, account: TradingAccount, order_id: int) -> Order:
@@ -208,11 +224,11 @@ def order_modify(
         order = _open_order_locked(account=locked, order_id=order_id)
         trading_enabled_check(account=locked)
         request = replace(
-            order_request_of(order), **{field: changes[field] for field in MODIFIABLE_FIELDS if field in changes}
+            live.order_request_of(order), **{field: changes[field] for field in MODIFIABLE_FIELDS if field in changes}
         )
         order_request_check(request=request)
     # Prices may come from a broker: never read them with the row locked.
-    last_price = _last_prices([request]).get((request.exchange, request.symbol))
+    last_price = _last_prices(account, [request]).get((request.exchange, request.symbol))
     with transaction.atomic():
         locked = account_lock(account_id=account.pk)
         order = _open_order_locked(account=locked, order_id=order_id)
@@ -354,7 +370,7 @@ def order_batch_place(
     when a later leg fails, and each leg reports its outcome.
     """
     _check_every_leg(requests)
-    prices = _last_prices(requests)
+    prices = _last_prices(account, requests)
     with transaction.atomic():
         locked = account_lock(account_id=account.pk)
         if idempotency_key:

@@ -18,6 +18,7 @@ from django.utils import timezone
 from accounts.audit import account_event_record, order_event_record, order_state
 from accounts.market_data import MarketDataUnavailable, instrument_get, price_source
 from accounts.models import Order, PaperPosition, TradingAccount
+from identity.models import Tenant
 from thor.money import CENT
 
 logger = logging.getLogger("accounts.paper")
@@ -204,21 +205,23 @@ def paper_orders_match(*, account_id: int | None = None, now: datetime | None = 
     resting = Order.objects.filter(account__mode=TradingAccount.Mode.PAPER, status__in=RESTING_STATUSES)
     if account_id is not None:
         resting = resting.filter(account_id=account_id)
-    instruments = set(resting.values_list("exchange", "symbol"))
-    if not instruments:
-        return 0
-    try:
-        prices = price_source().prices(instruments)
-    except MarketDataUnavailable:
-        # Expiry needs no price; fills wait until the source answers again.
-        prices = {}
-    by_account = defaultdict(list)
-    for order_id, account_id in resting.values_list("id", "account_id"):
-        by_account[account_id].append(order_id)
+    # Each tenant's prices come through its own source: a broker session is never shared across tenants.
+    instruments_by_tenant = defaultdict(set)
+    orders_by_account = defaultdict(list)
+    for order_id, resting_account_id, tenant_id, exchange, symbol in resting.values_list(
+        "id", "account_id", "account__user__tenant_id", "exchange", "symbol"
+    ):
+        instruments_by_tenant[tenant_id].add((exchange, symbol))
+        orders_by_account[resting_account_id].append(order_id)
+    prices_by_tenant = {
+        tenant.pk: _tenant_prices(tenant=tenant, instruments=instruments_by_tenant[tenant.pk])
+        for tenant in Tenant.objects.filter(pk__in=instruments_by_tenant)
+    }
     changed = 0
-    for account_id, order_ids in by_account.items():
+    for resting_account_id, order_ids in orders_by_account.items():
         with transaction.atomic():
-            account = account_lock(account_id=account_id)
+            account = account_lock(account_id=resting_account_id)
+            prices = prices_by_tenant[account.user.tenant_id]
             for order in account.orders.filter(pk__in=order_ids, status__in=RESTING_STATUSES).order_by("id"):
                 status_before = order.status
                 if order.validity == "DAY" and now >= session_end_for(order=order):
@@ -227,6 +230,14 @@ def paper_orders_match(*, account_id: int | None = None, now: datetime | None = 
                     _advance(account=account, order=order, last_price=prices[(order.exchange, order.symbol)])
                 changed += order.status != status_before
     return changed
+
+
+def _tenant_prices(*, tenant, instruments) -> dict[tuple[str, str], Decimal]:
+    try:
+        return price_source(tenant=tenant).prices(instruments)
+    except MarketDataUnavailable:
+        # Expiry needs no price; fills wait until the source answers again.
+        return {}
 
 
 @transaction.atomic

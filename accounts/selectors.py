@@ -1,5 +1,6 @@
 """Reads, always scoped by the user: accounts, orders, and positions, holdings and funds for any broker."""
 
+import re
 from datetime import datetime
 from decimal import Decimal
 
@@ -16,6 +17,8 @@ from thor.money import CENT
 from thor.snapshots import LiveRead
 
 PRIMARY = "primary"
+# ASCII digits only: str.isdigit() also accepts "²" and "٣", which int() refuses. 18 digits fit a bigint.
+ACCOUNT_ID = re.compile(r"[0-9]{1,18}")
 
 
 def primary_account_get(*, user) -> TradingAccount | None:
@@ -31,7 +34,7 @@ def account_get(*, user, account_ref: str) -> TradingAccount:
     accounts = account_list(user=user)
     if account_ref == PRIMARY:
         account = accounts.filter(is_primary=True).first()
-    elif account_ref.isdigit():
+    elif ACCOUNT_ID.fullmatch(account_ref):
         account = accounts.filter(pk=int(account_ref)).first()
     else:
         account = None
@@ -83,7 +86,7 @@ def _now_read(data) -> LiveRead:
 
 def _paper_positions(account: TradingAccount) -> list[tuple[PaperPosition, Decimal]]:
     positions = list(account.paper_positions.all())
-    prices = price_source().prices({(p.exchange, p.symbol) for p in positions})
+    prices = price_source(tenant=account.user.tenant).prices({(p.exchange, p.symbol) for p in positions})
     return [(p, prices.get((p.exchange, p.symbol), p.average_price)) for p in positions]
 
 

@@ -62,6 +62,22 @@ def test_unknown_account_refs(alice_client, ref):
     assert alice_client.get(f"/api/accounts/{ref}/positions").status_code == 404
 
 
+# Superscript two, Arabic-Indic three, fullwidth one (Unicode digits), past a bigint, signed, padded.
+MALFORMED_IDS = ["%C2%B2", "%D9%A3", "%EF%BC%91", "9" * 19, "-1", "+1", "%201", "1%20", "1%0A"]
+
+
+@pytest.mark.parametrize("ref", MALFORMED_IDS)
+@pytest.mark.parametrize("method, path, body", ENDPOINTS)
+def test_an_account_id_that_is_not_plain_ascii_digits_is_not_found(alice_client, alice_order, method, path, body, ref):
+    _, order_id = alice_order
+
+    response = call(alice_client, method, path.format(id=ref, order=order_id), body)
+
+    assert response.status_code == 404, response.content
+    assert response.json()["code"] == "not_found"
+    assert Order.objects.get(pk=order_id).status == "OPEN"
+
+
 def test_own_order_under_another_own_account_is_not_found(alice_client, alice, alice_order):
     _, order_id = alice_order
     other = TradingAccount.objects.create(user=alice, mode="paper", display_name="Second")

@@ -176,6 +176,56 @@ class TestOrders:
         assert first.json()["id"] == second.json()["id"]
         assert sandbox_calls(sandbox, PLACE) == 1
 
+    def test_an_order_is_sent_when_paper_prices_have_no_session_for_the_tenant(
+        self, alice_client, sandbox, trading, settings
+    ):
+        settings.THOR_PAPER_PRICE_SOURCE = "kite"  # Alice linked her own app: the tenant's has no session
+
+        response = place(alice_client, account=trading.pk, **resting_limit())
+
+        assert response.status_code == 201, response.json()
+        assert sandbox_calls(sandbox, PLACE) == 1
+
+    def test_with_the_session_ended_nothing_is_stored_and_the_key_stays_free(self, alice_client, sandbox, trading):
+        sandbox_fault(sandbox, kind="token_expired", path="/user/margins", count=1)
+        assert alice_client.get(url(trading, "/funds")).json()["code"] == "reauth_required"
+
+        first = place(alice_client, account=trading.pk, key="live-2")
+        retry = place(alice_client, account=trading.pk, key="live-2")
+
+        assert (first.status_code, first.json()["code"]) == (409, "reauth_required")
+        assert (retry.status_code, retry.json()) == (409, first.json())
+        assert not Order.objects.filter(account=trading).exists()
+        assert sandbox_calls(sandbox, PLACE) == 0
+
+        link(alice_client)
+        placed = place(alice_client, account=trading.pk, key="live-2")
+
+        assert placed.status_code == 201, placed.json()
+        assert sandbox_calls(sandbox, PLACE) == 1
+
+    @pytest.mark.parametrize(
+        ("fault", "overrides", "code"),
+        [
+            (None, {"tradingsymbol": "NOSUCHSTOCK"}, "broker_invalid_input"),
+            ({"kind": "token_expired", "path": "/orders/regular"}, {}, "reauth_required"),
+        ],
+        ids=["refused", "session-ended-at-the-broker"],
+    )
+    def test_a_refused_order_answers_a_replay_with_the_first_answer(
+        self, alice_client, sandbox, trading, fault, overrides, code
+    ):
+        if fault:
+            sandbox_fault(sandbox, count=1, **fault)
+
+        first = place(alice_client, account=trading.pk, key="live-3", **overrides)
+        retry = place(alice_client, account=trading.pk, key="live-3", **overrides)
+
+        assert first.json()["code"] == code
+        assert (retry.status_code, retry.json()) == (first.status_code, first.json())
+        assert Order.objects.get(account=trading).status == "REJECTED"
+        assert sandbox_calls(sandbox, PLACE) == 1
+
     def test_an_idempotent_cancel_replay_cancels_once(self, alice_client, sandbox, trading):
         order_id = place(alice_client, account=trading.pk, **resting_limit()).json()["id"]
 

@@ -1,4 +1,5 @@
-"""Paper fills at the broker sandbox's moving prices, as `make run` does in development."""
+"""Paper fills at the broker sandbox's moving prices, as `make run` does in development, and at Kite
+quotes through the tenant's own Kite app, as in production."""
 
 from decimal import Decimal
 
@@ -8,6 +9,8 @@ import requests
 from accounts.models import Order
 from accounts.paper import paper_orders_match
 from accounts.tests.conftest import place
+from brokers.models import BrokerApp, BrokerConnection
+from brokers.tests.sandbox_fixtures import API_KEY, API_SECRET, follow, link, log_in_at_kite
 
 pytestmark = [pytest.mark.django_db, pytest.mark.e2e]
 
@@ -73,3 +76,69 @@ class TestSandboxDown:
 
         assert paper_orders_match() == 0
         assert Order.objects.get(pk=order_id).status == "OPEN"
+
+
+def link_through_tenant_app(client, tenant, user_id) -> BrokerConnection:
+    """The tenant's shared Kite app (the sandbox's), and the client's user linked through it."""
+    app, _ = BrokerApp.objects.get_or_create(
+        tenant=tenant, owner=None, kind="kite", api_key=API_KEY, defaults={"api_secret": API_SECRET}
+    )
+    follow(log_in_at_kite(client.post("/api/brokers/kite/connect/", {}, format="json").json()["oauth_url"], user_id))
+    return BrokerConnection.objects.get(app=app, broker_user_id=user_id, status="active")
+
+
+class TestKiteQuotes:
+    """Only a session on the tenant's own shared Kite app prices its paper orders: never another tenant's,
+    never one on a user's own app (quotes spend that session's rate budget, a token error ends it)."""
+
+    @pytest.fixture(autouse=True)
+    def kite_prices(self, sandbox, settings):
+        settings.THOR_PAPER_PRICE_SOURCE = "kite"
+        requests.post(f"{sandbox.url}/_sandbox/prices", json={"NSE:INFY": 1512.35}, timeout=5).raise_for_status()
+
+    def test_a_market_order_fills_at_a_quote_through_the_tenants_app(self, alice_client, bob_client, tenant):
+        link_through_tenant_app(bob_client, tenant, "CD5678")
+
+        response = place(alice_client)
+
+        assert response.status_code == 201, response.json()
+        assert (response.json()["status"], Decimal(response.json()["average_price"])) == (
+            "COMPLETE",
+            Decimal("1512.35"),
+        )
+
+    def test_another_tenants_session_is_never_used(self, alice_client, charlie_client, other_tenant, sandbox):
+        charlies = link_through_tenant_app(charlie_client, other_tenant, "CD5678")
+        calls = sandbox.state.stats.snapshot()["total"]
+
+        response = place(alice_client)
+
+        assert response.status_code == 503 and response.json()["code"] == "market_data_unavailable"
+        assert not Order.objects.exists()
+        assert sandbox.state.stats.snapshot()["total"] == calls
+        assert BrokerConnection.objects.get(pk=charlies.pk).last_sync_at == charlies.last_sync_at
+
+    def test_a_session_on_a_users_own_app_is_never_used(self, alice_client, bob_client, sandbox):
+        link(bob_client, user_id="CD5678")
+        calls = sandbox.state.stats.snapshot()["total"]
+
+        response = place(alice_client)
+
+        assert response.status_code == 503 and response.json()["code"] == "market_data_unavailable"
+        assert not Order.objects.exists()
+        assert sandbox.state.stats.snapshot()["total"] == calls
+
+    def test_resting_orders_fill_through_each_tenants_own_session(
+        self, alice_client, bob_client, charlie_client, tenant, sandbox, settings
+    ):
+        settings.THOR_PAPER_PRICE_SOURCE = "fixed"
+        charlies = place(charlie_client, order_type="LIMIT", price="1499.50").json()["id"]
+        settings.THOR_PAPER_PRICE_SOURCE = "kite"
+        link_through_tenant_app(bob_client, tenant, "CD5678")
+        alices = place(alice_client, order_type="LIMIT", price="1499.50").json()["id"]
+        requests.post(f"{sandbox.url}/_sandbox/prices", json={"NSE:INFY": 1499.0}, timeout=5).raise_for_status()
+
+        assert paper_orders_match() == 1
+
+        assert Order.objects.get(pk=alices).status == "COMPLETE"
+        assert Order.objects.get(pk=charlies).status == "OPEN"
