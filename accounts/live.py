@@ -148,9 +148,43 @@ def live_order_send(*, order: Order, actor) -> Order:
         raise
     if result.status == "PENDING":
         result = OrderResult(**{**result.__dict__, "status": Order.Status.OPEN})
-    _apply_result(order, result)
     live_snapshots_forget(account=account)
-    return _save_with_event(order=order, kind="sent", before=before, actor=actor, broker_response=result.raw)
+    return _record_placement(order=order, result=result, actor=actor, kind="sent")
+
+
+@transaction.atomic
+def _record_placement(*, order: Order, result: OrderResult, actor, kind: str) -> Order:
+    """The broker took the order: store its id without undoing what a postback already stored.
+
+    Kite may post the fill back before it answers the placement. The postback finds the order by
+    its tag, so the row is re-read under lock and left as the postback made it.
+    """
+    current = Order.objects.select_for_update().get(pk=order.pk)
+    if current.broker_order_id:
+        return current
+    before = order_state(current)
+    _apply_result(current, result)
+    _fold_postback_stand_in(order=current)
+    return _save_with_event(order=current, kind=kind, before=before, actor=actor, broker_response=result.raw)
+
+
+def _fold_postback_stand_in(*, order: Order) -> None:
+    """A postback that came without our tag made a stand-in row for the same broker order.
+
+    Its state is newer than the placement answer, so the order takes it; its audit moves over.
+    """
+    stand_in = (
+        Order.objects.select_for_update()
+        .filter(account=order.account, broker_order_id=order.broker_order_id)
+        .exclude(pk=order.pk)
+        .first()
+    )
+    if stand_in is None:
+        return
+    for field in ("status", "status_message", "filled_quantity", "average_price", "raw"):
+        setattr(order, field, getattr(stand_in, field))
+    stand_in.events.update(order=order)
+    stand_in.delete()
 
 
 def _resolve_uncertain_placement(*, order: Order, error: BrokerError, actor) -> Order:
@@ -167,11 +201,8 @@ def _resolve_uncertain_placement(*, order: Order, error: BrokerError, actor) -> 
         order.status_message = f"Not placed: the broker failed ({error.code}) and has no order with this tag."
         _save_with_event(order=order, kind="placement_not_found", before=before, actor=actor)
         raise error
-    _apply_result(order, found)
     live_snapshots_forget(account=order.account)
-    return _save_with_event(
-        order=order, kind="placement_confirmed", before=before, actor=actor, broker_response=found.raw
-    )
+    return _record_placement(order=order, result=found, actor=actor, kind="placement_confirmed")
 
 
 def live_order_modify(*, order: Order, request: OrderRequest, actor) -> Order:

@@ -347,6 +347,22 @@ def _order_from_postback(account: TradingAccount, update: Mapping) -> Order:
     return order
 
 
+def _order_awaiting_its_id(account: TradingAccount, update: Mapping) -> Order | None:
+    """Thor's own order, sent with its client order id as the tag, whose placement answer is still
+    on its way: Kite often posts the fill back first. It takes the broker's id here."""
+    if not update["tag"]:
+        return None
+    order = (
+        Order.objects.select_for_update()
+        .filter(account=account, client_order_id=update["tag"], broker_order_id="")
+        .first()
+    )
+    if order is not None:
+        order.broker_order_id = update["order_id"]
+        order.save(update_fields=["broker_order_id", "updated_at"])
+    return order
+
+
 def _order_for_postback(update: Mapping) -> Order | None:
     """The order the postback is about, authenticated by its app's secret; raises on a forgery.
 
@@ -368,7 +384,9 @@ def _order_for_postback(update: Mapping) -> Order | None:
     for connection in connections:
         if _checksum_matches(update, connection.app):
             account = TradingAccount.objects.filter(connection=connection, mode=TradingAccount.Mode.LIVE).first()
-            return _order_from_postback(account, update) if account else None
+            if account is None:
+                return None
+            return _order_awaiting_its_id(account, update) or _order_from_postback(account, update)
     raise ApplicationError("Postback checksum does not match.", code="checksum_invalid")
 
 

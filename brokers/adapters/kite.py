@@ -206,7 +206,11 @@ class KiteAdapter(BrokerAdapter):
                 realised_pnl=to_decimal(item.get("realised")),
                 unrealised_pnl=to_decimal(item.get("unrealised")),
                 day_pnl=to_decimal(item.get("m2m")),
-                value=to_decimal(item.get("value")),
+                # Kite's own "value" is the net cash flow (negative for a long); the unified field is
+                # what the position is worth, as for paper and Schwab.
+                value=to_decimal(item.get("quantity"))
+                * to_decimal(item.get("last_price"))
+                * to_decimal(item.get("multiplier") or 1),
                 instrument_token=item.get("instrument_token"),
                 raw=dict(item),
             )

@@ -115,9 +115,9 @@ def test_positions_and_funds(mocked, kite):
     funds = kite.funds()
 
     lead = next(p for p in positions if p.symbol == "LEADMINI17DECFUT")
-    assert (
-        lead.quantity == Decimal("1") and lead.average_price == Decimal("161.05") and lead.value == Decimal("-161050")
-    )
+    assert lead.quantity == Decimal("1") and lead.average_price == Decimal("161.05")
+    # What the position is worth (1 lot of 1000 at 161.05), not Kite's cash flow of -161050.
+    assert lead.value == Decimal("161050.00")
     assert funds.currency == "INR" and funds.cash == Decimal("245431.6") and funds.utilised == Decimal("145706.55")
 
 

@@ -198,3 +198,67 @@ def test_garbage_is_a_400_never_a_500(anon_client, order, body):
 
     assert response.status_code == 400
     assert response.json()["status_code"] == 400
+
+
+class TestAPostbackThatBeatsThePlacementAnswer:
+    """Kite often posts a fill back before it answers the placement that caused it."""
+
+    @pytest.fixture
+    def pending(self, account):
+        return Order.objects.create(
+            account=account,
+            client_order_id="thor0123456789abcdef",
+            symbol="SBIN",
+            exchange="NSE",
+            side="BUY",
+            quantity=Decimal("1"),
+            order_type="MARKET",
+            product="CNC",
+            status="PENDING",
+        )
+
+    def test_finds_thors_order_by_its_tag_and_gives_it_the_broker_id(self, anon_client, pending):
+        response = post(anon_client, signed(tag="thor0123456789abcdef"))
+
+        assert response.json()["applied"] is True
+        pending.refresh_from_db()
+        assert (pending.broker_order_id, pending.status) == ("220303000308932", "COMPLETE")
+        assert Order.objects.count() == 1
+
+    def test_the_late_placement_answer_does_not_undo_the_fill(self, anon_client, pending):
+        from accounts.live import _record_placement
+        from brokers.adapters.types import OrderResult
+
+        post(anon_client, signed(tag="thor0123456789abcdef"))
+
+        _record_placement(
+            order=pending,
+            result=OrderResult(broker_order_id="220303000308932", status="OPEN"),
+            actor=None,
+            kind="sent",
+        )
+
+        pending.refresh_from_db()
+        assert pending.status == "COMPLETE"
+
+    def test_a_stand_in_made_by_an_untagged_postback_is_folded_into_thors_order(self, anon_client, pending):
+        from accounts.live import _record_placement
+        from brokers.adapters.types import OrderResult
+
+        post(anon_client, signed(tag=""))
+        assert Order.objects.count() == 2
+
+        _record_placement(
+            order=pending,
+            result=OrderResult(broker_order_id="220303000308932", status="OPEN"),
+            actor=None,
+            kind="sent",
+        )
+
+        assert list(Order.objects.values_list("pk", flat=True)) == [pending.pk]
+        pending.refresh_from_db()
+        assert (pending.broker_order_id, pending.status) == ("220303000308932", "COMPLETE")
+        assert set(OrderEvent.objects.filter(order=pending).values_list("kind", flat=True)) == {
+            "broker_postback",
+            "sent",
+        }
