@@ -253,15 +253,26 @@ def order_modify(
                 response_body={"order_id": order.pk},
             )
             return order
-    try:
-        order = live.live_order_modify(order=order, request=request, actor=actor)
-    except BrokerError:
-        _forget_request(account=account, key=idempotency_key)
-        raise
-    _record_request(
+    return _live_change_recorded(
         account=account,
         key=idempotency_key,
         operation="modify",
+        fingerprint=fingerprint,
+        change=lambda: live.live_order_modify(order=order, request=request, actor=actor),
+    )
+
+
+def _live_change_recorded(*, account, key, operation, fingerprint, change) -> Order:
+    """Run a live modify or cancel; its Idempotency-Key answers with the result, or is freed on failure."""
+    try:
+        order = change()
+    except BrokerError:
+        _forget_request(account=account, key=key)
+        raise
+    _record_request(
+        account=account,
+        key=key,
+        operation=operation,
         fingerprint=fingerprint,
         response_status=200,
         response_body={"order_id": order.pk},
@@ -297,20 +308,13 @@ def order_cancel(
             )
             return order
         _record_request(account=locked, key=idempotency_key, operation="cancel", fingerprint=fingerprint)
-    try:
-        order = live.live_order_cancel(order=order, actor=actor)
-    except BrokerError:
-        _forget_request(account=account, key=idempotency_key)
-        raise
-    _record_request(
+    return _live_change_recorded(
         account=account,
         key=idempotency_key,
         operation="cancel",
         fingerprint=fingerprint,
-        response_status=200,
-        response_body={"order_id": order.pk},
+        change=lambda: live.live_order_cancel(order=order, actor=actor),
     )
-    return order
 
 
 # --- Batches -------------------------------------------------------------------------------------
