@@ -1,8 +1,12 @@
-"""OrderEvent rows: one for every state change of an order and for account-wide actions."""
+"""OrderEvent rows: one for every state change of an order and for account-wide actions.
+
+Every order change is also published to the order WebSocket once it commits.
+"""
 
 from decimal import Decimal
 
 from accounts.models import Order, OrderEvent, TradingAccount
+from accounts.realtime import publish_order_update
 from thor.logging import correlation_id_var
 
 ORDER_AUDIT_FIELDS = (
@@ -33,7 +37,7 @@ def _jsonable(value):
 def order_event_record(
     *, order: Order, kind: str, before: dict | None = None, actor=None, broker_response: dict | None = None
 ) -> OrderEvent:
-    return OrderEvent.objects.create(
+    event = OrderEvent.objects.create(
         account_id=order.account_id,
         order=order,
         actor=actor,
@@ -43,6 +47,8 @@ def order_event_record(
         after=order_state(order),
         broker_response=broker_response or {},
     )
+    publish_order_update(order=order, before=event.before)
+    return event
 
 
 def account_event_record(*, account: TradingAccount, kind: str, before: dict, after: dict, actor=None) -> OrderEvent:

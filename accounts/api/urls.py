@@ -1,4 +1,5 @@
 from accounts.api import views
+from accounts.api.ws import WebSocketStatusView
 from thor.routes import slash_optional
 
 ACCOUNT = "accounts/<str:account_id>"
@@ -14,4 +15,5 @@ urlpatterns = [
     *slash_optional(f"{ACCOUNT}/orders", views.OrdersView.as_view(), name="account-orders"),
     *slash_optional(f"{ACCOUNT}/orders/<int:order_id>", views.OrderDetailView.as_view(), name="account-order"),
     *slash_optional(f"{ACCOUNT}/batch-orders", views.BatchOrdersView.as_view(), name="account-batch-orders"),
+    *slash_optional("ws/status", WebSocketStatusView.as_view(), name="ws-status"),
 ]

@@ -1,0 +1,307 @@
+"""The order WebSocket: sign-in, tenancy, heartbeat, frame limits, and the updates order changes publish.
+
+Sockets run on the real channel layer (Redis under `make test`); order changes must commit to be
+published, hence transactional tests. Each test drives its sockets in one coroutine run by
+async_to_sync, and reaches the database and the REST API through sync_to_async.
+"""
+
+import importlib.util
+import sys
+import types
+from datetime import timedelta
+
+import pytest
+from asgiref.sync import async_to_sync, sync_to_async
+from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
+
+# channels.testing imports daphne for its live-server test case. Thor serves with uvicorn (kiteconnect
+# pins an autobahn daphne refuses), so daphne is absent: a stand-in for that one import lets the package
+# load, and WebsocketCommunicator never touches it.
+if importlib.util.find_spec("daphne") is None:
+    daphne_testing = types.ModuleType("daphne.testing")
+    daphne_testing.DaphneProcess = None
+    sys.modules.update({"daphne": types.ModuleType("daphne"), "daphne.testing": daphne_testing})
+from channels.testing import WebsocketCommunicator
+
+from accounts.consumers import MAX_FRAME_CHARS, MAX_FRAMES_PER_MINUTE
+from accounts.models import TradingAccount
+from accounts.services import trading_account_create_paper
+from accounts.tests.conftest import order_body, place
+from conftest import client_for
+from identity.tokens import token_pair_for
+from thor.routing import websocket_application
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+DEAD_REDIS = "redis://127.0.0.1:1/0"
+
+
+def access_token(user) -> str:
+    return token_pair_for(user)["access"]
+
+
+def socket(path: str, **kwargs) -> WebsocketCommunicator:
+    return WebsocketCommunicator(websocket_application, path, **kwargs)
+
+
+def connect(path: str, **kwargs) -> tuple[bool, object]:
+    """(True, subprotocol) for a socket that stays open, or (False, close code) for a refusal.
+
+    A refusal is accepted and then closed, so a browser sees the code and not a bare HTTP 403.
+    """
+
+    async def scenario():
+        communicator = socket(path, **kwargs)
+        connected, subprotocol = await communicator.connect()
+        assert connected, subprotocol
+        if await communicator.receive_nothing(timeout=0.1):
+            await communicator.disconnect()
+            return True, subprotocol
+        closing = await communicator.receive_output(timeout=1)
+        assert closing["type"] == "websocket.close", closing
+        return False, closing["code"]
+
+    return async_to_sync(scenario)()
+
+
+async def opened(path: str, **kwargs) -> WebsocketCommunicator:
+    communicator = socket(path, **kwargs)
+    connected, detail = await communicator.connect()
+    assert connected, detail
+    return communicator
+
+
+async def received(communicator: WebsocketCommunicator, count: int) -> list[dict]:
+    return [await communicator.receive_json_from(timeout=2) for _ in range(count)]
+
+
+def primary_id(user) -> int:
+    return TradingAccount.objects.get(user=user, is_primary=True).pk
+
+
+@pytest.fixture
+def in_memory_channel_layer(settings):
+    """For the sign-in tests, which the layer plays no part in: a consumer refused at connect takes a
+    second to stop on the Redis layer (asgiref's wait runs out), a second per refusal."""
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+
+@pytest.mark.usefixtures("in_memory_channel_layer")
+class TestSignIn:
+    def test_token_as_query_parameter(self, alice):
+        assert connect(f"/ws/orders/primary?token={access_token(alice)}") == (True, None)
+
+    def test_token_as_subprotocol_pair_echoes_bearer(self, alice):
+        assert connect("/ws/orders/primary", subprotocols=["bearer", access_token(alice)]) == (True, "bearer")
+
+    def test_paths_answer_with_a_trailing_slash(self, alice):
+        assert connect(f"/ws/orders/primary/?token={access_token(alice)}") == (True, None)
+        assert connect(f"/ws/orders/?token={access_token(alice)}") == (True, None)
+
+    def test_no_token(self, alice):
+        assert connect("/ws/orders/primary") == (False, 4401)
+
+    def test_a_bearer_subprotocol_without_a_token(self, alice):
+        assert connect("/ws/orders/primary", subprotocols=["bearer"]) == (False, 4401)
+
+    def test_garbage_token(self, alice):
+        assert connect("/ws/orders/primary?token=not-a-jwt") == (False, 4401)
+
+    def test_expired_token(self, alice):
+        token = AccessToken.for_user(alice)
+        token.set_exp(lifetime=-timedelta(seconds=1))
+
+        assert connect(f"/ws/orders/primary?token={token}") == (False, 4401)
+
+    def test_refresh_token_is_not_an_access_token(self, alice):
+        assert connect(f"/ws/orders/primary?token={RefreshToken.for_user(alice)}") == (False, 4401)
+
+    def test_inactive_user(self, alice):
+        token = access_token(alice)
+        alice.is_active = False
+        alice.save()
+
+        assert connect(f"/ws/orders/primary?token={token}") == (False, 4401)
+
+
+@pytest.mark.usefixtures("in_memory_channel_layer")
+class TestTenancy:
+    @pytest.mark.parametrize("intruder", ["bob", "charlie"])
+    def test_another_users_account_is_not_found(self, request, alice, intruder):
+        token = access_token(request.getfixturevalue(intruder))
+
+        assert connect(f"/ws/orders/{primary_id(alice)}?token={token}") == (False, 4404)
+
+    @pytest.mark.parametrize("ref", ["999999999", "abc", "1.5", "٣"])
+    def test_unknown_accounts_are_not_found(self, alice, ref):
+        assert connect(f"/ws/orders/{ref}?token={access_token(alice)}") == (False, 4404)
+
+    def test_own_account_by_id(self, alice):
+        assert connect(f"/ws/orders/{primary_id(alice)}?token={access_token(alice)}") == (True, None)
+
+
+class TestFrames:
+    def test_heartbeat_text_and_json(self, alice):
+        path = f"/ws/orders/primary?token={access_token(alice)}"
+
+        async def scenario():
+            communicator = await opened(path)
+            await communicator.send_to(text_data="ping")
+            text_answer = await communicator.receive_from()
+            await communicator.send_json_to({"type": "ping"})
+            json_answer = await communicator.receive_json_from()
+            await communicator.disconnect()
+            return text_answer, json_answer
+
+        assert async_to_sync(scenario)() == ("pong", {"type": "pong"})
+
+    def test_garbage_gets_an_error_and_the_socket_stays_open(self, alice):
+        path = f"/ws/orders/primary?token={access_token(alice)}"
+
+        async def scenario():
+            communicator = await opened(path)
+            answers = []
+            for frame in ("{not json", '{"type": "subscribe"}', "[1, 2]", "x" * (MAX_FRAME_CHARS + 1)):
+                await communicator.send_to(text_data=frame)
+                answers.append(await communicator.receive_json_from())
+            await communicator.send_to(bytes_data=b"ping")
+            answers.append(await communicator.receive_json_from())
+            await communicator.send_to(text_data="ping")
+            still_open = await communicator.receive_from()
+            await communicator.disconnect()
+            return answers, still_open
+
+        answers, still_open = async_to_sync(scenario)()
+
+        assert [answer["code"] for answer in answers] == [
+            "invalid_json",
+            "unknown_message",
+            "unknown_message",
+            "frame_too_large",
+            "text_frames_only",
+        ]
+        assert all(answer["type"] == "error" and answer["detail"] for answer in answers)
+        assert still_open == "pong"
+
+    def test_too_many_frames_closes_with_4429(self, alice):
+        path = f"/ws/orders/primary?token={access_token(alice)}"
+
+        async def scenario():
+            communicator = await opened(path)
+            for _ in range(MAX_FRAMES_PER_MINUTE + 1):
+                await communicator.send_to(text_data="ping")
+            pongs = [await communicator.receive_from() for _ in range(MAX_FRAMES_PER_MINUTE)]
+            closing = await communicator.receive_output()
+            await communicator.disconnect()
+            return pongs, closing
+
+        pongs, closing = async_to_sync(scenario)()
+
+        assert set(pongs) == {"pong"}
+        assert closing == {"type": "websocket.close", "code": 4429}
+
+
+class TestUpdates:
+    def test_a_paper_market_order_reaches_its_account_only(self, alice, bob):
+        alice_client = client_for(alice)
+        alice_path, bob_path = (f"/ws/orders/primary?token={access_token(user)}" for user in (alice, bob))
+
+        async def scenario():
+            alices = await opened(alice_path)
+            bobs = await opened(bob_path)
+            response = await sync_to_async(place)(alice_client)
+            messages = await received(alices, 3)
+            assert await bobs.receive_nothing(timeout=0.3)
+            assert await alices.receive_nothing(timeout=0.1)
+            await alices.disconnect()
+            await bobs.disconnect()
+            return response, messages
+
+        response, messages = async_to_sync(scenario)()
+
+        assert response.status_code == 201
+        order = response.json()
+        account_id = primary_id(alice)
+        placed, filled, positions = messages
+        assert placed["type"] == "order_update" and placed["data"]["id"] == order["id"]
+        assert placed["data"]["status"] != "COMPLETE"
+        # The same order JSON as the REST API's answer.
+        assert filled == {"type": "order_update", "account_id": account_id, "data": order}
+        assert filled["data"]["status"] == "COMPLETE"
+        assert positions == {"type": "position_update", "account_id": account_id}
+
+    def test_a_rolled_back_batch_publishes_nothing(self, alice):
+        alice_client = client_for(alice)
+        # The first leg is placed and filled (15,000 of the 100,000 cash) before the second finds too
+        # little cash left: the batch is one transaction and rolls back whole.
+        body = {"orders": [order_body(quantity=10), order_body(quantity=60)]}
+        path = f"/ws/orders/primary?token={access_token(alice)}"
+
+        async def scenario():
+            alices = await opened(path)
+            response = await sync_to_async(alice_client.post)("/api/accounts/primary/batch-orders", body, format="json")
+            assert await alices.receive_nothing(timeout=0.3)
+            await alices.disconnect()
+            return response
+
+        response = async_to_sync(scenario)()
+
+        assert response.status_code == 400, response.json()
+        assert list(response.json()["errors"]) == ["orders.1.quantity"]
+        assert not TradingAccount.objects.get(pk=primary_id(alice)).orders.exists()
+
+    def test_the_all_accounts_socket_hears_every_account_of_the_user(self, alice, bob):
+        second = trading_account_create_paper(user=alice, primary=False)
+        alice_client = client_for(alice)
+        alice_path, bob_path = (f"/ws/orders?token={access_token(user)}" for user in (alice, bob))
+
+        async def scenario():
+            alices = await opened(alice_path)
+            bobs = await opened(bob_path)
+            await sync_to_async(place)(alice_client)
+            await sync_to_async(place)(alice_client, account=str(second.pk))
+            messages = await received(alices, 6)
+            assert await bobs.receive_nothing(timeout=0.3)
+            await alices.disconnect()
+            await bobs.disconnect()
+            return messages
+
+        messages = async_to_sync(scenario)()
+
+        fills = [message for message in messages if message["type"] == "position_update"]
+        assert [fill["account_id"] for fill in fills] == [primary_id(alice), second.pk]
+
+    def test_an_order_is_placed_while_the_channel_layer_is_down(self, alice, settings, caplog):
+        settings.CHANNEL_LAYERS = {
+            "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [DEAD_REDIS]}}
+        }
+
+        response = place(client_for(alice))
+
+        assert response.status_code == 201, response.json()
+        assert response.json()["status"] == "COMPLETE"
+        assert "Could not publish" in caplog.text
+
+
+class TestStatus:
+    pytestmark = pytest.mark.django_db
+
+    def test_needs_a_token(self, anon_client):
+        response = anon_client.get("/api/ws/status")
+
+        assert response.status_code == 401
+        assert response.json()["code"] == "not_authenticated"
+
+    def test_lists_the_endpoints_and_the_channel_layer(self, alice_client):
+        for path in ("/api/ws/status", "/api/ws/status/"):
+            response = alice_client.get(path)
+
+            assert response.status_code == 200
+            assert response.json() == {"channel_layer": "ok", "endpoints": ["/ws/orders", "/ws/orders/{account_id}"]}
+
+    def test_reports_a_channel_layer_that_is_down(self, alice_client, settings):
+        settings.CHANNEL_LAYERS = {
+            "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [DEAD_REDIS]}}
+        }
+
+        assert alice_client.get("/api/ws/status").json()["channel_layer"] == "error: ConnectionError"
