@@ -40,10 +40,18 @@ def live_call(account: TradingAccount, call: Callable[[BrokerAdapter], object]):
     return broker_call(_connection(account), call)
 
 
-def live_read(*, account: TradingAccount, what: str, call: Callable[[BrokerAdapter], object], force: bool = False):
+def live_read(
+    *,
+    account: TradingAccount,
+    what: str,
+    call: Callable[[BrokerAdapter], object],
+    force: bool = False,
+    present: snapshots.Present | None = None,
+):
     """Fresh cache -> one upstream call (single flight, rate budget) -> last-good snapshot.
 
     An ended session answers reauth before any cache: numbers from a session that is gone are not shown.
+    `present` is kept with each new snapshot (see thor.snapshots).
     """
     connection_require_active(_connection(account))
     return snapshots.read_through(
@@ -52,6 +60,7 @@ def live_read(*, account: TradingAccount, what: str, call: Callable[[BrokerAdapt
         fresh_ttl=settings.THOR_LIVE_FRESH_SECONDS,
         stale_ttl=settings.THOR_LIVE_STALE_SECONDS,
         force=force,
+        present=present,
     )
 
 

@@ -3,13 +3,17 @@
 A read goes: fresh value (a few seconds, absorbs SPA polling) -> one upstream call under a
 single-flight lock (concurrent readers wait for it) -> the last-good snapshot (~5 minutes)
 when the broker fails or the rate budget is spent. Every answer says where it came from.
+
+A caller may pass `present`, how it turns the data into its answer (a serializer's output): it is
+computed once per snapshot and kept in the same cache entry, so reads served from the cache do not
+redo it. It is keyed by the function's name, so readers presenting the data otherwise never see it.
 """
 
 import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Generic, TypeVar
 
@@ -30,6 +34,23 @@ class LiveRead(Generic[T]):
     data: T
     source: str  # live | cache | stale
     as_of: datetime
+    # present(data) for the snapshot, by present's name: see presented().
+    presentations: dict = field(default_factory=dict, compare=False, repr=False)
+
+
+Present = Callable[[object], object]
+
+
+def _present_name(present: Present) -> str:
+    return f"{present.__module__}.{present.__qualname__}"
+
+
+def presented(read: LiveRead, present: Present):
+    """present(read.data): kept with the snapshot when read_through was given this present, else computed."""
+    name = _present_name(present)
+    if name in read.presentations:
+        return read.presentations[name]
+    return present(read.data)
 
 
 def key(tenant_slug: str, account_id, what: str) -> str:
@@ -48,11 +69,16 @@ def _lock_key(base):
     return f"{base}:lock"
 
 
-def _store(base, data, fresh_ttl, stale_ttl) -> LiveRead:
-    entry = (data, timezone.now())
+def _store(base, data, fresh_ttl, stale_ttl, present: Present | None = None) -> LiveRead:
+    # (data, as_of, presentations): entries of the (data, as_of) shape, from before presentations, still read.
+    entry = (data, timezone.now(), {_present_name(present): present(data)} if present else {})
     cache.set(_fresh_key(base), entry, fresh_ttl)
     cache.set(_stale_key(base), entry, stale_ttl)
-    return LiveRead(data=data, source="live", as_of=entry[1])
+    return _read(entry, "live")
+
+
+def _read(entry: tuple, source: str) -> LiveRead:
+    return LiveRead(data=entry[0], source=source, as_of=entry[1], presentations=entry[2] if len(entry) > 2 else {})
 
 
 def _failed_key(base):
@@ -84,16 +110,22 @@ def _recent_failure(base) -> BrokerError | None:
 def peek(key: str) -> LiveRead | None:
     """The last-good snapshot, without calling anyone (None when there is none)."""
     entry = cache.get(_stale_key(key))
-    return None if entry is None else LiveRead(data=entry[0], source="stale", as_of=entry[1])
+    return None if entry is None else _read(entry, "stale")
 
 
 def _fresh(base) -> LiveRead | None:
     entry = cache.get(_fresh_key(base))
-    return None if entry is None else LiveRead(data=entry[0], source="cache", as_of=entry[1])
+    return None if entry is None else _read(entry, "cache")
 
 
 def read_through(
-    key: str, fetch: Callable[[], T], *, fresh_ttl: float = 5, stale_ttl: float = 300, force: bool = False
+    key: str,
+    fetch: Callable[[], T],
+    *,
+    fresh_ttl: float = 5,
+    stale_ttl: float = 300,
+    force: bool = False,
+    present: Present | None = None,
 ) -> LiveRead[T]:
     if not force and (fresh := _fresh(key)) is not None:
         return fresh
@@ -117,7 +149,7 @@ def read_through(
         if not force and (fresh := _fresh(key)) is not None:
             return fresh
         # Stored before the lock is released, so the next reader to take the lock finds it.
-        return _store(key, fetch(), fresh_ttl, stale_ttl)
+        return _store(key, fetch(), fresh_ttl, stale_ttl, present)
     except BrokerError as error:
         if not error.permanent:
             _remember_failure(key, error, fresh_ttl)

@@ -163,6 +163,21 @@ def envelope_serializer(name: str, data_field: serializers.Field) -> type[serial
     )
 
 
+def positions_data(positions) -> list[dict]:
+    """The `data` of PositionsOutputSerializer, as plain lists and dicts (kept with a snapshot, see thor.snapshots)."""
+    return [dict(position) for position in PositionOutputSerializer(positions, many=True).data]
+
+
+def holdings_data(holdings) -> list[dict]:
+    """The `data` of HoldingsOutputSerializer, as plain lists and dicts."""
+    return [dict(holding) for holding in HoldingOutputSerializer(holdings, many=True).data]
+
+
+def funds_data(funds) -> dict:
+    """The `data` of FundsEnvelopeOutputSerializer, as a plain dict."""
+    return dict(FundsOutputSerializer(funds).data)
+
+
 PositionsOutputSerializer = envelope_serializer("PositionsOutputSerializer", PositionOutputSerializer(many=True))
 HoldingsOutputSerializer = envelope_serializer("HoldingsOutputSerializer", HoldingOutputSerializer(many=True))
 FundsEnvelopeOutputSerializer = envelope_serializer("FundsEnvelopeOutputSerializer", FundsOutputSerializer())

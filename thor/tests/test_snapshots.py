@@ -156,3 +156,71 @@ class TestCacheOutage:
 
         assert [(read.source, read.data) for read in reads] == [("live", "direct"), ("live", "direct")]
         assert upstream.calls == 2
+
+
+def _shout(data):
+    return str(data).upper()
+
+
+def _whisper(data):
+    return str(data).lower()
+
+
+class TestPresentations:
+    """`present` runs once per snapshot; cache hits hand back what it made, for that present only."""
+
+    def test_a_cache_hit_reuses_the_presentation_of_its_snapshot(self, key):
+        calls = []
+
+        def present(data):
+            calls.append(data)
+            return _shout(data)
+
+        live = snapshots.read_through(key, Upstream("v1"), present=present)
+        cached = snapshots.read_through(key, Upstream("never"), present=present)
+
+        assert (live.source, cached.source) == ("live", "cache")
+        assert snapshots.presented(live, present) == snapshots.presented(cached, present) == "V1"
+        assert calls == ["v1"]
+
+    def test_a_new_snapshot_is_presented_anew(self, key):
+        snapshots.read_through(key, Upstream("v1"), present=_shout)
+        snapshots.forget(key)  # what an order does
+
+        after = snapshots.read_through(key, Upstream("v2"), present=_shout)
+        cached = snapshots.read_through(key, Upstream("never"), present=_shout)
+
+        assert snapshots.presented(after, _shout) == snapshots.presented(cached, _shout) == "V2"
+        assert cached.as_of == after.as_of
+
+    def test_another_present_never_sees_it(self, key):
+        snapshots.read_through(key, Upstream("MiXeD"), present=_shout)
+
+        cached = snapshots.read_through(key, Upstream("never"), present=_whisper)
+
+        assert snapshots.presented(cached, _whisper) == "mixed"
+
+    def test_a_snapshot_stored_without_one_is_presented_on_read(self, key):
+        snapshots.read_through(key, Upstream("plain"))
+
+        cached = snapshots.read_through(key, Upstream("never"), present=_shout)
+
+        assert cached.source == "cache" and snapshots.presented(cached, _shout) == "PLAIN"
+
+    def test_the_last_good_snapshot_keeps_its_presentation(self, key):
+        snapshots.read_through(key, Upstream("good"), present=_shout)
+        snapshots.forget(key)
+
+        stale = snapshots.read_through(key, Upstream(UNAVAILABLE), present=_shout)
+
+        assert stale.source == "stale" and snapshots.presented(stale, _shout) == "GOOD"
+
+    def test_entries_of_the_earlier_shape_are_still_read(self, key):
+        from django.core.cache import cache
+        from django.utils import timezone
+
+        cache.set(f"{key}:fresh", ("old", timezone.now()), 60)
+
+        cached = snapshots.read_through(key, Upstream("never"), present=_shout)
+
+        assert (cached.data, snapshots.presented(cached, _shout)) == ("old", "OLD")
