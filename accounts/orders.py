@@ -217,10 +217,9 @@ def order_modify(
     """Change an open order's quantity, prices, type or validity (checked like a new order)."""
     with transaction.atomic():
         locked = account_lock(account_id=account.pk)
-        if idempotency_key:
-            record = _recorded_request(account=locked, key=idempotency_key, fingerprint=fingerprint)
-            if record is not None:
-                return locked.orders.get(pk=record.response_body["order_id"])
+        replayed = _replayed_order(account=locked, key=idempotency_key, fingerprint=fingerprint)
+        if replayed is not None:
+            return replayed
         order = _open_order_locked(account=locked, order_id=order_id)
         trading_enabled_check(account=locked)
         request = replace(
@@ -280,6 +279,12 @@ def _live_change_recorded(*, account, key, operation, fingerprint, change) -> Or
     return order
 
 
+def _replayed_order(*, account, key, fingerprint) -> Order | None:
+    """The order a modify or cancel with this Idempotency-Key already answered with, if any."""
+    record = _recorded_request(account=account, key=key, fingerprint=fingerprint) if key else None
+    return None if record is None else account.orders.get(pk=record.response_body["order_id"])
+
+
 def _forget_request(*, account, key):
     """A live call that failed changed nothing at the broker: the key may be used again."""
     if key:
@@ -291,10 +296,9 @@ def order_cancel(
 ) -> Order:
     with transaction.atomic():
         locked = account_lock(account_id=account.pk)
-        if idempotency_key:
-            record = _recorded_request(account=locked, key=idempotency_key, fingerprint=fingerprint)
-            if record is not None:
-                return locked.orders.get(pk=record.response_body["order_id"])
+        replayed = _replayed_order(account=locked, key=idempotency_key, fingerprint=fingerprint)
+        if replayed is not None:
+            return replayed
         order = _open_order_locked(account=locked, order_id=order_id)
         if locked.mode == TradingAccount.Mode.PAPER:
             paper_order_cancel(order=order, actor=actor)

@@ -28,20 +28,23 @@ def account(alice):
     return linked_kite_account(alice, broker_user_id="AB1234")
 
 
-@pytest.fixture
-def order(account):
+def sbin_order(account, **fields) -> Order:
+    """The fixture postback's order as Thor stores it."""
     return Order.objects.create(
         account=account,
-        client_order_id="thor-1",
-        broker_order_id="220303000308932",
         symbol="SBIN",
         exchange="NSE",
         side="BUY",
         quantity=Decimal("1"),
         order_type="MARKET",
         product="CNC",
-        status="OPEN",
+        **fields,
     )
+
+
+@pytest.fixture
+def order(account):
+    return sbin_order(account, client_order_id="thor-1", broker_order_id="220303000308932", status="OPEN")
 
 
 def post(client, payload):
@@ -205,17 +208,7 @@ class TestAPostbackThatBeatsThePlacementAnswer:
 
     @pytest.fixture
     def pending(self, account):
-        return Order.objects.create(
-            account=account,
-            client_order_id="thor0123456789abcdef",
-            symbol="SBIN",
-            exchange="NSE",
-            side="BUY",
-            quantity=Decimal("1"),
-            order_type="MARKET",
-            product="CNC",
-            status="PENDING",
-        )
+        return sbin_order(account, client_order_id="thor0123456789abcdef", status="PENDING")
 
     def test_finds_thors_order_by_its_tag_and_gives_it_the_broker_id(self, anon_client, pending):
         response = post(anon_client, signed(tag="thor0123456789abcdef"))
