@@ -5,6 +5,7 @@ Sign-in is thor.ws_auth's; the updates come from accounts.realtime. A client onl
 heartbeat: the text `ping` (answered `pong`) or `{"type": "ping"}` (answered `{"type": "pong"}`).
 """
 
+import asyncio
 import json
 import time
 
@@ -55,6 +56,23 @@ class OrderUpdatesConsumer(AsyncJsonWebsocketConsumer):
         for group in self.groups:
             await self.channel_layer.group_add(group, self.channel_name)
         await self.accept(subprotocol=accepted_subprotocol(self.scope))
+        self._close_when_the_token_expires()
+
+    def _close_when_the_token_expires(self) -> None:
+        # The socket is only as good as the sign-in it was opened with: the client reconnects
+        # with a fresh token, which also re-checks that the user is still active.
+        expires_at = self.scope.get("token_expires_at")
+        if expires_at is None:
+            return
+        loop = asyncio.get_running_loop()
+        self.sign_in_ends = loop.call_later(
+            max(0.0, expires_at - time.time()),
+            lambda: loop.create_task(self.close(code=CLOSE_UNAUTHENTICATED)),
+        )
+
+    async def disconnect(self, code):
+        if getattr(self, "sign_in_ends", None) is not None:
+            self.sign_in_ends.cancel()
 
     async def _refuse(self, code: int) -> None:
         # Closing before accepting reaches a browser as a bare HTTP 403 (error 1006): accept first,

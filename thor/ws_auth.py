@@ -31,21 +31,24 @@ def accepted_subprotocol(scope) -> str | None:
     return BEARER_SUBPROTOCOL if BEARER_SUBPROTOCOL in (scope.get("subprotocols") or []) else None
 
 
-def user_for_token(token: str):
+def user_for_token(token: str) -> tuple[object, float | None]:
+    """The token's user and when the token expires (epoch seconds), or AnonymousUser and None."""
     authentication = JWTAuthentication()
     try:
-        return authentication.get_user(authentication.get_validated_token(token))
+        validated = authentication.get_validated_token(token)
+        return authentication.get_user(validated), float(validated["exp"])
     except (InvalidToken, AuthenticationFailed):
-        return AnonymousUser()
+        return AnonymousUser(), None
 
 
 class JWTAuthMiddleware:
-    """ASGI middleware: puts the token's user, or AnonymousUser, in `scope["user"]`."""
+    """ASGI middleware: puts the token's user (or AnonymousUser) in `scope["user"]`, and the token's
+    expiry in `scope["token_expires_at"]` so a socket does not outlive its sign-in."""
 
     def __init__(self, inner):
         self.inner = inner
 
     async def __call__(self, scope, receive, send):
         token = token_from_scope(scope)
-        user = await database_sync_to_async(user_for_token)(token) if token else AnonymousUser()
-        return await self.inner({**scope, "user": user}, receive, send)
+        user, expires_at = await database_sync_to_async(user_for_token)(token) if token else (AnonymousUser(), None)
+        return await self.inner({**scope, "user": user, "token_expires_at": expires_at}, receive, send)

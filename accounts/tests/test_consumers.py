@@ -91,6 +91,20 @@ class TestSignIn:
     def test_token_as_query_parameter(self, alice):
         assert connect(f"/ws/orders/primary?token={access_token(alice)}") == (True, None)
 
+    def test_the_socket_closes_when_its_token_expires(self, alice):
+        token = AccessToken.for_user(alice)
+        token.set_exp(lifetime=timedelta(seconds=1))
+
+        async def scenario():
+            communicator = await opened(f"/ws/orders/primary?token={token}")
+            closing = await communicator.receive_output(timeout=3)
+            await communicator.wait()
+            return closing
+
+        closing = async_to_sync(scenario)()
+
+        assert closing == {"type": "websocket.close", "code": 4401}
+
     def test_token_as_subprotocol_pair_echoes_bearer(self, alice):
         assert connect("/ws/orders/primary", subprotocols=["bearer", access_token(alice)]) == (True, "bearer")
 
