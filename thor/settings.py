@@ -92,17 +92,17 @@ INSTALLED_APPS = [
 # Django's and django-prometheus's middleware through thor.middleware's subclasses: the same hooks,
 # run on the event loop under ASGI instead of two thread hops per middleware (see thor/middleware.py).
 MIDDLEWARE = [
-    "thor.middleware.PrometheusBeforeMiddleware",
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "thor.middleware.CorrelationIdMiddleware",
-    "thor.middleware.SecurityMiddleware",
+    "django.middleware.security.SecurityMiddleware",
     "corsheaders.middleware.CorsMiddleware",
-    "thor.middleware.SessionMiddleware",
-    "thor.middleware.CommonMiddleware",
-    "thor.middleware.CsrfViewMiddleware",
-    "thor.middleware.AuthenticationMiddleware",
-    "thor.middleware.MessageMiddleware",
-    "thor.middleware.XFrameOptionsMiddleware",
-    "thor.middleware.PrometheusAfterMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "thor.urls"
