@@ -27,6 +27,10 @@ import redis
 import requests
 
 REPO = Path(__file__).resolve().parent.parent
+# The scripts run as `python bench/<name>.py`: the repository root is not on the path by itself.
+sys.path.insert(0, str(REPO))
+from brokers.sandbox.testing import submit_login  # noqa: E402
+
 PYTHON = sys.executable
 POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DATABASE_NAME = "thor_bench"
@@ -201,19 +205,7 @@ def _link_kite_account(thor_url: str, token: str) -> int:
         timeout=10,
     )
     start.raise_for_status()
-    oauth_url = start.json()["oauth_url"]
-    query = parse_qs(urlsplit(oauth_url).query)
-    login = requests.post(
-        oauth_url.split("?")[0],
-        data={
-            "api_key": query["api_key"][0],
-            "redirect_params": query["redirect_params"][0],
-            "user_id": KITE_USER,
-            "password": KITE_PASSWORD,
-        },
-        allow_redirects=False,
-        timeout=10,
-    )
+    login = submit_login(start.json()["oauth_url"], user_id=KITE_USER, password=KITE_PASSWORD)
     if login.status_code != 302:
         raise RuntimeError(f"Sandbox login answered {login.status_code}: {login.text[:200]}")
     callback = requests.get(login.headers["Location"], allow_redirects=False, timeout=30)

@@ -6,6 +6,9 @@ Use it as `with start_sandbox(apps=[app]) as sandbox:` and point a client at `sa
 
 import threading
 from collections.abc import Iterable, Mapping
+from urllib.parse import parse_qs, urlsplit
+
+import requests
 
 from .kite_models import KiteApp
 from .server import SandboxServer, SandboxState
@@ -47,3 +50,22 @@ def start_sandbox(
     """Start a sandbox on `port` (0 picks a free one) and return once it accepts connections."""
     server = SandboxServer(apps=apps, faults=faults, host=host, port=port, tick_seconds=tick_seconds)
     return SandboxHandle(server)
+
+
+def submit_login(oauth_url: str, *, user_id: str, password: str, timeout: float = 10):
+    """What a browser does on the sandbox's Kite login page: post the form the login URL opens.
+
+    Returns the sandbox's answer unfollowed; on success a 302 to the app's redirect URL.
+    """
+    query = parse_qs(urlsplit(oauth_url).query)
+    return requests.post(
+        oauth_url.split("?")[0],
+        data={
+            "api_key": query["api_key"][0],
+            "redirect_params": query["redirect_params"][0],
+            "user_id": user_id,
+            "password": password,
+        },
+        allow_redirects=False,
+        timeout=timeout,
+    )

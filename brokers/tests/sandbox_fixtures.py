@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from accounts.models import TradingAccount
-from brokers.sandbox.testing import start_sandbox
+from brokers.sandbox.testing import start_sandbox, submit_login
 from conftest import client_for
 
 API_KEY, API_SECRET = "sandboxkey01", "sandboxsecret01"
@@ -44,18 +44,7 @@ def log_in_at_kite(oauth_url: str, user_id="AB1234", password="sandbox") -> str:
     """What the browser does at Kite: open the login page, submit it; returns the redirect Location."""
     page = requests.get(oauth_url, timeout=5)
     assert page.status_code == 200 and "<form" in page.text
-    query = parse_qs(urlsplit(oauth_url).query)
-    answer = requests.post(
-        oauth_url.split("?")[0],
-        data={
-            "api_key": query["api_key"][0],
-            "redirect_params": query["redirect_params"][0],
-            "user_id": user_id,
-            "password": password,
-        },
-        allow_redirects=False,
-        timeout=5,
-    )
+    answer = submit_login(oauth_url, user_id=user_id, password=password, timeout=5)
     assert answer.status_code == 302, answer.text
     return answer.headers["Location"]
 
