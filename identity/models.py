@@ -3,7 +3,7 @@ from decimal import Decimal
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.contrib.auth.models import PermissionsMixin
 from django.core.exceptions import ValidationError
-from django.core.validators import MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -33,7 +33,32 @@ class Tenant(models.Model):
     paper_starting_cash = models.DecimalField(
         max_digits=18, decimal_places=2, default=Decimal("100000.00"), validators=[MinValueValidator(0)]
     )
-    currency = models.CharField(max_length=3, default="USD")
+    currency = models.CharField(
+        max_length=3, default="USD", help_text="The currency of every user's primary paper account."
+    )
+    paper_other_currencies = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text=(
+            'Further paper accounts a user may hold, by currency, with their starting cash: {"INR": "1000000.00"}. '
+            "An order is only ever filled in its account's currency."
+        ),
+    )
+    paper_margin_rates = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text=(
+            'Paper short sales: the share of a short\'s value held as margin, by product: {"MIS": "0.25"}. '
+            "Products not listed use THOR_PAPER_DEFAULT_MARGIN_RATE."
+        ),
+    )
+    kite_market_protection = models.DecimalField(
+        max_digits=5,
+        decimal_places=2,
+        default=Decimal("-1"),
+        validators=[MinValueValidator(Decimal("-1")), MaxValueValidator(Decimal("100"))],
+        help_text="Sent with every Kite MARKET and SL-M order: -1 lets Kite choose, else a percentage up to 100.",
+    )
     max_order_value = models.DecimalField(max_digits=18, decimal_places=2, null=True, blank=True)
     max_open_orders = models.PositiveIntegerField(null=True, blank=True)
     trading_enabled = models.BooleanField(default=True, help_text="Kill switch for every order of this tenant.")
@@ -56,8 +81,7 @@ class Tenant(models.Model):
     def __str__(self):
         return self.slug
 
-    def clean(self):
-        super().clean()
+    def _clean_origins(self):
         if not isinstance(self.allowed_origins, list):
             raise ValidationError({"allowed_origins": "A list of origins."})
         inexact = inexact_origins(self.allowed_origins)
@@ -66,6 +90,33 @@ class Tenant(models.Model):
             raise ValidationError(
                 {"allowed_origins": f"Not exact scheme://host[:port] origins: {', '.join(map(str, inexact))}"}
             )
+
+    def paper_currencies(self) -> dict[str, Decimal]:
+        """Every currency a user of this tenant may hold a paper account in, with its starting cash."""
+        other = {currency: Decimal(str(cash)) for currency, cash in (self.paper_other_currencies or {}).items()}
+        return {**other, self.currency: self.paper_starting_cash}
+
+    def _clean_decimal_map(self, name: str, *, key, maximum=None) -> None:
+        value = getattr(self, name)
+        if not isinstance(value, dict):
+            raise ValidationError({name: "An object of decimal strings."})
+        for item, amount in value.items():
+            try:
+                number = Decimal(str(amount))
+            except ArithmeticError:
+                number = None
+            out_of_range = number is None or not number.is_finite() or number < 0 or (maximum and number > maximum)
+            if not key(item) or out_of_range:
+                raise ValidationError({name: f"Bad entry {item!r}: {amount!r}."})
+
+    def clean(self):
+        super().clean()
+        self._clean_origins()
+        self._clean_decimal_map("paper_other_currencies", key=lambda code: isinstance(code, str) and len(code) == 3)
+        self._clean_decimal_map("paper_margin_rates", key=lambda product: isinstance(product, str), maximum=Decimal(10))
+        protection = self.kite_market_protection
+        if protection is not None and protection != -1 and not 0 < protection <= 100:
+            raise ValidationError({"kite_market_protection": "-1 (automatic) or a percentage above 0."})
 
     def allows_origin(self, url: str) -> bool:
         """True when the URL's origin is exactly one of this tenant's allowed origins."""

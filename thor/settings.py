@@ -7,6 +7,7 @@ layer, eager Celery and a scheduler thread for the beat schedule. `DATABASE_URL`
 
 import re
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import environ
@@ -339,7 +340,6 @@ LOGGING = {
 
 # --- Thor ---------------------------------------------------------------------------------
 THOR_PUBLIC_URL = env.str("THOR_PUBLIC_URL", default="http://127.0.0.1:8000").rstrip("/")
-THOR_DEFAULT_STARTING_CASH = "100000.00"
 THOR_OAUTH_STATE_MAX_AGE = 600
 
 # Kite: where the official client and the login page live. Development points at the sandbox.
@@ -385,4 +385,8 @@ THOR_PAPER_FIXED_PRICES = {
     "NASDAQ:MSFT": "420.00",
     "NYSE:SPY": "560.00",
 }
+# The share of a paper short's value held as margin, for products a tenant's paper_margin_rates does not list.
+THOR_PAPER_DEFAULT_MARGIN_RATE = _env_or_fail(
+    lambda name: Decimal(env.str(name, default="0.25")), "THOR_PAPER_DEFAULT_MARGIN_RATE"
+)
 THOR_PAPER_SLIPPAGE_BPS = _env_or_fail(env.int, "THOR_PAPER_SLIPPAGE_BPS", default=5)
