@@ -6,19 +6,16 @@ No function here holds a database transaction across a broker call.
 import logging
 import time
 from collections.abc import Callable, Iterable
-from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
 
 from accounts.audit import order_event_record, order_state
-from accounts.market_data import MarketDataUnavailable
 from accounts.models import Order, TradingAccount
 from brokers.adapters.base import BrokerAdapter
 from brokers.adapters.errors import BrokerError, BrokerErrorCode
 from brokers.adapters.types import OrderRequest, OrderResult
-from brokers.models import BrokerConnection, BrokerKind
+from brokers.models import BrokerConnection
 from brokers.services import broker_call, connection_require_active
 from thor import snapshots
 
@@ -273,45 +270,3 @@ def live_orders_reconcile(*, account: TradingAccount, results: Iterable[OrderRes
             _save_with_event(order=order, kind="synced", before=before, actor=None, broker_response=result.raw)
             changed += 1
     return changed
-
-
-class KiteQuotePriceSource:
-    """Prices from Kite quotes through an active session on the tenant's shared Kite app (the sandbox in development).
-
-    Never another tenant's session, nor a session on a user's own app: quotes spend that session's rate
-    budget, and a token error on them ends that customer's session. No such session: MarketDataUnavailable.
-    """
-
-    def __init__(self, *, tenant):
-        self.tenant = tenant
-
-    def prices(self, instruments) -> dict[tuple[str, str], Decimal]:
-        instruments = list(instruments)
-        if not instruments:
-            return {}
-        connection = (
-            BrokerConnection.objects.filter(
-                app__kind=BrokerKind.KITE,
-                app__tenant=self.tenant,
-                app__owner__isnull=True,
-                status=BrokerConnection.Status.ACTIVE,
-            )
-            .select_related("app")
-            .order_by(F("last_sync_at").desc(nulls_last=True))
-            .first()
-        )
-        if connection is None:
-            logger.warning("No paper prices from Kite: tenant %s has no active session on its Kite app", self.tenant.pk)
-            raise MarketDataUnavailable()
-        try:
-            quotes = broker_call(
-                connection, lambda adapter: adapter.quotes(f"{exchange}:{symbol}" for exchange, symbol in instruments)
-            )
-        except BrokerError as error:
-            logger.warning("No paper prices from Kite: %s", error.code)
-            raise MarketDataUnavailable() from None
-        return {
-            (exchange, symbol): quotes[f"{exchange}:{symbol}"].last_price
-            for exchange, symbol in instruments
-            if f"{exchange}:{symbol}" in quotes
-        }

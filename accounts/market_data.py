@@ -1,27 +1,18 @@
-"""What the paper engine and the pre-trade checks know about instruments and prices.
+"""What the paper engine and the pre-trade checks know about instruments.
 
 Instrument metadata (tick size, lot size) comes from `accounts/data/instruments.csv` (the Kite instrument
-dump plus a few US symbols), with per-exchange defaults for symbols it does not list. Prices come from a
-`PriceSource` chosen by `THOR_PAPER_PRICE_SOURCE`: the broker sandbox's moving prices (development), Kite
-quotes through a session on the tenant's own Kite app (production), or a fixed table (tests).
+dump plus a few US symbols), with per-exchange defaults for symbols it does not list. Prices live in
+`accounts.prices`.
 """
 
 import csv
 import functools
 import logging
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import time
 from decimal import Decimal
 from pathlib import Path
-from typing import Protocol
 from zoneinfo import ZoneInfo
-
-import requests
-from django.conf import settings
-from rest_framework import status
-
-from thor.errors import ApplicationError
 
 logger = logging.getLogger("accounts.market_data")
 
@@ -99,71 +90,3 @@ def instrument_get(*, exchange: str, symbol: str) -> Instrument | None:
     if rules.lists_every_symbol:
         return None
     return Instrument(exchange=exchange, symbol=symbol, tick_size=rules.default_tick, lot_size=1)
-
-
-class PriceSource(Protocol):
-    def prices(self, instruments: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Decimal]:
-        """Last prices keyed by (exchange, symbol); instruments without a price are left out."""
-
-
-class FixedPriceSource:
-    """Prices from a table `{"NSE:INFY": "1500.00"}` (settings `THOR_PAPER_FIXED_PRICES`)."""
-
-    def __init__(self, table: Mapping[str, object]):
-        self.table = {tuple(key.split(":", 1)): Decimal(str(price)) for key, price in table.items()}
-
-    def prices(self, instruments):
-        return {instrument: self.table[instrument] for instrument in instruments if instrument in self.table}
-
-
-class MarketDataUnavailable(ApplicationError):
-    """The price source cannot be reached: a paper fill would have no price to fill at."""
-
-    def __init__(self):
-        super().__init__(
-            "Market prices are unavailable right now; try again shortly.",
-            code="market_data_unavailable",
-            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
-        )
-
-
-class SandboxPriceSource:
-    """The broker sandbox's moving prices (`GET /_sandbox/prices` at THOR_KITE_API_ROOT): development only.
-
-    They oscillate around each instrument's base price, so a paper limit order near the market fills
-    within a minute. Raises MarketDataUnavailable when the sandbox is not running.
-    """
-
-    TIMEOUT_SECONDS = 2
-
-    def prices(self, instruments):
-        names = {instrument: f"{instrument[0]}:{instrument[1]}" for instrument in instruments}
-        if not names:
-            return {}
-        try:
-            response = requests.get(
-                f"{settings.THOR_KITE_API_ROOT}/_sandbox/prices",
-                params={"i": list(names.values())},
-                timeout=self.TIMEOUT_SECONDS,
-            )
-            response.raise_for_status()
-            quoted = response.json()
-        except (requests.RequestException, ValueError) as error:
-            logger.warning("No paper prices from the sandbox: %s", type(error).__name__)
-            raise MarketDataUnavailable() from None
-        # Through str: the sandbox's JSON numbers are floats, Thor's money is Decimal.
-        return {instrument: Decimal(str(quoted[name])) for instrument, name in names.items() if name in quoted}
-
-
-def price_source(*, tenant) -> PriceSource:
-    """The prices a tenant's paper accounts trade at; a source that uses a broker session uses only the tenant's."""
-    kind = settings.THOR_PAPER_PRICE_SOURCE
-    if kind == "fixed":
-        return FixedPriceSource(settings.THOR_PAPER_FIXED_PRICES)
-    if kind == "sandbox":
-        return SandboxPriceSource()
-    if kind == "kite":
-        from accounts.live import KiteQuotePriceSource
-
-        return KiteQuotePriceSource(tenant=tenant)
-    raise ValueError(f"Unknown THOR_PAPER_PRICE_SOURCE {kind!r}")

@@ -22,7 +22,6 @@ from accounts.checks import (
     tenant_limits_check,
     trading_enabled_check,
 )
-from accounts.market_data import MarketDataUnavailable, price_source
 from accounts.models import IdempotentRequest, Order, TradingAccount
 from accounts.paper import (
     account_lock,
@@ -31,6 +30,7 @@ from accounts.paper import (
     paper_order_cancel,
     paper_order_submit,
 )
+from accounts.prices import MarketDataUnavailable, price_source
 from brokers.adapters.errors import BrokerError
 from brokers.adapters.types import OrderRequest
 from thor.errors import ApplicationError, broker_error_body

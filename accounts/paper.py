@@ -16,8 +16,9 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from accounts.audit import account_event_record, order_event_record, order_state
-from accounts.market_data import MarketDataUnavailable, instrument_get, price_source
+from accounts.market_data import instrument_get
 from accounts.models import Order, PaperPosition, TradingAccount
+from accounts.prices import MarketDataUnavailable, price_source
 from identity.models import Tenant
 from thor.money import CENT
 

@@ -10,9 +10,9 @@ from django.http import Http404
 from django.utils import timezone
 
 from accounts import live
-from accounts.market_data import price_source
 from accounts.models import Order, PaperPosition, TradingAccount
 from accounts.paper import reserved_cash
+from accounts.prices import price_source
 from brokers.adapters.types import Funds, Holding, Position
 from brokers.models import BrokerConnection
 from identity.models import Tenant, User
