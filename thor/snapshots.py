@@ -1,8 +1,9 @@
 """Live broker reads: fresh cache, one upstream call at a time, last-good snapshot on failure.
 
 A read goes: fresh value (a few seconds, absorbs SPA polling) -> one upstream call under a
-single-flight lock (concurrent readers wait for it) -> the last-good snapshot (~5 minutes)
-when the broker fails or the rate budget is spent. Every answer says where it came from.
+single-flight lock (concurrent readers wait for it, then read its answer) -> the last-good snapshot
+(~5 minutes) when the broker fails or the rate budget is spent. Every answer says where it came from.
+The lock is redis-py's (thor.coordination): released by token, freed by expiry when its holder dies.
 
 A caller may pass `present`, how it turns the data into its answer (a serializer's output): it is
 computed once per snapshot and kept in the same cache entry, so reads served from the cache do not
@@ -10,8 +11,6 @@ redo it. It is keyed by the function's name, so readers presenting the data othe
 """
 
 import logging
-import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,12 +20,14 @@ from django.core.cache import cache
 from django.utils import timezone
 
 from brokers.adapters.errors import BrokerError, BrokerErrorCode
+from thor import coordination
 
 logger = logging.getLogger("thor.snapshots")
 T = TypeVar("T")
 
+# How long a holder may keep the lock (then it expires: a holder that died blocks no one for longer),
+# and so how long a reader waits for someone else's call before it makes its own.
 LOCK_SECONDS = 15
-WAIT_STEP_SECONDS = 0.02
 
 
 @dataclass(frozen=True)
@@ -132,31 +133,21 @@ def read_through(
     if not force and (failure := _recent_failure(key)) is not None:
         return _stale_or_raise(key, failure)
 
-    token = uuid.uuid4().hex
-    deadline = time.monotonic() + LOCK_SECONDS
-    # add() is None when the cache is down: then there is no lock to wait for, call directly.
-    while cache.add(_lock_key(key), token, LOCK_SECONDS) is False:
-        # Someone else is calling the broker: wait for their answer rather than add a call.
-        if (fresh := _fresh(key)) is not None:
+    asked_at = timezone.now()
+    with coordination.single_flight(cache.make_key(_lock_key(key)), timeout=LOCK_SECONDS, wait=LOCK_SECONDS):
+        # Whoever held the lock before us stored its answer before releasing it: that answer is ours too,
+        # even when forced, if it was fetched after we asked.
+        if (fresh := _fresh(key)) is not None and (not force or fresh.as_of >= asked_at):
             return fresh
-        if (failure := _recent_failure(key)) is not None:
+        if not force and (failure := _recent_failure(key)) is not None:
             return _stale_or_raise(key, failure)
-        if time.monotonic() > deadline:
-            break
-        time.sleep(WAIT_STEP_SECONDS)
-    try:
-        # The previous holder may have stored its answer between our last look and our add().
-        if not force and (fresh := _fresh(key)) is not None:
-            return fresh
-        # Stored before the lock is released, so the next reader to take the lock finds it.
-        return _store(key, fetch(), fresh_ttl, stale_ttl, present)
-    except BrokerError as error:
-        if not error.permanent:
-            _remember_failure(key, error, fresh_ttl)
-        return _stale_or_raise(key, error)
-    finally:
-        if cache.get(_lock_key(key)) == token:
-            cache.delete(_lock_key(key))
+        try:
+            # Stored before the lock is released, so the next reader to take the lock finds it.
+            return _store(key, fetch(), fresh_ttl, stale_ttl, present)
+        except BrokerError as error:
+            if not error.permanent:
+                _remember_failure(key, error, fresh_ttl)
+            return _stale_or_raise(key, error)
 
 
 def forget(key: str) -> None:

@@ -14,10 +14,12 @@ class Upstream:
     def __init__(self, *answers):
         self.answers = list(answers)
         self.calls = 0
+        self._counting = threading.Lock()
 
     def __call__(self):
-        self.calls += 1
-        answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        with self._counting:  # readers may call from several threads
+            self.calls += 1
+            answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
         if isinstance(answer, Exception):
             raise answer
         return answer
@@ -119,8 +121,33 @@ class TestAfterAFailure:
         assert (snapshots.peek(key).data, snapshots.peek(key).source) == ("good", "stale")
 
 
+@pytest.fixture(params=["redis", "local"])
+def backend(request, settings):
+    """Single flight holds with the Redis lock and with the in-process one of the embedded mode."""
+    if request.param == "local":
+        settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    return request.param
+
+
+def concurrently(count, read):
+    """`read()` from `count` threads released at once; their results, in no particular order."""
+    barrier = threading.Barrier(count)
+    results = []
+
+    def reader():
+        barrier.wait()
+        results.append(read())
+
+    threads = [threading.Thread(target=reader) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    return results
+
+
 class TestSingleFlight:
-    def test_ten_concurrent_readers_cause_one_upstream_call(self, key):
+    def test_ten_concurrent_readers_cause_one_upstream_call(self, backend, key):
         calls = []
 
         def slow_fetch():
@@ -128,23 +155,57 @@ class TestSingleFlight:
             time.sleep(0.2)
             return "positions"
 
-        barrier = threading.Barrier(10)
-        results = []
-
-        def reader():
-            barrier.wait()
-            results.append(snapshots.read_through(key, slow_fetch))
-
-        threads = [threading.Thread(target=reader) for _ in range(10)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(5)
+        results = concurrently(10, lambda: snapshots.read_through(key, slow_fetch))
 
         assert len(calls) == 1
         assert len(results) == 10
         assert {result.data for result in results} == {"positions"}
         assert sorted(result.source for result in results) == ["cache"] * 9 + ["live"]
+
+    def test_readers_waiting_on_a_call_that_fails_get_the_snapshot_without_calling_again(self, backend, key):
+        snapshots.read_through(key, Upstream("good"))
+        snapshots.forget(key)
+        calls = []
+
+        def slow_failure():
+            calls.append(threading.get_ident())
+            time.sleep(0.2)
+            raise UNAVAILABLE
+
+        results = concurrently(10, lambda: snapshots.read_through(key, slow_failure))
+
+        assert len(calls) == 1
+        assert {(result.source, result.data) for result in results} == {("stale", "good")}
+
+    def test_concurrent_forced_readers_share_a_call_made_after_they_asked(self, backend, key):
+        snapshots.read_through(key, Upstream("old"))
+        upstream = Upstream("new")
+
+        def slow_fetch():
+            time.sleep(0.2)
+            return upstream()
+
+        results = concurrently(5, lambda: snapshots.read_through(key, slow_fetch, force=True))
+
+        assert upstream.calls == 1
+        assert {result.data for result in results} == {"new"}
+
+    def test_a_holder_that_dies_blocks_the_others_only_until_its_lock_expires(self, backend, key, monkeypatch):
+        monkeypatch.setattr(snapshots, "LOCK_SECONDS", 0.5)
+        hung = threading.Event()
+        dead_holder = threading.Thread(
+            target=snapshots.read_through, args=(key, lambda: hung.wait(10) and "too late"), daemon=True
+        )
+        dead_holder.start()
+        time.sleep(0.1)  # it has the lock, and never gives it back
+
+        try:
+            read = snapshots.read_through(key, Upstream("from the next reader"))
+        finally:
+            hung.set()
+            dead_holder.join(10)
+
+        assert (read.source, read.data) == ("live", "from the next reader")
 
 
 class TestCacheOutage:
@@ -156,6 +217,15 @@ class TestCacheOutage:
 
         assert [(read.source, read.data) for read in reads] == [("live", "direct"), ("live", "direct")]
         assert upstream.calls == 2
+
+    def test_concurrent_readers_each_call_directly_and_none_fails(self, settings, key):
+        settings.CACHES = {"default": {**settings.CACHES["default"], "LOCATION": "redis://127.0.0.1:1/0"}}
+        upstream = Upstream("direct")
+
+        results = concurrently(5, lambda: snapshots.read_through(key, upstream))
+
+        assert [(read.source, read.data) for read in results] == [("live", "direct")] * 5
+        assert upstream.calls == 5
 
 
 def _shout(data):
