@@ -1,20 +1,27 @@
 """Token buckets shared by every process, so Thor never sends a request it knows will get a 429.
 
 With Redis each bucket is one hash updated by a Lua script (atomic across processes and
-hosts). Without Redis (the embedded mode) the buckets live in this process, which is the
-only one. If Redis is unreachable the call is let through: the broker's own limit still
-protects it, and a cache outage must never fail a request on its own (DESIGN.md section 6).
+hosts), on one clock: Redis's own TIME, so hosts whose clocks disagree share a bucket fairly.
+Without Redis (the embedded mode) the buckets live in this process, which is the only one.
+If Redis is unreachable the call is let through, and that is logged (at most once a minute):
+the broker's own limit still protects it, and a cache outage must never fail a request on its
+own (DESIGN.md section 6).
 """
 
+import logging
 import threading
 import time
 
-from django.conf import settings
+from thor import coordination
+
+logger = logging.getLogger("thor.ratelimit")
 
 _TAKE_TOKEN = """
-local tokens = tonumber(redis.call('HGET', KEYS[1], 'tokens') or ARGV[2])
-local stamp = tonumber(redis.call('HGET', KEYS[1], 'stamp') or ARGV[3])
-local rate, capacity, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+local rate, capacity = tonumber(ARGV[1]), tonumber(ARGV[2])
+local tokens = tonumber(redis.call('HGET', KEYS[1], 'tokens') or capacity)
+local stamp = tonumber(redis.call('HGET', KEYS[1], 'stamp') or now)
 tokens = math.min(capacity, tokens + math.max(0, now - stamp) * rate)
 local wait = 0
 if tokens >= 1 then tokens = tokens - 1 else wait = (1 - tokens) / rate end
@@ -25,10 +32,12 @@ return tostring(wait)
 
 _local_lock = threading.Lock()
 _local_buckets: dict[str, tuple[float, float]] = {}
+_redis_down = coordination.OccasionalWarning(logger)
 
 
-def _take_local(bucket, rate, capacity, now):
+def _take_local(bucket, rate, capacity):
     with _local_lock:
+        now = time.monotonic()
         tokens, stamp = _local_buckets.get(bucket, (capacity, now))
         tokens = min(capacity, tokens + max(0.0, now - stamp) * rate)
         wait = 0.0
@@ -40,18 +49,17 @@ def _take_local(bucket, rate, capacity, now):
         return wait
 
 
-def _take_redis(bucket, rate, capacity, now):
-    from django_redis import get_redis_connection
-
+def _take_redis(bucket, rate, capacity):
     try:
-        client = get_redis_connection("default")
-        return float(client.eval(_TAKE_TOKEN, 1, f"thor:bucket:{bucket}", rate, capacity, now))
-    except Exception:
+        return float(coordination.redis_client().eval(_TAKE_TOKEN, 1, f"thor:bucket:{bucket}", rate, capacity))
+    except Exception as error:
+        # The type only: a connection error's text may carry the Redis URL.
+        _redis_down("Rate buckets unavailable, letting calls through: %s", type(error).__name__)
         return 0.0
 
 
 def _uses_redis():
-    return "django_redis" in settings.CACHES["default"]["BACKEND"]
+    return coordination.uses_redis()
 
 
 def acquire(bucket: str, *, rate: float, per: float = 1.0, wait: float = 0.0) -> bool:
@@ -64,7 +72,7 @@ def acquire(bucket: str, *, rate: float, per: float = 1.0, wait: float = 0.0) ->
     take = _take_redis if _uses_redis() else _take_local
     deadline = time.monotonic() + wait
     while True:
-        needed = take(bucket, tokens_per_second, capacity, time.time())
+        needed = take(bucket, tokens_per_second, capacity)
         if needed <= 0:
             return True
         # A failed take still counted as a refill step; sleep only as long as the deadline allows.
