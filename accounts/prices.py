@@ -1,40 +1,99 @@
 """Where paper accounts get their prices: one `PriceSource` per tenant, chosen by `THOR_PAPER_PRICE_SOURCE`.
 
 The broker sandbox's moving prices (development), Kite quotes through a session on the tenant's own Kite
-app (production), or a fixed table (tests).
+app (production), or a fixed table (tests). Every price carries the time it was quoted (`Prices`): a reader
+that shows it says `stale`, never `live`, once it is older than THOR_LIVE_FRESH_SECONDS.
 """
 
 import logging
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Protocol
 
 import requests
 from django.conf import settings
 from django.db.models import F
+from django.utils import timezone
 from rest_framework import status
 
+from accounts.models import Order, PaperPosition, TradingAccount
 from brokers.adapters.errors import BrokerError
+from brokers.adapters.kite import QUOTE_BATCH, RATE_LIMITS
 from brokers.models import BrokerConnection, BrokerKind
 from brokers.services import broker_call
+from thor import coordination, snapshots
 from thor.errors import ApplicationError
 
 logger = logging.getLogger("accounts.prices")
 
+Instrument = tuple[str, str]  # (exchange, symbol)
+
+
+@dataclass(frozen=True)
+class Quoted:
+    price: Decimal
+    as_of: datetime
+
+
+class Prices(Mapping[Instrument, Decimal]):
+    """Last prices keyed by (exchange, symbol), each with the time it was quoted; unpriced instruments are absent.
+
+    A mapping of prices (`prices[instrument]`, `.get`, `in`), so callers that only fill at a price read it
+    as they would a dict; `as_of_for` and `is_fresh` are for the readers that show it.
+    """
+
+    def __init__(self, quoted: Mapping[Instrument, Quoted] | None = None):
+        self._quoted = dict(quoted or {})
+
+    @classmethod
+    def at(cls, prices: Mapping[Instrument, Decimal], as_of: datetime) -> "Prices":
+        return cls({instrument: Quoted(price, as_of) for instrument, price in prices.items()})
+
+    def __getitem__(self, instrument: Instrument) -> Decimal:
+        return self._quoted[instrument].price
+
+    def __iter__(self) -> Iterator[Instrument]:
+        return iter(self._quoted)
+
+    def __len__(self) -> int:
+        return len(self._quoted)
+
+    def __repr__(self) -> str:
+        return f"Prices({self._quoted!r})"
+
+    def as_of_for(self, instrument: Instrument) -> datetime:
+        return self._quoted[instrument].as_of
+
+    @property
+    def as_of(self) -> datetime | None:
+        """When the oldest of these prices was quoted (None without prices)."""
+        return min((quoted.as_of for quoted in self._quoted.values()), default=None)
+
+    def is_fresh(self, instrument: Instrument, *, now: datetime | None = None) -> bool:
+        """Priced, and quoted within THOR_LIVE_FRESH_SECONDS: what a read may call `live`."""
+        if instrument not in self._quoted:
+            return False
+        age = (now or timezone.now()) - self._quoted[instrument].as_of
+        return age <= timedelta(seconds=settings.THOR_LIVE_FRESH_SECONDS)
+
 
 class PriceSource(Protocol):
-    def prices(self, instruments: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Decimal]:
-        """Last prices keyed by (exchange, symbol); instruments without a price are left out."""
+    def prices(self, instruments: Iterable[Instrument]) -> Prices:
+        """Last prices of these instruments with their as_of; instruments without a price are left out."""
 
 
 class FixedPriceSource:
-    """Prices from a table `{"NSE:INFY": "1500.00"}` (settings `THOR_PAPER_FIXED_PRICES`)."""
+    """Prices from a table `{"NSE:INFY": "1500.00"}` (settings `THOR_PAPER_FIXED_PRICES`): always fresh."""
 
     def __init__(self, table: Mapping[str, object]):
         self.table = {tuple(key.split(":", 1)): Decimal(str(price)) for key, price in table.items()}
 
-    def prices(self, instruments):
-        return {instrument: self.table[instrument] for instrument in instruments if instrument in self.table}
+    def prices(self, instruments) -> Prices:
+        wanted = {instrument: self.table[instrument] for instrument in instruments if instrument in self.table}
+        return Prices.at(wanted, timezone.now())
 
 
 class MarketDataUnavailable(ApplicationError):
@@ -57,10 +116,10 @@ class SandboxPriceSource:
 
     TIMEOUT_SECONDS = 2
 
-    def prices(self, instruments):
+    def prices(self, instruments) -> Prices:
         names = {instrument: f"{instrument[0]}:{instrument[1]}" for instrument in instruments}
         if not names:
-            return {}
+            return Prices()
         try:
             response = requests.get(
                 f"{settings.THOR_KITE_API_ROOT}/_sandbox/prices",
@@ -73,23 +132,154 @@ class SandboxPriceSource:
             logger.warning("No paper prices from the sandbox: %s", type(error).__name__)
             raise MarketDataUnavailable() from None
         # Through str: the sandbox's JSON numbers are floats, Thor's money is Decimal.
-        return {instrument: Decimal(str(quoted[name])) for instrument, name in names.items() if name in quoted}
+        return Prices.at(
+            {instrument: Decimal(str(quoted[name])) for instrument, name in names.items() if name in quoted},
+            timezone.now(),
+        )
+
+
+def _name(instrument: Instrument) -> str:
+    return f"{instrument[0]}:{instrument[1]}"
+
+
+@dataclass(frozen=True)
+class _PriceTable:
+    """A tenant's quoted prices; `asked`, what its last quote call asked for (Kite leaves out what it does not know)."""
+
+    quoted: dict[Instrument, Quoted]
+    asked: frozenset[Instrument]
+
+
+class _WantedInstruments:
+    """The instruments a tenant's paper readers asked for lately, in every process: the next quote call asks for them all.
+
+    A Redis sorted set scored by when each was last asked (by the asking host's clock: it only decides what is
+    forgotten after WANTED_SECONDS, where seconds of skew do not matter); in this process in the embedded mode.
+    """
+
+    WANTED_SECONDS = 600
+    _local: dict[str, dict[Instrument, float]] = {}
+    _redis_down = coordination.OccasionalWarning(logger)
+
+    def __init__(self, key: str):
+        self.key = key
+
+    def add(self, instruments: Iterable[Instrument]) -> None:
+        now = time.time()
+        if not coordination.uses_redis():
+            self._local.setdefault(self.key, {}).update(dict.fromkeys(instruments, now))
+            return
+        try:
+            client = coordination.redis_client()
+            client.zadd(self.key, {_name(instrument): now for instrument in instruments})
+            client.expire(self.key, self.WANTED_SECONDS)
+        except Exception as error:
+            self._redis_down("Paper price registry unavailable: %s", type(error).__name__)
+
+    def recent(self) -> set[Instrument]:
+        since = time.time() - self.WANTED_SECONDS
+        if not coordination.uses_redis():
+            local = self._local.setdefault(self.key, {})
+            for instrument in [instrument for instrument, asked in local.items() if asked < since]:
+                del local[instrument]
+            return set(local)
+        try:
+            client = coordination.redis_client()
+            client.zremrangebyscore(self.key, "-inf", since)
+            names = client.zrange(self.key, 0, -1)
+        except Exception as error:
+            self._redis_down("Paper price registry unavailable: %s", type(error).__name__)
+            return set()
+        recent = set()
+        for name in names:
+            exchange, _, symbol = name.decode().partition(":")
+            recent.add((exchange, symbol))
+        return recent
 
 
 class KiteQuotePriceSource:
     """Prices from Kite quotes through an active session on the tenant's shared Kite app (the sandbox in development).
 
+    One price table per tenant, shared by every process through the cache: a reader takes its prices from it,
+    and when the table is older than REFRESH_SECONDS (or lacks an instrument asked for) one reader, under a
+    single-flight lock, quotes in one call everything the tenant's paper accounts hold or have orders on, plus
+    what readers asked for lately. Kite allows one quote request per second per app, and the app's token bucket
+    holds every process to it. When a refresh fails the last table is served: its prices keep their as_of.
+
     Never another tenant's session, nor a session on a user's own app: quotes spend that session's rate
     budget, and a token error on them ends that customer's session. No such session: MarketDataUnavailable.
     """
 
+    REFRESH_SECONDS = 1 / RATE_LIMITS["quote"]
+
     def __init__(self, *, tenant):
         self.tenant = tenant
+        self._key = snapshots.key(tenant.slug, "paper", "prices")
+        self._wanted = _WantedInstruments(f"{self._key}:wanted")
 
-    def prices(self, instruments) -> dict[tuple[str, str], Decimal]:
-        instruments = list(instruments)
-        if not instruments:
-            return {}
+    def prices(self, instruments) -> Prices:
+        asked = set(instruments)
+        if not asked:
+            return Prices()
+        self._wanted.add(asked)
+        table = self._table(asked)
+        return Prices({instrument: table.quoted[instrument] for instrument in asked if instrument in table.quoted})
+
+    def _table(self, asked: set[Instrument]) -> _PriceTable:
+        try:
+            read = self._read(asked, force=False)
+            # A table too recent to refresh may predate this ask: then one more call, within the budget. Twice,
+            # since a refresh that began before this ask may land while it waits.
+            for _ in range(2):
+                if read.source == "stale" or asked <= read.data.asked:
+                    break
+                read = self._read(asked, force=True)
+        except BrokerError as error:
+            logger.warning("No paper prices from Kite: %s", error.code)
+            raise MarketDataUnavailable() from None
+        return read.data
+
+    def _read(self, asked, *, force) -> snapshots.LiveRead:
+        return snapshots.read_through(
+            self._key,
+            lambda: self._quote(asked),
+            fresh_ttl=self.REFRESH_SECONDS,
+            stale_ttl=settings.THOR_LIVE_STALE_SECONDS,
+            force=force,
+        )
+
+    def _quote(self, asked: set[Instrument]) -> _PriceTable:
+        connection = self._connection()
+        others = (self._wanted.recent() | self._held_or_ordered()) - asked
+        # One call: Kite takes QUOTE_BATCH instruments a request, and what is asked now comes first.
+        instruments = [*sorted(asked), *sorted(others)][:QUOTE_BATCH]
+        quotes = broker_call(
+            connection, lambda adapter: adapter.quotes(_name(instrument) for instrument in instruments)
+        )
+        now = timezone.now()
+        previous = snapshots.peek(self._key)
+        kept_since = now - timedelta(seconds=settings.THOR_LIVE_STALE_SECONDS)
+        quoted = {
+            instrument: price
+            for instrument, price in (previous.data.quoted.items() if previous else ())
+            if price.as_of >= kept_since
+        }
+        quoted.update(
+            {
+                instrument: Quoted(quotes[_name(instrument)].last_price, now)
+                for instrument in instruments
+                if _name(instrument) in quotes
+            }
+        )
+        return _PriceTable(quoted=quoted, asked=frozenset(instruments))
+
+    def _held_or_ordered(self) -> set[Instrument]:
+        paper = {"account__user__tenant": self.tenant, "account__mode": TradingAccount.Mode.PAPER}
+        held = PaperPosition.objects.filter(**paper).values_list("exchange", "symbol")
+        ordered = Order.objects.filter(**paper).exclude(status__in=Order.TERMINAL_STATUSES)
+        return set(held.distinct()) | set(ordered.values_list("exchange", "symbol").distinct())
+
+    def _connection(self) -> BrokerConnection:
         connection = (
             BrokerConnection.objects.filter(
                 app__kind=BrokerKind.KITE,
@@ -104,18 +294,7 @@ class KiteQuotePriceSource:
         if connection is None:
             logger.warning("No paper prices from Kite: tenant %s has no active session on its Kite app", self.tenant.pk)
             raise MarketDataUnavailable()
-        try:
-            quotes = broker_call(
-                connection, lambda adapter: adapter.quotes(f"{exchange}:{symbol}" for exchange, symbol in instruments)
-            )
-        except BrokerError as error:
-            logger.warning("No paper prices from Kite: %s", error.code)
-            raise MarketDataUnavailable() from None
-        return {
-            (exchange, symbol): quotes[f"{exchange}:{symbol}"].last_price
-            for exchange, symbol in instruments
-            if f"{exchange}:{symbol}" in quotes
-        }
+        return connection
 
 
 def price_source(*, tenant) -> PriceSource:

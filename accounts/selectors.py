@@ -1,6 +1,7 @@
 """Reads, always scoped by the user: accounts, orders, and positions, holdings and funds for any broker."""
 
 import re
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
@@ -138,15 +139,40 @@ def order_get(*, account: TradingAccount, order_id: int) -> Order:
     return order
 
 
-def _now_read(data) -> LiveRead:
-    # Paper numbers come straight from the database: always current.
-    return LiveRead(data=data, source="live", as_of=timezone.now())
+def _now_read(data, source: str = "live", as_of: datetime | None = None) -> LiveRead:
+    # Paper numbers come straight from the database; only their market prices can be old (see _paper_positions).
+    return LiveRead(data=data, source=source, as_of=as_of or timezone.now())
 
 
-def _paper_positions(account: TradingAccount) -> list[tuple[PaperPosition, Decimal]]:
+@dataclass(frozen=True)
+class _PaperValuation:
+    positions: list[tuple[PaperPosition, Decimal]]  # each with the price it is valued at
+    source: str  # live | stale
+    as_of: datetime  # when the oldest price used was quoted
+
+
+def _paper_positions(account: TradingAccount) -> _PaperValuation:
+    """The account's positions at market prices: `live` only when every price that matters is fresh.
+
+    A position without a price is valued at its average price, as of its last fill, and the read says `stale`:
+    a made-up price must never pass for a live one. A closed position's value does not depend on a price.
+    """
     positions = list(account.paper_positions.all())
     prices = price_source(tenant=account.user.tenant).prices({(p.exchange, p.symbol) for p in positions})
-    return [(p, prices.get((p.exchange, p.symbol), p.average_price)) for p in positions]
+    now = timezone.now()
+    valued, source, as_of = [], "live", now
+    for position in positions:
+        instrument = (position.exchange, position.symbol)
+        if instrument in prices:
+            valued.append((position, prices[instrument]))
+            priced_at, fresh = prices.as_of_for(instrument), prices.is_fresh(instrument, now=now)
+        else:
+            valued.append((position, position.average_price))
+            priced_at, fresh = position.updated_at, False
+        if position.quantity:
+            source = source if fresh else "stale"
+            as_of = min(as_of, priced_at)
+    return _PaperValuation(valued, source, as_of)
 
 
 def _paper_position(position: PaperPosition, last_price: Decimal) -> Position:
@@ -171,7 +197,10 @@ def positions_get(*, account: TradingAccount, fresh: bool = False, present: Pres
         return live.live_read(
             account=account, what="positions", call=lambda adapter: adapter.positions(), force=fresh, present=present
         )
-    return _now_read([_paper_position(position, price) for position, price in _paper_positions(account)])
+    valuation = _paper_positions(account)
+    return _now_read(
+        [_paper_position(position, price) for position, price in valuation.positions], valuation.source, valuation.as_of
+    )
 
 
 def holdings_get(*, account: TradingAccount, fresh: bool = False, present: Present | None = None) -> LiveRead:
@@ -180,6 +209,7 @@ def holdings_get(*, account: TradingAccount, fresh: bool = False, present: Prese
         return live.live_read(
             account=account, what="holdings", call=lambda adapter: adapter.holdings(), force=fresh, present=present
         )
+    valuation = _paper_positions(account)
     holdings = [
         Holding(
             symbol=position.symbol,
@@ -191,10 +221,10 @@ def holdings_get(*, account: TradingAccount, fresh: bool = False, present: Prese
             day_change=Decimal("0"),
             value=(position.quantity * price).quantize(CENT),
         )
-        for position, price in _paper_positions(account)
+        for position, price in valuation.positions
         if position.product == "CNC" and position.quantity > 0
     ]
-    return _now_read(holdings)
+    return _now_read(holdings, valuation.source, valuation.as_of)
 
 
 def funds_get(*, account: TradingAccount, fresh: bool = False, present: Present | None = None) -> LiveRead:
@@ -203,7 +233,8 @@ def funds_get(*, account: TradingAccount, fresh: bool = False, present: Present 
             account=account, what="funds", call=lambda adapter: adapter.funds(), force=fresh, present=present
         )
     reserved = reserved_cash(account=account)
-    market_value = sum((p.quantity * price for p, price in _paper_positions(account)), Decimal("0"))
+    valuation = _paper_positions(account)
+    market_value = sum((p.quantity * price for p, price in valuation.positions), Decimal("0"))
     available = account.cash - reserved
     return _now_read(
         Funds(
@@ -213,5 +244,7 @@ def funds_get(*, account: TradingAccount, fresh: bool = False, present: Present 
             utilised=reserved,
             buying_power=available,
             net_liquidation=(account.cash + market_value).quantize(CENT),
-        )
+        ),
+        valuation.source,
+        valuation.as_of,
     )

@@ -1,6 +1,7 @@
 """Paper fills at the broker sandbox's moving prices, as `make run` does in development, and at Kite
 quotes through the tenant's own Kite app, as in production."""
 
+import time
 from decimal import Decimal
 
 import pytest
@@ -8,6 +9,7 @@ import requests
 
 from accounts.models import Order
 from accounts.paper import paper_orders_match
+from accounts.prices import KiteQuotePriceSource
 from accounts.tests.conftest import place
 from brokers.models import BrokerApp, BrokerConnection
 from brokers.tests.sandbox_fixtures import API_KEY, API_SECRET, follow, link, log_in_at_kite
@@ -137,6 +139,7 @@ class TestKiteQuotes:
         link_through_tenant_app(bob_client, tenant, "CD5678")
         alices = place(alice_client, order_type="LIMIT", price="1499.50").json()["id"]
         requests.post(f"{sandbox.url}/_sandbox/prices", json={"NSE:INFY": 1499.0}, timeout=5).raise_for_status()
+        time.sleep(KiteQuotePriceSource.REFRESH_SECONDS)  # the tenant's prices are quoted once a period
 
         assert paper_orders_match() == 1
 
