@@ -6,6 +6,7 @@ that shows it says `stale`, never `live`, once it is older than THOR_LIVE_FRESH_
 """
 
 import logging
+import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from typing import Protocol
 
 import requests
 from django.conf import settings
+from django.core.cache import cache
 from django.db.models import F
 from django.utils import timezone
 from rest_framework import status
@@ -78,6 +80,13 @@ class Prices(Mapping[Instrument, Decimal]):
             return False
         age = (now or timezone.now()) - self._quoted[instrument].as_of
         return age <= timedelta(seconds=settings.THOR_LIVE_FRESH_SECONDS)
+
+    def fresh(self, *, now: datetime | None = None) -> "Prices":
+        """Only the fresh prices: what a fill may use (a read shows the others, saying `stale`)."""
+        now = now or timezone.now()
+        return Prices(
+            {instrument: quoted for instrument, quoted in self._quoted.items() if self.is_fresh(instrument, now=now)}
+        )
 
 
 class PriceSource(Protocol):
@@ -158,35 +167,41 @@ class _WantedInstruments:
     """
 
     WANTED_SECONDS = 600
-    _local: dict[str, dict[Instrument, float]] = {}
+    _local_lock = threading.Lock()
     _redis_down = coordination.OccasionalWarning(logger)
 
     def __init__(self, key: str):
         self.key = key
 
+    def _local(self, since: float) -> dict[Instrument, float]:
+        # The embedded mode is one process: the locmem cache, under a lock, is the whole registry.
+        return {instrument: asked for instrument, asked in (cache.get(self.key) or {}).items() if asked >= since}
+
     def add(self, instruments: Iterable[Instrument]) -> None:
         now = time.time()
         if not coordination.uses_redis():
-            self._local.setdefault(self.key, {}).update(dict.fromkeys(instruments, now))
+            with self._local_lock:
+                wanted = self._local(since=now - self.WANTED_SECONDS) | dict.fromkeys(instruments, now)
+                cache.set(self.key, wanted, self.WANTED_SECONDS)
             return
         try:
-            client = coordination.redis_client()
-            client.zadd(self.key, {_name(instrument): now for instrument in instruments})
-            client.expire(self.key, self.WANTED_SECONDS)
+            with coordination.redis_client().pipeline(transaction=False) as pipe:
+                pipe.zadd(self.key, {_name(instrument): now for instrument in instruments})
+                pipe.expire(self.key, self.WANTED_SECONDS)
+                pipe.execute()
         except Exception as error:
             self._redis_down("Paper price registry unavailable: %s", type(error).__name__)
 
     def recent(self) -> set[Instrument]:
         since = time.time() - self.WANTED_SECONDS
         if not coordination.uses_redis():
-            local = self._local.setdefault(self.key, {})
-            for instrument in [instrument for instrument, asked in local.items() if asked < since]:
-                del local[instrument]
-            return set(local)
+            with self._local_lock:
+                return set(self._local(since=since))
         try:
-            client = coordination.redis_client()
-            client.zremrangebyscore(self.key, "-inf", since)
-            names = client.zrange(self.key, 0, -1)
+            with coordination.redis_client().pipeline(transaction=False) as pipe:
+                pipe.zremrangebyscore(self.key, "-inf", since)
+                pipe.zrange(self.key, 0, -1)
+                _, names = pipe.execute()
         except Exception as error:
             self._redis_down("Paper price registry unavailable: %s", type(error).__name__)
             return set()

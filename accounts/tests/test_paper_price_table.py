@@ -151,6 +151,23 @@ class TestOneTableForTheTenant:
         assert quote_calls(kite_prices) == calls_before
         assert itc == {("NSE", "ITC"): Decimal("431.25")}
 
+    def test_the_embedded_mode_keeps_table_and_lately_asked_instruments_in_this_process(
+        self, kite_prices, tenant, alice, alice_client, bob, bob_client, settings
+    ):
+        settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+        price_source(tenant=tenant).prices({("NSE", "ITC")})
+        hold(alice, "INFY")
+        hold(bob, "SBIN")
+        time.sleep(KiteQuotePriceSource.REFRESH_SECONDS)
+        calls_before = quote_calls(kite_prices)
+
+        reads = [positions(alice_client), positions(bob_client)]
+        itc = price_source(tenant=tenant).prices({("NSE", "ITC")})
+
+        assert quote_calls(kite_prices) - calls_before == 1
+        assert [read["source"] for read in reads] == ["live", "live"]
+        assert itc == {("NSE", "ITC"): Decimal("431.25")}
+
     def test_asking_for_nothing_calls_nobody(self, kite_prices, tenant):
         calls_before = quote_calls(kite_prices)
 
@@ -275,3 +292,10 @@ class TestPrices:
         at = self.LATER + timedelta(seconds=30)
         assert (prices.is_fresh(("NSE", "INFY"), now=at), prices.is_fresh(("NSE", "SBIN"), now=at)) == (True, False)
         assert prices.is_fresh(("NSE", "TCS"), now=self.LATER) is False
+
+    def test_fresh_keeps_only_the_fresh_prices(self, settings):
+        settings.THOR_LIVE_FRESH_SECONDS = 30
+
+        fresh = self.prices().fresh(now=self.LATER + timedelta(seconds=30))
+
+        assert (dict(fresh), fresh.as_of) == ({("NSE", "INFY"): Decimal("1500.00")}, self.LATER)
