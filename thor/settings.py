@@ -209,6 +209,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "accounts.tasks.match_paper_orders",
         "schedule": timedelta(seconds=5),
     },
+    "settle-unknown-orders": {
+        "task": "accounts.tasks.settle_unknown_orders",
+        "schedule": timedelta(seconds=2),
+    },
 }
 # The embedded scheduler thread runs only where the ASGI app is served in embedded mode.
 THOR_EMBEDDED_SCHEDULER = EMBEDDED and _env_bool("THOR_EMBEDDED_SCHEDULER", default=True)
@@ -361,9 +365,14 @@ THOR_SANDBOX_KITE_POSTBACK_URL = f"{THOR_PUBLIC_URL}/api/brokers/kite/postback/"
 THOR_KITE_TIMEOUT = _env_or_fail(env.float, "THOR_KITE_TIMEOUT", default=7.0)
 THOR_KITE_RATE_WAIT = _env_or_fail(env.float, "THOR_KITE_RATE_WAIT", default=1.0)
 # A placement that failed in transit is confirmed by reading the order book (never by sending again):
-# this many looks, this many seconds apart, since a timed-out request may still be on its way in.
-THOR_PLACEMENT_LOOKUPS = _env_or_fail(env.int, "THOR_PLACEMENT_LOOKUPS", default=3)
+# this many looks, this many seconds apart, before the answer says UNKNOWN (202) and the settle task
+# takes over, looking again with backoff.
+THOR_PLACEMENT_LOOKUPS = _env_or_fail(env.int, "THOR_PLACEMENT_LOOKUPS", default=2)
 THOR_PLACEMENT_LOOKUP_INTERVAL = _env_or_fail(env.float, "THOR_PLACEMENT_LOOKUP_INTERVAL", default=1.0)
+# How long after it was sent an UNKNOWN order may still appear in each broker's order book; after that,
+# with the book read and no trace of it, it was never placed. Kite: its gateway gives up on a request
+# within a minute, and the day's order book lists every order of the day, so ten minutes is ample.
+THOR_PLACEMENT_SETTLE_SECONDS = {"kite": _env_or_fail(env.int, "THOR_KITE_PLACEMENT_SETTLE_SECONDS", default=600)}
 
 # --- Accounts: live read freshness and the paper engine -------------------------------------
 THOR_LIVE_FRESH_SECONDS = _env_or_fail(env.float, "THOR_LIVE_FRESH_SECONDS", default=5.0)

@@ -2,16 +2,21 @@ import hashlib
 import json
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.pagination import CursorPagination
+from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts import broker_updates, selectors, services
 from accounts import orders as order_services
-from accounts import selectors, services
 from accounts.api import serializers
+from accounts.models import Order
+from brokers import services as broker_services
 from brokers.adapters.types import OrderRequest
+from brokers.api.serializers import KitePostbackInputSerializer, KitePostbackOutputSerializer
+from brokers.api.views import query_and_body
 from thor import snapshots
 from thor.errors import ApplicationError, error_responses
 from thor.throttles import OrderRateThrottle
@@ -68,6 +73,40 @@ def order_request(data: dict) -> OrderRequest:
 
 def wants_fresh(request) -> bool:
     return request.query_params.get("fresh", "").lower() in ("1", "true", "yes")
+
+
+class MeView(APIView):
+    @extend_schema(
+        summary="The signed-in user, their tenant and primary account",
+        responses={200: serializers.MeOutputSerializer, **error_responses(401)},
+    )
+    def get(self, request):
+        user = request.user
+        user.primary_account = selectors.primary_account_get(user=user)
+        return Response(serializers.MeOutputSerializer(user).data)
+
+
+class KitePostbackView(APIView):
+    """Kite's order updates. Public: the checksum, not a login, proves who sent it.
+
+    brokers verifies and parses it; the order changes here, through the one path every broker update takes.
+    """
+
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        summary="Kite order postback",
+        request=KitePostbackInputSerializer,
+        responses={200: KitePostbackOutputSerializer, **error_responses(400)},
+    )
+    def post(self, request):
+        payload = query_and_body(request)
+        data = KitePostbackInputSerializer(data=payload)
+        data.is_valid(raise_exception=True)
+        postback = broker_services.kite_postback_verify(update=data.validated_data, payload=payload)
+        applied = broker_updates.kite_postback_apply(postback=postback)
+        return Response(KitePostbackOutputSerializer({"status": "ok", "applied": applied}).data)
 
 
 class AccountListView(APIView):
@@ -224,7 +263,18 @@ class OrdersView(APIView):
         summary="Place an order",
         parameters=[IDEMPOTENCY_KEY],
         request=serializers.OrderInputSerializer,
-        responses={201: serializers.OrderOutputSerializer, **WRITE_ERRORS},
+        responses={
+            201: serializers.OrderOutputSerializer,
+            202: OpenApiResponse(
+                serializers.OrderOutputSerializer,
+                description=(
+                    "Sent, but the broker's answer was lost: status UNKNOWN until Thor finds the order in the "
+                    "broker's book (or, after the broker's settle window, concludes it was never placed). "
+                    "Retry with the same Idempotency-Key to see it settle; never with a new key."
+                ),
+            ),
+            **WRITE_ERRORS,
+        },
     )
     def post(self, request, account_id):
         account = selectors.account_get(user=request.user, account_ref=account_id)
@@ -238,7 +288,11 @@ class OrdersView(APIView):
             fingerprint=fingerprint(request.data),
             actor=request.user,
         )
-        return Response(serializers.OrderOutputSerializer(order).data, status=status.HTTP_201_CREATED)
+        unconfirmed = order.status == Order.Status.UNKNOWN
+        return Response(
+            serializers.OrderOutputSerializer(order).data,
+            status=status.HTTP_202_ACCEPTED if unconfirmed else status.HTTP_201_CREATED,
+        )
 
 
 class OrderDetailView(APIView):

@@ -24,7 +24,7 @@ START_ERRORS = error_responses(400, 401, 429)
 READ_ERRORS = error_responses(401, 404, 409, 503)
 
 
-def _query_and_body(request) -> dict:
+def query_and_body(request) -> dict:
     """Seed 000 sends its fields in the query string or the body; the body wins.
 
     Its FastAPI version takes api_secret as a query parameter, so Thor must too: that is why the
@@ -52,7 +52,7 @@ class KiteTestOAuthView(APIView):
         responses={200: serializers.KiteTestOAuthOutputSerializer, **START_ERRORS},
     )
     def post(self, request):
-        data = serializers.KiteTestOAuthInputSerializer(data=_query_and_body(request))
+        data = serializers.KiteTestOAuthInputSerializer(data=query_and_body(request))
         data.is_valid(raise_exception=True)
         oauth_url = services.kite_user_app_connect_start(
             user=request.user,
@@ -78,7 +78,7 @@ class KiteConnectView(APIView):
         responses={200: serializers.AuthorizationUrlOutputSerializer, **START_ERRORS, **error_responses(404)},
     )
     def post(self, request):
-        data = serializers.FrontendUrlInputSerializer(data=_query_and_body(request))
+        data = serializers.FrontendUrlInputSerializer(data=query_and_body(request))
         data.is_valid(raise_exception=True)
         oauth_url = services.kite_tenant_app_connect_start(
             user=request.user, frontend_url=data.validated_data.get("frontend_url")
@@ -179,31 +179,12 @@ class ConnectionReconnectView(APIView):
     )
     def post(self, request, connection_id: int):
         connection = _connection_or_404(request, connection_id)
-        data = serializers.FrontendUrlInputSerializer(data=_query_and_body(request))
+        data = serializers.FrontendUrlInputSerializer(data=query_and_body(request))
         data.is_valid(raise_exception=True)
         oauth_url = services.connection_reconnect_start(
             connection=connection, frontend_url=data.validated_data.get("frontend_url")
         )
         return Response(serializers.AuthorizationUrlOutputSerializer({"oauth_url": oauth_url}).data)
-
-
-class KitePostbackView(APIView):
-    """Kite's order updates. Public: the checksum, not a login, proves who sent it."""
-
-    authentication_classes = []
-    permission_classes = [AllowAny]
-
-    @extend_schema(
-        summary="Kite order postback",
-        request=serializers.KitePostbackInputSerializer,
-        responses={200: serializers.KitePostbackOutputSerializer, **error_responses(400)},
-    )
-    def post(self, request):
-        payload = _query_and_body(request)
-        data = serializers.KitePostbackInputSerializer(data=payload)
-        data.is_valid(raise_exception=True)
-        applied = services.kite_postback_apply(update=data.validated_data, payload=payload)
-        return Response(serializers.KitePostbackOutputSerializer({"status": "ok", "applied": applied}).data)
 
 
 # --- Seed 003: thin aliases over the user's Kite account ---------------------------------------
@@ -215,8 +196,7 @@ def _kite_read(request, what: str, call: Callable[[BrokerAdapter], object]) -> s
         raise ApplicationError(
             "No Kite account is linked.", code="no_kite_account", status_code=status.HTTP_404_NOT_FOUND
         )
-    account = selectors.live_account_get(connection=connection)
-    key = snapshots.key(request.user.tenant.slug, account.pk if account else f"connection-{connection.pk}", what)
+    key = snapshots.key(request.user.tenant.slug, f"connection-{connection.pk}", what)
     return snapshots.read_through(key, lambda: services.broker_call(connection, call))
 
 

@@ -186,7 +186,7 @@ class TestHostileCallbacks:
 class TestBrokerFaults:
     def holdings_after_fault(self, sandbox, client, account, **fault):
         assert client.get("/api/portfolio/holdings").status_code == 200
-        snapshots.forget(snapshots.key("acme", account.pk, "holdings"))
+        snapshots.forget(snapshots.key("acme", f"connection-{account.connection_id}", "holdings"))
         sandbox_fault(sandbox, path="/portfolio/holdings", count=1, **fault)
         return client.get("/api/portfolio/holdings")
 
@@ -304,7 +304,7 @@ class TestLinkConfirmation:
     def test_the_parked_session_is_encrypted_in_the_cache(self, sandbox, user_client):
         from django.core.cache import cache
 
-        from brokers.services import _link_code_key
+        from brokers.services.linking import _link_code_key
         from thor.crypto import decrypt
 
         code = self.parked_code(user_client)

@@ -2,6 +2,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
+from brokers.models import BrokerApp, BrokerKind
 from identity.models import Tenant, User
 from identity.services import user_register
 
@@ -38,8 +39,6 @@ class Command(BaseCommand):
         )
 
     def _seed_sandbox_kite_app(self, tenant):
-        from brokers.models import BrokerApp, BrokerKind
-
         BrokerApp.objects.update_or_create(
             tenant=tenant,
             owner=None,
