@@ -8,8 +8,8 @@ import pytest
 
 from accounts.broker_updates import order_broker_update
 from accounts.models import Order, OrderEvent
-from brokers.adapters.types import OrderResult
 from brokers.adapters.kite import postback_checksum
+from brokers.adapters.types import OrderResult
 from brokers.tests.factories import KITE_SECRET, BrokerAppFactory, linked_kite_account
 from brokers.tests.kite_fixtures import kite_fixture
 

@@ -4,8 +4,8 @@ import uuid
 
 import pytest
 
-from thor.upstream import UpstreamError, UpstreamErrorCode
 from thor import snapshots
+from thor.upstream import UpstreamError, UpstreamErrorCode
 
 
 class Upstream:
