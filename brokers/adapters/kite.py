@@ -353,6 +353,6 @@ class KiteAdapter(BrokerAdapter):
                     close=_optional_decimal(ohlc.get("close")),
                     volume=item.get("volume"),
                     timestamp=_as_aware(item.get("timestamp")),
-                    raw=dict(item),
+                    raw=_as_sent(item),
                 )
         return quotes
