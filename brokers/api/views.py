@@ -188,6 +188,8 @@ class ConnectionReconnectView(APIView):
 
 
 # --- Seed 003: thin aliases over the user's Kite account ---------------------------------------
+# They answer Kite's own payloads (the adapter keeps them in each neutral type's `raw`), because
+# seed 003's clients read kiteconnect's dicts; Thor's `source` and `as_of` sit beside them.
 
 
 def _kite_read(request, what: str, call: Callable[[BrokerAdapter], object]) -> snapshots.LiveRead:
@@ -206,16 +208,17 @@ def _live(read: snapshots.LiveRead, data) -> dict:
 
 class KiteProfileView(APIView):
     @extend_schema(
-        summary="Seed 003: the Kite profile", responses={200: serializers.KiteProfileOutputSerializer, **READ_ERRORS}
+        summary="Seed 003: the Kite profile, as Kite answers it",
+        responses={200: serializers.KiteProfileOutputSerializer, **READ_ERRORS},
     )
     def get(self, request):
         read = _kite_read(request, "profile", lambda adapter: adapter.profile())
-        return Response(serializers.KiteProfileOutputSerializer(_live(read, read.data)).data)
+        return Response(serializers.KiteProfileOutputSerializer(_live(read, read.data.raw)).data)
 
 
 class KiteQuoteView(APIView):
     @extend_schema(
-        summary="Seed 003: a quote by instrument token",
+        summary="Seed 003: Kite's quote for one instrument token, keyed by that token as Kite keys it",
         responses={200: serializers.KiteQuoteOutputSerializer, **READ_ERRORS},
     )
     def get(self, request, instrument_token: int):
@@ -225,14 +228,14 @@ class KiteQuoteView(APIView):
         read = _kite_read(request, f"quote:{name}", lambda adapter: adapter.quotes([name]))
         if name not in read.data:
             raise ApplicationError("Unknown instrument.", code="not_found", status_code=status.HTTP_404_NOT_FOUND)
-        return Response(serializers.KiteQuoteOutputSerializer(_live(read, read.data[name])).data)
+        return Response(serializers.KiteQuoteOutputSerializer(_live(read, {name: read.data[name].raw})).data)
 
 
 class KiteHoldingsView(APIView):
     @extend_schema(
-        summary="Seed 003: holdings of the Kite account",
+        summary="Seed 003: holdings of the Kite account, as Kite answers them",
         responses={200: serializers.KiteHoldingsOutputSerializer, **READ_ERRORS},
     )
     def get(self, request):
         read = _kite_read(request, "holdings", lambda adapter: adapter.holdings())
-        return Response(serializers.KiteHoldingsOutputSerializer(_live(read, read.data)).data)
+        return Response(serializers.KiteHoldingsOutputSerializer(_live(read, [item.raw for item in read.data])).data)
