@@ -44,6 +44,10 @@ class MeOutputSerializer(UserOutputSerializer):
         fields = [*UserOutputSerializer.Meta.fields, "primary_account"]
 
 
+class PaperAccountCreateInputSerializer(serializers.Serializer):
+    currency = serializers.RegexField(r"^[A-Z]{3}$", help_text="An ISO 4217 code the tenant offers, e.g. INR.")
+
+
 class AccountUpdateInputSerializer(serializers.Serializer):
     primary = serializers.BooleanField()
 

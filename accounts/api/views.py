@@ -118,6 +118,19 @@ class AccountListView(APIView):
         accounts = selectors.account_list(user=request.user)
         return Response(serializers.AccountOutputSerializer(_with_status(accounts), many=True).data)
 
+    @extend_schema(
+        summary="Open another paper account, in one of the tenant's paper currencies (one per currency)",
+        request=serializers.PaperAccountCreateInputSerializer,
+        responses={201: serializers.AccountOutputSerializer, **error_responses(400, 401, 409)},
+    )
+    def post(self, request):
+        data = serializers.PaperAccountCreateInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        account = services.trading_account_create_paper(user=request.user, currency=data.validated_data["currency"])
+        return Response(
+            serializers.AccountOutputSerializer(_with_status([account])[0]).data, status=status.HTTP_201_CREATED
+        )
+
 
 def _with_status(accounts):
     for account in accounts:
