@@ -226,7 +226,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": [
-        "rest_framework.parsers.JSONParser",
+        "thor.parsers.DepthLimitedJSONParser",
         "rest_framework.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
     ],
@@ -301,7 +301,14 @@ SESSION_COOKIE_SECURE = PRODUCTION
 CSRF_COOKIE_SECURE = PRODUCTION
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
-DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
+# Input limits. Bodies over THOR_MAX_REQUEST_BYTES are refused by thor.bodylimit before Django reads them;
+# Django's own limit is the same number, for anything that reaches it another way (WSGI, tests).
+THOR_MAX_REQUEST_BYTES = _env_or_fail(env.int, "THOR_MAX_REQUEST_BYTES", default=1024 * 1024)
+if THOR_MAX_REQUEST_BYTES < 1:
+    raise ImproperlyConfigured("Environment variable THOR_MAX_REQUEST_BYTES must be a positive number of bytes.")
+DATA_UPLOAD_MAX_MEMORY_SIZE = THOR_MAX_REQUEST_BYTES
+# JSON bodies nested deeper than this are a 400 (thor.parsers): Python's parser recurses.
+THOR_MAX_JSON_DEPTH = _env_or_fail(env.int, "THOR_MAX_JSON_DEPTH", default=32)
 SILENCED_SYSTEM_CHECKS = (
     [
         # /api/ paths answer with and without a trailing slash through explicit routes.
