@@ -4,7 +4,6 @@ import json
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -14,6 +13,7 @@ from accounts.api import serializers
 from brokers.adapters.types import OrderRequest
 from thor import snapshots
 from thor.errors import ApplicationError, error_responses
+from thor.pagination import StrictCursorPagination
 from thor.throttles import OrderRateThrottle
 
 ERRORS = error_responses(401, 404)
@@ -190,7 +190,7 @@ class FundsView(_LiveReadView):
     present_data = serializers.funds_data
 
 
-class OrderCursorPagination(CursorPagination):
+class OrderCursorPagination(StrictCursorPagination):
     ordering = "-id"
     page_size = 50
     page_size_query_param = "limit"
