@@ -15,4 +15,5 @@ RUN useradd --create-home --uid 10001 thor && chown -R thor:thor /app
 USER thor
 
 EXPOSE 8000
-CMD ["uvicorn", "thor.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--no-access-log"]
+# thor.serve runs uvicorn believing X-Forwarded-For only from THOR_FORWARDED_ALLOW_IPS (none when blank).
+CMD ["python", "-m", "thor.serve", "--host", "0.0.0.0", "--port", "8000"]

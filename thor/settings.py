@@ -5,6 +5,7 @@ layer, eager Celery and a scheduler thread for the beat schedule. `DATABASE_URL`
 `REDIS_URL` and `CELERY_BROKER_URL` switch each part to the production-like stack.
 """
 
+import ipaddress
 import re
 from datetime import timedelta
 from decimal import Decimal
@@ -239,6 +240,33 @@ REST_FRAMEWORK = {
 }
 
 
+def _proxy_addresses(name):
+    """Addresses or networks (or *) whose X-Forwarded-For/-Proto uvicorn believes; blank: none."""
+    values = [value.strip() for value in _env_or_fail(env.list, name, default=[]) if value.strip()]
+    for value in values:
+        if value == "*":
+            continue
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"Environment variable {name} must list IP addresses or networks, not {value!r}."
+            ) from None
+    return values
+
+
+# Where the client address comes from, decided once: `python -m thor.serve` gives this list to uvicorn's
+# --forwarded-allow-ips (and turns proxy headers off when it is empty), so REMOTE_ADDR is the client as
+# the trusted proxy saw it. Reading X-Forwarded-For again in DRF (THOR_TRUSTED_PROXIES) on top would
+# believe the header from any peer that bypasses the proxy, so the two cannot be combined.
+THOR_FORWARDED_ALLOW_IPS = _proxy_addresses("THOR_FORWARDED_ALLOW_IPS")
+if THOR_FORWARDED_ALLOW_IPS and REST_FRAMEWORK["NUM_PROXIES"]:
+    raise ImproperlyConfigured(
+        "Environment variable THOR_TRUSTED_PROXIES must be 0 when THOR_FORWARDED_ALLOW_IPS is set: "
+        "uvicorn already takes the client address from the trusted proxies' X-Forwarded-For."
+    )
+
+
 def _env_rate(name, default):
     """A DRF throttle rate such as 20/min; a typo would otherwise only fail at request time, as a 500."""
     value = env.str(name, default=default)
@@ -249,6 +277,8 @@ def _env_rate(name, default):
 
 THOR_THROTTLE_RATES = {
     "login": _env_rate("THOR_LOGIN_RATE", "20/min"),
+    # The admin's login form, per IP at the API login's rate, in a bucket of its own.
+    "admin_login": _env_rate("THOR_LOGIN_RATE", "20/min"),
     "oauth_start": _env_rate("THOR_OAUTH_START_RATE", "30/min"),
     "orders": _env_rate("THOR_ORDER_RATE", "120/min"),
 }

@@ -95,6 +95,13 @@ BAD_VALUES = {
     "production without THOR_ENCRYPTION_KEYS": ("THOR_ENCRYPTION_KEYS", {**PRODUCTION, "THOR_ENCRYPTION_KEYS": ""}),
     "production without ALLOWED_HOSTS": ("ALLOWED_HOSTS", {**PRODUCTION, "ALLOWED_HOSTS": ""}),
     "production with DEBUG=true": ("DEBUG", {**PRODUCTION, "DEBUG": "true"}),
+    "THOR_FORWARDED_ALLOW_IPS=a name": ("THOR_FORWARDED_ALLOW_IPS", {"THOR_FORWARDED_ALLOW_IPS": "proxy.internal"}),
+    "forwarded headers believed twice": (
+        "THOR_TRUSTED_PROXIES",
+        {"THOR_FORWARDED_ALLOW_IPS": "10.0.0.5", "THOR_TRUSTED_PROXIES": "1"},
+    ),
+    "THOR_MAX_REQUEST_BYTES=0": ("THOR_MAX_REQUEST_BYTES", {"THOR_MAX_REQUEST_BYTES": "0"}),
+    "THOR_MAX_REQUEST_BYTES=1MB": ("THOR_MAX_REQUEST_BYTES", {"THOR_MAX_REQUEST_BYTES": "1MB"}),
 }
 
 
