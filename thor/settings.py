@@ -63,7 +63,15 @@ def _required_in_production(name, development_default):
     return development_default
 
 
-SECRET_KEY = _required_in_production("SECRET_KEY", "thor-development-only-secret-key-not-for-production-use")
+# Public (it is in this file): whoever has it can sign sessions and JWTs for a deployment that uses it.
+DEVELOPMENT_SECRET_KEY = "thor-development-only-secret-key-not-for-production-use"
+SECRET_KEY = _required_in_production("SECRET_KEY", DEVELOPMENT_SECRET_KEY)
+if PRODUCTION and SECRET_KEY == DEVELOPMENT_SECRET_KEY:
+    raise ImproperlyConfigured(
+        "Environment variable SECRET_KEY is the public development key; production needs its own."
+    )
+if PRODUCTION and len(SECRET_KEY) < 50:
+    raise ImproperlyConfigured("Environment variable SECRET_KEY must be at least 50 characters in production.")
 ALLOWED_HOSTS = _env_or_fail(env.list, "ALLOWED_HOSTS", default=[]) or ([] if PRODUCTION else ["*"])
 if PRODUCTION and not ALLOWED_HOSTS:
     raise ImproperlyConfigured("Environment variable ALLOWED_HOSTS is required when THOR_ENV=production.")
