@@ -106,6 +106,8 @@ MIDDLEWARE = [
     "thor.middleware.CorrelationIdMiddleware",
     "thor.middleware.NoStoreApiMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # The admin's CSS and JS, from STATIC_ROOT (collectstatic, run in the image build); no proxy needed for them.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -362,7 +364,20 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(env.str("THOR_STATIC_ROOT", default="") or BASE_DIR / "staticfiles")
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Production serves hashed, compressed copies that browsers may cache for good; they exist only after
+    # collectstatic, so development keeps the plain storage (and WhiteNoise serves from the apps under DEBUG).
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if PRODUCTION
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+# Development (make run, the tests) serves the apps' static files directly, looked up per request.
+WHITENOISE_USE_FINDERS = not PRODUCTION
+WHITENOISE_AUTOREFRESH = not PRODUCTION
 
 # --- Logging: JSON lines, each with the request's correlation id -----------------------
 LOGGING = {
