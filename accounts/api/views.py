@@ -4,7 +4,6 @@ import json
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.pagination import CursorPagination
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -19,6 +18,7 @@ from brokers.api.serializers import KitePostbackInputSerializer, KitePostbackOut
 from brokers.api.views import query_and_body
 from thor import snapshots
 from thor.errors import ApplicationError, error_responses
+from thor.pagination import StrictCursorPagination
 from thor.throttles import OrderRateThrottle
 
 ERRORS = error_responses(401, 404)
@@ -242,7 +242,7 @@ class FundsView(_LiveReadView):
     present_data = serializers.funds_data
 
 
-class OrderCursorPagination(CursorPagination):
+class OrderCursorPagination(StrictCursorPagination):
     ordering = "-id"
     page_size = 50
     page_size_query_param = "limit"

@@ -17,6 +17,7 @@ from identity.models import Tenant
 from thor import snapshots
 from thor.errors import ApplicationError, error_responses
 from thor.throttles import OAuthStartRateThrottle
+from thor.views import BrowserRedirectView
 
 logger = logging.getLogger("thor.brokers")
 
@@ -93,7 +94,7 @@ def _to_frontend(origin: str, **params) -> HttpResponseRedirect:
     return response
 
 
-class KiteCallbackView(APIView):
+class KiteCallbackView(BrowserRedirectView):
     """Kite sends the browser here; only the signed state says who it is and where it goes back to."""
 
     authentication_classes = []
