@@ -39,12 +39,18 @@ def client_for(user=None) -> APIClient:
 
 @pytest.fixture
 def tenant(db):
-    return TenantFactory(slug="acme", allowed_origins=["http://localhost:5173", "https://app.acme.test"])
+    """Trades Indian instruments: its users' primary paper accounts are in INR, with a USD one on request."""
+    return TenantFactory(
+        slug="acme",
+        allowed_origins=["http://localhost:5173", "https://app.acme.test"],
+        currency="INR",
+        paper_other_currencies={"USD": "100000.00"},
+    )
 
 
 @pytest.fixture
 def other_tenant(db):
-    return TenantFactory(slug="globex", allowed_origins=["https://globex.test"])
+    return TenantFactory(slug="globex", allowed_origins=["https://globex.test"], currency="INR")
 
 
 @pytest.fixture

@@ -1,6 +1,8 @@
 from django.contrib import admin
 
 from accounts.models import Order, OrderEvent, PaperPosition, TradingAccount
+from identity.admin import UserAdmin
+from identity.models import User
 
 
 class ReadOnlyMixin:
@@ -57,3 +59,24 @@ class OrderEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = ["id", "created_at", "account", "order", "kind", "actor", "request_id"]
     list_filter = ["kind"]
     search_fields = ["request_id", "order__client_order_id", "account__user__email"]
+
+
+class TradingAccountInline(admin.TabularInline):
+    model = TradingAccount
+    fields = ["mode", "display_name", "currency", "cash", "is_primary", "connection"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+# The user admin is identity's; the accounts it lists inline are this app's to add.
+admin.site.unregister(User)
+
+
+@admin.register(User)
+class UserWithAccountsAdmin(UserAdmin):
+    inlines = [*UserAdmin.inlines, TradingAccountInline]

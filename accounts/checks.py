@@ -7,11 +7,14 @@ from rest_framework import status
 
 from accounts.market_data import EXCHANGES, VALIDITIES, Instrument, instrument_get
 from accounts.models import Order, TradingAccount
+from accounts.paper import market_fill_price
 from brokers.adapters.types import OrderRequest
 from brokers.services import connection_require_active
 from thor.errors import ApplicationError
 
 OPEN_STATUSES = (Order.Status.PENDING, Order.Status.OPEN, Order.Status.TRIGGER_PENDING)
+# What counts against a tenant's max open orders: an unconfirmed placement may well be open.
+MAYBE_OPEN_STATUSES = (*OPEN_STATUSES, Order.Status.UNKNOWN)
 
 
 def trading_enabled_check(*, account: TradingAccount) -> None:
@@ -82,9 +85,45 @@ def order_request_check(*, request: OrderRequest) -> Instrument:
     return instrument
 
 
-def estimated_price(*, request: OrderRequest, last_price: Decimal | None) -> Decimal | None:
-    """The price the order is valued at for limits and buying power."""
-    return request.price or request.trigger_price or last_price
+def currency_check(*, account: TradingAccount, request: OrderRequest) -> None:
+    """A paper account holds one currency: an instrument priced in another is refused, naming both."""
+    currency = EXCHANGES[request.exchange].currency
+    if account.mode == TradingAccount.Mode.PAPER and currency != account.currency:
+        raise ValidationError(
+            {
+                "exchange": [
+                    f"{request.exchange} trades in {currency}; this paper account is in {account.currency}. "
+                    f"Use a {currency} paper account."
+                ]
+            }
+        )
+
+
+def order_value_price(*, request: OrderRequest, last_price: Decimal | None) -> Decimal | None:
+    """The price the order can fill at, which buying power and the tenant's limits are checked on.
+
+    A marketable limit fills at the market, not at its limit: valued at its limit, a sell at 0.05 would
+    short a fortune for nothing. A buy never fills above its limit, a sell never below it; market and
+    stop-market orders fill at the market (with the paper slippage). None when the market price is
+    needed and unknown.
+    """
+    market = (
+        None
+        if last_price is None
+        else market_fill_price(
+            last_price=last_price, side=request.side, exchange=request.exchange, symbol=request.symbol
+        )
+    )
+    buying = request.side == Order.Side.BUY
+    if request.order_type == "MARKET":
+        return market
+    if request.order_type == "SL-M":
+        known = [price for price in (request.trigger_price, market) if price is not None]
+        return max(known) if buying or market is not None else None
+    if buying:
+        # A stop-limit buy may trigger later and fill anywhere up to its limit.
+        return request.price if last_price is None or request.order_type == "SL" else min(request.price, last_price)
+    return None if last_price is None else max(request.price, last_price)
 
 
 def tenant_limits_check(
@@ -101,7 +140,7 @@ def tenant_limits_check(
                 {"quantity": [f"Order value {value:.2f} exceeds the limit of {tenant.max_order_value}."]}
             )
     if tenant.max_open_orders is not None and replacing is None:
-        open_orders = Order.objects.filter(account__user=account.user, status__in=OPEN_STATUSES).count()
+        open_orders = Order.objects.filter(account__user=account.user, status__in=MAYBE_OPEN_STATUSES).count()
         if open_orders >= tenant.max_open_orders:
             raise ValidationError(
                 {"non_field_errors": [f"At most {tenant.max_open_orders} open orders are allowed; cancel one first."]}

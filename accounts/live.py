@@ -5,12 +5,15 @@ No function here holds a database transaction across a broker call.
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 from accounts.audit import order_event_record, order_state
+from accounts.broker_updates import order_broker_update
 from accounts.models import Order, TradingAccount
 from brokers.adapters.base import BrokerAdapter
 from brokers.adapters.errors import BrokerError, BrokerErrorCode
@@ -73,20 +76,6 @@ def live_snapshots_forget(*, account: TradingAccount) -> None:
         snapshots.forget(snapshots.key(account.user.tenant.slug, account.pk, what))
 
 
-def _apply_result(order: Order, result: OrderResult) -> None:
-    order.broker_order_id = result.broker_order_id or order.broker_order_id
-    if result.status in Order.Status.values:
-        order.status = result.status
-    elif result.status:
-        # Kite's working states (OPEN PENDING, VALIDATION PENDING, MODIFIED...) all mean open.
-        order.status = Order.Status.OPEN
-    order.filled_quantity = result.filled_quantity or order.filled_quantity
-    order.average_price = result.average_price or order.average_price
-    order.status_message = (result.status_message or "")[:500]
-    if result.raw:
-        order.raw = result.raw
-
-
 def _save_with_event(*, order: Order, kind: str, before: dict, actor, broker_response: dict | None = None) -> Order:
     order.save()
     order_event_record(order=order, kind=kind, before=before, actor=actor, broker_response=broker_response)
@@ -97,14 +86,13 @@ class OrderBookUnreadable(Exception):
     """The broker's order book could not be read: whether an order reached it is unknown."""
 
 
-def _find_by_tag(*, account: TradingAccount, tag: str) -> OrderResult | None:
+def _find_by_tag(*, account: TradingAccount, tag: str, attempts: int) -> OrderResult | None:
     """The broker's order with this tag, or None when the order book was read and has none.
 
-    Looks a few times: a request that timed out on our side may still be on its way in. Only a
-    last look that succeeded can say "not there"; otherwise raises OrderBookUnreadable.
+    Only a last look that succeeded can say "not there"; otherwise raises OrderBookUnreadable.
     """
     readable = False
-    for attempt in range(settings.THOR_PLACEMENT_LOOKUPS):
+    for attempt in range(attempts):
         if attempt:
             time.sleep(settings.THOR_PLACEMENT_LOOKUP_INTERVAL)
         try:
@@ -139,7 +127,11 @@ def order_request_of(order: Order) -> OrderRequest:
 
 
 def live_order_send(*, order: Order, actor) -> Order:
-    """Send a stored PENDING order. Raises the BrokerError when the broker refused it."""
+    """Send a stored PENDING order. Raises the BrokerError when the broker refused it for certain.
+
+    When the answer is lost (a timeout, a 5xx) the order may be at the broker: it is looked up by its tag,
+    and if it is not found yet it becomes UNKNOWN, for `live_order_settle` to resolve; it is never sent again.
+    """
     account = order.account
     request = order_request_of(order)
     before = order_state(order)
@@ -147,68 +139,76 @@ def live_order_send(*, order: Order, actor) -> Order:
         result = live_call(account, lambda adapter: adapter.place(request))
     except BrokerError as error:
         if error.code in UNCERTAIN_ERRORS:
-            return _resolve_uncertain_placement(order=order, error=error, actor=actor)
+            return _placement_uncertain(order=order, error=error, actor=actor)
         order.status = Order.Status.REJECTED
         order.status_message = (error.broker_message or error.message)[:500]
         _save_with_event(order=order, kind="rejected", before=before, actor=actor, broker_response={"code": error.code})
         raise
-    if result.status == "PENDING":
-        result = OrderResult(**{**result.__dict__, "status": Order.Status.OPEN})
     live_snapshots_forget(account=account)
-    return _record_placement(order=order, result=result, actor=actor, kind="sent")
+    return order_broker_update(account=account, result=result, kind="sent", order=order, actor=actor)[0]
 
 
-@transaction.atomic
-def _record_placement(*, order: Order, result: OrderResult, actor, kind: str) -> Order:
-    """The broker took the order: store its id without undoing what a postback already stored.
-
-    Kite may post the fill back before it answers the placement. The postback finds the order by
-    its tag, so the row is re-read under lock and left as the postback made it.
-    """
-    current = Order.objects.select_for_update().get(pk=order.pk)
-    if current.broker_order_id:
-        return current
-    before = order_state(current)
-    _apply_result(current, result)
-    _fold_postback_stand_in(order=current)
-    return _save_with_event(order=current, kind=kind, before=before, actor=actor, broker_response=result.raw)
+def _settle_delay(checks: int) -> timedelta:
+    # 1, 2, 4 ... seconds, at most a minute between looks.
+    return timedelta(seconds=min(2**checks, 60))
 
 
-def _fold_postback_stand_in(*, order: Order) -> None:
-    """A postback that came without our tag made a stand-in row for the same broker order.
-
-    Its state is newer than the placement answer, so the order takes it; its audit moves over.
-    """
-    stand_in = (
-        Order.objects.select_for_update()
-        .filter(account=order.account, broker_order_id=order.broker_order_id)
-        .exclude(pk=order.pk)
-        .first()
-    )
-    if stand_in is None:
-        return
-    for field in ("status", "status_message", "filled_quantity", "average_price", "raw"):
-        setattr(order, field, getattr(stand_in, field))
-    stand_in.events.update(order=order)
-    stand_in.delete()
-
-
-def _resolve_uncertain_placement(*, order: Order, error: BrokerError, actor) -> Order:
-    """The broker may have taken the order: look for its tag in the order book instead of resending."""
-    before = order_state(order)
+def _placement_uncertain(*, order: Order, error: BrokerError, actor) -> Order:
     try:
-        found = _find_by_tag(account=order.account, tag=order.client_order_id)
+        found = _find_by_tag(account=order.account, tag=order.client_order_id, attempts=settings.THOR_PLACEMENT_LOOKUPS)
     except OrderBookUnreadable:
-        order.status_message = "Placement unconfirmed: the broker did not answer; the next sync resolves it."
-        _save_with_event(order=order, kind="placement_unknown", before=before, actor=actor)
-        raise error from None
-    if found is None:
-        order.status = Order.Status.REJECTED
-        order.status_message = f"Not placed: the broker failed ({error.code}) and has no order with this tag."
-        _save_with_event(order=order, kind="placement_not_found", before=before, actor=actor)
-        raise error
-    live_snapshots_forget(account=order.account)
-    return _record_placement(order=order, result=found, actor=actor, kind="placement_confirmed")
+        found = None
+    if found is not None:
+        live_snapshots_forget(account=order.account)
+        return order_broker_update(
+            account=order.account, result=found, kind="placement_confirmed", order=order, actor=actor
+        )[0]
+    before = order_state(order)
+    order.status = Order.Status.UNKNOWN
+    order.status_message = (
+        f"Placement unconfirmed: the broker did not answer ({error.code}); Thor is checking its order book."
+    )
+    order.settle_checks = 0
+    order.settle_after = timezone.now() + _settle_delay(0)
+    return _save_with_event(order=order, kind="placement_unknown", before=before, actor=actor)
+
+
+def placement_settle_window(order: Order) -> timedelta:
+    """How long after it was sent an order the broker's book does not show may still appear in it."""
+    return timedelta(seconds=settings.THOR_PLACEMENT_SETTLE_SECONDS[order.account.broker])
+
+
+def live_order_settle(*, order: Order, now=None) -> Order:
+    """Resolve an UNKNOWN order from the broker's order book: confirmed when the book shows its tag,
+    REJECTED only once the settle window has passed without a trace; else looked at again later."""
+    now = now or timezone.now()
+    if order.status != Order.Status.UNKNOWN:
+        return order
+    try:
+        found = _find_by_tag(account=order.account, tag=order.client_order_id, attempts=1)
+    except (OrderBookUnreadable, BrokerError):
+        found, readable = None, False
+    else:
+        readable = True
+    if found is not None:
+        live_snapshots_forget(account=order.account)
+        return order_broker_update(account=order.account, result=found, kind="placement_confirmed", order=order)[0]
+    with transaction.atomic():
+        order = (
+            Order.objects.select_for_update(of=("self",)).select_related("account__connection__app").get(pk=order.pk)
+        )
+        if order.status != Order.Status.UNKNOWN:
+            return order  # a postback settled it meanwhile
+        before = order_state(order)
+        order.settle_checks += 1
+        if readable and now >= order.created_at + placement_settle_window(order):
+            order.status = Order.Status.REJECTED
+            order.settle_after = None
+            order.status_message = "Not placed: the broker's order book never showed it."
+            return _save_with_event(order=order, kind="placement_not_found", before=before, actor=None)
+        order.settle_after = now + _settle_delay(order.settle_checks)
+        order.save(update_fields=["settle_checks", "settle_after", "updated_at"])
+        return order
 
 
 def live_order_modify(*, order: Order, request: OrderRequest, actor) -> Order:
@@ -239,34 +239,3 @@ def live_order_abandon(*, order: Order, message: str, actor) -> Order:
     order.status = Order.Status.CANCELLED
     order.status_message = message
     return _save_with_event(order=order, kind="not_sent", before=before, actor=actor)
-
-
-@transaction.atomic
-def live_orders_reconcile(*, account: TradingAccount, results: Iterable[OrderResult]) -> int:
-    """Bring Thor's orders in line with the broker's order book; returns how many rows changed."""
-    changed = 0
-    for result in results:
-        order = (
-            account.orders.select_for_update().filter(broker_order_id=result.broker_order_id).first()
-            or account.orders.select_for_update().filter(client_order_id=result.tag, broker_order_id="").first()
-        )
-        if order is None:
-            order = Order(
-                account=account,
-                client_order_id=f"{account.broker}-{result.broker_order_id}"[:40],
-                symbol=result.symbol,
-                exchange=result.exchange,
-                side=result.side,
-                quantity=result.quantity,
-                order_type=result.order_type,
-                product=result.product,
-                price=result.price,
-                trigger_price=result.trigger_price,
-                validity=result.validity or "DAY",
-            )
-        before = order_state(order) if order.pk else {}
-        _apply_result(order, result)
-        if order_state(order) != before:
-            _save_with_event(order=order, kind="synced", before=before, actor=None, broker_response=result.raw)
-            changed += 1
-    return changed

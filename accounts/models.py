@@ -50,6 +50,8 @@ class Order(models.Model):
 
     class Status(models.TextChoices):
         PENDING = "PENDING", "Pending"  # accepted by Thor, not yet acknowledged by the broker
+        # Sent, but whether the broker took it is not known yet (a timeout): never reported as not placed.
+        UNKNOWN = "UNKNOWN", "Placement unconfirmed"
         OPEN = "OPEN", "Open"
         TRIGGER_PENDING = "TRIGGER PENDING", "Trigger pending"
         COMPLETE = "COMPLETE", "Complete"
@@ -79,6 +81,10 @@ class Order(models.Model):
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)
     request_fingerprint = models.CharField(max_length=64, blank=True)
     raw = models.JSONField(default=dict, blank=True, help_text="The broker's last payload for this order.")
+    settle_after = models.DateTimeField(
+        null=True, blank=True, help_text="UNKNOWN orders: when the broker's order book is read again."
+    )
+    settle_checks = models.PositiveSmallIntegerField(default=0, help_text="UNKNOWN orders: order book reads so far.")
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -95,7 +101,11 @@ class Order(models.Model):
                 fields=["account", "broker_order_id"], condition=~Q(broker_order_id=""), name="one_order_per_broker_id"
             ),
         ]
-        indexes = [models.Index(fields=["account", "status"]), models.Index(fields=["broker_order_id"])]
+        indexes = [
+            models.Index(fields=["account", "status"]),
+            models.Index(fields=["broker_order_id"]),
+            models.Index(fields=["settle_after"], condition=Q(status="UNKNOWN"), name="unknown_orders_to_settle"),
+        ]
 
     def __str__(self):
         return f"{self.side} {self.quantity} {self.exchange}:{self.symbol} ({self.status})"

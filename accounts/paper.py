@@ -46,19 +46,65 @@ def market_fill_price(*, last_price: Decimal, side: str, exchange: str, symbol: 
     return to_tick(last_price * factor, tick=instrument.tick_size, side=side)
 
 
+def margin_rate(*, tenant, product: str) -> Decimal:
+    """The share of a short's value held as margin for this product (tenant setting, else the default)."""
+    rates = tenant.paper_margin_rates or {}
+    return Decimal(str(rates.get(product, settings.THOR_PAPER_DEFAULT_MARGIN_RATE)))
+
+
+def _resting_orders(account: TradingAccount, *, exclude_order_id: int | None):
+    return account.orders.filter(status__in=RESTING_STATUSES).exclude(pk=exclude_order_id)
+
+
+def _order_price(order) -> Decimal:
+    return order.price or order.trigger_price or Decimal("0")
+
+
 def reserved_cash(*, account: TradingAccount, exclude_order_id: int | None = None) -> Decimal:
-    """Cash set aside for resting buy orders, at their limit (or trigger) price."""
-    reserved = Decimal("0")
-    resting_buys = account.orders.filter(status__in=RESTING_STATUSES, side=Order.Side.BUY).exclude(pk=exclude_order_id)
-    for order in resting_buys:
-        reserved += order.quantity * (order.price or order.trigger_price or Decimal("0"))
+    """Cash set aside for resting orders: buys at their limit (or trigger) price, and the margin of resting
+    sells beyond the long position they would sell (they would open a short)."""
+    resting = list(_resting_orders(account, exclude_order_id=exclude_order_id))
+    reserved = sum(
+        (order.quantity * _order_price(order) for order in resting if order.side == Order.Side.BUY), Decimal("0")
+    )
+    held = {(p.exchange, p.symbol, p.product): p.quantity for p in account.paper_positions.all()}
+    sells = defaultdict(list)
+    for order in resting:
+        if order.side == Order.Side.SELL and order.product != "CNC":
+            sells[(order.exchange, order.symbol, order.product)].append(order)
+    for instrument, orders in sells.items():
+        opening = max(sum(order.quantity for order in orders) - max(held.get(instrument, Decimal("0")), 0), 0)
+        price = max(_order_price(order) for order in orders)
+        reserved += opening * price * margin_rate(tenant=account.user.tenant, product=instrument[2])
     return reserved.quantize(CENT)
 
 
+def short_exposure(*, account: TradingAccount, marks) -> Decimal:
+    """What the open shorts tie up: buying them back at the mark, plus their margin.
+
+    A short sale's proceeds are in cash but are not buying power: they are owed back.
+    """
+    exposure = Decimal("0")
+    for position in account.paper_positions.filter(quantity__lt=0):
+        mark = marks.get((position.exchange, position.symbol)) or position.average_price
+        rate = margin_rate(tenant=account.user.tenant, product=position.product)
+        exposure += -position.quantity * mark * (1 + rate)
+    return exposure.quantize(CENT)
+
+
+def paper_buying_power(*, account: TradingAccount, marks, exclude_order_id: int | None = None) -> Decimal:
+    """Cash less what resting orders reserve and what open shorts tie up (marked at `marks`)."""
+    return (
+        account.cash
+        - reserved_cash(account=account, exclude_order_id=exclude_order_id)
+        - short_exposure(account=account, marks=marks)
+    )
+
+
 def _reserved_sell_quantity(*, account: TradingAccount, exchange: str, symbol: str, product: str, exclude_order_id):
-    resting = account.orders.filter(
-        status__in=RESTING_STATUSES, side=Order.Side.SELL, exchange=exchange, symbol=symbol, product=product
-    ).exclude(pk=exclude_order_id)
+    resting = _resting_orders(account, exclude_order_id=exclude_order_id).filter(
+        side=Order.Side.SELL, exchange=exchange, symbol=symbol, product=product
+    )
     return resting.aggregate(total=Sum("quantity"))["total"] or Decimal("0")
 
 
@@ -67,29 +113,35 @@ def _position_quantity(*, account, exchange, symbol, product) -> Decimal:
     return position.quantity if position else Decimal("0")
 
 
-def paper_buying_power_check(*, account: TradingAccount, order: Order, estimated_price: Decimal) -> None:
-    """Raise a per-field ValidationError when the locked account cannot afford `order`."""
-    held = _position_quantity(account=account, exchange=order.exchange, symbol=order.symbol, product=order.product)
-    if order.side == Order.Side.SELL and order.product == "CNC":
-        sellable = held - _reserved_sell_quantity(
-            account=account,
-            exchange=order.exchange,
-            symbol=order.symbol,
-            product=order.product,
-            exclude_order_id=order.pk,
-        )
-        if order.quantity > sellable:
+def paper_buying_power_check(*, account: TradingAccount, request, price: Decimal, marks, replacing=None) -> None:
+    """Raise a per-field ValidationError when the locked account cannot afford the order at `price`, the
+    price it can fill at. A buy needs its cost (beyond the short it covers); a sell that opens a short
+    needs the short's margin. `replacing` is the order a modify changes: its own reservation is freed."""
+    exclude = replacing.pk if replacing else None
+    held = _position_quantity(
+        account=account, exchange=request.exchange, symbol=request.symbol, product=request.product
+    )
+    selling_already = _reserved_sell_quantity(
+        account=account,
+        exchange=request.exchange,
+        symbol=request.symbol,
+        product=request.product,
+        exclude_order_id=exclude,
+    )
+    if request.side == Order.Side.SELL and request.product == "CNC":
+        sellable = held - selling_already
+        if request.quantity > sellable:
             raise ValidationError(
-                {"quantity": [f"Cannot sell {order.quantity} {order.symbol} (CNC): {max(sellable, 0)} held."]}
+                {"quantity": [f"Cannot sell {request.quantity} {request.symbol} (CNC): {max(sellable, 0)} held."]}
             )
         return
-    if order.side == Order.Side.BUY:
-        needed_quantity = order.quantity
+    if request.side == Order.Side.BUY:
+        needed = max(request.quantity - max(-held, Decimal("0")), Decimal("0")) * price
     else:
-        # Selling beyond a long position opens a short, margined in full.
-        needed_quantity = max(order.quantity - max(held, Decimal("0")), Decimal("0"))
-    needed = (needed_quantity * estimated_price).quantize(CENT)
-    available = account.cash - reserved_cash(account=account, exclude_order_id=order.pk)
+        opening = max(request.quantity - max(held - selling_already, Decimal("0")), Decimal("0"))
+        needed = opening * price * margin_rate(tenant=account.user.tenant, product=request.product)
+    needed = needed.quantize(CENT)
+    available = paper_buying_power(account=account, marks=marks, exclude_order_id=exclude)
     if needed > available:
         raise ValidationError({"quantity": [f"Insufficient buying power: needs {needed}, available {available}."]})
 
@@ -118,9 +170,18 @@ def _fill(*, account: TradingAccount, order: Order, price: Decimal, actor=None) 
     )
     cost = (order.quantity * price).quantize(CENT)
     before = order_state(order)
-    if order.side == Order.Side.BUY and cost > account.cash:
-        _reject(order=order, message=f"Insufficient funds at fill: needs {cost}, cash {account.cash}.", actor=actor)
-        return
+    if order.side == Order.Side.BUY:
+        # Short proceeds sit in cash but are owed back: a buy is paid from buying power (beyond what it covers).
+        opening = max(order.quantity - max(-position.quantity, Decimal("0")), Decimal("0"))
+        needed = (opening * price).quantize(CENT)
+        available = paper_buying_power(
+            account=account, marks={(order.exchange, order.symbol): price}, exclude_order_id=order.pk
+        )
+        if needed > available or cost > account.cash:
+            _reject(
+                order=order, message=f"Insufficient funds at fill: needs {needed}, available {available}.", actor=actor
+            )
+            return
     if order.side == Order.Side.SELL and order.product == "CNC" and position.quantity < order.quantity:
         _reject(order=order, message=f"Insufficient CNC position at fill: {position.quantity} held.", actor=actor)
         return
@@ -235,7 +296,7 @@ def paper_orders_match(*, account_id: int | None = None, now: datetime | None = 
 
 def _tenant_prices(*, tenant, instruments) -> dict[tuple[str, str], Decimal]:
     try:
-        return price_source(tenant=tenant).prices(instruments)
+        return price_source(tenant=tenant).prices(instruments).fresh()
     except MarketDataUnavailable:
         # Expiry needs no price; fills wait until the source answers again.
         return {}

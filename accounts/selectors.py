@@ -5,18 +5,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from django.db import connections, router
 from django.db.models import QuerySet
 from django.http import Http404
 from django.utils import timezone
 
 from accounts import live
 from accounts.models import Order, PaperPosition, TradingAccount
-from accounts.paper import reserved_cash
+from accounts.paper import reserved_cash, short_exposure
 from accounts.prices import price_source
 from brokers.adapters.types import Funds, Holding, Position
-from brokers.models import BrokerConnection
-from identity.models import Tenant, User
 from thor.money import CENT
 from thor.snapshots import LiveRead, Present
 
@@ -38,57 +35,31 @@ def account_get(*, user, account_ref: str) -> TradingAccount:
     return _account_by_ref(account_list(user=user), account_ref)
 
 
-def _read_sql() -> str:
-    # Built once from the models' own names; the only values are the %s parameters.
-    account = ", ".join(f'a."{field.column}"' for field in TradingAccount._meta.concrete_fields)
-    connection = 'c."id", c."user_id", c."app_id", c."status", c."access_expires_at"'
-    tables = (
-        f'"{TradingAccount._meta.db_table}" a '
-        f'INNER JOIN "{User._meta.db_table}" u ON u."id" = a."user_id" '
-        f'INNER JOIN "{Tenant._meta.db_table}" t ON t."id" = u."tenant_id" '
-        f'LEFT OUTER JOIN "{BrokerConnection._meta.db_table}" c ON c."id" = a."connection_id"'
-    )
-    select = f'SELECT {account}, {connection}, t."id", t."slug" FROM {tables}'  # noqa: S608
-    return select + ' WHERE a."user_id" = %s AND {condition} ORDER BY a."id" LIMIT 1'
-
-
-_READ_SQL = {
-    PRIMARY: _read_sql().format(condition='a."is_primary"'),
-    "id": _read_sql().format(condition='a."id" = %s'),
-}
-_ACCOUNT_FIELDS = [field.attname for field in TradingAccount._meta.concrete_fields]
-_CONNECTION_FIELDS = ["id", "user_id", "app_id", "status", "access_expires_at"]
-
-
 def account_for_read_get(*, user, account_ref: str) -> TradingAccount:
     """account_get for the live reads: the same account (or 404), with only what a read from the cache uses.
 
-    Its columns, its session's state and its tenant's slug (the cache key): not the broker app, the encrypted
-    tokens nor the user's and tenant's other columns, which only a call to the broker needs (loaded then, on
-    first use, as Django loads deferred fields). One fixed SQL statement: building the ORM's three-join query
-    was most of a cached read's time.
+    Its columns, its session's state and its tenant's slug (the cache key): not the broker app, the
+    encrypted tokens nor the user's and tenant's other columns, which only a call to the broker needs
+    (loaded then, on first use, as Django loads deferred fields). Through the ORM, so every database's
+    values come back as their Python types (SQLite's decimals and datetimes included).
     """
-    if account_ref == PRIMARY:
-        sql, params = _READ_SQL[PRIMARY], [user.pk]
-    elif ACCOUNT_ID.fullmatch(account_ref):
-        sql, params = _READ_SQL["id"], [user.pk, int(account_ref)]
-    else:
-        raise Http404
-    database = router.db_for_read(TradingAccount)
-    with connections[database].cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
-    if row is None:
-        raise Http404
-    split = len(_ACCOUNT_FIELDS)
-    account = TradingAccount.from_db(database, _ACCOUNT_FIELDS, row[:split])
-    connection_row, (tenant_id, tenant_slug) = row[split : split + 5], row[split + 5 :]
-    if connection_row[0] is not None:
-        account.connection = BrokerConnection.from_db(database, _CONNECTION_FIELDS, connection_row)
-    owner = User.from_db(database, ["id", "tenant_id"], [account.user_id, tenant_id])
-    owner.tenant = Tenant.from_db(database, ["id", "slug"], [tenant_id, tenant_slug])
-    account.user = owner
-    return account
+    accounts = (
+        TradingAccount.objects.filter(user=user)
+        .select_related("connection", "user__tenant")
+        .only(
+            *(field.name for field in TradingAccount._meta.concrete_fields),
+            "connection__id",
+            "connection__user_id",
+            "connection__app_id",
+            "connection__status",
+            "connection__access_expires_at",
+            "user__id",
+            "user__tenant_id",
+            "user__tenant__id",
+            "user__tenant__slug",
+        )
+    )
+    return _account_by_ref(accounts, account_ref)
 
 
 def _account_by_ref(accounts: QuerySet[TradingAccount], account_ref: str) -> TradingAccount:
@@ -232,16 +203,18 @@ def funds_get(*, account: TradingAccount, fresh: bool = False, present: Present 
         return live.live_read(
             account=account, what="funds", call=lambda adapter: adapter.funds(), force=fresh, present=present
         )
-    reserved = reserved_cash(account=account)
     valuation = _paper_positions(account)
+    marks = {(p.exchange, p.symbol): price for p, price in valuation.positions}
+    # Short proceeds are in cash but owed back: they and the shorts' margin are tied up, like reservations.
+    utilised = reserved_cash(account=account) + short_exposure(account=account, marks=marks)
     market_value = sum((p.quantity * price for p, price in valuation.positions), Decimal("0"))
-    available = account.cash - reserved
+    available = account.cash - utilised
     return _now_read(
         Funds(
             currency=account.currency,
             cash=account.cash,
             available=available,
-            utilised=reserved,
+            utilised=utilised,
             buying_power=available,
             net_liquidation=(account.cash + market_value).quantize(CENT),
         ),

@@ -3,6 +3,7 @@
 Order writes live in `accounts.orders`, the paper engine in `accounts.paper`.
 """
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -11,24 +12,66 @@ from django.utils import timezone
 from rest_framework import status
 
 from accounts import live
-from accounts.models import TradingAccount
+from accounts.broker_updates import orders_reconcile
+from accounts.models import Order, TradingAccount
 from accounts.paper import paper_account_reset, paper_orders_match
-from brokers.models import BrokerConnection
+from brokers.models import BrokerConnection, BrokerKind
 from thor.errors import ApplicationError
+
+logger = logging.getLogger("accounts.services")
+
+# How a live account of each broker is named, and the currency it is kept in.
+LIVE_ACCOUNTS = {BrokerKind.KITE: ("Zerodha", "INR")}
 
 
 @transaction.atomic
-def trading_account_create_paper(*, user, primary: bool = True) -> TradingAccount:
-    """The user's paper account, funded with the tenant's starting cash."""
-    tenant = user.tenant
+def trading_account_create_paper(*, user, currency: str | None = None) -> TradingAccount:
+    """A paper account in one of the tenant's paper currencies, funded with that currency's starting cash.
+
+    Without a currency: the tenant's own, as the user's primary account (sign-up). One per currency.
+    """
+    offered = user.tenant.paper_currencies()
+    currency = currency or user.tenant.currency
+    if currency not in offered:
+        raise ApplicationError(
+            f"This tenant offers paper accounts in {', '.join(sorted(offered))}, not {currency}.",
+            code="currency_not_offered",
+            errors={"currency": [f"Use one of {', '.join(sorted(offered))}."]},
+        )
+    if TradingAccount.objects.filter(user=user, mode=TradingAccount.Mode.PAPER, currency=currency).exists():
+        raise ApplicationError(
+            f"You already have a {currency} paper account.",
+            code="paper_account_exists",
+            status_code=status.HTTP_409_CONFLICT,
+        )
+    first = not TradingAccount.objects.filter(user=user).exists()
     return TradingAccount.objects.create(
         user=user,
         mode=TradingAccount.Mode.PAPER,
-        display_name="Paper",
-        currency=tenant.currency,
-        cash=tenant.paper_starting_cash,
-        is_primary=primary,
+        display_name=f"Paper {currency}",
+        currency=currency,
+        cash=offered[currency],
+        is_primary=first,
     )
+
+
+@transaction.atomic
+def trading_account_for_connection(*, connection: BrokerConnection) -> TradingAccount:
+    """The live account of a newly linked (or relinked) broker connection: one per broker account."""
+    name, currency = LIVE_ACCOUNTS[connection.app.kind]
+    account, _ = TradingAccount.objects.update_or_create(
+        connection=connection,
+        broker_account_id=connection.broker_user_id,
+        defaults={"user": connection.user, "mode": TradingAccount.Mode.LIVE},
+        create_defaults={
+            "user": connection.user,
+            "mode": TradingAccount.Mode.LIVE,
+            "display_name": f"{name} {connection.broker_user_id}",
+            "currency": currency,
+            "is_primary": False,
+        },
+    )
+    return account
 
 
 @transaction.atomic
@@ -74,5 +117,27 @@ def trading_account_sync(*, account: TradingAccount) -> SyncResult:
         )
         changed[what] = int(previous != read.data)
     broker_orders = live.live_call(account, lambda adapter: adapter.orders())
-    changed["orders"] = live.live_orders_reconcile(account=account, results=broker_orders)
+    changed["orders"] = orders_reconcile(account=account, results=broker_orders)
     return SyncResult(changed=changed, as_of=timezone.now())
+
+
+def unknown_orders_settle(*, now=None, limit: int = 200) -> int:
+    """Look again at the UNKNOWN placements that are due; returns how many left UNKNOWN.
+
+    State lives on the order (`settle_after`, `settle_checks`), so a crash or a restart loses nothing:
+    the next run picks the same orders up.
+    """
+    now = now or timezone.now()
+    due = (
+        Order.objects.filter(status=Order.Status.UNKNOWN, settle_after__lte=now)
+        .select_related("account__connection__app", "account__user__tenant")
+        .order_by("settle_after")[:limit]
+    )
+    settled = 0
+    for order in due:
+        try:
+            settled += live.live_order_settle(order=order, now=now).status != Order.Status.UNKNOWN
+        except Exception:
+            # One order's trouble (its session ended, say) must not stop the others being settled.
+            logger.exception("Could not settle UNKNOWN order %s", order.pk)
+    return settled

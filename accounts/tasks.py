@@ -1,8 +1,15 @@
 from celery import shared_task
 
 from accounts.paper import paper_orders_match
+from accounts.services import unknown_orders_settle
 
 
 @shared_task(name="accounts.tasks.match_paper_orders", ignore_result=True)
 def match_paper_orders() -> int:
     return paper_orders_match()
+
+
+@shared_task(name="accounts.tasks.settle_unknown_orders", ignore_result=True)
+def settle_unknown_orders() -> int:
+    """Every few seconds: UNKNOWN placements whose next look is due, settled from the broker's order book."""
+    return unknown_orders_settle()

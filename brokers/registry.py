@@ -11,6 +11,7 @@ def _kite(app: BrokerApp, connection: BrokerConnection | None) -> BrokerAdapter:
         api_key=app.api_key,
         api_secret=app.api_secret,
         access_token=connection.access_token if connection else "",
+        market_protection=app.tenant.kite_market_protection,
     )
 
 

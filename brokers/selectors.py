@@ -1,6 +1,5 @@
 from django.db.models import QuerySet
 
-from accounts.models import TradingAccount
 from brokers.models import BrokerConnection, BrokerKind
 
 
@@ -21,7 +20,3 @@ def kite_connection_get(*, user) -> BrokerConnection | None:
         .exclude(status=BrokerConnection.Status.REVOKED)
     )
     return linked.filter(status=BrokerConnection.Status.ACTIVE).first() or linked.first()
-
-
-def live_account_get(*, connection: BrokerConnection) -> TradingAccount | None:
-    return TradingAccount.objects.filter(connection=connection, mode=TradingAccount.Mode.LIVE).first()

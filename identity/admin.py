@@ -1,7 +1,6 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 
-from accounts.models import TradingAccount
 from identity.models import Tenant, User
 
 
@@ -12,18 +11,6 @@ class TenantAdmin(admin.ModelAdmin):
     list_filter = ["trading_enabled", "is_default"]
 
 
-class TradingAccountInline(admin.TabularInline):
-    model = TradingAccount
-    fields = ["mode", "display_name", "currency", "cash", "is_primary", "connection"]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-    show_change_link = True
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-
 @admin.register(User)
 class UserAdmin(DjangoUserAdmin):
     ordering = ["email"]
@@ -31,7 +18,6 @@ class UserAdmin(DjangoUserAdmin):
     list_filter = ["tenant", "role", "is_active"]
     search_fields = ["email"]
     actions = ["disable_users"]
-    inlines = [TradingAccountInline]
     fieldsets = [
         (None, {"fields": ["email", "password"]}),
         ("Tenancy", {"fields": ["tenant", "role", "marketing_opt_in"]}),

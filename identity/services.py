@@ -2,8 +2,8 @@ from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
-from accounts.services import trading_account_create_paper
 from identity.models import Tenant, User, inexact_origins
+from identity.signals import user_registered
 from thor.errors import ApplicationError
 
 
@@ -17,7 +17,7 @@ def tenant_get_for_signup(*, slug: str | None) -> Tenant:
 
 @transaction.atomic
 def user_register(*, email: str, password: str, tenant_slug: str | None = None, marketing_opt_in: bool = False) -> User:
-    """A new user with their primary paper account, in one transaction."""
+    """A new user, and whatever other apps give a new user (`user_registered`), in one transaction."""
     tenant = tenant_get_for_signup(slug=tenant_slug)
     email = User.objects.normalize_email(email).lower()
     if User.objects.filter(email=email).exists():
@@ -36,7 +36,7 @@ def user_register(*, email: str, password: str, tenant_slug: str | None = None, 
         raise ApplicationError(
             "A user with this email already exists.", code="duplicate_email", errors={"email": ["Already registered."]}
         ) from None
-    trading_account_create_paper(user=user)
+    user_registered.send(sender=User, user=user)
     return user
 
 

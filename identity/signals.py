@@ -5,11 +5,15 @@ from corsheaders.signals import check_request_enabled
 from django.core.cache import cache
 from django.db import connection
 from django.db.models.signals import post_delete, post_save
-from django.dispatch import receiver
+from django.dispatch import Signal, receiver
 
 from identity.models import Tenant
 
 _ORIGINS_CACHE_KEY = "identity:tenant-origins"
+
+# Sent with `user` inside the sign-up transaction: what other apps give a new user (the accounts app,
+# a paper account) commits or rolls back with the user, and identity need not know about it.
+user_registered = Signal()
 
 
 def _load_tenant_origins() -> frozenset[str]:

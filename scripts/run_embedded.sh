@@ -14,4 +14,5 @@ SANDBOX_PID=$!
 trap 'kill $SANDBOX_PID 2>/dev/null || true' EXIT INT TERM
 
 echo "Thor on http://127.0.0.1:8000  (Swagger UI: http://127.0.0.1:8000/api/docs/)"
-$PY -m uvicorn thor.asgi:application --host 127.0.0.1 --port 8000 --log-level warning --no-access-log
+# thor.serve starts uvicorn trusting forwarded headers only from THOR_FORWARDED_ALLOW_IPS (none by default).
+$PY -m thor.serve --host 127.0.0.1 --port 8000 --log-level warning

@@ -13,25 +13,29 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
 
-from brokers.adapters.errors import BrokerError, BrokerErrorCode
+from thor.upstream import UpstreamError, UpstreamErrorCode
 
 logger = logging.getLogger("thor.errors")
 
 
-# How each broker failure reads to the API's client (DESIGN.md section 3).
+# How each upstream (broker) failure reads to the API's client (DESIGN.md section 3).
 BROKER_ERROR_RESPONSES = {
-    BrokerErrorCode.TOKEN_EXPIRED: (409, "reauth_required", "The broker session has expired: link the account again."),
-    BrokerErrorCode.RATE_LIMITED: (
+    UpstreamErrorCode.TOKEN_EXPIRED: (
+        409,
+        "reauth_required",
+        "The broker session has expired: link the account again.",
+    ),
+    UpstreamErrorCode.RATE_LIMITED: (
         503,
         "broker_rate_limited",
         "The broker's rate limit is reached; try again shortly.",
     ),
-    BrokerErrorCode.UNAVAILABLE: (503, "broker_unavailable", "The broker is not answering; try again shortly."),
-    BrokerErrorCode.TIMEOUT: (503, "broker_unavailable", "The broker did not answer in time; try again shortly."),
-    BrokerErrorCode.REJECTED: (422, "broker_rejected", "The broker rejected the request."),
-    BrokerErrorCode.INVALID_INPUT: (400, "broker_invalid_input", "The broker refused the input."),
-    BrokerErrorCode.PERMISSION_DENIED: (403, "broker_permission_denied", "The broker does not allow this."),
-    BrokerErrorCode.NOT_FOUND: (404, "not_found", "Not found at the broker."),
+    UpstreamErrorCode.UNAVAILABLE: (503, "broker_unavailable", "The broker is not answering; try again shortly."),
+    UpstreamErrorCode.TIMEOUT: (503, "broker_unavailable", "The broker did not answer in time; try again shortly."),
+    UpstreamErrorCode.REJECTED: (422, "broker_rejected", "The broker rejected the request."),
+    UpstreamErrorCode.INVALID_INPUT: (400, "broker_invalid_input", "The broker refused the input."),
+    UpstreamErrorCode.PERMISSION_DENIED: (403, "broker_permission_denied", "The broker does not allow this."),
+    UpstreamErrorCode.NOT_FOUND: (404, "not_found", "Not found at the broker."),
 }
 
 
@@ -71,10 +75,10 @@ def error_body(detail, status_code, code, errors=None):
     return body
 
 
-def broker_error_body(error: BrokerError) -> dict:
+def broker_error_body(error: UpstreamError) -> dict:
     """The answer to a broker failure (`status_code` in it); stored as is when a request must answer it again."""
     status_code, code, detail = BROKER_ERROR_RESPONSES[error.code]
-    if error.code in (BrokerErrorCode.REJECTED, BrokerErrorCode.INVALID_INPUT) and error.broker_message:
+    if error.code in (UpstreamErrorCode.REJECTED, UpstreamErrorCode.INVALID_INPUT) and error.broker_message:
         # The broker's own words on why an order was refused are for the user; nothing else is.
         detail = f"{detail} {error.broker_message[:200]}"
     return error_body(detail, status_code, code)
@@ -109,7 +113,7 @@ def exception_handler(exc, context):
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
 
-    if isinstance(exc, BrokerError):
+    if isinstance(exc, UpstreamError):
         body = broker_error_body(exc)
         if exc.retry_after:
             headers["Retry-After"] = str(max(1, int(exc.retry_after)))

@@ -2,6 +2,7 @@ import re
 import uuid
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.utils.cache import patch_cache_control
 
 from thor.logging import correlation_id_var
 
@@ -50,3 +51,37 @@ class CorrelationIdMiddleware:
             correlation_id_var.reset(token)
         response["X-Correlation-ID"] = correlation_id
         return response
+
+
+# Public and cacheable: nothing in these answers belongs to a user.
+_CACHEABLE_API_PATHS = re.compile(r"^/api/(health|schema|docs)/?$")
+
+
+class NoStoreApiMiddleware:
+    """`Cache-Control: no-store` on every /api/ answer but health, schema and docs.
+
+    API answers carry tokens (login, register, refresh) and account data (positions, funds, orders);
+    without it a browser or a shared proxy may keep them on disk after the user has logged out.
+    """
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+        if iscoroutinefunction(get_response):
+            markcoroutinefunction(self)
+
+    @staticmethod
+    def _mark(request, response):
+        if request.path.startswith("/api/") and not _CACHEABLE_API_PATHS.match(request.path):
+            patch_cache_control(response, no_store=True)
+        return response
+
+    def __call__(self, request):
+        if iscoroutinefunction(self):
+            return self.__acall__(request)
+        return self._mark(request, self.get_response(request))
+
+    async def __acall__(self, request):
+        return self._mark(request, await self.get_response(request))

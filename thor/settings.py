@@ -5,6 +5,7 @@ layer, eager Celery and a scheduler thread for the beat schedule. `DATABASE_URL`
 `REDIS_URL` and `CELERY_BROKER_URL` switch each part to the production-like stack.
 """
 
+import ipaddress
 import re
 from datetime import timedelta
 from decimal import Decimal
@@ -62,7 +63,15 @@ def _required_in_production(name, development_default):
     return development_default
 
 
-SECRET_KEY = _required_in_production("SECRET_KEY", "thor-development-only-secret-key-not-for-production-use")
+# Public (it is in this file): whoever has it can sign sessions and JWTs for a deployment that uses it.
+DEVELOPMENT_SECRET_KEY = "thor-development-only-secret-key-not-for-production-use"
+SECRET_KEY = _required_in_production("SECRET_KEY", DEVELOPMENT_SECRET_KEY)
+if PRODUCTION and SECRET_KEY == DEVELOPMENT_SECRET_KEY:
+    raise ImproperlyConfigured(
+        "Environment variable SECRET_KEY is the public development key; production needs its own."
+    )
+if PRODUCTION and len(SECRET_KEY) < 50:
+    raise ImproperlyConfigured("Environment variable SECRET_KEY must be at least 50 characters in production.")
 ALLOWED_HOSTS = _env_or_fail(env.list, "ALLOWED_HOSTS", default=[]) or ([] if PRODUCTION else ["*"])
 if PRODUCTION and not ALLOWED_HOSTS:
     raise ImproperlyConfigured("Environment variable ALLOWED_HOSTS is required when THOR_ENV=production.")
@@ -95,7 +104,10 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "thor.middleware.CorrelationIdMiddleware",
+    "thor.middleware.NoStoreApiMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # The admin's CSS and JS, from STATIC_ROOT (collectstatic, run in the image build); no proxy needed for them.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -209,6 +221,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "accounts.tasks.match_paper_orders",
         "schedule": timedelta(seconds=5),
     },
+    "settle-unknown-orders": {
+        "task": "accounts.tasks.settle_unknown_orders",
+        "schedule": timedelta(seconds=2),
+    },
 }
 # The embedded scheduler thread runs only where the ASGI app is served in embedded mode.
 THOR_EMBEDDED_SCHEDULER = EMBEDDED and _env_bool("THOR_EMBEDDED_SCHEDULER", default=True)
@@ -226,7 +242,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": [
-        "rest_framework.parsers.JSONParser",
+        "thor.parsers.DepthLimitedJSONParser",
         "rest_framework.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
     ],
@@ -239,6 +255,33 @@ REST_FRAMEWORK = {
 }
 
 
+def _proxy_addresses(name):
+    """Addresses or networks (or *) whose X-Forwarded-For/-Proto uvicorn believes; blank: none."""
+    values = [value.strip() for value in _env_or_fail(env.list, name, default=[]) if value.strip()]
+    for value in values:
+        if value == "*":
+            continue
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"Environment variable {name} must list IP addresses or networks, not {value!r}."
+            ) from None
+    return values
+
+
+# Where the client address comes from, decided once: `python -m thor.serve` gives this list to uvicorn's
+# --forwarded-allow-ips (and turns proxy headers off when it is empty), so REMOTE_ADDR is the client as
+# the trusted proxy saw it. Reading X-Forwarded-For again in DRF (THOR_TRUSTED_PROXIES) on top would
+# believe the header from any peer that bypasses the proxy, so the two cannot be combined.
+THOR_FORWARDED_ALLOW_IPS = _proxy_addresses("THOR_FORWARDED_ALLOW_IPS")
+if THOR_FORWARDED_ALLOW_IPS and REST_FRAMEWORK["NUM_PROXIES"]:
+    raise ImproperlyConfigured(
+        "Environment variable THOR_TRUSTED_PROXIES must be 0 when THOR_FORWARDED_ALLOW_IPS is set: "
+        "uvicorn already takes the client address from the trusted proxies' X-Forwarded-For."
+    )
+
+
 def _env_rate(name, default):
     """A DRF throttle rate such as 20/min; a typo would otherwise only fail at request time, as a 500."""
     value = env.str(name, default=default)
@@ -249,6 +292,8 @@ def _env_rate(name, default):
 
 THOR_THROTTLE_RATES = {
     "login": _env_rate("THOR_LOGIN_RATE", "20/min"),
+    # The admin's login form, per IP at the API login's rate, in a bucket of its own.
+    "admin_login": _env_rate("THOR_LOGIN_RATE", "20/min"),
     "oauth_start": _env_rate("THOR_OAUTH_START_RATE", "30/min"),
     "orders": _env_rate("THOR_ORDER_RATE", "120/min"),
 }
@@ -301,7 +346,14 @@ SESSION_COOKIE_SECURE = PRODUCTION
 CSRF_COOKIE_SECURE = PRODUCTION
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
-DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
+# Input limits. Bodies over THOR_MAX_REQUEST_BYTES are refused by thor.bodylimit before Django reads them;
+# Django's own limit is the same number, for anything that reaches it another way (WSGI, tests).
+THOR_MAX_REQUEST_BYTES = _env_or_fail(env.int, "THOR_MAX_REQUEST_BYTES", default=1024 * 1024)
+if THOR_MAX_REQUEST_BYTES < 1:
+    raise ImproperlyConfigured("Environment variable THOR_MAX_REQUEST_BYTES must be a positive number of bytes.")
+DATA_UPLOAD_MAX_MEMORY_SIZE = THOR_MAX_REQUEST_BYTES
+# JSON bodies nested deeper than this are a 400 (thor.parsers): Python's parser recurses.
+THOR_MAX_JSON_DEPTH = _env_or_fail(env.int, "THOR_MAX_JSON_DEPTH", default=32)
 SILENCED_SYSTEM_CHECKS = (
     [
         # /api/ paths answer with and without a trailing slash through explicit routes.
@@ -316,7 +368,20 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(env.str("THOR_STATIC_ROOT", default="") or BASE_DIR / "staticfiles")
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Production serves hashed, compressed copies that browsers may cache for good; they exist only after
+    # collectstatic, so development keeps the plain storage (and WhiteNoise serves from the apps under DEBUG).
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if PRODUCTION
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+# Development (make run, the tests) serves the apps' static files directly, looked up per request.
+WHITENOISE_USE_FINDERS = not PRODUCTION
+WHITENOISE_AUTOREFRESH = not PRODUCTION
 
 # --- Logging: JSON lines, each with the request's correlation id -----------------------
 LOGGING = {
@@ -361,9 +426,14 @@ THOR_SANDBOX_KITE_POSTBACK_URL = f"{THOR_PUBLIC_URL}/api/brokers/kite/postback/"
 THOR_KITE_TIMEOUT = _env_or_fail(env.float, "THOR_KITE_TIMEOUT", default=7.0)
 THOR_KITE_RATE_WAIT = _env_or_fail(env.float, "THOR_KITE_RATE_WAIT", default=1.0)
 # A placement that failed in transit is confirmed by reading the order book (never by sending again):
-# this many looks, this many seconds apart, since a timed-out request may still be on its way in.
-THOR_PLACEMENT_LOOKUPS = _env_or_fail(env.int, "THOR_PLACEMENT_LOOKUPS", default=3)
+# this many looks, this many seconds apart, before the answer says UNKNOWN (202) and the settle task
+# takes over, looking again with backoff.
+THOR_PLACEMENT_LOOKUPS = _env_or_fail(env.int, "THOR_PLACEMENT_LOOKUPS", default=2)
 THOR_PLACEMENT_LOOKUP_INTERVAL = _env_or_fail(env.float, "THOR_PLACEMENT_LOOKUP_INTERVAL", default=1.0)
+# How long after it was sent an UNKNOWN order may still appear in each broker's order book; after that,
+# with the book read and no trace of it, it was never placed. Kite: its gateway gives up on a request
+# within a minute, and the day's order book lists every order of the day, so ten minutes is ample.
+THOR_PLACEMENT_SETTLE_SECONDS = {"kite": _env_or_fail(env.int, "THOR_KITE_PLACEMENT_SETTLE_SECONDS", default=600)}
 
 # --- Accounts: live read freshness and the paper engine -------------------------------------
 THOR_LIVE_FRESH_SECONDS = _env_or_fail(env.float, "THOR_LIVE_FRESH_SECONDS", default=5.0)

@@ -19,8 +19,8 @@ from typing import Generic, TypeVar
 from django.core.cache import cache
 from django.utils import timezone
 
-from brokers.adapters.errors import BrokerError, BrokerErrorCode
 from thor import coordination
+from thor.upstream import UpstreamError, UpstreamErrorCode
 
 logger = logging.getLogger("thor.snapshots")
 T = TypeVar("T")
@@ -86,7 +86,7 @@ def _failed_key(base):
     return f"{base}:failed"
 
 
-def _stale_or_raise(base, error: BrokerError) -> LiveRead:
+def _stale_or_raise(base, error: UpstreamError) -> LiveRead:
     stale = peek(base)
     if stale is None or error.permanent:
         raise error
@@ -94,18 +94,18 @@ def _stale_or_raise(base, error: BrokerError) -> LiveRead:
     return stale
 
 
-def _remember_failure(base, error: BrokerError, seconds: float) -> None:
+def _remember_failure(base, error: UpstreamError, seconds: float) -> None:
     # Readers in the next few seconds answer from the snapshot instead of queueing on a broker
-    # that just failed. Stored as plain values: BrokerError does not survive pickling.
+    # that just failed. Stored as plain values: UpstreamError does not survive pickling.
     cache.set(_failed_key(base), (str(error.code), error.message, error.retry_after), seconds)
 
 
-def _recent_failure(base) -> BrokerError | None:
+def _recent_failure(base) -> UpstreamError | None:
     failure = cache.get(_failed_key(base))
     if failure is None:
         return None
     code, message, retry_after = failure
-    return BrokerError(message, code=BrokerErrorCode(code), retry_after=retry_after)
+    return UpstreamError(message, code=UpstreamErrorCode(code), retry_after=retry_after)
 
 
 def peek(key: str) -> LiveRead | None:
@@ -144,7 +144,7 @@ def read_through(
         try:
             # Stored before the lock is released, so the next reader to take the lock finds it.
             return _store(key, fetch(), fresh_ttl, stale_ttl, present)
-        except BrokerError as error:
+        except UpstreamError as error:
             if not error.permanent:
                 _remember_failure(key, error, fresh_ttl)
             return _stale_or_raise(key, error)

@@ -1,5 +1,11 @@
+from functools import wraps
+
 from django.conf import settings
+from django.http import JsonResponse
+from rest_framework.exceptions import Throttled
 from rest_framework.throttling import SimpleRateThrottle
+
+from thor.errors import error_body
 
 
 class ScopedIPRateThrottle(SimpleRateThrottle):
@@ -32,3 +38,34 @@ class OrderRateThrottle(SimpleRateThrottle):
         if request.method in ("GET", "HEAD", "OPTIONS"):
             return None
         return self.cache_format % {"scope": self.scope, "ident": request.user.pk}
+
+
+class AdminLoginRateThrottle(ScopedIPRateThrottle):
+    scope = "admin_login"
+
+
+def throttle_posts(view, throttle_class):
+    """A plain Django view (the admin's login form) with a DRF throttle on its POSTs.
+
+    DRF throttles only its own views; the admin login is Django's, and otherwise takes any number
+    of password guesses. Showing the form (GET) costs nothing.
+    """
+
+    @wraps(view)
+    def throttled(request, *args, **kwargs):
+        if request.method == "POST":
+            throttle = throttle_class()
+            if not throttle.allow_request(request, None):
+                return _throttled_response(throttle.wait())
+        return view(request, *args, **kwargs)
+
+    return throttled
+
+
+def _throttled_response(wait):
+    # The same answer as a throttled API view, built the way the one exception handler builds it.
+    throttled = Throttled(wait)
+    response = JsonResponse(error_body(throttled.detail, throttled.status_code, "throttled"), status=429)
+    if throttled.wait:
+        response["Retry-After"] = str(int(throttled.wait))
+    return response

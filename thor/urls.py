@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from thor.errors import handler404 as api_not_found
 from thor.health import HealthView
 from thor.routes import slash_optional
+from thor.throttles import AdminLoginRateThrottle, throttle_posts
 
 handler400 = "thor.errors.handler400"
 handler403 = "thor.errors.handler403"
@@ -25,6 +26,8 @@ api_patterns = [
 
 urlpatterns = [
     path("api/", include(api_patterns)),
+    # Before the admin's own routes: the same login view, with its password guesses throttled per IP.
+    path("admin/login/", throttle_posts(admin.site.login, AdminLoginRateThrottle)),
     path("admin/", admin.site.urls),
     path("", include("django_prometheus.urls")),
 ]

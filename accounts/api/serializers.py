@@ -4,6 +4,7 @@ from rest_framework import serializers
 
 from accounts.market_data import ORDER_TYPES, VALIDITIES
 from accounts.models import Order
+from identity.api.serializers import UserOutputSerializer
 
 PRICE = {"max_digits": 14, "decimal_places": 4, "min_value": Decimal("0.0001")}
 MONEY = {"max_digits": 20, "decimal_places": 4}
@@ -24,6 +25,27 @@ class AccountOutputSerializer(serializers.Serializer):
     def get_account_number(self, account) -> str:
         number = account.account_number
         return f"****{number[-4:]}" if number else ""
+
+
+class PrimaryAccountOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    mode = serializers.CharField()
+    broker = serializers.CharField()
+    currency = serializers.CharField()
+    cash = serializers.DecimalField(max_digits=18, decimal_places=2)
+
+
+class MeOutputSerializer(UserOutputSerializer):
+    """The signed-in user with their primary account: identity's user, as the accounts app sees it."""
+
+    primary_account = PrimaryAccountOutputSerializer(allow_null=True)
+
+    class Meta(UserOutputSerializer.Meta):
+        fields = [*UserOutputSerializer.Meta.fields, "primary_account"]
+
+
+class PaperAccountCreateInputSerializer(serializers.Serializer):
+    currency = serializers.RegexField(r"^[A-Z]{3}$", help_text="An ISO 4217 code the tenant offers, e.g. INR.")
 
 
 class AccountUpdateInputSerializer(serializers.Serializer):

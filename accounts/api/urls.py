@@ -5,6 +5,8 @@ from thor.routes import slash_optional
 ACCOUNT = "accounts/<str:account_id>"
 
 urlpatterns = [
+    *slash_optional("auth/me", views.MeView.as_view(), name="auth-me"),
+    *slash_optional("brokers/kite/postback", views.KitePostbackView.as_view(), name="kite-postback"),
     *slash_optional("accounts", views.AccountListView.as_view(), name="account-list"),
     *slash_optional(ACCOUNT, views.AccountDetailView.as_view(), name="account-detail"),
     *slash_optional(f"{ACCOUNT}/sync", views.AccountSyncView.as_view(), name="account-sync"),

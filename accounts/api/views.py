@@ -2,18 +2,23 @@ import hashlib
 import json
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.pagination import CursorPagination
+from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts import broker_updates, selectors, services
 from accounts import orders as order_services
-from accounts import selectors, services
 from accounts.api import serializers
+from accounts.models import Order
+from brokers import services as broker_services
 from brokers.adapters.types import OrderRequest
+from brokers.api.serializers import KitePostbackInputSerializer, KitePostbackOutputSerializer
+from brokers.api.views import query_and_body
 from thor import snapshots
 from thor.errors import ApplicationError, error_responses
+from thor.pagination import StrictCursorPagination
 from thor.throttles import OrderRateThrottle
 
 ERRORS = error_responses(401, 404)
@@ -70,6 +75,40 @@ def wants_fresh(request) -> bool:
     return request.query_params.get("fresh", "").lower() in ("1", "true", "yes")
 
 
+class MeView(APIView):
+    @extend_schema(
+        summary="The signed-in user, their tenant and primary account",
+        responses={200: serializers.MeOutputSerializer, **error_responses(401)},
+    )
+    def get(self, request):
+        user = request.user
+        user.primary_account = selectors.primary_account_get(user=user)
+        return Response(serializers.MeOutputSerializer(user).data)
+
+
+class KitePostbackView(APIView):
+    """Kite's order updates. Public: the checksum, not a login, proves who sent it.
+
+    brokers verifies and parses it; the order changes here, through the one path every broker update takes.
+    """
+
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        summary="Kite order postback",
+        request=KitePostbackInputSerializer,
+        responses={200: KitePostbackOutputSerializer, **error_responses(400)},
+    )
+    def post(self, request):
+        payload = query_and_body(request)
+        data = KitePostbackInputSerializer(data=payload)
+        data.is_valid(raise_exception=True)
+        postback = broker_services.kite_postback_verify(update=data.validated_data, payload=payload)
+        applied = broker_updates.kite_postback_apply(postback=postback)
+        return Response(KitePostbackOutputSerializer({"status": "ok", "applied": applied}).data)
+
+
 class AccountListView(APIView):
     @extend_schema(
         summary="Every account of the user: paper and live",
@@ -78,6 +117,19 @@ class AccountListView(APIView):
     def get(self, request):
         accounts = selectors.account_list(user=request.user)
         return Response(serializers.AccountOutputSerializer(_with_status(accounts), many=True).data)
+
+    @extend_schema(
+        summary="Open another paper account, in one of the tenant's paper currencies (one per currency)",
+        request=serializers.PaperAccountCreateInputSerializer,
+        responses={201: serializers.AccountOutputSerializer, **error_responses(400, 401, 409)},
+    )
+    def post(self, request):
+        data = serializers.PaperAccountCreateInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        account = services.trading_account_create_paper(user=request.user, currency=data.validated_data["currency"])
+        return Response(
+            serializers.AccountOutputSerializer(_with_status([account])[0]).data, status=status.HTTP_201_CREATED
+        )
 
 
 def _with_status(accounts):
@@ -190,7 +242,7 @@ class FundsView(_LiveReadView):
     present_data = serializers.funds_data
 
 
-class OrderCursorPagination(CursorPagination):
+class OrderCursorPagination(StrictCursorPagination):
     ordering = "-id"
     page_size = 50
     page_size_query_param = "limit"
@@ -224,7 +276,18 @@ class OrdersView(APIView):
         summary="Place an order",
         parameters=[IDEMPOTENCY_KEY],
         request=serializers.OrderInputSerializer,
-        responses={201: serializers.OrderOutputSerializer, **WRITE_ERRORS},
+        responses={
+            201: serializers.OrderOutputSerializer,
+            202: OpenApiResponse(
+                serializers.OrderOutputSerializer,
+                description=(
+                    "Sent, but the broker's answer was lost: status UNKNOWN until Thor finds the order in the "
+                    "broker's book (or, after the broker's settle window, concludes it was never placed). "
+                    "Retry with the same Idempotency-Key to see it settle; never with a new key."
+                ),
+            ),
+            **WRITE_ERRORS,
+        },
     )
     def post(self, request, account_id):
         account = selectors.account_get(user=request.user, account_ref=account_id)
@@ -238,7 +301,11 @@ class OrdersView(APIView):
             fingerprint=fingerprint(request.data),
             actor=request.user,
         )
-        return Response(serializers.OrderOutputSerializer(order).data, status=status.HTTP_201_CREATED)
+        unconfirmed = order.status == Order.Status.UNKNOWN
+        return Response(
+            serializers.OrderOutputSerializer(order).data,
+            status=status.HTTP_202_ACCEPTED if unconfirmed else status.HTTP_201_CREATED,
+        )
 
 
 class OrderDetailView(APIView):

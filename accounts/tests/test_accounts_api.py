@@ -106,7 +106,7 @@ class TestAccounts:
             ("paper", "paper", "active", True),
             ("live", "kite", "active", False),
         ]
-        assert body[0]["currency"] == "USD"
+        assert body[0]["currency"] == "INR"  # acme trades Indian instruments
 
     def test_switch_primary_to_live_and_back(self, alice_client, alice, live_account):
         response = alice_client.patch(f"/api/accounts/{live_account.pk}/", {"primary": True}, format="json")

@@ -265,7 +265,7 @@ class TestUpdates:
         assert not TradingAccount.objects.get(pk=primary_id(alice)).orders.exists()
 
     def test_the_all_accounts_socket_hears_every_account_of_the_user(self, alice, bob):
-        second = trading_account_create_paper(user=alice, primary=False)
+        second = trading_account_create_paper(user=alice, currency="USD")
         alice_client = client_for(alice)
         alice_path, bob_path = (f"/ws/orders?token={access_token(user)}" for user in (alice, bob))
 
@@ -273,7 +273,7 @@ class TestUpdates:
             alices = await opened(alice_path)
             bobs = await opened(bob_path)
             await sync_to_async(place)(alice_client)
-            await sync_to_async(place)(alice_client, account=str(second.pk))
+            await sync_to_async(place)(alice_client, account=str(second.pk), tradingsymbol="AAPL", exchange="NASDAQ")
             messages = await received(alices, 6)
             assert await bobs.receive_nothing(timeout=0.3)
             await alices.disconnect()

@@ -1,4 +1,5 @@
 import threading
+from decimal import Decimal
 
 import pytest
 from django.db import connection
@@ -71,7 +72,7 @@ def test_place_key_cannot_be_reused_for_a_cancel(alice_client):
 
 @pytest.mark.django_db(transaction=True)
 def test_same_key_concurrently_places_one_order():
-    user = UserFactory(tenant=TenantFactory(slug="race"))
+    user = UserFactory(tenant=TenantFactory(slug="race", currency="INR"))
     token = token_pair_for(user)["access"]
     results = []
 
@@ -94,3 +95,39 @@ def test_same_key_concurrently_places_one_order():
     assert {status for status, _ in results} == {201}
     assert len({order_id for _, order_id in results}) == 1
     assert Order.objects.filter(account=TradingAccount.objects.get(user=user)).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_modifies_with_one_key_apply_once():
+    """Issue 8, finding 5: 20 identical PATCHes with one key made the change 4 times."""
+    user = UserFactory(tenant=TenantFactory(slug="modify-race", currency="INR"))
+    token = token_pair_for(user)["access"]
+    owner = APIClient()
+    owner.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    order_id = place(owner, order_type="LIMIT", price="1400.00").json()["id"]
+    answers = []
+
+    def worker():
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+        try:
+            response = client.patch(
+                f"/api/accounts/primary/orders/{order_id}",
+                {"price": "1410.00"},
+                format="json",
+                HTTP_IDEMPOTENCY_KEY="modify-once",
+            )
+            answers.append(response.status_code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert answers == [200] * 20
+    order = Order.objects.get(pk=order_id)
+    assert order.price == Decimal("1410.00")
+    assert order.events.filter(kind="modified").count() == 1

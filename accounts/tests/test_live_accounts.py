@@ -4,6 +4,8 @@ Alice links her sandbox Kite user AB1234 the way a browser does; nothing in Thor
 """
 
 import threading
+import time
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -11,6 +13,8 @@ import requests
 from django.db import connection as db_connection
 
 from accounts.models import Order
+from accounts.services import unknown_orders_settle
+from accounts.tasks import settle_unknown_orders
 from accounts.tests.conftest import order_body, place
 from brokers.models import BrokerConnection
 from brokers.tests.sandbox_fixtures import link, sandbox_calls, sandbox_fault
@@ -19,6 +23,16 @@ from conftest import client_for
 pytestmark = [pytest.mark.django_db, pytest.mark.e2e]
 
 PLACE = "POST /orders/regular"
+
+
+def wait_until(condition, seconds=10):
+    """Until the sandbox, in its own thread, has done what it was doing (a bounded wait, not a timing)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "the sandbox never got there"
+        time.sleep(0.05)
+
+
 MARKET_PRICE = 1500.0  # INFY at the sandbox, pinned so limit orders below it rest
 
 
@@ -255,29 +269,69 @@ class TestUncertainPlacement:
         assert order.events.filter(kind="placement_confirmed").exists()
         assert sandbox_calls(sandbox, PLACE) == 1
 
-    def test_a_dropped_request_that_never_reached_the_broker_records_it_not_placed(
+    def test_an_order_the_broker_takes_after_thor_gave_up_waiting_is_unknown_then_settled(
         self, alice_client, sandbox, trading
+    ):
+        """Issue 8, finding 1: never "not placed" (and never placed twice) when the broker is only slow."""
+        sandbox_fault(sandbox, kind="latency", ms=1500, path="/orders/regular", count=1)
+
+        response = place(alice_client, account=trading.pk, key="slow-1", **resting_limit())
+
+        assert response.status_code == 202, response.json()
+        order = Order.objects.get(pk=response.json()["id"])
+        assert (order.status, order.broker_order_id) == ("UNKNOWN", "")
+        replay = place(alice_client, account=trading.pk, key="slow-1", **resting_limit())
+        assert (replay.status_code, replay.json()["id"]) == (202, order.pk)
+        wait_until(lambda: sandbox.state.kite.accounts["AB1234"].orders)
+
+        assert settle_unknown_orders.apply(kwargs={}).successful()
+
+        order.refresh_from_db()
+        assert order.status == "OPEN" and sandbox_order(sandbox, order.broker_order_id)["tag"] == order.client_order_id
+        assert place(alice_client, account=trading.pk, key="slow-1", **resting_limit()).json()["status"] == "OPEN"
+        assert sandbox_calls(sandbox, PLACE) == 1
+        assert [e.kind for e in order.events.all()] == ["placed", "placement_unknown", "placement_confirmed"]
+
+    def test_a_dropped_request_is_rejected_only_once_the_settle_window_has_passed(
+        self, alice_client, sandbox, trading, settings
     ):
         sandbox_fault(sandbox, kind="drop", path="/orders/regular", count=1)
 
         response = place(alice_client, account=trading.pk, **resting_limit())
 
-        assert response.status_code == 503 and response.json()["code"] == "broker_unavailable"
+        assert response.status_code == 202 and response.json()["status"] == "UNKNOWN"
         order = Order.objects.get(account=trading)
-        assert (order.status, order.broker_order_id) == ("REJECTED", "")
         assert not sandbox.state.kite.accounts["AB1234"].orders
+        unknown_orders_settle(now=order.settle_after)
+        order.refresh_from_db()
+        assert order.status == "UNKNOWN" and order.settle_checks == 1
+        window = timedelta(seconds=settings.THOR_PLACEMENT_SETTLE_SECONDS["kite"])
+        unknown_orders_settle(now=order.created_at + window)
+        order.refresh_from_db()
+        assert (order.status, order.broker_order_id) == ("REJECTED", "")
         assert sandbox_calls(sandbox, PLACE) == 1
 
-    def test_when_the_order_book_cannot_be_read_the_order_stays_unconfirmed_until_sync(
-        self, alice_client, sandbox, trading
+    def test_an_order_thor_rejected_comes_back_when_the_broker_shows_it(self, alice_client, sandbox, trading):
+        sandbox_fault(sandbox, kind="latency", ms=1500, path="/orders/regular", count=1)
+        order = Order.objects.get(pk=place(alice_client, account=trading.pk, **resting_limit()).json()["id"])
+        Order.objects.filter(pk=order.pk).update(status="REJECTED", settle_after=None)  # as an old Thor concluded
+        wait_until(lambda: sandbox.state.kite.accounts["AB1234"].orders)
+
+        assert alice_client.post(url(trading, "/sync")).status_code == 200
+
+        order.refresh_from_db()
+        assert order.status == "OPEN" and order.broker_order_id
+
+    def test_when_the_order_book_cannot_be_read_the_order_stays_unknown_until_sync(
+        self, alice_client, sandbox, trading, settings
     ):
-        sandbox_fault(sandbox, kind="latency", ms=350, path="/orders", count=4)
+        sandbox_fault(sandbox, kind="latency", ms=350, path="/orders", count=1 + settings.THOR_PLACEMENT_LOOKUPS)
 
         response = place(alice_client, account=trading.pk, **resting_limit())
 
-        assert response.status_code == 503
+        assert response.status_code == 202
         order = Order.objects.get(account=trading)
-        assert order.status == "PENDING" and "unconfirmed" in order.status_message
+        assert order.status == "UNKNOWN" and "unconfirmed" in order.status_message
         assert alice_client.post(url(trading, "/sync")).status_code == 200
         order.refresh_from_db()
         assert order.status == "OPEN" and order.broker_order_id

@@ -84,7 +84,7 @@ def test_round_trip_realises_pnl(alice, fixed_prices):
 
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_orders_never_overspend():
-    user = UserFactory(tenant=TenantFactory(slug="concurrent"))
+    user = UserFactory(tenant=TenantFactory(slug="concurrent", currency="INR"))
     account = TradingAccount.objects.get(user=user)
     errors = []
 

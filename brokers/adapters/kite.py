@@ -8,6 +8,7 @@ the caller answers from the last-good snapshot.
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, time, timedelta
+from decimal import Decimal
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
@@ -30,6 +31,9 @@ RATE_LIMITS = {"quote": 1.0, "orders": 10.0, "other": 10.0}
 QUOTE_BATCH = 500
 VARIETY = "regular"
 KITE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+# Kite refuses these without `market_protection` (since April 2026): -1 lets Kite choose, else a percentage.
+MARKET_PROTECTED_ORDER_TYPES = ("MARKET", "SL-M")
+AUTOMATIC_MARKET_PROTECTION = Decimal("-1")
 
 
 def session_expiry(now: datetime) -> datetime:
@@ -68,6 +72,21 @@ def _broker_error(exc: Exception) -> BrokerError:
     if isinstance(exc, requests.Timeout):
         return BrokerError("Kite did not answer in time.", code=BrokerErrorCode.TIMEOUT)
     return BrokerError("Kite is unavailable.", code=BrokerErrorCode.UNAVAILABLE, broker_message=message)
+
+
+def _whole_quantity(quantity) -> int:
+    """Kite trades whole units: a fractional quantity is refused here, never truncated on the way out."""
+    value = to_decimal(quantity)
+    if not value.is_finite() or value != value.to_integral_value():
+        raise BrokerError(
+            f"Kite trades whole quantities only, not {quantity}.", code=BrokerErrorCode.INVALID_INPUT, permanent=True
+        )
+    return int(value)
+
+
+def _kite_number(value: Decimal) -> int | str:
+    """A Decimal as Kite's form fields expect it: 5 and 2.5, not 5.00 or 2.50."""
+    return int(value) if value == value.to_integral_value() else format(value.normalize(), "f")
 
 
 def _as_aware(value) -> datetime | None:
@@ -114,9 +133,18 @@ def _order_result(order: Mapping) -> OrderResult:
 class KiteAdapter(BrokerAdapter):
     kind = "kite"
 
-    def __init__(self, *, app_id: int, api_key: str, api_secret: str, access_token: str = ""):
+    def __init__(
+        self,
+        *,
+        app_id: int,
+        api_key: str,
+        api_secret: str,
+        access_token: str = "",
+        market_protection: Decimal = AUTOMATIC_MARKET_PROTECTION,
+    ):
         self.app_id = app_id
         self.api_key = api_key
+        self.market_protection = to_decimal(market_protection)
         self._api_secret = api_secret
         self._client = KiteConnect(
             api_key=api_key,
@@ -248,8 +276,12 @@ class KiteAdapter(BrokerAdapter):
             results = [result for result in results if getattr(result, name) == value]
         return results
 
+    def _market_protection_for(self, order_type) -> int | str | None:
+        return _kite_number(self.market_protection) if order_type in MARKET_PROTECTED_ORDER_TYPES else None
+
     def place(self, order: OrderRequest) -> OrderResult:
         """Kite only acknowledges the id; the order's progress arrives by postback or orders()."""
+        quantity = _whole_quantity(order.quantity)
         order_id = self._call(
             "orders",
             self._client.place_order,
@@ -257,13 +289,14 @@ class KiteAdapter(BrokerAdapter):
             exchange=order.exchange,
             tradingsymbol=order.symbol,
             transaction_type=order.side,
-            quantity=int(order.quantity),
+            quantity=quantity,
             product=order.product,
             order_type=order.order_type,
             price=order.price,
             trigger_price=order.trigger_price,
             validity=order.validity,
             tag=order.tag or None,
+            market_protection=self._market_protection_for(order.order_type),
         )
         return OrderResult(
             broker_order_id=str(order_id),
@@ -287,6 +320,11 @@ class KiteAdapter(BrokerAdapter):
             raise BrokerError(
                 f"Kite cannot modify {', '.join(sorted(unknown))}.", code=BrokerErrorCode.INVALID_INPUT, permanent=True
             )
+        changes = dict(changes)
+        if "quantity" in changes:
+            changes["quantity"] = _whole_quantity(changes["quantity"])
+        if (market_protection := self._market_protection_for(changes.get("order_type"))) is not None:
+            changes["market_protection"] = market_protection
         order_id = self._call("orders", self._client.modify_order, variety=VARIETY, order_id=broker_order_id, **changes)
         return OrderResult(broker_order_id=str(order_id), status="PENDING")
 
@@ -315,6 +353,6 @@ class KiteAdapter(BrokerAdapter):
                     close=_optional_decimal(ohlc.get("close")),
                     volume=item.get("volume"),
                     timestamp=_as_aware(item.get("timestamp")),
-                    raw=dict(item),
+                    raw=_as_sent(item),
                 )
         return quotes

@@ -1,15 +1,12 @@
 from decimal import Decimal
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 # Kite api keys and secrets are short alphanumeric strings; the sandbox's demo key has underscores.
 CREDENTIAL = r"^[A-Za-z0-9_]+$"
 CREDENTIAL_MESSAGE = "Only letters, digits and underscores."
-
-
-def money():
-    """A Decimal rendered as a string, exactly as the broker gave it."""
-    return serializers.DecimalField(max_digits=None, decimal_places=None, allow_null=True)
 
 
 class FrontendUrlInputSerializer(serializers.Serializer):
@@ -104,52 +101,131 @@ class KitePostbackOutputSerializer(serializers.Serializer):
 class KiteLiveReadOutputSerializer(serializers.Serializer):
     """Every live read says where it came from (live | cache | stale) and how old it is."""
 
-    source = serializers.CharField()
+    source = serializers.ChoiceField(choices=["live", "cache", "stale"])
     as_of = serializers.DateTimeField()
 
 
+# Seed 003's aliases answer `data` as kiteconnect returns it (Kite's own field names, nesting and
+# values, timestamps as Kite writes them), so a client of the seed 003 backend reads it unchanged.
+# Fields Kite may leave out (indices have no depth, older accounts no MTF) are not required.
+
+
+@extend_schema_field(OpenApiTypes.NUMBER)
+class KiteNumberField(serializers.Field):
+    """A JSON number exactly as Kite sent it: never re-rounded, never turned into a string."""
+
+    def to_representation(self, value):
+        return value
+
+
+def kite_number(**kwargs):
+    return KiteNumberField(**kwargs)
+
+
+def kite_optional_number():
+    return KiteNumberField(required=False)
+
+
+def kite_optional_text():
+    return serializers.CharField(required=False, allow_null=True, allow_blank=True)
+
+
 class KiteProfileSerializer(serializers.Serializer):
-    broker_user_id = serializers.CharField()
-    name = serializers.CharField()
-    email = serializers.CharField()
+    user_id = serializers.CharField()
+    user_name = serializers.CharField()
+    user_shortname = serializers.CharField(required=False, allow_blank=True)
+    email = serializers.CharField(allow_blank=True)
+    user_type = serializers.CharField(required=False, allow_blank=True)
     broker = serializers.CharField()
     exchanges = serializers.ListField(child=serializers.CharField())
     products = serializers.ListField(child=serializers.CharField())
     order_types = serializers.ListField(child=serializers.CharField())
+    avatar_url = serializers.CharField(required=False, allow_null=True, allow_blank=True)
+    meta = serializers.DictField(required=False)
 
 
 class KiteProfileOutputSerializer(KiteLiveReadOutputSerializer):
     data = KiteProfileSerializer()
 
 
+class KiteOhlcSerializer(serializers.Serializer):
+    open = kite_number()
+    high = kite_number()
+    low = kite_number()
+    close = kite_number()
+
+
+class KiteDepthLevelSerializer(serializers.Serializer):
+    price = kite_number()
+    quantity = kite_number()
+    orders = kite_number()
+
+
+class KiteDepthSerializer(serializers.Serializer):
+    buy = KiteDepthLevelSerializer(many=True)
+    sell = KiteDepthLevelSerializer(many=True)
+
+
 class KiteQuoteSerializer(serializers.Serializer):
-    instrument_token = serializers.IntegerField(allow_null=True)
-    symbol = serializers.CharField()
-    exchange = serializers.CharField()
-    last_price = money()
-    open = money()
-    high = money()
-    low = money()
-    close = money()
-    volume = serializers.IntegerField(allow_null=True)
-    timestamp = serializers.DateTimeField(allow_null=True)
+    instrument_token = serializers.IntegerField()
+    timestamp = kite_optional_text()
+    last_trade_time = kite_optional_text()
+    last_price = kite_number()
+    last_quantity = kite_optional_number()
+    buy_quantity = kite_optional_number()
+    sell_quantity = kite_optional_number()
+    volume = kite_optional_number()
+    average_price = kite_optional_number()
+    oi = kite_optional_number()
+    oi_day_high = kite_optional_number()
+    oi_day_low = kite_optional_number()
+    net_change = kite_optional_number()
+    lower_circuit_limit = kite_optional_number()
+    upper_circuit_limit = kite_optional_number()
+    ohlc = KiteOhlcSerializer(required=False)
+    depth = KiteDepthSerializer(required=False)
 
 
 class KiteQuoteOutputSerializer(KiteLiveReadOutputSerializer):
-    data = KiteQuoteSerializer()
+    data = serializers.DictField(
+        child=KiteQuoteSerializer(), help_text="Kite's quote keyed by the instrument token asked for, as Kite keys it."
+    )
+
+
+class KiteHoldingMtfSerializer(serializers.Serializer):
+    quantity = kite_number()
+    used_quantity = kite_number()
+    average_price = kite_number()
+    value = kite_number()
+    initial_margin = kite_number()
 
 
 class KiteHoldingSerializer(serializers.Serializer):
-    symbol = serializers.CharField()
+    tradingsymbol = serializers.CharField()
     exchange = serializers.CharField()
-    isin = serializers.CharField()
-    instrument_token = serializers.IntegerField(allow_null=True)
-    quantity = money()
-    average_price = money()
-    last_price = money()
-    pnl = money()
-    day_change = money()
-    value = money()
+    instrument_token = serializers.IntegerField()
+    isin = serializers.CharField(allow_blank=True)
+    product = serializers.CharField()
+    price = kite_optional_number()
+    quantity = kite_number()
+    used_quantity = kite_optional_number()
+    t1_quantity = kite_number()
+    realised_quantity = kite_optional_number()
+    authorised_quantity = kite_optional_number()
+    authorised_date = kite_optional_text()
+    authorisation = serializers.DictField(required=False)
+    opening_quantity = kite_optional_number()
+    short_quantity = kite_optional_number()
+    collateral_quantity = kite_optional_number()
+    collateral_type = kite_optional_text()
+    discrepancy = serializers.BooleanField(required=False)
+    average_price = kite_number()
+    last_price = kite_number()
+    close_price = kite_optional_number()
+    pnl = kite_number()
+    day_change = kite_optional_number()
+    day_change_percentage = kite_optional_number()
+    mtf = KiteHoldingMtfSerializer(required=False)
 
 
 class KiteHoldingsOutputSerializer(KiteLiveReadOutputSerializer):

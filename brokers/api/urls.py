@@ -17,7 +17,6 @@ urlpatterns = [
         name="broker-connection-reconnect",
     ),
     *slash_optional("brokers/kite/connect", views.KiteConnectView.as_view(), name="kite-connect"),
-    *slash_optional("brokers/kite/postback", views.KitePostbackView.as_view(), name="kite-postback"),
     # Seed 003 aliases over the user's Kite account
     *slash_optional("user/profile", views.KiteProfileView.as_view(), name="kite-profile"),
     *slash_optional("market/quote/<int:instrument_token>", views.KiteQuoteView.as_view(), name="kite-quote"),

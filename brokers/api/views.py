@@ -17,6 +17,7 @@ from identity.models import Tenant
 from thor import snapshots
 from thor.errors import ApplicationError, error_responses
 from thor.throttles import OAuthStartRateThrottle
+from thor.views import BrowserRedirectView
 
 logger = logging.getLogger("thor.brokers")
 
@@ -24,7 +25,7 @@ START_ERRORS = error_responses(400, 401, 429)
 READ_ERRORS = error_responses(401, 404, 409, 503)
 
 
-def _query_and_body(request) -> dict:
+def query_and_body(request) -> dict:
     """Seed 000 sends its fields in the query string or the body; the body wins.
 
     Its FastAPI version takes api_secret as a query parameter, so Thor must too: that is why the
@@ -52,7 +53,7 @@ class KiteTestOAuthView(APIView):
         responses={200: serializers.KiteTestOAuthOutputSerializer, **START_ERRORS},
     )
     def post(self, request):
-        data = serializers.KiteTestOAuthInputSerializer(data=_query_and_body(request))
+        data = serializers.KiteTestOAuthInputSerializer(data=query_and_body(request))
         data.is_valid(raise_exception=True)
         oauth_url = services.kite_user_app_connect_start(
             user=request.user,
@@ -78,7 +79,7 @@ class KiteConnectView(APIView):
         responses={200: serializers.AuthorizationUrlOutputSerializer, **START_ERRORS, **error_responses(404)},
     )
     def post(self, request):
-        data = serializers.FrontendUrlInputSerializer(data=_query_and_body(request))
+        data = serializers.FrontendUrlInputSerializer(data=query_and_body(request))
         data.is_valid(raise_exception=True)
         oauth_url = services.kite_tenant_app_connect_start(
             user=request.user, frontend_url=data.validated_data.get("frontend_url")
@@ -93,7 +94,7 @@ def _to_frontend(origin: str, **params) -> HttpResponseRedirect:
     return response
 
 
-class KiteCallbackView(APIView):
+class KiteCallbackView(BrowserRedirectView):
     """Kite sends the browser here; only the signed state says who it is and where it goes back to."""
 
     authentication_classes = []
@@ -179,7 +180,7 @@ class ConnectionReconnectView(APIView):
     )
     def post(self, request, connection_id: int):
         connection = _connection_or_404(request, connection_id)
-        data = serializers.FrontendUrlInputSerializer(data=_query_and_body(request))
+        data = serializers.FrontendUrlInputSerializer(data=query_and_body(request))
         data.is_valid(raise_exception=True)
         oauth_url = services.connection_reconnect_start(
             connection=connection, frontend_url=data.validated_data.get("frontend_url")
@@ -187,26 +188,9 @@ class ConnectionReconnectView(APIView):
         return Response(serializers.AuthorizationUrlOutputSerializer({"oauth_url": oauth_url}).data)
 
 
-class KitePostbackView(APIView):
-    """Kite's order updates. Public: the checksum, not a login, proves who sent it."""
-
-    authentication_classes = []
-    permission_classes = [AllowAny]
-
-    @extend_schema(
-        summary="Kite order postback",
-        request=serializers.KitePostbackInputSerializer,
-        responses={200: serializers.KitePostbackOutputSerializer, **error_responses(400)},
-    )
-    def post(self, request):
-        payload = _query_and_body(request)
-        data = serializers.KitePostbackInputSerializer(data=payload)
-        data.is_valid(raise_exception=True)
-        applied = services.kite_postback_apply(update=data.validated_data, payload=payload)
-        return Response(serializers.KitePostbackOutputSerializer({"status": "ok", "applied": applied}).data)
-
-
 # --- Seed 003: thin aliases over the user's Kite account ---------------------------------------
+# They answer Kite's own payloads (the adapter keeps them in each neutral type's `raw`), because
+# seed 003's clients read kiteconnect's dicts; Thor's `source` and `as_of` sit beside them.
 
 
 def _kite_read(request, what: str, call: Callable[[BrokerAdapter], object]) -> snapshots.LiveRead:
@@ -215,8 +199,7 @@ def _kite_read(request, what: str, call: Callable[[BrokerAdapter], object]) -> s
         raise ApplicationError(
             "No Kite account is linked.", code="no_kite_account", status_code=status.HTTP_404_NOT_FOUND
         )
-    account = selectors.live_account_get(connection=connection)
-    key = snapshots.key(request.user.tenant.slug, account.pk if account else f"connection-{connection.pk}", what)
+    key = snapshots.key(request.user.tenant.slug, f"connection-{connection.pk}", what)
     return snapshots.read_through(key, lambda: services.broker_call(connection, call))
 
 
@@ -226,16 +209,17 @@ def _live(read: snapshots.LiveRead, data) -> dict:
 
 class KiteProfileView(APIView):
     @extend_schema(
-        summary="Seed 003: the Kite profile", responses={200: serializers.KiteProfileOutputSerializer, **READ_ERRORS}
+        summary="Seed 003: the Kite profile, as Kite answers it",
+        responses={200: serializers.KiteProfileOutputSerializer, **READ_ERRORS},
     )
     def get(self, request):
         read = _kite_read(request, "profile", lambda adapter: adapter.profile())
-        return Response(serializers.KiteProfileOutputSerializer(_live(read, read.data)).data)
+        return Response(serializers.KiteProfileOutputSerializer(_live(read, read.data.raw)).data)
 
 
 class KiteQuoteView(APIView):
     @extend_schema(
-        summary="Seed 003: a quote by instrument token",
+        summary="Seed 003: Kite's quote for one instrument token, keyed by that token as Kite keys it",
         responses={200: serializers.KiteQuoteOutputSerializer, **READ_ERRORS},
     )
     def get(self, request, instrument_token: int):
@@ -245,14 +229,14 @@ class KiteQuoteView(APIView):
         read = _kite_read(request, f"quote:{name}", lambda adapter: adapter.quotes([name]))
         if name not in read.data:
             raise ApplicationError("Unknown instrument.", code="not_found", status_code=status.HTTP_404_NOT_FOUND)
-        return Response(serializers.KiteQuoteOutputSerializer(_live(read, read.data[name])).data)
+        return Response(serializers.KiteQuoteOutputSerializer(_live(read, {name: read.data[name].raw})).data)
 
 
 class KiteHoldingsView(APIView):
     @extend_schema(
-        summary="Seed 003: holdings of the Kite account",
+        summary="Seed 003: holdings of the Kite account, as Kite answers them",
         responses={200: serializers.KiteHoldingsOutputSerializer, **READ_ERRORS},
     )
     def get(self, request):
         read = _kite_read(request, "holdings", lambda adapter: adapter.holdings())
-        return Response(serializers.KiteHoldingsOutputSerializer(_live(read, read.data)).data)
+        return Response(serializers.KiteHoldingsOutputSerializer(_live(read, [item.raw for item in read.data])).data)

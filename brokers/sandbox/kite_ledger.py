@@ -6,6 +6,9 @@ from .kite_models import input_error
 from .market import load_json_fixture
 
 ORDER_TYPES = ("MARKET", "LIMIT", "SL", "SL-M")
+# As on Kite since April 2026: these order types are refused without `market_protection`.
+MARKET_PROTECTED_ORDER_TYPES = ("MARKET", "SL-M")
+MARKET_PROTECTION_RULE = "-1 for automatic protection, or a percentage above 0 up to 100"
 VALIDITIES = ("DAY", "IOC", "TTL")
 COMMODITY_EXCHANGES = ("MCX",)
 
@@ -26,10 +29,15 @@ def order_terms(params: Mapping[str, str], defaults: Mapping) -> dict:
     }
     if params.get("disclosed_quantity"):
         terms["disclosed_quantity"] = _non_negative_int(params["disclosed_quantity"], "disclosed_quantity")
-    if params.get("market_protection"):
-        terms["market_protection"] = _price(params["market_protection"], 0, "market_protection", allow_negative=True)
+    market_protection = _market_protection(params.get("market_protection"), defaults.get("market_protection"))
+    if market_protection is not None:
+        terms["market_protection"] = market_protection
     if terms["order_type"] not in ORDER_TYPES:
         raise input_error("Invalid `order_type`.")
+    if terms["order_type"] in MARKET_PROTECTED_ORDER_TYPES and market_protection is None:
+        raise input_error(
+            f"`market_protection` is required for {terms['order_type']} orders: {MARKET_PROTECTION_RULE}."
+        )
     if terms["validity"] not in VALIDITIES:
         raise input_error("Invalid `validity`.")
     if terms["order_type"] in ("LIMIT", "SL") and terms["price"] <= 0:
@@ -57,16 +65,30 @@ def _non_negative_int(raw, name: str) -> int:
     return int(text)
 
 
-def _price(raw: str | None, default: float, name: str, allow_negative: bool = False) -> float:
+def _price(raw: str | None, default: float, name: str) -> float:
     if raw is None or raw == "":
         return default
     try:
         value = float(raw)
     except ValueError:
         raise input_error(f"Invalid `{name}`.") from None
-    if value != value or value in (float("inf"), float("-inf")) or (value < 0 and not allow_negative):
+    if value != value or value in (float("inf"), float("-inf")) or value < 0:
         raise input_error(f"Invalid `{name}`.")
     return value
+
+
+def _market_protection(raw: str | None, default) -> int | float | None:
+    """The protection asked for, else the order's own; None when there is none (an order placed without
+    it shows 0 in Kite's order book, so 0 in `default` means none)."""
+    if raw is None or raw == "":
+        return default or None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not (value == -1 or 0 < value <= 100):
+        raise input_error(f"Invalid `market_protection`: {MARKET_PROTECTION_RULE}.")
+    return int(value) if value.is_integer() else value
 
 
 def margin_segment(exchange: str) -> str:

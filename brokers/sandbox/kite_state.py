@@ -69,17 +69,23 @@ class KiteState:
         self._clock = clock
         self.market = market
         self._postbacks = postbacks
-        self.apps: dict[str, KiteApp] = {}
-        self.accounts: dict[str, KiteAccount] = {user.user_id: seed_account(user) for user in DEMO_USERS}
-        self.request_tokens: dict[str, RequestToken] = {}
-        self.sessions: dict[str, Session] = {}
-        # Open and trigger-pending orders by id, so matching on every call skips finished orders.
-        self._resting: dict[str, KiteOrder] = {}
+        self._initial_apps = [app if isinstance(app, KiteApp) else KiteApp.from_mapping(app) for app in apps]
+        # Order ids keep counting across resets, so a late postback never names a newer order.
         self._sequence = itertools.count(1)
         self._session_template = load_json_fixture("generate_session.json")["data"]
         self._postback_template = load_json_fixture("postback.json")
-        for app in apps:
-            self.register_app(app if isinstance(app, KiteApp) else KiteApp.from_mapping(app))
+        self.reset()
+
+    def reset(self) -> None:
+        """Back to the state it started in: only the apps it was started with, fresh demo accounts,
+        no request tokens, sessions or orders."""
+        with self._lock:
+            self.apps: dict[str, KiteApp] = {app.api_key: app for app in self._initial_apps}
+            self.accounts: dict[str, KiteAccount] = {user.user_id: seed_account(user) for user in DEMO_USERS}
+            self.request_tokens: dict[str, RequestToken] = {}
+            self.sessions: dict[str, Session] = {}
+            # Open and trigger-pending orders by id, so matching on every call skips finished orders.
+            self._resting: dict[str, KiteOrder] = {}
 
     # --- apps and login -------------------------------------------------------------------
 

@@ -171,6 +171,11 @@ class Market:
                 self._pinned[key] = price
             return instrument
 
+    def release_all(self) -> None:
+        """Let every pinned price move again (instruments listed by pinning stay listed)."""
+        with self._lock:
+            self._pinned.clear()
+
     def _unused_token(self, key: str) -> int:
         token = zlib.crc32(key.encode()) | 1 << 32
         while token in self._by_token:

@@ -51,6 +51,18 @@ class SandboxState:
         self.market = Market(InstrumentCatalogue().instruments(), clock=clock, lock=self.lock)
         self.postbacks = PostbackSender(self.stats)
         self.kite = KiteState(lock=self.lock, clock=clock, market=self.market, postbacks=self.postbacks, apps=apps)
+        self._initial_faults = self.faults.listing()
+
+    def reset(self) -> None:
+        """Back to the state it started in, for a long-running sandbox shared by independent tests:
+        its first apps, fresh accounts, no sessions, pins or counts, and the faults it started with."""
+        with self.lock:
+            self.kite.reset()
+            self.market.release_all()
+            self.faults.clear()
+            for fault in self._initial_faults:
+                self.faults.add(Fault(**fault))
+            self.stats.reset()
 
 
 class SandboxServer:

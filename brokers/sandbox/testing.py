@@ -29,6 +29,10 @@ class SandboxHandle:
     def state(self) -> SandboxState:
         return self.server.state
 
+    def reset(self) -> None:
+        """Forget everything tests did (sessions, orders, pinned prices, faults, counts)."""
+        self.server.state.reset()
+
     def stop(self) -> None:
         self.server.shutdown()
         self._thread.join(timeout=5)

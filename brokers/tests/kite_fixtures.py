@@ -1,13 +1,10 @@
-"""The official Kite mock payloads (shared/fixtures/kite beside the repository)."""
+"""The official Kite mock payloads, read from the one copy the sandbox serves (brokers/sandbox/fixtures)."""
 
-import json
-from pathlib import Path
-
-KITE_FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "kite"
+from brokers.sandbox.market import load_json_fixture
 
 
 def kite_fixture(name: str) -> dict:
-    return json.loads((KITE_FIXTURES / name).read_text())
+    return load_json_fixture(name)
 
 
 def kite_error(message: str, error_type: str) -> dict:

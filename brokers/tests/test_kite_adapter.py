@@ -12,6 +12,8 @@ import responses
 from brokers.adapters.errors import BrokerError, BrokerErrorCode
 from brokers.adapters.kite import KiteAdapter, postback_checksum, session_expiry
 from brokers.adapters.types import OrderRequest
+from brokers.registry import adapter_for
+from brokers.tests.factories import BrokerConnectionFactory
 from brokers.tests.kite_fixtures import kite_error, kite_fixture
 
 ROOT = "https://kite.test"
@@ -156,6 +158,85 @@ def test_orders_and_placement(mocked, kite):
     sent = parse_qs(mocked.calls[1].request.body)
     assert sent["tradingsymbol"] == ["INFY"] and sent["quantity"] == ["2"] and sent["price"] == ["1400.5"]
     assert sent["tag"] == ["thor123"]
+
+
+def order_request(**changes) -> OrderRequest:
+    fields = {"symbol": "INFY", "exchange": "NSE", "side": "BUY", "quantity": Decimal("3"), "order_type": "MARKET"}
+    return OrderRequest(product="CNC", **{**fields, **changes})
+
+
+def sent_form(call) -> dict:
+    return {name: values[0] for name, values in parse_qs(call.request.body).items()}
+
+
+@pytest.mark.parametrize("order_type, trigger_price", [("MARKET", None), ("SL-M", Decimal("1390"))])
+def test_market_and_stop_market_orders_carry_market_protection(mocked, kite, order_type, trigger_price):
+    mocked.post(f"{ROOT}/orders/regular", json=kite_fixture("order_response.json"))
+
+    kite.place(order_request(order_type=order_type, trigger_price=trigger_price))
+
+    sent = sent_form(mocked.calls[0])
+    assert sent["market_protection"] == "-1"
+    assert sent["order_type"] == order_type and sent["quantity"] == "3"
+
+
+@pytest.mark.parametrize("order_type, price", [("LIMIT", Decimal("1400")), ("SL", Decimal("1400"))])
+def test_limit_orders_carry_no_market_protection(mocked, kite, order_type, price):
+    mocked.post(f"{ROOT}/orders/regular", json=kite_fixture("order_response.json"))
+
+    kite.place(order_request(order_type=order_type, price=price, trigger_price=Decimal("1390")))
+
+    assert "market_protection" not in sent_form(mocked.calls[0])
+
+
+@pytest.mark.parametrize("protection, sent", [(Decimal("2.50"), "2.5"), (Decimal("100.00"), "100"), (-1, "-1")])
+def test_market_protection_is_sent_as_kite_reads_numbers(mocked, protection, sent):
+    mocked.post(f"{ROOT}/orders/regular", json=kite_fixture("order_response.json"))
+    kite = KiteAdapter(app_id=1, api_key="apikey123", api_secret="s", access_token="t", market_protection=protection)
+
+    kite.place(order_request())
+
+    assert sent_form(mocked.calls[0])["market_protection"] == sent
+
+
+@pytest.mark.django_db
+def test_the_tenants_market_protection_reaches_kite(mocked, alice):
+    alice.tenant.kite_market_protection = Decimal("3.75")
+    alice.tenant.save()
+    mocked.post(f"{ROOT}/orders/regular", json=kite_fixture("order_response.json"))
+
+    adapter_for(BrokerConnectionFactory(user=alice)).place(order_request())
+
+    assert sent_form(mocked.calls[0])["market_protection"] == "3.75"
+
+
+def test_modifying_into_a_market_order_adds_market_protection(mocked, kite):
+    mocked.put(f"{ROOT}/orders/regular/151220000000000", json=kite_fixture("order_modify.json"))
+
+    kite.modify("151220000000000", {"order_type": "MARKET", "quantity": Decimal("4.0000")})
+
+    sent = sent_form(mocked.calls[0])
+    assert sent["market_protection"] == "-1" and sent["quantity"] == "4"
+
+
+@pytest.mark.parametrize("quantity", [Decimal("1.5"), Decimal("0.0001"), Decimal("NaN"), Decimal("Infinity")])
+def test_a_fractional_quantity_is_refused_before_anything_is_sent(mocked, kite, quantity):
+    with pytest.raises(BrokerError) as error:
+        kite.place(order_request(quantity=quantity))
+    with pytest.raises(BrokerError) as modify_error:
+        kite.modify("151220000000000", {"quantity": quantity})
+
+    assert error.value.code == BrokerErrorCode.INVALID_INPUT and error.value.permanent
+    assert modify_error.value.code == BrokerErrorCode.INVALID_INPUT
+    assert len(mocked.calls) == 0
+
+
+def test_a_whole_quantity_written_with_decimals_is_sent_as_a_whole_number(mocked, kite):
+    mocked.post(f"{ROOT}/orders/regular", json=kite_fixture("order_response.json"))
+
+    kite.place(order_request(quantity=Decimal("25.0000")))
+
+    assert sent_form(mocked.calls[0])["quantity"] == "25"
 
 
 @pytest.mark.parametrize(

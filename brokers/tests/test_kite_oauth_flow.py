@@ -5,16 +5,27 @@ register -> test-oauth -> sandbox login page -> credentials -> Thor's callback -
 """
 
 import time
-from decimal import Decimal
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import time_machine
 from django.core import signing
+from django_redis import get_redis_connection
 
 from accounts.models import TradingAccount
 from brokers import oauth_state
 from brokers.models import BrokerConnection
-from brokers.tests.sandbox_fixtures import CALLBACK, SPA, follow, link, log_in_at_kite, sandbox_fault, spa_params, start
+from brokers.tests.sandbox_fixtures import (
+    CALLBACK,
+    SPA,
+    follow,
+    link,
+    log_in_at_kite,
+    sandbox_calls,
+    sandbox_fault,
+    spa_params,
+    start,
+)
 from conftest import client_for
 from identity.models import User
 from thor import snapshots
@@ -56,8 +67,8 @@ def test_the_whole_flow_links_the_account_and_serves_its_holdings(sandbox, user_
     assert holdings.status_code == 200, holdings.json()
     body = holdings.json()
     assert body["source"] == "live" and body["as_of"]
-    assert body["data"] and all(Decimal(h["last_price"]) > 0 for h in body["data"])
-    assert all(isinstance(h["quantity"], str) for h in body["data"])
+    assert body["data"] and all(h["last_price"] > 0 for h in body["data"])
+    assert all(isinstance(h["quantity"], int) and h["tradingsymbol"] for h in body["data"])
     assert user_client.get("/api/portfolio/holdings").json()["source"] == "cache"
 
 
@@ -68,9 +79,10 @@ def test_profile_and_quote_aliases(sandbox, user_client):
     profile = user_client.get("/api/user/profile")
     quote = user_client.get(f"/api/market/quote/{token}")
 
-    assert profile.status_code == 200 and profile.json()["data"]["broker_user_id"] == "AB1234"
+    assert profile.status_code == 200 and profile.json()["data"]["user_id"] == "AB1234"
     assert quote.status_code == 200, quote.json()
-    assert quote.json()["data"]["instrument_token"] == token and Decimal(quote.json()["data"]["last_price"]) > 0
+    kite_quote = quote.json()["data"][str(token)]
+    assert kite_quote["instrument_token"] == token and kite_quote["last_price"] > 0
 
 
 def test_a_sandbox_connection_may_trade_from_its_first_link(sandbox, user_client):
@@ -147,15 +159,17 @@ class TestHostileCallbacks:
         assert response.status_code == 400 and response.json()["code"] == "state_invalid"
         assert "Location" not in response
 
-    def test_an_expired_state_is_a_400(self, sandbox, user_client, monkeypatch):
+    def test_an_expired_state_is_a_400_and_never_reaches_kite(self, sandbox, user_client):
         location = log_in_at_kite(start(user_client))
-        later = time.time() + 601
-        monkeypatch.setattr(signing.time, "time", lambda: later)
 
-        response = follow(location)
+        # The clock moves for the whole process only while Thor reads the callback, which refuses
+        # the state before it calls the sandbox: the sandbox never sees the moved clock.
+        with time_machine.travel(time.time() + 601, tick=False):
+            response = follow(location)
 
         assert response.status_code == 400 and response.json()["code"] == "state_invalid"
         assert not BrokerConnection.objects.filter(status="active").exists()
+        assert sandbox_calls(sandbox, "POST /session/token") == 0
 
     def test_a_cancelled_login_reports_denied(self, sandbox, user_client):
         state = parse_qs(parse_qs(urlsplit(start(user_client)).query)["redirect_params"][0])["state"][0]
@@ -186,7 +200,7 @@ class TestHostileCallbacks:
 class TestBrokerFaults:
     def holdings_after_fault(self, sandbox, client, account, **fault):
         assert client.get("/api/portfolio/holdings").status_code == 200
-        snapshots.forget(snapshots.key("acme", account.pk, "holdings"))
+        snapshots.forget(snapshots.key("acme", f"connection-{account.connection_id}", "holdings"))
         sandbox_fault(sandbox, path="/portfolio/holdings", count=1, **fault)
         return client.get("/api/portfolio/holdings")
 
@@ -301,16 +315,13 @@ class TestLinkConfirmation:
 
         assert response.status_code == 401
 
-    def test_the_parked_session_is_encrypted_in_the_cache(self, sandbox, user_client):
-        from django.core.cache import cache
-
-        from brokers.services import _link_code_key
-        from thor.crypto import decrypt
-
+    def test_the_parked_session_is_never_in_the_cache_in_clear(self, sandbox, user_client):
         code = self.parked_code(user_client)
-
-        parked_token = cache.get(_link_code_key(code))["access_token"]
-
         live_tokens = set(sandbox.state.kite.sessions)
-        assert parked_token not in live_tokens
-        assert decrypt(parked_token) in live_tokens
+        redis = get_redis_connection("default")
+        cached = b"".join(redis.get(key) or b"" for key in redis.scan_iter() if redis.type(key) == b"string")
+
+        assert live_tokens and cached
+        assert not any(token.encode() in cached for token in live_tokens)
+        user_client.post("/api/brokers/connections/confirm", {"code": code}, format="json")
+        assert BrokerConnection.objects.get(broker_user_id="AB1234").access_token in live_tokens

@@ -50,6 +50,7 @@ def postback_receiver():
             return [item for item in received if predicate(item)]
 
     server.wait_for = wait_for
+    server.received = received
     server.url = f"http://127.0.0.1:{server.server_address[1]}/postback"
     yield server
     server.shutdown()
@@ -69,9 +70,10 @@ def sandbox(postback_receiver):
 
 
 @pytest.fixture(autouse=True)
-def no_faults(sandbox):
-    yield
-    requests.delete(f"{sandbox.url}/_sandbox/faults", timeout=5)
+def fresh_sandbox(sandbox, postback_receiver):
+    """One sandbox serves the module, so every test starts from the state it started in."""
+    sandbox.reset()
+    postback_receiver.received.clear()
 
 
 def login(sandbox, user_id="AB1234", password="sandbox", redirect_params="state=signed.state&next=%2Fhome"):
@@ -236,8 +238,9 @@ def place(kite, **overrides) -> str:
         "quantity": 2,
         "product": "CNC",
         "order_type": "MARKET",
+        "market_protection": -1,
     }
-    return kite.place_order(**{**params, **overrides})
+    return kite.place_order(**{key: value for key, value in {**params, **overrides}.items() if value is not None})
 
 
 def net_quantity(kite, tradingsymbol, product="CNC") -> int:
@@ -326,6 +329,94 @@ def test_invalid_orders_raise_input_exception(sandbox, overrides):
         place(kite, **overrides)
 
 
+# Kite refuses MARKET and SL-M orders without market protection since April 2026.
+
+
+@pytest.mark.parametrize("order_type, trigger_price", [("MARKET", None), ("SL-M", 1400.0)])
+def test_a_market_order_without_market_protection_is_an_input_exception(sandbox, order_type, trigger_price):
+    kite = kite_session(sandbox)
+    pin(sandbox, {"NSE:INFY": 1500.0})
+
+    with pytest.raises(kite_exceptions.InputException, match="market_protection") as raised:
+        place(kite, order_type=order_type, trigger_price=trigger_price, market_protection=None)
+
+    assert raised.value.code == 400
+    assert kite.orders() == []
+
+
+def test_the_refusal_has_kites_error_shape_on_the_wire(sandbox):
+    kite = kite_session(sandbox)
+    order = {"exchange": "NSE", "tradingsymbol": "INFY", "transaction_type": "BUY", "quantity": "1"}
+
+    response = requests.post(
+        f"{sandbox.url}/orders/regular",
+        data={**order, "product": "CNC", "order_type": "MARKET"},
+        headers={"Authorization": f"token {API_KEY}:{kite.access_token}", "X-Kite-Version": "3"},
+        timeout=5,
+    )
+
+    assert response.status_code == 400
+    body = response.json()
+    assert body["status"] == "error" and body["error_type"] == "InputException"
+    assert "market_protection" in body["message"]
+
+
+@pytest.mark.parametrize("protection", [-1, "-1.00", 0.5, 2, 100])
+def test_a_market_order_with_market_protection_fills(sandbox, protection):
+    kite = kite_session(sandbox)
+    pin(sandbox, {"NSE:INFY": 1500.0})
+
+    order_id = place(kite, quantity=1, market_protection=protection)
+
+    order = kite.order_history(order_id)[-1]
+    assert order["status"] == "COMPLETE" and order["market_protection"] == float(protection)
+
+
+@pytest.mark.parametrize("protection", [0, -2, -0.5, 100.01, 1000, "abc", "nan", "inf", "1e400"])
+def test_market_protection_outside_minus_one_or_a_percentage_is_refused(sandbox, protection):
+    kite = kite_session(sandbox)
+
+    with pytest.raises(kite_exceptions.InputException, match="market_protection"):
+        place(kite, market_protection=protection)
+    with pytest.raises(kite_exceptions.InputException, match="market_protection"):
+        place(kite, order_type="LIMIT", price=1400.0, market_protection=protection)
+
+    assert kite.orders() == []
+
+
+def test_a_limit_order_needs_no_market_protection(sandbox):
+    kite = kite_session(sandbox)
+    pin(sandbox, {"NSE:INFY": 1500.0})
+
+    order_id = place(kite, order_type="LIMIT", price=1400.0, market_protection=None)
+
+    assert kite.order_history(order_id)[-1]["status"] == "OPEN"
+
+
+def test_turning_a_resting_order_into_a_market_order_needs_market_protection(sandbox):
+    kite = kite_session(sandbox)
+    pin(sandbox, {"NSE:INFY": 1500.0})
+    order_id = place(kite, order_type="LIMIT", price=1400.0, quantity=1, market_protection=None)
+
+    with pytest.raises(kite_exceptions.InputException, match="market_protection"):
+        kite.modify_order("regular", order_id, order_type="MARKET")
+    assert kite.order_history(order_id)[-1]["status"] == "OPEN"
+
+    kite.modify_order("regular", order_id, order_type="MARKET", market_protection=-1)
+    assert kite.order_history(order_id)[-1]["status"] == "COMPLETE"
+
+
+def test_a_stop_loss_market_order_keeps_its_protection_when_its_trigger_moves(sandbox):
+    kite = kite_session(sandbox)
+    pin(sandbox, {"NSE:INFY": 1500.0})
+    order_id = place(kite, transaction_type="SELL", order_type="SL-M", trigger_price=1400.0, market_protection=5)
+
+    kite.modify_order("regular", order_id, trigger_price=1450.0)
+
+    order = kite.order_history(order_id)[-1]
+    assert (order["status"], order["trigger_price"], order["market_protection"]) == ("TRIGGER PENDING", 1450.0, 5)
+
+
 def test_unaffordable_order_is_rejected(sandbox):
     kite = kite_session(sandbox)
     order_id = place(kite, tradingsymbol="TCS", quantity=100_000)
@@ -388,13 +479,15 @@ def test_5xx_faults(sandbox):
 
 def test_latency_fault_delays_only_matching_paths(sandbox):
     kite = kite_session(sandbox)
-    add_fault(sandbox, kind="latency", ms=300, path="/user/margins")
-    started = time.monotonic()
+    add_fault(sandbox, kind="latency", ms=300, path="/user/margins", count=1)
+
     kite.profile()
-    assert time.monotonic() - started < 0.25
+    assert requests.get(f"{sandbox.url}/_sandbox/faults", timeout=5).json()[0]["count"] == 1
+
     started = time.monotonic()
     kite.margins()
     assert time.monotonic() - started >= 0.3
+    assert requests.get(f"{sandbox.url}/_sandbox/faults", timeout=5).json() == []
 
 
 def test_token_expired_fault(sandbox):
@@ -457,6 +550,36 @@ def test_stats_count_calls_but_not_control_calls(sandbox):
     assert stats["by_path"] == {"GET /portfolio/positions": 2, "GET /portfolio/holdings": 1}
     assert stats["by_status"] == {"200": 2, "429": 1}
     assert set(stats["postbacks"]) == {"sent", "failed"}
+
+
+def test_reset_forgets_what_tests_did_but_keeps_the_apps_it_started_with(sandbox):
+    kite = kite_session(sandbox)
+    quantity_before = net_quantity(kite, "INFY")
+    pin(sandbox, {"NSE:INFY": 1.5})
+    place(kite, quantity=1)
+    assert net_quantity(kite, "INFY") == quantity_before + 1
+    add_fault(sandbox, kind="429", path="/quote")
+    late_app = {"api_key": "late_key", "api_secret": "late_secret", "redirect_url": "http://127.0.0.1:9/cb"}
+    requests.post(f"{sandbox.url}/_sandbox/apps", json=late_app, timeout=5).raise_for_status()
+
+    sandbox.reset()
+
+    with pytest.raises(kite_exceptions.TokenException):
+        kite.orders()
+    fresh = kite_session(sandbox)
+    assert fresh.orders() == [] and fresh.trades() == []
+    assert fresh.ltp("NSE:INFY")["NSE:INFY"]["last_price"] != 1.5
+    assert requests.get(f"{sandbox.url}/_sandbox/faults", timeout=5).json() == []
+    assert requests.get(f"{sandbox.url}/_sandbox/stats", timeout=5).json()["by_path"].keys() == {
+        "POST /connect/login",
+        "POST /session/token",
+        "GET /orders",
+        "GET /trades",
+        "GET /quote/ltp",
+    }
+    late_login = requests.get(f"{sandbox.url}/connect/login", params={"v": "3", "api_key": "late_key"}, timeout=5)
+    assert late_login.status_code == 400
+    assert net_quantity(fresh, "INFY") == quantity_before
 
 
 # --- control API and hostile input ----------------------------------------------------------------

@@ -16,27 +16,12 @@ class TenantOutputSerializer(serializers.ModelSerializer):
         fields = ["slug", "name", "currency"]
 
 
-class PrimaryAccountOutputSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
-    mode = serializers.CharField()
-    broker = serializers.CharField()
-    currency = serializers.CharField()
-    cash = serializers.DecimalField(max_digits=18, decimal_places=2)
-
-
 class UserOutputSerializer(serializers.ModelSerializer):
     tenant = TenantOutputSerializer()
 
     class Meta:
         model = User
         fields = ["id", "email", "role", "marketing_opt_in", "tenant", "date_joined"]
-
-
-class MeOutputSerializer(UserOutputSerializer):
-    primary_account = PrimaryAccountOutputSerializer(allow_null=True)
-
-    class Meta(UserOutputSerializer.Meta):
-        fields = [*UserOutputSerializer.Meta.fields, "primary_account"]
 
 
 class TokenPairSerializer(serializers.Serializer):

@@ -6,5 +6,4 @@ urlpatterns = [
     *slash_optional("auth/token", views.TokenView.as_view(), name="auth-token"),
     *slash_optional("auth/token/refresh", views.TokenRefresh.as_view(), name="auth-token-refresh"),
     *slash_optional("auth/logout", views.LogoutView.as_view(), name="auth-logout"),
-    *slash_optional("auth/me", views.MeView.as_view(), name="auth-me"),
 ]

@@ -7,7 +7,6 @@ from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.tokens import RefreshToken
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
-from accounts.selectors import primary_account_get
 from identity.api import serializers
 from identity.services import user_register
 from identity.tokens import ThorTokenObtainPairSerializer, token_pair_for
@@ -76,14 +75,3 @@ class LogoutView(APIView):
             raise ApplicationError("Invalid or expired refresh token.", code="token_not_valid")
         token.blacklist()
         return Response(status=status.HTTP_205_RESET_CONTENT)
-
-
-class MeView(APIView):
-    @extend_schema(
-        summary="The signed-in user, their tenant and primary account",
-        responses={200: serializers.MeOutputSerializer, **error_responses(401)},
-    )
-    def get(self, request):
-        user = request.user
-        user.primary_account = primary_account_get(user=user)
-        return Response(serializers.MeOutputSerializer(user).data)

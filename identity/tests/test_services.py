@@ -2,6 +2,7 @@ import pytest
 
 from identity.models import Tenant, User
 from identity.services import tenant_create, user_register
+from identity.signals import user_registered
 from thor.errors import ApplicationError
 
 pytestmark = pytest.mark.django_db
@@ -10,14 +11,16 @@ STRONG = "a-Strong-passphrase-42"
 
 
 class TestUserRegister:
-    def test_is_atomic_no_user_without_their_paper_account(self, tenant, monkeypatch):
-        def failing_account(*, user):
+    def test_is_atomic_no_user_when_what_other_apps_give_a_new_user_fails(self, tenant):
+        def failing_account(sender, user, **kwargs):
             raise RuntimeError("paper account could not be created")
 
-        monkeypatch.setattr("identity.services.trading_account_create_paper", failing_account)
-
-        with pytest.raises(RuntimeError):
-            user_register(email="new@acme.test", password=STRONG, tenant_slug="acme")
+        user_registered.connect(failing_account)
+        try:
+            with pytest.raises(RuntimeError):
+                user_register(email="new@acme.test", password=STRONG, tenant_slug="acme")
+        finally:
+            user_registered.disconnect(failing_account)
 
         assert not User.objects.filter(email="new@acme.test").exists()
 

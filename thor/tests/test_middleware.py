@@ -93,3 +93,54 @@ class TestUnderAsgi:
         response = asgi.post("/admin/login/", {"username": "x", "password": "y"})
 
         assert response.status_code == 403
+
+
+class TestNoStore:
+    """Answers that carry tokens or account data tell browsers and proxies not to keep them."""
+
+    @staticmethod
+    def no_store(response):
+        return "no-store" in response.get("Cache-Control", "")
+
+    def test_login_and_refresh(self, anon_client, alice):
+        from identity.tests.factories import PASSWORD
+
+        tokens = anon_client.post("/api/auth/token/", {"email": alice.email, "password": PASSWORD}, format="json")
+        refreshed = anon_client.post("/api/auth/token/refresh/", {"refresh": tokens.json()["refresh"]}, format="json")
+
+        assert tokens.status_code == 200 and self.no_store(tokens)
+        assert refreshed.status_code == 200 and self.no_store(refreshed)
+
+    def test_register(self, anon_client, tenant):
+        response = anon_client.post(
+            "/api/auth/register/",
+            {"email": "new@acme.test", "password": "a-Strong-passphrase-42", "tenant": "acme"},
+            format="json",
+        )
+
+        assert response.status_code == 201 and self.no_store(response)
+
+    @pytest.mark.parametrize("what", ["positions", "funds", "orders"])
+    def test_account_data(self, alice_client, what):
+        response = alice_client.get(f"/api/accounts/primary/{what}")
+
+        assert response.status_code == 200 and self.no_store(response)
+
+    @pytest.mark.parametrize("path", ["/api/auth/me/", "/api/accounts", "/api/brokers/connections", "/api/nowhere"])
+    def test_every_other_api_answer_errors_included(self, anon_client, alice_client, path):
+        assert self.no_store(alice_client.get(path))
+        assert self.no_store(anon_client.get(path))
+
+    def test_under_asgi_too(self, alice):
+        from asgiref.sync import async_to_sync
+        from django.test import AsyncClient
+
+        from identity.tokens import token_pair_for
+
+        client = AsyncClient(headers={"Authorization": f"Bearer {token_pair_for(alice)['access']}"})
+
+        assert self.no_store(async_to_sync(client.get)("/api/accounts/primary/funds"))
+
+    @pytest.mark.parametrize("path", ["/api/health/", "/api/schema/", "/api/docs/"])
+    def test_public_documents_stay_cacheable(self, anon_client, path):
+        assert not self.no_store(anon_client.get(path))

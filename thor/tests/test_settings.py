@@ -95,6 +95,21 @@ BAD_VALUES = {
     "production without THOR_ENCRYPTION_KEYS": ("THOR_ENCRYPTION_KEYS", {**PRODUCTION, "THOR_ENCRYPTION_KEYS": ""}),
     "production without ALLOWED_HOSTS": ("ALLOWED_HOSTS", {**PRODUCTION, "ALLOWED_HOSTS": ""}),
     "production with DEBUG=true": ("DEBUG", {**PRODUCTION, "DEBUG": "true"}),
+    "production with the development SECRET_KEY": (
+        "SECRET_KEY",
+        {**PRODUCTION, "SECRET_KEY": settings.DEVELOPMENT_SECRET_KEY},
+    ),
+    "production with a short SECRET_KEY": (
+        "SECRET_KEY",
+        {**PRODUCTION, "SECRET_KEY": "s" * 20 + "0123456789" * 2 + "abcdefghi"},
+    ),
+    "THOR_FORWARDED_ALLOW_IPS=a name": ("THOR_FORWARDED_ALLOW_IPS", {"THOR_FORWARDED_ALLOW_IPS": "proxy.internal"}),
+    "forwarded headers believed twice": (
+        "THOR_TRUSTED_PROXIES",
+        {"THOR_FORWARDED_ALLOW_IPS": "10.0.0.5", "THOR_TRUSTED_PROXIES": "1"},
+    ),
+    "THOR_MAX_REQUEST_BYTES=0": ("THOR_MAX_REQUEST_BYTES", {"THOR_MAX_REQUEST_BYTES": "0"}),
+    "THOR_MAX_REQUEST_BYTES=1MB": ("THOR_MAX_REQUEST_BYTES", {"THOR_MAX_REQUEST_BYTES": "1MB"}),
 }
 
 
@@ -148,3 +163,28 @@ class TestBadValuesStopStartup:
         assert result.returncode != 0
         assert "ImproperlyConfigured" in result.stderr
         assert f"Environment variable {named}" in result.stderr
+
+
+def deploy_check(variables):
+    return subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=settings.BASE_DIR,
+        env=environment_with(variables),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+class TestDeployCheck:
+    def test_the_development_secret_key_is_reported(self):
+        result = deploy_check({})
+
+        assert result.returncode != 0
+        assert "thor.E001" in result.stderr and "SECRET_KEY is the public development key" in result.stderr
+
+    def test_the_production_configuration_passes_clean(self):
+        result = deploy_check(PRODUCTION)
+
+        assert result.returncode == 0, result.stderr
+        assert "thor.E001" not in result.stderr + result.stdout

@@ -4,8 +4,8 @@ import uuid
 
 import pytest
 
-from brokers.adapters.errors import BrokerError, BrokerErrorCode
 from thor import snapshots
+from thor.upstream import UpstreamError, UpstreamErrorCode
 
 
 class Upstream:
@@ -25,8 +25,8 @@ class Upstream:
         return answer
 
 
-UNAVAILABLE = BrokerError("down", code=BrokerErrorCode.UNAVAILABLE)
-TOKEN_EXPIRED = BrokerError("expired", code=BrokerErrorCode.TOKEN_EXPIRED, permanent=True)
+UNAVAILABLE = UpstreamError("down", code=UpstreamErrorCode.UNAVAILABLE)
+TOKEN_EXPIRED = UpstreamError("expired", code=UpstreamErrorCode.TOKEN_EXPIRED, permanent=True)
 
 
 @pytest.fixture
@@ -66,13 +66,13 @@ class TestReadThrough:
     def test_a_permanent_failure_raises_even_with_a_snapshot(self, key):
         snapshots.read_through(key, Upstream("good"))
 
-        with pytest.raises(BrokerError) as raised:
+        with pytest.raises(UpstreamError) as raised:
             snapshots.read_through(key, Upstream(TOKEN_EXPIRED), force=True)
 
-        assert raised.value.code == BrokerErrorCode.TOKEN_EXPIRED
+        assert raised.value.code == UpstreamErrorCode.TOKEN_EXPIRED
 
     def test_a_failure_without_any_snapshot_raises(self, key):
-        with pytest.raises(BrokerError):
+        with pytest.raises(UpstreamError):
             snapshots.read_through(key, Upstream(UNAVAILABLE))
 
     def test_forget_drops_the_fresh_copy_only(self, key):
@@ -98,18 +98,18 @@ class TestAfterAFailure:
 
     def test_without_a_snapshot_they_get_the_same_error_without_calling_again(self, key):
         failing = Upstream(UNAVAILABLE)
-        with pytest.raises(BrokerError):
+        with pytest.raises(UpstreamError):
             snapshots.read_through(key, failing)
 
-        with pytest.raises(BrokerError) as raised:
+        with pytest.raises(UpstreamError) as raised:
             snapshots.read_through(key, failing)
 
-        assert raised.value.code == BrokerErrorCode.UNAVAILABLE
+        assert raised.value.code == UpstreamErrorCode.UNAVAILABLE
         assert failing.calls == 1
 
     def test_force_and_forget_try_the_broker_again(self, key):
         upstream = Upstream(UNAVAILABLE, "recovered")
-        with pytest.raises(BrokerError):
+        with pytest.raises(UpstreamError):
             snapshots.read_through(key, upstream)
 
         assert snapshots.read_through(key, upstream, force=True).data == "recovered"

@@ -2,6 +2,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
+from accounts.services import trading_account_create_paper
+from brokers.models import BrokerApp, BrokerKind
 from identity.models import Tenant, User
 from identity.services import user_register
 
@@ -22,13 +24,15 @@ class Command(BaseCommand):
         Tenant.objects.exclude(slug="demo").filter(is_default=True).update(is_default=False)
         tenant, _ = Tenant.objects.update_or_create(
             slug="demo",
-            defaults={"name": "Demo", "is_default": True},
+            defaults={"name": "Demo", "is_default": True, "paper_other_currencies": {"INR": "1000000.00"}},
         )
         if DEMO_ORIGIN not in tenant.allowed_origins:
             tenant.allowed_origins = [*tenant.allowed_origins, DEMO_ORIGIN]
             tenant.save(update_fields=["allowed_origins"])
         if not User.objects.filter(email=options["email"]).exists():
-            user_register(email=options["email"], password=options["password"], tenant_slug="demo")
+            user = user_register(email=options["email"], password=options["password"], tenant_slug="demo")
+            # The demo user trades the sandbox's Indian instruments too.
+            trading_account_create_paper(user=user, currency="INR")
         self._seed_sandbox_kite_app(tenant)
         self.stdout.write(self.style.SUCCESS(f"Demo tenant: demo (allows {DEMO_ORIGIN})"))
         self.stdout.write(self.style.SUCCESS(f"Demo user:   {options['email']} / {options['password']}"))
@@ -38,8 +42,6 @@ class Command(BaseCommand):
         )
 
     def _seed_sandbox_kite_app(self, tenant):
-        from brokers.models import BrokerApp, BrokerKind
-
         BrokerApp.objects.update_or_create(
             tenant=tenant,
             owner=None,

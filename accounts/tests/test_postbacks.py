@@ -1,12 +1,15 @@
-"""Kite order postbacks: signed by the order's app, applied once, never a 500."""
+"""Kite order postbacks: verified by brokers, applied by accounts through the one broker-update path,
+signed by the order's app, applied once, never a 500."""
 
 import json
 from decimal import Decimal
 
 import pytest
 
+from accounts.broker_updates import order_broker_update
 from accounts.models import Order, OrderEvent
 from brokers.adapters.kite import postback_checksum
+from brokers.adapters.types import OrderResult
 from brokers.tests.factories import KITE_SECRET, BrokerAppFactory, linked_kite_account
 from brokers.tests.kite_fixtures import kite_fixture
 
@@ -137,7 +140,10 @@ def test_a_partial_fill_then_completion_are_both_recorded(anon_client, order):
 
     order.refresh_from_db()
     assert order.status == "COMPLETE"
-    assert [e.after["broker_status"] for e in OrderEvent.objects.filter(order=order)] == ["UPDATE", "COMPLETE"]
+    assert [(e.after["status"], e.after["filled_quantity"]) for e in OrderEvent.objects.filter(order=order)] == [
+        ("OPEN", "0.5"),
+        ("COMPLETE", "1"),
+    ]
 
 
 def test_an_order_thor_has_not_seen_is_created_on_the_users_live_account(anon_client, account):
@@ -166,14 +172,17 @@ def test_a_wrong_checksum_is_a_400_and_changes_nothing(anon_client, order):
 
 
 def test_another_apps_secret_cannot_update_this_order(anon_client, order, charlie):
+    """Charlie links the same Kite user through another tenant's app: that app's postback speaks only for
+    Charlie's account, where it records the order as Charlie's Kite account shows it."""
     other_app = BrokerAppFactory(tenant=charlie.tenant, api_secret="globexsecret99")
-    linked_kite_account(charlie, app=other_app, broker_user_id="AB1234")
+    charlies = linked_kite_account(charlie, app=other_app, broker_user_id="AB1234")
 
     response = post(anon_client, signed(secret="globexsecret99"))
 
-    assert response.status_code == 400
+    assert response.status_code == 200
     order.refresh_from_db()
-    assert order.status == "OPEN"
+    assert order.status == "OPEN" and order.events.filter(kind="broker_postback").count() == 0
+    assert charlies.orders.get().broker_order_id == order.broker_order_id
 
 
 def test_an_unknown_order_for_an_unknown_user_is_refused(anon_client, account):
@@ -219,33 +228,27 @@ class TestAPostbackThatBeatsThePlacementAnswer:
         assert Order.objects.count() == 1
 
     def test_the_late_placement_answer_does_not_undo_the_fill(self, anon_client, pending):
-        from accounts.live import _record_placement
-        from brokers.adapters.types import OrderResult
-
         post(anon_client, signed(tag="thor0123456789abcdef"))
 
-        _record_placement(
-            order=pending,
+        order_broker_update(
+            account=pending.account,
             result=OrderResult(broker_order_id="220303000308932", status="OPEN"),
-            actor=None,
             kind="sent",
+            order=pending,
         )
 
         pending.refresh_from_db()
         assert pending.status == "COMPLETE"
 
     def test_a_stand_in_made_by_an_untagged_postback_is_folded_into_thors_order(self, anon_client, pending):
-        from accounts.live import _record_placement
-        from brokers.adapters.types import OrderResult
-
         post(anon_client, signed(tag=""))
         assert Order.objects.count() == 2
 
-        _record_placement(
-            order=pending,
+        order_broker_update(
+            account=pending.account,
             result=OrderResult(broker_order_id="220303000308932", status="OPEN"),
-            actor=None,
             kind="sent",
+            order=pending,
         )
 
         assert list(Order.objects.values_list("pk", flat=True)) == [pending.pk]

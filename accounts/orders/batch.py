@@ -1,0 +1,159 @@
+"""Batches of up to 20 orders: every leg is checked before any is sent. Paper is all or nothing in one
+transaction; live sends leg by leg and cancels the legs already placed when a later one fails.
+"""
+
+from dataclasses import dataclass
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from accounts import live
+from accounts.audit import order_event_record
+from accounts.checks import order_request_check, trading_enabled_check
+from accounts.models import Order, TradingAccount
+from accounts.orders.idempotency import recorded_request, request_record
+from accounts.orders.place import last_prices, order_create, pre_trade_check, prefixed
+from accounts.paper import account_lock, paper_order_submit
+from brokers.adapters.errors import BrokerError
+from brokers.adapters.types import OrderRequest
+
+
+@dataclass(frozen=True)
+class BatchLeg:
+    index: int
+    outcome: str  # placed | rejected | cancelled
+    order: Order
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    status: str  # placed | failed | partial
+    legs: list[BatchLeg]
+
+    @property
+    def http_status(self) -> int:
+        return {"placed": 201, "failed": 422, "partial": 207}[self.status]
+
+    def as_record(self) -> dict:
+        return {
+            "status": self.status,
+            "legs": [
+                {"index": leg.index, "outcome": leg.outcome, "order_id": leg.order.pk, "message": leg.message}
+                for leg in self.legs
+            ],
+        }
+
+
+def _batch_from_record(*, account: TradingAccount, body: dict) -> BatchResult:
+    orders = account.orders.in_bulk([leg["order_id"] for leg in body["legs"]])
+    legs = [
+        BatchLeg(index=leg["index"], outcome=leg["outcome"], order=orders[leg["order_id"]], message=leg["message"])
+        for leg in body["legs"]
+    ]
+    return BatchResult(status=body["status"], legs=legs)
+
+
+def _check_every_leg(requests: list[OrderRequest]) -> None:
+    errors = {}
+    for index, request in enumerate(requests):
+        try:
+            order_request_check(request=request)
+        except ValidationError as error:
+            errors.update(prefixed(error, f"orders.{index}.").message_dict)
+    if errors:
+        raise ValidationError(errors)
+
+
+def order_batch_place(
+    *, account: TradingAccount, requests: list[OrderRequest], idempotency_key: str | None, fingerprint: str, actor
+) -> BatchResult:
+    """Every leg is checked before any is sent. Paper: one transaction. Live: placed legs are cancelled
+    when a later leg fails, and each leg reports its outcome.
+    """
+    _check_every_leg(requests)
+    prices = last_prices(account, requests)
+    with transaction.atomic():
+        locked = account_lock(account_id=account.pk)
+        if idempotency_key:
+            record = recorded_request(account=locked, key=idempotency_key, fingerprint=fingerprint)
+            if record is not None:
+                return _batch_from_record(account=locked, body=record.response_body)
+        trading_enabled_check(account=locked)
+        orders = []
+        for index, request in enumerate(requests):
+            try:
+                pre_trade_check(account=locked, request=request, prices=prices)
+            except ValidationError as error:
+                raise prefixed(error, f"orders.{index}.") from None
+            order = order_create(account=locked, request=request, key=None, fingerprint="")
+            order_event_record(order=order, kind="placed", actor=actor)
+            if locked.mode == TradingAccount.Mode.PAPER:
+                paper_order_submit(
+                    account=locked, order=order, last_price=prices.get((request.exchange, request.symbol)), actor=actor
+                )
+                if order.status == Order.Status.REJECTED:
+                    raise ValidationError({f"orders.{index}.non_field_errors": [order.status_message]})
+            orders.append(order)
+        if locked.mode == TradingAccount.Mode.PAPER:
+            result = BatchResult(
+                status="placed", legs=[BatchLeg(index=i, outcome="placed", order=o) for i, o in enumerate(orders)]
+            )
+            request_record(
+                account=locked,
+                key=idempotency_key,
+                operation="batch",
+                fingerprint=fingerprint,
+                response_status=result.http_status,
+                response_body=result.as_record(),
+            )
+            return result
+        request_record(account=locked, key=idempotency_key, operation="batch", fingerprint=fingerprint)
+    result = _live_batch_send(orders=orders, actor=actor)
+    request_record(
+        account=account,
+        key=idempotency_key,
+        operation="batch",
+        fingerprint=fingerprint,
+        response_status=result.http_status,
+        response_body=result.as_record(),
+    )
+    return result
+
+
+def _live_batch_send(*, orders: list[Order], actor) -> BatchResult:
+    placed: list[Order] = []
+    for index, order in enumerate(orders):
+        try:
+            placed.append(live.live_order_send(order=order, actor=actor))
+        except BrokerError as error:
+            return _live_batch_unwind(orders=orders, placed=placed, failed_index=index, error=error, actor=actor)
+    return BatchResult(
+        status="placed", legs=[BatchLeg(index=i, outcome="placed", order=o) for i, o in enumerate(placed)]
+    )
+
+
+def _live_batch_unwind(*, orders, placed, failed_index, error: BrokerError, actor) -> BatchResult:
+    """A leg failed: cancel the legs already at the broker and never send the rest."""
+    legs = []
+    for index, order in enumerate(placed):
+        try:
+            live.live_order_cancel(order=order, actor=actor)
+            legs.append(
+                BatchLeg(index=index, outcome="cancelled", order=order, message="Cancelled: a later leg failed.")
+            )
+        except BrokerError as cancel_error:
+            legs.append(
+                BatchLeg(index=index, outcome="placed", order=order, message=f"Cancel failed: {cancel_error.message}")
+            )
+    failed = orders[failed_index]
+    failed.refresh_from_db()
+    legs.append(
+        BatchLeg(index=failed_index, outcome="rejected", order=failed, message=failed.status_message or error.message)
+    )
+    for index in range(failed_index + 1, len(orders)):
+        order = orders[index]
+        live.live_order_abandon(order=order, message=f"Not sent: leg {failed_index} failed.", actor=actor)
+        legs.append(BatchLeg(index=index, outcome="cancelled", order=order, message=order.status_message))
+    still_placed = any(leg.outcome == "placed" for leg in legs)
+    return BatchResult(status="partial" if still_placed else "failed", legs=legs)

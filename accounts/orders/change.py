@@ -1,0 +1,124 @@
+"""Modifying and cancelling an open order, each applied once whatever the concurrency.
+
+The Idempotency-Key is checked and claimed in the same locked transaction that checks the order (and,
+on paper, applies the change), so twenty identical requests make one change and one broker call.
+"""
+
+from dataclasses import replace
+
+from django.db import transaction
+from rest_framework import status
+
+from accounts import live
+from accounts.audit import order_event_record, order_state
+from accounts.checks import OPEN_STATUSES, order_request_check, trading_enabled_check
+from accounts.models import Order, TradingAccount
+from accounts.orders.idempotency import replayed_order, request_forget, request_record
+from accounts.orders.place import last_prices, pre_trade_check
+from accounts.paper import account_lock, paper_order_cancel, paper_order_submit
+from brokers.adapters.errors import BrokerError
+from thor.errors import ApplicationError
+
+MODIFIABLE_FIELDS = ("quantity", "price", "trigger_price", "order_type", "validity")
+
+
+def _open_order(*, account: TradingAccount, order_id: int) -> Order:
+    order = account.orders.filter(pk=order_id).first()
+    if order is None:
+        raise ApplicationError("Not found.", code="not_found", status_code=status.HTTP_404_NOT_FOUND)
+    if order.status not in OPEN_STATUSES:
+        raise ApplicationError(
+            f"The order is {order.status}; only open orders can change.",
+            code="order_not_open",
+            status_code=status.HTTP_409_CONFLICT,
+        )
+    return order
+
+
+def _answered(*, account, key, operation, fingerprint, order: Order) -> Order:
+    request_record(
+        account=account,
+        key=key,
+        operation=operation,
+        fingerprint=fingerprint,
+        response_status=200,
+        response_body={"order_id": order.pk},
+    )
+    return order
+
+
+def _live_change(*, account, key, operation, fingerprint, change) -> Order:
+    """Run a live modify or cancel whose key is claimed; the key answers its result, or is freed on failure."""
+    try:
+        order = change()
+    except BrokerError:
+        request_forget(account=account, key=key)
+        raise
+    return _answered(account=account, key=key, operation=operation, fingerprint=fingerprint, order=order)
+
+
+def order_modify(
+    *, account: TradingAccount, order_id: int, changes: dict, idempotency_key: str | None, fingerprint: str, actor
+) -> Order:
+    """Change an open order's quantity, prices, type or validity (checked like a new order)."""
+    # Prices may come from a broker: read them before the lock, for the order's instrument (which no
+    # modify changes) and, on paper, the positions.
+    unlocked = account.orders.filter(pk=order_id).first()
+    prices = last_prices(account, [live.order_request_of(unlocked)]) if unlocked else {}
+    with transaction.atomic():
+        locked = account_lock(account_id=account.pk)
+        replayed = replayed_order(account=locked, key=idempotency_key, fingerprint=fingerprint)
+        if replayed is not None:
+            return replayed
+        order = _open_order(account=locked, order_id=order_id)
+        trading_enabled_check(account=locked)
+        request = replace(
+            live.order_request_of(order), **{field: changes[field] for field in MODIFIABLE_FIELDS if field in changes}
+        )
+        order_request_check(request=request)
+        pre_trade_check(account=locked, request=request, prices=prices, replacing=order)
+        if locked.mode == TradingAccount.Mode.LIVE:
+            request_record(account=locked, key=idempotency_key, operation="modify", fingerprint=fingerprint)
+        else:
+            before = order_state(order)
+            for field in MODIFIABLE_FIELDS:
+                setattr(order, field, getattr(request, field))
+            order.save()
+            order_event_record(order=order, kind="modified", before=before, actor=actor)
+            paper_order_submit(
+                account=locked, order=order, last_price=prices.get((order.exchange, order.symbol)), actor=actor
+            )
+            return _answered(
+                account=locked, key=idempotency_key, operation="modify", fingerprint=fingerprint, order=order
+            )
+    return _live_change(
+        account=account,
+        key=idempotency_key,
+        operation="modify",
+        fingerprint=fingerprint,
+        change=lambda: live.live_order_modify(order=order, request=request, actor=actor),
+    )
+
+
+def order_cancel(
+    *, account: TradingAccount, order_id: int, idempotency_key: str | None, fingerprint: str, actor
+) -> Order:
+    with transaction.atomic():
+        locked = account_lock(account_id=account.pk)
+        replayed = replayed_order(account=locked, key=idempotency_key, fingerprint=fingerprint)
+        if replayed is not None:
+            return replayed
+        order = _open_order(account=locked, order_id=order_id)
+        if locked.mode == TradingAccount.Mode.PAPER:
+            paper_order_cancel(order=order, actor=actor)
+            return _answered(
+                account=locked, key=idempotency_key, operation="cancel", fingerprint=fingerprint, order=order
+            )
+        request_record(account=locked, key=idempotency_key, operation="cancel", fingerprint=fingerprint)
+    return _live_change(
+        account=account,
+        key=idempotency_key,
+        operation="cancel",
+        fingerprint=fingerprint,
+        change=lambda: live.live_order_cancel(order=order, actor=actor),
+    )

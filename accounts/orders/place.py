@@ -1,0 +1,132 @@
+"""Placing one order. Paper orders are checked, stored and filled in one transaction with the account row
+locked. Live orders are checked and stored (PENDING) under the same lock, then sent outside any
+transaction; a lost answer is resolved from the broker's order book (UNKNOWN until then), never by
+sending again.
+"""
+
+import secrets
+from decimal import Decimal
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+
+from accounts import live
+from accounts.audit import order_event_record
+from accounts.checks import (
+    currency_check,
+    order_request_check,
+    order_value_price,
+    tenant_limits_check,
+    trading_enabled_check,
+)
+from accounts.models import Order, TradingAccount
+from accounts.orders.idempotency import placed_order_for_key, request_record
+from accounts.paper import account_lock, paper_buying_power_check, paper_order_submit
+from accounts.prices import MarketDataUnavailable, price_source
+from brokers.adapters.errors import BrokerError
+from brokers.adapters.types import OrderRequest
+from thor.errors import broker_error_body
+
+Prices = dict[tuple[str, str], Decimal]
+
+
+def _new_client_order_id() -> str:
+    # Kite tags hold 20 characters: this id doubles as the tag that finds a timed-out order again.
+    return f"thor{secrets.token_hex(8)}"
+
+
+def last_prices(account: TradingAccount, requests: list[OrderRequest]) -> Prices:
+    """Market prices for the orders, and for a paper account its positions (shorts are margined at the
+    market), read before any lock is taken: the source may be a broker.
+
+    Only paper needs them to fill: a live order goes on without (valued at its own prices), since the
+    paper source may have no session for the tenant while the user's own one is fine.
+    """
+    instruments = {(request.exchange, request.symbol) for request in requests}
+    if account.mode == TradingAccount.Mode.PAPER:
+        instruments |= set(account.paper_positions.values_list("exchange", "symbol"))
+    try:
+        # Only prices young enough to fill at: a stale table (the broker failing) is for reads, not fills.
+        return dict(price_source(tenant=account.user.tenant).prices(instruments).fresh())
+    except MarketDataUnavailable:
+        if account.mode == TradingAccount.Mode.PAPER:
+            raise
+        return {}
+
+
+def order_create(*, account: TradingAccount, request: OrderRequest, key, fingerprint: str) -> Order:
+    return Order.objects.create(
+        account=account,
+        client_order_id=_new_client_order_id(),
+        symbol=request.symbol,
+        exchange=request.exchange,
+        side=request.side,
+        quantity=request.quantity,
+        order_type=request.order_type,
+        product=request.product,
+        price=request.price,
+        trigger_price=request.trigger_price,
+        validity=request.validity,
+        tag=request.tag,
+        idempotency_key=key,
+        request_fingerprint=fingerprint if key else "",
+    )
+
+
+def prefixed(error: ValidationError, prefix: str) -> ValidationError:
+    return ValidationError({f"{prefix}{field}": messages for field, messages in error.message_dict.items()})
+
+
+def pre_trade_check(*, account: TradingAccount, request: OrderRequest, prices: Prices, replacing: Order | None = None):
+    """Everything an order must pass on the locked account; returns the price it is valued at."""
+    currency_check(account=account, request=request)
+    last_price = prices.get((request.exchange, request.symbol))
+    price = order_value_price(request=request, last_price=last_price)
+    tenant_limits_check(account=account, request=request, price=price, replacing=replacing)
+    if account.mode == TradingAccount.Mode.PAPER:
+        if price is None:
+            raise ValidationError({"tradingsymbol": ["No market price available."]})
+        paper_buying_power_check(account=account, request=request, price=price, marks=prices, replacing=replacing)
+    return price
+
+
+def order_place(
+    *, account: TradingAccount, request: OrderRequest, idempotency_key: str | None, fingerprint: str, actor
+) -> Order:
+    """One order; the same Idempotency-Key and body return the order the first request made."""
+    order_request_check(request=request)
+    prices = last_prices(account, [request])
+    with transaction.atomic():
+        locked = account_lock(account_id=account.pk)
+        if idempotency_key:
+            placed = placed_order_for_key(account=locked, key=idempotency_key, fingerprint=fingerprint)
+            if placed is not None:
+                return placed
+        trading_enabled_check(account=locked)
+        pre_trade_check(account=locked, request=request, prices=prices)
+        try:
+            with transaction.atomic():
+                order = order_create(account=locked, request=request, key=idempotency_key, fingerprint=fingerprint)
+        except IntegrityError:
+            # The account lock serialises placements; the unique key is the last line of defence.
+            return placed_order_for_key(account=locked, key=idempotency_key, fingerprint=fingerprint)
+        order_event_record(order=order, kind="placed", actor=actor)
+        if locked.mode == TradingAccount.Mode.PAPER:
+            paper_order_submit(
+                account=locked, order=order, last_price=prices.get((request.exchange, request.symbol)), actor=actor
+            )
+            return order
+    try:
+        return live.live_order_send(order=order, actor=actor)
+    except BrokerError as error:
+        # Refused for good: a retry with this key answers the same refusal.
+        body = broker_error_body(error)
+        request_record(
+            account=account,
+            key=idempotency_key,
+            operation="place",
+            fingerprint=fingerprint,
+            response_status=body["status_code"],
+            response_body=body,
+        )
+        raise

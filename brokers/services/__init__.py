@@ -1,0 +1,38 @@
+"""Writes of the brokers app: the broker-call guard and connection lifecycle, linking, postbacks."""
+
+from brokers.services.connections import (
+    broker_call,
+    connection_mark_expired,
+    connection_require_active,
+    connection_revoke,
+    kite_sessions_expire,
+)
+from brokers.services.linking import (
+    LINK_CODE_SECONDS,
+    CallbackFailed,
+    LinkAwaitsConfirmation,
+    connection_link_confirm,
+    connection_reconnect_start,
+    kite_callback_complete,
+    kite_tenant_app_connect_start,
+    kite_user_app_connect_start,
+)
+from brokers.services.postbacks import VerifiedPostback, kite_postback_verify
+
+__all__ = [
+    "LINK_CODE_SECONDS",
+    "CallbackFailed",
+    "LinkAwaitsConfirmation",
+    "VerifiedPostback",
+    "broker_call",
+    "connection_link_confirm",
+    "connection_mark_expired",
+    "connection_reconnect_start",
+    "connection_require_active",
+    "connection_revoke",
+    "kite_callback_complete",
+    "kite_postback_verify",
+    "kite_sessions_expire",
+    "kite_tenant_app_connect_start",
+    "kite_user_app_connect_start",
+]

@@ -1,0 +1,90 @@
+"""The guard around every broker call, and the life of a connection: active, expired, revoked."""
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import TypeVar
+
+from django.db import transaction
+from django.utils import timezone
+
+from brokers.adapters.base import BrokerAdapter
+from brokers.adapters.errors import BrokerError, BrokerErrorCode
+from brokers.models import BrokerConnection, BrokerKind
+from brokers.registry import adapter_for
+
+logger = logging.getLogger("thor.brokers")
+T = TypeVar("T")
+Status = BrokerConnection.Status
+
+
+def broker_call(connection: BrokerConnection, call: Callable[[BrokerAdapter], T]) -> T:
+    """`call(adapter)` for this connection, keeping the connection's status honest.
+
+    A connection that is not active, or whose session is past its expiry, raises a permanent
+    TOKEN_EXPIRED BrokerError without calling the broker (the API answers 409 reauth_required);
+    a TOKEN_EXPIRED from the broker marks the connection expired first. Success records the sync.
+    Not atomic on purpose: no transaction stays open across a network call.
+    """
+    connection_require_active(connection)
+    try:
+        result = call(adapter_for(connection))
+    except BrokerError as error:
+        if error.code == BrokerErrorCode.TOKEN_EXPIRED:
+            connection_mark_expired(connection=connection)
+        else:
+            BrokerConnection.objects.filter(pk=connection.pk).update(last_error=error.code.value)
+        raise
+    BrokerConnection.objects.filter(pk=connection.pk).update(last_sync_at=timezone.now(), last_error="")
+    return result
+
+
+# --- Connection lifecycle ----------------------------------------------------------------------
+
+
+def connection_require_active(connection: BrokerConnection) -> None:
+    """Raise a permanent TOKEN_EXPIRED BrokerError unless the session is usable; a session past its
+    expiry is marked expired on the way."""
+    if (
+        connection.status == Status.ACTIVE
+        and connection.access_expires_at
+        and connection.access_expires_at <= timezone.now()
+    ):
+        connection_mark_expired(connection=connection)
+    if connection.status != Status.ACTIVE:
+        raise BrokerError(
+            "The broker session has ended; link the account again.", code=BrokerErrorCode.TOKEN_EXPIRED, permanent=True
+        )
+
+
+@transaction.atomic
+def connection_mark_expired(*, connection: BrokerConnection, error_code: str = "token_expired") -> None:
+    """The session is dead at the broker: forget its tokens so the user is asked to link again."""
+    BrokerConnection.objects.filter(pk=connection.pk, status=Status.ACTIVE).update(
+        status=Status.EXPIRED, last_error=error_code, access_token="", updated_at=timezone.now()
+    )
+    connection.refresh_from_db()
+
+
+def connection_revoke(*, connection: BrokerConnection) -> None:
+    """End the session at the broker where it can, then wipe the tokens; the row stays as the audit.
+
+    The broker call is best effort (the user's wish to unlink wins) and runs outside any transaction.
+    """
+    if connection.access_token and connection.status == Status.ACTIVE:
+        try:
+            adapter_for(connection).revoke()
+        except BrokerError as error:
+            logger.warning("Could not end broker session of connection %s: %s", connection.pk, error.code)
+    BrokerConnection.objects.filter(pk=connection.pk).update(
+        status=Status.REVOKED, access_token="", refresh_token="", last_error="", updated_at=timezone.now()
+    )
+    connection.refresh_from_db()
+
+
+def kite_sessions_expire(*, now: datetime | None = None) -> int:
+    """Mark every Kite session past its 06:00 IST end as expired; returns how many."""
+    now = now or timezone.now()
+    return BrokerConnection.objects.filter(
+        app__kind=BrokerKind.KITE, status=Status.ACTIVE, access_expires_at__lte=now
+    ).update(status=Status.EXPIRED, last_error="session_expired", access_token="", updated_at=now)

@@ -1,0 +1,41 @@
+"""The failure of a service Thor calls on a user's behalf (a broker), in terms the base layer can answer.
+
+`brokers.adapters.errors.BrokerError` extends it; `thor.errors` maps it to HTTP and `thor.snapshots`
+falls back to the last-good copy on it, without either knowing about brokers.
+"""
+
+from enum import StrEnum
+
+
+class UpstreamErrorCode(StrEnum):
+    TOKEN_EXPIRED = "token_expired"
+    RATE_LIMITED = "rate_limited"
+    REJECTED = "rejected"
+    INVALID_INPUT = "invalid_input"
+    PERMISSION_DENIED = "permission_denied"
+    NOT_FOUND = "not_found"
+    UNAVAILABLE = "unavailable"
+    TIMEOUT = "timeout"
+
+
+class UpstreamError(Exception):
+    """`permanent` means retrying cannot help; `broker_message` is the service's own words, for the user."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: UpstreamErrorCode,
+        permanent: bool = False,
+        retry_after: float | None = None,
+        broker_message: str = "",
+    ):
+        super().__init__(message)
+        self.message = message
+        self.code = UpstreamErrorCode(code)
+        self.permanent = permanent
+        self.retry_after = retry_after
+        self.broker_message = broker_message
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.code}, permanent={self.permanent}, {self.message!r})"
