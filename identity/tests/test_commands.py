@@ -44,26 +44,6 @@ class TestCreateTenant:
             run("create_tenant", "default")
 
 
-class TestSeedDemo:
-    def test_makes_the_demo_tenant_the_default_allowing_the_spa(self):
-        run("seed_demo")
-
-        demo = Tenant.objects.get(is_default=True)
-        assert demo.slug == "demo"
-        assert demo.allowed_origins == ["http://localhost:5173"]
-        assert User.objects.get(email="demo@thor.local").tenant == demo
-
-    def test_is_idempotent(self):
-        run("seed_demo")
-
-        run("seed_demo")
-
-        assert Tenant.objects.filter(slug="demo").count() == 1
-        assert Tenant.objects.get(slug="demo").allowed_origins == ["http://localhost:5173"]
-        assert User.objects.filter(email="demo@thor.local").count() == 1
-        assert User.objects.get(email="demo@thor.local").trading_accounts.count() == 1
-
-
 class TestDefaultTenantMigration:
     def test_a_default_tenant_exists_after_migrate(self):
         assert Tenant.objects.get(is_default=True).slug == "default"
