@@ -1,7 +1,8 @@
 """One application error type and one handler: every error answers the same JSON.
 
 `{"detail": "...", "status_code": N, "code": "..."}` plus `"errors": {field: [...]}` on
-validation errors (seed 001's format, with a machine-readable code).
+validation errors (seed 001's format, with a machine-readable code). A field of a nested object or list
+is named by its dotted path (`orders.1.quantity`), so `errors` is always flat.
 """
 
 import logging
@@ -59,7 +60,7 @@ class ErrorSerializer(serializers.Serializer):
     errors = serializers.DictField(
         child=serializers.ListField(child=serializers.CharField()),
         required=False,
-        help_text="Validation errors: messages by field.",
+        help_text="Validation errors: messages by dotted field path (`orders.1.quantity`).",
     )
 
 
@@ -84,21 +85,43 @@ def broker_error_body(error: UpstreamError) -> dict:
     return error_body(detail, status_code, code)
 
 
-def _first_message(errors):
-    """A one-line summary of a validation error tree, for `detail`."""
-    if isinstance(errors, dict):
-        for field, value in errors.items():
-            message = _first_message(value)
-            return message if field == "non_field_errors" else f"{field}: {message}"
-    if isinstance(errors, list) and errors:
-        return _first_message(errors[0])
-    return str(errors)
+NON_FIELD = "non_field_errors"
 
 
-def _as_field_errors(detail):
+def field_errors(detail, path: str = "") -> dict[str, list[str]]:
+    """A validation error tree as `{dotted field path: [messages]}`, the one shape `errors` has.
+
+    DRF nests the errors of nested serializers and list items (`{"orders": {1: {"quantity": [...]}}}`);
+    a client should not have to walk a tree whose shape depends on the field, so each message is filed
+    under the path of what it is about: `orders.1.quantity`; `orders.1` for the leg as a whole (one that
+    is not an object, say); `non_field_errors` only for the request as a whole.
+    """
     if isinstance(detail, dict):
-        return {field: value if isinstance(value, list) else [value] for field, value in detail.items()}
-    return {"non_field_errors": detail if isinstance(detail, list) else [detail]}
+        children = [(_path_join(path, key).removesuffix(f".{NON_FIELD}"), value) for key, value in detail.items()]
+    elif isinstance(detail, list):
+        # A list of messages stays under its field; a list of nested errors (many=True) goes by index.
+        children = [(path if _is_message(item) else _path_join(path, index), item) for index, item in enumerate(detail)]
+    else:
+        return {path or NON_FIELD: [str(detail)]}
+    flat: dict[str, list[str]] = {}
+    for child_path, child in children:
+        for field, messages in field_errors(child, child_path).items():
+            flat.setdefault(field, []).extend(messages)
+    return flat
+
+
+def _path_join(path: str, key) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+def _is_message(item) -> bool:
+    return not isinstance(item, (dict, list))
+
+
+def _first_message(errors: dict[str, list[str]]) -> str:
+    """A one-line summary of the field errors, for `detail`."""
+    field, messages = next(iter(errors.items()))
+    return messages[0] if field == NON_FIELD else f"{field}: {messages[0]}"
 
 
 def exception_handler(exc, context):
@@ -120,11 +143,11 @@ def exception_handler(exc, context):
         return Response(body, status=body["status_code"], headers=headers)
 
     if isinstance(exc, ApplicationError):
-        body = error_body(exc.message, exc.status_code, exc.code, exc.errors)
+        body = error_body(exc.message, exc.status_code, exc.code, exc.errors and field_errors(exc.errors))
         return Response(body, status=exc.status_code)
 
     if isinstance(exc, exceptions.ValidationError):
-        errors = _as_field_errors(exc.detail)
+        errors = field_errors(exc.detail) or {NON_FIELD: ["Invalid input."]}
         body = error_body(_first_message(errors), 400, "validation_error", errors)
         return Response(body, status=400)
 

@@ -125,6 +125,14 @@ class OrderOutputSerializer(serializers.Serializer):
     updated_at = serializers.DateTimeField()
 
 
+class OrderPageOutputSerializer(serializers.Serializer):
+    """One page of the cursor-paginated order list: `next` and `previous` are links, null at either end."""
+
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = OrderOutputSerializer(many=True)
+
+
 class BatchLegOutputSerializer(serializers.Serializer):
     index = serializers.IntegerField()
     outcome = serializers.ChoiceField(choices=("placed", "rejected", "cancelled"))

@@ -261,7 +261,7 @@ class OrdersView(APIView):
             OpenApiParameter("limit", OpenApiTypes.INT),
             OpenApiParameter("cursor", OpenApiTypes.STR),
         ],
-        responses={200: serializers.OrderOutputSerializer(many=True), **error_responses(400, 401, 404)},
+        responses={200: serializers.OrderPageOutputSerializer, **error_responses(400, 401, 404)},
     )
     def get(self, request, account_id):
         account = selectors.account_get(user=request.user, account_ref=account_id)

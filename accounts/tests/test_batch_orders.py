@@ -29,8 +29,30 @@ def test_an_invalid_leg_sends_nothing(alice_client):
     response = alice_client.post(URL, {"orders": legs}, format="json")
 
     assert response.status_code == 400
-    assert set(response.json()["errors"]) == {"orders"}
+    assert set(response.json()["errors"]) == {"orders.1.quantity"}  # MOON is checked after the shapes, so never reached
     assert not Order.objects.exists()
+
+
+@pytest.mark.parametrize("leg", ["x", 7, None, ["INFY"], True])
+def test_a_leg_that_is_not_an_object_is_named_by_its_index(alice_client, leg):
+    response = alice_client.post(URL, {"orders": [order_body(), leg]}, format="json")
+
+    assert response.status_code == 400
+    errors = response.json()["errors"]
+    assert list(errors) == ["orders.1"]
+    assert all(isinstance(message, str) for message in errors["orders.1"]) and errors["orders.1"]
+    assert not Order.objects.exists()
+
+
+def test_batch_errors_are_flat_lists_of_strings_whatever_the_legs(alice_client):
+    legs = [order_body(price="-1"), "x", order_body(quantity="many", junk={"deep": [1]}), order_body()]
+
+    response = alice_client.post(URL, {"orders": legs}, format="json")
+
+    assert response.status_code == 400
+    errors = response.json()["errors"]
+    assert {"orders.0.price", "orders.1", "orders.2.quantity"} <= set(errors)
+    assert all(isinstance(messages, list) and all(isinstance(m, str) for m in messages) for messages in errors.values())
 
 
 def test_paper_batch_rolls_back_when_a_later_leg_cannot_be_afforded(alice_client, alice):

@@ -246,6 +246,18 @@ class TestOrderList:
         assert alice_client.get("/api/accounts/primary/orders?status=NOPE").status_code == 400
         assert alice_client.get("/api/accounts/primary/orders?from=yesterday").status_code == 400
 
+    def test_the_schema_documents_the_page_it_answers(self, alice_client, anon_client):
+        place(alice_client)
+        schema = anon_client.get("/api/schema/?format=json").json()
+        ok = schema["paths"]["/api/accounts/{account_id}/orders/"]["get"]["responses"]["200"]
+        documented = schema["components"]["schemas"][ok["content"]["application/json"]["schema"]["$ref"].split("/")[-1]]
+
+        page = alice_client.get("/api/accounts/primary/orders/").json()
+
+        assert set(documented["properties"]) == set(page) == {"next", "previous", "results"}
+        assert documented["properties"]["results"]["type"] == "array"
+        assert documented["properties"]["next"]["nullable"] is True and page["next"] is None
+
 
 class TestReadsAndReset:
     def test_positions_holdings_funds(self, alice_client, fixed_prices):

@@ -3,6 +3,10 @@
 import logging
 
 import pytest
+from rest_framework import exceptions
+from rest_framework.exceptions import ErrorDetail
+
+from thor.errors import ApplicationError, exception_handler, field_errors
 
 pytestmark = pytest.mark.django_db
 
@@ -29,6 +33,21 @@ class TestValidationError400:
         assert all(isinstance(messages, list) and messages for messages in body["errors"].values())
         assert body["detail"].startswith("email: ")
 
+    def test_errors_always_map_a_field_to_a_list_of_strings(self, anon_client):
+        response = anon_client.post("/api/auth/register/", {"email": ["a", {"b": 1}], "password": None}, format="json")
+
+        body = assert_error(response, 400, "validation_error")
+        for field, messages in body["errors"].items():
+            assert isinstance(field, str) and messages
+            assert all(isinstance(message, str) for message in messages), field
+
+    def test_a_body_that_is_not_an_object_is_a_request_wide_error(self, anon_client):
+        response = anon_client.post("/api/auth/register/", ["not", "an", "object"], format="json")
+
+        body = assert_error(response, 400, "validation_error")
+        assert list(body["errors"]) == ["non_field_errors"]
+        assert body["detail"] == body["errors"]["non_field_errors"][0]
+
     def test_a_disallowed_host_is_400_json(self, anon_client, settings):
         settings.ALLOWED_HOSTS = ["thor.test"]
 
@@ -36,6 +55,69 @@ class TestValidationError400:
 
         body = assert_error(response, 400, "bad_request")
         assert "errors" not in body
+
+
+class TestNestedValidationErrorsAreFlattened:
+    """`errors` is flat whatever the serializer's shape: dotted paths to lists of strings."""
+
+    def answer(self, detail):
+        response = exception_handler(exceptions.ValidationError(detail), {})
+        assert response.status_code == 400
+        return response.data
+
+    def test_a_field_of_a_list_item_is_named_by_its_path(self):
+        body = self.answer({"orders": {1: {"quantity": ["Too small."]}, 3: {"price": ["Not a number."]}}})
+
+        assert body["errors"] == {"orders.1.quantity": ["Too small."], "orders.3.price": ["Not a number."]}
+        assert body["detail"] == "orders.1.quantity: Too small."
+
+    def test_an_item_wrong_as_a_whole_is_named_by_the_item_path(self):
+        body = self.answer({"orders": {0: {"non_field_errors": ["Expected an object."]}}})
+
+        assert body["errors"] == {"orders.0": ["Expected an object."]}
+
+    def test_a_dotted_key_ending_in_non_field_errors_reads_the_same(self):
+        body = self.answer({"orders.2.non_field_errors": ["Rejected."]})
+
+        assert body["errors"] == {"orders.2": ["Rejected."]}
+
+    def test_many_true_lists_skip_the_valid_items_and_keep_their_index(self):
+        body = self.answer({"legs": [{}, {"side": ["Bad."]}, {}, {"side": ["Worse."], "qty": ["Missing."]}]})
+
+        assert body["errors"] == {"legs.1.side": ["Bad."], "legs.3.side": ["Worse."], "legs.3.qty": ["Missing."]}
+
+    def test_request_wide_errors_keep_the_non_field_key(self):
+        body = self.answer({"non_field_errors": ["Send at least one field."]})
+
+        assert body["errors"] == {"non_field_errors": ["Send at least one field."]}
+        assert body["detail"] == "Send at least one field."
+
+    def test_a_bare_message_is_a_request_wide_error(self):
+        assert self.answer("Nope.")["errors"] == {"non_field_errors": ["Nope."]}
+
+    def test_deep_and_mixed_nesting_ends_in_strings(self):
+        detail = {"a": {"b": [{"c": {"d": ["Deep."]}}, "Shallow."]}, "e": [["x", "y"]]}
+
+        errors = self.answer(detail)["errors"]
+
+        assert errors == {"a.b.0.c.d": ["Deep."], "a.b": ["Shallow."], "e.0": ["x", "y"]}
+
+    def test_an_empty_error_tree_still_answers_a_message(self):
+        body = self.answer({})
+
+        assert body["errors"] == {"non_field_errors": ["Invalid input."]}
+
+    def test_application_errors_are_flattened_the_same_way(self):
+        error = ApplicationError("No.", code="validation_error", errors={"orders": {0: {"quantity": ["Too many."]}}})
+
+        response = exception_handler(error, {})
+
+        assert response.data["errors"] == {"orders.0.quantity": ["Too many."]}
+
+    def test_field_errors_are_plain_strings_not_error_details(self):
+        errors = field_errors({"x": [ErrorDetail("Bad.", code="invalid")]})
+
+        assert errors == {"x": ["Bad."]} and type(errors["x"][0]) is str
 
 
 class TestUnauthenticated401:
