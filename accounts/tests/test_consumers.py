@@ -319,3 +319,41 @@ class TestStatus:
         }
 
         assert alice_client.get("/api/ws/status").json()["channel_layer"] == "error: ConnectionError"
+
+
+class TestBrokerUpdatesReachSockets:
+    """Issue 7: a Kite fill that arrives by postback reached the order book but never the socket."""
+
+    def test_a_postback_fill_arrives_at_the_subscribed_socket(self, alice, anon_client):
+        from accounts.tests.test_postbacks import sbin_order, signed
+        from brokers.tests.factories import linked_kite_account
+
+        account = linked_kite_account(alice, broker_user_id="AB1234")
+        order = sbin_order(account, client_order_id="thor-1", broker_order_id="220303000308932", status="OPEN")
+        path = f"/ws/orders/{account.pk}?token={access_token(alice)}"
+
+        async def scenario():
+            communicator = await opened(path)
+            answer = await sync_to_async(anon_client.post)("/api/brokers/kite/postback/", signed(), format="json")
+            assert answer.status_code == 200 and answer.json()["applied"], answer.json()
+            messages = await received(communicator, 2)
+            await communicator.disconnect()
+            return messages
+
+        order_update, position_update = async_to_sync(scenario)()
+
+        assert order_update["type"] == "order_update" and order_update["account_id"] == account.pk
+        assert (order_update["data"]["id"], order_update["data"]["status"]) == (order.pk, "COMPLETE")
+        assert position_update == {"type": "position_update", "account_id": account.pk}
+
+    def test_the_socket_shows_an_order_as_the_orders_api_does(self, alice):
+        from accounts.api.serializers import OrderOutputSerializer
+        from accounts.models import Order
+        from accounts.realtime import order_message_data
+
+        client = client_for(alice)
+        order_id = place(client, order_type="LIMIT", price="1400.05").json()["id"]
+        order = Order.objects.get(pk=order_id)
+
+        assert order_message_data(order) == dict(OrderOutputSerializer(order).data)
+        assert client.get(f"/api/accounts/primary/orders/{order_id}").json() == order_message_data(order)
