@@ -20,7 +20,7 @@ from accounts.market_data import instrument_get
 from accounts.models import Order, PaperPosition, TradingAccount
 from accounts.prices import MarketDataUnavailable, price_source
 from identity.models import Tenant
-from thor.money import CENT
+from thor.money import CENT, ROUNDING
 
 logger = logging.getLogger("accounts.paper")
 
@@ -76,7 +76,7 @@ def reserved_cash(*, account: TradingAccount, exclude_order_id: int | None = Non
         opening = max(sum(order.quantity for order in orders) - max(held.get(instrument, Decimal("0")), 0), 0)
         price = max(_order_price(order) for order in orders)
         reserved += opening * price * margin_rate(tenant=account.user.tenant, product=instrument[2])
-    return reserved.quantize(CENT)
+    return reserved.quantize(CENT, rounding=ROUNDING)
 
 
 def short_exposure(*, account: TradingAccount, marks) -> Decimal:
@@ -89,7 +89,7 @@ def short_exposure(*, account: TradingAccount, marks) -> Decimal:
         mark = marks.get((position.exchange, position.symbol)) or position.average_price
         rate = margin_rate(tenant=account.user.tenant, product=position.product)
         exposure += -position.quantity * mark * (1 + rate)
-    return exposure.quantize(CENT)
+    return exposure.quantize(CENT, rounding=ROUNDING)
 
 
 def paper_buying_power(*, account: TradingAccount, marks, exclude_order_id: int | None = None) -> Decimal:
@@ -140,7 +140,7 @@ def paper_buying_power_check(*, account: TradingAccount, request, price: Decimal
     else:
         opening = max(request.quantity - max(held - selling_already, Decimal("0")), Decimal("0"))
         needed = opening * price * margin_rate(tenant=account.user.tenant, product=request.product)
-    needed = needed.quantize(CENT)
+    needed = needed.quantize(CENT, rounding=ROUNDING)
     available = paper_buying_power(account=account, marks=marks, exclude_order_id=exclude)
     if needed > available:
         raise ValidationError({"quantity": [f"Insufficient buying power: needs {needed}, available {available}."]})
@@ -156,7 +156,9 @@ def _apply_to_position(position: PaperPosition, *, side: str, quantity: Decimal,
     else:
         closed = min(quantity, abs(held))
         direction = 1 if held > 0 else -1
-        position.realised_pnl += (closed * (price - position.average_price) * direction).quantize(CENT)
+        position.realised_pnl += (closed * (price - position.average_price) * direction).quantize(
+            CENT, rounding=ROUNDING
+        )
         if quantity > abs(held):
             position.average_price = price
         elif quantity == abs(held):
@@ -168,12 +170,12 @@ def _fill(*, account: TradingAccount, order: Order, price: Decimal, actor=None) 
     position, _ = PaperPosition.objects.get_or_create(
         account=account, exchange=order.exchange, symbol=order.symbol, product=order.product
     )
-    cost = (order.quantity * price).quantize(CENT)
+    cost = (order.quantity * price).quantize(CENT, rounding=ROUNDING)
     before = order_state(order)
     if order.side == Order.Side.BUY:
         # Short proceeds sit in cash but are owed back: a buy is paid from buying power (beyond what it covers).
         opening = max(order.quantity - max(-position.quantity, Decimal("0")), Decimal("0"))
-        needed = (opening * price).quantize(CENT)
+        needed = (opening * price).quantize(CENT, rounding=ROUNDING)
         available = paper_buying_power(
             account=account, marks={(order.exchange, order.symbol): price}, exclude_order_id=order.pk
         )

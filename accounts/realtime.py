@@ -7,17 +7,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import Order
-from thor import realtime
-
-ORDER_SCALE = Decimal("0.0001")  # the scale of Order's decimal columns, as the orders API renders them
+from thor import money, realtime
 
 
 def account_group(account_id: int) -> str:
     return f"orders.account.{account_id}"
-
-
-def _decimal(value: Decimal | None) -> str | None:
-    return None if value is None else str(Decimal(value).quantize(ORDER_SCALE))
 
 
 def order_message_data(order: Order) -> dict:
@@ -30,17 +24,17 @@ def order_message_data(order: Order) -> dict:
         "tradingsymbol": order.symbol,
         "exchange": order.exchange,
         "transaction_type": order.side,
-        "quantity": _decimal(order.quantity),
+        "quantity": money.quantity(order.quantity),
         "order_type": order.order_type,
         "product": order.product,
-        "price": _decimal(order.price),
-        "trigger_price": _decimal(order.trigger_price),
+        "price": money.price_text(order.price),
+        "trigger_price": money.price_text(order.trigger_price),
         "validity": order.validity,
         "tag": order.tag,
         "status": order.status,
         "status_message": order.status_message,
-        "filled_quantity": _decimal(order.filled_quantity),
-        "average_price": _decimal(order.average_price),
+        "filled_quantity": money.quantity(order.filled_quantity),
+        "average_price": money.price_text(order.average_price),
         "created_at": _timestamp(order.created_at),
         "updated_at": _timestamp(order.updated_at),
     }

@@ -14,7 +14,7 @@ from accounts.models import Order, PaperPosition, TradingAccount
 from accounts.paper import reserved_cash, short_exposure
 from accounts.prices import price_source
 from brokers.adapters.types import Funds, Holding, Position
-from thor.money import CENT
+from thor.money import CENT, ROUNDING
 from thor.snapshots import LiveRead, Present
 
 PRIMARY = "primary"
@@ -147,7 +147,7 @@ def _paper_positions(account: TradingAccount) -> _PaperValuation:
 
 
 def _paper_position(position: PaperPosition, last_price: Decimal) -> Position:
-    unrealised = ((last_price - position.average_price) * position.quantity).quantize(CENT)
+    unrealised = ((last_price - position.average_price) * position.quantity).quantize(CENT, rounding=ROUNDING)
     return Position(
         symbol=position.symbol,
         exchange=position.exchange,
@@ -159,7 +159,7 @@ def _paper_position(position: PaperPosition, last_price: Decimal) -> Position:
         unrealised_pnl=unrealised,
         # Paper keeps no previous close: the day's P&L is everything since the position opened.
         day_pnl=position.realised_pnl + unrealised,
-        value=(position.quantity * last_price).quantize(CENT),
+        value=(position.quantity * last_price).quantize(CENT, rounding=ROUNDING),
     )
 
 
@@ -188,9 +188,9 @@ def holdings_get(*, account: TradingAccount, fresh: bool = False, present: Prese
             quantity=position.quantity,
             average_price=position.average_price,
             last_price=price,
-            pnl=((price - position.average_price) * position.quantity).quantize(CENT),
+            pnl=((price - position.average_price) * position.quantity).quantize(CENT, rounding=ROUNDING),
             day_change=Decimal("0"),
-            value=(position.quantity * price).quantize(CENT),
+            value=(position.quantity * price).quantize(CENT, rounding=ROUNDING),
         )
         for position, price in valuation.positions
         if position.product == "CNC" and position.quantity > 0
@@ -216,7 +216,7 @@ def funds_get(*, account: TradingAccount, fresh: bool = False, present: Present 
             available=available,
             utilised=utilised,
             buying_power=available,
-            net_liquidation=(account.cash + market_value).quantize(CENT),
+            net_liquidation=(account.cash + market_value).quantize(CENT, rounding=ROUNDING),
         ),
         valuation.source,
         valuation.as_of,

@@ -1,13 +1,20 @@
+"""Thor's one money policy: how amounts, prices and quantities are rounded and rendered, everywhere.
+
+- Cash, P&L, values and every other amount: the account currency's cents, 2 decimals.
+- Prices (average, last, limit, trigger): on the instrument's tick, which is at most 4 decimals.
+- Quantities: whole numbers, as the exchanges Thor trades (NSE, BSE, NFO, MCX, US equities) trade them.
+- One rounding rule: ROUND_HALF_UP (half a cent goes up), never the context default.
+
+The API serializers, the WebSocket payloads, the seed aliases and the admin all render through here.
+"""
+
 from decimal import ROUND_HALF_UP, Decimal
 
 CENT = Decimal("0.01")
-
-
-def to_money(value) -> Decimal:
-    """A Decimal rounded to cents; strings and ints are exact, floats go through str()."""
-    if isinstance(value, float):
-        value = str(value)
-    return Decimal(value).quantize(CENT, rounding=ROUND_HALF_UP)
+PRICE_STEP = Decimal("0.0001")
+ROUNDING = ROUND_HALF_UP
+MONEY_PLACES = 2
+PRICE_PLACES = 4
 
 
 def to_decimal(value) -> Decimal:
@@ -17,3 +24,24 @@ def to_decimal(value) -> Decimal:
     if isinstance(value, float):
         return Decimal(repr(value))
     return Decimal(value)
+
+
+def money(value) -> Decimal:
+    return to_decimal(value).quantize(CENT, rounding=ROUNDING)
+
+
+def price(value) -> Decimal | None:
+    return None if value is None else to_decimal(value).quantize(PRICE_STEP, rounding=ROUNDING)
+
+
+def quantity(value) -> int:
+    return int(to_decimal(value).to_integral_value(rounding=ROUNDING))
+
+
+def money_text(value) -> str:
+    return str(money(value))
+
+
+def price_text(value) -> str | None:
+    rounded = price(value)
+    return None if rounded is None else str(rounded)

@@ -5,9 +5,9 @@ from rest_framework import serializers
 from accounts.market_data import ORDER_TYPES, VALIDITIES
 from accounts.models import Order
 from identity.api.serializers import UserOutputSerializer
+from thor.fields import MoneyField, PriceField, QuantityField
 
 PRICE = {"max_digits": 14, "decimal_places": 4, "min_value": Decimal("0.0001")}
-MONEY = {"max_digits": 20, "decimal_places": 4}
 
 
 class AccountOutputSerializer(serializers.Serializer):
@@ -32,7 +32,7 @@ class PrimaryAccountOutputSerializer(serializers.Serializer):
     mode = serializers.CharField()
     broker = serializers.CharField()
     currency = serializers.CharField()
-    cash = serializers.DecimalField(max_digits=18, decimal_places=2)
+    cash = MoneyField()
 
 
 class MeOutputSerializer(UserOutputSerializer):
@@ -110,17 +110,17 @@ class OrderOutputSerializer(serializers.Serializer):
     tradingsymbol = serializers.CharField(source="symbol")
     exchange = serializers.CharField()
     transaction_type = serializers.CharField(source="side")
-    quantity = serializers.DecimalField(max_digits=18, decimal_places=4)
+    quantity = QuantityField()
     order_type = serializers.CharField()
     product = serializers.CharField()
-    price = serializers.DecimalField(max_digits=18, decimal_places=4, allow_null=True)
-    trigger_price = serializers.DecimalField(max_digits=18, decimal_places=4, allow_null=True)
+    price = PriceField(allow_null=True)
+    trigger_price = PriceField(allow_null=True)
     validity = serializers.CharField()
     tag = serializers.CharField()
     status = serializers.CharField()
     status_message = serializers.CharField()
-    filled_quantity = serializers.DecimalField(max_digits=18, decimal_places=4)
-    average_price = serializers.DecimalField(max_digits=18, decimal_places=4, allow_null=True)
+    filled_quantity = QuantityField()
+    average_price = PriceField(allow_null=True)
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
 
@@ -149,34 +149,34 @@ class PositionOutputSerializer(serializers.Serializer):
     tradingsymbol = serializers.CharField(source="symbol")
     exchange = serializers.CharField()
     product = serializers.CharField()
-    quantity = serializers.DecimalField(**MONEY)
-    average_price = serializers.DecimalField(**MONEY)
-    last_price = serializers.DecimalField(**MONEY)
-    realised_pnl = serializers.DecimalField(**MONEY)
-    unrealised_pnl = serializers.DecimalField(**MONEY)
-    day_pnl = serializers.DecimalField(**MONEY)
-    value = serializers.DecimalField(**MONEY)
+    quantity = QuantityField()
+    average_price = PriceField()
+    last_price = PriceField()
+    realised_pnl = MoneyField()
+    unrealised_pnl = MoneyField()
+    day_pnl = MoneyField()
+    value = MoneyField()
 
 
 class HoldingOutputSerializer(serializers.Serializer):
     tradingsymbol = serializers.CharField(source="symbol")
     exchange = serializers.CharField()
-    quantity = serializers.DecimalField(**MONEY)
-    average_price = serializers.DecimalField(**MONEY)
-    last_price = serializers.DecimalField(**MONEY)
-    pnl = serializers.DecimalField(**MONEY)
-    day_change = serializers.DecimalField(**MONEY)
-    value = serializers.DecimalField(**MONEY)
+    quantity = QuantityField()
+    average_price = PriceField()
+    last_price = PriceField()
+    pnl = MoneyField()
+    day_change = MoneyField()
+    value = MoneyField()
     isin = serializers.CharField()
 
 
 class FundsOutputSerializer(serializers.Serializer):
     currency = serializers.CharField()
-    cash = serializers.DecimalField(**MONEY)
-    available = serializers.DecimalField(**MONEY)
-    utilised = serializers.DecimalField(**MONEY)
-    buying_power = serializers.DecimalField(**MONEY)
-    net_liquidation = serializers.DecimalField(**MONEY)
+    cash = MoneyField()
+    available = MoneyField()
+    utilised = MoneyField()
+    buying_power = MoneyField()
+    net_liquidation = MoneyField()
 
 
 def envelope_serializer(name: str, data_field: serializers.Field) -> type[serializers.Serializer]:

@@ -254,6 +254,7 @@ class OrdersView(APIView):
 
     @extend_schema(
         summary="Orders, newest first, with filters and cursor pagination",
+        operation_id="accounts_orders_list",
         parameters=[
             serializers.OrderListQuerySerializer,
             OpenApiParameter("from", OpenApiTypes.DATETIME),

@@ -77,7 +77,7 @@ class TestReads:
         assert set(first.json()) == set(paper) == {"account_id", "source", "as_of", "data"}
         assert first.json()["account_id"] == live.pk
 
-    def test_positions_and_holdings_are_decimal_strings(self, alice_client, live):
+    def test_positions_and_holdings_are_whole_quantities_and_decimal_strings(self, alice_client, live):
         alice_client.post("/api/accounts/primary/orders", order_body(), format="json")
         paper_position = alice_client.get("/api/accounts/primary/positions").json()["data"][0]
 
@@ -86,7 +86,7 @@ class TestReads:
 
         assert positions and holdings
         assert set(positions[0]) == set(paper_position)
-        assert all(isinstance(p["quantity"], str) and isinstance(p["unrealised_pnl"], str) for p in positions)
+        assert all(isinstance(p["quantity"], int) and isinstance(p["unrealised_pnl"], str) for p in positions)
         assert all(isinstance(h["last_price"], str) and Decimal(h["last_price"]) > 0 for h in holdings)
 
     def test_funds_are_decimal_strings_in_rupees(self, alice_client, live):

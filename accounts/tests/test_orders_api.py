@@ -223,9 +223,9 @@ class TestModifyCancel:
 
     def test_cancelled_order_frees_its_cash(self, alice_client):
         order_id = place(alice_client, order_type="LIMIT", price="1400.00", quantity=60).json()["id"]
-        assert alice_client.get("/api/accounts/primary/funds").json()["data"]["available"] == "16000.0000"
+        assert alice_client.get("/api/accounts/primary/funds").json()["data"]["available"] == "16000.00"
         alice_client.delete(f"/api/accounts/primary/orders/{order_id}")
-        assert alice_client.get("/api/accounts/primary/funds").json()["data"]["available"] == "100000.0000"
+        assert alice_client.get("/api/accounts/primary/funds").json()["data"]["available"] == "100000.00"
 
 
 class TestOrderList:

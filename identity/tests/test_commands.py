@@ -3,7 +3,7 @@ import io
 import pytest
 from django.core.management import CommandError, call_command
 
-from identity.models import Tenant, User
+from identity.models import Tenant
 
 pytestmark = pytest.mark.django_db
 
