@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# Run the README's curl walkthrough against `make run`, as a new user would, and fail on any answer
+# the README does not show. The walkthrough is every ```bash block in README.md whose fence follows a
+# `<!-- walkthrough -->` line, run in order in one shell. A curl command whose (last) line ends in
+# `# expect NNN` must answer NNN; every other curl must answer 2xx.
+#
+# `make run` runs in a copy of this working tree (tracked and untracked files, not ignored ones) so
+# its SQLite database starts empty; it borrows this checkout's .venv. Thor listens on :8000 (fixed by
+# scripts/run_embedded.sh) and the sandbox on :8100: both must be free.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+STARTUP_TIMEOUT="${WALKTHROUGH_STARTUP_TIMEOUT:-90}"
+RUN_TIMEOUT="${WALKTHROUGH_TIMEOUT:-120}"
+
+fail() { echo "readme_walkthrough: $*" >&2; exit 1; }
+port_taken() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+[ -x .venv/bin/python ] || fail "no .venv here: run 'make .venv/.installed' first"
+for port in 8000 8100; do
+  port_taken "$port" && fail "port $port is in use; 'make run' needs it (stop whatever listens there)"
+done
+
+tmp="$(mktemp -d)"
+RUN_PID= WALK_PID=
+cleanup() {
+  [ -z "$WALK_PID" ] || kill "$WALK_PID" 2>/dev/null || true
+  if [ -n "$RUN_PID" ] && kill -0 "$RUN_PID" 2>/dev/null; then
+    kill -TERM -- "-$RUN_PID" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$RUN_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL -- "-$RUN_PID" 2>/dev/null || true
+  fi
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# A copy of the working tree (times kept, so make's view of .venv/.installed is the same as here).
+mkdir "$tmp/thor"
+git ls-files -z -co --exclude-standard | grep -zv -e '^\.venv$' -e '^db\.sqlite3' |
+  rsync -a --from0 --files-from=- ./ "$tmp/thor/"
+ln -s "$(cd .venv && pwd -P)" "$tmp/thor/.venv"
+# `make run` would rebuild an out-of-date venv, here through the link into the borrowed one: refuse.
+make -C "$tmp/thor" -q .venv/.installed || fail ".venv is not up to date with requirements.txt: run 'make .venv/.installed' first"
+
+# The walkthrough: the marked blocks, `# expect NNN` turned into what the curl wrapper reads.
+awk '
+  /^<!-- walkthrough -->[[:space:]]*$/ { marked = 1; next }
+  marked && /^```bash[[:space:]]*$/ { inside = 1; marked = 0; blocks++; print "# --- README block " blocks; next }
+  { marked = 0 }
+  inside && /^```[[:space:]]*$/ { inside = 0; next }
+  inside { print }
+  END { if (blocks == 0) exit 1 }
+' README.md >"$tmp/blocks.sh" || fail "README.md has no <!-- walkthrough --> bash block"
+# A command (its backslash-continued lines together) whose last line ends in `# expect NNN`.
+awk '
+  { command = (continued ? command "\n" : "") $0; continued = /\\$/ }
+  continued { next }
+  match($0, /#[^#]*expect[ ]+[0-9][0-9][0-9][ ]*$/) {
+    code = substr($0, RSTART, RLENGTH); sub(/[ ]*$/, "", code); code = substr(code, length(code) - 2)
+    if (!sub(/curl /, "WALKTHROUGH_EXPECT=" code " curl ", command)) { print "line " NR ": # expect without a curl" > "/dev/stderr"; exit 1 }
+  }
+  { print command }
+' "$tmp/blocks.sh" >"$tmp/blocks.expect.sh" || fail "'# expect NNN' belongs at the end of a curl command"
+
+cat >"$tmp/walkthrough.sh" <<'WRAPPER'
+set -euo pipefail
+# Every request must answer 2xx, or the status its README line expects; otherwise print and stop.
+curl() {
+  local expect="${WALKTHROUGH_EXPECT:-}" headers body rc=0 status
+  headers="$(mktemp)"; body="$(mktemp)"
+  if [ -z "$expect" ]; then
+    command curl --fail-with-body -sS -D "$headers" "$@" >"$body" || rc=$?
+  else
+    command curl -sS -D "$headers" "$@" >"$body" || rc=$?
+  fi
+  status="$(awk '/^HTTP\// { s = $2 } END { print s }' "$headers")"
+  cat "$body"
+  local method=GET url= previous= arg
+  for arg in "$@"; do
+    case "$previous" in -X | --request) method="$arg" ;; -d | --data*) [ "$method" = GET ] && method=POST ;; esac
+    case "$arg" in http://* | https://*) url="${arg%%\?*}" ;; esac
+    previous="$arg"
+  done
+  if [ -n "$expect" ] && [ "$status" = "$expect" ] && { [ "$rc" = 0 ] || [ "$rc" = 22 ]; }; then
+    echo "  $status (as expected) $method $url" >&2
+  elif [ -z "$expect" ] && [ "$rc" = 0 ] && [[ "$status" == 2?? ]]; then
+    echo "  $status $method $url" >&2
+  else
+    {
+      echo "FAILED: curl $*"
+      echo "  status ${status:-none} (expected ${expect:-2xx}), curl exit $rc; answer:"
+      sed 's/^/    /' "$body"; echo
+    } >&2
+    rm -f "$headers" "$body"
+    exit 1
+  fi
+  rm -f "$headers" "$body"
+}
+WRAPPER
+cat "$tmp/blocks.expect.sh" >>"$tmp/walkthrough.sh"
+
+# `make run` itself, in its own process group so the trap stops all of it.
+echo "readme_walkthrough: make run in $tmp/thor (log: $tmp/run.log)"
+start=$SECONDS
+(cd "$tmp/thor" && exec setsid make run) >"$tmp/run.log" 2>&1 &
+RUN_PID=$!
+ready=
+for _ in $(seq $((STARTUP_TIMEOUT * 2))); do
+  kill -0 "$RUN_PID" 2>/dev/null || break
+  if command curl -fsS -o /dev/null http://127.0.0.1:8000/api/health/ 2>/dev/null && port_taken 8100; then
+    ready=1
+    break
+  fi
+  sleep 0.5
+done
+if [ -z "$ready" ]; then
+  cat "$tmp/run.log" >&2
+  fail "make run did not answer /api/health/ (and the sandbox :8100) within ${STARTUP_TIMEOUT}s"
+fi
+echo "readme_walkthrough: up after $((SECONDS - start))s; running $(grep -c '^# --- README block' "$tmp/blocks.sh") README blocks"
+
+rc=0
+# In the background and waited for, so a Ctrl+C or TERM stops it at once.
+(cd "$tmp" && exec timeout "$RUN_TIMEOUT" bash walkthrough.sh) >"$tmp/out.log" &
+WALK_PID=$!
+wait "$WALK_PID" || rc=$?
+WALK_PID=
+if [ "$rc" != 0 ]; then
+  echo "--- walkthrough output (stdout) ---" >&2; cat "$tmp/out.log" >&2; echo >&2
+  echo "--- make run log ---" >&2; tail -n 60 "$tmp/run.log" >&2
+  [ "$rc" = 124 ] && fail "the walkthrough took longer than ${RUN_TIMEOUT}s"
+  fail "the README walkthrough failed (exit $rc)"
+fi
+echo "readme_walkthrough: passed in $((SECONDS - start))s"
