@@ -10,11 +10,8 @@ from thor.logging import correlation_id_var
 _SAFE_CORRELATION_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
-class CorrelationIdMiddleware:
-    """Accepts `X-Correlation-ID` (or makes one), echoes it and puts it in every log line.
-
-    Async-capable, so under ASGI a request does not hop between threads at this layer.
-    """
+class HybridMiddleware:
+    """Sync and async capable: under ASGI a request does not hop between threads at this layer."""
 
     sync_capable = True
     async_capable = True
@@ -23,6 +20,10 @@ class CorrelationIdMiddleware:
         self.get_response = get_response
         if iscoroutinefunction(get_response):
             markcoroutinefunction(self)
+
+
+class CorrelationIdMiddleware(HybridMiddleware):
+    """Accepts `X-Correlation-ID` (or makes one), echoes it and puts it in every log line."""
 
     @staticmethod
     def _correlation_id(request) -> str:
@@ -57,20 +58,12 @@ class CorrelationIdMiddleware:
 _CACHEABLE_API_PATHS = re.compile(r"^/api/(health|schema|docs)/?$")
 
 
-class NoStoreApiMiddleware:
+class NoStoreApiMiddleware(HybridMiddleware):
     """`Cache-Control: no-store` on every /api/ answer but health, schema and docs.
 
     API answers carry tokens (login, register, refresh) and account data (positions, funds, orders);
     without it a browser or a shared proxy may keep them on disk after the user has logged out.
     """
-
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response):
-        self.get_response = get_response
-        if iscoroutinefunction(get_response):
-            markcoroutinefunction(self)
 
     @staticmethod
     def _mark(request, response):

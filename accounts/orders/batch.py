@@ -99,20 +99,16 @@ def order_batch_place(
             result = BatchResult(
                 status="placed", legs=[BatchLeg(index=i, outcome="placed", order=o) for i, o in enumerate(orders)]
             )
-            request_record(
-                account=locked,
-                key=idempotency_key,
-                operation="batch",
-                fingerprint=fingerprint,
-                response_status=result.http_status,
-                response_body=result.as_record(),
-            )
-            return result
+            return _answered(account=locked, key=idempotency_key, fingerprint=fingerprint, result=result)
         request_record(account=locked, key=idempotency_key, operation="batch", fingerprint=fingerprint)
     result = _live_batch_send(orders=orders, actor=actor)
+    return _answered(account=account, key=idempotency_key, fingerprint=fingerprint, result=result)
+
+
+def _answered(*, account, key, fingerprint, result: BatchResult) -> BatchResult:
     request_record(
         account=account,
-        key=idempotency_key,
+        key=key,
         operation="batch",
         fingerprint=fingerprint,
         response_status=result.http_status,
