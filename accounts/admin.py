@@ -3,6 +3,7 @@ from django.contrib import admin
 from accounts.models import Order, OrderEvent, PaperPosition, TradingAccount
 from identity.admin import UserAdmin
 from identity.models import User
+from thor import money
 
 
 class ReadOnlyMixin:
@@ -16,6 +17,27 @@ class ReadOnlyMixin:
         return False
 
 
+# The money policy (thor.money) in the admin too: operators see the numbers the API shows.
+@admin.display(description="quantity", ordering="quantity")
+def whole_quantity(obj):
+    return money.quantity(obj.quantity)
+
+
+@admin.display(description="average price", ordering="average_price")
+def policy_average_price(obj):
+    return money.price_text(obj.average_price)
+
+
+@admin.display(description="realised P&L", ordering="realised_pnl")
+def policy_realised_pnl(obj):
+    return money.money_text(obj.realised_pnl)
+
+
+@admin.display(description="cash", ordering="cash")
+def policy_cash(obj):
+    return money.money_text(obj.cash)
+
+
 class OrderEventInline(ReadOnlyMixin, admin.TabularInline):
     model = OrderEvent
     extra = 0
@@ -26,14 +48,14 @@ class OrderEventInline(ReadOnlyMixin, admin.TabularInline):
 class PaperPositionInline(admin.TabularInline):
     model = PaperPosition
     extra = 0
-    fields = ["exchange", "symbol", "product", "quantity", "average_price", "realised_pnl"]
+    fields = ["exchange", "symbol", "product", whole_quantity, policy_average_price, policy_realised_pnl]
     readonly_fields = fields
     can_delete = False
 
 
 @admin.register(TradingAccount)
 class TradingAccountAdmin(admin.ModelAdmin):
-    list_display = ["id", "user", "mode", "display_name", "currency", "cash", "is_primary", "created_at"]
+    list_display = ["id", "user", "mode", "display_name", "currency", policy_cash, "is_primary", "created_at"]
     list_filter = ["mode", "is_primary"]
     search_fields = ["user__email", "display_name", "broker_account_id"]
     raw_id_fields = ["user", "connection"]
@@ -43,7 +65,7 @@ class TradingAccountAdmin(admin.ModelAdmin):
 
 @admin.register(Order)
 class OrderAdmin(admin.ModelAdmin):
-    list_display = ["id", "account", "side", "quantity", "exchange", "symbol", "order_type", "status", "created_at"]
+    list_display = ["id", "account", "side", whole_quantity, "exchange", "symbol", "order_type", "status", "created_at"]
     list_filter = ["status", "side", "order_type", "exchange"]
     search_fields = ["client_order_id", "broker_order_id", "symbol", "account__user__email"]
     raw_id_fields = ["account"]

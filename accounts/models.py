@@ -5,6 +5,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from thor import money
+
 
 class TradingAccount(models.Model):
     class Mode(models.TextChoices):
@@ -108,7 +110,7 @@ class Order(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.side} {self.quantity} {self.exchange}:{self.symbol} ({self.status})"
+        return f"{self.side} {money.quantity(self.quantity)} {self.exchange}:{self.symbol} ({self.status})"
 
     @property
     def is_terminal(self):
@@ -156,7 +158,7 @@ class PaperPosition(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.quantity} {self.exchange}:{self.symbol} {self.product}"
+        return f"{money.quantity(self.quantity)} {self.exchange}:{self.symbol} {self.product}"
 
 
 class IdempotentRequest(models.Model):
