@@ -94,11 +94,12 @@ def world_create(base: str) -> dict:
     response.raise_for_status()
     session.headers["Authorization"] = f"Bearer {response.json()['tokens']['access']}"
     [account] = session.get(f"{base}/api/accounts/", timeout=30).json()
-    leg = {"tradingsymbol": "INFY", "exchange": "NSE", "transaction_type": "BUY", "product": "CNC"}
+    # The default tenant's paper account is in USD, and a paper account trades only its own currency.
+    leg = {"tradingsymbol": "AAPL", "exchange": "NASDAQ", "transaction_type": "BUY", "product": "CNC"}
     orders = f"{base}/api/accounts/{account['id']}/orders/"
     filled = session.post(orders, json={**leg, "order_type": "MARKET", "quantity": 2}, timeout=30)
-    open_ = session.post(orders, json={**leg, "order_type": "LIMIT", "quantity": 1, "price": "1400"}, timeout=30)
-    cancelled = session.post(orders, json={**leg, "order_type": "LIMIT", "quantity": 1, "price": "1300"}, timeout=30)
+    open_ = session.post(orders, json={**leg, "order_type": "LIMIT", "quantity": 1, "price": "220"}, timeout=30)
+    cancelled = session.post(orders, json={**leg, "order_type": "LIMIT", "quantity": 1, "price": "210"}, timeout=30)
     for response in (filled, open_, cancelled):
         response.raise_for_status()
     session.delete(f"{orders}{cancelled.json()['id']}/", timeout=30).raise_for_status()
