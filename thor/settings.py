@@ -400,6 +400,9 @@ LOGGING = {
     "loggers": {
         "django.server": {"level": "WARNING"},
         "django.request": {"level": "ERROR"},
+        # Embedded, the beat schedule's tasks run in this process every few seconds: one line each would
+        # drown the log. A Celery worker keeps its per-task lines.
+        **({"celery.app.trace": {"level": "WARNING"}} if EMBEDDED else {}),
     },
 }
 
