@@ -438,29 +438,29 @@ THOR_PLACEMENT_SETTLE_SECONDS = {"kite": _env_or_fail(env.int, "THOR_KITE_PLACEM
 # --- Social login (DESIGN.md section 5) ----------------------------------------------------
 # Development points every provider at the broker sandbox (`make run` starts it on port 8100), whose Google-
 # and Discord-like providers know the demo clients below; production needs real client ids and secrets,
-# per tenant in the admin or here as the default for tenants without their own app.
-THOR_SANDBOX_URL = env.str("THOR_SANDBOX_URL", default="http://127.0.0.1:8100").rstrip("/")
-THOR_GOOGLE_DISCOVERY_URL = env.str(
-    "THOR_GOOGLE_DISCOVERY_URL",
-    default="https://accounts.google.com/.well-known/openid-configuration"
+# per tenant in the admin or here as the default for tenants without their own app. A blank value is unset.
+THOR_SANDBOX_URL = (env.str("THOR_SANDBOX_URL", default="") or "http://127.0.0.1:8100").rstrip("/")
+THOR_GOOGLE_DISCOVERY_URL = env.str("THOR_GOOGLE_DISCOVERY_URL", default="") or (
+    "https://accounts.google.com/.well-known/openid-configuration"
     if PRODUCTION
-    else f"{THOR_SANDBOX_URL}/google/.well-known/openid-configuration",
+    else f"{THOR_SANDBOX_URL}/google/.well-known/openid-configuration"
 )
-THOR_DISCORD_API_BASE = env.str(
-    "THOR_DISCORD_API_BASE", default="https://discord.com" if PRODUCTION else f"{THOR_SANDBOX_URL}/discord"
+THOR_DISCORD_API_BASE = (
+    env.str("THOR_DISCORD_API_BASE", default="")
+    or ("https://discord.com" if PRODUCTION else f"{THOR_SANDBOX_URL}/discord")
 ).rstrip("/")
-THOR_SOCIAL_DEFAULT_APPS = {
-    "google": {
-        "client_id": env.str("THOR_GOOGLE_CLIENT_ID", default="" if PRODUCTION else "thor-demo-google"),
-        "client_secret": env.str("THOR_GOOGLE_CLIENT_SECRET", default="" if PRODUCTION else "thor-demo-google-secret"),
-    },
-    "discord": {
-        "client_id": env.str("THOR_DISCORD_CLIENT_ID", default="" if PRODUCTION else "thor-demo-discord"),
-        "client_secret": env.str(
-            "THOR_DISCORD_CLIENT_SECRET", default="" if PRODUCTION else "thor-demo-discord-secret"
-        ),
-    },
-}
+
+
+def _social_default_app(provider: str) -> dict:
+    prefix = f"THOR_{provider.upper()}"
+    return {
+        "client_id": env.str(f"{prefix}_CLIENT_ID", default="") or ("" if PRODUCTION else f"thor-demo-{provider}"),
+        "client_secret": env.str(f"{prefix}_CLIENT_SECRET", default="")
+        or ("" if PRODUCTION else f"thor-demo-{provider}-secret"),
+    }
+
+
+THOR_SOCIAL_DEFAULT_APPS = {provider: _social_default_app(provider) for provider in ("google", "discord")}
 # Seconds a provider call (discovery, token, JWKS, user info) may take before the login fails with a timeout.
 THOR_SOCIAL_HTTP_TIMEOUT = _env_or_fail(env.float, "THOR_SOCIAL_HTTP_TIMEOUT", default=5.0)
 # A login started must finish within this many seconds (state and browser cookie); the one-time code of
