@@ -21,7 +21,7 @@ logger = logging.getLogger("thor.identity")
 
 PATH_PARAMETERS = [
     OpenApiParameter("agent_id", OpenApiTypes.STR, OpenApiParameter.PATH, description="The tenant slug."),
-    OpenApiParameter("provider", OpenApiTypes.STR, OpenApiParameter.PATH, enum=["google", "discord", "zerodha"]),
+    OpenApiParameter("provider", OpenApiTypes.STR, OpenApiParameter.PATH, enum=sorted(PROVIDERS)),
 ]
 
 
@@ -36,7 +36,7 @@ class SocialLoginView(BrowserRedirectView):
     throttle_classes = [OAuthStartRateThrottle]
 
     @extend_schema(
-        summary="Seed 004: log in with Google, Discord or Zerodha; redirects to the provider",
+        summary="Seed 004: log in with Google or Discord; redirects to the provider (Zerodha has its own path)",
         description=(
             "`redirect_uri` must be on one of the tenant's allowed origins; its `marketing_opt_in` query "
             "value travels in the signed state. Sets a short-lived HttpOnly cookie that the callback requires."

@@ -13,7 +13,6 @@ from brokers.sandbox.idp import IdpClient
 from identity.models import SocialApp, SocialIdentity, Tenant, User
 from identity.tests.factories import UserFactory
 from identity.tests.social_helpers import (
-    OPT_IN_PAGE,
     SPA_PAGE,
     follow,
     log_in,
@@ -431,7 +430,3 @@ def test_a_code_the_provider_does_not_know_is_exchange_failed(sandbox, tenant):
 
 def _fault(sandbox, **fault):
     requests.post(f"{sandbox.url}/_sandbox/faults", json=fault, timeout=5).raise_for_status()
-
-
-def test_opt_in_page_constant_is_on_the_tenant(tenant):
-    assert tenant.allows_origin(OPT_IN_PAGE)
