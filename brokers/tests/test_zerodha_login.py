@@ -169,7 +169,7 @@ def test_a_kite_timeout_redirects_with_provider_timeout(sandbox, kite_app, tenan
     finished_url = kite_return(browser)
     sandbox_fault(sandbox, kind="latency", path="/session/token", ms=1500, count=5)
     query, _ = spa_landing(follow(browser, finished_url))
-    assert query["error"] in {"provider_timeout", "exchange_failed"}
+    assert query["error"] == "provider_timeout"
     assert "access_token" not in query
 
 
