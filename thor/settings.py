@@ -438,6 +438,41 @@ THOR_PLACEMENT_LOOKUP_INTERVAL = _env_or_fail(env.float, "THOR_PLACEMENT_LOOKUP_
 # within a minute, and the day's order book lists every order of the day, so ten minutes is ample.
 THOR_PLACEMENT_SETTLE_SECONDS = {"kite": _env_or_fail(env.int, "THOR_KITE_PLACEMENT_SETTLE_SECONDS", default=600)}
 
+# --- Social login (DESIGN.md section 5) ----------------------------------------------------
+# Development points every provider at the broker sandbox (`make run` starts it on port 8100), whose Google-
+# and Discord-like providers know the demo clients below; production needs real client ids and secrets,
+# per tenant in the admin or here as the default for tenants without their own app. A blank value is unset.
+THOR_SANDBOX_URL = (env.str("THOR_SANDBOX_URL", default="") or "http://127.0.0.1:8100").rstrip("/")
+THOR_GOOGLE_DISCOVERY_URL = env.str("THOR_GOOGLE_DISCOVERY_URL", default="") or (
+    "https://accounts.google.com/.well-known/openid-configuration"
+    if PRODUCTION
+    else f"{THOR_SANDBOX_URL}/google/.well-known/openid-configuration"
+)
+THOR_DISCORD_API_BASE = (
+    env.str("THOR_DISCORD_API_BASE", default="")
+    or ("https://discord.com" if PRODUCTION else f"{THOR_SANDBOX_URL}/discord")
+).rstrip("/")
+
+
+def _social_default_app(provider: str) -> dict:
+    prefix = f"THOR_{provider.upper()}"
+    return {
+        "client_id": env.str(f"{prefix}_CLIENT_ID", default="") or ("" if PRODUCTION else f"thor-demo-{provider}"),
+        "client_secret": env.str(f"{prefix}_CLIENT_SECRET", default="")
+        or ("" if PRODUCTION else f"thor-demo-{provider}-secret"),
+    }
+
+
+THOR_SOCIAL_DEFAULT_APPS = {provider: _social_default_app(provider) for provider in ("google", "discord")}
+# Seconds a provider call (discovery, token, JWKS, user info) may take before the login fails with a timeout.
+THOR_SOCIAL_HTTP_TIMEOUT = _env_or_fail(env.float, "THOR_SOCIAL_HTTP_TIMEOUT", default=5.0)
+# A login started must finish within this many seconds (state and browser cookie); the one-time code of
+# `code` delivery is traded within THOR_SOCIAL_CODE_SECONDS.
+THOR_SOCIAL_LOGIN_MAX_AGE = 600
+THOR_SOCIAL_CODE_SECONDS = 60
+# Seconds a provider's discovery document and JWKS are reused (a JWKS is read again for an unknown key id).
+THOR_SOCIAL_METADATA_SECONDS = 3600
+
 # --- Accounts: live read freshness and the paper engine -------------------------------------
 THOR_LIVE_FRESH_SECONDS = _env_or_fail(env.float, "THOR_LIVE_FRESH_SECONDS", default=5.0)
 THOR_LIVE_STALE_SECONDS = _env_or_fail(env.float, "THOR_LIVE_STALE_SECONDS", default=300.0)
