@@ -5,21 +5,40 @@ continuously compounded, ``is_call`` a bool array or scalar; every argument broa
 the others and the result has the broadcast shape (0-d arrays for all-scalar input). Prices are
 premiums discounted with ``exp(-rate * t)``; Black-76 Greeks are taken on the forward.
 
-Implied volatility works in Jäckel's normalised coordinates (x = ln(F/K), s = vol * sqrt(t),
-price divided by sqrt(F K)). Every option is first turned into the out-of-the-money call with the
-same time value (put-call symmetry: b_put(x, s) = b_call(-x, s), and the in-the-money time value
-is the out-of-the-money price), so only x <= 0 has to be solved. Below the inflection point
-s_c = sqrt(2|x|) the price is solved on its logarithm, evaluated through erfcx so that prices far
-below 1e-300 neither underflow nor cancel; above it on the logarithm of the distance to the upper
-bound exp(x/2), evaluated without subtraction. Each of the two objectives is nearly linear in s
-from an asymptotic initial guess, and third-order (Householder) steps inside a bisection bracket
-reach machine precision in two to four steps.
+The method works in Jäckel's normalised coordinates: x = ln(F/K), s = vol * sqrt(t), prices
+divided by sqrt(F K). Every option is priced and solved as intrinsic value plus the price of the
+out-of-the-money option of the same strike (put-call symmetry: b_put(x, s) = b_call(-x, s)), so
+only the out-of-the-money call, x <= 0, is ever evaluated, and a deep in-the-money premium keeps
+its time value. With h = x/s and E = exp(-(h^2 + s^2/4)/2) that price is
+
+    b = E/2 * (erfcx(-d1/sqrt2) - erfcx(-d2/sqrt2))            below s_c = sqrt(2|x|) (d1 <= 0)
+    b = exp(x/2) - E/2 * (erfcx(d1/sqrt2) + erfcx(-d2/sqrt2))   above it,
+
+where every erfcx argument is non-negative: no exponential underflows (a price of 1e-300 is
+solved like any other) and nothing cancels but the time value itself. Below s_c the solver
+matches ln b, above it ln(exp(x/2) - b); both are nearly linear in s from the asymptotic initial
+guesses, and the logarithms and the slopes b'/b come from the erfcx terms without one more
+exponential. Third-order (Householder) steps inside a bisection bracket reach machine precision
+in two to three steps.
+
+Two implementations of the same formulas: numba kernels (one compiled loop over the options,
+erfcx from a Chebyshev table fitted to scipy's at import) and plain numpy/scipy vectorised code.
+numba is used when it imports and compiles; otherwise, or with THOR_GREEKS_BACKEND=numpy, the
+numpy code runs (about five times slower, see bench/README.md). ``BACKEND`` says which is in use.
 """
 
+import functools
+import logging
+import math
+import os
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import numpy as np
-from scipy.special import erfcx, ndtr, ndtri
+from numpy.polynomial import chebyshev
+from scipy.special import erfcx, ndtri
+
+logger = logging.getLogger(__name__)
 
 IV_OK = 0
 IV_BELOW_INTRINSIC = 1
@@ -30,27 +49,36 @@ IV_AT_INTRINSIC = 4
 IV_REASONS = {
     IV_OK: "ok",
     IV_BELOW_INTRINSIC: "price below intrinsic value: no volatility gives it",
-    IV_ABOVE_MAXIMUM: "price at or above the no-arbitrage maximum (forward for a call, strike for a put, discounted)",
+    IV_ABOVE_MAXIMUM: "price at or above the no-arbitrage maximum (the discounted forward for a call, strike for a put)",
     IV_BAD_INPUT: "bad input: forward, strike and time must be positive, the price non-negative, all finite",
     IV_AT_INTRINSIC: "price equals intrinsic value: no time value left to imply a volatility from",
 }
 
 DAYS_PER_YEAR = 365.0
 
-_SQRT_2PI = np.sqrt(2.0 * np.pi)
-_INV_SQRT_2PI = 1.0 / _SQRT_2PI
-_INV_SQRT2 = 1.0 / np.sqrt(2.0)
-_SQRT3 = np.sqrt(3.0)
-_MAX_STEPS = 16
+_SQRT2 = math.sqrt(2.0)
+_INV_SQRT2 = 1.0 / _SQRT2
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+_INV_SQRT_PI = 1.0 / math.sqrt(math.pi)
+_SQRT3 = math.sqrt(3.0)
+_LOWER_GUESS_SCALE = 3.0 * _SQRT3 / (2.0 * math.pi)
+_MAX_STEPS = 20
+# A Householder step this small (relative) leaves an error of about its fourth power: stop after it.
+_STEP_TOLERANCE = 1e-3
+_GUESS_NODES = 128
+_ERFCX_INTERVALS = 100
+_ERFCX_DEGREE = 7
+_ERFCX_ASYMPTOTIC_FROM = 50.0
 
 
 @dataclass(frozen=True)
 class Greeks:
     """Black-76 sensitivities of the discounted premium.
 
-    delta: per unit of forward; gamma: per unit of forward squared; theta: per calendar day
-    (value lost as one day passes, forward and vol fixed); vega: per 1 vol point (0.01);
-    rho: per 1 point of rate (0.01), forward fixed.
+    delta: per unit of forward; gamma: per unit of forward, squared; theta: per calendar day
+    (the value lost as one day passes, forward and vol held); vega: per 1 vol point (0.01);
+    rho: per 1 point of rate (0.01), forward held.
     """
 
     delta: np.ndarray
@@ -62,180 +90,626 @@ class Greeks:
 
 @dataclass(frozen=True)
 class IVResult:
-    """Implied volatility per option (NaN where there is none) and why (``IV_REASONS``)."""
+    """Implied volatility per option (NaN where there is none) and why (a key of ``IV_REASONS``)."""
 
     iv: np.ndarray
     reason: np.ndarray
 
 
-def _as_arrays(*args):
-    arrays = np.broadcast_arrays(*(np.asarray(a, dtype=float) for a in args[:-1]), np.asarray(args[-1], dtype=bool))
-    return arrays
+def _broadcast(*values, bool_last=True):
+    """Flat float64 arrays of the broadcast shape (the last one bool), and that shape."""
+    arrays = [np.asarray(v, dtype=float) for v in (values[:-1] if bool_last else values)]
+    if bool_last:
+        arrays.append(np.asarray(values[-1], dtype=bool))
+    arrays = np.broadcast_arrays(*arrays)
+    shape = arrays[0].shape
+    return [np.ascontiguousarray(a).reshape(-1) for a in arrays], shape
+
+
+# ---------------------------------------------------------------------------------------------
+# numpy implementation (also the fallback where numba is missing or cannot compile)
+
+
+def _np_otm_time_value(x_otm, s):
+    """Normalised price of the out-of-the-money call (x_otm <= 0), and E (see the module doc)."""
+    h = x_otm / s
+    half_s = 0.5 * s
+    exponent = -0.5 * (h * h + half_s * half_s)
+    envelope = np.exp(exponent)
+    z1 = (h + half_s) * _INV_SQRT2  # d1 / sqrt2
+    z2 = -(h - half_s) * _INV_SQRT2  # -d2 / sqrt2 >= 0
+    below = z1 <= 0.0
+    lower = 0.5 * envelope * (erfcx(np.where(below, -z1, 0.0)) - erfcx(z2))
+    upper = np.exp(0.5 * x_otm) - 0.5 * envelope * (erfcx(np.where(below, 0.0, z1)) + erfcx(z2))
+    return np.where(below, lower, upper), envelope
+
+
+def _np_cdf(d, envelope_d):
+    """N(d) given exp(-d^2/2), accurate in both tails."""
+    tail = 0.5 * envelope_d * erfcx(np.abs(d) * _INV_SQRT2)
+    return np.where(d <= 0.0, tail, 1.0 - tail)
+
+
+def _np_price(forward, strike, t, vol, rate, is_call):
+    sign = np.where(is_call, 1.0, -1.0)
+    s = vol * np.sqrt(t)
+    log_moneyness = np.log(forward / strike)
+    time_value, _ = _np_otm_time_value(-np.abs(log_moneyness), s)
+    time_value = np.where(s > 0.0, time_value, 0.0)
+    intrinsic = np.maximum(sign * (forward - strike), 0.0)
+    return np.exp(-rate * t) * (intrinsic + np.sqrt(forward * strike) * time_value)
+
+
+def _np_greeks(forward, strike, t, vol, rate, is_call, price):
+    sign = np.where(is_call, 1.0, -1.0)
+    sqrt_t = np.sqrt(t)
+    s = vol * sqrt_t
+    log_moneyness = np.log(forward / strike)
+    h = log_moneyness / s
+    d1 = h + 0.5 * s
+    # exp(-d1^2/2) = E * exp(-x/2), E = exp(-(h^2 + s^2/4)/2)
+    envelope_d1 = np.exp(-0.5 * (h * h + 0.25 * s * s) - 0.5 * log_moneyness)
+    discount = np.exp(-rate * t)
+    discounted_density = discount * _INV_SQRT_2PI * envelope_d1
+    delta = sign * discount * _np_cdf(sign * d1, envelope_d1)
+    gamma = discounted_density / (forward * s)
+    vega = discounted_density * forward * sqrt_t
+    theta = rate * price - 0.5 * discounted_density * forward * vol / sqrt_t
+    rho = -t * price
+    return delta, gamma, theta / DAYS_PER_YEAR, vega / 100.0, rho / 100.0
+
+
+def _np_b_c(x):
+    """Normalised OTM-call price at the inflection point s_c = sqrt(2|x|), where d1 = 0 and d2 = -s_c."""
+    s_c = np.sqrt(-2.0 * x)
+    return 0.5 * np.exp(0.5 * x) - 0.5 * np.exp(-0.5 * x - 0.5 * s_c * s_c) * erfcx(s_c * _INV_SQRT2)
+
+
+def _np_table_guess(x, target_log, log_b_c, lower, table):
+    """Bilinear interpolation of u = s/s_c in the lower region's (A, v) grid (see ``_lower_guess_table``)."""
+    root_abs_x = np.sqrt(-x)
+    a = np.where(lower, root_abs_x / (root_abs_x + 0.5), 0.0) * _GUESS_NODES
+    v = np.where(lower, np.sqrt(log_b_c / target_log), 0.0) * _GUESS_NODES
+    i = np.minimum(a.astype(np.intp), _GUESS_NODES - 1)
+    j = np.minimum(v.astype(np.intp), _GUESS_NODES - 1)
+    wa, wv = a - i, v - j
+    u = (table[i, j] * (1.0 - wv) + table[i, j + 1] * wv) * (1.0 - wa) + (
+        table[i + 1, j] * (1.0 - wv) + table[i + 1, j + 1] * wv
+    ) * wa
+    return u * np.sqrt(-2.0 * x)
+
+
+@functools.cache
+def _lower_guess_table():
+    """u = s/s_c below the inflection point, on a grid of A = sqrt|x| / (sqrt|x| + 1/2) and v = sqrt(ln b_c / ln b).
+
+    Both coordinates run over [0, 1] for every x < 0 and 0 < b < b_c, and u is smooth in them
+    (u ~ v near v = 0, u = 1 at v = 1): a 128 x 128 bilinear table guesses s to about 1e-4
+    (5e-3 at worst), so that one Householder step, rarely two, reaches machine precision. Built
+    once per process (~20 ms) by the solver itself from Jäckel's cruder asymptotic guess.
+    """
+    nodes = np.linspace(0.0, 1.0, _GUESS_NODES + 1)
+    a, v = np.meshgrid(np.clip(nodes, 1e-4, 1.0 - 1e-4), np.clip(nodes, 1e-4, 1.0), indexing="ij")
+    root_abs_x = 0.5 * a / (1.0 - a)
+    x = -(root_abs_x * root_abs_x)
+    with np.errstate(all="ignore"):
+        target_log = np.log(_np_b_c(x)) / (v * v)
+        s = _np_solve(x.ravel(), target_log.ravel(), np.ones(x.size, dtype=bool)).reshape(x.shape)
+    table = s / np.sqrt(-2.0 * x)
+    table[:, 0] = 0.0
+    table[:, -1] = 1.0
+    return np.ascontiguousarray(table)
+
+
+def _np_solve(x, target_log, lower, guess_lower=None):
+    """Normalised vol s of the OTM call at x <= 0 matching ``target_log`` (ln b below s_c, else ln(bmax - b))."""
+    s_c = np.sqrt(-2.0 * x)
+    abs_x = -x
+    if guess_lower is None:
+        # Below s_c, b ~ 2 pi |x| / (3 sqrt 3) * N(-|x| / (sqrt 3 s))^3 (Jäckel 2015, eq. 4.5).
+        q = np.cbrt(np.exp(target_log) * _LOWER_GUESS_SCALE / np.where(lower, abs_x, 1.0))
+        guess_lower = abs_x / (_SQRT3 * -ndtri(np.minimum(q, 0.5)))
+    # Above s_c, bmax - b ~ (exp(x/2) + exp(-x/2)) N(-s/2), exact at x = 0.
+    guess_upper = -2.0 * ndtri(np.minimum(np.exp(target_log) / (np.exp(0.5 * x) + np.exp(-0.5 * x)), 0.5))
+    s = np.where(lower, guess_lower, guess_upper)
+    low = np.where(lower, 0.0, s_c)
+    high = np.where(lower, s_c, np.inf)
+    fallback = np.where(lower, 0.5 * s_c, np.maximum(2.0 * s_c, 1.0))
+    s = np.where(np.isfinite(s) & (s > low) & (s < high), s, fallback)
+
+    active = np.arange(x.size)
+    for _ in range(_MAX_STEPS):
+        xa, sa, la, target = x[active], s[active], lower[active], target_log[active]
+        h = xa / sa
+        half_s = 0.5 * sa
+        exponent = -0.5 * (h * h + half_s * half_s)
+        z1 = (h + half_s) * _INV_SQRT2
+        z2 = -(h - half_s) * _INV_SQRT2
+        # Inside the bracket z1 <= 0 below s_c and z1 >= 0 above it.
+        pair = np.where(la, erfcx(np.maximum(-z1, 0.0)) - erfcx(z2), erfcx(np.maximum(z1, 0.0)) + erfcx(z2))
+        usable = pair > 0.0
+        pair = np.where(usable, pair, 1.0)
+        log_value = exponent + np.log(0.5 * pair)
+        slope = _SQRT_2_OVER_PI / pair
+        # g increases with s: ln b - ln target below s_c, ln target - ln(bmax - b) above.
+        g = np.where(la, log_value - target, target - log_value)
+        g = np.where(usable, g, -np.inf)
+        curvature = xa * xa / (sa * sa * sa) - 0.25 * sa  # b''/b'
+        third = curvature * curvature - 3.0 * xa * xa / (sa * sa * sa * sa) - 0.25  # b'''/b'
+        signed = np.where(la, -slope, slope)
+        h2 = curvature + signed
+        h3 = third + 3.0 * curvature * signed + 2.0 * slope * slope
+        newton = -g / slope
+        step = newton * (1.0 + 0.5 * h2 * newton) / (1.0 + newton * (h2 + h3 * newton / 6.0))
+        below_root = g < 0.0
+        low_a = np.where(below_root, np.maximum(low[active], sa), low[active])
+        high_a = np.where(below_root, high[active], np.minimum(high[active], sa))
+        low[active], high[active] = low_a, high_a
+        candidate = sa + step
+        # Converged: the step may round onto the bracket's edge, which is the root itself.
+        converged = (g == 0.0) | (np.abs(step) <= _STEP_TOLERANCE * sa)
+        inside = np.isfinite(candidate) & (candidate > low_a) & (candidate < high_a)
+        bisected = np.where(np.isfinite(high_a), 0.5 * (low_a + high_a), 2.0 * np.maximum(sa, low_a))
+        new_s = np.where(
+            converged, np.clip(np.where(g == 0.0, sa, candidate), low_a, high_a), np.where(inside, candidate, bisected)
+        )
+        s[active] = new_s
+        done = converged | (high_a - low_a <= 1e-15 * new_s)
+        active = active[~done]
+        if active.size == 0:
+            break
+    return s
+
+
+def _np_implied_vol(price, forward, strike, t, rate, is_call):
+    iv = np.full(price.shape, np.nan)
+    reason = np.full(price.shape, IV_OK, dtype=np.int8)
+    good = (
+        np.isfinite(price)
+        & np.isfinite(forward)
+        & np.isfinite(strike)
+        & np.isfinite(t)
+        & np.isfinite(rate)
+        & (forward > 0.0)
+        & (strike > 0.0)
+        & (t > 0.0)
+        & (price >= 0.0)
+    )
+    reason[~good] = IV_BAD_INPUT
+    sign = np.where(is_call, 1.0, -1.0)
+    undiscounted = price * np.exp(rate * t)
+    time_value = undiscounted - np.maximum(sign * (forward - strike), 0.0)
+    maximum_time_value = np.minimum(forward, strike)
+    below = good & (time_value < 0.0)
+    at_intrinsic = good & (time_value == 0.0)
+    above = good & (time_value >= maximum_time_value)
+    reason[below] = IV_BELOW_INTRINSIC
+    reason[at_intrinsic] = IV_AT_INTRINSIC
+    reason[above] = IV_ABOVE_MAXIMUM
+    solve = good & ~below & ~at_intrinsic & ~above
+    if solve.any():
+        f, k = forward[solve], strike[solve]
+        root_fk = np.sqrt(f * k)
+        x = -np.abs(np.log(f / k))
+        beta = time_value[solve] / root_fk
+        b_c = _np_b_c(x)
+        lower = (x < 0.0) & (beta < b_c)
+        distance = (maximum_time_value[solve] - time_value[solve]) / root_fk
+        target_log = np.log(np.where(lower, beta, distance))
+        guess = _np_table_guess(x, target_log, np.log(b_c), lower, _lower_guess_table())
+        iv[solve] = _np_solve(x, target_log, lower, guess) / np.sqrt(t[solve])
+    return iv, reason
+
+
+# ---------------------------------------------------------------------------------------------
+# numba implementation: the same formulas, one compiled pass per option
+
+
+def _erfcx_table():
+    """Power-series coefficients of erfcx on 100 pieces of y = 4/(4+z), z in [0, 50]: ~2e-15 relative."""
+    table = np.zeros((_ERFCX_INTERVALS, _ERFCX_DEGREE + 1))
+    width = 1.0 / _ERFCX_INTERVALS
+    first_used = int(4.0 / (4.0 + _ERFCX_ASYMPTOTIC_FROM) * _ERFCX_INTERVALS)
+    for piece in range(first_used, _ERFCX_INTERVALS):
+        centre = (piece + 0.5) * width
+
+        def erfcx_on_piece(u, centre=centre):
+            y = centre + 0.5 * width * u
+            return erfcx(4.0 / y - 4.0)
+
+        coefficients = chebyshev.cheb2poly(chebyshev.chebinterpolate(erfcx_on_piece, _ERFCX_DEGREE))
+        table[piece, : coefficients.size] = coefficients
+    return table
+
+
+def _build_numba_kernels():
+    import numba
+
+    jit = numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
+
+    @jit
+    def erfcx_positive(z, table):
+        if z >= _ERFCX_ASYMPTOTIC_FROM:
+            # Continued-fraction tail, exact to double precision from z = 50.
+            z2 = z * z
+            return _INV_SQRT_PI * (z2 * (z2 + 4.5) + 2.0) / (z * (z2 * (z2 + 5.0) + 3.75))
+        y = 4.0 / (4.0 + z)
+        piece = int(y * _ERFCX_INTERVALS)
+        if piece >= _ERFCX_INTERVALS:
+            piece = _ERFCX_INTERVALS - 1
+        u = (y - (piece + 0.5) / _ERFCX_INTERVALS) * (2.0 * _ERFCX_INTERVALS)
+        value = table[piece, _ERFCX_DEGREE]
+        for k in range(_ERFCX_DEGREE - 1, -1, -1):
+            value = value * u + table[piece, k]
+        return value
+
+    @jit
+    def inverse_cdf_rough(p):
+        # Abramowitz & Stegun 26.2.23 (|error| < 4.5e-4), for p in (0, 0.5]: an initial guess only.
+        w = math.sqrt(-2.0 * math.log(p))
+        return -(
+            w - (2.515517 + w * (0.802853 + w * 0.010328)) / (1.0 + w * (1.432788 + w * (0.189269 + w * 0.001308)))
+        )
+
+    @jit
+    def otm_time_value(x_otm, s, table):
+        h = x_otm / s
+        half_s = 0.5 * s
+        envelope = math.exp(-0.5 * (h * h + half_s * half_s))
+        z1 = (h + half_s) * _INV_SQRT2
+        z2 = -(h - half_s) * _INV_SQRT2
+        if z1 <= 0.0:
+            return 0.5 * envelope * (erfcx_positive(-z1, table) - erfcx_positive(z2, table)), envelope
+        return math.exp(0.5 * x_otm) - 0.5 * envelope * (
+            erfcx_positive(z1, table) + erfcx_positive(z2, table)
+        ), envelope
+
+    @jit
+    def start(x, beta, distance, half_exp, table, guess_table):
+        """Objective, bracket and initial guess for the OTM call at x <= 0 with normalised price beta.
+
+        distance = half_exp - beta, half_exp = exp(x/2). Returns (lower, target, s, low, high).
+        """
+        root_abs_x = math.sqrt(-x)
+        s_c = _SQRT2 * root_abs_x
+        lower = False
+        b_c = 0.0
+        if x < 0.0:
+            # b at s_c, where d1 = 0 and d2 = -s_c
+            b_c = 0.5 * half_exp * (1.0 - erfcx_positive(root_abs_x, table))
+            lower = beta < b_c
+        if lower:
+            target = math.log(beta)
+            a = root_abs_x / (root_abs_x + 0.5) * _GUESS_NODES
+            v = math.sqrt(math.log(b_c) / target) * _GUESS_NODES
+            i = min(int(a), _GUESS_NODES - 1)
+            j = min(int(v), _GUESS_NODES - 1)
+            wa, wv = a - i, v - j
+            u = (guess_table[i, j] * (1.0 - wv) + guess_table[i, j + 1] * wv) * (1.0 - wa) + (
+                guess_table[i + 1, j] * (1.0 - wv) + guess_table[i + 1, j + 1] * wv
+            ) * wa
+            s = u * s_c
+            if not (s > 0.0 and s < s_c):
+                s = 0.5 * s_c
+            return True, target, s, 0.0, s_c
+        target = math.log(distance)
+        p = distance / (half_exp + 1.0 / half_exp)
+        s = -2.0 * inverse_cdf_rough(p) if p < 0.5 else 2.0 * s_c + 1.0
+        if not (s > s_c and s < math.inf):
+            s = max(2.0 * s_c, 1.0)
+        return False, target, s, s_c, math.inf
+
+    @jit
+    def step(x, s, target, lower, low, high, table):
+        """One safeguarded Householder step: (new s, low, high, converged)."""
+        inverse_s = 1.0 / s
+        h = x * inverse_s
+        half_s = 0.5 * s
+        exponent = -0.5 * (h * h + half_s * half_s)
+        z1 = (h + half_s) * _INV_SQRT2
+        z2 = -(h - half_s) * _INV_SQRT2
+        if lower:
+            pair = erfcx_positive(max(-z1, 0.0), table) - erfcx_positive(z2, table)
+        else:
+            pair = erfcx_positive(max(z1, 0.0), table) + erfcx_positive(z2, table)
+        if pair <= 0.0:
+            # b underflowed to nothing: the root lies above s.
+            low = s
+            return (0.5 * (low + high) if high < math.inf else 2.0 * s), low, high, high - low <= 1e-15 * s
+        log_value = exponent + math.log(0.5 * pair)
+        slope = _SQRT_2_OVER_PI / pair
+        g = log_value - target if lower else target - log_value
+        if g == 0.0:
+            return s, low, high, True
+        if g < 0.0:
+            low = s
+        else:
+            high = s
+        h_over_s = h * h * inverse_s
+        curvature = h_over_s - 0.25 * s
+        third = curvature * curvature - 3.0 * h_over_s * inverse_s - 0.25
+        signed = -slope if lower else slope
+        h2 = curvature + signed
+        h3 = third + 3.0 * curvature * signed + 2.0 * slope * slope
+        newton = -g / slope
+        change = newton * (1.0 + 0.5 * h2 * newton) / (1.0 + newton * (h2 + h3 * newton / 6.0))
+        if abs(change) <= _STEP_TOLERANCE * s:
+            # Converged: the step may round onto the bracket's edge, which is the root itself.
+            return min(max(s + change, low), high), low, high, True
+        candidate = s + change
+        if candidate > low and candidate < high:
+            return candidate, low, high, False
+        s = 0.5 * (low + high) if high < math.inf else 2.0 * max(s, low)
+        return s, low, high, high - low <= 1e-15 * s
+
+    @jit
+    def greeks_at(forward, t, sqrt_t, s, log_moneyness, discount, rate, sign, price, table, out, i):
+        vol = s / sqrt_t
+        h = log_moneyness / s
+        d1 = h + 0.5 * s
+        envelope_d1 = math.exp(-0.5 * (h * h + 0.25 * s * s) - 0.5 * log_moneyness)
+        discounted_density = discount * _INV_SQRT_2PI * envelope_d1
+        signed_d1 = sign * d1
+        tail = 0.5 * envelope_d1 * erfcx_positive(abs(signed_d1) * _INV_SQRT2, table)
+        cdf = tail if signed_d1 <= 0.0 else 1.0 - tail
+        out[0, i] = sign * discount * cdf
+        out[1, i] = discounted_density / (forward * s)
+        out[2, i] = (rate * price - 0.5 * discounted_density * forward * vol / sqrt_t) / DAYS_PER_YEAR
+        out[3, i] = discounted_density * forward * sqrt_t / 100.0
+        out[4, i] = -t * price / 100.0
+
+    @jit
+    def price_kernel(forward, strike, t, vol, rate, is_call, table, out):
+        for i in range(forward.size):
+            f, k = forward[i], strike[i]
+            sign = 1.0 if is_call[i] else -1.0
+            intrinsic = max(sign * (f - k), 0.0)
+            s = vol[i] * math.sqrt(t[i])
+            time_value = 0.0
+            if s > 0.0:
+                time_value, _ = otm_time_value(-abs(math.log(f / k)), s, table)
+            elif s != 0.0:
+                time_value = math.nan
+            out[i] = math.exp(-rate[i] * t[i]) * (intrinsic + math.sqrt(f * k) * time_value)
+
+    @jit
+    def greeks_kernel(forward, strike, t, vol, rate, is_call, price, table, out):
+        for i in range(forward.size):
+            sqrt_t = math.sqrt(t[i])
+            greeks_at(
+                forward[i],
+                t[i],
+                sqrt_t,
+                vol[i] * sqrt_t,
+                math.log(forward[i] / strike[i]),
+                math.exp(-rate[i] * t[i]),
+                rate[i],
+                1.0 if is_call[i] else -1.0,
+                price[i],
+                table,
+                out,
+                i,
+            )
+
+    @jit
+    def implied_vol_kernel(
+        price, forward, strike, t, rate, is_call, table, guess_table, iv, reason, with_greeks, greeks
+    ):
+        # Pass by pass over all options rather than option by option: each pass's iterations are
+        # independent, so the CPU overlaps their long dependency chains (about 3x faster).
+        n = price.size
+        pending = np.empty(n, dtype=np.int64)
+        x_of = np.empty(n)
+        s_of = np.empty(n)
+        target_of = np.empty(n)
+        low_of = np.empty(n)
+        high_of = np.empty(n)
+        lower_of = np.empty(n, dtype=np.bool_)
+        log_moneyness_of = np.empty(n)
+        discount_of = np.empty(n)
+        count = 0
+        for i in range(n):
+            p, f, k, ti, r = price[i], forward[i], strike[i], t[i], rate[i]
+            iv[i] = math.nan
+            if with_greeks:
+                for g in range(5):
+                    greeks[g, i] = math.nan
+            if not (
+                math.isfinite(p)
+                and math.isfinite(f)
+                and math.isfinite(k)
+                and math.isfinite(ti)
+                and math.isfinite(r)
+                and f > 0.0
+                and k > 0.0
+                and ti > 0.0
+                and p >= 0.0
+            ):
+                reason[i] = IV_BAD_INPUT
+                continue
+            sign = 1.0 if is_call[i] else -1.0
+            growth = math.exp(r * ti)
+            time_value = p * growth - max(sign * (f - k), 0.0)
+            maximum_time_value = min(f, k)
+            if time_value < 0.0:
+                reason[i] = IV_BELOW_INTRINSIC
+                continue
+            if time_value == 0.0:
+                reason[i] = IV_AT_INTRINSIC
+                continue
+            if time_value >= maximum_time_value:
+                reason[i] = IV_ABOVE_MAXIMUM
+                continue
+            reason[i] = IV_OK
+            inverse_root_fk = 1.0 / math.sqrt(f * k)
+            log_moneyness = math.log(f / k)
+            log_moneyness_of[i] = log_moneyness
+            discount_of[i] = 1.0 / growth
+            x = -abs(log_moneyness)
+            lower, target, s, low, high = start(
+                x,
+                time_value * inverse_root_fk,
+                (maximum_time_value - time_value) * inverse_root_fk,
+                maximum_time_value * inverse_root_fk,
+                table,
+                guess_table,
+            )
+            x_of[i], s_of[i], target_of[i], low_of[i], high_of[i], lower_of[i] = x, s, target, low, high, lower
+            pending[count] = i
+            count += 1
+        solved = pending[:count].copy()
+        for _ in range(_MAX_STEPS):
+            still = 0
+            for j in range(count):
+                i = pending[j]
+                s, low, high, done = step(x_of[i], s_of[i], target_of[i], lower_of[i], low_of[i], high_of[i], table)
+                s_of[i], low_of[i], high_of[i] = s, low, high
+                if not done:
+                    pending[still] = i
+                    still += 1
+            count = still
+            if count == 0:
+                break
+        for j in range(solved.size):
+            i = solved[j]
+            ti = t[i]
+            sqrt_t = math.sqrt(ti)
+            s = s_of[i]
+            iv[i] = s / sqrt_t
+            if with_greeks:
+                f = forward[i]
+                greeks_at(
+                    f,
+                    ti,
+                    sqrt_t,
+                    s,
+                    log_moneyness_of[i],
+                    discount_of[i],
+                    rate[i],
+                    1.0 if is_call[i] else -1.0,
+                    price[i],
+                    table,
+                    greeks,
+                    i,
+                )
+
+    return SimpleNamespace(
+        price=price_kernel,
+        greeks=greeks_kernel,
+        implied_vol=implied_vol_kernel,
+        start=start,
+        step=step,
+        erfcx=erfcx_positive,
+    )
+
+
+def _choose_backend():
+    wanted = os.environ.get("THOR_GREEKS_BACKEND", "numba").strip().lower()
+    if wanted == "numpy":
+        return "numpy", None
+    try:
+        kernels = _build_numba_kernels()
+    except ImportError:
+        logger.info("numba is not installed: analytics.greeks uses its numpy implementation")
+        return "numpy", None
+    return "numba", kernels
+
+
+BACKEND, _KERNELS = _choose_backend()
+_TABLE = _erfcx_table() if BACKEND == "numba" else None
+
+
+def _run_numba(kernel_name, *args):
+    """Run a numba kernel; a machine where it cannot compile switches to numpy once, for good."""
+    global BACKEND
+    try:
+        getattr(_KERNELS, kernel_name)(*args)
+    except Exception:  # numba raises many types when a compiler is unusable
+        logger.exception("numba could not compile analytics.greeks: switching to the numpy implementation")
+        BACKEND = "numpy"
+        return False
+    return True
+
+
+# ---------------------------------------------------------------------------------------------
+# Public interface
 
 
 def black76_price(forward, strike, t, vol, rate, is_call) -> np.ndarray:
-    """Discounted Black-76 premium of a European option on the forward."""
-    forward, strike, t, vol, rate, is_call = _as_arrays(forward, strike, t, vol, rate, is_call)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        sign = np.where(is_call, 1.0, -1.0)
-        stdev = vol * np.sqrt(t)
-        d1 = np.log(forward / strike) / stdev + 0.5 * stdev
-        d2 = d1 - stdev
-        undiscounted = sign * (forward * ndtr(sign * d1) - strike * ndtr(sign * d2))
-        # At zero vol or zero time the premium is the discounted intrinsic value.
-        intrinsic = np.maximum(sign * (forward - strike), 0.0)
-        undiscounted = np.where(stdev > 0.0, undiscounted, intrinsic)
-        return np.exp(-rate * t) * undiscounted
+    """Discounted Black-76 premium of a European option on the forward (intrinsic at zero vol)."""
+    (forward, strike, t, vol, rate, is_call), shape = _broadcast(forward, strike, t, vol, rate, is_call)
+    if BACKEND == "numba":
+        out = np.empty(forward.shape)
+        if _run_numba("price", forward, strike, t, vol, rate, is_call, _TABLE, out):
+            return out.reshape(shape)
+    with np.errstate(all="ignore"):
+        return _np_price(forward, strike, t, vol, rate, is_call).reshape(shape)
 
 
 def black_scholes_price(spot, strike, t, vol, rate, is_call) -> np.ndarray:
     """Black-Scholes premium on spot with no dividend: Black-76 on the forward spot * exp(rate * t)."""
-    spot, strike, t, vol, rate, is_call = _as_arrays(spot, strike, t, vol, rate, is_call)
-    return black76_price(spot * np.exp(rate * t), strike, t, vol, rate, is_call)
+    (spot, strike, t, vol, rate, is_call), shape = _broadcast(spot, strike, t, vol, rate, is_call)
+    return black76_price(spot * np.exp(rate * t), strike, t, vol, rate, is_call).reshape(shape)
 
 
 def black76_greeks(forward, strike, t, vol, rate, is_call) -> Greeks:
-    """Delta, gamma, theta (per day), vega (per vol point) and rho (per rate point) of Black-76."""
-    forward, strike, t, vol, rate, is_call = _as_arrays(forward, strike, t, vol, rate, is_call)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        sign = np.where(is_call, 1.0, -1.0)
-        sqrt_t = np.sqrt(t)
-        stdev = vol * sqrt_t
-        d1 = np.log(forward / strike) / stdev + 0.5 * stdev
-        d2 = d1 - stdev
-        discount = np.exp(-rate * t)
-        n_d1 = ndtr(sign * d1)
-        density = _INV_SQRT_2PI * np.exp(-0.5 * d1 * d1)
-        price = discount * sign * (forward * n_d1 - strike * ndtr(sign * d2))
-        discounted_density = discount * density
-        delta = sign * discount * n_d1
-        gamma = discounted_density / (forward * stdev)
-        vega = discounted_density * forward * sqrt_t
-        theta = rate * price - 0.5 * discounted_density * forward * vol / sqrt_t
-        rho = -t * price
-        return Greeks(
-            delta=delta,
-            gamma=gamma,
-            theta=theta / DAYS_PER_YEAR,
-            vega=vega / 100.0,
-            rho=rho / 100.0,
-        )
+    """Delta, gamma, theta (per day), vega (per vol point) and rho (per rate point) of Black-76 (vol, t > 0)."""
+    (forward, strike, t, vol, rate, is_call), shape = _broadcast(forward, strike, t, vol, rate, is_call)
+    price = black76_price(forward, strike, t, vol, rate, is_call)
+    return _greeks_from(forward, strike, t, vol, rate, is_call, price, shape)
 
 
-def _lower_terms(x, s):
-    """ln b and b'/b of the OTM call (x < 0) for s <= sqrt(2|x|), by erfcx: no underflow, little cancellation."""
-    h = x / s
-    half_s = 0.5 * s
-    scaled_difference = erfcx(-(h + half_s) * _INV_SQRT2) - erfcx(-(h - half_s) * _INV_SQRT2)
-    log_b = -0.5 * (h * h + half_s * half_s) + np.log(0.5 * scaled_difference)
-    vega_over_b = np.sqrt(2.0 / np.pi) / scaled_difference
-    return log_b, vega_over_b
-
-
-def _upper_terms(x, s):
-    """ln(bmax - b) and b'/(bmax - b) of the OTM call (x <= 0) where bmax = exp(x/2): no subtraction."""
-    h = x / s
-    half_s = 0.5 * s
-    distance = np.exp(0.5 * x) * ndtr(-(h + half_s)) + np.exp(-0.5 * x) * ndtr(h - half_s)
-    vega = _INV_SQRT_2PI * np.exp(-0.5 * (h * h + half_s * half_s))
-    return np.log(distance), vega / distance
-
-
-def _solve_normalised(x, target_log, lower):
-    """Normalised vol s with the OTM-call price matching ``target_log`` (see ``implied_vol_black76``)."""
-    s_c = np.sqrt(-2.0 * x)
-    abs_x = -x
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
-        # Asymptotic initial guesses: below s_c, b ~ 2 pi |x| / (3 sqrt 3) * N(-|x| / (sqrt 3 s))^3
-        # (Jäckel 2015, eq. 4.5); above it, bmax - b ~ (exp(x/2) + exp(-x/2)) N(-s/2).
-        q = np.cbrt(np.exp(target_log) * 3.0 * _SQRT3 / (2.0 * np.pi * abs_x))
-        guess_lower = abs_x / (_SQRT3 * -ndtri(np.minimum(q, 0.5)))
-        guess_upper = -2.0 * ndtri(np.exp(target_log) / (np.exp(0.5 * x) + np.exp(-0.5 * x)))
-        s = np.where(lower, guess_lower, guess_upper)
-        low = np.where(lower, 0.0, s_c)
-        high = np.where(lower, s_c, np.inf)
-        s = np.where(np.isfinite(s) & (s > low) & (s < high), s, np.where(lower, 0.5 * s_c, np.maximum(2.0 * s_c, 1.0)))
-
-        active = np.arange(x.size)
-        for _ in range(_MAX_STEPS):
-            xa, sa, la = x[active], s[active], lower[active]
-            log_value = np.empty_like(sa)
-            slope = np.empty_like(sa)
-            if la.any():
-                log_value[la], slope[la] = _lower_terms(xa[la], sa[la])
-            up = ~la
-            if up.any():
-                log_value[up], slope[up] = _upper_terms(xa[up], sa[up])
-            # Objective g: ln b - ln target below s_c (increasing), ln target - ln(bmax - b) above (increasing).
-            g = np.where(la, log_value - target_log[active], target_log[active] - log_value)
-            vega_curvature = xa * xa / (sa * sa * sa) - 0.25 * sa  # b''/b'
-            vega_third = vega_curvature * vega_curvature - 3.0 * xa * xa / (sa * sa * sa * sa) - 0.25  # b'''/b'
-            signed = np.where(la, -slope, slope)
-            h2 = vega_curvature + signed
-            h3 = vega_third + 3.0 * vega_curvature * signed + 2.0 * slope * slope
-            newton = -g / slope
-            step = newton * (1.0 + 0.5 * h2 * newton) / (1.0 + newton * (h2 + h3 * newton / 6.0))
-            # Keep the bracket: g < 0 means the root lies above s.
-            below_root = g < 0.0
-            low[active] = np.where(below_root, np.maximum(low[active], sa), low[active])
-            high[active] = np.where(below_root, high[active], np.minimum(high[active], sa))
-            candidate = sa + step
-            la_low, la_high = low[active], high[active]
-            inside = np.isfinite(candidate) & (candidate > la_low) & (candidate < la_high)
-            bisected = np.where(np.isfinite(la_high), 0.5 * (la_low + la_high), 2.0 * np.maximum(sa, la_low))
-            new_s = np.where(g == 0.0, sa, np.where(inside, candidate, bisected))
-            s[active] = new_s
-            done = (np.abs(new_s - sa) <= 1e-14 * new_s) | (g == 0.0)
-            active = active[~done]
-            if active.size == 0:
-                break
-    return s
+def _greeks_from(forward, strike, t, vol, rate, is_call, price, shape) -> Greeks:
+    if BACKEND == "numba":
+        out = np.empty((5, forward.size))
+        if _run_numba("greeks", forward, strike, t, vol, rate, is_call, price, _TABLE, out):
+            return Greeks(*(row.reshape(shape) for row in out))
+    with np.errstate(all="ignore"):
+        rows = _np_greeks(forward, strike, t, vol, rate, is_call, price)
+    return Greeks(*(np.asarray(row).reshape(shape) for row in rows))
 
 
 def implied_vol_black76(price, forward, strike, t, rate, is_call) -> IVResult:
     """Black-76 implied volatility of discounted premiums; NaN with a reason where there is none."""
-    price, forward, strike, t, rate, is_call = _as_arrays(price, forward, strike, t, rate, is_call)
-    shape = price.shape
-    price, forward, strike, t, rate, is_call = (a.ravel() for a in (price, forward, strike, t, rate, is_call))
-    iv = np.full(price.shape, np.nan)
-    reason = np.full(price.shape, IV_OK, dtype=np.int8)
+    result, _ = _implied_vol(price, forward, strike, t, rate, is_call, with_greeks=False)
+    return result
 
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
-        good = (
-            np.isfinite(price)
-            & np.isfinite(forward)
-            & np.isfinite(strike)
-            & np.isfinite(t)
-            & np.isfinite(rate)
-            & (forward > 0.0)
-            & (strike > 0.0)
-            & (t > 0.0)
-            & (price >= 0.0)
-        )
-        reason[~good] = IV_BAD_INPUT
-        sign = np.where(is_call, 1.0, -1.0)
-        undiscounted = price * np.exp(rate * t)
-        # The time value is the price of the out-of-the-money option of the same strike.
-        time_value = undiscounted - np.maximum(sign * (forward - strike), 0.0)
-        maximum_time_value = np.minimum(forward, strike)
-        below = good & (time_value < 0.0)
-        at_intrinsic = good & (time_value == 0.0)
-        above = good & (time_value >= maximum_time_value)
-        reason[below] = IV_BELOW_INTRINSIC
-        reason[at_intrinsic] = IV_AT_INTRINSIC
-        reason[above] = IV_ABOVE_MAXIMUM
-        solve = good & ~below & ~at_intrinsic & ~above
-        if solve.any():
-            f, k = forward[solve], strike[solve]
-            root_fk = np.sqrt(f * k)
-            x = -np.abs(np.log(f / k))
-            beta = time_value[solve] / root_fk
-            s_c = np.sqrt(-2.0 * x)
-            log_b_c, _ = _lower_terms(x, s_c)
-            lower = (x < 0.0) & (np.log(beta) < log_b_c)
-            # Below s_c the target is ln b; above it ln(bmax - b), bmax - beta taken in price units.
-            distance = (maximum_time_value[solve] - time_value[solve]) / root_fk
-            target_log = np.where(lower, np.log(beta), np.log(distance))
-            s = _solve_normalised(x, target_log, lower)
-            iv[solve] = s / np.sqrt(t[solve])
-    return IVResult(iv=iv.reshape(shape), reason=reason.reshape(shape))
+
+def implied_vol_and_greeks_black76(price, forward, strike, t, rate, is_call) -> tuple[IVResult, Greeks]:
+    """``implied_vol_black76`` and ``black76_greeks`` at that vol in one pass (NaN Greeks where no IV).
+
+    Theta and rho use the given premium, which the model reproduces at the implied vol.
+    """
+    return _implied_vol(price, forward, strike, t, rate, is_call, with_greeks=True)
+
+
+def _implied_vol(price, forward, strike, t, rate, is_call, with_greeks):
+    (price, forward, strike, t, rate, is_call), shape = _broadcast(price, forward, strike, t, rate, is_call)
+    if BACKEND == "numba":
+        iv = np.empty(price.shape)
+        reason = np.empty(price.shape, dtype=np.int8)
+        greeks = np.empty((5, price.size) if with_greeks else (5, 0))
+        if _run_numba(
+            "implied_vol",
+            price,
+            forward,
+            strike,
+            t,
+            rate,
+            is_call,
+            _TABLE,
+            _lower_guess_table(),
+            iv,
+            reason,
+            with_greeks,
+            greeks,
+        ):
+            result = IVResult(iv=iv.reshape(shape), reason=reason.reshape(shape))
+            return result, (Greeks(*(row.reshape(shape) for row in greeks)) if with_greeks else None)
+    with np.errstate(all="ignore"):
+        iv, reason = _np_implied_vol(price, forward, strike, t, rate, is_call)
+        result = IVResult(iv=iv.reshape(shape), reason=reason.reshape(shape))
+        if not with_greeks:
+            return result, None
+        rows = _np_greeks(forward, strike, t, iv, rate, is_call, np.where(np.isnan(iv), np.nan, price))
+    return result, Greeks(*(np.asarray(row).reshape(shape) for row in rows))
