@@ -100,7 +100,7 @@ def verdict(ok):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--options", type=int, default=100_000)
-    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--vollib-sample", type=int, default=2_000)
     parser.add_argument("--seed", type=int, default=20261201)
     args = parser.parse_args()
