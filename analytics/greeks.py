@@ -16,15 +16,19 @@ its time value. With h = x/s and E = exp(-(h^2 + s^2/4)/2) that price is
 
 where every erfcx argument is non-negative: no exponential underflows (a price of 1e-300 is
 solved like any other) and nothing cancels but the time value itself. Below s_c the solver
-matches ln b, above it ln(exp(x/2) - b); both are nearly linear in s from the asymptotic initial
-guesses, and the logarithms and the slopes b'/b come from the erfcx terms without one more
-exponential. Third-order (Householder) steps inside a bisection bracket reach machine precision
-in two to three steps.
+matches ln b, above it ln(exp(x/2) - b); both are nearly linear in s, and the logarithms and the
+slopes b'/b come from the erfcx terms without one more exponential. Third-order (Householder)
+steps run inside a bisection bracket. Below s_c, where nearly every listed option is, the initial
+guess is read from a table of the solution itself (``_lower_guess_table``, about 1e-4 off), so
+that one step, rarely two, gives machine precision; above it, an asymptotic guess and two to four
+steps. Known limit: at the money with a vol below ~0.1% on a 1-day expiry the last ~4 digits of
+the vol go (absolute error ~1e-14), as the solve there runs on ln(exp(x/2) - b).
 
-Two implementations of the same formulas: numba kernels (one compiled loop over the options,
-erfcx from a Chebyshev table fitted to scipy's at import) and plain numpy/scipy vectorised code.
-numba is used when it imports and compiles; otherwise, or with THOR_GREEKS_BACKEND=numpy, the
-numpy code runs (about five times slower, see bench/README.md). ``BACKEND`` says which is in use.
+Two implementations of the same formulas: numba kernels (analytics/greeks_numba.py: one
+compiled pass over the options per stage, erfcx from a Chebyshev table fitted to scipy's at
+import, compiled on first use and kept in numba's disk cache) and plain numpy/scipy vectorised
+code. numba is used when it imports and compiles; otherwise, or with THOR_GREEKS_BACKEND=numpy,
+the numpy code runs (about three times slower: see bench/README.md). ``BACKEND`` says which.
 """
 
 import functools
@@ -325,6 +329,9 @@ def _erfcx_table():
 def _build_numba_kernels():
     from analytics import greeks_numba
 
+    differing = [name for name in greeks_numba.SHARED_CONSTANTS if getattr(greeks_numba, name) != globals()[name]]
+    if differing:
+        raise RuntimeError(f"analytics.greeks_numba disagrees with analytics.greeks on {differing}")
     return greeks_numba
 
 

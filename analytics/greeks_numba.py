@@ -9,24 +9,44 @@ import math
 import numba
 import numpy as np
 
-from analytics.greeks import (
-    _ERFCX_ASYMPTOTIC_FROM,
-    _ERFCX_DEGREE,
-    _ERFCX_INTERVALS,
-    _GUESS_NODES,
-    _INV_SQRT2,
-    _INV_SQRT_2PI,
-    _INV_SQRT_PI,
-    _MAX_STEPS,
-    _SQRT2,
-    _SQRT_2_OVER_PI,
-    _STEP_TOLERANCE,
-    DAYS_PER_YEAR,
-    IV_ABOVE_MAXIMUM,
-    IV_AT_INTRINSIC,
-    IV_BAD_INPUT,
-    IV_BELOW_INTRINSIC,
-    IV_OK,
+# The constants live here, in this file's own source, because numba's cache is keyed on it alone:
+# a value imported from analytics.greeks would stay frozen in a stale cache. analytics.greeks
+# checks on first use that each of them equals its own (SHARED_CONSTANTS).
+IV_OK = 0
+IV_BELOW_INTRINSIC = 1
+IV_ABOVE_MAXIMUM = 2
+IV_BAD_INPUT = 3
+IV_AT_INTRINSIC = 4
+DAYS_PER_YEAR = 365.0
+_SQRT2 = math.sqrt(2.0)
+_INV_SQRT2 = 1.0 / _SQRT2
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+_INV_SQRT_PI = 1.0 / math.sqrt(math.pi)
+_MAX_STEPS = 20
+_STEP_TOLERANCE = 1e-3
+_GUESS_NODES = 128
+_ERFCX_INTERVALS = 100
+_ERFCX_DEGREE = 7
+_ERFCX_ASYMPTOTIC_FROM = 50.0
+SHARED_CONSTANTS = (
+    "IV_OK",
+    "IV_BELOW_INTRINSIC",
+    "IV_ABOVE_MAXIMUM",
+    "IV_BAD_INPUT",
+    "IV_AT_INTRINSIC",
+    "DAYS_PER_YEAR",
+    "_SQRT2",
+    "_INV_SQRT2",
+    "_INV_SQRT_2PI",
+    "_SQRT_2_OVER_PI",
+    "_INV_SQRT_PI",
+    "_MAX_STEPS",
+    "_STEP_TOLERANCE",
+    "_GUESS_NODES",
+    "_ERFCX_INTERVALS",
+    "_ERFCX_DEGREE",
+    "_ERFCX_ASYMPTOTIC_FROM",
 )
 
 jit = numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")

@@ -357,3 +357,12 @@ def test_a_machine_where_numba_cannot_compile_falls_back_to_numpy(monkeypatch, b
     assert float(price.iv) == pytest.approx(0.3, abs=1e-12)
     assert greeks.BACKEND == "numpy"
     assert "switching to the numpy implementation" in caplog.text
+
+
+def test_the_numba_kernels_share_every_constant_with_the_numpy_code(backend):
+    if backend != "numba":
+        pytest.skip("numba only")
+    kernels = greeks._build_numba_kernels()  # raises where the two files disagree
+    assert {name: getattr(kernels, name) for name in kernels.SHARED_CONSTANTS} == {
+        name: getattr(greeks, name) for name in kernels.SHARED_CONSTANTS
+    }
