@@ -388,16 +388,12 @@ def black_scholes_price(spot, strike, t, vol, rate, is_call) -> np.ndarray:
 def black76_greeks(forward, strike, t, vol, rate, is_call) -> Greeks:
     """Delta, gamma, theta (per day), vega (per vol point) and rho (per rate point) of Black-76 (vol, t > 0)."""
     (forward, strike, t, vol, rate, is_call), shape = _broadcast(forward, strike, t, vol, rate, is_call)
-    price = black76_price(forward, strike, t, vol, rate, is_call)
-    return _greeks_from(forward, strike, t, vol, rate, is_call, price, shape)
-
-
-def _greeks_from(forward, strike, t, vol, rate, is_call, price, shape) -> Greeks:
     if BACKEND == "numba":
         out = np.empty((5, forward.size))
-        if _run_numba("greeks", forward, strike, t, vol, rate, is_call, price, _TABLE, out):
+        if _run_numba("greeks", forward, strike, t, vol, rate, is_call, _TABLE, out):
             return Greeks(*(row.reshape(shape) for row in out))
     with np.errstate(all="ignore"):
+        price = _np_price(forward, strike, t, vol, rate, is_call)
         rows = _np_greeks(forward, strike, t, vol, rate, is_call, price)
     return Greeks(*(np.asarray(row).reshape(shape) for row in rows))
 

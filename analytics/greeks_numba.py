@@ -201,23 +201,21 @@ def price_kernel(forward, strike, t, vol, rate, is_call, table, out):
 
 
 @jit
-def greeks_kernel(forward, strike, t, vol, rate, is_call, price, table, out):
+def greeks_kernel(forward, strike, t, vol, rate, is_call, table, out):
+    # The premium (theta and rho need it) in the same pass: one read of the inputs, and
+    # log(F/K), sqrt(t) and the discount computed once for both.
     for i in range(forward.size):
-        sqrt_t = math.sqrt(t[i])
-        greeks_at(
-            forward[i],
-            t[i],
-            sqrt_t,
-            vol[i] * sqrt_t,
-            math.log(forward[i] / strike[i]),
-            math.exp(-rate[i] * t[i]),
-            rate[i],
-            1.0 if is_call[i] else -1.0,
-            price[i],
-            table,
-            out,
-            i,
-        )
+        f, k, ti, r = forward[i], strike[i], t[i], rate[i]
+        sign = 1.0 if is_call[i] else -1.0
+        sqrt_t = math.sqrt(ti)
+        s = vol[i] * sqrt_t
+        log_moneyness = math.log(f / k)
+        discount = math.exp(-r * ti)
+        time_value = math.nan
+        if s > 0.0:
+            time_value, _ = otm_time_value(-abs(log_moneyness), s, table)
+        price = discount * (max(sign * (f - k), 0.0) + math.sqrt(f * k) * time_value)
+        greeks_at(f, ti, sqrt_t, s, log_moneyness, discount, r, sign, price, table, out, i)
 
 
 @jit
