@@ -366,3 +366,25 @@ def test_the_numba_kernels_share_every_constant_with_the_numpy_code(backend):
     assert {name: getattr(kernels, name) for name in kernels.SHARED_CONSTANTS} == {
         name: getattr(greeks, name) for name in kernels.SHARED_CONSTANTS
     }
+
+
+def test_the_backend_is_numpy_without_numba_or_when_asked(monkeypatch):
+    monkeypatch.setenv("THOR_GREEKS_BACKEND", "numba")
+    monkeypatch.setattr(greeks.importlib.util, "find_spec", lambda name: None)
+    assert greeks._choose_backend() == "numpy"
+    monkeypatch.undo()
+    monkeypatch.setenv("THOR_GREEKS_BACKEND", "numpy")
+    assert greeks._choose_backend() == "numpy"
+
+
+def test_degenerate_and_hostile_inputs_give_numbers_or_nan_never_an_error():
+    """Zero, negative, NaN, infinite and extreme values: no exception and (the fixture) no warning."""
+    values = [0.0, -1.0, math.nan, math.inf, 1e-300, 1e300]
+    for value in values:
+        for result in (
+            black76_price(value, 100.0, 0.5, 0.2, 0.0, True),
+            black76_price(100.0, 100.0, value, value, value, False),
+            *vars(black76_greeks(100.0, value, 0.5, value, 0.0, True)).values(),
+            implied_vol_black76(value, value, 100.0, value, 0.0, False).iv,
+        ):
+            assert result.shape == ()
