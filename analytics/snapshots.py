@@ -3,7 +3,8 @@
 One snapshot of an underlying quotes its futures and, for each of the nearest THOR_ANALYTICS_EXPIRIES
 expiries, the THOR_ANALYTICS_STRIKES_AROUND_ATM strikes each side of the money. The ATM strike is found
 from the previous snapshot's forward when it is recent, so a snapshot is one quote call per 500
-instruments; without one, the futures are quoted first (one more call). Each expiry's forward is its
+instruments; without one, the futures are quoted first (one more call). Two strikes more than asked
+are quoted each side, so an ATM strike that moved between the two still has its full wings. Each expiry's forward is its
 future's price, or (for weeklies, which have none) put-call parity at the strike nearest the money.
 """
 
@@ -30,6 +31,7 @@ MARKET_CLOSE_IST = time(15, 30)
 SECONDS_PER_YEAR = 365.0 * 86400
 # A previous forward older than this is not trusted to place the ATM strike.
 FORWARD_HINT_SECONDS = 3600
+STRIKE_MARGIN = 2
 
 
 @dataclass(frozen=True)
@@ -87,13 +89,14 @@ class _CountingSource:
         return self.source.quotes(names)
 
 
-def _forward_hint(underlying: str, at: datetime) -> float | None:
-    latest = (
+def _spot_hint(underlying: str, at: datetime) -> float | None:
+    """The spot of the last snapshot, if recent: where the money was a minute ago."""
+    return (
         ChainSnapshot.objects.filter(underlying=underlying, taken_at__gte=at - timedelta(seconds=FORWARD_HINT_SECONDS))
-        .order_by("-taken_at", "expiry")
+        .order_by("-taken_at")
+        .values_list("spot", flat=True)
         .first()
     )
-    return latest.forward if latest else None
 
 
 def _nearest_strikes(strikes: list[float], centre: float, each_side: int) -> set[float]:
@@ -140,30 +143,33 @@ def chain_snapshot_take(
     options = [item for item in contracts if item.instrument_type != "FUT"]
     expiries = sorted({item.expiry for item in options})[: settings.THOR_ANALYTICS_EXPIRIES]
     quotes: dict[str, dict] = {}
-    hint = _forward_hint(underlying, at)
-    if hint is None and futures:
+    rate = settings.THOR_ANALYTICS_RISK_FREE_RATE
+    spot = _spot_hint(underlying, at)
+    if spot is None and futures:
         quotes.update(counting.quotes([_name(item) for item in futures]))
-        near = next((quotes[_name(item)] for item in futures if _name(item) in quotes), None)
-        hint = float(near["last_price"]) if near else None
-    if hint is None:
+        near = next((item for item in futures if quotes.get(_name(item), {}).get("last_price")), None)
+        if near is not None:
+            spot = float(quotes[_name(near)]["last_price"]) * math.exp(-rate * years_to_expiry(near.expiry, at))
+    if spot is None:
         # No future to place the money: the middle of the listed strikes.
         strikes = sorted(float(item.strike) for item in options)
-        hint = strikes[len(strikes) // 2] if strikes else 0.0
+        spot = strikes[len(strikes) // 2] if strikes else 0.0
     wanted = [item for item in futures if _name(item) not in quotes]
+    # A margin of strikes each side, so the ATM strike found after quoting still has its full wings.
+    each_side = settings.THOR_ANALYTICS_STRIKES_AROUND_ATM + STRIKE_MARGIN
     for expiry in expiries:
         of_expiry = [item for item in options if item.expiry == expiry]
-        keep = _nearest_strikes(
-            [float(item.strike) for item in of_expiry], hint, settings.THOR_ANALYTICS_STRIKES_AROUND_ATM
-        )
+        centre = spot * math.exp(rate * years_to_expiry(expiry, at))
+        keep = _nearest_strikes([float(item.strike) for item in of_expiry], centre, each_side)
         wanted += [item for item in of_expiry if float(item.strike) in keep]
     if wanted:
         quotes.update(counting.quotes([_name(item) for item in wanted]))
-    rows = _store(underlying, at, futures, [item for item in wanted if item.instrument_type != "FUT"], quotes, hint)
+    rows = _store(underlying, at, futures, [item for item in wanted if item.instrument_type != "FUT"], quotes, spot)
     return SnapshotSummary(underlying, at, len(expiries), rows, counting.calls)
 
 
 @transaction.atomic
-def _store(underlying, at, futures, options, quotes, hint) -> int:
+def _store(underlying, at, futures, options, quotes, spot_hint) -> int:
     rate = settings.THOR_ANALYTICS_RISK_FREE_RATE
     future_price = {
         item.expiry: float(quotes[_name(item)]["last_price"])
@@ -178,7 +184,8 @@ def _store(underlying, at, futures, options, quotes, hint) -> int:
             by_expiry[item.expiry].append((item, quotes[_name(item)]))
     for expiry, quoted in sorted(by_expiry.items()):
         years = years_to_expiry(expiry, at)
-        forward = future_price.get(expiry) or _forward_from_parity(quoted, hint, years, rate)
+        centre = spot_hint * math.exp(rate * years)
+        forward = future_price.get(expiry) or _forward_from_parity(quoted, centre, years, rate)
         if not forward:
             continue
         strikes = sorted({float(item.strike) for item, _ in quoted})

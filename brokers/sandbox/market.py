@@ -155,6 +155,9 @@ class Market:
         contract = self.chain.find(instrument.key)
         if contract is not None:
             return self.chain.price(contract, self._spot(contract), self._clock())
+        index = self.chain.index(instrument.key)
+        if index is not None:
+            return self.chain.index_level(index, self._clock())
         # A per-instrument phase keeps instruments from all moving in lockstep.
         phase = zlib.crc32(instrument.key.encode()) % 360
         angle = 2 * math.pi * self._clock() / self.PERIOD_SECONDS + math.radians(phase)
@@ -163,8 +166,7 @@ class Market:
 
     def _spot(self, contract) -> float:
         index = self._by_key.get(f"NSE:{contract.underlying.index_symbol}")
-        spot = self.price(index) if index else contract.underlying.spot
-        return spot * self.chain.session_drift(self._clock())
+        return self.price(index) if index else self.chain.index_level(contract.underlying, self._clock())
 
     def derivative_activity(self, instrument: Instrument, last_price: float) -> dict | None:
         """Open interest, volume and 5-level depth of a listed derivative (None for anything else)."""

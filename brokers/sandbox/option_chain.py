@@ -4,7 +4,7 @@ NIFTY lists four weekly expiries (Tuesdays) and three monthly ones (the last Tue
 BANKNIFTY the three monthly ones only, as NSE does since the weekly BANKNIFTY contracts ended in
 November 2024. Each expiry has a monthly future and strikes around the spot. Options are priced by
 Black-76 on the future with a volatility smile and a put skew that steepens for short expiries, off
-the index's moving price (pin "NSE:NIFTY 50" to move the whole chain); open interest drifts,
+the index's level, which wanders slowly through the session (pin "NSE:NIFTY 50" to move the whole chain); open interest drifts,
 volume grows through the day, and the 5-level depth widens away from the money.
 
 Expiries are listed from the day the sandbox starts, so the chain is never expired in a demo.
@@ -181,6 +181,15 @@ class OptionChainBook:
 
     def find(self, key: str) -> Contract | None:
         return self.contracts.get(key)
+
+    def index(self, key: str) -> UnderlyingSpec | None:
+        """The underlying whose index is listed as `key` ("NSE:NIFTY 50"), if any."""
+        return next((spec for spec in UNDERLYINGS if f"NSE:{spec.index_symbol}" == key), None)
+
+    def index_level(self, spec: UnderlyingSpec, now: float) -> float:
+        """The index wanders slowly (an index moves tenths of a percent an hour, not a minute), with a small ripple."""
+        ripple = 1 + 0.0004 * math.sin(2 * math.pi * now / 60 + zlib.crc32(spec.name.encode()) % 7)
+        return round(spec.spot * self.session_drift(now) * ripple, 2)
 
     # --- the moving market ---------------------------------------------------------------------
 
