@@ -53,10 +53,16 @@ def years_to_expiry(expiry: date, at: datetime) -> float:
 
 
 def live_contracts(underlying: str, at: datetime) -> list[Instrument]:
-    today = at.astimezone(IST).date()
+    """Contracts still trading at `at`: the morning's dump lists those expiring today even after the close."""
+    local = at.astimezone(IST)
+    first_expiry = local.date() if local.time() < MARKET_CLOSE_IST else local.date() + timedelta(days=1)
     return list(
         Instrument.objects.filter(
-            name=underlying, exchange="NFO", instrument_type__in=["CE", "PE", "FUT"], expiry__gte=today, expired=False
+            name=underlying,
+            exchange="NFO",
+            instrument_type__in=["CE", "PE", "FUT"],
+            expiry__gte=first_expiry,
+            expired=False,
         ).order_by("expiry", "strike", "instrument_type")
     )
 
