@@ -4,7 +4,7 @@ Storage plan for a year of one-minute snapshots of several underlyings: `ChainQu
 instrument per snapshot, written in bulk and never updated. Rows arrive in time order, so a BRIN index
 on `taken_at` answers time-range scans and retention deletes for a few pages of index (a btree on time
 would be as big as the data's hot part); the composite btree (underlying, expiry, option_type,
-strike_offset, taken_at) is exactly the moneyness series' lookup, and (underlying, taken_at) finds the
+strike_offset, taken_at), covering the series' columns, is exactly the moneyness series' lookup, and (underlying, taken_at) finds the
 latest snapshot (the BRIN index is created by migration 0002 on PostgreSQL only: SQLite has no
 BRIN, and the embedded mode never holds a year). `ChainSnapshot` has one row per underlying, expiry and snapshot (the forward, ATM
 strike and spot), so reading a chain's history never scans the quotes. With the defaults (4 expiries,
@@ -68,6 +68,9 @@ class ChainSnapshot(models.Model):
         return f"{self.underlying} {self.expiry} at {self.taken_at:%Y-%m-%d %H:%M}"
 
 
+SERIES_COLUMNS = ("strike", "last_price", "volume", "oi", "bid", "ask", "iv", "delta", "gamma", "theta", "vega", "rho")
+
+
 class ChainQuote(models.Model):
     """One instrument (an option or a future) at one snapshot, with the IV and Greeks computed from it."""
 
@@ -105,8 +108,12 @@ class ChainQuote(models.Model):
 
     class Meta:
         indexes = [
+            # Covering (PostgreSQL): a moneyness series is an index-only scan of contiguous leaf pages, never
+            # one heap page per snapshot.
             models.Index(
-                fields=["underlying", "expiry", "option_type", "strike_offset", "taken_at"], name="chain_quote_series"
+                fields=["underlying", "expiry", "option_type", "strike_offset", "taken_at"],
+                include=[*SERIES_COLUMNS],
+                name="chain_quote_series",
             ),
             models.Index(fields=["underlying", "taken_at"], name="chain_quote_latest"),
         ]

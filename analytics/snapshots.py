@@ -21,6 +21,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from analytics import greeks
+from analytics.instruments import dump_rows_from_kite, instruments_load
 from analytics.models import ChainQuote, ChainSnapshot, Instrument
 from analytics.quotes import ChainQuoteSource, chain_quote_source
 
@@ -279,7 +280,15 @@ def _option_rows(underlying, expiry, at, quoted, forward, years, rate, offsets) 
 
 
 def chain_snapshots_take_all(*, at: datetime | None = None) -> list[SnapshotSummary]:
-    """A snapshot of every configured underlying; one failing does not stop the others."""
+    """A snapshot of every configured underlying; one failing does not stop the others.
+
+    With no live contract of any of them listed (a new installation, or the daily load missed after an expiry),
+    the instruments dump is loaded first: a snapshot needs to know what to quote.
+    """
+    at = at or timezone.now()
+    if not any(live_contracts(underlying, at) for underlying in settings.THOR_ANALYTICS_UNDERLYINGS):
+        summary = instruments_load(rows=dump_rows_from_kite())
+        logger.info("No live contracts listed: instruments loaded first (%s)", summary)
     source = chain_quote_source()
     summaries = []
     for underlying in settings.THOR_ANALYTICS_UNDERLYINGS:

@@ -2,7 +2,7 @@ import logging
 
 from celery import shared_task
 
-from analytics.instruments import dump_rows_from_kite, instruments_load
+from analytics.instruments import InstrumentDumpUnavailable, dump_rows_from_kite, instruments_load
 from analytics.snapshots import chain_snapshots_prune, chain_snapshots_take_all
 from thor.upstream import UpstreamError
 
@@ -22,7 +22,7 @@ def snapshot_chains() -> int:
     """A snapshot of every configured underlying's chain; the rows written."""
     try:
         summaries = chain_snapshots_take_all()
-    except UpstreamError as error:
+    except (UpstreamError, InstrumentDumpUnavailable) as error:
         logger.warning("No chain snapshot: %s", error.message)
         return 0
     return sum(summary.rows for summary in summaries)

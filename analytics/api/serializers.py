@@ -1,6 +1,7 @@
 from datetime import timedelta
 
 from django.utils import timezone
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from analytics import metrics
@@ -154,6 +155,14 @@ class SeriesPointOutputSerializer(serializers.Serializer):
     value = serializers.FloatField(allow_null=True)
 
 
+@extend_schema_field(SeriesPointOutputSerializer(many=True))
+class SeriesPointsField(serializers.ListField):
+    """The points as the selector built them, JSON-ready: a series is too long to serialize field by field."""
+
+    def to_representation(self, data):
+        return data
+
+
 class MoneynessSeriesOutputSerializer(serializers.Serializer):
     underlying = serializers.CharField()
     expiry = serializers.DateField()
@@ -166,7 +175,7 @@ class MoneynessSeriesOutputSerializer(serializers.Serializer):
     as_of = serializers.DateTimeField()
     source = serializers.ChoiceField(choices=SOURCES)
     count = serializers.IntegerField()
-    points = SeriesPointOutputSerializer(many=True)
+    points = SeriesPointsField()
 
 
 class ThresholdsOutputSerializer(serializers.Serializer):

@@ -275,3 +275,24 @@ def test_a_month_of_one_minute_points_is_allowed(bob_client, settings):
     params = {"underlying": "NIFTY", "from": "2026-01-01T00:00:00Z", "to": "2026-01-31T00:00:00Z"}
     # Valid parameters: past validation, to the chain (none here, and none can be taken).
     assert bob_client.get(SERIES, params).status_code == 503
+
+
+@pytest.mark.parametrize("interval", ["1m", "5m", "1h", "1d"])
+def test_the_series_postgresql_builds_is_the_one_python_builds(nifty_history, interval):
+    import json
+
+    from analytics import selectors
+
+    snapshot = ChainSnapshot.objects.order_by("expiry").first()
+    series = {
+        "underlying": "NIFTY",
+        "expiry": snapshot.expiry,
+        "option_type": "PE",
+        "strike_offset": -1,
+        "start": nifty_history[0].taken_at - timedelta(days=1),
+        "end": nifty_history[-1].taken_at + timedelta(seconds=1),
+    }
+    seconds = selectors.INTERVAL_SECONDS[interval]
+    in_python = selectors._series_points(series, "iv", seconds)
+    text, count = selectors._series_json(series, "iv", seconds)
+    assert json.loads(text) == in_python and count == len(in_python) > 0

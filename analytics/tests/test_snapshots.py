@@ -8,11 +8,11 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from analytics.models import ChainQuote, ChainSnapshot
+from analytics.models import ChainQuote, ChainSnapshot, Instrument
 from analytics.snapshots import chain_snapshot_take, chain_snapshots_prune
 from analytics.tasks import prune_snapshots, snapshot_chains
 from brokers.sandbox.option_chain import OptionChainBook, black76
-from brokers.tests.sandbox_fixtures import sandbox_calls, sandbox_fault
+from brokers.tests.sandbox_fixtures import API_KEY, API_SECRET, sandbox_calls, sandbox_fault
 
 pytestmark = pytest.mark.django_db(transaction=False)
 
@@ -122,3 +122,21 @@ def test_the_sandbox_chain_moves_and_keeps_its_shape():
     future = next(contract for contract in book.contracts.values() if contract.kind == "FUT")
     prices = {book.price(future, 24500.0 * book.session_drift(now), now) for now in range(0, 7200, 600)}
     assert len(prices) > 5
+
+
+def test_the_beat_task_on_a_new_installation_loads_the_instruments_first(sandbox, settings):
+    settings.THOR_ANALYTICS_QUOTE_SOURCE = "sandbox"
+    settings.THOR_SANDBOX_KITE_API_KEY, settings.THOR_SANDBOX_KITE_API_SECRET = API_KEY, API_SECRET
+    settings.THOR_ANALYTICS_UNDERLYINGS = ["NIFTY"]
+    settings.THOR_ANALYTICS_EXPIRIES = 1
+    assert not Instrument.objects.exists()
+    assert snapshot_chains.delay().get() > 0
+    assert Instrument.objects.filter(name="NIFTY").exists()
+    assert sandbox_calls(sandbox, "GET /instruments") == 1
+    snapshot_chains.delay().get()
+    assert sandbox_calls(sandbox, "GET /instruments") == 1  # listed now: not loaded again
+
+
+def test_without_the_dump_the_beat_task_logs_and_returns(settings, db):
+    settings.THOR_KITE_API_ROOT = "http://127.0.0.1:9"
+    assert snapshot_chains.delay().get() == 0
