@@ -77,9 +77,13 @@ def known_underlyings() -> list[str]:
 
 
 def _require_underlying(underlying: str) -> None:
-    choices = known_underlyings()
-    if underlying not in choices:
-        raise UnknownChoice("underlying", underlying, choices)
+    # An index lookup; the full list (a scan of a year of snapshots) only for the 404 that shows it.
+    if (
+        underlying in settings.THOR_ANALYTICS_UNDERLYINGS
+        or ChainSnapshot.objects.filter(underlying=underlying).exists()
+    ):
+        return
+    raise UnknownChoice("underlying", underlying, known_underlyings())
 
 
 def _latest(underlying: str) -> datetime | None:
@@ -360,8 +364,8 @@ def _bucketed(rows, interval_seconds: int):
 
 
 def _iso(moment: datetime) -> str:
-    """As DRF renders a UTC datetime (the database hands them back in UTC)."""
-    return moment.isoformat().replace("+00:00", "Z")
+    """ISO 8601 in UTC, as PostgreSQL's JSON writes a timestamp in Django's UTC sessions."""
+    return moment.isoformat()
 
 
 def moneyness_series_get(
@@ -379,8 +383,8 @@ def moneyness_series_get(
     as_of, source = chain_as_of(underlying)
     if expiry is None:
         expiry = _pick_expiry(None, _expiries_at(underlying, as_of))
-    else:
-        stored = list(ChainSnapshot.objects.filter(underlying=underlying).values_list("expiry", flat=True).distinct())
+    elif not ChainSnapshot.objects.filter(underlying=underlying, expiry=expiry).exists():
+        stored = ChainSnapshot.objects.filter(underlying=underlying).values_list("expiry", flat=True).distinct()
         _pick_expiry(expiry, sorted(stored))
     params = {
         "u": underlying,
@@ -451,8 +455,8 @@ def _series_points(series: dict, column: str, seconds: int) -> list[dict]:
 # value per interval as _bucketed, the same text as _series_points.
 SERIES_JSON_SQL = """
 SELECT coalesce(json_agg(json_build_object(
-           't', to_char(taken_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
-           'strike', to_char(strike, 'FM999999999990.0000'),
+           't', taken_at,
+           'strike', strike::numeric(20, 4)::text,
            'value', value) ORDER BY taken_at), '[]'::json)::text,
        count(*)
 FROM (
@@ -466,13 +470,16 @@ FROM (
 """
 SERIES_JSON_1M_SQL = """
 SELECT coalesce(json_agg(json_build_object(
-           't', to_char(taken_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
-           'strike', to_char(strike, 'FM999999999990.0000'),
-           'value', {column}) ORDER BY taken_at), '[]'::json)::text,
+           't', taken_at,
+           'strike', strike::numeric(20, 4)::text,
+           'value', value) ORDER BY taken_at), '[]'::json)::text,
        count(*)
-FROM analytics_chainquote
-WHERE underlying = %(underlying)s AND expiry = %(expiry)s AND option_type = %(option_type)s
-  AND strike_offset = %(strike_offset)s AND taken_at >= %(start)s AND taken_at < %(end)s
+FROM (
+    SELECT taken_at, strike, {column} AS value
+    FROM analytics_chainquote
+    WHERE underlying = %(underlying)s AND expiry = %(expiry)s AND option_type = %(option_type)s
+      AND strike_offset = %(strike_offset)s AND taken_at >= %(start)s AND taken_at < %(end)s
+) AS minutes
 """
 
 
