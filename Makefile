@@ -7,7 +7,7 @@ TEST_REDIS_URL ?= redis://127.0.0.1:6379/14
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: run test lint format bench-positions bench-upstream bench-greeks clean
+.PHONY: run test lint format bench-positions bench-upstream bench-greeks bench-moneyness clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,11 @@ bench-positions: $(VENV)/.installed
 bench-upstream: $(VENV)/.installed
 	./scripts/ensure_services.sh
 	$(PY) bench/upstream_calls.py $(BENCH_ARGS)
+
+# GET /api/fo/moneyness-series over 30 days of generated one-minute snapshots (its own database thor_bench_moneyness).
+bench-moneyness: $(VENV)/.installed
+	./scripts/ensure_services.sh
+	$(PY) bench/moneyness_series.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) db.sqlite3

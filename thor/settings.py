@@ -498,3 +498,50 @@ THOR_PAPER_DEFAULT_MARGIN_RATE = _env_or_fail(
     lambda name: Decimal(env.str(name, default="0.25")), "THOR_PAPER_DEFAULT_MARGIN_RATE"
 )
 THOR_PAPER_SLIPPAGE_BPS = _env_or_fail(env.int, "THOR_PAPER_SLIPPAGE_BPS", default=5)
+
+# --- Analytics: instruments, option-chain snapshots, F&O endpoints ---------------------------
+# Underlyings whose chains are snapshotted (Kite `name` of their NFO contracts).
+THOR_ANALYTICS_UNDERLYINGS = [
+    name.strip().upper()
+    for name in env.str("THOR_ANALYTICS_UNDERLYINGS", default="NIFTY,BANKNIFTY").split(",")
+    if name.strip()
+]
+# Where snapshots get quotes: "sandbox" (a session of its own on the broker sandbox's Kite, development) or "kite"
+# (an active session on a tenant's shared Kite app: THOR_ANALYTICS_TENANT's, or the most recently synced one).
+THOR_ANALYTICS_QUOTE_SOURCE = env.str("THOR_ANALYTICS_QUOTE_SOURCE", default="") or (
+    "kite" if PRODUCTION else "sandbox"
+)
+if THOR_ANALYTICS_QUOTE_SOURCE not in {"sandbox", "kite"}:
+    raise ImproperlyConfigured("Environment variable THOR_ANALYTICS_QUOTE_SOURCE must be 'sandbox' or 'kite'.")
+THOR_ANALYTICS_TENANT = env.str("THOR_ANALYTICS_TENANT", default="")
+# Seconds between snapshots (the beat period); reads are cached this long.
+THOR_ANALYTICS_SNAPSHOT_SECONDS = _env_or_fail(env.int, "THOR_ANALYTICS_SNAPSHOT_SECONDS", default=60)
+# How much of each chain a snapshot takes: the nearest expiries, and strikes each side of the ATM strike.
+THOR_ANALYTICS_EXPIRIES = _env_or_fail(env.int, "THOR_ANALYTICS_EXPIRIES", default=4)
+THOR_ANALYTICS_STRIKES_AROUND_ATM = _env_or_fail(env.int, "THOR_ANALYTICS_STRIKES_AROUND_ATM", default=20)
+# Days of snapshots kept; the daily retention task deletes older ones.
+THOR_ANALYTICS_RETENTION_DAYS = _env_or_fail(env.int, "THOR_ANALYTICS_RETENTION_DAYS", default=365)
+# The annual risk-free rate the Black-76 IV and Greeks discount at.
+THOR_ANALYTICS_RISK_FREE_RATE = _env_or_fail(env.float, "THOR_ANALYTICS_RISK_FREE_RATE", default=0.065)
+# Futures position signals: a move smaller than these (percent, per interval) is "neutral".
+THOR_ANALYTICS_SIGNAL_PRICE_PCT = _env_or_fail(env.float, "THOR_ANALYTICS_SIGNAL_PRICE_PCT", default=0.05)
+THOR_ANALYTICS_SIGNAL_OI_PCT = _env_or_fail(env.float, "THOR_ANALYTICS_SIGNAL_OI_PCT", default=0.5)
+# SQLite (the embedded mode) ignores the covering columns of the chain quotes' series index, which only
+# PostgreSQL needs for a year of snapshots: nothing to warn about there.
+if "sqlite" in DATABASES["default"]["ENGINE"]:
+    SILENCED_SYSTEM_CHECKS = [*SILENCED_SYSTEM_CHECKS, "models.W040"]
+CELERY_BEAT_SCHEDULE |= {
+    "snapshot-option-chains": {
+        "task": "analytics.tasks.snapshot_chains",
+        "schedule": timedelta(seconds=THOR_ANALYTICS_SNAPSHOT_SECONDS),
+    },
+    "load-instruments": {
+        "task": "analytics.tasks.load_instruments",
+        # Kite publishes the day's dump around 08:30 IST (03:00 UTC).
+        "schedule": crontab(hour=3, minute=5),
+    },
+    "prune-chain-snapshots": {
+        "task": "analytics.tasks.prune_snapshots",
+        "schedule": crontab(hour=20, minute=30),
+    },
+}

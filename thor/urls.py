@@ -33,6 +33,7 @@ api_patterns = [
     path("", include("identity.api.urls")),
     path("", include("brokers.api.urls")),
     path("", include("accounts.api.urls")),
+    path("", include("analytics.api.urls")),
     # Unknown /api/ paths answer the JSON error even with DEBUG on (the SPA parses every answer).
     re_path(r"^", csrf_exempt(api_not_found)),
 ]
