@@ -460,3 +460,11 @@ THOR_PAPER_DEFAULT_MARGIN_RATE = _env_or_fail(
     lambda name: Decimal(env.str(name, default="0.25")), "THOR_PAPER_DEFAULT_MARGIN_RATE"
 )
 THOR_PAPER_SLIPPAGE_BPS = _env_or_fail(env.int, "THOR_PAPER_SLIPPAGE_BPS", default=5)
+
+# --- Order WebSocket: tickets, connection cap, resync --------------------------------------
+# A ticket (POST /api/ws/ticket) opens one socket, once, within this many seconds.
+THOR_WS_TICKET_SECONDS = _env_or_fail(env.int, "THOR_WS_TICKET_SECONDS", default=30)
+# Open sockets per user; the one over the cap is refused with close code 4409.
+THOR_WS_MAX_CONNECTIONS_PER_USER = _env_or_fail(env.int, "THOR_WS_MAX_CONNECTIONS_PER_USER", default=10)
+# Order changes one resync answers; a client further behind is told to reload over REST.
+THOR_WS_RESYNC_MAX_EVENTS = _env_or_fail(env.int, "THOR_WS_RESYNC_MAX_EVENTS", default=500)
