@@ -55,6 +55,7 @@ def order_event_record(
             broker_response=broker_response or {},
             seq=last_seq - len(published) + 1,
             last_seq=last_seq,
+            order_updated_at=order.updated_at,
         )
         publish_order_change(order=order, event=event)
     return event

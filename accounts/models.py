@@ -130,6 +130,8 @@ class OrderEvent(models.Model):
     # then position and funds updates after a fill): a socket that missed any is resent them from here.
     seq = models.PositiveBigIntegerField(null=True, blank=True)
     last_seq = models.PositiveBigIntegerField(null=True, blank=True)
+    # The order's updated_at after this change, which its update showed: a resync shows the same.
+    order_updated_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -210,5 +210,5 @@ def _order_after(event: OrderEvent) -> Order:
     order = copy.copy(event.order)
     for field, value in event.after.items():
         setattr(order, field, value)
-    order.updated_at = event.created_at
+    order.updated_at = event.order_updated_at or event.created_at
     return order
