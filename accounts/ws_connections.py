@@ -26,9 +26,15 @@ def _kind_keys(*, tenant_id: int, kind: str) -> tuple[str, str]:
 
 def _add(key: str, delta: int) -> int | None:
     try:
-        cache.add(key, 0, COUNT_TTL_SECONDS)
+        try:
+            counted = cache.incr(key, delta)
+        except ValueError:
+            # The first socket since the key expired (django-redis's incr refuses a missing key).
+            counted = max(0, delta)
+            if not cache.add(key, counted, COUNT_TTL_SECONDS):
+                counted = cache.incr(key, delta)
         cache.touch(key, COUNT_TTL_SECONDS)
-        return cache.incr(key, delta)
+        return counted
     except Exception:
         # A cache outage degrades to no cap and no counts; it never refuses a socket on its own.
         logger.warning("Could not count order sockets at %s", key, exc_info=True)
