@@ -70,6 +70,16 @@ def account_ids_to_follow(*, user, account_ref: str | None) -> list[int]:
     return [stream_account_get(user=user, account_ref=account_ref).pk]
 
 
+def _admit(*, user, account_ref: str | None, kind: str) -> tuple[list[int], bool]:
+    """The accounts the socket follows (Http404 for one the user may not), and whether the cap lets it open."""
+    account_ids = account_ids_to_follow(user=user, account_ref=account_ref)
+    return account_ids, connection_open(user=user, kind=kind)
+
+
+def _stream_seqs(account_ids: list[int]) -> dict[int, int]:
+    return {account_id: stream_seq_current(account_id=account_id) for account_id in account_ids}
+
+
 class OrderUpdatesConsumer(AsyncJsonWebsocketConsumer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -85,27 +95,30 @@ class OrderUpdatesConsumer(AsyncJsonWebsocketConsumer):
             await self._refuse(CLOSE_UNAUTHENTICATED)
             return
         account_ref = self.scope["url_route"]["kwargs"].get("account_id")
+        kind = "all" if account_ref is None else "account"
+        # One trip to the database thread for both: sync work is serialized there, and connects queue on it.
         try:
-            account_ids = await database_sync_to_async(account_ids_to_follow)(user=user, account_ref=account_ref)
+            account_ids, admitted = await database_sync_to_async(_admit)(user=user, account_ref=account_ref, kind=kind)
         except Http404:
             await self._refuse(CLOSE_NOT_FOUND)
             return
-        kind = "all" if account_ref is None else "account"
-        if not await database_sync_to_async(connection_open)(user=user, kind=kind):
+        if not admitted:
             await self._refuse(CLOSE_TOO_MANY_CONNECTIONS)
             return
         self.counted_kind = kind
         await self.accept(subprotocol=accepted_subprotocol(self.scope))
-        for account_id in account_ids:
-            await self._subscribe(account_id)
+        await self._subscribe(account_ids)
         self._close_when_the_token_expires()
 
-    async def _subscribe(self, account_id: int) -> None:
-        # Join first, then read where the stream is: a message published in between is either counted
+    async def _subscribe(self, account_ids: list[int]) -> None:
+        # Join first, then read where the streams are: a message published in between is either counted
         # in that seq (and not sent twice) or arrives after it.
-        await self.channel_layer.group_add(account_group(account_id), self.channel_name)
-        self.sent_seq[account_id] = await database_sync_to_async(stream_seq_current)(account_id=account_id)
-        await self.send_json({"type": "subscribed", "account_id": account_id, "seq": self.sent_seq[account_id]})
+        for account_id in account_ids:
+            await self.channel_layer.group_add(account_group(account_id), self.channel_name)
+        seqs = await database_sync_to_async(_stream_seqs)(account_ids)
+        for account_id in account_ids:
+            self.sent_seq[account_id] = seqs[account_id]
+            await self.send_json({"type": "subscribed", "account_id": account_id, "seq": seqs[account_id]})
 
     def _close_when_the_token_expires(self) -> None:
         # The socket is only as good as the sign-in it was opened with: the client reconnects
@@ -190,7 +203,7 @@ class OrderUpdatesConsumer(AsyncJsonWebsocketConsumer):
         if account.pk in self.sent_seq:
             await self.send_json({"type": "subscribed", "account_id": account.pk, "seq": self.sent_seq[account.pk]})
             return
-        await self._subscribe(account.pk)
+        await self._subscribe([account.pk])
 
     async def _answer_unsubscribe(self, message: dict) -> None:
         account_id = await self._subscribed_account(message)

@@ -139,10 +139,13 @@ def publish_order_change(*, order: Order, event: OrderEvent) -> None:
     )
 
     def send():
-        messages = [order_update]
+        group = account_group(order.account_id)
+        # The order first: it is ready, and the reads behind positions and funds take a while.
+        realtime.publish(group=group, messages=[order_update])
         if event.last_seq > event.seq:
-            messages += holdings_messages(account_id=order.account_id, first_seq=event.seq + 1)
-        realtime.publish(group=account_group(order.account_id), messages=messages)
+            realtime.publish(
+                group=group, messages=holdings_messages(account_id=order.account_id, first_seq=event.seq + 1)
+            )
 
     # robust: the change is committed whatever happens to its announcement.
     transaction.on_commit(send, robust=True)
