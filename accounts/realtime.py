@@ -101,6 +101,12 @@ def stream_message(kind: str, *, account_id: int, seq: int, as_of: datetime, dat
     return {"type": kind, "account_id": account_id, "seq": seq, "as_of": _timestamp(as_of), "data": data}
 
 
+def stream_batch(messages: list[dict]) -> dict:
+    """Consecutive messages of one stream as one channel layer message: group_send costs a round of
+    Redis work per member, so a fill's positions and funds travel together."""
+    return {"type": "stream_messages", "messages": messages}
+
+
 def messages_for_change(*, order: Order, before: dict) -> tuple[str, ...]:
     return FILL_MESSAGES if order.filled_quantity > Decimal(before.get("filled_quantity") or 0) else CHANGE_MESSAGES
 
@@ -141,11 +147,10 @@ def publish_order_change(*, order: Order, event: OrderEvent) -> None:
     def send():
         group = account_group(order.account_id)
         # The order first: it is ready, and the reads behind positions and funds take a while.
-        realtime.publish(group=group, messages=[order_update])
+        realtime.publish(group=group, messages=[stream_batch([order_update])])
         if event.last_seq > event.seq:
-            realtime.publish(
-                group=group, messages=holdings_messages(account_id=order.account_id, first_seq=event.seq + 1)
-            )
+            holdings = holdings_messages(account_id=order.account_id, first_seq=event.seq + 1)
+            realtime.publish(group=group, messages=[stream_batch(holdings)])
 
     # robust: the change is committed whatever happens to its announcement.
     transaction.on_commit(send, robust=True)

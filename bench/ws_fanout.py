@@ -57,7 +57,7 @@ TENANT = "bench-ws"
 TARGET_P99_MS = 100.0
 TARGET_SOCKETS = 1000
 MESSAGES_PER_FILL = 4
-DRAIN_SECONDS = 3.0
+DRAIN_SECONDS = 5.0
 
 # Made in the bench world by `manage.py shell`: users with paper accounts and an access token each.
 # Their passwords are never used, so the cheap hasher keeps a hundred sign-ups from taking a minute.
