@@ -45,6 +45,8 @@ CLOSE_TOO_MANY_FRAMES = 4429
 # a broken client.
 MAX_FRAME_CHARS = 1024
 MAX_FRAMES_PER_MINUTE = 60
+# The largest seq (and account id) the database's bigint columns hold.
+MAX_SEQ = 2**63 - 1
 # Roles that may follow the other accounts of their own tenant (never another tenant's).
 TENANT_WIDE_ROLES = (User.Role.TENANT_ADMIN, User.Role.OPS)
 
@@ -58,6 +60,8 @@ def stream_account_get(*, user, account_ref) -> TradingAccount:
     except Http404:
         if user.role not in TENANT_WIDE_ROLES or not account_ref.isascii() or not account_ref.isdigit():
             raise
+    if int(account_ref) > MAX_SEQ:
+        raise Http404
     account = TradingAccount.objects.filter(pk=int(account_ref), user__tenant_id=user.tenant_id).first()
     if account is None:
         raise Http404
@@ -222,12 +226,12 @@ class OrderUpdatesConsumer(AsyncJsonWebsocketConsumer):
         if account_id is None:
             return
         since_seq, since = message.get("since_seq"), message.get("since")
-        if since_seq is not None and (not _is_whole_number(since_seq) or since_seq < 0):
+        if since_seq is not None and (not _is_whole_number(since_seq) or not 0 <= since_seq <= MAX_SEQ):
             await self._send_error("invalid_since_seq", "`since_seq` is a whole number, 0 or more.")
             return
         if since_seq is None:
-            since = parse_datetime(since) if isinstance(since, str) else None
-            if since is None or since.tzinfo is None:
+            since = _aware_datetime(since)
+            if since is None:
                 await self._send_error(
                     "invalid_since", "Send `since_seq`, or `since` as an ISO 8601 time with its zone."
                 )
@@ -282,13 +286,24 @@ class OrderUpdatesConsumer(AsyncJsonWebsocketConsumer):
         if last is None or seq <= last:
             # Unsubscribed while it was on its way, or already sent (by a resync).
             return
-        if seq > last + 1:
-            # The channel layer lost some: send them from the database first.
-            await self._resend(account_id, since_seq=last)
-            if seq <= self.sent_seq[account_id]:
-                return
+        while seq > self.sent_seq[account_id] + 1:
+            # The channel layer lost some: send them from the database first (page after page).
+            before = self.sent_seq[account_id]
+            await self._resend(account_id, since_seq=before)
+            if self.sent_seq[account_id] == before:
+                break
+        if seq <= self.sent_seq[account_id]:
+            return
         await self.send_json(message)
         self.sent_seq[account_id] = seq
+
+
+def _aware_datetime(value) -> datetime | None:
+    try:
+        parsed = parse_datetime(value) if isinstance(value, str) else None
+    except ValueError:  # well formed but not a date, such as month 13
+        return None
+    return parsed if parsed is not None and parsed.tzinfo is not None else None
 
 
 def _is_whole_number(value) -> bool:
@@ -297,5 +312,5 @@ def _is_whole_number(value) -> bool:
 
 def _is_account_ref(value) -> bool:
     if _is_whole_number(value):
-        return value > 0
+        return 0 < value <= MAX_SEQ
     return isinstance(value, str) and 0 < len(value) <= 20

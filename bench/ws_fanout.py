@@ -141,11 +141,21 @@ async def client_main(spec_path: str) -> None:
         stats = {"received": 0, "gaps": 0, "duplicates": 0, "repairs": 0, "last_seq": None, "closed": None}
         sockets_stats.append(stats)
         async with gate:
-            # As the SPA does: a ticket just before each connection (a ticket lives 30 s).
-            ticket = await asyncio.get_running_loop().run_in_executor(None, buy_ticket, entry["token"])
-            connection = await websockets.connect(
-                f"{ws_url}/ws/orders/{entry['account_id']}?ticket={ticket}", max_queue=None
-            )
+            # As the SPA does: a ticket just before each connection (a ticket lives 30 s), and a new one
+            # when the socket is refused with 4401 (a ticket the server could not read in time).
+            for _attempt in range(3):
+                ticket = await asyncio.get_running_loop().run_in_executor(None, buy_ticket, entry["token"])
+                connection = await websockets.connect(
+                    f"{ws_url}/ws/orders/{entry['account_id']}?ticket={ticket}", max_queue=None
+                )
+                try:
+                    subscribed = json.loads(await connection.recv())
+                    stats["last_seq"] = subscribed["seq"]
+                    break
+                except websockets.ConnectionClosed:
+                    stats["ticket_retries"] = stats.get("ticket_retries", 0) + 1
+            else:
+                raise RuntimeError("A socket was refused three times")
         opened += 1
         try:
             while not stop.is_set():
@@ -296,6 +306,7 @@ def summarize(name: str, result: dict, spans: list[tuple[float, tuple[float, flo
         f"{name}: {len(sockets)} sockets; stream messages received {received} of {expected} expected; "
         f"gaps seen by clients {sum(s['gaps'] for s in sockets)}, duplicates {sum(s['duplicates'] for s in sockets)}, "
         f"gaps repaired by the server {sum(s['repairs'] for s in sockets)}; "
+        f"connects retried with a new ticket {sum(s.get('ticket_retries', 0) for s in sockets)}; "
         f"sockets closed early {sum(1 for s in sockets if s['closed'] is not None)}"
     )
     return [*lines, totals]

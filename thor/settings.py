@@ -186,7 +186,11 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            # A consumer waits for messages with BZPOPMIN for 5 s (channels-redis's brpop_timeout), and
+            # redis-py 8 reads with a 5 s socket timeout by default: on a busy machine Redis's empty answer
+            # lands just after the client gave up, the TimeoutError kills the consumer and its socket drops
+            # (bench/ws_fanout lost a socket in twenty that way). Reads wait longer than the block.
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 15}]},
         }
     }
 else:

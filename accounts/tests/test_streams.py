@@ -275,6 +275,9 @@ class TestResync:
             ({"since_seq": "3"}, "invalid_since_seq"),
             ({"since_seq": True}, "invalid_since_seq"),
             ({"since_seq": 1.5}, "invalid_since_seq"),
+            ({"since_seq": 2**63}, "invalid_since_seq"),
+            ({"since_seq": 10**40}, "invalid_since_seq"),
+            ({"since": "2026-13-45T10:00:00Z"}, "invalid_since"),
             ({}, "invalid_since"),
             ({"since": "yesterday"}, "invalid_since"),
             ({"since": "2026-01-01T10:00:00"}, "invalid_since"),
@@ -390,7 +393,7 @@ class TestSubscriptions:
         assert (answer["type"], answer["code"], answer["account_id"]) == ("error", "not_found", account_id)
         assert connect(f"/ws/orders/{account_id}?token={access_token(intruder)}") == (False, 4404)
 
-    @pytest.mark.parametrize("account_ref", [None, True, 0, -1, 1.5, {"id": 1}, [1], "", "x" * 21])
+    @pytest.mark.parametrize("account_ref", [None, True, 0, -1, 2**63, 10**40, 1.5, {"id": 1}, [1], "", "x" * 21])
     def test_malformed_account_ids(self, alice, account_ref):
         async def scenario():
             communicator = await opened(f"/ws/orders?token={access_token(alice)}")

@@ -19,6 +19,8 @@ from websockets.sync.client import connect
 
 from accounts.tests.conftest import order_body
 from accounts.tests.test_consumers import access_token
+from brokers.sandbox.testing import start_sandbox, submit_login
+from brokers.tests.sandbox_fixtures import API_KEY, API_SECRET, SPA
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
 
@@ -37,10 +39,8 @@ def database_url() -> str:
     return f"postgres://{db['USER']}{password}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
 
 
-@pytest.fixture
-def served_thor():
-    """Thor under uvicorn on a free port, on this test's database and Redis; stopped with its workers."""
-    port = free_port()
+def serve(port: int, **extra_env: str):
+    """Thor under uvicorn on `port`, on this test's database and Redis; stopped with its workers."""
     http = f"http://127.0.0.1:{port}"
     env = {
         **os.environ,
@@ -52,6 +52,7 @@ def served_thor():
         "THOR_PUBLIC_URL": http,
         "THOR_PAPER_PRICE_SOURCE": "fixed",
         "LOG_LEVEL": "WARNING",
+        **extra_env,
     }
     server = subprocess.Popen(
         [sys.executable, "-m", "thor.serve", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
@@ -79,6 +80,28 @@ def served_thor():
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
+
+
+@pytest.fixture
+def served_thor():
+    yield from serve(free_port())
+
+
+@pytest.fixture
+def served_thor_and_kite():
+    """The sandbox's Kite, whose app sends its postbacks to a served Thor that trades through it."""
+    port = free_port()
+    http = f"http://127.0.0.1:{port}"
+    app = {
+        "api_key": API_KEY,
+        "api_secret": API_SECRET,
+        "redirect_url": f"{http}/api/auth/broker/callback",
+        "postback_url": f"{http}/api/brokers/kite/postback/",
+    }
+    with start_sandbox(apps=[app], tick_seconds=None) as kite:
+        kite_env = {"THOR_KITE_API_ROOT": kite.url, "THOR_KITE_LOGIN_URL": f"{kite.url}/connect/login"}
+        for served in serve(port, **kite_env):
+            yield served, kite
 
 
 def buy_ticket(http: str, headers: dict) -> str:
@@ -127,3 +150,54 @@ def test_a_paper_order_placed_over_http_arrives_on_a_ticket_socket_and_a_reconne
     ]
     assert resent[0] == live[1]
     assert resent[3] == {"type": "resynced", "account_id": account_id, "seq": 4, "complete": True}
+
+
+def test_a_live_kite_order_filled_at_the_sandbox_arrives_by_postback(served_thor_and_kite, alice):
+    (http, ws), kite = served_thor_and_kite
+    headers = {"Authorization": f"Bearer {access_token(alice)}"}
+    # Linking as the browser does: Thor's start, the sandbox's login form, Thor's callback.
+    start = requests.post(
+        f"{http}/api/auth/broker/test-oauth",
+        json={"api_key": API_KEY, "api_secret": API_SECRET, "frontend_url": SPA},
+        headers=headers,
+        timeout=30,
+    )
+    assert start.status_code == 200, start.text
+    login = submit_login(start.json()["oauth_url"], user_id="AB1234", password="sandbox")
+    assert login.status_code == 302, login.text
+    callback = requests.get(login.headers["Location"], allow_redirects=False, timeout=30)
+    assert "status=success" in callback.headers.get("Location", ""), callback.headers
+    accounts = requests.get(f"{http}/api/accounts", headers=headers, timeout=30).json()
+    account_id = next(account["id"] for account in accounts if account["mode"] == "live")
+    requests.post(f"{kite.url}/_sandbox/prices", json={"NSE:INFY": 1500.0}, timeout=5).raise_for_status()
+
+    with connect(f"{ws}/ws/orders/{account_id}?ticket={buy_ticket(http, headers)}") as socket:
+        (subscribed,) = messages(socket, 1)
+        placed = requests.post(
+            f"{http}/api/accounts/{account_id}/orders",
+            json=order_body(order_type="LIMIT", price="1400.00"),
+            headers=headers,
+            timeout=30,
+        )
+        assert placed.status_code == 201, placed.text
+        resting = json.loads(socket.recv(timeout=10))
+        while resting["data"]["status"] != "OPEN":
+            resting = json.loads(socket.recv(timeout=10))
+        # The market comes down to the limit: the sandbox fills the order and posts it back to Thor.
+        requests.post(f"{kite.url}/_sandbox/prices", json={"NSE:INFY": 1390.0}, timeout=5).raise_for_status()
+        filled, positions, funds = messages(socket, 3)
+
+    assert subscribed == {"type": "subscribed", "account_id": account_id, "seq": 0}
+    assert (filled["type"], filled["data"]["id"], filled["data"]["status"]) == (
+        "order_update",
+        placed.json()["id"],
+        "COMPLETE",
+    )
+    assert (positions["type"], positions["seq"], funds["type"], funds["seq"]) == (
+        "position_update",
+        filled["seq"] + 1,
+        "funds_update",
+        filled["seq"] + 2,
+    )
+    assert [position["tradingsymbol"] for position in positions["data"]] == ["INFY"]
+    assert funds["data"]["currency"] == "INR"
