@@ -199,5 +199,6 @@ def test_a_live_kite_order_filled_at_the_sandbox_arrives_by_postback(served_thor
         "funds_update",
         filled["seq"] + 2,
     )
-    assert [position["tradingsymbol"] for position in positions["data"]] == ["INFY"]
+    # The broker's positions, read after the fill (the sandbox's account holds more than this one).
+    assert "INFY" in [position["tradingsymbol"] for position in positions["data"]]
     assert funds["data"]["currency"] == "INR"
