@@ -57,6 +57,7 @@ TENANT = "bench-ws"
 TARGET_P99_MS = 100.0
 TARGET_SOCKETS = 1000
 MESSAGES_PER_FILL = 4
+# The clients stop once all is in, or when nothing more arrived for this long.
 DRAIN_SECONDS = 5.0
 
 # Made in the bench world by `manage.py shell`: users with paper accounts and an access token each.
@@ -199,8 +200,16 @@ async def client_main(spec_path: str) -> None:
             raise failed[0].exception()
         await asyncio.sleep(0.05)
     print("READY", flush=True)
+
+    async def report_progress() -> None:
+        while not stop.is_set():
+            Path(spec["progress_path"]).write_text(str(sum(stats["received"] for stats in sockets_stats)))
+            await asyncio.sleep(0.5)
+
+    progress = asyncio.create_task(report_progress())
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
     stop.set()
+    await progress
     await asyncio.gather(*tasks, return_exceptions=True)
     Path(spec["result_path"]).write_text(json.dumps({"receipts": receipts, "sockets": sockets_stats}))
     print("DONE", flush=True)
@@ -264,7 +273,15 @@ def run_clients(sockets: list[dict], thor_url: str, ws_url: str) -> tuple[subpro
     workdir = Path(tempfile.mkdtemp(prefix="thor-ws-clients-"))
     spec_path, result_path = workdir / "spec.json", workdir / "result.json"
     spec_path.write_text(
-        json.dumps({"thor_url": thor_url, "ws_url": ws_url, "sockets": sockets, "result_path": str(result_path)})
+        json.dumps(
+            {
+                "thor_url": thor_url,
+                "ws_url": ws_url,
+                "sockets": sockets,
+                "result_path": str(result_path),
+                "progress_path": str(workdir / "progress"),
+            }
+        )
     )
     child = subprocess.Popen(
         [PYTHON, __file__, "--client", str(spec_path)],
@@ -281,26 +298,43 @@ def run_clients(sockets: list[dict], thor_url: str, ws_url: str) -> tuple[subpro
     return child, result_path
 
 
-def finish_clients(child: subprocess.Popen, result_path: Path) -> dict:
-    time.sleep(DRAIN_SECONDS)
+def finish_clients(child: subprocess.Popen, result_path: Path, expected: int) -> dict:
+    """Stop the clients once every expected message is in, or nothing more arrived for DRAIN_SECONDS."""
+    progress_path, last, last_change = result_path.parent / "progress", -1, time.time()
+    while time.time() - last_change < DRAIN_SECONDS:
+        time.sleep(0.5)
+        received = int(progress_path.read_text() or 0) if progress_path.exists() else 0
+        if received >= expected:
+            break
+        if received != last:
+            last, last_change = received, time.time()
     child.stdin.write("stop\n")
     child.stdin.flush()
     child.stdout.readline()
-    child.wait(timeout=30)
+    child.wait(timeout=60)
     return json.loads(result_path.read_text())
+
+
+def phase_latencies(result: dict, began: float, ended: float) -> list[float]:
+    return sorted(
+        latency for at, latency in result["receipts"] if latency is not None and began <= at - latency < ended
+    )
 
 
 def summarize(name: str, result: dict, spans: list[tuple[float, tuple[float, float]]], expected: int) -> list[str]:
     sockets = result["sockets"]
     received = sum(s["received"] for s in sockets)
     lines = []
-    for rate, (began, ended) in spans:
-        window = [(at, latency) for at, latency in result["receipts"] if began <= at < ended + DRAIN_SECONDS]
-        latencies = sorted(latency for _, latency in window if latency is not None)
+    for index, (rate, (began, ended)) in enumerate(spans):
+        # A fill belongs to the phase it was published in (its as_of); receipts are counted while the
+        # phase runs (the last one's also through the drain).
+        until = spans[index + 1][1][0] if index + 1 < len(spans) else ended + DRAIN_SECONDS
+        latencies = phase_latencies(result, began, ended)
+        in_window = sum(1 for at, _ in result["receipts"] if began <= at < until)
         lines.append(
             f"{name:<10}{rate:>8.0f}{len(latencies):>10}"
             f"{percentile(latencies, 50) * 1000:>10.1f}{percentile(latencies, 99) * 1000:>10.1f}"
-            f"{len(window) / (ended - began):>12.0f}"
+            f"{in_window / (until - began):>12.0f}"
         )
     totals = (
         f"{name}: {len(sockets)} sockets; stream messages received {received} of {expected} expected; "
@@ -361,8 +395,8 @@ def main() -> None:
         print("Baseline: one socket on one account.", flush=True)
         child, result_path = run_clients(sockets_for(users[:1], 1), thor_url, ws_url)
         baseline_span = publisher.run(rate=rates[0], seconds=args.phase_seconds, users=users[:1])
-        baseline = finish_clients(child, result_path)
         baseline_expected = publisher.placed[users[0]["account_id"]] * MESSAGES_PER_FILL
+        baseline = finish_clients(child, result_path, baseline_expected)
 
         print(f"Opening {args.sockets} ticket sockets on {args.accounts} accounts.", flush=True)
         opening = time.time()
@@ -373,7 +407,6 @@ def main() -> None:
         for rate in rates:
             print(f"Publishing {rate:.0f} fills/s for {args.phase_seconds:.0f} s.", flush=True)
             spans.append((rate, publisher.run(rate=rate, seconds=args.phase_seconds, users=users)))
-        fanout = finish_clients(child, result_path)
         per_account_sockets = Counter(entry % args.accounts for entry in range(args.sockets))
         expected = sum(
             (publisher.placed[user["account_id"]] - placed_before[user["account_id"]])
@@ -381,6 +414,7 @@ def main() -> None:
             * per_account_sockets[number]
             for number, user in enumerate(users)
         )
+        fanout = finish_clients(child, result_path, expected)
 
     print()
     print(f"Setup: Thor via `python -m thor.serve` (uvicorn), {args.workers} worker(s); channels-redis on {REDIS_URL};")
@@ -400,11 +434,9 @@ def main() -> None:
         print(line)
     for line in summarize("fan-out", fanout, spans, expected):
         print(line)
-    print("(samples: fill order updates received, whose latency is measured; msgs/s rx: all stream messages.)")
-    began, ended = spans[0][1]
-    at_target = sorted(
-        latency for at, latency in fanout["receipts"] if latency is not None and began <= at < ended + DRAIN_SECONDS
-    )
+    print("(samples: fills published in the phase and received, whose publish-to-receipt latency is measured;")
+    print(" msgs/s rx: all stream messages received while the phase ran, by all sockets.)")
+    at_target = phase_latencies(fanout, *spans[0][1])
     p99_first = percentile(at_target, 99) * 1000
     print()
     print(
