@@ -7,7 +7,7 @@ TEST_REDIS_URL ?= redis://127.0.0.1:6379/14
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: run test lint format bench-positions bench-upstream bench-greeks bench-moneyness clean
+.PHONY: run test lint format bench-positions bench-upstream bench-greeks bench-moneyness bench-ws clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,11 @@ bench-upstream: $(VENV)/.installed
 bench-moneyness: $(VENV)/.installed
 	./scripts/ensure_services.sh
 	$(PY) bench/moneyness_series.py $(BENCH_ARGS)
+
+# Its own world: PostgreSQL thor_bench_ws and Redis DB 14.
+bench-ws: $(VENV)/.installed
+	./scripts/ensure_services.sh
+	$(PY) bench/ws_fanout.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) db.sqlite3

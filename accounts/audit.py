@@ -5,8 +5,10 @@ Every order change is also published to the order WebSocket once it commits.
 
 from decimal import Decimal
 
+from django.db import transaction
+
 from accounts.models import Order, OrderEvent, TradingAccount
-from accounts.realtime import publish_order_update
+from accounts.realtime import messages_for_change, publish_order_change, stream_seq_advance
 from thor.logging import correlation_id_var
 
 ORDER_AUDIT_FIELDS = (
@@ -37,17 +39,25 @@ def _jsonable(value):
 def order_event_record(
     *, order: Order, kind: str, before: dict | None = None, actor=None, broker_response: dict | None = None
 ) -> OrderEvent:
-    event = OrderEvent.objects.create(
-        account_id=order.account_id,
-        order=order,
-        actor=actor,
-        kind=kind,
-        request_id=_request_id(),
-        before=before or {},
-        after=order_state(order),
-        broker_response=broker_response or {},
-    )
-    publish_order_update(order=order, before=event.before)
+    before = before or {}
+    published = messages_for_change(order=order, before=before)
+    # The sequence numbers and the row that can resend those messages commit together, or neither does.
+    with transaction.atomic():
+        last_seq = stream_seq_advance(account_id=order.account_id, count=len(published))
+        event = OrderEvent.objects.create(
+            account_id=order.account_id,
+            order=order,
+            actor=actor,
+            kind=kind,
+            request_id=_request_id(),
+            before=before,
+            after=order_state(order),
+            broker_response=broker_response or {},
+            seq=last_seq - len(published) + 1,
+            last_seq=last_seq,
+            order_updated_at=order.updated_at,
+        )
+        publish_order_change(order=order, event=event)
     return event
 
 

@@ -1,37 +1,88 @@
 """The order WebSocket (seed 001): `/ws/orders/{account_id}` for one account (a Thor id or `primary`),
 `/ws/orders` for every account of the signed-in user.
 
-Sign-in is thor.ws_auth's; the updates come from accounts.realtime. A client only ever sends a
-heartbeat: the text `ping` (answered `pong`) or `{"type": "ping"}` (answered `{"type": "pong"}`).
+Sign-in is thor.ws_auth's (a one-time ticket or the JWT); the messages come from accounts.realtime.
+On connect the socket says `{"type": "subscribed", "account_id", "seq"}` for each account it follows,
+`seq` being the last message already sent on that account's stream. Every message after it carries
+the next `seq`. What a client sends:
+
+- `ping` (answered `pong`), `{"type": "ping"}` or `{"action": "ping"}` (answered `{"type": "pong"}`);
+- `{"action": "subscribe" | "unsubscribe", "account_id": ...}`;
+- `{"action": "resync", "account_id": ..., "since_seq": N}` (or `"since": "<ISO time>"`): the missed
+  messages, rebuilt from the database, then `{"type": "resynced", "account_id", "seq", "complete"}`.
+
+The socket itself never lets a gap through: a live message whose `seq` is not the next one is
+preceded by the missing ones, read from the database (the Redis channel layer drops messages for a
+socket over capacity without a word), and one already sent is not sent twice.
 """
 
 import asyncio
+import contextlib
 import json
 import time
+from datetime import datetime
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
 from django.http import Http404
+from django.utils.dateparse import parse_datetime
 
 from accounts import selectors
-from accounts.realtime import account_group
+from accounts.models import TradingAccount
+from accounts.realtime import account_group, stream_messages_since, stream_seq_current
+from accounts.ws_connections import connection_close, connection_open
+from identity.models import User
 from thor.ws_auth import accepted_subprotocol
 
 # Close codes a client can act on, after the HTTP statuses: sign in again, stop asking for that
-# account, slow down.
+# account, close another socket first, slow down.
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
+CLOSE_TOO_MANY_CONNECTIONS = 4409
 CLOSE_TOO_MANY_FRAMES = 4429
-# A heartbeat is a few bytes every 30 s: anything much bigger or faster is a broken client.
+# A heartbeat is a few bytes every 30 s and subscriptions are rare: anything much bigger or faster is
+# a broken client.
 MAX_FRAME_CHARS = 1024
 MAX_FRAMES_PER_MINUTE = 60
+# The largest seq (and account id) the database's bigint columns hold.
+MAX_SEQ = 2**63 - 1
+# Roles that may follow the other accounts of their own tenant (never another tenant's).
+TENANT_WIDE_ROLES = (User.Role.TENANT_ADMIN, User.Role.OPS)
+
+
+def stream_account_get(*, user, account_ref) -> TradingAccount:
+    """An account the user may follow: their own (by id or `primary`), or, for a tenant admin or ops,
+    any account of their tenant. Anything else is a 404, which says nothing about whether it exists."""
+    account_ref = str(account_ref)
+    try:
+        return selectors.account_get(user=user, account_ref=account_ref)
+    except Http404:
+        if user.role not in TENANT_WIDE_ROLES or not account_ref.isascii() or not account_ref.isdigit():
+            raise
+    if int(account_ref) > MAX_SEQ:
+        raise Http404
+    account = TradingAccount.objects.filter(pk=int(account_ref), user__tenant_id=user.tenant_id).first()
+    if account is None:
+        raise Http404
+    return account
 
 
 def account_ids_to_follow(*, user, account_ref: str | None) -> list[int]:
     """The one account asked for, or all of the user's when none is; anyone else's is a 404."""
     if account_ref is None:
         return list(selectors.account_list(user=user).values_list("id", flat=True))
-    return [selectors.account_get(user=user, account_ref=account_ref).pk]
+    return [stream_account_get(user=user, account_ref=account_ref).pk]
+
+
+def _admit(*, user, account_ref: str | None, kind: str) -> tuple[list[int], bool]:
+    """The accounts the socket follows (Http404 for one the user may not), and whether the cap lets it open."""
+    account_ids = account_ids_to_follow(user=user, account_ref=account_ref)
+    return account_ids, connection_open(user=user, kind=kind)
+
+
+def _stream_seqs(account_ids: list[int]) -> dict[int, int]:
+    return {account_id: stream_seq_current(account_id=account_id) for account_id in account_ids}
 
 
 class OrderUpdatesConsumer(AsyncJsonWebsocketConsumer):
@@ -39,6 +90,9 @@ class OrderUpdatesConsumer(AsyncJsonWebsocketConsumer):
         super().__init__(*args, **kwargs)
         self.window_started = time.monotonic()
         self.frames_in_window = 0
+        # account id -> the last seq this socket sent on that account's stream.
+        self.sent_seq: dict[int, int] = {}
+        self.counted_kind = None
 
     async def connect(self):
         user = self.scope["user"]
@@ -46,17 +100,30 @@ class OrderUpdatesConsumer(AsyncJsonWebsocketConsumer):
             await self._refuse(CLOSE_UNAUTHENTICATED)
             return
         account_ref = self.scope["url_route"]["kwargs"].get("account_id")
+        kind = "all" if account_ref is None else "account"
+        # One trip to the database thread for both: sync work is serialized there, and connects queue on it.
         try:
-            account_ids = await database_sync_to_async(account_ids_to_follow)(user=user, account_ref=account_ref)
+            account_ids, admitted = await database_sync_to_async(_admit)(user=user, account_ref=account_ref, kind=kind)
         except Http404:
             await self._refuse(CLOSE_NOT_FOUND)
             return
-        # Accounts linked later are followed from the next connect (linking goes through a page redirect).
-        self.groups = [account_group(account_id) for account_id in account_ids]
-        for group in self.groups:
-            await self.channel_layer.group_add(group, self.channel_name)
+        if not admitted:
+            await self._refuse(CLOSE_TOO_MANY_CONNECTIONS)
+            return
+        self.counted_kind = kind
         await self.accept(subprotocol=accepted_subprotocol(self.scope))
+        await self._subscribe(account_ids)
         self._close_when_the_token_expires()
+
+    async def _subscribe(self, account_ids: list[int]) -> None:
+        # Join first, then read where the streams are: a message published in between is either counted
+        # in that seq (and not sent twice) or arrives after it.
+        for account_id in account_ids:
+            await self.channel_layer.group_add(account_group(account_id), self.channel_name)
+        seqs = await database_sync_to_async(_stream_seqs)(account_ids)
+        for account_id in account_ids:
+            self.sent_seq[account_id] = seqs[account_id]
+            await self.send_json({"type": "subscribed", "account_id": account_id, "seq": seqs[account_id]})
 
     def _close_when_the_token_expires(self) -> None:
         # The socket is only as good as the sign-in it was opened with: the client reconnects
@@ -73,6 +140,14 @@ class OrderUpdatesConsumer(AsyncJsonWebsocketConsumer):
     async def disconnect(self, code):
         if getattr(self, "sign_in_ends", None) is not None:
             self.sign_in_ends.cancel()
+        if self.counted_kind is not None:
+            await database_sync_to_async(connection_close)(user=self.scope["user"], kind=self.counted_kind)
+            self.counted_kind = None
+        for account_id in self.sent_seq:
+            # A Redis that is busy (a thousand sockets closing at once) or gone is no reason to fail the
+            # close: channels-redis forgets a group member by itself after its group_expiry.
+            with contextlib.suppress(Exception):
+                await self.channel_layer.group_discard(account_group(account_id), self.channel_name)
 
     async def _refuse(self, code: int) -> None:
         # Closing before accepting reaches a browser as a bare HTTP 403 (error 1006): accept first,
@@ -103,13 +178,94 @@ class OrderUpdatesConsumer(AsyncJsonWebsocketConsumer):
         except ValueError:
             await self._send_error("invalid_json", "Send `ping` or a JSON object.")
             return
-        if isinstance(message, dict) and message.get("type") == "ping":
-            await self.send_json({"type": "pong"})
-        else:
-            await self._send_error("unknown_message", 'The only message a client sends is `ping` or {"type": "ping"}.')
+        if not isinstance(message, dict):
+            await self._send_error("unknown_message", "Send `ping` or a JSON object with an `action`.")
+            return
+        action = message.get("action", "ping" if message.get("type") == "ping" else None)
+        answer = {
+            "ping": self._pong,
+            "subscribe": self._answer_subscribe,
+            "unsubscribe": self._answer_unsubscribe,
+            "resync": self._answer_resync,
+        }.get(action if isinstance(action, str) else None)
+        if answer is None:
+            await self._send_error(
+                "unknown_message", "Send `ping` or an `action`: `ping`, `subscribe`, `unsubscribe` or `resync`."
+            )
+            return
+        await answer(message)
 
-    async def _send_error(self, code: str, detail: str) -> None:
-        await self.send_json({"type": "error", "code": code, "detail": detail})
+    async def _pong(self, message: dict) -> None:
+        await self.send_json({"type": "pong"})
+
+    async def _answer_subscribe(self, message: dict) -> None:
+        account_ref = message.get("account_id")
+        if not _is_account_ref(account_ref):
+            await self._send_error("invalid_account_id", "`account_id` is an account's id or `primary`.")
+            return
+        try:
+            account = await database_sync_to_async(stream_account_get)(user=self.scope["user"], account_ref=account_ref)
+        except Http404:
+            await self._send_error("not_found", "No such account of yours.", account_id=account_ref)
+            return
+        if account.pk in self.sent_seq:
+            await self.send_json({"type": "subscribed", "account_id": account.pk, "seq": self.sent_seq[account.pk]})
+            return
+        await self._subscribe([account.pk])
+
+    async def _answer_unsubscribe(self, message: dict) -> None:
+        account_id = await self._subscribed_account(message)
+        if account_id is None:
+            return
+        await self.channel_layer.group_discard(account_group(account_id), self.channel_name)
+        del self.sent_seq[account_id]
+        await self.send_json({"type": "unsubscribed", "account_id": account_id})
+
+    async def _answer_resync(self, message: dict) -> None:
+        account_id = await self._subscribed_account(message)
+        if account_id is None:
+            return
+        since_seq, since = message.get("since_seq"), message.get("since")
+        if since_seq is not None and (not _is_whole_number(since_seq) or not 0 <= since_seq <= MAX_SEQ):
+            await self._send_error("invalid_since_seq", "`since_seq` is a whole number, 0 or more.")
+            return
+        if since_seq is None:
+            since = _aware_datetime(since)
+            if since is None:
+                await self._send_error(
+                    "invalid_since", "Send `since_seq`, or `since` as an ISO 8601 time with its zone."
+                )
+                return
+        await self._resend(account_id, since_seq=since_seq, since=since)
+
+    async def _resend(self, account_id: int, *, since_seq: int | None, since: datetime | None = None) -> None:
+        """The stream's messages after since_seq (or since), from the database, then `resynced`.
+
+        Live messages that arrive meanwhile wait in the channel layer (a consumer handles one message
+        at a time) and are then sent only if they are newer than the last one resent.
+        """
+        messages, more_left = await database_sync_to_async(stream_messages_since)(
+            account_id=account_id, since_seq=since_seq, since=since, limit=settings.THOR_WS_RESYNC_MAX_EVENTS
+        )
+        for message in messages:
+            await self.send_json(message)
+        if messages:
+            self.sent_seq[account_id] = max(self.sent_seq[account_id], messages[-1]["seq"])
+        # Not complete: ask again from the last one resent.
+        seq = messages[-1]["seq"] if more_left else self.sent_seq[account_id]
+        await self.send_json({"type": "resynced", "account_id": account_id, "seq": seq, "complete": not more_left})
+
+    async def _subscribed_account(self, message: dict) -> int | None:
+        account_id = message.get("account_id")
+        if not _is_whole_number(account_id) or account_id not in self.sent_seq:
+            await self._send_error(
+                "not_subscribed", "`account_id` is the id of an account this socket follows.", account_id=account_id
+            )
+            return None
+        return account_id
+
+    async def _send_error(self, code: str, detail: str, **context) -> None:
+        await self.send_json({"type": "error", "code": code, "detail": detail, **context})
 
     def _count_frame(self) -> int:
         """Frames received in the current one-minute window, this one included."""
@@ -119,9 +275,42 @@ class OrderUpdatesConsumer(AsyncJsonWebsocketConsumer):
         self.frames_in_window += 1
         return self.frames_in_window
 
-    # Channel layer messages from accounts.realtime are already in the shape clients read.
-    async def order_update(self, message):
-        await self.send_json(message)
+    # Channel layer messages from accounts.realtime: batches of messages already in the shape clients read.
+    async def stream_messages(self, batch):
+        for message in batch["messages"]:
+            await self._deliver(message)
 
-    async def position_update(self, message):
+    async def _deliver(self, message: dict) -> None:
+        account_id, seq = message["account_id"], message["seq"]
+        last = self.sent_seq.get(account_id)
+        if last is None or seq <= last:
+            # Unsubscribed while it was on its way, or already sent (by a resync).
+            return
+        while seq > self.sent_seq[account_id] + 1:
+            # The channel layer lost some: send them from the database first (page after page).
+            before = self.sent_seq[account_id]
+            await self._resend(account_id, since_seq=before)
+            if self.sent_seq[account_id] == before:
+                break
+        if seq <= self.sent_seq[account_id]:
+            return
         await self.send_json(message)
+        self.sent_seq[account_id] = seq
+
+
+def _aware_datetime(value) -> datetime | None:
+    try:
+        parsed = parse_datetime(value) if isinstance(value, str) else None
+    except ValueError:  # well formed but not a date, such as month 13
+        return None
+    return parsed if parsed is not None and parsed.tzinfo is not None else None
+
+
+def _is_whole_number(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_account_ref(value) -> bool:
+    if _is_whole_number(value):
+        return 0 < value <= MAX_SEQ
+    return isinstance(value, str) and 0 < len(value) <= 20

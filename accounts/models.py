@@ -128,13 +128,34 @@ class OrderEvent(models.Model):
     before = models.JSONField(default=dict, blank=True)
     after = models.JSONField(default=dict, blank=True)
     broker_response = models.JSONField(default=dict, blank=True)
+    # The account stream's sequence numbers of the messages this change published (an order update,
+    # then position and funds updates after a fill): a socket that missed any is resent them from here.
+    seq = models.PositiveBigIntegerField(null=True, blank=True)
+    last_seq = models.PositiveBigIntegerField(null=True, blank=True)
+    # The order's updated_at after this change, which its update showed: a resync shows the same.
+    order_updated_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["account", "last_seq"], name="order_events_by_stream_seq")]
 
     def __str__(self):
         return f"{self.kind} @ {self.created_at:%Y-%m-%d %H:%M:%S}"
+
+
+class AccountStream(models.Model):
+    """The last sequence number given to a message of the account's WebSocket stream.
+
+    A row of its own, not a TradingAccount column: code that saves a TradingAccount it read earlier
+    would otherwise write an old number back. Advanced in the transaction that writes the OrderEvent.
+    """
+
+    account = models.OneToOneField(TradingAccount, primary_key=True, on_delete=models.CASCADE, related_name="stream")
+    last_seq = models.PositiveBigIntegerField(default=0)
+
+    def __str__(self):
+        return f"account {self.account_id} at seq {self.last_seq}"
 
 
 class PaperPosition(models.Model):

@@ -186,7 +186,11 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            # A consumer waits for messages with BZPOPMIN for 5 s (channels-redis's brpop_timeout), and
+            # redis-py 8 reads with a 5 s socket timeout by default: on a busy machine Redis's empty answer
+            # lands just after the client gave up, the TimeoutError kills the consumer and its socket drops
+            # (bench/ws_fanout lost a socket in twenty that way). Reads wait longer than the block.
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 15}]},
         }
     }
 else:
@@ -545,3 +549,11 @@ CELERY_BEAT_SCHEDULE |= {
         "schedule": crontab(hour=20, minute=30),
     },
 }
+
+# --- Order WebSocket: tickets, connection cap, resync --------------------------------------
+# A ticket (POST /api/ws/ticket) opens one socket, once, within this many seconds.
+THOR_WS_TICKET_SECONDS = _env_or_fail(env.int, "THOR_WS_TICKET_SECONDS", default=30)
+# Open sockets per user; the one over the cap is refused with close code 4409.
+THOR_WS_MAX_CONNECTIONS_PER_USER = _env_or_fail(env.int, "THOR_WS_MAX_CONNECTIONS_PER_USER", default=10)
+# Order changes one resync answers; a client further behind is told to reload over REST.
+THOR_WS_RESYNC_MAX_EVENTS = _env_or_fail(env.int, "THOR_WS_RESYNC_MAX_EVENTS", default=500)

@@ -1,29 +1,43 @@
-"""Sign-in for WebSockets with the API's JWT access token.
+"""Sign-in for WebSockets: a one-time ticket, or the API's JWT access token.
 
-Browsers cannot put an Authorization header on a WebSocket, so the token comes as the subprotocol
-pair `["bearer", "<token>"]` (which keeps it out of URLs and access logs) or as the `token` query
-parameter. It is checked as the REST API checks it (rest_framework_simplejwt's JWTAuthentication):
-an access token, not expired, of an active user. `scope["user"]` is that user or AnonymousUser;
-the consumer decides what an anonymous socket gets.
+Browsers cannot put an Authorization header on a WebSocket. The SPA trades its access token for a
+ticket (`POST /api/ws/ticket`) and connects with `?ticket=`: the ticket is good for one connection
+within THOR_WS_TICKET_SECONDS, so one that ends up in a log or a proxy's history is already spent.
+The token itself works too, as the subprotocol pair `["bearer", "<token>"]` (which keeps it out of
+URLs and access logs) or as the `token` query parameter. A token is checked as the REST API checks it
+(rest_framework_simplejwt's JWTAuthentication): an access token, not expired, of an active user.
+`scope["user"]` is that user or AnonymousUser; the consumer decides what an anonymous socket gets.
 """
 
+import hashlib
+import secrets
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
+from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser
+from django.core.cache import cache
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import InvalidToken
 
 BEARER_SUBPROTOCOL = "bearer"
+# Long enough that guessing one in its 30 seconds is hopeless; only its hash is stored.
+TICKET_BYTES = 32
+ANONYMOUS = (AnonymousUser(), None)
 
 
 def token_from_scope(scope) -> str | None:
     subprotocols = scope.get("subprotocols") or []
     if BEARER_SUBPROTOCOL in subprotocols[:-1]:
         return subprotocols[subprotocols.index(BEARER_SUBPROTOCOL) + 1]
-    tokens = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token")
-    return tokens[0] if tokens else None
+    return _query_value(scope, "token")
+
+
+def _query_value(scope, name: str) -> str | None:
+    values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get(name)
+    return values[0] if values else None
 
 
 def accepted_subprotocol(scope) -> str | None:
@@ -38,17 +52,48 @@ def user_for_token(token: str) -> tuple[object, float | None]:
         validated = authentication.get_validated_token(token)
         return authentication.get_user(validated), float(validated["exp"])
     except (InvalidToken, AuthenticationFailed):
-        return AnonymousUser(), None
+        return ANONYMOUS
+
+
+def _ticket_key(ticket: str) -> str:
+    return "ws-ticket:" + hashlib.sha256(ticket.encode()).hexdigest()
+
+
+def ws_ticket_issue(*, user, sign_in_expires_at: float | None) -> str:
+    """A ticket for one socket of this user; the socket still ends when the sign-in behind it does."""
+    ticket = secrets.token_urlsafe(TICKET_BYTES)
+    cache.set(
+        _ticket_key(ticket), {"user_id": user.pk, "expires_at": sign_in_expires_at}, settings.THOR_WS_TICKET_SECONDS
+    )
+    return ticket
+
+
+def user_for_ticket(ticket: str) -> tuple[object, float | None]:
+    """The ticket's user, once: the first connection spends it (an atomic add), a second gets AnonymousUser."""
+    key = _ticket_key(ticket)
+    issued = cache.get(key)
+    if not issued or not cache.add(key + ":spent", 1, settings.THOR_WS_TICKET_SECONDS):
+        return ANONYMOUS
+    cache.delete(key)
+    user = get_user_model().objects.filter(pk=issued["user_id"], is_active=True).first()
+    return (user, issued["expires_at"]) if user else ANONYMOUS
+
+
+def sign_in_for_scope(scope) -> tuple[object, float | None]:
+    ticket = _query_value(scope, "ticket")
+    if ticket:
+        return user_for_ticket(ticket)
+    token = token_from_scope(scope)
+    return user_for_token(token) if token else ANONYMOUS
 
 
 class JWTAuthMiddleware:
-    """ASGI middleware: puts the token's user (or AnonymousUser) in `scope["user"]`, and the token's
-    expiry in `scope["token_expires_at"]` so a socket does not outlive its sign-in."""
+    """ASGI middleware: puts the ticket's or token's user (or AnonymousUser) in `scope["user"]`, and
+    when the sign-in expires in `scope["token_expires_at"]`, so a socket does not outlive it."""
 
     def __init__(self, inner):
         self.inner = inner
 
     async def __call__(self, scope, receive, send):
-        token = token_from_scope(scope)
-        user, expires_at = await database_sync_to_async(user_for_token)(token) if token else (AnonymousUser(), None)
+        user, expires_at = await database_sync_to_async(sign_in_for_scope)(scope)
         return await self.inner({**scope, "user": user, "token_expires_at": expires_at}, receive, send)

@@ -1,5 +1,5 @@
 from accounts.api import views
-from accounts.api.ws import WebSocketStatusView
+from accounts.api.ws import WebSocketStatusView, WebSocketTicketView
 from thor.routes import slash_optional
 
 ACCOUNT = "accounts/<str:account_id>"
@@ -18,4 +18,5 @@ urlpatterns = [
     *slash_optional(f"{ACCOUNT}/orders/<int:order_id>", views.OrderDetailView.as_view(), name="account-order"),
     *slash_optional(f"{ACCOUNT}/batch-orders", views.BatchOrdersView.as_view(), name="account-batch-orders"),
     *slash_optional("ws/status", WebSocketStatusView.as_view(), name="ws-status"),
+    *slash_optional("ws/ticket", WebSocketTicketView.as_view(), name="ws-ticket"),
 ]

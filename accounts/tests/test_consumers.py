@@ -6,12 +6,14 @@ async_to_sync, and reaches the database and the REST API through sync_to_async.
 """
 
 import importlib.util
+import json
 import sys
 import types
 from datetime import timedelta
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
+from django.utils.dateparse import parse_datetime
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
 # channels.testing imports daphne for its live-server test case. Thor serves with uvicorn (kiteconnect
@@ -24,10 +26,11 @@ if importlib.util.find_spec("daphne") is None:
 from channels.testing import WebsocketCommunicator
 
 from accounts.consumers import MAX_FRAME_CHARS, MAX_FRAMES_PER_MINUTE
-from accounts.models import TradingAccount
+from accounts.models import OrderEvent, TradingAccount
 from accounts.services import trading_account_create_paper
 from accounts.tests.conftest import order_body, place
 from conftest import client_for
+from identity.models import User
 from identity.tokens import token_pair_for
 from thor.routing import websocket_application
 
@@ -45,7 +48,8 @@ def socket(path: str, **kwargs) -> WebsocketCommunicator:
 
 
 def connect(path: str, **kwargs) -> tuple[bool, object]:
-    """(True, subprotocol) for a socket that stays open, or (False, close code) for a refusal.
+    """(True, subprotocol) for a socket that opens (its first message says what it follows), or (False,
+    close code) for a refusal.
 
     A refusal is accepted and then closed, so a browser sees the code and not a bare HTTP 403.
     """
@@ -54,20 +58,25 @@ def connect(path: str, **kwargs) -> tuple[bool, object]:
         communicator = socket(path, **kwargs)
         connected, subprotocol = await communicator.connect()
         assert connected, subprotocol
-        if await communicator.receive_nothing(timeout=0.1):
+        first = await communicator.receive_output(timeout=1)
+        if first["type"] == "websocket.send":
+            assert json.loads(first["text"])["type"] == "subscribed", first
             await communicator.disconnect()
             return True, subprotocol
-        closing = await communicator.receive_output(timeout=1)
-        assert closing["type"] == "websocket.close", closing
-        return False, closing["code"]
+        assert first["type"] == "websocket.close", first
+        return False, first["code"]
 
     return async_to_sync(scenario)()
 
 
-async def opened(path: str, **kwargs) -> WebsocketCommunicator:
+async def opened(path: str, *, following: int = 1, **kwargs) -> WebsocketCommunicator:
+    """An open socket, past the `subscribed` message of each of the `following` accounts it follows."""
     communicator = socket(path, **kwargs)
     connected, detail = await communicator.connect()
     assert connected, detail
+    for _ in range(following):
+        subscribed = await communicator.receive_json_from(timeout=2)
+        assert subscribed["type"] == "subscribed", subscribed
     return communicator
 
 
@@ -224,7 +233,7 @@ class TestUpdates:
             alices = await opened(alice_path)
             bobs = await opened(bob_path)
             response = await sync_to_async(place)(alice_client)
-            messages = await received(alices, 3)
+            messages = await received(alices, 4)
             assert await bobs.receive_nothing(timeout=0.3)
             assert await alices.receive_nothing(timeout=0.1)
             await alices.disconnect()
@@ -236,13 +245,20 @@ class TestUpdates:
         assert response.status_code == 201
         order = response.json()
         account_id = primary_id(alice)
-        placed, filled, positions = messages
+        placed, filled, positions, funds = messages
+        assert [message["seq"] for message in messages] == [1, 2, 3, 4]
+        assert {message["account_id"] for message in messages} == {account_id}
         assert placed["type"] == "order_update" and placed["data"]["id"] == order["id"]
         assert placed["data"]["status"] != "COMPLETE"
         # The same order JSON as the REST API's answer.
-        assert filled == {"type": "order_update", "account_id": account_id, "data": order}
+        assert filled["type"] == "order_update" and filled["data"] == order
         assert filled["data"]["status"] == "COMPLETE"
-        assert positions == {"type": "position_update", "account_id": account_id}
+        # A fill carries the new positions and funds, as the REST API shows them.
+        assert positions["type"] == "position_update"
+        assert positions["data"] == alice_client.get("/api/accounts/primary/positions").json()["data"]
+        assert funds["type"] == "funds_update"
+        assert funds["data"] == alice_client.get("/api/accounts/primary/funds").json()["data"]
+        assert all(parse_datetime(message["as_of"]).tzinfo for message in messages)
 
     def test_a_rolled_back_batch_publishes_nothing(self, alice):
         alice_client = client_for(alice)
@@ -270,11 +286,11 @@ class TestUpdates:
         alice_path, bob_path = (f"/ws/orders?token={access_token(user)}" for user in (alice, bob))
 
         async def scenario():
-            alices = await opened(alice_path)
+            alices = await opened(alice_path, following=2)
             bobs = await opened(bob_path)
             await sync_to_async(place)(alice_client)
             await sync_to_async(place)(alice_client, account=str(second.pk), tradingsymbol="AAPL", exchange="NASDAQ")
-            messages = await received(alices, 6)
+            messages = await received(alices, 8)
             assert await bobs.receive_nothing(timeout=0.3)
             await alices.disconnect()
             await bobs.disconnect()
@@ -284,6 +300,9 @@ class TestUpdates:
 
         fills = [message for message in messages if message["type"] == "position_update"]
         assert [fill["account_id"] for fill in fills] == [primary_id(alice), second.pk]
+        # Each account's stream counts on its own.
+        for account_id in (primary_id(alice), second.pk):
+            assert [m["seq"] for m in messages if m["account_id"] == account_id] == [1, 2, 3, 4]
 
     def test_an_order_is_placed_while_the_channel_layer_is_down(self, alice, settings, caplog):
         settings.CHANNEL_LAYERS = {
@@ -306,19 +325,38 @@ class TestStatus:
         assert response.status_code == 401
         assert response.json()["code"] == "not_authenticated"
 
-    def test_lists_the_endpoints_and_the_channel_layer(self, alice_client):
+    def test_a_user_sees_the_endpoints_and_their_own_sockets_only(self, alice_client):
         for path in ("/api/ws/status", "/api/ws/status/"):
             response = alice_client.get(path)
 
             assert response.status_code == 200
-            assert response.json() == {"channel_layer": "ok", "endpoints": ["/ws/orders", "/ws/orders/{account_id}"]}
+            assert response.json() == {
+                "endpoints": ["/ws/orders", "/ws/orders/{account_id}"],
+                "your_connections": 0,
+                "connections_scope": "yours",
+                "connections": None,
+                "channel_layer": None,
+            }
 
-    def test_reports_a_channel_layer_that_is_down(self, alice_client, settings):
+    def test_a_tenant_admin_sees_the_channel_layer_and_the_tenants_sockets(self, alice, bob, settings):
+        bob.role = User.Role.TENANT_ADMIN
+        bob.save()
+
+        body = client_for(bob).get("/api/ws/status").json()
+
+        assert (body["connections_scope"], body["channel_layer"]) == ("tenant", "ok")
+        assert set(body["connections"]) == {"account", "all"}
+
+    def test_reports_a_channel_layer_that_is_down(self, bob, settings):
+        bob.role = User.Role.OPS
+        bob.save()
         settings.CHANNEL_LAYERS = {
             "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [DEAD_REDIS]}}
         }
 
-        assert alice_client.get("/api/ws/status").json()["channel_layer"] == "error: ConnectionError"
+        body = client_for(bob).get("/api/ws/status").json()
+
+        assert (body["connections_scope"], body["channel_layer"]) == ("all", "error: ConnectionError")
 
 
 class TestBrokerUpdatesReachSockets:
@@ -336,15 +374,17 @@ class TestBrokerUpdatesReachSockets:
             communicator = await opened(path)
             answer = await sync_to_async(anon_client.post)("/api/brokers/kite/postback/", signed(), format="json")
             assert answer.status_code == 200 and answer.json()["applied"], answer.json()
-            messages = await received(communicator, 2)
+            messages = await received(communicator, 3)
             await communicator.disconnect()
             return messages
 
-        order_update, position_update = async_to_sync(scenario)()
+        order_update, position_update, funds_update = async_to_sync(scenario)()
 
         assert order_update["type"] == "order_update" and order_update["account_id"] == account.pk
         assert (order_update["data"]["id"], order_update["data"]["status"]) == (order.pk, "COMPLETE")
-        assert position_update == {"type": "position_update", "account_id": account.pk}
+        assert order_update["seq"] == OrderEvent.objects.get(order=order, kind="broker_postback").seq
+        assert (position_update["type"], position_update["seq"]) == ("position_update", order_update["seq"] + 1)
+        assert (funds_update["type"], funds_update["seq"]) == ("funds_update", order_update["seq"] + 2)
 
     def test_the_socket_shows_an_order_as_the_orders_api_does(self, alice):
         from accounts.api.serializers import OrderOutputSerializer
