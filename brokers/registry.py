@@ -23,8 +23,8 @@ def adapter_for_app(app: BrokerApp) -> BrokerAdapter:
     return _build(app, None)
 
 
-def adapter_for(connection: BrokerConnection) -> BrokerAdapter:
-    """An adapter acting with the connection's tokens."""
+def adapter_for(connection: BrokerConnection, account_id: str = "") -> BrokerAdapter:
+    """An adapter acting with the connection's tokens (for one of its broker accounts: Kite ignores it)."""
     return _build(connection.app, connection)
 
 

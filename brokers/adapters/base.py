@@ -2,6 +2,7 @@
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 
 from brokers.adapters.types import Funds, Holding, OrderRequest, OrderResult, Position, Profile, Quote, Tokens
 
@@ -48,6 +49,14 @@ class BrokerAdapter(ABC):
     @abstractmethod
     def quotes(self, instruments: Iterable[str]) -> dict[str, Quote]:
         """Quotes keyed by "EXCHANGE:SYMBOL" (or the instrument token as given)."""
+
+    def find_placed(self, order: OrderRequest, sent_at: datetime) -> OrderResult | None:
+        """The broker's copy of an order whose placement answer was lost, or None if its book has none.
+
+        By the tag Thor sent (Kite's way); brokers without one match their recent orders instead.
+        Raises BrokerError when the book cannot be read.
+        """
+        return next((result for result in self.orders() if result.tag == order.tag), None)
 
     def revoke(self) -> None:
         """Invalidate the session at the broker where the broker allows it; a no-op otherwise."""

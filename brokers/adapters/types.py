@@ -117,3 +117,13 @@ class Quote:
     volume: int | None = None
     timestamp: datetime | None = None
     raw: dict = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class BrokerAccountRef:
+    """One account behind a broker login (Kite: the user itself; Schwab: each linked account)."""
+
+    broker_account_id: str  # Kite user id, Schwab hashValue
+    account_number: str
+    display_name: str = ""
+    kind: str = ""  # MARGIN | CASH
