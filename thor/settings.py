@@ -225,6 +225,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "accounts.tasks.settle_unknown_orders",
         "schedule": timedelta(seconds=2),
     },
+    "refresh-broker-tokens": {
+        "task": "brokers.tasks.refresh_due_broker_tokens",
+        # Refreshes access tokens a few minutes before they expire (THOR_BROKER_REFRESH_LEAD_SECONDS).
+        "schedule": timedelta(seconds=_env_or_fail(env.float, "THOR_BROKER_REFRESH_EVERY_SECONDS", default=60.0)),
+    },
 }
 # The embedded scheduler thread runs only where the ASGI app is served in embedded mode.
 THOR_EMBEDDED_SCHEDULER = EMBEDDED and _env_bool("THOR_EMBEDDED_SCHEDULER", default=True)
@@ -472,6 +477,25 @@ THOR_SOCIAL_LOGIN_MAX_AGE = 600
 THOR_SOCIAL_CODE_SECONDS = 60
 # Seconds a provider's discovery document and JWKS are reused (a JWKS is read again for an unknown key id).
 THOR_SOCIAL_METADATA_SECONDS = 3600
+
+# --- Broker token lifecycle (refresh tokens: Schwab) -----------------------------------------
+# A call refreshes an access token that expires within the margin; the beat task refreshes those that expire
+# within the lead, every THOR_BROKER_REFRESH_EVERY_SECONDS, fanned out to workers in batches.
+THOR_BROKER_REFRESH_MARGIN_SECONDS = _env_or_fail(env.float, "THOR_BROKER_REFRESH_MARGIN_SECONDS", default=60.0)
+THOR_BROKER_REFRESH_LEAD_SECONDS = _env_or_fail(env.float, "THOR_BROKER_REFRESH_LEAD_SECONDS", default=300.0)
+THOR_BROKER_REFRESH_EVERY_SECONDS = _env_or_fail(env.float, "THOR_BROKER_REFRESH_EVERY_SECONDS", default=60.0)
+THOR_BROKER_REFRESH_BATCH_SIZE = _env_or_fail(env.int, "THOR_BROKER_REFRESH_BATCH_SIZE", default=50)
+# The token endpoint's budget per broker app (refreshes a minute), and how long a refresh waits for it.
+THOR_BROKER_TOKEN_REFRESHES_PER_MINUTE = _env_or_fail(
+    env.float, "THOR_BROKER_TOKEN_REFRESHES_PER_MINUTE", default=600.0
+)
+THOR_BROKER_REFRESH_BUDGET_WAIT_SECONDS = _env_or_fail(
+    env.float, "THOR_BROKER_REFRESH_BUDGET_WAIT_SECONDS", default=5.0
+)
+# A connection shows `expiring` (and its reauth_due_at) this long before its refresh token ends.
+THOR_BROKER_REAUTH_WARNING_SECONDS = _env_or_fail(env.float, "THOR_BROKER_REAUTH_WARNING_SECONDS", default=86400.0)
+# Seed 002: Schwab account number -> hashValue map, cached this long.
+THOR_SCHWAB_ACCOUNT_MAP_SECONDS = 60
 
 # --- Accounts: live read freshness and the paper engine -------------------------------------
 THOR_LIVE_FRESH_SECONDS = _env_or_fail(env.float, "THOR_LIVE_FRESH_SECONDS", default=5.0)
