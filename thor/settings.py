@@ -443,6 +443,36 @@ THOR_PLACEMENT_LOOKUP_INTERVAL = _env_or_fail(env.float, "THOR_PLACEMENT_LOOKUP_
 # within a minute, and the day's order book lists every order of the day, so ten minutes is ample.
 THOR_PLACEMENT_SETTLE_SECONDS = {"kite": _env_or_fail(env.int, "THOR_KITE_PLACEMENT_SETTLE_SECONDS", default=600)}
 
+# --- Schwab (DESIGN.md section 3, seed 002) ----------------------------------------------
+# Trader API and OAuth bases; development points both at the broker sandbox (port 8100).
+THOR_SCHWAB_API_BASE = env.str(
+    "THOR_SCHWAB_API_BASE", default="https://api.schwabapi.com" if PRODUCTION else "http://127.0.0.1:8100"
+).rstrip("/")
+THOR_SCHWAB_AUTH_BASE = env.str(
+    "THOR_SCHWAB_AUTH_BASE", default="https://api.schwabapi.com" if PRODUCTION else "http://127.0.0.1:8100"
+).rstrip("/")
+THOR_SCHWAB_SCOPE = env.str("THOR_SCHWAB_SCOPE", default="api")
+THOR_SCHWAB_TIMEOUT = _env_or_fail(env.float, "THOR_SCHWAB_TIMEOUT", default=10.0)
+# TD Ameritrade's "<client id>@AMER.OAUTHAP" (seed 002): only for apps still registered that way.
+THOR_SCHWAB_LEGACY_CLIENT_ID_SUFFIX = _env_bool("THOR_SCHWAB_LEGACY_CLIENT_ID_SUFFIX", default=False)
+# Per-app budgets from Schwab's developer portal: requests a minute, order calls a minute (set per app in the
+# portal, 120 by default) and order calls a day; how long a call may wait for its budget.
+THOR_SCHWAB_REQUESTS_PER_MINUTE = _env_or_fail(env.int, "THOR_SCHWAB_REQUESTS_PER_MINUTE", default=120)
+THOR_SCHWAB_ORDERS_PER_MINUTE = _env_or_fail(env.int, "THOR_SCHWAB_ORDERS_PER_MINUTE", default=120)
+THOR_SCHWAB_ORDERS_PER_DAY = _env_or_fail(env.int, "THOR_SCHWAB_ORDERS_PER_DAY", default=4000)
+# The OAuth token endpoint's own per-app budget (Schwab documents none; refreshes for many users share it).
+THOR_SCHWAB_TOKEN_REQUESTS_PER_MINUTE = _env_or_fail(env.int, "THOR_SCHWAB_TOKEN_REQUESTS_PER_MINUTE", default=600)
+THOR_SCHWAB_RATE_WAIT = _env_or_fail(env.float, "THOR_SCHWAB_RATE_WAIT", default=1.0)
+# Reads (never order calls) are retried this many times on a 5xx or a network error, with jittered backoff.
+THOR_SCHWAB_READ_RETRIES = _env_or_fail(env.int, "THOR_SCHWAB_READ_RETRIES", default=2)
+THOR_SCHWAB_RETRY_BACKOFF = _env_or_fail(env.float, "THOR_SCHWAB_RETRY_BACKOFF", default=0.25)
+# The sandbox's demo Schwab app, and the SPA page seed 002 relays the code from.
+THOR_SANDBOX_SCHWAB_CLIENT_ID = env.str("THOR_SANDBOX_SCHWAB_CLIENT_ID", default="thor_demo_schwab_client")
+THOR_SANDBOX_SCHWAB_CLIENT_SECRET = env.str("THOR_SANDBOX_SCHWAB_CLIENT_SECRET", default="thor_demo_schwab_secret")
+THOR_SANDBOX_SCHWAB_REDIRECT_URL = env.str(
+    "THOR_SANDBOX_SCHWAB_REDIRECT_URL", default="http://localhost:5173/schwab/callback"
+)
+
 # --- Social login (DESIGN.md section 5) ----------------------------------------------------
 # Development points every provider at the broker sandbox (`make run` starts it on port 8100), whose Google-
 # and Discord-like providers know the demo clients below; production needs real client ids and secrets,

@@ -51,12 +51,15 @@ class BrokerAdapter(ABC):
         """Quotes keyed by "EXCHANGE:SYMBOL" (or the instrument token as given)."""
 
     def find_placed(self, order: OrderRequest, sent_at: datetime) -> OrderResult | None:
-        """The broker's copy of an order whose placement answer was lost, or None if its book has none.
+        """The broker's record of a placement whose answer was lost, or None when it has none.
 
-        By the tag Thor sent (Kite's way); brokers without one match their recent orders instead.
-        Raises BrokerError when the book cannot be read.
+        By default the order carrying the request's tag (its client order id, as Kite keeps it);
+        brokers without a client order id override this with their own matching. A book that cannot
+        be read raises BrokerError: only a read that succeeded may say "not there".
         """
-        return next((result for result in self.orders() if result.tag == order.tag), None)
+        if not order.tag:
+            return None
+        return next(iter(self.orders({"tag": order.tag})), None)
 
     def revoke(self) -> None:
         """Invalidate the session at the broker where the broker allows it; a no-op otherwise."""

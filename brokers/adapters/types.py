@@ -16,6 +16,17 @@ class Tokens:
 
 
 @dataclass(frozen=True)
+class BrokerAccountRef:
+    """One account a login can trade, as the broker names it: Schwab's hashValue is the id every account
+    path takes, the plain number is only for showing (masked) and for matching what a user typed."""
+
+    broker_account_id: str
+    account_number: str
+    display_name: str = ""
+    kind: str = ""  # MARGIN | CASH
+
+
+@dataclass(frozen=True)
 class Profile:
     broker_user_id: str
     name: str
@@ -117,13 +128,3 @@ class Quote:
     volume: int | None = None
     timestamp: datetime | None = None
     raw: dict = field(default_factory=dict, compare=False)
-
-
-@dataclass(frozen=True)
-class BrokerAccountRef:
-    """One account behind a broker login (Kite: the user itself; Schwab: each linked account)."""
-
-    broker_account_id: str  # Kite user id, Schwab hashValue
-    account_number: str
-    display_name: str = ""
-    kind: str = ""  # MARGIN | CASH
