@@ -510,18 +510,12 @@ THOR_SOCIAL_METADATA_SECONDS = 3600
 
 # --- Broker token lifecycle (refresh tokens: Schwab) -----------------------------------------
 # A call refreshes an access token that expires within the margin; the beat task refreshes those that expire
-# within the lead, every THOR_BROKER_REFRESH_EVERY_SECONDS, fanned out to workers in batches.
+# within the lead, every THOR_BROKER_REFRESH_EVERY_SECONDS, fanned out to workers in batches, each app's
+# share capped by its token endpoint budget (THOR_SCHWAB_TOKEN_REQUESTS_PER_MINUTE).
 THOR_BROKER_REFRESH_MARGIN_SECONDS = _env_or_fail(env.float, "THOR_BROKER_REFRESH_MARGIN_SECONDS", default=60.0)
 THOR_BROKER_REFRESH_LEAD_SECONDS = _env_or_fail(env.float, "THOR_BROKER_REFRESH_LEAD_SECONDS", default=300.0)
 THOR_BROKER_REFRESH_EVERY_SECONDS = _env_or_fail(env.float, "THOR_BROKER_REFRESH_EVERY_SECONDS", default=60.0)
 THOR_BROKER_REFRESH_BATCH_SIZE = _env_or_fail(env.int, "THOR_BROKER_REFRESH_BATCH_SIZE", default=50)
-# The token endpoint's budget per broker app (refreshes a minute), and how long a refresh waits for it.
-THOR_BROKER_TOKEN_REFRESHES_PER_MINUTE = _env_or_fail(
-    env.float, "THOR_BROKER_TOKEN_REFRESHES_PER_MINUTE", default=600.0
-)
-THOR_BROKER_REFRESH_BUDGET_WAIT_SECONDS = _env_or_fail(
-    env.float, "THOR_BROKER_REFRESH_BUDGET_WAIT_SECONDS", default=5.0
-)
 # A connection shows `expiring` (and its reauth_due_at) this long before its refresh token ends.
 THOR_BROKER_REAUTH_WARNING_SECONDS = _env_or_fail(env.float, "THOR_BROKER_REAUTH_WARNING_SECONDS", default=86400.0)
 # Seed 002: Schwab account number -> hashValue map, cached this long.

@@ -99,7 +99,7 @@ class SchwabOAuthCallbackView(Seed002ErrorsMixin, BrowserRedirectView):
         responses={200: SchwabCallbackOutputSerializer, 302: None, **seed002_errors(400, 401, 409, 503)},
     )
     def get(self, request):
-        relayed = request.user.is_authenticated
+        relayed = bool(request.user and request.user.is_authenticated)
         params = request.query_params
         code, state_token = params.get("code", ""), params.get("state", "")
         if not code and not params.get("error"):

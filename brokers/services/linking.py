@@ -205,7 +205,7 @@ def connection_link_confirm(*, user: User, code: str) -> BrokerConnection:
 def _trading_enabled_on_first_link(app: BrokerApp) -> bool:
     # Live brokers start with trading off (DESIGN.md section 2); the sandboxes start with it on.
     if app.kind == BrokerKind.SCHWAB:
-        return settings.THOR_SCHWAB_IS_SANDBOX
+        return not settings.PRODUCTION and not settings.THOR_SCHWAB_API_BASE.startswith("https://api.schwabapi.com")
     return settings.THOR_KITE_IS_SANDBOX
 
 

@@ -20,7 +20,6 @@ from brokers.adapters.errors import BrokerError, BrokerErrorCode
 from brokers.adapters.types import Tokens
 from brokers.models import BrokerConnection, BrokerKind
 from brokers.registry import adapter_for
-from thor import ratelimit
 
 logger = logging.getLogger("thor.brokers.tokens")
 Status = BrokerConnection.Status
@@ -51,8 +50,9 @@ def connection_refresh_due(connection: BrokerConnection, *, now: datetime | None
     )
 
 
-def _token_budget_bucket(app_id: int) -> str:
-    return f"thor:ratelimit:broker-app:{app_id}:token-endpoint"
+def token_budget_per_minute(kind: str) -> float:
+    """The token endpoint's per-app budget; the adapter spends it call by call (thor.ratelimit)."""
+    return {BrokerKind.SCHWAB: settings.THOR_SCHWAB_TOKEN_REQUESTS_PER_MINUTE}[kind]
 
 
 def _expire(connection: BrokerConnection, reason: str, now: datetime) -> None:
@@ -72,7 +72,8 @@ def connection_tokens_refresh(
     once and records why; the user must link again.
     """
     with transaction.atomic():
-        rows = BrokerConnection.objects.select_for_update(skip_locked=not wait).select_related("app")
+        # Only the connection row: locking its app would queue every refresh of the app behind one.
+        rows = BrokerConnection.objects.select_for_update(skip_locked=not wait, of=("self",)).select_related("app")
         connection = rows.filter(pk=connection_id).first()
         if connection is None:
             return RefreshOutcome(connection_id, "skipped", "locked or gone")
@@ -87,13 +88,6 @@ def connection_tokens_refresh(
             return RefreshOutcome(connection_id, "fresh")
         if dry_run:
             return RefreshOutcome(connection_id, "refreshed", "dry run")
-        if not ratelimit.acquire(
-            _token_budget_bucket(connection.app_id),
-            rate=settings.THOR_BROKER_TOKEN_REFRESHES_PER_MINUTE,
-            per=60,
-            wait=settings.THOR_BROKER_REFRESH_BUDGET_WAIT_SECONDS,
-        ):
-            return RefreshOutcome(connection_id, "failed", "token endpoint budget spent")
         current = Tokens(
             access_token=connection.access_token,
             refresh_token=connection.refresh_token,
@@ -129,18 +123,34 @@ def connection_tokens_refresh(
         return RefreshOutcome(connection_id, "refreshed")
 
 
-def refresh_due_connection_ids(*, now: datetime | None = None, lead: timedelta | None = None) -> list[int]:
+def refresh_due_connection_ids(
+    *, now: datetime | None = None, lead: timedelta | None = None, per_app_limit: bool = True
+) -> list[int]:
     """Active refreshable connections whose access token expires within `lead`, soonest first;
-    those whose refresh token has run out are included so the refresh marks them expired."""
+    those whose refresh token has run out are included so the refresh marks them expired.
+
+    With `per_app_limit`, at most what each app's token budget allows until the next beat run: the
+    rest wait their turn (soonest first) instead of being sent to be refused.
+    """
     now = now or timezone.now()
     lead = lead if lead is not None else timedelta(seconds=settings.THOR_BROKER_REFRESH_LEAD_SECONDS)
-    return list(
+    rows = (
         BrokerConnection.objects.filter(app__kind__in=REFRESHABLE, status=Status.ACTIVE)
         .exclude(refresh_token="")
         .filter(Q(access_expires_at__lte=now + lead) | Q(refresh_expires_at__lte=now))
-        .order_by("access_expires_at")
-        .values_list("pk", flat=True)
+        .order_by("access_expires_at", "pk")
+        .values_list("pk", "app_id", "app__kind")
     )
+    taken: dict[int, int] = {}
+    due = []
+    for connection_id, app_id, kind in rows:
+        if per_app_limit:
+            allowance = max(1, int(token_budget_per_minute(kind) * settings.THOR_BROKER_REFRESH_EVERY_SECONDS / 60))
+            if taken.get(app_id, 0) >= allowance:
+                continue
+            taken[app_id] = taken.get(app_id, 0) + 1
+        due.append(connection_id)
+    return due
 
 
 def connection_reauth_due_at(connection: BrokerConnection) -> datetime | None:
