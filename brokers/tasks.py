@@ -2,7 +2,7 @@ from celery import shared_task
 from django.conf import settings
 
 from brokers.services import kite_sessions_expire
-from brokers.services.tokens import connection_tokens_refresh, refresh_due_connection_ids
+from brokers.services.tokens import connection_tokens_refresh, refresh_due_connection_ids, refresh_lead
 
 
 @shared_task
@@ -30,6 +30,6 @@ def refresh_broker_tokens_batch(connection_ids: list[int]) -> dict[str, int]:
     """Refresh each connection that is still due; returns how many ended in each outcome."""
     counts: dict[str, int] = {}
     for connection_id in connection_ids:
-        outcome = connection_tokens_refresh(connection_id=connection_id, wait=False)
+        outcome = connection_tokens_refresh(connection_id=connection_id, wait=False, within=refresh_lead())
         counts[outcome.action] = counts.get(outcome.action, 0) + 1
     return counts

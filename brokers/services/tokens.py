@@ -39,12 +39,19 @@ def refresh_margin() -> timedelta:
     return timedelta(seconds=settings.THOR_BROKER_REFRESH_MARGIN_SECONDS)
 
 
-def connection_refresh_due(connection: BrokerConnection, *, now: datetime | None = None) -> bool:
-    """True when the access token is expired or about to be, and a refresh token can renew it."""
+def refresh_lead() -> timedelta:
+    return timedelta(seconds=settings.THOR_BROKER_REFRESH_LEAD_SECONDS)
+
+
+def connection_refresh_due(
+    connection: BrokerConnection, *, now: datetime | None = None, within: timedelta | None = None
+) -> bool:
+    """True when the access token expires within `within` (the on-demand margin unless given),
+    and a refresh token can renew it."""
     now = now or timezone.now()
     return (
         connection.access_expires_at is not None
-        and connection.access_expires_at <= now + refresh_margin()
+        and connection.access_expires_at <= now + (within if within is not None else refresh_margin())
         and connection.app.kind in REFRESHABLE
         and bool(connection.refresh_token)
     )
@@ -62,9 +69,15 @@ def _expire(connection: BrokerConnection, reason: str, now: datetime) -> None:
 
 
 def connection_tokens_refresh(
-    *, connection_id: int, force: bool = False, wait: bool = True, dry_run: bool = False
+    *,
+    connection_id: int,
+    force: bool = False,
+    wait: bool = True,
+    dry_run: bool = False,
+    within: timedelta | None = None,
 ) -> RefreshOutcome:
-    """Renew the connection's access token when it is due (or `force`), under its row lock.
+    """Renew the connection's access token when it expires within `within` (the on-demand margin
+    unless given; the beat passes its lead), or at once with `force`, under its row lock.
 
     `wait=False` skips a connection another process is refreshing right now (the beat batches);
     callers that need the token now wait for that refresh and use its result.
@@ -84,7 +97,7 @@ def connection_tokens_refresh(
             if not dry_run:
                 _expire(connection, "refresh_token_expired", now)
             return RefreshOutcome(connection_id, "expired", "refresh_token_expired")
-        if not force and not connection_refresh_due(connection, now=now):
+        if not force and not connection_refresh_due(connection, now=now, within=within):
             return RefreshOutcome(connection_id, "fresh")
         if dry_run:
             return RefreshOutcome(connection_id, "refreshed", "dry run")
@@ -133,7 +146,7 @@ def refresh_due_connection_ids(
     rest wait their turn (soonest first) instead of being sent to be refused.
     """
     now = now or timezone.now()
-    lead = lead if lead is not None else timedelta(seconds=settings.THOR_BROKER_REFRESH_LEAD_SECONDS)
+    lead = lead if lead is not None else refresh_lead()
     rows = (
         BrokerConnection.objects.filter(app__kind__in=REFRESHABLE, status=Status.ACTIVE)
         .exclude(refresh_token="")

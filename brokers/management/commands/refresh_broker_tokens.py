@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from brokers.models import BrokerConnection, BrokerKind
-from brokers.services.tokens import REFRESHABLE, connection_tokens_refresh, refresh_due_connection_ids
+from brokers.services.tokens import REFRESHABLE, connection_tokens_refresh, refresh_due_connection_ids, refresh_lead
 
 
 class Command(BaseCommand):
@@ -26,7 +26,7 @@ class Command(BaseCommand):
                 raise CommandError(f"No broker connections for {user}.")
             connection_ids, force = list(rows.order_by("pk").values_list("pk", flat=True)), True
         else:
-            due = refresh_due_connection_ids()
+            due = refresh_due_connection_ids(per_app_limit=False)
             if broker:
                 due = list(
                     BrokerConnection.objects.filter(pk__in=due, app__kind=BrokerKind(broker)).values_list(
@@ -36,7 +36,9 @@ class Command(BaseCommand):
             connection_ids, force = due, False
         counts: dict[str, int] = {}
         for connection_id in connection_ids:
-            outcome = connection_tokens_refresh(connection_id=connection_id, force=force, dry_run=dry_run)
+            outcome = connection_tokens_refresh(
+                connection_id=connection_id, force=force, dry_run=dry_run, within=refresh_lead()
+            )
             counts[outcome.action] = counts.get(outcome.action, 0) + 1
             verb = f"would be {outcome.action}" if dry_run and outcome.action == "refreshed" else outcome.action
             detail = f" ({outcome.detail})" if outcome.detail and not dry_run else ""
