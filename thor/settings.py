@@ -441,7 +441,11 @@ THOR_PLACEMENT_LOOKUP_INTERVAL = _env_or_fail(env.float, "THOR_PLACEMENT_LOOKUP_
 # How long after it was sent an UNKNOWN order may still appear in each broker's order book; after that,
 # with the book read and no trace of it, it was never placed. Kite: its gateway gives up on a request
 # within a minute, and the day's order book lists every order of the day, so ten minutes is ample.
-THOR_PLACEMENT_SETTLE_SECONDS = {"kite": _env_or_fail(env.int, "THOR_KITE_PLACEMENT_SETTLE_SECONDS", default=600)}
+# Schwab: the account's recent orders are read back (no client order id), within the same ten minutes.
+THOR_PLACEMENT_SETTLE_SECONDS = {
+    "kite": _env_or_fail(env.int, "THOR_KITE_PLACEMENT_SETTLE_SECONDS", default=600),
+    "schwab": _env_or_fail(env.int, "THOR_SCHWAB_PLACEMENT_SETTLE_SECONDS", default=600),
+}
 
 # --- Schwab (DESIGN.md section 3, seed 002) ----------------------------------------------
 # Trader API and OAuth bases; development points both at the broker sandbox (port 8100).

@@ -1,14 +1,19 @@
 """Seed 002 end to end through the Schwab sandbox: link, read every path, trade, refresh."""
 
+import asyncio
 from datetime import timedelta
 from decimal import Decimal
 from urllib.parse import parse_qs, urlsplit
 
+import channels.layers
 import pytest
 import requests
+from asgiref.sync import async_to_sync
 from django.utils import timezone
 
+from accounts.live import live_order_settle
 from accounts.models import Order, TradingAccount
+from accounts.realtime import account_group
 from accounts.tests.conftest import place
 from brokers.models import BrokerConnection
 from brokers.tests import schwab_linking
@@ -447,3 +452,67 @@ class TestTokenLifecycle:
 
 def _calls(sandbox, method_and_path: str) -> int:
     return requests.get(f"{sandbox.url}/_sandbox/stats", timeout=5).json()["by_path"].get(method_and_path, 0)
+
+
+class TestPlacementWithoutAnAnswer:
+    def _place(self, client, account):
+        return place(
+            client,
+            account=account.pk,
+            tradingsymbol="AAPL",
+            exchange="NASDAQ",
+            quantity=1,
+            order_type="LIMIT",
+            price="1.00",
+        )
+
+    def test_an_order_schwab_took_without_a_location_is_found_in_its_book(self, alice_client, linked, schwab_sandbox):
+        account = accounts_of(linked)["MARGIN"]
+        orders_path = f"/trader/v1/accounts/{account.broker_account_id}/orders"
+        schwab_fault(schwab_sandbox, kind="no_location", path=orders_path, count=1)
+
+        response = self._place(alice_client, account)
+
+        assert response.status_code == 201, response.json()
+        assert response.json()["broker_order_id"] and response.json()["status"] != "UNKNOWN"
+        assert _calls(schwab_sandbox, f"POST {orders_path}") == 1
+
+    def test_a_lost_placement_is_never_sent_again_and_ends_rejected_once_the_book_never_shows_it(
+        self, alice_client, linked, schwab_sandbox, settings
+    ):
+        settings.THOR_PLACEMENT_LOOKUPS = 1
+        account = accounts_of(linked)["MARGIN"]
+        orders_path = f"/trader/v1/accounts/{account.broker_account_id}/orders"
+        schwab_fault(schwab_sandbox, kind="drop", path=orders_path, count=1)
+
+        response = self._place(alice_client, account)
+
+        # Accepted, not confirmed: Thor does not know whether Schwab has it.
+        assert response.status_code == 202, response.json()
+        order = Order.objects.get(pk=response.json()["id"])
+        assert order.status == "UNKNOWN"
+        settings.THOR_PLACEMENT_SETTLE_SECONDS = {"kite": 600, "schwab": 0}
+        settled = live_order_settle(order=order)
+
+        assert settled.status == "REJECTED"
+        assert _calls(schwab_sandbox, f"POST {orders_path}") == 1
+
+
+class TestPublishing:
+    def test_a_fresh_snapshot_reaches_the_accounts_sockets_and_a_cached_one_does_not_again(
+        self, alice_client, linked, settings
+    ):
+        settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+        account = accounts_of(linked)["MARGIN"]
+        layer = channels.layers.get_channel_layer()
+        channel = async_to_sync(layer.new_channel)()
+        async_to_sync(layer.group_add)(account_group(account.pk), channel)
+
+        alice_client.get("/api/schwab/account/positions/", {"account_hash": account.broker_account_id})
+        alice_client.get("/api/schwab/account/positions/", {"account_hash": account.broker_account_id})
+
+        message = async_to_sync(layer.receive)(channel)
+        assert message["type"] == "position_update" and message["account_id"] == account.pk
+        assert message["source"] == "live" and {p["tradingsymbol"] for p in message["data"]} >= {"AAPL", "SPY"}
+        with pytest.raises(asyncio.TimeoutError):
+            async_to_sync(asyncio.wait_for)(layer.receive(channel), 0.2)
