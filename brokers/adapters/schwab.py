@@ -590,7 +590,10 @@ class SchwabAdapter(BrokerAdapter):
 
     def _user_preference(self) -> dict:
         data = self._json("GET", "/trader/v1/userPreference")
-        return data if isinstance(data, Mapping) else {}
+        # Schwab answers one object; its spec says a list of them: either is read.
+        if isinstance(data, list):
+            data = data[0] if data else {}
+        return dict(data) if isinstance(data, Mapping) else {}
 
     def _customer_id(self) -> str:
         streamers = self._user_preference().get("streamerInfo") or []

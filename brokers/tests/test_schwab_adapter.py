@@ -862,3 +862,11 @@ def test_the_registry_builds_a_schwab_adapter_for_a_connection_and_account(alice
     assert isinstance(adapter, SchwabAdapter)
     assert (adapter.client_id, adapter.redirect_uri, adapter.account_hash) == ("schwab-client", CALLBACK, HASH)
     assert adapter_for(connection).account_hash == ""
+
+
+def test_the_customer_id_is_read_from_a_preference_list_too(mocked, schwab):
+    # The spec declares /userPreference as a list; Schwab answers one object. Either names the customer.
+    mocked.post(TOKEN, json=token_payload())
+    mocked.get(f"{API}/trader/v1/userPreference", json=[user_preference("LISTED-7")])
+
+    assert schwab.exchange({"code": "C0.abc@"}).broker_user_id == "LISTED-7"
