@@ -477,8 +477,10 @@ class SchwabAdapter(BrokerAdapter):
                 continue
             if response.status_code < 400:
                 return response
-            if last or response.status_code < 500:
-                raise _broker_error(response, order_call=order_call)
+            error = _broker_error(response, order_call=order_call)
+            # A gateway quota answer can come as a 5xx: waiting, not retrying, is what helps.
+            if last or response.status_code < 500 or error.code == BrokerErrorCode.RATE_LIMITED:
+                raise error
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _json(self, method: str, path: str, **kwargs):
@@ -588,7 +590,10 @@ class SchwabAdapter(BrokerAdapter):
 
     def _user_preference(self) -> dict:
         data = self._json("GET", "/trader/v1/userPreference")
-        return data if isinstance(data, Mapping) else {}
+        # Schwab answers one object; its spec says a list of them: either is read.
+        if isinstance(data, list):
+            data = data[0] if data else {}
+        return dict(data) if isinstance(data, Mapping) else {}
 
     def _customer_id(self) -> str:
         streamers = self._user_preference().get("streamerInfo") or []

@@ -172,6 +172,9 @@ class SchwabState:
             self.grants: dict[str, Grant] = {}
             self._by_access: dict[str, Grant] = {}
             self._by_refresh: dict[str, Grant] = {}
+            # Every refresh token ever issued, spent ones included, so a refused late refresh still
+            # counts against the connection it came from.
+            self._refresh_owner: dict[str, str] = {}
             self._stop_triggered: set[int] = set()
             # Working orders by id, so matching on every call skips finished orders (and idle users).
             self._resting: dict[int, tuple[SchwabAccount, dict]] = {}
@@ -260,8 +263,9 @@ class SchwabState:
         with self._lock:
             self._check_client(client_id, client_secret)
             grant = self._by_refresh.get(refresh_token)
-            if grant is not None:
-                self.refresh_calls[grant.grant_id] += 1
+            owner = self._refresh_owner.get(refresh_token)
+            if owner is not None:
+                self.refresh_calls[owner] += 1
             if grant is None or grant.client_id != client_id or grant.refresh_token != refresh_token:
                 raise oauth_error(400, "refresh_token_authentication_error", "Failed refresh token authentication")
             if grant.refresh_expires_at < self._clock():
@@ -279,6 +283,7 @@ class SchwabState:
         grant.refresh_token = secrets.token_urlsafe(48)
         self._by_access[grant.access_token] = grant
         self._by_refresh[grant.refresh_token] = grant
+        self._refresh_owner[grant.refresh_token] = grant.grant_id
         return {
             "expires_in": self.access_seconds,
             "token_type": "Bearer",
