@@ -36,7 +36,7 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
-from harness import PYTHON, Processes, exit_cleanly_on_sigterm, free_port, machine_note, verdict  # noqa: E402
+from harness import PYTHON, Processes, exit_cleanly_on_sigterm, free_port, verdict  # noqa: E402
 
 POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DATABASE_NAME = "thor_bench_schwab"
@@ -259,7 +259,10 @@ def main() -> None:
         f"{lead:.1f} s, token budget {int(TOKEN_BUDGET_PER_MINUTE * factor)}/min)."
     )
     print(f"Celery: {args.workers} workers (prefork, concurrency 1) + beat, Redis broker; PostgreSQL.")
-    print(machine_note(f"{args.workers} Celery workers, beat, the sandbox"))
+    print(
+        f"Machine: {os.cpu_count()} cores shared by the workers, beat, PostgreSQL, Redis, the sandbox and this "
+        f"script (and whatever else runs: check `uptime`, load {os.getloadavg()[0]:.1f} now)."
+    )
     print()
     print(f"refreshes:                      {refreshed} of {args.connections} ({missing} not refreshed)")
     print(f"refreshes per second (workers): {rate:.0f} over {span:.0f} s, best second {best}")
