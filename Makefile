@@ -7,7 +7,7 @@ TEST_REDIS_URL ?= redis://127.0.0.1:6379/14
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: run test lint format bench-positions bench-upstream bench-greeks bench-moneyness bench-ws clean
+.PHONY: run test lint format bench-positions bench-upstream bench-greeks bench-moneyness bench-ws bench-schwab-refresh clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -53,6 +53,11 @@ bench-moneyness: $(VENV)/.installed
 bench-ws: $(VENV)/.installed
 	./scripts/ensure_services.sh
 	$(PY) bench/ws_fanout.py $(BENCH_ARGS)
+
+# Its own world: PostgreSQL thor_bench_schwab, Redis DB 8 (cache and Celery broker), 2 Celery workers and beat.
+bench-schwab-refresh: $(VENV)/.installed
+	./scripts/ensure_services.sh
+	$(PY) bench/schwab_refresh.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) db.sqlite3

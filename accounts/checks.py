@@ -5,7 +5,7 @@ from decimal import Decimal
 from django.core.exceptions import ValidationError
 from rest_framework import status
 
-from accounts.market_data import EXCHANGES, VALIDITIES, Instrument, instrument_get
+from accounts.market_data import EXCHANGES, Instrument, instrument_get
 from accounts.models import Order, TradingAccount
 from accounts.paper import market_fill_price
 from brokers.adapters.types import OrderRequest
@@ -62,8 +62,10 @@ def order_request_check(*, request: OrderRequest) -> Instrument:
         errors["order_type"] = [
             f"{request.order_type} is not allowed on {request.exchange}: use {', '.join(rules.order_types)}."
         ]
-    if request.validity not in VALIDITIES:
-        errors["validity"] = [f"Use one of {', '.join(VALIDITIES)}."]
+    if request.validity not in rules.validities:
+        errors["validity"] = [
+            f"{request.validity} is not allowed on {request.exchange}: use {', '.join(rules.validities)}."
+        ]
     if request.quantity <= 0 or request.quantity % instrument.lot_size != 0:
         errors["quantity"] = [f"Must be a positive multiple of the lot size {instrument.lot_size}."]
     needs_price = request.order_type in ("LIMIT", "SL")

@@ -37,7 +37,8 @@ def _connection(account: TradingAccount) -> BrokerConnection:
 
 
 def live_call(account: TradingAccount, call: Callable[[BrokerAdapter], object]):
-    return broker_call(_connection(account), call)
+    """`call(adapter)` acting for this account (Schwab: its hashValue; one Kite login is one account)."""
+    return broker_call(_connection(account), call, account_id=account.broker_account_id)
 
 
 def live_read(
@@ -86,27 +87,31 @@ class OrderBookUnreadable(Exception):
     """The broker's order book could not be read: whether an order reached it is unknown."""
 
 
-def _find_by_tag(*, account: TradingAccount, tag: str, attempts: int) -> OrderResult | None:
-    """The broker's order with this tag, or None when the order book was read and has none.
+def _find_placed(*, order: Order, request: OrderRequest, sent_at, attempts: int) -> OrderResult | None:
+    """The broker's copy of this order (by tag where the broker keeps one, else by matching its recent
+    orders: see BrokerAdapter.find_placed), or None when the order book was read and has none.
 
-    Only a last look that succeeded can say "not there"; otherwise raises OrderBookUnreadable.
+    A match Thor already holds for another order is not this one. Only a last look that succeeded
+    can say "not there"; otherwise raises OrderBookUnreadable.
     """
+    account = order.account
     readable = False
     for attempt in range(attempts):
         if attempt:
             time.sleep(settings.THOR_PLACEMENT_LOOKUP_INTERVAL)
         try:
-            book = live_call(account, lambda adapter: adapter.orders())
+            found = live_call(account, lambda adapter: adapter.find_placed(request, sent_at))
         except BrokerError as error:
-            logger.warning("Order book unreadable while confirming tag %s: %s", tag, error.code)
+            logger.warning("Order book unreadable while confirming order %s: %s", order.client_order_id, error.code)
             readable = False
             continue
         readable = True
-        found = next((result for result in book if result.tag == tag), None)
-        if found is not None:
+        if found is not None and not (
+            Order.objects.filter(account=account, broker_order_id=found.broker_order_id).exclude(pk=order.pk).exists()
+        ):
             return found
     if not readable:
-        raise OrderBookUnreadable(tag)
+        raise OrderBookUnreadable(order.client_order_id)
     return None
 
 
@@ -155,7 +160,12 @@ def _settle_delay(checks: int) -> timedelta:
 
 def _placement_uncertain(*, order: Order, error: BrokerError, actor) -> Order:
     try:
-        found = _find_by_tag(account=order.account, tag=order.client_order_id, attempts=settings.THOR_PLACEMENT_LOOKUPS)
+        found = _find_placed(
+            order=order,
+            request=order_request_of(order),
+            sent_at=order.created_at,
+            attempts=settings.THOR_PLACEMENT_LOOKUPS,
+        )
     except OrderBookUnreadable:
         found = None
     if found is not None:
@@ -185,7 +195,7 @@ def live_order_settle(*, order: Order, now=None) -> Order:
     if order.status != Order.Status.UNKNOWN:
         return order
     try:
-        found = _find_by_tag(account=order.account, tag=order.client_order_id, attempts=1)
+        found = _find_placed(order=order, request=order_request_of(order), sent_at=order.created_at, attempts=1)
     except (OrderBookUnreadable, BrokerError):
         found, readable = None, False
     else:
@@ -221,6 +231,9 @@ def live_order_modify(*, order: Order, request: OrderRequest, actor) -> Order:
     result = live_call(order.account, lambda adapter: adapter.modify(order.broker_order_id, changes))
     for field, value in changes.items():
         setattr(order, field, value)
+    if result.broker_order_id:
+        # Schwab's replace makes a new broker order: the Thor order keeps its identity and follows it.
+        order.broker_order_id = result.broker_order_id
     live_snapshots_forget(account=order.account)
     return _save_with_event(order=order, kind="modified", before=before, actor=actor, broker_response=result.raw)
 

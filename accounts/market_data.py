@@ -19,7 +19,8 @@ logger = logging.getLogger("accounts.market_data")
 INSTRUMENTS_CSV = Path(__file__).parent / "data" / "instruments.csv"
 
 ORDER_TYPES = ("MARKET", "LIMIT", "SL", "SL-M")
-VALIDITIES = ("DAY", "IOC")
+# Every validity any exchange takes; each exchange's own list is in its rules.
+VALIDITIES = ("DAY", "IOC", "GTC")
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,8 @@ class ExchangeRules:
     timezone: ZoneInfo
     session_end: time
     lists_every_symbol: bool  # derivatives need their exact contract (lot size) from the table
+    # Indian exchanges have no good-till-cancelled order; US brokers (Schwab) do.
+    validities: tuple[str, ...] = ("DAY", "IOC")
 
 
 _IST = ZoneInfo("Asia/Kolkata")
@@ -40,7 +43,9 @@ _CASH_EQUITY_IN = ExchangeRules("INR", Decimal("0.05"), ("CNC", "MIS"), ORDER_TY
 _DERIVATIVES_IN = ExchangeRules(
     "INR", Decimal("0.05"), ("NRML", "MIS"), ("MARKET", "LIMIT", "SL"), _IST, time(15, 30), True
 )
-_US_EQUITY = ExchangeRules("USD", Decimal("0.01"), ("CNC", "MIS"), ORDER_TYPES, _NEW_YORK, time(16, 0), False)
+_US_EQUITY = ExchangeRules(
+    "USD", Decimal("0.01"), ("CNC", "MIS"), ORDER_TYPES, _NEW_YORK, time(16, 0), False, ("DAY", "IOC", "GTC")
+)
 
 EXCHANGES: dict[str, ExchangeRules] = {
     "NSE": _CASH_EQUITY_IN,

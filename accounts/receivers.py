@@ -13,5 +13,5 @@ def paper_account_for_new_user(sender, user, **kwargs):
 
 
 @receiver(connection_linked)
-def live_account_for_linked_connection(sender, connection, **kwargs):
-    trading_account_for_connection(connection=connection)
+def live_accounts_for_linked_connection(sender, connection, broker_accounts=(), **kwargs):
+    trading_account_for_connection(connection=connection, broker_accounts=broker_accounts)

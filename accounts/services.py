@@ -4,6 +4,7 @@ Order writes live in `accounts.orders`, the paper engine in `accounts.paper`.
 """
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -15,13 +16,14 @@ from accounts import live
 from accounts.broker_updates import orders_reconcile
 from accounts.models import Order, TradingAccount
 from accounts.paper import paper_account_reset, paper_orders_match
+from brokers.adapters.types import BrokerAccountRef
 from brokers.models import BrokerConnection, BrokerKind
 from thor.errors import ApplicationError
 
 logger = logging.getLogger("accounts.services")
 
 # How a live account of each broker is named, and the currency it is kept in.
-LIVE_ACCOUNTS = {BrokerKind.KITE: ("Zerodha", "INR")}
+LIVE_ACCOUNTS = {BrokerKind.KITE: ("Zerodha", "INR"), BrokerKind.SCHWAB: ("Schwab", "USD")}
 
 
 @transaction.atomic
@@ -56,22 +58,34 @@ def trading_account_create_paper(*, user, currency: str | None = None) -> Tradin
 
 
 @transaction.atomic
-def trading_account_for_connection(*, connection: BrokerConnection) -> TradingAccount:
-    """The live account of a newly linked (or relinked) broker connection: one per broker account."""
+def trading_account_for_connection(
+    *, connection: BrokerConnection, broker_accounts: Iterable[BrokerAccountRef] = ()
+) -> list[TradingAccount]:
+    """The live accounts of a newly linked (or relinked) broker connection: one per broker account.
+
+    A relink keeps each account's row (and so its orders); an account the broker no longer lists
+    keeps its row too, its reads then fail at the broker like any other.
+    """
     name, currency = LIVE_ACCOUNTS[connection.app.kind]
-    account, _ = TradingAccount.objects.update_or_create(
-        connection=connection,
-        broker_account_id=connection.broker_user_id,
-        defaults={"user": connection.user, "mode": TradingAccount.Mode.LIVE},
-        create_defaults={
-            "user": connection.user,
-            "mode": TradingAccount.Mode.LIVE,
-            "display_name": f"{name} {connection.broker_user_id}",
-            "currency": currency,
-            "is_primary": False,
-        },
-    )
-    return account
+    refs = list(broker_accounts) or [BrokerAccountRef(broker_account_id=connection.broker_user_id, account_number="")]
+    accounts = []
+    for ref in refs:
+        label = ref.display_name or (f"{name} ••••{ref.account_number[-4:]}" if ref.account_number else "")
+        account, _ = TradingAccount.objects.update_or_create(
+            connection=connection,
+            broker_account_id=ref.broker_account_id,
+            defaults={"user": connection.user, "mode": TradingAccount.Mode.LIVE, "account_number": ref.account_number},
+            create_defaults={
+                "user": connection.user,
+                "mode": TradingAccount.Mode.LIVE,
+                "account_number": ref.account_number,
+                "display_name": label or f"{name} {ref.broker_account_id}",
+                "currency": currency,
+                "is_primary": False,
+            },
+        )
+        accounts.append(account)
+    return accounts
 
 
 @transaction.atomic

@@ -2,10 +2,12 @@
 
 from brokers.adapters.base import BrokerAdapter
 from brokers.adapters.kite import KiteAdapter
+from brokers.adapters.schwab import SchwabAdapter
 from brokers.models import BrokerApp, BrokerConnection, BrokerKind
 
 
-def _kite(app: BrokerApp, connection: BrokerConnection | None) -> BrokerAdapter:
+def _kite(app: BrokerApp, connection: BrokerConnection | None, account_id: str) -> BrokerAdapter:
+    # A Kite login is one account: `account_id` has nothing to choose.
     return KiteAdapter(
         app_id=app.pk,
         api_key=app.api_key,
@@ -15,22 +17,35 @@ def _kite(app: BrokerApp, connection: BrokerConnection | None) -> BrokerAdapter:
     )
 
 
-BUILDERS = {BrokerKind.KITE: _kite}
+def _schwab(app: BrokerApp, connection: BrokerConnection | None, account_id: str) -> BrokerAdapter:
+    return SchwabAdapter(
+        app_id=app.pk,
+        client_id=app.api_key,
+        client_secret=app.api_secret,
+        redirect_uri=app.redirect_uri,
+        access_token=connection.access_token if connection else "",
+        refresh_token=connection.refresh_token if connection else "",
+        account_hash=account_id,
+    )
+
+
+BUILDERS = {BrokerKind.KITE: _kite, BrokerKind.SCHWAB: _schwab}
 
 
 def adapter_for_app(app: BrokerApp) -> BrokerAdapter:
     """An adapter without a session: for the login URL and the token exchange."""
-    return _build(app, None)
+    return _build(app, None, "")
 
 
-def adapter_for(connection: BrokerConnection) -> BrokerAdapter:
-    """An adapter acting with the connection's tokens."""
-    return _build(connection.app, connection)
+def adapter_for(connection: BrokerConnection, account_id: str = "") -> BrokerAdapter:
+    """An adapter acting with the connection's tokens; `account_id` is the TradingAccount's
+    broker_account_id for brokers whose login holds several accounts (Schwab's hashValue)."""
+    return _build(connection.app, connection, account_id)
 
 
-def _build(app: BrokerApp, connection: BrokerConnection | None) -> BrokerAdapter:
+def _build(app: BrokerApp, connection: BrokerConnection | None, account_id: str) -> BrokerAdapter:
     try:
         builder = BUILDERS[app.kind]
     except KeyError:
         raise ValueError(f"No adapter for broker {app.kind!r}.") from None
-    return builder(app, connection)
+    return builder(app, connection, account_id)

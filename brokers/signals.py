@@ -2,5 +2,7 @@
 
 from django.dispatch import Signal
 
-# Sent with `connection` inside the transaction that linked (or relinked) it to a broker account.
+# Sent with `connection` and `broker_accounts` (a list of BrokerAccountRef: the accounts behind the
+# login, one for Kite, each linked account for Schwab) inside the transaction that linked (or
+# relinked) the connection.
 connection_linked = Signal()

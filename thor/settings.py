@@ -229,6 +229,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "accounts.tasks.settle_unknown_orders",
         "schedule": timedelta(seconds=2),
     },
+    "refresh-broker-tokens": {
+        "task": "brokers.tasks.refresh_due_broker_tokens",
+        # Refreshes access tokens a few minutes before they expire (THOR_BROKER_REFRESH_LEAD_SECONDS).
+        "schedule": timedelta(seconds=_env_or_fail(env.float, "THOR_BROKER_REFRESH_EVERY_SECONDS", default=60.0)),
+    },
 }
 # The embedded scheduler thread runs only where the ASGI app is served in embedded mode.
 THOR_EMBEDDED_SCHEDULER = EMBEDDED and _env_bool("THOR_EMBEDDED_SCHEDULER", default=True)
@@ -440,7 +445,41 @@ THOR_PLACEMENT_LOOKUP_INTERVAL = _env_or_fail(env.float, "THOR_PLACEMENT_LOOKUP_
 # How long after it was sent an UNKNOWN order may still appear in each broker's order book; after that,
 # with the book read and no trace of it, it was never placed. Kite: its gateway gives up on a request
 # within a minute, and the day's order book lists every order of the day, so ten minutes is ample.
-THOR_PLACEMENT_SETTLE_SECONDS = {"kite": _env_or_fail(env.int, "THOR_KITE_PLACEMENT_SETTLE_SECONDS", default=600)}
+# Schwab: the account's recent orders are read back (no client order id), within the same ten minutes.
+THOR_PLACEMENT_SETTLE_SECONDS = {
+    "kite": _env_or_fail(env.int, "THOR_KITE_PLACEMENT_SETTLE_SECONDS", default=600),
+    "schwab": _env_or_fail(env.int, "THOR_SCHWAB_PLACEMENT_SETTLE_SECONDS", default=600),
+}
+
+# --- Schwab (DESIGN.md section 3, seed 002) ----------------------------------------------
+# Trader API and OAuth bases; development points both at the broker sandbox (port 8100).
+THOR_SCHWAB_API_BASE = env.str(
+    "THOR_SCHWAB_API_BASE", default="https://api.schwabapi.com" if PRODUCTION else "http://127.0.0.1:8100"
+).rstrip("/")
+THOR_SCHWAB_AUTH_BASE = env.str(
+    "THOR_SCHWAB_AUTH_BASE", default="https://api.schwabapi.com" if PRODUCTION else "http://127.0.0.1:8100"
+).rstrip("/")
+THOR_SCHWAB_SCOPE = env.str("THOR_SCHWAB_SCOPE", default="api")
+THOR_SCHWAB_TIMEOUT = _env_or_fail(env.float, "THOR_SCHWAB_TIMEOUT", default=10.0)
+# TD Ameritrade's "<client id>@AMER.OAUTHAP" (seed 002): only for apps still registered that way.
+THOR_SCHWAB_LEGACY_CLIENT_ID_SUFFIX = _env_bool("THOR_SCHWAB_LEGACY_CLIENT_ID_SUFFIX", default=False)
+# Per-app budgets from Schwab's developer portal: requests a minute, order calls a minute (set per app in the
+# portal, 120 by default) and order calls a day; how long a call may wait for its budget.
+THOR_SCHWAB_REQUESTS_PER_MINUTE = _env_or_fail(env.int, "THOR_SCHWAB_REQUESTS_PER_MINUTE", default=120)
+THOR_SCHWAB_ORDERS_PER_MINUTE = _env_or_fail(env.int, "THOR_SCHWAB_ORDERS_PER_MINUTE", default=120)
+THOR_SCHWAB_ORDERS_PER_DAY = _env_or_fail(env.int, "THOR_SCHWAB_ORDERS_PER_DAY", default=4000)
+# The OAuth token endpoint's own per-app budget (Schwab documents none; refreshes for many users share it).
+THOR_SCHWAB_TOKEN_REQUESTS_PER_MINUTE = _env_or_fail(env.int, "THOR_SCHWAB_TOKEN_REQUESTS_PER_MINUTE", default=600)
+THOR_SCHWAB_RATE_WAIT = _env_or_fail(env.float, "THOR_SCHWAB_RATE_WAIT", default=1.0)
+# Reads (never order calls) are retried this many times on a 5xx or a network error, with jittered backoff.
+THOR_SCHWAB_READ_RETRIES = _env_or_fail(env.int, "THOR_SCHWAB_READ_RETRIES", default=2)
+THOR_SCHWAB_RETRY_BACKOFF = _env_or_fail(env.float, "THOR_SCHWAB_RETRY_BACKOFF", default=0.25)
+# The sandbox's demo Schwab app, and the SPA page seed 002 relays the code from.
+THOR_SANDBOX_SCHWAB_CLIENT_ID = env.str("THOR_SANDBOX_SCHWAB_CLIENT_ID", default="thor_demo_schwab_client")
+THOR_SANDBOX_SCHWAB_CLIENT_SECRET = env.str("THOR_SANDBOX_SCHWAB_CLIENT_SECRET", default="thor_demo_schwab_secret")
+THOR_SANDBOX_SCHWAB_REDIRECT_URL = env.str(
+    "THOR_SANDBOX_SCHWAB_REDIRECT_URL", default="http://localhost:5173/schwab/callback"
+)
 
 # --- Social login (DESIGN.md section 5) ----------------------------------------------------
 # Development points every provider at the broker sandbox (`make run` starts it on port 8100), whose Google-
@@ -476,6 +515,19 @@ THOR_SOCIAL_LOGIN_MAX_AGE = 600
 THOR_SOCIAL_CODE_SECONDS = 60
 # Seconds a provider's discovery document and JWKS are reused (a JWKS is read again for an unknown key id).
 THOR_SOCIAL_METADATA_SECONDS = 3600
+
+# --- Broker token lifecycle (refresh tokens: Schwab) -----------------------------------------
+# A call refreshes an access token that expires within the margin; the beat task refreshes those that expire
+# within the lead, every THOR_BROKER_REFRESH_EVERY_SECONDS, fanned out to workers in batches, each app's
+# share capped by its token endpoint budget (THOR_SCHWAB_TOKEN_REQUESTS_PER_MINUTE).
+THOR_BROKER_REFRESH_MARGIN_SECONDS = _env_or_fail(env.float, "THOR_BROKER_REFRESH_MARGIN_SECONDS", default=60.0)
+THOR_BROKER_REFRESH_LEAD_SECONDS = _env_or_fail(env.float, "THOR_BROKER_REFRESH_LEAD_SECONDS", default=300.0)
+THOR_BROKER_REFRESH_EVERY_SECONDS = _env_or_fail(env.float, "THOR_BROKER_REFRESH_EVERY_SECONDS", default=60.0)
+THOR_BROKER_REFRESH_BATCH_SIZE = _env_or_fail(env.int, "THOR_BROKER_REFRESH_BATCH_SIZE", default=50)
+# A connection shows `expiring` (and its reauth_due_at) this long before its refresh token ends.
+THOR_BROKER_REAUTH_WARNING_SECONDS = _env_or_fail(env.float, "THOR_BROKER_REAUTH_WARNING_SECONDS", default=86400.0)
+# Seed 002: Schwab account number -> hashValue map, cached this long.
+THOR_SCHWAB_ACCOUNT_MAP_SECONDS = 60
 
 # --- Accounts: live read freshness and the paper engine -------------------------------------
 THOR_LIVE_FRESH_SECONDS = _env_or_fail(env.float, "THOR_LIVE_FRESH_SECONDS", default=5.0)

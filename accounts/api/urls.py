@@ -1,4 +1,4 @@
-from accounts.api import views
+from accounts.api import schwab_views, views
 from accounts.api.ws import WebSocketStatusView, WebSocketTicketView
 from thor.routes import slash_optional
 
@@ -17,6 +17,20 @@ urlpatterns = [
     *slash_optional(f"{ACCOUNT}/orders", views.OrdersView.as_view(), name="account-orders"),
     *slash_optional(f"{ACCOUNT}/orders/<int:order_id>", views.OrderDetailView.as_view(), name="account-order"),
     *slash_optional(f"{ACCOUNT}/batch-orders", views.BatchOrdersView.as_view(), name="account-batch-orders"),
+    # Seed 002: Schwab accounts
+    *slash_optional("schwab/accounts/", schwab_views.SchwabAccountsView.as_view(), name="schwab-accounts"),
+    *slash_optional("schwab/account/summary/", schwab_views.SchwabSummaryView.as_view(), name="schwab-summary"),
+    *slash_optional("schwab/account/positions/", schwab_views.SchwabPositionsView.as_view(), name="schwab-positions"),
+    *slash_optional(
+        "schwab/accounts/<str:account_id>/balances/",
+        schwab_views.SchwabLegacyBalancesView.as_view(),
+        name="schwab-legacy-balances",
+    ),
+    *slash_optional(
+        "schwab/accounts/<str:account_id>/positions/",
+        schwab_views.SchwabLegacyPositionsView.as_view(),
+        name="schwab-legacy-positions",
+    ),
     *slash_optional("ws/status", WebSocketStatusView.as_view(), name="ws-status"),
     *slash_optional("ws/ticket", WebSocketTicketView.as_view(), name="ws-ticket"),
 ]

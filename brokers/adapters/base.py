@@ -2,6 +2,7 @@
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 
 from brokers.adapters.types import Funds, Holding, OrderRequest, OrderResult, Position, Profile, Quote, Tokens
 
@@ -48,6 +49,17 @@ class BrokerAdapter(ABC):
     @abstractmethod
     def quotes(self, instruments: Iterable[str]) -> dict[str, Quote]:
         """Quotes keyed by "EXCHANGE:SYMBOL" (or the instrument token as given)."""
+
+    def find_placed(self, order: OrderRequest, sent_at: datetime) -> OrderResult | None:
+        """The broker's record of a placement whose answer was lost, or None when it has none.
+
+        By default the order carrying the request's tag (its client order id, as Kite keeps it);
+        brokers without a client order id override this with their own matching. A book that cannot
+        be read raises BrokerError: only a read that succeeded may say "not there".
+        """
+        if not order.tag:
+            return None
+        return next(iter(self.orders({"tag": order.tag})), None)
 
     def revoke(self) -> None:
         """Invalidate the session at the broker where the broker allows it; a no-op otherwise."""

@@ -16,6 +16,17 @@ class Tokens:
 
 
 @dataclass(frozen=True)
+class BrokerAccountRef:
+    """One account a login can trade, as the broker names it: Schwab's hashValue is the id every account
+    path takes, the plain number is only for showing (masked) and for matching what a user typed."""
+
+    broker_account_id: str
+    account_number: str
+    display_name: str = ""
+    kind: str = ""  # MARGIN | CASH
+
+
+@dataclass(frozen=True)
 class Profile:
     broker_user_id: str
     name: str

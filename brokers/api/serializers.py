@@ -4,6 +4,8 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from brokers.services import tokens
+
 # Kite api keys and secrets are short alphanumeric strings; the sandbox's demo key has underscores.
 CREDENTIAL = r"^[A-Za-z0-9_]+$"
 CREDENTIAL_MESSAGE = "Only letters, digits and underscores."
@@ -38,7 +40,13 @@ class ConnectionOutputSerializer(serializers.Serializer):
     broker = serializers.CharField(source="app.kind")
     app_id = serializers.IntegerField()
     app_name = serializers.CharField(source="app.name")
-    status = serializers.CharField()
+    status = serializers.SerializerMethodField(
+        help_text="pending | active | expiring (the user must link again before reauth_due_at) | expired | revoked | error"
+    )
+    reauth_due_at = serializers.SerializerMethodField(
+        allow_null=True,
+        help_text="When the refresh token ends and the user must link again (brokers with refresh tokens).",
+    )
     broker_user_id = serializers.CharField()
     access_expires_at = serializers.DateTimeField(allow_null=True)
     refresh_expires_at = serializers.DateTimeField(allow_null=True)
@@ -47,6 +55,14 @@ class ConnectionOutputSerializer(serializers.Serializer):
     trading_enabled = serializers.BooleanField()
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
+
+    def get_status(self, connection) -> str:
+        return tokens.connection_display_status(connection)
+
+    @extend_schema_field(serializers.DateTimeField(allow_null=True))
+    def get_reauth_due_at(self, connection):
+        due = tokens.connection_reauth_due_at(connection)
+        return serializers.DateTimeField().to_representation(due) if due else None
 
 
 class LinkConfirmInputSerializer(serializers.Serializer):

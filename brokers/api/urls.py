@@ -1,4 +1,4 @@
-from brokers.api import views
+from brokers.api import schwab_views, views
 from thor.routes import slash_optional
 
 urlpatterns = [
@@ -17,6 +17,11 @@ urlpatterns = [
         name="broker-connection-reconnect",
     ),
     *slash_optional("brokers/kite/connect", views.KiteConnectView.as_view(), name="kite-connect"),
+    # Seed 002: Schwab OAuth
+    *slash_optional("schwab/oauth/start/", schwab_views.SchwabOAuthStartView.as_view(), name="schwab-oauth-start"),
+    *slash_optional(
+        "schwab/oauth/callback/", schwab_views.SchwabOAuthCallbackView.as_view(), name="schwab-oauth-callback"
+    ),
     # Seed 003 aliases over the user's Kite account
     *slash_optional("user/profile", views.KiteProfileView.as_view(), name="kite-profile"),
     *slash_optional("market/quote/<int:instrument_token>", views.KiteQuoteView.as_view(), name="kite-quote"),

@@ -20,6 +20,8 @@ from .option_chain import IST, OptionChainBook
 FIXTURES_DIR = Path(__file__).parent / "fixtures"
 
 KITE_EXCHANGES = ("NSE", "BSE", "NFO", "CDS", "BFO", "MCX", "BCD")
+# The Schwab sandbox's equities (fixtures/schwab/us_equities.csv) share the same market.
+US_EXCHANGES = ("NASDAQ", "NYSE")
 DEFAULT_BASE_PRICE = 100.0
 # Instruments the Kite mocks do not list but every demo needs (real tokens and symbols).
 EXTRA_INSTRUMENTS_CSV = "sandbox_instruments.csv"
@@ -189,7 +191,7 @@ class Market:
     def pin(self, key: str, price: float | None) -> Instrument:
         """Pin (or with None, release) a price; pinning an unknown "EXCH:SYMBOL" lists it."""
         exchange, _, tradingsymbol = key.partition(":")
-        if exchange not in KITE_EXCHANGES or not tradingsymbol:
+        if exchange not in KITE_EXCHANGES + US_EXCHANGES or not tradingsymbol:
             raise ValueError(f"Unknown instrument {key!r}: use EXCHANGE:TRADINGSYMBOL")
         with self._lock:
             instrument = self._by_key.get(key)

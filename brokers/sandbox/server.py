@@ -1,11 +1,12 @@
 """The sandbox HTTP server: one port for every fake broker plus the `/_sandbox` control API.
 
-Brokers are mounted by path prefix (Kite at the root; Schwab will sit under `/v1/oauth` and
-`/trader/v1`). The control API registers apps, pins prices, injects faults and reads call counts;
+Brokers are mounted by path prefix (Kite at the root; Schwab under `/v1/oauth`, `/trader/v1` and
+`/marketdata/v1`). The control API registers apps, pins prices, injects faults and reads call counts;
 it is never subject to faults and is not counted.
 """
 
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -18,6 +19,9 @@ from .kite_api import KiteApi
 from .kite_models import KiteApp
 from .kite_state import KiteState
 from .market import InstrumentCatalogue, Market
+from .schwab_api import SchwabApi
+from .schwab_api import add_control_routes as add_schwab_control_routes
+from .schwab_state import SchwabApp, SchwabState, us_instruments
 from .state import CallStats, Fault, FaultBook, PostbackSender
 from .web import MethodNotAllowed, Request, Response, RouteNotFound, Router
 
@@ -45,13 +49,15 @@ class SandboxState:
         apps: Iterable[KiteApp | Mapping] = (),
         faults: Iterable[Fault | Mapping] = (),
         clock: Callable[[], float] = time.time,
+        schwab_apps: Iterable[SchwabApp | Mapping] = (),
     ):
         self.lock = threading.RLock()
         self.stats = CallStats(self.lock)
         self.faults = FaultBook(self.lock, faults)
-        self.market = Market(InstrumentCatalogue().instruments(), clock=clock, lock=self.lock)
+        self.market = Market(InstrumentCatalogue().instruments() + us_instruments(), clock=clock, lock=self.lock)
         self.postbacks = PostbackSender(self.stats)
         self.kite = KiteState(lock=self.lock, clock=clock, market=self.market, postbacks=self.postbacks, apps=apps)
+        self.schwab = SchwabState(lock=self.lock, clock=clock, market=self.market, apps=schwab_apps)
         self._initial_faults = self.faults.listing()
 
     def reset(self) -> None:
@@ -59,6 +65,7 @@ class SandboxState:
         its first apps, fresh accounts, no sessions, pins or counts, and the faults it started with."""
         with self.lock:
             self.kite.reset()
+            self.schwab.reset()
             self.market.release_all()
             self.faults.clear()
             for fault in self._initial_faults:
@@ -79,15 +86,18 @@ class SandboxServer:
         tick_seconds: float | None = 1.0,
         clock: Callable[[], float] = time.time,
         idp_clients: Mapping[str, Iterable[Mapping]] | None = None,
+        schwab_apps: Iterable[SchwabApp | Mapping] = (),
     ):
-        self.state = SandboxState(apps=apps, faults=faults, clock=clock)
+        self.state = SandboxState(apps=apps, faults=faults, clock=clock, schwab_apps=schwab_apps)
         # The identity providers Thor's social login talks to, each under its own prefix.
         idp_clients = idp_clients or {}
         self.google = GoogleIdp(base_url=lambda: self.url, clients=idp_clients.get("google", ()), clock=clock)
         self.discord = DiscordIdp(clients=idp_clients.get("discord", ()), clock=clock)
         # Longest prefix first, so a broker under /trader/v1 wins over Kite at the root.
+        self.schwab = SchwabApi(self.state.schwab, base_url=lambda: self.url)
         self.brokers: list[BrokerApi] = sorted(
-            [KiteApi(self.state.kite), self.google, self.discord], key=lambda api: -len(api.prefix)
+            [KiteApi(self.state.kite), self.google, self.discord, *self.schwab.mounts()],
+            key=lambda api: -len(api.prefix),
         )
         self.control = _control_router(self.state)
         self._tick_seconds = tick_seconds
@@ -116,6 +126,7 @@ class SandboxServer:
         while not self._stopping.wait(self._tick_seconds):
             try:
                 self.state.kite.match_resting_orders()
+                self.state.schwab.match_resting_orders()
             except Exception:
                 logger.exception("Sandbox ticker failed")
 
@@ -136,6 +147,9 @@ class SandboxServer:
         elif fault.kind == "drop":
             self.state.stats.record_call(request.method, request.path, "dropped")
             return None
+        elif (fault_response := getattr(broker, "fault_response", None)) is not None:
+            # Brokers that shape their own failures (Schwab: four error shapes, Retry-After, 401s).
+            response = fault_response(fault, request)
         elif fault.kind == "429":
             response = broker.error_response(429, "Too many requests.")
         elif fault.kind == "5xx":
@@ -170,6 +184,12 @@ class _RequestHandler(BaseHTTPRequestHandler):
     # Seconds a client may stall mid-request before its connection is closed.
     timeout = 30
     server: _HTTPServer
+
+    def setup(self):
+        super().setup()
+        # Headers and body leave in two writes: without this, Nagle's algorithm holds the body until the
+        # client's delayed ACK (about 40 ms on Linux), a floor under every call a benchmark makes.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def do_GET(self):
         self._serve()
@@ -265,8 +285,12 @@ def _control_router(state: SandboxState) -> Router:
 
     def register_app(request: Request) -> Response:
         payload = _json_body(request)
+        if isinstance(payload, Mapping) and payload.get("broker", "kite") == "schwab":
+            schwab_app = SchwabApp.from_mapping(payload)
+            state.schwab.register_app(schwab_app)
+            return Response.json({"broker": "schwab", "client_id": schwab_app.client_id}, status=201)
         if isinstance(payload, Mapping) and payload.get("broker", "kite") != "kite":
-            raise ValueError("Only Kite apps can be registered for now.")
+            raise ValueError("Only Kite and Schwab apps can be registered.")
         app = KiteApp.from_mapping(payload)
         state.kite.register_app(app)
         return Response.json({"broker": "kite", "api_key": app.api_key}, status=201)
@@ -283,6 +307,7 @@ def _control_router(state: SandboxState) -> Router:
             instrument = state.market.pin(key, None if price is None else float(price))
             pinned[key] = {"instrument_token": instrument.token, "last_price": state.market.price(instrument)}
         state.kite.match_resting_orders()
+        state.schwab.match_resting_orders()
         return Response.json(pinned)
 
     def read_prices(request: Request) -> Response:
@@ -314,4 +339,5 @@ def _control_router(state: SandboxState) -> Router:
     router.add("DELETE", "/_sandbox/faults", clear_faults)
     router.add("GET", "/_sandbox/stats", lambda _: Response.json(state.stats.snapshot()))
     router.add("DELETE", "/_sandbox/stats", reset_stats)
+    add_schwab_control_routes(router, state.schwab)
     return router

@@ -13,6 +13,9 @@ logger = logging.getLogger("thor.sandbox")
 
 BROKERS = ("kite", "schwab", "google", "discord")
 FAULT_KINDS = ("latency", "429", "5xx", "token_expired", "drop")
+# Schwab's other error shapes (its `errors` list, OAuth's, the gateway's `fault`, an HTML page) and its
+# 201 without a Location header: faults only the Schwab sandbox makes.
+SCHWAB_FAULT_KINDS = ("error_list", "oauth_error", "gateway_fault", "html_page", "no_location")
 
 
 class CallStats:
@@ -63,8 +66,10 @@ class Fault:
         kind = str(data.get("kind"))
         if broker not in BROKERS:
             raise ValueError(f"`broker` must be one of {', '.join(BROKERS)}")
-        if kind not in FAULT_KINDS:
-            raise ValueError(f"`kind` must be one of {', '.join(FAULT_KINDS)}")
+        if kind not in FAULT_KINDS + SCHWAB_FAULT_KINDS:
+            raise ValueError(f"`kind` must be one of {', '.join(FAULT_KINDS + SCHWAB_FAULT_KINDS)}")
+        if kind in SCHWAB_FAULT_KINDS and broker != "schwab":
+            raise ValueError(f"`{kind}` faults are Schwab's only")
         path = data.get("path")
         if path is not None and (not isinstance(path, str) or not path.startswith("/")):
             raise ValueError("`path` must be a path prefix starting with /")

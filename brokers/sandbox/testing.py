@@ -51,13 +51,21 @@ def start_sandbox(
     faults: Iterable[Fault | Mapping] = (),
     tick_seconds: float | None = 1.0,
     idp_clients: Mapping[str, Iterable[Mapping]] | None = None,
+    schwab_apps: Iterable[Mapping] = (),
 ) -> SandboxHandle:
     """Start a sandbox on `port` (0 picks a free one) and return once it accepts connections.
 
-    `idp_clients` registers OAuth clients at its identity providers: {"google": [{"client_id", ...}]}.
+    `idp_clients` registers OAuth clients at its identity providers: {"google": [{"client_id", ...}]};
+    `schwab_apps` Schwab apps: [{"client_id", "client_secret", "redirect_uri"}].
     """
     server = SandboxServer(
-        apps=apps, faults=faults, host=host, port=port, tick_seconds=tick_seconds, idp_clients=idp_clients
+        apps=apps,
+        faults=faults,
+        host=host,
+        port=port,
+        tick_seconds=tick_seconds,
+        idp_clients=idp_clients,
+        schwab_apps=schwab_apps,
     )
     return SandboxHandle(server)
 
@@ -74,6 +82,24 @@ def submit_login(oauth_url: str, *, user_id: str, password: str, timeout: float 
             "api_key": query["api_key"][0],
             "redirect_params": query["redirect_params"][0],
             "user_id": user_id,
+            "password": password,
+        },
+        allow_redirects=False,
+        timeout=timeout,
+    )
+
+
+def submit_schwab_login(authorize_url: str, *, username: str, password: str, timeout: float = 10):
+    """What a browser does on the sandbox's Schwab login page: post its form. Returns the answer
+    unfollowed; on success a 302 to the app's redirect URI with `code`, `session` and `state`."""
+    query = parse_qs(urlsplit(authorize_url).query)
+    return requests.post(
+        authorize_url.split("?")[0],
+        data={
+            "client_id": query.get("client_id", [""])[0],
+            "redirect_uri": query.get("redirect_uri", [""])[0],
+            "state": query.get("state", [""])[0],
+            "username": username,
             "password": password,
         },
         allow_redirects=False,

@@ -18,6 +18,8 @@ from brokers.services.linking import (
     kite_user_app_connect_start,
 )
 from brokers.services.postbacks import VerifiedPostback, kite_postback_verify
+from brokers.services.schwab_linking import schwab_callback_complete, schwab_connect_start, schwab_state_consume
+from brokers.services.tokens import connection_tokens_refresh
 
 __all__ = [
     "LINK_CODE_SECONDS",
@@ -30,9 +32,13 @@ __all__ = [
     "connection_reconnect_start",
     "connection_require_active",
     "connection_revoke",
+    "connection_tokens_refresh",
     "kite_callback_complete",
     "kite_postback_verify",
     "kite_sessions_expire",
     "kite_tenant_app_connect_start",
     "kite_user_app_connect_start",
+    "schwab_callback_complete",
+    "schwab_connect_start",
+    "schwab_state_consume",
 ]

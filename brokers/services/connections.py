@@ -12,23 +12,39 @@ from brokers.adapters.base import BrokerAdapter
 from brokers.adapters.errors import BrokerError, BrokerErrorCode
 from brokers.models import BrokerConnection, BrokerKind
 from brokers.registry import adapter_for
+from brokers.services import tokens
 
 logger = logging.getLogger("thor.brokers")
 T = TypeVar("T")
 Status = BrokerConnection.Status
 
 
-def broker_call(connection: BrokerConnection, call: Callable[[BrokerAdapter], T]) -> T:
-    """`call(adapter)` for this connection, keeping the connection's status honest.
+def broker_call(connection: BrokerConnection, call: Callable[[BrokerAdapter], T], *, account_id: str = "") -> T:
+    """`call(adapter)` for this connection (and broker account, for brokers with several per login),
+    keeping the connection's status honest.
 
-    A connection that is not active, or whose session is past its expiry, raises a permanent
-    TOKEN_EXPIRED BrokerError without calling the broker (the API answers 409 reauth_required);
-    a TOKEN_EXPIRED from the broker marks the connection expired first. Success records the sync.
-    Not atomic on purpose: no transaction stays open across a network call.
+    An access token that is expired or about to be is refreshed first where the broker allows it
+    (Schwab); a connection that is not active, or whose session is past its expiry and cannot be
+    renewed, raises a permanent TOKEN_EXPIRED BrokerError without calling the broker (the API answers
+    409 reauth_required). A TOKEN_EXPIRED from the broker is answered by one forced refresh and one
+    more try where a refresh token exists (the token was superseded), else it marks the connection
+    expired. Success records the sync. Not atomic on purpose: no transaction stays open across a
+    broker call (the refresh holds its own row lock, see brokers.services.tokens).
     """
     connection_require_active(connection)
     try:
-        result = call(adapter_for(connection))
+        try:
+            result = call(adapter_for(connection, account_id=account_id))
+        except BrokerError as error:
+            if error.code != BrokerErrorCode.TOKEN_EXPIRED or connection.app.kind not in tokens.REFRESHABLE:
+                raise
+            outcome = tokens.connection_tokens_refresh(connection_id=connection.pk, force=True)
+            connection.refresh_from_db()
+            if outcome.action == "failed":
+                raise _refresh_unavailable(outcome) from error
+            if outcome.action != "refreshed":
+                raise
+            result = call(adapter_for(connection, account_id=account_id))
     except BrokerError as error:
         if error.code == BrokerErrorCode.TOKEN_EXPIRED:
             connection_mark_expired(connection=connection)
@@ -39,12 +55,28 @@ def broker_call(connection: BrokerConnection, call: Callable[[BrokerAdapter], T]
     return result
 
 
+def _refresh_unavailable(outcome) -> BrokerError:
+    return BrokerError(
+        "The broker could not renew the session just now; try again shortly.",
+        code=BrokerErrorCode.UNAVAILABLE,
+        broker_message=outcome.detail,
+    )
+
+
 # --- Connection lifecycle ----------------------------------------------------------------------
 
 
 def connection_require_active(connection: BrokerConnection) -> None:
     """Raise a permanent TOKEN_EXPIRED BrokerError unless the session is usable; a session past its
-    expiry is marked expired on the way."""
+    expiry is marked expired on the way, unless a refresh token can renew it (then it is renewed)."""
+    # Only the expiry time is read first: a cached read of a live account loads nothing else (see
+    # accounts.selectors.account_for_read_get); the refresh reads the row itself, under its lock.
+    if connection.status == Status.ACTIVE and tokens.connection_refresh_due(connection):
+        outcome = tokens.connection_tokens_refresh(connection_id=connection.pk)
+        connection.refresh_from_db()
+        if outcome.action == "failed" and connection.access_expires_at <= timezone.now():
+            # The broker could not renew it just now: the link itself is fine, so this is no reauth.
+            raise _refresh_unavailable(outcome)
     if (
         connection.status == Status.ACTIVE
         and connection.access_expires_at
@@ -61,7 +93,7 @@ def connection_require_active(connection: BrokerConnection) -> None:
 def connection_mark_expired(*, connection: BrokerConnection, error_code: str = "token_expired") -> None:
     """The session is dead at the broker: forget its tokens so the user is asked to link again."""
     BrokerConnection.objects.filter(pk=connection.pk, status=Status.ACTIVE).update(
-        status=Status.EXPIRED, last_error=error_code, access_token="", updated_at=timezone.now()
+        status=Status.EXPIRED, last_error=error_code, access_token="", refresh_token="", updated_at=timezone.now()
     )
     connection.refresh_from_db()
 

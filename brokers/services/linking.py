@@ -12,7 +12,7 @@ from rest_framework import status
 
 from brokers import oauth_state
 from brokers.adapters.errors import BrokerError
-from brokers.adapters.types import Tokens
+from brokers.adapters.types import BrokerAccountRef, Tokens
 from brokers.models import BrokerApp, BrokerConnection, BrokerKind
 from brokers.registry import adapter_for_app
 from brokers.signals import connection_linked
@@ -126,9 +126,18 @@ def kite_callback_complete(*, state: oauth_state.OAuthState, params: Mapping[str
     return _connection_link_or_fail(user=user, app=app, started_id=state.connection_id, tokens=tokens)
 
 
-def _connection_link_or_fail(*, user: User, app: BrokerApp, started_id: int, tokens: Tokens) -> BrokerConnection:
+def _connection_link_or_fail(
+    *,
+    user: User,
+    app: BrokerApp,
+    started_id: int,
+    tokens: Tokens,
+    broker_accounts: list[BrokerAccountRef] | None = None,
+) -> BrokerConnection:
     try:
-        return _connection_link(user=user, app=app, started_id=started_id, tokens=tokens)
+        return _connection_link(
+            user=user, app=app, started_id=started_id, tokens=tokens, broker_accounts=broker_accounts
+        )
     except IntegrityError:
         # A concurrent callback linked the same Kite user first; its row stands.
         raise CallbackFailed("conflict") from None
@@ -193,8 +202,22 @@ def connection_link_confirm(*, user: User, code: str) -> BrokerConnection:
         raise ApplicationError("The account was linked by another request.", code=failure.code) from None
 
 
+def _trading_enabled_on_first_link(app: BrokerApp) -> bool:
+    # Live brokers start with trading off (DESIGN.md section 2); the sandboxes start with it on.
+    if app.kind == BrokerKind.SCHWAB:
+        return not settings.PRODUCTION and not settings.THOR_SCHWAB_API_BASE.startswith("https://api.schwabapi.com")
+    return settings.THOR_KITE_IS_SANDBOX
+
+
+def _kite_accounts(tokens: Tokens) -> list[BrokerAccountRef]:
+    # A Kite login is one account: the user itself.
+    return [BrokerAccountRef(broker_account_id=tokens.broker_user_id, account_number="")]
+
+
 @transaction.atomic
-def _connection_link(*, user: User, app: BrokerApp, started_id: int, tokens: Tokens) -> BrokerConnection:
+def _connection_link(
+    *, user: User, app: BrokerApp, started_id: int, tokens: Tokens, broker_accounts: list[BrokerAccountRef] | None
+) -> BrokerConnection:
     existing = (
         BrokerConnection.objects.select_for_update()
         .filter(user=user, app=app, broker_user_id=tokens.broker_user_id)
@@ -210,7 +233,7 @@ def _connection_link(*, user: User, app: BrokerApp, started_id: int, tokens: Tok
         connection = unlinked or BrokerConnection(user=user, app=app)
     if not connection.broker_user_id:
         # A first link: a relink keeps whatever the tenant chose since.
-        connection.trading_enabled = settings.THOR_KITE_IS_SANDBOX
+        connection.trading_enabled = _trading_enabled_on_first_link(app)
     connection.broker_user_id = tokens.broker_user_id
     connection.access_token = tokens.access_token
     connection.refresh_token = tokens.refresh_token
@@ -219,5 +242,9 @@ def _connection_link(*, user: User, app: BrokerApp, started_id: int, tokens: Tok
     connection.status = Status.ACTIVE
     connection.last_error = ""
     connection.save()
-    connection_linked.send(sender=BrokerConnection, connection=connection)
+    connection_linked.send(
+        sender=BrokerConnection,
+        connection=connection,
+        broker_accounts=broker_accounts if broker_accounts is not None else _kite_accounts(tokens),
+    )
     return connection

@@ -13,7 +13,7 @@ DEMO_ORIGIN = "http://localhost:5173"
 
 
 class Command(BaseCommand):
-    help = "Development only: the demo tenant (default, allowing the SPA origin), a demo user and the sandbox Kite app."
+    help = "Development only: the demo tenant (default, allowing the SPA origin), a demo user and the sandbox Kite and Schwab apps."
 
     def add_arguments(self, parser):
         parser.add_argument("--email", default="demo@thor.local")
@@ -42,11 +42,17 @@ class Command(BaseCommand):
             # The demo user trades the sandbox's Indian instruments too.
             trading_account_create_paper(user=user, currency="INR")
         self._seed_sandbox_kite_app(tenant)
+        self._seed_sandbox_schwab_app(tenant)
         self.stdout.write(self.style.SUCCESS(f"Demo tenant: demo (allows {DEMO_ORIGIN})"))
         self.stdout.write(self.style.SUCCESS(f"Demo user:   {options['email']} / {options['password']}"))
         self.stdout.write(
             f"Sandbox Kite app: api_key={settings.THOR_SANDBOX_KITE_API_KEY} "
             f"(secret: THOR_SANDBOX_KITE_API_SECRET, default in .env.example); sandbox login AB1234 / sandbox"
+        )
+        self.stdout.write(
+            f"Sandbox Schwab app: client_id={settings.THOR_SANDBOX_SCHWAB_CLIENT_ID} "
+            f"redirect_uri={settings.THOR_SANDBOX_SCHWAB_REDIRECT_URL}; sandbox login sandbox / sandbox "
+            "(GET /api/schwab/oauth/start/)"
         )
         page = quote(f"{DEMO_ORIGIN}/oauth-complete.html?marketing_opt_in=true", safe="")
         for provider in ("google", "discord", "zerodha"):
@@ -65,5 +71,19 @@ class Command(BaseCommand):
                 "name": "Sandbox Kite",
                 "api_secret": settings.THOR_SANDBOX_KITE_API_SECRET,
                 "redirect_uri": settings.THOR_SANDBOX_KITE_REDIRECT_URL,
+            },
+        )
+
+    def _seed_sandbox_schwab_app(self, tenant):
+        # Seed 002: the SPA's /schwab/callback page relays the code to /api/schwab/oauth/callback/.
+        BrokerApp.objects.update_or_create(
+            tenant=tenant,
+            owner=None,
+            kind=BrokerKind.SCHWAB,
+            api_key=settings.THOR_SANDBOX_SCHWAB_CLIENT_ID,
+            defaults={
+                "name": "Sandbox Schwab",
+                "api_secret": settings.THOR_SANDBOX_SCHWAB_CLIENT_SECRET,
+                "redirect_uri": settings.THOR_SANDBOX_SCHWAB_REDIRECT_URL,
             },
         )

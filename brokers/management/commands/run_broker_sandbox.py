@@ -1,4 +1,4 @@
-"""Run the local broker sandbox (a fake Kite Connect) until interrupted."""
+"""Run the local broker sandbox (fake Kite Connect and Schwab, and the identity providers) until interrupted."""
 
 import json
 import os
@@ -10,7 +10,7 @@ from brokers.sandbox import DEMO_USERS, Fault, KiteApp, SandboxServer
 
 
 class Command(BaseCommand):
-    help = "Run the local broker sandbox: a fake Kite Connect API with a login page and demo users."
+    help = "Run the local broker sandbox: fake Kite Connect and Schwab APIs with login pages and demo users."
 
     def add_arguments(self, parser):
         parser.add_argument("--port", type=int, default=8100)
@@ -33,9 +33,21 @@ class Command(BaseCommand):
             for provider, client in getattr(settings, "THOR_SOCIAL_DEFAULT_APPS", {}).items()
             if client.get("client_id") and client.get("client_secret")
         }
+        schwab_app = {
+            "client_id": getattr(settings, "THOR_SANDBOX_SCHWAB_CLIENT_ID", "thor_demo_schwab_client"),
+            "client_secret": getattr(settings, "THOR_SANDBOX_SCHWAB_CLIENT_SECRET", "thor_demo_schwab_secret"),
+            "redirect_uri": getattr(
+                settings, "THOR_SANDBOX_SCHWAB_REDIRECT_URL", "http://localhost:5173/schwab/callback"
+            ),
+        }
         try:
             server = SandboxServer(
-                apps=[demo_app], faults=_faults_from_env(), host=host, port=port, idp_clients=idp_clients
+                apps=[demo_app],
+                faults=_faults_from_env(),
+                host=host,
+                port=port,
+                idp_clients=idp_clients,
+                schwab_apps=[schwab_app],
             )
         except OSError as error:
             raise CommandError(f"Cannot listen on {host}:{port}: {error}") from error
@@ -45,6 +57,10 @@ class Command(BaseCommand):
         self.stdout.write(f"Kite login page: {server.url}/connect/login?v=3&api_key={demo_app.api_key}")
         for provider, clients in idp_clients.items():
             self.stdout.write(f"{provider.title()} sandbox client: client_id={clients[0]['client_id']}")
+        self.stdout.write(
+            f"Schwab app: client_id={schwab_app['client_id']} redirect_uri={schwab_app['redirect_uri']} "
+            "(demo user sandbox / sandbox)"
+        )
         self.stdout.write(f"Google discovery: {server.url}/google/.well-known/openid-configuration")
         for user in DEMO_USERS:
             self.stdout.write(f"Demo user: {user.user_id} / {user.password}")

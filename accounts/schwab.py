@@ -1,0 +1,147 @@
+"""Seed 002's Schwab reads: which of the user's Schwab accounts a number or hash names, and its data.
+
+Account numbers are accepted in full but never shown whole; every Schwab account path takes the
+hashValue, so a number is turned into one through the accountNumbers map, cached 60 s per connection.
+Another user's number or hash is simply not in this user's accounts: 404.
+"""
+
+import re
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db.models import QuerySet
+from django.http import Http404
+
+from accounts import live
+from accounts.models import TradingAccount
+from accounts.realtime import account_group
+from brokers.adapters.errors import BrokerError
+from brokers.models import BrokerConnection, BrokerKind
+from brokers.services import broker_call
+from thor import realtime, snapshots
+from thor.snapshots import LiveRead
+
+# Schwab account numbers are digits; hashValues are hex (64) in the real API. Anything else is not one.
+ACCOUNT_NUMBER = re.compile(r"[0-9]{1,32}")
+ACCOUNT_HASH = re.compile(r"[A-Za-z0-9_-]{1,128}")
+
+
+def mask(number: str) -> str:
+    return f"****{number[-4:]}" if number else ""
+
+
+def schwab_accounts(*, user) -> QuerySet[TradingAccount]:
+    return (
+        TradingAccount.objects.filter(user=user, mode=TradingAccount.Mode.LIVE, connection__app__kind=BrokerKind.SCHWAB)
+        .select_related("connection__app", "user__tenant")
+        .order_by("id")
+    )
+
+
+def _map_key(connection: BrokerConnection) -> str:
+    return snapshots.key(connection.user.tenant.slug, f"connection-{connection.pk}", "schwab-account-numbers")
+
+
+def account_number_map(*, connection: BrokerConnection) -> dict[str, str]:
+    """{account number: hashValue} of the connection, from Schwab at most once a minute.
+
+    When Schwab cannot be asked, the numbers stored at linking stand in, so a stale read still works.
+    """
+    key = _map_key(connection)
+    cached = cache.get(key)
+    if cached is not None:
+        return cached
+    try:
+        refs = broker_call(connection, lambda adapter: adapter.account_numbers())
+    except BrokerError:
+        return dict(
+            TradingAccount.objects.filter(connection=connection)
+            .exclude(account_number="")
+            .values_list("account_number", "broker_account_id")
+        )
+    mapping = {ref.account_number: ref.broker_account_id for ref in refs}
+    cache.set(key, mapping, settings.THOR_SCHWAB_ACCOUNT_MAP_SECONDS)
+    return mapping
+
+
+def schwab_account_get(*, user, account_number: str = "", account_hash: str = "") -> TradingAccount:
+    """The user's Schwab account by number or hash, the first one when neither is given; else 404."""
+    accounts = schwab_accounts(user=user)
+    if account_hash:
+        account = (
+            accounts.filter(broker_account_id=account_hash).first() if ACCOUNT_HASH.fullmatch(account_hash) else None
+        )
+    elif account_number:
+        account = None
+        if ACCOUNT_NUMBER.fullmatch(account_number):
+            for connection in {a.connection_id: a.connection for a in accounts}.values():
+                account_hash = account_number_map(connection=connection).get(account_number)
+                if account_hash:
+                    account = accounts.filter(connection=connection, broker_account_id=account_hash).first()
+                    break
+    else:
+        account = accounts.first()
+    if account is None:
+        raise Http404
+    return account
+
+
+def schwab_account_by_id(*, user, account_id: str) -> TradingAccount:
+    """Seed 002's legacy paths name the account by number or hash in one path segment."""
+    if ACCOUNT_NUMBER.fullmatch(account_id):
+        try:
+            return schwab_account_get(user=user, account_number=account_id)
+        except Http404:
+            pass  # a hash may be all digits too
+    return schwab_account_get(user=user, account_hash=account_id)
+
+
+@dataclass(frozen=True)
+class AccountsPayload:
+    connection: BrokerConnection
+    read: LiveRead
+
+
+def accounts_payloads(*, user) -> list[AccountsPayload]:
+    """Schwab's own accounts payload (`fields=positions`) of each of the user's Schwab logins."""
+    connections = {account.connection_id: account.connection for account in schwab_accounts(user=user)}
+    payloads = []
+    for connection in connections.values():
+        read = snapshots.read_through(
+            snapshots.key(user.tenant.slug, f"connection-{connection.pk}", "schwab-accounts"),
+            lambda connection=connection: broker_call(
+                connection, lambda adapter: adapter.accounts_payload(fields="positions")
+            ),
+            fresh_ttl=settings.THOR_LIVE_FRESH_SECONDS,
+            stale_ttl=settings.THOR_LIVE_STALE_SECONDS,
+        )
+        payloads.append(AccountsPayload(connection=connection, read=read))
+    return payloads
+
+
+def snapshot_publish(*, account: TradingAccount, what: str, read: LiveRead, data) -> None:
+    """A fresh snapshot goes to the account's sockets (accounts.realtime's group); cached ones went already."""
+    if read.source != "live":
+        return
+    realtime.publish(
+        group=account_group(account.pk),
+        messages=[
+            {
+                "type": "position_update",
+                "account_id": account.pk,
+                "what": what,
+                "source": read.source,
+                "as_of": read.as_of.isoformat(),
+                "data": data,
+            }
+        ],
+    )
+
+
+def balances_read(*, account: TradingAccount, fresh: bool = False) -> LiveRead:
+    return live.live_read(account=account, what="funds", call=lambda adapter: adapter.funds(), force=fresh)
+
+
+def positions_read(*, account: TradingAccount, fresh: bool = False) -> LiveRead:
+    return live.live_read(account=account, what="positions", call=lambda adapter: adapter.positions(), force=fresh)

@@ -1,0 +1,139 @@
+"""Seed 002's Schwab OAuth endpoints, and the error shape its SPA reads (our format plus `error`)."""
+
+import logging
+from urllib.parse import urlencode
+
+from django.http import HttpResponseRedirect
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers as drf_serializers
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from brokers import services
+from brokers.api import serializers
+from brokers.api.views import query_and_body
+from identity.models import Tenant
+from thor.errors import ApplicationError, ErrorSerializer
+from thor.throttles import OAuthStartRateThrottle
+from thor.views import BrowserRedirectView
+
+logger = logging.getLogger("thor.brokers")
+
+# What each callback failure says to the SPA (seed 002 shows `error` to the user).
+CALLBACK_FAILURES = {
+    "missing_code": (400, "No authorization code provided"),
+    "invalid_code": (400, "The authorization code is not valid."),
+    "state_invalid": (400, "The Schwab login link is invalid, expired or already used."),
+    "denied": (400, "The Schwab login was not approved."),
+    "exchange_failed": (400, "Schwab did not accept the authorization code; connect again."),
+    "accounts_unavailable": (503, "Schwab did not list the accounts; connect again shortly."),
+    "conflict": (409, "This Schwab login was linked by another request."),
+}
+
+
+class Seed002ErrorSerializer(ErrorSerializer):
+    error = drf_serializers.CharField(help_text="Seed 002's key: the same message as `detail`.")
+
+
+def seed002_errors(*status_codes):
+    return {status_code: Seed002ErrorSerializer for status_code in status_codes}
+
+
+class Seed002ErrorsMixin:
+    """Every error answer of seed 002's endpoints also carries `error`, which its SPA shows."""
+
+    def handle_exception(self, exc):
+        response = super().handle_exception(exc)
+        if isinstance(response.data, dict) and "detail" in response.data:
+            response.data["error"] = response.data["detail"]
+        return response
+
+
+class SchwabOAuthStartOutputSerializer(drf_serializers.Serializer):
+    auth_url = drf_serializers.URLField()
+
+
+class SchwabCallbackOutputSerializer(drf_serializers.Serializer):
+    success = drf_serializers.BooleanField()
+    connection = serializers.ConnectionOutputSerializer()
+
+
+class SchwabOAuthStartView(Seed002ErrorsMixin, APIView):
+    throttle_classes = [OAuthStartRateThrottle]
+
+    @extend_schema(
+        summary="Seed 002: the Schwab authorize URL for the signed-in user",
+        parameters=[OpenApiParameter("frontend_url", str, description="An allowed origin to return to.")],
+        responses={200: SchwabOAuthStartOutputSerializer, **seed002_errors(400, 401, 404, 429)},
+    )
+    def get(self, request):
+        data = serializers.FrontendUrlInputSerializer(data=query_and_body(request))
+        data.is_valid(raise_exception=True)
+        auth_url = services.schwab_connect_start(
+            user=request.user, frontend_url=data.validated_data.get("frontend_url")
+        )
+        return Response(SchwabOAuthStartOutputSerializer({"auth_url": auth_url}).data)
+
+
+def _to_frontend(origin: str, **params) -> HttpResponseRedirect:
+    response = HttpResponseRedirect(f"{origin}/?{urlencode({'broker': 'schwab', **params})}")
+    response["Cache-Control"] = "no-store"
+    response["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+class SchwabOAuthCallbackView(Seed002ErrorsMixin, BrowserRedirectView):
+    """With a Bearer JWT (the SPA relays the code) it answers JSON; a browser Schwab sent straight
+    here is redirected to the SPA. The signed state says which user the flow is for."""
+
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        summary="Seed 002: finish the Schwab login (JSON with a Bearer JWT, else a redirect to the SPA)",
+        parameters=[
+            OpenApiParameter("code", str, description="Schwab's authorization code, as Schwab sent it."),
+            OpenApiParameter("state", str, description="The state Schwab handed back."),
+            OpenApiParameter("error", str, description="Set by Schwab when the login was not approved."),
+        ],
+        responses={200: SchwabCallbackOutputSerializer, 302: None, **seed002_errors(400, 401, 409, 503)},
+    )
+    def get(self, request):
+        relayed = bool(request.user and request.user.is_authenticated)
+        params = request.query_params
+        code, state_token = params.get("code", ""), params.get("state", "")
+        if not code and not params.get("error"):
+            # Checked first, so a relay without its code does not use up the flow.
+            raise self._failure("missing_code")
+        try:
+            if len(state_token) > 2000:
+                raise services.CallbackFailed("state_invalid")
+            state = services.schwab_state_consume(state_token=state_token, user=request.user if relayed else None)
+        except services.CallbackFailed as failure:
+            # Without a valid state there is no allow-listed origin to send a browser back to.
+            raise self._failure(failure.code) from None
+        tenant = Tenant.objects.filter(slug=state.tenant_slug).first()
+        if tenant is None or not tenant.allows_origin(state.frontend_origin):
+            raise self._failure("state_invalid")
+        try:
+            if params.get("error"):
+                raise services.CallbackFailed("denied")
+            connection = services.schwab_callback_complete(state=state, code=code)
+        except services.CallbackFailed as failure:
+            if relayed:
+                raise self._failure(failure.code) from None
+            return _to_frontend(state.frontend_origin, status="error", error=failure.code)
+        except Exception:
+            logger.exception("Schwab callback failed")
+            if relayed:
+                raise
+            return _to_frontend(state.frontend_origin, status="error", error="server_error")
+        if relayed:
+            body = {"success": True, "connection": connection}
+            return Response(SchwabCallbackOutputSerializer(body).data)
+        return _to_frontend(state.frontend_origin, status="connected")
+
+    @staticmethod
+    def _failure(code: str) -> ApplicationError:
+        status_code, message = CALLBACK_FAILURES.get(code, (400, "The Schwab login could not be finished."))
+        return ApplicationError(message, code=code, status_code=status_code)

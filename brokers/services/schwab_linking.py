@@ -1,0 +1,113 @@
+"""Linking a Schwab login (seed 002): the authorize URL with its signed state, and the callback.
+
+The callback comes two ways and both end in `schwab_callback_complete`: the SPA's
+`/schwab/callback` page relays `code` (and `state`) with the user's Bearer JWT, or Schwab sends the
+browser straight to the backend. Seed 002's page relays only `code`; the state of the flow the same
+signed-in user started in the last ten minutes then stands in for it, so a code from someone
+else's flow is never attached to this user.
+"""
+
+import logging
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+from rest_framework import status
+
+from brokers import oauth_state
+from brokers.adapters.errors import BrokerError
+from brokers.models import BrokerApp, BrokerConnection, BrokerKind
+from brokers.registry import adapter_for, adapter_for_app
+from brokers.services.linking import (
+    CallbackFailed,
+    _connection_link_or_fail,
+    _frontend_origin,
+    _pending_connection,
+)
+from identity.models import User
+from thor.errors import ApplicationError
+
+logger = logging.getLogger("thor.brokers")
+
+# Schwab's codes are about 100 characters; anything far longer is not one.
+MAX_CODE_LENGTH = 1000
+
+
+def _started_flow_key(user_id: int) -> str:
+    return f"schwab-oauth-started:{user_id}"
+
+
+def schwab_app_for(tenant) -> BrokerApp:
+    app = BrokerApp.objects.filter(tenant=tenant, owner__isnull=True, kind=BrokerKind.SCHWAB).order_by("id").first()
+    if app is None:
+        raise ApplicationError(
+            "This tenant has no Schwab app.", code="no_schwab_app", status_code=status.HTTP_404_NOT_FOUND
+        )
+    return app
+
+
+@transaction.atomic
+def schwab_connect_start(*, user: User, frontend_url: str | None = None) -> str:
+    """The Schwab authorize URL for this user through the tenant's Schwab app."""
+    origin = _frontend_origin(user=user, frontend_url=frontend_url)
+    app = schwab_app_for(user.tenant)
+    connection = _pending_connection(user=user, app=app)
+    state = oauth_state.issue(
+        user_id=user.pk,
+        tenant_slug=user.tenant.slug,
+        app_id=app.pk,
+        connection_id=connection.pk,
+        frontend_origin=origin,
+    )
+    # Seed 002's callback page relays only the code: remember which flow this user started.
+    cache.set(_started_flow_key(user.pk), state, settings.THOR_OAUTH_STATE_MAX_AGE)
+    return adapter_for_app(app).authorization_url(state)
+
+
+def schwab_state_consume(*, state_token: str, user: User | None) -> oauth_state.OAuthState:
+    """The flow's state, once. Without a state, the latest flow `user` (signed in) started.
+
+    Raises CallbackFailed("state_invalid") for a forged, expired, replayed or foreign state.
+    """
+    if not state_token and user is not None:
+        state_token = cache.get(_started_flow_key(user.pk)) or ""
+    try:
+        state = oauth_state.consume(state_token)
+    except oauth_state.StateInvalid:
+        raise CallbackFailed("state_invalid") from None
+    if user is not None:
+        cache.delete(_started_flow_key(user.pk))
+        if state.user_id != user.pk:
+            # A signed-in user relaying a flow someone else started: never attach it to either of them.
+            raise CallbackFailed("state_invalid")
+    return state
+
+
+def schwab_callback_complete(*, state: oauth_state.OAuthState, code: str) -> BrokerConnection:
+    """Exchange the code, read the accounts behind the login, then link them in one transaction.
+
+    Both network calls run before the transaction; raises CallbackFailed with a short code.
+    """
+    if not code:
+        raise CallbackFailed("missing_code")
+    if len(code) > MAX_CODE_LENGTH:
+        raise CallbackFailed("invalid_code")
+    user = User.objects.filter(pk=state.user_id, tenant__slug=state.tenant_slug, is_active=True).first()
+    app = BrokerApp.objects.filter(pk=state.app_id, tenant__slug=state.tenant_slug, kind=BrokerKind.SCHWAB).first()
+    if user is None or app is None:
+        raise CallbackFailed("state_invalid")
+    try:
+        tokens = adapter_for_app(app).exchange({"code": code})
+    except BrokerError as error:
+        logger.warning("Schwab code exchange failed for app %s: %s", app.pk, error.code)
+        raise CallbackFailed("exchange_failed") from None
+    # Not saved: an adapter acting with the new tokens before any row holds them.
+    unsaved = BrokerConnection(user=user, app=app, access_token=tokens.access_token, refresh_token=tokens.refresh_token)
+    try:
+        broker_accounts = adapter_for(unsaved).account_numbers()
+    except BrokerError as error:
+        logger.warning("Schwab accounts unreadable after linking for app %s: %s", app.pk, error.code)
+        raise CallbackFailed("accounts_unavailable") from None
+    return _connection_link_or_fail(
+        user=user, app=app, started_id=state.connection_id, tokens=tokens, broker_accounts=broker_accounts
+    )

@@ -1,0 +1,107 @@
+"""The Schwab sandbox for end-to-end tests of linking, seed 002's endpoints and token refresh.
+
+Thor talks to the sandbox over real HTTP; the tenant's Schwab app is the one the sandbox knows.
+"""
+
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+
+from brokers.models import BrokerApp, BrokerConnection, BrokerKind
+from brokers.sandbox.testing import start_sandbox, submit_schwab_login
+
+CLIENT_ID, CLIENT_SECRET = "schwab-test-client", "schwab-test-secret"
+SPA = "http://localhost:5173"
+SPA_CALLBACK = f"{SPA}/schwab/callback"
+
+
+@pytest.fixture
+def schwab_sandbox(settings):
+    with start_sandbox(
+        schwab_apps=[{"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "redirect_uri": SPA_CALLBACK}],
+        tick_seconds=None,
+    ) as running:
+        settings.THOR_SCHWAB_API_BASE = running.url
+        settings.THOR_SCHWAB_AUTH_BASE = running.url
+        # Every test starts with a full budget and without waiting on one.
+        settings.THOR_SCHWAB_RATE_WAIT = 0.0
+        yield running
+
+
+@pytest.fixture
+def schwab_app(tenant):
+    return BrokerApp.objects.create(
+        tenant=tenant,
+        kind=BrokerKind.SCHWAB,
+        name="Acme Schwab",
+        api_key=CLIENT_ID,
+        api_secret=CLIENT_SECRET,
+        redirect_uri=SPA_CALLBACK,
+    )
+
+
+def start(client) -> str:
+    response = client.get("/api/schwab/oauth/start/")
+    assert response.status_code == 200, response.json()
+    return response.json()["auth_url"]
+
+
+def approve(auth_url: str, username="sandbox", password="sandbox") -> dict:
+    """Log in on the sandbox's Schwab page; returns the query Schwab sends the SPA page (code, state)."""
+    answer = submit_schwab_login(auth_url, username=username, password=password, timeout=5)
+    assert answer.status_code == 302, answer.text
+    location = urlsplit(answer.headers["Location"])
+    assert f"{location.scheme}://{location.netloc}{location.path}" == SPA_CALLBACK
+    return {key: values[0] for key, values in parse_qs(location.query).items()}
+
+
+def relay(client, params: dict):
+    """What seed 002's /schwab/callback page does: hand Schwab's query to the backend with its JWT."""
+    return client.get("/api/schwab/oauth/callback/", params)
+
+
+def link_schwab(client) -> BrokerConnection:
+    response = relay(client, approve(start(client)))
+    assert response.status_code == 200, response.json()
+    return BrokerConnection.objects.get(pk=response.json()["connection"]["id"])
+
+
+def schwab_fault(sandbox, **fault) -> None:
+    requests.post(f"{sandbox.url}/_sandbox/faults", json={"broker": "schwab", **fault}, timeout=5).raise_for_status()
+
+
+def clear_faults(sandbox) -> None:
+    requests.delete(f"{sandbox.url}/_sandbox/faults", timeout=5).raise_for_status()
+
+
+def refresh_calls(sandbox) -> dict:
+    return requests.get(f"{sandbox.url}/_sandbox/schwab/refreshes", timeout=5).json()
+
+
+def seeded_connections(sandbox, app, users, *, access_seconds: float) -> list[BrokerConnection]:
+    """One active Schwab connection per user, with tokens the sandbox issued (no login page: many at once)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    response = requests.post(
+        f"{sandbox.url}/_sandbox/schwab/grants",
+        json={"client_id": app.api_key, "count": len(users), "access_seconds": access_seconds},
+        timeout=30,
+    )
+    response.raise_for_status()
+    now = timezone.now()
+    return [
+        BrokerConnection.objects.create(
+            user=user,
+            app=app,
+            status=BrokerConnection.Status.ACTIVE,
+            broker_user_id=grant["customer_id"],
+            access_token=grant["access_token"],
+            refresh_token=grant["refresh_token"],
+            access_expires_at=now + timedelta(seconds=access_seconds),
+            refresh_expires_at=now + timedelta(seconds=grant["refresh_expires_in"]),
+        )
+        for user, grant in zip(users, response.json(), strict=True)
+    ]
