@@ -88,11 +88,21 @@ class ForwardedFromTrustedProxies:
             forwarded_for = [part for part in forwarded_for if part]
             if forwarded_for:
                 client = next((host for host in reversed(forwarded_for) if not self._trusted(host)), forwarded_for[0])
-                environ["REMOTE_ADDR"] = client
+                # Only an address: anything else in the header is not a client anyone can be throttled as.
+                if _is_address(client):
+                    environ["REMOTE_ADDR"] = client
             scheme = environ.get("HTTP_X_FORWARDED_PROTO", "").split(",")[-1].strip().lower()
             if scheme in ("http", "https"):
                 environ["wsgi.url_scheme"] = scheme
         return self.application(environ, start_response)
+
+
+def _is_address(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
 
 
 def build_wsgi_application():
