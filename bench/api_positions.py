@@ -10,6 +10,7 @@ generator is wrk (C, one thread). A measurement, not a test: it exits 0 whether 
 """
 
 import argparse
+import math
 
 import requests
 from harness import (
@@ -20,6 +21,7 @@ from harness import (
     ensure_wrk,
     exit_cleanly_on_sigterm,
     live_world,
+    manage,
     start_server,
     switch_thor_server,
     verdict,
@@ -35,6 +37,9 @@ FUNDS = "/api/accounts/primary/funds"
 ORDERS = "/api/accounts/primary/orders"
 READS = {"positions": POSITIONS, "funds": FUNDS, "orders": ORDERS}
 TARGET_RATIO = 0.5
+TARGET_SIZE_RATIO = 2.0  # a big account's read may take at most twice a small one's time
+BIG_ORDERS = 100_000
+BIG_POSITIONS = 200
 TARGET_P99_MS = 15.0
 TARGET_CONNECTIONS = 16
 WARM_UP_SECONDS = 1.0
@@ -57,6 +62,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="measured time per endpoint and server")
     parser.add_argument("--workers", type=int, default=2, help="worker processes of every server")
     parser.add_argument("--servers", default=",".join(SERVERS), help="comma-separated, from " + ", ".join(SERVERS))
+    parser.add_argument(
+        "--no-sizes", action="store_true", help=f"skip the {BIG_ORDERS:,} orders / {BIG_POSITIONS} positions run"
+    )
     args = parser.parse_args()
     servers = [server for server in args.servers.split(",") if server]
     if unknown := set(servers) - set(SERVERS):
@@ -69,6 +77,8 @@ def main() -> None:
     with Processes() as processes:
         print(f"Setting up: database, sandbox, Thor; logs in {processes.log_dir}")
         world = live_world(processes, workers=args.workers, fresh_seconds=FRESH_SECONDS, server=servers[0])
+        _give_orders(world, SMALL_ORDERS)
+        _prime(world)
 
         def measure(url: str, path: str, token: str | None) -> WrkResult:
             wrk_load(url, path, token, connections=args.connections, seconds=WARM_UP_SECONDS)
@@ -89,8 +99,91 @@ def main() -> None:
             for name, path in paths.items():
                 row[name] = measure(world.thor_url, path, world.token)
             sources_ok &= _all_cached(world)
+        sizes = {}
+        if SHIPPED_SERVER in servers and not args.no_sizes:
+            print(
+                f"Measuring a big account under {SHIPPED_SERVER}: {BIG_ORDERS:,} orders, {BIG_POSITIONS} positions ..."
+            )
+            if world.server != SHIPPED_SERVER:
+                switch_thor_server(processes, world, SHIPPED_SERVER)
+            _grow_account(world)
+            sizes = {
+                "positions": measure(world.thor_url, POSITIONS, world.token),
+                "orders": measure(world.thor_url, ORDERS, world.token),
+            }
+            sources_ok &= _all_cached(world)
 
     report(results, args, sources_ok)
+    if sizes:
+        _report_sizes(results[SHIPPED_SERVER], sizes)
+
+
+# Run in `manage.py shell` against the bench world: orders straight into the table (what matters is how
+# many the account has, not how they got there), and a positions snapshot as the broker would have sent it.
+_GROW = """
+from decimal import Decimal
+from accounts.api.views import positions_body
+from accounts.models import Order, TradingAccount
+from brokers.adapters.types import Position
+from django.conf import settings
+from thor import snapshots
+
+account = TradingAccount.objects.select_related("user__tenant").get(pk={account_id})
+Order.objects.bulk_create(
+    (
+        Order(account=account, client_order_id=f"bench-{{i}}", symbol="INFY", exchange="NSE", side="BUY",
+              quantity=Decimal(1), order_type="LIMIT", product="CNC", price=Decimal("1400"), status="CANCELLED")
+        for i in range({first_order}, {orders})
+    ),
+    batch_size=5000,
+)
+# What autovacuum would do soon after such growth: the planner's statistics see the new rows.
+from django.db import connection
+with connection.cursor() as cursor:
+    cursor.execute("ANALYZE accounts_order")
+positions = {positions} and [
+    Position(symbol=f"BENCH{{i}}", exchange="NSE", product="CNC", quantity=Decimal(10), average_price=Decimal("100.5"),
+             last_price=Decimal("101.25"), realised_pnl=Decimal(0), unrealised_pnl=Decimal("7.50"),
+             day_pnl=Decimal("1.25"), value=Decimal("1012.50"), instrument_token=100000 + i)
+    for i in range({positions})
+]
+if positions:
+    key = snapshots.key(account.user.tenant.slug, account.pk, "positions")
+    snapshots._store(key, positions, settings.THOR_LIVE_FRESH_SECONDS, settings.THOR_LIVE_STALE_SECONDS, positions_body)
+"""
+# A small account still has a full first page of orders: the big one's page is the same size.
+SMALL_ORDERS = 50
+
+
+def _give_orders(world, orders: int, positions: int = 0, first_order: int = 0) -> None:
+    code = _GROW.format(account_id=world.account_id, first_order=first_order, orders=orders, positions=positions)
+    manage(world.env, "shell", "-c", code)
+
+
+def _grow_account(world) -> None:
+    _give_orders(world, BIG_ORDERS, BIG_POSITIONS, first_order=SMALL_ORDERS)
+    headers = {"Authorization": f"Bearer {world.token}"}
+    body = requests.get(world.thor_url + POSITIONS, headers=headers, timeout=10).json()
+    if len(body["data"]) != BIG_POSITIONS:
+        raise RuntimeError(f"the big positions snapshot was not served: {len(body['data'])} positions")
+
+
+def _report_sizes(small: dict[str, WrkResult], big: dict[str, WrkResult]) -> None:
+    print()
+    print(f"Cost with size, under {SHIPPED_SERVER}: the same reads on a big account (time per request, big / small;")
+    print(f"the small account: {SMALL_ORDERS} orders, the sandbox's few positions). Index: order_account_newest_first.")
+    for name, what in (("orders", f"first page of {BIG_ORDERS:,} orders"), ("positions", f"{BIG_POSITIONS} positions")):
+        ratio = small[name].throughput / big[name].throughput if big[name].throughput else math.inf
+        print(
+            f"  {what:<28} {_cell(big[name]):>22}   small {_cell(small[name]):>18}   x{ratio:.2f}"
+            f" (<= {TARGET_SIZE_RATIO:.0f}): {verdict(ratio <= TARGET_SIZE_RATIO)}"
+        )
+
+
+def _prime(world) -> None:
+    """The first read of each live snapshot goes to the broker (the sandbox); every later one is a cache hit."""
+    for path in (POSITIONS, FUNDS):
+        requests.get(world.thor_url + path, headers={"Authorization": f"Bearer {world.token}"}, timeout=30)
 
 
 def _all_cached(world) -> bool:
