@@ -93,9 +93,10 @@ class Processes:
             if child.poll() is not None:
                 raise RuntimeError(f"{child.name} exited with {child.returncode}; see {self.log_dir / child.name}.log")
             try:
-                requests.get(url, timeout=2)
+                requests.get(url, timeout=5)
                 return
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):
+                # Not listening yet, or listening while its workers still start (slow on a busy machine).
                 time.sleep(0.2)
         raise RuntimeError(f"{child.name} did not answer {url} within {timeout:.0f} s")
 
