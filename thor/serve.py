@@ -13,9 +13,11 @@ another address) any local client could choose its own address and with it a fre
 bucket; granian believes no forwarded header at all, so behind a proxy every client would share the
 proxy's bucket. Here the trusted peers are THOR_FORWARDED_ALLOW_IPS and nothing else, for both:
 uvicorn through its own options, granian through `ForwardedFromTrustedProxies` around the WSGI app.
+The body cap (THOR_MAX_REQUEST_BYTES) holds under both too: thor.bodylimit under ASGI, `RequestBodyLimitWSGI` here.
 """
 
 import ipaddress
+import json
 import os
 import sys
 
@@ -97,6 +99,34 @@ class ForwardedFromTrustedProxies:
         return self.application(environ, start_response)
 
 
+class RequestBodyLimitWSGI:
+    """WSGI: a `Content-Length` over THOR_MAX_REQUEST_BYTES answers 413 unread, as thor.bodylimit does under ASGI.
+
+    Django's own DATA_UPLOAD_MAX_MEMORY_SIZE does not count multipart files, which it streams to disk.
+    A body without a length (chunked) is not read by Django's WSGI handler at all, so the length is the cap.
+    """
+
+    def __init__(self, application, max_bytes: int):
+        self.application = application
+        self.max_bytes = max_bytes
+
+    def __call__(self, environ, start_response):
+        try:
+            declared = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            declared = 0
+        if declared > self.max_bytes:
+            from thor.errors import error_body  # Django is set up by now; not on `import thor.serve`
+
+            body = json.dumps(error_body("Request body too large.", 413, "request_too_large")).encode()
+            start_response(
+                "413 Request Entity Too Large",
+                [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
+            )
+            return [body]
+        return self.application(environ, start_response)
+
+
 def _is_address(value: str) -> bool:
     try:
         ipaddress.ip_address(value)
@@ -110,7 +140,7 @@ def build_wsgi_application():
     from django.conf import settings
     from django.core.wsgi import get_wsgi_application
 
-    application = get_wsgi_application()
+    application = RequestBodyLimitWSGI(get_wsgi_application(), settings.THOR_MAX_REQUEST_BYTES)
     return ForwardedFromTrustedProxies(application, settings.THOR_FORWARDED_ALLOW_IPS)
 
 

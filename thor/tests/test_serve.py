@@ -16,7 +16,7 @@ import pytest
 import requests
 from django.conf import settings
 
-from thor.serve import ForwardedFromTrustedProxies, granian_arguments, uvicorn_arguments
+from thor.serve import ForwardedFromTrustedProxies, RequestBodyLimitWSGI, granian_arguments, uvicorn_arguments
 
 ROOT = Path(settings.BASE_DIR)
 
@@ -90,6 +90,16 @@ class TestShippedCommand:
         assert login_attempt(thor_server, **{"X-Forwarded-For": "203.0.113.8, 127.0.0.1"}) == 429
         assert login_attempt(thor_server, Forwarded="for=203.0.113.9") == 429
 
+    def test_a_body_over_the_cap_is_refused_unread(self, thor_server):
+        response = requests.post(
+            f"{thor_server}/api/auth/register/",
+            data=b"{" + b" " * (1024 * 1024 + 1) + b"}",
+            headers={"Content-Type": "application/json"},
+            timeout=10,
+        )
+
+        assert response.status_code == 413 and response.json()["code"] == "request_too_large"
+
     @pytest.mark.parametrize("thor_server", [{"THOR_FORWARDED_ALLOW_IPS": "127.0.0.1"}], indirect=True)
     def test_a_configured_proxy_is_believed(self, thor_server):
         for _ in range(3):
@@ -151,6 +161,29 @@ def _seen_by_thor(trusted, remote, **headers):
     environ = {"REMOTE_ADDR": remote, "wsgi.url_scheme": "http", **headers}
     ForwardedFromTrustedProxies(application, trusted)(environ, lambda *args: None)
     return seen["address"], seen["scheme"]
+
+
+class TestBodyLimitUnderWsgi:
+    def _answer(self, content_length):
+        started = {}
+
+        def application(environ, start_response):
+            start_response("200 OK", [])
+            return [b"read"]
+
+        environ = {} if content_length is None else {"CONTENT_LENGTH": content_length}
+        body = RequestBodyLimitWSGI(application, 100)(environ, lambda status, headers: started.update(status=status))
+        return started["status"], b"".join(body)
+
+    @pytest.mark.parametrize("length", [None, "", "0", "100", "not-a-number", "-5"])
+    def test_within_the_cap_or_undeclared_goes_through(self, length):
+        assert self._answer(length) == ("200 OK", b"read")
+
+    @pytest.mark.parametrize("length", ["101", str(10**12)])
+    def test_over_the_cap_is_413_json(self, length):
+        status, body = self._answer(length)
+
+        assert status.startswith("413") and b'"request_too_large"' in body
 
 
 class TestForwardedForUnderWsgi:
