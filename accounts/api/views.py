@@ -287,7 +287,8 @@ class OrdersView(APIView):
         responses={200: serializers.OrderPageOutputSerializer, **error_responses(400, 401, 404)},
     )
     def get(self, request, account_id):
-        account = selectors.account_get(user=request.user, account_ref=account_id)
+        # Only the account's id is used: the read lookup (cached for live accounts) will do.
+        account = selectors.account_for_read_get(user=request.user, account_ref=account_id)
         query = serializers.OrderListQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         orders = selectors.order_list(account=account, **query.validated_data)

@@ -51,6 +51,14 @@ class TestNoSqlOnAHit:
         with django_assert_num_queries(0):
             assert alice_client.get("/api/accounts/primary/positions").json()["account_id"] == live.pk
 
+    def test_the_orders_page_of_a_live_account_runs_only_its_own_query(
+        self, alice_client, live, django_assert_num_queries
+    ):
+        warm(alice_client, live)
+
+        with django_assert_num_queries(1):
+            assert alice_client.get(f"/api/accounts/{live.pk}/orders").status_code == 200
+
     def test_a_paper_account_is_never_kept(self, alice, alice_client):
         alice_client.get("/api/accounts/primary/funds")
 
@@ -90,7 +98,7 @@ class TestStillScopedByUser:
         warm(alice_client, live)
 
         for client in (bob_client, charlie_client):
-            for what in ("positions", "holdings", "funds"):
+            for what in ("positions", "holdings", "funds", "orders"):
                 assert client.get(f"/api/accounts/{live.pk}/{what}").status_code == 404
 
     def test_another_users_primary_is_their_own(self, alice_client, bob, bob_client, live):
