@@ -40,11 +40,21 @@ class BareView(APIView):
         return Response({"ok": True, "user_id": request.user.pk})
 
 
+def _account_ref(request) -> str:
+    return request.query_params.get("account", "primary")
+
+
 class AccountView(APIView):
     """Bare plus the account resolution of the live reads (`primary` or an id, anyone else's a 404)."""
 
+    @staticmethod
+    def read_cache_keys(request, user_id):
+        return selectors.read_account_cache_keys(user_id=user_id, account_ref=_account_ref(request))
+
     def get(self, request):
-        account = selectors.account_for_read_get(user=request.user, account_ref=request.GET.get("account", "primary"))
+        account = selectors.account_for_read_get(
+            user=request.user, account_ref=_account_ref(request), prefetched=getattr(request, "read_cache", None)
+        )
         return Response({"ok": True, "account_id": account.pk})
 
 

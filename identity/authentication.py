@@ -8,6 +8,10 @@ always loads it from the database. Revocation stays bounded: saving or deleting 
 anything that changes users without a save (a bulk update) is seen by reads within the TTL.
 
 The cached copy has no password hash (deferred): the reads never need it, and it should not sit in Redis.
+
+A view may name more cache keys its read will want (`read_cache_keys(request, user_id)`, e.g. the live
+reads' account): they come back in the same round trip to the cache as the user, in `request.read_cache`,
+so a read answered from the caches pays one round trip fewer. identity knows nothing of what they hold.
 """
 
 from django.conf import settings
@@ -47,15 +51,21 @@ class ReadCachedJWTAuthentication(JWTAuthentication):
         if raw_token is None:
             return None
         validated_token = self.get_validated_token(raw_token)
-        return self._cached_user(validated_token), validated_token
+        return self._cached_user(request, validated_token), validated_token
 
-    def _cached_user(self, validated_token):
+    def _cached_user(self, request, validated_token):
         try:
             user_id = validated_token[api_settings.USER_ID_CLAIM]
         except KeyError:
             raise InvalidToken(_("Token contained no recognizable user identification")) from None
         key = identity_key(user_id)
-        user = cache.get(key)
+        view = (getattr(request, "parser_context", None) or {}).get("view")
+        wanted = getattr(view, "read_cache_keys", None)
+        extra = list(wanted(request, user_id)) if wanted else []
+        found = cache.get_many([key, *extra])
+        # What the view asked for, found or not (None): it looks up nothing twice.
+        request.read_cache = {name: found.get(name) for name in extra}
+        user = found.get(key)
         if user is None:
             user = self._user_without_password(user_id, validated_token)
             cache.set(key, user, settings.THOR_READ_CACHE_SECONDS)

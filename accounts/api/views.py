@@ -202,15 +202,29 @@ def funds_body(funds) -> bytes:
     return _render_json(serializers.funds_data(funds))
 
 
+def read_account_cache_keys(request, user_id) -> list[str]:
+    """For the authentication: the account's cache key, fetched in the same round trip as the user."""
+    return selectors.read_account_cache_keys(
+        user_id=user_id, account_ref=request.parser_context["kwargs"]["account_id"]
+    )
+
+
+def read_account_get(request, account_id):
+    return selectors.account_for_read_get(
+        user=request.user, account_ref=account_id, prefetched=getattr(request, "read_cache", None)
+    )
+
+
 class _LiveReadView(APIView):
     read = None
     output_serializer = None
     # The envelope's `data`, rendered, from the read's data: kept with each live snapshot (thor.snapshots),
     # so a read served from the cache sends those bytes instead of serializing and rendering the same numbers.
     present_body = None
+    read_cache_keys = staticmethod(read_account_cache_keys)
 
     def get(self, request, account_id):
-        account = selectors.account_for_read_get(user=request.user, account_ref=account_id)
+        account = read_account_get(request, account_id)
         present = type(self).present_body
         result = type(self).read(account=account, fresh=wants_fresh(request), present=present)
         envelope = self.output_serializer(
@@ -273,6 +287,7 @@ class OrderCursorPagination(StrictCursorPagination):
 
 class OrdersView(APIView):
     throttle_classes = [OrderRateThrottle]
+    read_cache_keys = staticmethod(read_account_cache_keys)
 
     @extend_schema(
         summary="Orders, newest first, with filters and cursor pagination",
@@ -288,7 +303,7 @@ class OrdersView(APIView):
     )
     def get(self, request, account_id):
         # Only the account's id is used: the read lookup (cached for live accounts) will do.
-        account = selectors.account_for_read_get(user=request.user, account_ref=account_id)
+        account = read_account_get(request, account_id)
         query = serializers.OrderListQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         orders = selectors.order_list(account=account, **query.validated_data)

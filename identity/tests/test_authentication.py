@@ -53,6 +53,23 @@ class TestReadsUseTheCache:
         cached = cache.get(identity_key(alice.pk))
         assert cached.pk == alice.pk and "password" not in cached.__dict__
 
+    def test_a_views_keys_come_back_with_the_user(self, alice, django_assert_num_queries):
+        class ReadView:
+            @staticmethod
+            def read_cache_keys(request, user_id):
+                return [f"thor:test:{user_id}:found", f"thor:test:{user_id}:missing"]
+
+        token = token_pair_for(alice)["access"]
+        cache.set(f"thor:test:{alice.pk}:found", "kept", 5)
+        authenticate("get", token)
+        request = Request(APIRequestFactory().get("/api/x", HTTP_AUTHORIZATION=f"Bearer {token}"))
+        request.parser_context = {"view": ReadView(), "kwargs": {}}
+
+        with django_assert_num_queries(0):
+            ReadCachedJWTAuthentication().authenticate(request)
+
+        assert request.read_cache == {f"thor:test:{alice.pk}:found": "kept", f"thor:test:{alice.pk}:missing": None}
+
     def test_no_header_and_other_schemes_are_not_ours(self, alice):
         factory = APIRequestFactory()
         for headers in ({}, {"HTTP_AUTHORIZATION": "Basic YTpi"}):
