@@ -205,7 +205,7 @@ def funds_body(funds) -> bytes:
 def read_account_cache_keys(request, user_id) -> list[str]:
     """For the authentication: the account's cache key, fetched in the same round trip as the user."""
     return selectors.read_account_cache_keys(
-        user_id=user_id, account_ref=request.parser_context["kwargs"]["account_id"]
+        user_id=user_id, account_ref=request.parser_context["kwargs"].get("account_id", "")
     )
 
 
