@@ -7,7 +7,7 @@ TEST_REDIS_URL ?= redis://127.0.0.1:6379/14
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: run test lint format bench-positions bench-upstream clean
+.PHONY: run test lint format bench-positions bench-upstream bench-greeks bench-moneyness clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -45,5 +45,15 @@ bench-upstream: $(VENV)/.installed
 	./scripts/ensure_services.sh
 	$(PY) bench/upstream_calls.py $(BENCH_ARGS)
 
+# GET /api/fo/moneyness-series over 30 days of generated one-minute snapshots (its own database thor_bench_moneyness).
+bench-moneyness: $(VENV)/.installed
+	./scripts/ensure_services.sh
+	$(PY) bench/moneyness_series.py $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) db.sqlite3
+
+# analytics.greeks: IV + five Greeks for 100,000 options on one core, beside vollib and numpy's Black-76 price
+# (no database). OPENBLAS_CORETYPE/L2_SIZE are unset for this command only (see bench/README.md).
+bench-greeks: $(VENV)/.installed-dev
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(PY) bench/greeks.py $(BENCH_ARGS)

@@ -93,7 +93,7 @@ def currency_check(*, account: TradingAccount, request: OrderRequest) -> None:
             {
                 "exchange": [
                     f"{request.exchange} trades in {currency}; this paper account is in {account.currency}. "
-                    f"Use a {currency} paper account."
+                    f"Trade it from a paper account in {currency} (POST /api/accounts opens one)."
                 ]
             }
         )

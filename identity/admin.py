@@ -1,7 +1,50 @@
+from django import forms
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 
-from identity.models import Tenant, User
+from identity.models import SocialApp, SocialIdentity, Tenant, User
+
+
+class SocialIdentityInline(admin.TabularInline):
+    """The provider accounts that log in as this user; operators may unlink one, not invent one."""
+
+    model = SocialIdentity
+    extra = 0
+    fields = ["provider", "subject", "email", "email_verified", "display_name", "created_at", "last_login_at"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class SocialAppForm(forms.ModelForm):
+    # Write-only: the stored secret is never rendered; left blank on a change, it stays as it is.
+    client_secret = forms.CharField(
+        widget=forms.PasswordInput(render_value=False),
+        required=False,
+        help_text="Stored encrypted and never shown. Leave blank to keep the current secret.",
+    )
+
+    class Meta:
+        model = SocialApp
+        fields = ["tenant", "provider", "client_id", "client_secret", "enabled"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.initial.pop("client_secret", None)
+        self.fields["client_secret"].required = self.instance.pk is None
+
+    def clean_client_secret(self):
+        secret = self.cleaned_data.get("client_secret")
+        return secret or self.instance.client_secret
+
+
+@admin.register(SocialApp)
+class SocialAppAdmin(admin.ModelAdmin):
+    form = SocialAppForm
+    list_display = ["tenant", "provider", "client_id", "enabled", "updated_at"]
+    list_filter = ["provider", "enabled"]
+    search_fields = ["tenant__slug", "client_id"]
 
 
 @admin.register(Tenant)
@@ -18,6 +61,7 @@ class UserAdmin(DjangoUserAdmin):
     list_filter = ["tenant", "role", "is_active"]
     search_fields = ["email"]
     actions = ["disable_users"]
+    inlines = [SocialIdentityInline]
     fieldsets = [
         (None, {"fields": ["email", "password"]}),
         ("Tenancy", {"fields": ["tenant", "role", "marketing_opt_in"]}),

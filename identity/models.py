@@ -8,6 +8,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from thor.crypto import EncryptedTextField
 from thor.origins import origin_of
 
 
@@ -163,3 +164,52 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     def __str__(self):
         return self.email
+
+
+class SocialProvider(models.TextChoices):
+    GOOGLE = "google", "Google"
+    DISCORD = "discord", "Discord"
+    ZERODHA = "zerodha", "Zerodha (Kite)"
+
+
+class SocialApp(models.Model):
+    """A tenant's OAuth client at Google or Discord; without one, the THOR_SOCIAL_DEFAULT_APPS client is used.
+
+    Zerodha logins use the tenant's Kite app (brokers), so Zerodha has no row here.
+    """
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="social_apps")
+    provider = models.CharField(
+        max_length=20, choices=[(p.value, p.label) for p in SocialProvider if p != SocialProvider.ZERODHA]
+    )
+    client_id = models.CharField(max_length=300)
+    client_secret = EncryptedTextField()
+    enabled = models.BooleanField(default=True, help_text="Off: this tenant's users cannot log in with it.")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "provider"], name="one_social_app_per_provider")]
+
+    def __str__(self):
+        return f"{self.tenant.slug} {self.get_provider_display()}"
+
+
+class SocialIdentity(models.Model):
+    """A provider account that logs in as a Thor user: found by (provider, subject), never by email alone."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="social_identities")
+    provider = models.CharField(max_length=20, choices=SocialProvider.choices)
+    subject = models.CharField(max_length=255, help_text="Google's sub, Discord's id, the Kite user id.")
+    email = models.EmailField(max_length=254, blank=True, help_text="The email the provider reported last.")
+    email_verified = models.BooleanField(default=False)
+    display_name = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_login_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["provider", "subject"], name="one_user_per_provider_subject")]
+        verbose_name_plural = "social identities"
+
+    def __str__(self):
+        return f"{self.get_provider_display()} {self.subject}"

@@ -47,6 +47,9 @@ def server_environment() -> dict:
         "THOR_EMBEDDED_SCHEDULER": "false",
         "THOR_KITE_API_ROOT": "http://127.0.0.1:9",
         "THOR_KITE_LOGIN_URL": "http://127.0.0.1:9/connect/login",
+        # Social login's Google and Discord (the sandbox's by default) are not running either: a login start
+        # answers 503, a callback refuses its unsigned state before it would call out.
+        "THOR_SANDBOX_URL": "http://127.0.0.1:9",
         "THOR_ACCESS_TOKEN_MINUTES": "60",
         # The run asks what each answer looks like; at the real rates most cases of the throttled operations
         # would answer 429 and test nothing else. 429 itself is documented and tested in thor/tests.

@@ -6,6 +6,8 @@ SANDBOX_PORT="${THOR_SANDBOX_PORT:-8100}"
 # Thor's Kite client, its login page and the paper engine's prices all point at this sandbox.
 export THOR_KITE_API_ROOT="${THOR_KITE_API_ROOT:-http://127.0.0.1:$SANDBOX_PORT}"
 export THOR_KITE_LOGIN_URL="${THOR_KITE_LOGIN_URL:-$THOR_KITE_API_ROOT/connect/login}"
+# Social login's Google- and Discord-like providers live in the same sandbox.
+export THOR_SANDBOX_URL="${THOR_SANDBOX_URL:-http://127.0.0.1:$SANDBOX_PORT}"
 
 $PY manage.py migrate --noinput -v0
 $PY manage.py seed_demo

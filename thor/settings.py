@@ -413,6 +413,9 @@ LOGGING = {
     "loggers": {
         "django.server": {"level": "WARNING"},
         "django.request": {"level": "ERROR"},
+        # Embedded, the beat schedule's tasks run in this process every few seconds: one line each would
+        # drown the log. A Celery worker keeps its per-task lines.
+        **({"celery.app.trace": {"level": "WARNING"}} if EMBEDDED else {}),
     },
 }
 
@@ -448,6 +451,41 @@ THOR_PLACEMENT_LOOKUP_INTERVAL = _env_or_fail(env.float, "THOR_PLACEMENT_LOOKUP_
 # within a minute, and the day's order book lists every order of the day, so ten minutes is ample.
 THOR_PLACEMENT_SETTLE_SECONDS = {"kite": _env_or_fail(env.int, "THOR_KITE_PLACEMENT_SETTLE_SECONDS", default=600)}
 
+# --- Social login (DESIGN.md section 5) ----------------------------------------------------
+# Development points every provider at the broker sandbox (`make run` starts it on port 8100), whose Google-
+# and Discord-like providers know the demo clients below; production needs real client ids and secrets,
+# per tenant in the admin or here as the default for tenants without their own app. A blank value is unset.
+THOR_SANDBOX_URL = (env.str("THOR_SANDBOX_URL", default="") or "http://127.0.0.1:8100").rstrip("/")
+THOR_GOOGLE_DISCOVERY_URL = env.str("THOR_GOOGLE_DISCOVERY_URL", default="") or (
+    "https://accounts.google.com/.well-known/openid-configuration"
+    if PRODUCTION
+    else f"{THOR_SANDBOX_URL}/google/.well-known/openid-configuration"
+)
+THOR_DISCORD_API_BASE = (
+    env.str("THOR_DISCORD_API_BASE", default="")
+    or ("https://discord.com" if PRODUCTION else f"{THOR_SANDBOX_URL}/discord")
+).rstrip("/")
+
+
+def _social_default_app(provider: str) -> dict:
+    prefix = f"THOR_{provider.upper()}"
+    return {
+        "client_id": env.str(f"{prefix}_CLIENT_ID", default="") or ("" if PRODUCTION else f"thor-demo-{provider}"),
+        "client_secret": env.str(f"{prefix}_CLIENT_SECRET", default="")
+        or ("" if PRODUCTION else f"thor-demo-{provider}-secret"),
+    }
+
+
+THOR_SOCIAL_DEFAULT_APPS = {provider: _social_default_app(provider) for provider in ("google", "discord")}
+# Seconds a provider call (discovery, token, JWKS, user info) may take before the login fails with a timeout.
+THOR_SOCIAL_HTTP_TIMEOUT = _env_or_fail(env.float, "THOR_SOCIAL_HTTP_TIMEOUT", default=5.0)
+# A login started must finish within this many seconds (state and browser cookie); the one-time code of
+# `code` delivery is traded within THOR_SOCIAL_CODE_SECONDS.
+THOR_SOCIAL_LOGIN_MAX_AGE = 600
+THOR_SOCIAL_CODE_SECONDS = 60
+# Seconds a provider's discovery document and JWKS are reused (a JWKS is read again for an unknown key id).
+THOR_SOCIAL_METADATA_SECONDS = 3600
+
 # --- Accounts: live read freshness and the paper engine -------------------------------------
 THOR_LIVE_FRESH_SECONDS = _env_or_fail(env.float, "THOR_LIVE_FRESH_SECONDS", default=5.0)
 THOR_LIVE_STALE_SECONDS = _env_or_fail(env.float, "THOR_LIVE_STALE_SECONDS", default=300.0)
@@ -473,3 +511,50 @@ THOR_PAPER_DEFAULT_MARGIN_RATE = _env_or_fail(
     lambda name: Decimal(env.str(name, default="0.25")), "THOR_PAPER_DEFAULT_MARGIN_RATE"
 )
 THOR_PAPER_SLIPPAGE_BPS = _env_or_fail(env.int, "THOR_PAPER_SLIPPAGE_BPS", default=5)
+
+# --- Analytics: instruments, option-chain snapshots, F&O endpoints ---------------------------
+# Underlyings whose chains are snapshotted (Kite `name` of their NFO contracts).
+THOR_ANALYTICS_UNDERLYINGS = [
+    name.strip().upper()
+    for name in env.str("THOR_ANALYTICS_UNDERLYINGS", default="NIFTY,BANKNIFTY").split(",")
+    if name.strip()
+]
+# Where snapshots get quotes: "sandbox" (a session of its own on the broker sandbox's Kite, development) or "kite"
+# (an active session on a tenant's shared Kite app: THOR_ANALYTICS_TENANT's, or the most recently synced one).
+THOR_ANALYTICS_QUOTE_SOURCE = env.str("THOR_ANALYTICS_QUOTE_SOURCE", default="") or (
+    "kite" if PRODUCTION else "sandbox"
+)
+if THOR_ANALYTICS_QUOTE_SOURCE not in {"sandbox", "kite"}:
+    raise ImproperlyConfigured("Environment variable THOR_ANALYTICS_QUOTE_SOURCE must be 'sandbox' or 'kite'.")
+THOR_ANALYTICS_TENANT = env.str("THOR_ANALYTICS_TENANT", default="")
+# Seconds between snapshots (the beat period); reads are cached this long.
+THOR_ANALYTICS_SNAPSHOT_SECONDS = _env_or_fail(env.int, "THOR_ANALYTICS_SNAPSHOT_SECONDS", default=60)
+# How much of each chain a snapshot takes: the nearest expiries, and strikes each side of the ATM strike.
+THOR_ANALYTICS_EXPIRIES = _env_or_fail(env.int, "THOR_ANALYTICS_EXPIRIES", default=4)
+THOR_ANALYTICS_STRIKES_AROUND_ATM = _env_or_fail(env.int, "THOR_ANALYTICS_STRIKES_AROUND_ATM", default=20)
+# Days of snapshots kept; the daily retention task deletes older ones.
+THOR_ANALYTICS_RETENTION_DAYS = _env_or_fail(env.int, "THOR_ANALYTICS_RETENTION_DAYS", default=365)
+# The annual risk-free rate the Black-76 IV and Greeks discount at.
+THOR_ANALYTICS_RISK_FREE_RATE = _env_or_fail(env.float, "THOR_ANALYTICS_RISK_FREE_RATE", default=0.065)
+# Futures position signals: a move smaller than these (percent, per interval) is "neutral".
+THOR_ANALYTICS_SIGNAL_PRICE_PCT = _env_or_fail(env.float, "THOR_ANALYTICS_SIGNAL_PRICE_PCT", default=0.05)
+THOR_ANALYTICS_SIGNAL_OI_PCT = _env_or_fail(env.float, "THOR_ANALYTICS_SIGNAL_OI_PCT", default=0.5)
+# SQLite (the embedded mode) ignores the covering columns of the chain quotes' series index, which only
+# PostgreSQL needs for a year of snapshots: nothing to warn about there.
+if "sqlite" in DATABASES["default"]["ENGINE"]:
+    SILENCED_SYSTEM_CHECKS = [*SILENCED_SYSTEM_CHECKS, "models.W040"]
+CELERY_BEAT_SCHEDULE |= {
+    "snapshot-option-chains": {
+        "task": "analytics.tasks.snapshot_chains",
+        "schedule": timedelta(seconds=THOR_ANALYTICS_SNAPSHOT_SECONDS),
+    },
+    "load-instruments": {
+        "task": "analytics.tasks.load_instruments",
+        # Kite publishes the day's dump around 08:30 IST (03:00 UTC).
+        "schedule": crontab(hour=3, minute=5),
+    },
+    "prune-chain-snapshots": {
+        "task": "analytics.tasks.prune_snapshots",
+        "schedule": crontab(hour=20, minute=30),
+    },
+}

@@ -3,6 +3,8 @@ from django.urls import include, path, re_path
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from brokers.api.zerodha_views import ZerodhaCallbackView, ZerodhaLoginView
+from identity.api.social_views import SocialCallbackView, SocialLoginView
 from thor.errors import handler404 as api_not_found
 from thor.health import HealthView
 from thor.routes import slash_optional
@@ -17,9 +19,21 @@ api_patterns = [
     *slash_optional("health", HealthView.as_view(), name="health"),
     *slash_optional("schema", SpectacularAPIView.as_view(), name="schema"),
     *slash_optional("docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    # Seed 004's social login: Zerodha is the tenant's Kite app (brokers), the others are identity's.
+    *slash_optional("<slug:agent_id>/v1/auth/oauth/zerodha/login", ZerodhaLoginView.as_view(), name="zerodha-login"),
+    *slash_optional(
+        "<slug:agent_id>/v1/auth/oauth/zerodha/callback", ZerodhaCallbackView.as_view(), name="zerodha-callback"
+    ),
+    *slash_optional(
+        "<slug:agent_id>/v1/auth/oauth/<str:provider>/login", SocialLoginView.as_view(), name="social-login"
+    ),
+    *slash_optional(
+        "<slug:agent_id>/v1/auth/oauth/<str:provider>/callback", SocialCallbackView.as_view(), name="social-callback"
+    ),
     path("", include("identity.api.urls")),
     path("", include("brokers.api.urls")),
     path("", include("accounts.api.urls")),
+    path("", include("analytics.api.urls")),
     # Unknown /api/ paths answer the JSON error even with DEBUG on (the SPA parses every answer).
     re_path(r"^", csrf_exempt(api_not_found)),
 ]

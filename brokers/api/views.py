@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 
 from brokers import oauth_state, selectors, services
 from brokers.adapters.base import BrokerAdapter
-from brokers.api import serializers
+from brokers.api import serializers, zerodha_views
 from identity.models import Tenant
 from thor import snapshots
 from thor.errors import ApplicationError, error_responses
@@ -111,6 +111,9 @@ class KiteCallbackView(BrowserRedirectView):
         responses={302: None, **error_responses(400)},
     )
     def get(self, request):
+        if zerodha_views.is_zerodha_login(request):
+            # The same registered redirect URL serves "log in with Zerodha": its state is a login's.
+            return zerodha_views.zerodha_login_callback_from_kite(request)
         try:
             state = oauth_state.consume(request.query_params.get("state", ""))
         except oauth_state.StateInvalid:

@@ -15,6 +15,9 @@ def kite_quote(market: Market, instrument: Instrument, mode: str, timestamp: str
     if mode == "ohlc":
         return quote
     tick = instrument.tick_size
+    derivative = market.derivative_activity(instrument, last_price)
+    if derivative is not None:
+        return _derivative_quote(quote, derivative, timestamp)
     return {
         "instrument_token": instrument.token,
         "timestamp": timestamp,
@@ -41,3 +44,28 @@ def kite_quote(market: Market, instrument: Instrument, mode: str, timestamp: str
 
 def _depth_level(price: float) -> dict:
     return {"price": round(price, 2), "quantity": 100, "orders": 2}
+
+
+def _derivative_quote(quote: dict, activity: dict, timestamp: str) -> dict:
+    last_price, close = quote["last_price"], quote["ohlc"]["close"]
+    depth = activity["depth"]
+    oi = activity["oi"]
+    return {
+        "instrument_token": quote["instrument_token"],
+        "timestamp": timestamp,
+        "last_trade_time": timestamp,
+        "last_price": last_price,
+        "last_quantity": depth["buy"][0]["quantity"],
+        "buy_quantity": sum(level["quantity"] for level in depth["buy"]) * 4,
+        "sell_quantity": sum(level["quantity"] for level in depth["sell"]) * 4,
+        "volume": activity["volume"],
+        "average_price": last_price,
+        "oi": oi,
+        "oi_day_high": int(oi * 1.05),
+        "oi_day_low": int(oi * 0.95),
+        "net_change": round(last_price - close, 2),
+        "lower_circuit_limit": 0.05,
+        "upper_circuit_limit": round(max(close, last_price) * 3, 2),
+        "ohlc": quote["ohlc"],
+        "depth": depth,
+    }

@@ -12,7 +12,10 @@ import threading
 import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import date, datetime
 from pathlib import Path
+
+from .option_chain import IST, OptionChainBook
 
 FIXTURES_DIR = Path(__file__).parent / "fixtures"
 
@@ -20,6 +23,11 @@ KITE_EXCHANGES = ("NSE", "BSE", "NFO", "CDS", "BFO", "MCX", "BCD")
 DEFAULT_BASE_PRICE = 100.0
 # Instruments the Kite mocks do not list but every demo needs (real tokens and symbols).
 EXTRA_INSTRUMENTS_CSV = "sandbox_instruments.csv"
+
+
+def chain_listing_day() -> date:
+    """The day the derivatives chain is listed from: today in India, whatever clock the market runs on."""
+    return datetime.now(IST).date()
 
 
 def load_json_fixture(name: str):
@@ -51,7 +59,7 @@ class InstrumentCatalogue:
     def __init__(self):
         self.all_rows = read_csv_fixture("instruments_all.csv")
         self.nse_rows = read_csv_fixture("instruments_nse.csv")
-        extra_rows = read_csv_fixture(EXTRA_INSTRUMENTS_CSV)
+        extra_rows = read_csv_fixture(EXTRA_INSTRUMENTS_CSV) + OptionChainBook(chain_listing_day()).csv_rows()
         self.all_rows += extra_rows
         self.nse_rows += [row for row in extra_rows if row["exchange"] == "NSE"]
         self.fieldnames = list(self.all_rows[0].keys())
@@ -111,9 +119,17 @@ class Market:
     OSCILLATION = 0.005
     PERIOD_SECONDS = 60.0
 
-    def __init__(self, instruments: Iterable[Instrument], *, clock: Callable[[], float], lock: threading.RLock):
+    def __init__(
+        self,
+        instruments: Iterable[Instrument],
+        *,
+        clock: Callable[[], float],
+        lock: threading.RLock,
+        chain: OptionChainBook | None = None,
+    ):
         self._clock = clock
         self._lock = lock
+        self.chain = chain or OptionChainBook(chain_listing_day())
         self._by_key: dict[str, Instrument] = {}
         self._by_token: dict[int, Instrument] = {}
         self._pinned: dict[str, float] = {}
@@ -136,11 +152,33 @@ class Market:
             pinned = self._pinned.get(instrument.key)
         if pinned is not None:
             return pinned
+        contract = self.chain.find(instrument.key)
+        if contract is not None:
+            return self.chain.price(contract, self._spot(contract), self._clock())
+        index = self.chain.index(instrument.key)
+        if index is not None:
+            return self.chain.index_level(index, self._clock())
         # A per-instrument phase keeps instruments from all moving in lockstep.
         phase = zlib.crc32(instrument.key.encode()) % 360
         angle = 2 * math.pi * self._clock() / self.PERIOD_SECONDS + math.radians(phase)
         raw = instrument.base_price * (1 + self.OSCILLATION * math.sin(angle))
         return round(round(raw / instrument.tick_size) * instrument.tick_size, 4)
+
+    def _spot(self, contract) -> float:
+        index = self._by_key.get(f"NSE:{contract.underlying.index_symbol}")
+        return self.price(index) if index else self.chain.index_level(contract.underlying, self._clock())
+
+    def derivative_activity(self, instrument: Instrument, last_price: float) -> dict | None:
+        """Open interest, volume and 5-level depth of a listed derivative (None for anything else)."""
+        contract = self.chain.find(instrument.key)
+        if contract is None:
+            return None
+        spot, now = self._spot(contract), self._clock()
+        return {
+            "oi": self.chain.open_interest(contract, spot, now),
+            "volume": self.chain.volume(contract, spot, now),
+            "depth": self.chain.depth(contract, last_price, spot),
+        }
 
     def day_range(self, instrument: Instrument) -> tuple[float, float]:
         low = instrument.base_price * (1 - self.OSCILLATION)

@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Protocol
 from urllib.parse import parse_qs, urlsplit
 
+from .idp import DiscordIdp, GoogleIdp
 from .kite_api import KiteApi
 from .kite_models import KiteApp
 from .kite_state import KiteState
@@ -77,10 +78,17 @@ class SandboxServer:
         port: int = 0,
         tick_seconds: float | None = 1.0,
         clock: Callable[[], float] = time.time,
+        idp_clients: Mapping[str, Iterable[Mapping]] | None = None,
     ):
         self.state = SandboxState(apps=apps, faults=faults, clock=clock)
+        # The identity providers Thor's social login talks to, each under its own prefix.
+        idp_clients = idp_clients or {}
+        self.google = GoogleIdp(base_url=lambda: self.url, clients=idp_clients.get("google", ()), clock=clock)
+        self.discord = DiscordIdp(clients=idp_clients.get("discord", ()), clock=clock)
         # Longest prefix first, so a broker under /trader/v1 wins over Kite at the root.
-        self.brokers: list[BrokerApi] = sorted([KiteApi(self.state.kite)], key=lambda api: -len(api.prefix))
+        self.brokers: list[BrokerApi] = sorted(
+            [KiteApi(self.state.kite), self.google, self.discord], key=lambda api: -len(api.prefix)
+        )
         self.control = _control_router(self.state)
         self._tick_seconds = tick_seconds
         self._stopping = threading.Event()

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 
 logger = logging.getLogger("thor.sandbox")
 
-BROKERS = ("kite", "schwab")
+BROKERS = ("kite", "schwab", "google", "discord")
 FAULT_KINDS = ("latency", "429", "5xx", "token_expired", "drop")
 
 

@@ -50,9 +50,15 @@ def start_sandbox(
     host: str = "127.0.0.1",
     faults: Iterable[Fault | Mapping] = (),
     tick_seconds: float | None = 1.0,
+    idp_clients: Mapping[str, Iterable[Mapping]] | None = None,
 ) -> SandboxHandle:
-    """Start a sandbox on `port` (0 picks a free one) and return once it accepts connections."""
-    server = SandboxServer(apps=apps, faults=faults, host=host, port=port, tick_seconds=tick_seconds)
+    """Start a sandbox on `port` (0 picks a free one) and return once it accepts connections.
+
+    `idp_clients` registers OAuth clients at its identity providers: {"google": [{"client_id", ...}]}.
+    """
+    server = SandboxServer(
+        apps=apps, faults=faults, host=host, port=port, tick_seconds=tick_seconds, idp_clients=idp_clients
+    )
     return SandboxHandle(server)
 
 

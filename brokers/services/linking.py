@@ -134,6 +134,11 @@ def _connection_link_or_fail(*, user: User, app: BrokerApp, started_id: int, tok
         raise CallbackFailed("conflict") from None
 
 
+def connection_link_tokens(*, user: User, app: BrokerApp, tokens: Tokens) -> BrokerConnection:
+    """Store a Kite session obtained outside a linking flow (a Zerodha login); raises CallbackFailed."""
+    return _connection_link_or_fail(user=user, app=app, started_id=0, tokens=tokens)
+
+
 # --- Confirmed links: the browser that finishes the flow must be the user who started it ---------
 
 LINK_CODE_SECONDS = 600

@@ -16,16 +16,26 @@ from conftest import client_for
 API_KEY, API_SECRET = "sandboxkey01", "sandboxsecret01"
 SPA = "http://localhost:5173"
 CALLBACK = "http://testserver/api/auth/broker/callback"
+# The OAuth clients the sandbox's Google- and Discord-like providers know, and Thor uses by default.
+IDP_CLIENTS = {
+    "google": {"client_id": "test-google-client", "client_secret": "test-google-secret"},
+    "discord": {"client_id": "test-discord-client", "client_secret": "test-discord-secret"},
+}
 
 
 @pytest.fixture
 def sandbox(settings):
     """A sandbox whose prices move only when a test pins them (no ticker), with Thor pointed at it."""
     with start_sandbox(
-        apps=[{"api_key": API_KEY, "api_secret": API_SECRET, "redirect_url": CALLBACK}], tick_seconds=None
+        apps=[{"api_key": API_KEY, "api_secret": API_SECRET, "redirect_url": CALLBACK}],
+        tick_seconds=None,
+        idp_clients={provider: [client] for provider, client in IDP_CLIENTS.items()},
     ) as running:
         settings.THOR_KITE_API_ROOT = running.url
         settings.THOR_KITE_LOGIN_URL = f"{running.url}/connect/login"
+        settings.THOR_GOOGLE_DISCOVERY_URL = f"{running.url}/google/.well-known/openid-configuration"
+        settings.THOR_DISCORD_API_BASE = f"{running.url}/discord"
+        settings.THOR_SOCIAL_DEFAULT_APPS = IDP_CLIENTS
         yield running
 
 

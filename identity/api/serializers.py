@@ -36,3 +36,33 @@ class RegisterOutputSerializer(serializers.Serializer):
 
 class LogoutInputSerializer(serializers.Serializer):
     refresh = serializers.CharField(max_length=2000)
+
+
+class SocialLoginFieldsSerializer(serializers.Serializer):
+    """Seed 004's redirect fields, as `POST /api/auth/exchange` answers them (with a refresh token)."""
+
+    access_token = serializers.CharField()
+    token_type = serializers.CharField()
+    role = serializers.CharField()
+    user_id = serializers.CharField()
+    expires_in = serializers.CharField()
+    email = serializers.CharField()
+    marketing_opt_in = serializers.CharField()
+    agent = serializers.CharField()
+    provider = serializers.CharField()
+    refresh_token = serializers.CharField()
+
+
+class CodeExchangeInputSerializer(serializers.Serializer):
+    code = serializers.CharField(max_length=200)
+
+
+class SocialIdentityOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    provider = serializers.CharField()
+    subject = serializers.CharField()
+    email = serializers.CharField()
+    email_verified = serializers.BooleanField()
+    display_name = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    last_login_at = serializers.DateTimeField(allow_null=True)

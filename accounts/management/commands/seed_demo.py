@@ -1,3 +1,5 @@
+from urllib.parse import quote
+
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
@@ -24,7 +26,13 @@ class Command(BaseCommand):
         Tenant.objects.exclude(slug="demo").filter(is_default=True).update(is_default=False)
         tenant, _ = Tenant.objects.update_or_create(
             slug="demo",
-            defaults={"name": "Demo", "is_default": True, "paper_other_currencies": {"INR": "1000000.00"}},
+            # Social logins land on the SPA with seed 004's query string.
+            defaults={
+                "name": "Demo",
+                "is_default": True,
+                "paper_other_currencies": {"INR": "1000000.00"},
+                "token_delivery": Tenant.TokenDelivery.QUERY,
+            },
         )
         if DEMO_ORIGIN not in tenant.allowed_origins:
             tenant.allowed_origins = [*tenant.allowed_origins, DEMO_ORIGIN]
@@ -40,6 +48,12 @@ class Command(BaseCommand):
             f"Sandbox Kite app: api_key={settings.THOR_SANDBOX_KITE_API_KEY} "
             f"(secret: THOR_SANDBOX_KITE_API_SECRET, default in .env.example); sandbox login AB1234 / sandbox"
         )
+        page = quote(f"{DEMO_ORIGIN}/oauth-complete.html?marketing_opt_in=true", safe="")
+        for provider in ("google", "discord", "zerodha"):
+            # Google and Discord use THOR_SOCIAL_DEFAULT_APPS (the sandbox's demo clients in development).
+            self.stdout.write(
+                f"Log in with {provider}: {settings.THOR_PUBLIC_URL}/api/demo/v1/auth/oauth/{provider}/login?redirect_uri={page}"
+            )
 
     def _seed_sandbox_kite_app(self, tenant):
         BrokerApp.objects.update_or_create(

@@ -27,14 +27,25 @@ class Command(BaseCommand):
                 settings, "THOR_SANDBOX_KITE_POSTBACK_URL", "http://127.0.0.1:8000/api/brokers/kite/postback/"
             ),
         )
+        # The demo OAuth clients Thor's social login uses by default in development (THOR_SOCIAL_DEFAULT_APPS).
+        idp_clients = {
+            provider: [client]
+            for provider, client in getattr(settings, "THOR_SOCIAL_DEFAULT_APPS", {}).items()
+            if client.get("client_id") and client.get("client_secret")
+        }
         try:
-            server = SandboxServer(apps=[demo_app], faults=_faults_from_env(), host=host, port=port)
+            server = SandboxServer(
+                apps=[demo_app], faults=_faults_from_env(), host=host, port=port, idp_clients=idp_clients
+            )
         except OSError as error:
             raise CommandError(f"Cannot listen on {host}:{port}: {error}") from error
 
         self.stdout.write(f"Broker sandbox listening on {server.url}")
         self.stdout.write(f"Kite app: api_key={demo_app.api_key} redirect_url={demo_app.redirect_url}")
         self.stdout.write(f"Kite login page: {server.url}/connect/login?v=3&api_key={demo_app.api_key}")
+        for provider, clients in idp_clients.items():
+            self.stdout.write(f"{provider.title()} sandbox client: client_id={clients[0]['client_id']}")
+        self.stdout.write(f"Google discovery: {server.url}/google/.well-known/openid-configuration")
         for user in DEMO_USERS:
             self.stdout.write(f"Demo user: {user.user_id} / {user.password}")
         self.stdout.write("Press Ctrl+C to stop.")

@@ -1,0 +1,68 @@
+"""Log in with Zerodha (seed 003 through seed 004's routes): the login start and its callback."""
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.permissions import AllowAny
+
+from brokers.services import zerodha_login
+from identity.social import state as login_state
+from identity.social.browser import callback_state_or_400, finish, start_redirect
+from identity.social.services import tenant_get_for_login
+from thor.errors import error_responses
+from thor.throttles import OAuthStartRateThrottle
+from thor.views import BrowserRedirectView
+
+AGENT = OpenApiParameter("agent_id", OpenApiTypes.STR, OpenApiParameter.PATH, description="The tenant slug.")
+
+
+class ZerodhaLoginView(BrowserRedirectView):
+    authentication_classes = []
+    permission_classes = [AllowAny]
+    throttle_classes = [OAuthStartRateThrottle]
+
+    @extend_schema(
+        summary="Seed 003/004: log in with Zerodha through the tenant's Kite app; redirects to Kite",
+        parameters=[AGENT, OpenApiParameter("redirect_uri", OpenApiTypes.STR, required=True)],
+        responses={302: None, **error_responses(400, 404, 429)},
+    )
+    def get(self, request, agent_id: str):
+        tenant = tenant_get_for_login(slug=agent_id)
+        start = zerodha_login.zerodha_login_start(
+            tenant=tenant, redirect_uri=request.query_params.get("redirect_uri", "")
+        )
+        return start_redirect(start.authorization_url, start.issued, request)
+
+
+def zerodha_login_callback(request, *, agent_id: str):
+    state = callback_state_or_400(request, agent_id=agent_id, provider=zerodha_login.PROVIDER)
+    return finish(request, state, lambda: zerodha_login.zerodha_login_finish(state=state, params=request.query_params))
+
+
+def is_zerodha_login(request) -> bool:
+    """Whether a callback on the Kite app's redirect URL belongs to a login rather than a link."""
+    return login_state.is_login_state(request.query_params.get("state", ""))
+
+
+def zerodha_login_callback_from_kite(request):
+    """The Kite app's registered redirect URL carries no agent: the signed state names it."""
+    agent_id = login_state.read(request.query_params.get("state", "")).tenant_slug
+    return zerodha_login_callback(request, agent_id=agent_id)
+
+
+class ZerodhaCallbackView(BrowserRedirectView):
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        summary="Seed 003/004: Kite's return from a Zerodha login; redirects to the SPA page",
+        description="Kite apps redirect to `/api/auth/broker/callback`, which hands logins here too.",
+        parameters=[
+            AGENT,
+            OpenApiParameter("request_token", OpenApiTypes.STR),
+            OpenApiParameter("status", OpenApiTypes.STR),
+            OpenApiParameter("state", OpenApiTypes.STR),
+        ],
+        responses={302: None, **error_responses(400, 404)},
+    )
+    def get(self, request, agent_id: str):
+        return zerodha_login_callback(request, agent_id=agent_id)

@@ -1,0 +1,81 @@
+"""The browser's side of every social login: the binding cookie, the callback's checks, the final redirect.
+
+Shared by the Google and Discord views (identity) and the Zerodha ones (brokers).
+"""
+
+import logging
+
+from django.conf import settings
+from django.http import HttpResponseRedirect
+
+from identity.social import delivery, services
+from identity.social import state as login_state
+from thor.errors import ApplicationError
+
+logger = logging.getLogger("thor.identity")
+
+STATE_INVALID = "The login link is invalid, expired or already used."
+
+
+def set_login_cookie(response, issued: login_state.IssuedState, request) -> None:
+    """The browser binding: only this browser's callback can finish the login it started."""
+    response.set_cookie(
+        issued.cookie_name,
+        issued.cookie_value,
+        max_age=settings.THOR_SOCIAL_LOGIN_MAX_AGE,
+        path="/api/",
+        httponly=True,
+        samesite="Lax",
+        secure=settings.PRODUCTION or request.is_secure(),
+    )
+
+
+def forget_login_cookie(response, state: login_state.LoginState) -> None:
+    response.delete_cookie(login_state.cookie_name(state.state_id), path="/api/", samesite="Lax")
+
+
+def start_redirect(authorization_url: str, issued: login_state.IssuedState, request):
+    response = HttpResponseRedirect(authorization_url)
+    response["Cache-Control"] = "no-store"
+    response["Referrer-Policy"] = "no-referrer"
+    set_login_cookie(response, issued, request)
+    return response
+
+
+def callback_state_or_400(request, *, agent_id: str, provider: str) -> login_state.LoginState:
+    try:
+        return services.login_callback_state(
+            token=request.query_params.get("state", ""), tenant_slug=agent_id, provider=provider
+        )
+    except login_state.LoginStateInvalid:
+        raise ApplicationError(STATE_INVALID, code="state_invalid") from None
+
+
+def finish(request, state: login_state.LoginState, complete):
+    """The browser check, the single use and the final redirect around `complete()` -> (user, email).
+
+    A state without its browser's cookie is refused with no token (login CSRF); any failure after
+    that sends the SPA `error=<code>`.
+    """
+
+    def refuse(code: str):
+        response = delivery.error_redirect(
+            redirect_uri=state.redirect_uri, error=code, agent=state.tenant_slug, provider=state.provider
+        )
+        forget_login_cookie(response, state)
+        return response
+
+    if not login_state.browser_matches(state, request.COOKIES):
+        return refuse("browser_mismatch")
+    try:
+        user, email = complete()
+    except login_state.LoginStateInvalid:
+        raise ApplicationError(STATE_INVALID, code="state_invalid") from None
+    except services.LoginFailed as failure:
+        return refuse(failure.code)
+    except Exception:
+        logger.exception("%s login failed", state.provider)
+        return refuse("server_error")
+    response = delivery.login_redirect(user=user, provider=state.provider, email=email, redirect_uri=state.redirect_uri)
+    forget_login_cookie(response, state)
+    return response
