@@ -21,5 +21,7 @@ RUN useradd --create-home --uid 10001 thor && chown -R thor:thor /app
 USER thor
 
 EXPOSE 8000
-# thor.serve runs uvicorn believing X-Forwarded-For only from THOR_FORWARDED_ALLOW_IPS (none when blank).
+# thor.serve runs uvicorn (HTTP and /ws/ in one process) believing X-Forwarded-For only from
+# THOR_FORWARDED_ALLOW_IPS (none when blank). docker-compose.yml runs the production split instead:
+# `--server granian` for HTTP and this for /ws/, behind nginx (deploy/nginx.conf).
 CMD ["python", "-m", "thor.serve", "--host", "0.0.0.0", "--port", "8000"]

@@ -36,7 +36,8 @@ format: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff format .
 
 # Benchmarks (not tests): each sets up its own world in PostgreSQL thor_bench and Redis DB 9; see bench/README.md.
-bench-positions: $(VENV)/.installed
+# bench-positions measures gunicorn too (requirements-dev.txt) and loads with wrk, which it installs when missing.
+bench-positions: $(VENV)/.installed-dev
 	./scripts/ensure_services.sh
 	$(PY) bench/api_positions.py $(BENCH_ARGS)
 

@@ -105,6 +105,9 @@ class Order(models.Model):
         ]
         indexes = [
             models.Index(fields=["account", "status"]),
+            # The order list's pages (newest first, by id): a page reads its rows and no more, however many
+            # orders the account has; without it PostgreSQL sorts every order of the account for each page.
+            models.Index(fields=["account", "-id"], name="order_account_newest_first"),
             models.Index(fields=["broker_order_id"]),
             models.Index(fields=["settle_after"], condition=Q(status="UNKNOWN"), name="unknown_orders_to_settle"),
         ]

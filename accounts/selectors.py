@@ -5,11 +5,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
+from django.conf import settings
+from django.core.cache import cache
 from django.db.models import QuerySet
 from django.http import Http404
 from django.utils import timezone
 
-from accounts import live
+from accounts import live, read_cache
 from accounts.models import Order, PaperPosition, TradingAccount
 from accounts.paper import reserved_cash, short_exposure
 from accounts.prices import price_source
@@ -35,14 +37,31 @@ def account_get(*, user, account_ref: str) -> TradingAccount:
     return _account_by_ref(account_list(user=user), account_ref)
 
 
-def account_for_read_get(*, user, account_ref: str) -> TradingAccount:
+def read_account_cache_keys(*, user_id, account_ref: str) -> list[str]:
+    """The cache key account_for_read_get will read for this reference, when it reads one."""
+    if settings.THOR_READ_CACHE_SECONDS and (account_ref == PRIMARY or ACCOUNT_ID.fullmatch(account_ref)):
+        return [read_cache.account_key(user_id, account_ref)]
+    return []
+
+
+def account_for_read_get(*, user, account_ref: str, prefetched: dict | None = None) -> TradingAccount:
     """account_get for the live reads: the same account (or 404), with only what a read from the cache uses.
 
     Its columns, its session's state and its tenant's slug (the cache key): not the broker app, the
     encrypted tokens nor the user's and tenant's other columns, which only a call to the broker needs
     (loaded then, on first use, as Django loads deferred fields). Through the ORM, so every database's
-    values come back as their Python types (SQLite's decimals and datetimes included).
+    values come back as their Python types (SQLite's decimals and datetimes included). A live account
+    is kept for a few seconds, keyed by the user (accounts.read_cache): anyone else's is still a 404.
+    `prefetched`: what the authentication already fetched of read_account_cache_keys (request.read_cache).
     """
+    seconds = settings.THOR_READ_CACHE_SECONDS
+    # Only a well-formed reference reaches the cache; anything else is a 404 below.
+    cacheable = seconds and (account_ref == PRIMARY or ACCOUNT_ID.fullmatch(account_ref))
+    key = read_cache.account_key(user.pk, account_ref)
+    if cacheable:
+        account = prefetched[key] if prefetched is not None and key in prefetched else cache.get(key)
+        if account is not None:
+            return account
     accounts = (
         TradingAccount.objects.filter(user=user)
         .select_related("connection", "user__tenant")
@@ -59,7 +78,10 @@ def account_for_read_get(*, user, account_ref: str) -> TradingAccount:
             "user__tenant__slug",
         )
     )
-    return _account_by_ref(accounts, account_ref)
+    account = _account_by_ref(accounts, account_ref)
+    if cacheable and account.mode == TradingAccount.Mode.LIVE:
+        cache.set(key, account, seconds)
+    return account
 
 
 def _account_by_ref(accounts: QuerySet[TradingAccount], account_ref: str) -> TradingAccount:

@@ -1,15 +1,21 @@
-"""What both benchmarks share: the bench world on PostgreSQL and Redis, the child servers, the load loop.
+"""What the benchmarks share: the bench world on PostgreSQL and Redis, the child servers, the load generators.
 
 The world is Thor's production-like stack on this machine: PostgreSQL database `thor_bench`
 (dropped and migrated on every run), Redis DB 9 as the cache (flushed on every run), no Celery
-broker, Thor under uvicorn, and the broker sandbox standing in for Kite. Every child process is
-started in its own session and stopped, with whatever it started, however the run ends.
+broker, Thor started the way production starts it (`python -m thor.serve`), and the broker sandbox
+standing in for Kite. Every child process is started in its own session and stopped, with whatever
+it started, however the run ends.
+
+Two load generators: `wrk` (a C program: what throughput and latency are measured with) and
+`run_load` (Python threads that read every body: what bench/upstream_calls.py counts sources with).
 """
 
 import contextlib
 import http.client
 import math
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -87,11 +93,23 @@ class Processes:
             if child.poll() is not None:
                 raise RuntimeError(f"{child.name} exited with {child.returncode}; see {self.log_dir / child.name}.log")
             try:
-                requests.get(url, timeout=2)
+                requests.get(url, timeout=5)
                 return
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):
+                # Not listening yet, or listening while its workers still start (slow on a busy machine).
                 time.sleep(0.2)
         raise RuntimeError(f"{child.name} did not answer {url} within {timeout:.0f} s")
+
+    def stop(self, child: subprocess.Popen) -> None:
+        """Stop one child (and its workers) before the run ends: the next server gets the CPU to itself."""
+        _signal_group(child, signal.SIGTERM)
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            _signal_group(child, signal.SIGKILL)
+            child.wait()
+        _signal_group(child, signal.SIGKILL)
+        self._children.remove(child)
 
     def stop_all(self) -> None:
         for child in self._children:
@@ -112,6 +130,42 @@ def _signal_group(child: subprocess.Popen, signum: int) -> None:
         os.killpg(child.pid, signum)
 
 
+# The candidate servers, each with 2 workers (or --workers), and how each is started. Thor goes through
+# `python -m thor.serve` (the shipped command) where the server is one it ships; gunicorn is measured only.
+SERVERS = ("uvicorn", "gunicorn", "granian")
+SHIPPED_SERVER = "granian"
+
+
+def server_argv(server: str, *, app: str, port: int, workers: int) -> list[str]:
+    """`app` is "thor" (Thor, as production starts it) or "minimal" (bench/minimal_drf.py, the framework's floor)."""
+    bind = ["--host", "127.0.0.1", "--port", str(port)]
+    quiet = ["--log-level", "warning"]
+    if app == "thor" and server in ("uvicorn", "granian"):
+        return [PYTHON, "-m", "thor.serve", "--server", server, *bind, "--workers", str(workers), *quiet]
+    if server == "uvicorn":
+        target = "bench.minimal_drf:asgi"
+        return [PYTHON, "-m", "uvicorn", target, *bind, "--workers", str(workers), "--no-access-log", *quiet]
+    target = "thor.serve:wsgi_application" if app == "thor" else "bench.minimal_drf:wsgi"
+    if server == "gunicorn":
+        return [PYTHON, "-m", "gunicorn", target, "-b", f"127.0.0.1:{port}", "-w", str(workers), *quiet]
+    if server == "granian":
+        threads = ["--blocking-threads", "4"]  # as thor.serve runs it
+        return [
+            PYTHON,
+            "-m",
+            "granian",
+            "--interface",
+            "wsgi",
+            *bind,
+            "--workers",
+            str(workers),
+            "--no-ws",
+            *threads,
+            target,
+        ]
+    raise ValueError(server)
+
+
 @dataclass
 class World:
     thor_url: str
@@ -119,6 +173,9 @@ class World:
     token: str
     account_id: int
     workers: int
+    server: str = "uvicorn"
+    env: dict = field(default_factory=dict)
+    thor: subprocess.Popen | None = None
 
 
 def bench_env(**overrides: str) -> dict:
@@ -149,7 +206,24 @@ def manage(env: dict, *args: str) -> None:
     subprocess.run([PYTHON, "manage.py", *args], cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL)
 
 
-def live_world(processes: Processes, *, workers: int, fresh_seconds: float) -> World:
+def start_server(processes: Processes, server: str, *, app: str, workers: int, env: dict) -> tuple:
+    """(the child, its URL) once it answers."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    child = processes.start(f"{app}-{server}", server_argv(server, app=app, port=port, workers=workers), env)
+    processes.wait_ready(child, f"{url}/api/health/" if app == "thor" else f"{url}/api/bench/minimal")
+    return child, url
+
+
+def switch_thor_server(processes: Processes, world: World, server: str) -> None:
+    """Serve the same world (database, cache, user, token) with another server."""
+    if world.thor is not None:
+        processes.stop(world.thor)
+    world.thor, world.thor_url = start_server(processes, server, app="thor", workers=world.workers, env=world.env)
+    world.server = server
+
+
+def live_world(processes: Processes, *, workers: int, fresh_seconds: float, server: str = "uvicorn") -> World:
     """A fresh database, the sandbox, Thor, and a user whose primary account is a linked Kite account."""
     thor_url = f"http://127.0.0.1:{free_port()}"
     sandbox_port = free_port()
@@ -167,10 +241,7 @@ def live_world(processes: Processes, *, workers: int, fresh_seconds: float) -> W
 
     sandbox = processes.start("sandbox", [PYTHON, "manage.py", "run_broker_sandbox", "--port", str(sandbox_port)], env)
     thor_port = urlsplit(thor_url).port
-    uvicorn = ["-m", "uvicorn", "thor.asgi:application", "--host", "127.0.0.1", "--port", str(thor_port)]
-    thor = processes.start(
-        "thor", [PYTHON, *uvicorn, "--workers", str(workers), "--no-access-log", "--log-level", "warning"], env
-    )
+    thor = processes.start("thor", server_argv(server, app="thor", port=thor_port, workers=workers), env)
     processes.wait_ready(sandbox, f"{sandbox_url}/_sandbox/stats")
     processes.wait_ready(thor, f"{thor_url}/api/health/")
 
@@ -180,7 +251,16 @@ def live_world(processes: Processes, *, workers: int, fresh_seconds: float) -> W
         f"{thor_url}/api/accounts/{account_id}", json={"primary": True}, headers=_bearer(token), timeout=10
     )
     response.raise_for_status()
-    return World(thor_url=thor_url, sandbox_url=sandbox_url, token=token, account_id=account_id, workers=workers)
+    return World(
+        thor_url=thor_url,
+        sandbox_url=sandbox_url,
+        token=token,
+        account_id=account_id,
+        workers=workers,
+        server=server,
+        env=env,
+        thor=thor,
+    )
 
 
 def _bearer(token: str) -> dict:
@@ -299,6 +379,77 @@ def run_load(url: str, path: str, token: str, *, connections: int, seconds: floa
     # Requests in flight at the deadline finish after it: measure the real span, not the nominal one.
     total.seconds = time.perf_counter() - began
     return total
+
+
+def ensure_wrk() -> str:
+    """The path of wrk, installed from Debian's packages when missing and this process may (root, apt-get)."""
+    found = shutil.which("wrk")
+    if found:
+        return found
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        print("wrk is not installed: apt-get install -y wrk")
+        install = ["apt-get", "install", "-y", "-q", "wrk"]
+        if subprocess.run(install, stdout=subprocess.DEVNULL).returncode != 0:
+            subprocess.run(["apt-get", "update", "-q"], stdout=subprocess.DEVNULL, check=True)
+            subprocess.run(install, stdout=subprocess.DEVNULL, check=True)
+        found = shutil.which("wrk")
+    if not found:
+        raise SystemExit("The benchmarks need wrk (a C HTTP load generator): sudo apt-get install wrk")
+    return found
+
+
+@dataclass
+class WrkResult:
+    """What wrk reports for one run: throughput, latency percentiles (seconds), and anything that went wrong."""
+
+    requests: int = 0
+    seconds: float = 0.0
+    p50: float = math.nan
+    p99: float = math.nan
+    non_2xx: int = 0
+    socket_errors: int = 0
+
+    @property
+    def throughput(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    @property
+    def clean(self) -> bool:
+        return self.requests > 0 and self.non_2xx == 0 and self.socket_errors == 0
+
+
+_WRK_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
+
+
+def _wrk_seconds(text: str) -> float:
+    number, unit = re.fullmatch(r"([0-9.]+)([a-z]+)", text).groups()
+    return float(number) * _WRK_UNITS[unit]
+
+
+def parse_wrk(output: str) -> WrkResult:
+    result = WrkResult()
+    if found := re.search(r"(\d+) requests in ([0-9.]+[a-z]+)", output):
+        result.requests, result.seconds = int(found.group(1)), _wrk_seconds(found.group(2))
+    for percent, field_name in (("50", "p50"), ("99", "p99")):
+        if found := re.search(rf"^\s+{percent}(?:\.000)?%\s+([0-9.]+[a-z]+)", output, re.MULTILINE):
+            setattr(result, field_name, _wrk_seconds(found.group(1)))
+    if found := re.search(r"Non-2xx or 3xx responses: (\d+)", output):
+        result.non_2xx = int(found.group(1))
+    if found := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output):
+        result.socket_errors = sum(int(value) for value in found.groups())
+    return result
+
+
+def wrk_load(url: str, path: str, token: str | None, *, connections: int, seconds: float) -> WrkResult:
+    """wrk with one thread and `connections` keep-alive connections, GET `path` back to back for `seconds`."""
+    headers = ["-H", "Accept: application/json"]
+    if token:
+        headers += ["-H", f"Authorization: Bearer {token}"]
+    argv = [ensure_wrk(), "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", *headers, url + path]
+    completed = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
+    if completed.returncode != 0:
+        raise RuntimeError(f"wrk failed: {completed.stderr or completed.stdout}")
+    return parse_wrk(completed.stdout)
 
 
 def machine_note(server: str) -> str:

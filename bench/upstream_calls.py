@@ -11,7 +11,7 @@ import argparse
 import math
 
 import requests
-from harness import Processes, exit_cleanly_on_sigterm, live_world, machine_note, run_load, verdict
+from harness import SHIPPED_SERVER, Processes, exit_cleanly_on_sigterm, live_world, machine_note, run_load, verdict
 
 POSITIONS = "/api/accounts/primary/positions"
 UPSTREAM_POSITIONS = "GET /portfolio/positions"
@@ -22,13 +22,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=30.0)
-    parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes of the web server")
     args = parser.parse_args()
     exit_cleanly_on_sigterm()
 
     with Processes() as processes:
-        print(f"Setting up: database, sandbox, Thor (uvicorn, {args.workers} workers); logs in {processes.log_dir}")
-        world = live_world(processes, workers=args.workers, fresh_seconds=FRESH_SECONDS)
+        print(
+            f"Setting up: database, sandbox, Thor ({SHIPPED_SERVER}, {args.workers} workers); logs in {processes.log_dir}"
+        )
+        world = live_world(processes, workers=args.workers, fresh_seconds=FRESH_SECONDS, server=SHIPPED_SERVER)
         # Only the polling is counted: not the OAuth exchange, not the first read.
         requests.delete(f"{world.sandbox_url}/_sandbox/stats", timeout=10).raise_for_status()
         result = run_load(world.thor_url, POSITIONS, world.token, connections=args.clients, seconds=args.seconds)
@@ -42,8 +44,10 @@ def main() -> None:
 
     print()
     print(f"{args.clients} clients polling GET {POSITIONS} of one live Kite (sandbox) account, back to back.")
-    print(f"Thor: uvicorn thor.asgi:application, {args.workers} workers, fresh cache {FRESH_SECONDS:.0f} s.")
-    print(machine_note(f"{args.workers} uvicorn workers, the sandbox"))
+    print(
+        f"Thor: python -m thor.serve --server {SHIPPED_SERVER}, {args.workers} workers, fresh cache {FRESH_SECONDS:.0f} s."
+    )
+    print(machine_note(f"{args.workers} {SHIPPED_SERVER} workers, the sandbox"))
     print()
     print(f"client requests:            {result.requests} in {result.seconds:.1f} s ({result.throughput:.0f} req/s)")
     print(

@@ -5,4 +5,4 @@ class IdentityConfig(AppConfig):
     name = "identity"
 
     def ready(self):
-        from identity import signals  # noqa: F401
+        from identity import authentication, signals  # noqa: F401  (their receivers)

@@ -2,6 +2,9 @@ import re
 import uuid
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.contrib.auth.middleware import AuthenticationMiddleware
+from django.contrib.messages.middleware import MessageMiddleware
+from django.contrib.sessions.middleware import SessionMiddleware
 from django.utils.cache import patch_cache_control
 
 from thor.logging import correlation_id_var
@@ -78,3 +81,30 @@ class NoStoreApiMiddleware(HybridMiddleware):
 
     async def __acall__(self, request):
         return self._mark(request, await self.get_response(request))
+
+
+class SkippedOnApiMixin:
+    """For middleware only the admin needs: a request under /api/ goes straight past it.
+
+    The API authenticates with Bearer JWTs in DRF, keeps no session and shows no flash messages, so
+    the session, Django's login and the messages do nothing for it but take time on every read.
+    Subclasses of Django's own classes, so the admin's system checks still find them.
+    """
+
+    def __call__(self, request):
+        if request.path_info.startswith("/api/"):
+            # Under ASGI this is a coroutine, awaited by the middleware before, as the skipped one's would be.
+            return self.get_response(request)
+        return super().__call__(request)
+
+
+class AdminSessionMiddleware(SkippedOnApiMixin, SessionMiddleware):
+    pass
+
+
+class AdminAuthenticationMiddleware(SkippedOnApiMixin, AuthenticationMiddleware):
+    pass
+
+
+class AdminMessageMiddleware(SkippedOnApiMixin, MessageMiddleware):
+    pass

@@ -1,36 +1,187 @@
-"""`python -m thor.serve --host H --port P`: uvicorn serving Thor, with the proxy trust from settings.
+"""`python -m thor.serve [--server uvicorn|granian] --host H --port P`: Thor's web server, with the proxy trust from settings.
 
-Every place that starts the web server (scripts/run_embedded.sh, the Dockerfile, docker-compose.yml)
-goes through here. Left to itself uvicorn believes X-Forwarded-For from 127.0.0.1, so behind no proxy
-(or a proxy on another address) any local client could choose its own address and with it a fresh
-per-IP throttle bucket. Here the trusted peers are THOR_FORWARDED_ALLOW_IPS and nothing else.
+Every place that starts a web server (scripts/run_embedded.sh, the Dockerfile, docker-compose.yml)
+goes through here. Two servers, chosen by measurement (bench/README.md):
+
+- `uvicorn` (the default; `make run`): Thor's ASGI application, HTTP and the WebSockets under /ws/.
+- `granian`: Thor's WSGI application for HTTP (/api/, /admin/, /metrics): Thor's views are sync, and
+  under ASGI every request hops to a thread and back; under a WSGI server it runs where it arrived.
+  Production serves /ws/ with uvicorn beside it, one origin through the proxy (docker-compose.yml).
+
+Left to itself uvicorn believes X-Forwarded-For from 127.0.0.1, so behind no proxy (or a proxy on
+another address) any local client could choose its own address and with it a fresh per-IP throttle
+bucket; granian believes no forwarded header at all, so behind a proxy every client would share the
+proxy's bucket. Here the trusted peers are THOR_FORWARDED_ALLOW_IPS and nothing else, for both:
+uvicorn through its own options, granian through `ForwardedFromTrustedProxies` around the WSGI app.
+The body cap (THOR_MAX_REQUEST_BYTES) holds under both too: thor.bodylimit under ASGI, `RequestBodyLimitWSGI` here.
 """
 
+import ipaddress
+import json
 import os
 import sys
 
+SERVERS = ("uvicorn", "granian")
 # Options that would override the trust decided in settings.
 _PROXY_OPTIONS = ("--proxy-headers", "--no-proxy-headers", "--forwarded-allow-ips")
+# Options that would serve something other than Thor's WSGI application through its proxy trust.
+_GRANIAN_FIXED_OPTIONS = ("--interface", "--factory", "--working-dir")
+# The WSGI application's import path for granian (built on first access: see __getattr__).
+WSGI_TARGET = "thor.serve:wsgi_application"
+# Threads per granian worker running the WSGI app. A few cover the waits on Redis and PostgreSQL; more
+# only contend for the GIL (and each may hold a database connection from the pool).
+GRANIAN_BLOCKING_THREADS = 4
+
+
+def _refuse_proxy_options(extra: list[str]) -> None:
+    for argument in extra:
+        if argument.split("=", 1)[0] in _PROXY_OPTIONS:
+            raise SystemExit(f"{argument}: set THOR_FORWARDED_ALLOW_IPS instead (see .env.example).")
 
 
 def uvicorn_arguments(extra: list[str]) -> list[str]:
     from django.conf import settings
 
-    for argument in extra:
-        if argument.split("=", 1)[0] in _PROXY_OPTIONS:
-            raise SystemExit(f"{argument}: set THOR_FORWARDED_ALLOW_IPS instead (see .env.example).")
+    _refuse_proxy_options(extra)
     allowed = settings.THOR_FORWARDED_ALLOW_IPS
     proxy = ["--proxy-headers", "--forwarded-allow-ips", ",".join(allowed)] if allowed else ["--no-proxy-headers"]
     # No access log: seed 000's routes take api_secret in the query string (see brokers/api/views.py).
     return ["thor.asgi:application", "--no-access-log", *proxy, *extra]
 
 
+def granian_arguments(extra: list[str]) -> list[str]:
+    _refuse_proxy_options(extra)
+    for argument in extra:
+        if argument.split("=", 1)[0] in _GRANIAN_FIXED_OPTIONS:
+            raise SystemExit(f"{argument}: thor.serve runs granian on Thor's WSGI application only.")
+    threads = (
+        []
+        if any(a.startswith("--blocking-threads") for a in extra)
+        else ["--blocking-threads", str(GRANIAN_BLOCKING_THREADS)]
+    )
+    # WebSockets are uvicorn's (the ASGI app); the access log stays off for the same reason as uvicorn's.
+    return ["--interface", "wsgi", "--no-ws", "--no-access-log", *threads, *extra, WSGI_TARGET]
+
+
+class ForwardedFromTrustedProxies:
+    """WSGI: the client address and scheme from X-Forwarded-For/-Proto, only when the peer is a trusted proxy.
+
+    The same rule as uvicorn's proxy headers: the client is the right-most X-Forwarded-For entry that is
+    not itself a trusted proxy (entries to its left are whatever the client chose to send).
+    """
+
+    def __init__(self, application, trusted: list[str]):
+        self.application = application
+        self.trust_all = "*" in trusted
+        self.networks = [ipaddress.ip_network(value, strict=False) for value in trusted if value != "*"]
+
+    def _trusted(self, address: str) -> bool:
+        if self.trust_all:
+            return True
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in self.networks)
+
+    def __call__(self, environ, start_response):
+        if (self.trust_all or self.networks) and self._trusted(environ.get("REMOTE_ADDR", "")):
+            forwarded_for = [part.strip() for part in environ.get("HTTP_X_FORWARDED_FOR", "").split(",")]
+            forwarded_for = [part for part in forwarded_for if part]
+            if forwarded_for:
+                client = next((host for host in reversed(forwarded_for) if not self._trusted(host)), forwarded_for[0])
+                # Only an address: anything else in the header is not a client anyone can be throttled as.
+                if _is_address(client):
+                    environ["REMOTE_ADDR"] = client
+            scheme = environ.get("HTTP_X_FORWARDED_PROTO", "").split(",")[-1].strip().lower()
+            if scheme in ("http", "https"):
+                environ["wsgi.url_scheme"] = scheme
+        return self.application(environ, start_response)
+
+
+class RequestBodyLimitWSGI:
+    """WSGI: a `Content-Length` over THOR_MAX_REQUEST_BYTES answers 413 unread, as thor.bodylimit does under ASGI.
+
+    Django's own DATA_UPLOAD_MAX_MEMORY_SIZE does not count multipart files, which it streams to disk.
+    A body without a length (chunked) is not read by Django's WSGI handler at all, so the length is the cap.
+    """
+
+    def __init__(self, application, max_bytes: int):
+        self.application = application
+        self.max_bytes = max_bytes
+
+    def __call__(self, environ, start_response):
+        try:
+            declared = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            declared = 0
+        if declared > self.max_bytes:
+            from thor.errors import error_body  # Django is set up by now; not on `import thor.serve`
+
+            body = json.dumps(error_body("Request body too large.", 413, "request_too_large")).encode()
+            start_response(
+                "413 Request Entity Too Large",
+                [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
+            )
+            return [body]
+        return self.application(environ, start_response)
+
+
+def _is_address(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def build_wsgi_application():
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "thor.settings")
+    from django.conf import settings
+    from django.core.wsgi import get_wsgi_application
+
+    application = RequestBodyLimitWSGI(get_wsgi_application(), settings.THOR_MAX_REQUEST_BYTES)
+    return ForwardedFromTrustedProxies(application, settings.THOR_FORWARDED_ALLOW_IPS)
+
+
+_built = {}
+
+
+def __getattr__(name):
+    # granian imports WSGI_TARGET in each worker; Django is set up there, on first access, not on `import thor.serve`.
+    if name == "wsgi_application":
+        if name not in _built:
+            _built[name] = build_wsgi_application()
+        return _built[name]
+    raise AttributeError(name)
+
+
+def _split_server(argv: list[str]) -> tuple[str, list[str]]:
+    server, rest, arguments = "uvicorn", [], iter(argv)
+    for argument in arguments:
+        if argument == "--server":
+            server = next(arguments, "")
+        elif argument.startswith("--server="):
+            server = argument.split("=", 1)[1]
+        else:
+            rest.append(argument)
+    if server not in SERVERS:
+        raise SystemExit(f"--server must be one of {', '.join(SERVERS)}, not {server!r}.")
+    return server, rest
+
+
 def main(argv: list[str]) -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "thor.settings")
-    # uvicorn's own command line, in this process: signals from the container runtime reach it directly.
+    server, extra = _split_server(argv)
+    # Each server's own command line, in this process: signals from the container runtime reach it directly.
+    if server == "granian":
+        from granian.cli import cli as granian_main
+
+        granian_main.main(args=granian_arguments(extra), prog_name="granian")
+        return
     from uvicorn.main import main as uvicorn_main
 
-    uvicorn_main(args=uvicorn_arguments(argv), prog_name="uvicorn")
+    uvicorn_main(args=uvicorn_arguments(extra), prog_name="uvicorn")
 
 
 if __name__ == "__main__":

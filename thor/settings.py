@@ -109,11 +109,12 @@ MIDDLEWARE = [
     # The admin's CSS and JS, from STATIC_ROOT (collectstatic, run in the image build); no proxy needed for them.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    # The session, Django's login and the messages serve the admin only: /api/ requests skip them.
+    "thor.middleware.AdminSessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "thor.middleware.AdminAuthenticationMiddleware",
+    "thor.middleware.AdminMessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
@@ -247,7 +248,8 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework_simplejwt.authentication.JWTAuthentication"],
+    # simplejwt's JWT authentication; a read (GET, HEAD, OPTIONS) takes its user from a short cache (below).
+    "DEFAULT_AUTHENTICATION_CLASSES": ["identity.authentication.ReadCachedJWTAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": [
@@ -316,6 +318,17 @@ SIMPLE_JWT = {
     "AUTH_HEADER_TYPES": ("Bearer",),
     "SIGNING_KEY": SECRET_KEY,
 }
+
+# How long a read may use the user (and, for the live reads, the account) resolved by an earlier request,
+# so that a read answered from the snapshot cache runs no SQL. It is the bound on revocation: a user
+# disabled, an account or connection changed by a bulk update, is seen by every read within it (saves and
+# logouts drop the cached copy at once). Writes always read the database. 0 turns the cache off.
+THOR_READ_CACHE_SECONDS = _env_or_fail(env.float, "THOR_READ_CACHE_SECONDS", default=5.0)
+if not 0 <= THOR_READ_CACHE_SECONDS <= 5:
+    raise ImproperlyConfigured(
+        "Environment variable THOR_READ_CACHE_SECONDS must be between 0 and 5: a disabled user must be refused "
+        "within 5 seconds."
+    )
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Thor API",

@@ -476,11 +476,11 @@ class TestCachedReadAnswers:
         assert Decimal(mine["quantity"]) == 4321
         assert cached == {**after, "source": "cache"}
 
-    def test_a_cached_read_costs_two_queries(self, alice_client, live, django_assert_num_queries):
+    def test_a_cached_read_costs_no_query(self, alice_client, live, django_assert_num_queries):
         alice_client.get(url(live, "/positions"))
 
-        # The user (JWT) and the account with its session's state; no broker app, no tokens.
-        with django_assert_num_queries(2):
+        # The user (JWT) and the account with its session's state come from the short read cache too.
+        with django_assert_num_queries(0):
             assert alice_client.get(url(live, "/positions")).json()["source"] == "cache"
 
     def test_the_read_lookup_finds_what_account_get_finds(self, alice, bob, live):

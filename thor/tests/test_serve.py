@@ -1,6 +1,6 @@
-"""The shipped server command: uvicorn believes forwarded headers only from THOR_FORWARDED_ALLOW_IPS.
+"""The shipped server commands: uvicorn and granian believe forwarded headers only from THOR_FORWARDED_ALLOW_IPS.
 
-Each case starts a real uvicorn on a free port, as `make run` and the container do, and spends the
+Each case starts a real server on a free port, as `make run` and the containers do, and spends the
 login throttle's budget from 127.0.0.1; a spoofed X-Forwarded-For must not get a fresh bucket.
 """
 
@@ -16,7 +16,7 @@ import pytest
 import requests
 from django.conf import settings
 
-from thor.serve import uvicorn_arguments
+from thor.serve import ForwardedFromTrustedProxies, RequestBodyLimitWSGI, granian_arguments, uvicorn_arguments
 
 ROOT = Path(settings.BASE_DIR)
 
@@ -27,7 +27,7 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def started_thor(**variables):
+def started_thor(server="uvicorn", **variables):
     environment = {key: value for key, value in os.environ.items() if not key.startswith("THOR_")}
     environment.update(
         DJANGO_SETTINGS_MODULE="thor.settings",
@@ -41,8 +41,9 @@ def started_thor(**variables):
         **variables,
     )
     port = free_port()
+    command = ["-m", "thor.serve", "--server", server, "--host", "127.0.0.1", "--port", str(port)]
     process = subprocess.Popen(
-        [sys.executable, "-m", "thor.serve", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+        [sys.executable, *command, "--log-level", "warning"],
         cwd=ROOT,
         env=environment,
         stdout=subprocess.PIPE,
@@ -50,7 +51,7 @@ def started_thor(**variables):
         text=True,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise AssertionError(process.stdout.read())
@@ -60,15 +61,20 @@ def started_thor(**variables):
         except requests.ConnectionError:
             time.sleep(0.2)
     process.kill()
-    raise AssertionError("uvicorn did not start")
+    raise AssertionError(f"{server} did not start")
+
+
+@pytest.fixture(params=["uvicorn", "granian"])
+def server(request):
+    return request.param
 
 
 @pytest.fixture
-def thor_server(request):
-    process, url = started_thor(**getattr(request, "param", {}))
+def thor_server(request, server):
+    process, url = started_thor(server, **getattr(request, "param", {}))
     yield url
     process.terminate()
-    process.wait(timeout=10)
+    process.wait(timeout=20)
 
 
 def login_attempt(url, **headers):
@@ -83,6 +89,16 @@ class TestShippedCommand:
         assert login_attempt(thor_server, **{"X-Forwarded-For": "203.0.113.7"}) == 429
         assert login_attempt(thor_server, **{"X-Forwarded-For": "203.0.113.8, 127.0.0.1"}) == 429
         assert login_attempt(thor_server, Forwarded="for=203.0.113.9") == 429
+
+    def test_a_body_over_the_cap_is_refused_unread(self, thor_server):
+        response = requests.post(
+            f"{thor_server}/api/auth/register/",
+            data=b"{" + b" " * (1024 * 1024 + 1) + b"}",
+            headers={"Content-Type": "application/json"},
+            timeout=10,
+        )
+
+        assert response.status_code == 413 and response.json()["code"] == "request_too_large"
 
     @pytest.mark.parametrize("thor_server", [{"THOR_FORWARDED_ALLOW_IPS": "127.0.0.1"}], indirect=True)
     def test_a_configured_proxy_is_believed(self, thor_server):
@@ -112,11 +128,130 @@ class TestArguments:
     def test_the_command_line_cannot_override_the_trust(self, option):
         with pytest.raises(SystemExit, match="THOR_FORWARDED_ALLOW_IPS"):
             uvicorn_arguments([option])
+        with pytest.raises(SystemExit, match="THOR_FORWARDED_ALLOW_IPS"):
+            granian_arguments([option])
+
+    def test_granian_serves_thors_wsgi_app_without_websockets_or_access_log(self):
+        arguments = granian_arguments(["--workers", "2"])
+
+        assert arguments[-1] == "thor.serve:wsgi_application"
+        assert arguments[arguments.index("--interface") + 1] == "wsgi"
+        assert "--no-ws" in arguments and "--no-access-log" in arguments and "--workers" in arguments
+
+    @pytest.mark.parametrize("option", ["--interface=asgi", "--interface", "--factory", "--working-dir=/tmp"])
+    def test_granian_serves_nothing_else(self, option):
+        with pytest.raises(SystemExit, match="WSGI application only"):
+            granian_arguments([option])
+
+    def test_an_unknown_server_is_refused(self):
+        from thor.serve import main
+
+        with pytest.raises(SystemExit, match="--server must be one of"):
+            main(["--server", "gunicorn"])
 
 
-@pytest.mark.parametrize("launcher", ["scripts/run_embedded.sh", "Dockerfile", "docker-compose.yml"])
+def _seen_by_thor(trusted, remote, **headers):
+    """REMOTE_ADDR and the URL scheme as the WSGI app behind ForwardedFromTrustedProxies sees them."""
+    seen = {}
+
+    def application(environ, start_response):
+        seen.update(address=environ["REMOTE_ADDR"], scheme=environ["wsgi.url_scheme"])
+        return [b""]
+
+    environ = {"REMOTE_ADDR": remote, "wsgi.url_scheme": "http", **headers}
+    ForwardedFromTrustedProxies(application, trusted)(environ, lambda *args: None)
+    return seen["address"], seen["scheme"]
+
+
+class TestBodyLimitUnderWsgi:
+    def _answer(self, content_length):
+        started = {}
+
+        def application(environ, start_response):
+            start_response("200 OK", [])
+            return [b"read"]
+
+        environ = {} if content_length is None else {"CONTENT_LENGTH": content_length}
+        body = RequestBodyLimitWSGI(application, 100)(environ, lambda status, headers: started.update(status=status))
+        return started["status"], b"".join(body)
+
+    @pytest.mark.parametrize("length", [None, "", "0", "100", "not-a-number", "-5"])
+    def test_within_the_cap_or_undeclared_goes_through(self, length):
+        assert self._answer(length) == ("200 OK", b"read")
+
+    @pytest.mark.parametrize("length", ["101", str(10**12)])
+    def test_over_the_cap_is_413_json(self, length):
+        status, body = self._answer(length)
+
+        assert status.startswith("413") and b'"request_too_large"' in body
+
+
+class TestForwardedForUnderWsgi:
+    def test_an_untrusted_peer_is_the_client_whatever_it_sends(self):
+        headers = {"HTTP_X_FORWARDED_FOR": "203.0.113.7", "HTTP_X_FORWARDED_PROTO": "https"}
+
+        assert _seen_by_thor([], "127.0.0.1", **headers) == ("127.0.0.1", "http")
+        assert _seen_by_thor(["10.0.0.5"], "127.0.0.1", **headers) == ("127.0.0.1", "http")
+
+    def test_a_trusted_proxy_names_the_client(self):
+        headers = {"HTTP_X_FORWARDED_FOR": "203.0.113.7", "HTTP_X_FORWARDED_PROTO": "https"}
+
+        assert _seen_by_thor(["10.0.0.5"], "10.0.0.5", **headers) == ("203.0.113.7", "https")
+        assert _seen_by_thor(["10.1.0.0/16"], "10.1.2.3", **headers) == ("203.0.113.7", "https")
+
+    def test_what_the_client_prepended_is_ignored(self):
+        # The client sent "X-Forwarded-For: 198.51.100.1"; the proxy appended the address it saw.
+        headers = {"HTTP_X_FORWARDED_FOR": "198.51.100.1, 203.0.113.7"}
+
+        assert _seen_by_thor(["10.0.0.5"], "10.0.0.5", **headers)[0] == "203.0.113.7"
+
+    def test_a_chain_of_trusted_proxies_is_walked_back(self):
+        headers = {"HTTP_X_FORWARDED_FOR": "203.0.113.7, 10.0.0.6"}
+
+        assert _seen_by_thor(["10.0.0.0/24"], "10.0.0.5", **headers)[0] == "203.0.113.7"
+
+    @pytest.mark.parametrize("value", ["", " , ", "ftp", "javascript"])
+    def test_nothing_usable_changes_nothing(self, value):
+        headers = {"HTTP_X_FORWARDED_FOR": value, "HTTP_X_FORWARDED_PROTO": value}
+
+        assert _seen_by_thor(["10.0.0.5"], "10.0.0.5", **headers) == ("10.0.0.5", "http")
+
+    def test_a_garbage_peer_address_is_not_trusted(self):
+        assert _seen_by_thor(["10.0.0.0/8"], "not-an-ip", HTTP_X_FORWARDED_FOR="203.0.113.7")[0] == "not-an-ip"
+
+
+LAUNCHERS = ["scripts/run_embedded.sh", "Dockerfile", "docker-compose.yml"]
+
+
+@pytest.mark.parametrize("launcher", LAUNCHERS)
 def test_every_launcher_starts_the_server_through_thor_serve(launcher):
     text = (ROOT / launcher).read_text()
 
     assert "thor.serve" in text
     assert not re.search(r"uvicorn\s+thor\.asgi|-m uvicorn|\"uvicorn\"", text), "uvicorn started around thor.serve"
+    commands = "\n".join(line.split("#", 1)[0] for line in text.splitlines()).replace("--server granian", "")
+    assert not re.search(r"\b(granian|gunicorn)\b", commands), "a WSGI server started around thor.serve"
+
+
+def test_the_compose_servers_trust_exactly_the_proxy_in_front_of_them():
+    import yaml
+
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    proxy_address = services["proxy"]["networks"]["thor"]["ipv4_address"]
+
+    assert services["web"]["command"].startswith("python -m thor.serve --server granian ")
+    assert services["ws"]["command"].startswith("python -m thor.serve ") and "--server" not in services["ws"]["command"]
+    for name in ("web", "ws"):
+        assert services[name]["environment"]["THOR_FORWARDED_ALLOW_IPS"] == proxy_address, name
+        assert "ports" not in services[name], f"{name} is reached through the proxy only"
+
+
+def test_the_proxy_sends_websockets_to_uvicorn_and_overwrites_forwarded_headers():
+    config = (ROOT / "deploy" / "nginx.conf").read_text()
+    ws = config[config.index("location /ws/") : config.index("location / ")]
+
+    assert "proxy_pass http://thor_ws;" in ws and "proxy_set_header Upgrade $http_upgrade;" in ws
+    assert "server ws:8001;" in config and "server web:8000;" in config
+    # $remote_addr, never $proxy_add_x_forwarded_for: what a client sends is not passed on as if it were true.
+    assert config.count("proxy_set_header X-Forwarded-For $remote_addr;") == 2
+    assert "proxy_add_x_forwarded_for" not in config

@@ -91,6 +91,8 @@ BAD_VALUES = {
     "THOR_ACCESS_TOKEN_MINUTES=fifteen": ("THOR_ACCESS_TOKEN_MINUTES", {"THOR_ACCESS_TOKEN_MINUTES": "fifteen"}),
     "THOR_LOGIN_RATE=prose": ("THOR_LOGIN_RATE", {"THOR_LOGIN_RATE": "20 per minute"}),
     "THOR_EMBEDDED_SCHEDULER=sometimes": ("THOR_EMBEDDED_SCHEDULER", {"THOR_EMBEDDED_SCHEDULER": "sometimes"}),
+    # Revocation must stay within 5 seconds however the reads cache identity.
+    "THOR_READ_CACHE_SECONDS=60": ("THOR_READ_CACHE_SECONDS", {"THOR_READ_CACHE_SECONDS": "60"}),
     "production without SECRET_KEY": ("SECRET_KEY", {**PRODUCTION, "SECRET_KEY": ""}),
     "production without THOR_ENCRYPTION_KEYS": ("THOR_ENCRYPTION_KEYS", {**PRODUCTION, "THOR_ENCRYPTION_KEYS": ""}),
     "production without ALLOWED_HOSTS": ("ALLOWED_HOSTS", {**PRODUCTION, "ALLOWED_HOSTS": ""}),

@@ -1,0 +1,161 @@
+"""ReadCachedJWTAuthentication: a read takes its user from a 5-second cache; revocation stays bounded.
+
+Every case makes the cache matter: the user is loaded once, changed behind the cache's back where that
+is the point (a bulk update sends no signal), and the next request shows whether the change is seen.
+"""
+
+import time
+
+import jwt
+import pytest
+from django.core.cache import cache
+from rest_framework.request import Request
+from rest_framework.test import APIRequestFactory
+from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
+
+from conftest import client_for
+from identity.authentication import ReadCachedJWTAuthentication, identity_key
+from identity.models import User
+from identity.tokens import token_pair_for
+
+pytestmark = pytest.mark.django_db
+ME = "/api/auth/me/"
+
+
+def authenticate(method, token):
+    factory = APIRequestFactory()
+    request = getattr(factory, method)("/api/anything", HTTP_AUTHORIZATION=f"Bearer {token}")
+    return ReadCachedJWTAuthentication().authenticate(Request(request))
+
+
+class TestReadsUseTheCache:
+    def test_the_second_read_loads_no_user(self, alice, django_assert_num_queries):
+        token = token_pair_for(alice)["access"]
+        with django_assert_num_queries(1):
+            first, _ = authenticate("get", token)
+        with django_assert_num_queries(0):
+            second, validated = authenticate("get", token)
+
+        assert first.pk == second.pk == alice.pk and validated["user_id"] == str(alice.pk)
+
+    @pytest.mark.parametrize("method", ["post", "put", "patch", "delete"])
+    def test_a_write_always_loads_the_user(self, alice, method, django_assert_num_queries):
+        token = token_pair_for(alice)["access"]
+        authenticate("get", token)
+
+        with django_assert_num_queries(1):
+            user, _ = authenticate(method, token)
+        assert user.pk == alice.pk
+
+    def test_the_cached_user_has_no_password_hash(self, alice):
+        authenticate("get", token_pair_for(alice)["access"])
+
+        cached = cache.get(identity_key(alice.pk))
+        assert cached.pk == alice.pk and "password" not in cached.__dict__
+
+    def test_a_views_keys_come_back_with_the_user(self, alice, django_assert_num_queries):
+        class ReadView:
+            @staticmethod
+            def read_cache_keys(request, user_id):
+                return [f"thor:test:{user_id}:found", f"thor:test:{user_id}:missing"]
+
+        token = token_pair_for(alice)["access"]
+        cache.set(f"thor:test:{alice.pk}:found", "kept", 5)
+        authenticate("get", token)
+        request = Request(APIRequestFactory().get("/api/x", HTTP_AUTHORIZATION=f"Bearer {token}"))
+        request.parser_context = {"view": ReadView(), "kwargs": {}}
+
+        with django_assert_num_queries(0):
+            ReadCachedJWTAuthentication().authenticate(request)
+
+        assert request.read_cache == {f"thor:test:{alice.pk}:found": "kept", f"thor:test:{alice.pk}:missing": None}
+
+    def test_no_header_and_other_schemes_are_not_ours(self, alice):
+        factory = APIRequestFactory()
+        for headers in ({}, {"HTTP_AUTHORIZATION": "Basic YTpi"}):
+            assert ReadCachedJWTAuthentication().authenticate(Request(factory.get("/api/x", **headers))) is None
+
+
+class TestRevocation:
+    def test_a_disabled_user_is_refused_at_once_when_saved(self, alice, alice_client):
+        assert alice_client.get(ME).status_code == 200
+        alice.is_active = False
+        alice.save()
+
+        response = alice_client.get(ME)
+
+        assert response.status_code == 401 and response.json()["code"] == "user_inactive"
+
+    def test_a_user_disabled_in_bulk_is_refused_within_the_ttl(self, alice, alice_client, settings):
+        settings.THOR_READ_CACHE_SECONDS = 1
+        assert alice_client.get(ME).status_code == 200
+        # The admin's "disable users" action is a bulk update: no signal, so only the TTL bounds it.
+        User.objects.filter(pk=alice.pk).update(is_active=False)
+
+        time.sleep(1.2)
+
+        assert alice_client.get(ME).status_code == 401
+
+    def test_a_disabled_user_cannot_write_even_while_cached(self, alice, alice_client):
+        assert alice_client.get(ME).status_code == 200
+        User.objects.filter(pk=alice.pk).update(is_active=False)
+
+        response = alice_client.post("/api/accounts", {"currency": "USD"}, format="json")
+
+        assert response.status_code == 401 and response.json()["code"] == "user_inactive"
+
+    def test_a_deleted_user_is_refused_at_once(self, alice, alice_client):
+        assert alice_client.get(ME).status_code == 200
+        alice.delete()
+
+        response = alice_client.get(ME)
+
+        assert response.status_code == 401 and response.json()["code"] == "user_not_found"
+
+    def test_logging_out_drops_the_cached_user(self, alice):
+        pair = token_pair_for(alice)
+        client = client_for(alice)
+        assert client.get(ME).json()["role"] == "user"
+        User.objects.filter(pk=alice.pk).update(role="tenant_admin")
+        assert client.get(ME).json()["role"] == "user", "served from the cache until something drops it"
+
+        assert client.post("/api/auth/logout/", {"refresh": pair["refresh"]}, format="json").status_code == 205
+
+        assert client.get(ME).json()["role"] == "tenant_admin"
+        assert client.post("/api/auth/token/refresh/", {"refresh": pair["refresh"]}, format="json").status_code == 401
+
+    def test_the_cache_of_one_user_is_not_another_users(self, alice, bob):
+        alice_token, bob_token = token_pair_for(alice)["access"], token_pair_for(bob)["access"]
+
+        assert authenticate("get", alice_token)[0].pk == alice.pk
+        assert authenticate("get", bob_token)[0].pk == bob.pk
+
+
+class TestHostileTokens:
+    def test_a_refresh_token_is_not_an_access_token(self, alice, alice_client):
+        refresh = str(RefreshToken.for_user(alice))
+
+        response = client_for().get(ME, HTTP_AUTHORIZATION=f"Bearer {refresh}")
+
+        assert response.status_code == 401 and response.json()["code"] == "token_not_valid"
+
+    def test_a_token_signed_with_another_key_is_refused_even_with_the_user_cached(self, alice, alice_client):
+        assert alice_client.get(ME).status_code == 200
+        payload = dict(AccessToken.for_user(alice).payload)
+        forged = jwt.encode(payload, "not-thor-s-key" * 4, algorithm="HS256")
+
+        assert client_for().get(ME, HTTP_AUTHORIZATION=f"Bearer {forged}").status_code == 401
+
+    def test_a_token_without_a_user_is_refused(self, alice):
+        token = AccessToken.for_user(alice)
+        del token["user_id"]
+
+        response = client_for().get(ME, HTTP_AUTHORIZATION=f"Bearer {token}")
+
+        assert response.status_code == 401
+
+    @pytest.mark.parametrize("header", ["Bearer", "Bearer a b", "Bearer not.a.jwt", "Bearer " + "A" * 5000])
+    def test_malformed_headers_are_401_json(self, header):
+        response = client_for().get(ME, HTTP_AUTHORIZATION=header)
+
+        assert response.status_code == 401 and response["Content-Type"] == "application/json"
