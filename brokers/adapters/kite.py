@@ -298,20 +298,7 @@ class KiteAdapter(BrokerAdapter):
             tag=order.tag or None,
             market_protection=self._market_protection_for(order.order_type),
         )
-        return OrderResult(
-            broker_order_id=str(order_id),
-            status="PENDING",
-            symbol=order.symbol,
-            exchange=order.exchange,
-            side=order.side,
-            quantity=order.quantity,
-            price=order.price,
-            trigger_price=order.trigger_price,
-            order_type=order.order_type,
-            product=order.product,
-            validity=order.validity,
-            tag=order.tag,
-        )
+        return OrderResult.acknowledged(str(order_id), order)
 
     def modify(self, broker_order_id: str, changes: Mapping[str, object]) -> OrderResult:
         allowed = {"quantity", "price", "order_type", "trigger_price", "validity", "disclosed_quantity"}

@@ -782,20 +782,7 @@ class SchwabAdapter(BrokerAdapter):
         sent_at = datetime.now(UTC)
         response = self._api("POST", self._account_path("/orders"), body=payload, order_call=True)
         order_id = self._resolve_sent(response, order, sent_at)
-        return OrderResult(
-            broker_order_id=order_id,
-            status="PENDING",
-            symbol=order.symbol,
-            exchange=order.exchange,
-            side=order.side,
-            quantity=order.quantity,
-            price=order.price,
-            trigger_price=order.trigger_price,
-            order_type=order.order_type,
-            product=order.product,
-            validity=order.validity,
-            tag=order.tag,
-        )
+        return OrderResult.acknowledged(order_id, order)
 
     def modify(self, broker_order_id: str, changes: Mapping[str, object]) -> OrderResult:
         """Schwab replaces an order: the old one is cancelled, and the answer is the NEW order's id."""

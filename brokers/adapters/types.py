@@ -114,6 +114,24 @@ class OrderResult:
     placed_at: datetime | None = None
     raw: dict = field(default_factory=dict, compare=False)
 
+    @classmethod
+    def acknowledged(cls, broker_order_id: str, order: "OrderRequest") -> "OrderResult":
+        """What a broker's bare acknowledgement of a placement says: the request, now with its id."""
+        return cls(
+            broker_order_id=broker_order_id,
+            status="PENDING",
+            symbol=order.symbol,
+            exchange=order.exchange,
+            side=order.side,
+            quantity=order.quantity,
+            price=order.price,
+            trigger_price=order.trigger_price,
+            order_type=order.order_type,
+            product=order.product,
+            validity=order.validity,
+            tag=order.tag,
+        )
+
 
 @dataclass(frozen=True)
 class Quote:

@@ -479,23 +479,27 @@ class SchwabState:
         long_value = sum(max(held[0], 0) * self._price(symbol) for symbol, held in account.positions.items())
         equity = account.cash + long_value
         committed = self._open_buy_commitment(account)
+        # The current balances every account type reports alike.
+        shared = {
+            "accruedInterest": 0.0,
+            "cashBalance": round(account.cash, 2),
+            "cashReceipts": 0.0,
+            "longOptionMarketValue": 0.0,
+            "liquidationValue": round(equity, 2),
+            "longMarketValue": round(long_value, 2),
+            "moneyMarketFund": 0.0,
+            "savings": 0.0,
+            "shortMarketValue": 0.0,
+            "pendingDeposits": 0.0,
+            "mutualFundValue": 0.0,
+            "bondValue": 0.0,
+            "shortOptionMarketValue": 0.0,
+        }
         if account.kind == "MARGIN":
             maintenance = long_value * MAINTENANCE_MARGIN
             available = max(0.0, equity - long_value * INITIAL_MARGIN - committed * INITIAL_MARGIN)
             current = {
-                "accruedInterest": 0.0,
-                "cashBalance": round(account.cash, 2),
-                "cashReceipts": 0.0,
-                "longOptionMarketValue": 0.0,
-                "liquidationValue": round(equity, 2),
-                "longMarketValue": round(long_value, 2),
-                "moneyMarketFund": 0.0,
-                "savings": 0.0,
-                "shortMarketValue": 0.0,
-                "pendingDeposits": 0.0,
-                "mutualFundValue": 0.0,
-                "bondValue": 0.0,
-                "shortOptionMarketValue": 0.0,
+                **shared,
                 "availableFunds": round(available, 2),
                 "availableFundsNonMarginableTrade": round(available, 2),
                 "buyingPower": round(available * 2, 2),
@@ -548,19 +552,7 @@ class SchwabState:
         else:
             available = max(0.0, account.cash - committed)
             current = {
-                "accruedInterest": 0.0,
-                "cashBalance": round(account.cash, 2),
-                "cashReceipts": 0.0,
-                "longOptionMarketValue": 0.0,
-                "liquidationValue": round(equity, 2),
-                "longMarketValue": round(long_value, 2),
-                "moneyMarketFund": 0.0,
-                "savings": 0.0,
-                "shortMarketValue": 0.0,
-                "pendingDeposits": 0.0,
-                "mutualFundValue": 0.0,
-                "bondValue": 0.0,
-                "shortOptionMarketValue": 0.0,
+                **shared,
                 "cashAvailableForTrading": round(available, 2),
                 "cashAvailableForWithdrawal": round(available, 2),
                 "cashCall": 0.0,

@@ -62,28 +62,32 @@ class Command(BaseCommand):
             )
 
     def _seed_sandbox_kite_app(self, tenant):
-        BrokerApp.objects.update_or_create(
-            tenant=tenant,
-            owner=None,
+        self._seed_sandbox_app(
+            tenant,
             kind=BrokerKind.KITE,
-            api_key=settings.THOR_SANDBOX_KITE_API_KEY,
-            defaults={
-                "name": "Sandbox Kite",
-                "api_secret": settings.THOR_SANDBOX_KITE_API_SECRET,
-                "redirect_uri": settings.THOR_SANDBOX_KITE_REDIRECT_URL,
-            },
+            name="Sandbox Kite",
+            client_id=settings.THOR_SANDBOX_KITE_API_KEY,
+            secret=settings.THOR_SANDBOX_KITE_API_SECRET,
+            redirect_uri=settings.THOR_SANDBOX_KITE_REDIRECT_URL,
         )
 
     def _seed_sandbox_schwab_app(self, tenant):
         # Seed 002: the SPA's /schwab/callback page relays the code to /api/schwab/oauth/callback/.
+        self._seed_sandbox_app(
+            tenant,
+            kind=BrokerKind.SCHWAB,
+            name="Sandbox Schwab",
+            client_id=settings.THOR_SANDBOX_SCHWAB_CLIENT_ID,
+            secret=settings.THOR_SANDBOX_SCHWAB_CLIENT_SECRET,
+            redirect_uri=settings.THOR_SANDBOX_SCHWAB_REDIRECT_URL,
+        )
+
+    @staticmethod
+    def _seed_sandbox_app(tenant, *, kind, name, client_id, secret, redirect_uri):
         BrokerApp.objects.update_or_create(
             tenant=tenant,
             owner=None,
-            kind=BrokerKind.SCHWAB,
-            api_key=settings.THOR_SANDBOX_SCHWAB_CLIENT_ID,
-            defaults={
-                "name": "Sandbox Schwab",
-                "api_secret": settings.THOR_SANDBOX_SCHWAB_CLIENT_SECRET,
-                "redirect_uri": settings.THOR_SANDBOX_SCHWAB_REDIRECT_URL,
-            },
+            kind=kind,
+            api_key=client_id,
+            defaults={"name": name, "api_secret": secret, "redirect_uri": redirect_uri},
         )
