@@ -13,7 +13,7 @@ from brokers.sandbox.testing import submit_login
 from brokers.tests.sandbox_fixtures import API_KEY, API_SECRET, CALLBACK, link, sandbox_fault, spa_params
 from identity.models import SocialIdentity, Tenant, User
 from identity.tests.factories import UserFactory
-from identity.tests.social_helpers import OPT_IN_PAGE, SPA_PAGE, follow, spa_landing
+from identity.tests.social_helpers import OPT_IN_PAGE, SEED_004_KEYS, SPA_PAGE, follow, spa_landing
 
 pytestmark = pytest.mark.django_db
 
@@ -45,19 +45,7 @@ def test_a_new_user_logs_in_with_zerodha_and_lands_with_every_seed_004_field(san
 
     query, fragment = spa_landing(response)
     user = User.objects.get(social_identities__provider="zerodha", social_identities__subject="AB1234")
-    assert sorted(query) == sorted(
-        [
-            "access_token",
-            "token_type",
-            "role",
-            "user_id",
-            "expires_in",
-            "email",
-            "marketing_opt_in",
-            "agent",
-            "provider",
-        ]
-    )
+    assert sorted(query) == sorted(SEED_004_KEYS)
     assert query["token_type"] == "Bearer" and query["role"] == "user" and query["expires_in"] == "900"
     assert query["user_id"] == str(user.pk) and query["email"] == "ab1234@sandbox.invalid"
     assert query["marketing_opt_in"] == "true" and query["agent"] == "acme" and query["provider"] == "zerodha"

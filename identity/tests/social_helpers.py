@@ -49,3 +49,17 @@ def spa_landing(response, page=SPA_PAGE) -> tuple[dict, dict]:
     query = {key: values[0] for key, values in parse_qs(location.query).items()}
     fragment = {key: values[0] for key, values in parse_qs(location.fragment).items()}
     return query, fragment
+
+
+# Seed 004's final redirect, as its SPA reads it: written out here, not taken from the code under test.
+SEED_004_KEYS = [
+    "access_token",
+    "token_type",
+    "role",
+    "user_id",
+    "expires_in",
+    "email",
+    "marketing_opt_in",
+    "agent",
+    "provider",
+]

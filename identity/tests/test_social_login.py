@@ -13,6 +13,7 @@ from brokers.sandbox.idp import IdpClient
 from identity.models import SocialApp, SocialIdentity, Tenant, User
 from identity.tests.factories import UserFactory
 from identity.tests.social_helpers import (
+    SEED_004_KEYS,
     SPA_PAGE,
     follow,
     log_in,
@@ -23,18 +24,6 @@ from identity.tests.social_helpers import (
 )
 
 pytestmark = pytest.mark.django_db
-
-SEED_004_KEYS = [
-    "access_token",
-    "token_type",
-    "role",
-    "user_id",
-    "expires_in",
-    "email",
-    "marketing_opt_in",
-    "agent",
-    "provider",
-]
 
 
 def assert_no_token(response):
