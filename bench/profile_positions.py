@@ -12,8 +12,8 @@ request; with --profile, the top of a cProfile of the positions requests. A meas
 """
 
 import argparse
-import asyncio
 import cProfile
+import io
 import os
 import pstats
 import sys
@@ -36,8 +36,12 @@ from asgiref import sync as asgiref_sync  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 
-POSITIONS = "/api/accounts/primary/positions"
+ANONYMOUS = "/api/bench/anonymous"
 BARE = "/api/bench/bare"
+ACCOUNT = "/api/bench/account"
+POSITIONS = "/api/accounts/primary/positions"
+FUNDS = "/api/accounts/primary/funds"
+ORDERS = "/api/accounts/primary/orders"
 hops = Counter()
 
 
@@ -56,9 +60,9 @@ def world() -> str:
     """A tenant, a user whose primary account is a linked Kite account, and its positions in the fresh cache."""
     from decimal import Decimal
 
-    from accounts.api import serializers
-    from accounts.models import TradingAccount
-    from brokers.adapters.types import Position
+    from accounts.api import views
+    from accounts.models import Order, TradingAccount
+    from brokers.adapters.types import Funds, Position
     from brokers.tests.factories import linked_kite_account
     from identity.models import Tenant, User
     from identity.tokens import token_pair_for
@@ -92,62 +96,66 @@ def world() -> str:
     ]
     # As the positions view stores a snapshot it fetched: with the serialized `data` beside it.
     key = snapshots.key(tenant.slug, account.pk, "positions")
-    snapshots._store(key, positions, 3600, 3600, present=serializers.positions_data)
+    snapshots._store(key, positions, 3600, 3600, present=views.positions_body)
+    funds = Funds("INR", *(Decimal(v) for v in ("100000", "95000.5", "4999.5", "95000.5", "101234.25")))
+    snapshots._store(snapshots.key(tenant.slug, account.pk, "funds"), funds, 3600, 3600, present=views.funds_body)
+    if not account.orders.exists():
+        Order.objects.bulk_create(
+            Order(
+                account=account,
+                client_order_id=f"perf-{i}",
+                broker_order_id=str(100000 + i),
+                symbol="INFY",
+                exchange="NSE",
+                side="BUY",
+                quantity=Decimal(1 + i % 5),
+                order_type="LIMIT",
+                product="CNC",
+                price=Decimal("1500.05"),
+                status="COMPLETE",
+                filled_quantity=Decimal(1 + i % 5),
+                average_price=Decimal("1500.05"),
+            )
+            for i in range(50)
+        )
     return token_pair_for(user)["access"]
 
 
-async def request(app, path: str, token: str) -> tuple[int, bytes]:
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [
-            (b"host", b"127.0.0.1"),
-            (b"authorization", f"Bearer {token}".encode()),
-            (b"accept", b"application/json"),
-        ],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8000),
+def environ_for(path: str, token: str) -> dict:
+    return {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": path,
+        "QUERY_STRING": "",
+        "SCRIPT_NAME": "",
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "8000",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1",
+        "HTTP_HOST": "127.0.0.1",
+        "HTTP_AUTHORIZATION": f"Bearer {token}",
+        "HTTP_ACCEPT": "application/json",
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(b""),
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": True,
+        "wsgi.run_once": False,
+        "wsgi.version": (1, 0),
     }
-    sent = []
-    received = [False]
-    done = asyncio.Event()
-
-    async def receive():
-        if not received[0]:
-            received[0] = True
-            return {"type": "http.request", "body": b"", "more_body": False}
-        await done.wait()
-        return {"type": "http.disconnect"}
-
-    async def send(message):
-        sent.append(message)
-
-    await app(scope, receive, send)
-    done.set()
-    status = next(m["status"] for m in sent if m["type"] == "http.response.start")
-    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
-    return status, body
 
 
-async def drive(app, path: str, token: str, *, total: int, concurrency: int) -> float:
-    remaining = [total]
+def drive(app, path: str, token: str, *, total: int) -> float:
+    """Seconds for `total` requests, one after another, straight into the WSGI app (as granian calls it)."""
+    statuses = []
 
-    async def client():
-        while remaining[0] > 0:
-            remaining[0] -= 1
-            status, body = await request(app, path, token)
-            if status != 200:
-                raise RuntimeError(f"{path} answered {status}: {body[:300]!r}")
+    def start_response(status, headers, exc_info=None):
+        statuses.append(status)
 
     started = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(concurrency)))
+    for _ in range(total):
+        body = b"".join(app(environ_for(path, token), start_response))
+        if not statuses[-1].startswith("200"):
+            raise RuntimeError(f"{path} answered {statuses[-1]}: {body[:300]!r}")
     return time.perf_counter() - started
 
 
@@ -163,8 +171,7 @@ def queries_per_request(path: str, token: str) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=2000)
-    parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--profile", metavar="PATH", help="cProfile the requests to this path")
     parser.add_argument("--middleware", help="comma-separated MIDDLEWARE to try instead of the settings' list")
     args = parser.parse_args()
     if args.middleware:
@@ -173,31 +180,28 @@ def main() -> None:
         settings.MIDDLEWARE = [name for name in args.middleware.split(",") if name]
 
     token = world()
-    for path in (BARE, POSITIONS):
+    for path in (BARE, POSITIONS, FUNDS, ORDERS):
         print(f"{path}: {queries_per_request(path, token)} SQL queries per request (sync test client)")
     connection.close()
 
-    from thor.asgi import application
+    from thor.wsgi import application
 
     count_hops()
-
-    async def run():
-        for path in (BARE, POSITIONS):
-            await drive(application, path, token, total=200, concurrency=args.concurrency)  # warm-up
-        for path in (BARE, POSITIONS, BARE, POSITIONS):
-            hops.clear()
-            profiler = cProfile.Profile() if args.profile and path == POSITIONS else None
-            if profiler:
-                profiler.enable()
-            seconds = await drive(application, path, token, total=args.requests, concurrency=args.concurrency)
-            if profiler:
-                profiler.disable()
-                pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
-                pstats.Stats(profiler).sort_stats("cumulative").print_stats(40)
-            per_request = {name: round(count / args.requests, 1) for name, count in hops.items()}
-            print(f"{path}: {args.requests / seconds:.0f} req/s in-process; hops per request {per_request}")
-
-    asyncio.run(run())
+    paths = (ANONYMOUS, BARE, ACCOUNT, POSITIONS, FUNDS, ORDERS)
+    for path in paths:
+        drive(application, path, token, total=200)  # warm-up
+    for path in paths:
+        hops.clear()
+        profiler = cProfile.Profile() if args.profile and path == args.profile else None
+        if profiler:
+            profiler.enable()
+        seconds = drive(application, path, token, total=args.requests)
+        if profiler:
+            profiler.disable()
+            pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
+            pstats.Stats(profiler).sort_stats("cumulative").print_stats(50)
+        per_request = {name: round(count / args.requests, 1) for name, count in hops.items()}
+        print(f"{path:40} {seconds / args.requests * 1e6:7.0f} us/request in-process; hops {per_request}")
 
 
 if __name__ == "__main__":

@@ -240,8 +240,12 @@ class TestImpliedVol:
             except Exception:  # vollib raises where it does not converge: nothing to compare
                 continue
             if result.reason[i] in (IV_AT_INTRINSIC, IV_BELOW_INTRINSIC):
-                # No time value survives in the double (1-day, far in the money): vollib answers 0.
-                assert reference == 0.0
+                # No time value survives in the double (1-day, far in the money): vollib answers 0, or a
+                # volatility whose price differs from this one in the last bit only (its own rounding of
+                # the discounting; seen on AMD EPYC, not on Intel).
+                if reference != 0.0:
+                    at_reference = black76_price(forward[i], strike[i], t[i], reference, rate[i], is_call[i])
+                    assert abs(float(at_reference) - price[i]) <= 2 * np.spacing(price[i]), (i, reference)
                 continue
             assert result.reason[i] == IV_OK
             if _determined(price[i], forward[i], strike[i], t[i], vol[i], rate[i], is_call[i]):
