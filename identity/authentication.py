@@ -1,7 +1,8 @@
 """Thor's API authentication: simplejwt's Bearer JWT, with the user of a read taken from a short cache.
 
 An SPA polls its reads every few seconds for every open tab, and a read served from the snapshot cache
-should not spend its time loading the same user row again. So a read (GET, HEAD, OPTIONS) keeps the
+should not spend its time loading the same user row again (nor, with it, the state of the token's
+session: a logged-out session's access tokens are refused at once, identity.sessions). So a read (GET, HEAD, OPTIONS) keeps the
 user it loaded for THOR_READ_CACHE_SECONDS (at most 5) under `thor:identity:{user_id}`, and a write
 always loads it from the database. Revocation stays bounded: saving or deleting a user and logging out
 (a refresh token blacklisted) drop the cached copy at once, in every process (the cache is shared);
@@ -9,10 +10,18 @@ anything that changes users without a save (a bulk update) is seen by reads with
 
 The cached copy has no password hash (deferred): the reads never need it, and it should not sit in Redis.
 
+The same token comes back every few seconds from the same tab, so each process keeps the tokens it has
+verified (`VerifiedTokens`): a token is checked once (signature, type, claims) and then only its expiry.
+What a token says never changes, so this cannot let anything through that checking again would refuse.
+
 A view may name more cache keys its read will want (`read_cache_keys(request, user_id)`, e.g. the live
 reads' account): they come back in the same round trip to the cache as the user, in `request.read_cache`,
 so a read answered from the caches pays one round trip fewer. identity knows nothing of what they hold.
 """
+
+import threading
+import time
+from collections import OrderedDict
 
 from django.conf import settings
 from django.core.cache import cache
@@ -27,6 +36,7 @@ from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken
 
 from identity.models import User
+from identity.sessions import SESSION_CLAIM, session_is_revoked, session_key
 
 
 def identity_key(user_id) -> str:
@@ -38,12 +48,51 @@ def identity_forget(*, user_id) -> None:
     cache.delete(identity_key(user_id))
 
 
+class VerifiedTokens:
+    """The last `size` raw tokens this process verified, with their validated token, least recent out first."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._tokens: OrderedDict[bytes, object] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, raw_token: bytes):
+        with self._lock:
+            token = self._tokens.get(raw_token)
+            if token is not None:
+                self._tokens.move_to_end(raw_token)
+        # The expiry is the one thing about a token that time changes: past it, verify again (and be refused).
+        if token is not None and token.payload.get("exp", 0) > time.time():
+            return token
+        return None
+
+    def put(self, raw_token: bytes, token) -> None:
+        with self._lock:
+            self._tokens[raw_token] = token
+            self._tokens.move_to_end(raw_token)
+            while len(self._tokens) > self.size:
+                self._tokens.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._tokens.clear()
+
+
+# About one per signed-in tab a worker serves; a token is a few hundred bytes.
+verified_tokens = VerifiedTokens(size=4096)
+
+
 class ReadCachedJWTAuthentication(JWTAuthentication):
     """JWTAuthentication; on reads the user comes from the short identity cache (see the module)."""
 
+    def get_validated_token(self, raw_token):
+        token = verified_tokens.get(raw_token)
+        if token is None:
+            token = super().get_validated_token(raw_token)
+            verified_tokens.put(raw_token, token)
+        return token
+
     def authenticate(self, request):
-        if request.method not in SAFE_METHODS or not settings.THOR_READ_CACHE_SECONDS:
-            return super().authenticate(request)
         header = self.get_header(request)
         if header is None:
             return None
@@ -51,9 +100,18 @@ class ReadCachedJWTAuthentication(JWTAuthentication):
         if raw_token is None:
             return None
         validated_token = self.get_validated_token(raw_token)
-        return self._cached_user(request, validated_token), validated_token
+        sid = validated_token.get(SESSION_CLAIM)
+        if request.method not in SAFE_METHODS or not settings.THOR_READ_CACHE_SECONDS:
+            return self.get_user(validated_token), validated_token
+        return self._cached_user(request, validated_token, sid), validated_token
 
-    def _cached_user(self, request, validated_token):
+    def get_user(self, validated_token):
+        """simplejwt's user, refused when the token's session was logged out (the WebSockets use it too)."""
+        user = super().get_user(validated_token)
+        _refuse_if_revoked(validated_token.get(SESSION_CLAIM))
+        return user
+
+    def _cached_user(self, request, validated_token, sid):
         try:
             user_id = validated_token[api_settings.USER_ID_CLAIM]
         except KeyError:
@@ -62,7 +120,9 @@ class ReadCachedJWTAuthentication(JWTAuthentication):
         view = (getattr(request, "parser_context", None) or {}).get("view")
         wanted = getattr(view, "read_cache_keys", None)
         extra = list(wanted(request, user_id)) if wanted else []
-        found = cache.get_many([key, *extra])
+        own = [key, session_key(sid)] if sid else [key]
+        found = cache.get_many([*own, *extra])
+        _refuse_if_revoked(sid, cached=found.get(own[-1]) if sid else None)
         # What the view asked for, found or not (None): it looks up nothing twice.
         request.read_cache = {name: found.get(name) for name in extra}
         user = found.get(key)
@@ -81,6 +141,12 @@ class ReadCachedJWTAuthentication(JWTAuthentication):
         if api_settings.CHECK_USER_IS_ACTIVE and not user.is_active:
             raise AuthenticationFailed(_("User is inactive"), code="user_inactive")
         return user
+
+
+def _refuse_if_revoked(sid, *, cached=None) -> None:
+    # Tokens from before sessions had ids carry none: they end when they expire, as before.
+    if sid and session_is_revoked(sid, cached=cached):
+        raise InvalidToken(_("This session was logged out: sign in again."))
 
 
 class ReadCachedJWTScheme(SimpleJWTScheme):

@@ -213,3 +213,15 @@ class SocialIdentity(models.Model):
 
     def __str__(self):
         return f"{self.get_provider_display()} {self.subject}"
+
+
+class RevokedSession(models.Model):
+    """A sign-in ended by logging out: its access tokens (the `sid` claim, see identity.sessions) are refused
+    from then on, not only once they expire. Kept until the last of them would have expired."""
+
+    sid = models.CharField(max_length=64, unique=True)
+    revoked_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(db_index=True)
+
+    def __str__(self):
+        return f"session {self.sid[:8]}… revoked {self.revoked_at:%Y-%m-%d %H:%M}"

@@ -1,14 +1,18 @@
 from rest_framework_simplejwt.serializers import TokenObtainPairSerializer
 
+from identity.sessions import SESSION_CLAIM, new_session_id
+
 
 class ThorTokenObtainPairSerializer(TokenObtainPairSerializer):
-    """Tokens carry the tenant and role, so a client can read them without a round trip."""
+    """Tokens carry the tenant and role, so a client can read them without a round trip, and the session id
+    that logging out revokes (identity.sessions)."""
 
     @classmethod
     def get_token(cls, user):
         token = super().get_token(user)
         token["tenant"] = user.tenant.slug
         token["role"] = user.role
+        token[SESSION_CLAIM] = new_session_id()
         return token
 
     def validate(self, attrs):

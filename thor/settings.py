@@ -235,6 +235,10 @@ CELERY_BEAT_SCHEDULE = {
         # Refreshes access tokens a few minutes before they expire (THOR_BROKER_REFRESH_LEAD_SECONDS).
         "schedule": timedelta(seconds=_env_or_fail(env.float, "THOR_BROKER_REFRESH_EVERY_SECONDS", default=60.0)),
     },
+    "purge-revoked-sessions": {
+        "task": "identity.tasks.purge_revoked_sessions",
+        "schedule": crontab(minute=17),
+    },
 }
 # The embedded scheduler thread runs only where the ASGI app is served in embedded mode.
 THOR_EMBEDDED_SCHEDULER = EMBEDDED and _env_bool("THOR_EMBEDDED_SCHEDULER", default=True)

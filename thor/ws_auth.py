@@ -19,6 +19,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser
 from django.core.cache import cache
 from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.settings import api_settings as drf_settings
 from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import InvalidToken
 
@@ -45,9 +46,17 @@ def accepted_subprotocol(scope) -> str | None:
     return BEARER_SUBPROTOCOL if BEARER_SUBPROTOCOL in (scope.get("subprotocols") or []) else None
 
 
+def _jwt_authentication() -> JWTAuthentication:
+    # The API's own JWT class (its checks, such as a logged-out session, included), whichever it is.
+    for authentication_class in drf_settings.DEFAULT_AUTHENTICATION_CLASSES:
+        if issubclass(authentication_class, JWTAuthentication):
+            return authentication_class()
+    return JWTAuthentication()
+
+
 def user_for_token(token: str) -> tuple[object, float | None]:
     """The token's user and when the token expires (epoch seconds), or AnonymousUser and None."""
-    authentication = JWTAuthentication()
+    authentication = _jwt_authentication()
     try:
         validated = authentication.get_validated_token(token)
         return authentication.get_user(validated), float(validated["exp"])

@@ -5,16 +5,17 @@ from thor.routes import slash_optional
 ACCOUNT = "accounts/<str:account_id>"
 
 urlpatterns = [
+    # The reads an SPA polls come first: Django tries patterns in order, and every miss costs.
+    *slash_optional(f"{ACCOUNT}/positions", views.PositionsView.as_view(), name="account-positions"),
+    *slash_optional(f"{ACCOUNT}/holdings", views.HoldingsView.as_view(), name="account-holdings"),
+    *slash_optional(f"{ACCOUNT}/funds", views.FundsView.as_view(), name="account-funds"),
+    *slash_optional(f"{ACCOUNT}/orders", views.OrdersView.as_view(), name="account-orders"),
     *slash_optional("auth/me", views.MeView.as_view(), name="auth-me"),
     *slash_optional("brokers/kite/postback", views.KitePostbackView.as_view(), name="kite-postback"),
     *slash_optional("accounts", views.AccountListView.as_view(), name="account-list"),
     *slash_optional(ACCOUNT, views.AccountDetailView.as_view(), name="account-detail"),
     *slash_optional(f"{ACCOUNT}/sync", views.AccountSyncView.as_view(), name="account-sync"),
     *slash_optional(f"{ACCOUNT}/reset", views.AccountResetView.as_view(), name="account-reset"),
-    *slash_optional(f"{ACCOUNT}/positions", views.PositionsView.as_view(), name="account-positions"),
-    *slash_optional(f"{ACCOUNT}/holdings", views.HoldingsView.as_view(), name="account-holdings"),
-    *slash_optional(f"{ACCOUNT}/funds", views.FundsView.as_view(), name="account-funds"),
-    *slash_optional(f"{ACCOUNT}/orders", views.OrdersView.as_view(), name="account-orders"),
     *slash_optional(f"{ACCOUNT}/orders/<int:order_id>", views.OrderDetailView.as_view(), name="account-order"),
     *slash_optional(f"{ACCOUNT}/batch-orders", views.BatchOrdersView.as_view(), name="account-batch-orders"),
     # Seed 002: Schwab accounts

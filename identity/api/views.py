@@ -9,6 +9,7 @@ from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 from identity.api import serializers
 from identity.services import user_register
+from identity.sessions import SESSION_CLAIM, session_revoke
 from identity.tokens import ThorTokenObtainPairSerializer, token_pair_for
 from thor.errors import ApplicationError, error_responses
 from thor.throttles import LoginRateThrottle
@@ -60,7 +61,7 @@ class TokenRefresh(TokenRefreshView):
 
 class LogoutView(APIView):
     @extend_schema(
-        summary="Log out: blacklist the refresh token",
+        summary="Log out: end the session (its refresh token, and its access tokens at once)",
         request=serializers.LogoutInputSerializer,
         responses={205: None, **error_responses(400, 401)},
     )
@@ -74,4 +75,6 @@ class LogoutView(APIView):
         if str(token.get("user_id")) != str(request.user.pk):
             raise ApplicationError("Invalid or expired refresh token.", code="token_not_valid")
         token.blacklist()
+        if token.get(SESSION_CLAIM):
+            session_revoke(sid=token[SESSION_CLAIM])
         return Response(status=status.HTTP_205_RESET_CONTENT)

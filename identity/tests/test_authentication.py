@@ -14,9 +14,12 @@ from rest_framework.test import APIRequestFactory
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
 from conftest import client_for
-from identity.authentication import ReadCachedJWTAuthentication, identity_key
-from identity.models import User
+from identity.authentication import ReadCachedJWTAuthentication, identity_key, verified_tokens
+from identity.models import RevokedSession, User
+from identity.sessions import SESSION_CLAIM
+from identity.tasks import purge_revoked_sessions
 from identity.tokens import token_pair_for
+from thor.ws_auth import ANONYMOUS, user_for_token
 
 pytestmark = pytest.mark.django_db
 ME = "/api/auth/me/"
@@ -31,7 +34,7 @@ def authenticate(method, token):
 class TestReadsUseTheCache:
     def test_the_second_read_loads_no_user(self, alice, django_assert_num_queries):
         token = token_pair_for(alice)["access"]
-        with django_assert_num_queries(1):
+        with django_assert_num_queries(2):  # the user, and whether its session was logged out
             first, _ = authenticate("get", token)
         with django_assert_num_queries(0):
             second, validated = authenticate("get", token)
@@ -129,6 +132,109 @@ class TestRevocation:
 
         assert authenticate("get", alice_token)[0].pk == alice.pk
         assert authenticate("get", bob_token)[0].pk == bob.pk
+
+
+def log_out(client, refresh):
+    assert client.post("/api/auth/logout/", {"refresh": refresh}, format="json").status_code == 205
+
+
+def client_for_token(access):
+    client = client_for()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {access}")
+    return client
+
+
+class TestLoggingOutEndsTheSession:
+    def test_every_pair_is_a_session_and_a_refresh_keeps_it(self, alice):
+        first, second = token_pair_for(alice), token_pair_for(alice)
+        sid = AccessToken(first["access"])[SESSION_CLAIM]
+        assert RefreshToken(first["refresh"])[SESSION_CLAIM] == sid != AccessToken(second["access"])[SESSION_CLAIM]
+
+        refreshed = client_for().post("/api/auth/token/refresh/", {"refresh": first["refresh"]}, format="json").json()
+
+        assert AccessToken(refreshed["access"])[SESSION_CLAIM] == sid
+        assert RefreshToken(refreshed["refresh"])[SESSION_CLAIM] == sid
+
+    def test_its_access_token_is_refused_at_once_for_reads_and_writes(self, alice):
+        pair = token_pair_for(alice)
+        client = client_for_token(pair["access"])
+        assert client.get(ME).status_code == 200, "verified, cached and known to be live"
+
+        log_out(client, pair["refresh"])
+
+        for response in (client.get(ME), client.post("/api/accounts", {"currency": "USD"}, format="json")):
+            assert response.status_code == 401 and response.json()["code"] == "token_not_valid", response.json()
+
+    def test_the_users_other_sessions_go_on(self, alice):
+        ended, other = token_pair_for(alice), token_pair_for(alice)
+        log_out(client_for_token(ended["access"]), ended["refresh"])
+
+        assert client_for_token(other["access"]).get(ME).status_code == 200
+
+    def test_the_database_remembers_when_the_cache_forgets(self, alice):
+        pair = token_pair_for(alice)
+        log_out(client_for_token(pair["access"]), pair["refresh"])
+
+        cache.clear()
+
+        assert client_for_token(pair["access"]).get(ME).status_code == 401
+
+    def test_a_websocket_cannot_open_with_it(self, alice):
+        pair = token_pair_for(alice)
+        assert user_for_token(pair["access"])[0].pk == alice.pk
+
+        log_out(client_for_token(pair["access"]), pair["refresh"])
+
+        assert user_for_token(pair["access"]) == ANONYMOUS
+
+    def test_someone_elses_refresh_token_ends_nothing(self, alice, bob):
+        alices, bobs = token_pair_for(alice), token_pair_for(bob)
+
+        response = client_for_token(alices["access"]).post(
+            "/api/auth/logout/", {"refresh": bobs["refresh"]}, format="json"
+        )
+
+        assert response.status_code == 400
+        assert client_for_token(bobs["access"]).get(ME).status_code == 200
+        assert not RevokedSession.objects.exists()
+
+    def test_rows_go_once_every_token_of_the_session_has_expired(self, alice, time_machine):
+        pair = token_pair_for(alice)
+        log_out(client_for_token(pair["access"]), pair["refresh"])
+        assert purge_revoked_sessions.delay().get() == 0
+
+        time_machine.move_to(time.time() + 16 * 60)
+
+        assert purge_revoked_sessions.delay().get() == 1 and not RevokedSession.objects.exists()
+
+
+class TestVerifiedTokens:
+    def test_a_token_is_verified_once_per_process(self, alice, monkeypatch):
+        token = token_pair_for(alice)["access"]
+        authenticate("get", token)
+        decodes = []
+        monkeypatch.setattr(AccessToken, "__init__", lambda *args, **kwargs: decodes.append(args))
+
+        authenticate("get", token)
+
+        assert decodes == []
+
+    def test_an_expired_token_is_refused_though_it_was_verified(self, alice, time_machine):
+        token = token_pair_for(alice)["access"]
+        assert client_for_token(token).get(ME).status_code == 200
+
+        time_machine.move_to(time.time() + 15 * 60 + 1)
+
+        response = client_for_token(token).get(ME)
+        assert response.status_code == 401 and response.json()["code"] == "token_not_valid"
+
+    def test_the_memory_is_bounded(self, alice, monkeypatch):
+        monkeypatch.setattr(verified_tokens, "size", 3)
+        tokens = [token_pair_for(alice)["access"] for _ in range(5)]
+        for token in tokens:
+            authenticate("get", token)
+
+        assert [verified_tokens.get(token.encode()) is not None for token in tokens] == [False, False, True, True, True]
 
 
 class TestHostileTokens:

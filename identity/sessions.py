@@ -1,0 +1,58 @@
+"""Sign-in sessions: every token pair made at a login carries a session id (the `sid` claim), which refreshes
+keep, so logging out can end the session's access tokens as well as its refresh token.
+
+The state of a session is read on every authenticated request, so it is cached (`thor:session:{sid}`, in
+the same round trip to the cache as the user): a revoked session for as long as its tokens could live, a
+live one for THOR_READ_CACHE_SECONDS, after which the database (RevokedSession) is asked again. Logging out
+writes both, so it takes effect at once in every process; if the cache loses its copy, the database
+still says so within the read cache's bound.
+"""
+
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.cache import cache
+from django.utils import timezone
+from rest_framework_simplejwt.settings import api_settings
+
+from identity.models import RevokedSession
+
+SESSION_CLAIM = "sid"
+LIVE, REVOKED = "live", "revoked"
+
+
+def new_session_id() -> str:
+    return uuid.uuid4().hex
+
+
+def session_key(sid: str) -> str:
+    return f"thor:session:{sid}"
+
+
+def _revoked_for() -> timedelta:
+    # An access token of the session made just before logging out lives this long, leeway included.
+    return api_settings.ACCESS_TOKEN_LIFETIME + timedelta(seconds=api_settings.LEEWAY or 0)
+
+
+def session_revoke(*, sid: str) -> None:
+    revoked_for = _revoked_for()
+    RevokedSession.objects.update_or_create(sid=sid, defaults={"expires_at": timezone.now() + revoked_for})
+    cache.set(session_key(sid), REVOKED, revoked_for.total_seconds())
+
+
+def session_is_revoked(sid: str, *, cached=None) -> bool:
+    """Whether the session was logged out; `cached` is its cache entry when the caller already fetched it."""
+    state = cached if cached is not None else cache.get(session_key(sid))
+    if state is None:
+        revoked = RevokedSession.objects.filter(sid=sid, expires_at__gt=timezone.now()).exists()
+        state = REVOKED if revoked else LIVE
+        seconds = _revoked_for().total_seconds() if revoked else settings.THOR_READ_CACHE_SECONDS
+        if seconds:
+            cache.set(session_key(sid), state, seconds)
+    return state == REVOKED
+
+
+def revoked_sessions_purge() -> int:
+    """Rows whose tokens have all expired say nothing any more."""
+    return RevokedSession.objects.filter(expires_at__lte=timezone.now()).delete()[0]

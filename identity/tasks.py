@@ -1,0 +1,8 @@
+from celery import shared_task
+
+from identity.sessions import revoked_sessions_purge
+
+
+@shared_task(name="identity.tasks.purge_revoked_sessions", ignore_result=True)
+def purge_revoked_sessions() -> int:
+    return revoked_sessions_purge()
