@@ -65,6 +65,27 @@ def live_read(
     )
 
 
+def live_fresh_body_key(*, account_id: int, tenant_slug: str, what: str) -> str:
+    return snapshots.fresh_body_key(snapshots.key(tenant_slug, account_id, what))
+
+
+def live_fresh_body(
+    *, account: TradingAccount, what: str, present: snapshots.Present, prefetched: dict | None = None
+) -> snapshots.FreshBody | None:
+    """The fresh snapshot as `present` renders it, without the data behind it; None when there is none
+    (then live_read). `prefetched`: cache entries the caller already fetched, a miss included.
+
+    As live_read: an ended session answers reauth before any cache.
+    """
+    connection_require_active(_connection(account))
+    base = snapshots.key(account.user.tenant.slug, account.pk, what)
+    key = snapshots.fresh_body_key(base)
+    if prefetched is not None and key in prefetched:
+        entry = prefetched[key]
+        return None if entry is None else snapshots.fresh_body(base, present, cached=entry)
+    return snapshots.fresh_body(base, present)
+
+
 def live_snapshot_peek(*, account: TradingAccount, what: str):
     """The last-good data, without calling the broker (None when there is none)."""
     stale = snapshots.peek(snapshots.key(account.user.tenant.slug, account.pk, what))

@@ -6,7 +6,15 @@ accounts: a paper read computes from its rows (and its cash) every time, so cach
 nothing and could show cash from before a fill. Saving or deleting the account or its connection, and a
 session ending (brokers.signals.connection_ended: expired, revoked), drop the cached copies at once;
 any other bulk update of them is seen within the TTL.
+
+Each process also remembers which account a reference last named for a user (`resolved_ref`), so the
+read can ask for that account's fresh snapshot in the same round trip as the user and the account. It is
+a guess and only that: the snapshot is used only if it is the snapshot of the account the read resolves.
 """
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
 
 from django.core.cache import cache
 from django.db.models.signals import post_delete, post_save, pre_delete
@@ -21,6 +29,31 @@ PRIMARY = "primary"
 
 def account_key(user_id, account_ref: str) -> str:
     return f"thor:read-account:{user_id}:{account_ref}"
+
+
+@dataclass(frozen=True)
+class ResolvedRef:
+    account_id: int
+    tenant_slug: str
+
+
+# About one per signed-in user a worker serves.
+RESOLVED_REFS_KEPT = 4096
+_resolved: OrderedDict[tuple, ResolvedRef] = OrderedDict()
+_resolved_lock = threading.Lock()
+
+
+def resolved_ref_remember(*, user_id, account_ref: str, account: TradingAccount) -> None:
+    with _resolved_lock:
+        # The token's user id is text, the user's pk a number.
+        _resolved[(str(user_id), account_ref)] = ResolvedRef(account.pk, account.user.tenant.slug)
+        _resolved.move_to_end((str(user_id), account_ref))
+        while len(_resolved) > RESOLVED_REFS_KEPT:
+            _resolved.popitem(last=False)
+
+
+def resolved_ref(*, user_id, account_ref: str) -> ResolvedRef | None:
+    return _resolved.get((str(user_id), account_ref))
 
 
 def read_accounts_forget(*, user_id, account_id) -> None:

@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from accounts.models import AccountStream, Order, OrderEvent, TradingAccount
 from thor import money, realtime
+from thor.fields import timestamp_text
 
 logger = logging.getLogger("accounts.realtime")
 
@@ -56,8 +57,8 @@ def order_message_data(order: Order) -> dict:
         "status_message": order.status_message,
         "filled_quantity": money.quantity(order.filled_quantity),
         "average_price": money.price_text(order.average_price),
-        "created_at": _timestamp(order.created_at),
-        "updated_at": _timestamp(order.updated_at),
+        "created_at": timestamp_text(order.created_at),
+        "updated_at": timestamp_text(order.updated_at),
     }
 
 
@@ -91,14 +92,8 @@ def funds_message_data(funds) -> dict:
     }
 
 
-def _timestamp(value) -> str:
-    # DRF's DateTimeField rendering: ISO 8601 in the current time zone, "Z" for UTC.
-    text = timezone.localtime(value).isoformat()
-    return text[:-6] + "Z" if text.endswith("+00:00") else text
-
-
 def stream_message(kind: str, *, account_id: int, seq: int, as_of: datetime, data) -> dict:
-    return {"type": kind, "account_id": account_id, "seq": seq, "as_of": _timestamp(as_of), "data": data}
+    return {"type": kind, "account_id": account_id, "seq": seq, "as_of": timestamp_text(as_of), "data": data}
 
 
 def stream_batch(messages: list[dict]) -> dict:

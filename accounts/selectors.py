@@ -11,13 +11,13 @@ from django.db.models import QuerySet
 from django.http import Http404
 from django.utils import timezone
 
-from accounts import live, read_cache
+from accounts import live, order_pages, read_cache
 from accounts.models import Order, PaperPosition, TradingAccount
 from accounts.paper import reserved_cash, short_exposure
 from accounts.prices import price_source
 from brokers.adapters.types import Funds, Holding, Position
 from thor.money import CENT, ROUNDING
-from thor.snapshots import LiveRead, Present
+from thor.snapshots import FreshBody, LiveRead, Present
 
 PRIMARY = "primary"
 # ASCII digits only: str.isdigit() also accepts "²" and "٣", which int() refuses. 18 digits fit a bigint.
@@ -37,11 +37,21 @@ def account_get(*, user, account_ref: str) -> TradingAccount:
     return _account_by_ref(account_list(user=user), account_ref)
 
 
-def read_account_cache_keys(*, user_id, account_ref: str) -> list[str]:
-    """The cache key account_for_read_get will read for this reference, when it reads one."""
-    if settings.THOR_READ_CACHE_SECONDS and (account_ref == PRIMARY or ACCOUNT_ID.fullmatch(account_ref)):
-        return [read_cache.account_key(user_id, account_ref)]
-    return []
+def read_account_cache_keys(
+    *, user_id, account_ref: str, snapshot: str | None = None, order_page: str | None = None
+) -> list[str]:
+    """The cache key account_for_read_get will read for this reference, when it reads one; for the account
+    the reference named last, also the fresh body of its `snapshot` (positions, funds ...) or its kept
+    orders page of that variant (accounts.order_pages)."""
+    if not settings.THOR_READ_CACHE_SECONDS or not (account_ref == PRIMARY or ACCOUNT_ID.fullmatch(account_ref)):
+        return []
+    keys = [read_cache.account_key(user_id, account_ref)]
+    known = read_cache.resolved_ref(user_id=user_id, account_ref=account_ref)
+    if known and snapshot:
+        keys.append(live.live_fresh_body_key(account_id=known.account_id, tenant_slug=known.tenant_slug, what=snapshot))
+    if known and order_page:
+        keys.extend(order_pages.page_cache_keys(account_id=known.account_id, variant=order_page))
+    return keys
 
 
 def account_for_read_get(*, user, account_ref: str, prefetched: dict | None = None) -> TradingAccount:
@@ -61,6 +71,7 @@ def account_for_read_get(*, user, account_ref: str, prefetched: dict | None = No
     if cacheable:
         account = prefetched[key] if prefetched is not None and key in prefetched else cache.get(key)
         if account is not None:
+            read_cache.resolved_ref_remember(user_id=user.pk, account_ref=account_ref, account=account)
             return account
     accounts = (
         TradingAccount.objects.filter(user=user)
@@ -79,8 +90,10 @@ def account_for_read_get(*, user, account_ref: str, prefetched: dict | None = No
         )
     )
     account = _account_by_ref(accounts, account_ref)
-    if cacheable and account.mode == TradingAccount.Mode.LIVE:
-        cache.set(key, account, seconds)
+    if cacheable:
+        read_cache.resolved_ref_remember(user_id=user.pk, account_ref=account_ref, account=account)
+        if account.mode == TradingAccount.Mode.LIVE:
+            cache.set(key, account, seconds)
     return account
 
 
@@ -183,6 +196,16 @@ def _paper_position(position: PaperPosition, last_price: Decimal) -> Position:
         day_pnl=position.realised_pnl + unrealised,
         value=(position.quantity * last_price).quantize(CENT, rounding=ROUNDING),
     )
+
+
+def cached_body_get(
+    *, account: TradingAccount, what: str, present: Present, prefetched: dict | None = None
+) -> FreshBody | None:
+    """A live account's fresh `what` snapshot as `present` renders it; None for a paper account (its reads
+    are computed each time) or when there is none."""
+    if account.mode != TradingAccount.Mode.LIVE:
+        return None
+    return live.live_fresh_body(account=account, what=what, present=present, prefetched=prefetched)
 
 
 def positions_get(*, account: TradingAccount, fresh: bool = False, present: Present | None = None) -> LiveRead:

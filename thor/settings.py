@@ -334,6 +334,11 @@ if not 0 <= THOR_READ_CACHE_SECONDS <= 5:
         "within 5 seconds."
     )
 
+# How long the rendered first page of an account's orders is kept (accounts.order_pages). A page is sent only
+# while no order of the account has changed since it was built; this bounds only what a change that could
+# not reach the cache (Redis briefly gone) leaves behind. 0 turns it off.
+THOR_ORDER_PAGE_SECONDS = _env_or_fail(env.int, "THOR_ORDER_PAGE_SECONDS", default=30)
+
 SPECTACULAR_SETTINGS = {
     "TITLE": "Thor API",
     "DESCRIPTION": "Multi-tenant brokerage portal: identity, broker connections, unified accounts.",

@@ -10,7 +10,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts import broker_updates, selectors, services
+from accounts import broker_updates, order_pages, selectors, services
 from accounts import orders as order_services
 from accounts.api import serializers
 from accounts.models import Order
@@ -20,6 +20,7 @@ from brokers.api.serializers import KitePostbackInputSerializer, KitePostbackOut
 from brokers.api.views import query_and_body
 from thor import snapshots
 from thor.errors import ApplicationError, error_responses
+from thor.fields import timestamp_text
 from thor.pagination import StrictCursorPagination
 from thor.throttles import OrderRateThrottle
 
@@ -202,11 +203,8 @@ def funds_body(funds) -> bytes:
     return _render_json(serializers.funds_data(funds))
 
 
-def read_account_cache_keys(request, user_id) -> list[str]:
-    """For the authentication: the account's cache key, fetched in the same round trip as the user."""
-    return selectors.read_account_cache_keys(
-        user_id=user_id, account_ref=request.parser_context["kwargs"].get("account_id", "")
-    )
+def _account_ref(request) -> str:
+    return request.parser_context["kwargs"].get("account_id", "")
 
 
 def read_account_get(request, account_id):
@@ -215,24 +213,41 @@ def read_account_get(request, account_id):
     )
 
 
+def live_read_body(*, account_id: int, source: str, as_of, data: bytes) -> bytes:
+    """`{account_id, source, as_of, data}` as rendering the envelope serializer gives it (a test holds the
+    two together), around `data` already rendered: no serializer is built for the three other values."""
+    as_of_text = timestamp_text(as_of).encode()
+    return b'{"data":%b,"account_id":%d,"source":"%b","as_of":"%b"}' % (data, account_id, source.encode(), as_of_text)
+
+
 class _LiveReadView(APIView):
     read = None
-    output_serializer = None
+    what = None
     # The envelope's `data`, rendered, from the read's data: kept with each live snapshot (thor.snapshots),
     # so a read served from the cache sends those bytes instead of serializing and rendering the same numbers.
     present_body = None
-    read_cache_keys = staticmethod(read_account_cache_keys)
+
+    def read_cache_keys(self, request, user_id) -> list[str]:
+        """The account, and the fresh body of the account this reference named last: with the user, one
+        round trip to the cache answers a read."""
+        return selectors.read_account_cache_keys(user_id=user_id, account_ref=_account_ref(request), snapshot=self.what)
 
     def get(self, request, account_id):
         account = read_account_get(request, account_id)
-        present = type(self).present_body
-        result = type(self).read(account=account, fresh=wants_fresh(request), present=present)
-        envelope = self.output_serializer(
-            {"account_id": account.pk, "source": result.source, "as_of": result.as_of, "data": None}
-        ).data
-        # The other values are a number, a choice and a timestamp: `"data":null` is the one placeholder, and
-        # the answer is byte for byte what rendering the whole envelope gives.
-        body = _render_json(envelope).replace(b'"data":null', b'"data":' + snapshots.presented(result, present), 1)
+        present, fresh = type(self).present_body, wants_fresh(request)
+        cached = (
+            None
+            if fresh
+            else selectors.cached_body_get(
+                account=account, what=self.what, present=present, prefetched=getattr(request, "read_cache", None)
+            )
+        )
+        if cached is not None:
+            source, as_of, data = "cache", cached.as_of, cached.body
+        else:
+            result = type(self).read(account=account, fresh=fresh, present=present)
+            source, as_of, data = result.source, result.as_of, snapshots.presented(result, present)
+        body = live_read_body(account_id=account.pk, source=source, as_of=as_of, data=data)
         return HttpResponse(body, content_type="application/json")
 
 
@@ -246,7 +261,7 @@ class _LiveReadView(APIView):
 )
 class PositionsView(_LiveReadView):
     read = selectors.positions_get
-    output_serializer = serializers.PositionsOutputSerializer
+    what = "positions"
     present_body = positions_body
 
 
@@ -260,7 +275,7 @@ class PositionsView(_LiveReadView):
 )
 class HoldingsView(_LiveReadView):
     read = selectors.holdings_get
-    output_serializer = serializers.HoldingsOutputSerializer
+    what = "holdings"
     present_body = holdings_body
 
 
@@ -274,7 +289,7 @@ class HoldingsView(_LiveReadView):
 )
 class FundsView(_LiveReadView):
     read = selectors.funds_get
-    output_serializer = serializers.FundsEnvelopeOutputSerializer
+    what = "funds"
     present_body = funds_body
 
 
@@ -285,9 +300,18 @@ class OrderCursorPagination(StrictCursorPagination):
     max_page_size = 200
 
 
+def _order_page_variant(request) -> str | None:
+    return order_pages.page_variant(request, cursor_param=OrderCursorPagination.cursor_query_param)
+
+
 class OrdersView(APIView):
     throttle_classes = [OrderRateThrottle]
-    read_cache_keys = staticmethod(read_account_cache_keys)
+
+    def read_cache_keys(self, request, user_id) -> list[str]:
+        """The account and, for the account this reference named last, its kept first page (if any)."""
+        return selectors.read_account_cache_keys(
+            user_id=user_id, account_ref=_account_ref(request), order_page=_order_page_variant(request)
+        )
 
     @extend_schema(
         summary="Orders, newest first, with filters and cursor pagination",
@@ -304,12 +328,24 @@ class OrdersView(APIView):
     def get(self, request, account_id):
         # Only the account's id is used: the read lookup (cached for live accounts) will do.
         account = read_account_get(request, account_id)
+        variant = _order_page_variant(request)
+        if variant is not None:
+            kept, version = order_pages.page_get(
+                account_id=account.pk, variant=variant, prefetched=getattr(request, "read_cache", None)
+            )
+            if kept is not None:
+                return HttpResponse(kept, content_type="application/json")
         query = serializers.OrderListQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         orders = selectors.order_list(account=account, **query.validated_data)
         paginator = OrderCursorPagination()
         page = paginator.paginate_queryset(orders, request, view=self)
-        return paginator.get_paginated_response(serializers.OrderOutputSerializer(page, many=True).data)
+        body = _render_json(
+            paginator.get_paginated_response(serializers.OrderOutputSerializer(page, many=True).data).data
+        )
+        if variant is not None:
+            order_pages.page_keep(account_id=account.pk, variant=variant, version=version, body=body)
+        return HttpResponse(body, content_type="application/json")
 
     @extend_schema(
         summary="Place an order",
