@@ -1,14 +1,14 @@
-"""In-process profile of the cached positions read beside the bare view, over Thor's ASGI app (no HTTP, no uvicorn).
+"""In-process profile of the cached reads beside the layer views, over Thor's WSGI app (no HTTP server).
 
 Run (after `manage.py migrate` on that database):
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/thor_perf REDIS_URL=redis://127.0.0.1:6379/10 \
     DJANGO_SETTINGS_MODULE=bench.settings DEBUG=false LOG_LEVEL=WARNING \
-    .venv/bin/python bench/profile_positions.py [--requests 2000 --concurrency 16 --profile]
+    .venv/bin/python bench/profile_positions.py [--requests 2000 --profile /api/accounts/primary/positions]
 
-Prints, per endpoint: requests per second of one process driving the app from its own event loop, the
-sync<->async thread hops per request (asgiref SyncToAsync / AsyncToSync calls) and the SQL queries per
-request; with --profile, the top of a cProfile of the positions requests. A measurement aid, not a test.
+Prints, per endpoint: microseconds per request (wall and CPU) of one thread calling the WSGI app as
+granian does, and the SQL queries of a first read; with --profile PATH, the top of a cProfile of the
+requests to PATH. A measurement aid, not a test.
 """
 
 import argparse
@@ -18,7 +18,6 @@ import os
 import pstats
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -32,7 +31,6 @@ import django
 
 django.setup()
 
-from asgiref import sync as asgiref_sync  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 
@@ -42,18 +40,6 @@ ACCOUNT = "/api/bench/account"
 POSITIONS = "/api/accounts/primary/positions"
 FUNDS = "/api/accounts/primary/funds"
 ORDERS = "/api/accounts/primary/orders"
-hops = Counter()
-
-
-def count_hops() -> None:
-    for cls in (asgiref_sync.SyncToAsync, asgiref_sync.AsyncToSync):
-        original = cls.__call__
-
-        def counted(self, *args, _original=original, _name=cls.__name__, **kwargs):
-            hops[_name] += 1
-            return _original(self, *args, **kwargs)
-
-        cls.__call__ = counted
 
 
 def world() -> str:
@@ -188,12 +174,10 @@ def main() -> None:
 
     from thor.wsgi import application
 
-    count_hops()
     paths = (ANONYMOUS, BARE, ACCOUNT, POSITIONS, FUNDS, ORDERS)
     for path in paths:
         drive(application, path, token, total=200)  # warm-up
     for path in paths:
-        hops.clear()
         profiler = cProfile.Profile() if args.profile and path == args.profile else None
         if profiler:
             profiler.enable()
@@ -202,10 +186,9 @@ def main() -> None:
             profiler.disable()
             pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
             pstats.Stats(profiler).sort_stats("cumulative").print_stats(50)
-        per_request = {name: round(count / args.requests, 1) for name, count in hops.items()}
         print(
             f"{path:40} {seconds / args.requests * 1e6:7.0f} us/request in-process "
-            f"({cpu_seconds / args.requests * 1e6:5.0f} us CPU); hops {per_request}"
+            f"({cpu_seconds / args.requests * 1e6:5.0f} us CPU)"
         )
 
 
