@@ -30,6 +30,18 @@ def _fresh_cache():
     yield
 
 
+@pytest.fixture(autouse=True)
+def _fresh_channel_layer():
+    """Each test gets its own channel layer. channels-redis keeps per-process receive state (a lock, buffers,
+    cleaner tasks) bound to the event loop that made it, and each async_to_sync scenario runs a new loop:
+    state a test left behind (a socket it never closed) must not reach the next one."""
+    from channels.layers import channel_layers
+
+    channel_layers.backends.clear()
+    yield
+    channel_layers.backends.clear()
+
+
 def client_for(user=None) -> APIClient:
     client = APIClient()
     if user is not None:

@@ -64,6 +64,8 @@ def connect(path: str, **kwargs) -> tuple[bool, object]:
             await communicator.disconnect()
             return True, subprotocol
         assert first["type"] == "websocket.close", first
+        # As a server would: tell the consumer the socket is gone, so that it ends within this scenario.
+        await communicator.disconnect(code=first["code"])
         return False, first["code"]
 
     return async_to_sync(scenario)()
@@ -107,7 +109,7 @@ class TestSignIn:
         async def scenario():
             communicator = await opened(f"/ws/orders/primary?token={token}")
             closing = await communicator.receive_output(timeout=3)
-            await communicator.wait()
+            await communicator.disconnect(code=closing["code"])
             return closing
 
         closing = async_to_sync(scenario)()

@@ -99,7 +99,7 @@ class TestTickets:
         async def scenario():
             communicator = await opened(f"/ws/orders/primary?ticket={ticket}")
             closing = await communicator.receive_output(timeout=8)
-            await communicator.wait()
+            await communicator.disconnect(code=closing["code"])
             return closing
 
         assert async_to_sync(scenario)() == {"type": "websocket.close", "code": 4401}
@@ -439,6 +439,7 @@ class TestConnectionCap:
             refused = socket(path)
             await refused.connect()
             closing = await refused.receive_output(timeout=1)
+            await refused.disconnect(code=closing["code"])
             await first.disconnect()
             third = await opened(path)
             await second.disconnect()
