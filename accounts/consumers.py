@@ -11,6 +11,9 @@ the next `seq`. What a client sends:
 - `{"action": "resync", "account_id": ..., "since_seq": N}` (or `"since": "<ISO time>"`): the missed
   messages, rebuilt from the database, then `{"type": "resynced", "account_id", "seq", "complete"}`.
 
+While open, the socket keeps the accounts it follows marked as followed (accounts.followers), so that
+work only watchers need, the Schwab order poll, is done for them.
+
 The socket itself never lets a gap through: a live message whose `seq` is not the next one is
 preceded by the missing ones, read from the database (the Redis channel layer drops messages for a
 socket over capacity without a word), and one already sent is not sent twice.
@@ -22,6 +25,7 @@ import json
 import time
 from datetime import datetime
 
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
@@ -29,6 +33,7 @@ from django.http import Http404
 from django.utils.dateparse import parse_datetime
 
 from accounts import selectors
+from accounts.followers import accounts_mark_followed
 from accounts.models import TradingAccount
 from accounts.realtime import account_group, stream_messages_since, stream_seq_current
 from accounts.ws_connections import connection_close, connection_open
@@ -85,6 +90,10 @@ def _stream_seqs(account_ids: list[int]) -> dict[int, int]:
     return {account_id: stream_seq_current(account_id=account_id) for account_id in account_ids}
 
 
+# A cache call off the event loop, and off the one database thread the connects queue on.
+_mark_followed = sync_to_async(accounts_mark_followed, thread_sensitive=False)
+
+
 class OrderUpdatesConsumer(AsyncJsonWebsocketConsumer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -93,6 +102,7 @@ class OrderUpdatesConsumer(AsyncJsonWebsocketConsumer):
         # account id -> the last seq this socket sent on that account's stream.
         self.sent_seq: dict[int, int] = {}
         self.counted_kind = None
+        self.follow_renewal: asyncio.Task | None = None
 
     async def connect(self):
         user = self.scope["user"]
@@ -114,6 +124,7 @@ class OrderUpdatesConsumer(AsyncJsonWebsocketConsumer):
         await self.accept(subprotocol=accepted_subprotocol(self.scope))
         await self._subscribe(account_ids)
         self._close_when_the_token_expires()
+        self.follow_renewal = asyncio.get_running_loop().create_task(self._renew_follow_marks())
 
     async def _subscribe(self, account_ids: list[int]) -> None:
         # Join first, then read where the streams are: a message published in between is either counted
@@ -121,9 +132,19 @@ class OrderUpdatesConsumer(AsyncJsonWebsocketConsumer):
         for account_id in account_ids:
             await self.channel_layer.group_add(account_group(account_id), self.channel_name)
         seqs = await database_sync_to_async(_stream_seqs)(account_ids)
+        # Before `subscribed`: a client told it is subscribed is followed, polled accounts included.
+        await _mark_followed(account_ids)
         for account_id in account_ids:
             self.sent_seq[account_id] = seqs[account_id]
             await self.send_json({"type": "subscribed", "account_id": account_id, "seq": seqs[account_id]})
+
+    async def _renew_follow_marks(self) -> None:
+        """Keep the marks of the accounts this socket follows alive while it is open (accounts.followers);
+        an account it stopped following is simply not renewed, as other sockets may still follow it."""
+        while True:
+            await asyncio.sleep(settings.THOR_WS_FOLLOW_SECONDS / 3)
+            if self.sent_seq:
+                await _mark_followed(list(self.sent_seq))
 
     def _close_when_the_token_expires(self) -> None:
         # The socket is only as good as the sign-in it was opened with: the client reconnects
@@ -140,6 +161,8 @@ class OrderUpdatesConsumer(AsyncJsonWebsocketConsumer):
     async def disconnect(self, code):
         if getattr(self, "sign_in_ends", None) is not None:
             self.sign_in_ends.cancel()
+        if self.follow_renewal is not None:
+            self.follow_renewal.cancel()
         if self.counted_kind is not None:
             await database_sync_to_async(connection_close)(user=self.scope["user"], kind=self.counted_kind)
             self.counted_kind = None

@@ -1,6 +1,7 @@
 from celery import shared_task
 
 from accounts.paper import paper_orders_match
+from accounts.polling import schwab_orders_poll
 from accounts.services import unknown_orders_settle
 
 
@@ -13,3 +14,9 @@ def match_paper_orders() -> int:
 def settle_unknown_orders() -> int:
     """Every few seconds: UNKNOWN placements whose next look is due, settled from the broker's order book."""
     return unknown_orders_settle()
+
+
+@shared_task(name="accounts.tasks.poll_schwab_orders", ignore_result=True)
+def poll_schwab_orders() -> int:
+    """Every few seconds: the order books of the Schwab accounts an order socket follows, within the rate budget."""
+    return schwab_orders_poll()

@@ -496,6 +496,21 @@ THOR_SCHWAB_RATE_WAIT = _env_or_fail(env.float, "THOR_SCHWAB_RATE_WAIT", default
 # Reads (never order calls) are retried this many times on a 5xx or a network error, with jittered backoff.
 THOR_SCHWAB_READ_RETRIES = _env_or_fail(env.int, "THOR_SCHWAB_READ_RETRIES", default=2)
 THOR_SCHWAB_RETRY_BACKOFF = _env_or_fail(env.float, "THOR_SCHWAB_RETRY_BACKOFF", default=0.25)
+# Schwab sends no order postbacks: a beat task reads the order books of the Schwab accounts an order socket
+# follows (accounts.polling) every THOR_SCHWAB_POLL_SECONDS, spending at most THOR_SCHWAB_POLL_SHARE of each
+# app's THOR_SCHWAB_REQUESTS_PER_MINUTE (with more followed accounts than that, they take turns).
+THOR_SCHWAB_POLL_SECONDS = _env_or_fail(env.float, "THOR_SCHWAB_POLL_SECONDS", default=5.0)
+THOR_SCHWAB_POLL_SHARE = _env_or_fail(env.float, "THOR_SCHWAB_POLL_SHARE", default=0.5)
+if THOR_SCHWAB_POLL_SECONDS <= 0:
+    raise ImproperlyConfigured("Environment variable THOR_SCHWAB_POLL_SECONDS must be more than 0.")
+if not 0 < THOR_SCHWAB_POLL_SHARE <= 1:
+    raise ImproperlyConfigured("Environment variable THOR_SCHWAB_POLL_SHARE must be more than 0 and at most 1.")
+CELERY_BEAT_SCHEDULE |= {
+    "poll-schwab-orders": {
+        "task": "accounts.tasks.poll_schwab_orders",
+        "schedule": timedelta(seconds=THOR_SCHWAB_POLL_SECONDS),
+    },
+}
 # The sandbox's demo Schwab app, and the SPA page seed 002 relays the code from.
 THOR_SANDBOX_SCHWAB_CLIENT_ID = env.str("THOR_SANDBOX_SCHWAB_CLIENT_ID", default="thor_demo_schwab_client")
 THOR_SANDBOX_SCHWAB_CLIENT_SECRET = env.str("THOR_SANDBOX_SCHWAB_CLIENT_SECRET", default="thor_demo_schwab_secret")
@@ -631,3 +646,8 @@ THOR_WS_TICKET_SECONDS = _env_or_fail(env.int, "THOR_WS_TICKET_SECONDS", default
 THOR_WS_MAX_CONNECTIONS_PER_USER = _env_or_fail(env.int, "THOR_WS_MAX_CONNECTIONS_PER_USER", default=10)
 # Order changes one resync answers; a client further behind is told to reload over REST.
 THOR_WS_RESYNC_MAX_EVENTS = _env_or_fail(env.int, "THOR_WS_RESYNC_MAX_EVENTS", default=500)
+# A socket marks the accounts it follows for this many seconds and renews the marks every third of it;
+# work for watched accounts only (the Schwab order poll) goes on this long after the last socket closed.
+THOR_WS_FOLLOW_SECONDS = _env_or_fail(env.int, "THOR_WS_FOLLOW_SECONDS", default=90)
+if THOR_WS_FOLLOW_SECONDS < 1:
+    raise ImproperlyConfigured("Environment variable THOR_WS_FOLLOW_SECONDS must be at least 1.")

@@ -421,16 +421,25 @@ class SchwabAdapter(BrokerAdapter):
         self._client_secret = client_secret
         self._access_token = access_token
         self._refresh_token = refresh_token
+        # None: the settings' (THOR_SCHWAB_RATE_WAIT, THOR_SCHWAB_READ_RETRIES); see in_background().
+        self._rate_wait: float | None = None
+        self._read_retries: int | None = None
 
     def __repr__(self):
         return f"SchwabAdapter(app_id={self.app_id})"
 
+    def in_background(self) -> "SchwabAdapter":
+        """This adapter for work nobody waits on (the order poll): a spent budget raises RATE_LIMITED at
+        once instead of waiting for a token, and a failed read is not retried, since the next run is
+        seconds away and a retry would spend budget that users' own calls need."""
+        self._rate_wait, self._read_retries = 0.0, 0
+        return self
+
     # --- the wire ---------------------------------------------------------------------------
 
     def _spend(self, bucket: str, *, rate: float, per: float) -> None:
-        if not ratelimit.acquire(
-            f"schwab:{self.app_id}:{bucket}", rate=rate, per=per, wait=settings.THOR_SCHWAB_RATE_WAIT
-        ):
+        wait = settings.THOR_SCHWAB_RATE_WAIT if self._rate_wait is None else self._rate_wait
+        if not ratelimit.acquire(f"schwab:{self.app_id}:{bucket}", rate=rate, per=per, wait=wait):
             raise BrokerError(
                 f"Schwab {bucket} budget spent.", code=BrokerErrorCode.RATE_LIMITED, retry_after=per / max(rate, 1)
             )
@@ -461,7 +470,8 @@ class SchwabAdapter(BrokerAdapter):
         if body is not None:
             headers["Content-Type"] = "application/json"
             data = json.dumps(body)
-        attempts = 1 if order_call or method != "GET" else 1 + max(0, settings.THOR_SCHWAB_READ_RETRIES)
+        retries = settings.THOR_SCHWAB_READ_RETRIES if self._read_retries is None else self._read_retries
+        attempts = 1 if order_call or method != "GET" else 1 + max(0, retries)
         url = f"{settings.THOR_SCHWAB_API_BASE}{path}"
         for attempt in range(attempts):
             if attempt:

@@ -3,6 +3,7 @@
 import base64
 import itertools
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from urllib.parse import parse_qs, urlsplit
@@ -792,6 +793,37 @@ def test_the_request_budget_is_shared_by_every_adapter_of_the_app(mocked, settin
     assert len(mocked.calls) == 2
     # Another app has a budget of its own.
     make_adapter().funds()
+
+
+def test_in_the_background_a_spent_budget_fails_at_once_where_a_user_call_waits(mocked, settings):
+    settings.THOR_SCHWAB_REQUESTS_PER_MINUTE = 60  # a token a second
+    settings.THOR_SCHWAB_RATE_WAIT = 1.5
+    mocked.get(f"{API}/trader/v1/accounts/{HASH}", json=MARGIN_ACCOUNT)
+    app_id = next(_app_ids)
+    for _ in range(60):
+        make_adapter(app_id=app_id).funds()
+
+    started = time.monotonic()
+    with pytest.raises(BrokerError) as error:
+        make_adapter(app_id=app_id).in_background().funds()
+    background_seconds = time.monotonic() - started
+    started = time.monotonic()
+    make_adapter(app_id=app_id).funds()  # waits for the next token, as before
+
+    assert error.value.code == BrokerErrorCode.RATE_LIMITED and background_seconds < 0.2
+    assert time.monotonic() - started < 1.5
+    assert len(mocked.calls) == 61
+
+
+def test_in_the_background_a_failed_read_is_not_retried(mocked, settings):
+    settings.THOR_SCHWAB_READ_RETRIES = 2
+    mocked.get(ORDERS, status=503, json={"message": "down", "errors": ["down"]})
+
+    with pytest.raises(BrokerError) as error:
+        make_adapter().in_background().orders()
+
+    assert error.value.code == BrokerErrorCode.UNAVAILABLE
+    assert len(mocked.calls) == 1
 
 
 def test_the_daily_order_budget_stops_orders_but_not_reads(mocked, settings, schwab):
