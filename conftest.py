@@ -1,4 +1,7 @@
+import faulthandler
 import os
+import sys
+import threading
 
 import pytest
 from django.conf import settings
@@ -19,6 +22,28 @@ def pytest_configure(config):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     # Paper fills at known prices; a test that wants the sandbox's moving prices says so.
     settings.THOR_PAPER_PRICE_SOURCE = "fixed"
+
+
+_session_status = {}
+
+
+def pytest_sessionfinish(session, exitstatus):
+    _session_status["code"] = int(exitstatus)
+
+
+def pytest_unconfigure(config):
+    """A thread a test left running (an event loop async_to_sync could not close, seen once in a few
+    hundred runs of the socket tests) would make the interpreter wait for it forever at exit, after the
+    results are in: print its stack and leave with the tests' own status instead."""
+    leftover = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+    for thread in leftover:
+        thread.join(timeout=5)
+    if any(thread.is_alive() for thread in leftover):
+        sys.stderr.write("\nThreads still running after the tests (their stacks follow); exiting without them.\n")
+        faulthandler.dump_traceback(all_threads=True)
+        sys.stderr.flush()
+        sys.stdout.flush()
+        os._exit(_session_status.get("code", 1))
 
 
 @pytest.fixture(autouse=True)
