@@ -34,16 +34,18 @@ def pytest_sessionfinish(session, exitstatus):
 def pytest_unconfigure(config):
     """A thread a test left running (an event loop async_to_sync could not close, seen once in a few
     hundred runs of the socket tests) would make the interpreter wait for it forever at exit, after the
-    results are in: print its stack and leave with the tests' own status instead."""
-    leftover = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
-    for thread in leftover:
-        thread.join(timeout=5)
-    if any(thread.is_alive() for thread in leftover):
-        sys.stderr.write("\nThreads still running after the tests (their stacks follow); exiting without them.\n")
+    results are in. A watchdog gives the exit half a minute, then prints every stack and leaves with the
+    tests' own status."""
+
+    def give_up():
+        sys.stderr.write("\nStill exiting 30 s after the tests; the threads holding it follow.\n")
         faulthandler.dump_traceback(all_threads=True)
         sys.stderr.flush()
-        sys.stdout.flush()
         os._exit(_session_status.get("code", 1))
+
+    watchdog = threading.Timer(30, give_up)
+    watchdog.daemon = True
+    watchdog.start()
 
 
 @pytest.fixture(autouse=True)
