@@ -36,6 +36,7 @@ REPO = Path(__file__).resolve().parent.parent
 # The scripts run as `python bench/<name>.py`: the repository root is not on the path by itself.
 sys.path.insert(0, str(REPO))
 from brokers.sandbox.testing import submit_login  # noqa: E402
+from thor.serve import GRANIAN_BLOCKING_THREADS  # noqa: E402
 
 PYTHON = sys.executable
 POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -149,7 +150,7 @@ def server_argv(server: str, *, app: str, port: int, workers: int) -> list[str]:
     if server == "gunicorn":
         return [PYTHON, "-m", "gunicorn", target, "-b", f"127.0.0.1:{port}", "-w", str(workers), *quiet]
     if server == "granian":
-        threads = ["--blocking-threads", "4"]  # as thor.serve runs it
+        threads = ["--blocking-threads", str(GRANIAN_BLOCKING_THREADS)]  # as thor.serve runs it
         return [
             PYTHON,
             "-m",

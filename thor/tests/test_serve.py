@@ -16,7 +16,13 @@ import pytest
 import requests
 from django.conf import settings
 
-from thor.serve import ForwardedFromTrustedProxies, RequestBodyLimitWSGI, granian_arguments, uvicorn_arguments
+from thor.serve import (
+    ForwardedFromTrustedProxies,
+    RequestBodyLimitWSGI,
+    build_wsgi_application,
+    granian_arguments,
+    uvicorn_arguments,
+)
 
 ROOT = Path(settings.BASE_DIR)
 
@@ -161,6 +167,18 @@ def _seen_by_thor(trusted, remote, **headers):
     environ = {"REMOTE_ADDR": remote, "wsgi.url_scheme": "http", **headers}
     ForwardedFromTrustedProxies(application, trusted)(environ, lambda *args: None)
     return seen["address"], seen["scheme"]
+
+
+class TestTheWsgiApplication:
+    def test_starts_with_what_is_alive_out_of_the_collectors_sight(self):
+        import gc
+
+        gc.unfreeze()
+        application = build_wsgi_application()
+
+        assert isinstance(application, ForwardedFromTrustedProxies)
+        assert gc.get_freeze_count() > 0
+        gc.unfreeze()
 
 
 class TestBodyLimitUnderWsgi:
