@@ -7,8 +7,10 @@ Orders change inside the test's transaction here, so each change runs its on-com
 
 import pytest
 from django.core.cache import cache
+from rest_framework.renderers import JSONRenderer
 
 from accounts import order_pages
+from accounts.api.serializers import OrderOutputSerializer
 from accounts.models import Order, TradingAccount
 from accounts.tests.conftest import place
 
@@ -121,6 +123,18 @@ class TestVariants:
 
         assert len(ids(alice_client.get(cursor_url))) == 1
         assert set(cache.keys(f"thor:orders-page:{account.pk}:*")) == before
+
+
+class TestTheSameAnswer:
+    def test_a_page_is_what_the_order_serializer_renders(self, alice, alice_client, placed):
+        placed()
+        placed(order_type="LIMIT", price="1400.05", tradingsymbol="SBIN", quantity=3)
+        account = TradingAccount.objects.get(user=alice, is_primary=True)
+
+        for response in (alice_client.get(ORDERS), alice_client.get(ORDERS)):  # built, then kept
+            orders = Order.objects.filter(account=account).order_by("-id")
+            expected = {"next": None, "previous": None, "results": OrderOutputSerializer(orders, many=True).data}
+            assert response.content == JSONRenderer().render(expected)
 
 
 class TestStillTheSameRules:
