@@ -50,7 +50,7 @@ bench-moneyness: $(VENV)/.installed
 	./scripts/ensure_services.sh
 	$(PY) bench/moneyness_series.py $(BENCH_ARGS)
 
-# Its own world: PostgreSQL thor_bench_ws and Redis DB 14.
+# Its own world: PostgreSQL thor_bench_ws and Redis DB 11.
 bench-ws: $(VENV)/.installed
 	./scripts/ensure_services.sh
 	$(PY) bench/ws_fanout.py $(BENCH_ARGS)

@@ -2,7 +2,7 @@
 
 Run: .venv/bin/python bench/ws_fanout.py [--sockets 1000 --accounts 100 --rates 5,10,20,40 --phase-seconds 12]
 
-The world: PostgreSQL database `thor_bench_ws` (dropped and migrated every run), Redis DB 14 as cache
+The world: PostgreSQL database `thor_bench_ws` (dropped and migrated every run), Redis DB 11 as cache
 and channel layer (channels-redis, flushed every run), Thor served as in production
 (`python -m thor.serve`, uvicorn), paper accounts filling at the fixed price table. One user per
 account; every socket signs in with its own one-time ticket (`POST /api/ws/ticket`, bought just before it connects) and follows one
@@ -51,8 +51,9 @@ from harness import (
 
 DATABASE_NAME = "thor_bench_ws"
 DATABASE_URL = f"postgres://postgres@127.0.0.1:5432/{DATABASE_NAME}"
-# Not 9 (the other benchmarks) nor the low numbers test runs take: a flush there would spend the tickets.
-REDIS_URL = "redis://127.0.0.1:6379/14"
+# None the tests (14, and the low numbers helpers take) or the other benchmarks (8, 9, 10, 12) use: a flush
+# there would spend the tickets.
+REDIS_URL = "redis://127.0.0.1:6379/11"
 TENANT = "bench-ws"
 TARGET_P99_MS = 100.0
 TARGET_SOCKETS = 1000
@@ -368,7 +369,7 @@ def main() -> None:
         THOR_ORDER_RATE="6000/min",
     )
     with Processes() as processes:
-        print(f"Setting up: database {DATABASE_NAME}, Redis DB 14, Thor; logs in {processes.log_dir}", flush=True)
+        print(f"Setting up: database {DATABASE_NAME}, Redis {REDIS_URL}, Thor; logs in {processes.log_dir}", flush=True)
         reset_storage(env)
         manage(env, "create_tenant", TENANT, "--origin", "http://localhost:5173")
         thor = processes.start(
