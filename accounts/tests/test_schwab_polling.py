@@ -15,7 +15,6 @@ import pytest
 import requests
 from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings as django_settings
-from django.utils import timezone
 
 from accounts.followers import accounts_mark_followed, followed_account_ids
 from accounts.models import Order, OrderEvent, TradingAccount
@@ -44,23 +43,9 @@ DEAD_REDIS = "redis://127.0.0.1:1/0"
 def schwab_accounts(sandbox, app, users) -> list[TradingAccount]:
     """Each user logged in to Schwab through `app` (sandbox-issued tokens, no login page): their margin and
     cash accounts, in that order, trading enabled. `account.grant_id` names the sandbox login."""
-    response = requests.post(
-        f"{sandbox.url}/_sandbox/schwab/grants", json={"client_id": app.api_key, "count": len(users)}, timeout=10
-    )
-    response.raise_for_status()
     accounts = []
-    for user, grant in zip(users, response.json(), strict=True):
-        connection = BrokerConnection.objects.create(
-            user=user,
-            app=app,
-            status=BrokerConnection.Status.ACTIVE,
-            broker_user_id=grant["customer_id"],
-            access_token=grant["access_token"],
-            refresh_token=grant["refresh_token"],
-            access_expires_at=timezone.now() + timedelta(seconds=grant["expires_in"]),
-            refresh_expires_at=timezone.now() + timedelta(seconds=grant["refresh_expires_in"]),
-            trading_enabled=True,
-        )
+    for connection in schwab_linking.seeded_connections(sandbox, app, users, trading_enabled=True):
+        grant = connection.grant
         refs = [
             BrokerAccountRef(broker_account_id=item["hashValue"], account_number=item["accountNumber"])
             for item in grant["accounts"]

@@ -79,29 +79,34 @@ def refresh_calls(sandbox) -> dict:
     return requests.get(f"{sandbox.url}/_sandbox/schwab/refreshes", timeout=5).json()
 
 
-def seeded_connections(sandbox, app, users, *, access_seconds: float) -> list[BrokerConnection]:
-    """One active Schwab connection per user, with tokens the sandbox issued (no login page: many at once)."""
+def seeded_connections(
+    sandbox, app, users, *, access_seconds: float | None = None, trading_enabled: bool = False
+) -> list[BrokerConnection]:
+    """One active Schwab connection per user, with tokens the sandbox issued (no login page: many at once);
+    `connection.grant` is what the sandbox said of that login (its accounts, its grant id)."""
     from datetime import timedelta
 
     from django.utils import timezone
 
-    response = requests.post(
-        f"{sandbox.url}/_sandbox/schwab/grants",
-        json={"client_id": app.api_key, "count": len(users), "access_seconds": access_seconds},
-        timeout=30,
-    )
+    seed = {"client_id": app.api_key, "count": len(users)}
+    if access_seconds is not None:
+        seed["access_seconds"] = access_seconds
+    response = requests.post(f"{sandbox.url}/_sandbox/schwab/grants", json=seed, timeout=30)
     response.raise_for_status()
     now = timezone.now()
-    return [
-        BrokerConnection.objects.create(
+    connections = []
+    for user, grant in zip(users, response.json(), strict=True):
+        connection = BrokerConnection.objects.create(
             user=user,
             app=app,
             status=BrokerConnection.Status.ACTIVE,
             broker_user_id=grant["customer_id"],
             access_token=grant["access_token"],
             refresh_token=grant["refresh_token"],
-            access_expires_at=now + timedelta(seconds=access_seconds),
+            access_expires_at=now + timedelta(seconds=grant["expires_in"]),
             refresh_expires_at=now + timedelta(seconds=grant["refresh_expires_in"]),
+            trading_enabled=trading_enabled,
         )
-        for user, grant in zip(users, response.json(), strict=True)
-    ]
+        connection.grant = grant
+        connections.append(connection)
+    return connections
