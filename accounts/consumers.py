@@ -12,7 +12,8 @@ the next `seq`. What a client sends:
   messages, rebuilt from the database, then `{"type": "resynced", "account_id", "seq", "complete"}`.
 
 While open, the socket keeps the accounts it follows marked as followed (accounts.followers), so that
-work only watchers need, the Schwab order poll, is done for them.
+work only watchers need, the Schwab order poll, is done for them; at the same pace it checks that the
+session it was opened with has not been logged out (then it closes with 4401).
 
 The socket itself never lets a gap through: a live message whose `seq` is not the next one is
 preceded by the missing ones, read from the database (the Redis channel layer drops messages for a
@@ -38,6 +39,7 @@ from accounts.models import TradingAccount
 from accounts.realtime import account_group, stream_messages_since, stream_seq_current
 from accounts.ws_connections import connection_close, connection_open
 from identity.models import User
+from identity.sessions import SESSION_CLAIM, session_is_revoked
 from thor.ws_auth import accepted_subprotocol
 
 # Close codes a client can act on, after the HTTP statuses: sign in again, stop asking for that
@@ -140,9 +142,16 @@ class OrderUpdatesConsumer(AsyncJsonWebsocketConsumer):
 
     async def _renew_follow_marks(self) -> None:
         """Keep the marks of the accounts this socket follows alive while it is open (accounts.followers);
-        an account it stopped following is simply not renewed, as other sockets may still follow it."""
+        an account it stopped following is simply not renewed, as other sockets may still follow it.
+
+        Each round also ends the socket (4401) when the session it was opened with has been logged out.
+        """
+        session_id = (self.scope.get("token_claims") or {}).get(SESSION_CLAIM)
         while True:
             await asyncio.sleep(settings.THOR_WS_FOLLOW_SECONDS / 3)
+            if session_id and await database_sync_to_async(session_is_revoked)(session_id):
+                await self.close(code=CLOSE_UNAUTHENTICATED)
+                return
             if self.sent_seq:
                 await _mark_followed(list(self.sent_seq))
 

@@ -26,7 +26,7 @@ from rest_framework_simplejwt.exceptions import InvalidToken
 BEARER_SUBPROTOCOL = "bearer"
 # Long enough that guessing one in its 30 seconds is hopeless; only its hash is stored.
 TICKET_BYTES = 32
-ANONYMOUS = (AnonymousUser(), None)
+ANONYMOUS = (AnonymousUser(), None, {})
 
 
 def token_from_scope(scope) -> str | None:
@@ -54,12 +54,12 @@ def _jwt_authentication() -> JWTAuthentication:
     return JWTAuthentication()
 
 
-def user_for_token(token: str) -> tuple[object, float | None]:
-    """The token's user and when the token expires (epoch seconds), or AnonymousUser and None."""
+def user_for_token(token: str) -> tuple[object, float | None, dict]:
+    """The token's user, when the token expires (epoch seconds) and its claims; or ANONYMOUS."""
     authentication = _jwt_authentication()
     try:
         validated = authentication.get_validated_token(token)
-        return authentication.get_user(validated), float(validated["exp"])
+        return authentication.get_user(validated), float(validated["exp"]), dict(validated.payload)
     except (InvalidToken, AuthenticationFailed):
         return ANONYMOUS
 
@@ -68,16 +68,16 @@ def _ticket_key(ticket: str) -> str:
     return "ws-ticket:" + hashlib.sha256(ticket.encode()).hexdigest()
 
 
-def ws_ticket_issue(*, user, sign_in_expires_at: float | None) -> str:
-    """A ticket for one socket of this user; the socket still ends when the sign-in behind it does."""
+def ws_ticket_issue(*, user, sign_in_expires_at: float | None, sign_in_claims: dict | None = None) -> str:
+    """A ticket for one socket of this user; the socket still ends when the sign-in behind it does (it
+    expires, or its session is logged out: the claims of the token it was bought with go with it)."""
     ticket = secrets.token_urlsafe(TICKET_BYTES)
-    cache.set(
-        _ticket_key(ticket), {"user_id": user.pk, "expires_at": sign_in_expires_at}, settings.THOR_WS_TICKET_SECONDS
-    )
+    issued = {"user_id": user.pk, "expires_at": sign_in_expires_at, "claims": dict(sign_in_claims or {})}
+    cache.set(_ticket_key(ticket), issued, settings.THOR_WS_TICKET_SECONDS)
     return ticket
 
 
-def user_for_ticket(ticket: str) -> tuple[object, float | None]:
+def user_for_ticket(ticket: str) -> tuple[object, float | None, dict]:
     """The ticket's user, once: the first connection spends it (an atomic add), a second gets AnonymousUser."""
     key = _ticket_key(ticket)
     issued = cache.get(key)
@@ -85,10 +85,10 @@ def user_for_ticket(ticket: str) -> tuple[object, float | None]:
         return ANONYMOUS
     cache.delete(key)
     user = get_user_model().objects.filter(pk=issued["user_id"], is_active=True).first()
-    return (user, issued["expires_at"]) if user else ANONYMOUS
+    return (user, issued["expires_at"], issued.get("claims", {})) if user else ANONYMOUS
 
 
-def sign_in_for_scope(scope) -> tuple[object, float | None]:
+def sign_in_for_scope(scope) -> tuple[object, float | None, dict]:
     ticket = _query_value(scope, "ticket")
     if ticket:
         return user_for_ticket(ticket)
@@ -97,12 +97,14 @@ def sign_in_for_scope(scope) -> tuple[object, float | None]:
 
 
 class JWTAuthMiddleware:
-    """ASGI middleware: puts the ticket's or token's user (or AnonymousUser) in `scope["user"]`, and
-    when the sign-in expires in `scope["token_expires_at"]`, so a socket does not outlive it."""
+    """ASGI middleware: puts the ticket's or token's user (or AnonymousUser) in `scope["user"]`, when the
+    sign-in expires in `scope["token_expires_at"]`, so a socket does not outlive it, and the sign-in's
+    token claims in `scope["token_claims"]`."""
 
     def __init__(self, inner):
         self.inner = inner
 
     async def __call__(self, scope, receive, send):
-        user, expires_at = await database_sync_to_async(sign_in_for_scope)(scope)
-        return await self.inner({**scope, "user": user, "token_expires_at": expires_at}, receive, send)
+        user, expires_at, claims = await database_sync_to_async(sign_in_for_scope)(scope)
+        sign_in = {"user": user, "token_expires_at": expires_at, "token_claims": claims}
+        return await self.inner({**scope, **sign_in}, receive, send)

@@ -47,8 +47,8 @@ class WebSocketTicketView(APIView):
         },
     )
     def post(self, request):
-        sign_in_expires_at = getattr(request.auth, "payload", {}).get("exp")
-        ticket = ws_ticket_issue(user=request.user, sign_in_expires_at=sign_in_expires_at)
+        claims = getattr(request.auth, "payload", {})
+        ticket = ws_ticket_issue(user=request.user, sign_in_expires_at=claims.get("exp"), sign_in_claims=claims)
         return Response({"ticket": ticket, "expires_in": settings.THOR_WS_TICKET_SECONDS}, status=201)
 
 

@@ -21,6 +21,7 @@ from accounts.tests.conftest import order_body, place
 from accounts.tests.test_consumers import connect, opened, primary_id, received, socket
 from conftest import client_for
 from identity.models import User
+from identity.tokens import token_pair_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -103,6 +104,31 @@ class TestTickets:
             return closing
 
         assert async_to_sync(scenario)() == {"type": "websocket.close", "code": 4401}
+
+
+class TestLoggingOut:
+    """A socket lives no longer than the session it was opened with: logging out closes it with 4401."""
+
+    @pytest.mark.parametrize("sign_in", ["ticket", "token"])
+    def test_the_sessions_sockets_close(self, alice, settings, sign_in):
+        settings.THOR_WS_FOLLOW_SECONDS = 1  # the socket looks every third of it
+        ended, other = token_pair_for(alice), token_pair_for(alice)
+        client = client_for(alice)
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {ended['access']}")
+        credential = f"ticket={ticket_for(alice, client=client)}" if sign_in == "ticket" else f"token={ended['access']}"
+
+        async def scenario():
+            ending = await opened(f"/ws/orders/primary?{credential}")
+            staying = await opened(f"/ws/orders/primary?token={other['access']}")
+            logout = await sync_to_async(client.post)("/api/auth/logout/", {"refresh": ended["refresh"]}, format="json")
+            closing = await ending.receive_output(timeout=5)
+            await ending.disconnect(code=closing.get("code"))
+            await staying.send_json_to({"action": "ping"})
+            still_open = await staying.receive_json_from(timeout=2)
+            await staying.disconnect()
+            return logout.status_code, closing, still_open
+
+        assert async_to_sync(scenario)() == (205, {"type": "websocket.close", "code": 4401}, {"type": "pong"})
 
 
 class TestHeartbeat:
