@@ -18,6 +18,7 @@ in the `next` link. Cursor pages are built every time (they are read once, when 
 import contextlib
 import hashlib
 import time
+from collections.abc import Callable
 
 from django.conf import settings
 from django.core.cache import cache
@@ -50,7 +51,7 @@ def page_cache_keys(*, account_id: int, variant: str) -> list[str]:
     return [version_key(account_id), page_key(account_id, variant)]
 
 
-def page_get(*, account_id: int, variant: str, prefetched: dict | None = None) -> tuple[bytes | None, int]:
+def _page_get(*, account_id: int, variant: str, prefetched: dict | None = None) -> tuple[bytes | None, int]:
     """(The kept page, or None) and the version a page built now must be kept under."""
     keys = page_cache_keys(account_id=account_id, variant=variant)
     found = prefetched if prefetched is not None and all(key in prefetched for key in keys) else cache.get_many(keys)
@@ -64,9 +65,24 @@ def page_get(*, account_id: int, variant: str, prefetched: dict | None = None) -
     return None, version
 
 
-def page_keep(*, account_id: int, variant: str, version: int | None, body: bytes) -> None:
+def _page_keep(*, account_id: int, variant: str, version: int | None, body: bytes) -> None:
     if version is not None:
         cache.set(page_key(account_id, variant), (version, body), settings.THOR_ORDER_PAGE_SECONDS)
+
+
+def page_kept_or_built(
+    *, account_id: int, variant: str | None, build: Callable[[], bytes], prefetched: dict | None = None
+) -> bytes:
+    """The kept page of this variant while it is current, else build() (kept for the next read). A page
+    that is not kept (variant None) is built every time; a build that raises (a bad query) keeps nothing."""
+    if variant is None:
+        return build()
+    kept, version = _page_get(account_id=account_id, variant=variant, prefetched=prefetched)
+    if kept is not None:
+        return kept
+    body = build()
+    _page_keep(account_id=account_id, variant=variant, version=version, body=body)
+    return body
 
 
 def orders_changed(account_id: int) -> None:

@@ -1,6 +1,7 @@
 """Reads, always scoped by the user: accounts, orders, and positions, holdings and funds for any broker."""
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -17,7 +18,7 @@ from accounts.paper import reserved_cash, short_exposure
 from accounts.prices import price_source
 from brokers.adapters.types import Funds, Holding, Position
 from thor.money import CENT, ROUNDING
-from thor.snapshots import FreshBody, LiveRead, Present
+from thor.snapshots import LiveRead, Present, presented
 
 PRIMARY = "primary"
 # ASCII digits only: str.isdigit() also accepts "²" and "٣", which int() refuses. 18 digits fit a bigint.
@@ -198,14 +199,31 @@ def _paper_position(position: PaperPosition, last_price: Decimal) -> Position:
     )
 
 
-def cached_body_get(
-    *, account: TradingAccount, what: str, present: Present, prefetched: dict | None = None
-) -> FreshBody | None:
-    """A live account's fresh `what` snapshot as `present` renders it; None for a paper account (its reads
-    are computed each time) or when there is none."""
-    if account.mode != TradingAccount.Mode.LIVE:
-        return None
-    return live.live_fresh_body(account=account, what=what, present=present, prefetched=prefetched)
+@dataclass(frozen=True)
+class PresentedRead:
+    source: str
+    as_of: datetime
+    body: object
+
+
+def presented_read_get(
+    *,
+    account: TradingAccount,
+    what: str,
+    read: Callable[..., LiveRead],
+    present: Present,
+    fresh: bool = False,
+    prefetched: dict | None = None,
+) -> PresentedRead:
+    """`read` (positions_get, funds_get ...) as `present` renders its data. A live account's fresh
+    snapshot answers with the rendering kept beside it, nothing unpickled (`prefetched`: cache entries the
+    caller already fetched); anything else, fresh=True or a paper account, goes through `read`."""
+    if not fresh and account.mode == TradingAccount.Mode.LIVE:
+        kept = live.live_fresh_body(account=account, what=what, present=present, prefetched=prefetched)
+        if kept is not None:
+            return PresentedRead(source="cache", as_of=kept.as_of, body=kept.body)
+    result = read(account=account, fresh=fresh, present=present)
+    return PresentedRead(source=result.source, as_of=result.as_of, body=presented(result, present))
 
 
 def positions_get(*, account: TradingAccount, fresh: bool = False, present: Present | None = None) -> LiveRead:

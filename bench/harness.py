@@ -179,13 +179,20 @@ class World:
     thor: subprocess.Popen | None = None
 
 
-def bench_env(**overrides: str) -> dict:
+def bench_env(
+    *,
+    database_url: str = DATABASE_URL,
+    redis_url: str = REDIS_URL,
+    settings_module: str = "bench.settings",
+    **overrides: str,
+) -> dict:
+    """The environment of a benchmark's Thor processes: its own database and Redis DB, production-like."""
     env = {
         **os.environ,
-        "DJANGO_SETTINGS_MODULE": "bench.settings",
-        "DATABASE_URL": DATABASE_URL,
-        "REDIS_URL": REDIS_URL,
-        # No Celery broker: nothing in these reads queues a task.
+        "DJANGO_SETTINGS_MODULE": settings_module,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        # No Celery broker unless the benchmark runs workers: nothing in these reads queues a task.
         "CELERY_BROKER_URL": "",
         # Production-like: no DEBUG query log, no access log lines in the hot path.
         "DEBUG": "false",
@@ -196,11 +203,13 @@ def bench_env(**overrides: str) -> dict:
 
 
 def reset_storage(env: dict) -> None:
+    """The env's database dropped, made and migrated again, and its Redis DB flushed."""
+    database = urlsplit(env["DATABASE_URL"]).path.lstrip("/")
     with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {DATABASE_NAME} WITH (FORCE)")
-        admin.execute(f"CREATE DATABASE {DATABASE_NAME}")
+        admin.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+        admin.execute(f"CREATE DATABASE {database}")
     manage(env, "migrate", "--noinput", "-v0")
-    redis.Redis.from_url(REDIS_URL).flushdb()
+    redis.Redis.from_url(env["REDIS_URL"]).flushdb()
 
 
 def manage(env: dict, *args: str) -> None:

@@ -29,14 +29,20 @@ from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
-import psycopg
-import redis
 import requests
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
-from harness import PYTHON, Processes, exit_cleanly_on_sigterm, free_port, verdict  # noqa: E402
+from harness import (  # noqa: E402
+    PYTHON,
+    Processes,
+    bench_env,
+    exit_cleanly_on_sigterm,
+    free_port,
+    reset_storage,
+    verdict,
+)
 
 POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DATABASE_NAME = "thor_bench_schwab"
@@ -55,34 +61,19 @@ GRACE_SECONDS = 20.0
 
 
 def world_env(*, factor: float, sandbox_url: str) -> dict:
-    return {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "thor.settings",
-        "DATABASE_URL": DATABASE_URL,
-        "REDIS_URL": REDIS_URL,
-        "CELERY_BROKER_URL": REDIS_URL,
-        "DEBUG": "false",
-        "LOG_LEVEL": "WARNING",
-        "THOR_SCHWAB_API_BASE": sandbox_url,
-        "THOR_SCHWAB_AUTH_BASE": sandbox_url,
-        "THOR_SANDBOX_SCHWAB_CLIENT_ID": CLIENT_ID,
-        "THOR_SANDBOX_SCHWAB_CLIENT_SECRET": CLIENT_SECRET,
-        "THOR_BROKER_REFRESH_EVERY_SECONDS": str(BEAT_EVERY_SECONDS / factor),
-        "THOR_BROKER_REFRESH_LEAD_SECONDS": str(LEAD_SECONDS / factor),
-        "THOR_SCHWAB_TOKEN_REQUESTS_PER_MINUTE": str(int(TOKEN_BUDGET_PER_MINUTE * factor)),
-    }
-
-
-def reset_storage(env: dict) -> None:
-    import subprocess
-
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {DATABASE_NAME} WITH (FORCE)")
-        admin.execute(f"CREATE DATABASE {DATABASE_NAME}")
-    subprocess.run(
-        [PYTHON, "manage.py", "migrate", "--noinput", "-v0"], cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL
+    return bench_env(
+        database_url=DATABASE_URL,
+        redis_url=REDIS_URL,
+        settings_module="thor.settings",
+        CELERY_BROKER_URL=REDIS_URL,
+        THOR_SCHWAB_API_BASE=sandbox_url,
+        THOR_SCHWAB_AUTH_BASE=sandbox_url,
+        THOR_SANDBOX_SCHWAB_CLIENT_ID=CLIENT_ID,
+        THOR_SANDBOX_SCHWAB_CLIENT_SECRET=CLIENT_SECRET,
+        THOR_BROKER_REFRESH_EVERY_SECONDS=str(BEAT_EVERY_SECONDS / factor),
+        THOR_BROKER_REFRESH_LEAD_SECONDS=str(LEAD_SECONDS / factor),
+        THOR_SCHWAB_TOKEN_REQUESTS_PER_MINUTE=str(int(TOKEN_BUDGET_PER_MINUTE * factor)),
     )
-    redis.Redis.from_url(REDIS_URL).flushdb()
 
 
 def django_setup(env: dict) -> None:

@@ -32,20 +32,19 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
-import psycopg
-import redis
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import (
-    POSTGRES_ADMIN_URL,
     PYTHON,
     REPO,
     Processes,
+    bench_env,
     exit_cleanly_on_sigterm,
     free_port,
     manage,
     percentile,
+    reset_storage,
     verdict,
 )
 
@@ -77,30 +76,6 @@ with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5Passwor
         users.append({{"account_id": account.pk, "token": str(AccessToken.for_user(user))}})
 sys.stdout.write("USERS" + json.dumps(users))
 """
-
-
-def bench_env(**overrides: str) -> dict:
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "thor.settings",
-        "DATABASE_URL": DATABASE_URL,
-        "REDIS_URL": REDIS_URL,
-        "CELERY_BROKER_URL": "",
-        "DEBUG": "false",
-        "LOG_LEVEL": "WARNING",
-        "THOR_PAPER_PRICE_SOURCE": "fixed",
-        "THOR_ACCESS_TOKEN_MINUTES": "30",
-    }
-    env.update(overrides)
-    return env
-
-
-def reset_storage(env: dict) -> None:
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {DATABASE_NAME} WITH (FORCE)")
-        admin.execute(f"CREATE DATABASE {DATABASE_NAME}")
-    manage(env, "migrate", "--noinput", "-v0")
-    redis.Redis.from_url(REDIS_URL).flushdb()
 
 
 def make_users(env: dict, count: int) -> list[dict]:
@@ -364,6 +339,11 @@ def main() -> None:
     port = free_port()
     thor_url, ws_url = f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}"
     env = bench_env(
+        database_url=DATABASE_URL,
+        redis_url=REDIS_URL,
+        settings_module="thor.settings",
+        THOR_PAPER_PRICE_SOURCE="fixed",
+        THOR_ACCESS_TOKEN_MINUTES="30",
         THOR_PUBLIC_URL=thor_url,
         THOR_WS_MAX_CONNECTIONS_PER_USER=str(args.sockets // args.accounts + 2),
         THOR_ORDER_RATE="6000/min",

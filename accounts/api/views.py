@@ -19,7 +19,6 @@ from brokers import services as broker_services
 from brokers.adapters.types import OrderRequest
 from brokers.api.serializers import KitePostbackInputSerializer, KitePostbackOutputSerializer
 from brokers.api.views import query_and_body
-from thor import snapshots
 from thor.errors import ApplicationError, error_responses
 from thor.fields import timestamp_text
 from thor.pagination import StrictCursorPagination
@@ -235,20 +234,15 @@ class _LiveReadView(APIView):
 
     def get(self, request, account_id):
         account = read_account_get(request, account_id)
-        present, fresh = type(self).present_body, wants_fresh(request)
-        cached = (
-            None
-            if fresh
-            else selectors.cached_body_get(
-                account=account, what=self.what, present=present, prefetched=getattr(request, "read_cache", None)
-            )
+        answer = selectors.presented_read_get(
+            account=account,
+            what=self.what,
+            read=type(self).read,
+            present=type(self).present_body,
+            fresh=wants_fresh(request),
+            prefetched=getattr(request, "read_cache", None),
         )
-        if cached is not None:
-            source, as_of, data = "cache", cached.as_of, cached.body
-        else:
-            result = type(self).read(account=account, fresh=fresh, present=present)
-            source, as_of, data = result.source, result.as_of, snapshots.presented(result, present)
-        body = live_read_body(account_id=account.pk, source=source, as_of=as_of, data=data)
+        body = live_read_body(account_id=account.pk, source=answer.source, as_of=answer.as_of, data=answer.body)
         return HttpResponse(body, content_type="application/json")
 
 
@@ -329,23 +323,23 @@ class OrdersView(APIView):
     def get(self, request, account_id):
         # Only the account's id is used: the read lookup (cached for live accounts) will do.
         account = read_account_get(request, account_id)
-        variant = _order_page_variant(request)
-        if variant is not None:
-            kept, version = order_pages.page_get(
-                account_id=account.pk, variant=variant, prefetched=getattr(request, "read_cache", None)
-            )
-            if kept is not None:
-                return HttpResponse(kept, content_type="application/json")
-        query = serializers.OrderListQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        orders = selectors.order_list(account=account, **query.validated_data)
-        paginator = OrderCursorPagination()
-        page = paginator.paginate_queryset(orders, request, view=self)
-        # The orders as OrderOutputSerializer shows them (a test holds the two together), built without it:
-        # a page of fifty through DRF's fields costs more than the rest of the request.
-        body = _render_json(paginator.get_paginated_response([order_message_data(order) for order in page]).data)
-        if variant is not None:
-            order_pages.page_keep(account_id=account.pk, variant=variant, version=version, body=body)
+
+        def page_body() -> bytes:
+            query = serializers.OrderListQuerySerializer(data=request.query_params)
+            query.is_valid(raise_exception=True)
+            orders = selectors.order_list(account=account, **query.validated_data)
+            paginator = OrderCursorPagination()
+            page = paginator.paginate_queryset(orders, request, view=self)
+            # The orders as OrderOutputSerializer shows them (a test holds the two together), built without
+            # it: a page of fifty through DRF's fields costs more than the rest of the request.
+            return _render_json(paginator.get_paginated_response([order_message_data(o) for o in page]).data)
+
+        body = order_pages.page_kept_or_built(
+            account_id=account.pk,
+            variant=_order_page_variant(request),
+            build=page_body,
+            prefetched=getattr(request, "read_cache", None),
+        )
         return HttpResponse(body, content_type="application/json")
 
     @extend_schema(
