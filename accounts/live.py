@@ -19,7 +19,7 @@ from brokers.adapters.base import BrokerAdapter
 from brokers.adapters.errors import BrokerError, BrokerErrorCode
 from brokers.adapters.types import OrderRequest, OrderResult
 from brokers.models import BrokerConnection
-from brokers.services import broker_call, connection_require_active
+from brokers.services import broker_call, connection_require_active, connection_usable_as_is
 from thor import snapshots
 
 logger = logging.getLogger("accounts.live")
@@ -78,6 +78,20 @@ def live_fresh_body(
     As live_read: an ended session answers reauth before any cache.
     """
     connection_require_active(_connection(account))
+    return _fresh_body(account=account, what=what, present=present, prefetched=prefetched)
+
+
+def live_fresh_body_as_is(
+    *, account: TradingAccount, what: str, present: snapshots.Present, prefetched: dict | None = None
+) -> snapshots.FreshBody | None:
+    """live_fresh_body when its session needs nothing (no refresh, no expiry, no reauth): for a read answered
+    from the caches alone, which leaves every other case to live_fresh_body. Never raises, never writes."""
+    if account.connection is None or not connection_usable_as_is(account.connection):
+        return None
+    return _fresh_body(account=account, what=what, present=present, prefetched=prefetched)
+
+
+def _fresh_body(*, account, what, present, prefetched) -> snapshots.FreshBody | None:
     base = snapshots.key(account.user.tenant.slug, account.pk, what)
     key = snapshots.fresh_body_key(base)
     if prefetched is not None and key in prefetched:

@@ -41,9 +41,10 @@ def page_key(account_id: int, variant: str) -> str:
 
 def page_variant(request, *, cursor_param: str) -> str | None:
     """What the page depends on besides the account; None for a page that is not kept (a cursor's)."""
-    if not settings.THOR_ORDER_PAGE_SECONDS or request.query_params.get(cursor_param):
+    # Django's request or DRF's around it: the same query.
+    if not settings.THOR_ORDER_PAGE_SECONDS or request.GET.get(cursor_param):
         return None
-    query = sorted((name, value) for name, values in request.query_params.lists() for value in values)
+    query = sorted((name, value) for name, values in request.GET.lists() for value in values)
     return repr((request.scheme, request.get_host(), query))
 
 
@@ -83,6 +84,13 @@ def page_kept_or_built(
     body = build()
     _page_keep(account_id=account_id, variant=variant, version=version, body=body)
     return body
+
+
+def page_kept(*, account_id: int, variant: str | None, prefetched: dict | None = None) -> bytes | None:
+    """The kept page of this variant while it is current; None when there is none to send."""
+    if variant is None:
+        return None
+    return _page_get(account_id=account_id, variant=variant, prefetched=prefetched)[0]
 
 
 def orders_changed(account_id: int) -> None:

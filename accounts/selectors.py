@@ -44,7 +44,7 @@ def read_account_cache_keys(
     """The cache key account_for_read_get will read for this reference, when it reads one; for the account
     the reference named last, also the fresh body of its `snapshot` (positions, funds ...) or its kept
     orders page of that variant (accounts.order_pages)."""
-    if not settings.THOR_READ_CACHE_SECONDS or not (account_ref == PRIMARY or ACCOUNT_ID.fullmatch(account_ref)):
+    if not settings.THOR_READ_CACHE_SECONDS or not _cacheable_ref(account_ref):
         return []
     keys = [read_cache.account_key(user_id, account_ref)]
     known = read_cache.resolved_ref(user_id=user_id, account_ref=account_ref)
@@ -65,15 +65,11 @@ def account_for_read_get(*, user, account_ref: str, prefetched: dict | None = No
     is kept for a few seconds, keyed by the user (accounts.read_cache): anyone else's is still a 404.
     `prefetched`: what the authentication already fetched of read_account_cache_keys (request.read_cache).
     """
+    account = account_cached_for_read(user_id=user.pk, account_ref=account_ref, prefetched=prefetched)
+    if account is not None:
+        return account
     seconds = settings.THOR_READ_CACHE_SECONDS
-    # Only a well-formed reference reaches the cache; anything else is a 404 below.
-    cacheable = seconds and (account_ref == PRIMARY or ACCOUNT_ID.fullmatch(account_ref))
-    key = read_cache.account_key(user.pk, account_ref)
-    if cacheable:
-        account = prefetched[key] if prefetched is not None and key in prefetched else cache.get(key)
-        if account is not None:
-            read_cache.resolved_ref_remember(user_id=user.pk, account_ref=account_ref, account=account)
-            return account
+    cacheable = seconds and _cacheable_ref(account_ref)
     accounts = (
         TradingAccount.objects.filter(user=user)
         .select_related("connection", "user__tenant")
@@ -94,8 +90,24 @@ def account_for_read_get(*, user, account_ref: str, prefetched: dict | None = No
     if cacheable:
         read_cache.resolved_ref_remember(user_id=user.pk, account_ref=account_ref, account=account)
         if account.mode == TradingAccount.Mode.LIVE:
-            cache.set(key, account, seconds)
+            cache.set(read_cache.account_key(user.pk, account_ref), account, seconds)
     return account
+
+
+def account_cached_for_read(*, user_id, account_ref: str, prefetched: dict | None = None) -> TradingAccount | None:
+    """The live account account_for_read_get kept for this user's reference, if the cache still has it."""
+    if not settings.THOR_READ_CACHE_SECONDS or not _cacheable_ref(account_ref):
+        return None
+    key = read_cache.account_key(user_id, account_ref)
+    account = prefetched[key] if prefetched is not None and key in prefetched else cache.get(key)
+    if account is not None:
+        read_cache.resolved_ref_remember(user_id=user_id, account_ref=account_ref, account=account)
+    return account
+
+
+def _cacheable_ref(account_ref: str) -> bool:
+    # Only a well-formed reference reaches the cache; anything else is a 404 from the database.
+    return account_ref == PRIMARY or bool(ACCOUNT_ID.fullmatch(account_ref))
 
 
 def _account_by_ref(accounts: QuerySet[TradingAccount], account_ref: str) -> TradingAccount:
@@ -224,6 +236,20 @@ def presented_read_get(
             return PresentedRead(source="cache", as_of=kept.as_of, body=kept.body)
     result = read(account=account, fresh=fresh, present=present)
     return PresentedRead(source=result.source, as_of=result.as_of, body=presented(result, present))
+
+
+def presented_read_cached(
+    *, user_id, account_ref: str, what: str, present: Present, prefetched: dict
+) -> tuple[TradingAccount, PresentedRead] | None:
+    """The account and what presented_read_get would answer, when the caches alone hold both (a live
+    account, its session needing nothing, its fresh snapshot's rendering); None for anything else."""
+    account = account_cached_for_read(user_id=user_id, account_ref=account_ref, prefetched=prefetched)
+    if account is None or account.mode != TradingAccount.Mode.LIVE:
+        return None
+    kept = live.live_fresh_body_as_is(account=account, what=what, present=present, prefetched=prefetched)
+    if kept is None:
+        return None
+    return account, PresentedRead(source="cache", as_of=kept.as_of, body=kept.body)
 
 
 def positions_get(*, account: TradingAccount, fresh: bool = False, present: Present | None = None) -> LiveRead:

@@ -3,9 +3,16 @@
 Served by each candidate server in the same run as Thor (`bench.minimal_drf:wsgi` for WSGI servers,
 `bench.minimal_drf:asgi` for uvicorn), so Thor's figures read as a share of what Django REST
 framework itself can do on this machine under that server.
+
+A second view, `/api/bench/minimal-redis`, is the same APIView answering a ready body it reads from Redis
+(REDIS_URL) in one GET: the floor of any read that asks the shared cache once, as each of Thor's cached
+reads must (its answer may have changed in another process since the last request).
 """
 
+import os
+
 import django
+import redis
 from django.conf import settings
 
 settings.configure(
@@ -28,6 +35,7 @@ django.setup()
 
 from django.core.asgi import get_asgi_application  # noqa: E402
 from django.core.wsgi import get_wsgi_application  # noqa: E402
+from django.http import HttpResponse  # noqa: E402
 from django.urls import path  # noqa: E402
 from rest_framework.response import Response  # noqa: E402
 from rest_framework.views import APIView  # noqa: E402
@@ -38,7 +46,21 @@ class MinimalView(APIView):
         return Response({"ok": True, "user_id": None})
 
 
-urlpatterns = [path("api/bench/minimal", MinimalView.as_view())]
+_redis = redis.Redis.from_url(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/9"))
+BODY_KEY = "bench:minimal:body"
+# About the size of a positions answer of the bench world.
+_redis.set(BODY_KEY, b'{"data":[%s],"source":"cache"}' % b",".join([b'{"symbol":"INFY","quantity":"10.00"}'] * 20))
+
+
+class MinimalRedisView(APIView):
+    def get(self, request):
+        return HttpResponse(_redis.get(BODY_KEY), content_type="application/json")
+
+
+urlpatterns = [
+    path("api/bench/minimal", MinimalView.as_view()),
+    path("api/bench/minimal-redis", MinimalRedisView.as_view()),
+]
 
 wsgi = get_wsgi_application()
 asgi = get_asgi_application()

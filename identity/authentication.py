@@ -22,6 +22,8 @@ so a read answered from the caches pays one round trip fewer. identity knows not
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.cache import cache
@@ -29,14 +31,15 @@ from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
+from rest_framework import HTTP_HEADER_ENCODING
 from rest_framework.permissions import SAFE_METHODS
-from rest_framework_simplejwt.authentication import JWTAuthentication
+from rest_framework_simplejwt.authentication import AUTH_HEADER_TYPE_BYTES, JWTAuthentication
 from rest_framework_simplejwt.exceptions import AuthenticationFailed, InvalidToken
 from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken
 
 from identity.models import User
-from identity.sessions import SESSION_CLAIM, session_is_revoked, session_key
+from identity.sessions import LIVE, SESSION_CLAIM, session_is_revoked, session_key
 
 
 def identity_key(user_id) -> str:
@@ -116,19 +119,18 @@ class ReadCachedJWTAuthentication(JWTAuthentication):
             user_id = validated_token[api_settings.USER_ID_CLAIM]
         except KeyError:
             raise InvalidToken(_("Token contained no recognizable user identification")) from None
-        key = identity_key(user_id)
         view = (getattr(request, "parser_context", None) or {}).get("view")
         wanted = getattr(view, "read_cache_keys", None)
         extra = list(wanted(request, user_id)) if wanted else []
-        own = [key, session_key(sid)] if sid else [key]
+        own = _identity_keys(user_id, sid)
         found = cache.get_many([*own, *extra])
         _refuse_if_revoked(sid, cached=found.get(own[-1]) if sid else None)
         # What the view asked for, found or not (None): it looks up nothing twice.
         request.read_cache = {name: found.get(name) for name in extra}
-        user = found.get(key)
+        user = found.get(own[0])
         if user is None:
             user = self._user_without_password(user_id, validated_token)
-            cache.set(key, user, settings.THOR_READ_CACHE_SECONDS)
+            cache.set(own[0], user, settings.THOR_READ_CACHE_SECONDS)
         return user
 
     def _user_without_password(self, user_id, validated_token):
@@ -147,6 +149,45 @@ def _refuse_if_revoked(sid, *, cached=None) -> None:
     # Tokens from before sessions had ids carry none: they end when they expire, as before.
     if sid and session_is_revoked(sid, cached=cached):
         raise InvalidToken(_("This session was logged out: sign in again."))
+
+
+def _identity_keys(user_id, sid) -> list[str]:
+    """The user's cache entry, then (for a token with a session) its session's state."""
+    return [identity_key(user_id), session_key(sid)] if sid else [identity_key(user_id)]
+
+
+@dataclass(frozen=True)
+class CachedIdentity:
+    user: User
+    # The entries a caller asked for, each None when the cache has none.
+    found: dict
+
+
+def cached_identity(request, *, wanted: Callable[[object], list[str]]) -> CachedIdentity | None:
+    """The request's user as the caches alone know it, with the entries `wanted(user_id)` names, in one
+    round trip to the cache; None unless every part is known good: a Bearer token this process verified
+    (and not expired since), its user cached (so active and unchanged, see the module), and its session
+    cached as live. A None sends the request through DRF's authentication, which decides and answers
+    (401 in its own words, a database look-up, a revoked session): this function never refuses anyone.
+    """
+    if not settings.THOR_READ_CACHE_SECONDS:
+        return None
+    header = request.META.get(api_settings.AUTH_HEADER_NAME)
+    parts = header.encode(HTTP_HEADER_ENCODING).split() if header else ()
+    if len(parts) != 2 or parts[0] not in AUTH_HEADER_TYPE_BYTES:
+        return None
+    token = verified_tokens.get(parts[1])
+    user_id = token.get(api_settings.USER_ID_CLAIM) if token is not None else None
+    if user_id is None:
+        return None
+    sid = token.get(SESSION_CLAIM)
+    own = _identity_keys(user_id, sid)
+    extra = wanted(user_id)
+    found = cache.get_many([*own, *extra])
+    user = found.get(own[0])
+    if user is None or (sid and found.get(own[1]) != LIVE):
+        return None
+    return CachedIdentity(user=user, found={name: found.get(name) for name in extra})
 
 
 class ReadCachedJWTScheme(SimpleJWTScheme):

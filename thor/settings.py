@@ -99,10 +99,11 @@ INSTALLED_APPS = [
     "analytics",
 ]
 
-# Django's and django-prometheus's middleware through thor.middleware's subclasses: the same hooks,
-# run on the event loop under ASGI instead of two thread hops per middleware (see thor/middleware.py).
+# Django's middleware through thor.middleware's subclasses where it helps: the same hooks, run on the
+# event loop under ASGI instead of two thread hops per middleware (see thor/middleware.py).
 MIDDLEWARE = [
-    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    # First, so its latency covers the whole stack: django-prometheus's series, one layer (thor/metrics.py).
+    "thor.metrics.RequestMetricsMiddleware",
     "thor.middleware.CorrelationIdMiddleware",
     "thor.middleware.NoStoreApiMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -116,7 +117,6 @@ MIDDLEWARE = [
     "thor.middleware.AdminAuthenticationMiddleware",
     "thor.middleware.AdminMessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "thor.urls"

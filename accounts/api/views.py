@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 from accounts import broker_updates, order_pages, selectors, services
 from accounts import orders as order_services
 from accounts.api import serializers
+from accounts.api.cached_reads import AnsweredFromCaches
 from accounts.models import Order
 from accounts.realtime import order_message_data
 from brokers import services as broker_services
@@ -203,10 +204,6 @@ def funds_body(funds) -> bytes:
     return _render_json(serializers.funds_data(funds))
 
 
-def _account_ref(request) -> str:
-    return request.parser_context["kwargs"].get("account_id", "")
-
-
 def read_account_get(request, account_id):
     return selectors.account_for_read_get(
         user=request.user, account_ref=account_id, prefetched=getattr(request, "read_cache", None)
@@ -220,7 +217,11 @@ def live_read_body(*, account_id: int, source: str, as_of, data: bytes) -> bytes
     return b'{"data":%b,"account_id":%d,"source":"%b","as_of":"%b"}' % (data, account_id, source.encode(), as_of_text)
 
 
-class _LiveReadView(APIView):
+def _live_read_envelope(account, answer: selectors.PresentedRead) -> bytes:
+    return live_read_body(account_id=account.pk, source=answer.source, as_of=answer.as_of, data=answer.body)
+
+
+class _LiveReadView(AnsweredFromCaches, APIView):
     read = None
     what = None
     # The envelope's `data`, rendered, from the read's data: kept with each live snapshot (thor.snapshots),
@@ -230,7 +231,19 @@ class _LiveReadView(APIView):
     def read_cache_keys(self, request, user_id) -> list[str]:
         """The account, and the fresh body of the account this reference named last: with the user, one
         round trip to the cache answers a read."""
-        return selectors.read_account_cache_keys(user_id=user_id, account_ref=_account_ref(request), snapshot=self.what)
+        return selectors.read_account_cache_keys(
+            user_id=user_id, account_ref=self.kwargs["account_id"], snapshot=self.what
+        )
+
+    def cached_answer(self, request, identity) -> bytes | None:
+        cached = selectors.presented_read_cached(
+            user_id=identity.user.pk,
+            account_ref=self.kwargs["account_id"],
+            what=self.what,
+            present=type(self).present_body,
+            prefetched=identity.found,
+        )
+        return None if cached is None else _live_read_envelope(*cached)
 
     def get(self, request, account_id):
         account = read_account_get(request, account_id)
@@ -242,8 +255,7 @@ class _LiveReadView(APIView):
             fresh=wants_fresh(request),
             prefetched=getattr(request, "read_cache", None),
         )
-        body = live_read_body(account_id=account.pk, source=answer.source, as_of=answer.as_of, data=answer.body)
-        return HttpResponse(body, content_type="application/json")
+        return HttpResponse(_live_read_envelope(account, answer), content_type="application/json")
 
 
 @extend_schema(
@@ -299,13 +311,23 @@ def _order_page_variant(request) -> str | None:
     return order_pages.page_variant(request, cursor_param=OrderCursorPagination.cursor_query_param)
 
 
-class OrdersView(APIView):
+class OrdersView(AnsweredFromCaches, APIView):
     throttle_classes = [OrderRateThrottle]
 
     def read_cache_keys(self, request, user_id) -> list[str]:
         """The account and, for the account this reference named last, its kept first page (if any)."""
         return selectors.read_account_cache_keys(
-            user_id=user_id, account_ref=_account_ref(request), order_page=_order_page_variant(request)
+            user_id=user_id, account_ref=self.kwargs["account_id"], order_page=_order_page_variant(request)
+        )
+
+    def cached_answer(self, request, identity) -> bytes | None:
+        account = selectors.account_cached_for_read(
+            user_id=identity.user.pk, account_ref=self.kwargs["account_id"], prefetched=identity.found
+        )
+        if account is None:
+            return None
+        return order_pages.page_kept(
+            account_id=account.pk, variant=_order_page_variant(request), prefetched=identity.found
         )
 
     @extend_schema(

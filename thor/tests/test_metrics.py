@@ -17,3 +17,43 @@ class TestMetrics:
             in text
         )
         assert "django_http_requests_latency_seconds_by_view_method_bucket" in text
+
+
+def sample(name, **labels):
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+class TestOneMiddleware:
+    """thor.metrics records django-prometheus's series itself, each labelled series looked up once."""
+
+    def test_a_response_is_counted_by_status_view_and_method(self, anon_client):
+        labels = {"status": "401", "view": "auth-me", "method": "GET"}
+        before = sample("django_http_responses_total_by_status_view_method_total", **labels)
+        latency_before = sample(
+            "django_http_requests_latency_seconds_by_view_method_count", view="auth-me", method="GET"
+        )
+
+        assert anon_client.get("/api/auth/me").status_code == 401
+
+        assert sample("django_http_responses_total_by_status_view_method_total", **labels) == before + 1
+        after = sample("django_http_requests_latency_seconds_by_view_method_count", view="auth-me", method="GET")
+        assert after == latency_before + 1
+
+    def test_a_made_up_method_is_one_label_not_a_new_series(self, anon_client):
+        before = sample("django_http_requests_total_by_method_total", method="<invalid method>")
+
+        anon_client.generic("BREW", "/api/health")
+
+        assert sample("django_http_requests_total_by_method_total", method="<invalid method>") == before + 1
+        assert sample("django_http_requests_total_by_method_total", method="BREW") == 0
+
+    @pytest.mark.urls("thor.tests.urls")
+    def test_an_exception_is_counted_by_type_and_view(self, anon_client):
+        anon_client.raise_request_exception = False
+        before = sample("django_http_exceptions_total_by_type_total", type="RuntimeError")
+
+        assert anon_client.get("/api/test/broken-django").status_code == 500
+
+        assert sample("django_http_exceptions_total_by_type_total", type="RuntimeError") == before + 1
