@@ -81,7 +81,7 @@ class RequestMetricsMiddleware(HybridMiddleware):
         meta = request.META
         if meta.get("HTTP_X_REQUESTED_WITH") == "XMLHttpRequest":
             metrics.requests_ajax.inc()
-        metrics.requests_body_bytes.observe(int(meta.get("CONTENT_LENGTH") or 0))
+        metrics.requests_body_bytes.observe(_content_length(meta))
         return default_timer()
 
     def _response_counted(self, request, response, started: float) -> None:
@@ -111,6 +111,14 @@ class RequestMetricsMiddleware(HybridMiddleware):
     def process_exception(self, request, exception):
         self.exceptions_by_type(type(exception).__name__).inc()
         self.exceptions_by_view(_view_name(request) or _UNNAMED_VIEW).inc()
+
+
+def _content_length(meta) -> int:
+    # A client's header: anything but a count is no body (as Django reads it), never a 500 here.
+    try:
+        return max(0, int(meta.get("CONTENT_LENGTH") or 0))
+    except ValueError:
+        return 0
 
 
 def _view_name(request) -> str | None:

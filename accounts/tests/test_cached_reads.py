@@ -122,12 +122,15 @@ class TestWhatGoesThroughDrf:
         assert response.status_code == 401 and response["Content-Type"] == "application/json"
         assert "code" in response.json()
 
-    def test_someone_elses_account_is_a_404_however_often_asked(self, alice_client, bob_client, live):
+    def test_someone_elses_account_is_a_404_however_often_asked(self, alice_client, bob_client, charlie_client, live):
         warm(alice_client, f"/api/accounts/{live.pk}/positions")
+        warm(alice_client, f"/api/accounts/{live.pk}/orders")
 
-        for _ in range(3):
-            assert bob_client.get(f"/api/accounts/{live.pk}/positions").status_code == 404
-            assert bob_client.get(f"/api/accounts/{live.pk}/orders").status_code == 404
+        # bob shares alice's tenant, charlie is of another one.
+        for client in (bob_client, charlie_client):
+            for _ in range(3):
+                assert client.get(f"/api/accounts/{live.pk}/positions").status_code == 404
+                assert client.get(f"/api/accounts/{live.pk}/orders").status_code == 404
 
     def test_an_expired_token_is_refused_even_once_verified(self, alice_client, live):
         warm(alice_client, f"/api/accounts/{live.pk}/positions")

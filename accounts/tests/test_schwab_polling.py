@@ -25,7 +25,7 @@ from accounts.tests.conftest import place
 from accounts.tests.test_consumers import opened, primary_id, received
 from accounts.tests.test_streams import access_token, make_role
 from brokers.adapters.types import BrokerAccountRef
-from brokers.models import BrokerApp, BrokerConnection, BrokerKind
+from brokers.models import BrokerApp, BrokerConnection
 from brokers.tests import schwab_linking
 from brokers.tests.factories import linked_kite_account
 from conftest import client_for
@@ -434,11 +434,4 @@ def _second_schwab_app(sandbox, tenant) -> BrokerApp:
         json={"client_id": client_id, "client_secret": secret, "redirect_uri": schwab_linking.SPA_CALLBACK},
         timeout=5,
     ).raise_for_status()
-    return BrokerApp.objects.create(
-        tenant=tenant,
-        kind=BrokerKind.SCHWAB,
-        name="Globex Schwab",
-        api_key=client_id,
-        api_secret=secret,
-        redirect_uri=schwab_linking.SPA_CALLBACK,
-    )
+    return schwab_linking.schwab_app_for(tenant, name="Globex Schwab", client_id=client_id, secret=secret)

@@ -29,16 +29,21 @@ def schwab_sandbox(settings):
         yield running
 
 
-@pytest.fixture
-def schwab_app(tenant):
+def schwab_app_for(tenant, *, name="Acme Schwab", client_id=CLIENT_ID, secret=CLIENT_SECRET) -> BrokerApp:
+    """A tenant's Schwab app, redirecting to the SPA's callback (the sandbox must know the client)."""
     return BrokerApp.objects.create(
         tenant=tenant,
         kind=BrokerKind.SCHWAB,
-        name="Acme Schwab",
-        api_key=CLIENT_ID,
-        api_secret=CLIENT_SECRET,
+        name=name,
+        api_key=client_id,
+        api_secret=secret,
         redirect_uri=SPA_CALLBACK,
     )
+
+
+@pytest.fixture
+def schwab_app(tenant):
+    return schwab_app_for(tenant)
 
 
 def start(client) -> str:
