@@ -60,18 +60,20 @@ class RequestMetricsMiddleware(HybridMiddleware):
     def __call__(self, request):
         if iscoroutinefunction(self):
             return self.__acall__(request)
-        started = self._request_counted(request)
+        started = default_timer()
+        self.request_counted(request)
         response = self.get_response(request)
-        self._response_counted(request, response, started)
+        self.response_counted(request, response, started)
         return response
 
     async def __acall__(self, request):
-        started = self._request_counted(request)
+        started = default_timer()
+        self.request_counted(request)
         response = await self.get_response(request)
-        self._response_counted(request, response, started)
+        self.response_counted(request, response, started)
         return response
 
-    def _request_counted(self, request) -> float:
+    def request_counted(self, request) -> None:
         metrics = self.metrics
         metrics.requests_total.inc()
         request.metrics_method = request.method if request.method in _METHODS else "<invalid method>"
@@ -82,9 +84,8 @@ class RequestMetricsMiddleware(HybridMiddleware):
         if meta.get("HTTP_X_REQUESTED_WITH") == "XMLHttpRequest":
             metrics.requests_ajax.inc()
         metrics.requests_body_bytes.observe(_content_length(meta))
-        return default_timer()
 
-    def _response_counted(self, request, response, started: float) -> None:
+    def response_counted(self, request, response, started: float) -> None:
         elapsed = default_timer() - started
         metrics = self.metrics
         method = request.metrics_method

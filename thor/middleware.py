@@ -29,7 +29,7 @@ class CorrelationIdMiddleware(HybridMiddleware):
     """Accepts `X-Correlation-ID` (or makes one), echoes it and puts it in every log line."""
 
     @staticmethod
-    def _correlation_id(request) -> str:
+    def correlation_id(request) -> str:
         supplied = request.headers.get("X-Correlation-ID", "")
         request.correlation_id = supplied if _SAFE_CORRELATION_ID.match(supplied) else uuid.uuid4().hex
         return request.correlation_id
@@ -37,7 +37,7 @@ class CorrelationIdMiddleware(HybridMiddleware):
     def __call__(self, request):
         if iscoroutinefunction(self):
             return self.__acall__(request)
-        correlation_id = self._correlation_id(request)
+        correlation_id = self.correlation_id(request)
         token = correlation_id_var.set(correlation_id)
         try:
             response = self.get_response(request)
@@ -47,7 +47,7 @@ class CorrelationIdMiddleware(HybridMiddleware):
         return response
 
     async def __acall__(self, request):
-        correlation_id = self._correlation_id(request)
+        correlation_id = self.correlation_id(request)
         token = correlation_id_var.set(correlation_id)
         try:
             response = await self.get_response(request)
@@ -69,7 +69,7 @@ class NoStoreApiMiddleware(HybridMiddleware):
     """
 
     @staticmethod
-    def _mark(request, response):
+    def mark(request, response):
         if request.path.startswith("/api/") and not _CACHEABLE_API_PATHS.match(request.path):
             patch_cache_control(response, no_store=True)
         return response
@@ -77,10 +77,10 @@ class NoStoreApiMiddleware(HybridMiddleware):
     def __call__(self, request):
         if iscoroutinefunction(self):
             return self.__acall__(request)
-        return self._mark(request, self.get_response(request))
+        return self.mark(request, self.get_response(request))
 
     async def __acall__(self, request):
-        return self._mark(request, await self.get_response(request))
+        return self.mark(request, await self.get_response(request))
 
 
 class SkippedOnApiMixin:

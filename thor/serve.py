@@ -142,7 +142,10 @@ def build_wsgi_application():
     from django.core.wsgi import get_wsgi_application
     from django.urls import get_resolver
 
-    application = RequestBodyLimitWSGI(get_wsgi_application(), settings.THOR_MAX_REQUEST_BYTES)
+    django_application = get_wsgi_application()  # sets Django up: thor.early_reads imports models
+    from thor.early_reads import EarlyReads
+
+    application = RequestBodyLimitWSGI(EarlyReads(django_application), settings.THOR_MAX_REQUEST_BYTES)
     # Every view imported now (Django loads the URLconf on the first request otherwise), then what is alive
     # at start moved out of the collector's sight: a full collection scans what requests allocated, not
     # every module, model and view, and no longer shows in the p99 (76 ms before, 16 ms after: bench/README.md).

@@ -55,15 +55,22 @@ class AnsweredFromCaches:
         probe.setup(None)  # as Django's view does: a GET view answers HEAD too
         allow = ", ".join(probe.allowed_methods)
 
+        def cached_response(request, *args, **kwargs) -> HttpResponse | None:
+            if not _answerable(request):
+                return None
+            own = cls(**initkwargs)
+            own.setup(request, *args, **kwargs)
+            identity = cached_identity(request, wanted=lambda user_id: own.read_cache_keys(request, user_id))
+            body = own.cached_answer(request, identity) if identity is not None else None
+            if body is None:
+                return None
+            return HttpResponse(body, content_type="application/json", headers={"Allow": allow})
+
         def answered_from_caches(request, *args, **kwargs):
-            if _answerable(request):
-                own = cls(**initkwargs)
-                own.setup(request, *args, **kwargs)
-                identity = cached_identity(request, wanted=lambda user_id: own.read_cache_keys(request, user_id))
-                body = own.cached_answer(request, identity) if identity is not None else None
-                if body is not None:
-                    return HttpResponse(body, content_type="application/json", headers={"Allow": allow})
-            return view(request, *args, **kwargs)
+            return cached_response(request, *args, **kwargs) or view(request, *args, **kwargs)
 
         # DRF's attributes on the view (cls, initkwargs, csrf_exempt) stay: the schema and CSRF read them.
-        return functools.wraps(view)(answered_from_caches)
+        answered = functools.wraps(view)(answered_from_caches)
+        # What thor.early_reads calls, before Django's handler, under the WSGI server production runs.
+        answered.cached_response = cached_response
+        return answered

@@ -1,3 +1,4 @@
+import functools
 import hashlib
 import json
 
@@ -307,17 +308,19 @@ class OrderCursorPagination(StrictCursorPagination):
     max_page_size = 200
 
 
-def _order_page_variant(request) -> str | None:
-    return order_pages.page_variant(request, cursor_param=OrderCursorPagination.cursor_query_param)
-
-
 class OrdersView(AnsweredFromCaches, APIView):
     throttle_classes = [OrderRateThrottle]
+
+    @functools.cached_property
+    def page_variant(self) -> str | None:
+        """What the first page depends on besides the account (accounts.order_pages), worked out once a request:
+        the cache keys, the kept page and a page built all ask for it. Django's request or DRF's: the same query."""
+        return order_pages.page_variant(self.request, cursor_param=OrderCursorPagination.cursor_query_param)
 
     def read_cache_keys(self, request, user_id) -> list[str]:
         """The account and, for the account this reference named last, its kept first page (if any)."""
         return selectors.read_account_cache_keys(
-            user_id=user_id, account_ref=self.kwargs["account_id"], order_page=_order_page_variant(request)
+            user_id=user_id, account_ref=self.kwargs["account_id"], order_page=self.page_variant
         )
 
     def cached_answer(self, request, identity) -> bytes | None:
@@ -326,9 +329,7 @@ class OrdersView(AnsweredFromCaches, APIView):
         )
         if account is None:
             return None
-        return order_pages.page_kept(
-            account_id=account.pk, variant=_order_page_variant(request), prefetched=identity.found
-        )
+        return order_pages.page_kept(account_id=account.pk, variant=self.page_variant, prefetched=identity.found)
 
     @extend_schema(
         summary="Orders, newest first, with filters and cursor pagination",
@@ -358,7 +359,7 @@ class OrdersView(AnsweredFromCaches, APIView):
 
         body = order_pages.page_kept_or_built(
             account_id=account.pk,
-            variant=_order_page_variant(request),
+            variant=self.page_variant,
             build=page_body,
             prefetched=getattr(request, "read_cache", None),
         )

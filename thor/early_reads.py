@@ -1,0 +1,176 @@
+"""WSGI: the reads the caches answer whole, answered before Django's request handler.
+
+An SPA polls positions, funds and the first page of orders every few seconds for every open tab, and
+nearly every one of those reads is answered from the caches (accounts.api.cached_reads). Once DRF's
+cycle was off that path, what was left around it was Django's handler itself: the request signals,
+twelve middleware layers each wrapped in its exception converter, and the URL resolver behind them,
+together about as much as the answer (bench/README.md). This layer sits between the WSGI server and
+Django's handler and, for a request that can only be such a read, does what that stack would do, in
+the same order, with the same middleware's own code where it exposes it:
+
+- request phase: Django's host validation (ALLOWED_HOSTS), SecurityMiddleware's HTTPS redirect and
+  CsrfViewMiddleware's cookie reading; anything one of them would answer itself (a redirect, a 400)
+  goes to Django, which answers it;
+- the view: the URL resolved by Django's resolver (each path once per process, LRU-bound), then the
+  view's `cached_response(request, ...)`
+  (accounts.api.cached_reads), under the request's correlation id; None goes to Django;
+- response phase, innermost first: X-Frame-Options, the CSRF cookie (if the request phase rotated
+  it), Content-Length, CORS (corsheaders' own code), the security headers, `no-store`, the correlation
+  id, and the request metrics (thor.metrics), timed from the start of this layer.
+
+It opens only while MIDDLEWARE is exactly `REPLAYED_MIDDLEWARE` (and CommonMiddleware's PREPEND_WWW and
+DISALLOWED_USER_AGENTS are off): a middleware added, removed or moved closes it (with a warning at
+start) until this layer is taught what the change does. Tests hold the
+answers of both paths together, byte for byte and header for header (thor/tests/test_early_reads.py).
+
+What it leaves out on purpose: the request_started/request_finished signals (they close database
+connections and caches that a cached read never opens; the answer is a list, so the server's close()
+sends no signal either), the whitenoise, session, authentication and messages layers (no /api/ path is
+a static file, and the three admin layers already pass /api/ by: thor.middleware.SkippedOnApiMixin).
+Only GETs under /api/ with a Bearer token and no query string are looked at; everything else is
+handed to Django untouched.
+"""
+
+import functools
+import logging
+from timeit import default_timer
+
+from corsheaders.middleware import CorsMiddleware
+from django.conf import settings
+from django.core.exceptions import DisallowedHost
+from django.core.handlers.wsgi import WSGIRequest
+from django.middleware.clickjacking import XFrameOptionsMiddleware
+from django.middleware.common import CommonMiddleware
+from django.middleware.csrf import CsrfViewMiddleware
+from django.middleware.security import SecurityMiddleware
+from django.urls import Resolver404, get_resolver
+
+from thor.logging import correlation_id_var
+from thor.metrics import RequestMetricsMiddleware
+from thor.middleware import CorrelationIdMiddleware, NoStoreApiMiddleware
+
+logger = logging.getLogger(__name__)
+
+# The MIDDLEWARE this layer replays (thor/settings.py), in order.
+REPLAYED_MIDDLEWARE = (
+    "thor.metrics.RequestMetricsMiddleware",
+    "thor.middleware.CorrelationIdMiddleware",
+    "thor.middleware.NoStoreApiMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
+    "thor.middleware.AdminSessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "thor.middleware.AdminAuthenticationMiddleware",
+    "thor.middleware.AdminMessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+)
+API_PREFIX = "/api/"
+RESOLVED_PATHS = 4096
+
+
+def _never_called(request):
+    raise AssertionError("a replayed middleware's own chain is never called")
+
+
+def lane_opens() -> bool:
+    """Whether the settings are the ones this layer replays (see the module). CommonMiddleware's request
+    phase does nothing but validate the host (done here) unless one of its two options is set."""
+    return (
+        tuple(settings.MIDDLEWARE) == REPLAYED_MIDDLEWARE
+        and not settings.STATIC_URL.startswith(API_PREFIX)
+        and not settings.PREPEND_WWW
+        and not settings.DISALLOWED_USER_AGENTS
+    )
+
+
+def _may_be_a_cached_read(environ) -> bool:
+    return (
+        environ.get("REQUEST_METHOD") == "GET"
+        and not environ.get("QUERY_STRING")
+        and "HTTP_AUTHORIZATION" in environ
+        and environ.get("PATH_INFO", "").startswith(API_PREFIX)
+    )
+
+
+class EarlyReads:
+    """WSGI: answers the cached reads before Django's handler, hands every other request to it."""
+
+    def __init__(self, application):
+        self.application = application
+        self.open = lane_opens()
+        if not self.open:
+            logger.warning("early_reads_closed: MIDDLEWARE is not the list thor.early_reads replays")
+            return
+        # The URLconf never changes in a running process, so a path resolves the same way every time; the
+        # bound keeps hostile paths (every account id there is) from growing it without end.
+        self.resolved = functools.lru_cache(maxsize=RESOLVED_PATHS)(_resolved)
+        self.metrics = RequestMetricsMiddleware(_never_called)
+        self.security = SecurityMiddleware(_never_called)
+        self.cors = CorsMiddleware(_never_called)
+        self.common = CommonMiddleware(_never_called)
+        self.csrf = CsrfViewMiddleware(_never_called)
+        self.x_frame = XFrameOptionsMiddleware(_never_called)
+
+    def __call__(self, environ, start_response):
+        if self.open and _may_be_a_cached_read(environ):
+            try:
+                response = self.answer(environ)
+            except Exception as error:  # Django's handler meets it again, and answers and logs it its way
+                logger.warning("early_read_handed_on: %s", type(error).__name__)
+                response = None
+            if response is not None:
+                status = f"{response.status_code} {response.reason_phrase}"
+                cookies = [("Set-Cookie", cookie.output(header="")) for cookie in response.cookies.values()]
+                start_response(status, [*response.items(), *cookies])
+                return [response.content]
+        return self.application(environ, start_response)
+
+    def answer(self, environ):
+        """The response Django's stack would give this request, when the view answers it from the caches;
+        None for anything else."""
+        started = default_timer()
+        request = WSGIRequest(environ)
+        if not self._request_phase_passes(request):
+            return None
+        match = self.resolved(request.path_info)
+        cached_response = getattr(match, "func", None) and getattr(match.func, "cached_response", None)
+        if cached_response is None:
+            return None
+        request.resolver_match = match
+        correlation_id = CorrelationIdMiddleware.correlation_id(request)
+        context = correlation_id_var.set(correlation_id)
+        try:
+            response = cached_response(request, *match.args, **match.kwargs)
+        finally:
+            correlation_id_var.reset(context)
+        if response is None:
+            return None
+        self.x_frame.process_response(request, response)
+        self.csrf.process_response(request, response)
+        self.common.process_response(request, response)
+        self.cors.add_response_headers(request, response)
+        self.security.process_response(request, response)
+        NoStoreApiMiddleware.mark(request, response)
+        response["X-Correlation-ID"] = correlation_id
+        self.metrics.request_counted(request)
+        self.metrics.response_counted(request, response, started)
+        return response
+
+    def _request_phase_passes(self, request) -> bool:
+        try:
+            request.get_host()
+        except DisallowedHost:
+            return False
+        if self.security.process_request(request) is not None:
+            return False
+        self.csrf.process_request(request)
+        return True
+
+
+def _resolved(path_info: str):
+    try:
+        return get_resolver().resolve(path_info)
+    except Resolver404:
+        return None
