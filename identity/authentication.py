@@ -40,6 +40,7 @@ from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken
 
 from identity.models import User
 from identity.sessions import LIVE, SESSION_CLAIM, session_is_revoked, session_key
+from thor import cache_reads
 
 
 def identity_key(user_id) -> str:
@@ -183,7 +184,7 @@ def cached_identity(request, *, wanted: Callable[[object], list[str]]) -> Cached
     sid = token.get(SESSION_CLAIM)
     own = _identity_keys(user_id, sid)
     extra = wanted(user_id)
-    found = cache.get_many([*own, *extra])
+    found = cache_reads.get_many([*own, *extra])
     user = found.get(own[0])
     if user is None or (sid and found.get(own[1]) != LIVE):
         return None
