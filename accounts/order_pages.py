@@ -41,10 +41,14 @@ def page_key(account_id: int, variant: str) -> str:
 
 def page_variant(request, *, cursor_param: str) -> str | None:
     """What the page depends on besides the account; None for a page that is not kept (a cursor's)."""
-    # Django's request or DRF's around it: the same query.
-    if not settings.THOR_ORDER_PAGE_SECONDS or request.GET.get(cursor_param):
+    # Django's request or DRF's around it: the same query. Most reads have none to parse.
+    if not settings.THOR_ORDER_PAGE_SECONDS:
         return None
-    query = sorted((name, value) for name, values in request.GET.lists() for value in values)
+    query = []
+    if request.META.get("QUERY_STRING"):
+        if request.GET.get(cursor_param):
+            return None
+        query = sorted((name, value) for name, values in request.GET.lists() for value in values)
     return repr((request.scheme, request.get_host(), query))
 
 

@@ -10,6 +10,7 @@ generator is wrk (C, one thread). A measurement, not a test: it exits 0 whether 
 """
 
 import argparse
+import contextlib
 import math
 from urllib.parse import urlsplit
 
@@ -103,6 +104,10 @@ def main() -> None:
                 paths["orders_cursor"] = _cursor_page(world)
             for name, path in paths.items():
                 row[name] = measure(world.thor_url, path, world.token)
+            if server == SHIPPED_SERVER:
+                # What answering before Django's handler buys: the same read through Django's whole stack.
+                with _early_reads_off(processes, world):
+                    row["positions_through_django"] = measure(world.thor_url, POSITIONS, world.token)
             sources_ok &= _all_cached(world)
         sizes = {}
         if SHIPPED_SERVER in servers and not args.no_sizes:
@@ -274,6 +279,19 @@ def report(results: dict[str, dict[str, WrkResult]], args, sources_ok: bool) -> 
     print(f"  every positions and funds read a cache hit: {verdict(sources_ok)}")
 
 
+@contextlib.contextmanager
+def _early_reads_off(processes, world):
+    """Thor served as before, with THOR_EARLY_READS=false (thor.early_reads), then as it was."""
+    env = world.env
+    world.env = {**env, "THOR_EARLY_READS": "false"}
+    switch_thor_server(processes, world, world.server)
+    try:
+        yield
+    finally:
+        world.env = env
+        switch_thor_server(processes, world, world.server)
+
+
 def _layers(shipped: dict[str, WrkResult]) -> None:
     """Machine time per request at saturation (1 / throughput) of each step from the floor to a cached read."""
     floor = shipped["minimal"]
@@ -281,7 +299,8 @@ def _layers(shipped: dict[str, WrkResult]) -> None:
         ("server + DRF (minimal app): the floor", "minimal"),
         ("minimal app + one Redis GET of a body", "minimal_redis"),
         ("Thor: settings, middleware, URLs, DRF", "anonymous"),
-        ("Thor: cached positions (from the caches)", "positions"),
+        ("Thor: cached positions, before Django", "positions"),
+        ("Thor: cached positions, Django's stack", "positions_through_django"),
         ("Thor: DRF's path, JWT (cached identity)", "bare"),
         ("Thor: DRF's path, JWT + account (cached)", "account"),
     ]
@@ -297,8 +316,9 @@ def _layers(shipped: dict[str, WrkResult]) -> None:
         print(
             f"  {title:<44}{result.throughput:>9,.0f}{micros:>12.0f}{over:>12.0f}{result.throughput / floor.throughput:>9.2f}"
         )
-    print("  (the cached reads answer before DRF's cycle, accounts.api.cached_reads; the DRF path is what a")
-    print("   first read or a miss pays, and the bare view what every other endpoint pays)")
+    print("  (cached reads are answered before Django's handler, thor.early_reads; through Django's stack with")
+    print("   THOR_EARLY_READS=false, before DRF's cycle, accounts.api.cached_reads, as under uvicorn; the DRF path")
+    print("   is what a first read or a miss pays, and the bare view what every other endpoint pays)")
 
 
 def _row(cells) -> str:

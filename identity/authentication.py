@@ -22,7 +22,7 @@ so a read answered from the caches pays one round trip fewer. identity knows not
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -159,9 +159,9 @@ def _identity_keys(user_id, sid) -> list[str]:
 
 @dataclass(frozen=True)
 class CachedIdentity:
-    user: User
-    # The entries a caller asked for, each None when the cache has none.
-    found: dict
+    user_id: object
+    # The entries a caller asked for, each None when the cache has none (decoded when read: thor.cache_reads).
+    found: Mapping
 
 
 def cached_identity(request, *, wanted: Callable[[object], list[str]]) -> CachedIdentity | None:
@@ -184,11 +184,11 @@ def cached_identity(request, *, wanted: Callable[[object], list[str]]) -> Cached
     sid = token.get(SESSION_CLAIM)
     own = _identity_keys(user_id, sid)
     extra = wanted(user_id)
-    found = cache_reads.get_many([*own, *extra])
-    user = found.get(own[0])
-    if user is None or (sid and found.get(own[1]) != LIVE):
+    found = cache_reads.fetch([*own, *extra])
+    # A cached user is an active, unchanged one (see the module): its presence is all this needs.
+    if not found.has(own[0]) or (sid and found[own[1]] != LIVE):
         return None
-    return CachedIdentity(user=user, found={name: found.get(name) for name in extra})
+    return CachedIdentity(user_id=user_id, found=found)
 
 
 class ReadCachedJWTScheme(SimpleJWTScheme):

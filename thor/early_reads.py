@@ -20,7 +20,8 @@ the same order, with the same middleware's own code where it exposes it:
 
 It opens only while MIDDLEWARE is exactly `REPLAYED_MIDDLEWARE` (and CommonMiddleware's PREPEND_WWW and
 DISALLOWED_USER_AGENTS are off): a middleware added, removed or moved closes it (with a warning at
-start) until this layer is taught what the change does. Tests hold the
+start and from `manage.py check`, thor.W001) until this layer is taught what the change does.
+THOR_EARLY_READS=false closes it on purpose: every read then takes Django's whole stack, as under uvicorn. Tests hold the
 answers of both paths together, byte for byte and header for header (thor/tests/test_early_reads.py).
 
 What it leaves out on purpose: the request_started/request_finished signals (they close database
@@ -76,15 +77,18 @@ def _never_called(request):
     raise AssertionError("a replayed middleware's own chain is never called")
 
 
-def lane_opens() -> bool:
-    """Whether the settings are the ones this layer replays (see the module). CommonMiddleware's request
-    phase does nothing but validate the host (done here) unless one of its two options is set."""
-    return (
-        tuple(settings.MIDDLEWARE) == REPLAYED_MIDDLEWARE
-        and not settings.STATIC_URL.startswith(API_PREFIX)
-        and not settings.PREPEND_WWW
-        and not settings.DISALLOWED_USER_AGENTS
-    )
+def closed_because() -> str | None:
+    """Why this layer hands every request to Django under these settings (see the module); None when it opens."""
+    if not settings.THOR_EARLY_READS:
+        return "THOR_EARLY_READS is off"
+    if tuple(settings.MIDDLEWARE) != REPLAYED_MIDDLEWARE:
+        return "MIDDLEWARE is not the list thor.early_reads replays"
+    if settings.STATIC_URL.startswith(API_PREFIX):
+        return "STATIC_URL is under /api/"
+    # CommonMiddleware's request phase does nothing but validate the host (done here) unless one of these is set.
+    if settings.PREPEND_WWW or settings.DISALLOWED_USER_AGENTS:
+        return "PREPEND_WWW or DISALLOWED_USER_AGENTS is set"
+    return None
 
 
 def _may_be_a_cached_read(environ) -> bool:
@@ -101,9 +105,14 @@ class EarlyReads:
 
     def __init__(self, application):
         self.application = application
-        self.open = lane_opens()
+        reason = closed_because()
+        self.open = reason is None
         if not self.open:
-            logger.warning("early_reads_closed: MIDDLEWARE is not the list thor.early_reads replays")
+            logger.log(
+                logging.INFO if reason.startswith("THOR_EARLY_READS") else logging.WARNING,
+                "early_reads_closed: %s",
+                reason,
+            )
             return
         # The URLconf never changes in a running process, so a path resolves the same way every time; the
         # bound keeps hostile paths (every account id there is) from growing it without end.

@@ -334,6 +334,10 @@ if not 0 <= THOR_READ_CACHE_SECONDS <= 5:
         "within 5 seconds."
     )
 
+# Cached reads answered before Django's handler under the WSGI server production runs (thor.early_reads);
+# false sends them through Django's whole stack, as every other request goes.
+THOR_EARLY_READS = _env_bool("THOR_EARLY_READS", default=True)
+
 # How long the rendered first page of an account's orders is kept (accounts.order_pages). A page is sent only
 # while no order of the account has changed since it was built; this bounds only what a change that could
 # not reach the cache (Redis briefly gone) leaves behind. 0 turns it off.

@@ -238,7 +238,7 @@ class _LiveReadView(AnsweredFromCaches, APIView):
 
     def cached_answer(self, request, identity) -> bytes | None:
         cached = selectors.presented_read_cached(
-            user_id=identity.user.pk,
+            user_id=identity.user_id,
             account_ref=self.kwargs["account_id"],
             what=self.what,
             present=type(self).present_body,
@@ -325,7 +325,7 @@ class OrdersView(AnsweredFromCaches, APIView):
 
     def cached_answer(self, request, identity) -> bytes | None:
         account = selectors.account_cached_for_read(
-            user_id=identity.user.pk, account_ref=self.kwargs["account_id"], prefetched=identity.found
+            user_id=identity.user_id, account_ref=self.kwargs["account_id"], prefetched=identity.found
         )
         if account is None:
             return None

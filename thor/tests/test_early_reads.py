@@ -8,10 +8,12 @@ counter on the handler says which of the two answered.
 import contextlib
 import io
 import logging
+import re
 from unittest import mock
 
 import pytest
 import requests
+from django.core.checks import run_checks
 from django.core.handlers.wsgi import WSGIHandler
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
@@ -310,7 +312,8 @@ class TestRevocation:
 
 class TestWhenItOpens:
     def test_under_the_shipped_settings(self):
-        assert early_reads.lane_opens()
+        assert early_reads.closed_because() is None
+        assert not [message for message in run_checks() if message.id == "thor.W001"]
 
     @pytest.mark.parametrize(
         "change",
@@ -318,6 +321,7 @@ class TestWhenItOpens:
             {"MIDDLEWARE": [*early_reads.REPLAYED_MIDDLEWARE, "django.middleware.gzip.GZipMiddleware"]},
             {"MIDDLEWARE": list(reversed(early_reads.REPLAYED_MIDDLEWARE))},
             {"PREPEND_WWW": True},
+            {"DISALLOWED_USER_AGENTS": [re.compile("curl")]},
             {"STATIC_URL": "/api/static/"},
         ],
     )
@@ -325,7 +329,22 @@ class TestWhenItOpens:
         for name, value in change.items():
             setattr(settings, name, value)
         with caplog.at_level(logging.WARNING, logger="thor.early_reads"):
-            lane = EarlyReads(lambda environ, start_response: start_response("418 I'm a teapot", []) or [b""])
+            lane = EarlyReads(teapot)
 
         assert "early_reads_closed" in caplog.text
         assert send(lane, f"/api/accounts/{live.pk}/positions", token)[0] == "418 I'm a teapot"
+        assert [message.id for message in run_checks() if message.id.startswith("thor.")] == ["thor.W001"]
+
+    def test_closed_on_purpose_without_a_warning(self, settings, caplog, live, token):
+        settings.THOR_EARLY_READS = False
+        with caplog.at_level(logging.WARNING, logger="thor.early_reads"):
+            lane = EarlyReads(teapot)
+
+        assert not caplog.records
+        assert send(lane, f"/api/accounts/{live.pk}/positions", token)[0] == "418 I'm a teapot"
+        assert not [message for message in run_checks() if message.id == "thor.W001"]
+
+
+def teapot(environ, start_response):
+    start_response("418 I'm a teapot", [])
+    return [b""]
