@@ -1,16 +1,16 @@
 """Cached reads (positions, funds, the first page of orders) beside the framework's floor, measured with wrk.
 
-Run: .venv/bin/python bench/api_positions.py [--connections 16 --seconds 5 --workers 2 --servers uvicorn,gunicorn,granian]
+Run: .venv/bin/python bench/api_positions.py [--connections 16 --seconds 5 --workers 2 --rounds 3
+     --servers uvicorn,gunicorn,granian --no-sizes]
 
 In one run, on this machine, under each candidate server (2 workers each): a minimal DRF app (one
 APIView, no middleware, no authentication, outside Thor's settings: bench/minimal_drf.py), then Thor
 serving the same bench world: its bare view (full middleware, JWT) and the cached reads. Under the
-server Thor ships for production the layers of a read are measured one by one as well. The load
-generator is wrk (C, one thread). A measurement, not a test: it exits 0 whether the targets are met or not.
+server Thor ships for production the layers of a read are measured one by one as well, and every cell
+is measured in turns over several rounds (each cell's median shown). The load generator is wrk (C, one thread). A measurement, not a test: it exits 0 whether the targets are met or not.
 """
 
 import argparse
-import contextlib
 import math
 from urllib.parse import urlsplit
 
@@ -32,6 +32,7 @@ from harness import (
 
 MINIMAL = "/api/bench/minimal"
 MINIMAL_REDIS = "/api/bench/minimal-redis"
+MINIMAL_REDIS_PAGE = "/api/bench/minimal-redis-page"
 ANONYMOUS = "/api/bench/anonymous"
 BARE = "/api/bench/bare"
 ACCOUNT = "/api/bench/account"
@@ -66,6 +67,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="worker processes of every server")
     parser.add_argument("--servers", default=",".join(SERVERS), help="comma-separated, from " + ", ".join(SERVERS))
     parser.add_argument(
+        "--rounds", type=int, default=3, help=f"rounds under {SHIPPED_SERVER} (each cell's median is reported)"
+    )
+    parser.add_argument(
         "--no-sizes", action="store_true", help=f"skip the {BIG_ORDERS:,} orders / {BIG_POSITIONS} positions run"
     )
     args = parser.parse_args()
@@ -89,25 +93,38 @@ def main() -> None:
 
         for server in servers:
             print(f"Measuring under {server} ...")
-            row = results[server] = {}
             minimal, minimal_url = start_server(processes, server, app="minimal", workers=args.workers, env=world.env)
-            row["minimal"] = measure(minimal_url, MINIMAL, None)
-            if server == SHIPPED_SERVER:
-                row["minimal_redis"] = measure(minimal_url, MINIMAL_REDIS, None)
-            processes.stop(minimal)
             if world.server != server:
                 switch_thor_server(processes, world, server)
             sources_ok &= _all_cached(world)
-            paths = {"bare": BARE, **READS}
+            cells = {
+                "minimal": (minimal_url, MINIMAL, None),
+                "bare": (world.thor_url, BARE, world.token),
+                **{name: (world.thor_url, path, world.token) for name, path in READS.items()},
+            }
+            rounds, through_django = 1, None
             if server == SHIPPED_SERVER:
-                paths = {"anonymous": ANONYMOUS, "bare": BARE, "account": ACCOUNT, **READS}
-                paths["orders_cursor"] = _cursor_page(world)
-            for name, path in paths.items():
-                row[name] = measure(world.thor_url, path, world.token)
-            if server == SHIPPED_SERVER:
-                # What answering before Django's handler buys: the same read through Django's whole stack.
-                with _early_reads_off(processes, world):
-                    row["positions_through_django"] = measure(world.thor_url, POSITIONS, world.token)
+                # What answering before Django's handler buys: the same read from a Thor with it turned off.
+                off = {**world.env, "THOR_EARLY_READS": "false"}
+                through_django, through_django_url = start_server(
+                    processes, server, app="thor", workers=args.workers, env=off
+                )
+                rounds = args.rounds
+                cells = {
+                    "minimal": (minimal_url, MINIMAL, None),
+                    "minimal_redis": (minimal_url, MINIMAL_REDIS, None),
+                    "minimal_redis_page": (minimal_url, MINIMAL_REDIS_PAGE, None),
+                    "anonymous": (world.thor_url, ANONYMOUS, world.token),
+                    "bare": (world.thor_url, BARE, world.token),
+                    "account": (world.thor_url, ACCOUNT, world.token),
+                    **{name: (world.thor_url, path, world.token) for name, path in READS.items()},
+                    "orders_cursor": (world.thor_url, _cursor_page(world), world.token),
+                    "positions_through_django": (through_django_url, POSITIONS, world.token),
+                }
+            results[server] = _measured_in_rounds(cells, rounds, measure)
+            processes.stop(minimal)
+            if through_django is not None:
+                processes.stop(through_django)
             sources_ok &= _all_cached(world)
         sizes = {}
         if SHIPPED_SERVER in servers and not args.no_sizes:
@@ -117,11 +134,12 @@ def main() -> None:
             if world.server != SHIPPED_SERVER:
                 switch_thor_server(processes, world, SHIPPED_SERVER)
             _grow_account(world)
-            sizes = {
-                "positions": measure(world.thor_url, POSITIONS, world.token),
-                "orders": measure(world.thor_url, ORDERS, world.token),
-                "orders_cursor": measure(world.thor_url, _cursor_page(world), world.token),
+            cells = {
+                "positions": (world.thor_url, POSITIONS, world.token),
+                "orders": (world.thor_url, ORDERS, world.token),
+                "orders_cursor": (world.thor_url, _cursor_page(world), world.token),
             }
+            sizes = _measured_in_rounds(cells, args.rounds, measure)
             sources_ok &= _all_cached(world)
 
     report(results, args, sources_ok)
@@ -241,6 +259,9 @@ def report(results: dict[str, dict[str, WrkResult]], args, sources_ok: bool) -> 
     print()
     print(f"wrk: 1 thread, {args.connections} connections, {args.seconds:.0f} s per cell after a 1 s warm-up;")
     print(f"{args.workers} workers per server; PostgreSQL + Redis as in production; req/s (p99 ms).")
+    print(
+        f"Under {SHIPPED_SERVER}: {args.rounds} rounds, every cell once a round in turn, each cell's median round shown."
+    )
     print()
     print("Before (issue 9, Thor as it was, same machine and wrk settings):")
     print(_row(["server", "minimal DRF APIView", "Thor /api/bench/bare", "Thor cached positions"]))
@@ -279,17 +300,14 @@ def report(results: dict[str, dict[str, WrkResult]], args, sources_ok: bool) -> 
     print(f"  every positions and funds read a cache hit: {verdict(sources_ok)}")
 
 
-@contextlib.contextmanager
-def _early_reads_off(processes, world):
-    """Thor served as before, with THOR_EARLY_READS=false (thor.early_reads), then as it was."""
-    env = world.env
-    world.env = {**env, "THOR_EARLY_READS": "false"}
-    switch_thor_server(processes, world, world.server)
-    try:
-        yield
-    finally:
-        world.env = env
-        switch_thor_server(processes, world, world.server)
+def _measured_in_rounds(cells: dict, rounds: int, measure) -> dict[str, WrkResult]:
+    """Every cell once a round, back to back, for `rounds` rounds; each cell's figure is its median round (by
+    throughput). The machine's speed drifts from minute to minute: in turns, every cell sees the same drift."""
+    runs = {name: [] for name in cells}
+    for _ in range(rounds):
+        for name, (url, path, token) in cells.items():
+            runs[name].append(measure(url, path, token))
+    return {name: sorted(results, key=lambda run: run.throughput)[len(results) // 2] for name, results in runs.items()}
 
 
 def _layers(shipped: dict[str, WrkResult]) -> None:
@@ -298,6 +316,7 @@ def _layers(shipped: dict[str, WrkResult]) -> None:
     layers = [
         ("server + DRF (minimal app): the floor", "minimal"),
         ("minimal app + one Redis GET of a body", "minimal_redis"),
+        ("  the same, a 20 KB body (an orders page)", "minimal_redis_page"),
         ("Thor: settings, middleware, URLs, DRF", "anonymous"),
         ("Thor: cached positions, before Django", "positions"),
         ("Thor: cached positions, Django's stack", "positions_through_django"),

@@ -6,7 +6,8 @@ framework itself can do on this machine under that server.
 
 A second view, `/api/bench/minimal-redis`, is the same APIView answering a ready body it reads from Redis
 (REDIS_URL) in one GET: the floor of any read that asks the shared cache once, as each of Thor's cached
-reads must (its answer may have changed in another process since the last request).
+reads must (its answer may have changed in another process since the last request); and
+`/api/bench/minimal-redis-page` the same with a body the size of a first orders page (about 20 KB).
 """
 
 import os
@@ -52,14 +53,22 @@ BODY_KEY = "bench:minimal:body"
 _redis.set(BODY_KEY, b'{"data":[%s],"source":"cache"}' % b",".join([b'{"symbol":"INFY","quantity":"10.00"}'] * 20))
 
 
+PAGE_KEY = "bench:minimal:page"
+# About the size of a first page of fifty orders (about 20 KB): what the payload alone costs a read that size.
+_redis.set(PAGE_KEY, b'{"results":[%s],"next":null}' % b",".join([b'{"symbol":"INFY","quantity":"10.00"}' * 11] * 50))
+
+
 class MinimalRedisView(APIView):
+    key = BODY_KEY
+
     def get(self, request):
-        return HttpResponse(_redis.get(BODY_KEY), content_type="application/json")
+        return HttpResponse(_redis.get(self.key), content_type="application/json")
 
 
 urlpatterns = [
     path("api/bench/minimal", MinimalView.as_view()),
     path("api/bench/minimal-redis", MinimalRedisView.as_view()),
+    path("api/bench/minimal-redis-page", MinimalRedisView.as_view(key=PAGE_KEY)),
 ]
 
 wsgi = get_wsgi_application()

@@ -40,6 +40,10 @@ class Fetched(Mapping):
             self._decoded[key] = None if stored is None else self._decode(stored)
         return self._decoded[key]
 
+    def __contains__(self, key):
+        # Mapping's own would decode the entry to answer.
+        return key in self._stored
+
     def __iter__(self):
         return iter(self._stored)
 

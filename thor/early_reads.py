@@ -39,7 +39,7 @@ from timeit import default_timer
 from corsheaders.middleware import CorsMiddleware
 from django.conf import settings
 from django.core.exceptions import DisallowedHost
-from django.core.handlers.wsgi import WSGIRequest
+from django.core.handlers.wsgi import WSGIRequest, get_path_info
 from django.middleware.clickjacking import XFrameOptionsMiddleware
 from django.middleware.common import CommonMiddleware
 from django.middleware.csrf import CsrfViewMiddleware
@@ -142,12 +142,13 @@ class EarlyReads:
         """The response Django's stack would give this request, when the view answers it from the caches;
         None for anything else."""
         started = default_timer()
-        request = WSGIRequest(environ)
-        if not self._request_phase_passes(request):
-            return None
-        match = self.resolved(request.path_info)
+        # The path first: any other GET with a token (most of the API) is handed on after one look-up.
+        match = self.resolved(get_path_info(environ))
         cached_response = getattr(match, "func", None) and getattr(match.func, "cached_response", None)
         if cached_response is None:
+            return None
+        request = WSGIRequest(environ)
+        if not self._request_phase_passes(request):
             return None
         request.resolver_match = match
         correlation_id = CorrelationIdMiddleware.correlation_id(request)

@@ -29,9 +29,11 @@ _PROXY_OPTIONS = ("--proxy-headers", "--no-proxy-headers", "--forwarded-allow-ip
 _GRANIAN_FIXED_OPTIONS = ("--interface", "--factory", "--working-dir")
 # The WSGI application's import path for granian (built on first access: see __getattr__).
 WSGI_TARGET = "thor.serve:wsgi_application"
-# Threads per granian worker running the WSGI app. A few cover the waits on Redis and PostgreSQL; more
-# only contend for the GIL (and each may hold a database connection from the pool).
-GRANIAN_BLOCKING_THREADS = 4
+# Threads per granian worker running the WSGI app. Two cover a wait on Redis or PostgreSQL; more only contend
+# for the GIL (and each may hold a database connection from the pool): with 4, cached reads ran about 10%
+# slower with a p99 of 10 to 17 ms, with 2 at 7 to 9 ms (bench/README.md). A request waiting on a broker holds
+# its thread: where many do at once, run more workers, or pass `--blocking-threads N` to thor.serve.
+GRANIAN_BLOCKING_THREADS = 2
 
 
 def _refuse_proxy_options(extra: list[str]) -> None:
