@@ -418,6 +418,8 @@ class WrkResult:
     p99: float = math.nan
     non_2xx: int = 0
     socket_errors: int = 0
+    # The share of this machine's CPU time the host gave to others while the run lasted (/proc/stat steal).
+    stolen: float = 0.0
 
     @property
     def throughput(self) -> float:
@@ -456,10 +458,31 @@ def wrk_load(url: str, path: str, token: str | None, *, connections: int, second
     if token:
         headers += ["-H", f"Authorization: Bearer {token}"]
     argv = [ensure_wrk(), "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", *headers, url + path]
+    before = _cpu_ticks()
     completed = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
     if completed.returncode != 0:
         raise RuntimeError(f"wrk failed: {completed.stderr or completed.stdout}")
-    return parse_wrk(completed.stdout)
+    result = parse_wrk(completed.stdout)
+    result.stolen = _stolen_share(before, _cpu_ticks())
+    return result
+
+
+def _cpu_ticks() -> list[int]:
+    """The machine's CPU time by kind (/proc/stat's first line), or nothing where there is no /proc."""
+    try:
+        with open("/proc/stat") as stat:
+            return [int(value) for value in stat.readline().split()[1:]]
+    except OSError:
+        return []
+
+
+def _stolen_share(before: list[int], after: list[int]) -> float:
+    if len(before) < 8 or len(after) < 8:
+        return 0.0
+    spent = [late - early for early, late in zip(before, after, strict=True)]
+    # user nice system idle iowait irq softirq steal [guest guest_nice: already inside user and nice]
+    total = sum(spent[:8])
+    return spent[7] / total if total else 0.0
 
 
 def machine_note(server: str) -> str:

@@ -25,8 +25,8 @@ THOR_EARLY_READS=false closes it on purpose: every read then takes Django's whol
 answers of both paths together, byte for byte and header for header (thor/tests/test_early_reads.py).
 
 What it leaves out on purpose: the request_started/request_finished signals (they close database
-connections and caches that a cached read never opens; the answer is a list, so the server's close()
-sends no signal either), the whitenoise, session, authentication and messages layers (no /api/ path is
+connections and caches that a cached read never opens, bar the one case handled at the end of `answer`;
+the answer is a list, so the server's close() sends no signal either), the whitenoise, session, authentication and messages layers (no /api/ path is
 a static file, and the three admin layers already pass /api/ by: thor.middleware.SkippedOnApiMixin).
 Only GETs under /api/ with a Bearer token and no query string are looked at; everything else is
 handed to Django untouched.
@@ -40,6 +40,8 @@ from corsheaders.middleware import CorsMiddleware
 from django.conf import settings
 from django.core.exceptions import DisallowedHost
 from django.core.handlers.wsgi import WSGIRequest, get_path_info
+from django.core.signals import request_finished
+from django.db import connections
 from django.middleware.clickjacking import XFrameOptionsMiddleware
 from django.middleware.common import CommonMiddleware
 from django.middleware.csrf import CsrfViewMiddleware
@@ -168,6 +170,7 @@ class EarlyReads:
         response["X-Correlation-ID"] = correlation_id
         self.metrics.request_counted(request)
         self.metrics.response_counted(request, response, started)
+        _connections_closed_as_django_would(type(self))
         return response
 
     def _request_phase_passes(self, request) -> bool:
@@ -179,6 +182,13 @@ class EarlyReads:
             return False
         self.csrf.process_request(request)
         return True
+
+
+def _connections_closed_as_django_would(sender) -> None:
+    """A cached read opens no database connection, but CORS may load the tenants' origins (identity.signals,
+    once a minute): the end of a request gives such a connection back, as at the end of Django's."""
+    if any(connection.connection is not None for connection in connections.all(initialized_only=True)):
+        request_finished.send(sender=sender)
 
 
 def _resolved(path_info: str):

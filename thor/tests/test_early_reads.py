@@ -33,8 +33,7 @@ ALLOWED_ORIGIN = "http://localhost:5173"  # the acme tenant's
 
 
 class DjangoHandler:
-    """Django's WSGI handler, counting the requests that reach it. As Django's test client does, its signals
-    leave the database connection open: closing it would end the transaction every test runs in."""
+    """Django's WSGI handler, counting the requests that reach it."""
 
     def __init__(self):
         self.handler = WSGIHandler()
@@ -42,12 +41,13 @@ class DjangoHandler:
 
     def __call__(self, environ, start_response):
         self.calls += 1
-        with connections_kept_open():
-            return [b"".join(self.handler(environ, start_response))]
+        return self.handler(environ, start_response)
 
 
 @contextlib.contextmanager
 def connections_kept_open():
+    """As Django's test client does: a request's signals leave the database connection open (closing it would
+    end the transaction every test runs in)."""
     for signal in (request_started, request_finished):
         signal.disconnect(close_old_connections)
     try:
@@ -68,11 +68,12 @@ def send(application, path, token=None, method="GET", **extra):
     def start_response(status, headers, exc_info=None):
         answer["status"], answer["headers"] = status, headers
 
-    chunks = application(environ, start_response)
-    try:
-        body = b"".join(chunks)
-    finally:
-        getattr(chunks, "close", lambda: None)()
+    with connections_kept_open():
+        chunks = application(environ, start_response)
+        try:
+            body = b"".join(chunks)
+        finally:
+            getattr(chunks, "close", lambda: None)()  # as a WSGI server does: Django's request_finished
     return answer["status"], answer["headers"], body
 
 
