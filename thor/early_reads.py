@@ -12,8 +12,8 @@ the same order, with the same middleware's own code where it exposes it:
   CsrfViewMiddleware's cookie reading; anything one of them would answer itself (a redirect, a 400)
   goes to Django, which answers it;
 - the view: the URL resolved by Django's resolver (each path once per process, LRU-bound), then the
-  view's `cached_response(request, ...)`
-  (accounts.api.cached_reads), under the request's correlation id; None goes to Django;
+  view's `cached_response(request, ...)` (accounts.api.cached_reads), under the request's correlation
+  id; None goes to Django;
 - response phase, innermost first: X-Frame-Options, the CSRF cookie (if the request phase rotated
   it), Content-Length, CORS (corsheaders' own code), the security headers, `no-store`, the correlation
   id, and the request metrics (thor.metrics), timed from the start of this layer.
@@ -21,13 +21,15 @@ the same order, with the same middleware's own code where it exposes it:
 It opens only while MIDDLEWARE is exactly `REPLAYED_MIDDLEWARE` (and CommonMiddleware's PREPEND_WWW and
 DISALLOWED_USER_AGENTS are off): a middleware added, removed or moved closes it (with a warning at
 start and from `manage.py check`, thor.W001) until this layer is taught what the change does.
-THOR_EARLY_READS=false closes it on purpose: every read then takes Django's whole stack, as under uvicorn. Tests hold the
-answers of both paths together, byte for byte and header for header (thor/tests/test_early_reads.py).
+THOR_EARLY_READS=false closes it on purpose: every read then takes Django's whole stack, as under
+uvicorn. Tests hold the answers of both paths together, byte for byte and header for header
+(thor/tests/test_early_reads.py).
 
 What it leaves out on purpose: the request_started/request_finished signals (they close database
-connections and caches that a cached read never opens, bar the one case handled at the end of `answer`;
-the answer is a list, so the server's close() sends no signal either), the whitenoise, session, authentication and messages layers (no /api/ path is
-a static file, and the three admin layers already pass /api/ by: thor.middleware.SkippedOnApiMixin).
+connections and caches that a cached read never opens, bar the one case handled at the end of
+`answer`; the answer is a list, so the server's close() sends no signal either), and the whitenoise,
+session, authentication and messages layers (no /api/ path is a static file, and the three admin
+layers already pass /api/ by: thor.middleware.SkippedOnApiMixin).
 Only GETs under /api/ with a Bearer token and no query string are looked at; everything else is
 handed to Django untouched.
 """
@@ -73,6 +75,8 @@ REPLAYED = (
 REPLAYED_MIDDLEWARE = tuple(path for path, _ in REPLAYED)
 API_PREFIX = "/api/"
 RESOLVED_PATHS = 4096
+# No read's path is longer; a longer one is resolved every time rather than kept.
+RESOLVED_PATH_LENGTH = 200
 
 
 def _never_called(request):
@@ -117,7 +121,7 @@ class EarlyReads:
             )
             return
         # The URLconf never changes in a running process, so a path resolves the same way every time; the
-        # bound keeps hostile paths (every account id there is) from growing it without end.
+        # bounds keep hostile paths (every account id there is, long made-up ones) from growing it without end.
         self.resolved = functools.lru_cache(maxsize=RESOLVED_PATHS)(_resolved)
         self.metrics = RequestMetricsMiddleware(_never_called)
         self.security = SecurityMiddleware(_never_called)
@@ -145,7 +149,8 @@ class EarlyReads:
         None for anything else."""
         started = default_timer()
         # The path first: any other GET with a token (most of the API) is handed on after one look-up.
-        match = self.resolved(get_path_info(environ))
+        path_info = get_path_info(environ)
+        match = self.resolved(path_info) if len(path_info) <= RESOLVED_PATH_LENGTH else _resolved(path_info)
         cached_response = getattr(match, "func", None) and getattr(match.func, "cached_response", None)
         if cached_response is None:
             return None

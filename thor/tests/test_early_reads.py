@@ -282,11 +282,15 @@ class TestHandedToDjango:
         assert status == "200 OK" and django_handler.calls == calls + 1
         assert "early_read_handed_on: RuntimeError" in caplog.text
 
-    def test_every_hostile_path_resolved_once_at_most_within_the_bound(self, lane, token):
+    def test_hostile_paths_keep_the_resolved_paths_within_their_bounds(self, lane):
         for account_id in range(early_reads.RESOLVED_PATHS + 50):
             lane.answer(RequestFactory().get(f"/api/accounts/{account_id}/positions").environ)
-
         assert lane.resolved.cache_info().currsize == early_reads.RESOLVED_PATHS
+
+        kept = lane.resolved.cache_info()
+        long_path = "/api/accounts/" + "9" * early_reads.RESOLVED_PATH_LENGTH + "/positions"
+        assert lane.answer(RequestFactory().get(long_path).environ) is None
+        assert lane.resolved.cache_info() == kept, "a long path is resolved, not kept"
 
 
 class TestRevocation:
