@@ -19,6 +19,9 @@ an error of any kind) goes through DRF exactly as before: the same authenticatio
 throttles and exception handler. The answer carries the headers DRF's cycle adds to the view's (`Allow`),
 and the middleware runs around both alike (correlation id, metrics, no-store, security headers, CORS);
 a test holds the two paths' status, headers and bytes together.
+
+The view function keeps the caches' half as `cached_response(request, ...)`: under granian,
+thor.early_reads calls it before Django's handler and replays the middleware around its answer.
 """
 
 import functools
