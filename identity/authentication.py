@@ -124,10 +124,10 @@ class ReadCachedJWTAuthentication(JWTAuthentication):
         wanted = getattr(view, "read_cache_keys", None)
         extra = list(wanted(request, user_id)) if wanted else []
         own = _identity_keys(user_id, sid)
-        found = cache.get_many([*own, *extra])
+        found = cache_reads.fetch([*own, *extra])
         _refuse_if_revoked(sid, cached=found.get(own[-1]) if sid else None)
-        # What the view asked for, found or not (None): it looks up nothing twice.
-        request.read_cache = {name: found.get(name) for name in extra}
+        # What the view asked for, found or not (None), decoded when it reads it: it looks up nothing twice.
+        request.read_cache = found
         user = found.get(own[0])
         if user is None:
             user = self._user_without_password(user_id, validated_token)
