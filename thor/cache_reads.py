@@ -10,8 +10,8 @@ its own decode). Whether an entry is there at all needs no decoding: the identit
 looked at that way (identity.authentication).
 
 Not on Redis (the embedded default's local-memory cache), with another serializer or compressor, it is
-`cache.get_many`; when Redis does not answer, every entry is missing: a caller that misses goes on to the
-ordinary path, which asks again through django-redis and logs the outage its way.
+`cache.get_many`; when Redis does not answer, every entry is missing: the caller goes on as on a miss (to
+the database, or Django's path), and what it then keeps goes through django-redis, which logs the outage.
 """
 
 import pickle

@@ -1,4 +1,4 @@
-"""System checks for `manage.py check --deploy`: what Django's own deploy checks cannot know about Thor."""
+"""System checks: what Django's own checks cannot know about Thor (the first for `check --deploy` only)."""
 
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register

@@ -7,8 +7,10 @@ counter on the handler says which of the two answered.
 
 import contextlib
 import io
+import json
 import logging
 import re
+import time
 from unittest import mock
 
 import pytest
@@ -19,7 +21,7 @@ from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 from django.test import RequestFactory
 
-from brokers.tests.sandbox_fixtures import link
+from brokers.tests.sandbox_fixtures import link, sandbox_fault
 from conftest import client_for
 from identity.models import User
 from identity.tokens import token_pair_for
@@ -291,6 +293,45 @@ class TestHandedToDjango:
         long_path = "/api/accounts/" + "9" * early_reads.RESOLVED_PATH_LENGTH + "/positions"
         assert lane.answer(RequestFactory().get(long_path).environ) is None
         assert lane.resolved.cache_info() == kept, "a long path is resolved, not kept"
+
+
+class TestWhenTheBrokerOrRedisFails:
+    def test_past_the_fresh_period_django_answers_the_last_good_snapshot_marked_stale(
+        self, settings, lane, django_handler, sandbox, live, token
+    ):
+        settings.THOR_LIVE_FRESH_SECONDS = 1
+        path = f"/api/accounts/{live.pk}/positions"
+        warmed(lane, path, token)
+        calls = django_handler.calls
+        first = json.loads(send(lane, path, token)[2])
+        assert first["source"] == "cache" and django_handler.calls == calls
+        time.sleep(1.2)  # the fresh copy's time in Redis runs out
+        sandbox_fault(sandbox, kind="5xx", path="/portfolio/positions", count=10)
+
+        for _ in range(2):
+            status, _, body = send(lane, path, token)
+
+            assert status == "200 OK"
+            answer = json.loads(body)
+            assert answer["source"] == "stale" and (answer["as_of"], answer["data"]) == (first["as_of"], first["data"])
+        assert django_handler.calls == calls + 2, "a stale answer is never the early reads'"
+
+    def test_with_redis_gone_django_answers_from_the_broker(self, settings, lane, django_handler, live, token):
+        path = f"/api/accounts/{live.pk}/positions"
+        warmed(lane, path, token)
+        calls = django_handler.calls
+        settings.CACHES = {
+            "default": {
+                "BACKEND": "django_redis.cache.RedisCache",
+                "LOCATION": "redis://127.0.0.1:1/0",
+                "OPTIONS": {"IGNORE_EXCEPTIONS": True, "SOCKET_CONNECT_TIMEOUT": 0.1, "SOCKET_TIMEOUT": 0.1},
+            }
+        }
+
+        status, _, body = send(lane, path, token)
+
+        assert status == "200 OK" and django_handler.calls == calls + 1
+        assert json.loads(body)["source"] == "live"
 
 
 class TestRevocation:
