@@ -162,7 +162,10 @@ def main() -> int:
                 "--header",
                 f"Authorization:{world['authorization']}",
             ]
-            command += ["--max-examples", str(arguments.max_examples), "--workers", "2"]
+            # One worker: schemathesis's workers are threads, and Python 3.11's ast module is not thread-safe
+            # (CPython gh-106905): hypothesis describing two strategies' lambdas at once raised "AST constructor
+            # recursion depth mismatch" inside schemathesis, failing a CI run with no fault of the API.
+            command += ["--max-examples", str(arguments.max_examples), "--workers", "1"]
             if arguments.seed is not None:
                 command += ["--seed", str(arguments.seed)]
             started = time.monotonic()
