@@ -7,18 +7,21 @@ Run (after `manage.py migrate` on that database):
     .venv/bin/python bench/profile_positions.py [--requests 2000 --rounds 5 --profile /api/accounts/primary/positions]
 
 Prints, per endpoint: microseconds per request (wall and CPU) of one thread calling the WSGI app as
-granian does, and the SQL queries of a first read; with --profile PATH, the top of a cProfile of the
-requests to PATH. A measurement aid, not a test.
+granian does, and the SQL queries of a first read; what rendering a page of orders costs (DRF's
+JSONRenderer, and orjson beside it when it is importable: it is not a dependency of Thor); with
+--profile PATH, the top of a cProfile of the requests to PATH. A measurement aid, not a test.
 """
 
 import argparse
 import cProfile
 import io
+import json
 import os
 import pstats
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings")
@@ -108,10 +111,11 @@ def world() -> str:
 
 
 def environ_for(path: str, token: str) -> dict:
+    path, _, query = path.partition("?")
     return {
         "REQUEST_METHOD": "GET",
         "PATH_INFO": path,
-        "QUERY_STRING": "",
+        "QUERY_STRING": query,
         "SCRIPT_NAME": "",
         "SERVER_NAME": "127.0.0.1",
         "SERVER_PORT": "8000",
@@ -156,6 +160,46 @@ def queries_per_request(path: str, token: str) -> int:
     return len(captured)
 
 
+CURSOR_PAGE = 25
+
+
+def cursor_page(token: str) -> str:
+    """The path of the second page of CURSOR_PAGE orders: built on every read (only the first is kept)."""
+    from django.test import Client
+
+    response = Client().get(ORDERS, {"limit": CURSOR_PAGE}, HTTP_AUTHORIZATION=f"Bearer {token}")
+    following = urlsplit(response.json()["next"])
+    return f"{following.path}?{following.query}"
+
+
+def microseconds_per_call(call, *, total: int) -> float:
+    started = time.perf_counter()
+    for _ in range(total):
+        call()
+    return (time.perf_counter() - started) / total * 1e6
+
+
+def rendering(app, path: str, token: str, *, total: int) -> None:
+    """What turning a built page into bytes costs, beside the whole read of it. The page's values are all
+    text, integers and None (orders are built as text, accounts.realtime.order_message_data), so the body
+    parsed back is what the view hands its renderer."""
+    from rest_framework.renderers import JSONRenderer
+
+    body = b"".join(app(environ_for(path, token), lambda status, headers, exc_info=None: None))
+    page = json.loads(body)
+    render = JSONRenderer().render
+    assert render(page) == body
+    whole = drive(app, path, token, total=total)[0] / total * 1e6
+    drf = microseconds_per_call(lambda: render(page), total=total)
+    line = f"rendering {path} ({len(body):,} bytes): DRF's JSONRenderer {drf:.0f} us, {drf / whole:.1%} of its read ({whole:.0f} us)"
+    try:
+        import orjson
+    except ImportError:
+        print(f"{line}; orjson not installed")
+        return
+    print(f"{line}; orjson {microseconds_per_call(lambda: orjson.dumps(page), total=total):.0f} us")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=2000, help="per endpoint and round")
@@ -169,14 +213,15 @@ def main() -> None:
         settings.MIDDLEWARE = [name for name in args.middleware.split(",") if name]
 
     token = world()
-    for path in (BARE, POSITIONS, FUNDS, ORDERS):
+    second_page = cursor_page(token)
+    for path in (BARE, POSITIONS, FUNDS, ORDERS, second_page):
         print(f"{path}: {queries_per_request(path, token)} SQL queries per request (sync test client)")
     connection.close()
 
     from thor.serve import build_wsgi_application
 
     application = build_wsgi_application()  # what granian runs, gc.freeze() included
-    paths = (ANONYMOUS, BARE, ACCOUNT, POSITIONS, FUNDS, ORDERS)
+    paths = (ANONYMOUS, BARE, ACCOUNT, POSITIONS, FUNDS, ORDERS, second_page)
     for path in paths:
         drive(application, path, token, total=200)  # warm-up
     if args.profile:
@@ -197,6 +242,7 @@ def main() -> None:
             f"{path:40} {seconds / args.requests * 1e6:7.0f} us/request in-process "
             f"({cpu_seconds / args.requests * 1e6:5.0f} us CPU), best of {args.rounds} rounds"
         )
+    rendering(application, second_page, token, total=args.requests)
 
 
 if __name__ == "__main__":
