@@ -12,7 +12,8 @@ from decimal import Decimal
 from django.db import transaction
 
 from accounts.audit import order_event_record, order_state
-from accounts.models import Order, TradingAccount
+from accounts.models import BrokerOrderId, Order, TradingAccount
+from accounts.placement_matching import Unclaimed, held_broker_ids, unclaimed_owner
 from brokers.adapters.types import OrderResult
 from brokers.services import VerifiedPostback
 
@@ -43,14 +44,25 @@ def order_from_broker(*, account: TradingAccount, result: OrderResult) -> Order:
     )
 
 
+class Superseded(Exception):
+    """The result speaks of a broker id a replace took over: the order follows its new id."""
+
+
 def _order_locked_for(account: TradingAccount, result: OrderResult) -> Order | None:
-    """The order the result is about: by the broker's id, or by Thor's id sent as the tag while the
-    placement answer is still on its way (Kite often posts the fill back first)."""
+    """The order the result is about: by any broker id it has had, or by Thor's id sent as the tag while
+    the placement answer is still on its way (Kite often posts the fill back first). Raises Superseded
+    for an id a replace made old: its CANCELLED/REPLACED state is not the order's."""
     orders = account.orders.select_for_update()
-    order = orders.filter(broker_order_id=result.broker_order_id).first() if result.broker_order_id else None
-    if order is None and result.tag:
-        order = orders.filter(client_order_id=result.tag, broker_order_id="").first()
-    return order
+    if result.broker_order_id:
+        order = orders.filter(broker_order_id=result.broker_order_id).first()
+        if order is not None:
+            return order
+        earlier = BrokerOrderId.objects.filter(account=account, broker_order_id=result.broker_order_id).first()
+        if earlier is not None:
+            raise Superseded(result.broker_order_id)
+    if result.tag:
+        return orders.filter(client_order_id=result.tag, broker_order_id="").first()
+    return None
 
 
 def _moves_backwards(order: Order, result: OrderResult) -> bool:
@@ -83,21 +95,40 @@ def _apply(order: Order, result: OrderResult) -> None:
         order.raw = result.raw
 
 
-def _fold_stand_in(order: Order) -> None:
-    """A tagless postback made a stand-in row for this broker order before Thor knew its id: the stand-in's
-    state is newer than the placement answer, so the order takes it, and its audit moves over."""
-    stand_in = (
-        Order.objects.select_for_update()
-        .filter(account_id=order.account_id, broker_order_id=order.broker_order_id)
-        .exclude(pk=order.pk)
+def broker_id_claim(order: Order, broker_order_id: str) -> bool:
+    """Record that the order holds this broker id (unique per account, whatever the code path). An order
+    Thor adopted from the broker's own word (a stand-in: a postback or poll seen before the placement's
+    answer) gives the id up and is marked MERGED into this one, never deleted; its audit moves over.
+    False when a real placement of another order holds it: nothing is assigned."""
+    holder = (
+        BrokerOrderId.objects.select_for_update()
+        .filter(account_id=order.account_id, broker_order_id=broker_order_id)
+        .select_related("order")
         .first()
     )
-    if stand_in is None:
-        return
+    if holder is None:
+        BrokerOrderId.objects.create(account_id=order.account_id, order=order, broker_order_id=broker_order_id)
+        return True
+    if holder.order_id == order.pk:
+        return True
+    stand_in = holder.order
+    if stand_in.send_started_at is not None:
+        logger.error(
+            "Broker order %s is held by order %s; not given to order %s", broker_order_id, stand_in.pk, order.pk
+        )
+        return False
     for field in ("status", "status_message", "filled_quantity", "average_price", "raw"):
         setattr(order, field, getattr(stand_in, field))
     stand_in.events.update(order=order)
-    stand_in.delete()
+    Order.objects.filter(pk=stand_in.pk).update(
+        broker_order_id="",
+        status=Order.Status.MERGED,
+        merged_into=order,
+        status_message=f"The same broker order as order {order.pk}.",
+    )
+    holder.order = order
+    holder.save(update_fields=["order"])
+    return True
 
 
 @transaction.atomic
@@ -109,30 +140,55 @@ def order_broker_update(
     Returns the order and whether anything changed; nothing is written when the update is a repeat or
     would move the order backwards.
     """
-    if order is not None:
-        order = Order.objects.select_for_update().get(pk=order.pk)
-    else:
-        order = _order_locked_for(account, result)
+    try:
+        if order is not None:
+            order = Order.objects.select_for_update().get(pk=order.pk)
+        else:
+            order = _order_locked_for(account, result)
+    except Superseded:
+        return None, False
     if order is None:
         order, before = order_from_broker(account=account, result=result), {}
     else:
         before = order_state(order)
         if _moves_backwards(order, result):
             return order, False
-    had_broker_id = bool(order.broker_order_id)
+    new_id = bool(result.broker_order_id) and result.broker_order_id != order.broker_order_id
+    adopted = order.pk is None
     _apply(order, result)
-    if order.pk and not had_broker_id:
-        _fold_stand_in(order)
+    if new_id and order.pk and not broker_id_claim(order, result.broker_order_id):
+        return Order.objects.get(pk=order.pk), False
     if order.pk and order_state(order) == before:
         return order, False
     order.save()
+    if adopted:
+        BrokerOrderId.objects.create(account_id=account.pk, order=order, broker_order_id=order.broker_order_id)
     order_event_record(order=order, kind=kind, before=before, actor=actor, broker_response=result.raw)
     return order, True
 
 
 def orders_reconcile(*, account: TradingAccount, results: Iterable[OrderResult]) -> int:
-    """Bring Thor's orders in line with the broker's order book; returns how many changed."""
-    return sum(order_broker_update(account=account, result=result, kind="synced")[1] for result in results)
+    """Bring Thor's orders in line with the broker's order book; returns how many changed.
+
+    A broker order no order holds is adopted as a new order only when no unsettled placement of the
+    account can have made it (accounts.placement_matching); one that must be a placement's is given to it,
+    and one that may be is left for that placement's settling to decide.
+    """
+    results = list(results)
+    held = held_broker_ids(account)
+    changed = 0
+    for result in results:
+        if result.broker_order_id in held or (result.tag and account.orders.filter(client_order_id=result.tag)):
+            changed += order_broker_update(account=account, result=result, kind="synced")[1]
+            continue
+        owner = unclaimed_owner(account, result, results)
+        if owner is Unclaimed.UNDECIDED:
+            continue
+        if owner is Unclaimed.FOREIGN:
+            changed += order_broker_update(account=account, result=result, kind="synced")[1]
+        else:
+            changed += order_broker_update(account=account, result=result, kind="placement_confirmed", order=owner)[1]
+    return changed
 
 
 @transaction.atomic
@@ -149,7 +205,10 @@ def kite_postback_apply(*, postback: VerifiedPostback) -> bool:
     )
     result = postback.result
     for account in accounts:
-        order = _order_locked_for(account, result)
+        try:
+            order = _order_locked_for(account, result)
+        except Superseded:
+            return False
         if order is not None:
             return order_broker_update(account=account, result=result, kind="broker_postback", order=order)[1]
     if not accounts:

@@ -4,9 +4,7 @@ No function here holds a database transaction across a broker call.
 """
 
 import logging
-import time
 from collections.abc import Callable
-from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -14,18 +12,15 @@ from django.utils import timezone
 
 from accounts.audit import order_event_record, order_state
 from accounts.broker_updates import order_broker_update
-from accounts.models import Order, TradingAccount
+from accounts.models import BrokerOrderId, Order, TradingAccount
 from brokers.adapters.base import BrokerAdapter
 from brokers.adapters.errors import BrokerError, BrokerErrorCode
-from brokers.adapters.types import OrderRequest, OrderResult
+from brokers.adapters.types import OrderRequest
 from brokers.models import BrokerConnection
 from brokers.services import broker_call, connection_require_active, connection_usable_as_is
 from thor import snapshots
 
 logger = logging.getLogger("accounts.live")
-
-# A placement that ended in one of these may or may not have reached the broker.
-UNCERTAIN_ERRORS = (BrokerErrorCode.TIMEOUT, BrokerErrorCode.UNAVAILABLE)
 
 
 def _connection(account: TradingAccount) -> BrokerConnection:
@@ -112,44 +107,6 @@ def live_snapshots_forget(*, account: TradingAccount) -> None:
         snapshots.forget(snapshots.key(account.user.tenant.slug, account.pk, what))
 
 
-def _save_with_event(*, order: Order, kind: str, before: dict, actor, broker_response: dict | None = None) -> Order:
-    order.save()
-    order_event_record(order=order, kind=kind, before=before, actor=actor, broker_response=broker_response)
-    return order
-
-
-class OrderBookUnreadable(Exception):
-    """The broker's order book could not be read: whether an order reached it is unknown."""
-
-
-def _find_placed(*, order: Order, request: OrderRequest, sent_at, attempts: int) -> OrderResult | None:
-    """The broker's copy of this order (by tag where the broker keeps one, else by matching its recent
-    orders: see BrokerAdapter.find_placed), or None when the order book was read and has none.
-
-    A match Thor already holds for another order is not this one. Only a last look that succeeded
-    can say "not there"; otherwise raises OrderBookUnreadable.
-    """
-    account = order.account
-    readable = False
-    for attempt in range(attempts):
-        if attempt:
-            time.sleep(settings.THOR_PLACEMENT_LOOKUP_INTERVAL)
-        try:
-            found = live_call(account, lambda adapter: adapter.find_placed(request, sent_at))
-        except BrokerError as error:
-            logger.warning("Order book unreadable while confirming order %s: %s", order.client_order_id, error.code)
-            readable = False
-            continue
-        readable = True
-        if found is not None and not (
-            Order.objects.filter(account=account, broker_order_id=found.broker_order_id).exclude(pk=order.pk).exists()
-        ):
-            return found
-    if not readable:
-        raise OrderBookUnreadable(order.client_order_id)
-    return None
-
-
 def order_request_of(order: Order) -> OrderRequest:
     """The stored order as the broker sees it, tagged with Thor's id so a timed-out placement can be found."""
     return OrderRequest(
@@ -166,124 +123,83 @@ def order_request_of(order: Order) -> OrderRequest:
     )
 
 
-def live_order_send(*, order: Order, actor) -> Order:
-    """Send a stored PENDING order. Raises the BrokerError when the broker refused it for certain.
-
-    When the answer is lost (a timeout, a 5xx) the order may be at the broker: it is looked up by its tag,
-    and if it is not found yet it becomes UNKNOWN, for `live_order_settle` to resolve; it is never sent again.
-    """
-    account = order.account
-    request = order_request_of(order)
-    before = order_state(order)
-    try:
-        result = live_call(account, lambda adapter: adapter.place(request))
-    except BrokerError as error:
-        if error.code in UNCERTAIN_ERRORS:
-            return _placement_uncertain(order=order, error=error, actor=actor)
-        order.status = Order.Status.REJECTED
-        order.status_message = (error.broker_message or error.message)[:500]
-        _save_with_event(order=order, kind="rejected", before=before, actor=actor, broker_response={"code": error.code})
-        raise
-    live_snapshots_forget(account=account)
-    return order_broker_update(account=account, result=result, kind="sent", order=order, actor=actor)[0]
-
-
-def _settle_delay(checks: int) -> timedelta:
-    # 1, 2, 4 ... seconds, at most a minute between looks.
-    return timedelta(seconds=min(2**checks, 60))
-
-
-def _placement_uncertain(*, order: Order, error: BrokerError, actor) -> Order:
-    try:
-        found = _find_placed(
-            order=order,
-            request=order_request_of(order),
-            sent_at=order.created_at,
-            attempts=settings.THOR_PLACEMENT_LOOKUPS,
-        )
-    except OrderBookUnreadable:
-        found = None
-    if found is not None:
-        live_snapshots_forget(account=order.account)
-        return order_broker_update(
-            account=order.account, result=found, kind="placement_confirmed", order=order, actor=actor
-        )[0]
-    before = order_state(order)
-    order.status = Order.Status.UNKNOWN
-    order.status_message = (
-        f"Placement unconfirmed: the broker did not answer ({error.code}); Thor is checking its order book."
-    )
-    order.settle_checks = 0
-    order.settle_after = timezone.now() + _settle_delay(0)
-    return _save_with_event(order=order, kind="placement_unknown", before=before, actor=actor)
-
-
-def placement_settle_window(order: Order) -> timedelta:
-    """How long after it was sent an order the broker's book does not show may still appear in it."""
-    return timedelta(seconds=settings.THOR_PLACEMENT_SETTLE_SECONDS[order.account.broker])
-
-
-def live_order_settle(*, order: Order, now=None) -> Order:
-    """Resolve an UNKNOWN order from the broker's order book: confirmed when the book shows its tag,
-    REJECTED only once the settle window has passed without a trace; else looked at again later."""
-    now = now or timezone.now()
-    if order.status != Order.Status.UNKNOWN:
-        return order
-    try:
-        found = _find_placed(order=order, request=order_request_of(order), sent_at=order.created_at, attempts=1)
-    except (OrderBookUnreadable, BrokerError):
-        found, readable = None, False
-    else:
-        readable = True
-    if found is not None:
-        live_snapshots_forget(account=order.account)
-        return order_broker_update(account=order.account, result=found, kind="placement_confirmed", order=order)[0]
-    with transaction.atomic():
-        order = (
-            Order.objects.select_for_update(of=("self",)).select_related("account__connection__app").get(pk=order.pk)
-        )
-        if order.status != Order.Status.UNKNOWN:
-            return order  # a postback settled it meanwhile
-        before = order_state(order)
-        order.settle_checks += 1
-        if readable and now >= order.created_at + placement_settle_window(order):
-            order.status = Order.Status.REJECTED
-            order.settle_after = None
-            order.status_message = "Not placed: the broker's order book never showed it."
-            return _save_with_event(order=order, kind="placement_not_found", before=before, actor=None)
-        order.settle_after = now + _settle_delay(order.settle_checks)
-        order.save(update_fields=["settle_checks", "settle_after", "updated_at"])
-        return order
+def _save_with_event(*, order: Order, kind: str, before: dict, actor, broker_response: dict | None = None) -> Order:
+    order.save()
+    order_event_record(order=order, kind=kind, before=before, actor=actor, broker_response=broker_response)
+    return order
 
 
 def live_order_modify(*, order: Order, request: OrderRequest, actor) -> Order:
+    """Change a working order at the broker. Schwab replaces it: the old id is cancelled and a new one made,
+    which the order follows (the old id is kept as superseded, so no read brings it back as an order)."""
     changes = {
         field: getattr(request, field)
         for field in ("quantity", "price", "trigger_price", "order_type", "validity")
         if getattr(request, field) != getattr(order, field)
     }
     before = order_state(order)
-    result = live_call(order.account, lambda adapter: adapter.modify(order.broker_order_id, changes))
+    sent_at = timezone.now()
+    try:
+        result = live_call(order.account, lambda adapter: adapter.modify(order.broker_order_id, changes))
+    except BrokerError as error:
+        if error.code != BrokerErrorCode.UNCONFIRMED:
+            raise
+        result = None
     for field, value in changes.items():
         setattr(order, field, value)
-    if result.broker_order_id:
-        # Schwab's replace makes a new broker order: the Thor order keeps its identity and follows it.
-        order.broker_order_id = result.broker_order_id
     live_snapshots_forget(account=order.account)
-    return _save_with_event(order=order, kind="modified", before=before, actor=actor, broker_response=result.raw)
+    with transaction.atomic():
+        if result is None:
+            # Replaced, but the new order was not named: find it as a lost placement is found.
+            _supersede(order)
+            order.status = Order.Status.UNKNOWN
+            order.status_message = "Modified; confirming the broker's new order id from its order book."
+            order.send_started_at, order.send_ended_at, order.send_acknowledged = sent_at, timezone.now(), True
+            order.settle_checks, order.settle_after = 0, timezone.now()
+            return _save_with_event(order=order, kind="modified", before=before, actor=actor)
+        if result.broker_order_id and result.broker_order_id != order.broker_order_id:
+            _supersede(order)
+            order.broker_order_id = result.broker_order_id
+            BrokerOrderId.objects.get_or_create(
+                account_id=order.account_id, broker_order_id=result.broker_order_id, defaults={"order": order}
+            )
+        return _save_with_event(order=order, kind="modified", before=before, actor=actor, broker_response=result.raw)
+
+
+def _supersede(order: Order) -> None:
+    """The order's broker id was replaced: keep it in its lineage as superseded, so no read revives it."""
+    if order.broker_order_id:
+        BrokerOrderId.objects.update_or_create(
+            account_id=order.account_id,
+            broker_order_id=order.broker_order_id,
+            defaults={"order": order, "superseded_at": timezone.now()},
+        )
+        order.broker_order_id = ""
 
 
 def live_order_cancel(*, order: Order, actor) -> Order:
+    """Ask the broker to cancel. The order is CANCELLED when the broker says so (its own answer, read right
+    after), never on the strength of the request alone: a cancel can fail or race a fill at the broker."""
     before = order_state(order)
     result = live_call(order.account, lambda adapter: adapter.cancel(order.broker_order_id))
-    order.status = Order.Status.CANCELLED
+    order_event_record(order=order, kind="cancel_requested", before=before, actor=actor, broker_response=result.raw)
     live_snapshots_forget(account=order.account)
-    return _save_with_event(order=order, kind="cancelled", before=before, actor=actor, broker_response=result.raw)
+    try:
+        current = live_call(order.account, lambda adapter: adapter.order(order.broker_order_id))
+    except BrokerError as error:
+        logger.warning("Order %s: cancel sent, its state unread (%s)", order.pk, error.code)
+        order.refresh_from_db()
+        return order
+    order_broker_update(account=order.account, result=current, kind="cancelled", order=order, actor=actor)
+    order.refresh_from_db()
+    return order
 
 
 def live_order_abandon(*, order: Order, message: str, actor) -> Order:
     """A stored order that will never be sent (an earlier batch leg failed)."""
     before = order_state(order)
+    if order.send_started_at is not None:
+        return order  # it went out: only the broker's book may settle it
     order.status = Order.Status.CANCELLED
     order.status_message = message
     return _save_with_event(order=order, kind="not_sent", before=before, actor=actor)

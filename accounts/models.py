@@ -45,6 +45,15 @@ class TradingAccount(models.Model):
         return self.connection.app.kind if self.connection_id else "paper"
 
 
+class OrderQuerySet(models.QuerySet):
+    def delete(self):
+        raise OrderDeletionRefused("Order rows are never deleted: they are the record of what was sent.")
+
+
+class OrderDeletionRefused(Exception):
+    pass
+
+
 class Order(models.Model):
     class Side(models.TextChoices):
         BUY = "BUY"
@@ -60,10 +69,18 @@ class Order(models.Model):
         CANCELLED = "CANCELLED", "Cancelled"
         REJECTED = "REJECTED", "Rejected"
         EXPIRED = "EXPIRED", "Expired"
+        # The settle window closed with zero or several broker orders that could be this placement:
+        # a person decides (accounts.placement), since guessing could attach another order's fills.
+        NEEDS_REVIEW = "NEEDS_REVIEW", "Needs review"
+        # A row the broker's own id made before Thor learnt its placement was this order (see
+        # accounts.broker_updates); kept, never deleted, and pointing at the order it became.
+        MERGED = "MERGED", "Merged into another order"
 
-    TERMINAL_STATUSES = (Status.COMPLETE, Status.CANCELLED, Status.REJECTED, Status.EXPIRED)
+    TERMINAL_STATUSES = (Status.COMPLETE, Status.CANCELLED, Status.REJECTED, Status.EXPIRED, Status.MERGED)
+    # Sent (or perhaps sent) without a broker id yet: the broker may hold it, so it is never given up.
+    UNSETTLED_STATUSES = (Status.PENDING, Status.UNKNOWN, Status.NEEDS_REVIEW)
 
-    account = models.ForeignKey(TradingAccount, on_delete=models.CASCADE, related_name="orders")
+    account = models.ForeignKey(TradingAccount, on_delete=models.PROTECT, related_name="orders")
     client_order_id = models.CharField(max_length=40, help_text="Thor's id, sent to the broker as the tag.")
     broker_order_id = models.CharField(max_length=64, blank=True)
     symbol = models.CharField(max_length=64)
@@ -87,8 +104,21 @@ class Order(models.Model):
         null=True, blank=True, help_text="UNKNOWN orders: when the broker's order book is read again."
     )
     settle_checks = models.PositiveSmallIntegerField(default=0, help_text="UNKNOWN orders: order book reads so far.")
+    # The last send (a placement, or a replace that gives a new broker id): the broker order it made, if
+    # the answer was lost, was entered between these two times (give or take the broker's late landing).
+    # Stored before the call goes out, so a crash mid-send leaves a row the reconciler can settle.
+    send_started_at = models.DateTimeField(null=True, blank=True)
+    send_ended_at = models.DateTimeField(null=True, blank=True)
+    send_acknowledged = models.BooleanField(
+        default=False, help_text="The broker said it took the last send, without saying which order it made."
+    )
+    merged_into = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="+", help_text="MERGED rows only."
+    )
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = OrderQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -115,16 +145,39 @@ class Order(models.Model):
     def __str__(self):
         return f"{self.side} {money.quantity(self.quantity)} {self.exchange}:{self.symbol} ({self.status})"
 
+    def delete(self, *args, **kwargs):
+        raise OrderDeletionRefused("Order rows are never deleted: they are the record of what was sent.")
+
     @property
     def is_terminal(self):
         return self.status in self.TERMINAL_STATUSES
+
+
+class BrokerOrderId(models.Model):
+    """Every broker order id an order has had: Schwab's replace gives a modified order a new id, and the
+    old one must never come back as an order of its own. Unique per account, so one broker order can
+    belong to one Thor order only, whatever the code that assigns it."""
+
+    account = models.ForeignKey(TradingAccount, on_delete=models.PROTECT, related_name="broker_order_ids")
+    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="broker_ids")
+    broker_order_id = models.CharField(max_length=64)
+    superseded_at = models.DateTimeField(null=True, blank=True, help_text="Set when a replace gave a new id.")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["account", "broker_order_id"], name="one_order_per_broker_order_id_ever")
+        ]
+
+    def __str__(self):
+        return f"{self.broker_order_id} -> order {self.order_id}"
 
 
 class OrderEvent(models.Model):
     """Append-only audit of every state change of an order (and account-wide actions such as reset)."""
 
     account = models.ForeignKey(TradingAccount, on_delete=models.CASCADE, related_name="events")
-    order = models.ForeignKey(Order, null=True, blank=True, on_delete=models.CASCADE, related_name="events")
+    order = models.ForeignKey(Order, null=True, blank=True, on_delete=models.PROTECT, related_name="events")
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     kind = models.CharField(max_length=40)
     request_id = models.CharField(max_length=64, blank=True)

@@ -12,7 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 from rest_framework import status
 
-from accounts import live
+from accounts import live, placement
 from accounts.broker_updates import orders_reconcile
 from accounts.models import Order, TradingAccount
 from accounts.paper import paper_account_reset, paper_orders_match
@@ -136,22 +136,25 @@ def trading_account_sync(*, account: TradingAccount) -> SyncResult:
 
 
 def unknown_orders_settle(*, now=None, limit: int = 200) -> int:
-    """Look again at the UNKNOWN placements that are due; returns how many left UNKNOWN.
+    """Settle the placements without a broker id that are due: first PENDING orders no process is sending
+    any more (a crash mid-send), then UNKNOWN and NEEDS_REVIEW ones whose next look is due; returns how
+    many left UNKNOWN.
 
-    State lives on the order (`settle_after`, `settle_checks`), so a crash or a restart loses nothing:
-    the next run picks the same orders up.
+    State lives on the order (`send_started_at`, `settle_after`, `settle_checks`), so a crash or a restart
+    loses nothing: the next run picks the same orders up.
     """
     now = now or timezone.now()
+    placement.orphaned_placements_settle(now=now)
     due = (
-        Order.objects.filter(status=Order.Status.UNKNOWN, settle_after__lte=now)
+        Order.objects.filter(status__in=(Order.Status.UNKNOWN, Order.Status.NEEDS_REVIEW), settle_after__lte=now)
         .select_related("account__connection__app", "account__user__tenant")
         .order_by("settle_after")[:limit]
     )
     settled = 0
     for order in due:
         try:
-            settled += live.live_order_settle(order=order, now=now).status != Order.Status.UNKNOWN
+            settled += placement.live_order_settle(order=order, now=now).status != Order.Status.UNKNOWN
         except Exception:
             # One order's trouble (its session ended, say) must not stop the others being settled.
-            logger.exception("Could not settle UNKNOWN order %s", order.pk)
+            logger.exception("Could not settle order %s", order.pk)
     return settled

@@ -30,6 +30,13 @@ def _schwab(app: BrokerApp, connection: BrokerConnection | None, account_id: str
 
 
 BUILDERS = {BrokerKind.KITE: _kite, BrokerKind.SCHWAB: _schwab}
+ADAPTERS = {BrokerKind.KITE: KiteAdapter, BrokerKind.SCHWAB: SchwabAdapter}
+
+
+def keeps_client_order_id(kind: str) -> bool:
+    """Does this broker keep Thor's client order id on its orders (paper: Thor is the broker)?"""
+    adapter = ADAPTERS.get(kind)
+    return adapter is None or adapter.keeps_client_order_id
 
 
 def adapter_for_app(app: BrokerApp) -> BrokerAdapter:

@@ -33,6 +33,11 @@ BROKER_ERROR_RESPONSES = {
     ),
     UpstreamErrorCode.UNAVAILABLE: (503, "broker_unavailable", "The broker is not answering; try again shortly."),
     UpstreamErrorCode.TIMEOUT: (503, "broker_unavailable", "The broker did not answer in time; try again shortly."),
+    UpstreamErrorCode.UNCONFIRMED: (
+        503,
+        "broker_unconfirmed",
+        "The broker took the request without naming the order it made; Thor is finding it in the order book.",
+    ),
     UpstreamErrorCode.REJECTED: (422, "broker_rejected", "The broker rejected the request."),
     UpstreamErrorCode.INVALID_INPUT: (400, "broker_invalid_input", "The broker refused the input."),
     UpstreamErrorCode.PERMISSION_DENIED: (403, "broker_permission_denied", "The broker does not allow this."),
@@ -43,12 +48,15 @@ BROKER_ERROR_RESPONSES = {
 class ApplicationError(Exception):
     """A failure the caller can act on: it carries the HTTP status and a stable code."""
 
-    def __init__(self, message, *, code="invalid", status_code=status.HTTP_400_BAD_REQUEST, errors=None):
+    def __init__(
+        self, message, *, code="invalid", status_code=status.HTTP_400_BAD_REQUEST, errors=None, retry_after=None
+    ):
         super().__init__(message)
         self.message = message
         self.code = code
         self.status_code = status_code
         self.errors = errors
+        self.retry_after = retry_after
 
 
 class ErrorSerializer(serializers.Serializer):
@@ -144,7 +152,9 @@ def exception_handler(exc, context):
 
     if isinstance(exc, ApplicationError):
         body = error_body(exc.message, exc.status_code, exc.code, exc.errors and field_errors(exc.errors))
-        return Response(body, status=exc.status_code)
+        if exc.retry_after:
+            headers["Retry-After"] = str(max(1, int(exc.retry_after)))
+        return Response(body, status=exc.status_code, headers=headers)
 
     if isinstance(exc, exceptions.ValidationError):
         errors = field_errors(exc.detail) or {NON_FIELD: ["Invalid input."]}

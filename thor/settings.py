@@ -476,6 +476,15 @@ THOR_PLACEMENT_SETTLE_SECONDS = {
     "kite": _env_or_fail(env.int, "THOR_KITE_PLACEMENT_SETTLE_SECONDS", default=600),
     "schwab": _env_or_fail(env.int, "THOR_SCHWAB_PLACEMENT_SETTLE_SECONDS", default=600),
 }
+# How long after a send that got no answer each broker may still enter the order (a request held in its
+# gateway): a broker order entered later than that is no placement of that send (accounts.placement_matching).
+THOR_PLACEMENT_LATE_LANDING_SECONDS = {
+    "kite": _env_or_fail(env.int, "THOR_KITE_PLACEMENT_LATE_LANDING_SECONDS", default=60),
+    "schwab": _env_or_fail(env.int, "THOR_SCHWAB_PLACEMENT_LATE_LANDING_SECONDS", default=60),
+}
+# A PENDING order whose send started longer ago than this has no process sending it any more (every
+# broker call times out well before): the reconciler settles it as a placement whose answer was lost.
+THOR_PLACEMENT_ORPHAN_SECONDS = _env_or_fail(env.int, "THOR_PLACEMENT_ORPHAN_SECONDS", default=60)
 
 # --- Schwab (DESIGN.md section 3, seed 002) ----------------------------------------------
 # Trader API and OAuth bases; development points both at the broker sandbox (port 8100).

@@ -16,6 +16,8 @@ class UpstreamErrorCode(StrEnum):
     NOT_FOUND = "not_found"
     UNAVAILABLE = "unavailable"
     TIMEOUT = "timeout"
+    # The broker took the request but did not say which order it made (Schwab without a Location).
+    UNCONFIRMED = "unconfirmed"
 
 
 class UpstreamError(Exception):

@@ -394,7 +394,8 @@ class OrdersView(AnsweredFromCaches, APIView):
             fingerprint=fingerprint(request.data),
             actor=request.user,
         )
-        unconfirmed = order.status == Order.Status.UNKNOWN
+        # Sent without a broker id yet (lost answer, a crashed send, or waiting for a person): accepted, not created.
+        unconfirmed = account.mode == account.Mode.LIVE and order.status in Order.UNSETTLED_STATUSES
         return Response(
             serializers.OrderOutputSerializer(order).data,
             status=status.HTTP_202_ACCEPTED if unconfirmed else status.HTTP_201_CREATED,

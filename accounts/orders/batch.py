@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from accounts import live
+from accounts import live, placement
 from accounts.audit import order_event_record
 from accounts.checks import order_request_check, trading_enabled_check
 from accounts.models import Order, TradingAccount
@@ -121,7 +121,7 @@ def _live_batch_send(*, orders: list[Order], actor) -> BatchResult:
     placed: list[Order] = []
     for index, order in enumerate(orders):
         try:
-            placed.append(live.live_order_send(order=order, actor=actor))
+            placed.append(placement.live_order_send(order=order, actor=actor))
         except BrokerError as error:
             return _live_batch_unwind(orders=orders, placed=placed, failed_index=index, error=error, actor=actor)
     return BatchResult(

@@ -9,8 +9,10 @@ from decimal import Decimal
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.utils import timezone
+from rest_framework import status
 
-from accounts import live
+from accounts import placement
 from accounts.audit import order_event_record
 from accounts.checks import (
     currency_check,
@@ -25,7 +27,7 @@ from accounts.paper import account_lock, paper_buying_power_check, paper_order_s
 from accounts.prices import MarketDataUnavailable, price_source
 from brokers.adapters.errors import BrokerError
 from brokers.adapters.types import OrderRequest
-from thor.errors import broker_error_body
+from thor.errors import ApplicationError, broker_error_body
 
 Prices = dict[tuple[str, str], Decimal]
 
@@ -54,8 +56,13 @@ def last_prices(account: TradingAccount, requests: list[OrderRequest]) -> Prices
         return {}
 
 
-def order_create(*, account: TradingAccount, request: OrderRequest, key, fingerprint: str) -> Order:
+def order_create(
+    *, account: TradingAccount, request: OrderRequest, key, fingerprint: str, sent_now: bool = False
+) -> Order:
+    """The order row, PENDING. `sent_now`: a live order that goes out as soon as this commits, so the row
+    says from the start that the broker may hold it (a crash after the commit is settled from the book)."""
     return Order.objects.create(
+        send_started_at=timezone.now() if sent_now else None,
         account=account,
         client_order_id=_new_client_order_id(),
         symbol=request.symbol,
@@ -90,6 +97,20 @@ def pre_trade_check(*, account: TradingAccount, request: OrderRequest, prices: P
     return price
 
 
+def _repeat_answer(order: Order) -> Order:
+    """A repeat of a key whose order is still at the broker waits: an answer without a broker id now would
+    read as "placed" to a client that cannot tell. One whose sender died is answered as it is (PENDING,
+    202): the reconciler settles it from the book."""
+    if placement.placement_in_flight(order):
+        raise ApplicationError(
+            "The first request with this Idempotency-Key is still at the broker; ask again shortly.",
+            code="idempotency_in_progress",
+            status_code=status.HTTP_409_CONFLICT,
+            retry_after=1,
+        )
+    return order
+
+
 def order_place(
     *, account: TradingAccount, request: OrderRequest, idempotency_key: str | None, fingerprint: str, actor
 ) -> Order:
@@ -101,12 +122,18 @@ def order_place(
         if idempotency_key:
             placed = placed_order_for_key(account=locked, key=idempotency_key, fingerprint=fingerprint)
             if placed is not None:
-                return placed
+                return _repeat_answer(placed)
         trading_enabled_check(account=locked)
         pre_trade_check(account=locked, request=request, prices=prices)
         try:
             with transaction.atomic():
-                order = order_create(account=locked, request=request, key=idempotency_key, fingerprint=fingerprint)
+                order = order_create(
+                    account=locked,
+                    request=request,
+                    key=idempotency_key,
+                    fingerprint=fingerprint,
+                    sent_now=locked.mode == TradingAccount.Mode.LIVE,
+                )
         except IntegrityError:
             # The account lock serialises placements; the unique key is the last line of defence.
             return placed_order_for_key(account=locked, key=idempotency_key, fingerprint=fingerprint)
@@ -117,7 +144,7 @@ def order_place(
             )
             return order
     try:
-        return live.live_order_send(order=order, actor=actor)
+        return placement.live_order_send(order=order, actor=actor)
     except BrokerError as error:
         # Refused for good: a retry with this key answers the same refusal.
         body = broker_error_body(error)

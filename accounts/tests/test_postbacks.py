@@ -240,9 +240,9 @@ class TestAPostbackThatBeatsThePlacementAnswer:
         pending.refresh_from_db()
         assert pending.status == "COMPLETE"
 
-    def test_a_stand_in_made_by_an_untagged_postback_is_folded_into_thors_order(self, anon_client, pending):
+    def test_a_stand_in_made_by_an_untagged_postback_is_merged_into_thors_order_and_kept(self, anon_client, pending):
         post(anon_client, signed(tag=""))
-        assert Order.objects.count() == 2
+        stand_in = Order.objects.exclude(pk=pending.pk).get()
 
         order_broker_update(
             account=pending.account,
@@ -251,9 +251,10 @@ class TestAPostbackThatBeatsThePlacementAnswer:
             order=pending,
         )
 
-        assert list(Order.objects.values_list("pk", flat=True)) == [pending.pk]
         pending.refresh_from_db()
+        stand_in.refresh_from_db()
         assert (pending.broker_order_id, pending.status) == ("220303000308932", "COMPLETE")
+        assert (stand_in.status, stand_in.merged_into_id, stand_in.broker_order_id) == ("MERGED", pending.pk, "")
         assert set(OrderEvent.objects.filter(order=pending).values_list("kind", flat=True)) == {
             "broker_postback",
             "sent",

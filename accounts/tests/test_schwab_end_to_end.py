@@ -11,8 +11,8 @@ import requests
 from asgiref.sync import async_to_sync
 from django.utils import timezone
 
-from accounts.live import live_order_settle
 from accounts.models import Order, TradingAccount
+from accounts.placement import live_order_settle
 from accounts.realtime import account_group
 from accounts.tests.conftest import place
 from brokers.models import BrokerConnection

@@ -4,6 +4,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
+from brokers.adapters.errors import BrokerError, BrokerErrorCode
 from brokers.adapters.types import Funds, Holding, OrderRequest, OrderResult, Position, Profile, Quote, Tokens
 
 
@@ -37,6 +38,13 @@ class BrokerAdapter(ABC):
     @abstractmethod
     def orders(self, filters: Mapping[str, str] | None = None) -> list[OrderResult]: ...
 
+    def order(self, broker_order_id: str) -> OrderResult:
+        """One order's current state (raises BrokerError NOT_FOUND when the book has no such order)."""
+        found = next((result for result in self.orders() if result.broker_order_id == broker_order_id), None)
+        if found is None:
+            raise BrokerError(f"No order {broker_order_id} at the broker.", code=BrokerErrorCode.NOT_FOUND)
+        return found
+
     @abstractmethod
     def place(self, order: OrderRequest) -> OrderResult: ...
 
@@ -50,16 +58,22 @@ class BrokerAdapter(ABC):
     def quotes(self, instruments: Iterable[str]) -> dict[str, Quote]:
         """Quotes keyed by "EXCHANGE:SYMBOL" (or the instrument token as given)."""
 
-    def find_placed(self, order: OrderRequest, sent_at: datetime) -> OrderResult | None:
-        """The broker's record of a placement whose answer was lost, or None when it has none.
+    # Does the broker keep Thor's client order id (Kite's tag)? Then a lost placement is found by it, for
+    # certain. Brokers without one (Schwab) are matched by the order's shape and the time it was sent, and
+    # a match counts only when it is the one possible (accounts.placement).
+    keeps_client_order_id: bool = True
 
-        By default the order carrying the request's tag (its client order id, as Kite keeps it);
-        brokers without a client order id override this with their own matching. A book that cannot
+    def placement_candidates(self, order: OrderRequest, since: datetime) -> list[OrderResult]:
+        """The broker's orders that may be the placement of `order` sent no earlier than `since`, each
+        with its entry time where the broker gives one (`placed_at`).
+
+        By default the orders carrying the request's tag (its client order id, as Kite keeps it); brokers
+        without a client order id override this with every order of the same shape. A book that cannot
         be read raises BrokerError: only a read that succeeded may say "not there".
         """
         if not order.tag:
-            return None
-        return next(iter(self.orders({"tag": order.tag})), None)
+            return []
+        return [result for result in self.orders({"tag": order.tag})]
 
     def revoke(self) -> None:
         """Invalidate the session at the broker where the broker allows it; a no-op otherwise."""

@@ -276,6 +276,13 @@ class KiteAdapter(BrokerAdapter):
             results = [result for result in results if getattr(result, name) == value]
         return results
 
+    def order(self, broker_order_id: str) -> OrderResult:
+        """The order's latest state: the last entry of its history."""
+        history = self._call("other", self._client.order_history, order_id=broker_order_id)
+        if not history:
+            raise BrokerError(f"No order {broker_order_id} at Kite.", code=BrokerErrorCode.NOT_FOUND)
+        return _order_result(history[-1])
+
     def _market_protection_for(self, order_type) -> int | str | None:
         return _kite_number(self.market_protection) if order_type in MARKET_PROTECTED_ORDER_TYPES else None
 

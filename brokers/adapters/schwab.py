@@ -18,7 +18,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from email.utils import parsedate_to_datetime
@@ -402,6 +402,7 @@ def _matches(order: Mapping, payload: Mapping, since: datetime) -> bool:
 
 class SchwabAdapter(BrokerAdapter):
     kind = "schwab"
+    keeps_client_order_id = False
 
     def __init__(
         self,
@@ -755,44 +756,31 @@ class SchwabAdapter(BrokerAdapter):
     def order(self, broker_order_id: str) -> OrderResult:
         return _order_result(self._json("GET", self._account_path(f"/orders/{_order_id(broker_order_id)}")))
 
-    def find_placed(
-        self, order: OrderRequest, sent_at: datetime, *, known_ids: Collection[str] = ()
-    ) -> OrderResult | None:
-        """The earliest order in the book that matches the request and was entered no earlier than
-        it was sent (give or take clock skew), skipping ids the caller already holds."""
+    def placement_candidates(self, order: OrderRequest, since: datetime) -> list[OrderResult]:
+        """Every order in the book of the request's shape entered no earlier than `since` (give or take
+        clock skew), oldest first. Which of them, if any, is the placement is for the caller to say: only
+        it knows which ids its other orders hold and which of its sends could have made each."""
         payload = _request_payload(order)
-        since = sent_at - ENTERED_TIME_SLACK
+        since = since - ENTERED_TIME_SLACK
         book = sorted(self._order_book(since), key=lambda item: item.get("enteredTime") or "")
-        for candidate in book:
-            if str(candidate.get("orderId")) not in known_ids and _matches(candidate, payload, since):
-                return _order_result(candidate)
-        return None
+        return [_order_result(candidate) for candidate in book if _matches(candidate, payload, since)]
 
-    def _resolve_sent(self, response: requests.Response, order: OrderRequest, sent_at: datetime, known_ids=()) -> str:
+    def _sent_order_id(self, response: requests.Response) -> str:
+        """The id of the order a POST or PUT made, from its Location header.
+
+        Schwab may leave Location out although it took the order: then the order is somewhere in the book,
+        and guessing it here (say, the newest of the same shape) could hand this placement another order
+        of the account, so the caller is told to find it (accounts.placement).
+        """
         match = LOCATION_ORDER_ID.search(response.headers.get("Location") or "")
         if match:
             return match.group(1)
-        try:
-            found = self.find_placed(order, sent_at, known_ids=known_ids)
-        except BrokerError as error:
-            raise BrokerError(
-                "Schwab took the order without its id, and the order book could not be read.",
-                code=BrokerErrorCode.UNAVAILABLE,
-                broker_message=error.message,
-            ) from None
-        if found is None:
-            raise BrokerError(
-                "Schwab took the order without its id, and no order in the book matches it.",
-                code=BrokerErrorCode.UNAVAILABLE,
-            )
-        return found.broker_order_id
+        raise BrokerError("Schwab took the order without naming it (no Location).", code=BrokerErrorCode.UNCONFIRMED)
 
     def place(self, order: OrderRequest) -> OrderResult:
         payload = _request_payload(order)
-        sent_at = datetime.now(UTC)
         response = self._api("POST", self._account_path("/orders"), body=payload, order_call=True)
-        order_id = self._resolve_sent(response, order, sent_at)
-        return OrderResult.acknowledged(order_id, order)
+        return OrderResult.acknowledged(self._sent_order_id(response), order)
 
     def modify(self, broker_order_id: str, changes: Mapping[str, object]) -> OrderResult:
         """Schwab replaces an order: the old one is cancelled, and the answer is the NEW order's id."""
@@ -817,11 +805,10 @@ class SchwabAdapter(BrokerAdapter):
             validity=str(changes.get("validity") or current.validity),
         )
         payload = _request_payload(replacement)
-        sent_at = datetime.now(UTC)
         response = self._api(
             "PUT", self._account_path(f"/orders/{_order_id(broker_order_id)}"), body=payload, order_call=True
         )
-        new_id = self._resolve_sent(response, replacement, sent_at, known_ids={broker_order_id})
+        new_id = self._sent_order_id(response)
         return OrderResult(
             broker_order_id=new_id,
             status="PENDING",

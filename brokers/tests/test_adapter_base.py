@@ -39,27 +39,34 @@ def request(tag: str) -> OrderRequest:
     )
 
 
-def test_find_placed_is_the_order_carrying_the_requests_tag(mocked, kite):
+def test_placement_candidates_are_the_orders_carrying_the_requests_tag(mocked, kite):
     mocked.get(f"{ROOT}/orders", json=kite_fixture("orders.json"))
 
-    found = kite.find_placed(request("connect test order2"), datetime.now(UTC))
+    found = kite.placement_candidates(request("connect test order2"), datetime.now(UTC))
 
-    assert found.broker_order_id == "9000000000000000"
+    assert [result.broker_order_id for result in found] == ["9000000000000000"]
 
 
-def test_find_placed_says_none_when_the_book_was_read_and_has_no_such_tag(mocked, kite):
+def test_no_candidate_when_the_book_was_read_and_has_no_such_tag(mocked, kite):
     mocked.get(f"{ROOT}/orders", json=kite_fixture("orders.json"))
 
-    assert kite.find_placed(request("never-sent"), datetime.now(UTC)) is None
+    assert kite.placement_candidates(request("never-sent"), datetime.now(UTC)) == []
 
 
 def test_an_untagged_request_cannot_be_found_and_costs_no_call(mocked, kite):
-    assert kite.find_placed(request(""), datetime.now(UTC)) is None
+    assert kite.placement_candidates(request(""), datetime.now(UTC)) == []
     assert len(mocked.calls) == 0
 
 
-def test_an_unreadable_book_is_an_error_never_a_none(mocked, kite):
+def test_an_unreadable_book_is_an_error_never_an_empty_list(mocked, kite):
     mocked.get(f"{ROOT}/orders", status=503, json=kite_error("Down", "NetworkException"))
 
     with pytest.raises(BrokerError):
-        kite.find_placed(request("connect test order1"), datetime.now(UTC))
+        kite.placement_candidates(request("connect test order1"), datetime.now(UTC))
+
+
+def test_one_order_is_the_last_entry_of_its_history(mocked, kite):
+    history = kite_fixture("orders.json")["data"][:1]
+    mocked.get(f"{ROOT}/orders/{history[0]['order_id']}", json={"status": "success", "data": history})
+
+    assert kite.order(str(history[0]["order_id"])).broker_order_id == str(history[0]["order_id"])

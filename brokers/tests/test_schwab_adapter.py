@@ -470,12 +470,26 @@ def test_orders_schwab_would_refuse_are_refused_before_sending(mocked, schwab, c
     assert len(mocked.calls) == 0
 
 
-def test_a_placement_without_location_is_found_in_the_recent_orders(mocked, schwab):
-    mocked.post(ORDERS, status=201)
+@pytest.mark.parametrize("location", [None, "", "https://api.schwab.test/trader/v1/accounts/x/orders/", "garbage"])
+def test_a_placement_schwab_took_without_naming_it_is_unconfirmed_never_guessed_never_sent_again(
+    mocked, schwab, location
+):
+    mocked.post(ORDERS, status=201, headers={"Location": location} if location is not None else {})
+
+    with pytest.raises(BrokerError) as error:
+        schwab.place(limit_buy())
+
+    # Which order of the book it made is for the caller to settle: it alone knows what its other orders hold.
+    assert error.value.code == BrokerErrorCode.UNCONFIRMED
+    assert [call.request.method for call in mocked.calls] == ["POST"]
+
+
+def test_placement_candidates_are_every_order_of_the_same_shape_entered_since_oldest_first(mocked, schwab):
     now = datetime.now(UTC)
     mocked.get(
         ORDERS,
         json=[
+            schwab_order(7, entered=now + timedelta(seconds=2)),
             schwab_order(1, entered=now - timedelta(minutes=5)),  # the same terms, but earlier
             schwab_order(2, entered=now, symbol="MSFT"),
             schwab_order(3, entered=now, instruction="SELL"),
@@ -485,45 +499,19 @@ def test_a_placement_without_location_is_found_in_the_recent_orders(mocked, schw
         ],
     )
 
-    result = schwab.place(limit_buy())
+    candidates = schwab.placement_candidates(limit_buy(), now)
 
-    assert result.broker_order_id == "6"
-    _, lookup = mocked.calls
-    assert lookup.request.method == "GET"
-    since = datetime.fromisoformat(lookup.request.params["fromEnteredTime"].replace("Z", "+00:00"))
+    assert [candidate.broker_order_id for candidate in candidates] == ["6", "7"]
+    assert all(candidate.placed_at is not None for candidate in candidates)
+    since = datetime.fromisoformat(mocked.calls[0].request.params["fromEnteredTime"].replace("Z", "+00:00"))
     assert now - timedelta(seconds=10) < since <= now
 
 
-@pytest.mark.parametrize("location", [None, "", "https://api.schwab.test/trader/v1/accounts/x/orders/", "garbage"])
-def test_a_placement_whose_id_cannot_be_known_is_unavailable_never_sent_again(mocked, schwab, location):
-    mocked.post(ORDERS, status=201, headers={"Location": location} if location is not None else {})
-    mocked.get(ORDERS, json=[schwab_order(1, entered=datetime.now(UTC), symbol="MSFT")])
-
-    with pytest.raises(BrokerError) as error:
-        schwab.place(limit_buy())
-
-    assert error.value.code == BrokerErrorCode.UNAVAILABLE
-    assert [call.request.method for call in mocked.calls] == ["POST", "GET"]
-
-
-def test_a_placement_whose_order_book_cannot_be_read_is_unavailable(mocked, schwab):
-    mocked.post(ORDERS, status=201)
+def test_placement_candidates_of_an_unreadable_book_are_an_error_never_an_empty_list(mocked, schwab):
     mocked.get(ORDERS, status=401, json={"message": "Client not authorized", "errors": ["Client not authorized"]})
 
-    with pytest.raises(BrokerError) as error:
-        schwab.place(limit_buy())
-
-    assert error.value.code == BrokerErrorCode.UNAVAILABLE
-    assert sum(call.request.method == "POST" for call in mocked.calls) == 1
-
-
-def test_find_placed_skips_orders_the_caller_already_holds(mocked, schwab):
-    now = datetime.now(UTC)
-    mocked.get(ORDERS, json=[schwab_order(11, entered=now), schwab_order(12, entered=now + timedelta(seconds=1))])
-
-    assert schwab.find_placed(limit_buy(), now).broker_order_id == "11"
-    assert schwab.find_placed(limit_buy(), now, known_ids={"11"}).broker_order_id == "12"
-    assert schwab.find_placed(limit_buy(), now, known_ids={"11", "12"}) is None
+    with pytest.raises(BrokerError):
+        schwab.placement_candidates(limit_buy(), datetime.now(UTC))
 
 
 def test_a_server_error_on_place_is_never_retried(mocked, schwab):
@@ -573,19 +561,16 @@ def test_replace_answers_the_new_orders_id(mocked, schwab):
     assert result.broker_order_id == "501" and result.status == "PENDING"
 
 
-def test_replace_without_location_matches_the_new_order_never_the_old(mocked, schwab):
+def test_replace_without_location_is_unconfirmed_never_matched_here(mocked, schwab):
     now = datetime.now(UTC)
     mocked.get(f"{ORDERS}/500", json=schwab_order(500, entered=now, price=188.25))
     mocked.put(f"{ORDERS}/500", status=201)
-    mocked.get(
-        ORDERS,
-        json=[
-            schwab_order(500, entered=now, price=188.25, status="REPLACED"),
-            schwab_order(501, entered=now + timedelta(seconds=1), price=188.25),
-        ],
-    )
 
-    assert schwab.modify("500", {"validity": "DAY"}).broker_order_id == "501"
+    with pytest.raises(BrokerError) as error:
+        schwab.modify("500", {"validity": "DAY"})
+
+    assert error.value.code == BrokerErrorCode.UNCONFIRMED
+    assert [call.request.method for call in mocked.calls] == ["GET", "PUT"]
 
 
 @pytest.mark.parametrize("changes", [{"product": "MIS"}, {"symbol": "MSFT"}, {"tag": "x"}])
