@@ -198,7 +198,9 @@ class TestACrashMidPlacement:
 
     def test_a_key_repeated_while_its_order_is_at_the_broker_waits_with_a_409(self, alice_client, account):
         placed = tsla(alice_client, account, "tsla-A").json()
-        Order.objects.filter(pk=placed["id"]).update(status="PENDING", broker_order_id="", send_started_at=timezone.now())
+        Order.objects.filter(pk=placed["id"]).update(
+            status="PENDING", broker_order_id="", send_started_at=timezone.now()
+        )
 
         again = tsla(alice_client, account, "tsla-A")
 

@@ -7,9 +7,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from accounts.checks import order_request_check
-from accounts.models import Order, TradingAccount
+from accounts.models import TradingAccount
 from accounts.orders import order_place
-from accounts.paper import paper_account_reset
 from brokers.adapters.types import OrderRequest
 from identity.tests.factories import TenantFactory, UserFactory
 
@@ -42,9 +41,9 @@ def _try_place(account, user, symbol, side, quantity, product):
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(sequence=orders)
 def test_paper_invariants(alice, sequence):
+    # A new user each example: order rows are never deleted, so an account cannot be emptied.
+    alice = UserFactory(tenant=alice.tenant)
     account = TradingAccount.objects.get(user=alice, is_primary=True)
-    paper_account_reset(account=account)
-    Order.objects.filter(account=account).delete()
     bought = {}
     for symbol, side, quantity, product in sequence:
         _try_place(account, alice, symbol, side, quantity, product)

@@ -1,0 +1,312 @@
+"""A model-based fault test of the live order lifecycle (issue 19), Kite and Schwab at once.
+
+Hypothesis drives Thor's API and services against both broker sandboxes over real HTTP with random
+interleavings of place (identical and different orders, new and reused keys), modify, cancel, sync and
+settle, under the sandboxes' faults (latency past the timeout, 5xx, a dropped connection, 429, Schwab's
+201 without Location) and a crash (the process gone right after the send). After every step:
+
+- no order row has gone, and no broker order id belongs to two orders;
+- an Idempotency-Key never sends a second placement;
+- every order working at the broker is held by exactly one order, or could be the placement of an
+  order still unsettled (PENDING, UNKNOWN, NEEDS_REVIEW): none is lost;
+- no order is CANCELLED or REJECTED while the broker holds it working;
+- after a sync, Thor's working orders are the broker's (less those still being settled).
+
+`make soak-orders` runs it for ten minutes (THOR_SOAK_SECONDS) and prints what it survived.
+"""
+
+import contextlib
+import os
+import time
+from collections import Counter
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+import requests
+from django.db.models import Count
+from django.utils import timezone
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
+
+from accounts.api.views import fingerprint
+from accounts.live import live_call, order_request_of
+from accounts.models import BrokerOrderId, Order
+from accounts.orders.place import order_create
+from accounts.placement_matching import SHAPE_FIELDS
+from accounts.services import unknown_orders_settle
+from accounts.tests.conftest import order_body
+from brokers.adapters.errors import BrokerError
+from brokers.adapters.types import OrderRequest
+from brokers.tests import schwab_linking
+from brokers.tests.sandbox_fixtures import link
+
+pytestmark = [pytest.mark.django_db, pytest.mark.e2e]
+
+schwab_sandbox = schwab_linking.schwab_sandbox
+schwab_app = schwab_linking.schwab_app
+
+WORKING = {"OPEN", "TRIGGER PENDING"}
+FAULTS = [None, None, "latency", "5xx", "drop", "429", "no_location", "crash"]
+LATENCY_MS = 500
+# Prices at which each broker's orders rest (far below the market), two of them so orders can be identical.
+BODIES = {
+    "kite": [order_body(order_type="LIMIT", price=price) for price in ("1400.00", "1390.00")],
+    "schwab": [
+        order_body(tradingsymbol="TSLA", exchange="NASDAQ", quantity=4, order_type="LIMIT", price=price)
+        for price in ("31.00", "32.00")
+    ],
+}
+SURVIVED = Counter()
+
+
+class OrderLifecycle(RuleBasedStateMachine):
+    world: dict = {}
+
+    @initialize()
+    def start(self):
+        self.client = self.world["client"]
+        self.accounts = self.world["accounts"]
+        self.sandboxes = self.world["sandboxes"]
+        self.keys: dict[str, tuple[str, dict]] = {}  # key -> (broker, body)
+        self.rows: set[int] = set(Order.objects.values_list("pk", flat=True))
+        self.landing_until = 0.0
+        SURVIVED["examples"] += 1
+
+    # --- the world ------------------------------------------------------------------------
+
+    def _fault(self, broker: str, kind: str) -> None:
+        account = self.accounts[broker]
+        path = "/orders/regular" if broker == "kite" else f"/trader/v1/accounts/{account.broker_account_id}/orders"
+        fault = {"broker": broker, "kind": kind, "path": path, "count": 1}
+        if kind == "latency":
+            fault["ms"] = LATENCY_MS
+            self.landing_until = max(self.landing_until, time.monotonic() + LATENCY_MS / 1000 + 0.2)
+        requests.post(f"{self.sandboxes[broker].url}/_sandbox/faults", json=fault, timeout=5).raise_for_status()
+        SURVIVED["faults"] += 1
+
+    def _clear_faults(self) -> None:
+        for sandbox in self.sandboxes.values():
+            requests.delete(f"{sandbox.url}/_sandbox/faults", timeout=5).raise_for_status()
+
+    def _placements_sent(self, broker: str) -> int:
+        account = self.accounts[broker]
+        path = "/orders/regular" if broker == "kite" else f"/trader/v1/accounts/{account.broker_account_id}/orders"
+        stats = requests.get(f"{self.sandboxes[broker].url}/_sandbox/stats", timeout=5).json()["by_path"]
+        return sum(count for name, count in stats.items() if name.startswith(f"POST {path}"))
+
+    def _broker_book(self, broker: str):
+        self._clear_faults()
+        return live_call(self.accounts[broker], lambda adapter: adapter.orders())
+
+    def _orders(self, broker: str):
+        return Order.objects.filter(account=self.accounts[broker])
+
+    # --- the rules ------------------------------------------------------------------------
+
+    @rule(
+        broker=st.sampled_from(["kite", "schwab"]),
+        shape=st.sampled_from([0, 1]),
+        reuse=st.booleans(),
+        fault=st.sampled_from(FAULTS),
+    )
+    def place(self, broker, shape, reuse, fault):
+        body = BODIES[broker][shape]
+        used = [key for key, (kind, sent) in self.keys.items() if kind == broker and sent == body]
+        key = used[0] if reuse and used else f"k{len(self.keys)}-{time.monotonic_ns()}"
+        if fault == "no_location" and broker == "kite":
+            fault = None
+        sent_before = self._placements_sent(broker)
+        if fault == "crash":
+            self._crash_after_send(broker, body, key, known=key in self.keys)
+        else:
+            if fault:
+                self._fault(broker, fault)
+            account = self.accounts[broker]
+            response = self.client.post(
+                f"/api/accounts/{account.pk}/orders", body, format="json", HTTP_IDEMPOTENCY_KEY=key
+            )
+            assert response.status_code in (201, 202, 422, 429, 503), response.json()
+            if response.status_code == 201:
+                assert response.json()["broker_order_id"], "201 without a broker id"
+        self._clear_faults()
+        sent = self._placements_sent(broker) - sent_before
+        if key in self.keys:
+            assert sent == 0, f"key {key} sent a second placement"
+        else:
+            assert sent <= 1
+        self.keys.setdefault(key, (broker, body))
+        SURVIVED["steps"] += 1
+
+    def _crash_after_send(self, broker, body, key, *, known):
+        """The process dies right after the broker got the order: only the row stored before the send is left."""
+        if known:
+            return  # a crashed retry would send nothing either: its key already has an order
+        account = self.accounts[broker]
+        request = OrderRequest(
+            symbol=body["tradingsymbol"],
+            exchange=body["exchange"],
+            side=body["transaction_type"],
+            quantity=Decimal(body["quantity"]),
+            order_type=body["order_type"],
+            product=body["product"],
+            price=Decimal(body["price"]),
+        )
+        order = order_create(account=account, request=request, key=key, fingerprint=fingerprint(body), sent_now=True)
+        with contextlib.suppress(BrokerError):
+            live_call(account, lambda adapter: adapter.place(order_request_of(order)))
+
+    @rule(broker=st.sampled_from(["kite", "schwab"]), pick=st.integers(0, 20), new_price=st.sampled_from([0, 1]))
+    def modify(self, broker, pick, new_price):
+        working = list(self._orders(broker).filter(status__in=WORKING).exclude(broker_order_id="").order_by("pk"))
+        if not working:
+            return
+        order = working[pick % len(working)]
+        price = BODIES[broker][new_price]["price"]
+        response = self.client.patch(
+            f"/api/accounts/{order.account_id}/orders/{order.pk}", {"price": price}, format="json"
+        )
+        assert response.status_code in (200, 409, 422, 503), response.json()
+        SURVIVED["steps"] += 1
+
+    @rule(broker=st.sampled_from(["kite", "schwab"]), pick=st.integers(0, 20))
+    def cancel(self, broker, pick):
+        working = list(self._orders(broker).filter(status__in=WORKING).exclude(broker_order_id="").order_by("pk"))
+        if not working:
+            return
+        order = working[pick % len(working)]
+        response = self.client.delete(f"/api/accounts/{order.account_id}/orders/{order.pk}")
+        assert response.status_code in (200, 409, 503), response.json()
+        SURVIVED["steps"] += 1
+
+    @rule(broker=st.sampled_from(["kite", "schwab"]))
+    def sync(self, broker):
+        self._clear_faults()
+        response = self.client.post(f"/api/accounts/{self.accounts[broker].pk}/sync")
+        assert response.status_code == 200, response.json()
+        self._assert_working_sets_agree(broker)
+        SURVIVED["steps"] += 1
+
+    @rule(past_window=st.booleans())
+    def settle(self, past_window):
+        """The beat's settle task; past the window, once every late landing has landed (as the real window,
+        minutes long, always outlasts a broker's late landing)."""
+        self._clear_faults()
+        now = timezone.now() + timedelta(seconds=1)
+        if past_window:
+            time.sleep(max(0.0, self.landing_until - time.monotonic()))
+            now = timezone.now() + timedelta(days=1)
+        unknown_orders_settle(now=now)
+        SURVIVED["steps"] += 1
+
+    # --- the invariants -------------------------------------------------------------------
+
+    @invariant()
+    def no_row_is_ever_deleted(self):
+        if not hasattr(self, "rows"):
+            return
+        current = set(Order.objects.values_list("pk", flat=True))
+        assert self.rows <= current
+        self.rows = current
+
+    @invariant()
+    def one_broker_order_one_order(self):
+        doubled = (
+            Order.objects.exclude(broker_order_id="")
+            .values("account", "broker_order_id")
+            .annotate(n=Count("id"))
+            .filter(n__gt=1)
+        )
+        assert not doubled.exists()
+        for order in Order.objects.exclude(broker_order_id="").filter(account__mode="live"):
+            assert BrokerOrderId.objects.filter(order=order, broker_order_id=order.broker_order_id).exists()
+
+    @invariant()
+    def every_working_broker_order_is_accounted_for_and_none_shows_finished(self):
+        if not hasattr(self, "accounts"):
+            return
+        for broker in ("kite", "schwab"):
+            orders = {order.broker_order_id: order for order in self._orders(broker).exclude(broker_order_id="")}
+            unsettled = list(self._orders(broker).filter(status__in=Order.UNSETTLED_STATUSES, broker_order_id=""))
+            for result in self._broker_book(broker):
+                if result.status not in WORKING and result.status not in ("PENDING", "OPEN PENDING"):
+                    continue
+                held = orders.get(result.broker_order_id)
+                if held is not None:
+                    assert held.status not in ("CANCELLED", "REJECTED"), (held.pk, held.status, result)
+                    continue
+                assert any(_could_be(order, result) for order in unsettled), f"lost: {result}"
+
+    def _assert_working_sets_agree(self, broker):
+        book = self._broker_book(broker)
+        at_broker = {result.broker_order_id for result in book if result.status in WORKING}
+        in_thor = set(
+            self._orders(broker)
+            .filter(status__in=WORKING)
+            .exclude(broker_order_id="")
+            .values_list("broker_order_id", flat=True)
+        )
+        unsettled = list(self._orders(broker).filter(status__in=Order.UNSETTLED_STATUSES, broker_order_id=""))
+        being_settled = {
+            result.broker_order_id for result in book if any(_could_be(order, result) for order in unsettled)
+        }
+        assert in_thor == at_broker - being_settled, (in_thor, at_broker, being_settled)
+
+    def teardown(self):
+        if hasattr(self, "accounts"):
+            self._clear_faults()
+
+
+def _could_be(order: Order, result) -> bool:
+    if result.tag:
+        return result.tag == order.client_order_id
+    fields = {field: getattr(order, field) for field in SHAPE_FIELDS}
+    return (
+        result.symbol == fields["symbol"]
+        and result.side == fields["side"]
+        and result.quantity == fields["quantity"]
+        and result.price == fields["price"]
+    )
+
+
+@pytest.fixture
+def world(alice_client, sandbox, schwab_sandbox, schwab_app, settings):
+    requests.post(f"{sandbox.url}/_sandbox/prices", json={"NSE:INFY": 1500.0}, timeout=5).raise_for_status()
+    settings.THOR_KITE_TIMEOUT = 0.3
+    settings.THOR_SCHWAB_TIMEOUT = 0.3
+    settings.THOR_PLACEMENT_LOOKUPS = 1
+    settings.THOR_PLACEMENT_ORPHAN_SECONDS = 0
+    settings.THOR_KITE_RATE_WAIT = 0
+    kite = link(alice_client)
+    schwab = schwab_linking.link_schwab(alice_client).accounts.order_by("id").first()
+    return {
+        "client": alice_client,
+        "accounts": {"kite": kite, "schwab": schwab},
+        "sandboxes": {"kite": sandbox, "schwab": schwab_sandbox},
+    }
+
+
+def test_the_order_lifecycle_keeps_its_invariants_under_faults(world):
+    OrderLifecycle.world = world
+    soak = float(os.environ.get("THOR_SOAK_SECONDS", "0"))
+    budget = settings(
+        max_examples=10_000 if soak else 6,
+        stateful_step_count=25 if soak else 12,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        derandomize=not soak,
+    )
+    started = time.monotonic()
+    SURVIVED.clear()
+    if soak:
+        # Hypothesis has no time limit of its own: runs of a few hundred examples until the time is up.
+        while time.monotonic() - started < soak:
+            run_state_machine_as_test(OrderLifecycle, settings=settings(budget, max_examples=50, derandomize=False))
+    else:
+        run_state_machine_as_test(OrderLifecycle, settings=budget)
+    print(
+        f"\norder lifecycle: {SURVIVED['examples']} runs, {SURVIVED['steps']} steps, "
+        f"{SURVIVED['faults']} broker faults survived in {time.monotonic() - started:.0f} s"
+    )
+    assert SURVIVED["steps"] > 0
