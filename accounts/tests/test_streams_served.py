@@ -39,8 +39,8 @@ def database_url() -> str:
     return f"postgres://{db['USER']}{password}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
 
 
-def serve(port: int, **extra_env: str):
-    """Thor under uvicorn on `port`, on this test's database and Redis; stopped with its workers."""
+def start_served(port: int, **extra_env: str) -> subprocess.Popen:
+    """Thor under uvicorn on `port`, on this test's database and Redis, once it answers."""
     http = f"http://127.0.0.1:{port}"
     env = {
         **os.environ,
@@ -62,24 +62,39 @@ def serve(port: int, **extra_env: str):
         stderr=subprocess.PIPE,
         start_new_session=True,
     )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert server.poll() is None, server.stderr.read().decode()[-2000:]
-            try:
-                requests.get(f"{http}/api/health/", timeout=2)
-                break
-            except requests.ConnectionError:
-                assert time.monotonic() < deadline, "Thor did not start within 30 s"
-                time.sleep(0.2)
-        yield http, f"ws://127.0.0.1:{port}"
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while True:
+        if server.poll() is not None:
+            raise AssertionError(server.stderr.read().decode()[-2000:])
         try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+            requests.get(f"{http}/api/health/", timeout=2)
+            return server
+        except requests.ConnectionError:
+            if time.monotonic() >= deadline:
+                stop_served(server)
+                raise AssertionError("Thor did not start within 30 s") from None
+            time.sleep(0.2)
+
+
+def stop_served(server: subprocess.Popen, *, kill: bool = False) -> None:
+    """SIGTERM (or, `kill`, SIGKILL at once: a crash) to the server and its workers."""
+    if server.poll() is not None:
+        return
+    os.killpg(server.pid, signal.SIGKILL if kill else signal.SIGTERM)
+    try:
+        server.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+
+
+def serve(port: int, **extra_env: str):
+    """Thor under uvicorn on `port`, on this test's database and Redis; stopped with its workers."""
+    server = start_served(port, **extra_env)
+    try:
+        yield f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}"
+    finally:
+        stop_served(server)
 
 
 @pytest.fixture

@@ -612,7 +612,9 @@ def test_the_adapter_logs_in_trades_and_refreshes_through_the_sandbox(adapter_se
     assert refreshed.refresh_token != tokens.refresh_token
 
 
-def test_the_adapter_finds_a_placement_the_sandbox_answered_without_location(adapter_settings, sandbox, session, db):
+def test_a_placement_the_sandbox_answered_without_location_is_unconfirmed_and_among_the_candidates(
+    adapter_settings, sandbox, session, db
+):
     adapter = SchwabAdapter(
         app_id=7002,
         client_id=CLIENT_ID,
@@ -634,10 +636,13 @@ def test_the_adapter_finds_a_placement_the_sandbox_answered_without_location(ada
         price=Decimal(400),
     )
 
-    placed = adapter.place(order)
+    sent_at = datetime.now(UTC)
+    with pytest.raises(BrokerError) as unconfirmed:
+        adapter.place(order)
 
-    listed = {result.broker_order_id: result for result in adapter.orders()}
-    assert listed[placed.broker_order_id].quantity == Decimal(2)
+    assert unconfirmed.value.code == BrokerErrorCode.UNCONFIRMED
+    candidates = adapter.placement_candidates(order, sent_at)
+    assert [candidate.quantity for candidate in candidates] == [Decimal(2)]  # the look-alike is another shape
 
 
 # --- the spec -------------------------------------------------------------------------------------
