@@ -7,7 +7,7 @@ TEST_REDIS_URL ?= redis://127.0.0.1:6379/14
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: run test lint format bench-positions bench-upstream bench-greeks bench-moneyness bench-ws bench-schwab-refresh clean
+.PHONY: run test soak-orders lint format bench-positions bench-upstream bench-greeks bench-moneyness bench-ws bench-schwab-refresh clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,14 @@ test: $(VENV)/.installed-dev
 	./scripts/ensure_services.sh
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) CELERY_BROKER_URL= \
 		$(PY) -m pytest $(PYTEST_ARGS)
+
+# The order lifecycle's model-based fault test for ten minutes (SOAK_SECONDS), printing what it survived.
+SOAK_SECONDS ?= 600
+soak-orders: $(VENV)/.installed-dev
+	./scripts/ensure_services.sh
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) CELERY_BROKER_URL= THOR_SOAK_SECONDS=$(SOAK_SECONDS) \
+		$(PY) -m pytest -q -s -p no:cacheprovider -o timeout=$$(( $(SOAK_SECONDS) + 300 )) \
+		accounts/tests/test_order_lifecycle_model.py
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from accounts.models import Order, OrderEvent, PaperPosition, TradingAccount
+from accounts.models import BrokerOrderId, Order, OrderEvent, PaperPosition, TradingAccount
 from identity.admin import UserAdmin
 from identity.models import User
 from thor import money
@@ -63,17 +63,33 @@ class TradingAccountAdmin(admin.ModelAdmin):
     inlines = [PaperPositionInline]
 
 
+class BrokerOrderIdInline(ReadOnlyMixin, admin.TabularInline):
+    """Every broker id the order has had: a Schwab replace leaves the old one superseded."""
+
+    model = BrokerOrderId
+    extra = 0
+    fields = ["broker_order_id", "superseded_at", "created_at"]
+    readonly_fields = fields
+
+
 @admin.register(Order)
 class OrderAdmin(admin.ModelAdmin):
-    list_display = ["id", "account", "side", whole_quantity, "exchange", "symbol", "order_type", "status", "created_at"]
+    list_display = [
+        "id", "account", "side", whole_quantity, "exchange", "symbol", "order_type", "status", "broker_order_id",
+        "created_at",
+    ]  # fmt: skip
+    # "Needs review" in the status filter is the operator's queue of placements the book could not settle.
     list_filter = ["status", "side", "order_type", "exchange"]
     search_fields = ["client_order_id", "broker_order_id", "symbol", "account__user__email"]
     raw_id_fields = ["account"]
     readonly_fields = [field.name for field in Order._meta.fields]
-    inlines = [OrderEventInline]
+    inlines = [BrokerOrderIdInline, OrderEventInline]
 
     def has_add_permission(self, request):
         return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # order rows are the record of what was sent: never deleted
 
 
 @admin.register(OrderEvent)
