@@ -1,9 +1,11 @@
 """Which adapter speaks for a broker app or connection. Later brokers add one builder each."""
 
+from brokers.adapters import kite, schwab
 from brokers.adapters.base import BrokerAdapter
 from brokers.adapters.kite import KiteAdapter
 from brokers.adapters.schwab import SchwabAdapter
 from brokers.models import BrokerApp, BrokerConnection, BrokerKind
+from thor.ratelimit import Budget
 
 
 def _kite(app: BrokerApp, connection: BrokerConnection | None, account_id: str) -> BrokerAdapter:
@@ -30,6 +32,13 @@ def _schwab(app: BrokerApp, connection: BrokerConnection | None, account_id: str
 
 
 BUILDERS = {BrokerKind.KITE: _kite, BrokerKind.SCHWAB: _schwab}
+# The token buckets each broker's adapter spends, per app (read by brokers.health).
+RATE_BUDGETS = {BrokerKind.KITE: kite.rate_budgets, BrokerKind.SCHWAB: schwab.rate_budgets}
+
+
+def rate_budgets_for_app(kind: str, app_id: int) -> list[Budget]:
+    budgets = RATE_BUDGETS.get(kind)
+    return budgets(app_id) if budgets else []
 
 
 def adapter_for_app(app: BrokerApp) -> BrokerAdapter:
