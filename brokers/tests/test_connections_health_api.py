@@ -6,9 +6,8 @@ from django.db import connection as db
 from django.test.utils import CaptureQueriesContext
 
 from brokers.services import broker_call
-from brokers.tests.factories import linked_kite_account
+from brokers.tests.factories import linked_kite_account, order
 from brokers.tests.sandbox_fixtures import link, sandbox_fault
-from brokers.tests.test_health import order
 from conftest import client_for
 
 pytestmark = pytest.mark.django_db

@@ -9,12 +9,11 @@ import responses
 from django.core.cache import cache
 from django.utils import timezone
 
-from accounts.models import Order, TradingAccount
 from brokers import health
 from brokers.adapters.errors import BrokerError
 from brokers.models import BrokerKind
 from brokers.services import broker_call
-from brokers.tests.factories import BrokerAppFactory, BrokerConnectionFactory, linked_kite_account
+from brokers.tests.factories import BrokerAppFactory, BrokerConnectionFactory, linked_kite_account, order
 from brokers.tests.sandbox_fixtures import link, sandbox_fault
 from thor.coordination import OccasionalWarning
 
@@ -214,21 +213,6 @@ class TestRateBudget:
         )
         assert budgets["orders"].left == budgets["orders"].capacity == settings.THOR_SCHWAB_ORDERS_PER_MINUTE
         assert budgets["orders-day"].per_seconds == 86400
-
-
-def order(account: TradingAccount, status: str, n: int) -> Order:
-    return Order.objects.create(
-        account=account,
-        client_order_id=f"thor-{account.pk}-{n}",
-        symbol="INFY",
-        exchange="NSE",
-        side="BUY",
-        quantity=1,
-        order_type="LIMIT",
-        product="CNC",
-        price="1500",
-        status=status,
-    )
 
 
 class TestOrders:
