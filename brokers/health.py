@@ -47,6 +47,15 @@ MESSAGE_LENGTH = 200
 CALLS = Counter(
     "thor_broker_calls", "Broker calls through broker_call, by outcome (ok or the error code).", ["broker", "outcome"]
 )
+# Each labelled child looked up once per process (as thor.metrics does): labels() takes a lock and builds a key.
+_calls_by_outcome: dict[tuple[str, str], Counter] = {}
+
+
+def _count_call(kind: str, outcome: str) -> None:
+    child = _calls_by_outcome.get((kind, outcome))
+    if child is None:
+        child = _calls_by_outcome[(kind, outcome)] = CALLS.labels(kind, outcome)
+    child.inc()
 
 
 @dataclass(frozen=True)
@@ -125,7 +134,7 @@ def _store(key: str, value) -> None:
 
 
 def call_succeeded(connection: BrokerConnection) -> None:
-    CALLS.labels(connection.app.kind, "ok").inc()
+    _count_call(connection.app.kind, "ok")
     now = time.monotonic()
     if now - _success_written.get(connection.pk, -SUCCESS_REWRITE_SECONDS) < SUCCESS_REWRITE_SECONDS:
         return
@@ -134,7 +143,7 @@ def call_succeeded(connection: BrokerConnection) -> None:
 
 
 def call_failed(connection: BrokerConnection, error: BrokerError) -> None:
-    CALLS.labels(connection.app.kind, error.code.value).inc()
+    _count_call(connection.app.kind, error.code.value)
     _success_written.pop(connection.pk, None)
     message = safe_message(connection, error)
     _store(_error_key(connection.pk), (time.time(), error.code.value, message))
