@@ -156,12 +156,12 @@ class TestCacheDown:
 
     @pytest.fixture(params=[True, False], ids=["exceptions-ignored", "exceptions-raised"])
     def redis_down(self, request, settings, monkeypatch):
-        options = {**settings.CACHES["default"].get("OPTIONS", {}), "IGNORE_EXCEPTIONS": request.param}
         settings.CACHES = {
             "default": {
-                **settings.CACHES["default"],
+                "BACKEND": "django_redis.cache.RedisCache",
                 "LOCATION": "redis://:hunter2@127.0.0.1:1/0",
-                "OPTIONS": options,
+                "KEY_PREFIX": "thor",
+                "OPTIONS": {"IGNORE_EXCEPTIONS": request.param, "SOCKET_CONNECT_TIMEOUT": 0.5, "SOCKET_TIMEOUT": 0.5},
             }
         }
         monkeypatch.setattr(health, "_cache_down", OccasionalWarning(health.logger))
