@@ -221,12 +221,13 @@ def _budgets(connections: Iterable[BrokerConnection]) -> dict[int, list[BudgetLe
         if connection.app_id not in budgets:
             budgets[connection.app_id] = rate_budgets_for_app(connection.app.kind, connection.app_id)
     flat = [budget for app_budgets in budgets.values() for budget in app_budgets]
-    levels = iter(ratelimit.tokens_left(flat))
+    levels = dict(zip((budget.bucket for budget in flat), ratelimit.tokens_left(flat), strict=True))
     return {
         app_id: [
             BudgetLeft(
                 bucket=budget.bucket.rsplit(":", 1)[-1],
-                left=None if (level := next(levels)) is None else int(level),
+                # Whole calls: a bucket with 0.9 of a token has none to give yet.
+                left=None if levels[budget.bucket] is None else int(levels[budget.bucket]),
                 capacity=int(budget.capacity),
                 per_seconds=int(budget.per),
             )
@@ -237,15 +238,15 @@ def _budgets(connections: Iterable[BrokerConnection]) -> dict[int, list[BudgetLe
 
 
 def _attention_orders(connection_ids: list[int]) -> dict[int, AttentionOrders] | None:
-    if _order_counter is None:
-        return None
-    return _order_counter(connection_ids) if connection_ids else {}
+    return None if _order_counter is None else _order_counter(connection_ids)
 
 
 def connections_health(connections: Sequence[BrokerConnection]) -> dict[int, ConnectionHealth]:
     """The health of each connection (with its app loaded), by id: one cache round trip, one to the
     rate buckets and one database query, however many connections."""
     connections = list(connections)
+    if not connections:
+        return {}
     ids = [connection.pk for connection in connections]
     outcomes = _outcomes(ids)
     budgets = _budgets(connections)
