@@ -1,9 +1,11 @@
 """Which adapter speaks for a broker app or connection. Later brokers add one builder each."""
 
+from brokers.adapters import kite, schwab
 from brokers.adapters.base import BrokerAdapter
 from brokers.adapters.kite import KiteAdapter
 from brokers.adapters.schwab import SchwabAdapter
 from brokers.models import BrokerApp, BrokerConnection, BrokerKind
+from thor.ratelimit import Budget
 
 
 def _kite(app: BrokerApp, connection: BrokerConnection | None, account_id: str) -> BrokerAdapter:
@@ -37,6 +39,15 @@ def keeps_client_order_id(kind: str) -> bool:
     """Does this broker keep Thor's client order id on its orders (paper: Thor is the broker)?"""
     adapter = ADAPTERS.get(kind)
     return adapter is None or adapter.keeps_client_order_id
+
+
+# The token buckets each broker's adapter spends, per app (read by brokers.health).
+RATE_BUDGETS = {BrokerKind.KITE: kite.rate_budgets, BrokerKind.SCHWAB: schwab.rate_budgets}
+
+
+def rate_budgets_for_app(kind: str, app_id: int) -> list[Budget]:
+    budgets = RATE_BUDGETS.get(kind)
+    return budgets(app_id) if budgets else []
 
 
 def adapter_for_app(app: BrokerApp) -> BrokerAdapter:

@@ -11,6 +11,7 @@ own (DESIGN.md section 6).
 import logging
 import threading
 import time
+from dataclasses import dataclass
 
 from thor import coordination
 
@@ -79,3 +80,49 @@ def acquire(bucket: str, *, rate: float, per: float = 1.0, wait: float = 0.0) ->
         if time.monotonic() + needed > deadline:
             return False
         time.sleep(needed)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A bucket as `acquire` spends it: `rate` tokens per `per` seconds, a burst of `rate`."""
+
+    bucket: str
+    rate: float
+    per: float = 1.0
+
+    @property
+    def capacity(self) -> float:
+        return max(1.0, float(self.rate))
+
+
+def _refilled(budget: Budget, tokens: float, stamp: float, now: float) -> float:
+    return min(budget.capacity, tokens + max(0.0, now - stamp) * budget.rate / budget.per)
+
+
+def tokens_left(budgets: list[Budget]) -> list[float | None]:
+    """How many tokens each bucket holds now, without taking any: a bucket never spent (or idle long
+    enough to have expired) is full. None for each when Redis does not answer. One round trip for all."""
+    if not budgets:
+        return []
+    if not _uses_redis():
+        with _local_lock:
+            now = time.monotonic()
+            stored = [_local_buckets.get(budget.bucket) for budget in budgets]
+        return [
+            budget.capacity if entry is None else _refilled(budget, *entry, now)
+            for budget, entry in zip(budgets, stored, strict=True)
+        ]
+    try:
+        pipe = coordination.redis_client().pipeline(transaction=False)
+        pipe.time()  # the clock the buckets are kept on (see _TAKE_TOKEN)
+        for budget in budgets:
+            pipe.hmget(f"thor:bucket:{budget.bucket}", "tokens", "stamp")
+        clock, *stored = pipe.execute()
+    except Exception as error:
+        _redis_down("Rate buckets unavailable, their levels are unknown: %s", type(error).__name__)
+        return [None] * len(budgets)
+    now = clock[0] + clock[1] / 1_000_000
+    return [
+        budget.capacity if tokens is None or stamp is None else _refilled(budget, float(tokens), float(stamp), now)
+        for budget, (tokens, stamp) in zip(budgets, stored, strict=True)
+    ]

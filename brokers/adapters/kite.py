@@ -28,6 +28,13 @@ SESSION_ENDS_AT = time(6, 0)
 
 # Requests per second per app, from Kite's documentation.
 RATE_LIMITS = {"quote": 1.0, "orders": 10.0, "other": 10.0}
+
+
+def rate_budgets(app_id: int) -> list[ratelimit.Budget]:
+    """The app's buckets as KiteAdapter._call spends them, for the connection health read."""
+    return [ratelimit.Budget(f"kite:{app_id}:{category}", rate) for category, rate in RATE_LIMITS.items()]
+
+
 QUOTE_BATCH = 500
 VARIETY = "regular"
 KITE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"

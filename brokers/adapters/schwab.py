@@ -87,6 +87,16 @@ GATEWAY_RATE_ERRORS = ("spikearrest", "quotaviolation", "ratelimit")
 _pool = threading.local()
 
 
+def rate_budgets(app_id: int) -> list[ratelimit.Budget]:
+    """The app's buckets as SchwabAdapter._spend_budget and _token_call spend them, for the health read."""
+    return [
+        ratelimit.Budget(f"schwab:{app_id}:requests", settings.THOR_SCHWAB_REQUESTS_PER_MINUTE, 60),
+        ratelimit.Budget(f"schwab:{app_id}:orders", settings.THOR_SCHWAB_ORDERS_PER_MINUTE, 60),
+        ratelimit.Budget(f"schwab:{app_id}:orders-day", settings.THOR_SCHWAB_ORDERS_PER_DAY, 86400),
+        ratelimit.Budget(f"schwab:{app_id}:token", settings.THOR_SCHWAB_TOKEN_REQUESTS_PER_MINUTE, 60),
+    ]
+
+
 def _session() -> requests.Session:
     """One pooled session per thread: keep-alive across calls without sharing a session between threads."""
     session = getattr(_pool, "session", None)

@@ -4,6 +4,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from brokers import health
 from brokers.services import tokens
 
 # Kite api keys and secrets are short alphanumeric strings; the sandbox's demo key has underscores.
@@ -35,7 +36,53 @@ class AuthorizationUrlOutputSerializer(serializers.Serializer):
     oauth_url = serializers.URLField()
 
 
+class CallErrorOutputSerializer(serializers.Serializer):
+    at = serializers.DateTimeField()
+    code = serializers.CharField(
+        help_text="token_expired | rate_limited | rejected | invalid_input | permission_denied | not_found | "
+        "unavailable | timeout"
+    )
+    message = serializers.CharField(help_text="Thor's short words for it: never the broker's text, never a token.")
+
+
+class RateBudgetOutputSerializer(serializers.Serializer):
+    bucket = serializers.CharField(
+        help_text="Kite: quote | orders | other; Schwab: requests | orders | orders-day | token."
+    )
+    left = serializers.IntegerField(
+        allow_null=True, help_text="Calls that can go now; null when the buckets could not be read."
+    )
+    capacity = serializers.IntegerField(help_text="The bucket's burst: it refills to this many.")
+    per_seconds = serializers.IntegerField(help_text="It refills `capacity` calls every this many seconds.")
+
+
+class ConnectionHealthOutputSerializer(serializers.Serializer):
+    calls = serializers.ChoiceField(
+        choices=["ok", "failing", "unknown"],
+        help_text="failing: the last call recorded failed; unknown: none recorded (or the cache is down).",
+    )
+    last_success_at = serializers.DateTimeField(
+        allow_null=True, help_text="The last successful broker call (to within a few seconds)."
+    )
+    last_error = CallErrorOutputSerializer(allow_null=True, help_text="The last failed broker call.")
+    token_expires_at = serializers.DateTimeField(allow_null=True, help_text="When the access token ends.")
+    rate_budget = RateBudgetOutputSerializer(
+        many=True,
+        help_text="What is left of the broker's rate limits, per bucket of the app (its connections share it).",
+    )
+    orders_unknown = serializers.IntegerField(
+        source="orders.unknown", allow_null=True, help_text="Live orders whose placement the broker has not confirmed."
+    )
+    orders_needs_review = serializers.IntegerField(
+        source="orders.needs_review",
+        allow_null=True,
+        help_text="Live orders that matched zero or several broker orders when the settle window closed.",
+    )
+
+
 class ConnectionOutputSerializer(serializers.Serializer):
+    """Pass `context={"health": brokers.health.connections_health(connections)}` for a list: one read for all."""
+
     id = serializers.IntegerField()
     broker = serializers.CharField(source="app.kind")
     app_id = serializers.IntegerField()
@@ -55,6 +102,7 @@ class ConnectionOutputSerializer(serializers.Serializer):
     trading_enabled = serializers.BooleanField()
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
+    health = serializers.SerializerMethodField(help_text="How the connection's broker calls are going.")
 
     def get_status(self, connection) -> str:
         return tokens.connection_display_status(connection)
@@ -63,6 +111,12 @@ class ConnectionOutputSerializer(serializers.Serializer):
     def get_reauth_due_at(self, connection):
         due = tokens.connection_reauth_due_at(connection)
         return serializers.DateTimeField().to_representation(due) if due else None
+
+    @extend_schema_field(ConnectionHealthOutputSerializer)
+    def get_health(self, connection):
+        read = self.context.get("health") or {}
+        found = read.get(connection.pk) or health.connection_health(connection)
+        return ConnectionHealthOutputSerializer(found).data
 
 
 class LinkConfirmInputSerializer(serializers.Serializer):

@@ -10,7 +10,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from brokers import oauth_state, selectors, services
+from brokers import health, oauth_state, selectors, services
 from brokers.adapters.base import BrokerAdapter
 from brokers.api import serializers, zerodha_views
 from identity.models import Tenant
@@ -137,12 +137,13 @@ class KiteCallbackView(BrowserRedirectView):
 
 class ConnectionListView(APIView):
     @extend_schema(
-        summary="Your broker connections (never a token)",
+        summary="Your broker connections and their health (never a token)",
         responses={200: serializers.ConnectionOutputSerializer(many=True), **error_responses(401)},
     )
     def get(self, request):
-        connections = selectors.connection_list(user=request.user)
-        return Response(serializers.ConnectionOutputSerializer(connections, many=True).data)
+        connections = list(selectors.connection_list(user=request.user))
+        context = {"health": health.connections_health(connections)}
+        return Response(serializers.ConnectionOutputSerializer(connections, many=True, context=context).data)
 
 
 class ConnectionDetailView(APIView):

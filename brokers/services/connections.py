@@ -8,6 +8,7 @@ from typing import TypeVar
 from django.db import transaction
 from django.utils import timezone
 
+from brokers import health
 from brokers.adapters.base import BrokerAdapter
 from brokers.adapters.errors import BrokerError, BrokerErrorCode
 from brokers.models import BrokerConnection, BrokerKind
@@ -29,7 +30,8 @@ def broker_call(connection: BrokerConnection, call: Callable[[BrokerAdapter], T]
     renewed, raises a permanent TOKEN_EXPIRED BrokerError without calling the broker (the API answers
     409 reauth_required). A TOKEN_EXPIRED from the broker is answered by one forced refresh and one
     more try where a refresh token exists (the token was superseded), else it marks the connection
-    expired. Success records the sync. Not atomic on purpose: no transaction stays open across a
+    expired. Success records the sync; either outcome is recorded for the connection's health
+    (brokers.health). Not atomic on purpose: no transaction stays open across a
     broker call (the refresh holds its own row lock, see brokers.services.tokens).
     """
     connection_require_active(connection)
@@ -47,12 +49,14 @@ def broker_call(connection: BrokerConnection, call: Callable[[BrokerAdapter], T]
                 raise
             result = call(adapter_for(connection, account_id=account_id))
     except BrokerError as error:
+        health.call_failed(connection, error)
         if error.code == BrokerErrorCode.TOKEN_EXPIRED:
             connection_mark_expired(connection=connection)
         else:
             BrokerConnection.objects.filter(pk=connection.pk).update(last_error=error.code.value)
         raise
     BrokerConnection.objects.filter(pk=connection.pk).update(last_sync_at=timezone.now(), last_error="")
+    health.call_succeeded(connection)
     return result
 
 

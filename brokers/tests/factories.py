@@ -1,9 +1,10 @@
 from datetime import timedelta
+from decimal import Decimal
 
 import factory
 from django.utils import timezone
 
-from accounts.models import TradingAccount
+from accounts.models import Order, TradingAccount
 from brokers.models import BrokerApp, BrokerConnection, BrokerKind
 
 KITE_SECRET = "kitesecret0123456789"
@@ -46,4 +47,20 @@ def linked_kite_account(user, **connection_fields) -> TradingAccount:
         broker_account_id=connection.broker_user_id,
         display_name=f"Zerodha {connection.broker_user_id}",
         currency="INR",
+    )
+
+
+def order(account: TradingAccount, status: str, n: int) -> Order:
+    """The account's order number `n`, in `status` (any string: NEEDS_REVIEW before the model names it)."""
+    return Order.objects.create(
+        account=account,
+        client_order_id=f"thor-{account.pk}-{n}",
+        symbol="INFY",
+        exchange="NSE",
+        side="BUY",
+        quantity=Decimal("1"),
+        order_type="LIMIT",
+        product="CNC",
+        price=Decimal("1500"),
+        status=status,
     )

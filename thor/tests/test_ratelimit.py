@@ -62,6 +62,35 @@ class TestTokenBucket:
         assert ratelimit.acquire(f"{bucket}-other", rate=1) is True
 
 
+class TestTokensLeft:
+    """What a bucket holds now, read without spending: the connection health's rate budget."""
+
+    def test_a_bucket_never_spent_is_full(self, backend, bucket):
+        assert ratelimit.tokens_left([ratelimit.Budget(bucket, rate=5, per=60)]) == [5.0]
+
+    def test_each_acquire_takes_one_and_reading_takes_none(self, backend, bucket):
+        budget = ratelimit.Budget(bucket, rate=5, per=60)
+        ratelimit.acquire(bucket, rate=5, per=60)
+        ratelimit.acquire(bucket, rate=5, per=60)
+
+        first, again = ratelimit.tokens_left([budget]), ratelimit.tokens_left([budget])
+
+        # Five a minute refill a token in twelve seconds: both reads see three and a sliver.
+        assert 3.0 <= first[0] < 3.1 and 3.0 <= again[0] < 3.1
+        assert ratelimit.acquire(bucket, rate=5, per=60) is True
+
+    def test_many_buckets_in_one_read_each_its_own(self, backend, bucket):
+        ratelimit.acquire(bucket, rate=1, per=60)
+        budgets = [ratelimit.Budget(bucket, rate=1, per=60), ratelimit.Budget(f"{bucket}-other", rate=10, per=60)]
+
+        left = ratelimit.tokens_left(budgets)
+
+        assert left[0] < 0.1 and left[1] == 10.0
+
+    def test_no_buckets_asks_nothing(self, backend):
+        assert ratelimit.tokens_left([]) == []
+
+
 class TestOneClock:
     """Hosts whose clocks disagree share one bucket on Redis's clock: a host an hour ahead gets no refill,
     and one an hour behind does not hand the next caller an hour of tokens."""
@@ -87,6 +116,12 @@ class TestRedisDown:
 
     def test_calls_are_let_through(self, bucket):
         assert all(ratelimit.acquire(bucket, rate=1) for _ in range(3))
+
+    def test_the_levels_are_unknown(self, bucket):
+        assert ratelimit.tokens_left([ratelimit.Budget(bucket, rate=1), ratelimit.Budget(bucket, rate=2)]) == [
+            None,
+            None,
+        ]
 
     def test_it_is_logged_once_without_secrets(self, bucket, caplog, monkeypatch):
         monkeypatch.setattr(ratelimit, "_redis_down", coordination.OccasionalWarning(ratelimit.logger))

@@ -1,0 +1,268 @@
+"""A broker connection's health: its last successful call, its last error, its token's expiry, the rate
+budget its app has left, and its live orders that need someone (UNKNOWN, NEEDS_REVIEW).
+
+Where each part lives:
+- The calls' outcomes are in the cache (Redis), written by brokers.services.broker_call, the one door
+  every broker call goes through: at most one write per call. A success is written only when this
+  process has not written one for the connection in the last SUCCESS_REWRITE_SECONDS (a busy
+  connection's calls mostly write nothing); a failure is always written, and makes the next success
+  write again, so a recovery shows at once.
+- The token's expiry is the connection's row.
+- The rate budget is the app's token buckets (thor.ratelimit), read without spending a token.
+- The orders are accounts', which sits above brokers: accounts registers a counter here from its
+  AppConfig.ready. Brokers could count them itself through the reverse relations (`accounts__orders`)
+  without an import, but it would then hard-code another app's field names and status values where the
+  layering test cannot see them; the registry keeps them with the app that owns them, as
+  brokers.signals does for the other things accounts must hear about.
+
+A cache outage never fails a broker call: the outcome is not recorded (logged at most once a minute),
+and the read shows what it cannot know as unknown (null).
+"""
+
+import logging
+import threading
+import time
+from collections import Counter as Tally
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from django.core.cache import cache
+from prometheus_client import Counter
+
+from brokers.adapters.errors import BrokerError
+from brokers.models import BrokerConnection
+from brokers.registry import rate_budgets_for_app
+from thor import cache_reads, ratelimit
+from thor.coordination import OccasionalWarning
+
+logger = logging.getLogger("thor.brokers")
+
+SUCCESS_REWRITE_SECONDS = 5.0
+# Long enough for an operator to see a connection's last call after a quiet weekend.
+OUTCOME_TTL_SECONDS = 14 * 24 * 3600
+FAILURE_LOG_EVERY_SECONDS = 60.0
+MESSAGE_LENGTH = 200
+
+CALLS = Counter(
+    "thor_broker_calls", "Broker calls through broker_call, by outcome (ok or the error code).", ["broker", "outcome"]
+)
+# Each labelled child looked up once per process (as thor.metrics does): labels() takes a lock and builds a key.
+_calls_by_outcome: dict[tuple[str, str], Counter] = {}
+
+
+def _count_call(kind: str, outcome: str) -> None:
+    child = _calls_by_outcome.get((kind, outcome))
+    if child is None:
+        child = _calls_by_outcome[(kind, outcome)] = CALLS.labels(kind, outcome)
+    child.inc()
+
+
+@dataclass(frozen=True)
+class AttentionOrders:
+    """A connection's live orders that need someone: placement unconfirmed, or matched to zero or
+    several broker orders when the settle window closed."""
+
+    unknown: int
+    needs_review: int
+
+
+OrderCounter = Callable[[list[int]], dict[int, AttentionOrders]]
+_order_counter: OrderCounter | None = None
+
+
+def order_counter_register(counter: OrderCounter) -> None:
+    """Called once by the app that holds the orders (accounts.apps); `counter` answers every connection
+    id asked for in one query, leaving out those with none."""
+    global _order_counter
+    _order_counter = counter
+
+
+@dataclass(frozen=True)
+class CallError:
+    at: datetime
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class BudgetLeft:
+    bucket: str
+    left: int | None  # None: the buckets could not be read
+    capacity: int
+    per_seconds: int
+
+
+@dataclass(frozen=True)
+class ConnectionHealth:
+    last_success_at: datetime | None
+    last_error: CallError | None
+    token_expires_at: datetime | None
+    rate_budget: list[BudgetLeft]
+    orders: AttentionOrders | None  # None: no app counts orders
+
+    @property
+    def calls(self) -> str:
+        """ok | failing (the last call recorded failed) | unknown (none recorded, or the cache is down)."""
+        if self.last_error and (self.last_success_at is None or self.last_error.at >= self.last_success_at):
+            return "failing"
+        return "ok" if self.last_success_at else "unknown"
+
+
+# --- Recording (brokers.services.broker_call) ----------------------------------------------------
+
+
+def _success_key(connection_id: int) -> str:
+    return f"broker-health:{connection_id}:ok"
+
+
+def _error_key(connection_id: int) -> str:
+    return f"broker-health:{connection_id}:error"
+
+
+_cache_down = OccasionalWarning(logger)
+# Connection id -> when this process last wrote its success (time.monotonic()).
+_success_written: dict[int, float] = {}
+
+
+def _store(key: str, value) -> None:
+    try:
+        cache.set(key, value, OUTCOME_TTL_SECONDS)
+    except Exception as error:
+        # The type only: a connection error's text may carry the Redis URL.
+        _cache_down("Broker call outcomes are not recorded, the cache is unreachable: %s", type(error).__name__)
+
+
+def call_succeeded(connection: BrokerConnection) -> None:
+    _count_call(connection.app.kind, "ok")
+    now = time.monotonic()
+    if now - _success_written.get(connection.pk, -SUCCESS_REWRITE_SECONDS) < SUCCESS_REWRITE_SECONDS:
+        return
+    _success_written[connection.pk] = now
+    _store(_success_key(connection.pk), time.time())
+
+
+def call_failed(connection: BrokerConnection, error: BrokerError) -> None:
+    _count_call(connection.app.kind, error.code.value)
+    _success_written.pop(connection.pk, None)
+    message = safe_message(connection, error)
+    _store(_error_key(connection.pk), (time.time(), error.code.value, message))
+    failure_log(connection, error.code.value, message)
+
+
+def safe_message(connection: BrokerConnection, error: BrokerError) -> str:
+    """Thor's own words for the error, never the broker's (`broker_message` may echo a request), with
+    any of the connection's secrets masked should one ever be in them."""
+    message = error.message[:MESSAGE_LENGTH]
+    for secret in (connection.access_token, connection.refresh_token, connection.app.api_secret):
+        if secret and len(secret) >= 4:
+            message = message.replace(secret, "••••")
+    return message
+
+
+class FailureLog:
+    """One line per broker and error code per minute at most; the next line says how many it left out."""
+
+    def __init__(self, every_seconds: float):
+        self.every_seconds = every_seconds
+        self._last: dict[tuple[str, str], float] = {}
+        self._left_out: Tally[tuple[str, str]] = Tally()
+        self._lock = threading.Lock()
+
+    def __call__(self, connection: BrokerConnection, code: str, message: str) -> None:
+        kind = (connection.app.kind, code)
+        now = time.monotonic()
+        with self._lock:
+            last = self._last.get(kind)
+            if last is not None and now - last < self.every_seconds:
+                self._left_out[kind] += 1
+                return
+            self._last[kind] = now
+            left_out = self._left_out.pop(kind, 0)
+        logger.warning(
+            "Broker call failed: %s connection %s, %s: %s (%d more like it since the last line)",
+            connection.app.kind,
+            connection.pk,
+            code,
+            message,
+            left_out,
+        )
+
+
+failure_log = FailureLog(FAILURE_LOG_EVERY_SECONDS)
+
+
+# --- Reading (the connections API, the admin, the metrics) ---------------------------------------
+
+
+def _moment(epoch: float | None) -> datetime | None:
+    return datetime.fromtimestamp(epoch, tz=UTC) if epoch is not None else None
+
+
+def _outcomes(connection_ids: list[int]) -> dict[int, tuple[datetime | None, CallError | None]]:
+    keys = [key for pk in connection_ids for key in (_success_key(pk), _error_key(pk))]
+    try:
+        found = cache_reads.fetch(keys)
+    except Exception as error:
+        _cache_down("Broker call outcomes are unknown, the cache is unreachable: %s", type(error).__name__)
+        found = dict.fromkeys(keys)
+    outcomes = {}
+    for pk in connection_ids:
+        failed = found[_error_key(pk)]
+        error = CallError(_moment(failed[0]), failed[1], failed[2]) if failed else None
+        outcomes[pk] = (_moment(found[_success_key(pk)]), error)
+    return outcomes
+
+
+def _budgets(connections: Iterable[BrokerConnection]) -> dict[int, list[BudgetLeft]]:
+    """Each app's buckets, read once however many of its connections are asked about."""
+    budgets = {}
+    for connection in connections:
+        if connection.app_id not in budgets:
+            budgets[connection.app_id] = rate_budgets_for_app(connection.app.kind, connection.app_id)
+    flat = [budget for app_budgets in budgets.values() for budget in app_budgets]
+    levels = dict(zip((budget.bucket for budget in flat), ratelimit.tokens_left(flat), strict=True))
+    return {
+        app_id: [
+            BudgetLeft(
+                bucket=budget.bucket.rsplit(":", 1)[-1],
+                # Whole calls: a bucket with 0.9 of a token has none to give yet.
+                left=None if levels[budget.bucket] is None else int(levels[budget.bucket]),
+                capacity=int(budget.capacity),
+                per_seconds=int(budget.per),
+            )
+            for budget in app_budgets
+        ]
+        for app_id, app_budgets in budgets.items()
+    }
+
+
+def _attention_orders(connection_ids: list[int]) -> dict[int, AttentionOrders] | None:
+    return None if _order_counter is None else _order_counter(connection_ids)
+
+
+def connections_health(connections: Sequence[BrokerConnection]) -> dict[int, ConnectionHealth]:
+    """The health of each connection (with its app loaded), by id: one cache round trip, one to the
+    rate buckets and one database query, however many connections."""
+    connections = list(connections)
+    if not connections:
+        return {}
+    ids = [connection.pk for connection in connections]
+    outcomes = _outcomes(ids)
+    budgets = _budgets(connections)
+    orders = _attention_orders(ids)
+    none = AttentionOrders(unknown=0, needs_review=0)
+    return {
+        connection.pk: ConnectionHealth(
+            last_success_at=outcomes[connection.pk][0],
+            last_error=outcomes[connection.pk][1],
+            token_expires_at=connection.access_expires_at,
+            rate_budget=budgets[connection.app_id],
+            orders=None if orders is None else orders.get(connection.pk, none),
+        )
+        for connection in connections
+    }
+
+
+def connection_health(connection: BrokerConnection) -> ConnectionHealth:
+    return connections_health([connection])[connection.pk]
