@@ -422,7 +422,10 @@ WHITENOISE_AUTOREFRESH = not PRODUCTION
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"correlation": {"()": "thor.logging.CorrelationIdFilter"}},
+    "filters": {
+        "correlation": {"()": "thor.logging.CorrelationIdFilter"},
+        "occasional": {"()": "thor.logging.OccasionalFilter"},
+    },
     "formatters": {
         "json": {
             "()": "pythonjsonlogger.json.JsonFormatter",
@@ -435,6 +438,8 @@ LOGGING = {
     "loggers": {
         "django.server": {"level": "WARNING"},
         "django.request": {"level": "ERROR"},
+        # With Redis down django-redis logs every cache call it skips, with a traceback: one line a minute says it.
+        "django_redis.cache": {"filters": ["occasional"]},
         # Embedded, the beat schedule's tasks run in this process every few seconds: one line each would
         # drown the log. A Celery worker keeps its per-task lines.
         **({"celery.app.trace": {"level": "WARNING"}} if EMBEDDED else {}),
