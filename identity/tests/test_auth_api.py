@@ -1,6 +1,8 @@
+import time
 from decimal import Decimal
 
 import pytest
+import time_machine
 from django.contrib.auth.hashers import make_password
 
 from accounts.models import TradingAccount
@@ -132,11 +134,14 @@ class TestTokens:
         assert refreshed.status_code == 200
         assert set(refreshed.json()) == {"access", "refresh"}
 
-    def test_refresh_token_rotates_and_old_one_is_blacklisted(self, anon_client, alice):
+    def test_refresh_token_rotates_and_the_spent_one_is_refused_after_the_grace_window(self, anon_client, alice):
         tokens = anon_client.post("/api/auth/token/", {"email": alice.email, "password": PASSWORD}).json()
-        anon_client.post("/api/auth/token/refresh/", {"refresh": tokens["refresh"]})
+        with time_machine.travel(time.time(), tick=False) as clock:
+            rotated = anon_client.post("/api/auth/token/refresh/", {"refresh": tokens["refresh"]}).json()
+            assert rotated["refresh"] != tokens["refresh"]
+            clock.shift(31)
 
-        reused = anon_client.post("/api/auth/token/refresh/", {"refresh": tokens["refresh"]})
+            reused = anon_client.post("/api/auth/token/refresh/", {"refresh": tokens["refresh"]})
 
         assert reused.status_code == 401
         assert reused.json()["code"] == "token_not_valid"
