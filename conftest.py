@@ -69,6 +69,24 @@ def _fresh_channel_layer():
     channel_layers.backends.clear()
 
 
+@pytest.fixture
+def redis_down(settings):
+    """The cache as production configures it (django-redis, its errors ignored) on a Redis that is not there."""
+    from thor.throttles import outage_forget
+
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",
+            "KEY_PREFIX": "thor",
+            "OPTIONS": {"IGNORE_EXCEPTIONS": True, "SOCKET_CONNECT_TIMEOUT": 0.5, "SOCKET_TIMEOUT": 0.5},
+        }
+    }
+    outage_forget()
+    yield
+    outage_forget()
+
+
 def client_for(user=None) -> APIClient:
     client = APIClient()
     if user is not None:

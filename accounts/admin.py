@@ -1,20 +1,9 @@
 from django.contrib import admin
 
 from accounts.models import BrokerOrderId, Order, OrderEvent, PaperPosition, TradingAccount
-from identity.admin import UserAdmin
+from identity.admin import ReadOnlyMixin, UserAdmin
 from identity.models import User
 from thor import money
-
-
-class ReadOnlyMixin:
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 # The money policy (thor.money) in the admin too: operators see the numbers the API shows.

@@ -1,6 +1,7 @@
 from django import forms
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 
 from identity.models import SocialApp, SocialIdentity, Tenant, User
 
@@ -74,3 +75,50 @@ class UserAdmin(DjangoUserAdmin):
     def disable_users(self, request, queryset):
         updated = queryset.update(is_active=False)
         self.message_user(request, f"Disabled {updated} user(s).")
+
+
+class ReadOnlyMixin:
+    """Viewing only: the change page renders every field read-only."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+# simplejwt's own pages show every field of a row, the token column included; these name a token by its jti.
+admin.site.unregister(OutstandingToken)
+admin.site.unregister(BlacklistedToken)
+
+
+@admin.register(OutstandingToken)
+class OutstandingTokenAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    actions = None
+    fields = list_display = ["jti", "user", "created_at", "expires_at"]
+    search_fields = ["jti", "user__email"]
+    list_select_related = ["user"]
+
+
+@admin.register(BlacklistedToken)
+class BlacklistedTokenAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    actions = None
+    fields = list_display = ["token_jti", "token_user", "token_expires_at", "blacklisted_at"]
+    readonly_fields = fields
+    search_fields = ["token__jti", "token__user__email"]
+    list_select_related = ["token__user"]
+
+    @admin.display(description="jti", ordering="token__jti")
+    def token_jti(self, obj):
+        return obj.token.jti
+
+    @admin.display(description="user", ordering="token__user")
+    def token_user(self, obj):
+        return obj.token.user
+
+    @admin.display(description="expires at", ordering="token__expires_at")
+    def token_expires_at(self, obj):
+        return obj.token.expires_at

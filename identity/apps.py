@@ -5,4 +5,4 @@ class IdentityConfig(AppConfig):
     name = "identity"
 
     def ready(self):
-        from identity import authentication, signals  # noqa: F401  (their receivers)
+        from identity import authentication, refresh, signals  # noqa: F401  (their receivers)

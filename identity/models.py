@@ -225,3 +225,17 @@ class RevokedSession(models.Model):
 
     def __str__(self):
         return f"session {self.sid[:8]}… revoked {self.revoked_at:%Y-%m-%d %H:%M}"
+
+
+class RefreshTokenRotation(models.Model):
+    """A refresh token exchanged for a new pair, and that pair (encrypted), which the same token presented again
+    within THOR_REFRESH_REUSE_GRACE_SECONDS answers once more (identity.refresh). Purged soon after the window."""
+
+    token = models.OneToOneField(
+        "token_blacklist.OutstandingToken", on_delete=models.CASCADE, primary_key=True, related_name="rotation"
+    )
+    successor = EncryptedTextField(help_text="The pair it was exchanged for, as JSON.")
+    rotated_at = models.DateTimeField(db_index=True)
+
+    def __str__(self):
+        return f"refresh token {self.token.jti} rotated {self.rotated_at:%Y-%m-%d %H:%M:%S}"

@@ -1,3 +1,4 @@
+from django.contrib.auth.hashers import make_password
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -17,20 +18,27 @@ def tenant_get_for_signup(*, slug: str | None) -> Tenant:
 
 @transaction.atomic
 def user_register(*, email: str, password: str, tenant_slug: str | None = None, marketing_opt_in: bool = False) -> User:
-    """A new user, and whatever other apps give a new user (`user_registered`), in one transaction."""
-    tenant = tenant_get_for_signup(slug=tenant_slug)
+    """A new user, and whatever other apps give a new user (`user_registered`), in one transaction.
+
+    The tenant is looked up last, after every check that does not depend on it and after the password is
+    hashed: a request with an unknown tenant gets the same answer, in about the same time, as the same request
+    with a known one, until the moment the known one would have made an account (tenant enumeration).
+    """
     email = User.objects.normalize_email(email).lower()
     if User.objects.filter(email=email).exists():
         raise ApplicationError(
             "A user with this email already exists.", code="duplicate_email", errors={"email": ["Already registered."]}
         )
     try:
-        validate_password(password, user=User(email=email, tenant=tenant))
+        validate_password(password, user=User(email=email))
     except ValidationError as exc:
         raise ValidationError({"password": exc.messages}) from None
+    password_hash = make_password(password)
+    tenant = tenant_get_for_signup(slug=tenant_slug)
+    user = User(email=email, password=password_hash, tenant=tenant, marketing_opt_in=marketing_opt_in)
     try:
         with transaction.atomic():
-            user = User.objects.create_user(email, password, tenant=tenant, marketing_opt_in=marketing_opt_in)
+            user.save()
     except IntegrityError:
         # A concurrent sign-up with the same email won the race.
         raise ApplicationError(

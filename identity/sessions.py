@@ -1,5 +1,6 @@
 """Sign-in sessions: every token pair made at a login carries a session id (the `sid` claim), which refreshes
-keep, so logging out can end the session's access tokens as well as its refresh token.
+keep, so logging out can end the session's access tokens as well as its refresh token, and a refresh token
+used twice can end every token descended from its login (identity.refresh).
 
 The state of a session is read on every authenticated request, so it is cached (`thor:session:{sid}`, in
 the same round trip to the cache as the user): a revoked session for as long as its tokens could live, a
@@ -31,8 +32,10 @@ def session_key(sid: str) -> str:
 
 
 def _revoked_for() -> timedelta:
-    # An access token of the session made just before logging out lives this long, leeway included.
-    return api_settings.ACCESS_TOKEN_LIFETIME + timedelta(seconds=api_settings.LEEWAY or 0)
+    # A token of the session made just before it ended lives this long, leeway included: a refresh token the
+    # longest, and a refresh is refused for an ended session too (identity.refresh).
+    longest = max(api_settings.ACCESS_TOKEN_LIFETIME, api_settings.REFRESH_TOKEN_LIFETIME)
+    return longest + timedelta(seconds=api_settings.LEEWAY or 0)
 
 
 def session_revoke(*, sid: str) -> None:

@@ -56,6 +56,8 @@ def server_environment() -> dict:
         "THOR_LOGIN_RATE": "100000/min",
         "THOR_OAUTH_START_RATE": "100000/min",
         "THOR_ORDER_RATE": "100000/min",
+        "THOR_REFRESH_TOKEN_RATE": "100000/min",
+        "THOR_REFRESH_USER_RATE": "100000/min",
     }
 
 

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from django.conf import settings
+from django_redis.exceptions import ConnectionInterrupted
 from redis.exceptions import LockError, RedisError
 
 logger = logging.getLogger("thor.coordination")
@@ -33,6 +34,22 @@ def redis_client():
     return get_redis_connection("default")
 
 
+# What `cache_that_raises()` raises when Redis cannot be reached.
+CACHE_ERRORS = (ConnectionInterrupted, RedisError, OSError)
+
+
+def cache_that_raises():
+    """The default cache with a Redis outage raised (CACHE_ERRORS), not answered as a miss.
+
+    The settings let django-redis ignore its errors (IGNORE_EXCEPTIONS) so that an outage never fails a
+    request on its own; a throttle or a one-time ticket must tell "nothing stored" from "nothing reachable",
+    and asks django-redis's client, which raises. The local-memory cache (embedded mode) cannot fail.
+    """
+    from django.core.cache import cache
+
+    return cache.client if uses_redis() else cache
+
+
 class OccasionalWarning:
     """A warning logged at most once every `every_seconds`: an outage seen on every call must not flood the log."""
 
@@ -42,13 +59,18 @@ class OccasionalWarning:
         self._last: float | None = None
         self._lock = threading.Lock()
 
-    def __call__(self, message: str, *args) -> None:
+    def due(self) -> bool:
+        """Whether a warning may go out now (it is then counted as sent)."""
         now = time.monotonic()
         with self._lock:
             if self._last is not None and now - self._last < self.every_seconds:
-                return
+                return False
             self._last = now
-        self.log.warning(message, *args)
+            return True
+
+    def __call__(self, message: str, *args) -> None:
+        if self.due():
+            self.log.warning(message, *args)
 
 
 _redis_lock_down = OccasionalWarning(logger)

@@ -239,6 +239,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "identity.tasks.purge_revoked_sessions",
         "schedule": crontab(minute=17),
     },
+    "purge-refresh-rotations": {
+        "task": "identity.tasks.purge_refresh_rotations",
+        "schedule": timedelta(minutes=5),
+    },
 }
 # The embedded scheduler thread runs only where the ASGI app is served in embedded mode.
 THOR_EMBEDDED_SCHEDULER = EMBEDDED and _env_bool("THOR_EMBEDDED_SCHEDULER", default=True)
@@ -311,6 +315,10 @@ THOR_THROTTLE_RATES = {
     "admin_login": _env_rate("THOR_LOGIN_RATE", "20/min"),
     "oauth_start": _env_rate("THOR_OAUTH_START_RATE", "30/min"),
     "orders": _env_rate("THOR_ORDER_RATE", "120/min"),
+    # Refreshes per refresh token and per user, not per IP: an office behind one NAT address refreshes as
+    # many sessions as it has. A refresh token that does not verify counts against the login's per-IP rate.
+    "refresh_token": _env_rate("THOR_REFRESH_TOKEN_RATE", "20/min"),
+    "refresh_user": _env_rate("THOR_REFRESH_USER_RATE", "60/min"),
 }
 
 SIMPLE_JWT = {
@@ -322,6 +330,16 @@ SIMPLE_JWT = {
     "AUTH_HEADER_TYPES": ("Bearer",),
     "SIGNING_KEY": SECRET_KEY,
 }
+
+# A refresh token presented again within this many seconds of its rotation answers the same new pair (an SPA
+# sends a refresh from each request that got a 401); after it, reuse ends every token of that sign-in (RFC
+# 9700 section 4.14; identity.refresh).
+THOR_REFRESH_REUSE_GRACE_SECONDS = _env_or_fail(env.int, "THOR_REFRESH_REUSE_GRACE_SECONDS", default=30)
+if not 0 <= THOR_REFRESH_REUSE_GRACE_SECONDS <= 300:
+    raise ImproperlyConfigured(
+        "Environment variable THOR_REFRESH_REUSE_GRACE_SECONDS must be between 0 and 300: a used refresh token "
+        "must not stay usable for long."
+    )
 
 # How long a read may use the user (and, for the live reads, the account) resolved by an earlier request,
 # so that a read answered from the snapshot cache runs no SQL. It is the bound on revocation: a user
@@ -422,7 +440,10 @@ WHITENOISE_AUTOREFRESH = not PRODUCTION
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"correlation": {"()": "thor.logging.CorrelationIdFilter"}},
+    "filters": {
+        "correlation": {"()": "thor.logging.CorrelationIdFilter"},
+        "occasional": {"()": "thor.logging.OccasionalFilter"},
+    },
     "formatters": {
         "json": {
             "()": "pythonjsonlogger.json.JsonFormatter",
@@ -435,6 +456,8 @@ LOGGING = {
     "loggers": {
         "django.server": {"level": "WARNING"},
         "django.request": {"level": "ERROR"},
+        # With Redis down django-redis logs every cache call it skips, with a traceback: one line a minute says it.
+        "django_redis.cache": {"filters": ["occasional"]},
         # Embedded, the beat schedule's tasks run in this process every few seconds: one line each would
         # drown the log. A Celery worker keeps its per-task lines.
         **({"celery.app.trace": {"level": "WARNING"}} if EMBEDDED else {}),

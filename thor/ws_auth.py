@@ -10,6 +10,7 @@ URLs and access logs) or as the `token` query parameter. A token is checked as t
 """
 
 import hashlib
+import logging
 import secrets
 from urllib.parse import parse_qs
 
@@ -22,6 +23,12 @@ from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.settings import api_settings as drf_settings
 from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import InvalidToken
+
+from thor.coordination import CACHE_ERRORS, OccasionalWarning, cache_that_raises
+from thor.errors import ApplicationError
+
+logger = logging.getLogger("thor.ws_auth")
+_tickets_down = OccasionalWarning(logger)
 
 BEARER_SUBPROTOCOL = "bearer"
 # Long enough that guessing one in its 30 seconds is hopeless; only its hash is stored.
@@ -73,7 +80,16 @@ def ws_ticket_issue(*, user, sign_in_expires_at: float | None, sign_in_claims: d
     expires, or its session is logged out: the claims of the token it was bought with go with it)."""
     ticket = secrets.token_urlsafe(TICKET_BYTES)
     issued = {"user_id": user.pk, "expires_at": sign_in_expires_at, "claims": dict(sign_in_claims or {})}
-    cache.set(_ticket_key(ticket), issued, settings.THOR_WS_TICKET_SECONDS)
+    try:
+        # Asked so that it raises: a ticket the cache never stored could not open a socket (503, not 201).
+        cache_that_raises().set(_ticket_key(ticket), issued, settings.THOR_WS_TICKET_SECONDS)
+    except CACHE_ERRORS as error:
+        _tickets_down("WebSocket tickets cannot be stored: the cache is unreachable (%s)", type(error).__name__)
+        raise ApplicationError(
+            "Socket sign-in is unavailable right now; try again shortly, or connect with the access token.",
+            code="service_unavailable",
+            status_code=503,
+        ) from None
     return ticket
 
 

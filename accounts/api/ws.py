@@ -43,7 +43,7 @@ class WebSocketTicketView(APIView):
                     "expires_in": serializers.IntegerField(help_text="Seconds the ticket can still be used."),
                 },
             ),
-            **error_responses(401),
+            **error_responses(401, 503),
         },
     )
     def post(self, request):

@@ -52,6 +52,19 @@ class TestTickets:
         assert response.status_code == 401
         assert response.json()["code"] == "not_authenticated"
 
+    def test_a_ticket_the_cache_cannot_store_is_a_503_not_a_dead_ticket(self, alice, redis_down, caplog):
+        client = client_for(alice)
+
+        responses = [client.post("/api/ws/ticket") for _ in range(3)]
+
+        assert [response.status_code for response in responses] == [503] * 3
+        assert responses[0].json() == {
+            "detail": "Socket sign-in is unavailable right now; try again shortly, or connect with the access token.",
+            "status_code": 503,
+            "code": "service_unavailable",
+        }
+        assert caplog.text.count("WebSocket tickets cannot be stored") <= 1
+
     def test_a_ticket_opens_one_socket_once(self, alice):
         ticket = ticket_for(alice)
 

@@ -38,6 +38,10 @@ class LogoutInputSerializer(serializers.Serializer):
     refresh = serializers.CharField(max_length=2000)
 
 
+class RefreshInputSerializer(serializers.Serializer):
+    refresh = serializers.CharField(max_length=2000)
+
+
 class SocialLoginFieldsSerializer(serializers.Serializer):
     """Seed 004's redirect fields, as `POST /api/auth/exchange` answers them (with a refresh token)."""
 

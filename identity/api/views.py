@@ -3,11 +3,11 @@ from rest_framework import status
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
-from rest_framework_simplejwt.exceptions import TokenError
-from rest_framework_simplejwt.tokens import RefreshToken
-from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
+from rest_framework_simplejwt.views import TokenObtainPairView
 
 from identity.api import serializers
+from identity.api.throttles import RefreshTokenRateThrottle, RefreshUserRateThrottle, UnverifiedRefreshRateThrottle
+from identity.refresh import refresh_rotate, verified_refresh_token
 from identity.services import user_register
 from identity.sessions import SESSION_CLAIM, session_revoke
 from identity.tokens import ThorTokenObtainPairSerializer, token_pair_for
@@ -49,14 +49,25 @@ class TokenView(TokenObtainPairView):
     throttle_classes = [LoginRateThrottle]
 
 
-@extend_schema_view(
-    post=extend_schema(
-        summary="A new token pair for a refresh token, which is blacklisted (rotation)",
+class TokenRefresh(APIView):
+    authentication_classes = []
+    permission_classes = [AllowAny]
+    throttle_classes = [RefreshTokenRateThrottle, RefreshUserRateThrottle, UnverifiedRefreshRateThrottle]
+
+    @extend_schema(
+        summary="A new token pair for a refresh token, which is spent (rotation)",
+        description=(
+            "The same refresh token presented again within THOR_REFRESH_REUSE_GRACE_SECONDS (30 by default) of "
+            "its first use answers the same pair, so parallel refreshes all succeed; presented later, it ends "
+            "every token of its sign-in (401)."
+        ),
+        request=serializers.RefreshInputSerializer,
         responses={200: serializers.TokenPairSerializer, **error_responses(400, 401, 429)},
     )
-)
-class TokenRefresh(TokenRefreshView):
-    throttle_classes = [LoginRateThrottle]
+    def post(self, request):
+        data = serializers.RefreshInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        return Response(refresh_rotate(raw=data.validated_data["refresh"]))
 
 
 class LogoutView(APIView):
@@ -68,11 +79,9 @@ class LogoutView(APIView):
     def post(self, request):
         data = serializers.LogoutInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
-            token = RefreshToken(data.validated_data["refresh"])
-        except TokenError:
-            raise ApplicationError("Invalid or expired refresh token.", code="token_not_valid") from None
-        if str(token.get("user_id")) != str(request.user.pk):
+        # A token a parallel refresh has just spent still names the session to end.
+        token = verified_refresh_token(data.validated_data["refresh"])
+        if token is None or str(token.get("user_id")) != str(request.user.pk):
             raise ApplicationError("Invalid or expired refresh token.", code="token_not_valid")
         token.blacklist()
         if token.get(SESSION_CLAIM):

@@ -1,8 +1,12 @@
+import time
 from decimal import Decimal
 
 import pytest
+import time_machine
+from django.contrib.auth.hashers import make_password
 
 from accounts.models import TradingAccount
+from identity import services
 from identity.models import User
 from identity.tests.factories import PASSWORD
 
@@ -47,6 +51,38 @@ class TestRegister:
 
         assert response.status_code == 400
         assert response.json()["errors"] == {"tenant": ["Unknown tenant."]}
+        assert not User.objects.filter(email="new@acme.test").exists()
+
+    @pytest.mark.parametrize(
+        "body",
+        [
+            {"password": "short"},
+            {"password": "password123456"},
+            {"password": "new@acme.test-1"},
+            {"email": "alice@acme.test"},
+            {"email": "ALICE@acme.test", "password": "short"},
+            {"email": "not-an-email"},
+        ],
+        ids=["short", "common", "like-the-email", "taken-email", "taken-email-and-short", "bad-email"],
+    )
+    def test_an_unknown_tenant_answers_as_a_known_one_does(self, anon_client, alice, other_tenant, body):
+        """Issue 23, finding 11: an unknown tenant was named before anything else was checked (enumeration)."""
+        known = register(anon_client, tenant="globex", **body)
+        unknown = register(anon_client, tenant="no-such-tenant", **body)
+
+        assert known.status_code == unknown.status_code == 400
+        assert known.json() == unknown.json()
+        assert "tenant" not in unknown.json().get("errors", {})
+
+    def test_an_unknown_tenant_costs_the_password_hashing_a_known_one_does(self, anon_client, tenant, monkeypatch):
+        hashed = []
+        monkeypatch.setattr(services, "make_password", lambda password: hashed.append(1) or make_password(password))
+
+        register(anon_client, tenant="acme")
+        register(anon_client, email="other@acme.test", tenant="no-such-tenant")
+
+        assert hashed == [1, 1]
+        assert User.objects.get(email="new@acme.test").check_password(STRONG)
 
     @pytest.mark.parametrize(
         "body, field",
@@ -98,11 +134,14 @@ class TestTokens:
         assert refreshed.status_code == 200
         assert set(refreshed.json()) == {"access", "refresh"}
 
-    def test_refresh_token_rotates_and_old_one_is_blacklisted(self, anon_client, alice):
+    def test_refresh_token_rotates_and_the_spent_one_is_refused_after_the_grace_window(self, anon_client, alice):
         tokens = anon_client.post("/api/auth/token/", {"email": alice.email, "password": PASSWORD}).json()
-        anon_client.post("/api/auth/token/refresh/", {"refresh": tokens["refresh"]})
+        with time_machine.travel(time.time(), tick=False) as clock:
+            rotated = anon_client.post("/api/auth/token/refresh/", {"refresh": tokens["refresh"]}).json()
+            assert rotated["refresh"] != tokens["refresh"]
+            clock.shift(31)
 
-        reused = anon_client.post("/api/auth/token/refresh/", {"refresh": tokens["refresh"]})
+            reused = anon_client.post("/api/auth/token/refresh/", {"refresh": tokens["refresh"]})
 
         assert reused.status_code == 401
         assert reused.json()["code"] == "token_not_valid"

@@ -1,11 +1,13 @@
 import io
 import json
 import logging
+import time
 
 import pytest
+from django_redis.exceptions import ConnectionInterrupted
 from pythonjsonlogger.json import JsonFormatter
 
-from thor.logging import correlation_id_var
+from thor.logging import OccasionalFilter, correlation_id_var
 
 
 @pytest.fixture
@@ -56,3 +58,39 @@ def test_celery_workers_keep_the_json_handlers():
     from thor.celery import app
 
     assert app.conf.worker_hijack_root_logger is False
+
+
+def an_ignored_redis_error(logger: logging.Logger) -> None:
+    """What django-redis logs for each cache call it skips while Redis is down."""
+    try:
+        try:
+            raise ConnectionError("Error 111 connecting to redis://:hunter2@cache.internal:6379.")
+        except ConnectionError as cause:
+            raise ConnectionInterrupted(connection=None) from cause
+    except ConnectionInterrupted:
+        logger.exception("Exception ignored")
+
+
+class TestOccasionalFilter:
+    def test_lets_one_line_an_interval_through_without_the_traceback_or_the_address(self, caplog):
+        logger = logging.getLogger("thor.test.occasional")
+        # Its clock is time.monotonic, which no test clock moves: a short interval, really waited out.
+        logger.addFilter(OccasionalFilter(every_seconds=0.3))
+        try:
+            for _ in range(40):
+                an_ignored_redis_error(logger)
+            time.sleep(0.35)
+            an_ignored_redis_error(logger)
+        finally:
+            logger.filters.clear()
+
+        assert [(record.levelname, record.getMessage()) for record in caplog.records] == [
+            (
+                "WARNING",
+                "Exception ignored (ConnectionInterrupted from ConnectionError); more like it are held back for 0.3 s",
+            )
+        ] * 2
+        assert not [record for record in caplog.records if record.exc_info] and "hunter2" not in caplog.text
+
+    def test_django_redis_logs_through_it(self):
+        assert any(isinstance(f, OccasionalFilter) for f in logging.getLogger("django_redis.cache").filters)

@@ -1,8 +1,13 @@
-"""The admin's login form is throttled per client IP like the API login."""
+"""Throttles: the admin's login form per client IP like the API login, and every throttle while Redis is down."""
+
+import logging
 
 import pytest
+from rest_framework.request import Request
+from rest_framework.test import APIRequestFactory
 
 from identity.tests.factories import PASSWORD, UserFactory
+from thor.throttles import AdminLoginRateThrottle, LoginRateThrottle, OAuthStartRateThrottle
 
 pytestmark = pytest.mark.django_db
 
@@ -70,3 +75,49 @@ class TestAdminLogin:
 
     def test_the_rate_is_the_login_rate(self, settings):
         assert settings.THOR_THROTTLE_RATES["admin_login"] == settings.THOR_THROTTLE_RATES["login"]
+
+
+def log_in(client, password):
+    return client.post(
+        "/api/auth/token/", {"email": "alice@acme.test", "password": password}, REMOTE_ADDR="198.51.100.7"
+    )
+
+
+class TestWithRedisDown:
+    """Issue 23, finding 9: the throttles failed open, and every request logged a traceback."""
+
+    def test_forty_wrong_passwords_are_cut_off_after_the_limit(self, anon_client, alice, redis_down, settings):
+        assert settings.THOR_THROTTLE_RATES["login"] == "20/min"
+
+        answers = [log_in(anon_client, f"guess-{n}").status_code for n in range(40)]
+
+        assert answers == [401] * 20 + [429] * 20
+        assert log_in(anon_client, PASSWORD).status_code == 429
+
+    def test_the_outage_is_one_log_line_not_a_traceback_per_request(self, anon_client, alice, redis_down, caplog):
+        for n in range(40):
+            log_in(anon_client, f"guess-{n}")
+
+        lines = [record for record in caplog.records if record.levelno >= logging.WARNING]
+        assert [(record.name, record.getMessage()) for record in lines] == [
+            (
+                "thor.throttles",
+                "Throttle login counts in this process only: the cache is unreachable (ConnectionInterrupted)",
+            )
+        ]
+        assert not [record for record in caplog.records if record.exc_info]
+
+    @pytest.mark.parametrize("throttle_class", [LoginRateThrottle, OAuthStartRateThrottle, AdminLoginRateThrottle])
+    def test_each_per_ip_throttle_keeps_limiting_and_says_so_once(self, throttle_class, redis_down, settings, caplog):
+        settings.THOR_THROTTLE_RATES = {**settings.THOR_THROTTLE_RATES, throttle_class.scope: "3/min"}
+        request = Request(APIRequestFactory().post("/", REMOTE_ADDR="198.51.100.7"))
+
+        allowed = [throttle_class().allow_request(request, None) for _ in range(5)]
+
+        assert allowed == [True, True, True, False, False]
+        assert caplog.text.count(f"Throttle {throttle_class.scope} counts in this process only") <= 1
+
+    def test_a_successful_login_logs_no_traceback(self, anon_client, alice, redis_down, caplog):
+        assert log_in(anon_client, PASSWORD).status_code == 200
+
+        assert not [record for record in caplog.records if record.exc_info]
