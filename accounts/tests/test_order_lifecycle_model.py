@@ -1,8 +1,8 @@
 """A model-based fault test of the live order lifecycle (issue 19), Kite and Schwab at once.
 
 Hypothesis drives Thor's API and services against both broker sandboxes over real HTTP with random
-interleavings of place (identical and different orders, new and reused keys), modify, cancel, sync and
-settle, under the sandboxes' faults (latency past the timeout, 5xx, a dropped connection, 429, Schwab's
+interleavings of place (identical and different orders, new and reused keys), modify, cancel, sync, the
+Schwab poll, Kite postbacks (repeated, out of order) and settle, under the sandboxes' faults (latency past the timeout, 5xx, a dropped connection, 429, Schwab's
 201 without Location) and a crash (the process gone right after the send). After every step:
 
 - no order row has gone, and no broker order id belongs to two orders;
@@ -36,13 +36,16 @@ from accounts.live import live_call, order_request_of
 from accounts.models import BrokerOrderId, Order
 from accounts.orders.place import order_create
 from accounts.placement_matching import SHAPE_FIELDS
+from accounts.polling import _account_poll
 from accounts.services import unknown_orders_settle
 from accounts.tests.conftest import order_body
 from brokers.adapters import kite as kite_adapter
 from brokers.adapters.errors import BrokerError
+from brokers.adapters.kite import postback_checksum
 from brokers.adapters.types import OrderRequest
 from brokers.tests import schwab_linking
-from brokers.tests.sandbox_fixtures import link
+from brokers.tests.sandbox_fixtures import API_SECRET, link
+from thor.throttles import OrderRateThrottle
 
 pytestmark = [pytest.mark.django_db, pytest.mark.e2e]
 
@@ -174,7 +177,7 @@ class OrderLifecycle(RuleBasedStateMachine):
         response = self.client.patch(
             f"/api/accounts/{order.account_id}/orders/{order.pk}", {"price": price}, format="json"
         )
-        assert response.status_code in (200, 409, 422, 503), response.json()
+        assert response.status_code in (200, 409, 422, 429, 503), response.json()
         SURVIVED["steps"] += 1
 
     @rule(broker=st.sampled_from(["kite", "schwab"]), pick=st.integers(0, 20))
@@ -184,7 +187,7 @@ class OrderLifecycle(RuleBasedStateMachine):
             return
         order = working[pick % len(working)]
         response = self.client.delete(f"/api/accounts/{order.account_id}/orders/{order.pk}")
-        assert response.status_code in (200, 409, 503), response.json()
+        assert response.status_code in (200, 409, 429, 503), response.json()
         SURVIVED["steps"] += 1
 
     @rule(broker=st.sampled_from(["kite", "schwab"]))
@@ -193,6 +196,30 @@ class OrderLifecycle(RuleBasedStateMachine):
         response = self.client.post(f"/api/accounts/{self.accounts[broker].pk}/sync")
         assert response.status_code == 200, response.json()
         self._assert_working_sets_agree(broker)
+        SURVIVED["steps"] += 1
+
+    @rule()
+    def poll(self):
+        """The Schwab poll's read of the book (what the beat does for followed accounts)."""
+        self._clear_faults()
+        _account_poll(self.accounts["schwab"])
+        SURVIVED["steps"] += 1
+
+    @rule(pick=st.integers(0, 50), times=st.integers(1, 2))
+    def postback(self, pick, times):
+        """Kite posts an order's state back, signed; sometimes twice, and in any order with the rest."""
+        kite = self.sandboxes["kite"].state.kite
+        orders = list(kite.accounts["AB1234"].orders.values())
+        if not orders:
+            return
+        current = orders[pick % len(orders)].current
+        payload = {**current, "user_id": current["placed_by"]}
+        payload["checksum"] = postback_checksum(
+            order_id=payload["order_id"], order_timestamp=payload["order_timestamp"], api_secret=API_SECRET
+        )
+        for _ in range(times):
+            response = self.client.post("/api/brokers/kite/postback/", payload, format="json")
+            assert response.status_code == 200, response.json()
         SURVIVED["steps"] += 1
 
     @rule(past_window=st.booleans())
@@ -255,8 +282,11 @@ class OrderLifecycle(RuleBasedStateMachine):
             .values_list("broker_order_id", flat=True)
         )
         unsettled = list(self._orders(broker).filter(status__in=Order.UNSETTLED_STATUSES, broker_order_id=""))
+        held = set(self._orders(broker).exclude(broker_order_id="").values_list("broker_order_id", flat=True))
         being_settled = {
-            result.broker_order_id for result in book if any(_could_be(order, result) for order in unsettled)
+            result.broker_order_id
+            for result in book
+            if result.broker_order_id not in held and any(_could_be(order, result) for order in unsettled)
         }
         assert in_thor == at_broker - being_settled, (in_thor, at_broker, being_settled)
 
@@ -289,6 +319,7 @@ def world(alice_client, sandbox, schwab_sandbox, schwab_app, settings, monkeypat
     for category in kite_adapter.RATE_LIMITS:
         monkeypatch.setitem(kite_adapter.RATE_LIMITS, category, 10_000)
     settings.THOR_SCHWAB_REQUESTS_PER_MINUTE = settings.THOR_SCHWAB_ORDERS_PER_MINUTE = 1_000_000
+    monkeypatch.setitem(OrderRateThrottle.THROTTLE_RATES, "orders", "1000000/min")
     kite = link(alice_client)
     schwab = schwab_linking.link_schwab(alice_client).accounts.order_by("id").first()
     return {
