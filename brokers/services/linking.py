@@ -101,11 +101,15 @@ def connection_reconnect_start(*, connection: BrokerConnection, frontend_url: st
 
 
 class CallbackFailed(Exception):
-    """The callback could not link the account; `code` is the short code shown to the browser."""
+    """The callback could not link the account; `code` is the short code shown to the browser.
 
-    def __init__(self, code: str):
+    `state` is the flow's signed state when it still says where the browser goes back to.
+    """
+
+    def __init__(self, code: str, *, state: oauth_state.OAuthState | None = None):
         super().__init__(code)
         self.code = code
+        self.state = state
 
 
 def kite_callback_complete(*, state: oauth_state.OAuthState, params: Mapping[str, str]) -> BrokerConnection:

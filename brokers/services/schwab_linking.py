@@ -67,14 +67,17 @@ def schwab_connect_start(*, user: User, frontend_url: str | None = None) -> str:
 def schwab_state_consume(*, state_token: str, user: User | None) -> oauth_state.OAuthState:
     """The flow's state, once. Without a state, the latest flow `user` (signed in) started.
 
-    Raises CallbackFailed("state_invalid") for a forged, expired, replayed or foreign state.
+    Raises CallbackFailed: `state_expired` or `state_used` (with the state as signed), else `state_invalid`
+    for a forged or foreign state.
     """
     if not state_token and user is not None:
         state_token = cache.get(_started_flow_key(user.pk)) or ""
     try:
         state = oauth_state.consume(state_token)
-    except oauth_state.StateInvalid:
-        raise CallbackFailed("state_invalid") from None
+    except oauth_state.StateInvalid as invalid:
+        if user is not None and invalid.state is not None and invalid.state.user_id != user.pk:
+            raise CallbackFailed("state_invalid") from None
+        raise CallbackFailed(invalid.code, state=invalid.state) from None
     if user is not None:
         cache.delete(_started_flow_key(user.pk))
         if state.user_id != user.pk:
