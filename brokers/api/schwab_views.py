@@ -95,7 +95,8 @@ class SchwabOAuthCallbackView(Seed002ErrorsMixin, BrowserRedirectView):
         summary="Seed 002: finish the Schwab login (JSON with a Bearer JWT, else a redirect to the SPA)",
         description=(
             "A browser without a Bearer JWT is always redirected to `{frontend}/?broker=schwab&status=...`: "
-            "`connected` or `error&error=<code>` (`state_expired` and "
+            "`connected`, `confirm&code=<code>` (tenants with link confirmation: finish with "
+            "`POST /api/brokers/connections/confirm`), or `error&error=<code>` (`state_expired` and "
             "`state_used` included); a state Thor did not sign gets a 400 HTML page."
         ),
         parameters=[
@@ -123,11 +124,15 @@ class SchwabOAuthCallbackView(Seed002ErrorsMixin, BrowserRedirectView):
         try:
             if params.get("error"):
                 raise services.CallbackFailed("denied")
-            connection = services.schwab_callback_complete(state=state, code=code)
+            # A relay carries the Bearer of the user who started the flow (schwab_state_consume checked it):
+            # that is the confirmation a browser sent straight here cannot give.
+            connection = services.schwab_callback_complete(state=state, code=code, by_its_user=relayed)
         except services.CallbackFailed as failure:
             if relayed:
                 raise self._failure(failure.code) from None
             return _to_frontend(state.frontend_origin, status="error", error=failure.code)
+        except services.LinkAwaitsConfirmation as parked:
+            return _to_frontend(state.frontend_origin, status="confirm", code=parked.code)
         except Exception:
             logger.exception("Schwab callback failed")
             if relayed:
