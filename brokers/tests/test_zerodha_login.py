@@ -16,7 +16,7 @@ from brokers.tests.sandbox_fixtures import API_KEY, API_SECRET, CALLBACK, link, 
 from identity.models import SocialIdentity, Tenant, User
 from identity.tests.factories import UserFactory
 from identity.tests.social_helpers import OPT_IN_PAGE, SEED_004_KEYS, SPA_PAGE, follow, spa_landing
-from thor.tests.browser_pages import assert_login_link_page
+from thor.tests.browser_pages import assert_login_link_page, opener_kept
 
 pytestmark = pytest.mark.django_db
 
@@ -148,6 +148,16 @@ def test_an_expired_zerodha_login_goes_back_to_its_page_through_the_kite_callbac
 
     assert query["error"] == "state_expired" and "access_token" not in query
     assert not SocialIdentity.objects.exists()
+
+
+def test_a_zerodha_login_in_a_popup_keeps_its_opener_at_every_hop(sandbox, kite_app, tenant):
+    browser = APIClient()
+    started = start(browser)
+    finished_url = submit_login(started["Location"], user_id="AB1234", password="sandbox").headers["Location"]
+    landed = follow(browser, finished_url)
+
+    assert (started.status_code, landed.status_code) == (302, 302)
+    assert opener_kept(started) and opener_kept(landed)
 
 
 def test_a_denied_kite_login_redirects_with_an_error(sandbox, kite_app, tenant):
