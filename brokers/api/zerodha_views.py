@@ -67,7 +67,7 @@ class ZerodhaCallbackView(BrowserRedirectView):
             OpenApiParameter("status", OpenApiTypes.STR),
             OpenApiParameter("state", OpenApiTypes.STR),
         ],
-        responses={302: None, 400: LOGIN_LINK_PAGE},
+        responses={302: None, 400: LOGIN_LINK_PAGE, **error_responses(404)},
     )
     def get(self, request, agent_id: str):
         return zerodha_login_callback(request, agent_id=agent_id)

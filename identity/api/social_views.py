@@ -68,7 +68,7 @@ class SocialCallbackView(BrowserRedirectView):
             OpenApiParameter("state", OpenApiTypes.STR),
             OpenApiParameter("error", OpenApiTypes.STR),
         ],
-        responses={302: None, 400: LOGIN_LINK_PAGE},
+        responses={302: None, 400: LOGIN_LINK_PAGE, **error_responses(404)},
     )
     def get(self, request, agent_id: str, provider: str):
         if provider not in PROVIDERS:

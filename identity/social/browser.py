@@ -40,24 +40,12 @@ def start_redirect(authorization_url: str, issued: login_state.IssuedState, requ
     return response
 
 
-def callback_state(request, *, agent_id: str, provider: str) -> login_state.LoginState:
-    """The callback's state; LoginStateInvalid when it is too old, LoginLinkInvalid when it is not Thor's."""
-    try:
-        return services.login_callback_state(
-            token=request.query_params.get("state", ""), tenant_slug=agent_id, provider=provider
-        )
-    except login_state.LoginStateInvalid as invalid:
-        if invalid.state is None:
-            raise LoginLinkInvalid from None
-        raise
-
-
-def state_refused(invalid: login_state.LoginStateInvalid):
+def _state_refused(invalid: login_state.LoginStateInvalid):
     """A state Thor signed that is too old or used sends the SPA `error=state_expired|state_used` (no
     token, so no browser binding is needed); one that is not Thor's gets a page (LoginLinkInvalid)."""
     state = invalid.state
     if state is None:
-        raise LoginLinkInvalid
+        raise LoginLinkInvalid from None
     response = delivery.error_redirect(
         redirect_uri=state.redirect_uri, error=invalid.code, agent=state.tenant_slug, provider=state.provider
     )
@@ -69,9 +57,11 @@ def callback(request, *, agent_id: str, provider: str, complete):
     """A social login's callback around `complete(state)` -> (user, email): every outcome of a state
     Thor signed redirects to the SPA page it names."""
     try:
-        state = callback_state(request, agent_id=agent_id, provider=provider)
+        state = services.login_callback_state(
+            token=request.query_params.get("state", ""), tenant_slug=agent_id, provider=provider
+        )
     except login_state.LoginStateInvalid as invalid:
-        return state_refused(invalid)
+        return _state_refused(invalid)
     return finish(request, state, lambda: complete(state))
 
 
@@ -94,7 +84,7 @@ def finish(request, state: login_state.LoginState, complete):
     try:
         user, email = complete()
     except login_state.LoginStateInvalid as invalid:
-        return state_refused(invalid)
+        return _state_refused(invalid)
     except services.LoginFailed as failure:
         return refuse(failure.code)
     except Exception:
