@@ -6,7 +6,8 @@ On connect the socket says `{"type": "subscribed", "account_id", "seq"}` for eac
 `seq` being the last message already sent on that account's stream. Every message after it carries
 the next `seq`. What a client sends:
 
-- `ping` (answered `pong`), `{"type": "ping"}` or `{"action": "ping"}` (answered `{"type": "pong"}`);
+- `ping`, `{"type": "ping"}` or `{"action": "ping"}`, each answered `{"type": "pong"}` (JSON even for the
+  plain-text `ping`: seed 001's hook sends `ping` and JSON.parses every message it receives);
 - `{"action": "subscribe" | "unsubscribe", "account_id": ...}`;
 - `{"action": "resync", "account_id": ..., "since_seq": N}` (or `"since": "<ISO time>"`): the missed
   messages, rebuilt from the database, then `{"type": "resynced", "account_id", "seq", "complete"}`.
@@ -200,7 +201,7 @@ class OrderUpdatesConsumer(AsyncJsonWebsocketConsumer):
         elif len(text_data) > MAX_FRAME_CHARS:
             await self._send_error("frame_too_large", f"Frames are at most {MAX_FRAME_CHARS} characters.")
         elif text_data == "ping":
-            await self.send(text_data="pong")
+            await self._pong({})
         else:
             await self._answer_json(text_data)
 

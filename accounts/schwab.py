@@ -1,8 +1,11 @@
 """Seed 002's Schwab reads: which of the user's Schwab accounts a number or hash names, and its data.
 
-Account numbers are accepted in full but never shown whole; every Schwab account path takes the
-hashValue, so a number is turned into one through the accountNumbers map, cached 60 s per connection.
-Another user's number or hash is simply not in this user's accounts: 404.
+Account numbers are never shown whole. They are accepted in full, or masked exactly as Thor lists them
+(`****6903`: seed 002's SPA fills its dropdown from /api/schwab/accounts/ and sends the value back) when
+that names exactly one of the user's accounts; two of them ending in the same digits are a 400 that says
+so. Every Schwab account path takes the hashValue, so a number is turned into one through the
+accountNumbers map, cached 60 s per connection. Another user's number or hash is simply not in this
+user's accounts: 404.
 """
 
 import re
@@ -20,11 +23,14 @@ from brokers.adapters.errors import BrokerError
 from brokers.models import BrokerConnection, BrokerKind
 from brokers.services import broker_call
 from thor import realtime, snapshots
+from thor.errors import ApplicationError
 from thor.snapshots import LiveRead
 
 # Schwab account numbers are digits; hashValues are hex (64) in the real API. Anything else is not one.
 ACCOUNT_NUMBER = re.compile(r"[0-9]{1,32}")
 ACCOUNT_HASH = re.compile(r"[A-Za-z0-9_-]{1,128}")
+# A number as mask() shows it.
+MASKED_NUMBER = re.compile(r"\*{4}[0-9]{1,4}")
 
 
 def mask(number: str) -> str:
@@ -73,13 +79,7 @@ def schwab_account_get(*, user, account_number: str = "", account_hash: str = ""
             accounts.filter(broker_account_id=account_hash).first() if ACCOUNT_HASH.fullmatch(account_hash) else None
         )
     elif account_number:
-        account = None
-        if ACCOUNT_NUMBER.fullmatch(account_number):
-            for connection in {a.connection_id: a.connection for a in accounts}.values():
-                account_hash = account_number_map(connection=connection).get(account_number)
-                if account_hash:
-                    account = accounts.filter(connection=connection, broker_account_id=account_hash).first()
-                    break
+        account = _account_by_number(accounts, account_number)
     else:
         account = accounts.first()
     if account is None:
@@ -87,8 +87,37 @@ def schwab_account_get(*, user, account_number: str = "", account_hash: str = ""
     return account
 
 
+def _account_by_number(accounts: QuerySet[TradingAccount], account_number: str) -> TradingAccount | None:
+    """The account a full or masked number names among `accounts`, through each login's number map."""
+    if ACCOUNT_NUMBER.fullmatch(account_number):
+        masked = False
+    elif MASKED_NUMBER.fullmatch(account_number):
+        masked = True
+    else:
+        return None
+    found: dict[str, tuple[int, str]] = {}  # number -> (connection id, hashValue), the first login listing it
+    for connection in {a.connection_id: a.connection for a in accounts}.values():
+        for number, hash_value in account_number_map(connection=connection).items():
+            if (mask(number) if masked else number) == account_number:
+                found.setdefault(number, (connection.pk, hash_value))
+    if len(found) > 1:
+        # Counted over every account the logins list (what the SPA's dropdown shows), so a masked number
+        # never quietly picks one of two.
+        raise ApplicationError(
+            f"{account_number} names {len(found)} of your Schwab accounts: pass account_hash "
+            "(broker_account_id in /api/schwab/accounts/) instead.",
+            code="ambiguous_account_number",
+        )
+    if not found:
+        return None
+    connection_id, hash_value = next(iter(found.values()))
+    return accounts.filter(connection_id=connection_id, broker_account_id=hash_value).first()
+
+
 def schwab_account_by_id(*, user, account_id: str) -> TradingAccount:
-    """Seed 002's legacy paths name the account by number or hash in one path segment."""
+    """Seed 002's legacy paths name the account by number (full or masked) or hash in one path segment."""
+    if MASKED_NUMBER.fullmatch(account_id):
+        return schwab_account_get(user=user, account_number=account_id)
     if ACCOUNT_NUMBER.fullmatch(account_id):
         try:
             return schwab_account_get(user=user, account_number=account_id)

@@ -2,6 +2,10 @@
 
 The token is a `django.core.signing` value, so it cannot be forged or altered; its nonce lives in
 the cache from issue to first use, so a replayed callback fails. It carries no credentials.
+
+A state Thor signed that is only too old or already used still names the frontend it was issued for,
+so the callback can send the browser back there with the reason (`state_expired`, `state_used`)
+instead of stranding a popup; only a state Thor never signed leaves nowhere to go.
 """
 
 import secrets
@@ -11,11 +15,22 @@ from django.conf import settings
 from django.core import signing
 from django.core.cache import cache
 
+from identity.models import Tenant
+
 SALT = "thor.brokers.oauth-state"
 
 
 class StateInvalid(Exception):
-    """Forged, altered, expired or already used."""
+    """Forged, altered, expired or already used.
+
+    `code` is what a browser may be told; `state` is the state as signed when only its age or its use
+    failed it (Thor issued it, so where it leads back to is Thor's own choice), else None.
+    """
+
+    def __init__(self, reason: str, *, code: str = "state_invalid", state: "OAuthState | None" = None):
+        super().__init__(reason)
+        self.code = code
+        self.state = state
 
 
 @dataclass(frozen=True)
@@ -51,11 +66,26 @@ def consume(token: str) -> OAuthState:
     if not isinstance(token, str) or not token or len(token) > 2000:
         raise StateInvalid("missing")
     try:
-        payload = signing.loads(token, salt=SALT, max_age=settings.THOR_OAUTH_STATE_MAX_AGE)
-        state = OAuthState(**payload)
+        state = OAuthState(**signing.loads(token, salt=SALT, max_age=settings.THOR_OAUTH_STATE_MAX_AGE))
+    except signing.SignatureExpired:
+        raise StateInvalid("expired", code="state_expired", state=_signed(token)) from None
     except (signing.BadSignature, TypeError, ValueError):
-        raise StateInvalid("bad signature or expired") from None
+        raise StateInvalid("bad signature") from None
     # delete() tells whether the nonce was still there: only the first use finds it.
     if not cache.delete(_nonce_key(state.nonce)):
-        raise StateInvalid("already used")
+        raise StateInvalid("already used", code="state_used", state=state)
     return state
+
+
+def _signed(token: str) -> OAuthState | None:
+    """The state of a token whose signature holds, whatever its age."""
+    try:
+        return OAuthState(**signing.loads(token, salt=SALT))
+    except (signing.BadSignature, TypeError, ValueError):
+        return None
+
+
+def origin_allowed(state: OAuthState) -> bool:
+    """Whether the state's tenant still allows the frontend origin it leads back to (checked on every callback)."""
+    tenant = Tenant.objects.filter(slug=state.tenant_slug).first()
+    return tenant is not None and tenant.allows_origin(state.frontend_origin)

@@ -19,7 +19,14 @@ from thor.fields import MoneyField
 
 READ_ERRORS = seed002_errors(400, 401, 404, 409, 503)
 ACCOUNT_PARAMETERS = [
-    OpenApiParameter("account_number", str, description="The full Schwab account number (shown masked)."),
+    OpenApiParameter(
+        "account_number",
+        str,
+        description=(
+            "The Schwab account number, in full or masked as /api/schwab/accounts/ lists it (`****6903`) when "
+            "that names one of your accounts (400 `ambiguous_account_number` when it names several)."
+        ),
+    ),
     OpenApiParameter("account_hash", str, description="The account's hashValue (broker_account_id)."),
 ]
 MAX_PARAMETER_LENGTH = 128

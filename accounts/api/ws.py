@@ -23,7 +23,7 @@ SOCKET_GUIDE = (
     "account you may follow, 4409 too many open sockets, 4429 too many frames. Every stream message is "
     '`{"type": "order_update" | "position_update" | "funds_update", "account_id", "seq", "as_of", "data"}`, '
     "`seq` counting the account's messages one by one; after a gap or a reconnect send "
-    '`{"action": "resync", "account_id": 1, "since_seq": N}`. Heartbeat: `ping` -> `pong`.'
+    '`{"action": "resync", "account_id": 1, "since_seq": N}`. Heartbeat: `ping` -> `{"type": "pong"}`.'
 )
 
 

@@ -166,19 +166,22 @@ class TestTenancy:
 
 
 class TestFrames:
-    def test_heartbeat_text_and_json(self, alice):
+    def test_every_heartbeat_is_answered_with_json(self, alice):
+        # Seed 001's hook sends the plain-text `ping` and JSON.parses every message it receives.
         path = f"/ws/orders/primary?token={access_token(alice)}"
 
         async def scenario():
             communicator = await opened(path)
-            await communicator.send_to(text_data="ping")
-            text_answer = await communicator.receive_from()
-            await communicator.send_json_to({"type": "ping"})
-            json_answer = await communicator.receive_json_from()
+            answers = []
+            for frame in ("ping", '{"type": "ping"}', '{"action": "ping"}'):
+                await communicator.send_to(text_data=frame)
+                answers.append(await communicator.receive_from())
             await communicator.disconnect()
-            return text_answer, json_answer
+            return answers
 
-        assert async_to_sync(scenario)() == ("pong", {"type": "pong"})
+        answers = async_to_sync(scenario)()
+
+        assert [json.loads(answer) for answer in answers] == [{"type": "pong"}] * 3
 
     def test_garbage_gets_an_error_and_the_socket_stays_open(self, alice):
         path = f"/ws/orders/primary?token={access_token(alice)}"
@@ -192,7 +195,7 @@ class TestFrames:
             await communicator.send_to(bytes_data=b"ping")
             answers.append(await communicator.receive_json_from())
             await communicator.send_to(text_data="ping")
-            still_open = await communicator.receive_from()
+            still_open = await communicator.receive_json_from()
             await communicator.disconnect()
             return answers, still_open
 
@@ -206,7 +209,7 @@ class TestFrames:
             "text_frames_only",
         ]
         assert all(answer["type"] == "error" and answer["detail"] for answer in answers)
-        assert still_open == "pong"
+        assert still_open == {"type": "pong"}
 
     def test_too_many_frames_closes_with_4429(self, alice):
         path = f"/ws/orders/primary?token={access_token(alice)}"
@@ -215,14 +218,14 @@ class TestFrames:
             communicator = await opened(path)
             for _ in range(MAX_FRAMES_PER_MINUTE + 1):
                 await communicator.send_to(text_data="ping")
-            pongs = [await communicator.receive_from() for _ in range(MAX_FRAMES_PER_MINUTE)]
+            pongs = [await communicator.receive_json_from() for _ in range(MAX_FRAMES_PER_MINUTE)]
             closing = await communicator.receive_output()
             await communicator.disconnect()
             return pongs, closing
 
         pongs, closing = async_to_sync(scenario)()
 
-        assert set(pongs) == {"pong"}
+        assert pongs == [{"type": "pong"}] * MAX_FRAMES_PER_MINUTE
         assert closing == {"type": "websocket.close", "code": 4429}
 
 

@@ -1,6 +1,7 @@
 """Seed 002 end to end through the Schwab sandbox: link, read every path, trade, refresh."""
 
 import asyncio
+import time
 from datetime import timedelta
 from decimal import Decimal
 from urllib.parse import parse_qs, urlsplit
@@ -8,6 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 import channels.layers
 import pytest
 import requests
+import time_machine
 from asgiref.sync import async_to_sync
 from django.utils import timezone
 
@@ -29,6 +31,7 @@ from brokers.tests.schwab_linking import (
     start,
 )
 from conftest import client_for
+from thor.tests.browser_pages import assert_login_link_page, opener_kept
 
 pytestmark = pytest.mark.django_db
 
@@ -133,7 +136,47 @@ class TestCallback:
         replayed = relay(alice_client, second)
 
         assert replayed.status_code == 400
-        assert replayed.json()["code"] == "state_invalid" and replayed.json()["error"]
+        assert replayed.json()["code"] == "state_used" and replayed.json()["error"]
+
+    def test_a_browser_back_with_a_used_or_expired_state_goes_back_to_the_spa_saying_so(
+        self, alice_client, schwab_sandbox, schwab_app
+    ):
+        auth_url = start(alice_client)
+        first, second = approve(auth_url), approve(auth_url)  # the same state, two codes
+        expiring = approve(start(alice_client))
+        browser = client_for()
+        assert browser.get("/api/schwab/oauth/callback/", first, HTTP_ACCEPT="text/html").status_code == 302
+
+        used = browser.get("/api/schwab/oauth/callback/", second, HTTP_ACCEPT="text/html")
+        with time_machine.travel(time.time() + 601, tick=False):
+            expired = browser.get("/api/schwab/oauth/callback/", expiring, HTTP_ACCEPT="text/html")
+
+        assert used["Location"] == f"{SPA}/?broker=schwab&status=error&error=state_used"
+        assert expired["Location"] == f"{SPA}/?broker=schwab&status=error&error=state_expired"
+        assert opener_kept(used) and opener_kept(expired)
+
+    @pytest.mark.parametrize(
+        "state", ["", "forged", "<img src=x onerror=alert(1)>", "s" * 5000, "' OR 1=1 --"], ids=str.__len__
+    )
+    def test_a_browser_back_with_a_state_thor_never_signed_gets_a_page(self, schwab_sandbox, schwab_app, state):
+        response = client_for().get(
+            "/api/schwab/oauth/callback/", {"code": "C0.abc", "state": state}, HTTP_ACCEPT="text/html"
+        )
+
+        assert_login_link_page(response, "<img", "s" * 100, "OR 1=1", "C0.abc")
+        assert not TradingAccount.objects.filter(mode="live").exists()
+
+    def test_the_backend_callback_keeps_a_popups_opener_and_the_rest_of_the_api_does_not(
+        self, alice_client, schwab_sandbox, schwab_app
+    ):
+        params = approve(start(alice_client))
+
+        connected = client_for().get("/api/schwab/oauth/callback/", params, HTTP_ACCEPT="text/html")
+        refused = client_for().get("/api/schwab/oauth/callback/", {"code": "x", "state": "forged"})
+
+        assert connected["Location"] == f"{SPA}/?broker=schwab&status=connected"
+        assert opener_kept(connected) and opener_kept(refused)
+        assert alice_client.get("/api/schwab/accounts/")["Cross-Origin-Opener-Policy"] == "same-origin"
 
     def test_a_forged_state_is_refused(self, alice_client, schwab_sandbox, schwab_app):
         params = approve(start(alice_client))

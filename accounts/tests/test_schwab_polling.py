@@ -414,7 +414,7 @@ class TestFollowMarks:
             communicator = await opened(f"/ws/orders/primary?token={access_token(alice)}")
             await asyncio.sleep(0.5)  # a renewal has met the dead cache too
             await communicator.send_to(text_data="ping")
-            pong = await communicator.receive_from()
+            pong = await communicator.receive_json_from()
             await communicator.send_json_to({"action": "subscribe", "account_id": paper_usd.pk})
             subscribed = await communicator.receive_json_from()
             await communicator.disconnect()
@@ -422,7 +422,7 @@ class TestFollowMarks:
 
         pong, subscribed = async_to_sync(scenario)()
 
-        assert pong == "pong"
+        assert pong == {"type": "pong"}
         assert (subscribed["type"], subscribed["account_id"]) == ("subscribed", paper_usd.pk)
 
 

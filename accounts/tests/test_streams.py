@@ -335,13 +335,13 @@ class TestResync:
             await communicator.send_json_to({"action": "resync", "account_id": account_id, **request_body})
             answer = await communicator.receive_json_from()
             await communicator.send_to(text_data="ping")
-            still_open = await communicator.receive_from()
+            still_open = await communicator.receive_json_from()
             await communicator.disconnect()
             return answer, still_open
 
         answer, still_open = async_to_sync(scenario)()
 
-        assert (answer["type"], answer["code"], still_open) == ("error", code, "pong")
+        assert (answer["type"], answer["code"], still_open) == ("error", code, {"type": "pong"})
 
 
 class TestGapRepair:

@@ -10,13 +10,12 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from brokers import services
+from brokers import oauth_state, services
 from brokers.api import serializers
 from brokers.api.views import query_and_body
-from identity.models import Tenant
 from thor.errors import ApplicationError, ErrorSerializer
 from thor.throttles import OAuthStartRateThrottle
-from thor.views import BrowserRedirectView
+from thor.views import BrowserRedirectView, LoginLinkInvalid
 
 logger = logging.getLogger("thor.brokers")
 
@@ -25,6 +24,8 @@ CALLBACK_FAILURES = {
     "missing_code": (400, "No authorization code provided"),
     "invalid_code": (400, "The authorization code is not valid."),
     "state_invalid": (400, "The Schwab login link is invalid, expired or already used."),
+    "state_expired": (400, "The Schwab login link has expired; connect again."),
+    "state_used": (400, "The Schwab login link was already used; connect again."),
     "denied": (400, "The Schwab login was not approved."),
     "exchange_failed": (400, "Schwab did not accept the authorization code; connect again."),
     "accounts_unavailable": (503, "Schwab did not list the accounts; connect again shortly."),
@@ -45,7 +46,8 @@ class Seed002ErrorsMixin:
 
     def handle_exception(self, exc):
         response = super().handle_exception(exc)
-        if isinstance(response.data, dict) and "detail" in response.data:
+        # A BrowserRedirectView's page for a bad login link is HTML: nothing to add to.
+        if isinstance(getattr(response, "data", None), dict) and "detail" in response.data:
             response.data["error"] = response.data["detail"]
         return response
 
@@ -85,12 +87,18 @@ def _to_frontend(origin: str, **params) -> HttpResponseRedirect:
 
 class SchwabOAuthCallbackView(Seed002ErrorsMixin, BrowserRedirectView):
     """With a Bearer JWT (the SPA relays the code) it answers JSON; a browser Schwab sent straight
-    here is redirected to the SPA. The signed state says which user the flow is for."""
+    here is redirected to the SPA, whatever happened. The signed state says which user the flow is for."""
 
     permission_classes = [AllowAny]
 
     @extend_schema(
         summary="Seed 002: finish the Schwab login (JSON with a Bearer JWT, else a redirect to the SPA)",
+        description=(
+            "A browser without a Bearer JWT is always redirected to `{frontend}/?broker=schwab&status=...`: "
+            "`connected`, `confirm&code=<code>` (tenants with link confirmation: finish with "
+            "`POST /api/brokers/connections/confirm`), or `error&error=<code>` (`state_expired` and "
+            "`state_used` included); a state Thor did not sign gets a 400 HTML page."
+        ),
         parameters=[
             OpenApiParameter("code", str, description="Schwab's authorization code, as Schwab sent it."),
             OpenApiParameter("state", str, description="The state Schwab handed back."),
@@ -101,28 +109,30 @@ class SchwabOAuthCallbackView(Seed002ErrorsMixin, BrowserRedirectView):
     def get(self, request):
         relayed = bool(request.user and request.user.is_authenticated)
         params = request.query_params
-        code, state_token = params.get("code", ""), params.get("state", "")
-        if not code and not params.get("error"):
+        code = params.get("code", "")
+        if relayed and not code and not params.get("error"):
             # Checked first, so a relay without its code does not use up the flow.
             raise self._failure("missing_code")
         try:
-            if len(state_token) > 2000:
+            state = services.schwab_state_consume(
+                state_token=params.get("state", ""), user=request.user if relayed else None
+            )
+            if not oauth_state.origin_allowed(state):
                 raise services.CallbackFailed("state_invalid")
-            state = services.schwab_state_consume(state_token=state_token, user=request.user if relayed else None)
         except services.CallbackFailed as failure:
-            # Without a valid state there is no allow-listed origin to send a browser back to.
-            raise self._failure(failure.code) from None
-        tenant = Tenant.objects.filter(slug=state.tenant_slug).first()
-        if tenant is None or not tenant.allows_origin(state.frontend_origin):
-            raise self._failure("state_invalid")
+            return self._state_refused(failure, relayed=relayed)
         try:
             if params.get("error"):
                 raise services.CallbackFailed("denied")
-            connection = services.schwab_callback_complete(state=state, code=code)
+            # A relay carries the Bearer of the user who started the flow (schwab_state_consume checked it):
+            # that is the confirmation a browser sent straight here cannot give.
+            connection = services.schwab_callback_complete(state=state, code=code, by_its_user=relayed)
         except services.CallbackFailed as failure:
             if relayed:
                 raise self._failure(failure.code) from None
             return _to_frontend(state.frontend_origin, status="error", error=failure.code)
+        except services.LinkAwaitsConfirmation as parked:
+            return _to_frontend(state.frontend_origin, status="confirm", code=parked.code)
         except Exception:
             logger.exception("Schwab callback failed")
             if relayed:
@@ -132,6 +142,15 @@ class SchwabOAuthCallbackView(Seed002ErrorsMixin, BrowserRedirectView):
             body = {"success": True, "connection": connection}
             return Response(SchwabCallbackOutputSerializer(body).data)
         return _to_frontend(state.frontend_origin, status="connected")
+
+    def _state_refused(self, failure: services.CallbackFailed, *, relayed: bool):
+        """The SPA that relayed reads JSON; a browser goes back to the state's frontend, or sees a page
+        when the state is not Thor's (then there is no allow-listed origin to send it to)."""
+        if relayed:
+            raise self._failure(failure.code)
+        if failure.state is None or not oauth_state.origin_allowed(failure.state):
+            raise LoginLinkInvalid
+        return _to_frontend(failure.state.frontend_origin, status="error", error=failure.code)
 
     @staticmethod
     def _failure(code: str) -> ApplicationError:

@@ -13,11 +13,10 @@ from rest_framework.views import APIView
 from brokers import health, oauth_state, selectors, services
 from brokers.adapters.base import BrokerAdapter
 from brokers.api import serializers, zerodha_views
-from identity.models import Tenant
 from thor import snapshots
 from thor.errors import ApplicationError, error_responses
 from thor.throttles import OAuthStartRateThrottle
-from thor.views import BrowserRedirectView
+from thor.views import LOGIN_LINK_PAGE, BrowserRedirectView, LoginLinkInvalid
 
 logger = logging.getLogger("thor.brokers")
 
@@ -108,7 +107,12 @@ class KiteCallbackView(BrowserRedirectView):
             OpenApiParameter("status", str),
             OpenApiParameter("state", str),
         ],
-        responses={302: None, **error_responses(400)},
+        description=(
+            "Every outcome redirects to `{frontend}/broker-callback` (`status=success|confirm|error`), a login "
+            "link that is too old or already used included (`error=state_expired|state_used`); a state Thor "
+            "did not sign, or whose origin the tenant dropped, gets a 400 HTML page."
+        ),
+        responses={302: None, 400: LOGIN_LINK_PAGE},
     )
     def get(self, request):
         if zerodha_views.is_zerodha_login(request):
@@ -116,13 +120,13 @@ class KiteCallbackView(BrowserRedirectView):
             return zerodha_views.zerodha_login_callback_from_kite(request)
         try:
             state = oauth_state.consume(request.query_params.get("state", ""))
-        except oauth_state.StateInvalid:
-            raise ApplicationError(
-                "The login link is invalid, expired or already used.", code="state_invalid"
-            ) from None
-        tenant = Tenant.objects.filter(slug=state.tenant_slug).first()
-        if tenant is None or not tenant.allows_origin(state.frontend_origin):
-            raise ApplicationError("The login link is invalid, expired or already used.", code="state_invalid")
+        except oauth_state.StateInvalid as invalid:
+            # Too old or used: back to the frontend it was signed for, which says so; forged: a page.
+            if invalid.state is None or not oauth_state.origin_allowed(invalid.state):
+                raise LoginLinkInvalid from None
+            return _to_frontend(invalid.state.frontend_origin, status="error", error=invalid.code)
+        if not oauth_state.origin_allowed(state):
+            raise LoginLinkInvalid
         try:
             connection = services.kite_callback_complete(state=state, params=request.query_params)
         except services.CallbackFailed as failure:

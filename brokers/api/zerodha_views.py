@@ -6,11 +6,11 @@ from rest_framework.permissions import AllowAny
 
 from brokers.services import zerodha_login
 from identity.social import state as login_state
-from identity.social.browser import callback_state_or_400, finish, start_redirect
+from identity.social.browser import callback, start_redirect
 from identity.social.services import tenant_get_for_login
 from thor.errors import error_responses
 from thor.throttles import OAuthStartRateThrottle
-from thor.views import BrowserRedirectView
+from thor.views import LOGIN_LINK_PAGE, BrowserRedirectView
 
 AGENT = OpenApiParameter("agent_id", OpenApiTypes.STR, OpenApiParameter.PATH, description="The tenant slug.")
 
@@ -34,18 +34,23 @@ class ZerodhaLoginView(BrowserRedirectView):
 
 
 def zerodha_login_callback(request, *, agent_id: str):
-    state = callback_state_or_400(request, agent_id=agent_id, provider=zerodha_login.PROVIDER)
-    return finish(request, state, lambda: zerodha_login.zerodha_login_finish(state=state, params=request.query_params))
+    return callback(
+        request,
+        agent_id=agent_id,
+        provider=zerodha_login.PROVIDER,
+        complete=lambda state: zerodha_login.zerodha_login_finish(state=state, params=request.query_params),
+    )
 
 
 def is_zerodha_login(request) -> bool:
-    """Whether a callback on the Kite app's redirect URL belongs to a login rather than a link."""
-    return login_state.is_login_state(request.query_params.get("state", ""))
+    """Whether a callback on the Kite app's redirect URL belongs to a login rather than a link (an
+    expired login too, so that it goes back to its SPA page saying so)."""
+    return login_state.signed(request.query_params.get("state", "")) is not None
 
 
 def zerodha_login_callback_from_kite(request):
     """The Kite app's registered redirect URL carries no agent: the signed state names it."""
-    agent_id = login_state.read(request.query_params.get("state", "")).tenant_slug
+    agent_id = login_state.signed(request.query_params.get("state", "")).tenant_slug
     return zerodha_login_callback(request, agent_id=agent_id)
 
 
@@ -62,7 +67,7 @@ class ZerodhaCallbackView(BrowserRedirectView):
             OpenApiParameter("status", OpenApiTypes.STR),
             OpenApiParameter("state", OpenApiTypes.STR),
         ],
-        responses={302: None, **error_responses(400, 404)},
+        responses={302: None, 400: LOGIN_LINK_PAGE, **error_responses(404)},
     )
     def get(self, request, agent_id: str):
         return zerodha_login_callback(request, agent_id=agent_id)

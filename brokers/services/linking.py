@@ -4,6 +4,7 @@ import hashlib
 import logging
 import secrets
 from collections.abc import Mapping
+from dataclasses import asdict
 
 from django.conf import settings
 from django.core.cache import cache
@@ -101,11 +102,15 @@ def connection_reconnect_start(*, connection: BrokerConnection, frontend_url: st
 
 
 class CallbackFailed(Exception):
-    """The callback could not link the account; `code` is the short code shown to the browser."""
+    """The callback could not link the account; `code` is the short code shown to the browser.
 
-    def __init__(self, code: str):
+    `state` is the flow's signed state when it still says where the browser goes back to.
+    """
+
+    def __init__(self, code: str, *, state: oauth_state.OAuthState | None = None):
         super().__init__(code)
         self.code = code
+        self.state = state
 
 
 def kite_callback_complete(*, state: oauth_state.OAuthState, params: Mapping[str, str]) -> BrokerConnection:
@@ -122,7 +127,7 @@ def kite_callback_complete(*, state: oauth_state.OAuthState, params: Mapping[str
         logger.warning("Kite token exchange failed for app %s: %s", app.pk, error.code)
         raise CallbackFailed("exchange_failed") from None
     if user.tenant.broker_link_confirmation:
-        raise LinkAwaitsConfirmation(_link_park(user=user, app=app, started_id=state.connection_id, tokens=tokens))
+        raise LinkAwaitsConfirmation(link_park(user=user, app=app, started_id=state.connection_id, tokens=tokens))
     return _connection_link_or_fail(user=user, app=app, started_id=state.connection_id, tokens=tokens)
 
 
@@ -165,12 +170,22 @@ def _link_code_key(code: str) -> str:
     return f"broker-link-code:{hashlib.sha256(code.encode()).hexdigest()}"
 
 
-def _link_park(*, user: User, app: BrokerApp, started_id: int, tokens: Tokens) -> str:
+def link_park(
+    *,
+    user: User,
+    app: BrokerApp,
+    started_id: int,
+    tokens: Tokens,
+    broker_accounts: list[BrokerAccountRef] | None = None,
+) -> str:
+    """Keep a finished login's session for `user` to confirm; returns the one-time code."""
     code = secrets.token_urlsafe(24)
     parked = {
         "user_id": user.pk,
         "app_id": app.pk,
         "started_id": started_id,
+        # The accounts the login reads (a Schwab login's several), None for a Kite login (the user itself).
+        "broker_accounts": None if broker_accounts is None else [asdict(ref) for ref in broker_accounts],
         "broker_user_id": tokens.broker_user_id,
         # The cache is not the encrypted store: the session travels encrypted.
         "access_token": encrypt(tokens.access_token),
@@ -196,8 +211,12 @@ def connection_link_confirm(*, user: User, code: str) -> BrokerConnection:
         refresh_expires_at=parked["refresh_expires_at"],
         broker_user_id=parked["broker_user_id"],
     )
+    refs = parked.get("broker_accounts")
+    broker_accounts = None if refs is None else [BrokerAccountRef(**ref) for ref in refs]
     try:
-        return _connection_link_or_fail(user=user, app=app, started_id=parked["started_id"], tokens=tokens)
+        return _connection_link_or_fail(
+            user=user, app=app, started_id=parked["started_id"], tokens=tokens, broker_accounts=broker_accounts
+        )
     except CallbackFailed as failure:
         raise ApplicationError("The account was linked by another request.", code=failure.code) from None
 

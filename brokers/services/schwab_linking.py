@@ -4,7 +4,9 @@ The callback comes two ways and both end in `schwab_callback_complete`: the SPA'
 `/schwab/callback` page relays `code` (and `state`) with the user's Bearer JWT, or Schwab sends the
 browser straight to the backend. Seed 002's page relays only `code`; the state of the flow the same
 signed-in user started in the last ten minutes then stands in for it, so a code from someone
-else's flow is never attached to this user.
+else's flow is never attached to this user. A tenant with `broker_link_confirmation` has a browser
+that came straight back (no Bearer, so possibly someone a login link was forwarded to) park the link
+for its user to confirm, as Kite's callback does; the relay's Bearer is that confirmation already.
 """
 
 import logging
@@ -20,9 +22,11 @@ from brokers.models import BrokerApp, BrokerConnection, BrokerKind
 from brokers.registry import adapter_for, adapter_for_app
 from brokers.services.linking import (
     CallbackFailed,
+    LinkAwaitsConfirmation,
     _connection_link_or_fail,
     _frontend_origin,
     _pending_connection,
+    link_park,
 )
 from identity.models import User
 from thor.errors import ApplicationError
@@ -67,14 +71,17 @@ def schwab_connect_start(*, user: User, frontend_url: str | None = None) -> str:
 def schwab_state_consume(*, state_token: str, user: User | None) -> oauth_state.OAuthState:
     """The flow's state, once. Without a state, the latest flow `user` (signed in) started.
 
-    Raises CallbackFailed("state_invalid") for a forged, expired, replayed or foreign state.
+    Raises CallbackFailed: `state_expired` or `state_used` (with the state as signed), else `state_invalid`
+    for a forged or foreign state.
     """
     if not state_token and user is not None:
         state_token = cache.get(_started_flow_key(user.pk)) or ""
     try:
         state = oauth_state.consume(state_token)
-    except oauth_state.StateInvalid:
-        raise CallbackFailed("state_invalid") from None
+    except oauth_state.StateInvalid as invalid:
+        if user is not None and invalid.state is not None and invalid.state.user_id != user.pk:
+            raise CallbackFailed("state_invalid") from None
+        raise CallbackFailed(invalid.code, state=invalid.state) from None
     if user is not None:
         cache.delete(_started_flow_key(user.pk))
         if state.user_id != user.pk:
@@ -83,10 +90,12 @@ def schwab_state_consume(*, state_token: str, user: User | None) -> oauth_state.
     return state
 
 
-def schwab_callback_complete(*, state: oauth_state.OAuthState, code: str) -> BrokerConnection:
+def schwab_callback_complete(*, state: oauth_state.OAuthState, code: str, by_its_user: bool) -> BrokerConnection:
     """Exchange the code, read the accounts behind the login, then link them in one transaction.
 
-    Both network calls run before the transaction; raises CallbackFailed with a short code.
+    Both network calls run before the transaction; raises CallbackFailed with a short code. A tenant
+    with `broker_link_confirmation` gets the link parked (LinkAwaitsConfirmation) as Kite's is, unless
+    `by_its_user`: the SPA relayed it with the Bearer of the user who started the flow.
     """
     if not code:
         raise CallbackFailed("missing_code")
@@ -108,6 +117,13 @@ def schwab_callback_complete(*, state: oauth_state.OAuthState, code: str) -> Bro
     except BrokerError as error:
         logger.warning("Schwab accounts unreadable after linking for app %s: %s", app.pk, error.code)
         raise CallbackFailed("accounts_unavailable") from None
+    if user.tenant.broker_link_confirmation and not by_its_user:
+        # Whoever's browser finished the login may not be the user who started it (a forwarded link).
+        raise LinkAwaitsConfirmation(
+            link_park(
+                user=user, app=app, started_id=state.connection_id, tokens=tokens, broker_accounts=broker_accounts
+            )
+        )
     return _connection_link_or_fail(
         user=user, app=app, started_id=state.connection_id, tokens=tokens, broker_accounts=broker_accounts
     )

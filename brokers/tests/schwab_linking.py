@@ -84,34 +84,46 @@ def refresh_calls(sandbox) -> dict:
     return requests.get(f"{sandbox.url}/_sandbox/schwab/refreshes", timeout=5).json()
 
 
+def sandbox_grants(sandbox, app, count: int, *, access_seconds: float | None = None) -> list[dict]:
+    """`count` logins of distinct sandbox users straight into tokens (no login page: many at once), each
+    as the sandbox says: its accounts (number, hashValue, type), its customer id and tokens."""
+    seed = {"client_id": app.api_key, "count": count}
+    if access_seconds is not None:
+        seed["access_seconds"] = access_seconds
+    response = requests.post(f"{sandbox.url}/_sandbox/schwab/grants", json=seed, timeout=30)
+    response.raise_for_status()
+    return response.json()
+
+
+def connection_for_grant(user, app, grant: dict, *, trading_enabled: bool = False) -> BrokerConnection:
+    """An active Schwab connection of `user` holding a sandbox grant's tokens; `connection.grant` is the grant."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    now = timezone.now()
+    connection = BrokerConnection.objects.create(
+        user=user,
+        app=app,
+        status=BrokerConnection.Status.ACTIVE,
+        broker_user_id=grant["customer_id"],
+        access_token=grant["access_token"],
+        refresh_token=grant["refresh_token"],
+        access_expires_at=now + timedelta(seconds=grant["expires_in"]),
+        refresh_expires_at=now + timedelta(seconds=grant["refresh_expires_in"]),
+        trading_enabled=trading_enabled,
+    )
+    connection.grant = grant
+    return connection
+
+
 def seeded_connections(
     sandbox, app, users, *, access_seconds: float | None = None, trading_enabled: bool = False
 ) -> list[BrokerConnection]:
     """One active Schwab connection per user, with tokens the sandbox issued (no login page: many at once);
     `connection.grant` is what the sandbox said of that login (its accounts, its grant id)."""
-    from datetime import timedelta
-
-    from django.utils import timezone
-
-    seed = {"client_id": app.api_key, "count": len(users)}
-    if access_seconds is not None:
-        seed["access_seconds"] = access_seconds
-    response = requests.post(f"{sandbox.url}/_sandbox/schwab/grants", json=seed, timeout=30)
-    response.raise_for_status()
-    now = timezone.now()
-    connections = []
-    for user, grant in zip(users, response.json(), strict=True):
-        connection = BrokerConnection.objects.create(
-            user=user,
-            app=app,
-            status=BrokerConnection.Status.ACTIVE,
-            broker_user_id=grant["customer_id"],
-            access_token=grant["access_token"],
-            refresh_token=grant["refresh_token"],
-            access_expires_at=now + timedelta(seconds=grant["expires_in"]),
-            refresh_expires_at=now + timedelta(seconds=grant["refresh_expires_in"]),
-            trading_enabled=trading_enabled,
-        )
-        connection.grant = grant
-        connections.append(connection)
-    return connections
+    grants = sandbox_grants(sandbox, app, len(users), access_seconds=access_seconds)
+    return [
+        connection_for_grant(user, app, grant, trading_enabled=trading_enabled)
+        for user, grant in zip(users, grants, strict=True)
+    ]

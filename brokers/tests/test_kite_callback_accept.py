@@ -7,6 +7,7 @@ import pytest
 from brokers.tests.sandbox_fixtures import log_in_at_kite, spa_params, start
 from conftest import client_for
 from identity.models import User
+from thor.tests.browser_pages import assert_login_link_page
 
 pytestmark = [pytest.mark.django_db, pytest.mark.e2e]
 
@@ -39,12 +40,10 @@ def test_a_completed_login_redirects_to_the_spa(sandbox, user_client, accept):
     assert spa_params(response)["status"] == "success"
 
 
-@pytest.mark.parametrize("accept", ["text/html", "application/json"])
-def test_a_bad_state_is_the_json_error_not_a_406(accept):
+@pytest.mark.parametrize("accept", ["text/html", BROWSER, "application/json", "image/png"])
+def test_a_bad_state_is_the_page_a_person_reads_not_a_406(accept):
     response = client_for().get(
         "/api/auth/broker/callback?request_token=abc&action=login&status=success&state=forged", HTTP_ACCEPT=accept
     )
 
-    assert response.status_code == 400
-    assert response["Content-Type"] == "application/json"
-    assert response.json()["code"] == "state_invalid"
+    assert_login_link_page(response, "forged")

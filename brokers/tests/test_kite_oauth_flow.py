@@ -29,6 +29,7 @@ from brokers.tests.sandbox_fixtures import (
 from conftest import client_for
 from identity.models import User
 from thor import snapshots
+from thor.tests.browser_pages import assert_login_link_page, opener_kept
 
 pytestmark = [pytest.mark.django_db, pytest.mark.e2e]
 
@@ -122,15 +123,44 @@ def test_reconnect_repairs_the_same_row(sandbox, user_client):
     assert list(BrokerConnection.objects.values_list("pk", "status")) == [(account.connection_id, "active")]
 
 
+class TestPopup:
+    """Seed 000 runs the Kite login in a popup whose /broker-callback page posts to window.opener: a
+    `Cross-Origin-Opener-Policy: same-origin` on any hop of it would sever the popup from its opener."""
+
+    def test_every_answer_of_the_callback_keeps_the_opener(self, sandbox, user_client):
+        location = log_in_at_kite(start(user_client))
+        cancelled = log_in_at_kite(start(user_client)).replace("status=success", "status=cancelled")
+
+        answers = {
+            "success": follow(location),
+            "used": follow(location),
+            "denied": follow(cancelled),
+            "forged": client_for().get("/api/auth/broker/callback?request_token=abc&status=success&state=forged"),
+        }
+
+        assert {name: opener_kept(answer) for name, answer in answers.items()} == dict.fromkeys(answers, True)
+        assert answers["success"].status_code == 302 and answers["forged"].status_code == 400
+
+    def test_the_api_keeps_severing_openers_elsewhere(self, user_client):
+        for response in (user_client.get("/api/brokers/connections"), client_for().get("/api/health")):
+            assert response["Cross-Origin-Opener-Policy"] == "same-origin"
+        started = user_client.post(
+            "/api/auth/broker/test-oauth",
+            {"api_key": "k" * 12, "api_secret": "s" * 16, "frontend_url": SPA},
+            format="json",
+        )
+        assert started.status_code == 200 and started["Cross-Origin-Opener-Policy"] == "same-origin"
+
+
 class TestHostileCallbacks:
-    def test_a_replayed_callback_fails_without_a_redirect(self, sandbox, user_client):
+    def test_a_replayed_callback_goes_back_to_the_spa_saying_the_link_was_used(self, sandbox, user_client):
         location = log_in_at_kite(start(user_client))
         assert spa_params(follow(location))["status"] == "success"
 
         replay = follow(location)
 
-        assert replay.status_code == 400
-        assert replay.json()["code"] == "state_invalid"
+        assert spa_params(replay) == {"status": "error", "error": "state_used", "parent_origin": SPA}
+        assert BrokerConnection.objects.filter(status="active").count() == 1
 
     def test_a_request_token_used_twice_is_refused_by_kite(self, sandbox, user_client):
         used = parse_qs(urlsplit(log_in_at_kite(start(user_client))).query)
@@ -141,7 +171,7 @@ class TestHostileCallbacks:
 
         assert spa_params(response) == {"status": "error", "error": "exchange_failed", "parent_origin": SPA}
 
-    def test_a_forged_state_is_a_400(self, sandbox, user_client):
+    def test_a_forged_state_is_a_page_a_person_can_read(self, sandbox, user_client):
         forged = signing.dumps(
             {
                 "user_id": 1,
@@ -156,10 +186,21 @@ class TestHostileCallbacks:
 
         response = follow(f"{CALLBACK}?request_token=abc&status=success&state={forged}")
 
-        assert response.status_code == 400 and response.json()["code"] == "state_invalid"
-        assert "Location" not in response
+        assert_login_link_page(response, forged, "evil.test", "abc")
 
-    def test_an_expired_state_is_a_400_and_never_reaches_kite(self, sandbox, user_client):
+    @pytest.mark.parametrize(
+        "state",
+        ["", "forged", "<script>alert(1)</script>", "x" * 5000, "a:b:c", "%00"],
+        ids=["empty", "word", "markup", "huge", "colons", "nul"],
+    )
+    def test_hostile_states_get_the_page_and_nothing_echoed(self, state):
+        response = client_for().get(
+            "/api/auth/broker/callback", {"request_token": "abc", "status": "success", "state": state}
+        )
+
+        assert_login_link_page(response, "<script>", "x" * 100)
+
+    def test_an_expired_state_goes_back_to_the_spa_and_never_reaches_kite(self, sandbox, user_client):
         location = log_in_at_kite(start(user_client))
 
         # The clock moves for the whole process only while Thor reads the callback, which refuses
@@ -167,7 +208,7 @@ class TestHostileCallbacks:
         with time_machine.travel(time.time() + 601, tick=False):
             response = follow(location)
 
-        assert response.status_code == 400 and response.json()["code"] == "state_invalid"
+        assert spa_params(response) == {"status": "error", "error": "state_expired", "parent_origin": SPA}
         assert not BrokerConnection.objects.filter(status="active").exists()
         assert sandbox_calls(sandbox, "POST /session/token") == 0
 
@@ -187,14 +228,22 @@ class TestHostileCallbacks:
         assert spa_params(response)["error"] == "exchange_failed"
         assert "Connection" not in response["Location"]
 
-    def test_a_state_issued_for_an_origin_the_tenant_dropped_is_a_400(self, sandbox, user_client, tenant):
+    def test_a_state_issued_for_an_origin_the_tenant_dropped_is_a_page(self, sandbox, user_client, tenant):
         location = log_in_at_kite(start(user_client, frontend_url="https://app.acme.test"))
         tenant.allowed_origins = [SPA]
         tenant.save()
 
         response = follow(location)
 
-        assert response.status_code == 400
+        assert_login_link_page(response, "app.acme.test")
+
+    def test_a_used_state_whose_origin_the_tenant_dropped_is_a_page_too(self, sandbox, user_client, tenant):
+        location = log_in_at_kite(start(user_client, frontend_url="https://app.acme.test"))
+        follow(location)
+        tenant.allowed_origins = [SPA]
+        tenant.save()
+
+        assert_login_link_page(follow(location), "app.acme.test")
 
 
 class TestBrokerFaults:

@@ -69,3 +69,32 @@ def test_a_state_carries_no_secret_in_clear():
     token = oauth_state.issue(**STATE)
 
     assert "secret" not in signing.loads(token, salt=oauth_state.SALT)
+
+
+def test_a_used_state_says_so_and_still_names_its_frontend():
+    token = oauth_state.issue(**STATE)
+    oauth_state.consume(token)
+
+    with pytest.raises(oauth_state.StateInvalid) as used:
+        oauth_state.consume(token)
+
+    assert used.value.code == "state_used" and used.value.state.frontend_origin == "https://app.acme.test"
+
+
+def test_an_expired_state_says_so_and_still_names_its_frontend():
+    token = oauth_state.issue(**STATE)
+
+    with time_machine.travel(time.time() + 601, tick=False), pytest.raises(oauth_state.StateInvalid) as expired:
+        oauth_state.consume(token)
+
+    assert expired.value.code == "state_expired" and expired.value.state.user_id == 7
+
+
+def test_a_forged_state_names_nothing():
+    token = oauth_state.issue(**STATE)
+    forged = signing.dumps({**STATE, "frontend_origin": "https://evil.test", "nonce": "x"}, salt="another-purpose")
+
+    for bad in (forged, token[:-2] + "AA" if not token.endswith("AA") else token[:-2] + "BB", "x" * 5000):
+        with pytest.raises(oauth_state.StateInvalid) as invalid:
+            oauth_state.consume(bad)
+        assert (invalid.value.code, invalid.value.state) == ("state_invalid", None)

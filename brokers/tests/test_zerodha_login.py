@@ -1,9 +1,11 @@
 """Log in with Zerodha (seeds 003 and 004): the tenant's Kite app as the identity provider, end to end
 through the sandbox's Kite login page, sharing the Kite app's one redirect URL with account linking."""
 
+import time
 from urllib.parse import urlencode
 
 import pytest
+import time_machine
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken
 
@@ -14,6 +16,7 @@ from brokers.tests.sandbox_fixtures import API_KEY, API_SECRET, CALLBACK, link, 
 from identity.models import SocialIdentity, Tenant, User
 from identity.tests.factories import UserFactory
 from identity.tests.social_helpers import OPT_IN_PAGE, SEED_004_KEYS, SPA_PAGE, follow, spa_landing
+from thor.tests.browser_pages import assert_login_link_page, opener_kept
 
 pytestmark = pytest.mark.django_db
 
@@ -117,14 +120,15 @@ def test_a_replayed_zerodha_callback_delivers_no_token(sandbox, kite_app, tenant
     for name, value in cookies.items():
         browser.cookies[name] = value
     replay = follow(browser, finished_url)
-    assert replay.status_code == 400 and replay.json()["code"] == "state_invalid"
+    query, _ = spa_landing(replay)
+    assert query["error"] == "state_used" and "access_token" not in query
 
 
 def test_a_zerodha_login_state_is_for_its_tenant_only(sandbox, kite_app, tenant, other_tenant):
     browser = APIClient()
     finished_url = kite_return(browser)
     response = browser.get(f"/api/globex/v1/auth/oauth/zerodha/callback?{finished_url.split('?', 1)[1]}")
-    assert response.status_code == 400 and response.json()["code"] == "state_invalid"
+    assert_login_link_page(response)
 
 
 def test_a_google_state_is_not_a_zerodha_one(sandbox, kite_app, tenant):
@@ -132,7 +136,28 @@ def test_a_google_state_is_not_a_zerodha_one(sandbox, kite_app, tenant):
     google = browser.get(f"/api/acme/v1/auth/oauth/google/login?{urlencode({'redirect_uri': SPA_PAGE})}")
     state = google["Location"].split("state=", 1)[1].split("&", 1)[0]
     response = browser.get(f"/api/auth/broker/callback?request_token=x&action=login&status=success&state={state}")
-    assert response.status_code == 400 and response.json()["code"] == "state_invalid"
+    assert_login_link_page(response)
+
+
+def test_an_expired_zerodha_login_goes_back_to_its_page_through_the_kite_callback(sandbox, kite_app, tenant):
+    browser = APIClient()
+    finished_url = kite_return(browser)
+
+    with time_machine.travel(time.time() + 601, tick=False):
+        query, _ = spa_landing(follow(browser, finished_url))
+
+    assert query["error"] == "state_expired" and "access_token" not in query
+    assert not SocialIdentity.objects.exists()
+
+
+def test_a_zerodha_login_in_a_popup_keeps_its_opener_at_every_hop(sandbox, kite_app, tenant):
+    browser = APIClient()
+    started = start(browser)
+    finished_url = submit_login(started["Location"], user_id="AB1234", password="sandbox").headers["Location"]
+    landed = follow(browser, finished_url)
+
+    assert (started.status_code, landed.status_code) == (302, 302)
+    assert opener_kept(started) and opener_kept(landed)
 
 
 def test_a_denied_kite_login_redirects_with_an_error(sandbox, kite_app, tenant):

@@ -11,11 +11,11 @@ from rest_framework.views import APIView
 
 from identity.api import serializers
 from identity.social import delivery, services
-from identity.social.browser import callback_state_or_400, finish, start_redirect
+from identity.social.browser import callback, start_redirect
 from identity.social.providers import PROVIDERS
 from thor.errors import ApplicationError, error_responses
 from thor.throttles import OAuthStartRateThrottle
-from thor.views import BrowserRedirectView
+from thor.views import LOGIN_LINK_PAGE, BrowserRedirectView, LoginLinkInvalid
 
 logger = logging.getLogger("thor.identity")
 
@@ -68,17 +68,17 @@ class SocialCallbackView(BrowserRedirectView):
             OpenApiParameter("state", OpenApiTypes.STR),
             OpenApiParameter("error", OpenApiTypes.STR),
         ],
-        responses={302: None, **error_responses(400, 404)},
+        responses={302: None, 400: LOGIN_LINK_PAGE, **error_responses(404)},
     )
     def get(self, request, agent_id: str, provider: str):
-        _known_provider(provider)
-        state = callback_state_or_400(request, agent_id=agent_id, provider=provider)
+        if provider not in PROVIDERS:
+            raise LoginLinkInvalid
 
-        def complete():
+        def complete(state):
             user, found = services.social_login_finish(state=state, params=request.query_params)
             return user, found.email
 
-        return finish(request, state, complete)
+        return callback(request, agent_id=agent_id, provider=provider, complete=complete)
 
 
 class CodeExchangeView(APIView):

@@ -10,11 +10,9 @@ from django.http import HttpResponseRedirect
 
 from identity.social import delivery, services
 from identity.social import state as login_state
-from thor.errors import ApplicationError
+from thor.views import LoginLinkInvalid
 
 logger = logging.getLogger("thor.identity")
-
-STATE_INVALID = "The login link is invalid, expired or already used."
 
 
 def set_login_cookie(response, issued: login_state.IssuedState, request) -> None:
@@ -42,13 +40,29 @@ def start_redirect(authorization_url: str, issued: login_state.IssuedState, requ
     return response
 
 
-def callback_state_or_400(request, *, agent_id: str, provider: str) -> login_state.LoginState:
+def _state_refused(invalid: login_state.LoginStateInvalid):
+    """A state Thor signed that is too old or used sends the SPA `error=state_expired|state_used` (no
+    token, so no browser binding is needed); one that is not Thor's gets a page (LoginLinkInvalid)."""
+    state = invalid.state
+    if state is None:
+        raise LoginLinkInvalid from None
+    response = delivery.error_redirect(
+        redirect_uri=state.redirect_uri, error=invalid.code, agent=state.tenant_slug, provider=state.provider
+    )
+    forget_login_cookie(response, state)
+    return response
+
+
+def callback(request, *, agent_id: str, provider: str, complete):
+    """A social login's callback around `complete(state)` -> (user, email): every outcome of a state
+    Thor signed redirects to the SPA page it names."""
     try:
-        return services.login_callback_state(
+        state = services.login_callback_state(
             token=request.query_params.get("state", ""), tenant_slug=agent_id, provider=provider
         )
-    except login_state.LoginStateInvalid:
-        raise ApplicationError(STATE_INVALID, code="state_invalid") from None
+    except login_state.LoginStateInvalid as invalid:
+        return _state_refused(invalid)
+    return finish(request, state, lambda: complete(state))
 
 
 def finish(request, state: login_state.LoginState, complete):
@@ -69,8 +83,8 @@ def finish(request, state: login_state.LoginState, complete):
         return refuse("browser_mismatch")
     try:
         user, email = complete()
-    except login_state.LoginStateInvalid:
-        raise ApplicationError(STATE_INVALID, code="state_invalid") from None
+    except login_state.LoginStateInvalid as invalid:
+        return _state_refused(invalid)
     except services.LoginFailed as failure:
         return refuse(failure.code)
     except Exception:

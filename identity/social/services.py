@@ -104,15 +104,28 @@ def login_callback_state(*, token: str, tenant_slug: str, provider: str) -> logi
     """The callback's state, for this tenant and provider; raises LoginStateInvalid.
 
     Browser binding is checked apart (`login_state.browser_matches`), because a state that is Thor's but
-    came without its cookie still says where the SPA is, and the SPA hears about the refusal.
+    came without its cookie still says where the SPA is, and the SPA hears about the refusal. An expired
+    one keeps its `state` (to send the SPA `state_expired`) only when it belongs to this callback too.
     """
-    state = login_state.read(token)
-    if state.tenant_slug != tenant_slug or state.provider != provider:
-        raise login_state.LoginStateInvalid("another tenant or provider")
-    tenant = Tenant.objects.filter(slug=state.tenant_slug).first()
-    if tenant is None or not tenant.allows_origin(state.redirect_uri):
-        raise login_state.LoginStateInvalid("the origin is no longer allowed")
+    try:
+        state = login_state.read(token)
+    except login_state.LoginStateInvalid as invalid:
+        if invalid.state is not None and not login_state_leads_here(
+            invalid.state, tenant_slug=tenant_slug, provider=provider
+        ):
+            raise login_state.LoginStateInvalid("expired, and not this callback's") from None
+        raise
+    if not login_state_leads_here(state, tenant_slug=tenant_slug, provider=provider):
+        raise login_state.LoginStateInvalid("another tenant or provider, or an origin no longer allowed")
     return state
+
+
+def login_state_leads_here(state: login_state.LoginState, *, tenant_slug: str, provider: str) -> bool:
+    """Whether the state is this callback's (tenant, provider) and its SPA page still on an allowed origin."""
+    if state.tenant_slug != tenant_slug or state.provider != provider:
+        return False
+    tenant = Tenant.objects.filter(slug=state.tenant_slug).first()
+    return tenant is not None and tenant.allows_origin(state.redirect_uri)
 
 
 def social_login_finish(*, state: login_state.LoginState, params) -> tuple[User, ProviderIdentity]:

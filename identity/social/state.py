@@ -23,7 +23,16 @@ COOKIE_PREFIX = "thor_login_"
 
 
 class LoginStateInvalid(Exception):
-    """Forged, altered, expired, already used, or for another tenant or provider."""
+    """Forged, altered, expired, already used, or for another tenant or provider.
+
+    `code` is what the SPA may be told; `state` is the state as signed when only its age or its use
+    failed it (Thor issued it, so its redirect_uri is one Thor allowed), else None.
+    """
+
+    def __init__(self, reason: str, *, code: str = "state_invalid", state: "LoginState | None" = None):
+        super().__init__(reason)
+        self.code = code
+        self.state = state
 
 
 @dataclass(frozen=True)
@@ -82,16 +91,20 @@ def read(token: str) -> LoginState:
         raise LoginStateInvalid("missing")
     try:
         return LoginState(**signing.loads(token, salt=SALT, max_age=settings.THOR_SOCIAL_LOGIN_MAX_AGE))
+    except signing.SignatureExpired:
+        raise LoginStateInvalid("expired", code="state_expired", state=signed(token)) from None
     except (signing.BadSignature, TypeError, ValueError):
-        raise LoginStateInvalid("bad signature or expired") from None
+        raise LoginStateInvalid("bad signature") from None
 
 
-def is_login_state(token: str) -> bool:
+def signed(token: str) -> LoginState | None:
+    """The state behind `token` if Thor signed it, whatever its age (which flow a callback belongs to)."""
+    if not isinstance(token, str) or not token or len(token) > 4000:
+        return None
     try:
-        read(token)
-    except LoginStateInvalid:
-        return False
-    return True
+        return LoginState(**signing.loads(token, salt=SALT))
+    except (signing.BadSignature, TypeError, ValueError):
+        return None
 
 
 def browser_matches(state: LoginState, cookies) -> bool:
@@ -105,5 +118,5 @@ def consume(state: LoginState) -> dict:
     server_secrets = cache.get(key)
     # delete() tells whether the entry was still there: only the first of two racing callbacks finds it.
     if server_secrets is None or not cache.delete(key):
-        raise LoginStateInvalid("already used")
+        raise LoginStateInvalid("already used", code="state_used", state=state)
     return server_secrets

@@ -22,6 +22,7 @@ from identity.tests.social_helpers import (
     spa_landing,
     start,
 )
+from thor.tests.browser_pages import assert_login_link_page, opener_kept
 
 pytestmark = pytest.mark.django_db
 
@@ -217,6 +218,20 @@ def test_a_redirect_uri_off_the_tenants_origins_is_refused_before_anything_start
     assert "Location" not in response and not response.cookies
 
 
+@pytest.mark.parametrize("provider", ["google", "discord"])
+def test_every_hop_of_a_login_in_a_popup_keeps_its_opener(sandbox, tenant, provider):
+    browser = APIClient()
+    started = start(browser, provider)
+    finished_url = sign_in_at_provider(started["Location"], "popup@example.com")
+    landed = follow(browser, finished_url)
+    replayed = follow(browser, finished_url)
+    refused = start(APIClient(), provider, redirect_uri="https://evil.test/")
+
+    assert (started.status_code, landed.status_code, replayed.status_code, refused.status_code) == (302, 302, 302, 400)
+    assert all(opener_kept(answer) for answer in (started, landed, replayed, refused))
+    assert APIClient().get("/api/auth/identities/")["Cross-Origin-Opener-Policy"] == "same-origin"
+
+
 def test_a_bad_marketing_opt_in_is_refused(sandbox, tenant):
     response = start(APIClient(), "google", redirect_uri=f"{SPA_PAGE}?marketing_opt_in=maybe")
     assert response.status_code == 400
@@ -225,7 +240,8 @@ def test_a_bad_marketing_opt_in_is_refused(sandbox, tenant):
 def test_an_unknown_agent_or_provider_is_404(sandbox, tenant):
     assert start(APIClient(), "google", agent="nobody").status_code == 404
     assert start(APIClient(), "myspace").status_code == 404
-    assert APIClient().get("/api/acme/v1/auth/oauth/myspace/callback?state=x").status_code == 404
+    # A callback is a page a person sees: an unknown provider there gets the login link page.
+    assert_login_link_page(APIClient().get("/api/acme/v1/auth/oauth/myspace/callback?state=x"), "myspace")
 
 
 def test_a_provider_app_the_tenant_disabled_is_404(sandbox, tenant):
@@ -299,13 +315,17 @@ def test_a_replayed_callback_with_the_cookie_kept_is_refused(sandbox, tenant):
     for name, value in cookies.items():
         browser.cookies[name] = value
     replay = follow(browser, finished_url)
-    assert replay.status_code == 400 and replay.json()["code"] == "state_invalid"
+    query, _ = spa_landing(replay)
+    assert query["error"] == "state_used" and "access_token" not in query
+    assert (query["agent"], query["provider"]) == ("acme", "google")
 
 
-@pytest.mark.parametrize("state", ["", "forged", "eyJ0ZW5hbnQiOiJhY21lIn0:1tamper:signature"])
-def test_a_forged_state_is_400(sandbox, tenant, state):
-    response = APIClient().get(f"/api/acme/v1/auth/oauth/google/callback?code=x&state={state}")
-    assert response.status_code == 400 and response.json()["code"] == "state_invalid"
+@pytest.mark.parametrize(
+    "state", ["", "forged", "eyJ0ZW5hbnQiOiJhY21lIn0:1tamper:signature", "<b>hi</b>", "'; DROP TABLE x;--"]
+)
+def test_a_forged_state_is_the_login_link_page(sandbox, tenant, state):
+    response = APIClient().get("/api/acme/v1/auth/oauth/google/callback", {"code": "x", "state": state})
+    assert_login_link_page(response, "<b>", "DROP TABLE", "tamper")
 
 
 def test_an_altered_state_is_400(sandbox, tenant):
@@ -313,36 +333,46 @@ def test_an_altered_state_is_400(sandbox, tenant):
     finished_url = provider_return(browser, "google")
     tampered = finished_url.replace("state=", "state=x", 1)
     response = follow(browser, tampered)
-    assert response.status_code == 400
+    assert_login_link_page(response)
 
 
-def test_a_state_older_than_ten_minutes_is_400(sandbox, tenant):
+def test_a_state_older_than_ten_minutes_goes_back_to_the_spa_saying_so(sandbox, tenant):
     browser = APIClient()
     finished_url = provider_return(browser, "google")
     with time_machine.travel(timedelta(minutes=11)):
         response = follow(browser, finished_url)
-    assert response.status_code == 400 and response.json()["code"] == "state_invalid"
+    query, _ = spa_landing(response)
+    assert query["error"] == "state_expired" and "access_token" not in query
+    assert (query["agent"], query["provider"]) == ("acme", "google")
 
 
 def test_a_state_from_another_tenant_is_400(sandbox, tenant, other_tenant):
     browser = APIClient()
     finished_url = provider_return(browser, "google")
     response = follow(browser, finished_url.replace("/api/acme/", "/api/globex/"))
-    assert response.status_code == 400 and response.json()["code"] == "state_invalid"
+    assert_login_link_page(response)
 
 
 def test_a_state_from_another_provider_is_400(sandbox, tenant):
     browser = APIClient()
     finished_url = provider_return(browser, "google")
     response = follow(browser, finished_url.replace("/oauth/google/", "/oauth/discord/"))
-    assert response.status_code == 400 and response.json()["code"] == "state_invalid"
+    assert_login_link_page(response)
+
+
+def test_an_expired_state_of_another_provider_is_the_page_not_a_redirect(sandbox, tenant):
+    browser = APIClient()
+    finished_url = provider_return(browser, "google")
+    with time_machine.travel(timedelta(minutes=11)):
+        response = follow(browser, finished_url.replace("/oauth/google/", "/oauth/discord/"))
+    assert_login_link_page(response)
 
 
 def test_a_state_whose_origin_the_tenant_dropped_is_400(sandbox, tenant):
     browser = APIClient()
     finished_url = provider_return(browser, "google")
     Tenant.objects.filter(pk=tenant.pk).update(allowed_origins=["https://app.acme.test"])
-    assert follow(browser, finished_url).status_code == 400
+    assert_login_link_page(follow(browser, finished_url), "localhost")
 
 
 def test_the_browser_that_started_still_finishes_after_a_stranger_tried(sandbox, tenant):
