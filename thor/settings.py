@@ -296,6 +296,16 @@ if THOR_FORWARDED_ALLOW_IPS and REST_FRAMEWORK["NUM_PROXIES"]:
         "uvicorn already takes the client address from the trusted proxies' X-Forwarded-For."
     )
 
+# Seconds a stopping server waits for open requests and sockets before closing them (thor.serve passes it to
+# uvicorn's --timeout-graceful-shutdown and granian's --workers-kill-timeout). Unbounded, uvicorn once waited
+# minutes on WebSocket tasks after SIGTERM; below Docker's 10 s, a stop never ends in SIGKILL mid-response.
+THOR_SHUTDOWN_SECONDS = _env_or_fail(env.int, "THOR_SHUTDOWN_SECONDS", default=8)
+if THOR_SHUTDOWN_SECONDS < 1:
+    raise ImproperlyConfigured("Environment variable THOR_SHUTDOWN_SECONDS must be at least 1.")
+# /metrics answers a request carrying `Authorization: Bearer <this>`; blank, only requests from this machine
+# (127.0.0.1, ::1: a scraper beside the server). Behind the proxy it is refused from outside either way.
+THOR_METRICS_TOKEN = env.str("THOR_METRICS_TOKEN", default="")
+
 
 def _env_rate(name, default):
     """A DRF throttle rate such as 20/min; a typo would otherwise only fail at request time, as a 500."""
@@ -425,7 +435,7 @@ LOGGING = {
     "filters": {"correlation": {"()": "thor.logging.CorrelationIdFilter"}},
     "formatters": {
         "json": {
-            "()": "pythonjsonlogger.json.JsonFormatter",
+            "()": "thor.logging.RedactingJsonFormatter",
             "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s %(correlation_id)s",
             "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
         }
@@ -433,6 +443,10 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["correlation"]}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
+        # The web servers' own lines (uvicorn's WebSocket handshakes name the path with its query) go through
+        # the same handler, so through the same redaction as Thor's. No level here: `--log-level` decides it.
+        # Their access loggers are left alone: thor.serve keeps them off (a handler here would turn uvicorn's on).
+        **{name: {"handlers": ["console"], "propagate": False} for name in ("uvicorn", "_granian")},
         "django.server": {"level": "WARNING"},
         "django.request": {"level": "ERROR"},
         # Embedded, the beat schedule's tasks run in this process every few seconds: one line each would
