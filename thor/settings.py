@@ -377,8 +377,9 @@ CORS_ALLOW_HEADERS = [
     "accept",
 ]
 CORS_EXPOSE_HEADERS = ["x-correlation-id"]
-# Only the API answers cross-origin; the admin and /metrics never do.
-CORS_URLS_REGEX = r"^/api/.*$"
+# Every answer to an allowed origin carries CORS headers, a 404 outside /api/ too (an SPA with a wrong base URL
+# then reads a 404, not "Failed to fetch"), except the admin's and /metrics: never readable from another origin.
+CORS_URLS_REGEX = r"^(?!/admin(?:/|$)|/metrics(?:/|$))"
 CORS_ALLOW_CREDENTIALS = True
 
 # --- HTTP hardening -----------------------------------------------------------------------
