@@ -31,9 +31,9 @@ _SECRET_IN_QUERY = re.compile(
     r"((?:[?&;'\"]|%3[Ff]|%26)(?:" + "|".join(SECRET_QUERY_PARAMETERS) + r")(?:=|%3[Dd]))"
     r"(?:%(?!26)|[^&;#%\s\"'\\<>])*"
 )
-# A bearer token after its scheme: `Authorization: Bearer ...`, or the WebSocket subprotocol pair
-# `['bearer', '<token>']` in uvicorn's trace of a scope.
-_BEARER_TOKEN = re.compile(r"(\bbearer(?:['\"],\s*['\"]|\s+))[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
+# A bearer token after its scheme (`Authorization: Bearer ...`), and the WebSocket subprotocol pairs
+# `['bearer', '<token>']` and `['ticket', '<ticket>']` in uvicorn's trace of a scope.
+_BEARER_TOKEN = re.compile(r"(\bbearer(?:['\"],\s*['\"]|\s+)|\bticket['\"],\s*['\"])[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
 
 
 def redact_secrets(text: str) -> str:

@@ -73,6 +73,7 @@ class TestNoSecretInALine:
             # uvicorn's trace of a scope: the query string, and the subprotocol pair with the access token.
             ("ASGI [1] Started scope=%s", ({"query_string": b"ticket=SECRET-TICKET"},)),
             ("ASGI [1] Started scope=%s", ({"subprotocols": ["bearer", "eyJhbGciOi.SECRET-JWT.sig"]},)),
+            ("ASGI [1] Started scope=%s", ({"subprotocols": ["ticket", "SECRET-TICKET"]},)),
             # A client library's error naming the URL it called, and a callback URL inside another's query.
             ("call failed: %s", ("https://api.test/oauth/token?code=SECRET-CODE%40&state=SECRET-STATE",)),
             ("redirect to %s", ("https://spa.test/cb?next=%2Fx%3Fcode%3DSECRET-CODE%40%26state%3DSECRET-STATE",)),

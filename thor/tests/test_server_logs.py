@@ -129,9 +129,13 @@ def test_uvicorn_logs_no_token_ticket_or_code(start_server, alice, log_level):
     ticket = requests.post(f"{served.http}/api/ws/ticket", headers={"Authorization": f"Bearer {access}"}, timeout=10)
     assert ticket.status_code == 201, ticket.text
     ticket = ticket.json()["ticket"]
+    another_ticket = requests.post(
+        f"{served.http}/api/ws/ticket", headers={"Authorization": f"Bearer {access}"}, timeout=10
+    ).json()["ticket"]
 
     for url, subprotocols in (
         (f"{served.ws}/ws/orders/primary?ticket={ticket}", None),
+        (f"{served.ws}/ws/orders/primary", ["ticket", another_ticket]),
         (f"{served.ws}/ws/orders/primary?token={access}", None),
         (f"{served.ws}/ws/orders/primary", ["bearer", access]),
     ):
@@ -143,7 +147,10 @@ def test_uvicorn_logs_no_token_ticket_or_code(start_server, alice, log_level):
     log = served.log()
     # The handshakes were logged, so the greps below looked at lines that name them.
     assert "/ws/orders/primary?ticket=[redacted]" in log and "/ws/orders/primary?token=[redacted]" in log
-    assert secrets_in(log, access, ticket, SECRET_CODE, SECRET_STATE, SECRET_REQUEST_TOKEN, SECRET_API) == []
+    assert (
+        secrets_in(log, access, ticket, another_ticket, SECRET_CODE, SECRET_STATE, SECRET_REQUEST_TOKEN, SECRET_API)
+        == []
+    )
 
 
 def test_granian_logs_no_code(start_server):
