@@ -102,9 +102,9 @@ WRAPPER
 cat "$tmp/blocks.expect.sh" >>"$tmp/walkthrough.sh"
 
 # A second pass as someone who runs `make run` again on the database the first left behind (issue 23):
-# new users (the same addresses with "+again"), a restarted sandbox that must not repeat the ids and
+# new users (the same addresses with ".again"), a restarted sandbox that must not repeat the ids and
 # subjects the database already holds.
-sed -E 's/\b([a-z]+)@example\.com\b/\1+again@example.com/g' "$tmp/walkthrough.sh" >"$tmp/walkthrough.again.sh"
+sed -E 's/\b([a-z]+)@example\.com\b/\1.again@example.com/g' "$tmp/walkthrough.sh" >"$tmp/walkthrough.again.sh"
 
 # `make run` itself, in its own process group so the trap stops all of it.
 start_thor() {
@@ -157,8 +157,24 @@ walk() {
   echo "readme_walkthrough: $name passed in $((SECONDS - start))s"
 }
 
+# What both runs logged must hold no secret (issue 23): no JWT, and no secret query parameter whose value
+# is not `[redacted]` (thor/logging.py), though the walkthrough sent tokens, tickets and OAuth codes.
+scan_log_for_secrets() {
+  local names='token|ticket|code|state|session|api_secret|client_secret|request_token|access_token|id_token|refresh|refresh_token|password'
+  local found
+  found="$(grep -nE -e 'eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}' \
+    -e "([?&;]|%3[Ff]|%26)($names)(=|%3[Dd])[^[&;[:space:]\"'\\%]" "$tmp/run.log" || true)"
+  if [ -n "$found" ]; then
+    echo "$found" | cut -c1-300 >&2
+    fail "the make run log holds a token or a secret query parameter (lines above)"
+  fi
+  echo "readme_walkthrough: no token or secret query parameter in the make run log ($(wc -l <"$tmp/run.log") lines)"
+}
+
 start_thor
 walk "first run" walkthrough.sh
 stop_thor
 start_thor
 walk "make run again, same database" walkthrough.again.sh
+stop_thor
+scan_log_for_secrets

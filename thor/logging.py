@@ -31,14 +31,26 @@ _SECRET_IN_QUERY = re.compile(
     r"((?:[?&;'\"]|%3[Ff]|%26)(?:" + "|".join(SECRET_QUERY_PARAMETERS) + r")(?:=|%3[Dd]))"
     r"(?:%(?!26)|[^&;#%\s\"'\\<>])*"
 )
-# A bearer token after its scheme (`Authorization: Bearer ...`), and the WebSocket subprotocol pairs
-# `['bearer', '<token>']` and `['ticket', '<ticket>']` in uvicorn's trace of a scope.
-_BEARER_TOKEN = re.compile(r"(\bbearer(?:['\"],\s*['\"]|\s+)|\bticket['\"],\s*['\"])[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
+# A bearer token after its scheme (`Authorization: Bearer ...`), and the WebSocket subprotocol pairs `bearer`,
+# `<token>` and `ticket`, `<ticket>` as uvicorn's trace prints a scope (`['bearer', '...']`) and its debug lines
+# the handshake's headers (`< sec-websocket-protocol: bearer, ...`). Eight characters or more: a token, not
+# a word of a sentence ("bearer token missing").
+# Quotes inside a JSON line's strings are ' or \" (a bare " ends the string: the key after it is no token).
+_QUOTE = r"""(?:'|\\")?"""
+_BEARER_TOKEN = re.compile(
+    rf"(\bbearer(?:{_QUOTE},\s*{_QUOTE}|\s+)|\bticket{_QUOTE},\s*{_QUOTE})[A-Za-z0-9._~+/=-]{{8,}}", re.IGNORECASE
+)
+# Headers that are credentials whatever their scheme, as those debug lines print them (`< cookie: sessionid=...`).
+_CREDENTIAL_HEADER = re.compile(
+    r"(\b(?:authorization|proxy-authorization|cookie|set-cookie|x-api-key):\s*)[^\"\\\n]+",
+    re.IGNORECASE,
+)
 
 
 def redact_secrets(text: str) -> str:
     text = _SECRET_IN_QUERY.sub(lambda match: match.group(1) + REDACTED, text)
-    return _BEARER_TOKEN.sub(lambda match: match.group(1) + REDACTED, text)
+    text = _BEARER_TOKEN.sub(lambda match: match.group(1) + REDACTED, text)
+    return _CREDENTIAL_HEADER.sub(lambda match: match.group(1) + REDACTED, text)
 
 
 class CorrelationIdFilter(logging.Filter):

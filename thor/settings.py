@@ -444,10 +444,14 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["correlation"]}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
-        # The web servers' own lines (uvicorn's WebSocket handshakes name the path with its query) go through
-        # the same handler, so through the same redaction as Thor's. No level here: `--log-level` decides it.
-        # Their access loggers are left alone: thor.serve keeps them off (a handler here would turn uvicorn's on).
-        **{name: {"handlers": ["console"], "propagate": False} for name in ("uvicorn", "_granian")},
+        # The web servers' own lines (uvicorn's WebSocket handshakes name the path with its query, its trace
+        # lines the scope) go through the same handler, so through the same redaction as Thor's. No level here:
+        # `--log-level` decides it. Not "uvicorn" itself: configuring it would reset its children, uvicorn.access
+        # included, to propagate at INFO (an access log after all); thor.serve keeps the access loggers off.
+        **{
+            name: {"handlers": ["console"], "propagate": False}
+            for name in ("uvicorn.error", "uvicorn.asgi", "_granian")
+        },
         "django.server": {"level": "WARNING"},
         "django.request": {"level": "ERROR"},
         # Embedded, the beat schedule's tasks run in this process every few seconds: one line each would

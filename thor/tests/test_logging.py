@@ -74,6 +74,11 @@ class TestNoSecretInALine:
             ("ASGI [1] Started scope=%s", ({"query_string": b"ticket=SECRET-TICKET"},)),
             ("ASGI [1] Started scope=%s", ({"subprotocols": ["bearer", "eyJhbGciOi.SECRET-JWT.sig"]},)),
             ("ASGI [1] Started scope=%s", ({"subprotocols": ["ticket", "SECRET-TICKET"]},)),
+            # uvicorn's debug lines: the handshake's headers as websockets prints them.
+            ("< sec-websocket-protocol: %s", ("bearer, eyJhbGciOi.SECRET-JWT.sig",)),
+            ("< sec-websocket-protocol: %s", ("ticket, SECRET-TICKET",)),
+            ("< cookie: %s", ("sessionid=SECRET-STATE; csrftoken=x",)),
+            ("< authorization: %s", ("Basic SECRET-API",)),
             # A client library's error naming the URL it called, and a callback URL inside another's query.
             ("call failed: %s", ("https://api.test/oauth/token?code=SECRET-CODE%40&state=SECRET-STATE",)),
             ("redirect to %s", ("https://spa.test/cb?next=%2Fx%3Fcode%3DSECRET-CODE%40%26state%3DSECRET-STATE",)),
@@ -88,10 +93,22 @@ class TestNoSecretInALine:
         assert "[redacted]" in text
         assert not [secret for secret in SECRETS if secret in text]
 
-    def test_other_parameters_stay_readable(self, log_output):
-        logging.getLogger("uvicorn.error").warning("GET %s", "/api/orders?status=COMPLETE&limit=20&error_code=x")
+    @pytest.mark.parametrize(
+        "message",
+        [
+            "GET /api/orders?status=COMPLETE&limit=20&error_code=x",
+            "< sec-websocket-protocol: bearer",
+            # The subprotocol uvicorn answers with, last in its message: the line's next key is no ticket.
+            "> Sec-WebSocket-Protocol: ticket",
+            "a ticket expired; bearer token missing",
+            "status_code=401 code=4401",
+        ],
+    )
+    def test_what_is_no_secret_stays_readable(self, log_output, message):
+        logging.getLogger("uvicorn.error").warning(message)
 
-        assert "/api/orders?status=COMPLETE&limit=20&error_code=x" in lines(log_output)[0]["message"]
+        [line] = lines(log_output)
+        assert line["message"] == message and line["correlation_id"] == "-"
 
     def test_a_traceback_naming_a_url_is_redacted(self, log_output):
         try:
@@ -113,7 +130,7 @@ class TestNoSecretInALine:
         assert not [secret for secret in SECRETS if secret in log_output.getvalue()]
 
     def test_the_servers_loggers_write_through_the_redacting_handler(self):
-        for name in ("uvicorn", "_granian"):
+        for name in ("uvicorn.error", "uvicorn.asgi", "_granian"):
             logger = logging.getLogger(name)
             # pytest adds its capturing handlers to every logger that does not propagate.
             [handler] = [h for h in logger.handlers if not type(h).__module__.startswith("_pytest")]

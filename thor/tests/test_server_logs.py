@@ -147,10 +147,21 @@ def test_uvicorn_logs_no_token_ticket_or_code(start_server, alice, log_level):
     log = served.log()
     # The handshakes were logged, so the greps below looked at lines that name them.
     assert "/ws/orders/primary?ticket=[redacted]" in log and "/ws/orders/primary?token=[redacted]" in log
+    # `--no-access-log` holds: the access logger keeps no handler and does not reach Thor's.
+    assert '"logger": "uvicorn.access"' not in log
     assert (
         secrets_in(log, access, ticket, another_ticket, SECRET_CODE, SECRET_STATE, SECRET_REQUEST_TOKEN, SECRET_API)
         == []
     )
+
+
+def test_at_make_runs_level_uvicorn_logs_no_request_at_all(start_server):
+    served = start_server("uvicorn", "warning")
+
+    visit_oauth_callbacks(served.http)
+    served.stop()
+
+    assert "/api/" not in served.log()
 
 
 def test_granian_logs_no_code(start_server):
