@@ -1,7 +1,9 @@
 import asyncio
+import re
 from concurrent.futures import ThreadPoolExecutor
 
 from corsheaders.signals import check_request_enabled
+from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
 from django.db.models.signals import post_delete, post_save
@@ -53,8 +55,8 @@ def tenant_origins() -> frozenset[str]:
 
 @receiver(check_request_enabled)
 def cors_allow_tenant_origins(sender, request, **kwargs):
-    # CORS is for the API only (CORS_URLS_REGEX); the admin and /metrics never answer other origins.
-    if not request.path_info.startswith("/api/"):
+    # The paths CORS is on for (CORS_URLS_REGEX): the admin and /metrics never answer other origins.
+    if not re.match(settings.CORS_URLS_REGEX, request.path_info):
         return False
     return request.headers.get("Origin", "") in tenant_origins()
 

@@ -11,11 +11,17 @@ One difference, on purpose: both latency series (`..._including_middlewares_seco
 second starting after the other middlewares' request phase. Nothing but the view runs between them.
 """
 
+import hmac
+import ipaddress
 from timeit import default_timer
 
 from asgiref.sync import iscoroutinefunction
+from django.conf import settings
+from django.http import JsonResponse
+from django_prometheus.exports import ExportToDjangoView
 from django_prometheus.middleware import Metrics
 
+from thor.errors import error_body
 from thor.middleware import HybridMiddleware
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "TRACE", "OPTIONS", "CONNECT", "PATCH"})
@@ -128,3 +134,26 @@ def _view_name(request) -> str | None:
     if match is None:
         return None
     return match.view_name or _UNNAMED_VIEW
+
+
+def metrics_view(request):
+    """django-prometheus's /metrics for a scraper only: the bearer THOR_METRICS_TOKEN, or, without one, a client
+    on this machine. The series name every view, status and exception type, nothing the public should map."""
+    if not _may_scrape(request):
+        return JsonResponse(
+            error_body("Authentication credentials were not provided.", 401, "not_authenticated"),
+            status=401,
+            headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+        )
+    return ExportToDjangoView(request)
+
+
+def _may_scrape(request) -> bool:
+    token = settings.THOR_METRICS_TOKEN
+    if token:
+        scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(presented.strip().encode(), token.encode())
+    try:
+        return ipaddress.ip_address(request.META.get("REMOTE_ADDR", "")).is_loopback
+    except ValueError:
+        return False

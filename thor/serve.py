@@ -14,6 +14,7 @@ bucket; granian believes no forwarded header at all, so behind a proxy every cli
 proxy's bucket. Here the trusted peers are THOR_FORWARDED_ALLOW_IPS and nothing else, for both:
 uvicorn through its own options, granian through `ForwardedFromTrustedProxies` around the WSGI app.
 The body cap (THOR_MAX_REQUEST_BYTES) holds under both too: thor.bodylimit under ASGI, `RequestBodyLimitWSGI` here.
+Both stop within THOR_SHUTDOWN_SECONDS of a SIGTERM, and neither writes an access log (see _ACCESS_LOG_OPTIONS).
 """
 
 import gc
@@ -25,6 +26,10 @@ import sys
 SERVERS = ("uvicorn", "granian")
 # Options that would override the trust decided in settings.
 _PROXY_OPTIONS = ("--proxy-headers", "--no-proxy-headers", "--forwarded-allow-ips")
+# The access logs stay off: query strings carry tickets, OAuth codes and seed 000's api_secret, and the proxy
+# logs requests without them (deploy/nginx.conf). The servers' other lines go through Thor's redacting
+# handler (settings.LOGGING); an access logger turned on would keep its own handler and print them raw.
+_ACCESS_LOG_OPTIONS = ("--access-log", "--access-log-fmt", "--log-config")
 # Options that would serve something other than Thor's WSGI application through its proxy trust.
 _GRANIAN_FIXED_OPTIONS = ("--interface", "--factory", "--working-dir")
 # The WSGI application's import path for granian (built on first access: see __getattr__).
@@ -38,8 +43,20 @@ GRANIAN_BLOCKING_THREADS = 2
 
 def _refuse_proxy_options(extra: list[str]) -> None:
     for argument in extra:
-        if argument.split("=", 1)[0] in _PROXY_OPTIONS:
+        option = argument.split("=", 1)[0]
+        if option in _PROXY_OPTIONS:
             raise SystemExit(f"{argument}: set THOR_FORWARDED_ALLOW_IPS instead (see .env.example).")
+        if option in _ACCESS_LOG_OPTIONS:
+            raise SystemExit(f"{argument}: Thor's servers log through settings.LOGGING, without access logs.")
+
+
+def _bounded_shutdown(extra: list[str], option: str) -> list[str]:
+    """`option THOR_SHUTDOWN_SECONDS` unless the command line sets it: a stop never waits on a socket for ever."""
+    from django.conf import settings
+
+    if any(argument.split("=", 1)[0] == option for argument in extra):
+        return []
+    return [option, str(settings.THOR_SHUTDOWN_SECONDS)]
 
 
 def uvicorn_arguments(extra: list[str]) -> list[str]:
@@ -49,7 +66,8 @@ def uvicorn_arguments(extra: list[str]) -> list[str]:
     allowed = settings.THOR_FORWARDED_ALLOW_IPS
     proxy = ["--proxy-headers", "--forwarded-allow-ips", ",".join(allowed)] if allowed else ["--no-proxy-headers"]
     # No access log: seed 000's routes take api_secret in the query string (see brokers/api/views.py).
-    return ["thor.asgi:application", "--no-access-log", *proxy, *extra]
+    shutdown = _bounded_shutdown(extra, "--timeout-graceful-shutdown")
+    return ["thor.asgi:application", "--no-access-log", *proxy, *shutdown, *extra]
 
 
 def granian_arguments(extra: list[str]) -> list[str]:
@@ -63,7 +81,8 @@ def granian_arguments(extra: list[str]) -> list[str]:
         else ["--blocking-threads", str(GRANIAN_BLOCKING_THREADS)]
     )
     # WebSockets are uvicorn's (the ASGI app); the access log stays off for the same reason as uvicorn's.
-    return ["--interface", "wsgi", "--no-ws", "--no-access-log", *threads, *extra, WSGI_TARGET]
+    shutdown = _bounded_shutdown(extra, "--workers-kill-timeout")
+    return ["--interface", "wsgi", "--no-ws", "--no-access-log", *threads, *shutdown, *extra, WSGI_TARGET]
 
 
 class ForwardedFromTrustedProxies:

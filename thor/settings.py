@@ -300,6 +300,16 @@ if THOR_FORWARDED_ALLOW_IPS and REST_FRAMEWORK["NUM_PROXIES"]:
         "uvicorn already takes the client address from the trusted proxies' X-Forwarded-For."
     )
 
+# Seconds a stopping server waits for open requests and sockets before closing them (thor.serve passes it to
+# uvicorn's --timeout-graceful-shutdown and granian's --workers-kill-timeout). Unbounded, uvicorn once waited
+# minutes on WebSocket tasks after SIGTERM; below Docker's 10 s, a stop never ends in SIGKILL mid-response.
+THOR_SHUTDOWN_SECONDS = _env_or_fail(env.int, "THOR_SHUTDOWN_SECONDS", default=8)
+if THOR_SHUTDOWN_SECONDS < 1:
+    raise ImproperlyConfigured("Environment variable THOR_SHUTDOWN_SECONDS must be at least 1.")
+# /metrics answers a request carrying `Authorization: Bearer <this>`; blank, only requests from this machine
+# (127.0.0.1, ::1: a scraper beside the server). Behind the proxy it is refused from outside either way.
+THOR_METRICS_TOKEN = env.str("THOR_METRICS_TOKEN", default="")
+
 
 def _env_rate(name, default):
     """A DRF throttle rate such as 20/min; a typo would otherwise only fail at request time, as a 500."""
@@ -385,8 +395,9 @@ CORS_ALLOW_HEADERS = [
     "accept",
 ]
 CORS_EXPOSE_HEADERS = ["x-correlation-id"]
-# Only the API answers cross-origin; the admin and /metrics never do.
-CORS_URLS_REGEX = r"^/api/.*$"
+# Every answer to an allowed origin carries CORS headers, a 404 outside /api/ too (an SPA with a wrong base URL
+# then reads a 404, not "Failed to fetch"), except the admin's and /metrics: never readable from another origin.
+CORS_URLS_REGEX = r"^(?!/admin(?:/|$)|/metrics(?:/|$))"
 CORS_ALLOW_CREDENTIALS = True
 
 # --- HTTP hardening -----------------------------------------------------------------------
@@ -446,7 +457,7 @@ LOGGING = {
     },
     "formatters": {
         "json": {
-            "()": "pythonjsonlogger.json.JsonFormatter",
+            "()": "thor.logging.RedactingJsonFormatter",
             "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s %(correlation_id)s",
             "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
         }
@@ -454,6 +465,14 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["correlation"]}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
+        # The web servers' own lines (uvicorn's WebSocket handshakes name the path with its query, its trace
+        # lines the scope) go through the same handler, so through the same redaction as Thor's. No level here:
+        # `--log-level` decides it. Not "uvicorn" itself: configuring it would reset its children, uvicorn.access
+        # included, to propagate at INFO (an access log after all); thor.serve keeps the access loggers off.
+        **{
+            name: {"handlers": ["console"], "propagate": False}
+            for name in ("uvicorn.error", "uvicorn.asgi", "_granian")
+        },
         "django.server": {"level": "WARNING"},
         "django.request": {"level": "ERROR"},
         # With Redis down django-redis logs every cache call it skips, with a traceback: one line a minute says it.

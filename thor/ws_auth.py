@@ -1,10 +1,10 @@
 """Sign-in for WebSockets: a one-time ticket, or the API's JWT access token.
 
 Browsers cannot put an Authorization header on a WebSocket. The SPA trades its access token for a
-ticket (`POST /api/ws/ticket`) and connects with `?ticket=`: the ticket is good for one connection
-within THOR_WS_TICKET_SECONDS, so one that ends up in a log or a proxy's history is already spent.
-The token itself works too, as the subprotocol pair `["bearer", "<token>"]` (which keeps it out of
-URLs and access logs) or as the `token` query parameter. A token is checked as the REST API checks it
+ticket (`POST /api/ws/ticket`) and connects with the subprotocol pair `["ticket", "<ticket>"]` (the
+Sec-WebSocket-Protocol header: never in a URL, so never in a log or a proxy's history) or `?ticket=`:
+the ticket is good for one connection within THOR_WS_TICKET_SECONDS, so one that leaks is already spent.
+The token itself works too, as the pair `["bearer", "<token>"]` or as the `token` query parameter. A token is checked as the REST API checks it
 (rest_framework_simplejwt's JWTAuthentication): an access token, not expired, of an active user.
 `scope["user"]` is that user or AnonymousUser; the consumer decides what an anonymous socket gets.
 """
@@ -31,16 +31,26 @@ logger = logging.getLogger("thor.ws_auth")
 _tickets_down = OccasionalWarning(logger)
 
 BEARER_SUBPROTOCOL = "bearer"
+TICKET_SUBPROTOCOL = "ticket"
 # Long enough that guessing one in its 30 seconds is hopeless; only its hash is stored.
 TICKET_BYTES = 32
 ANONYMOUS = (AnonymousUser(), None, {})
 
 
 def token_from_scope(scope) -> str | None:
+    return _subprotocol_value(scope, BEARER_SUBPROTOCOL) or _query_value(scope, "token")
+
+
+def ticket_from_scope(scope) -> str | None:
+    return _subprotocol_value(scope, TICKET_SUBPROTOCOL) or _query_value(scope, "ticket")
+
+
+def _subprotocol_value(scope, name: str) -> str | None:
+    """The offer after `name` in the client's subprotocols: `["ticket", "<ticket>"]` names the ticket."""
     subprotocols = scope.get("subprotocols") or []
-    if BEARER_SUBPROTOCOL in subprotocols[:-1]:
-        return subprotocols[subprotocols.index(BEARER_SUBPROTOCOL) + 1]
-    return _query_value(scope, "token")
+    if name in subprotocols[:-1]:
+        return subprotocols[subprotocols.index(name) + 1]
+    return None
 
 
 def _query_value(scope, name: str) -> str | None:
@@ -49,8 +59,10 @@ def _query_value(scope, name: str) -> str | None:
 
 
 def accepted_subprotocol(scope) -> str | None:
-    """`bearer` when the client offered it: a browser drops a connection that does not pick one of its offers."""
-    return BEARER_SUBPROTOCOL if BEARER_SUBPROTOCOL in (scope.get("subprotocols") or []) else None
+    """`ticket` or `bearer`, whichever the client offered (a browser drops a connection that does not pick one
+    of its offers); never the offer after it, the secret."""
+    offered = scope.get("subprotocols") or []
+    return next((name for name in (TICKET_SUBPROTOCOL, BEARER_SUBPROTOCOL) if name in offered), None)
 
 
 def _jwt_authentication() -> JWTAuthentication:
@@ -105,7 +117,7 @@ def user_for_ticket(ticket: str) -> tuple[object, float | None, dict]:
 
 
 def sign_in_for_scope(scope) -> tuple[object, float | None, dict]:
-    ticket = _query_value(scope, "ticket")
+    ticket = ticket_from_scope(scope)
     if ticket:
         return user_for_ticket(ticket)
     token = token_from_scope(scope)

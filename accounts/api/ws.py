@@ -18,8 +18,9 @@ from thor.ws_auth import ws_ticket_issue
 ENDPOINTS = ["/ws/orders", "/ws/orders/{account_id}"]
 
 SOCKET_GUIDE = (
-    "Connect with `?ticket=<ticket>` (from `POST /api/ws/ticket`), or with the access token as the "
-    "subprotocol pair `bearer`, `<token>` or as `?token=`. Close codes: 4401 no valid sign-in, 4404 not an "
+    "Connect with the ticket from `POST /api/ws/ticket` as the subprotocol pair `ticket`, `<ticket>` (kept out "
+    "of URLs and logs; preferred) or as `?ticket=`, or with the access token as the pair `bearer`, `<token>` or "
+    "as `?token=`. Close codes: 4401 no valid sign-in, 4404 not an "
     "account you may follow, 4409 too many open sockets, 4429 too many frames. Every stream message is "
     '`{"type": "order_update" | "position_update" | "funds_update", "account_id", "seq", "as_of", "data"}`, '
     "`seq` counting the account's messages one by one; after a gap or a reconnect send "

@@ -71,6 +71,18 @@ class TestTickets:
         assert connect(f"/ws/orders/primary?ticket={ticket}") == (True, None)
         assert connect(f"/ws/orders/primary?ticket={ticket}") == (False, 4401)
 
+    def test_a_ticket_as_subprotocol_pair_opens_one_socket_once_and_echoes_ticket(self, alice):
+        ticket = ticket_for(alice)
+
+        assert connect("/ws/orders/primary", subprotocols=["ticket", ticket]) == (True, "ticket")
+        assert connect("/ws/orders/primary", subprotocols=["ticket", ticket]) == (False, 4401)
+
+    @pytest.mark.parametrize("offered", [["ticket"], ["ticket", "not-a-ticket"], ["not-a-ticket", "ticket"]])
+    def test_a_ticket_subprotocol_without_a_valid_ticket(self, alice, offered):
+        ticket_for(alice)
+
+        assert connect("/ws/orders/primary", subprotocols=offered) == (False, 4401)
+
     def test_a_ticket_expires(self, alice, settings):
         settings.THOR_WS_TICKET_SECONDS = 1
         ticket = ticket_for(alice)

@@ -63,7 +63,6 @@ class _IdpState:
     clients: dict[str, IdpClient] = field(default_factory=dict)
     grants: dict[str, _Grant] = field(default_factory=dict)
     access_tokens: dict[str, _Grant] = field(default_factory=dict)
-    subjects: dict[str, str] = field(default_factory=dict)
 
 
 def _s256(verifier: str) -> str:
@@ -95,6 +94,7 @@ class _AuthorizationServer:
     prefix = ""
     authorize_path = ""
     subject_prefix = ""
+    subject_digits = 0
     authorize_fields = ("client_id", "redirect_uri", "response_type", "scope", "state", "code_challenge")
 
     def __init__(self, *, clients: Iterable[IdpClient | Mapping] = (), clock: Callable[[], float] = time.time):
@@ -108,6 +108,15 @@ class _AuthorizationServer:
     def reset(self) -> None:
         with self._lock:
             self._state = _IdpState(clients={client.client_id: client for client in self._first_clients})
+
+    def subject_for(self, email: str) -> str:
+        """The account's stable id, as a real provider's: from the email alone, the same in every sandbox run.
+
+        A counter would hand a restarted sandbox's first new email the subject of last run's first user,
+        whose Thor account a login finds by (provider, subject).
+        """
+        digest = hashlib.sha256(f"thor-sandbox-{self.name}-subject:{email}".encode()).digest()
+        return self.subject_prefix + str(int.from_bytes(digest) % 10**self.subject_digits).zfill(self.subject_digits)
 
     def register_client(self, client: IdpClient) -> None:
         with self._lock:
@@ -159,9 +168,7 @@ class _AuthorizationServer:
                 problem = "Enter an email address."
             if problem is not None:
                 return _form_page(self.title, self.prefix + self.authorize_path, params, error=problem)
-            subject = self._state.subjects.setdefault(
-                email, self.subject_prefix + str(100000000 + len(self._state.subjects))
-            )
+            subject = self.subject_for(email)
             code = secrets.token_urlsafe(24)
             self._state.grants[code] = _Grant(
                 client_id=params["client_id"],
@@ -226,7 +233,9 @@ class GoogleIdp(_AuthorizationServer):
     title = "Google"
     prefix = "/google"
     authorize_path = "/o/oauth2/v2/auth"
+    # Google's subjects are 21 digits, Discord's ids (snowflakes) 18.
     subject_prefix = "1"
+    subject_digits = 20
 
     def __init__(self, *, base_url: Callable[[], str], **kwargs):
         super().__init__(**kwargs)
@@ -315,6 +324,7 @@ class DiscordIdp(_AuthorizationServer):
     prefix = "/discord"
     authorize_path = "/oauth2/authorize"
     subject_prefix = "8"
+    subject_digits = 17
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)

@@ -7,7 +7,6 @@ inspecting the state all see one consistent picture.
 import copy
 import hashlib
 import hmac
-import itertools
 import secrets
 import threading
 import uuid
@@ -37,7 +36,7 @@ from .kite_models import (
 )
 from .kite_quotes import kite_quote
 from .market import KITE_EXCHANGES, Instrument, Market, load_json_fixture
-from .state import PostbackSender
+from .state import ClockIds, PostbackSender
 
 IST = timezone(timedelta(hours=5, minutes=30))
 REQUEST_TOKEN_TTL_SECONDS = 300
@@ -70,8 +69,10 @@ class KiteState:
         self.market = market
         self._postbacks = postbacks
         self._initial_apps = [app if isinstance(app, KiteApp) else KiteApp.from_mapping(app) for app in apps]
-        # Order ids keep counting across resets, so a late postback never names a newer order.
-        self._sequence = itertools.count(1)
+        # Order ids as Kite's: the day (IST) and a number that only grows, across resets and restarts (from
+        # the time of day in 100 us units, at most 864,000,000: nine digits), so a late postback never names a
+        # newer order and a restarted sandbox never repeats an id Thor has stored.
+        self._ids = ClockIds(clock, per_second=10_000, origin=_ist_midnight)
         self._session_template = load_json_fixture("generate_session.json")["data"]
         self._postback_template = load_json_fixture("postback.json")
         self.reset()
@@ -259,9 +260,8 @@ class KiteState:
 
         with self._lock:
             account = self.accounts[session.user_id]
-            sequence = next(self._sequence)
+            order_id = self._next_id()
             now = _kite_time(self._now())
-            order_id = f"{self._now():%y%m%d}{sequence:09d}"
             record = {
                 "account_id": account.user_id,
                 "placed_by": account.user_id,
@@ -305,7 +305,7 @@ class KiteState:
             self._transition(
                 order,
                 "TRIGGER PENDING" if record["order_type"] in ("SL", "SL-M") else "OPEN",
-                exchange_order_id=f"13{sequence:014d}",
+                exchange_order_id=f"13{order_id[1:]}",
                 exchange_timestamp=now,
             )
             self._match_order(account, order)
@@ -399,7 +399,7 @@ class KiteState:
         )
         account.trades.append(
             {
-                "trade_id": f"{next(self._sequence):08d}",
+                "trade_id": self._next_id()[6:],
                 "order_id": current["order_id"],
                 "exchange": current["exchange"],
                 "tradingsymbol": current["tradingsymbol"],
@@ -451,9 +451,18 @@ class KiteState:
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), IST)
 
+    def _next_id(self) -> str:
+        midnight, sequence = self._ids.next()
+        return f"{datetime.fromtimestamp(midnight, IST):%y%m%d}{sequence:09d}"
+
 
 def _kite_time(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _ist_midnight(timestamp: float) -> float:
+    moment = datetime.fromtimestamp(timestamp, IST)
+    return moment.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
 
 
 def _next_session_expiry(now: datetime) -> datetime:

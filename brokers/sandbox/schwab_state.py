@@ -14,7 +14,6 @@ Every public method takes the shared sandbox lock.
 import copy
 import hashlib
 import hmac
-import itertools
 import secrets
 import threading
 import zlib
@@ -24,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from .market import US_EXCHANGES, Instrument, Market, read_csv_fixture
+from .state import ClockIds
 
 ACCESS_SECONDS = 1800
 REFRESH_SECONDS = 7 * 24 * 3600
@@ -154,8 +154,9 @@ class SchwabState:
         self.market = market
         self._initial_apps = [app if isinstance(app, SchwabApp) else SchwabApp.from_mapping(app) for app in apps]
         self._descriptions = us_descriptions()
-        # Order ids keep counting across resets, so an id never names two orders.
-        self._order_ids = itertools.count(1_000_000_001)
+        # Order (and activity) ids from the clock in milliseconds, 13 digits as Schwab's, growing across resets
+        # and restarts: an id never names two orders, even for a Thor database that outlived a sandbox.
+        self._order_ids = ClockIds(clock, per_second=1000)
         # Fixed, so an account keeps its hash across sandbox restarts, as it does at Schwab.
         self._hash_salt = b"thor-sandbox-schwab-account-hash"
         self.reset()
@@ -700,7 +701,7 @@ class SchwabState:
         return account.orders[int(order_id)]
 
     def _new_order(self, account: SchwabAccount, terms: dict) -> dict:
-        order_id = next(self._order_ids)
+        order_id = self._order_ids.next()[1]
         instrument = self.find(terms["symbol"])
         order = {
             "session": "NORMAL",
@@ -824,7 +825,7 @@ class SchwabState:
         order["orderActivityCollection"] = [
             {
                 "activityType": "EXECUTION",
-                "activityId": next(self._order_ids),
+                "activityId": self._order_ids.next()[1],
                 "executionType": "FILL",
                 "quantity": quantity,
                 "orderRemainingQuantity": 0.0,

@@ -185,3 +185,30 @@ class PostbackSender:
         except Exception as error:
             logger.info("Postback to %s failed: %s", url, error)
             return False
+
+
+class ClockIds:
+    """Increasing integers that start from the clock: each is the clock's count of `per_second` units
+    since `origin(now)`, or one above the last it gave when that is higher.
+
+    A sandbox keeps nothing across restarts, but Thor's database does: ids counted from 1 would name a
+    restarted sandbox's orders like the last run's (and its fills would reach those old rows). Started
+    from the clock, a restarted sandbox continues above every id it gave before, as the real brokers do.
+    `origin` may move forward (Kite's ids count from midnight under a date prefix): the count restarts there.
+    """
+
+    def __init__(self, clock, *, per_second: int, origin=lambda now: 0.0):
+        self._clock = clock
+        self._per_second = per_second
+        self._origin = origin
+        self._last: tuple[float, int] | None = None
+
+    def next(self) -> tuple[float, int]:
+        """(the origin it counts from, the id); the caller holds the sandbox lock."""
+        now = self._clock()
+        origin = self._origin(now)
+        candidate = int((now - origin) * self._per_second)
+        if self._last is not None and self._last[0] == origin:
+            candidate = max(candidate, self._last[1] + 1)
+        self._last = (origin, candidate)
+        return self._last

@@ -78,6 +78,33 @@ class TestActualRequest:
         assert "x-correlation-id" in header_set(response, "Access-Control-Expose-Headers")
 
 
+class TestEveryAnswer:
+    """An SPA reads every answer Thor gives its origin, a 404 for a wrong base URL included (issue 23)."""
+
+    @pytest.mark.parametrize("path", ["/v1/orders", "/orders", "/", "/api/no-such-thing"])
+    def test_a_404_anywhere_carries_the_cors_headers(self, anon_client, tenant, path):
+        response = anon_client.get(path, HTTP_ORIGIN="https://app.acme.test")
+
+        assert response.status_code == 404
+        assert response["Access-Control-Allow-Origin"] == "https://app.acme.test"
+        assert response["Access-Control-Allow-Credentials"] == "true"
+
+    def test_a_preflight_outside_the_api_is_answered(self, anon_client, tenant):
+        assert preflight(anon_client, "https://app.acme.test", path="/v1/orders")["Access-Control-Allow-Origin"] == (
+            "https://app.acme.test"
+        )
+
+    @pytest.mark.parametrize("path", ["/admin/", "/admin/login/", "/admin", "/metrics", "/metrics/"])
+    def test_the_admin_and_metrics_never_answer_another_origin(self, anon_client, tenant, path):
+        response = anon_client.get(path, HTTP_ORIGIN="https://app.acme.test")
+
+        assert "Access-Control-Allow-Origin" not in response
+        assert "Access-Control-Allow-Origin" not in preflight(anon_client, "https://app.acme.test", path=path)
+
+    def test_an_unknown_origin_still_gets_nothing_outside_the_api(self, anon_client, tenant):
+        assert "Access-Control-Allow-Origin" not in anon_client.get("/v1/orders", HTTP_ORIGIN="https://evil.test")
+
+
 class TestUnderASGI:
     """The ASGI server runs CorsMiddleware on the event loop, where the ORM may not be used."""
 
@@ -98,7 +125,7 @@ class TestUnderASGI:
         assert response["Access-Control-Allow-Origin"] == "https://asgi.test"
 
     @pytest.mark.django_db(transaction=True)
-    def test_paths_outside_the_api_answer_without_cors(self, asgi_get):
+    def test_metrics_answers_without_cors(self, asgi_get):
         TenantFactory(slug="asgi", allowed_origins=["https://asgi.test"])
 
         response = asgi_get("/metrics", headers={"Origin": "https://asgi.test"})

@@ -7,7 +7,7 @@ import pytest
 from django_redis.exceptions import ConnectionInterrupted
 from pythonjsonlogger.json import JsonFormatter
 
-from thor.logging import OccasionalFilter, correlation_id_var
+from thor.logging import OccasionalFilter, RedactingJsonFormatter, correlation_id_var
 
 
 @pytest.fixture
@@ -94,3 +94,82 @@ class TestOccasionalFilter:
 
     def test_django_redis_logs_through_it(self):
         assert any(isinstance(f, OccasionalFilter) for f in logging.getLogger("django_redis.cache").filters)
+
+
+SECRETS = ("eyJhbGciOi.SECRET-JWT.sig", "SECRET-TICKET", "SECRET-CODE@", "SECRET-STATE", "SECRET-API")
+
+
+class TestNoSecretInALine:
+    """Query-string secrets (issue 23): whatever logs a URL, its tokens, tickets and codes never reach the line."""
+
+    @pytest.mark.parametrize(
+        ("message", "args"),
+        [
+            # uvicorn's handshake line, at INFO.
+            ('%s - "WebSocket %s" [accepted]', ("127.0.0.1:5000", "/ws/orders/7?token=eyJhbGciOi.SECRET-JWT.sig")),
+            ('%s - "WebSocket %s" 403', ("127.0.0.1:5000", "/ws/orders?x=1&ticket=SECRET-TICKET")),
+            # uvicorn's trace of a scope: the query string, and the subprotocol pair with the access token.
+            ("ASGI [1] Started scope=%s", ({"query_string": b"ticket=SECRET-TICKET"},)),
+            ("ASGI [1] Started scope=%s", ({"subprotocols": ["bearer", "eyJhbGciOi.SECRET-JWT.sig"]},)),
+            ("ASGI [1] Started scope=%s", ({"subprotocols": ["ticket", "SECRET-TICKET"]},)),
+            # uvicorn's debug lines: the handshake's headers as websockets prints them.
+            ("< sec-websocket-protocol: %s", ("bearer, eyJhbGciOi.SECRET-JWT.sig",)),
+            ("< sec-websocket-protocol: %s", ("ticket, SECRET-TICKET",)),
+            ("< cookie: %s", ("sessionid=SECRET-STATE; csrftoken=x",)),
+            ("< authorization: %s", ("Basic SECRET-API",)),
+            # A client library's error naming the URL it called, and a callback URL inside another's query.
+            ("call failed: %s", ("https://api.test/oauth/token?code=SECRET-CODE%40&state=SECRET-STATE",)),
+            ("redirect to %s", ("https://spa.test/cb?next=%2Fx%3Fcode%3DSECRET-CODE%40%26state%3DSECRET-STATE",)),
+            ("seed 000 %s", ("/api/auth/broker/test-oauth?api_key=k&api_secret=SECRET-API",)),
+            ("header %s", ("Authorization: Bearer eyJhbGciOi.SECRET-JWT.sig",)),
+        ],
+    )
+    def test_a_secret_in_a_message_is_redacted(self, log_output, message, args):
+        logging.getLogger("uvicorn.error").warning(message, *args)
+
+        text = log_output.getvalue()
+        assert "[redacted]" in text
+        assert not [secret for secret in SECRETS if secret in text]
+
+    @pytest.mark.parametrize(
+        "message",
+        [
+            "GET /api/orders?status=COMPLETE&limit=20&error_code=x",
+            "< sec-websocket-protocol: bearer",
+            # The subprotocol uvicorn answers with, last in its message: the line's next key is no ticket.
+            "> Sec-WebSocket-Protocol: ticket",
+            "a ticket expired; bearer token missing",
+            "status_code=401 code=4401",
+        ],
+    )
+    def test_what_is_no_secret_stays_readable(self, log_output, message):
+        logging.getLogger("uvicorn.error").warning(message)
+
+        [line] = lines(log_output)
+        assert line["message"] == message and line["correlation_id"] == "-"
+
+    def test_a_traceback_naming_a_url_is_redacted(self, log_output):
+        try:
+            raise ConnectionError("Max retries exceeded with url: /oauth/token?code=SECRET-CODE@&state=SECRET-STATE")
+        except ConnectionError:
+            logging.getLogger("thor.test").exception("token exchange failed")
+
+        [line] = lines(log_output)
+        assert "ConnectionError" in line["exc_info"] and "code=[redacted]" in line["exc_info"]
+        assert not [secret for secret in SECRETS if secret in log_output.getvalue()]
+
+    def test_djangos_request_log_names_the_request_without_its_secrets(self, log_output, rf):
+        # django.request logs a 5xx with the request in its extras, whose repr is the full path.
+        request = rf.get("/api/auth/broker/callback", {"request_token": "SECRET-TICKET", "state": "SECRET-STATE"})
+        logging.getLogger("django.request").error("Internal Server Error: %s", request.path, extra={"request": request})
+
+        [line] = lines(log_output)
+        assert "/api/auth/broker/callback?request_token=[redacted]" in line["request"]
+        assert not [secret for secret in SECRETS if secret in log_output.getvalue()]
+
+    def test_the_servers_loggers_write_through_the_redacting_handler(self):
+        for name in ("uvicorn.error", "uvicorn.asgi", "_granian"):
+            logger = logging.getLogger(name)
+            # pytest adds its capturing handlers to every logger that does not propagate.
+            [handler] = [h for h in logger.handlers if not type(h).__module__.startswith("_pytest")]
+            assert isinstance(handler.formatter, RedactingJsonFormatter) and not logger.propagate, name

@@ -19,6 +19,35 @@ class TestMetrics:
         assert "django_http_requests_latency_seconds_by_view_method_bucket" in text
 
 
+class TestWhoMayScrape:
+    """/metrics names every view, status and exception type: a scraper's, never the public's (issue 23)."""
+
+    def test_without_a_token_a_client_on_this_machine_may(self, anon_client):
+        for address in ("127.0.0.1", "::1"):
+            assert anon_client.get("/metrics", REMOTE_ADDR=address).status_code == 200, address
+
+    @pytest.mark.parametrize("address", ["203.0.113.7", "10.0.0.5", "not-an-address", ""])
+    def test_without_a_token_anyone_else_gets_401_json(self, anon_client, address):
+        response = anon_client.get("/metrics", REMOTE_ADDR=address)
+
+        assert response.status_code == 401
+        assert response.json()["code"] == "not_authenticated" and response["WWW-Authenticate"].startswith("Bearer")
+        assert b"django_http" not in response.content
+
+    def test_with_a_token_only_its_bearer_may_even_from_this_machine(self, anon_client, settings):
+        settings.THOR_METRICS_TOKEN = "scrape-me-9f2"
+
+        def status(address="127.0.0.1", **headers):
+            return anon_client.get("/metrics", REMOTE_ADDR=address, headers=headers).status_code
+
+        assert status() == 401
+        assert status(Authorization="Bearer wrong") == 401
+        assert status(Authorization="Bearer scrape-me-9f2x") == 401
+        assert status(Authorization="Basic scrape-me-9f2") == 401
+        assert status(Authorization="Bearer scrape-me-9f2") == 200
+        assert status("10.0.0.5", Authorization="bearer scrape-me-9f2") == 200
+
+
 def sample(name, **labels):
     from prometheus_client import REGISTRY
 

@@ -149,6 +149,31 @@ class TestArguments:
         with pytest.raises(SystemExit, match="WSGI application only"):
             granian_arguments([option])
 
+    @pytest.mark.parametrize("option", ["--access-log", "--access-log-fmt=%(path)s", "--log-config=x.json"])
+    def test_no_access_log_and_no_other_logging_than_thors(self, option):
+        # Query strings carry tickets and OAuth codes; Thor's handler redacts them, an access logger would not.
+        for arguments in (uvicorn_arguments, granian_arguments):
+            with pytest.raises(SystemExit, match=r"settings\.LOGGING"):
+                arguments([option])
+
+    def test_a_stop_is_bounded_by_thor_shutdown_seconds(self, settings):
+        settings.THOR_SHUTDOWN_SECONDS = 7
+
+        uvicorn = uvicorn_arguments([])
+        granian = granian_arguments([])
+
+        assert uvicorn[uvicorn.index("--timeout-graceful-shutdown") + 1] == "7"
+        assert granian[granian.index("--workers-kill-timeout") + 1] == "7"
+
+    def test_the_command_line_may_choose_another_bound(self):
+        uvicorn = uvicorn_arguments(["--timeout-graceful-shutdown=3"])
+        granian = granian_arguments(["--workers-kill-timeout", "3"])
+
+        assert "--timeout-graceful-shutdown=3" in uvicorn and "--timeout-graceful-shutdown" not in uvicorn
+        assert (
+            granian.count("--workers-kill-timeout") == 1 and granian[granian.index("--workers-kill-timeout") + 1] == "3"
+        )
+
     def test_an_unknown_server_is_refused(self):
         from thor.serve import main
 
@@ -273,3 +298,24 @@ def test_the_proxy_sends_websockets_to_uvicorn_and_overwrites_forwarded_headers(
     # $remote_addr, never $proxy_add_x_forwarded_for: what a client sends is not passed on as if it were true.
     assert config.count("proxy_set_header X-Forwarded-For $remote_addr;") == 2
     assert "proxy_add_x_forwarded_for" not in config
+
+
+def test_the_proxy_logs_no_query_string_and_keeps_metrics_inside():
+    config = (ROOT / "deploy" / "nginx.conf").read_text()
+    log_format = re.search(r"log_format (\w+)(.*?);", config, re.S)
+
+    assert log_format and re.search(rf"^\s*access_log \S+ {log_format[1]};", config, re.M)
+    # Every variable that carries the query (or a page URL that had one) stays out of the line.
+    assert "$uri" in log_format[2]
+    for variable in ("$request ", '$request"', "$request_uri", "$args", "$query_string", "$arg_", "$http_referer"):
+        assert variable not in log_format[2], variable
+    assert re.search(r"location \^~ /metrics \{\s*deny all;\s*\}", config)
+
+
+def test_docker_waits_longer_than_the_servers_shutdown_bound():
+    import yaml
+
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+
+    for name in ("web", "ws"):
+        assert int(services[name]["stop_grace_period"].rstrip("s")) > settings.THOR_SHUTDOWN_SECONDS, name
