@@ -7,7 +7,7 @@ TEST_REDIS_URL ?= redis://127.0.0.1:6379/14
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: run test lint format bench-positions bench-upstream bench-greeks bench-moneyness bench-ws bench-schwab-refresh clean
+.PHONY: run test test-browser lint format bench-positions bench-upstream bench-greeks bench-moneyness bench-ws bench-schwab-refresh clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,14 @@ test: $(VENV)/.installed-dev
 	./scripts/ensure_services.sh
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) CELERY_BROKER_URL= \
 		$(PY) -m pytest $(PYTEST_ARGS)
+
+# The seed frontends' flows in headless Chromium (browser/): Thor and the sandbox as `make run` starts them, on
+# free ports, with their own PostgreSQL database thor_browser and Redis DB 7; the pages on http://localhost:5173.
+# Apart from `make test`: it waits out a one-minute access token, and needs chromium and chromium-driver.
+test-browser: $(VENV)/.installed-dev
+	./scripts/ensure_services.sh
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) CELERY_BROKER_URL= \
+		$(PY) -m pytest -m browser browser $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .
