@@ -7,6 +7,7 @@ each window, and the console, in a temporary folder whose path it prints.
 
 import base64
 import json
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -29,6 +30,13 @@ def pytest_runtest_makereport(item, call):
     item.stash.setdefault(_reports_key, {})[report.when] = report
 
 
+def pytest_collection_modifyitems(items):
+    # The first test also waits for Thor to migrate and start (half a minute on a busy machine).
+    for item in items:
+        if item.get_closest_marker("browser") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(300))
+
+
 def _evidence_folder() -> Path:
     if "folder" not in _evidence:
         _evidence["folder"] = Path(tempfile.mkdtemp(prefix="thor-browser-failures-"))
@@ -36,10 +44,13 @@ def _evidence_folder() -> Path:
 
 
 @pytest.fixture(scope="session")
-def stack():
+def stack(request):
     running = thor_stack.start()
     yield running
     running.stop()
+    # Thor's and the sandbox's logs are kept for a run that failed (its tests print where).
+    if not request.session.testsfailed:
+        shutil.rmtree(running.logs, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
+pytestmark = pytest.mark.browser
 
 
 def test_three_parallel_401s_are_each_refreshed_and_retried_and_the_user_stays_signed_in(spa, early_session):
