@@ -4,6 +4,7 @@ Every wait that times out says what the page showed instead, and what the browse
 """
 
 import os
+import re
 import shutil
 import time
 import uuid
@@ -20,7 +21,13 @@ from browser.static_server import ORIGIN
 CHROMIUM = os.environ.get("THOR_BROWSER_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = os.environ.get("THOR_BROWSER_CHROMEDRIVER") or shutil.which("chromedriver") or "/usr/bin/chromedriver"
 PASSWORD = "browser-suite-Passw0rd!"
+# What a failure message never prints: the query values that carry a token, a code or a signed state.
+SECRET_QUERY_VALUES = re.compile(r"\b(access_token|refresh_token|request_token|code|state|ticket|token)=[^&\s\"']+")
 WAIT_SECONDS = 20
+
+
+def redacted(text: str) -> str:
+    return SECRET_QUERY_VALUES.sub(r"\1=[redacted]", text)
 
 
 def chromium() -> webdriver.Chrome:
@@ -131,13 +138,13 @@ class Spa:
             try:
                 self.driver.switch_to.window(handle)
                 body = self.driver.find_element(By.TAG_NAME, "body").text.strip().replace("\n", " | ")
-                lines.append(f"window {self.driver.current_url}: {body[:600]}")
+                lines.append(f"window {self.driver.current_url}\n  shows: {body[:600]}")
             except WebDriverException as error:
                 lines.append(f"window {handle}: unreadable ({error.msg})")
         if current in self.driver.window_handles:
             self.driver.switch_to.window(current)
         lines += [f"console {entry['level']}: {entry['message']}" for entry in self.console_entries()]
-        return "\n".join(lines)
+        return redacted("\n".join(lines))
 
     def save_evidence(self, folder: Path, name: str) -> list[Path]:
         """A screenshot and the HTML of every window, and the console, into `folder`."""
@@ -149,12 +156,14 @@ class Spa:
                 screenshot = folder / f"{name}-window{index}.png"
                 self.driver.save_screenshot(str(screenshot))
                 html = folder / f"{name}-window{index}.html"
-                html.write_text(f"<!-- {self.driver.current_url} -->\n{self.driver.page_source}")
+                html.write_text(f"<!-- {redacted(self.driver.current_url)} -->\n{self.driver.page_source}")
                 saved += [screenshot, html]
             except WebDriverException:
                 continue
         console = folder / f"{name}-console.txt"
-        console.write_text("\n".join(f"{entry['level']} {entry['message']}" for entry in self.console_entries()))
+        console.write_text(
+            redacted("\n".join(f"{entry['level']} {entry['message']}" for entry in self.console_entries()))
+        )
         return [*saved, console]
 
     # --- the user -------------------------------------------------------------------------------
