@@ -7,7 +7,7 @@ TEST_REDIS_URL ?= redis://127.0.0.1:6379/14
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: run test soak-orders lint format bench-positions bench-upstream bench-greeks bench-moneyness bench-ws bench-schwab-refresh clean
+.PHONY: run test test-browser soak-orders lint format bench-positions bench-upstream bench-greeks bench-moneyness bench-ws bench-schwab-refresh clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,14 @@ soak-orders: $(VENV)/.installed-dev
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) CELERY_BROKER_URL= THOR_SOAK_SECONDS=$(SOAK_SECONDS) \
 		$(PY) -m pytest -q -s -p no:cacheprovider -o timeout=$$(( $(SOAK_SECONDS) + 300 )) \
 		accounts/tests/test_order_lifecycle_model.py
+
+# The seed frontends' flows in headless Chromium (browser/): Thor and the sandbox as `make run` starts them, on
+# free ports, with their own PostgreSQL database thor_browser and Redis DB 7; the pages on http://localhost:5173.
+# Apart from `make test`: it waits out a one-minute access token, and needs chromium and chromium-driver.
+test-browser: $(VENV)/.installed-dev
+	./scripts/ensure_services.sh
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) CELERY_BROKER_URL= \
+		$(PY) -m pytest -m browser browser $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .
