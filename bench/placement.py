@@ -22,6 +22,7 @@ placement call per order expected). A measurement, not a test: it exits 0 whethe
 """
 
 import argparse
+import os
 import re
 import subprocess
 import time
@@ -248,6 +249,7 @@ def main() -> None:
         schwab_account = _link_schwab(world)
         kite = _direct_kite(world)
         schwab_session, schwab_orders_url = _direct_schwab(world)
+        load_before = os.getloadavg()[0]
 
         def kite_direct(index: int) -> str:
             kite.place_order(
@@ -293,14 +295,18 @@ def main() -> None:
             warm_up=args.warm_up,
             rate=args.rate,
         )
-    report(series, calls, args)
+    report(series, calls, args, (load_before, os.getloadavg()[0]))
 
 
-def report(series: dict[str, Series], calls: dict[str, Counter], args) -> None:
+def report(series: dict[str, Series], calls: dict[str, Counter], args, load: tuple[float, float]) -> None:
     print()
     print(
         f"Live LIMIT placements, {args.orders} counted of each kind after {args.warm_up} not counted, "
         f"{args.rate:g} orders/s in all; Thor under granian ({args.workers} workers), PostgreSQL, Redis."
+    )
+    print(
+        f"Machine: {os.cpu_count()} cores, load average {load[0]:.1f} when the orders began and {load[1]:.1f} "
+        "when they ended (other work on the machine lengthens Thor's many round trips far more than one HTTP call)."
     )
     print(f"  {'placed':<40} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}  answers")
     labels = {

@@ -61,6 +61,9 @@ SPANS = [
     ("KiteAdapter.__init__ (a KiteConnect client)", "brokers.adapters.kite", "KiteAdapter.__init__"),
     ("HTTP out (requests.Session.request)", "requests.sessions", "Session.request"),
     ("HTTP out (requests.Session.send)", "requests.sessions", "Session.send"),
+    ("Redis commands (redis-py, this thread)", "redis.client", "Redis.execute_command"),
+    ("Redis pipelines", "redis.client", "Pipeline.execute"),
+    ("Redis commands (the publishing loop)", "redis.asyncio.client", "Redis.execute_command"),
     ("database commits", "django.db.backends.base.base", "BaseDatabaseWrapper.commit"),
     ("on_commit hooks", "django.db.backends.base.base", "BaseDatabaseWrapper.run_and_clear_commit_hooks"),
 ]
@@ -189,14 +192,17 @@ def main() -> None:
         one_placement(world, app, path, order, connection)
 
         latencies = []
+        cpu_started = time.process_time()
         for index in range(args.orders):
             latencies.append(place(app, path, world.token, order, 20 + index))
             time.sleep(0.12)
+        cpu = (time.process_time() - cpu_started) / args.orders
         ordered = sorted(latencies)
         print(
             f"{args.broker}: {args.orders} placements in-process (no timers): p50 "
             f"{percentile(ordered, 50) * 1000:.1f} ms, p99 {percentile(ordered, 99) * 1000:.1f} ms, "
-            f"mean {sum(ordered) / len(ordered) * 1000:.1f} ms"
+            f"mean {sum(ordered) / len(ordered) * 1000:.1f} ms; this process's CPU {cpu * 1000:.1f} ms a placement "
+            f"(load average {os.getloadavg()[0]:.1f})"
         )
 
         spans_install()
