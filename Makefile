@@ -7,7 +7,7 @@ TEST_REDIS_URL ?= redis://127.0.0.1:6379/14
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: run test test-browser soak-orders lint format bench-positions bench-upstream bench-greeks bench-moneyness bench-ws bench-schwab-refresh clean
+.PHONY: run test test-browser soak-orders lint format bench-positions bench-upstream bench-greeks bench-moneyness bench-ws bench-schwab-refresh bench-placement clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -75,6 +75,12 @@ bench-ws: $(VENV)/.installed
 bench-schwab-refresh: $(VENV)/.installed
 	./scripts/ensure_services.sh
 	$(PY) bench/schwab_refresh.py $(BENCH_ARGS)
+
+# Live placements straight at the sandbox and through Thor (Kite and Schwab), in one run: what Thor adds.
+# Its own world: PostgreSQL thor_bench_placement and Redis DB 7.
+bench-placement: $(VENV)/.installed
+	./scripts/ensure_services.sh
+	$(PY) bench/placement.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) db.sqlite3

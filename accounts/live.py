@@ -103,8 +103,8 @@ def live_snapshot_peek(*, account: TradingAccount, what: str):
 
 def live_snapshots_forget(*, account: TradingAccount) -> None:
     """An order changed the account: the next read goes to the broker."""
-    for what in ("positions", "holdings", "funds", "orders"):
-        snapshots.forget(snapshots.key(account.user.tenant.slug, account.pk, what))
+    changed = ("positions", "holdings", "funds", "orders")
+    snapshots.forget(*(snapshots.key(account.user.tenant.slug, account.pk, what) for what in changed))
 
 
 def order_request_of(order: Order) -> OrderRequest:

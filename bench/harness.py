@@ -233,18 +233,35 @@ def switch_thor_server(processes: Processes, world: World, server: str) -> None:
     world.server = server
 
 
-def live_world(processes: Processes, *, workers: int, fresh_seconds: float, server: str = "uvicorn") -> World:
-    """A fresh database, the sandbox, Thor, and a user whose primary account is a linked Kite account."""
+def live_world(
+    processes: Processes,
+    *,
+    workers: int,
+    fresh_seconds: float,
+    server: str = "uvicorn",
+    database_url: str = DATABASE_URL,
+    redis_url: str = REDIS_URL,
+    **overrides: str,
+) -> World:
+    """A fresh database, the sandbox, Thor, and a user whose primary account is a linked Kite account.
+
+    `overrides`: more environment for the sandbox and Thor (a benchmark's own settings)."""
     thor_url = f"http://127.0.0.1:{free_port()}"
     sandbox_port = free_port()
     sandbox_url = f"http://127.0.0.1:{sandbox_port}"
     env = bench_env(
+        database_url=database_url,
+        redis_url=redis_url,
         THOR_PUBLIC_URL=thor_url,
         THOR_KITE_API_ROOT=sandbox_url,
         THOR_KITE_LOGIN_URL=f"{sandbox_url}/connect/login",
+        # The sandbox stands in for Schwab too (a benchmark links a Schwab account only if it wants one).
+        THOR_SCHWAB_API_BASE=sandbox_url,
+        THOR_SCHWAB_AUTH_BASE=sandbox_url,
         THOR_SANDBOX_KITE_API_KEY=KITE_API_KEY,
         THOR_SANDBOX_KITE_API_SECRET=KITE_API_SECRET,
         THOR_LIVE_FRESH_SECONDS=str(fresh_seconds),
+        **overrides,
     )
     reset_storage(env)
     manage(env, "create_tenant", TENANT, "--origin", SPA)

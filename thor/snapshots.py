@@ -180,6 +180,7 @@ def read_through(
             return _stale_or_raise(key, error)
 
 
-def forget(key: str) -> None:
-    """Drop the fresh copy (after a write such as an order), keeping the last-good snapshot."""
-    cache.delete_many([_fresh_key(key), fresh_body_key(key), _failed_key(key)])
+def forget(*keys: str) -> None:
+    """Drop the fresh copies (after a write such as an order), keeping the last-good snapshots; one
+    round trip to the cache for all the keys."""
+    cache.delete_many([name for key in keys for name in (_fresh_key(key), fresh_body_key(key), _failed_key(key))])

@@ -44,6 +44,8 @@ def last_prices(account: TradingAccount, requests: list[OrderRequest]) -> Prices
     Only paper needs them to fill: a live order goes on without (valued at its own prices), since the
     paper source may have no session for the tenant while the user's own one is fine.
     """
+    if account.mode != TradingAccount.Mode.PAPER and account.user.tenant.max_order_value is None:
+        return {}  # a live order is only valued against the tenant's max order value: no price to read
     instruments = {(request.exchange, request.symbol) for request in requests}
     if account.mode == TradingAccount.Mode.PAPER:
         instruments |= set(account.paper_positions.values_list("exchange", "symbol"))

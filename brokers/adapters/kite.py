@@ -6,9 +6,11 @@ the caller answers from the last-good snapshot.
 """
 
 import hashlib
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, time, timedelta
 from decimal import Decimal
+from http.cookiejar import DefaultCookiePolicy
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
@@ -41,6 +43,21 @@ KITE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 # Kite refuses these without `market_protection` (since April 2026): -1 lets Kite choose, else a percentage.
 MARKET_PROTECTED_ORDER_TYPES = ("MARKET", "SL-M")
 AUTOMATIC_MARKET_PROTECTION = Decimal("-1")
+
+
+_pool = threading.local()
+
+
+def _session() -> requests.Session:
+    """One keep-alive session per thread for every Kite client made in it (an adapter is made for each
+    call, and a client's own session would open a new connection to Kite every time). It takes no
+    cookies: Kite's API sets none, and one customer's call must never carry another's."""
+    session = getattr(_pool, "session", None)
+    if session is None:
+        session = requests.Session()
+        session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
+        _pool.session = session
+    return session
 
 
 def session_expiry(now: datetime) -> datetime:
@@ -159,6 +176,7 @@ class KiteAdapter(BrokerAdapter):
             root=settings.THOR_KITE_API_ROOT,
             timeout=settings.THOR_KITE_TIMEOUT,
         )
+        self._client.reqsession = _session()
 
     def __repr__(self):
         return f"KiteAdapter(app_id={self.app_id})"

@@ -2,7 +2,7 @@
 
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TypeVar
 
 from django.db import transaction
@@ -19,6 +19,7 @@ from brokers.signals import connection_ended
 logger = logging.getLogger("thor.brokers")
 T = TypeVar("T")
 Status = BrokerConnection.Status
+SYNC_RECORD_INTERVAL = timedelta(seconds=1)
 
 
 def broker_call(connection: BrokerConnection, call: Callable[[BrokerAdapter], T], *, account_id: str = "") -> T:
@@ -54,10 +55,23 @@ def broker_call(connection: BrokerConnection, call: Callable[[BrokerAdapter], T]
             connection_mark_expired(connection=connection)
         else:
             BrokerConnection.objects.filter(pk=connection.pk).update(last_error=error.code.value)
+            connection.last_error = error.code.value
         raise
-    BrokerConnection.objects.filter(pk=connection.pk).update(last_sync_at=timezone.now(), last_error="")
+    _sync_record(connection)
     health.call_succeeded(connection)
     return result
+
+
+def _sync_record(connection: BrokerConnection) -> None:
+    """Record a successful call: at most once every SYNC_RECORD_INTERVAL while nothing failed, since
+    every order would otherwise pay one more write for a time only shown to the second."""
+    now = timezone.now()
+    if not connection.get_deferred_fields() & {"last_sync_at", "last_error"}:
+        recent = connection.last_sync_at and now - connection.last_sync_at < SYNC_RECORD_INTERVAL
+        if recent and not connection.last_error:
+            return
+    BrokerConnection.objects.filter(pk=connection.pk).update(last_sync_at=now, last_error="")
+    connection.last_sync_at, connection.last_error = now, ""
 
 
 def _refresh_unavailable(outcome) -> BrokerError:
