@@ -87,11 +87,14 @@ class Spa:
         self.driver.get(f"{ORIGIN}{path}")
 
     def window_url(self, handle: str) -> str:
-        """The address of another window; the test stays in the one it was in."""
+        """The address of another window ("" while it has none: closing, or between two pages); the test
+        stays in the one it was in."""
         current = self.driver.current_window_handle
         try:
             self.driver.switch_to.window(handle)
-            return self.driver.current_url
+            return self.driver.current_url or ""
+        except NoSuchWindowException:
+            return ""  # it closed itself meanwhile (seed 000's callback page does once it has posted)
         finally:
             self.driver.switch_to.window(current)
 
