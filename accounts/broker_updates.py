@@ -16,7 +16,6 @@ from accounts.models import BrokerOrderId, Order, TradingAccount
 from accounts.placement_matching import Unclaimed, held_broker_ids, unclaimed_owner
 from brokers.adapters.types import OrderResult
 from brokers.services import VerifiedPostback
-from thor import durability
 
 logger = logging.getLogger("accounts.broker_updates")
 
@@ -134,22 +133,13 @@ def broker_id_claim(order: Order, broker_order_id: str) -> bool:
 
 @transaction.atomic
 def order_broker_update(
-    *,
-    account: TradingAccount,
-    result: OrderResult,
-    kind: str,
-    order: Order | None = None,
-    actor=None,
-    reconcilable: bool = False,
+    *, account: TradingAccount, result: OrderResult, kind: str, order: Order | None = None, actor=None
 ) -> tuple[Order, bool]:
     """Move the order the broker speaks of (found, or built when new) to what it says.
 
     Returns the order and whether anything changed; nothing is written when the update is a repeat or
-    would move the order backwards. `reconcilable`: the broker's answer to a send whose intent is already
-    durable, so this commit need not wait for the disk (thor.durability).
+    would move the order backwards.
     """
-    if reconcilable:
-        durability.commit_without_waiting_for_disk()
     try:
         if order is not None:
             order = Order.objects.select_for_update().get(pk=order.pk)

@@ -80,11 +80,7 @@ def live_order_send(*, order: Order, actor) -> Order:
         raise
     order.send_ended_at = timezone.now()
     live_snapshots_forget(account=account)
-    # Lost with a crashed database, this answer leaves the order PENDING with its send started: the
-    # settle task finds it in the book again. The commit before the send is the one that must be durable.
-    return order_broker_update(
-        account=account, result=result, kind="sent", order=order, actor=actor, reconcilable=True
-    )[0]
+    return order_broker_update(account=account, result=result, kind="sent", order=order, actor=actor)[0]
 
 
 def _settle_delay(checks: int) -> timedelta:

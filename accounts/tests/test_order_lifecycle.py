@@ -9,7 +9,6 @@ from datetime import timedelta
 import pytest
 import requests
 from django.db import connection
-from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from accounts.models import BrokerOrderId, Order, OrderDeletionRefused, TradingAccount
@@ -306,16 +305,3 @@ class TestOrderRowsAreNeverDeleted:
 
         with pytest.raises(IntegrityError), transaction.atomic():
             BrokerOrderId.objects.create(account=account, order=second, broker_order_id="1001")
-
-
-class TestDurability:
-    def test_only_the_brokers_answer_commits_without_waiting_for_the_disk(self, alice_client, account):
-        with CaptureQueriesContext(connection) as queries:
-            placed = tsla(alice_client, account, "durable-1")
-
-        assert placed.status_code == 201, placed.json()
-        statements = [query["sql"] for query in queries.captured_queries]
-        intent = next(i for i, sql in enumerate(statements) if sql.startswith('INSERT INTO "accounts_order"'))
-        relaxed = [i for i, sql in enumerate(statements) if "synchronous_commit" in sql]
-        # The intent (the order row, before the send) is committed durably; the answer may be rebuilt from the book.
-        assert len(relaxed) == 1 and relaxed[0] > intent
