@@ -12,29 +12,13 @@ from accounts.models import Order
 from accounts.services import unknown_orders_settle
 from accounts.tests.conftest import order_body
 from accounts.tests.test_consumers import access_token
-from accounts.tests.test_streams_served import free_port, start_served, stop_served
-from brokers.sandbox.testing import start_sandbox, submit_login
-from brokers.tests.sandbox_fixtures import API_KEY, API_SECRET, SPA
+from accounts.tests.test_streams_served import free_port, link_kite, start_served, stop_served
+from brokers.sandbox.testing import start_sandbox
+from brokers.tests.sandbox_fixtures import API_KEY, API_SECRET
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
 
 BROKER_LATENCY_MS = 3000
-
-
-def link_kite(http: str, headers: dict) -> int:
-    """Seed 000's link as a browser makes it; returns the live account's id."""
-    start = requests.post(
-        f"{http}/api/auth/broker/test-oauth",
-        json={"api_key": API_KEY, "api_secret": API_SECRET, "frontend_url": SPA},
-        headers=headers,
-        timeout=30,
-    )
-    assert start.status_code == 200, start.text
-    login = submit_login(start.json()["oauth_url"], user_id="AB1234", password="sandbox")
-    callback = requests.get(login.headers["Location"], allow_redirects=False, timeout=30)
-    assert "status=success" in callback.headers.get("Location", ""), callback.headers
-    accounts = requests.get(f"{http}/api/accounts", headers=headers, timeout=30).json()
-    return next(account["id"] for account in accounts if account["mode"] == "live")
 
 
 def test_a_placement_cut_by_sigkill_settles_to_the_brokers_order_after_a_restart(alice, settings):

@@ -119,6 +119,24 @@ def served_thor_and_kite():
             yield served, kite
 
 
+def link_kite(http: str, headers: dict) -> int:
+    """Seed 000's link as a browser makes it (Thor's start, the sandbox's login form, Thor's callback);
+    returns the live account's id."""
+    start = requests.post(
+        f"{http}/api/auth/broker/test-oauth",
+        json={"api_key": API_KEY, "api_secret": API_SECRET, "frontend_url": SPA},
+        headers=headers,
+        timeout=30,
+    )
+    assert start.status_code == 200, start.text
+    login = submit_login(start.json()["oauth_url"], user_id="AB1234", password="sandbox")
+    assert login.status_code == 302, login.text
+    callback = requests.get(login.headers["Location"], allow_redirects=False, timeout=30)
+    assert "status=success" in callback.headers.get("Location", ""), callback.headers
+    accounts = requests.get(f"{http}/api/accounts", headers=headers, timeout=30).json()
+    return next(account["id"] for account in accounts if account["mode"] == "live")
+
+
 def buy_ticket(http: str, headers: dict) -> str:
     response = requests.post(f"{http}/api/ws/ticket", headers=headers, timeout=10)
     assert response.status_code == 201, response.text
@@ -170,20 +188,7 @@ def test_a_paper_order_placed_over_http_arrives_on_a_ticket_socket_and_a_reconne
 def test_a_live_kite_order_filled_at_the_sandbox_arrives_by_postback(served_thor_and_kite, alice):
     (http, ws), kite = served_thor_and_kite
     headers = {"Authorization": f"Bearer {access_token(alice)}"}
-    # Linking as the browser does: Thor's start, the sandbox's login form, Thor's callback.
-    start = requests.post(
-        f"{http}/api/auth/broker/test-oauth",
-        json={"api_key": API_KEY, "api_secret": API_SECRET, "frontend_url": SPA},
-        headers=headers,
-        timeout=30,
-    )
-    assert start.status_code == 200, start.text
-    login = submit_login(start.json()["oauth_url"], user_id="AB1234", password="sandbox")
-    assert login.status_code == 302, login.text
-    callback = requests.get(login.headers["Location"], allow_redirects=False, timeout=30)
-    assert "status=success" in callback.headers.get("Location", ""), callback.headers
-    accounts = requests.get(f"{http}/api/accounts", headers=headers, timeout=30).json()
-    account_id = next(account["id"] for account in accounts if account["mode"] == "live")
+    account_id = link_kite(http, headers)
     requests.post(f"{kite.url}/_sandbox/prices", json={"NSE:INFY": 1500.0}, timeout=5).raise_for_status()
 
     with connect(f"{ws}/ws/orders/{account_id}?ticket={buy_ticket(http, headers)}") as socket:
