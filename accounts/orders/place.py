@@ -102,13 +102,20 @@ def pre_trade_check(*, account: TradingAccount, request: OrderRequest, prices: P
 def _repeat_answer(order: Order) -> Order:
     """A repeat of a key whose order is still at the broker waits: an answer without a broker id now would
     read as "placed" to a client that cannot tell. One whose sender died is answered as it is (PENDING,
-    202): the reconciler settles it from the book."""
+    202): the reconciler settles it from the book. One settled as never placed answers 422."""
     if placement.placement_in_flight(order):
         raise ApplicationError(
             "The first request with this Idempotency-Key is still at the broker; ask again shortly.",
             code="idempotency_in_progress",
             status_code=status.HTTP_409_CONFLICT,
             retry_after=1,
+        )
+    if order.account.mode == TradingAccount.Mode.LIVE and order.is_terminal and not order.broker_order_id:
+        # Settled as never placed (the book never showed it): the key's answer is that refusal, not a 201.
+        raise ApplicationError(
+            order.status_message or "This order was not placed.",
+            code="order_not_placed",
+            status_code=status.HTTP_422_UNPROCESSABLE_ENTITY,
         )
     return order
 

@@ -177,6 +177,21 @@ class TestPlacementsWhoseAnswerWasLost:
         assert all(not order.broker_order_id for order in settled)
         assert "could be this one" in settled[0].status_message
 
+    def test_a_key_whose_order_was_settled_as_never_placed_answers_that_never_a_201(
+        self, alice_client, account, orders_path, schwab_sandbox, settings
+    ):
+        schwab_fault(schwab_sandbox, kind="drop", path=orders_path, count=1)
+        lost = tsla(alice_client, account, "tsla-lost")
+        assert lost.status_code == 202, lost.json()
+        settings.THOR_PLACEMENT_SETTLE_SECONDS = {"kite": 600, "schwab": 0}
+        assert live_order_settle(order=Order.objects.get(pk=lost.json()["id"])).status == "REJECTED"
+        sent = posts(schwab_sandbox, orders_path)
+
+        again = tsla(alice_client, account, "tsla-lost")
+
+        assert again.status_code == 422 and again.json()["code"] == "order_not_placed"
+        assert posts(schwab_sandbox, orders_path) == sent
+
 
 class TestACrashMidPlacement:
     """Finding 4: an order left PENDING by a dead server stayed so for ever."""
