@@ -4,6 +4,7 @@ from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 
 from identity.models import SocialApp, SocialIdentity, Tenant, User
+from identity.services import users_disable
 
 
 class SocialIdentityInline(admin.TabularInline):
@@ -73,7 +74,7 @@ class UserAdmin(DjangoUserAdmin):
 
     @admin.action(description="Disable selected users (they can no longer log in)")
     def disable_users(self, request, queryset):
-        updated = queryset.update(is_active=False)
+        updated = users_disable(users=queryset)
         self.message_user(request, f"Disabled {updated} user(s).")
 
 

@@ -3,6 +3,7 @@ from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
+from identity.authentication import identity_forget
 from identity.models import Tenant, User, inexact_origins
 from identity.signals import user_registered
 from thor.errors import ApplicationError
@@ -71,3 +72,14 @@ def tenant_create(
     tenant.full_clean()
     tenant.save()
     return tenant
+
+
+def users_disable(*, users) -> int:
+    """Disable these users: they can no longer log in, and their next request with a token they hold is
+    refused at once (the cached identity of each is dropped once the change is committed, not before: a
+    request in between would cache the still-active row again). Returns how many changed."""
+    user_ids = list(users.filter(is_active=True).values_list("pk", flat=True))
+    with transaction.atomic():
+        changed = User.objects.filter(pk__in=user_ids).update(is_active=False)
+        transaction.on_commit(lambda: [identity_forget(user_id=user_id) for user_id in user_ids])
+    return changed

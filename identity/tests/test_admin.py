@@ -1,6 +1,7 @@
 import pytest
 from django.test import Client
 
+from conftest import client_for
 from identity.models import User
 
 pytestmark = pytest.mark.django_db
@@ -39,6 +40,20 @@ class TestOpsInTheAdmin:
         bob.refresh_from_db()
         assert alice.is_active is False
         assert bob.is_active is True
+
+    def test_a_disabled_users_next_request_is_refused_at_once(
+        self, ops_client, alice, bob, django_capture_on_commit_callbacks
+    ):
+        alice_api, bob_api = client_for(alice), client_for(bob)
+        # Both users' identities are in the cache, as after any request.
+        assert alice_api.get("/api/auth/me/").status_code == bob_api.get("/api/auth/me/").status_code == 200
+
+        with django_capture_on_commit_callbacks(execute=True):
+            ops_client.post(USERS, {"action": "disable_users", "_selected_action": [alice.pk]}, follow=True)
+
+        refused = alice_api.get("/api/accounts/primary/positions")
+        assert refused.status_code == 401 and refused["Content-Type"].startswith("application/json")
+        assert bob_api.get("/api/accounts/primary/positions").status_code == 200
 
 
 class TestNonStaffInTheAdmin:
