@@ -106,11 +106,14 @@ class TestReads:
         assert stale.json()["source"] == "stale"
         assert stale.json()["as_of"] == first["as_of"] and stale.json()["data"] == first["data"]
 
-    def test_an_expired_session_asks_to_relink_from_then_on(self, alice_client, sandbox, live):
+    def test_an_expired_session_asks_to_relink_from_then_on(
+        self, alice_client, sandbox, live, django_capture_on_commit_callbacks
+    ):
         assert alice_client.get(url(live, "/funds")).status_code == 200
         sandbox_fault(sandbox, kind="token_expired", path="/user/margins", count=1)
 
-        expired = alice_client.get(url(live, "/funds?fresh=1"))
+        with django_capture_on_commit_callbacks(execute=True):  # the request's commit, as a server makes it
+            expired = alice_client.get(url(live, "/funds?fresh=1"))
 
         assert expired.status_code == 409 and expired.json()["code"] == "reauth_required"
         assert BrokerConnection.objects.get(pk=live.connection_id).status == "expired"

@@ -129,15 +129,17 @@ class TestChangesAreSeenAtOnce:
 
         assert alice_client.get("/api/accounts/primary/positions").json()["account_id"] == paper.pk
 
-    def test_a_revoked_connection(self, alice_client, live):
+    def test_a_revoked_connection(self, alice_client, live, django_capture_on_commit_callbacks):
         warm(alice_client, live)
 
-        connection_revoke(connection=BrokerConnection.objects.get(pk=live.connection_id))
+        # The caches hear of it once the change is committed (before, a read could cache the old row again).
+        with django_capture_on_commit_callbacks(execute=True):
+            connection_revoke(connection=BrokerConnection.objects.get(pk=live.connection_id))
 
         response = alice_client.get(f"/api/accounts/{live.pk}/positions")
         assert response.status_code == 409 and response.json()["code"] == "reauth_required"
 
-    def test_sessions_ended_by_the_daily_expiry(self, alice_client, live):
+    def test_sessions_ended_by_the_daily_expiry(self, alice_client, live, django_capture_on_commit_callbacks):
         from django.utils import timezone
 
         warm(alice_client, live, "funds")
@@ -145,7 +147,8 @@ class TestChangesAreSeenAtOnce:
         # The bulk update above sends nothing; the daily task that ends the sessions does.
         assert alice_client.get(f"/api/accounts/{live.pk}/funds").status_code == 200
 
-        assert kite_sessions_expire() == 1
+        with django_capture_on_commit_callbacks(execute=True):
+            assert kite_sessions_expire() == 1
 
         response = alice_client.get(f"/api/accounts/{live.pk}/funds")
         assert response.status_code == 409 and response.json()["code"] == "reauth_required"

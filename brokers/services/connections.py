@@ -14,7 +14,7 @@ from brokers.adapters.errors import BrokerError, BrokerErrorCode
 from brokers.models import BrokerConnection, BrokerKind
 from brokers.registry import adapter_for
 from brokers.services import tokens
-from brokers.signals import connection_ended
+from brokers.signals import connections_ended
 
 logger = logging.getLogger("thor.brokers")
 T = TypeVar("T")
@@ -124,7 +124,7 @@ def connection_mark_expired(*, connection: BrokerConnection, error_code: str = "
         status=Status.EXPIRED, last_error=error_code, access_token="", refresh_token="", updated_at=timezone.now()
     )
     connection.refresh_from_db()
-    connection_ended.send(sender=BrokerConnection, connection_ids=[connection.pk])
+    connections_ended([connection.pk])
 
 
 def connection_revoke(*, connection: BrokerConnection) -> None:
@@ -141,7 +141,7 @@ def connection_revoke(*, connection: BrokerConnection) -> None:
         status=Status.REVOKED, access_token="", refresh_token="", last_error="", updated_at=timezone.now()
     )
     connection.refresh_from_db()
-    connection_ended.send(sender=BrokerConnection, connection_ids=[connection.pk])
+    connections_ended([connection.pk])
 
 
 def kite_sessions_expire(*, now: datetime | None = None) -> int:
@@ -150,6 +150,5 @@ def kite_sessions_expire(*, now: datetime | None = None) -> int:
     ended = BrokerConnection.objects.filter(app__kind=BrokerKind.KITE, status=Status.ACTIVE, access_expires_at__lte=now)
     connection_ids = list(ended.values_list("pk", flat=True))
     count = ended.update(status=Status.EXPIRED, last_error="session_expired", access_token="", updated_at=now)
-    if connection_ids:
-        connection_ended.send(sender=BrokerConnection, connection_ids=connection_ids)
+    connections_ended(connection_ids)
     return count

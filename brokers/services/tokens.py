@@ -20,6 +20,7 @@ from brokers.adapters.errors import BrokerError, BrokerErrorCode
 from brokers.adapters.types import Tokens
 from brokers.models import BrokerConnection, BrokerKind
 from brokers.registry import adapter_for
+from brokers.signals import connections_ended
 
 logger = logging.getLogger("thor.brokers.tokens")
 Status = BrokerConnection.Status
@@ -66,6 +67,7 @@ def _expire(connection: BrokerConnection, reason: str, now: datetime) -> None:
     BrokerConnection.objects.filter(pk=connection.pk).update(
         status=Status.EXPIRED, last_error=reason[:500], access_token="", refresh_token="", updated_at=now
     )
+    connections_ended([connection.pk])
 
 
 def connection_tokens_refresh(

@@ -162,3 +162,33 @@ def test_a_batch_skips_a_connection_another_worker_is_refreshing(alice, schwab_s
 
     assert results == {"on_demand": "refreshed", "batch": "skipped"}
     assert refresh_calls(schwab_sandbox)["total"] == 1
+
+
+@pytest.mark.django_db
+def test_a_session_the_refresh_finds_ended_is_announced_once_committed(alice, django_capture_on_commit_callbacks):
+    """Whoever caches the session's state (accounts.read_cache) hears of it, and only after the commit."""
+    from brokers.models import BrokerKind
+    from brokers.signals import connection_ended
+    from brokers.tests.factories import BrokerAppFactory, BrokerConnectionFactory
+
+    app = BrokerAppFactory(tenant=alice.tenant, kind=BrokerKind.SCHWAB)
+    connection = BrokerConnectionFactory(
+        user=alice, app=app, refresh_token="r", refresh_expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    heard = []
+
+    def hear(sender, connection_ids, **kwargs):
+        heard.extend(connection_ids)
+
+    connection_ended.connect(hear)
+    try:
+        with django_capture_on_commit_callbacks(execute=False) as pending:
+            outcome = connection_tokens_refresh(connection_id=connection.pk)
+            assert heard == []
+        for callback in pending:
+            callback()
+    finally:
+        connection_ended.disconnect(hear)
+
+    assert outcome.action == "expired"
+    assert heard == [connection.pk]
