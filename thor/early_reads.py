@@ -154,7 +154,9 @@ class EarlyReads:
         cached_response = getattr(match, "func", None) and getattr(match.func, "cached_response", None)
         if cached_response is None:
             return None
-        request = WSGIRequest(environ)
+        # A copy: WSGIRequest writes the decoded path back into its environ (PATH_INFO as text, not the server's
+        # latin-1), and Django's handler, which gets this environ when the read is handed on, cannot encode it.
+        request = WSGIRequest(dict(environ))
         if not self._request_phase_passes(request):
             return None
         request.resolver_match = match

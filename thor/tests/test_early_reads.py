@@ -12,6 +12,7 @@ import logging
 import re
 import time
 from unittest import mock
+from urllib.parse import unquote_to_bytes, urlsplit
 
 import pytest
 import requests
@@ -65,6 +66,8 @@ def send(application, path, token=None, method="GET", **extra):
         extra.setdefault("HTTP_AUTHORIZATION", f"Bearer {token}")
     environ = RequestFactory().generic(method, path, **extra).environ
     environ["wsgi.input"] = io.BytesIO(b"")
+    # As a WSGI server gives it: the path's bytes as latin-1 text (the factory's request decoded it to UTF-8).
+    environ["PATH_INFO"] = unquote_to_bytes(urlsplit(path).path).decode("iso-8859-1")
     answer = {}
 
     def start_response(status, headers, exc_info=None):
@@ -241,6 +244,16 @@ class TestHandedToDjango:
 
         assert status == "401 Unauthorized" and dict(headers)["Content-Type"] == "application/json"
         assert django_handler.calls == calls + 1 and b'"code"' in body
+
+    @pytest.mark.parametrize("header", ["Bearer x", "Bearer {token}"])
+    def test_a_path_that_is_not_ascii_is_djangos_answer_never_a_500(self, lane, live, token, header):
+        # The early read must leave the WSGI environ as the server gave it (latin-1 text) for Django's handler.
+        status, headers, body = send(
+            lane, "/api/accounts/%E2%82%AC/orders/", HTTP_AUTHORIZATION=header.format(token=token)
+        )
+
+        assert status in ("401 Unauthorized", "404 Not Found"), (status, body)
+        assert dict(headers)["Content-Type"] == "application/json" and b'"code"' in body
 
     def test_someone_elses_account_is_a_404_however_often_asked(self, lane, live, token, bob, charlie):
         for what in ("positions", "orders"):
