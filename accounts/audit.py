@@ -63,6 +63,15 @@ def order_event_record(
     return event
 
 
+def order_save_with_event(
+    *, order: Order, kind: str, before: dict, actor=None, broker_response: dict | None = None
+) -> Order:
+    """Save the order and record the change from `before` (the audit row, the socket's update)."""
+    order.save()
+    order_event_record(order=order, kind=kind, before=before, actor=actor, broker_response=broker_response)
+    return order
+
+
 def account_event_record(*, account: TradingAccount, kind: str, before: dict, after: dict, actor=None) -> OrderEvent:
     return OrderEvent.objects.create(
         account=account, actor=actor, kind=kind, request_id=_request_id(), before=before, after=after

@@ -134,10 +134,10 @@ def broker_id_claim(order: Order, broker_order_id: str) -> bool:
 @transaction.atomic
 def order_broker_update(
     *, account: TradingAccount, result: OrderResult, kind: str, order: Order | None = None, actor=None
-) -> tuple[Order, bool]:
+) -> tuple[Order | None, bool]:
     """Move the order the broker speaks of (found, or built when new) to what it says.
 
-    Returns the order and whether anything changed; nothing is written when the update is a repeat or
+    Returns the order (None for an id a replace superseded) and whether anything changed; nothing is written when the update is a repeat or
     would move the order backwards.
     """
     try:
@@ -178,7 +178,9 @@ def orders_reconcile(*, account: TradingAccount, results: Iterable[OrderResult])
     held = held_broker_ids(account)
     changed = 0
     for result in results:
-        if result.broker_order_id in held or (result.tag and account.orders.filter(client_order_id=result.tag)):
+        if result.broker_order_id in held or (
+            result.tag and account.orders.filter(client_order_id=result.tag).exists()
+        ):
             changed += order_broker_update(account=account, result=result, kind="synced")[1]
             continue
         owner = unclaimed_owner(account, result, results)

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.audit import order_event_record, order_state
+from accounts.audit import order_event_record, order_save_with_event, order_state
 from accounts.broker_updates import order_broker_update
 from accounts.models import BrokerOrderId, Order, TradingAccount
 from brokers.adapters.base import BrokerAdapter
@@ -123,12 +123,6 @@ def order_request_of(order: Order) -> OrderRequest:
     )
 
 
-def _save_with_event(*, order: Order, kind: str, before: dict, actor, broker_response: dict | None = None) -> Order:
-    order.save()
-    order_event_record(order=order, kind=kind, before=before, actor=actor, broker_response=broker_response)
-    return order
-
-
 def live_order_modify(*, order: Order, request: OrderRequest, actor) -> Order:
     """Change a working order at the broker. Schwab replaces it: the old id is cancelled and a new one made,
     which the order follows (the old id is kept as superseded, so no read brings it back as an order)."""
@@ -156,14 +150,16 @@ def live_order_modify(*, order: Order, request: OrderRequest, actor) -> Order:
             order.status_message = "Modified; confirming the broker's new order id from its order book."
             order.send_started_at, order.send_ended_at, order.send_acknowledged = sent_at, timezone.now(), True
             order.settle_checks, order.settle_after = 0, timezone.now()
-            return _save_with_event(order=order, kind="modified", before=before, actor=actor)
+            return order_save_with_event(order=order, kind="modified", before=before, actor=actor)
         if result.broker_order_id and result.broker_order_id != order.broker_order_id:
             _supersede(order)
             order.broker_order_id = result.broker_order_id
             BrokerOrderId.objects.get_or_create(
                 account_id=order.account_id, broker_order_id=result.broker_order_id, defaults={"order": order}
             )
-        return _save_with_event(order=order, kind="modified", before=before, actor=actor, broker_response=result.raw)
+        return order_save_with_event(
+            order=order, kind="modified", before=before, actor=actor, broker_response=result.raw
+        )
 
 
 def _supersede(order: Order) -> None:
@@ -202,4 +198,4 @@ def live_order_abandon(*, order: Order, message: str, actor) -> Order:
         return order  # it went out: only the broker's book may settle it
     order.status = Order.Status.CANCELLED
     order.status_message = message
-    return _save_with_event(order=order, kind="not_sent", before=before, actor=actor)
+    return order_save_with_event(order=order, kind="not_sent", before=before, actor=actor)

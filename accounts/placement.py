@@ -24,7 +24,7 @@ from django.db import transaction
 from django.utils import timezone
 from prometheus_client import Counter
 
-from accounts.audit import order_event_record, order_state
+from accounts.audit import order_save_with_event, order_state
 from accounts.broker_updates import order_broker_update
 from accounts.live import live_call, live_snapshots_forget, order_request_of
 from accounts.models import Order
@@ -38,12 +38,6 @@ orders_needing_review = Counter(
 
 # A send that ended in one of these may or may not have made an order at the broker.
 UNCERTAIN_ERRORS = (BrokerErrorCode.TIMEOUT, BrokerErrorCode.UNAVAILABLE, BrokerErrorCode.UNCONFIRMED)
-
-
-def _save_with_event(*, order: Order, kind: str, before: dict, actor, broker_response: dict | None = None) -> Order:
-    order.save()
-    order_event_record(order=order, kind=kind, before=before, actor=actor, broker_response=broker_response)
-    return order
 
 
 def send_started(order: Order) -> bool:
@@ -76,7 +70,9 @@ def live_order_send(*, order: Order, actor) -> Order:
             return _placement_uncertain(order=order, error=error, actor=actor)
         order.status = Order.Status.REJECTED
         order.status_message = (error.broker_message or error.message)[:500]
-        _save_with_event(order=order, kind="rejected", before=before, actor=actor, broker_response={"code": error.code})
+        order_save_with_event(
+            order=order, kind="rejected", before=before, actor=actor, broker_response={"code": error.code}
+        )
         raise
     order.send_ended_at = timezone.now()
     live_snapshots_forget(account=account)
@@ -98,7 +94,7 @@ def _placement_uncertain(*, order: Order, error: BrokerError, actor) -> Order:
     )
     order.settle_checks = 0
     order.settle_after = timezone.now() + _settle_delay(0)
-    _save_with_event(order=order, kind="placement_unknown", before=before, actor=actor)
+    order_save_with_event(order=order, kind="placement_unknown", before=before, actor=actor)
     for attempt in range(settings.THOR_PLACEMENT_LOOKUPS):
         if attempt:
             time.sleep(settings.THOR_PLACEMENT_LOOKUP_INTERVAL)
@@ -114,7 +110,9 @@ def _book_match(order: Order, *, now=None) -> Match | None:
     try:
         candidates = live_call(
             order.account,
-            lambda adapter: adapter.placement_candidates(order_request_of(order), order.send_started_at),
+            lambda adapter: adapter.placement_candidates(
+                order_request_of(order), order.send_started_at or order.created_at
+            ),
         )
     except BrokerError as error:
         logger.warning("Order book unreadable while confirming order %s: %s", order.client_order_id, error.code)
@@ -161,7 +159,7 @@ def live_order_settle(*, order: Order, now=None) -> Order:
                 order.status = Order.Status.REJECTED
                 order.settle_after = None
                 order.status_message = "Not placed: the broker's order book never showed it."
-                return _save_with_event(order=order, kind="placement_not_found", before=before, actor=None)
+                return order_save_with_event(order=order, kind="placement_not_found", before=before, actor=None)
             return _needs_review(order, match, before=before, now=now)
         order.settle_after = now + _settle_delay(order.settle_checks)
         order.save(update_fields=["settle_checks", "settle_after", "updated_at"])
@@ -178,7 +176,7 @@ def _needs_review(order: Order, match: Match, *, before: dict, now) -> Order:
     order.settle_after = now + _settle_delay(16)
     logger.warning("Order %s of account %s needs review: %s", order.pk, order.account_id, reason)
     orders_needing_review.labels(broker=order.account.broker).inc()
-    return _save_with_event(order=order, kind="placement_needs_review", before=before, actor=None)
+    return order_save_with_event(order=order, kind="placement_needs_review", before=before, actor=None)
 
 
 def orphaned_placements_settle(*, now=None) -> int:
@@ -200,13 +198,13 @@ def orphaned_placements_settle(*, now=None) -> int:
             if order.send_started_at is None:
                 order.status = Order.Status.REJECTED
                 order.status_message = "Not sent: Thor stopped before sending it."
-                _save_with_event(order=order, kind="not_sent", before=before, actor=None)
+                order_save_with_event(order=order, kind="not_sent", before=before, actor=None)
             else:
                 order.status = Order.Status.UNKNOWN
                 order.status_message = "Placement unconfirmed: Thor stopped while sending it; checking the book."
                 order.settle_checks = 0
                 order.settle_after = now
-                _save_with_event(order=order, kind="placement_orphaned", before=before, actor=None)
+                order_save_with_event(order=order, kind="placement_orphaned", before=before, actor=None)
             picked += 1
     return picked
 

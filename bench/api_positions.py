@@ -20,16 +20,13 @@ from harness import (
     SERVERS,
     SHIPPED_SERVER,
     Processes,
-    WrkResult,
-    ensure_wrk,
     exit_cleanly_on_sigterm,
     live_world,
     manage,
     start_server,
     switch_thor_server,
-    verdict,
-    wrk_load,
 )
+from load import WrkResult, ensure_wrk, verdict, wrk_load
 
 MINIMAL = "/api/bench/minimal"
 MINIMAL_REDIS = "/api/bench/minimal-redis"

@@ -43,10 +43,9 @@ from harness import (
     World,
     exit_cleanly_on_sigterm,
     live_world,
-    percentile,
-    verdict,
 )
 from kiteconnect import KiteConnect
+from load import percentile, verdict
 
 from brokers.sandbox.testing import submit_login, submit_schwab_login
 
@@ -74,6 +73,15 @@ class Series:
 
     def p(self, percent: float) -> float:
         return percentile(sorted(self.latencies), percent) * 1000
+
+
+# The bench user's own limits out of the way: a throttled order is not a placement measured.
+UNTHROTTLED = {
+    "THOR_ORDER_RATE": "100000/min",
+    "THOR_SCHWAB_REQUESTS_PER_MINUTE": "100000",
+    "THOR_SCHWAB_ORDERS_PER_MINUTE": "100000",
+    "THOR_SCHWAB_ORDERS_PER_DAY": "1000000",
+}
 
 
 def _bearer(token: str) -> dict:
@@ -237,11 +245,7 @@ def main() -> None:
             server="granian",
             database_url=DATABASE_URL,
             redis_url=REDIS_URL,
-            # The bench user's own limits out of the way: a throttled order is not a placement measured.
-            THOR_ORDER_RATE="100000/min",
-            THOR_SCHWAB_REQUESTS_PER_MINUTE="100000",
-            THOR_SCHWAB_ORDERS_PER_MINUTE="100000",
-            THOR_SCHWAB_ORDERS_PER_DAY="1000000",
+            **UNTHROTTLED,
             THOR_SANDBOX_SCHWAB_CLIENT_ID=SCHWAB_CLIENT_ID,
             THOR_SANDBOX_SCHWAB_CLIENT_SECRET=SCHWAB_CLIENT_SECRET,
             THOR_SANDBOX_SCHWAB_REDIRECT_URL=SCHWAB_REDIRECT,

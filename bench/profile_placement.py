@@ -12,17 +12,20 @@ of one placement; with --profile the top of the profile as well. A measurement a
 import argparse
 import cProfile
 import importlib
-import io
 import json
 import os
 import pstats
-import sys
 import time
 import uuid
 
 import requests
-from harness import Processes, exit_cleanly_on_sigterm, live_world, percentile
-from placement import KITE_ORDER, SCHWAB_ORDER, _link_schwab, _thor_body
+from harness import (
+    Processes,
+    exit_cleanly_on_sigterm,
+    live_world,
+)
+from load import percentile, wsgi_environ
+from placement import KITE_ORDER, SCHWAB_ORDER, UNTHROTTLED, _link_schwab, _thor_body
 
 DATABASE_URL = "postgres://postgres@127.0.0.1:5432/thor_bench_placement_profile"
 REDIS_URL = "redis://127.0.0.1:6379/7"
@@ -107,29 +110,7 @@ def sql_timer(execute, sql, params, many, context):
 
 
 def _environ(path: str, token: str, body: bytes) -> dict:
-    return {
-        "REQUEST_METHOD": "POST",
-        "PATH_INFO": path,
-        "QUERY_STRING": "",
-        "SCRIPT_NAME": "",
-        "SERVER_NAME": "127.0.0.1",
-        "SERVER_PORT": "8000",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "REMOTE_ADDR": "127.0.0.1",
-        "HTTP_HOST": "127.0.0.1",
-        "HTTP_AUTHORIZATION": f"Bearer {token}",
-        "HTTP_ACCEPT": "application/json",
-        "HTTP_IDEMPOTENCY_KEY": uuid.uuid4().hex,
-        "CONTENT_TYPE": "application/json",
-        "CONTENT_LENGTH": str(len(body)),
-        "wsgi.url_scheme": "http",
-        "wsgi.input": io.BytesIO(body),
-        "wsgi.errors": sys.stderr,
-        "wsgi.multithread": True,
-        "wsgi.multiprocess": True,
-        "wsgi.run_once": False,
-        "wsgi.version": (1, 0),
-    }
+    return wsgi_environ(path, token, method="POST", body=body, HTTP_IDEMPOTENCY_KEY=uuid.uuid4().hex)
 
 
 def place(app, path: str, token: str, order: dict, index: int) -> float:
@@ -174,10 +155,7 @@ def main() -> None:
             server="granian",
             database_url=DATABASE_URL,
             redis_url=REDIS_URL,
-            THOR_ORDER_RATE="100000/min",
-            THOR_SCHWAB_REQUESTS_PER_MINUTE="100000",
-            THOR_SCHWAB_ORDERS_PER_MINUTE="100000",
-            THOR_SCHWAB_ORDERS_PER_DAY="1000000",
+            **UNTHROTTLED,
         )
         account_id, order = world.account_id, KITE_ORDER
         if args.broker == "schwab":

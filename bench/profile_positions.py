@@ -14,7 +14,6 @@ JSONRenderer, and orjson beside it when it is importable: it is not a dependency
 
 import argparse
 import cProfile
-import io
 import json
 import os
 import pstats
@@ -36,6 +35,7 @@ django.setup()
 
 from django.db import connection  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
+from load import wsgi_environ  # noqa: E402
 
 ANONYMOUS = "/api/bench/anonymous"
 BARE = "/api/bench/bare"
@@ -111,27 +111,7 @@ def world() -> str:
 
 
 def environ_for(path: str, token: str) -> dict:
-    path, _, query = path.partition("?")
-    return {
-        "REQUEST_METHOD": "GET",
-        "PATH_INFO": path,
-        "QUERY_STRING": query,
-        "SCRIPT_NAME": "",
-        "SERVER_NAME": "127.0.0.1",
-        "SERVER_PORT": "8000",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "REMOTE_ADDR": "127.0.0.1",
-        "HTTP_HOST": "127.0.0.1",
-        "HTTP_AUTHORIZATION": f"Bearer {token}",
-        "HTTP_ACCEPT": "application/json",
-        "wsgi.url_scheme": "http",
-        "wsgi.input": io.BytesIO(b""),
-        "wsgi.errors": sys.stderr,
-        "wsgi.multithread": True,
-        "wsgi.multiprocess": True,
-        "wsgi.run_once": False,
-        "wsgi.version": (1, 0),
-    }
+    return wsgi_environ(path, token)
 
 
 def drive(app, path: str, token: str, *, total: int) -> tuple[float, float]:

@@ -41,8 +41,8 @@ from harness import (  # noqa: E402
     exit_cleanly_on_sigterm,
     free_port,
     reset_storage,
-    verdict,
 )
+from load import verdict  # noqa: E402
 
 POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DATABASE_NAME = "thor_bench_schwab"

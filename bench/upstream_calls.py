@@ -11,7 +11,13 @@ import argparse
 import math
 
 import requests
-from harness import SHIPPED_SERVER, Processes, exit_cleanly_on_sigterm, live_world, machine_note, run_load, verdict
+from harness import (
+    SHIPPED_SERVER,
+    Processes,
+    exit_cleanly_on_sigterm,
+    live_world,
+)
+from load import machine_note, run_load, verdict
 
 POSITIONS = "/api/accounts/primary/positions"
 UPSTREAM_POSITIONS = "GET /portfolio/positions"

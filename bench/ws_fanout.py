@@ -43,10 +43,9 @@ from harness import (
     exit_cleanly_on_sigterm,
     free_port,
     manage,
-    percentile,
     reset_storage,
-    verdict,
 )
+from load import percentile, verdict
 
 DATABASE_NAME = "thor_bench_ws"
 DATABASE_URL = f"postgres://postgres@127.0.0.1:5432/{DATABASE_NAME}"

@@ -20,6 +20,8 @@ import psycopg
 import redis
 import requests
 
+from brokers.sandbox.testing import sandbox_is_up
+
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 DATABASE_URL = os.environ.get("THOR_BROWSER_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/thor_browser")
@@ -101,7 +103,7 @@ def _wait_until_up(stack: Stack) -> None:
                 raise RuntimeError(f"{process.args} exited with {process.returncode}\n{stack.log_tail()}")
         try:
             thor_up = requests.get(f"{stack.api}/health/", timeout=10).status_code == 200
-            sandbox_up = requests.get(f"{stack.sandbox_url}/_sandbox/stats", timeout=10).status_code == 200
+            sandbox_up = sandbox_is_up(stack.sandbox_url)
             if thor_up and sandbox_up:
                 return
         except requests.RequestException:

@@ -105,3 +105,11 @@ def submit_schwab_login(authorize_url: str, *, username: str, password: str, tim
         allow_redirects=False,
         timeout=timeout,
     )
+
+
+def sandbox_is_up(url: str, *, timeout: float = 10) -> bool:
+    """Does a sandbox started elsewhere (its own process) answer yet? Its control surface says."""
+    try:
+        return requests.get(f"{url}/_sandbox/stats", timeout=timeout).status_code == 200
+    except requests.RequestException:
+        return False
