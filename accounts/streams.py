@@ -24,7 +24,7 @@ from accounts.models import AccountStream, Order, OrderEvent, TradingAccount
 from thor import realtime
 from thor.fields import timestamp_text
 
-logger = logging.getLogger("accounts.realtime")
+logger = logging.getLogger("accounts.streams")
 
 ORDER_UPDATE = "order_update"
 POSITION_UPDATE = "position_update"
