@@ -17,28 +17,26 @@ from thor import money
 from thor.fields import timestamp_text
 
 
-def _number(value) -> Decimal | None:
-    """The value as a Decimal; None when it is missing or is no number at all (NaN, infinity: a broker's glitch
-    shown as not known, rather than as text a client cannot compute with or as an error for the whole read)."""
+def _shown(value) -> bool:
+    """False when the value is missing or is no number at all (NaN, infinity: a broker's glitch, shown as not
+    known rather than as text a client cannot compute with, or as an error for the whole read)."""
     if value is None:
-        return None
-    number = money.to_decimal(value)
-    return number if number.is_finite() else None
+        return False
+    if isinstance(value, Decimal):  # what the database and the adapters give: no conversion to pay for
+        return value.is_finite()
+    return money.to_decimal(value).is_finite()
 
 
 def _quantity(value) -> int | None:
-    number = _number(value)
-    return None if number is None else money.quantity(number)
+    return money.quantity(value) if _shown(value) else None
 
 
 def _price(value) -> str | None:
-    number = _number(value)
-    return None if number is None else money.price_text(number)
+    return money.price_text(value) if _shown(value) else None
 
 
 def _money(value) -> str | None:
-    number = _number(value)
-    return None if number is None else money.money_text(number)
+    return money.money_text(value) if _shown(value) else None
 
 
 def _timestamp(value) -> str | None:
