@@ -6,9 +6,12 @@ the neutral broker type (brokers.adapters.types: Position, Holding, Funds; paper
 and returns plain dicts, lists, strings, ints and None, ready for any JSON encoder.
 
 Numbers follow thor.money's policy: amounts as text with 2 decimals, prices with 4, quantities as whole
-numbers, half up; timestamps as DRF's DateTimeField renders them. A value that is missing (None), or
-is not a number (NaN, infinity), is shown as null, never as a zero it is not. The Output serializers of accounts.api.serializers stay as
-the OpenAPI schema of these shapes; a test holds each presenter to its serializer.
+numbers, half up; timestamps as DRF's DateTimeField renders them. A value that is missing (None), or is
+no number at all (NaN, infinity), is shown as null, never as a zero it is not. A finite number too long
+for Decimal's 28 digits is refused (InvalidOperation), never rounded into another one.
+
+The Output serializers of accounts.api.serializers stay as the OpenAPI schema of these shapes;
+accounts/tests/test_presenters.py holds each presenter to its serializer.
 """
 
 from decimal import Decimal
