@@ -8,7 +8,7 @@ from decimal import Decimal
 from django.db import transaction
 
 from accounts.models import Order, OrderEvent, TradingAccount
-from accounts.realtime import messages_for_change, publish_order_change, stream_seq_advance
+from accounts.streams import messages_for_change, publish_order_change, stream_seq_advance
 from thor.logging import correlation_id_var
 
 ORDER_AUDIT_FIELDS = (

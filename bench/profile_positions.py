@@ -161,7 +161,7 @@ def microseconds_per_call(call, *, total: int) -> float:
 
 def rendering(app, path: str, token: str, *, total: int) -> None:
     """What turning a built page into bytes costs, beside the whole read of it. The page's values are all
-    text, integers and None (orders are built as text, accounts.realtime.order_message_data), so the body
+    text, integers and None (orders are built as text, accounts.presenters.order_data), so the body
     parsed back is what the view hands its renderer."""
     from rest_framework.renderers import JSONRenderer
 

@@ -11,12 +11,11 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts import broker_updates, order_pages, selectors, services
+from accounts import broker_updates, order_pages, presenters, selectors, services
 from accounts import orders as order_services
 from accounts.api import serializers
 from accounts.api.cached_reads import AnsweredFromCaches
 from accounts.models import Order
-from accounts.realtime import order_message_data
 from brokers import services as broker_services
 from brokers.adapters.types import OrderRequest
 from brokers.api.serializers import KitePostbackInputSerializer, KitePostbackOutputSerializer
@@ -194,15 +193,15 @@ _render_json = JSONRenderer().render
 
 def positions_body(positions) -> bytes:
     """The `data` of a positions answer, rendered: kept with each live snapshot and sent as it is."""
-    return _render_json(serializers.positions_data(positions))
+    return _render_json(presenters.positions_data(positions))
 
 
 def holdings_body(holdings) -> bytes:
-    return _render_json(serializers.holdings_data(holdings))
+    return _render_json(presenters.holdings_data(holdings))
 
 
 def funds_body(funds) -> bytes:
-    return _render_json(serializers.funds_data(funds))
+    return _render_json(presenters.funds_data(funds))
 
 
 def read_account_get(request, account_id):
@@ -353,9 +352,7 @@ class OrdersView(AnsweredFromCaches, APIView):
             orders = selectors.order_list(account=account, **query.validated_data)
             paginator = OrderCursorPagination()
             page = paginator.paginate_queryset(orders, request, view=self)
-            # The orders as OrderOutputSerializer shows them (a test holds the two together), built without
-            # it: a page of fifty through DRF's fields costs more than the rest of the request.
-            return _render_json(paginator.get_paginated_response([order_message_data(o) for o in page]).data)
+            return _render_json(paginator.get_paginated_response(presenters.orders_data(page)).data)
 
         body = order_pages.page_kept_or_built(
             account_id=account.pk,
@@ -397,7 +394,7 @@ class OrdersView(AnsweredFromCaches, APIView):
         # Sent without a broker id yet (lost answer, a crashed send, or waiting for a person): accepted, not created.
         unconfirmed = account.mode == account.Mode.LIVE and order.status in Order.UNSETTLED_STATUSES
         return Response(
-            serializers.OrderOutputSerializer(order).data,
+            presenters.order_data(order),
             status=status.HTTP_202_ACCEPTED if unconfirmed else status.HTTP_201_CREATED,
         )
 
@@ -409,7 +406,7 @@ class OrderDetailView(APIView):
     def get(self, request, account_id, order_id):
         account = selectors.account_get(user=request.user, account_ref=account_id)
         order = selectors.order_get(account=account, order_id=order_id)
-        return Response(serializers.OrderOutputSerializer(order).data)
+        return Response(presenters.order_data(order))
 
     @extend_schema(
         summary="Modify an open order",
@@ -430,7 +427,7 @@ class OrderDetailView(APIView):
             fingerprint=fingerprint("modify", order_id, request.data),
             actor=request.user,
         )
-        return Response(serializers.OrderOutputSerializer(order).data)
+        return Response(presenters.order_data(order))
 
     @extend_schema(
         summary="Cancel an open order",
@@ -447,7 +444,7 @@ class OrderDetailView(APIView):
             fingerprint=fingerprint("cancel", order_id),
             actor=request.user,
         )
-        return Response(serializers.OrderOutputSerializer(order).data)
+        return Response(presenters.order_data(order))
 
 
 class BatchOrdersView(APIView):
@@ -476,4 +473,4 @@ class BatchOrdersView(APIView):
             fingerprint=fingerprint("batch", request.data),
             actor=request.user,
         )
-        return Response(serializers.BatchOutputSerializer(result).data, status=result.http_status)
+        return Response(presenters.batch_data(result), status=result.http_status)

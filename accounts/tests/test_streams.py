@@ -16,7 +16,7 @@ from django.utils import timezone
 from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts.models import AccountStream, OrderEvent, TradingAccount
-from accounts.realtime import ADVANCE_SQL, account_group, stream_seq_advance
+from accounts.streams import ADVANCE_SQL, account_group, stream_seq_advance
 from accounts.tests.conftest import order_body, place
 from accounts.tests.test_consumers import connect, opened, primary_id, received, socket
 from conftest import client_for
