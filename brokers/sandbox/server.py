@@ -21,7 +21,8 @@ from .kite_state import KiteState
 from .market import InstrumentCatalogue, Market
 from .schwab_api import SchwabApi
 from .schwab_api import add_control_routes as add_schwab_control_routes
-from .schwab_state import SchwabApp, SchwabState, us_instruments
+from .schwab_models import SchwabApp, us_instruments
+from .schwab_state import SchwabState
 from .state import CallStats, Fault, FaultBook, PostbackSender
 from .web import MethodNotAllowed, Request, Response, RouteNotFound, Router
 
