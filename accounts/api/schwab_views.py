@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 
 from accounts import presenters, schwab
 from accounts.api.serializers import PositionOutputSerializer
-from brokers.api.schwab_views import Seed002ErrorsMixin, seed002_errors
+from brokers.api.schwab_oauth_views import Seed002ErrorsMixin, seed002_errors
 from thor import money
 from thor.errors import ApplicationError
 from thor.fields import MoneyField
