@@ -7,7 +7,7 @@ TEST_REDIS_URL ?= redis://127.0.0.1:6379/14
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: run test test-browser soak-orders lint format lock bench-positions bench-upstream bench-greeks bench-moneyness bench-ws bench-schwab-refresh bench-placement clean
+.PHONY: run test test-browser soak-orders lint typecheck format lock bench-positions bench-upstream bench-greeks bench-moneyness bench-ws bench-schwab-refresh bench-placement clean
 
 # The venv installs the lock files (every package pinned, with hashes), never the .txt inputs: `make lock`.
 $(VENV)/.installed: requirements.lock
@@ -62,6 +62,10 @@ test-browser: $(VENV)/.installed-dev
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# mypy with the django-stubs and DRF plugins over thor/, identity/ and brokers/ (settings in pyproject.toml).
+typecheck: $(VENV)/.installed-dev
+	$(VENV)/bin/mypy
 
 format: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check --fix .

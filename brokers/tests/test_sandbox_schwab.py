@@ -686,6 +686,7 @@ def response_schema(path: str, method: str, status: int) -> dict:
 
 
 def assert_conforms(answer: requests.Response, path: str) -> None:
+    assert answer.request.method is not None
     schema = response_schema(path, answer.request.method, answer.status_code)
     validator = jsonschema.Draft7Validator({**schema, "components": COMPONENTS})
     errors = sorted(validator.iter_errors(answer.json()), key=lambda error: list(error.absolute_path))
