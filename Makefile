@@ -7,17 +7,33 @@ TEST_REDIS_URL ?= redis://127.0.0.1:6379/14
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: run test test-browser soak-orders lint format bench-positions bench-upstream bench-greeks bench-moneyness bench-ws bench-schwab-refresh bench-placement clean
+.PHONY: run test test-browser soak-orders lint typecheck format lock bench-positions bench-upstream bench-greeks bench-moneyness bench-ws bench-schwab-refresh bench-placement clean
 
-$(VENV)/.installed: requirements.txt
+# The venv installs the lock files (every package pinned, with hashes), never the .txt inputs: `make lock`.
+$(VENV)/.installed: requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --require-hashes -r requirements.lock
 	touch $@
 
-$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
-	$(PY) -m pip install -q -r requirements-dev.txt
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.lock
+	$(PY) -m pip install -q --require-hashes -r requirements-dev.lock
 	touch $@
+
+# requirements.txt and requirements-dev.txt are the edited inputs (direct pins); this resolves them into the
+# lock files, the dev one constrained by the runtime one so that the packages both hold have the same pins.
+# pip-tools runs from a throwaway venv, never the project's. Pins already in a lock file stay unless an input
+# changed them; `make lock LOCK_ARGS=--upgrade` moves every transitive pin to the newest release.
+PIP_TOOLS_VERSION ?= 7.7.0
+LOCK_ARGS ?=
+PIP_COMPILE_ARGS := --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links
+lock:
+	tools="$$(mktemp -d)" && trap 'rm -rf "$$tools"' EXIT && \
+	$(PYTHON) -m venv "$$tools" && "$$tools/bin/pip" install -q pip-tools==$(PIP_TOOLS_VERSION) && \
+	export CUSTOM_COMPILE_COMMAND="make lock" && \
+	"$$tools/bin/pip-compile" $(PIP_COMPILE_ARGS) $(LOCK_ARGS) --output-file=requirements.lock requirements.txt && \
+	"$$tools/bin/pip-compile" $(PIP_COMPILE_ARGS) $(LOCK_ARGS) --constraint=requirements.lock \
+		--output-file=requirements-dev.lock requirements-dev.txt
 
 run: $(VENV)/.installed
 	./scripts/run_embedded.sh
@@ -46,6 +62,10 @@ test-browser: $(VENV)/.installed-dev
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# mypy with the django-stubs and DRF plugins over thor/, identity/ and brokers/ (settings in pyproject.toml).
+typecheck: $(VENV)/.installed-dev
+	$(VENV)/bin/mypy
 
 format: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check --fix .

@@ -24,7 +24,7 @@ def pytest_configure(config):
     settings.THOR_PAPER_PRICE_SOURCE = "fixed"
 
 
-_session_status = {}
+_session_status: dict[str, int] = {}
 
 
 def pytest_sessionfinish(session, exitstatus):

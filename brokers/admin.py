@@ -1,5 +1,7 @@
 """Operators see apps and connections but never a secret or a token: those fields are not in any form."""
 
+from typing import ClassVar
+
 from django.contrib import admin, messages
 from django.utils.html import format_html, format_html_join
 
@@ -16,7 +18,16 @@ class BrokerAppAdmin(admin.ModelAdmin):
     list_display = ["id", "kind", "name", "masked_api_key", "tenant", "owner", "created_at"]
     list_filter = ["kind", "tenant"]
     search_fields = ["name", "owner__email", "tenant__slug"]
-    fields = ["kind", "name", "masked_api_key", "redirect_uri", "tenant", "owner", "created_at", "updated_at"]
+    fields: ClassVar[tuple[str, ...]] = (
+        "kind",
+        "name",
+        "masked_api_key",
+        "redirect_uri",
+        "tenant",
+        "owner",
+        "created_at",
+        "updated_at",
+    )
     readonly_fields = fields
     raw_id_fields = ["owner"]
 
@@ -46,7 +57,7 @@ class BrokerConnectionAdmin(admin.ModelAdmin):
     ]
     list_filter = ["status", "app__kind"]
     search_fields = ["user__email", "broker_user_id"]
-    fields = [
+    fields: ClassVar[tuple[str, ...]] = (
         "user",
         "app",
         "status",
@@ -59,7 +70,7 @@ class BrokerConnectionAdmin(admin.ModelAdmin):
         "created_at",
         "updated_at",
         "health_summary",
-    ]
+    )
     readonly_fields = [name for name in fields if name != "trading_enabled"]
     actions = ["mark_expired", "revoke"]
     list_select_related = ["user", "app"]

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, time, timedelta
 from decimal import Decimal
 from http.cookiejar import DefaultCookiePolicy
+from typing import Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
@@ -98,7 +99,7 @@ def _broker_error(exc: Exception) -> BrokerError:
     return BrokerError("Kite is unavailable.", code=BrokerErrorCode.UNAVAILABLE, broker_message=message)
 
 
-def _whole_quantity(quantity) -> int:
+def _whole_quantity(quantity: object) -> int:
     """Kite trades whole units: a fractional quantity is refused here, never truncated on the way out."""
     value = to_decimal(quantity)
     if not value.is_finite() or value != value.to_integral_value():
@@ -113,17 +114,17 @@ def _kite_number(value: Decimal) -> int | str:
     return int(value) if value == value.to_integral_value() else format(value.normalize(), "f")
 
 
-def _as_aware(value) -> datetime | None:
+def _as_aware(value: object) -> datetime | None:
     if not isinstance(value, datetime):
         return None
     return value if value.tzinfo else value.replace(tzinfo=IST)
 
 
-def _optional_decimal(value):
+def _optional_decimal(value: object) -> Decimal | None:
     return None if value in (None, "") else to_decimal(value)
 
 
-def _as_sent(payload: Mapping) -> dict:
+def _as_sent(payload: Mapping[str, Any]) -> dict[str, Any]:
     """The payload with its timestamps as Kite sent them: the client parses them into datetimes,
     which the JSON columns that keep an order's raw payload cannot store."""
     return {
@@ -132,7 +133,7 @@ def _as_sent(payload: Mapping) -> dict:
     }
 
 
-def _order_result(order: Mapping) -> OrderResult:
+def _order_result(order: Mapping[str, Any]) -> OrderResult:
     return OrderResult(
         broker_order_id=str(order["order_id"]),
         status=order.get("status") or "",
@@ -178,10 +179,10 @@ class KiteAdapter(BrokerAdapter):
         )
         self._client.reqsession = _session()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"KiteAdapter(app_id={self.app_id})"
 
-    def _call(self, category: str, method: Callable, *args, **kwargs):
+    def _call(self, category: str, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         if not ratelimit.acquire(
             f"kite:{self.app_id}:{category}", rate=RATE_LIMITS[category], wait=settings.THOR_KITE_RATE_WAIT
         ):
@@ -308,7 +309,7 @@ class KiteAdapter(BrokerAdapter):
             raise BrokerError(f"No order {broker_order_id} at Kite.", code=BrokerErrorCode.NOT_FOUND)
         return _order_result(history[-1])
 
-    def _market_protection_for(self, order_type) -> int | str | None:
+    def _market_protection_for(self, order_type: object) -> int | str | None:
         return _kite_number(self.market_protection) if order_type in MARKET_PROTECTED_ORDER_TYPES else None
 
     def place(self, order: OrderRequest) -> OrderResult:

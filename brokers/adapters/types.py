@@ -3,6 +3,7 @@
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class Profile:
     exchanges: tuple[str, ...] = ()
     products: tuple[str, ...] = ()
     order_types: tuple[str, ...] = ()
-    raw: dict = field(default_factory=dict, compare=False)
+    raw: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ class Funds:
     utilised: Decimal
     buying_power: Decimal
     net_liquidation: Decimal
-    raw: dict = field(default_factory=dict, compare=False)
+    raw: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ class Position:
     day_pnl: Decimal
     value: Decimal
     instrument_token: int | None = None
-    raw: dict = field(default_factory=dict, compare=False)
+    raw: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ class Holding:
     value: Decimal
     isin: str = ""
     instrument_token: int | None = None
-    raw: dict = field(default_factory=dict, compare=False)
+    raw: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,7 @@ class OrderResult:
     tag: str = ""
     status_message: str = ""
     placed_at: datetime | None = None
-    raw: dict = field(default_factory=dict, compare=False)
+    raw: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @classmethod
     def acknowledged(cls, broker_order_id: str, order: "OrderRequest") -> "OrderResult":
@@ -145,4 +146,4 @@ class Quote:
     close: Decimal | None = None
     volume: int | None = None
     timestamp: datetime | None = None
-    raw: dict = field(default_factory=dict, compare=False)
+    raw: dict[str, Any] = field(default_factory=dict, compare=False)

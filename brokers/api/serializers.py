@@ -171,7 +171,8 @@ class KitePostbackOutputSerializer(serializers.Serializer):
 class KiteLiveReadOutputSerializer(serializers.Serializer):
     """Every live read says where it came from (live | cache | stale) and how old it is."""
 
-    source = serializers.ChoiceField(choices=["live", "cache", "stale"])
+    # DRF's metaclass takes declared fields out of the class: this shadows no Field.source.
+    source = serializers.ChoiceField(choices=["live", "cache", "stale"])  # type: ignore[assignment]
     as_of = serializers.DateTimeField()
 
 
@@ -215,7 +216,8 @@ class KiteProfileSerializer(serializers.Serializer):
 
 
 class KiteProfileOutputSerializer(KiteLiveReadOutputSerializer):
-    data = KiteProfileSerializer()
+    # DRF's metaclass takes declared fields out of the class: this shadows no Serializer.data.
+    data = KiteProfileSerializer()  # type: ignore[assignment]
 
 
 class KiteOhlcSerializer(serializers.Serializer):
@@ -257,7 +259,8 @@ class KiteQuoteSerializer(serializers.Serializer):
 
 
 class KiteQuoteOutputSerializer(KiteLiveReadOutputSerializer):
-    data = serializers.DictField(
+    # DRF's metaclass takes declared fields out of the class: this shadows no Serializer.data.
+    data = serializers.DictField(  # type: ignore[assignment]
         child=KiteQuoteSerializer(), help_text="Kite's quote keyed by the instrument token asked for, as Kite keys it."
     )
 
@@ -299,4 +302,5 @@ class KiteHoldingSerializer(serializers.Serializer):
 
 
 class KiteHoldingsOutputSerializer(KiteLiveReadOutputSerializer):
-    data = KiteHoldingSerializer(many=True)
+    # DRF's metaclass takes declared fields out of the class: this shadows no Serializer.data.
+    data = KiteHoldingSerializer(many=True)  # type: ignore[assignment]

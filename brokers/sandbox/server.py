@@ -112,6 +112,7 @@ class SandboxServer:
     @property
     def url(self) -> str:
         host, port = self._httpd.server_address[:2]
+        assert isinstance(host, str)  # an AF_INET server's address is (host, port), never bytes
         return f"http://{host}:{port}"
 
     def serve_forever(self) -> None:
@@ -204,6 +205,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         sandbox = self.server.sandbox
         url = urlsplit(self.path)
         path = url.path or "/"
+        response: Response | None
         try:
             body, refusal = self._read_body()
             if refusal is not None:

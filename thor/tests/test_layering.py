@@ -19,7 +19,7 @@ WIRING = {"urls.py", "routing.py", "asgi.py", "wsgi.py", "celery.py"}
 
 
 def imported_apps(path: Path) -> set[tuple[int, str]]:
-    found = set()
+    found: set[tuple[int, str]] = set()
     for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
