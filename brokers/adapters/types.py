@@ -56,7 +56,9 @@ class Position:
     exchange: str
     product: str
     quantity: Decimal
-    average_price: Decimal
+    # None when the broker does not say (Schwab's Position requires no field): shown as null, not as a
+    # zero cost basis.
+    average_price: Decimal | None
     last_price: Decimal
     realised_pnl: Decimal
     unrealised_pnl: Decimal
@@ -71,7 +73,7 @@ class Holding:
     symbol: str
     exchange: str
     quantity: Decimal
-    average_price: Decimal
+    average_price: Decimal | None  # as Position's
     last_price: Decimal
     pnl: Decimal
     day_change: Decimal
