@@ -192,3 +192,45 @@ class TestDeployCheck:
 
         assert result.returncode == 0, result.stderr
         assert "thor.E001" not in result.stderr + result.stdout
+
+
+REDIS_REPORT = """
+import json, sys, django
+if sys.argv[1] == "under pytest":
+    import pytest  # noqa: F401
+django.setup()
+from django.conf import settings as s
+print(json.dumps([s.REDIS_URL, s.CACHES["default"]["LOCATION"], s.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"][0]["address"]]))
+"""
+
+
+def redis_urls_of(worker: str, how: str, redis_url="redis://127.0.0.1:6379/14") -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", REDIS_REPORT, how],
+        cwd=settings.BASE_DIR,
+        env=environment_with({"REDIS_URL": redis_url, "PYTEST_XDIST_WORKER": worker}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+class TestEachTestWorkerHasItsOwnRedisDB:
+    def test_worker_n_adds_n_to_the_db_for_the_cache_and_the_channel_layer(self):
+        result = redis_urls_of("gw1", "under pytest")
+
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout) == ["redis://127.0.0.1:6379/15"] * 3
+
+    def test_a_server_a_test_starts_keeps_the_url_it_is_handed(self):
+        result = redis_urls_of("gw1", "on its own", redis_url="redis://127.0.0.1:6379/15")
+
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout) == ["redis://127.0.0.1:6379/15"] * 3
+
+    @pytest.mark.parametrize(("redis_url", "worker"), [("redis://127.0.0.1:6379/14", "gw2"), ("redis://h/5", "gw2")])
+    def test_a_worker_past_db_15_or_on_another_suites_db_stops_startup(self, redis_url, worker):
+        result = redis_urls_of(worker, "under pytest", redis_url=redis_url)
+
+        assert result.returncode != 0
+        assert "ImproperlyConfigured" in result.stderr and f"pytest-xdist worker {worker}" in result.stderr
