@@ -52,6 +52,8 @@ def start_served(port: int, **extra_env: str) -> subprocess.Popen:
         "THOR_PUBLIC_URL": http,
         "THOR_PAPER_PRICE_SOURCE": "fixed",
         "LOG_LEVEL": "WARNING",
+        # Its stop is not under test here (thor/tests/test_server_logs.py): no grace for what is still open.
+        "THOR_SHUTDOWN_SECONDS": "1",
         **extra_env,
     }
     server = subprocess.Popen(
