@@ -38,10 +38,17 @@ lock:
 run: $(VENV)/.installed
 	./scripts/run_embedded.sh
 
+# In parallel (pytest-xdist), one worker a core. Each worker has its own PostgreSQL database (pytest-django
+# names it test_<db>_gw0, _gw1, ...) and its own Redis DB: TEST_REDIS_URL's DB plus the worker's number (14 and
+# 15; thor/settings.py). `--dist load` hands out tests a few at a time in pytest-django's order, so the slow
+# modules spread over both workers and each worker still runs its database tests before its transactional
+# ones (whose flush empties the tables, the migrations' default tenant with them); worksteal breaks that
+# order when it steals. PYTEST_ARGS="-n 0" runs the suite in one process.
+TEST_WORKERS ?= 2
 test: $(VENV)/.installed-dev
 	./scripts/ensure_services.sh
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) CELERY_BROKER_URL= \
-		$(PY) -m pytest $(PYTEST_ARGS)
+		$(PY) -m pytest -n $(TEST_WORKERS) --dist load $(PYTEST_ARGS)
 
 # The order lifecycle's model-based fault test for ten minutes (SOAK_SECONDS), printing what it survived.
 SOAK_SECONDS ?= 600

@@ -2,6 +2,7 @@ import faulthandler
 import os
 import sys
 import threading
+import time
 
 import pytest
 from django.conf import settings
@@ -70,6 +71,36 @@ def _fresh_channel_layer():
     yield
     publish_flush()  # what this test published is sent to its own layer, not the next test's
     channel_layers.backends.clear()
+
+
+@pytest.fixture
+def time_passes(time_machine):
+    """`time_passes(seconds)` lets the seconds pass without waiting them out, for Python and for Redis: the
+    wall clock moves on (time-machine), every Redis key's TTL runs down by as much (a key whose TTL runs out
+    is gone), and the rate buckets, stamped with Redis's own clock, refill as if their last take was earlier.
+    Not time.monotonic, which time-machine leaves alone: code timed by it still waits for real."""
+    from thor import coordination
+
+    travelling = []
+
+    def advance(seconds: float) -> None:
+        if not travelling:
+            time_machine.move_to(time.time(), tick=True)
+            travelling.append(True)
+        time_machine.shift(seconds)
+        if not coordination.uses_redis():
+            return
+        store, ms = coordination.redis_client(), int(seconds * 1000)
+        for key in store.scan_iter(count=1000):
+            if key.startswith(b"thor:bucket:"):
+                store.hincrbyfloat(key, "stamp", -seconds)
+            left = store.pttl(key)
+            if 0 < left <= ms:
+                store.delete(key)
+            elif left > ms:
+                store.pexpire(key, left - ms)
+
+    return advance
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ As in test_consumers: real channel layer (Redis under `make test`), transactiona
 scenario one coroutine run by async_to_sync.
 """
 
-import time
 from datetime import timedelta
 
 import pytest
@@ -83,10 +82,10 @@ class TestTickets:
 
         assert connect("/ws/orders/primary", subprotocols=offered) == (False, 4401)
 
-    def test_a_ticket_expires(self, alice, settings):
+    def test_a_ticket_expires(self, alice, settings, time_passes):
         settings.THOR_WS_TICKET_SECONDS = 1
         ticket = ticket_for(alice)
-        time.sleep(1.5)
+        time_passes(1.5)
 
         assert connect(f"/ws/orders/primary?ticket={ticket}") == (False, 4401)
 
