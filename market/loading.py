@@ -3,8 +3,8 @@
 Rows come in Kite's dump columns (sources.py). Each batch is compared with what the master holds and only
 new or changed rows are written, in one INSERT ... ON CONFLICT DO UPDATE per batch, so a reload of an
 unchanged dump writes nothing. On PostgreSQL a batch is COPYed into a temporary table and upserted from
-it in one statement (Django's bulk_create spends most of a full load preparing parameters); on SQLite
-(the embedded mode) bulk_create upserts it. Contracts past expiry stay, marked expired and not tradable; when a load
+it in one statement; on SQLite (the embedded mode) one executemany of the same upsert. (Django's
+bulk_create spends most of a full load preparing each field of each row.) Contracts past expiry stay, marked expired and not tradable; when a load
 is a source's complete listing, what it no longer lists is marked so too, never deleted.
 """
 
@@ -141,7 +141,7 @@ def instruments_load(
     current = _current()
     seen: set[tuple[str, str]] = set()
     added = updated = unchanged = expired = skipped = done = 0
-    write = _copy_upsert if connection.vendor == "postgresql" else _bulk_upsert
+    write = _copy_upsert if connection.vendor == "postgresql" else _executemany_upsert
     for batch in _batches(rows, BATCH):
         writes = []
         for row in batch:
@@ -176,26 +176,35 @@ def instruments_load(
 
 COLUMNS = ("exchange", "tradingsymbol", *FIELDS, "updated_at")
 _STAGING = "market_instrument_staging"
+_ADAPTED = {"DateField", "DecimalField", "DateTimeField"}
 
 
-def _bulk_upsert(writes: list[tuple]) -> None:
-    Instrument.objects.bulk_create(
-        [Instrument(**dict(zip(COLUMNS, values, strict=True))) for values in writes],
-        update_conflicts=True,
-        unique_fields=["exchange", "tradingsymbol"],
-        update_fields=[*FIELDS, "updated_at"],
-    )
+def _upsert_sql(table: str, source: str) -> str:
+    columns = ", ".join(COLUMNS)
+    updates = ", ".join(f"{column} = excluded.{column}" for column in (*FIELDS, "updated_at"))
+    # Names only from the model and this module, never from the rows.
+    return f"INSERT INTO {table} ({columns}) {source} ON CONFLICT (exchange, tradingsymbol) DO UPDATE SET {updates}"
+
+
+def _executemany_upsert(writes: list[tuple]) -> None:
+    fields = [Instrument._meta.get_field(column) for column in COLUMNS]
+    # Only dates, decimals and times need the backend's own form; the rest pass as they are.
+    adapted = [index for index, field in enumerate(fields) if field.get_internal_type() in _ADAPTED]
+    rows = []
+    for values in writes:
+        row = list(values)
+        for index in adapted:
+            row[index] = fields[index].get_db_prep_save(row[index], connection)
+        rows.append(row)
+    placeholders = ", ".join(["%s"] * len(COLUMNS))
+    with connection.cursor() as cursor:
+        cursor.executemany(_upsert_sql(Instrument._meta.db_table, f"VALUES ({placeholders})"), rows)
 
 
 def _copy_upsert(writes: list[tuple]) -> None:
     table, columns = Instrument._meta.db_table, ", ".join(COLUMNS)
-    updates = ", ".join(f"{column} = EXCLUDED.{column}" for column in (*FIELDS, "updated_at"))
-    # Names only from the model and this module, never from the rows.
     create = f"CREATE TEMP TABLE IF NOT EXISTS {_STAGING} ON COMMIT DROP AS SELECT {columns} FROM {table} WITH NO DATA"  # noqa: S608
-    upsert = (
-        f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {_STAGING} "  # noqa: S608
-        f"ON CONFLICT (exchange, tradingsymbol) DO UPDATE SET {updates}"
-    )
+    upsert = _upsert_sql(table, f"SELECT {columns} FROM {_STAGING}")  # noqa: S608
     with connection.cursor() as cursor:
         # Dropped with the load's transaction; created once per load, emptied after each batch.
         cursor.execute(create)

@@ -18,13 +18,25 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--file", type=Path, help="A CSV in Kite's /instruments columns instead of the API.")
+        parser.add_argument(
+            "--wait",
+            type=float,
+            default=0,
+            metavar="SECONDS",
+            help="Retry an unreachable dump this long (a broker sandbox started beside this command).",
+        )
 
-    def handle(self, *args, file: Path | None = None, **options):
-        self._started = time.monotonic()
-        try:
-            summaries = instruments_refresh(file=file, progress=self._progress)
-        except InstrumentDumpUnavailable as error:
-            raise CommandError(error.message) from None
+    def handle(self, *args, file: Path | None = None, wait: float = 0, **options):
+        deadline = time.monotonic() + wait
+        while True:
+            self._started = time.monotonic()
+            try:
+                summaries = instruments_refresh(file=file, progress=self._progress)
+                break
+            except InstrumentDumpUnavailable as error:
+                if file or time.monotonic() >= deadline:
+                    raise CommandError(error.message) from None
+                time.sleep(0.5)
         elapsed = time.monotonic() - self._started
         for source, summary in summaries.items():
             self.stdout.write(
