@@ -242,7 +242,12 @@ def _equities(rows: _Rows) -> None:
     for index in range(NSE_EQUITIES):
         symbol, name = _company(index)
         rows.add(
-            exchange="NSE", segment="NSE", tradingsymbol=symbol, name=name, instrument_type="EQ", last_price=_spot(index)
+            exchange="NSE",
+            segment="NSE",
+            tradingsymbol=symbol,
+            name=name,
+            instrument_type="EQ",
+            last_price=_spot(index),
         )
     # BSE lists most NSE names again (same symbol) and thousands of its own.
     for index in range(BSE_EQUITIES):
