@@ -11,8 +11,9 @@ from rest_framework.test import APIClient
 from identity.tests.factories import TenantFactory, UserFactory
 from identity.tokens import token_pair_for
 
-# `sandbox`, the broker sandbox over real HTTP, for the end-to-end tests of every app.
-pytest_plugins = ["brokers.tests.sandbox_fixtures"]
+# `sandbox`, the broker sandbox over real HTTP, for the end-to-end tests of every app; `instrument_master`, a small
+# instrument master for the tests that trade listed contracts.
+pytest_plugins = ["brokers.tests.sandbox_fixtures", "market.tests.fixtures"]
 
 
 def pytest_configure(config):

@@ -98,6 +98,7 @@ INSTALLED_APPS = [
     "thor",
     "identity",
     "brokers",
+    "market",
     "accounts",
     "analytics",
 ]
@@ -697,14 +698,14 @@ THOR_ANALYTICS_SIGNAL_OI_PCT = _env_or_fail(env.float, "THOR_ANALYTICS_SIGNAL_OI
 if "sqlite" in DATABASES["default"]["ENGINE"]:
     SILENCED_SYSTEM_CHECKS = [*SILENCED_SYSTEM_CHECKS, "models.W040"]
 CELERY_BEAT_SCHEDULE |= {
+    "load-instruments": {
+        "task": "market.tasks.load_instruments",
+        # Kite publishes the day's dump around 08:30 IST (03:00 UTC).
+        "schedule": crontab(hour=3, minute=5),
+    },
     "snapshot-option-chains": {
         "task": "analytics.tasks.snapshot_chains",
         "schedule": timedelta(seconds=THOR_ANALYTICS_SNAPSHOT_SECONDS),
-    },
-    "load-instruments": {
-        "task": "analytics.tasks.load_instruments",
-        # Kite publishes the day's dump around 08:30 IST (03:00 UTC).
-        "schedule": crontab(hour=3, minute=5),
     },
     "prune-chain-snapshots": {
         "task": "analytics.tasks.prune_snapshots",

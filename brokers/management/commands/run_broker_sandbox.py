@@ -15,8 +15,13 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--port", type=int, default=8100)
         parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument(
+            "--small-universe",
+            action="store_true",
+            help="List only the fixtures and the NIFTY/BANKNIFTY chain, not the whole market (~100,000 rows).",
+        )
 
-    def handle(self, *args, port, host, **options):
+    def handle(self, *args, port, host, small_universe=False, **options):
         demo_app = KiteApp(
             api_key=getattr(settings, "THOR_SANDBOX_KITE_API_KEY", "thor_demo_key"),
             api_secret=getattr(settings, "THOR_SANDBOX_KITE_API_SECRET", "thor_demo_secret"),
@@ -48,6 +53,7 @@ class Command(BaseCommand):
                 port=port,
                 idp_clients=idp_clients,
                 schwab_apps=[schwab_app],
+                full_universe=not small_universe,
             )
         except OSError as error:
             raise CommandError(f"Cannot listen on {host}:{port}: {error}") from error
