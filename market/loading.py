@@ -16,6 +16,7 @@ from decimal import Decimal, InvalidOperation
 from itertools import islice
 
 from django.db import connection, transaction
+from django.db.models import Field
 from django.utils import timezone
 
 from market.caches import instruments_flush
@@ -186,8 +187,15 @@ def _upsert_sql(table: str, source: str) -> str:
     return f"INSERT INTO {table} ({columns}) {source} ON CONFLICT (exchange, tradingsymbol) DO UPDATE SET {updates}"
 
 
+def _column_field(column: str) -> Field:
+    field = Instrument._meta.get_field(column)
+    if not isinstance(field, Field):  # every column is a concrete field, never a relation
+        raise TypeError(f"{column} is not a column of Instrument")
+    return field
+
+
 def _executemany_upsert(writes: list[tuple]) -> None:
-    fields = [Instrument._meta.get_field(column) for column in COLUMNS]
+    fields = [_column_field(column) for column in COLUMNS]
     # Only dates, decimals and times need the backend's own form; the rest pass as they are.
     adapted = [index for index, field in enumerate(fields) if field.get_internal_type() in _ADAPTED]
     rows = []

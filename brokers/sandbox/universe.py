@@ -182,7 +182,8 @@ def _last_weekday(year: int, month: int, weekday: int) -> date:
 
 
 def _monthlies(today: date, count: int, weekday: int) -> list[date]:
-    found, year, month = [], today.year, today.month
+    found: list[date] = []
+    year, month = today.year, today.month
     while len(found) < count:
         expiry = _last_weekday(year, month, weekday)
         if expiry >= today:
