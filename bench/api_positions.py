@@ -148,7 +148,7 @@ def main() -> None:
 # many the account has, not how they got there), and a positions snapshot as the broker would have sent it.
 _GROW = """
 from decimal import Decimal
-from accounts.api.views import positions_body
+from accounts.api.serializers import positions_data
 from accounts.models import Order, TradingAccount
 from brokers.adapters.types import Position
 from django.conf import settings
@@ -164,8 +164,8 @@ Order.objects.bulk_create(
     batch_size=5000,
 )
 # Written behind the ORM's back (bulk_create sends no signal): the kept first page must go, as a save does.
-from accounts.order_pages import orders_changed
-orders_changed(account.pk)
+from accounts.caches import flush_order_pages
+flush_order_pages(account.pk)
 # What autovacuum would do soon after such growth: the planner's statistics see the new rows.
 from django.db import connection
 with connection.cursor() as cursor:
@@ -178,7 +178,7 @@ positions = {positions} and [
 ]
 if positions:
     key = snapshots.key(account.user.tenant.slug, account.pk, "positions")
-    snapshots._store(key, positions, settings.THOR_LIVE_FRESH_SECONDS, settings.THOR_LIVE_STALE_SECONDS, positions_body)
+    snapshots._store(key, positions, settings.THOR_LIVE_FRESH_SECONDS, settings.THOR_LIVE_STALE_SECONDS, positions_data)
 """
 # A small account still has a full first page of orders: the big one's page is the same size.
 SMALL_ORDERS = 50

@@ -33,7 +33,7 @@ from prometheus_client import Counter
 from brokers.adapters.errors import BrokerError
 from brokers.models import BrokerConnection
 from brokers.registry import rate_budgets_for_app
-from thor import cache_reads, ratelimit
+from thor import ratelimit
 from thor.coordination import OccasionalWarning
 
 logger = logging.getLogger("thor.brokers")
@@ -47,7 +47,7 @@ MESSAGE_LENGTH = 200
 CALLS = Counter(
     "thor_broker_calls", "Broker calls through broker_call, by outcome (ok or the error code).", ["broker", "outcome"]
 )
-# Each labelled child looked up once per process (as thor.metrics does): labels() takes a lock and builds a key.
+# Each labelled child looked up once per process: labels() takes a lock and builds a key.
 _calls_by_outcome: dict[tuple[str, str], Counter] = {}
 
 
@@ -202,15 +202,15 @@ def _moment(epoch: float | None) -> datetime | None:
 def _outcomes(connection_ids: list[int]) -> dict[int, tuple[datetime | None, CallError | None]]:
     keys = [key for pk in connection_ids for key in (_success_key(pk), _error_key(pk))]
     try:
-        found = cache_reads.fetch(keys)
+        found = cache.get_many(keys)
     except Exception as error:
         _cache_down("Broker call outcomes are unknown, the cache is unreachable: %s", type(error).__name__)
         found = dict.fromkeys(keys)
     outcomes = {}
     for pk in connection_ids:
-        failed = found[_error_key(pk)]
+        failed = found.get(_error_key(pk))
         error = CallError(_moment(failed[0]), failed[1], failed[2]) if failed else None
-        outcomes[pk] = (_moment(found[_success_key(pk)]), error)
+        outcomes[pk] = (_moment(found.get(_success_key(pk))), error)
     return outcomes
 
 

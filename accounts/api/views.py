@@ -1,20 +1,16 @@
-import functools
 import hashlib
 import json
 
-from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.permissions import AllowAny
-from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts import broker_updates, order_pages, selectors, services
 from accounts import orders as order_services
 from accounts.api import serializers
-from accounts.api.cached_reads import AnsweredFromCaches
 from accounts.models import Order
 from accounts.realtime import order_message_data
 from brokers import services as broker_services
@@ -24,6 +20,7 @@ from brokers.api.views import query_and_body
 from thor.errors import ApplicationError, error_responses
 from thor.fields import timestamp_text
 from thor.pagination import StrictCursorPagination
+from thor.snapshots import LiveRead, presented
 from thor.throttles import OrderRateThrottle
 
 ERRORS = error_responses(401, 404)
@@ -188,75 +185,23 @@ class AccountResetView(APIView):
         return Response(serializers.AccountOutputSerializer(_with_status([account])[0]).data)
 
 
-# The same renderer DRF would answer with: the bytes kept with a snapshot are the bytes it would have sent.
-_render_json = JSONRenderer().render
+def live_read_envelope(*, account, read: LiveRead, data) -> dict:
+    """`{data, account_id, source, as_of}`: the live reads' answer (PositionsOutputSerializer and its kin
+    describe it), around `data` already presented: the snapshot keeps it (thor.snapshots)."""
+    return {"data": data, "account_id": account.pk, "source": read.source, "as_of": timestamp_text(read.as_of)}
 
 
-def positions_body(positions) -> bytes:
-    """The `data` of a positions answer, rendered: kept with each live snapshot and sent as it is."""
-    return _render_json(serializers.positions_data(positions))
-
-
-def holdings_body(holdings) -> bytes:
-    return _render_json(serializers.holdings_data(holdings))
-
-
-def funds_body(funds) -> bytes:
-    return _render_json(serializers.funds_data(funds))
-
-
-def read_account_get(request, account_id):
-    return selectors.account_for_read_get(
-        user=request.user, account_ref=account_id, prefetched=getattr(request, "read_cache", None)
-    )
-
-
-def live_read_body(*, account_id: int, source: str, as_of, data: bytes) -> bytes:
-    """`{account_id, source, as_of, data}` as rendering the envelope serializer gives it (a test holds the
-    two together), around `data` already rendered: no serializer is built for the three other values."""
-    as_of_text = timestamp_text(as_of).encode()
-    return b'{"data":%b,"account_id":%d,"source":"%b","as_of":"%b"}' % (data, account_id, source.encode(), as_of_text)
-
-
-def _live_read_envelope(account, answer: selectors.PresentedRead) -> bytes:
-    return live_read_body(account_id=account.pk, source=answer.source, as_of=answer.as_of, data=answer.body)
-
-
-class _LiveReadView(AnsweredFromCaches, APIView):
+class _LiveReadView(APIView):
     read = None
-    what = None
-    # The envelope's `data`, rendered, from the read's data: kept with each live snapshot (thor.snapshots),
-    # so a read served from the cache sends those bytes instead of serializing and rendering the same numbers.
-    present_body = None
-
-    def read_cache_keys(self, request, user_id) -> list[str]:
-        """The account, and the fresh body of the account this reference named last: with the user, one
-        round trip to the cache answers a read."""
-        return selectors.read_account_cache_keys(
-            user_id=user_id, account_ref=self.kwargs["account_id"], snapshot=self.what
-        )
-
-    def cached_answer(self, request, identity) -> bytes | None:
-        cached = selectors.presented_read_cached(
-            user_id=identity.user_id,
-            account_ref=self.kwargs["account_id"],
-            what=self.what,
-            present=type(self).present_body,
-            prefetched=identity.found,
-        )
-        return None if cached is None else _live_read_envelope(*cached)
+    # The envelope's `data` from the read's data: kept with each live snapshot (thor.snapshots), so a read
+    # served from the cache does not serialize the same numbers again.
+    present = None
 
     def get(self, request, account_id):
-        account = read_account_get(request, account_id)
-        answer = selectors.presented_read_get(
-            account=account,
-            what=self.what,
-            read=type(self).read,
-            present=type(self).present_body,
-            fresh=wants_fresh(request),
-            prefetched=getattr(request, "read_cache", None),
-        )
-        return HttpResponse(_live_read_envelope(account, answer), content_type="application/json")
+        account = selectors.account_for_read_get(user=request.user, account_ref=account_id)
+        present = type(self).present
+        read = type(self).read(account=account, fresh=wants_fresh(request), present=present)
+        return Response(live_read_envelope(account=account, read=read, data=presented(read, present)))
 
 
 @extend_schema(
@@ -269,8 +214,7 @@ class _LiveReadView(AnsweredFromCaches, APIView):
 )
 class PositionsView(_LiveReadView):
     read = selectors.positions_get
-    what = "positions"
-    present_body = positions_body
+    present = serializers.positions_data
 
 
 @extend_schema(
@@ -283,8 +227,7 @@ class PositionsView(_LiveReadView):
 )
 class HoldingsView(_LiveReadView):
     read = selectors.holdings_get
-    what = "holdings"
-    present_body = holdings_body
+    present = serializers.holdings_data
 
 
 @extend_schema(
@@ -297,8 +240,7 @@ class HoldingsView(_LiveReadView):
 )
 class FundsView(_LiveReadView):
     read = selectors.funds_get
-    what = "funds"
-    present_body = funds_body
+    present = serializers.funds_data
 
 
 class OrderCursorPagination(StrictCursorPagination):
@@ -308,28 +250,8 @@ class OrderCursorPagination(StrictCursorPagination):
     max_page_size = 200
 
 
-class OrdersView(AnsweredFromCaches, APIView):
+class OrdersView(APIView):
     throttle_classes = [OrderRateThrottle]
-
-    @functools.cached_property
-    def page_variant(self) -> str | None:
-        """What the first page depends on besides the account (accounts.order_pages), worked out once a request:
-        the cache keys, the kept page and a page built all ask for it. Django's request or DRF's: the same query."""
-        return order_pages.page_variant(self.request, cursor_param=OrderCursorPagination.cursor_query_param)
-
-    def read_cache_keys(self, request, user_id) -> list[str]:
-        """The account and, for the account this reference named last, its kept first page (if any)."""
-        return selectors.read_account_cache_keys(
-            user_id=user_id, account_ref=self.kwargs["account_id"], order_page=self.page_variant
-        )
-
-    def cached_answer(self, request, identity) -> bytes | None:
-        account = selectors.account_cached_for_read(
-            user_id=identity.user_id, account_ref=self.kwargs["account_id"], prefetched=identity.found
-        )
-        if account is None:
-            return None
-        return order_pages.page_kept(account_id=account.pk, variant=self.page_variant, prefetched=identity.found)
 
     @extend_schema(
         summary="Orders, newest first, with filters and cursor pagination",
@@ -345,25 +267,20 @@ class OrdersView(AnsweredFromCaches, APIView):
     )
     def get(self, request, account_id):
         # Only the account's id is used: the read lookup (cached for live accounts) will do.
-        account = read_account_get(request, account_id)
+        account = selectors.account_for_read_get(user=request.user, account_ref=account_id)
 
-        def page_body() -> bytes:
+        def page() -> dict:
             query = serializers.OrderListQuerySerializer(data=request.query_params)
             query.is_valid(raise_exception=True)
             orders = selectors.order_list(account=account, **query.validated_data)
             paginator = OrderCursorPagination()
-            page = paginator.paginate_queryset(orders, request, view=self)
+            orders_page = paginator.paginate_queryset(orders, request, view=self)
             # The orders as OrderOutputSerializer shows them (a test holds the two together), built without
             # it: a page of fifty through DRF's fields costs more than the rest of the request.
-            return _render_json(paginator.get_paginated_response([order_message_data(o) for o in page]).data)
+            return paginator.get_paginated_response([order_message_data(o) for o in orders_page]).data
 
-        body = order_pages.page_kept_or_built(
-            account_id=account.pk,
-            variant=self.page_variant,
-            build=page_body,
-            prefetched=getattr(request, "read_cache", None),
-        )
-        return HttpResponse(body, content_type="application/json")
+        variant = order_pages.page_variant(request, cursor_param=OrderCursorPagination.cursor_query_param)
+        return Response(order_pages.page_kept_or_built(account_id=account.pk, variant=variant, build=page))
 
     @extend_schema(
         summary="Place an order",
