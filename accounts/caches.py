@@ -11,7 +11,12 @@ zerver/lib/cache.py).
   flushed (fresh copies only) when an order changes the account;
 - the first page of an account's orders, kept with the orders version it was built from
   (`thor:orders-version:{account_id}`, `thor:orders-page:{account_id}:{variant}`, accounts.order_pages);
-  every committed save or delete of one of its orders moves the version on.
+  every committed save or delete of one of its orders moves the version on;
+- the counts of open order sockets (accounts.ws_connections) and the accounts a socket follows
+  (accounts.followers), expiring on their own;
+- when each Schwab account's orders were last polled (accounts.polling), a Schwab connection's account
+  numbers (accounts.schwab), and a tenant's paper price table (accounts.prices), each kept for its own
+  period.
 """
 
 import contextlib
@@ -82,6 +87,37 @@ def flush_order_pages(account_id: int) -> None:
     # No version (ValueError): no page is kept under one, and the next builder makes a new one.
     with contextlib.suppress(ValueError):
         cache.incr(orders_version_key(account_id))
+
+
+# --- sockets, polling, Schwab's account numbers, paper prices -----------------------------------
+
+
+def ws_connections_user_key(user_id: int) -> str:
+    return f"ws-connections:user:{user_id}"
+
+
+def ws_connections_kind_keys(*, tenant_id: int, kind: str) -> tuple[str, str]:
+    return f"ws-connections:kind:{kind}", f"ws-connections:tenant:{tenant_id}:kind:{kind}"
+
+
+def followed_key(account_id: int) -> str:
+    return f"thor:ws-followed:{account_id}"
+
+
+def schwab_polled_at_key(account_id: int) -> str:
+    return f"thor:schwab-polled:{account_id}"
+
+
+def schwab_account_numbers_key(connection: BrokerConnection) -> str:
+    return snapshots.key(connection.user.tenant.slug, f"connection-{connection.pk}", "schwab-account-numbers")
+
+
+def schwab_accounts_key(connection: BrokerConnection, *, tenant_slug: str) -> str:
+    return snapshots.key(tenant_slug, f"connection-{connection.pk}", "schwab-accounts")
+
+
+def paper_prices_key(tenant_slug: str) -> str:
+    return snapshots.key(tenant_slug, "paper", "prices")
 
 
 # --- flushed on commit --------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from django.core.cache import cache
 from prometheus_client import Counter
 
+from brokers import caches
 from brokers.adapters.errors import BrokerError
 from brokers.models import BrokerConnection
 from brokers.registry import rate_budgets_for_app
@@ -112,14 +113,6 @@ class ConnectionHealth:
 # --- Recording (brokers.services.broker_call) ----------------------------------------------------
 
 
-def _success_key(connection_id: int) -> str:
-    return f"broker-health:{connection_id}:ok"
-
-
-def _error_key(connection_id: int) -> str:
-    return f"broker-health:{connection_id}:error"
-
-
 _cache_down = OccasionalWarning(logger)
 # Connection id -> when this process last wrote its success (time.monotonic()).
 _success_written: dict[int, float] = {}
@@ -139,14 +132,14 @@ def call_succeeded(connection: BrokerConnection) -> None:
     if now - _success_written.get(connection.pk, -SUCCESS_REWRITE_SECONDS) < SUCCESS_REWRITE_SECONDS:
         return
     _success_written[connection.pk] = now
-    _store(_success_key(connection.pk), time.time())
+    _store(caches.call_succeeded_key(connection.pk), time.time())
 
 
 def call_failed(connection: BrokerConnection, error: BrokerError) -> None:
     _count_call(connection.app.kind, error.code.value)
     _success_written.pop(connection.pk, None)
     message = safe_message(connection, error)
-    _store(_error_key(connection.pk), (time.time(), error.code.value, message))
+    _store(caches.call_failed_key(connection.pk), (time.time(), error.code.value, message))
     failure_log(connection, error.code.value, message)
 
 
@@ -200,7 +193,7 @@ def _moment(epoch: float | None) -> datetime | None:
 
 
 def _outcomes(connection_ids: list[int]) -> dict[int, tuple[datetime | None, CallError | None]]:
-    keys = [key for pk in connection_ids for key in (_success_key(pk), _error_key(pk))]
+    keys = [key for pk in connection_ids for key in (caches.call_succeeded_key(pk), caches.call_failed_key(pk))]
     try:
         found = cache.get_many(keys)
     except Exception as error:
@@ -208,9 +201,9 @@ def _outcomes(connection_ids: list[int]) -> dict[int, tuple[datetime | None, Cal
         found = dict.fromkeys(keys)
     outcomes = {}
     for pk in connection_ids:
-        failed = found.get(_error_key(pk))
+        failed = found.get(caches.call_failed_key(pk))
         error = CallError(_moment(failed[0]), failed[1], failed[2]) if failed else None
-        outcomes[pk] = (_moment(found.get(_success_key(pk))), error)
+        outcomes[pk] = (_moment(found.get(caches.call_succeeded_key(pk))), error)
     return outcomes
 
 
