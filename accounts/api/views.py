@@ -20,6 +20,7 @@ from brokers.api.views import query_and_body
 from thor.errors import ApplicationError, error_responses
 from thor.fields import timestamp_text
 from thor.pagination import StrictCursorPagination
+from thor.renderers import OrjsonRenderer
 from thor.snapshots import LiveRead, presented
 from thor.throttles import OrderRateThrottle
 
@@ -192,6 +193,8 @@ def live_read_envelope(*, account, read: LiveRead, data) -> dict:
 
 
 class _LiveReadView(APIView):
+    # Their answers hold no float (money and quantities are text): orjson renders DRF's bytes (thor.renderers).
+    renderer_classes = [OrjsonRenderer]
     read = None
     # The envelope's `data` from the read's data: kept with each live snapshot (thor.snapshots), so a read
     # served from the cache does not serialize the same numbers again.
@@ -252,6 +255,7 @@ class OrderCursorPagination(StrictCursorPagination):
 
 class OrdersView(APIView):
     throttle_classes = [OrderRateThrottle]
+    renderer_classes = [OrjsonRenderer]
 
     @extend_schema(
         summary="Orders, newest first, with filters and cursor pagination",
