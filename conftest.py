@@ -64,8 +64,11 @@ def _fresh_channel_layer():
     state a test left behind (a socket it never closed) must not reach the next one."""
     from channels.layers import channel_layers
 
+    from thor.realtime import publish_flush
+
     channel_layers.backends.clear()
     yield
+    publish_flush()  # what this test published is sent to its own layer, not the next test's
     channel_layers.backends.clear()
 
 

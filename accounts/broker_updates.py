@@ -9,7 +9,8 @@ import logging
 from collections.abc import Iterable
 from decimal import Decimal
 
-from django.db import transaction
+from django.db import connection, transaction
+from django.utils import timezone
 
 from accounts import caches
 from accounts.audit import order_event_record, order_state
@@ -101,15 +102,14 @@ def broker_id_claim(order: Order, broker_order_id: str) -> bool:
     Thor adopted from the broker's own word (a stand-in: a postback or poll seen before the placement's
     answer) gives the id up and is marked MERGED into this one, never deleted; its audit moves over.
     False when a real placement of another order holds it: nothing is assigned."""
+    if _broker_id_insert(order, broker_order_id):
+        return True
     holder = (
         BrokerOrderId.objects.select_for_update()
         .filter(account_id=order.account_id, broker_order_id=broker_order_id)
         .select_related("order")
-        .first()
+        .get()  # the INSERT met it, and these rows are never deleted
     )
-    if holder is None:
-        BrokerOrderId.objects.create(account_id=order.account_id, order=order, broker_order_id=broker_order_id)
-        return True
     if holder.order_id == order.pk:
         return True
     stand_in = holder.order
@@ -132,6 +132,19 @@ def broker_id_claim(order: Order, broker_order_id: str) -> bool:
     holder.order = order
     holder.save(update_fields=["order"])
     return True
+
+
+def _broker_id_insert(order: Order, broker_order_id: str) -> bool:
+    """The id's row for this order, when no order holds it yet: one statement that the unique
+    (account, broker id) makes safe against a concurrent claim. False when a row was already there."""
+    table = BrokerOrderId._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (account_id, order_id, broker_order_id, superseded_at, created_at) "  # noqa: S608
+            "VALUES (%s, %s, %s, NULL, %s) ON CONFLICT (account_id, broker_order_id) DO NOTHING RETURNING id",
+            [order.account_id, order.pk, broker_order_id, timezone.now()],
+        )
+        return cursor.fetchone() is not None
 
 
 @transaction.atomic

@@ -1,7 +1,7 @@
 """The order WebSocket (seed 001): `/ws/orders/{account_id}` for one account (a Thor id or `primary`),
 `/ws/orders` for every account of the signed-in user.
 
-Sign-in is thor.ws_auth's (a one-time ticket or the JWT); the messages come from accounts.realtime.
+Sign-in is thor.ws_auth's (a one-time ticket or the JWT); the messages come from accounts.streams.
 On connect the socket says `{"type": "subscribed", "account_id", "seq"}` for each account it follows,
 `seq` being the last message already sent on that account's stream. Every message after it carries
 the next `seq`. What a client sends:
@@ -37,7 +37,7 @@ from django.utils.dateparse import parse_datetime
 from accounts import selectors
 from accounts.followers import accounts_mark_followed
 from accounts.models import TradingAccount
-from accounts.realtime import account_group, stream_messages_since, stream_seq_current
+from accounts.streams import account_group, stream_messages_since, stream_seq_current
 from accounts.ws_connections import connection_close, connection_open
 from identity.models import User
 from identity.sessions import SESSION_CLAIM, session_is_revoked
@@ -308,7 +308,7 @@ class OrderUpdatesConsumer(AsyncJsonWebsocketConsumer):
         self.frames_in_window += 1
         return self.frames_in_window
 
-    # Channel layer messages from accounts.realtime: batches of messages already in the shape clients read.
+    # Channel layer messages from accounts.streams: batches of messages already in the shape clients read.
     async def stream_messages(self, batch):
         for message in batch["messages"]:
             await self._deliver(message)

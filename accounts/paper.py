@@ -12,12 +12,12 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Sum
+from django.db.models import Exists, OuterRef, Sum
 from django.utils import timezone
 
 from accounts.audit import account_event_record, order_event_record, order_state
 from accounts.market_data import instrument_get
-from accounts.models import Order, PaperPosition, TradingAccount
+from accounts.models import IdempotentRequest, Order, PaperPosition, TradingAccount
 from accounts.prices import MarketDataUnavailable, price_source
 from identity.models import Tenant
 from thor.money import CENT, ROUNDING
@@ -28,18 +28,24 @@ RESTING_STATUSES = (Order.Status.OPEN, Order.Status.TRIGGER_PENDING)
 BPS = Decimal("10000")
 
 
-def account_lock(*, account_id: int) -> TradingAccount:
+def account_lock(*, account_id: int, idempotency_key: str | None = None) -> TradingAccount:
     """The account row, locked until the surrounding transaction ends (its user's and tenant's rows too:
     a user's open orders across accounts are counted under it).
 
     A live account's broker session, app and app tenant come in the same query, unlocked: the checks
-    and the broker call read them next, and one query is cheaper than three.
+    and the broker call read them next, and one query is cheaper than three. With an Idempotency-Key,
+    the same query says whether the key was ever used on the account (`key_used`), so a new key, the
+    common case, costs no lookup of its own.
     """
-    return (
-        TradingAccount.objects.select_for_update(of=("self", "user", "user__tenant"))
-        .select_related("user__tenant", "connection__app__tenant")
-        .get(pk=account_id)
+    accounts = TradingAccount.objects.select_for_update(of=("self", "user", "user__tenant")).select_related(
+        "user__tenant", "connection__app__tenant"
     )
+    if idempotency_key:
+        accounts = accounts.annotate(
+            key_used=Exists(Order.objects.filter(account=OuterRef("pk"), idempotency_key=idempotency_key))
+            | Exists(IdempotentRequest.objects.filter(account=OuterRef("pk"), key=idempotency_key))
+        )
+    return accounts.get(pk=account_id)
 
 
 def to_tick(value: Decimal, *, tick: Decimal, side: str) -> Decimal:

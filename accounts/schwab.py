@@ -18,7 +18,7 @@ from django.http import Http404
 
 from accounts import caches, live
 from accounts.models import TradingAccount
-from accounts.realtime import account_group
+from accounts.streams import account_group
 from brokers.adapters.errors import BrokerError
 from brokers.models import BrokerConnection, BrokerKind
 from brokers.services import broker_call
@@ -146,7 +146,7 @@ def accounts_payloads(*, user) -> list[AccountsPayload]:
 
 
 def snapshot_publish(*, account: TradingAccount, what: str, read: LiveRead, data) -> None:
-    """A fresh snapshot goes to the account's sockets (accounts.realtime's group); cached ones went already."""
+    """A fresh snapshot goes to the account's sockets (accounts.streams' group); cached ones went already."""
     if read.source != "live":
         return
     realtime.publish(

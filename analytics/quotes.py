@@ -19,6 +19,7 @@ from django.db.models import F
 from kiteconnect import KiteConnect
 from kiteconnect import exceptions as kite_exceptions
 
+from analytics import caches
 from brokers.adapters.kite import QUOTE_BATCH, RATE_LIMITS
 from brokers.models import BrokerConnection, BrokerKind
 from brokers.services import broker_call
@@ -57,7 +58,7 @@ class SandboxQuotes:
     def __init__(self):
         self.api_key = settings.THOR_SANDBOX_KITE_API_KEY
         self.root = settings.THOR_KITE_API_ROOT
-        self._cache_key = f"thor:analytics:sandbox-session:{self.api_key}:{self.root}"
+        self._cache_key = caches.sandbox_session_key(self.api_key, self.root)
 
     def quotes(self, names: Sequence[str]) -> dict[str, dict]:
         names = list(dict.fromkeys(names))
@@ -76,7 +77,7 @@ class SandboxQuotes:
             try:
                 return client.quote(batch)
             except kite_exceptions.TokenException:
-                cache.delete(self._cache_key)
+                caches.flush_sandbox_session(self.api_key, self.root)
                 if attempt:
                     raise _unavailable("the sandbox refused its session") from None
             except (kite_exceptions.KiteException, requests.RequestException) as error:

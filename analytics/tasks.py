@@ -2,8 +2,8 @@ import logging
 
 from celery import shared_task
 
+from analytics.chain_snapshots import chain_snapshots_prune, chain_snapshots_take_all
 from analytics.instruments import InstrumentDumpUnavailable, dump_rows_from_kite, instruments_load
-from analytics.snapshots import chain_snapshots_prune, chain_snapshots_take_all
 from thor.upstream import UpstreamError
 
 logger = logging.getLogger("analytics.tasks")

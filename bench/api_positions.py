@@ -141,7 +141,7 @@ def main() -> None:
 # many the account has, not how they got there), and a positions snapshot as the broker would have sent it.
 _GROW = """
 from decimal import Decimal
-from accounts.api.serializers import positions_data
+from accounts.presenters import positions_data
 from accounts.models import Order, TradingAccount
 from brokers.adapters.types import Position
 from django.conf import settings

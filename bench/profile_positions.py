@@ -49,7 +49,7 @@ def world() -> str:
     """A tenant, a user whose primary account is a linked Kite account, and its positions in the fresh cache."""
     from decimal import Decimal
 
-    from accounts.api import serializers
+    from accounts import presenters
     from accounts.models import Order, TradingAccount
     from brokers.adapters.types import Funds, Position
     from brokers.tests.factories import linked_kite_account
@@ -85,9 +85,9 @@ def world() -> str:
     ]
     # As the positions view stores a snapshot it fetched: with the serialized `data` beside it.
     key = snapshots.key(tenant.slug, account.pk, "positions")
-    snapshots._store(key, positions, 3600, 3600, present=serializers.positions_data)
+    snapshots._store(key, positions, 3600, 3600, present=presenters.positions_data)
     funds = Funds("INR", *(Decimal(v) for v in ("100000", "95000.5", "4999.5", "95000.5", "101234.25")))
-    snapshots._store(snapshots.key(tenant.slug, account.pk, "funds"), funds, 3600, 3600, present=serializers.funds_data)
+    snapshots._store(snapshots.key(tenant.slug, account.pk, "funds"), funds, 3600, 3600, present=presenters.funds_data)
     if not account.orders.exists():
         Order.objects.bulk_create(
             Order(
@@ -161,7 +161,7 @@ def microseconds_per_call(call, *, total: int) -> float:
 
 def rendering(app, path: str, token: str, *, total: int) -> None:
     """What turning a built page into bytes costs, beside the whole read of it. The page's values are all
-    text, integers and None (orders are built as text, accounts.realtime.order_message_data), so the body
+    text, integers and None (orders are built as text, accounts.presenters.order_data), so the body
     parsed back is what the view hands its renderer."""
     from rest_framework.renderers import JSONRenderer
 

@@ -10,9 +10,9 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts import schwab
-from accounts.api.serializers import PositionOutputSerializer, positions_data
-from brokers.api.schwab_views import Seed002ErrorsMixin, seed002_errors
+from accounts import presenters, schwab
+from accounts.api.serializers import PositionOutputSerializer
+from brokers.api.schwab_oauth_views import Seed002ErrorsMixin, seed002_errors
 from thor import money
 from thor.errors import ApplicationError
 from thor.fields import MoneyField
@@ -184,9 +184,9 @@ class _BalancesView(Seed002ErrorsMixin, APIView):
 class _PositionsView(Seed002ErrorsMixin, APIView):
     def _answer(self, account):
         read = schwab.positions_read(account=account)
-        data = SchwabPositionsOutputSerializer({**_identity(account, read), "positions": read.data}).data
-        schwab.snapshot_publish(account=account, what="positions", read=read, data=positions_data(read.data))
-        return Response(data)
+        positions = presenters.positions_data(read.data)
+        schwab.snapshot_publish(account=account, what="positions", read=read, data=positions)
+        return Response({**_AccountIdentity(_identity(account, read)).data, "positions": positions})
 
 
 class SchwabSummaryView(_BalancesView):

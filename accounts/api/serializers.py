@@ -103,6 +103,9 @@ class OrderListQuerySerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
+# The Output serializers of orders, batches, positions, holdings and funds are their OpenAPI schema only:
+# every answer and socket message that shows one is built by accounts.presenters, and
+# accounts/tests/test_presenters.py holds each presenter to its serializer.
 class OrderOutputSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     client_order_id = serializers.CharField()
@@ -191,21 +194,6 @@ def envelope_serializer(name: str, data_field: serializers.Field) -> type[serial
             "data": data_field,
         },
     )
-
-
-def positions_data(positions) -> list[dict]:
-    """The `data` of PositionsOutputSerializer, as plain lists and dicts (kept with a snapshot, see thor.snapshots)."""
-    return [dict(position) for position in PositionOutputSerializer(positions, many=True).data]
-
-
-def holdings_data(holdings) -> list[dict]:
-    """The `data` of HoldingsOutputSerializer, as plain lists and dicts."""
-    return [dict(holding) for holding in HoldingOutputSerializer(holdings, many=True).data]
-
-
-def funds_data(funds) -> dict:
-    """The `data` of FundsEnvelopeOutputSerializer, as a plain dict."""
-    return dict(FundsOutputSerializer(funds).data)
 
 
 PositionsOutputSerializer = envelope_serializer("PositionsOutputSerializer", PositionOutputSerializer(many=True))

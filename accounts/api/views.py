@@ -8,20 +8,18 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts import broker_updates, order_pages, selectors, services
+from accounts import broker_updates, order_pages, presenters, selectors, services
 from accounts import orders as order_services
 from accounts.api import serializers
 from accounts.models import Order
-from accounts.realtime import order_message_data
 from brokers import services as broker_services
 from brokers.adapters.types import OrderRequest
 from brokers.api.serializers import KitePostbackInputSerializer, KitePostbackOutputSerializer
 from brokers.api.views import query_and_body
 from thor.errors import ApplicationError, error_responses
-from thor.fields import timestamp_text
 from thor.pagination import StrictCursorPagination
 from thor.renderers import OrjsonRenderer
-from thor.snapshots import LiveRead, presented
+from thor.snapshots import presented
 from thor.throttles import OrderRateThrottle
 
 ERRORS = error_responses(401, 404)
@@ -186,12 +184,6 @@ class AccountResetView(APIView):
         return Response(serializers.AccountOutputSerializer(_with_status([account])[0]).data)
 
 
-def live_read_envelope(*, account, read: LiveRead, data) -> dict:
-    """`{data, account_id, source, as_of}`: the live reads' answer (PositionsOutputSerializer and its kin
-    describe it), around `data` already presented: the snapshot keeps it (thor.snapshots)."""
-    return {"data": data, "account_id": account.pk, "source": read.source, "as_of": timestamp_text(read.as_of)}
-
-
 class _LiveReadView(APIView):
     # Their answers hold no float (money and quantities are text): orjson renders DRF's bytes (thor.renderers).
     renderer_classes = [OrjsonRenderer]
@@ -204,7 +196,10 @@ class _LiveReadView(APIView):
         account = selectors.account_for_read_get(user=request.user, account_ref=account_id)
         present = type(self).present
         read = type(self).read(account=account, fresh=wants_fresh(request), present=present)
-        return Response(live_read_envelope(account=account, read=read, data=presented(read, present)))
+        data = presented(read, present)
+        return Response(
+            presenters.live_read_data(account_id=account.pk, source=read.source, as_of=read.as_of, data=data)
+        )
 
 
 @extend_schema(
@@ -217,7 +212,7 @@ class _LiveReadView(APIView):
 )
 class PositionsView(_LiveReadView):
     read = selectors.positions_get
-    present = serializers.positions_data
+    present = presenters.positions_data
 
 
 @extend_schema(
@@ -230,7 +225,7 @@ class PositionsView(_LiveReadView):
 )
 class HoldingsView(_LiveReadView):
     read = selectors.holdings_get
-    present = serializers.holdings_data
+    present = presenters.holdings_data
 
 
 @extend_schema(
@@ -243,7 +238,7 @@ class HoldingsView(_LiveReadView):
 )
 class FundsView(_LiveReadView):
     read = selectors.funds_get
-    present = serializers.funds_data
+    present = presenters.funds_data
 
 
 class OrderCursorPagination(StrictCursorPagination):
@@ -279,9 +274,7 @@ class OrdersView(APIView):
             orders = selectors.order_list(account=account, **query.validated_data)
             paginator = OrderCursorPagination()
             orders_page = paginator.paginate_queryset(orders, request, view=self)
-            # The orders as OrderOutputSerializer shows them (a test holds the two together), built without
-            # it: a page of fifty through DRF's fields costs more than the rest of the request.
-            return paginator.get_paginated_response([order_message_data(o) for o in orders_page]).data
+            return paginator.get_paginated_response(presenters.orders_data(orders_page)).data
 
         variant = order_pages.page_variant(request, cursor_param=OrderCursorPagination.cursor_query_param)
         return Response(order_pages.page_kept_or_built(account_id=account.pk, variant=variant, build=page))
@@ -318,7 +311,7 @@ class OrdersView(APIView):
         # Sent without a broker id yet (lost answer, a crashed send, or waiting for a person): accepted, not created.
         unconfirmed = account.mode == account.Mode.LIVE and order.status in Order.UNSETTLED_STATUSES
         return Response(
-            serializers.OrderOutputSerializer(order).data,
+            presenters.order_data(order),
             status=status.HTTP_202_ACCEPTED if unconfirmed else status.HTTP_201_CREATED,
         )
 
@@ -330,7 +323,7 @@ class OrderDetailView(APIView):
     def get(self, request, account_id, order_id):
         account = selectors.account_get(user=request.user, account_ref=account_id)
         order = selectors.order_get(account=account, order_id=order_id)
-        return Response(serializers.OrderOutputSerializer(order).data)
+        return Response(presenters.order_data(order))
 
     @extend_schema(
         summary="Modify an open order",
@@ -351,7 +344,7 @@ class OrderDetailView(APIView):
             fingerprint=fingerprint("modify", order_id, request.data),
             actor=request.user,
         )
-        return Response(serializers.OrderOutputSerializer(order).data)
+        return Response(presenters.order_data(order))
 
     @extend_schema(
         summary="Cancel an open order",
@@ -368,7 +361,7 @@ class OrderDetailView(APIView):
             fingerprint=fingerprint("cancel", order_id),
             actor=request.user,
         )
-        return Response(serializers.OrderOutputSerializer(order).data)
+        return Response(presenters.order_data(order))
 
 
 class BatchOrdersView(APIView):
@@ -397,4 +390,4 @@ class BatchOrdersView(APIView):
             fingerprint=fingerprint("batch", request.data),
             actor=request.user,
         )
-        return Response(serializers.BatchOutputSerializer(result).data, status=result.http_status)
+        return Response(presenters.batch_data(result), status=result.http_status)

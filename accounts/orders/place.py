@@ -126,32 +126,40 @@ def order_place(
     """One order; the same Idempotency-Key and body return the order the first request made."""
     order_request_check(request=request)
     prices = last_prices(account, [request])
-    with transaction.atomic():
-        locked = account_lock(account_id=account.pk)
-        if idempotency_key:
-            placed = placed_order_for_key(account=locked, key=idempotency_key, fingerprint=fingerprint)
-            if placed is not None:
-                return _repeat_answer(placed)
-        trading_enabled_check(account=locked)
-        pre_trade_check(account=locked, request=request, prices=prices)
-        try:
-            with transaction.atomic():
-                order = order_create(
-                    account=locked,
-                    request=request,
-                    key=idempotency_key,
-                    fingerprint=fingerprint,
-                    sent_now=locked.mode == TradingAccount.Mode.LIVE,
-                )
-        except IntegrityError:
-            # The account lock serialises placements; the unique key is the last line of defence.
-            return placed_order_for_key(account=locked, key=idempotency_key, fingerprint=fingerprint)
-        order_event_record(order=order, kind="placed", actor=actor)
-        if locked.mode == TradingAccount.Mode.PAPER:
-            paper_order_submit(
-                account=locked, order=order, last_price=prices.get((request.exchange, request.symbol)), actor=actor
+    try:
+        with transaction.atomic():
+            locked = account_lock(account_id=account.pk, idempotency_key=idempotency_key)
+            if idempotency_key and locked.key_used:
+                placed = placed_order_for_key(account=locked, key=idempotency_key, fingerprint=fingerprint)
+                if placed is not None:
+                    return _repeat_answer(placed)
+            trading_enabled_check(account=locked)
+            pre_trade_check(account=locked, request=request, prices=prices)
+            order = order_create(
+                account=locked,
+                request=request,
+                key=idempotency_key,
+                fingerprint=fingerprint,
+                sent_now=locked.mode == TradingAccount.Mode.LIVE,
             )
-            return order
+            order_event_record(order=order, kind="placed", actor=actor)
+            if locked.mode == TradingAccount.Mode.PAPER:
+                paper_order_submit(
+                    account=locked, order=order, last_price=prices.get((request.exchange, request.symbol)), actor=actor
+                )
+                return order
+    except IntegrityError:
+        # The account lock serialises placements, so the unique key is only the last line of defence; no
+        # savepoint guards the INSERT (two more round trips on every order): the whole try rolls back and
+        # the key's order is looked up afresh.
+        if not idempotency_key:
+            raise
+        with transaction.atomic():
+            locked = account_lock(account_id=account.pk)
+            placed = placed_order_for_key(account=locked, key=idempotency_key, fingerprint=fingerprint)
+        if placed is None:
+            raise
+        return _repeat_answer(placed)
     try:
         return placement.live_order_send(order=order, actor=actor)
     except BrokerError as error:

@@ -392,13 +392,13 @@ class TestBrokerUpdatesReachSockets:
         assert (funds_update["type"], funds_update["seq"]) == ("funds_update", order_update["seq"] + 2)
 
     def test_the_socket_shows_an_order_as_the_orders_api_does(self, alice):
+        from accounts import presenters
         from accounts.api.serializers import OrderOutputSerializer
         from accounts.models import Order
-        from accounts.realtime import order_message_data
 
         client = client_for(alice)
         order_id = place(client, order_type="LIMIT", price="1400.05").json()["id"]
         order = Order.objects.get(pk=order_id)
 
-        assert order_message_data(order) == dict(OrderOutputSerializer(order).data)
-        assert client.get(f"/api/accounts/primary/orders/{order_id}").json() == order_message_data(order)
+        assert presenters.order_data(order) == dict(OrderOutputSerializer(order).data)
+        assert client.get(f"/api/accounts/primary/orders/{order_id}").json() == presenters.order_data(order)

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from accounts.models import Order, TradingAccount
 from accounts.placement import live_order_settle
-from accounts.realtime import account_group
+from accounts.streams import account_group
 from accounts.tests.conftest import place
 from brokers.models import BrokerConnection
 from brokers.tests import schwab_linking

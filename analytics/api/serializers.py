@@ -4,8 +4,8 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from analytics import metrics
-from analytics.selectors import INTERVAL_SECONDS, MAX_SERIES_POINTS, SERIES_METRICS
+from analytics import market_metrics
+from analytics.moneyness_series import INTERVAL_SECONDS, MAX_SERIES_POINTS, SERIES_METRICS
 from thor.fields import PriceField, QuantityField
 
 MONEYNESS_CHOICES = ["ATM", *(f"ITM{step}" for step in range(1, 11)), *(f"OTM{step}" for step in range(1, 11))]
@@ -189,7 +189,7 @@ class SignalPointOutputSerializer(serializers.Serializer):
     oi = QuantityField()
     price_change_pct = serializers.FloatField(allow_null=True)
     oi_change_pct = serializers.FloatField(allow_null=True)
-    signal = serializers.ChoiceField(choices=metrics.SIGNALS)
+    signal = serializers.ChoiceField(choices=market_metrics.SIGNALS)
 
 
 class PositionSignalsOutputSerializer(serializers.Serializer):
@@ -200,7 +200,7 @@ class PositionSignalsOutputSerializer(serializers.Serializer):
     as_of = serializers.DateTimeField()
     source = serializers.ChoiceField(choices=SOURCES)
     thresholds = ThresholdsOutputSerializer()
-    signal = serializers.ChoiceField(choices=metrics.SIGNALS, help_text="The latest interval's signal.")
+    signal = serializers.ChoiceField(choices=market_metrics.SIGNALS, help_text="The latest interval's signal.")
     points = SignalPointOutputSerializer(many=True)
 
 

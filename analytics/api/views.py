@@ -1,20 +1,22 @@
 """The F&O and futures endpoints: market data from the stored snapshots, for any signed-in user."""
 
-from django.http import HttpResponse
 from drf_spectacular.utils import extend_schema
-from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from analytics import selectors
 from analytics.api import serializers
+from analytics.api.renderers import EmbeddingJSONRenderer, PreRenderedJSON
+from analytics.chain_snapshots import chain_first_snapshot_take
+from analytics.errors import ChainNotSnapshotted
 from thor.errors import error_responses
 
 READ_ERRORS = error_responses(400, 401, 404, 503)
 STALE_NOTE = (
     " Every answer carries `as_of` and `source`: `live` (a recent snapshot), `cache` (the same answer within one"
-    " snapshot period) or `stale` (the chain could not be refreshed; the last snapshot). An unknown underlying or"
-    " expiry is a 404 whose `errors` list the valid choices."
+    " snapshot period) or `stale` (no snapshot for two snapshot periods: the last one). An unknown underlying or"
+    " expiry is a 404 whose `errors` list the valid choices; a chain never snapshotted, whose first snapshot"
+    " cannot be taken, a 503."
 )
 
 
@@ -22,6 +24,16 @@ def _query(serializer_class, request) -> dict:
     serializer = serializer_class(data=request.query_params)
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data
+
+
+def _read(select, **query) -> dict:
+    """select(**query); when no snapshot of the chain is stored yet (a new installation, before the beat's
+    first), the first one is taken for this reader (503 when it cannot be), then read."""
+    try:
+        return select(**query)
+    except ChainNotSnapshotted as missing:
+        chain_first_snapshot_take(underlying=missing.underlying)
+        return select(**query)
 
 
 @extend_schema(
@@ -37,7 +49,8 @@ def _query(serializer_class, request) -> dict:
 class StrikeDistributionView(APIView):
     def get(self, request):
         query = _query(serializers.StrikeDistributionInputSerializer, request)
-        body = selectors.strike_distribution_get(
+        body = _read(
+            selectors.strike_distribution_get,
             underlying=query["underlying"],
             expiry=query.get("expiry"),
             option_side=query["option_side"],
@@ -56,9 +69,12 @@ class StrikeDistributionView(APIView):
     tags=["fo"],
 )
 class MoneynessSeriesView(APIView):
+    renderer_classes = [EmbeddingJSONRenderer]
+
     def get(self, request):
         query = _query(serializers.MoneynessSeriesInputSerializer, request)
-        body = selectors.moneyness_series_get(
+        body = _read(
+            selectors.moneyness_series_get,
             underlying=query["underlying"],
             expiry=query.get("expiry"),
             moneyness=query["moneyness"],
@@ -69,13 +85,10 @@ class MoneynessSeriesView(APIView):
             interval=query["interval"],
         )
         points_json = body.pop("points_json", None)
-        if points_json is None:
-            return Response(serializers.MoneynessSeriesOutputSerializer(body).data)
-        # The database built the points' JSON (a month of minutes): spliced in as it is, not parsed and re-encoded.
-        envelope = serializers.MoneynessSeriesOutputSerializer({**body, "points": []}).data
-        rendered = JSONRenderer().render(envelope)
-        assert rendered.endswith(b'"points":[]}')
-        return HttpResponse(rendered[: -len(b"[]}")] + points_json.encode() + b"}", content_type="application/json")
+        if points_json is not None:
+            # PostgreSQL built the points' JSON (up to a month of minutes): embedded as it is, never re-encoded.
+            body["points"] = PreRenderedJSON(points_json)
+        return Response(serializers.MoneynessSeriesOutputSerializer(body).data)
 
 
 @extend_schema(
@@ -91,7 +104,7 @@ class MoneynessSeriesView(APIView):
 class PositionSignalsView(APIView):
     def get(self, request):
         query = _query(serializers.PositionSignalsInputSerializer, request)
-        body = selectors.position_signals_get(symbol=query["symbol"], interval=query["interval"])
+        body = _read(selectors.position_signals_get, symbol=query["symbol"], interval=query["interval"])
         return Response(serializers.PositionSignalsOutputSerializer(body).data)
 
 
@@ -107,5 +120,5 @@ class PositionSignalsView(APIView):
 class RolloverMetricsView(APIView):
     def get(self, request):
         query = _query(serializers.FuturesSymbolInputSerializer, request)
-        body = selectors.rollover_metrics_get(symbol=query["symbol"])
+        body = _read(selectors.rollover_metrics_get, symbol=query["symbol"])
         return Response(serializers.RolloverMetricsOutputSerializer(body).data)

@@ -1,30 +1,59 @@
-"""A sandbox that serves the NIFTY/BANKNIFTY chain, with Thor's instruments loaded from its dump."""
+"""One sandbox serving the NIFTY/BANKNIFTY chain for all the analytics tests, with Thor's instruments loaded
+from its dump once (committed outside the tests' transactions, removed at the end).
 
-from datetime import timedelta
+Each test starts from the sandbox's initial state (no faults, no counts) and an empty cache; the chain rows
+a test stores are rolled back with its transaction.
+"""
+
+from contextlib import ExitStack
 
 import pytest
-from django.utils import timezone
+from django.test import override_settings
 
 from analytics.instruments import dump_rows_from_kite, instruments_load
-from analytics.snapshots import chain_snapshot_take
-from brokers.tests.sandbox_fixtures import API_KEY, API_SECRET
+from analytics.models import ChainQuote, ChainSnapshot, Instrument
+from brokers.sandbox.testing import start_sandbox
+from brokers.tests.sandbox_fixtures import API_KEY, API_SECRET, CALLBACK
+
+UNDERLYINGS = ["NIFTY", "BANKNIFTY"]
 
 
-@pytest.fixture
-def chain_sandbox(sandbox, settings, db):
+def remove_market_data() -> None:
+    ChainQuote.objects.all().delete()
+    ChainSnapshot.objects.all().delete()
+    Instrument.objects.all().delete()
+
+
+@pytest.fixture(scope="package")
+def chain_market(django_db_setup, django_db_blocker):
     """The sandbox, Thor's snapshots quoting it with a session of their own, and its instruments loaded."""
-    settings.THOR_ANALYTICS_QUOTE_SOURCE = "sandbox"
-    settings.THOR_SANDBOX_KITE_API_KEY = API_KEY
-    settings.THOR_SANDBOX_KITE_API_SECRET = API_SECRET
-    settings.THOR_ANALYTICS_UNDERLYINGS = ["NIFTY", "BANKNIFTY"]
-    instruments_load(rows=dump_rows_from_kite())
-    return sandbox
+    with ExitStack() as stack:
+        running = stack.enter_context(
+            start_sandbox(
+                apps=[{"api_key": API_KEY, "api_secret": API_SECRET, "redirect_url": CALLBACK}], tick_seconds=None
+            )
+        )
+        stack.enter_context(
+            override_settings(
+                THOR_KITE_API_ROOT=running.url,
+                THOR_ANALYTICS_QUOTE_SOURCE="sandbox",
+                THOR_SANDBOX_KITE_API_KEY=API_KEY,
+                THOR_SANDBOX_KITE_API_SECRET=API_SECRET,
+                THOR_ANALYTICS_UNDERLYINGS=UNDERLYINGS,
+            )
+        )
+        with django_db_blocker.unblock():
+            remove_market_data()
+            instruments_load(rows=dump_rows_from_kite())
+        try:
+            yield running
+        finally:
+            with django_db_blocker.unblock():
+                remove_market_data()
 
 
 @pytest.fixture
-def nifty_history(chain_sandbox):
-    """Five one-minute snapshots of NIFTY ending now (the last one fresh)."""
-    now = timezone.now()
-    return [
-        chain_snapshot_take(underlying="NIFTY", at=now - timedelta(minutes=minutes)) for minutes in range(4, -1, -1)
-    ]
+def chain_sandbox(chain_market, db):
+    """The shared sandbox, as it started (no faults, no counts)."""
+    chain_market.reset()
+    return chain_market

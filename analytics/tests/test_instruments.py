@@ -17,6 +17,13 @@ FIXTURE = Path(__file__).resolve().parents[2] / "brokers" / "sandbox" / "fixture
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(autouse=True)
+def empty_instruments_table():
+    """Each load starts from nothing, even after the package's shared chain market (gone with the test's
+    transaction)."""
+    Instrument.objects.all().delete()
+
+
 def _rows() -> list[dict]:
     with open(FIXTURE, newline="", encoding="utf-8") as handle:
         return list(csv.DictReader(handle))

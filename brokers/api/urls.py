@@ -1,4 +1,4 @@
-from brokers.api import schwab_views, views
+from brokers.api import schwab_oauth_views, views
 from thor.routes import slash_optional
 
 urlpatterns = [
@@ -18,9 +18,11 @@ urlpatterns = [
     ),
     *slash_optional("brokers/kite/connect", views.KiteConnectView.as_view(), name="kite-connect"),
     # Seed 002: Schwab OAuth
-    *slash_optional("schwab/oauth/start/", schwab_views.SchwabOAuthStartView.as_view(), name="schwab-oauth-start"),
     *slash_optional(
-        "schwab/oauth/callback/", schwab_views.SchwabOAuthCallbackView.as_view(), name="schwab-oauth-callback"
+        "schwab/oauth/start/", schwab_oauth_views.SchwabOAuthStartView.as_view(), name="schwab-oauth-start"
+    ),
+    *slash_optional(
+        "schwab/oauth/callback/", schwab_oauth_views.SchwabOAuthCallbackView.as_view(), name="schwab-oauth-callback"
     ),
     # Seed 003 aliases over the user's Kite account
     *slash_optional("user/profile", views.KiteProfileView.as_view(), name="kite-profile"),

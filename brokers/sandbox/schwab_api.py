@@ -14,7 +14,9 @@ import uuid
 from collections.abc import Callable, Mapping
 from urllib.parse import urlencode
 
-from .schwab_state import DEMO_PASSWORD, DEMO_USERNAME, Grant, SchwabApp, SchwabError, SchwabState, service_error
+from .schwab_models import DEMO_PASSWORD, DEMO_USERNAME, Grant, SchwabApp, SchwabError, service_error
+from .schwab_oauth import LIFETIMES
+from .schwab_state import SchwabState
 from .state import Fault
 from .web import MethodNotAllowed, Request, Response, RouteNotFound, Router
 
@@ -174,11 +176,11 @@ class SchwabApi:
         grant_type = form.get("grant_type")
         try:
             if grant_type == "authorization_code":
-                payload = self.state.grant_code(
+                payload = self.state.oauth.grant_code(
                     client_id, client_secret, form.get("code", ""), form.get("redirect_uri", "")
                 )
             elif grant_type == "refresh_token":
-                payload = self.state.grant_refresh(client_id, client_secret, form.get("refresh_token", ""))
+                payload = self.state.oauth.grant_refresh(client_id, client_secret, form.get("refresh_token", ""))
             else:
                 return Response.json(
                     {"error": "unsupported_grant_type", "error_description": "Unsupported grant_type."}, 400
@@ -320,21 +322,17 @@ def add_control_routes(router: Router, state: SchwabState) -> None:
 
     def lifetimes(request: Request) -> Response:
         payload = body(request)
-        names = ("access_seconds", "refresh_seconds", "code_seconds")
-        unknown = set(payload) - set(names)
+        unknown = set(payload) - set(LIFETIMES)
         if unknown:
             raise ValueError(f"Unknown fields: {', '.join(sorted(unknown))}")
         for name, value in payload.items():
             if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
                 raise ValueError(f"`{name}` must be a positive number of seconds")
-        with state._lock:
-            for name, value in payload.items():
-                setattr(state, name, value)
-            return Response.json({name: getattr(state, name) for name in names})
+        return Response.json(state.oauth.set_lifetimes(payload))
 
     def expire(request: Request) -> Response:
         payload = body(request)
-        return Response.json({"expired": state.expire(str(payload.get("what")), payload.get("grant_id"))})
+        return Response.json({"expired": state.oauth.expire(str(payload.get("what")), payload.get("grant_id"))})
 
     def seed_grants(request: Request) -> Response:
         payload = body(request)
@@ -353,4 +351,4 @@ def add_control_routes(router: Router, state: SchwabState) -> None:
     router.add("POST", "/_sandbox/schwab/lifetimes", lifetimes)
     router.add("POST", "/_sandbox/schwab/expire", expire)
     router.add("POST", "/_sandbox/schwab/grants", seed_grants)
-    router.add("GET", "/_sandbox/schwab/refreshes", lambda _: Response.json(state.refresh_counts()))
+    router.add("GET", "/_sandbox/schwab/refreshes", lambda _: Response.json(state.oauth.refresh_counts()))

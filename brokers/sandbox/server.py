@@ -21,7 +21,8 @@ from .kite_state import KiteState
 from .market import InstrumentCatalogue, Market
 from .schwab_api import SchwabApi
 from .schwab_api import add_control_routes as add_schwab_control_routes
-from .schwab_state import SchwabApp, SchwabState, us_instruments
+from .schwab_models import SchwabApp, us_instruments
+from .schwab_state import SchwabState
 from .state import CallStats, Fault, FaultBook, PostbackSender
 from .web import MethodNotAllowed, Request, Response, RouteNotFound, Router
 
@@ -87,6 +88,7 @@ class SandboxServer:
         clock: Callable[[], float] = time.time,
         idp_clients: Mapping[str, Iterable[Mapping]] | None = None,
         schwab_apps: Iterable[SchwabApp | Mapping] = (),
+        sleep: Callable[[float], None] = time.sleep,
     ):
         self.state = SandboxState(apps=apps, faults=faults, clock=clock, schwab_apps=schwab_apps)
         # The identity providers Thor's social login talks to, each under its own prefix.
@@ -101,6 +103,8 @@ class SandboxServer:
         )
         self.control = _control_router(self.state)
         self._tick_seconds = tick_seconds
+        # How a latency fault holds its answer back (a test passes a recorder, so nothing waits).
+        self._sleep = sleep
         self._stopping = threading.Event()
         self._httpd = _HTTPServer((host, port), _RequestHandler)
         self._httpd.sandbox = self
@@ -140,7 +144,7 @@ class SandboxServer:
         broker = self.broker_for(request.path)
         outcome = self.state.faults.take(broker.name, request.path)
         if outcome.latency_ms:
-            time.sleep(outcome.latency_ms / 1000)
+            self._sleep(outcome.latency_ms / 1000)
         fault = outcome.fault
         if fault is None:
             response = broker.handle(request)

@@ -5,7 +5,8 @@ Use it as `with start_sandbox(apps=[app]) as sandbox:` and point a client at `sa
 """
 
 import threading
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from urllib.parse import parse_qs, urlsplit
 
 import requests
@@ -52,11 +53,13 @@ def start_sandbox(
     tick_seconds: float | None = 1.0,
     idp_clients: Mapping[str, Iterable[Mapping]] | None = None,
     schwab_apps: Iterable[Mapping] = (),
+    sleep: Callable[[float], None] = time.sleep,
 ) -> SandboxHandle:
     """Start a sandbox on `port` (0 picks a free one) and return once it accepts connections.
 
     `idp_clients` registers OAuth clients at its identity providers: {"google": [{"client_id", ...}]};
-    `schwab_apps` Schwab apps: [{"client_id", "client_secret", "redirect_uri"}].
+    `schwab_apps` Schwab apps: [{"client_id", "client_secret", "redirect_uri"}]; `sleep` how a latency
+    fault waits.
     """
     server = SandboxServer(
         apps=apps,
@@ -66,6 +69,7 @@ def start_sandbox(
         tick_seconds=tick_seconds,
         idp_clients=idp_clients,
         schwab_apps=schwab_apps,
+        sleep=sleep,
     )
     return SandboxHandle(server)
 

@@ -12,9 +12,9 @@ from kiteconnect import KiteConnect
 
 from brokers.sandbox.state import ClockIds
 from brokers.sandbox.testing import start_sandbox
+from brokers.tests.kite_sandbox_calls import kite_session, place
+from brokers.tests.schwab_sandbox_calls import CALLBACK, CLIENT_ID, CLIENT_SECRET, api, equity_order, tokens_for
 from brokers.tests.test_sandbox_idp import authorize, token
-from brokers.tests.test_sandbox_kite import kite_session, place
-from brokers.tests.test_sandbox_schwab import CALLBACK, CLIENT_ID, CLIENT_SECRET, api, equity_order, tokens_for
 
 pytestmark = pytest.mark.e2e
 

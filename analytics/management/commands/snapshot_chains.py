@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from analytics.snapshots import chain_snapshot_take
+from analytics.chain_snapshots import chain_snapshot_take
 from thor.upstream import UpstreamError
 
 

@@ -8,6 +8,7 @@ is resent what it missed from the OrderEvent rows (`stream_messages_since`), nev
 
 One publish helper for every event source: `publish_order_change`, called by accounts.audit for
 every OrderEvent of an order (paper fills, API changes, Kite postbacks, syncs, placement confirmations).
+A message's `data` is the order, positions or funds as accounts.presenters shows them, as the API does.
 """
 
 import copy
@@ -18,11 +19,12 @@ from decimal import Decimal
 from django.db import connection, transaction
 from django.utils import timezone
 
+from accounts import presenters
 from accounts.models import AccountStream, Order, OrderEvent, TradingAccount
-from thor import money, realtime
+from thor import realtime
 from thor.fields import timestamp_text
 
-logger = logging.getLogger("accounts.realtime")
+logger = logging.getLogger("accounts.streams")
 
 ORDER_UPDATE = "order_update"
 POSITION_UPDATE = "position_update"
@@ -34,62 +36,6 @@ FILL_MESSAGES = (ORDER_UPDATE, POSITION_UPDATE, FUNDS_UPDATE)
 
 def account_group(account_id: int) -> str:
     return f"orders.account.{account_id}"
-
-
-def order_message_data(order: Order) -> dict:
-    """The order as the orders API shows it (`OrderOutputSerializer`; a test holds the two together),
-    built here so that publishing an update needs nothing of the API layer."""
-    return {
-        "id": order.pk,
-        "client_order_id": order.client_order_id,
-        "broker_order_id": order.broker_order_id,
-        "tradingsymbol": order.symbol,
-        "exchange": order.exchange,
-        "transaction_type": order.side,
-        "quantity": money.quantity(order.quantity),
-        "order_type": order.order_type,
-        "product": order.product,
-        "price": money.price_text(order.price),
-        "trigger_price": money.price_text(order.trigger_price),
-        "validity": order.validity,
-        "tag": order.tag,
-        "status": order.status,
-        "status_message": order.status_message,
-        "filled_quantity": money.quantity(order.filled_quantity),
-        "average_price": money.price_text(order.average_price),
-        "created_at": timestamp_text(order.created_at),
-        "updated_at": timestamp_text(order.updated_at),
-    }
-
-
-def positions_message_data(positions) -> list[dict]:
-    """Positions as the positions API shows them (`PositionOutputSerializer`, held together by a test)."""
-    return [
-        {
-            "tradingsymbol": position.symbol,
-            "exchange": position.exchange,
-            "product": position.product,
-            "quantity": money.quantity(position.quantity),
-            "average_price": money.price_text(position.average_price),
-            "last_price": money.price_text(position.last_price),
-            "realised_pnl": money.money_text(position.realised_pnl),
-            "unrealised_pnl": money.money_text(position.unrealised_pnl),
-            "day_pnl": money.money_text(position.day_pnl),
-            "value": money.money_text(position.value),
-        }
-        for position in positions
-    ]
-
-
-def funds_message_data(funds) -> dict:
-    """Funds as the funds API shows them (`FundsOutputSerializer`, held together by a test)."""
-    return {
-        "currency": funds.currency,
-        **{
-            name: money.money_text(getattr(funds, name))
-            for name in ("cash", "available", "utilised", "buying_power", "net_liquidation")
-        },
-    }
 
 
 def stream_message(kind: str, *, account_id: int, seq: int, as_of: datetime, data) -> dict:
@@ -125,6 +71,38 @@ def stream_seq_advance(*, account_id: int, count: int) -> int:
         return cursor.fetchone()[0]
 
 
+SEQ_FIELDS = ("seq", "last_seq")
+
+
+def event_with_seq_create(*, count: int, **fields) -> OrderEvent:
+    """The OrderEvent of a change that publishes `count` messages, holding their sequence numbers (`seq` to
+    `last_seq`), taken as stream_seq_advance takes them. On PostgreSQL the numbers and the row are one
+    statement (the upsert as a data-modifying WITH): every order change writes one, and a placement two.
+    """
+    account_id = fields["account_id"]
+    if connection.vendor != "postgresql":
+        last_seq = stream_seq_advance(account_id=account_id, count=count)
+        return OrderEvent.objects.create(**fields, seq=last_seq - count + 1, last_seq=last_seq)
+    event = OrderEvent(**fields)
+    columns = [
+        field for field in OrderEvent._meta.concrete_fields if not field.primary_key and field.name not in SEQ_FIELDS
+    ]
+    values = [field.get_db_prep_save(getattr(event, field.attname), connection) for field in columns]
+    quote = connection.ops.quote_name
+    sql = (
+        f"WITH advanced AS ({ADVANCE_SQL}) "  # noqa: S608 (column names from the model, values as parameters)
+        f"INSERT INTO {quote(OrderEvent._meta.db_table)} "
+        f"({', '.join(quote(field.column) for field in columns)}, {quote('seq')}, {quote('last_seq')}) "
+        f"SELECT {', '.join(['%s'] * len(columns))}, advanced.last_seq - %s + 1, advanced.last_seq FROM advanced "
+        f"RETURNING {quote('id')}, {quote('seq')}, {quote('last_seq')}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [account_id, count, *values, count])
+        event.pk, event.seq, event.last_seq = cursor.fetchone()
+    event._state.adding, event._state.db = False, connection.alias
+    return event
+
+
 def stream_seq_current(*, account_id: int) -> int:
     return AccountStream.objects.filter(account_id=account_id).values_list("last_seq", flat=True).first() or 0
 
@@ -136,7 +114,11 @@ def publish_order_change(*, order: Order, event: OrderEvent) -> None:
     step is its own update. Positions and funds are read after the commit, so they are the new ones.
     """
     order_update = stream_message(
-        ORDER_UPDATE, account_id=order.account_id, seq=event.seq, as_of=event.created_at, data=order_message_data(order)
+        ORDER_UPDATE,
+        account_id=order.account_id,
+        seq=event.seq,
+        as_of=event.created_at,
+        data=presenters.order_data(order),
     )
 
     def send():
@@ -160,8 +142,8 @@ def holdings_messages(*, account_id: int, first_seq: int) -> list[dict]:
     messages = []
     for offset, (kind, read, render) in enumerate(
         (
-            (POSITION_UPDATE, selectors.positions_get, positions_message_data),
-            (FUNDS_UPDATE, selectors.funds_get, funds_message_data),
+            (POSITION_UPDATE, selectors.positions_get, presenters.positions_data),
+            (FUNDS_UPDATE, selectors.funds_get, presenters.funds_data),
         )
     ):
         try:
@@ -199,7 +181,7 @@ def stream_messages_since(*, account_id: int, since_seq: int | None = None, sinc
                         account_id=account_id,
                         seq=seq,
                         as_of=event.created_at,
-                        data=order_message_data(_order_after(event)),
+                        data=presenters.order_data(_order_after(event)),
                     )
                 )
                 continue

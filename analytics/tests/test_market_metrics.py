@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from analytics import metrics
+from analytics import market_metrics as metrics
 
 THRESHOLDS = {"price_threshold": 0.1, "oi_threshold": 1.0}
 

@@ -12,27 +12,29 @@ import logging
 import math
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
-from zoneinfo import ZoneInfo
+from datetime import date, datetime, timedelta
 
 import numpy as np
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from analytics import greeks
+from analytics import caches, greeks
+from analytics.errors import ChainUnavailable
+from analytics.expiries import IST, MARKET_CLOSE_IST, years_to_expiry
 from analytics.instruments import dump_rows_from_kite, instruments_load
 from analytics.models import ChainQuote, ChainSnapshot, Instrument
 from analytics.quotes import ChainQuoteSource, chain_quote_source
+from thor import coordination
 
-logger = logging.getLogger("analytics.snapshots")
+logger = logging.getLogger("analytics.chain_snapshots")
 
-IST = ZoneInfo("Asia/Kolkata")
-MARKET_CLOSE_IST = time(15, 30)
-SECONDS_PER_YEAR = 365.0 * 86400
 # A previous forward older than this is not trusted to place the ATM strike.
 FORWARD_HINT_SECONDS = 3600
 STRIKE_MARGIN = 2
+# How long a reader may hold, and wait for, the lock on taking an underlying's first snapshot.
+FIRST_SNAPSHOT_LOCK_SECONDS = 30
+FIRST_SNAPSHOT_WAIT_SECONDS = 10
 
 
 @dataclass(frozen=True)
@@ -42,15 +44,6 @@ class SnapshotSummary:
     expiries: int
     rows: int
     quote_calls: int
-
-
-def expiry_moment(expiry: date) -> datetime:
-    return datetime.combine(expiry, MARKET_CLOSE_IST, IST)
-
-
-def years_to_expiry(expiry: date, at: datetime) -> float:
-    # Half a day at least: an expiring contract still has its last hours' time value.
-    return max((expiry_moment(expiry) - at).total_seconds() / SECONDS_PER_YEAR, 0.5 / 365)
 
 
 def live_contracts(underlying: str, at: datetime) -> list[Instrument]:
@@ -216,6 +209,9 @@ def _store(underlying, at, futures, options, quotes, spot_hint) -> int:
             rows.append(_row(underlying, item, at, quote, strike_offset=0))
     ChainSnapshot.objects.bulk_create(snapshots, ignore_conflicts=True)
     ChainQuote.objects.bulk_create(rows, batch_size=1000)
+    if rows:
+        # The broker answered: a reader still without a snapshot may try again.
+        transaction.on_commit(lambda: caches.flush_first_snapshot_failed(underlying))
     return len(rows)
 
 
@@ -310,3 +306,31 @@ def chain_snapshots_prune(*, now: datetime | None = None) -> int:
         deleted += ChainQuote.objects.filter(pk__in=batch).delete()[0]
     ChainSnapshot.objects.filter(taken_at__lt=cutoff).delete()
     return deleted
+
+
+def chain_first_snapshot_take(*, underlying: str) -> None:
+    """The first snapshot of an underlying none is stored of, for the reader that asked for it.
+
+    The beat task keeps the snapshots coming; this is only for a new installation's first reads. One reader
+    takes it (the others wait and read it); when it cannot be taken, ChainUnavailable, and nobody tries again
+    for a snapshot period.
+    """
+    if caches.first_snapshot_failed(underlying):
+        raise ChainUnavailable(underlying)
+    with coordination.single_flight(
+        caches.first_snapshot_lock_key(underlying),
+        timeout=FIRST_SNAPSHOT_LOCK_SECONDS,
+        wait=FIRST_SNAPSHOT_WAIT_SECONDS,
+    ):
+        if ChainSnapshot.objects.filter(underlying=underlying).exists():
+            return  # another reader took it while this one waited
+        if caches.first_snapshot_failed(underlying):
+            raise ChainUnavailable(underlying)  # or failed to
+        try:
+            summary = chain_snapshot_take(underlying=underlying)
+        except Exception as error:
+            logger.warning("The first snapshot of the %s chain failed: %s", underlying, type(error).__name__)
+            summary = None
+        if summary is None or not summary.rows:
+            caches.remember_first_snapshot_failed(underlying)
+            raise ChainUnavailable(underlying)
