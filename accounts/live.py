@@ -61,6 +61,13 @@ def live_read(
     )
 
 
+def live_fresh_body(*, account: TradingAccount, what: str, present: snapshots.Present) -> snapshots.FreshBody | None:
+    """The fresh snapshot as `present` presented it, without the data behind it; None when there is none
+    (then live_read). As live_read: an ended session answers reauth before any cache."""
+    connection_require_active(_connection(account))
+    return snapshots.fresh_body(caches.live_snapshot_key(account, what), present)
+
+
 def live_snapshot_peek(*, account: TradingAccount, what: str):
     """The last-good data, without calling the broker (None when there is none)."""
     stale = snapshots.peek(caches.live_snapshot_key(account, what))

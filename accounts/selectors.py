@@ -1,6 +1,7 @@
 """Reads, always scoped by the user: accounts, orders, and positions, holdings and funds for any broker."""
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -17,7 +18,7 @@ from accounts.paper import reserved_cash, short_exposure
 from accounts.prices import price_source
 from brokers.adapters.types import Funds, Holding, Position
 from thor.money import CENT, ROUNDING
-from thor.snapshots import LiveRead, Present
+from thor.snapshots import LiveRead, Present, presented
 
 PRIMARY = "primary"
 # ASCII digits only: str.isdigit() also accepts "²" and "٣", which int() refuses. 18 digits fit a bigint.
@@ -175,6 +176,27 @@ def _paper_position(position: PaperPosition, last_price: Decimal) -> Position:
         day_pnl=position.realised_pnl + unrealised,
         value=(position.quantity * last_price).quantize(CENT, rounding=ROUNDING),
     )
+
+
+@dataclass(frozen=True)
+class PresentedRead:
+    source: str
+    as_of: datetime
+    data: object
+
+
+def presented_read_get(
+    *, account: TradingAccount, what: str, read: Callable[..., LiveRead], present: Present, fresh: bool = False
+) -> PresentedRead:
+    """`read` (positions_get, funds_get ...) as `present` presents its data. A live account's fresh snapshot
+    answers with the presentation kept beside it, its data not unpickled; anything else (fresh=True, no
+    fresh snapshot, a paper account) goes through `read`."""
+    if not fresh and account.mode == TradingAccount.Mode.LIVE:
+        kept = live.live_fresh_body(account=account, what=what, present=present)
+        if kept is not None:
+            return PresentedRead(source="cache", as_of=kept.as_of, data=kept.body)
+    result = read(account=account, fresh=fresh, present=present)
+    return PresentedRead(source=result.source, as_of=result.as_of, data=presented(result, present))
 
 
 def positions_get(*, account: TradingAccount, fresh: bool = False, present: Present | None = None) -> LiveRead:

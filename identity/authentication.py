@@ -12,7 +12,6 @@ The cached copy has no password hash (deferred): the reads never need it, and it
 """
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from django.utils.translation import gettext_lazy as _
@@ -60,7 +59,7 @@ class ReadCachedJWTAuthentication(JWTAuthentication):
         _refuse_if_revoked(sid, cached=session_state)
         if user is None:
             user = self._user_without_password(user_id, validated_token)
-            cache.set(caches.user_key(user_id), user, settings.THOR_READ_CACHE_SECONDS)
+            caches.user_keep(user)
         return user
 
     def _user_without_password(self, user_id, validated_token):

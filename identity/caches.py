@@ -9,6 +9,7 @@
 A read's user and its session's state are fetched together, in one round trip (identity.authentication).
 """
 
+from django.conf import settings
 from django.core.cache import cache
 
 TENANT_ORIGINS_KEY = "identity:tenant-origins"
@@ -27,6 +28,11 @@ def user_and_session(user_id, sid: str | None) -> tuple[object, object]:
     keys = [user_key(user_id), session_key(sid)] if sid else [user_key(user_id)]
     found = cache.get_many(keys)
     return found.get(keys[0]), found.get(keys[1]) if sid else None
+
+
+def user_keep(user) -> None:
+    """The user a read loaded (without its password hash), for the next reads within the bound."""
+    cache.set(user_key(user.pk), user, settings.THOR_READ_CACHE_SECONDS)
 
 
 def flush_user(*, user_id) -> None:

@@ -8,6 +8,9 @@ The lock is redis-py's (thor.coordination): released by token, freed by expiry w
 A caller may pass `present`, how it turns the data into its answer (a serializer's output): it is
 computed once per snapshot and kept in the same cache entry, so reads served from the cache do not
 redo it. It is keyed by the function's name, so readers presenting the data otherwise never see it.
+The fresh presentation is also kept on its own (`{key}:fresh-body`, with its name and as_of): a reader
+that only answers it (the API's reads) reads that alone, never unpickling the data behind it, which
+for a big account costs more than the rest of the read.
 """
 
 import logging
@@ -66,6 +69,24 @@ def _stale_key(base):
     return f"{base}:last-good"
 
 
+def fresh_body_key(base) -> str:
+    return f"{base}:fresh-body"
+
+
+@dataclass(frozen=True)
+class FreshBody:
+    as_of: datetime
+    body: object
+
+
+def fresh_body(base, present: Present) -> FreshBody | None:
+    """The fresh snapshot as `present` presented it, when there is one (read_through keeps it)."""
+    entry = cache.get(fresh_body_key(base))
+    if entry is None or entry[0] != _present_name(present):
+        return None
+    return FreshBody(as_of=entry[1], body=entry[2])
+
+
 def _lock_key(base):
     return f"{base}:lock"
 
@@ -74,7 +95,13 @@ def _store(base, data, fresh_ttl, stale_ttl, present: Present | None = None) -> 
     # (data, as_of, presentations): entries of the (data, as_of) shape, from before presentations, still read.
     presentations = {} if present is None else {_present_name(present): present(data)}
     entry = (data, timezone.now(), presentations)
-    cache.set(_fresh_key(base), entry, fresh_ttl)
+    fresh = {_fresh_key(base): entry}
+    if present is not None:
+        fresh[fresh_body_key(base)] = (_present_name(present), entry[1], presentations[_present_name(present)])
+    else:
+        # What was kept belongs to the snapshot this one replaces.
+        cache.delete(fresh_body_key(base))
+    cache.set_many(fresh, fresh_ttl)
     cache.set(_stale_key(base), entry, stale_ttl)
     return _read(entry, "live")
 
@@ -154,4 +181,4 @@ def read_through(
 def forget(*keys: str) -> None:
     """Drop the fresh copies (after a write such as an order), keeping the last-good snapshots; one
     round trip to the cache for all the keys."""
-    cache.delete_many([name for key in keys for name in (_fresh_key(key), _failed_key(key))])
+    cache.delete_many([name for key in keys for name in (_fresh_key(key), fresh_body_key(key), _failed_key(key))])

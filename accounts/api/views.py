@@ -19,7 +19,6 @@ from brokers.api.views import query_and_body
 from thor.errors import ApplicationError, error_responses
 from thor.pagination import StrictCursorPagination
 from thor.renderers import OrjsonRenderer
-from thor.snapshots import presented
 from thor.throttles import OrderRateThrottle
 
 ERRORS = error_responses(401, 404)
@@ -188,17 +187,22 @@ class _LiveReadView(APIView):
     # Their answers hold no float (money and quantities are text): orjson renders DRF's bytes (thor.renderers).
     renderer_classes = [OrjsonRenderer]
     read = None
+    what = None
     # The envelope's `data` from the read's data: kept with each live snapshot (thor.snapshots), so a read
-    # served from the cache does not serialize the same numbers again.
+    # served from the cache does not present the same numbers again.
     present = None
 
     def get(self, request, account_id):
         account = selectors.account_for_read_get(user=request.user, account_ref=account_id)
-        present = type(self).present
-        read = type(self).read(account=account, fresh=wants_fresh(request), present=present)
-        data = presented(read, present)
+        answer = selectors.presented_read_get(
+            account=account,
+            what=self.what,
+            read=type(self).read,
+            present=type(self).present,
+            fresh=wants_fresh(request),
+        )
         return Response(
-            presenters.live_read_data(account_id=account.pk, source=read.source, as_of=read.as_of, data=data)
+            presenters.live_read_data(account_id=account.pk, source=answer.source, as_of=answer.as_of, data=answer.data)
         )
 
 
@@ -212,6 +216,7 @@ class _LiveReadView(APIView):
 )
 class PositionsView(_LiveReadView):
     read = selectors.positions_get
+    what = "positions"
     present = presenters.positions_data
 
 
@@ -225,6 +230,7 @@ class PositionsView(_LiveReadView):
 )
 class HoldingsView(_LiveReadView):
     read = selectors.holdings_get
+    what = "holdings"
     present = presenters.holdings_data
 
 
@@ -238,6 +244,7 @@ class HoldingsView(_LiveReadView):
 )
 class FundsView(_LiveReadView):
     read = selectors.funds_get
+    what = "funds"
     present = presenters.funds_data
 
 
