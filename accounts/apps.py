@@ -5,7 +5,7 @@ class AccountsConfig(AppConfig):
     name = "accounts"
 
     def ready(self):
-        from accounts import read_cache, receivers  # noqa: F401  (their receivers)
+        from accounts import caches, receivers  # noqa: F401  (their receivers)
         from accounts.broker_health import connection_attention_orders
         from brokers.health import order_counter_register
 

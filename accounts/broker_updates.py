@@ -12,6 +12,7 @@ from decimal import Decimal
 from django.db import connection, transaction
 from django.utils import timezone
 
+from accounts import caches
 from accounts.audit import order_event_record, order_state
 from accounts.models import BrokerOrderId, Order, TradingAccount
 from accounts.placement_matching import Unclaimed, held_broker_ids, unclaimed_owner
@@ -126,6 +127,8 @@ def broker_id_claim(order: Order, broker_order_id: str) -> bool:
         merged_into=order,
         status_message=f"The same broker order as order {order.pk}.",
     )
+    # A bulk update sends no signal: the stand-in's account's kept orders pages go once it commits.
+    transaction.on_commit(lambda: caches.flush_order_pages(stand_in.account_id), robust=True)
     holder.order = order
     holder.save(update_fields=["order"])
     return True

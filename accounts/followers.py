@@ -16,19 +16,16 @@ from collections.abc import Iterable
 from django.conf import settings
 from django.core.cache import cache
 
+from accounts import caches
 from thor.coordination import OccasionalWarning
 
 logger = logging.getLogger("accounts.followers")
 _cache_down = OccasionalWarning(logger)
 
 
-def _followed_key(account_id: int) -> str:
-    return f"thor:ws-followed:{account_id}"
-
-
 def accounts_mark_followed(account_ids: Iterable[int]) -> None:
     """Mark the accounts as followed for THOR_WS_FOLLOW_SECONDS more: one cache call for them all."""
-    marks = {_followed_key(account_id): 1 for account_id in account_ids}
+    marks = {caches.followed_key(account_id): 1 for account_id in account_ids}
     if not marks:
         return
     try:
@@ -40,7 +37,7 @@ def accounts_mark_followed(account_ids: Iterable[int]) -> None:
 
 def followed_account_ids(account_ids: Iterable[int]) -> set[int]:
     """The ones among `account_ids` that some socket follows: one cache call for them all."""
-    keys = {_followed_key(account_id): account_id for account_id in account_ids}
+    keys = {caches.followed_key(account_id): account_id for account_id in account_ids}
     if not keys:
         return set()
     try:

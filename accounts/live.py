@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from accounts import caches
 from accounts.audit import order_event_record, order_save_with_event, order_state
 from accounts.broker_updates import order_broker_update
 from accounts.models import BrokerOrderId, Order, TradingAccount
@@ -17,7 +18,7 @@ from brokers.adapters.base import BrokerAdapter
 from brokers.adapters.errors import BrokerError, BrokerErrorCode
 from brokers.adapters.types import OrderRequest
 from brokers.models import BrokerConnection
-from brokers.services import broker_call, connection_require_active, connection_usable_as_is
+from brokers.services import broker_call, connection_require_active
 from thor import snapshots
 
 logger = logging.getLogger("accounts.live")
@@ -51,7 +52,7 @@ def live_read(
     """
     connection_require_active(_connection(account))
     return snapshots.read_through(
-        snapshots.key(account.user.tenant.slug, account.pk, what),
+        caches.live_snapshot_key(account, what),
         lambda: live_call(account, call),
         fresh_ttl=settings.THOR_LIVE_FRESH_SECONDS,
         stale_ttl=settings.THOR_LIVE_STALE_SECONDS,
@@ -60,51 +61,22 @@ def live_read(
     )
 
 
-def live_fresh_body_key(*, account_id: int, tenant_slug: str, what: str) -> str:
-    return snapshots.fresh_body_key(snapshots.key(tenant_slug, account_id, what))
-
-
-def live_fresh_body(
-    *, account: TradingAccount, what: str, present: snapshots.Present, prefetched: dict | None = None
-) -> snapshots.FreshBody | None:
-    """The fresh snapshot as `present` renders it, without the data behind it; None when there is none
-    (then live_read). `prefetched`: cache entries the caller already fetched, a miss included.
-
-    As live_read: an ended session answers reauth before any cache.
-    """
+def live_fresh_body(*, account: TradingAccount, what: str, present: snapshots.Present) -> snapshots.FreshBody | None:
+    """The fresh snapshot as `present` presented it, without the data behind it; None when there is none
+    (then live_read). As live_read: an ended session answers reauth before any cache."""
     connection_require_active(_connection(account))
-    return _fresh_body(account=account, what=what, present=present, prefetched=prefetched)
-
-
-def live_fresh_body_as_is(
-    *, account: TradingAccount, what: str, present: snapshots.Present, prefetched: dict | None = None
-) -> snapshots.FreshBody | None:
-    """live_fresh_body when its session needs nothing (no refresh, no expiry, no reauth): for a read answered
-    from the caches alone, which leaves every other case to live_fresh_body. Never raises, never writes."""
-    if account.connection is None or not connection_usable_as_is(account.connection):
-        return None
-    return _fresh_body(account=account, what=what, present=present, prefetched=prefetched)
-
-
-def _fresh_body(*, account, what, present, prefetched) -> snapshots.FreshBody | None:
-    base = snapshots.key(account.user.tenant.slug, account.pk, what)
-    key = snapshots.fresh_body_key(base)
-    if prefetched is not None and key in prefetched:
-        entry = prefetched[key]
-        return None if entry is None else snapshots.fresh_body(base, present, cached=entry)
-    return snapshots.fresh_body(base, present)
+    return snapshots.fresh_body(caches.live_snapshot_key(account, what), present)
 
 
 def live_snapshot_peek(*, account: TradingAccount, what: str):
     """The last-good data, without calling the broker (None when there is none)."""
-    stale = snapshots.peek(snapshots.key(account.user.tenant.slug, account.pk, what))
+    stale = snapshots.peek(caches.live_snapshot_key(account, what))
     return stale.data if stale else None
 
 
 def live_snapshots_forget(*, account: TradingAccount) -> None:
     """An order changed the account: the next read goes to the broker."""
-    changed = ("positions", "holdings", "funds", "orders")
-    snapshots.forget(*(snapshots.key(account.user.tenant.slug, account.pk, what) for what in changed))
+    caches.flush_live_snapshots(account=account)
 
 
 def order_request_of(order: Order) -> OrderRequest:

@@ -1,13 +1,13 @@
-"""The first page of an account's orders, kept rendered until one of the account's orders changes.
+"""The first page of an account's orders, kept until one of the account's orders changes.
 
-An SPA polls its orders page every few seconds, and serializing fifty orders costs far more than the
-rest of the request. So the answer to a first page (no cursor) is kept as the bytes sent, with the
-account's orders version it was built from (`thor:orders-version:{account_id}`), and it is sent again
-only while that version is still the account's. Every saved or deleted order moves the version on once
-its transaction commits, so a page is never older than the orders it shows:
+An SPA asks for its orders page often, and building fifty orders costs far more than the rest of the
+request. So the answer to a first page (no cursor) is kept, with the account's orders version it was
+built from (accounts.caches), and it is answered again only while that version is still the account's.
+Every saved or deleted order moves the version on once its transaction commits, so a page is never older
+than the orders it shows:
 
 - a page builder reads the version *before* it reads the orders (making one when there is none), so a
-  change that commits after that read leaves the page under an older version, never sent;
+  change that commits after that read leaves the page under an older version, never answered;
 - a version starts at the time in nanoseconds, so one that expired and was made again never matches a
   page kept from before.
 
@@ -15,33 +15,19 @@ A variant is everything else the answer depends on: the query (filters, limit) a
 in the `next` link. Cursor pages are built every time (they are read once, when scrolling).
 """
 
-import contextlib
-import hashlib
 import time
 from collections.abc import Callable
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import transaction
-from django.db.models.signals import post_delete, post_save
-from django.dispatch import receiver
 
-from accounts.models import Order
+from accounts.caches import orders_page_key, orders_version_key
 
 VERSION_SECONDS = 24 * 3600
 
 
-def version_key(account_id: int) -> str:
-    return f"thor:orders-version:{account_id}"
-
-
-def page_key(account_id: int, variant: str) -> str:
-    return f"thor:orders-page:{account_id}:{hashlib.sha256(variant.encode()).hexdigest()[:32]}"
-
-
 def page_variant(request, *, cursor_param: str) -> str | None:
     """What the page depends on besides the account; None for a page that is not kept (a cursor's)."""
-    # Django's request or DRF's around it: the same query. Most reads have none to parse.
     if not settings.THOR_ORDER_PAGE_SECONDS:
         return None
     query = []
@@ -52,14 +38,10 @@ def page_variant(request, *, cursor_param: str) -> str | None:
     return repr((request.scheme, request.get_host(), query))
 
 
-def page_cache_keys(*, account_id: int, variant: str) -> list[str]:
-    return [version_key(account_id), page_key(account_id, variant)]
-
-
-def _page_get(*, account_id: int, variant: str, prefetched: dict | None = None) -> tuple[bytes | None, int]:
+def _page_get(*, account_id: int, variant: str) -> tuple[dict | None, int | None]:
     """(The kept page, or None) and the version a page built now must be kept under."""
-    keys = page_cache_keys(account_id=account_id, variant=variant)
-    found = prefetched if prefetched is not None and all(key in prefetched for key in keys) else cache.get_many(keys)
+    keys = [orders_version_key(account_id), orders_page_key(account_id, variant)]
+    found = cache.get_many(keys)
     version, page = found.get(keys[0]), found.get(keys[1])
     if version is None:
         # Before the orders are read: see the module.
@@ -70,43 +52,15 @@ def _page_get(*, account_id: int, variant: str, prefetched: dict | None = None) 
     return None, version
 
 
-def _page_keep(*, account_id: int, variant: str, version: int | None, body: bytes) -> None:
-    if version is not None:
-        cache.set(page_key(account_id, variant), (version, body), settings.THOR_ORDER_PAGE_SECONDS)
-
-
-def page_kept_or_built(
-    *, account_id: int, variant: str | None, build: Callable[[], bytes], prefetched: dict | None = None
-) -> bytes:
+def page_kept_or_built(*, account_id: int, variant: str | None, build: Callable[[], dict]) -> dict:
     """The kept page of this variant while it is current, else build() (kept for the next read). A page
     that is not kept (variant None) is built every time; a build that raises (a bad query) keeps nothing."""
     if variant is None:
         return build()
-    kept, version = _page_get(account_id=account_id, variant=variant, prefetched=prefetched)
+    kept, version = _page_get(account_id=account_id, variant=variant)
     if kept is not None:
         return kept
-    body = build()
-    _page_keep(account_id=account_id, variant=variant, version=version, body=body)
-    return body
-
-
-def page_kept(*, account_id: int, variant: str | None, prefetched: dict | None = None) -> bytes | None:
-    """The kept page of this variant while it is current; None when there is none to send."""
-    if variant is None:
-        return None
-    return _page_get(account_id=account_id, variant=variant, prefetched=prefetched)[0]
-
-
-def orders_changed(account_id: int) -> None:
-    """Every kept page of the account is out of date."""
-    # No version (ValueError): no page is kept under one, and the next builder makes a new one.
-    with contextlib.suppress(ValueError):
-        cache.incr(version_key(account_id))
-
-
-@receiver(post_save, sender=Order)
-@receiver(post_delete, sender=Order)
-def _orders_changed_on_commit(sender, instance, **kwargs):
-    account_id = instance.account_id
-    # robust: the change is committed whatever happens to the cache.
-    transaction.on_commit(lambda: orders_changed(account_id), robust=True)
+    page = build()
+    if version is not None:
+        cache.set(orders_page_key(account_id, variant), (version, page), settings.THOR_ORDER_PAGE_SECONDS)
+    return page

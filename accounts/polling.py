@@ -20,6 +20,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
 
+from accounts import caches
 from accounts.broker_updates import orders_reconcile
 from accounts.followers import followed_account_ids
 from accounts.live import live_call
@@ -35,10 +36,6 @@ _cache_down = coordination.OccasionalWarning(logger)
 POLL_LOCK = "thor:lock:schwab-orders-poll"
 # Long enough to outlive any followed account's turn: an account waits at most a few runs for its next.
 POLLED_AT_SECONDS = 3600
-
-
-def _polled_at_key(account_id: int) -> str:
-    return f"thor:schwab-polled:{account_id}"
 
 
 def poll_allowance() -> int:
@@ -135,7 +132,7 @@ def _not_settled_in_thor(account: TradingAccount, book: list[OrderResult]) -> li
 
 
 def _polled_at(account_ids: list[int]) -> dict[int, float]:
-    keys = {_polled_at_key(account_id): account_id for account_id in account_ids}
+    keys = {caches.schwab_polled_at_key(account_id): account_id for account_id in account_ids}
     try:
         stamps = cache.get_many(list(keys))
     except Exception as error:
@@ -149,6 +146,8 @@ def _remember_polled(account_ids: list[int], now) -> None:
         return
     stamp = now.timestamp()
     try:
-        cache.set_many({_polled_at_key(account_id): stamp for account_id in account_ids}, timeout=POLLED_AT_SECONDS)
+        cache.set_many(
+            {caches.schwab_polled_at_key(account_id): stamp for account_id in account_ids}, timeout=POLLED_AT_SECONDS
+        )
     except Exception as error:
         _cache_down("Could not note when Schwab accounts were polled: %s", type(error).__name__)

@@ -21,6 +21,7 @@ from django.db.models import F
 from django.utils import timezone
 from rest_framework import status
 
+from accounts import caches
 from accounts.models import Order, PaperPosition, TradingAccount
 from brokers.adapters.errors import BrokerError
 from brokers.adapters.kite import QUOTE_BATCH, RATE_LIMITS
@@ -229,7 +230,7 @@ class KiteQuotePriceSource:
 
     def __init__(self, *, tenant):
         self.tenant = tenant
-        self._key = snapshots.key(tenant.slug, "paper", "prices")
+        self._key = caches.paper_prices_key(tenant.slug)
         self._wanted = _WantedInstruments(f"{self._key}:wanted")
 
     def prices(self, instruments) -> Prices:

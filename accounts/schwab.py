@@ -16,7 +16,7 @@ from django.core.cache import cache
 from django.db.models import QuerySet
 from django.http import Http404
 
-from accounts import live
+from accounts import caches, live
 from accounts.models import TradingAccount
 from accounts.streams import account_group
 from brokers.adapters.errors import BrokerError
@@ -45,16 +45,12 @@ def schwab_accounts(*, user) -> QuerySet[TradingAccount]:
     )
 
 
-def _map_key(connection: BrokerConnection) -> str:
-    return snapshots.key(connection.user.tenant.slug, f"connection-{connection.pk}", "schwab-account-numbers")
-
-
 def account_number_map(*, connection: BrokerConnection) -> dict[str, str]:
     """{account number: hashValue} of the connection, from Schwab at most once a minute.
 
     When Schwab cannot be asked, the numbers stored at linking stand in, so a stale read still works.
     """
-    key = _map_key(connection)
+    key = caches.schwab_account_numbers_key(connection)
     cached = cache.get(key)
     if cached is not None:
         return cached
@@ -138,7 +134,7 @@ def accounts_payloads(*, user) -> list[AccountsPayload]:
     payloads = []
     for connection in connections.values():
         read = snapshots.read_through(
-            snapshots.key(user.tenant.slug, f"connection-{connection.pk}", "schwab-accounts"),
+            caches.schwab_accounts_key(connection, tenant_slug=user.tenant.slug),
             lambda connection=connection: broker_call(
                 connection, lambda adapter: adapter.accounts_payload(fields="positions")
             ),

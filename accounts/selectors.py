@@ -12,7 +12,7 @@ from django.db.models import QuerySet
 from django.http import Http404
 from django.utils import timezone
 
-from accounts import live, order_pages, read_cache
+from accounts import caches, live
 from accounts.models import Order, PaperPosition, TradingAccount
 from accounts.paper import reserved_cash, short_exposure
 from accounts.prices import price_source
@@ -38,38 +38,18 @@ def account_get(*, user, account_ref: str) -> TradingAccount:
     return _account_by_ref(account_list(user=user), account_ref)
 
 
-def read_account_cache_keys(
-    *, user_id, account_ref: str, snapshot: str | None = None, order_page: str | None = None
-) -> list[str]:
-    """The cache key account_for_read_get will read for this reference, when it reads one; for the account
-    the reference named last, also the fresh body of its `snapshot` (positions, funds ...) or its kept
-    orders page of that variant (accounts.order_pages)."""
-    if not settings.THOR_READ_CACHE_SECONDS or not _cacheable_ref(account_ref):
-        return []
-    keys = [read_cache.account_key(user_id, account_ref)]
-    known = read_cache.resolved_ref(user_id=user_id, account_ref=account_ref)
-    if known and snapshot:
-        keys.append(live.live_fresh_body_key(account_id=known.account_id, tenant_slug=known.tenant_slug, what=snapshot))
-    if known and order_page:
-        keys.extend(order_pages.page_cache_keys(account_id=known.account_id, variant=order_page))
-    return keys
-
-
-def account_for_read_get(*, user, account_ref: str, prefetched: dict | None = None) -> TradingAccount:
+def account_for_read_get(*, user, account_ref: str) -> TradingAccount:
     """account_get for the live reads: the same account (or 404), with only what a read from the cache uses.
 
-    Its columns, its session's state and its tenant's slug (the cache key): not the broker app, the
+    Its columns, its session's state and its tenant's slug (the snapshot's key): not the broker app, the
     encrypted tokens nor the user's and tenant's other columns, which only a call to the broker needs
-    (loaded then, on first use, as Django loads deferred fields). Through the ORM, so every database's
-    values come back as their Python types (SQLite's decimals and datetimes included). A live account
-    is kept for a few seconds, keyed by the user (accounts.read_cache): anyone else's is still a 404.
-    `prefetched`: what the authentication already fetched of read_account_cache_keys (request.read_cache).
+    (loaded then, on first use, as Django loads deferred fields). A live account is kept for a few seconds,
+    keyed by the user (accounts.caches): anyone else's is still a 404.
     """
-    account = account_cached_for_read(user_id=user.pk, account_ref=account_ref, prefetched=prefetched)
-    if account is not None:
-        return account
     seconds = settings.THOR_READ_CACHE_SECONDS
     cacheable = seconds and _cacheable_ref(account_ref)
+    if cacheable and (account := cache.get(caches.read_account_key(user.pk, account_ref))) is not None:
+        return account
     accounts = (
         TradingAccount.objects.filter(user=user)
         .select_related("connection", "user__tenant")
@@ -87,21 +67,8 @@ def account_for_read_get(*, user, account_ref: str, prefetched: dict | None = No
         )
     )
     account = _account_by_ref(accounts, account_ref)
-    if cacheable:
-        read_cache.resolved_ref_remember(user_id=user.pk, account_ref=account_ref, account=account)
-        if account.mode == TradingAccount.Mode.LIVE:
-            cache.set(read_cache.account_key(user.pk, account_ref), account, seconds)
-    return account
-
-
-def account_cached_for_read(*, user_id, account_ref: str, prefetched: dict | None = None) -> TradingAccount | None:
-    """The live account account_for_read_get kept for this user's reference, if the cache still has it."""
-    if not settings.THOR_READ_CACHE_SECONDS or not _cacheable_ref(account_ref):
-        return None
-    key = read_cache.account_key(user_id, account_ref)
-    account = prefetched[key] if prefetched is not None and key in prefetched else cache.get(key)
-    if account is not None:
-        read_cache.resolved_ref_remember(user_id=user_id, account_ref=account_ref, account=account)
+    if cacheable and account.mode == TradingAccount.Mode.LIVE:
+        cache.set(caches.read_account_key(user.pk, account_ref), account, seconds)
     return account
 
 
@@ -215,41 +182,21 @@ def _paper_position(position: PaperPosition, last_price: Decimal) -> Position:
 class PresentedRead:
     source: str
     as_of: datetime
-    body: object
+    data: object
 
 
 def presented_read_get(
-    *,
-    account: TradingAccount,
-    what: str,
-    read: Callable[..., LiveRead],
-    present: Present,
-    fresh: bool = False,
-    prefetched: dict | None = None,
+    *, account: TradingAccount, what: str, read: Callable[..., LiveRead], present: Present, fresh: bool = False
 ) -> PresentedRead:
-    """`read` (positions_get, funds_get ...) as `present` renders its data. A live account's fresh
-    snapshot answers with the rendering kept beside it, nothing unpickled (`prefetched`: cache entries the
-    caller already fetched); anything else, fresh=True or a paper account, goes through `read`."""
+    """`read` (positions_get, funds_get ...) as `present` presents its data. A live account's fresh snapshot
+    answers with the presentation kept beside it, its data not unpickled; anything else (fresh=True, no
+    fresh snapshot, a paper account) goes through `read`."""
     if not fresh and account.mode == TradingAccount.Mode.LIVE:
-        kept = live.live_fresh_body(account=account, what=what, present=present, prefetched=prefetched)
+        kept = live.live_fresh_body(account=account, what=what, present=present)
         if kept is not None:
-            return PresentedRead(source="cache", as_of=kept.as_of, body=kept.body)
+            return PresentedRead(source="cache", as_of=kept.as_of, data=kept.body)
     result = read(account=account, fresh=fresh, present=present)
-    return PresentedRead(source=result.source, as_of=result.as_of, body=presented(result, present))
-
-
-def presented_read_cached(
-    *, user_id, account_ref: str, what: str, present: Present, prefetched: dict
-) -> tuple[TradingAccount, PresentedRead] | None:
-    """The account and what presented_read_get would answer, when the caches alone hold both (a live
-    account, its session needing nothing, its fresh snapshot's rendering); None for anything else."""
-    account = account_cached_for_read(user_id=user_id, account_ref=account_ref, prefetched=prefetched)
-    if account is None or account.mode != TradingAccount.Mode.LIVE:
-        return None
-    kept = live.live_fresh_body_as_is(account=account, what=what, present=present, prefetched=prefetched)
-    if kept is None:
-        return None
-    return account, PresentedRead(source="cache", as_of=kept.as_of, body=kept.body)
+    return PresentedRead(source=result.source, as_of=result.as_of, data=presented(result, present))
 
 
 def positions_get(*, account: TradingAccount, fresh: bool = False, present: Present | None = None) -> LiveRead:

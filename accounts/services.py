@@ -12,7 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 from rest_framework import status
 
-from accounts import live, placement
+from accounts import caches, live, placement
 from accounts.broker_updates import orders_reconcile
 from accounts.models import Order, TradingAccount
 from accounts.paper import paper_account_reset, paper_orders_match
@@ -99,7 +99,14 @@ def trading_account_set_primary(*, account: TradingAccount) -> TradingAccount:
             code="reauth_required",
             status_code=status.HTTP_409_CONFLICT,
         )
-    TradingAccount.objects.filter(user=account.user, is_primary=True).exclude(pk=account.pk).update(is_primary=False)
+    demoted = TradingAccount.objects.filter(user=account.user, is_primary=True).exclude(pk=account.pk)
+    demoted_ids = list(demoted.values_list("pk", flat=True))
+    demoted.update(is_primary=False)
+    # A bulk update sends no signal: the demoted accounts' cached copies go once it commits, as a save's do.
+    for demoted_id in demoted_ids:
+        transaction.on_commit(
+            lambda pk=demoted_id: caches.flush_read_accounts(user_id=account.user_id, account_id=pk), robust=True
+        )
     account.is_primary = True
     account.save(update_fields=["is_primary", "updated_at"])
     return account

@@ -10,18 +10,12 @@ import logging
 from django.conf import settings
 from django.core.cache import cache
 
+from accounts import caches
+
 logger = logging.getLogger("accounts.ws_connections")
 
 KINDS = ("account", "all")
 COUNT_TTL_SECONDS = 24 * 3600
-
-
-def _user_key(user_id: int) -> str:
-    return f"ws-connections:user:{user_id}"
-
-
-def _kind_keys(*, tenant_id: int, kind: str) -> tuple[str, str]:
-    return f"ws-connections:kind:{kind}", f"ws-connections:tenant:{tenant_id}:kind:{kind}"
 
 
 def _add(key: str, delta: int) -> int | None:
@@ -43,17 +37,20 @@ def _add(key: str, delta: int) -> int | None:
 
 def connection_open(*, user, kind: str) -> bool:
     """Count a new socket of the user; False (and nothing counted) when it would pass the cap."""
-    opened = _add(_user_key(user.pk), 1)
+    opened = _add(caches.ws_connections_user_key(user.pk), 1)
     if opened is not None and opened > settings.THOR_WS_MAX_CONNECTIONS_PER_USER:
-        _add(_user_key(user.pk), -1)
+        _add(caches.ws_connections_user_key(user.pk), -1)
         return False
-    for key in _kind_keys(tenant_id=user.tenant_id, kind=kind):
+    for key in caches.ws_connections_kind_keys(tenant_id=user.tenant_id, kind=kind):
         _add(key, 1)
     return True
 
 
 def connection_close(*, user, kind: str) -> None:
-    for key in (_user_key(user.pk), *_kind_keys(tenant_id=user.tenant_id, kind=kind)):
+    for key in (
+        caches.ws_connections_user_key(user.pk),
+        *caches.ws_connections_kind_keys(tenant_id=user.tenant_id, kind=kind),
+    ):
         _add(key, -1)
 
 
@@ -67,9 +64,12 @@ def _count(key: str) -> int:
 def connection_counts(*, tenant_id: int | None) -> dict[str, int]:
     """Open sockets by kind: everyone's (tenant_id None) or one tenant's."""
     return {
-        kind: _count(_kind_keys(tenant_id=tenant_id or 0, kind=kind)[0 if tenant_id is None else 1]) for kind in KINDS
+        kind: _count(
+            caches.ws_connections_kind_keys(tenant_id=tenant_id or 0, kind=kind)[0 if tenant_id is None else 1]
+        )
+        for kind in KINDS
     }
 
 
 def user_connection_count(*, user) -> int:
-    return _count(_user_key(user.pk))
+    return _count(caches.ws_connections_user_key(user.pk))

@@ -58,7 +58,7 @@ SPANS = [
     ("stream_seq_advance", "accounts.audit", "stream_seq_advance"),
     ("publish_order_change", "accounts.audit", "publish_order_change"),
     ("  thor.realtime.publish (WebSocket, after commit)", "thor.realtime", "publish"),
-    ("order_pages.orders_changed (after commit)", "accounts.order_pages", "orders_changed"),
+    ("caches.flush_order_pages (after commit)", "accounts.caches", "flush_order_pages"),
     ("snapshots.forget", "thor.snapshots", "forget"),
     ("sandbox prices (SandboxPriceSource.prices)", "accounts.prices", "SandboxPriceSource.prices"),
     ("Kite quote prices (KiteQuotePriceSource.prices)", "accounts.prices", "KiteQuotePriceSource.prices"),

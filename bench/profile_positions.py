@@ -49,7 +49,7 @@ def world() -> str:
     """A tenant, a user whose primary account is a linked Kite account, and its positions in the fresh cache."""
     from decimal import Decimal
 
-    from accounts.api import views
+    from accounts import presenters
     from accounts.models import Order, TradingAccount
     from brokers.adapters.types import Funds, Position
     from brokers.tests.factories import linked_kite_account
@@ -85,9 +85,9 @@ def world() -> str:
     ]
     # As the positions view stores a snapshot it fetched: with the serialized `data` beside it.
     key = snapshots.key(tenant.slug, account.pk, "positions")
-    snapshots._store(key, positions, 3600, 3600, present=views.positions_body)
+    snapshots._store(key, positions, 3600, 3600, present=presenters.positions_data)
     funds = Funds("INR", *(Decimal(v) for v in ("100000", "95000.5", "4999.5", "95000.5", "101234.25")))
-    snapshots._store(snapshots.key(tenant.slug, account.pk, "funds"), funds, 3600, 3600, present=views.funds_body)
+    snapshots._store(snapshots.key(tenant.slug, account.pk, "funds"), funds, 3600, 3600, present=presenters.funds_data)
     if not account.orders.exists():
         Order.objects.bulk_create(
             Order(

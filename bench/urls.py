@@ -47,14 +47,8 @@ def _account_ref(request) -> str:
 class AccountView(APIView):
     """Bare plus the account resolution of the live reads (`primary` or an id, anyone else's a 404)."""
 
-    @staticmethod
-    def read_cache_keys(request, user_id):
-        return selectors.read_account_cache_keys(user_id=user_id, account_ref=_account_ref(request))
-
     def get(self, request):
-        account = selectors.account_for_read_get(
-            user=request.user, account_ref=_account_ref(request), prefetched=getattr(request, "read_cache", None)
-        )
+        account = selectors.account_for_read_get(user=request.user, account_ref=_account_ref(request))
         return Response({"ok": True, "account_id": account.pk})
 
 

@@ -31,10 +31,11 @@ from typing import Any
 from django.core.cache import cache
 from prometheus_client import Counter
 
+from brokers import caches
 from brokers.adapters.errors import BrokerError
 from brokers.models import BrokerConnection
 from brokers.registry import rate_budgets_for_app
-from thor import cache_reads, ratelimit
+from thor import ratelimit
 from thor.coordination import OccasionalWarning
 
 logger = logging.getLogger("thor.brokers")
@@ -48,7 +49,7 @@ MESSAGE_LENGTH = 200
 CALLS = Counter(
     "thor_broker_calls", "Broker calls through broker_call, by outcome (ok or the error code).", ["broker", "outcome"]
 )
-# Each labelled child looked up once per process (as thor.metrics does): labels() takes a lock and builds a key.
+# Each labelled child looked up once per process: labels() takes a lock and builds a key.
 _calls_by_outcome: dict[tuple[str, str], Counter] = {}
 
 
@@ -113,14 +114,6 @@ class ConnectionHealth:
 # --- Recording (brokers.services.broker_call) ----------------------------------------------------
 
 
-def _success_key(connection_id: int) -> str:
-    return f"broker-health:{connection_id}:ok"
-
-
-def _error_key(connection_id: int) -> str:
-    return f"broker-health:{connection_id}:error"
-
-
 _cache_down = OccasionalWarning(logger)
 # Connection id -> when this process last wrote its success (time.monotonic()).
 _success_written: dict[int, float] = {}
@@ -140,14 +133,14 @@ def call_succeeded(connection: BrokerConnection) -> None:
     if now - _success_written.get(connection.pk, -SUCCESS_REWRITE_SECONDS) < SUCCESS_REWRITE_SECONDS:
         return
     _success_written[connection.pk] = now
-    _store(_success_key(connection.pk), time.time())
+    _store(caches.call_succeeded_key(connection.pk), time.time())
 
 
 def call_failed(connection: BrokerConnection, error: BrokerError) -> None:
     _count_call(connection.app.kind, error.code.value)
     _success_written.pop(connection.pk, None)
     message = safe_message(connection, error)
-    _store(_error_key(connection.pk), (time.time(), error.code.value, message))
+    _store(caches.call_failed_key(connection.pk), (time.time(), error.code.value, message))
     failure_log(connection, error.code.value, message)
 
 
@@ -201,19 +194,19 @@ def _moment(epoch: float | None) -> datetime | None:
 
 
 def _outcomes(connection_ids: list[int]) -> dict[int, tuple[datetime | None, CallError | None]]:
-    keys = [key for pk in connection_ids for key in (_success_key(pk), _error_key(pk))]
+    keys = [key for pk in connection_ids for key in (caches.call_succeeded_key(pk), caches.call_failed_key(pk))]
     found: Mapping[str, Any]
     try:
-        found = cache_reads.fetch(keys)
+        found = cache.get_many(keys)
     except Exception as error:
         _cache_down("Broker call outcomes are unknown, the cache is unreachable: %s", type(error).__name__)
         found = dict.fromkeys(keys)
     outcomes: dict[int, tuple[datetime | None, CallError | None]] = {}
     for pk in connection_ids:
         # (time, code, message), as call_failed stores it.
-        failed = found[_error_key(pk)]
+        failed = found.get(caches.call_failed_key(pk))
         call_error = CallError(datetime.fromtimestamp(failed[0], tz=UTC), failed[1], failed[2]) if failed else None
-        outcomes[pk] = (_moment(found[_success_key(pk)]), call_error)
+        outcomes[pk] = (_moment(found.get(caches.call_succeeded_key(pk))), call_error)
     return outcomes
 
 

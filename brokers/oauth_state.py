@@ -15,6 +15,7 @@ from django.conf import settings
 from django.core import signing
 from django.core.cache import cache
 
+from brokers import caches
 from identity.models import Tenant
 
 SALT = "thor.brokers.oauth-state"
@@ -43,13 +44,9 @@ class OAuthState:
     nonce: str
 
 
-def _nonce_key(nonce: str) -> str:
-    return f"oauth-state-nonce:{nonce}"
-
-
 def issue(*, user_id: int, tenant_slug: str, app_id: int, connection_id: int, frontend_origin: str) -> str:
     nonce = secrets.token_urlsafe(18)
-    cache.set(_nonce_key(nonce), True, timeout=settings.THOR_OAUTH_STATE_MAX_AGE)
+    cache.set(caches.oauth_nonce_key(nonce), True, timeout=settings.THOR_OAUTH_STATE_MAX_AGE)
     state = OAuthState(
         user_id=user_id,
         tenant_slug=tenant_slug,
@@ -72,7 +69,7 @@ def consume(token: str) -> OAuthState:
     except (signing.BadSignature, TypeError, ValueError):
         raise StateInvalid("bad signature") from None
     # delete() tells whether the nonce was still there: only the first use finds it.
-    if not cache.delete(_nonce_key(state.nonce)):
+    if not cache.delete(caches.oauth_nonce_key(state.nonce)):
         raise StateInvalid("already used", code="state_used", state=state)
     return state
 

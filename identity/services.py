@@ -3,7 +3,7 @@ from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
-from identity.authentication import identity_forget
+from identity import caches
 from identity.models import Tenant, User, inexact_origins
 from identity.signals import user_registered
 from thor.errors import ApplicationError
@@ -81,10 +81,5 @@ def users_disable(*, users) -> int:
     user_ids = list(users.filter(is_active=True).values_list("pk", flat=True))
     with transaction.atomic():
         changed = User.objects.filter(pk__in=user_ids).update(is_active=False)
-
-        def forget_them() -> None:
-            for user_id in user_ids:
-                identity_forget(user_id=user_id)
-
-        transaction.on_commit(forget_them)
+        transaction.on_commit(lambda: caches.flush_users(user_ids=user_ids))
     return changed

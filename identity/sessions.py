@@ -2,7 +2,7 @@
 keep, so logging out can end the session's access tokens as well as its refresh token, and a refresh token
 used twice can end every token descended from its login (identity.refresh).
 
-The state of a session is read on every authenticated request, so it is cached (`thor:session:{sid}`, in
+The state of a session is read on every authenticated request, so it is cached (identity.caches, in
 the same round trip to the cache as the user): a revoked session for as long as its tokens could live, a
 live one for THOR_READ_CACHE_SECONDS, after which the database (RevokedSession) is asked again. Logging out
 writes both, so it takes effect at once in every process; if the cache loses its copy, the database
@@ -17,6 +17,7 @@ from django.core.cache import cache
 from django.utils import timezone
 from rest_framework_simplejwt.settings import api_settings
 
+from identity.caches import session_key
 from identity.models import RevokedSession
 
 SESSION_CLAIM = "sid"
@@ -25,10 +26,6 @@ LIVE, REVOKED = "live", "revoked"
 
 def new_session_id() -> str:
     return uuid.uuid4().hex
-
-
-def session_key(sid: str) -> str:
-    return f"thor:session:{sid}"
 
 
 def _revoked_for() -> timedelta:

@@ -9,9 +9,8 @@ from django.db import connection
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import Signal, receiver
 
+from identity import caches
 from identity.models import Tenant
-
-_ORIGINS_CACHE_KEY = "identity:tenant-origins"
 
 # Sent with `user` inside the sign-up transaction: what other apps give a new user (the accounts app,
 # a paper account) commits or rolls back with the user, and identity need not know about it.
@@ -40,7 +39,7 @@ def _in_event_loop() -> bool:
 
 
 def tenant_origins() -> frozenset[str]:
-    origins = cache.get(_ORIGINS_CACHE_KEY)
+    origins = cache.get(caches.TENANT_ORIGINS_KEY)
     if origins is None:
         if _in_event_loop():
             # Under ASGI, CorsMiddleware asks from the event loop, where the ORM refuses to run:
@@ -49,7 +48,7 @@ def tenant_origins() -> frozenset[str]:
                 origins = worker.submit(_load_tenant_origins_off_the_event_loop).result()
         else:
             origins = _load_tenant_origins()
-        cache.set(_ORIGINS_CACHE_KEY, origins, 60)
+        cache.set(caches.TENANT_ORIGINS_KEY, origins, 60)
     return origins
 
 
@@ -63,4 +62,4 @@ def cors_allow_tenant_origins(sender, request, **kwargs):
 
 @receiver([post_save, post_delete], sender=Tenant)
 def forget_tenant_origins(sender, **kwargs):
-    cache.delete(_ORIGINS_CACHE_KEY)
+    caches.flush_tenant_origins()

@@ -1,7 +1,7 @@
-"""System checks: what Django's own checks cannot know about Thor (the first for `check --deploy` only)."""
+"""System checks: what Django's own checks cannot know about Thor (for `check --deploy`)."""
 
 from django.conf import settings
-from django.core.checks import Error, Tags, Warning, register
+from django.core.checks import Error, Tags, register
 
 
 @register(Tags.security, deploy=True)
@@ -17,20 +17,3 @@ def development_secret_key_check(app_configs, **kwargs):
             )
         ]
     return []
-
-
-@register()
-def early_reads_check(app_configs, **kwargs):
-    from thor.early_reads import closed_because
-
-    reason = closed_because()
-    if reason is None or not settings.THOR_EARLY_READS:
-        return []
-    return [
-        Warning(
-            f"Cached reads are not answered before Django's handler under granian: {reason}.",
-            hint="Teach thor.early_reads what the change does (REPLAYED in thor/early_reads.py), or set "
-            "THOR_EARLY_READS=false to say the slower path is meant.",
-            id="thor.W001",
-        )
-    ]

@@ -12,7 +12,7 @@ Left to itself uvicorn believes X-Forwarded-For from 127.0.0.1, so behind no pro
 another address) any local client could choose its own address and with it a fresh per-IP throttle
 bucket; granian believes no forwarded header at all, so behind a proxy every client would share the
 proxy's bucket. Here the trusted peers are THOR_FORWARDED_ALLOW_IPS and nothing else, for both:
-uvicorn through its own options, granian through `ForwardedFromTrustedProxies` around the WSGI app.
+uvicorn through its own options, granian through its own proxy-headers wrapper (`trusting_proxies`).
 The body cap (THOR_MAX_REQUEST_BYTES) holds under both too: thor.bodylimit under ASGI, `RequestBodyLimitWSGI` here.
 Both stop within THOR_SHUTDOWN_SECONDS of a SIGTERM, and neither writes an access log (see _ACCESS_LOG_OPTIONS).
 """
@@ -35,8 +35,8 @@ _GRANIAN_FIXED_OPTIONS = ("--interface", "--factory", "--working-dir")
 # The WSGI application's import path for granian (built on first access: see __getattr__).
 WSGI_TARGET = "thor.serve:wsgi_application"
 # Threads per granian worker running the WSGI app. Two cover a wait on Redis or PostgreSQL; more only contend
-# for the GIL (and each may hold a database connection from the pool): with 4, cached reads ran about 10%
-# slower with a p99 of 10 to 17 ms, with 2 at 7 to 9 ms (bench/README.md). A request waiting on a broker holds
+# for the GIL (and each may hold a database connection from the pool): with 4, cached reads ran slower and
+# with a longer tail (bench/README.md). A request waiting on a broker holds
 # its thread: where many do at once, run more workers, or pass `--blocking-threads N` to thor.serve.
 GRANIAN_BLOCKING_THREADS = 2
 
@@ -85,40 +85,18 @@ def granian_arguments(extra: list[str]) -> list[str]:
     return ["--interface", "wsgi", "--no-ws", "--no-access-log", *threads, *shutdown, *extra, WSGI_TARGET]
 
 
-class ForwardedFromTrustedProxies:
-    """WSGI: the client address and scheme from X-Forwarded-For/-Proto, only when the peer is a trusted proxy.
+def trusting_proxies(application, trusted: list[str]):
+    """WSGI: granian's own proxy-headers wrapper around `application`, believing only `trusted` (addresses,
+    networks or `*`, THOR_FORWARDED_ALLOW_IPS). Its rule is uvicorn's: the client is the right-most
+    X-Forwarded-For entry that is not itself a trusted proxy, and the scheme is X-Forwarded-Proto's when it
+    is http or https. Nothing trusted: nothing believed."""
+    from granian.utils.proxies import wrap_wsgi_with_proxy_headers
 
-    The same rule as uvicorn's proxy headers: the client is the right-most X-Forwarded-For entry that is
-    not itself a trusted proxy (entries to its left are whatever the client chose to send).
-    """
-
-    def __init__(self, application, trusted: list[str]):
-        self.application = application
-        self.trust_all = "*" in trusted
-        self.networks = [ipaddress.ip_network(value, strict=False) for value in trusted if value != "*"]
-
-    def _trusted(self, address: str) -> bool:
-        if self.trust_all:
-            return True
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            return False
-        return any(ip in network for network in self.networks)
-
-    def __call__(self, environ, start_response):
-        if (self.trust_all or self.networks) and self._trusted(environ.get("REMOTE_ADDR", "")):
-            forwarded_for = [part.strip() for part in environ.get("HTTP_X_FORWARDED_FOR", "").split(",")]
-            forwarded_for = [part for part in forwarded_for if part]
-            if forwarded_for:
-                client = next((host for host in reversed(forwarded_for) if not self._trusted(host)), forwarded_for[0])
-                # Only an address: anything else in the header is not a client anyone can be throttled as.
-                if _is_address(client):
-                    environ["REMOTE_ADDR"] = client
-            scheme = environ.get("HTTP_X_FORWARDED_PROTO", "").split(",")[-1].strip().lower()
-            if scheme in ("http", "https"):
-                environ["wsgi.url_scheme"] = scheme
-        return self.application(environ, start_response)
+    if "*" in trusted:
+        return wrap_wsgi_with_proxy_headers(application, "*")
+    # granian reads a network strictly; the setting accepts 10.0.0.5/8 for 10.0.0.0/8, as uvicorn does.
+    networks = [str(ipaddress.ip_network(value, strict=False)) if "/" in value else value for value in trusted]
+    return wrap_wsgi_with_proxy_headers(application, networks)
 
 
 class RequestBodyLimitWSGI:
@@ -149,33 +127,22 @@ class RequestBodyLimitWSGI:
         return self.application(environ, start_response)
 
 
-def _is_address(value: str) -> bool:
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
-
-
 def build_wsgi_application():
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "thor.settings")
     from django.conf import settings
     from django.core.wsgi import get_wsgi_application
     from django.urls import get_resolver
 
-    django_application = get_wsgi_application()  # sets Django up: thor.early_reads imports models
-    from thor.early_reads import EarlyReads
-
-    application = RequestBodyLimitWSGI(EarlyReads(django_application), settings.THOR_MAX_REQUEST_BYTES)
+    application = RequestBodyLimitWSGI(get_wsgi_application(), settings.THOR_MAX_REQUEST_BYTES)
     # Every view imported now (Django loads the URLconf on the first request otherwise), then what is alive
     # at start moved out of the collector's sight: a full collection scans what requests allocated, not
-    # every module, model and view, and no longer shows in the p99 (76 ms before, 16 ms after: bench/README.md).
+    # every module, model and view, and so no longer shows in the p99 (bench/README.md).
     get_resolver().url_patterns  # noqa: B018
     gc.freeze()
-    return ForwardedFromTrustedProxies(application, settings.THOR_FORWARDED_ALLOW_IPS)
+    return trusting_proxies(application, settings.THOR_FORWARDED_ALLOW_IPS)
 
 
-_built = {}
+_built: dict[str, object] = {}
 
 
 def __getattr__(name):

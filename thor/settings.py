@@ -106,8 +106,8 @@ INSTALLED_APPS = [
 # Django's middleware through thor.middleware's subclasses where it helps: the same hooks, run on the
 # event loop under ASGI instead of two thread hops per middleware (see thor/middleware.py).
 MIDDLEWARE = [
-    # First, so its latency covers the whole stack: django-prometheus's series, one layer (thor/metrics.py).
-    "thor.metrics.RequestMetricsMiddleware",
+    # django-prometheus's pair: first and last, so its latencies cover the whole stack and the view.
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "thor.middleware.CorrelationIdMiddleware",
     "thor.middleware.NoStoreApiMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -121,6 +121,7 @@ MIDDLEWARE = [
     "thor.middleware.AdminAuthenticationMiddleware",
     "thor.middleware.AdminMessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "thor.urls"
@@ -380,10 +381,6 @@ if not 0 <= THOR_READ_CACHE_SECONDS <= 5:
         "Environment variable THOR_READ_CACHE_SECONDS must be between 0 and 5: a disabled user must be refused "
         "within 5 seconds."
     )
-
-# Cached reads answered before Django's handler under the WSGI server production runs (thor.early_reads);
-# false sends them through Django's whole stack, as every other request goes.
-THOR_EARLY_READS = _env_bool("THOR_EARLY_READS", default=True)
 
 # How long the rendered first page of an account's orders is kept (accounts.order_pages). A page is sent only
 # while no order of the account has changed since it was built; this bounds only what a change that could

@@ -7,7 +7,7 @@ from brokers.api.zerodha_views import ZerodhaCallbackView, ZerodhaLoginView
 from identity.api.social_views import SocialCallbackView, SocialLoginView
 from thor.errors import handler404 as api_not_found
 from thor.health import HealthView
-from thor.metrics import metrics_view
+from thor.metrics_endpoint import metrics_view
 from thor.routes import slash_optional
 from thor.throttles import AdminLoginRateThrottle, throttle_posts
 
@@ -45,6 +45,6 @@ urlpatterns = [
     # Before the admin's own routes: the same login view, with its password guesses throttled per IP.
     path("admin/login/", throttle_posts(admin.site.login, AdminLoginRateThrottle)),
     path("admin/", admin.site.urls),
-    # The name django-prometheus's own URLconf gives it; the view asks for THOR_METRICS_TOKEN (thor.metrics).
+    # The name django-prometheus's own URLconf gives it; the view asks for THOR_METRICS_TOKEN (thor.metrics_endpoint).
     path("metrics", metrics_view, name="prometheus-django-metrics"),
 ]

@@ -1,28 +1,24 @@
-import functools
 import hashlib
 import json
 
-from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.permissions import AllowAny
-from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts import broker_updates, order_pages, presenters, selectors, services
 from accounts import orders as order_services
 from accounts.api import serializers
-from accounts.api.cached_reads import AnsweredFromCaches
 from accounts.models import Order
 from brokers import services as broker_services
 from brokers.adapters.types import OrderRequest
 from brokers.api.serializers import KitePostbackInputSerializer, KitePostbackOutputSerializer
 from brokers.api.views import query_and_body
 from thor.errors import ApplicationError, error_responses
-from thor.fields import timestamp_text
 from thor.pagination import StrictCursorPagination
+from thor.renderers import OrjsonRenderer
 from thor.throttles import OrderRateThrottle
 
 ERRORS = error_responses(401, 404)
@@ -187,75 +183,27 @@ class AccountResetView(APIView):
         return Response(serializers.AccountOutputSerializer(_with_status([account])[0]).data)
 
 
-# The same renderer DRF would answer with: the bytes kept with a snapshot are the bytes it would have sent.
-_render_json = JSONRenderer().render
-
-
-def positions_body(positions) -> bytes:
-    """The `data` of a positions answer, rendered: kept with each live snapshot and sent as it is."""
-    return _render_json(presenters.positions_data(positions))
-
-
-def holdings_body(holdings) -> bytes:
-    return _render_json(presenters.holdings_data(holdings))
-
-
-def funds_body(funds) -> bytes:
-    return _render_json(presenters.funds_data(funds))
-
-
-def read_account_get(request, account_id):
-    return selectors.account_for_read_get(
-        user=request.user, account_ref=account_id, prefetched=getattr(request, "read_cache", None)
-    )
-
-
-def live_read_body(*, account_id: int, source: str, as_of, data: bytes) -> bytes:
-    """`{account_id, source, as_of, data}` as rendering the envelope serializer gives it (a test holds the
-    two together), around `data` already rendered: no serializer is built for the three other values."""
-    as_of_text = timestamp_text(as_of).encode()
-    return b'{"data":%b,"account_id":%d,"source":"%b","as_of":"%b"}' % (data, account_id, source.encode(), as_of_text)
-
-
-def _live_read_envelope(account, answer: selectors.PresentedRead) -> bytes:
-    return live_read_body(account_id=account.pk, source=answer.source, as_of=answer.as_of, data=answer.body)
-
-
-class _LiveReadView(AnsweredFromCaches, APIView):
+class _LiveReadView(APIView):
+    # Their answers hold no float (money and quantities are text): orjson renders DRF's bytes (thor.renderers).
+    renderer_classes = [OrjsonRenderer]
     read = None
     what = None
-    # The envelope's `data`, rendered, from the read's data: kept with each live snapshot (thor.snapshots),
-    # so a read served from the cache sends those bytes instead of serializing and rendering the same numbers.
-    present_body = None
-
-    def read_cache_keys(self, request, user_id) -> list[str]:
-        """The account, and the fresh body of the account this reference named last: with the user, one
-        round trip to the cache answers a read."""
-        return selectors.read_account_cache_keys(
-            user_id=user_id, account_ref=self.kwargs["account_id"], snapshot=self.what
-        )
-
-    def cached_answer(self, request, identity) -> bytes | None:
-        cached = selectors.presented_read_cached(
-            user_id=identity.user_id,
-            account_ref=self.kwargs["account_id"],
-            what=self.what,
-            present=type(self).present_body,
-            prefetched=identity.found,
-        )
-        return None if cached is None else _live_read_envelope(*cached)
+    # The envelope's `data` from the read's data: kept with each live snapshot (thor.snapshots), so a read
+    # served from the cache does not present the same numbers again.
+    present = None
 
     def get(self, request, account_id):
-        account = read_account_get(request, account_id)
+        account = selectors.account_for_read_get(user=request.user, account_ref=account_id)
         answer = selectors.presented_read_get(
             account=account,
             what=self.what,
             read=type(self).read,
-            present=type(self).present_body,
+            present=type(self).present,
             fresh=wants_fresh(request),
-            prefetched=getattr(request, "read_cache", None),
         )
-        return HttpResponse(_live_read_envelope(account, answer), content_type="application/json")
+        return Response(
+            presenters.live_read_data(account_id=account.pk, source=answer.source, as_of=answer.as_of, data=answer.data)
+        )
 
 
 @extend_schema(
@@ -269,7 +217,7 @@ class _LiveReadView(AnsweredFromCaches, APIView):
 class PositionsView(_LiveReadView):
     read = selectors.positions_get
     what = "positions"
-    present_body = positions_body
+    present = presenters.positions_data
 
 
 @extend_schema(
@@ -283,7 +231,7 @@ class PositionsView(_LiveReadView):
 class HoldingsView(_LiveReadView):
     read = selectors.holdings_get
     what = "holdings"
-    present_body = holdings_body
+    present = presenters.holdings_data
 
 
 @extend_schema(
@@ -297,7 +245,7 @@ class HoldingsView(_LiveReadView):
 class FundsView(_LiveReadView):
     read = selectors.funds_get
     what = "funds"
-    present_body = funds_body
+    present = presenters.funds_data
 
 
 class OrderCursorPagination(StrictCursorPagination):
@@ -307,28 +255,9 @@ class OrderCursorPagination(StrictCursorPagination):
     max_page_size = 200
 
 
-class OrdersView(AnsweredFromCaches, APIView):
+class OrdersView(APIView):
     throttle_classes = [OrderRateThrottle]
-
-    @functools.cached_property
-    def page_variant(self) -> str | None:
-        """What the first page depends on besides the account (accounts.order_pages), worked out once a request:
-        the cache keys, the kept page and a page built all ask for it. Django's request or DRF's: the same query."""
-        return order_pages.page_variant(self.request, cursor_param=OrderCursorPagination.cursor_query_param)
-
-    def read_cache_keys(self, request, user_id) -> list[str]:
-        """The account and, for the account this reference named last, its kept first page (if any)."""
-        return selectors.read_account_cache_keys(
-            user_id=user_id, account_ref=self.kwargs["account_id"], order_page=self.page_variant
-        )
-
-    def cached_answer(self, request, identity) -> bytes | None:
-        account = selectors.account_cached_for_read(
-            user_id=identity.user_id, account_ref=self.kwargs["account_id"], prefetched=identity.found
-        )
-        if account is None:
-            return None
-        return order_pages.page_kept(account_id=account.pk, variant=self.page_variant, prefetched=identity.found)
+    renderer_classes = [OrjsonRenderer]
 
     @extend_schema(
         summary="Orders, newest first, with filters and cursor pagination",
@@ -344,23 +273,18 @@ class OrdersView(AnsweredFromCaches, APIView):
     )
     def get(self, request, account_id):
         # Only the account's id is used: the read lookup (cached for live accounts) will do.
-        account = read_account_get(request, account_id)
+        account = selectors.account_for_read_get(user=request.user, account_ref=account_id)
 
-        def page_body() -> bytes:
+        def page() -> dict:
             query = serializers.OrderListQuerySerializer(data=request.query_params)
             query.is_valid(raise_exception=True)
             orders = selectors.order_list(account=account, **query.validated_data)
             paginator = OrderCursorPagination()
-            page = paginator.paginate_queryset(orders, request, view=self)
-            return _render_json(paginator.get_paginated_response(presenters.orders_data(page)).data)
+            orders_page = paginator.paginate_queryset(orders, request, view=self)
+            return paginator.get_paginated_response(presenters.orders_data(orders_page)).data
 
-        body = order_pages.page_kept_or_built(
-            account_id=account.pk,
-            variant=self.page_variant,
-            build=page_body,
-            prefetched=getattr(request, "read_cache", None),
-        )
-        return HttpResponse(body, content_type="application/json")
+        variant = order_pages.page_variant(request, cursor_param=OrderCursorPagination.cursor_query_param)
+        return Response(order_pages.page_kept_or_built(account_id=account.pk, variant=variant, build=page))
 
     @extend_schema(
         summary="Place an order",

@@ -1,4 +1,4 @@
-"""The kept first page of an account's orders (accounts.order_pages): sent again only while no order of the
+"""The kept first page of an account's orders (accounts.order_pages): answered again only while no order of the
 account has changed, so it is never older than the orders it shows.
 
 Orders change inside the test's transaction here, so each change runs its on-commit work explicitly
@@ -9,7 +9,7 @@ import pytest
 from django.core.cache import cache
 from rest_framework.renderers import JSONRenderer
 
-from accounts import order_pages
+from accounts import caches, order_pages
 from accounts.api.serializers import OrderOutputSerializer
 from accounts.models import Order, TradingAccount
 from accounts.tests.conftest import place
@@ -69,10 +69,10 @@ class TestKeptUntilAnOrderChanges:
 
         def built_before_the_change_committed():
             placed(tradingsymbol="SBIN")  # commits after this build read the orders
-            return b'{"results": "before the change"}'
+            return {"results": "before the change"}
 
         def built_again():
-            return b'{"results": "after the change"}'
+            return {"results": "after the change"}
 
         first = order_pages.page_kept_or_built(
             account_id=account.pk, variant=variant, build=built_before_the_change_committed
@@ -82,14 +82,14 @@ class TestKeptUntilAnOrderChanges:
             account_id=account.pk, variant=variant, build=built_before_the_change_committed
         )
 
-        assert (first, second, third) == (b'{"results": "before the change"}', built_again(), built_again())
+        assert (first, second, third) == ({"results": "before the change"}, built_again(), built_again())
 
     def test_a_version_made_again_never_matches_an_old_page(self, alice, alice_client, placed):
         placed()
         alice_client.get(ORDERS)
         account = TradingAccount.objects.get(user=alice, is_primary=True)
         # Expired (or evicted) with no change seen: the next builder makes a new one.
-        cache.delete(order_pages.version_key(account.pk))
+        cache.delete(caches.orders_version_key(account.pk))
         Order.objects.filter(account=account).update(status_message="changed behind the cache's back")
 
         assert alice_client.get(ORDERS).json()["results"][0]["status_message"] == "changed behind the cache's back"

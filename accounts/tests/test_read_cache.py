@@ -1,4 +1,4 @@
-"""The live reads' short account cache (accounts.read_cache): no SQL on a hit, and never a wrong answer.
+"""The live reads' short account cache (accounts.caches, accounts.selectors.account_for_read_get): no SQL on a hit, and never a wrong answer.
 
 A read answered from the snapshot cache takes its account from a 5-second cache keyed by the user, so
 each case warms it first and then checks that what must still hold holds: other users get 404, a
@@ -10,7 +10,7 @@ import requests
 from django.core.cache import cache
 from rest_framework.renderers import JSONRenderer
 
-from accounts import read_cache, selectors
+from accounts import caches, selectors
 from accounts.api.serializers import FundsEnvelopeOutputSerializer, PositionsOutputSerializer
 from accounts.models import TradingAccount
 from brokers.models import BrokerConnection
@@ -62,7 +62,7 @@ class TestNoSqlOnAHit:
     def test_a_paper_account_is_never_kept(self, alice, alice_client):
         alice_client.get("/api/accounts/primary/funds")
 
-        assert cache.get(read_cache.account_key(alice.pk, "primary")) is None
+        assert cache.get(caches.read_account_key(alice.pk, "primary")) is None
 
 
 class TestSameAnswers:
@@ -115,17 +115,21 @@ class TestStillScopedByUser:
         warm(alice_client, live)
 
         assert alice_client.get(f"/api/accounts/{ref}/positions").status_code == 404
-        assert cache.get(read_cache.account_key(alice.pk, ref)) is None
+        assert cache.get(caches.read_account_key(alice.pk, ref)) is None
 
 
 class TestChangesAreSeenAtOnce:
-    def test_a_new_primary_account(self, alice, alice_client, live):
-        alice_client.patch(f"/api/accounts/{live.pk}", {"primary": True}, format="json")
+    def test_a_new_primary_account(self, alice, alice_client, live, django_capture_on_commit_callbacks):
+        with django_capture_on_commit_callbacks(execute=True):
+            alice_client.patch(f"/api/accounts/{live.pk}", {"primary": True}, format="json")
         alice_client.get("/api/accounts/primary/positions")
         assert alice_client.get("/api/accounts/primary/positions").json()["account_id"] == live.pk
         paper = TradingAccount.objects.get(user=alice, mode="paper")
 
-        assert alice_client.patch(f"/api/accounts/{paper.pk}", {"primary": True}, format="json").status_code == 200
+        # The cached account is flushed once the change is committed (before, a read could cache it again).
+        with django_capture_on_commit_callbacks(execute=True):
+            response = alice_client.patch(f"/api/accounts/{paper.pk}", {"primary": True}, format="json")
+        assert response.status_code == 200
 
         assert alice_client.get("/api/accounts/primary/positions").json()["account_id"] == paper.pk
 

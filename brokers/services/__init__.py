@@ -5,7 +5,6 @@ from brokers.services.connections import (
     connection_mark_expired,
     connection_require_active,
     connection_revoke,
-    connection_usable_as_is,
     kite_sessions_expire,
 )
 from brokers.services.linking import (
@@ -34,7 +33,6 @@ __all__ = [
     "connection_require_active",
     "connection_revoke",
     "connection_tokens_refresh",
-    "connection_usable_as_is",
     "kite_callback_complete",
     "kite_postback_verify",
     "kite_sessions_expire",

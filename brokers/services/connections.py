@@ -112,15 +112,6 @@ def connection_require_active(connection: BrokerConnection) -> None:
         )
 
 
-def connection_usable_as_is(connection: BrokerConnection) -> bool:
-    """Whether connection_require_active would pass without doing anything: active, and no refresh nor
-    expiry due yet. A read answered from the caches alone asks this, and leaves anything else to it."""
-    expires_at = connection.access_expires_at
-    return connection.status == Status.ACTIVE and (
-        expires_at is None or expires_at > timezone.now() + tokens.refresh_margin()
-    )
-
-
 @transaction.atomic
 def connection_mark_expired(*, connection: BrokerConnection, error_code: str = "token_expired") -> None:
     """The session is dead at the broker: forget its tokens so the user is asked to link again."""

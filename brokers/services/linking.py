@@ -1,6 +1,5 @@
 """Linking a broker account: the login URL with its signed state, the callback, and confirmed links."""
 
-import hashlib
 import logging
 import secrets
 from collections.abc import Mapping
@@ -11,7 +10,7 @@ from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from rest_framework import status
 
-from brokers import oauth_state
+from brokers import caches, oauth_state
 from brokers.adapters.errors import BrokerError
 from brokers.adapters.types import BrokerAccountRef, Tokens
 from brokers.models import BrokerApp, BrokerConnection, BrokerKind
@@ -167,10 +166,6 @@ class LinkAwaitsConfirmation(Exception):
         self.code = code
 
 
-def _link_code_key(code: str) -> str:
-    return f"broker-link-code:{hashlib.sha256(code.encode()).hexdigest()}"
-
-
 def link_park(
     *,
     user: User,
@@ -194,13 +189,13 @@ def link_park(
         "access_expires_at": tokens.access_expires_at,
         "refresh_expires_at": tokens.refresh_expires_at,
     }
-    cache.set(_link_code_key(code), parked, LINK_CODE_SECONDS)
+    cache.set(caches.link_code_key(code), parked, LINK_CODE_SECONDS)
     return code
 
 
 def connection_link_confirm(*, user: User, code: str) -> BrokerConnection:
     """Finish a parked link for the user who started it; the code works once, for that user only."""
-    key = _link_code_key(code)
+    key = caches.link_code_key(code)
     parked = cache.get(key)
     if parked is None or parked["user_id"] != user.pk or not cache.delete(key):
         raise ApplicationError("Unknown or expired link code.", code="not_found", status_code=status.HTTP_404_NOT_FOUND)

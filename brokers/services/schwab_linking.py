@@ -16,7 +16,7 @@ from django.core.cache import cache
 from django.db import transaction
 from rest_framework import status
 
-from brokers import oauth_state
+from brokers import caches, oauth_state
 from brokers.adapters.errors import BrokerError
 from brokers.adapters.schwab import SchwabAdapter
 from brokers.models import BrokerApp, BrokerConnection, BrokerKind
@@ -36,10 +36,6 @@ logger = logging.getLogger("thor.brokers")
 
 # Schwab's codes are about 100 characters; anything far longer is not one.
 MAX_CODE_LENGTH = 1000
-
-
-def _started_flow_key(user_id: int) -> str:
-    return f"schwab-oauth-started:{user_id}"
 
 
 def schwab_app_for(tenant) -> BrokerApp:
@@ -65,7 +61,7 @@ def schwab_connect_start(*, user: User, frontend_url: str | None = None) -> str:
         frontend_origin=origin,
     )
     # Seed 002's callback page relays only the code: remember which flow this user started.
-    cache.set(_started_flow_key(user.pk), state, settings.THOR_OAUTH_STATE_MAX_AGE)
+    cache.set(caches.schwab_started_flow_key(user.pk), state, settings.THOR_OAUTH_STATE_MAX_AGE)
     return adapter_for_app(app).authorization_url(state)
 
 
@@ -76,7 +72,7 @@ def schwab_state_consume(*, state_token: str, user: User | None) -> oauth_state.
     for a forged or foreign state.
     """
     if not state_token and user is not None:
-        state_token = cache.get(_started_flow_key(user.pk)) or ""
+        state_token = cache.get(caches.schwab_started_flow_key(user.pk)) or ""
     try:
         state = oauth_state.consume(state_token)
     except oauth_state.StateInvalid as invalid:
@@ -84,7 +80,7 @@ def schwab_state_consume(*, state_token: str, user: User | None) -> oauth_state.
             raise CallbackFailed("state_invalid") from None
         raise CallbackFailed(invalid.code, state=invalid.state) from None
     if user is not None:
-        cache.delete(_started_flow_key(user.pk))
+        cache.delete(caches.schwab_started_flow_key(user.pk))
         if state.user_id != user.pk:
             # A signed-in user relaying a flow someone else started: never attach it to either of them.
             raise CallbackFailed("state_invalid")

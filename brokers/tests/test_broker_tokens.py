@@ -166,7 +166,7 @@ def test_a_batch_skips_a_connection_another_worker_is_refreshing(alice, schwab_s
 
 @pytest.mark.django_db
 def test_a_session_the_refresh_finds_ended_is_announced_once_committed(alice, django_capture_on_commit_callbacks):
-    """Whoever caches the session's state (accounts.read_cache) hears of it, and only after the commit."""
+    """Whoever caches the session's state (accounts.caches) hears of it, and only after the commit."""
     from brokers.models import BrokerKind
     from brokers.signals import connection_ended
     from brokers.tests.factories import BrokerAppFactory, BrokerConnectionFactory

@@ -17,10 +17,10 @@ import requests
 from django.conf import settings
 
 from thor.serve import (
-    ForwardedFromTrustedProxies,
     RequestBodyLimitWSGI,
     build_wsgi_application,
     granian_arguments,
+    trusting_proxies,
     uvicorn_arguments,
 )
 
@@ -182,7 +182,7 @@ class TestArguments:
 
 
 def _seen_by_thor(trusted, remote, **headers):
-    """REMOTE_ADDR and the URL scheme as the WSGI app behind ForwardedFromTrustedProxies sees them."""
+    """REMOTE_ADDR and the URL scheme as the WSGI app behind granian's proxy-headers wrapper sees them."""
     seen = {}
 
     def application(environ, start_response):
@@ -190,7 +190,7 @@ def _seen_by_thor(trusted, remote, **headers):
         return [b""]
 
     environ = {"REMOTE_ADDR": remote, "wsgi.url_scheme": "http", **headers}
-    ForwardedFromTrustedProxies(application, trusted)(environ, lambda *args: None)
+    trusting_proxies(application, trusted)(environ, lambda *args: None)
     return seen["address"], seen["scheme"]
 
 
@@ -201,7 +201,8 @@ class TestTheWsgiApplication:
         gc.unfreeze()
         application = build_wsgi_application()
 
-        assert isinstance(application, ForwardedFromTrustedProxies)
+        # granian's proxy-headers wrapper (functools.wraps keeps what it wraps) around Thor's body cap.
+        assert isinstance(application.__wrapped__, RequestBodyLimitWSGI)
         assert gc.get_freeze_count() > 0
         gc.unfreeze()
 
@@ -253,11 +254,24 @@ class TestForwardedForUnderWsgi:
 
         assert _seen_by_thor(["10.0.0.0/24"], "10.0.0.5", **headers)[0] == "203.0.113.7"
 
-    @pytest.mark.parametrize("value", ["", " , ", "ftp", "javascript"])
+    @pytest.mark.parametrize("value", ["", " , "])
     def test_nothing_usable_changes_nothing(self, value):
         headers = {"HTTP_X_FORWARDED_FOR": value, "HTTP_X_FORWARDED_PROTO": value}
 
         assert _seen_by_thor(["10.0.0.5"], "10.0.0.5", **headers) == ("10.0.0.5", "http")
+
+    @pytest.mark.parametrize("value", ["ftp", "javascript", "HTTPS"])
+    def test_only_http_or_https_is_a_scheme(self, value):
+        headers = {"HTTP_X_FORWARDED_FOR": "203.0.113.7", "HTTP_X_FORWARDED_PROTO": value}
+
+        assert _seen_by_thor(["10.0.0.5"], "10.0.0.5", **headers) == ("203.0.113.7", "http")
+
+    def test_a_network_as_the_setting_accepts_it(self):
+        # THOR_FORWARDED_ALLOW_IPS accepts 10.0.0.5/8 for 10.0.0.0/8 (as uvicorn does); granian reads it strictly.
+        assert _seen_by_thor(["10.0.0.5/8"], "10.9.9.9", HTTP_X_FORWARDED_FOR="203.0.113.7")[0] == "203.0.113.7"
+
+    def test_everyone_trusted_with_a_star(self):
+        assert _seen_by_thor(["*"], "192.0.2.1", HTTP_X_FORWARDED_FOR="203.0.113.7")[0] == "203.0.113.7"
 
     def test_a_garbage_peer_address_is_not_trusted(self):
         assert _seen_by_thor(["10.0.0.0/8"], "not-an-ip", HTTP_X_FORWARDED_FOR="203.0.113.7")[0] == "not-an-ip"

@@ -294,3 +294,31 @@ class TestPresentations:
         cached = snapshots.read_through(key, Upstream("never"), present=_shout)
 
         assert (cached.data, snapshots.presented(cached, _shout)) == ("old", "OLD")
+
+
+class TestFreshBody:
+    """The fresh presentation kept on its own: a reader that answers only it never unpickles the data."""
+
+    def test_the_fresh_snapshots_presentation_for_its_present_only(self, key):
+        live = snapshots.read_through(key, Upstream("v1"), present=_shout)
+
+        kept = snapshots.fresh_body(key, _shout)
+
+        assert (kept.body, kept.as_of) == ("V1", live.as_of)
+        assert snapshots.fresh_body(key, _whisper) is None
+
+    def test_none_without_a_presentation_or_once_forgotten(self, key):
+        snapshots.read_through(key, Upstream("v1"))
+        assert snapshots.fresh_body(key, _shout) is None
+
+        snapshots.read_through(key, Upstream("v2"), force=True, present=_shout)
+        snapshots.forget(key)
+
+        assert snapshots.fresh_body(key, _shout) is None
+
+    def test_a_snapshot_without_a_presentation_drops_the_one_before(self, key):
+        snapshots.read_through(key, Upstream("v1"), present=_shout)
+
+        snapshots.read_through(key, Upstream("v2"), force=True)
+
+        assert snapshots.fresh_body(key, _shout) is None
