@@ -14,8 +14,7 @@ The cached copy has no password hash (deferred): the reads never need it, and it
 from django.conf import settings
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
-# Raised while a request is answered, in its language: no need for the lazy form (simplejwt's stubs want str).
-from django.utils.translation import gettext as _
+from django.utils.translation import gettext as _  # raised while a request is answered: no lazy form needed
 from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
 from rest_framework.permissions import SAFE_METHODS
 from rest_framework_simplejwt.authentication import JWTAuthentication
