@@ -31,6 +31,11 @@ BROKER_ERROR_RESPONSES = {
         "broker_rate_limited",
         "The broker's rate limit is reached; try again shortly.",
     ),
+    UpstreamErrorCode.ORDER_RATE_LIMITED: (
+        429,
+        "order_rate_limited",
+        "At most 10 orders a second per broker account (exchange rule): this one was not sent; try again shortly.",
+    ),
     UpstreamErrorCode.UNAVAILABLE: (503, "broker_unavailable", "The broker is not answering; try again shortly."),
     UpstreamErrorCode.TIMEOUT: (503, "broker_unavailable", "The broker did not answer in time; try again shortly."),
     UpstreamErrorCode.UNCONFIRMED: (

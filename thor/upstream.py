@@ -10,6 +10,8 @@ from enum import StrEnum
 class UpstreamErrorCode(StrEnum):
     TOKEN_EXPIRED = "token_expired"
     RATE_LIMITED = "rate_limited"
+    # The user's own order rate (Kite: 10 a second, exchange rule) is spent: the call was not sent.
+    ORDER_RATE_LIMITED = "order_rate_limited"
     REJECTED = "rejected"
     INVALID_INPUT = "invalid_input"
     PERMISSION_DENIED = "permission_denied"

@@ -2,11 +2,17 @@
 
 Every call spends a token from the app's rate budget first (Kite's documented limits), so Thor
 never sends a request it knows will be answered 429; without a token it raises RATE_LIMITED and
-the caller answers from the last-good snapshot.
+the caller answers from the last-good snapshot. An order call (place, modify, cancel) also spends one
+from its Kite user's order budget (10 a second across every app and process, the exchange's rule),
+waiting up to THOR_KITE_RATE_WAIT for it; without one it raises ORDER_RATE_LIMITED (429), unsent.
+
+Order calls leave through the connection's order egress when it has one (brokers.egress): the proxy on
+the user's registered static IP. Reads go direct.
 """
 
 import hashlib
 import threading
+import time as clock
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, time, timedelta
 from decimal import Decimal
@@ -30,6 +36,12 @@ SESSION_ENDS_AT = time(6, 0)
 
 # Requests per second per app, from Kite's documentation.
 RATE_LIMITS = {"quote": 1.0, "orders": 10.0, "other": 10.0}
+# Order calls per second per Kite user, whatever app sends them (exchange rule since April 2026).
+USER_ORDER_RATE = 10.0
+
+
+def user_order_budget(broker_user_id: str) -> ratelimit.Budget:
+    return ratelimit.Budget(f"kite:user:{broker_user_id}:orders", USER_ORDER_RATE)
 
 
 def rate_budgets(app_id: int) -> list[ratelimit.Budget]:
@@ -165,31 +177,71 @@ class KiteAdapter(BrokerAdapter):
         api_secret: str,
         access_token: str = "",
         market_protection: Decimal = AUTOMATIC_MARKET_PROTECTION,
+        broker_user_id: str = "",
+        order_egress: str = "",
     ):
         self.app_id = app_id
         self.api_key = api_key
+        self.broker_user_id = broker_user_id
         self.market_protection = to_decimal(market_protection)
         self._api_secret = api_secret
-        self._client = KiteConnect(
-            api_key=api_key,
+        self._client = self._new_client(access_token)
+        # Order calls only; never in repr, messages or logs (brokers.egress).
+        self._order_client = self._client
+        if order_egress:
+            self._order_client = self._new_client(access_token, proxies={"http": order_egress, "https": order_egress})
+
+    def _new_client(self, access_token: str, proxies: dict | None = None) -> KiteConnect:
+        client = KiteConnect(
+            api_key=self.api_key,
             access_token=access_token or None,
             root=settings.THOR_KITE_API_ROOT,
             timeout=settings.THOR_KITE_TIMEOUT,
+            proxies=proxies,
         )
-        self._client.reqsession = _session()
+        client.reqsession = _session()
+        return client
 
     def __repr__(self):
         return f"KiteAdapter(app_id={self.app_id})"
 
-    def _call(self, category: str, method: Callable, *args, **kwargs):
+    @property
+    def sends_orders_through_egress(self) -> bool:
+        return self._order_client is not self._client
+
+    def _spend_budget(self, category: str) -> None:
+        deadline = clock.monotonic() + settings.THOR_KITE_RATE_WAIT
+        if category == "orders" and self.broker_user_id:
+            budget = user_order_budget(self.broker_user_id)
+            if not ratelimit.acquire(budget.bucket, rate=budget.rate, wait=settings.THOR_KITE_RATE_WAIT):
+                raise BrokerError(
+                    f"At most {USER_ORDER_RATE:g} orders a second per Kite user (exchange rule); not sent.",
+                    code=BrokerErrorCode.ORDER_RATE_LIMITED,
+                    permanent=True,
+                    retry_after=1.0,
+                )
         if not ratelimit.acquire(
-            f"kite:{self.app_id}:{category}", rate=RATE_LIMITS[category], wait=settings.THOR_KITE_RATE_WAIT
+            f"kite:{self.app_id}:{category}",
+            rate=RATE_LIMITS[category],
+            wait=max(0.0, deadline - clock.monotonic()),
         ):
             raise BrokerError("Kite rate budget spent.", code=BrokerErrorCode.RATE_LIMITED, retry_after=1.0)
+
+    def _call(self, category: str, method: Callable, *args, **kwargs):
+        self._spend_budget(category)
         try:
             return method(*args, **kwargs)
+        except requests.exceptions.ProxyError:
+            # The tunnel was never opened, but the error's text names the proxy: Thor's words only.
+            raise BrokerError(
+                "The order egress (the proxy on your static IP) could not be reached.",
+                code=BrokerErrorCode.UNAVAILABLE,
+            ) from None
         except (kite_exceptions.KiteException, requests.RequestException) as exc:
-            raise _broker_error(exc) from None
+            error = _broker_error(exc)
+            if self.sends_orders_through_egress and isinstance(exc, requests.RequestException):
+                error.broker_message = ""  # a transport error's text may name the proxy
+            raise error from None
 
     # --- session --------------------------------------------------------------------------
 
@@ -316,7 +368,7 @@ class KiteAdapter(BrokerAdapter):
         quantity = _whole_quantity(order.quantity)
         order_id = self._call(
             "orders",
-            self._client.place_order,
+            self._order_client.place_order,
             variety=VARIETY,
             exchange=order.exchange,
             tradingsymbol=order.symbol,
@@ -344,11 +396,13 @@ class KiteAdapter(BrokerAdapter):
             changes["quantity"] = _whole_quantity(changes["quantity"])
         if (market_protection := self._market_protection_for(changes.get("order_type"))) is not None:
             changes["market_protection"] = market_protection
-        order_id = self._call("orders", self._client.modify_order, variety=VARIETY, order_id=broker_order_id, **changes)
+        order_id = self._call(
+            "orders", self._order_client.modify_order, variety=VARIETY, order_id=broker_order_id, **changes
+        )
         return OrderResult(broker_order_id=str(order_id), status="PENDING")
 
     def cancel(self, broker_order_id: str) -> OrderResult:
-        order_id = self._call("orders", self._client.cancel_order, variety=VARIETY, order_id=broker_order_id)
+        order_id = self._call("orders", self._order_client.cancel_order, variety=VARIETY, order_id=broker_order_id)
         return OrderResult(broker_order_id=str(order_id), status="PENDING")
 
     # --- market data ----------------------------------------------------------------------
