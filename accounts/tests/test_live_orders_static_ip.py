@@ -149,6 +149,23 @@ class TestWithoutTheRegisteredEgress:
         assert not sandbox.state.kite.accounts["AB1234"].orders
 
 
+class TestAnEgressThatIsDown:
+    def test_the_order_is_refused_unsent_in_thors_words(self, alice_client, sandbox, live, settings):
+        settings.THOR_ORDER_EGRESS_PROBE_TIMEOUT = 1.0
+        down = EgressProxy(REGISTERED)
+        down.close()
+        assert egress_set(alice_client, live, down).json()["health"]["egress"]["ok"] is False
+
+        refused = place(alice_client, account=live.pk, **resting_limit())
+
+        assert refused.status_code == 503 and refused.json()["code"] == "egress_unreachable"
+        assert refused["Retry-After"] == "5"
+        order = Order.objects.get(account=live)
+        assert order.status == "REJECTED" and order.status_message.startswith("The order egress")
+        assert f":{down.port}" not in order.status_message and PROXY_PASSWORD not in refused.content.decode()
+        assert sandbox_calls(sandbox, PLACE) == 0
+
+
 class TestTheSandboxChecksTheSourceAddress:
     """Straight at the sandbox, without Thor: its order endpoints look at the TCP peer, its reads do not."""
 

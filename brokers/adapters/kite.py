@@ -232,10 +232,12 @@ class KiteAdapter(BrokerAdapter):
         try:
             return method(*args, **kwargs)
         except requests.exceptions.ProxyError:
-            # The tunnel was never opened, but the error's text names the proxy: Thor's words only.
+            # Raised only before any byte reached the proxy (urllib3: not yet connected to it), so the call
+            # was certainly not sent. The error's text names the proxy: Thor's words only.
             raise BrokerError(
-                "The order egress (the proxy on your static IP) could not be reached.",
-                code=BrokerErrorCode.UNAVAILABLE,
+                "The order egress (the proxy on your static IP) could not be reached; nothing was sent.",
+                code=BrokerErrorCode.EGRESS_UNREACHABLE,
+                retry_after=5.0,
             ) from None
         except (kite_exceptions.KiteException, requests.RequestException) as exc:
             error = _broker_error(exc)

@@ -39,8 +39,8 @@ class AuthorizationUrlOutputSerializer(serializers.Serializer):
 class CallErrorOutputSerializer(serializers.Serializer):
     at = serializers.DateTimeField()
     code = serializers.CharField(
-        help_text="token_expired | rate_limited | rejected | invalid_input | permission_denied | not_found | "
-        "unavailable | timeout"
+        help_text="token_expired | rate_limited | order_rate_limited | rejected | invalid_input | permission_denied | "
+        "not_found | unavailable | egress_unreachable | timeout | unconfirmed"
     )
     message = serializers.CharField(help_text="Thor's short words for it: never the broker's text, never a token.")
 

@@ -15,8 +15,15 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--port", type=int, default=8100)
         parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument(
+            "--kite-ip-whitelist",
+            action="append",
+            default=[],
+            metavar="IP",
+            help="A static IP the demo Kite app takes orders from (repeat for more); none: orders from anywhere.",
+        )
 
-    def handle(self, *args, port, host, **options):
+    def handle(self, *args, port, host, kite_ip_whitelist, **options):
         demo_app = KiteApp(
             api_key=getattr(settings, "THOR_SANDBOX_KITE_API_KEY", "thor_demo_key"),
             api_secret=getattr(settings, "THOR_SANDBOX_KITE_API_SECRET", "thor_demo_secret"),
@@ -26,6 +33,7 @@ class Command(BaseCommand):
             postback_url=getattr(
                 settings, "THOR_SANDBOX_KITE_POSTBACK_URL", "http://127.0.0.1:8000/api/brokers/kite/postback/"
             ),
+            ip_whitelist=tuple(kite_ip_whitelist),
         )
         # The demo OAuth clients Thor's social login uses by default in development (THOR_SOCIAL_DEFAULT_APPS).
         idp_clients = {
@@ -54,6 +62,8 @@ class Command(BaseCommand):
 
         self.stdout.write(f"Broker sandbox listening on {server.url}")
         self.stdout.write(f"Kite app: api_key={demo_app.api_key} redirect_url={demo_app.redirect_url}")
+        if demo_app.ip_whitelist:
+            self.stdout.write(f"Kite orders taken only from: {', '.join(demo_app.ip_whitelist)}")
         self.stdout.write(f"Kite login page: {server.url}/connect/login?v=3&api_key={demo_app.api_key}")
         for provider, clients in idp_clients.items():
             self.stdout.write(f"{provider.title()} sandbox client: client_id={clients[0]['client_id']}")
