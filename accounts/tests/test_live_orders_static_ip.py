@@ -14,7 +14,7 @@ import requests
 from accounts.models import Order
 from accounts.tests.conftest import place
 from brokers.models import BrokerConnection
-from brokers.tests.egress_proxy import EgressProxy
+from brokers.sandbox.egress_proxy import EgressProxy
 from brokers.tests.sandbox_fixtures import API_KEY, API_SECRET, CALLBACK, link, sandbox_calls
 
 PLACE = "POST /orders/regular"

@@ -6,7 +6,7 @@ import pytest
 from django.db import connection as db
 
 from brokers import egress
-from brokers.tests.egress_proxy import EgressProxy
+from brokers.sandbox.egress_proxy import EgressProxy
 from brokers.tests.factories import BrokerConnectionFactory
 from identity.models import User
 from thor.crypto import decrypt

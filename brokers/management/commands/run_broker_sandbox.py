@@ -7,6 +7,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from brokers.sandbox import DEMO_USERS, Fault, KiteApp, SandboxServer
+from brokers.sandbox.egress_proxy import EgressProxy
 
 
 class Command(BaseCommand):
@@ -22,8 +23,14 @@ class Command(BaseCommand):
             metavar="IP",
             help="A static IP the demo Kite app takes orders from (repeat for more); none: orders from anywhere.",
         )
+        parser.add_argument(
+            "--egress-proxy",
+            default="",
+            metavar="HOST:PORT",
+            help="Also run a user's static-IP proxy there (say 127.0.0.2:8101), for Thor's order egress.",
+        )
 
-    def handle(self, *args, port, host, kite_ip_whitelist, **options):
+    def handle(self, *args, port, host, kite_ip_whitelist, egress_proxy, **options):
         demo_app = KiteApp(
             api_key=getattr(settings, "THOR_SANDBOX_KITE_API_KEY", "thor_demo_key"),
             api_secret=getattr(settings, "THOR_SANDBOX_KITE_API_SECRET", "thor_demo_secret"),
@@ -61,6 +68,8 @@ class Command(BaseCommand):
             raise CommandError(f"Cannot listen on {host}:{port}: {error}") from error
 
         self.stdout.write(f"Broker sandbox listening on {server.url}")
+        if egress_proxy:
+            self._start_egress_proxy(egress_proxy)
         self.stdout.write(f"Kite app: api_key={demo_app.api_key} redirect_url={demo_app.redirect_url}")
         if demo_app.ip_whitelist:
             self.stdout.write(f"Kite orders taken only from: {', '.join(demo_app.ip_whitelist)}")
@@ -81,6 +90,23 @@ class Command(BaseCommand):
             self.stdout.write("Stopping the broker sandbox.")
         finally:
             server.shutdown()
+
+    def _start_egress_proxy(self, where: str) -> None:
+        address, port = _split_address(where)
+        try:
+            proxy = EgressProxy(address, port)
+        except OSError as error:
+            # macOS has no 127.0.0.2 until `sudo ifconfig lo0 alias 127.0.0.2`: the sandbox runs on without it.
+            self.stderr.write(f"No egress proxy on {where}: {error}. Live Kite orders need an egress elsewhere.")
+            return
+        self.stdout.write(f"Egress proxy (a user's static IP) on {proxy.url()}")
+
+
+def _split_address(value: str) -> tuple[str, int]:
+    address, _, port = value.rpartition(":")
+    if not address or not port.isdigit():
+        raise CommandError(f"--egress-proxy takes HOST:PORT, not {value!r}.")
+    return address, int(port)
 
 
 def _faults_from_env() -> list[Fault]:

@@ -1,9 +1,11 @@
-"""A small HTTP proxy standing in for the one a user runs on their registered static IP.
+"""A small HTTP proxy standing in for the one a user runs on their registered static IP (development and
+tests: `run_broker_sandbox --egress-proxy`, brokers/tests).
 
-It listens on `address` (a loopback alias such as 127.0.0.2) and opens every upstream connection from that
-same address, so the sandbox sees the call come from it, as Kite sees the user's static IP. It tunnels a
-CONNECT (what a client does for an https:// broker) and relays an absolute-form request (what requests does
-for the sandbox's http:// root) as is: the sandbox reads absolute-form request lines, as HTTP/1.1 servers must.
+It listens on `address` (a loopback alias such as 127.0.0.2: every 127.0.0.0/8 address is local on Linux)
+and opens every upstream connection from that same address, so the sandbox sees the call come from it, as
+Kite sees the user's static IP. It tunnels a CONNECT (what a client does for an https:// broker) and relays
+an absolute-form request (what requests does for the sandbox's http:// root) as is: the sandbox reads
+absolute-form request lines, as HTTP/1.1 servers must. It takes any Proxy-Authorization and checks none.
 """
 
 import contextlib
@@ -13,11 +15,11 @@ from urllib.parse import urlsplit
 
 
 class EgressProxy:
-    def __init__(self, address: str):
+    def __init__(self, address: str, port: int = 0):
         self.address = address
         self.connects: list[str] = []  # CONNECT targets, in order
-        self.requests: list[str] = []  # request lines relayed
-        self._server = socket.create_server((address, 0))
+        self.requests: list[str] = []  # request lines relayed (the first of each connection)
+        self._server = socket.create_server((address, port))
         self.port = self._server.getsockname()[1]
         self._threads: list[threading.Thread] = []
         threading.Thread(target=self._accept, daemon=True).start()
