@@ -72,6 +72,27 @@ def _session() -> requests.Session:
     return session
 
 
+# Keep-alive pools to at most this many egress proxies per thread: each user's proxy has its own, and a
+# thread serving many users must not keep a pool (and its sockets) for every one it ever served.
+MAX_EGRESS_POOLS = 32
+
+
+def _egress_session() -> requests.Session:
+    """The session order calls through an egress share in this thread (as _session for direct calls),
+    kept apart so that the direct pools never make way for egress ones; its oldest proxy pools are closed
+    beyond MAX_EGRESS_POOLS."""
+    session = getattr(_pool, "egress_session", None)
+    if session is None:
+        session = requests.Session()
+        session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
+        _pool.egress_session = session
+    for adapter in session.adapters.values():
+        managers = adapter.proxy_manager
+        while len(managers) >= MAX_EGRESS_POOLS:
+            managers.pop(next(iter(managers))).clear()
+    return session
+
+
 def session_expiry(now: datetime) -> datetime:
     """Kite sessions die at the next 06:00 IST."""
     local = now.astimezone(IST)
@@ -199,7 +220,7 @@ class KiteAdapter(BrokerAdapter):
             timeout=settings.THOR_KITE_TIMEOUT,
             proxies=proxies,
         )
-        client.reqsession = _session()
+        client.reqsession = _egress_session() if proxies else _session()
         return client
 
     def __repr__(self):

@@ -254,3 +254,15 @@ class TestTheAdmin:
         ops_client.post(page, {**form, "order_egress": ""})  # blank keeps it
         tenant.refresh_from_db()
         assert tenant.order_egress == proxy.url()
+
+
+def test_a_thread_keeps_pools_for_a_bounded_number_of_egress_proxies():
+    from brokers.adapters import kite
+
+    session = kite._egress_session()
+    for n in range(kite.MAX_EGRESS_POOLS * 2):
+        session.get_adapter("https://api.kite.trade").proxy_manager_for(f"http://proxy{n}.example.net:3128")
+
+    assert kite._egress_session() is session
+    assert len(session.get_adapter("https://api.kite.trade").proxy_manager) < kite.MAX_EGRESS_POOLS
+    assert kite._session() is not session  # direct calls keep their own pools
