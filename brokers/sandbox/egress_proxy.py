@@ -28,6 +28,9 @@ class EgressProxy:
         return f"http://{credentials + '@' if credentials else ''}{self.address}:{self.port}"
 
     def close(self) -> None:
+        # shutdown() first: a bare close() leaves the accepting thread listening on the port (Linux).
+        with contextlib.suppress(OSError):
+            self._server.shutdown(socket.SHUT_RDWR)
         self._server.close()
 
     def _accept(self) -> None:
