@@ -38,7 +38,15 @@ def trading_enabled_check(*, account: TradingAccount) -> None:
             status_code=status.HTTP_403_FORBIDDEN,
         )
     connection_require_active(account.connection)
-    order_egress_require(account.connection, tenant=account.user.tenant)
+    order_egress_check(account=account)
+
+
+def order_egress_check(*, account: TradingAccount) -> None:
+    """A live Kite order call needs the egress it must leave through where the tenant requires one (403
+    static_ip_required, before anything is written or sent). Cancels run it too: the kill switches let a
+    cancel through, but Kite refuses one from another address all the same."""
+    if account.mode == TradingAccount.Mode.LIVE and account.connection is not None:
+        order_egress_require(account.connection, tenant=account.user.tenant)
 
 
 def _on_tick(value: Decimal, tick: Decimal) -> bool:

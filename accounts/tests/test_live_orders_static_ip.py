@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from accounts.models import Order
-from accounts.tests.conftest import place
+from accounts.tests.conftest import order_body, place
 from brokers.models import BrokerConnection
 from brokers.sandbox.egress_proxy import EgressProxy
 from brokers.tests.sandbox_fixtures import API_KEY, API_SECRET, CALLBACK, link, sandbox_calls
@@ -119,6 +119,27 @@ class TestWithoutTheRegisteredEgress:
         assert "static IP" in refused.json()["detail"] and "https://" in refused.json()["detail"]
         assert not Order.objects.filter(account=live).exists()
         assert sandbox_calls(sandbox, PLACE) == 0
+
+    def test_a_batch_is_refused_the_same_way(self, alice_client, sandbox, live):
+        legs = [order_body(**resting_limit()), order_body(**resting_limit(price="1390.00"))]
+
+        refused = alice_client.post(url(live, "/batch-orders"), {"orders": legs}, format="json")
+
+        assert refused.status_code == 403 and refused.json()["code"] == "static_ip_required"
+        assert not Order.objects.filter(account=live).exists()
+        assert sandbox_calls(sandbox, PLACE) == 0
+
+    def test_modify_and_cancel_of_an_order_placed_before_are_refused_too(self, alice_client, sandbox, live, egress):
+        egress_set(alice_client, live, egress)
+        order_id = place(alice_client, account=live.pk, **resting_limit()).json()["id"]
+        alice_client.delete(f"/api/brokers/connections/{live.connection_id}/egress")
+
+        modified = alice_client.patch(url(live, f"/orders/{order_id}"), {"price": "1410.00"}, format="json")
+        cancelled = alice_client.delete(url(live, f"/orders/{order_id}"))
+
+        assert [modified.json()["code"], cancelled.json()["code"]] == ["static_ip_required"] * 2
+        assert Order.objects.get(pk=order_id).status == "OPEN"
+        assert sandbox_calls(sandbox, "PUT /orders/regular/" + Order.objects.get(pk=order_id).broker_order_id) == 0
 
     def test_reads_need_no_egress(self, alice_client, sandbox, live):
         for what in ("positions", "holdings", "funds"):
