@@ -10,9 +10,9 @@ Order calls leave through the connection's order egress when it has one (brokers
 the user's registered static IP. Reads go direct.
 """
 
+import copy
 import hashlib
 import threading
-import time as clock
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, time, timedelta
 from decimal import Decimal
@@ -206,22 +206,20 @@ class KiteAdapter(BrokerAdapter):
         self.broker_user_id = broker_user_id
         self.market_protection = to_decimal(market_protection)
         self._api_secret = api_secret
-        self._client = self._new_client(access_token)
-        # Order calls only; never in repr, messages or logs (brokers.egress).
-        self._order_client = self._client
-        if order_egress:
-            self._order_client = self._new_client(access_token, proxies={"http": order_egress, "https": order_egress})
-
-    def _new_client(self, access_token: str, proxies: dict | None = None) -> KiteConnect:
-        client = KiteConnect(
-            api_key=self.api_key,
+        self._client = KiteConnect(
+            api_key=api_key,
             access_token=access_token or None,
             root=settings.THOR_KITE_API_ROOT,
             timeout=settings.THOR_KITE_TIMEOUT,
-            proxies=proxies,
         )
-        client.reqsession = _egress_session() if proxies else _session()
-        return client
+        self._client.reqsession = _session()
+        # Order calls go through the egress: the same client with the proxy (a copy: no second
+        # KiteConnect.__init__ and its unused session). The URL is never in repr, messages or logs.
+        self._order_client = self._client
+        if order_egress:
+            self._order_client = copy.copy(self._client)
+            self._order_client.proxies = {"http": order_egress, "https": order_egress}
+            self._order_client.reqsession = _egress_session()
 
     def __repr__(self):
         return f"KiteAdapter(app_id={self.app_id})"
@@ -231,22 +229,23 @@ class KiteAdapter(BrokerAdapter):
         return self._order_client is not self._client
 
     def _spend_budget(self, category: str) -> None:
-        deadline = clock.monotonic() + settings.THOR_KITE_RATE_WAIT
+        """One token from the app's bucket for `category` and, for an order call, one from its Kite user's:
+        both or neither, waiting up to THOR_KITE_RATE_WAIT."""
+        app_budget = ratelimit.Budget(f"kite:{self.app_id}:{category}", RATE_LIMITS[category])
+        budgets = [app_budget]
         if category == "orders" and self.broker_user_id:
-            budget = user_order_budget(self.broker_user_id)
-            if not ratelimit.acquire(budget.bucket, rate=budget.rate, wait=settings.THOR_KITE_RATE_WAIT):
-                raise BrokerError(
-                    f"At most {USER_ORDER_RATE:g} orders a second per Kite user (exchange rule); not sent.",
-                    code=BrokerErrorCode.ORDER_RATE_LIMITED,
-                    permanent=True,
-                    retry_after=1.0,
-                )
-        if not ratelimit.acquire(
-            f"kite:{self.app_id}:{category}",
-            rate=RATE_LIMITS[category],
-            wait=max(0.0, deadline - clock.monotonic()),
-        ):
-            raise BrokerError("Kite rate budget spent.", code=BrokerErrorCode.RATE_LIMITED, retry_after=1.0)
+            budgets.append(user_order_budget(self.broker_user_id))
+        short = ratelimit.acquire_all(budgets, wait=settings.THOR_KITE_RATE_WAIT)
+        if short is None:
+            return
+        if short is not app_budget:
+            raise BrokerError(
+                f"At most {USER_ORDER_RATE:g} orders a second per Kite user (exchange rule); not sent.",
+                code=BrokerErrorCode.ORDER_RATE_LIMITED,
+                permanent=True,
+                retry_after=1.0,
+            )
+        raise BrokerError("Kite rate budget spent.", code=BrokerErrorCode.RATE_LIMITED, retry_after=1.0)
 
     def _call(self, category: str, method: Callable, *args, **kwargs):
         self._spend_budget(category)
