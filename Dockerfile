@@ -6,9 +6,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORKDIR /app
-# Dependencies first: the layer is reused until requirements.txt changes.
-COPY requirements.txt .
-RUN pip install -r requirements.txt
+# Dependencies first: the layer is reused until requirements.lock changes. Every package is pinned with its
+# hashes (make lock), so the image installs exactly what CI tested.
+COPY requirements.lock .
+RUN pip install --require-hashes -r requirements.lock
 
 COPY . .
 # The admin's static files, hashed and compressed for WhiteNoise. Production settings are needed for its

@@ -7,25 +7,48 @@ TEST_REDIS_URL ?= redis://127.0.0.1:6379/14
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: run test test-browser soak-orders lint format bench-positions bench-upstream bench-greeks bench-moneyness bench-ws bench-schwab-refresh bench-placement clean
+.PHONY: run test test-browser soak-orders lint typecheck format lock bench-positions bench-upstream bench-greeks bench-moneyness bench-ws bench-schwab-refresh bench-placement clean
 
-$(VENV)/.installed: requirements.txt
+# The venv installs the lock files (every package pinned, with hashes), never the .txt inputs: `make lock`.
+$(VENV)/.installed: requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --require-hashes -r requirements.lock
 	touch $@
 
-$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
-	$(PY) -m pip install -q -r requirements-dev.txt
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.lock
+	$(PY) -m pip install -q --require-hashes -r requirements-dev.lock
 	touch $@
+
+# requirements.txt and requirements-dev.txt are the edited inputs (direct pins); this resolves them into the
+# lock files, the dev one constrained by the runtime one so that the packages both hold have the same pins.
+# pip-tools runs from a throwaway venv, never the project's. Pins already in a lock file stay unless an input
+# changed them; `make lock LOCK_ARGS=--upgrade` moves every transitive pin to the newest release.
+PIP_TOOLS_VERSION ?= 7.7.0
+LOCK_ARGS ?=
+PIP_COMPILE_ARGS := --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links
+lock:
+	tools="$$(mktemp -d)" && trap 'rm -rf "$$tools"' EXIT && \
+	$(PYTHON) -m venv "$$tools" && "$$tools/bin/pip" install -q pip-tools==$(PIP_TOOLS_VERSION) && \
+	export CUSTOM_COMPILE_COMMAND="make lock" && \
+	"$$tools/bin/pip-compile" $(PIP_COMPILE_ARGS) $(LOCK_ARGS) --output-file=requirements.lock requirements.txt && \
+	"$$tools/bin/pip-compile" $(PIP_COMPILE_ARGS) $(LOCK_ARGS) --constraint=requirements.lock \
+		--output-file=requirements-dev.lock requirements-dev.txt
 
 run: $(VENV)/.installed
 	./scripts/run_embedded.sh
 
+# In parallel (pytest-xdist), one worker a core. Each worker has its own PostgreSQL database (pytest-django
+# names it test_<db>_gw0, _gw1, ...) and its own Redis DB: TEST_REDIS_URL's DB plus the worker's number (14 and
+# 15; thor/settings.py). `--dist load` hands out tests a few at a time in pytest-django's order, so the slow
+# modules spread over both workers and each worker still runs its database tests before its transactional
+# ones (whose flush empties the tables, the migrations' default tenant with them); worksteal breaks that
+# order when it steals. PYTEST_ARGS="-n 0" runs the suite in one process.
+TEST_WORKERS ?= 2
 test: $(VENV)/.installed-dev
 	./scripts/ensure_services.sh
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) CELERY_BROKER_URL= \
-		$(PY) -m pytest $(PYTEST_ARGS)
+		$(PY) -m pytest -n $(TEST_WORKERS) --dist load $(PYTEST_ARGS)
 
 # The order lifecycle's model-based fault test for ten minutes (SOAK_SECONDS), printing what it survived.
 SOAK_SECONDS ?= 600
@@ -46,6 +69,10 @@ test-browser: $(VENV)/.installed-dev
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# mypy with the django-stubs and DRF plugins over thor/, identity/ and brokers/ (settings in pyproject.toml).
+typecheck: $(VENV)/.installed-dev
+	$(VENV)/bin/mypy
 
 format: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check --fix .

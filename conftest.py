@@ -2,6 +2,7 @@ import faulthandler
 import os
 import sys
 import threading
+import time
 
 import pytest
 from django.conf import settings
@@ -10,8 +11,9 @@ from rest_framework.test import APIClient
 from identity.tests.factories import TenantFactory, UserFactory
 from identity.tokens import token_pair_for
 
-# `sandbox`, the broker sandbox over real HTTP, for the end-to-end tests of every app.
-pytest_plugins = ["brokers.tests.sandbox_fixtures"]
+# `sandbox`, the broker sandbox over real HTTP, for the end-to-end tests of every app; `instrument_master`, a small
+# instrument master for the tests that trade listed contracts.
+pytest_plugins = ["brokers.tests.sandbox_fixtures", "market.tests.fixtures"]
 
 
 def pytest_configure(config):
@@ -24,7 +26,7 @@ def pytest_configure(config):
     settings.THOR_PAPER_PRICE_SOURCE = "fixed"
 
 
-_session_status = {}
+_session_status: dict[str, int] = {}
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -70,6 +72,36 @@ def _fresh_channel_layer():
     yield
     publish_flush()  # what this test published is sent to its own layer, not the next test's
     channel_layers.backends.clear()
+
+
+@pytest.fixture
+def time_passes(time_machine):
+    """`time_passes(seconds)` lets the seconds pass without waiting them out, for Python and for Redis: the
+    wall clock moves on (time-machine), every Redis key's TTL runs down by as much (a key whose TTL runs out
+    is gone), and the rate buckets, stamped with Redis's own clock, refill as if their last take was earlier.
+    Not time.monotonic, which time-machine leaves alone: code timed by it still waits for real."""
+    from thor import coordination
+
+    travelling = []
+
+    def advance(seconds: float) -> None:
+        if not travelling:
+            time_machine.move_to(time.time(), tick=True)
+            travelling.append(True)
+        time_machine.shift(seconds)
+        if not coordination.uses_redis():
+            return
+        store, ms = coordination.redis_client(), int(seconds * 1000)
+        for key in store.scan_iter(count=1000):
+            if key.startswith(b"thor:bucket:"):
+                store.hincrbyfloat(key, "stamp", -seconds)
+            left = store.pttl(key)
+            if 0 < left <= ms:
+                store.delete(key)
+            elif left > ms:
+                store.pexpire(key, left - ms)
+
+    return advance
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 
 from accounts.models import BrokerOrderId, Order, OrderEvent, PaperPosition, TradingAccount
+from accounts.placement import live_order_settle
 from identity.admin import ReadOnlyMixin, UserAdmin
 from identity.models import User
 from thor import money
@@ -74,11 +75,28 @@ class OrderAdmin(admin.ModelAdmin):
     readonly_fields = [field.name for field in Order._meta.fields]
     inlines = [BrokerOrderIdInline, OrderEventInline]
 
+    actions = ["settle_from_the_book"]
+
     def has_add_permission(self, request):
         return False
 
     def has_delete_permission(self, request, obj=None):
         return False  # order rows are the record of what was sent: never deleted
+
+    @admin.action(description="Read the broker's order book now for the selected unconfirmed orders")
+    def settle_from_the_book(self, request, queryset):
+        """What the settle task does on its own schedule, now: an operator who has looked at the broker's
+        book (or changed it) need not wait for the next look. Nothing is sent; only the book is read."""
+        unsettled = queryset.filter(status__in=(Order.Status.UNKNOWN, Order.Status.NEEDS_REVIEW))
+        outcomes: dict[str, int] = {}
+        for order in unsettled.select_related("account__connection__app"):
+            status = live_order_settle(order=order).status
+            outcomes[status] = outcomes.get(status, 0) + 1
+        if not outcomes:
+            self.message_user(request, "None of the selected orders is UNKNOWN or NEEDS_REVIEW.", messages.WARNING)
+            return
+        summary = ", ".join(f"{count} {status}" for status, count in sorted(outcomes.items()))
+        self.message_user(request, f"Read the book for {sum(outcomes.values())} orders: now {summary}.")
 
 
 @admin.register(OrderEvent)

@@ -8,7 +8,7 @@ from decimal import Decimal
 from django.db import transaction
 
 from accounts.models import Order, OrderEvent, TradingAccount
-from accounts.streams import messages_for_change, publish_order_change, stream_seq_advance
+from accounts.streams import event_with_seq_create, messages_for_change, publish_order_change
 from thor.logging import correlation_id_var
 
 ORDER_AUDIT_FIELDS = (
@@ -45,8 +45,8 @@ def order_event_record(
     # Inside a caller's transaction no savepoint: nobody goes on after a failed audit row, the whole
     # change rolls back, and each savepoint is two more round trips to the database.
     with transaction.atomic(savepoint=False):
-        last_seq = stream_seq_advance(account_id=order.account_id, count=len(published))
-        event = OrderEvent.objects.create(
+        event = event_with_seq_create(
+            count=len(published),
             account_id=order.account_id,
             order=order,
             actor=actor,
@@ -55,8 +55,6 @@ def order_event_record(
             before=before,
             after=order_state(order),
             broker_response=broker_response or {},
-            seq=last_seq - len(published) + 1,
-            last_seq=last_seq,
             order_updated_at=order.updated_at,
         )
         publish_order_change(order=order, event=event)

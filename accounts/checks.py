@@ -3,6 +3,7 @@
 from decimal import Decimal
 
 from django.core.exceptions import ValidationError
+from django.utils import timezone
 from rest_framework import status
 
 from accounts.market_data import EXCHANGES, Instrument, instrument_get
@@ -54,7 +55,8 @@ def _on_tick(value: Decimal, tick: Decimal) -> bool:
 
 
 def order_request_check(*, request: OrderRequest) -> Instrument:
-    """What can be checked from the order alone: exchange, instrument, product, type, lot and tick sizes."""
+    """What can be checked from the order alone: exchange, instrument (listed, tradable, not expired),
+    product, type, lot and tick sizes, the exchange's freeze quantity."""
     instrument = instrument_get(exchange=request.exchange, symbol=request.symbol)
     if instrument is None:
         field, message = (
@@ -63,6 +65,12 @@ def order_request_check(*, request: OrderRequest) -> Instrument:
             else ("exchange", f"Unknown exchange {request.exchange!r}.")
         )
         raise ValidationError({field: [message]})
+    name = f"{request.exchange}:{request.symbol}"
+    if not instrument.tradable:
+        raise ValidationError({"tradingsymbol": [f"{name} is an index: it has a price but cannot be traded."]})
+    if instrument.expired_at(timezone.now()):
+        expiry = f" on {instrument.expiry.isoformat()}" if instrument.expiry else ""
+        raise ValidationError({"tradingsymbol": [f"{name} expired{expiry}: it can no longer be traded."]})
     rules = instrument.rules
     errors: dict[str, list[str]] = {}
     if request.product not in rules.products:
@@ -79,6 +87,12 @@ def order_request_check(*, request: OrderRequest) -> Instrument:
         ]
     if request.quantity <= 0 or request.quantity % instrument.lot_size != 0:
         errors["quantity"] = [f"Must be a positive multiple of the lot size {instrument.lot_size}."]
+    elif instrument.freeze_quantity is not None and request.quantity > instrument.freeze_quantity:
+        # Splitting an order into slices under the limit is not done for the trader (yet).
+        errors["quantity"] = [
+            f"Above the exchange's freeze quantity {instrument.freeze_quantity} for {name}: "
+            f"place at most {instrument.freeze_quantity} an order."
+        ]
     needs_price = request.order_type in ("LIMIT", "SL")
     if needs_price and request.price is None:
         errors["price"] = [f"Required for {request.order_type} orders."]

@@ -1,22 +1,19 @@
 """What the paper engine and the pre-trade checks know about instruments.
 
-Instrument metadata (tick size, lot size) comes from `accounts/data/instruments.csv` (the Kite instrument
-dump plus a few US symbols), with per-exchange defaults for symbols it does not list. Prices live in
-`accounts.prices`.
+Instrument metadata (tick and lot sizes, expiry, freeze quantity) comes from the market app's instrument
+master (every contract of Kite's dump, and the US seed), with per-exchange defaults for the equities it
+does not list. Prices live in `accounts.prices`.
 """
 
-import csv
-import functools
 import logging
 from dataclasses import dataclass
-from datetime import time
+from datetime import date, datetime, time
 from decimal import Decimal
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
-logger = logging.getLogger("accounts.market_data")
+from market.selectors import instrument_get as master_instrument_get
 
-INSTRUMENTS_CSV = Path(__file__).parent / "data" / "instruments.csv"
+logger = logging.getLogger("accounts.market_data")
 
 ORDER_TYPES = ("MARKET", "LIMIT", "SL", "SL-M")
 # Every validity any exchange takes; each exchange's own list is in its rules.
@@ -64,34 +61,48 @@ class Instrument:
     symbol: str
     tick_size: Decimal
     lot_size: int
+    expiry: date | None = None
+    # The exchange's largest quantity in one order, where it sets one.
+    freeze_quantity: int | None = None
+    # The master marked it expired (past its expiry, or gone from its source's listing).
+    expired: bool = False
+    # False for what is never traded whatever the date (an index); expiry is `expired_at`'s.
+    tradable: bool = True
 
     @property
     def rules(self) -> ExchangeRules:
         return EXCHANGES[self.exchange]
 
-
-@functools.cache
-def _instrument_table() -> dict[tuple[str, str], Instrument]:
-    with open(INSTRUMENTS_CSV, newline="", encoding="utf-8") as handle:
-        return {
-            (row["exchange"], row["tradingsymbol"]): Instrument(
-                exchange=row["exchange"],
-                symbol=row["tradingsymbol"],
-                tick_size=Decimal(row["tick_size"]),
-                lot_size=int(row["lot_size"]),
-            )
-            for row in csv.DictReader(handle)
-        }
+    def expired_at(self, moment: datetime) -> bool:
+        """Expired, or past its last session's close at `moment` (the master's daily load may not have marked it
+        yet)."""
+        if self.expired or self.expiry is None:
+            return self.expired
+        local = moment.astimezone(self.rules.timezone)
+        return self.expiry < local.date() or (self.expiry == local.date() and local.time() >= self.rules.session_end)
 
 
 def instrument_get(*, exchange: str, symbol: str) -> Instrument | None:
-    """The instrument, or None when the exchange is unknown or a derivative contract is not listed."""
+    """The instrument, or None when the exchange is unknown or a derivative contract is not listed.
+
+    Expired contracts are returned (orders on them are still priced and settled); the checks refuse them.
+    """
     rules = EXCHANGES.get(exchange)
     if rules is None:
         return None
-    listed = _instrument_table().get((exchange, symbol))
+    listed = master_instrument_get(exchange=exchange, tradingsymbol=symbol)
     if listed is not None:
-        return listed
+        return Instrument(
+            exchange=exchange,
+            symbol=symbol,
+            # An index lists no tick: the exchange's default keeps paper prices on a grid.
+            tick_size=listed.tick_size or rules.default_tick,
+            lot_size=listed.lot_size,
+            expiry=listed.expiry,
+            freeze_quantity=listed.freeze_quantity,
+            expired=listed.expired,
+            tradable=listed.tradable or listed.expired,
+        )
     if rules.lists_every_symbol:
         return None
     return Instrument(exchange=exchange, symbol=symbol, tick_size=rules.default_tick, lot_size=1)

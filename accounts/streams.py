@@ -71,6 +71,38 @@ def stream_seq_advance(*, account_id: int, count: int) -> int:
         return cursor.fetchone()[0]
 
 
+SEQ_FIELDS = ("seq", "last_seq")
+
+
+def event_with_seq_create(*, count: int, **fields) -> OrderEvent:
+    """The OrderEvent of a change that publishes `count` messages, holding their sequence numbers (`seq` to
+    `last_seq`), taken as stream_seq_advance takes them. On PostgreSQL the numbers and the row are one
+    statement (the upsert as a data-modifying WITH): every order change writes one, and a placement two.
+    """
+    account_id = fields["account_id"]
+    if connection.vendor != "postgresql":
+        last_seq = stream_seq_advance(account_id=account_id, count=count)
+        return OrderEvent.objects.create(**fields, seq=last_seq - count + 1, last_seq=last_seq)
+    event = OrderEvent(**fields)
+    columns = [
+        field for field in OrderEvent._meta.concrete_fields if not field.primary_key and field.name not in SEQ_FIELDS
+    ]
+    values = [field.get_db_prep_save(getattr(event, field.attname), connection) for field in columns]
+    quote = connection.ops.quote_name
+    sql = (
+        f"WITH advanced AS ({ADVANCE_SQL}) "  # noqa: S608 (column names from the model, values as parameters)
+        f"INSERT INTO {quote(OrderEvent._meta.db_table)} "
+        f"({', '.join(quote(field.column) for field in columns)}, {quote('seq')}, {quote('last_seq')}) "
+        f"SELECT {', '.join(['%s'] * len(columns))}, advanced.last_seq - %s + 1, advanced.last_seq FROM advanced "
+        f"RETURNING {quote('id')}, {quote('seq')}, {quote('last_seq')}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [account_id, count, *values, count])
+        event.pk, event.seq, event.last_seq = cursor.fetchone()
+    event._state.adding, event._state.db = False, connection.alias
+    return event
+
+
 def stream_seq_current(*, account_id: int) -> int:
     return AccountStream.objects.filter(account_id=account_id).values_list("last_seq", flat=True).first() or 0
 

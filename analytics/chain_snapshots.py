@@ -22,9 +22,10 @@ from django.utils import timezone
 from analytics import caches, greeks
 from analytics.errors import ChainUnavailable
 from analytics.expiries import IST, MARKET_CLOSE_IST, years_to_expiry
-from analytics.instruments import dump_rows_from_kite, instruments_load
-from analytics.models import ChainQuote, ChainSnapshot, Instrument
+from analytics.models import ChainQuote, ChainSnapshot
 from analytics.quotes import ChainQuoteSource, chain_quote_source
+from market.models import Instrument
+from market.services import instruments_refresh
 from thor import coordination
 
 logger = logging.getLogger("analytics.chain_snapshots")
@@ -62,7 +63,7 @@ def live_contracts(underlying: str, at: datetime) -> list[Instrument]:
 
 
 def listed_underlyings() -> list[str]:
-    """Underlyings with live contracts in the instruments table."""
+    """Underlyings with live contracts in the instrument master."""
     today = timezone.now().astimezone(IST).date()
     return sorted(
         Instrument.objects.filter(exchange="NFO", expiry__gte=today, expired=False)
@@ -283,8 +284,8 @@ def chain_snapshots_take_all(*, at: datetime | None = None) -> list[SnapshotSumm
     """
     at = at or timezone.now()
     if not any(live_contracts(underlying, at) for underlying in settings.THOR_ANALYTICS_UNDERLYINGS):
-        summary = instruments_load(rows=dump_rows_from_kite())
-        logger.info("No live contracts listed: instruments loaded first (%s)", summary)
+        summaries = instruments_refresh()
+        logger.info("No live contracts listed: instruments loaded first (%s)", summaries)
     source = chain_quote_source()
     summaries = []
     for underlying in settings.THOR_ANALYTICS_UNDERLYINGS:

@@ -1,4 +1,4 @@
-"""Instruments (the Kite instruments dump, expired contracts kept) and option-chain snapshots.
+"""Option-chain snapshots (the contracts they quote are the market app's instrument master).
 
 Storage plan for a year of one-minute snapshots of several underlyings: `ChainQuote` has one row per
 instrument per snapshot, written in bulk and never updated. Rows arrive in time order, so a BRIN index
@@ -15,36 +15,6 @@ partition; the indexes above are the ones each partition would carry.
 """
 
 from django.db import models
-
-
-class Instrument(models.Model):
-    """One row of the Kite instruments dump, upserted daily by (exchange, tradingsymbol)."""
-
-    instrument_token = models.BigIntegerField(db_index=True)
-    exchange_token = models.BigIntegerField(default=0)
-    tradingsymbol = models.CharField(max_length=64)
-    name = models.CharField(max_length=128, blank=True)
-    exchange = models.CharField(max_length=8)
-    segment = models.CharField(max_length=16)
-    instrument_type = models.CharField(max_length=8)
-    expiry = models.DateField(null=True, blank=True)
-    strike = models.DecimalField(max_digits=14, decimal_places=4, default=0)
-    tick_size = models.DecimalField(max_digits=10, decimal_places=4, default=0)
-    lot_size = models.PositiveIntegerField(default=1)
-    listed_price = models.DecimalField(max_digits=14, decimal_places=4, default=0)
-    # Kept, not deleted, when the dump stops listing it, so old snapshots still name their contract.
-    expired = models.BooleanField(default=False)
-    first_seen_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
-
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["exchange", "tradingsymbol"], name="instrument_unique_symbol"),
-        ]
-        indexes = [models.Index(fields=["name", "instrument_type", "expiry"], name="instrument_chain")]
-
-    def __str__(self) -> str:
-        return f"{self.exchange}:{self.tradingsymbol}"
 
 
 class ChainSnapshot(models.Model):

@@ -3,18 +3,10 @@ import logging
 from celery import shared_task
 
 from analytics.chain_snapshots import chain_snapshots_prune, chain_snapshots_take_all
-from analytics.instruments import InstrumentDumpUnavailable, dump_rows_from_kite, instruments_load
+from market.sources import InstrumentDumpUnavailable
 from thor.upstream import UpstreamError
 
 logger = logging.getLogger("analytics.tasks")
-
-
-@shared_task(soft_time_limit=300, time_limit=360)
-def load_instruments() -> dict:
-    """The day's Kite instruments dump, upserted (the beat schedule runs it after Kite publishes it)."""
-    summary = instruments_load(rows=dump_rows_from_kite())
-    logger.info("Instruments loaded: %s", summary)
-    return summary.__dict__
 
 
 @shared_task(soft_time_limit=50, time_limit=58)

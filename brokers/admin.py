@@ -1,5 +1,7 @@
 """Operators see apps and connections but never a secret or a token: those fields are not in any form."""
 
+from typing import ClassVar
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
@@ -45,7 +47,7 @@ class OrderEgressForm(forms.ModelForm):
 
     def clean(self):
         cleaned = super().clean()
-        if cleaned.get("clear_order_egress"):
+        if cleaned is not None and cleaned.get("clear_order_egress"):
             cleaned["order_egress"] = ""
         return cleaned
 
@@ -95,7 +97,7 @@ class BrokerAppAdmin(admin.ModelAdmin):
     list_display = ["id", "kind", "name", "masked_api_key", "tenant", "owner", "created_at"]
     list_filter = ["kind", "tenant"]
     search_fields = ["name", "owner__email", "tenant__slug"]
-    readonly_fields = [
+    readonly_fields: ClassVar[tuple[str, ...]] = (
         "kind",
         "name",
         "masked_api_key",
@@ -105,8 +107,8 @@ class BrokerAppAdmin(admin.ModelAdmin):
         "created_at",
         "updated_at",
         "order_egress_status",
-    ]
-    fields = [*readonly_fields, "order_egress", "clear_order_egress"]
+    )
+    fields: ClassVar[tuple[str, ...]] = (*readonly_fields, "order_egress", "clear_order_egress")
     raw_id_fields = ["owner"]
 
     @admin.display(description="Order egress")
@@ -143,7 +145,7 @@ class BrokerConnectionAdmin(admin.ModelAdmin):
     ]
     list_filter = ["status", "app__kind"]
     search_fields = ["user__email", "broker_user_id"]
-    fields = [
+    fields: ClassVar[tuple[str, ...]] = (
         "user",
         "app",
         "status",
@@ -158,7 +160,7 @@ class BrokerConnectionAdmin(admin.ModelAdmin):
         "created_at",
         "updated_at",
         "health_summary",
-    ]
+    )
     form = BrokerConnectionForm
     readonly_fields = [name for name in fields if name not in ("trading_enabled", "order_egress", "clear_order_egress")]
     actions = ["mark_expired", "revoke", "probe_egress"]

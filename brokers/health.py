@@ -24,9 +24,10 @@ import logging
 import threading
 import time
 from collections import Counter as Tally
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from django.core.cache import cache
 from prometheus_client import Counter
@@ -228,16 +229,18 @@ def _moment(epoch: float | None) -> datetime | None:
 
 def _outcomes(connection_ids: list[int]) -> dict[int, tuple[datetime | None, CallError | None]]:
     keys = [key for pk in connection_ids for key in (_success_key(pk), _error_key(pk))]
+    found: Mapping[str, Any]
     try:
         found = cache_reads.fetch(keys)
     except Exception as error:
         _cache_down("Broker call outcomes are unknown, the cache is unreachable: %s", type(error).__name__)
         found = dict.fromkeys(keys)
-    outcomes = {}
+    outcomes: dict[int, tuple[datetime | None, CallError | None]] = {}
     for pk in connection_ids:
+        # (time, code, message), as call_failed stores it.
         failed = found[_error_key(pk)]
-        error = CallError(_moment(failed[0]), failed[1], failed[2]) if failed else None
-        outcomes[pk] = (_moment(found[_success_key(pk)]), error)
+        call_error = CallError(datetime.fromtimestamp(failed[0], tz=UTC), failed[1], failed[2]) if failed else None
+        outcomes[pk] = (_moment(found[_success_key(pk)]), call_error)
     return outcomes
 
 
@@ -254,7 +257,7 @@ def _budgets(connections: Iterable[BrokerConnection]) -> dict[int, list[BudgetLe
             BudgetLeft(
                 bucket=budget.bucket.rsplit(":", 1)[-1],
                 # Whole calls: a bucket with 0.9 of a token has none to give yet.
-                left=None if levels[budget.bucket] is None else int(levels[budget.bucket]),
+                left=None if (level := levels[budget.bucket]) is None else int(level),
                 capacity=int(budget.capacity),
                 per_seconds=int(budget.per),
             )

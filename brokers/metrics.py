@@ -77,13 +77,13 @@ class ConnectionHealthCollector:
             # A scrape must answer with what it has (the request series) even when this read fails.
             _read_failed("Broker health metrics unavailable: %s", type(error).__name__)
             return list(families.values())
-        budgets_seen = set()
+        budgets_seen: set[int] = set()
         for connection in connections:
             _add(families, connection, read[connection.pk], budgets_seen)
         return list(families.values())
 
 
-def _add(families, connection: BrokerConnection, found: health.ConnectionHealth, budgets_seen: set) -> None:
+def _add(families, connection: BrokerConnection, found: health.ConnectionHealth, budgets_seen: set[int]) -> None:
     labels = [connection.app.kind, str(connection.pk)]
     if found.last_success_at:
         families["success"].add_metric(labels, found.last_success_at.timestamp())

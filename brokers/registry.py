@@ -1,5 +1,7 @@
 """Which adapter speaks for a broker app or connection. Later brokers add one builder each."""
 
+from collections.abc import Callable
+
 from brokers import egress
 from brokers.adapters import kite, schwab
 from brokers.adapters.base import BrokerAdapter
@@ -35,8 +37,12 @@ def _schwab(app: BrokerApp, connection: BrokerConnection | None, account_id: str
     )
 
 
-BUILDERS = {BrokerKind.KITE: _kite, BrokerKind.SCHWAB: _schwab}
-ADAPTERS = {BrokerKind.KITE: KiteAdapter, BrokerKind.SCHWAB: SchwabAdapter}
+# Keyed by BrokerKind, read with a model's `kind` (a plain str).
+BUILDERS: dict[str, Callable[[BrokerApp, BrokerConnection | None, str], BrokerAdapter]] = {
+    BrokerKind.KITE: _kite,
+    BrokerKind.SCHWAB: _schwab,
+}
+ADAPTERS: dict[str, type[BrokerAdapter]] = {BrokerKind.KITE: KiteAdapter, BrokerKind.SCHWAB: SchwabAdapter}
 
 
 def keeps_client_order_id(kind: str) -> bool:
@@ -46,7 +52,10 @@ def keeps_client_order_id(kind: str) -> bool:
 
 
 # The token buckets each broker's adapter spends, per app (read by brokers.health).
-RATE_BUDGETS = {BrokerKind.KITE: kite.rate_budgets, BrokerKind.SCHWAB: schwab.rate_budgets}
+RATE_BUDGETS: dict[str, Callable[[int], list[Budget]]] = {
+    BrokerKind.KITE: kite.rate_budgets,
+    BrokerKind.SCHWAB: schwab.rate_budgets,
+}
 
 
 def rate_budgets_for_app(kind: str, app_id: int) -> list[Budget]:

@@ -1,3 +1,5 @@
+from typing import ClassVar
+
 from django import forms
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
@@ -13,7 +15,15 @@ class SocialIdentityInline(admin.TabularInline):
 
     model = SocialIdentity
     extra = 0
-    fields = ["provider", "subject", "email", "email_verified", "display_name", "created_at", "last_login_at"]
+    fields: ClassVar[tuple[str, ...]] = (
+        "provider",
+        "subject",
+        "email",
+        "email_verified",
+        "display_name",
+        "created_at",
+        "last_login_at",
+    )
     readonly_fields = fields
 
     def has_add_permission(self, request, obj=None):
@@ -116,7 +126,8 @@ admin.site.unregister(BlacklistedToken)
 @admin.register(OutstandingToken)
 class OutstandingTokenAdmin(ReadOnlyMixin, admin.ModelAdmin):
     actions = None
-    fields = list_display = ["jti", "user", "created_at", "expires_at"]
+    fields: ClassVar[tuple[str, ...]] = ("jti", "user", "created_at", "expires_at")
+    list_display = fields
     search_fields = ["jti", "user__email"]
     list_select_related = ["user"]
 
@@ -124,7 +135,8 @@ class OutstandingTokenAdmin(ReadOnlyMixin, admin.ModelAdmin):
 @admin.register(BlacklistedToken)
 class BlacklistedTokenAdmin(ReadOnlyMixin, admin.ModelAdmin):
     actions = None
-    fields = list_display = ["token_jti", "token_user", "token_expires_at", "blacklisted_at"]
+    fields: ClassVar[tuple[str, ...]] = ("token_jti", "token_user", "token_expires_at", "blacklisted_at")
+    list_display = fields
     readonly_fields = fields
     search_fields = ["token__jti", "token__user__email"]
     list_select_related = ["token__user"]

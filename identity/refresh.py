@@ -68,7 +68,8 @@ def verified_refresh_token(raw) -> RefreshToken | None:
     if not isinstance(raw, str) or not raw or len(raw) > MAX_TOKEN_CHARS:
         return None
     try:
-        return _PresentedRefreshToken(raw)
+        # simplejwt annotates `token` as a Token; it is the encoded token, which it decodes.
+        return _PresentedRefreshToken(raw)  # type: ignore[arg-type]
     except TokenError:
         return None
 

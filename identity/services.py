@@ -81,5 +81,10 @@ def users_disable(*, users) -> int:
     user_ids = list(users.filter(is_active=True).values_list("pk", flat=True))
     with transaction.atomic():
         changed = User.objects.filter(pk__in=user_ids).update(is_active=False)
-        transaction.on_commit(lambda: [identity_forget(user_id=user_id) for user_id in user_ids])
+
+        def forget_them() -> None:
+            for user_id in user_ids:
+                identity_forget(user_id=user_id)
+
+        transaction.on_commit(forget_them)
     return changed

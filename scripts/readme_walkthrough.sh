@@ -42,7 +42,7 @@ git ls-files -z -co --exclude-standard | grep -zv -e '^\.venv$' -e '^db\.sqlite3
   rsync -a --from0 --files-from=- ./ "$tmp/thor/"
 ln -s "$(cd .venv && pwd -P)" "$tmp/thor/.venv"
 # `make run` would rebuild an out-of-date venv, here through the link into the borrowed one: refuse.
-make -C "$tmp/thor" -q .venv/.installed || fail ".venv is not up to date with requirements.txt: run 'make .venv/.installed' first"
+make -C "$tmp/thor" -q .venv/.installed || fail ".venv is not up to date with requirements.lock: run 'make .venv/.installed' first"
 
 # The walkthrough: the marked blocks, `# expect NNN` turned into what the curl wrapper reads.
 awk '

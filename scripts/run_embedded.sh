@@ -20,6 +20,9 @@ $PY manage.py run_broker_sandbox --port "$SANDBOX_PORT" \
   --kite-ip-whitelist "$EGRESS_ADDRESS" --egress-proxy "$EGRESS_ADDRESS:$EGRESS_PORT" &
 SANDBOX_PID=$!
 trap 'kill $SANDBOX_PID 2>/dev/null || true' EXIT INT TERM
+# The instrument master from the sandbox's dump (every contract paper trading and the checks know); a
+# restart rewrites only what changed. The daily beat task reloads it while the server runs.
+$PY manage.py load_instruments --wait 60
 
 echo "Thor on http://127.0.0.1:8000  (Swagger UI: http://127.0.0.1:8000/api/docs/)"
 # thor.serve starts uvicorn trusting forwarded headers only from THOR_FORWARDED_ALLOW_IPS (none by default).

@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from django.conf import settings
 from django_redis.exceptions import ConnectionInterrupted
@@ -47,7 +48,10 @@ def cache_that_raises():
     """
     from django.core.cache import cache
 
-    return cache.client if uses_redis() else cache
+    if not uses_redis():
+        return cache
+    redis_cache: Any = cache  # django-redis's RedisCache, which ships no type information
+    return redis_cache.client
 
 
 class OccasionalWarning:
@@ -125,17 +129,17 @@ def single_flight(name: str, *, timeout: float, wait: float) -> Iterator[bool]:
         return
 
     try:
-        lock = redis_client().lock(name, timeout=timeout, sleep=POLL_SECONDS, blocking_timeout=wait)
-        held = lock.acquire()
+        redis_lock = redis_client().lock(name, timeout=timeout, sleep=POLL_SECONDS, blocking_timeout=wait)
+        held = redis_lock.acquire()
     except RedisError as error:
         _redis_lock_down("Going on without the lock %s: Redis is unreachable (%s)", name, type(error).__name__)
-        lock, held = None, False
+        redis_lock, held = None, False
     try:
         yield held
     finally:
         if held:
             try:
-                lock.release()
+                redis_lock.release()
             except LockError:
                 # Held past its timeout: someone else may hold it now, and the token check left theirs alone.
                 logger.info("The lock %s expired before its holder released it", name)

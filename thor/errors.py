@@ -75,7 +75,8 @@ class ErrorSerializer(serializers.Serializer):
     detail = serializers.CharField()
     status_code = serializers.IntegerField()
     code = serializers.CharField()
-    errors = serializers.DictField(
+    # DRF's metaclass takes declared fields out of the class: this shadows no Serializer.errors.
+    errors = serializers.DictField(  # type: ignore[assignment]
         child=serializers.ListField(child=serializers.CharField()),
         required=False,
         help_text="Validation errors: messages by dotted field path (`orders.1.quantity`).",
@@ -172,12 +173,13 @@ def exception_handler(exc, context):
         return Response(body, status=400)
 
     if isinstance(exc, exceptions.APIException):
-        if getattr(exc, "auth_header", None):
-            headers["WWW-Authenticate"] = exc.auth_header
-        if getattr(exc, "wait", None):
-            headers["Retry-After"] = str(int(exc.wait))
-        detail = exc.detail
-        code = exc.get_codes() if not isinstance(detail, (dict, list)) else exc.default_code
+        # NotAuthenticated and AuthenticationFailed carry auth_header, Throttled carries wait.
+        if auth_header := getattr(exc, "auth_header", None):
+            headers["WWW-Authenticate"] = auth_header
+        if wait := getattr(exc, "wait", None):
+            headers["Retry-After"] = str(int(wait))
+        detail: object = exc.detail
+        code: object = exc.get_codes() if not isinstance(detail, (dict, list)) else exc.default_code
         if isinstance(detail, dict):
             code = detail.get("code", exc.default_code)
             detail = detail.get("detail", exc.default_detail)

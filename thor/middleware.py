@@ -1,11 +1,15 @@
 import os
 import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.contrib.auth.middleware import AuthenticationMiddleware
 from django.contrib.messages.middleware import MessageMiddleware
 from django.contrib.sessions.middleware import SessionMiddleware
+from django.http import HttpRequest
 from django.utils.cache import patch_cache_control
+from django.utils.deprecation import MiddlewareMixin
 
 from thor.logging import correlation_id_var
 
@@ -18,6 +22,7 @@ class HybridMiddleware:
 
     sync_capable = True
     async_capable = True
+    __call__: Callable[[HttpRequest], Any]  # each subclass's own
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -84,7 +89,13 @@ class NoStoreApiMiddleware(HybridMiddleware):
         return self.mark(request, await self.get_response(request))
 
 
-class SkippedOnApiMixin:
+if TYPE_CHECKING:
+    _DjangoMiddleware = MiddlewareMixin  # what the mixin goes in front of
+else:
+    _DjangoMiddleware = object
+
+
+class SkippedOnApiMixin(_DjangoMiddleware):
     """For middleware only the admin needs: a request under /api/ goes straight past it.
 
     The API authenticates with Bearer JWTs in DRF, keeps no session and shows no flash messages, so

@@ -32,7 +32,8 @@ class StrictCursorPagination(CursorPagination):
             self._check_position(cursor.position)
         return cursor
 
-    def _check_position(self, position: str) -> None:
+    def _check_position(self, position: str | int) -> None:
+        # DRF decodes the position as the str the cursor carried; its stub types it int.
         # paginate_queryset has made self.ordering a tuple; the cursor's position is its first field.
         try:
             field = self._model._meta.get_field(self.ordering[0].lstrip("-"))

@@ -10,7 +10,10 @@ import re
 
 from django.conf import settings
 from rest_framework.exceptions import ParseError
-from rest_framework.parsers import JSONParser, get_encoding
+from rest_framework.parsers import (  # type: ignore[attr-defined]  # get_encoding: in DRF, not in its stub
+    JSONParser,
+    get_encoding,
+)
 from rest_framework.utils import json
 
 # Strings first (their brackets are text), then the brackets that open and close containers.

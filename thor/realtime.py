@@ -25,6 +25,7 @@ logger = logging.getLogger("thor.realtime")
 # Publishing runs inside the request that changed something: a Redis that hangs must not hold it long.
 PUBLISH_TIMEOUT_SECONDS = 2
 
+PublishQueue = asyncio.Queue[tuple[str, list[dict]]]  # (group, messages), sent in the order handed over
 _publisher_state: dict = {}  # the loop, its queue and the pid they were started in
 _publisher_lock = threading.Lock()
 
@@ -68,7 +69,7 @@ async def _group_send(group: str, messages: list[dict]) -> None:
             await layer.group_send(group, message)
 
 
-async def _send_in_order(queue: asyncio.Queue) -> None:
+async def _send_in_order(queue: PublishQueue) -> None:
     while True:
         group, messages = await queue.get()
         try:
@@ -87,11 +88,12 @@ def _on_a_running_loop() -> bool:
     return True
 
 
-def _publisher() -> tuple[asyncio.AbstractEventLoop, asyncio.Queue]:
+def _publisher() -> tuple[asyncio.AbstractEventLoop, PublishQueue]:
     """This process's publishing loop (a daemon thread) and its queue; a forked child starts its own."""
     with _publisher_lock:
         if _publisher_state.get("pid") != os.getpid():
-            loop, queue = asyncio.new_event_loop(), asyncio.Queue()
+            loop = asyncio.new_event_loop()
+            queue: PublishQueue = asyncio.Queue()
             # The loop holds its tasks weakly: the state keeps the sender alive.
             loop.call_soon(lambda: _publisher_state.update(sender=loop.create_task(_send_in_order(queue))))
             threading.Thread(target=loop.run_forever, name="thor-realtime-publisher", daemon=True).start()

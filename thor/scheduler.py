@@ -37,7 +37,7 @@ def run_due_tasks(celery_app, last_run: dict[str, datetime]) -> list[str]:
 
 
 def _run_forever(celery_app, poll_seconds):
-    last_run = {}
+    last_run: dict[str, datetime] = {}
     while True:
         run_due_tasks(celery_app, last_run)
         # A thread that lives for the whole process must drop stale connections as a request does.

@@ -6,10 +6,13 @@ layer, eager Celery and a scheduler thread for the beat schedule. `DATABASE_URL`
 """
 
 import ipaddress
+import os
 import re
+import sys
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
 from celery.schedules import crontab
@@ -95,6 +98,7 @@ INSTALLED_APPS = [
     "thor",
     "identity",
     "brokers",
+    "market",
     "accounts",
     "analytics",
 ]
@@ -171,6 +175,21 @@ REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
     if not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
         raise ImproperlyConfigured("Environment variable REDIS_URL must be a redis:// or rediss:// URL.")
+    # Under pytest-xdist each worker has its own test database (pytest-django suffixes its name with the worker
+    # id) and its own Redis DB, so one worker's cache.clear() never empties another's cache nor its channel
+    # layer: worker gwN uses the DB REDIS_URL names plus N. `make test` names DB 14 and runs two workers, so 14
+    # and 15, never 7 (the browser suite) nor 13 (CI's Celery). Only the pytest process derives it: a server a
+    # test starts inherits PYTEST_XDIST_WORKER but is handed the derived URL, and must not add N again.
+    _xdist_worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if _xdist_worker and "pytest" in sys.modules:
+        _parts = urlsplit(REDIS_URL)
+        _worker_db = int(_parts.path.strip("/") or 0) + int(_xdist_worker.removeprefix("gw"))
+        if _worker_db > 15 or _worker_db in (7, 13):
+            raise ImproperlyConfigured(
+                f"pytest-xdist worker {_xdist_worker} would use Redis DB {_worker_db} (REDIS_URL's DB plus the "
+                "worker's number): name a lower DB or run fewer workers; 7 and 13 belong to other suites."
+            )
+        REDIS_URL = _parts._replace(path=f"/{_worker_db}").geturl()
     CACHES = {
         "default": {
             "BACKEND": "django_redis.cache.RedisCache",
@@ -689,14 +708,14 @@ THOR_ANALYTICS_SIGNAL_OI_PCT = _env_or_fail(env.float, "THOR_ANALYTICS_SIGNAL_OI
 if "sqlite" in DATABASES["default"]["ENGINE"]:
     SILENCED_SYSTEM_CHECKS = [*SILENCED_SYSTEM_CHECKS, "models.W040"]
 CELERY_BEAT_SCHEDULE |= {
+    "load-instruments": {
+        "task": "market.tasks.load_instruments",
+        # Kite publishes the day's dump around 08:30 IST (03:00 UTC).
+        "schedule": crontab(hour=3, minute=5),
+    },
     "snapshot-option-chains": {
         "task": "analytics.tasks.snapshot_chains",
         "schedule": timedelta(seconds=THOR_ANALYTICS_SNAPSHOT_SECONDS),
-    },
-    "load-instruments": {
-        "task": "analytics.tasks.load_instruments",
-        # Kite publishes the day's dump around 08:30 IST (03:00 UTC).
-        "schedule": crontab(hour=3, minute=5),
     },
     "prune-chain-snapshots": {
         "task": "analytics.tasks.prune_snapshots",

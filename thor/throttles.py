@@ -62,8 +62,11 @@ def outage_forget() -> None:
 class ResilientRateThrottle(SimpleRateThrottle):
     """A throttle whose rate is THOR_THROTTLE_RATES[scope], counting in memory while Redis is down (see the module)."""
 
+    scope: str
+
     def __init__(self):
-        self.cache = _CountsWhereTheyCan(self.scope)
+        # DRF's throttle only calls the cache's get and set; its stub asks for a whole BaseCache.
+        self.cache = _CountsWhereTheyCan(self.scope)  # type: ignore[assignment]
         super().__init__()
 
     def get_rate(self):
@@ -122,6 +125,7 @@ def _throttled_response(wait):
     # The same answer as a throttled API view, built the way the one exception handler builds it.
     throttled = Throttled(wait)
     response = JsonResponse(error_body(throttled.detail, throttled.status_code, "throttled"), status=429)
-    if throttled.wait:
-        response["Retry-After"] = str(int(throttled.wait))
+    # Throttled sets `wait` in __init__; its stub leaves the attribute out.
+    if throttled.wait:  # type: ignore[attr-defined]
+        response["Retry-After"] = str(int(throttled.wait))  # type: ignore[attr-defined]
     return response

@@ -34,7 +34,7 @@ BEARER_SUBPROTOCOL = "bearer"
 TICKET_SUBPROTOCOL = "ticket"
 # Long enough that guessing one in its 30 seconds is hopeless; only its hash is stored.
 TICKET_BYTES = 32
-ANONYMOUS = (AnonymousUser(), None, {})
+ANONYMOUS: tuple[object, float | None, dict] = (AnonymousUser(), None, {})
 
 
 def token_from_scope(scope) -> str | None:
@@ -67,7 +67,9 @@ def accepted_subprotocol(scope) -> str | None:
 
 def _jwt_authentication() -> JWTAuthentication:
     # The API's own JWT class (its checks, such as a logged-out session, included), whichever it is.
-    for authentication_class in drf_settings.DEFAULT_AUTHENTICATION_CLASSES:
+    # DRF's settings import these dotted paths into classes; the stub types the setting as the strings.
+    authentication_classes: list[type] = drf_settings.DEFAULT_AUTHENTICATION_CLASSES  # type: ignore[assignment]
+    for authentication_class in authentication_classes:
         if issubclass(authentication_class, JWTAuthentication):
             return authentication_class()
     return JWTAuthentication()
@@ -77,7 +79,8 @@ def user_for_token(token: str) -> tuple[object, float | None, dict]:
     """The token's user, when the token expires (epoch seconds) and its claims; or ANONYMOUS."""
     authentication = _jwt_authentication()
     try:
-        validated = authentication.get_validated_token(token)
+        # simplejwt annotates the raw token as bytes; it decodes a str as well (a header's is bytes).
+        validated = authentication.get_validated_token(token)  # type: ignore[arg-type]
         return authentication.get_user(validated), float(validated["exp"]), dict(validated.payload)
     except (InvalidToken, AuthenticationFailed):
         return ANONYMOUS

@@ -133,15 +133,7 @@ def _live_batch_unwind(*, orders, placed, failed_index, error: BrokerError, acto
     """A leg failed: cancel the legs already at the broker and never send the rest."""
     legs = []
     for index, order in enumerate(placed):
-        try:
-            live.live_order_cancel(order=order, actor=actor)
-            legs.append(
-                BatchLeg(index=index, outcome="cancelled", order=order, message="Cancelled: a later leg failed.")
-            )
-        except BrokerError as cancel_error:
-            legs.append(
-                BatchLeg(index=index, outcome="placed", order=order, message=f"Cancel failed: {cancel_error.message}")
-            )
+        legs.append(_leg_cancelled(index=index, order=order, actor=actor))
     failed = orders[failed_index]
     failed.refresh_from_db()
     legs.append(
@@ -153,3 +145,27 @@ def _live_batch_unwind(*, orders, placed, failed_index, error: BrokerError, acto
         legs.append(BatchLeg(index=index, outcome="cancelled", order=order, message=order.status_message))
     still_placed = any(leg.outcome == "placed" for leg in legs)
     return BatchResult(status="partial" if still_placed else "failed", legs=legs)
+
+
+def _leg_cancelled(*, index: int, order: Order, actor) -> BatchLeg:
+    """A placed leg, cancelled because a later one failed: "cancelled" only on the broker's word. One whose
+    cancel the broker has not confirmed, or whose placement is itself unconfirmed, is still "placed"."""
+    if not order.broker_order_id:
+        return BatchLeg(
+            index=index,
+            outcome="placed",
+            order=order,
+            message="Not cancelled: its placement is unconfirmed; cancel it once it settles.",
+        )
+    try:
+        order = live.live_order_cancel(order=order, actor=actor)
+    except BrokerError as cancel_error:
+        return BatchLeg(index=index, outcome="placed", order=order, message=f"Cancel failed: {cancel_error.message}")
+    if order.status != Order.Status.CANCELLED:
+        return BatchLeg(
+            index=index,
+            outcome="placed",
+            order=order,
+            message=f"Cancel sent: a later leg failed; the broker still shows it {order.status}.",
+        )
+    return BatchLeg(index=index, outcome="cancelled", order=order, message="Cancelled: a later leg failed.")

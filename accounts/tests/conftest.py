@@ -1,6 +1,14 @@
 import pytest
 
-PRICES = {"NSE:INFY": "1500.00", "NSE:SBIN": "800.00", "NFO:NIFTY25NOVFUT": "24000.00", "NASDAQ:AAPL": "230.00"}
+from market.tests.fixtures import NIFTY_FUTURE, NIFTY_OPTION
+
+PRICES = {
+    "NSE:INFY": "1500.00",
+    "NSE:SBIN": "800.00",
+    f"NFO:{NIFTY_FUTURE}": "24000.00",
+    f"NFO:{NIFTY_OPTION}": "180.00",
+    "NASDAQ:AAPL": "230.00",
+}
 
 
 @pytest.fixture(autouse=True)

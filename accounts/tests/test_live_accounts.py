@@ -382,6 +382,22 @@ class TestBatch:
         assert [leg["outcome"] for leg in body["legs"]] == ["placed", "cancelled", "rejected"]
         assert "Cancel failed" in body["legs"][0]["message"]
 
+    def test_a_leg_whose_cancel_the_broker_does_not_confirm_stays_placed(self, alice_client, sandbox, trading):
+        # The cancel goes out, but the order's state cannot be read back (Kite order ids start with the date).
+        sandbox_fault(sandbox, kind="5xx", path="/orders/2", count=20)
+        legs = [resting_limit(), resting_limit(tradingsymbol="NOSUCHSTOCK")]
+
+        response = alice_client.post(url(trading, self.BATCH), {"orders": legs}, format="json")
+
+        assert response.status_code == 207, response.json()
+        body = response.json()
+        assert body["status"] == "partial"
+        assert [(leg["outcome"], leg["order"]["status"]) for leg in body["legs"]] == [
+            ("placed", "OPEN"),
+            ("rejected", "REJECTED"),
+        ]
+        assert "still shows it OPEN" in body["legs"][0]["message"]
+
     def test_legs_after_a_failed_one_are_never_sent(self, alice_client, sandbox, trading):
         legs = [resting_limit(), resting_limit(tradingsymbol="NOSUCHSTOCK"), resting_limit(price="1390.00")]
 

@@ -107,7 +107,7 @@ class TestThroughTheRegisteredEgress:
 
         assert placed.status_code == 201, placed.json()
         health = alice_client.get("/api/brokers/connections").json()[0]["health"]["egress"]
-        assert health["source"] == "tenant"
+        assert health["set_on"] == "tenant"
 
 
 class TestWithoutTheRegisteredEgress:

@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 import requests
 from django.db import connection
+from django.test import Client
 from django.utils import timezone
 
 from accounts.models import BrokerOrderId, Order, OrderDeletionRefused, TradingAccount
@@ -17,6 +18,7 @@ from accounts.services import unknown_orders_settle
 from accounts.tests.conftest import place
 from brokers.tests import schwab_linking
 from brokers.tests.schwab_linking import link_schwab, schwab_fault
+from identity.models import User
 
 pytestmark = pytest.mark.django_db
 
@@ -191,6 +193,55 @@ class TestPlacementsWhoseAnswerWasLost:
 
         assert again.status_code == 422 and again.json()["code"] == "order_not_placed"
         assert posts(schwab_sandbox, orders_path) == sent
+
+
+class TestTheOperatorsQueue:
+    """An operator who has looked at the broker's book settles the unconfirmed orders from the admin."""
+
+    @pytest.fixture(autouse=True)
+    def quick(self, settings):
+        settings.THOR_SCHWAB_TIMEOUT = 0.4
+        settings.THOR_PLACEMENT_LOOKUPS = 1
+
+    @pytest.fixture
+    def ops_client(self, tenant):
+        ops = User.objects.create_superuser("ops@thor.test", "ops-password-123", tenant=tenant)
+        client = Client()
+        client.force_login(ops)
+        return client
+
+    def test_the_admin_reads_the_book_for_the_selected_orders_and_sends_nothing(
+        self, alice_client, ops_client, account, orders_path, schwab_sandbox
+    ):
+        schwab_fault(schwab_sandbox, kind="latency", ms=900, path=orders_path, count=1)
+        unknown = tsla(alice_client, account, "tsla-late").json()
+        settled_already = tsla(alice_client, account, "tsla-open", price="32.00").json()
+        time.sleep(0.8)  # the sandbox enters the late order once its latency has passed
+        sent = posts(schwab_sandbox, orders_path)
+
+        answer = ops_client.post(
+            "/admin/accounts/order/",
+            {"action": "settle_from_the_book", "_selected_action": [unknown["id"], settled_already["id"]]},
+            follow=True,
+        )
+
+        assert answer.status_code == 200
+        assert "Read the book for 1 orders: now 1 OPEN." in answer.text
+        order = Order.objects.get(pk=unknown["id"])
+        assert order.status == "OPEN" and order.broker_order_id in working_ids(schwab_sandbox, account)
+        assert posts(schwab_sandbox, orders_path) == sent
+
+    def test_orders_that_are_not_unconfirmed_are_left_alone(self, alice_client, ops_client, account):
+        placed = tsla(alice_client, account, "tsla-open").json()
+
+        answer = ops_client.post(
+            "/admin/accounts/order/",
+            {"action": "settle_from_the_book", "_selected_action": [placed["id"]]},
+            follow=True,
+        )
+
+        assert "None of the selected orders is UNKNOWN or NEEDS_REVIEW." in answer.text
+        assert Order.objects.get(pk=placed["id"]).status == "OPEN"
 
 
 class TestACrashMidPlacement:

@@ -5,6 +5,7 @@ import pytest
 from accounts.models import Order, OrderEvent, PaperPosition, TradingAccount
 from accounts.paper import paper_orders_match
 from accounts.tests.conftest import order_body, place
+from market.tests.fixtures import NIFTY_FUTURE
 
 pytestmark = pytest.mark.django_db
 
@@ -111,7 +112,7 @@ class TestPreTradeChecks:
             ({"quantity": 1.5}, "quantity"),
             ({"exchange": "XNYS"}, "exchange"),
             ({"tradingsymbol": "NIFTY99JANFUT", "exchange": "NFO", "product": "NRML"}, "tradingsymbol"),
-            ({"tradingsymbol": "NIFTY25NOVFUT", "exchange": "NFO", "product": "NRML", "quantity": 10}, "quantity"),
+            ({"tradingsymbol": NIFTY_FUTURE, "exchange": "NFO", "product": "NRML", "quantity": 10}, "quantity"),
             ({"order_type": "LIMIT", "price": "1500.03"}, "price"),
             ({"order_type": "LIMIT"}, "price"),
             ({"order_type": "LIMIT", "price": "NaN"}, "price"),
@@ -121,7 +122,7 @@ class TestPreTradeChecks:
             ({"product": "NRML"}, "product"),
             (
                 {
-                    "tradingsymbol": "NIFTY25NOVFUT",
+                    "tradingsymbol": NIFTY_FUTURE,
                     "exchange": "NFO",
                     "product": "NRML",
                     "quantity": 75,
@@ -136,18 +137,18 @@ class TestPreTradeChecks:
             ({"tradingsymbol": ["INFY"]}, "tradingsymbol"),
         ],
     )
-    def test_bad_field_is_named(self, alice_client, overrides, field):
+    def test_bad_field_is_named(self, alice_client, instrument_master, overrides, field):
         response = place(alice_client, **overrides)
 
         assert response.status_code == 400, response.json()
         assert field in response.json()["errors"], response.json()
         assert not Order.objects.exists()
 
-    def test_lot_multiple_is_accepted(self, alice_client, alice):
+    def test_lot_multiple_is_accepted(self, alice_client, alice, instrument_master):
         account = account_of(alice)
         account.cash = Decimal("10000000")
         account.save()
-        response = place(alice_client, tradingsymbol="NIFTY25NOVFUT", exchange="NFO", product="NRML", quantity=150)
+        response = place(alice_client, tradingsymbol=NIFTY_FUTURE, exchange="NFO", product="NRML", quantity=150)
         assert response.status_code == 201, response.json()
 
     @pytest.mark.parametrize(

@@ -139,10 +139,12 @@ class TestOneTableForTheTenant:
 
         assert response.status_code == 503 and response.json()["code"] == "market_data_unavailable"
 
-    def test_instruments_asked_lately_are_quoted_with_the_next_table(self, kite_prices, tenant, alice, alice_client):
+    def test_instruments_asked_lately_are_quoted_with_the_next_table(
+        self, kite_prices, tenant, alice, alice_client, time_passes
+    ):
         price_source(tenant=tenant).prices({("NSE", "ITC")})  # an order's price, say: nobody holds ITC
         hold(alice, "INFY")
-        time.sleep(KiteQuotePriceSource.REFRESH_SECONDS)
+        time_passes(KiteQuotePriceSource.REFRESH_SECONDS)
         positions(alice_client)
         calls_before = quote_calls(kite_prices)
 
@@ -158,6 +160,7 @@ class TestOneTableForTheTenant:
         price_source(tenant=tenant).prices({("NSE", "ITC")})
         hold(alice, "INFY")
         hold(bob, "SBIN")
+        # Without Redis the rate buckets live in this process on time.monotonic, which no test clock moves.
         time.sleep(KiteQuotePriceSource.REFRESH_SECONDS)
         calls_before = quote_calls(kite_prices)
 
@@ -178,13 +181,13 @@ class TestOneTableForTheTenant:
 @pytest.mark.django_db
 class TestStalePrices:
     def test_a_price_older_than_the_fresh_period_is_stale_with_its_as_of(
-        self, kite_prices, alice, alice_client, settings
+        self, kite_prices, alice, alice_client, settings, time_passes
     ):
         settings.THOR_LIVE_FRESH_SECONDS = 1
         hold(alice, "INFY")
         fresh = positions(alice_client)
         sandbox_fault(kite_prices, kind="5xx", path="/quote")
-        time.sleep(1.2)  # past the table's refresh period and the prices' fresh period
+        time_passes(1.2)  # past the table's refresh period and the prices' fresh period
 
         old = positions(alice_client)
 
@@ -192,12 +195,12 @@ class TestStalePrices:
         assert (old["source"], old["as_of"]) == ("stale", fresh["as_of"])
         assert Decimal(old["data"][0]["last_price"]) == Decimal("1512.35")
 
-    def test_funds_and_holdings_say_so_too(self, kite_prices, alice, alice_client, settings):
+    def test_funds_and_holdings_say_so_too(self, kite_prices, alice, alice_client, settings, time_passes):
         settings.THOR_LIVE_FRESH_SECONDS = 1
         hold(alice, "INFY")
         positions(alice_client)
         sandbox_fault(kite_prices, kind="5xx", path="/quote")
-        time.sleep(1.2)
+        time_passes(1.2)
 
         funds = alice_client.get("/api/accounts/primary/funds").json()
         holdings = alice_client.get("/api/accounts/primary/holdings").json()

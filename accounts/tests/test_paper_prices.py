@@ -1,7 +1,6 @@
 """Paper fills at the broker sandbox's moving prices, as `make run` does in development, and at Kite
 quotes through the tenant's own Kite app, as in production."""
 
-import time
 from decimal import Decimal
 
 import pytest
@@ -131,7 +130,7 @@ class TestKiteQuotes:
         assert sandbox.state.stats.snapshot()["total"] == calls
 
     def test_resting_orders_fill_through_each_tenants_own_session(
-        self, alice_client, bob_client, charlie_client, tenant, sandbox, settings
+        self, alice_client, bob_client, charlie_client, tenant, sandbox, settings, time_passes
     ):
         settings.THOR_PAPER_PRICE_SOURCE = "fixed"
         charlies = place(charlie_client, order_type="LIMIT", price="1499.50").json()["id"]
@@ -139,7 +138,7 @@ class TestKiteQuotes:
         link_through_tenant_app(bob_client, tenant, "CD5678")
         alices = place(alice_client, order_type="LIMIT", price="1499.50").json()["id"]
         requests.post(f"{sandbox.url}/_sandbox/prices", json={"NSE:INFY": 1499.0}, timeout=5).raise_for_status()
-        time.sleep(KiteQuotePriceSource.REFRESH_SECONDS)  # the tenant's prices are quoted once a period
+        time_passes(KiteQuotePriceSource.REFRESH_SECONDS)  # the tenant's prices are quoted once a period
 
         assert paper_orders_match() == 1
 

@@ -153,14 +153,12 @@ class TestChangesAreSeenAtOnce:
         response = alice_client.get(f"/api/accounts/{live.pk}/funds")
         assert response.status_code == 409 and response.json()["code"] == "reauth_required"
 
-    def test_a_bulk_update_is_seen_within_the_ttl(self, alice_client, live, settings):
-        import time
-
+    def test_a_bulk_update_is_seen_within_the_ttl(self, alice_client, live, settings, time_passes):
         settings.THOR_READ_CACHE_SECONDS = 1
         warm(alice_client, live)
         BrokerConnection.objects.filter(pk=live.connection_id).update(status=BrokerConnection.Status.EXPIRED)
 
-        time.sleep(1.2)
+        time_passes(1.2)
 
         response = alice_client.get(f"/api/accounts/{live.pk}/positions")
         assert response.status_code == 409 and response.json()["code"] == "reauth_required"

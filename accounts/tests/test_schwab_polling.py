@@ -10,6 +10,7 @@ import asyncio
 import time
 from datetime import timedelta
 from decimal import Decimal
+from types import SimpleNamespace
 
 import pytest
 import requests
@@ -178,7 +179,7 @@ class TestOnlyFollowedAccountsArePolled:
         assert all_reads(schwab_sandbox, [margin, cash]) == [1, 0]
 
     def test_an_account_is_no_longer_polled_once_its_mark_ran_out_after_the_socket_closed(
-        self, alice, schwab_sandbox, schwab_app, settings
+        self, alice, schwab_sandbox, schwab_app, settings, time_passes
     ):
         settings.THOR_WS_FOLLOW_SECONDS = 1
         margin, _ = schwab_accounts(schwab_sandbox, schwab_app, [alice])
@@ -189,7 +190,7 @@ class TestOnlyFollowedAccountsArePolled:
 
         async_to_sync(scenario)()
         schwab_orders_poll()  # still marked: other sockets may follow it, the mark runs out by itself
-        time.sleep(1.2)
+        time_passes(1.2)
         schwab_orders_poll()
 
         assert book_reads(schwab_sandbox, margin) == 1
@@ -266,7 +267,7 @@ class TestTheRateBudget:
         assert all_reads(schwab_sandbox, ours + theirs) == [1, 0, 1, 0]
 
     def test_a_budget_users_already_spent_stops_that_apps_polling_at_once_and_not_the_other_apps(
-        self, alice, charlie, other_tenant, schwab_sandbox, schwab_app, settings
+        self, alice, charlie, other_tenant, schwab_sandbox, schwab_app, settings, monkeypatch
     ):
         settings.THOR_SCHWAB_REQUESTS_PER_MINUTE = 60
         settings.THOR_SCHWAB_RATE_WAIT = 5.0  # what a user's call would wait; the poll must not
@@ -277,11 +278,12 @@ class TestTheRateBudget:
         while ratelimit.acquire(f"schwab:{schwab_app.pk}:requests", rate=60, per=60):
             pass  # users' calls took every token of our app
 
-        started = time.monotonic()
-        changed = schwab_orders_poll()
-        seconds = time.monotonic() - started
+        waits = []
+        monkeypatch.setattr(ratelimit, "time", SimpleNamespace(monotonic=time.monotonic, sleep=waits.append))
 
-        assert changed == 0 and seconds < 2
+        changed = schwab_orders_poll()
+
+        assert changed == 0 and waits == []
         assert all_reads(schwab_sandbox, ours) == [0, 0]
         assert all_reads(schwab_sandbox, theirs) == [1, 1]
         assert BrokerConnection.objects.get(pk=ours[0].connection_id).status == BrokerConnection.Status.ACTIVE
@@ -385,7 +387,9 @@ class TestFollowMarks:
 
         assert async_to_sync(scenario)() == (set(), {account_id})
 
-    def test_an_open_socket_renews_its_marks_and_an_unsubscribed_account_is_left_to_run_out(self, alice, settings):
+    def test_an_open_socket_renews_its_marks_and_an_unsubscribed_account_is_left_to_run_out(
+        self, alice, settings, time_passes
+    ):
         settings.THOR_WS_FOLLOW_SECONDS = 1
         paper_usd = trading_account_create_paper(user=alice, currency="USD")
         primary = primary_id(alice)
@@ -397,7 +401,7 @@ class TestFollowMarks:
             await asyncio.sleep(1.5)  # past the first marks' lifetime
             while_open = await sync_to_async(followed_account_ids)([primary, paper_usd.pk])
             await communicator.disconnect()
-            await asyncio.sleep(1.2)
+            time_passes(1.2)
             after_close = await sync_to_async(followed_account_ids)([primary, paper_usd.pk])
             return while_open, after_close
 

@@ -5,7 +5,6 @@ As in test_consumers: real channel layer (Redis under `make test`), transactiona
 scenario one coroutine run by async_to_sync.
 """
 
-import time
 from datetime import timedelta
 
 import pytest
@@ -16,7 +15,7 @@ from django.utils import timezone
 from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts.models import AccountStream, OrderEvent, TradingAccount
-from accounts.streams import ADVANCE_SQL, account_group, stream_seq_advance
+from accounts.streams import ADVANCE_SQL, account_group, event_with_seq_create, stream_seq_advance
 from accounts.tests.conftest import order_body, place
 from accounts.tests.test_consumers import connect, opened, primary_id, received, socket
 from conftest import client_for
@@ -83,10 +82,10 @@ class TestTickets:
 
         assert connect("/ws/orders/primary", subprotocols=offered) == (False, 4401)
 
-    def test_a_ticket_expires(self, alice, settings):
+    def test_a_ticket_expires(self, alice, settings, time_passes):
         settings.THOR_WS_TICKET_SECONDS = 1
         ticket = ticket_for(alice)
-        time.sleep(1.5)
+        time_passes(1.5)
 
         assert connect(f"/ws/orders/primary?ticket={ticket}") == (False, 4401)
 
@@ -209,6 +208,25 @@ class TestSequence:
         assert stream_seq_advance(account_id=account_id, count=3) == 44
         assert stream_seq_advance(account_id=account_id, count=1) == 45
         assert AccountStream._meta.db_table in ADVANCE_SQL
+
+    def test_an_event_and_its_numbers_are_written_together(self, alice):
+        account_id = primary_id(alice)
+        AccountStream.objects.create(account_id=account_id, last_seq=9)
+        before = AccountStream.objects.get(account_id=account_id).last_seq
+
+        event = event_with_seq_create(
+            count=3, account_id=account_id, order=None, actor=alice, kind="reset", before={"a": "é"}, after={}
+        )
+
+        stored = OrderEvent.objects.get(pk=event.pk)
+        assert (stored.seq, stored.last_seq) == (event.seq, event.last_seq) == (before + 1, before + 3)
+        assert (stored.kind, stored.actor_id, stored.before, stored.created_at) == (
+            "reset",
+            alice.pk,
+            {"a": "é"},
+            event.created_at,
+        )
+        assert AccountStream.objects.get(account_id=account_id).last_seq == before + 3
 
 
 class TestResync:

@@ -1,4 +1,4 @@
-"""One sandbox serving the NIFTY/BANKNIFTY chain for all the analytics tests, with Thor's instruments loaded
+"""One sandbox serving the NIFTY/BANKNIFTY chain for all the analytics tests, with Thor's instrument master loaded
 from its dump once (committed outside the tests' transactions, removed at the end).
 
 Each test starts from the sandbox's initial state (no faults, no counts) and an empty cache; the chain rows
@@ -10,10 +10,12 @@ from contextlib import ExitStack
 import pytest
 from django.test import override_settings
 
-from analytics.instruments import dump_rows_from_kite, instruments_load
-from analytics.models import ChainQuote, ChainSnapshot, Instrument
+from analytics.models import ChainQuote, ChainSnapshot
 from brokers.sandbox.testing import start_sandbox
 from brokers.tests.sandbox_fixtures import API_KEY, API_SECRET, CALLBACK
+from market.loading import instruments_load
+from market.models import Instrument
+from market.sources import kite_dump_rows
 
 UNDERLYINGS = ["NIFTY", "BANKNIFTY"]
 
@@ -44,7 +46,7 @@ def chain_market(django_db_setup, django_db_blocker):
         )
         with django_db_blocker.unblock():
             remove_market_data()
-            instruments_load(rows=dump_rows_from_kite())
+            instruments_load(rows=kite_dump_rows())
         try:
             yield running
         finally:

@@ -8,10 +8,11 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from analytics.chain_snapshots import chain_snapshot_take, chain_snapshots_prune
-from analytics.models import ChainQuote, ChainSnapshot, Instrument
+from analytics.models import ChainQuote, ChainSnapshot
 from analytics.tasks import prune_snapshots, snapshot_chains
 from brokers.sandbox.option_chain import OptionChainBook, black76
 from brokers.tests.sandbox_fixtures import sandbox_calls, sandbox_fault
+from market.models import Instrument
 
 pytestmark = pytest.mark.django_db(transaction=False)
 

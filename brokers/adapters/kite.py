@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, time, timedelta
 from decimal import Decimal
 from http.cookiejar import DefaultCookiePolicy
+from typing import Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
@@ -87,9 +88,10 @@ def _egress_session() -> requests.Session:
         session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
         _pool.egress_session = session
     for adapter in session.adapters.values():
-        managers = adapter.proxy_manager
-        while len(managers) >= MAX_EGRESS_POOLS:
-            managers.pop(next(iter(managers))).clear()
+        if isinstance(adapter, requests.adapters.HTTPAdapter):
+            managers = adapter.proxy_manager
+            while len(managers) >= MAX_EGRESS_POOLS:
+                managers.pop(next(iter(managers))).clear()
     return session
 
 
@@ -131,7 +133,7 @@ def _broker_error(exc: Exception) -> BrokerError:
     return BrokerError("Kite is unavailable.", code=BrokerErrorCode.UNAVAILABLE, broker_message=message)
 
 
-def _whole_quantity(quantity) -> int:
+def _whole_quantity(quantity: object) -> int:
     """Kite trades whole units: a fractional quantity is refused here, never truncated on the way out."""
     value = to_decimal(quantity)
     if not value.is_finite() or value != value.to_integral_value():
@@ -146,17 +148,17 @@ def _kite_number(value: Decimal) -> int | str:
     return int(value) if value == value.to_integral_value() else format(value.normalize(), "f")
 
 
-def _as_aware(value) -> datetime | None:
+def _as_aware(value: object) -> datetime | None:
     if not isinstance(value, datetime):
         return None
     return value if value.tzinfo else value.replace(tzinfo=IST)
 
 
-def _optional_decimal(value):
+def _optional_decimal(value: object) -> Decimal | None:
     return None if value in (None, "") else to_decimal(value)
 
 
-def _as_sent(payload: Mapping) -> dict:
+def _as_sent(payload: Mapping[str, Any]) -> dict[str, Any]:
     """The payload with its timestamps as Kite sent them: the client parses them into datetimes,
     which the JSON columns that keep an order's raw payload cannot store."""
     return {
@@ -165,7 +167,7 @@ def _as_sent(payload: Mapping) -> dict:
     }
 
 
-def _order_result(order: Mapping) -> OrderResult:
+def _order_result(order: Mapping[str, Any]) -> OrderResult:
     return OrderResult(
         broker_order_id=str(order["order_id"]),
         status=order.get("status") or "",
@@ -221,7 +223,7 @@ class KiteAdapter(BrokerAdapter):
             self._order_client.proxies = {"http": order_egress, "https": order_egress}
             self._order_client.reqsession = _egress_session()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"KiteAdapter(app_id={self.app_id})"
 
     @property
@@ -247,7 +249,7 @@ class KiteAdapter(BrokerAdapter):
             )
         raise BrokerError("Kite rate budget spent.", code=BrokerErrorCode.RATE_LIMITED, retry_after=1.0)
 
-    def _call(self, category: str, method: Callable, *args, **kwargs):
+    def _call(self, category: str, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         self._spend_budget(category)
         try:
             return method(*args, **kwargs)
@@ -382,7 +384,7 @@ class KiteAdapter(BrokerAdapter):
             raise BrokerError(f"No order {broker_order_id} at Kite.", code=BrokerErrorCode.NOT_FOUND)
         return _order_result(history[-1])
 
-    def _market_protection_for(self, order_type) -> int | str | None:
+    def _market_protection_for(self, order_type: object) -> int | str | None:
         return _kite_number(self.market_protection) if order_type in MARKET_PROTECTED_ORDER_TYPES else None
 
     def place(self, order: OrderRequest) -> OrderResult:

@@ -3,6 +3,7 @@
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class Profile:
     exchanges: tuple[str, ...] = ()
     products: tuple[str, ...] = ()
     order_types: tuple[str, ...] = ()
-    raw: dict = field(default_factory=dict, compare=False)
+    raw: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ class Funds:
     utilised: Decimal
     buying_power: Decimal
     net_liquidation: Decimal
-    raw: dict = field(default_factory=dict, compare=False)
+    raw: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)
@@ -55,14 +56,16 @@ class Position:
     exchange: str
     product: str
     quantity: Decimal
-    average_price: Decimal
+    # None when the broker does not say (Schwab's Position requires no field): shown as null, not as a
+    # zero cost basis.
+    average_price: Decimal | None
     last_price: Decimal
     realised_pnl: Decimal
     unrealised_pnl: Decimal
     day_pnl: Decimal
     value: Decimal
     instrument_token: int | None = None
-    raw: dict = field(default_factory=dict, compare=False)
+    raw: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)
@@ -70,14 +73,14 @@ class Holding:
     symbol: str
     exchange: str
     quantity: Decimal
-    average_price: Decimal
+    average_price: Decimal | None  # as Position's
     last_price: Decimal
     pnl: Decimal
     day_change: Decimal
     value: Decimal
     isin: str = ""
     instrument_token: int | None = None
-    raw: dict = field(default_factory=dict, compare=False)
+    raw: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)
@@ -112,7 +115,7 @@ class OrderResult:
     tag: str = ""
     status_message: str = ""
     placed_at: datetime | None = None
-    raw: dict = field(default_factory=dict, compare=False)
+    raw: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @classmethod
     def acknowledged(cls, broker_order_id: str, order: "OrderRequest") -> "OrderResult":
@@ -145,4 +148,4 @@ class Quote:
     close: Decimal | None = None
     volume: int | None = None
     timestamp: datetime | None = None
-    raw: dict = field(default_factory=dict, compare=False)
+    raw: dict[str, Any] = field(default_factory=dict, compare=False)

@@ -1,6 +1,7 @@
 """Seed 002's Schwab OAuth endpoints, and the error shape its SPA reads (our format plus `error`)."""
 
 import logging
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 from django.http import HttpResponseRedirect
@@ -41,7 +42,13 @@ def seed002_errors(*status_codes):
     return {status_code: Seed002ErrorSerializer for status_code in status_codes}
 
 
-class Seed002ErrorsMixin:
+if TYPE_CHECKING:
+    _View = APIView  # what the mixin goes in front of
+else:
+    _View = object
+
+
+class Seed002ErrorsMixin(_View):
     """Every error answer of seed 002's endpoints also carries `error`, which its SPA shows."""
 
     def handle_exception(self, exc):

@@ -57,10 +57,12 @@ class RateBudgetOutputSerializer(serializers.Serializer):
 
 
 class EgressHealthOutputSerializer(serializers.Serializer):
-    required = serializers.BooleanField(
-        help_text="The tenant requires an order egress for this connection's live orders (Kite static-IP rule)."
+    required_by_tenant = serializers.BooleanField(
+        source="required",
+        help_text="The tenant requires an order egress for this connection's live orders (Kite static-IP rule).",
     )
-    source = serializers.ChoiceField(
+    set_on = serializers.ChoiceField(
+        source="source",
         choices=["connection", "app", "tenant"],
         allow_null=True,
         help_text="Whose egress the orders leave through: the connection's, the user's own app's or the tenant's; "
@@ -203,7 +205,8 @@ class KitePostbackOutputSerializer(serializers.Serializer):
 class KiteLiveReadOutputSerializer(serializers.Serializer):
     """Every live read says where it came from (live | cache | stale) and how old it is."""
 
-    source = serializers.ChoiceField(choices=["live", "cache", "stale"])
+    # DRF's metaclass takes declared fields out of the class: this shadows no Field.source.
+    source = serializers.ChoiceField(choices=["live", "cache", "stale"])  # type: ignore[assignment]
     as_of = serializers.DateTimeField()
 
 
@@ -247,7 +250,8 @@ class KiteProfileSerializer(serializers.Serializer):
 
 
 class KiteProfileOutputSerializer(KiteLiveReadOutputSerializer):
-    data = KiteProfileSerializer()
+    # DRF's metaclass takes declared fields out of the class: this shadows no Serializer.data.
+    data = KiteProfileSerializer()  # type: ignore[assignment]
 
 
 class KiteOhlcSerializer(serializers.Serializer):
@@ -289,7 +293,8 @@ class KiteQuoteSerializer(serializers.Serializer):
 
 
 class KiteQuoteOutputSerializer(KiteLiveReadOutputSerializer):
-    data = serializers.DictField(
+    # DRF's metaclass takes declared fields out of the class: this shadows no Serializer.data.
+    data = serializers.DictField(  # type: ignore[assignment]
         child=KiteQuoteSerializer(), help_text="Kite's quote keyed by the instrument token asked for, as Kite keys it."
     )
 
@@ -331,4 +336,5 @@ class KiteHoldingSerializer(serializers.Serializer):
 
 
 class KiteHoldingsOutputSerializer(KiteLiveReadOutputSerializer):
-    data = KiteHoldingSerializer(many=True)
+    # DRF's metaclass takes declared fields out of the class: this shadows no Serializer.data.
+    data = KiteHoldingSerializer(many=True)  # type: ignore[assignment]

@@ -50,8 +50,9 @@ def is_zerodha_login(request) -> bool:
 
 def zerodha_login_callback_from_kite(request):
     """The Kite app's registered redirect URL carries no agent: the signed state names it."""
-    agent_id = login_state.signed(request.query_params.get("state", "")).tenant_slug
-    return zerodha_login_callback(request, agent_id=agent_id)
+    state = login_state.signed(request.query_params.get("state", ""))
+    assert state is not None  # the Kite callback comes here only when is_zerodha_login found its signed state
+    return zerodha_login_callback(request, agent_id=state.tenant_slug)
 
 
 class ZerodhaCallbackView(BrowserRedirectView):

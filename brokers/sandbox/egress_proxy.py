@@ -57,7 +57,7 @@ class EgressProxy:
                 greeting = b"HTTP/1.1 200 Connection established\r\n\r\n"
             else:
                 parts = urlsplit(target)
-                host, port = parts.hostname, parts.port or 80
+                host, port = parts.hostname or "", str(parts.port or 80)
                 self.requests.append(f"{method} {target}")
                 rest, greeting = head, b""
             try:

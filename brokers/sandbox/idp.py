@@ -240,7 +240,8 @@ class GoogleIdp(_AuthorizationServer):
     def __init__(self, *, base_url: Callable[[], str], **kwargs):
         super().__init__(**kwargs)
         self._base_url = base_url
-        self._key = RSAKey.generate_key(2048, parameters={"kid": secrets.token_hex(8), "use": "sig", "alg": "RS256"})
+        self._kid = secrets.token_hex(8)
+        self._key = RSAKey.generate_key(2048, parameters={"kid": self._kid, "use": "sig", "alg": "RS256"})
         self._spoils: dict = {}
         add = self.router.add
         add("GET", "/google/.well-known/openid-configuration", self.discovery)
@@ -306,8 +307,8 @@ class GoogleIdp(_AuthorizationServer):
         key = self._key
         if spoils.get("bad_signature"):
             # The same key id, another key: what a forger without Google's private key can do.
-            key = RSAKey.generate_key(2048, parameters={"kid": self._key.kid})
-        id_token = jwt.encode({"alg": "RS256", "kid": self._key.kid}, claims, key)
+            key = RSAKey.generate_key(2048, parameters={"kid": self._kid})
+        id_token = jwt.encode({"alg": "RS256", "kid": self._kid}, claims, key)
         return {**super().token_body(access_token, grant), "id_token": id_token, "scope": "openid email profile"}
 
     def userinfo(self, request: Request) -> Response:

@@ -36,9 +36,9 @@ class KiteApi:
     name = "kite"
     prefix = "/"
 
-    def __init__(self, state: KiteState):
+    def __init__(self, state: KiteState, catalogue: InstrumentCatalogue | None = None):
         self.state = state
-        self.catalogue = InstrumentCatalogue()
+        self.catalogue = catalogue or InstrumentCatalogue()
         self.router = Router()
         add = self.router.add
         add("GET", "/connect/login", self.login_form)

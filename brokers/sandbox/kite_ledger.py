@@ -1,6 +1,7 @@
 """Order validation and the bookkeeping a fill does on Kite positions and margins."""
 
 from collections.abc import Mapping
+from typing import Any
 
 from .kite_models import input_error
 from .market import load_json_fixture
@@ -20,7 +21,7 @@ def require_choice(params: Mapping[str, str], name: str, choices: tuple[str, ...
 
 def order_terms(params: Mapping[str, str], defaults: Mapping) -> dict:
     """The modifiable terms of an order (type, quantity, prices, validity), validated."""
-    terms = {
+    terms: dict[str, Any] = {
         "order_type": params.get("order_type") or defaults.get("order_type"),
         "quantity": _positive_int(params.get("quantity") or defaults.get("quantity"), "quantity"),
         "price": _price(params.get("price"), defaults.get("price", 0), "price"),

@@ -6,7 +6,7 @@ from .market import Instrument, Market
 def kite_quote(market: Market, instrument: Instrument, mode: str, timestamp: str) -> dict:
     """The quote of one instrument in Kite's shape for `mode` ("quote", "ohlc" or "ltp")."""
     last_price = market.price(instrument)
-    quote = {"instrument_token": instrument.token, "last_price": last_price}
+    quote: dict[str, object] = {"instrument_token": instrument.token, "last_price": last_price}
     if mode == "ltp":
         return quote
     low, high = market.day_range(instrument)

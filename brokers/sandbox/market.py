@@ -16,6 +16,7 @@ from datetime import date, datetime
 from pathlib import Path
 
 from .option_chain import IST, OptionChainBook
+from .universe import universe_rows
 
 FIXTURES_DIR = Path(__file__).parent / "fixtures"
 
@@ -56,17 +57,29 @@ class Instrument:
 
 
 class InstrumentCatalogue:
-    """Instrument rows as Kite serves them in `/instruments`, plus what the market needs to price them."""
+    """Instrument rows as Kite serves them in `/instruments`, plus what the market needs to price them.
 
-    def __init__(self):
+    `full_universe` adds the generated rest of the market (universe.py: about 100,000 rows in all, as
+    large as Kite's dump), which `run_broker_sandbox` serves; tests start a sandbox with the fixtures
+    and the NIFTY/BANKNIFTY chain only, unless they ask for the whole market.
+    """
+
+    def __init__(self, *, full_universe: bool = False):
         self.all_rows = read_csv_fixture("instruments_all.csv")
         self.nse_rows = read_csv_fixture("instruments_nse.csv")
         extra_rows = read_csv_fixture(EXTRA_INSTRUMENTS_CSV) + OptionChainBook(chain_listing_day()).csv_rows()
+        if full_universe:
+            extra_rows += universe_rows(chain_listing_day())
         self.all_rows += extra_rows
         self.nse_rows += [row for row in extra_rows if row["exchange"] == "NSE"]
         self.fieldnames = list(self.all_rows[0].keys())
+        self._csv_texts: dict[str | None, str] = {}
 
     def csv_text(self, exchange: str | None = None) -> str:
+        """The dump as CSV, written once per exchange (the full dump is megabytes)."""
+        text = self._csv_texts.get(exchange)
+        if text is not None:
+            return text
         if exchange is None:
             rows = self.all_rows
         elif exchange == "NSE":
@@ -77,7 +90,7 @@ class InstrumentCatalogue:
         writer = csv.DictWriter(buffer, fieldnames=self.fieldnames, lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
-        return buffer.getvalue()
+        return self._csv_texts.setdefault(exchange, buffer.getvalue())
 
     def instruments(self) -> list[Instrument]:
         """Every instrument with its base price; later sources override earlier ones."""

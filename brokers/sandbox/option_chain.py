@@ -85,7 +85,8 @@ def _last_tuesday(year: int, month: int) -> date:
 
 
 def monthly_expiries(today: date, count: int = 3) -> list[date]:
-    expiries, year, month = [], today.year, today.month
+    expiries: list[date] = []
+    year, month = today.year, today.month
     while len(expiries) < count:
         expiry = _last_tuesday(year, month)
         if expiry >= today:

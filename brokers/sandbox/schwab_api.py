@@ -133,29 +133,32 @@ class SchwabApi:
 
     # --- login ----------------------------------------------------------------------------
 
-    def _checked_app(self, params: Mapping[str, str]) -> tuple[SchwabApp | None, str | None]:
+    def _checked_app(self, params: Mapping[str, str]) -> SchwabApp | str:
+        """The app the login link names, or why the link is not valid."""
         app = self.state.app(params.get("client_id"))
         if app is None:
-            return None, "Unknown client_id."
+            return "Unknown client_id."
         # Exact match, as Schwab checks it: a trailing slash or another scheme case is another URI.
         if params.get("redirect_uri") != app.redirect_uri:
-            return None, "The redirect_uri does not match the app's callback URL."
-        return app, None
+            return "The redirect_uri does not match the app's callback URL."
+        return app
 
     def login_form(self, request: Request) -> Response:
         params = request.params()
-        app, problem = self._checked_app(params)
-        if app is None:
-            return _error_page(problem)
+        app_or_problem = self._checked_app(params)
+        if isinstance(app_or_problem, str):
+            return _error_page(app_or_problem)
+        app = app_or_problem
         if params.get("response_type") != "code":
             return _error_page("response_type must be code.")
         return _login_page(app, params.get("state", ""), error=None, status=200)
 
     def login_submit(self, request: Request) -> Response:
         params = {name: values[0] for name, values in request.form.items()}
-        app, problem = self._checked_app(params)
-        if app is None:
-            return _error_page(problem)
+        app_or_problem = self._checked_app(params)
+        if isinstance(app_or_problem, str):
+            return _error_page(app_or_problem)
+        app = app_or_problem
         state = params.get("state", "")
         code = self.state.login(app.client_id, app.redirect_uri, params.get("username", ""), params.get("password", ""))
         if code is None:

@@ -39,7 +39,9 @@ def account_payload(account: SchwabAccount, fields: str, quotes: SchwabQuotes) -
 def _position(symbol: str, held: list[float], quotes: SchwabQuotes) -> dict:
     quantity, average = held
     price = quotes.price(symbol)
-    close = (quotes.find(symbol).base_price) if quotes.find(symbol) else price
+    # A held symbol the market no longer trades (price 0.0) still shows, closed at that price, id 0.
+    instrument = quotes.find(symbol)
+    close = instrument.base_price if instrument else price
     description = quotes.description(symbol)
     long_quantity, short_quantity = max(quantity, 0), max(-quantity, 0)
     market_value = round(quantity * price, 2)
@@ -56,7 +58,7 @@ def _position(symbol: str, held: list[float], quotes: SchwabQuotes) -> dict:
             "cusip": description.get("cusip", ""),
             "symbol": symbol,
             "description": description.get("description", symbol),
-            "instrumentId": quotes.find(symbol).token if quotes.find(symbol) else 0,
+            "instrumentId": instrument.token if instrument else 0,
             "netChange": round(price - close, 4),
         },
         "marketValue": market_value,

@@ -113,6 +113,8 @@ class SchwabLedger:
     def _new_order(self, account: SchwabAccount, terms: dict) -> dict:
         order_id = self._order_ids.next()[1]
         instrument = self._quotes.find(terms["symbol"])
+        if instrument is None:  # _validated refused unknown symbols; answered as it does, never a 500
+            raise service_error(400, "Symbol not found.")
         order = {
             "session": "NORMAL",
             "duration": terms["duration"],

@@ -31,8 +31,8 @@ class SchwabState:
     ):
         self._lock = lock
         self.market = market
-        apps = [app if isinstance(app, SchwabApp) else SchwabApp.from_mapping(app) for app in apps]
-        self.oauth = SchwabOAuth(lock=lock, clock=clock, apps=apps)
+        known_apps = [app if isinstance(app, SchwabApp) else SchwabApp.from_mapping(app) for app in apps]
+        self.oauth = SchwabOAuth(lock=lock, clock=clock, apps=known_apps)
         self.quote_feed = SchwabQuotes(market=market, clock=clock)
         self.ledger = SchwabLedger(lock=lock, clock=clock, quotes=self.quote_feed)
         # Fixed, so an account keeps its hash across sandbox restarts, as it does at Schwab.

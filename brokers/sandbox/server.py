@@ -51,11 +51,13 @@ class SandboxState:
         faults: Iterable[Fault | Mapping] = (),
         clock: Callable[[], float] = time.time,
         schwab_apps: Iterable[SchwabApp | Mapping] = (),
+        full_universe: bool = False,
     ):
         self.lock = threading.RLock()
         self.stats = CallStats(self.lock)
         self.faults = FaultBook(self.lock, faults)
-        self.market = Market(InstrumentCatalogue().instruments() + us_instruments(), clock=clock, lock=self.lock)
+        self.catalogue = InstrumentCatalogue(full_universe=full_universe)
+        self.market = Market(self.catalogue.instruments() + us_instruments(), clock=clock, lock=self.lock)
         self.postbacks = PostbackSender(self.stats)
         self.kite = KiteState(lock=self.lock, clock=clock, market=self.market, postbacks=self.postbacks, apps=apps)
         self.schwab = SchwabState(lock=self.lock, clock=clock, market=self.market, apps=schwab_apps)
@@ -89,8 +91,11 @@ class SandboxServer:
         idp_clients: Mapping[str, Iterable[Mapping]] | None = None,
         schwab_apps: Iterable[SchwabApp | Mapping] = (),
         sleep: Callable[[float], None] = time.sleep,
+        full_universe: bool = False,
     ):
-        self.state = SandboxState(apps=apps, faults=faults, clock=clock, schwab_apps=schwab_apps)
+        self.state = SandboxState(
+            apps=apps, faults=faults, clock=clock, schwab_apps=schwab_apps, full_universe=full_universe
+        )
         # The identity providers Thor's social login talks to, each under its own prefix.
         idp_clients = idp_clients or {}
         self.google = GoogleIdp(base_url=lambda: self.url, clients=idp_clients.get("google", ()), clock=clock)
@@ -98,7 +103,7 @@ class SandboxServer:
         # Longest prefix first, so a broker under /trader/v1 wins over Kite at the root.
         self.schwab = SchwabApi(self.state.schwab, base_url=lambda: self.url)
         self.brokers: list[BrokerApi] = sorted(
-            [KiteApi(self.state.kite), self.google, self.discord, *self.schwab.mounts()],
+            [KiteApi(self.state.kite, self.state.catalogue), self.google, self.discord, *self.schwab.mounts()],
             key=lambda api: -len(api.prefix),
         )
         self.control = _control_router(self.state)
@@ -112,6 +117,7 @@ class SandboxServer:
     @property
     def url(self) -> str:
         host, port = self._httpd.server_address[:2]
+        assert isinstance(host, str)  # an AF_INET server's address is (host, port), never bytes
         return f"http://{host}:{port}"
 
     def serve_forever(self) -> None:
@@ -204,6 +210,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         sandbox = self.server.sandbox
         url = urlsplit(self.path)
         path = url.path or "/"
+        response: Response | None
         try:
             body, refusal = self._read_body()
             if refusal is not None:

@@ -54,12 +54,14 @@ def start_sandbox(
     idp_clients: Mapping[str, Iterable[Mapping]] | None = None,
     schwab_apps: Iterable[Mapping] = (),
     sleep: Callable[[float], None] = time.sleep,
+    full_universe: bool = False,
 ) -> SandboxHandle:
     """Start a sandbox on `port` (0 picks a free one) and return once it accepts connections.
 
     `idp_clients` registers OAuth clients at its identity providers: {"google": [{"client_id", ...}]};
     `schwab_apps` Schwab apps: [{"client_id", "client_secret", "redirect_uri"}]; `sleep` how a latency
-    fault waits.
+    fault waits; `full_universe` lists the whole generated market (about 100,000 instruments) instead of
+    the fixtures and the NIFTY/BANKNIFTY chain.
     """
     server = SandboxServer(
         apps=apps,
@@ -70,6 +72,7 @@ def start_sandbox(
         idp_clients=idp_clients,
         schwab_apps=schwab_apps,
         sleep=sleep,
+        full_universe=full_universe,
     )
     return SandboxHandle(server)
 

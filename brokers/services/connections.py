@@ -93,7 +93,11 @@ def connection_require_active(connection: BrokerConnection) -> None:
     if connection.status == Status.ACTIVE and tokens.connection_refresh_due(connection):
         outcome = tokens.connection_tokens_refresh(connection_id=connection.pk)
         connection.refresh_from_db()
-        if outcome.action == "failed" and connection.access_expires_at <= timezone.now():
+        if (
+            outcome.action == "failed"
+            and connection.access_expires_at is not None
+            and connection.access_expires_at <= timezone.now()
+        ):
             # The broker could not renew it just now: the link itself is fine, so this is no reauth.
             raise _refresh_unavailable(outcome)
     if (

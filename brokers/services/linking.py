@@ -36,13 +36,14 @@ def _frontend_origin(*, user: User, frontend_url: str | None) -> str:
             )
         return tenant.allowed_origins[0]
     # The origin itself (a trailing slash is tolerated), never a longer URL: DESIGN.md section 4.
-    if not tenant.allows_origin(frontend_url) or frontend_url.rstrip("/") != origin_of(frontend_url):
+    origin = origin_of(frontend_url)
+    if not tenant.allows_origin(frontend_url) or origin is None or frontend_url.rstrip("/") != origin:
         raise ApplicationError(
             "frontend_url is not an allowed origin for this tenant.",
             code="origin_not_allowed",
             errors={"frontend_url": ["Not an allowed origin."]},
         )
-    return origin_of(frontend_url)
+    return origin
 
 
 def _authorization_url(*, user: User, app: BrokerApp, connection: BrokerConnection, origin: str) -> str:

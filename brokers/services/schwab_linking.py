@@ -18,6 +18,7 @@ from rest_framework import status
 
 from brokers import oauth_state
 from brokers.adapters.errors import BrokerError
+from brokers.adapters.schwab import SchwabAdapter
 from brokers.models import BrokerApp, BrokerConnection, BrokerKind
 from brokers.registry import adapter_for, adapter_for_app
 from brokers.services.linking import (
@@ -113,7 +114,9 @@ def schwab_callback_complete(*, state: oauth_state.OAuthState, code: str, by_its
     # Not saved: an adapter acting with the new tokens before any row holds them.
     unsaved = BrokerConnection(user=user, app=app, access_token=tokens.access_token, refresh_token=tokens.refresh_token)
     try:
-        broker_accounts = adapter_for(unsaved).account_numbers()
+        adapter = adapter_for(unsaved)
+        assert isinstance(adapter, SchwabAdapter)  # the app is a Schwab one
+        broker_accounts = adapter.account_numbers()
     except BrokerError as error:
         logger.warning("Schwab accounts unreadable after linking for app %s: %s", app.pk, error.code)
         raise CallbackFailed("accounts_unavailable") from None

@@ -60,7 +60,8 @@ def connection_refresh_due(
 
 def token_budget_per_minute(kind: str) -> float:
     """The token endpoint's per-app budget; the adapter spends it call by call (thor.ratelimit)."""
-    return {BrokerKind.SCHWAB: settings.THOR_SCHWAB_TOKEN_REQUESTS_PER_MINUTE}[kind]
+    budgets: dict[str, float] = {BrokerKind.SCHWAB: settings.THOR_SCHWAB_TOKEN_REQUESTS_PER_MINUTE}
+    return budgets[kind]
 
 
 def _expire(connection: BrokerConnection, reason: str, now: datetime) -> None:

@@ -23,7 +23,7 @@ class BrokerAppFactory(factory.django.DjangoModelFactory):
     tenant = None
 
 
-class BrokerConnectionFactory(factory.django.DjangoModelFactory):
+class BrokerConnectionFactory(factory.django.DjangoModelFactory[BrokerConnection]):
     """An active Kite connection with a session until tomorrow."""
 
     class Meta:
@@ -39,7 +39,7 @@ class BrokerConnectionFactory(factory.django.DjangoModelFactory):
 
 def linked_kite_account(user, **connection_fields) -> TradingAccount:
     """What a finished Kite login leaves behind: a connection and its live account."""
-    connection = BrokerConnectionFactory(user=user, **connection_fields)
+    connection = BrokerConnectionFactory.create(user=user, **connection_fields)
     return TradingAccount.objects.create(
         user=user,
         mode=TradingAccount.Mode.LIVE,

@@ -113,7 +113,8 @@ def connection_for_grant(user, app, grant: dict, *, trading_enabled: bool = Fals
         refresh_expires_at=now + timedelta(seconds=grant["refresh_expires_in"]),
         trading_enabled=trading_enabled,
     )
-    connection.grant = grant
+    # The tests read the grant back off the connection: an attribute of this instance only, no model field.
+    connection.grant = grant  # type: ignore[attr-defined]
     return connection
 
 

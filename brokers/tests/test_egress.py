@@ -91,8 +91,8 @@ class TestTheApi:
         assert answer.status_code == 200, answer.json()
         assert answer.json()["order_egress"] == "set"
         assert answer.json()["health"]["egress"] == {
-            "required": False,
-            "source": "connection",
+            "required_by_tenant": False,
+            "set_on": "connection",
             "ok": True,
             "checked_at": answer.json()["health"]["egress"]["checked_at"],
             "error": "",
@@ -143,7 +143,7 @@ class TestTheApi:
         answer = alice_client.delete(f"/api/brokers/connections/{connection.pk}/egress")
 
         assert answer.json()["order_egress"] == "not set"
-        assert answer.json()["health"]["egress"]["source"] is None
+        assert answer.json()["health"]["egress"]["set_on"] is None
         connection.refresh_from_db()
         assert (connection.order_egress, connection.order_egress_probe) == ("", {})
 
@@ -159,8 +159,8 @@ class TestTheApi:
 
         assert listed["order_egress"] == "not set"
         assert listed["health"]["egress"] == {
-            "required": True,
-            "source": None,
+            "required_by_tenant": True,
+            "set_on": None,
             "ok": None,
             "checked_at": None,
             "error": "",

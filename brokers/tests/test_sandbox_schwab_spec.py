@@ -64,7 +64,9 @@ def response_schema(path: str, method: str, status: int) -> dict:
 
 
 def assert_conforms(answer: requests.Response, path: str) -> None:
-    schema = response_schema(path, answer.request.method, answer.status_code)
+    method = answer.request.method
+    assert method is not None, "a request that was sent has its method"
+    schema = response_schema(path, method, answer.status_code)
     validator = jsonschema.Draft7Validator({**schema, "components": COMPONENTS})
     errors = sorted(validator.iter_errors(answer.json()), key=lambda error: list(error.absolute_path))
     assert not errors, "\n".join(f"{list(e.absolute_path)}: {e.message}" for e in errors[:5])

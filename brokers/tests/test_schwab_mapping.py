@@ -114,6 +114,23 @@ def test_positions_and_holdings(mocked, schwab):
     )
 
 
+def test_an_average_price_schwab_leaves_out_is_not_known_not_zero(mocked, schwab):
+    # Schwab's Position schema requires no field.
+    position = {
+        "longQuantity": 3.0,
+        "shortQuantity": 0.0,
+        "marketValue": 600.0,
+        "instrument": {"assetType": "EQUITY", "symbol": "MSFT"},
+    }
+    mocked.get(f"{API}/trader/v1/accounts/{HASH}", json={"securitiesAccount": {"positions": [position]}})
+
+    (msft,) = schwab.positions()
+    (holding,) = schwab.holdings()
+
+    assert (msft.average_price, msft.last_price) == (None, Decimal("200.0000"))
+    assert (holding.average_price, holding.last_price) == (None, Decimal("200.0000"))
+
+
 # --- orders -----------------------------------------------------------------------------------
 
 
@@ -234,3 +251,17 @@ def test_quotes_are_keyed_by_the_reference_as_given(mocked, schwab):
     assert set(quotes) == {"NASDAQ:AAPL", "AAPL"}
     assert quotes["NASDAQ:AAPL"].last_price == Decimal("190.1200") and quotes["NASDAQ:AAPL"].exchange == "NASDAQ"
     assert quotes["AAPL"].timestamp == datetime(2026, 1, 1, tzinfo=UTC) and quotes["AAPL"].volume == 1234
+
+
+def test_a_quote_without_a_last_price_is_left_out_as_an_unquoted_symbol(mocked, schwab):
+    mocked.get(
+        f"{API}/marketdata/v1/quotes",
+        json={
+            "AAPL": {"symbol": "AAPL", "quote": {"lastPrice": 190.12}},
+            "HALT": {"symbol": "HALT", "quote": {"closePrice": 12.5, "totalVolume": 0}},
+        },
+    )
+
+    quotes = schwab.quotes(["AAPL", "HALT"])
+
+    assert set(quotes) == {"AAPL"} and quotes["AAPL"].last_price == Decimal("190.1200")

@@ -6,6 +6,7 @@ the code exchange, and the identity each reports. Google's ID token is checked a
 import hashlib
 import logging
 from dataclasses import dataclass
+from typing import cast
 
 import requests
 from authlib.common.errors import AuthlibBaseError
@@ -16,7 +17,7 @@ from django.conf import settings
 from django.core.cache import cache
 from joserfc import jwt
 from joserfc.errors import InvalidKeyIdError, JoseError
-from joserfc.jwk import KeySet
+from joserfc.jwk import KeySet, KeySetSerialization
 from joserfc.jws import JWSRegistry
 
 logger = logging.getLogger("thor.identity")
@@ -77,6 +78,11 @@ def _get_json(url: str) -> dict:
     if not isinstance(body, dict):
         raise ValueError("not a JSON object")
     return body
+
+
+def _key_set(jwks_uri: str, *, refresh: bool = False) -> KeySet:
+    # The JWKS document as the provider published it; import_key_set validates every key in it.
+    return KeySet.import_key_set(cast(KeySetSerialization, _cached_json(jwks_uri, refresh=refresh)))
 
 
 def _cached_json(url: str, *, refresh: bool = False) -> dict:
@@ -144,12 +150,10 @@ class Google:
         registry = JWSRegistry(algorithms=metadata.get("id_token_signing_alg_values_supported") or ["RS256"])
         try:
             try:
-                decoded = jwt.decode(
-                    token["id_token"], KeySet.import_key_set(_cached_json(metadata["jwks_uri"])), registry=registry
-                )
+                decoded = jwt.decode(token["id_token"], _key_set(metadata["jwks_uri"]), registry=registry)
             except InvalidKeyIdError:
                 # Google rotates its keys: an unknown key id is worth one fresh read of the JWKS.
-                keys = KeySet.import_key_set(_cached_json(metadata["jwks_uri"], refresh=True))
+                keys = _key_set(metadata["jwks_uri"], refresh=True)
                 decoded = jwt.decode(token["id_token"], keys, registry=registry)
             claims = CodeIDToken(
                 decoded.claims,

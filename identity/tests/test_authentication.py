@@ -91,13 +91,13 @@ class TestRevocation:
 
         assert response.status_code == 401 and response.json()["code"] == "user_inactive"
 
-    def test_a_user_disabled_in_bulk_is_refused_within_the_ttl(self, alice, alice_client, settings):
+    def test_a_user_disabled_in_bulk_is_refused_within_the_ttl(self, alice, alice_client, settings, time_passes):
         settings.THOR_READ_CACHE_SECONDS = 1
         assert alice_client.get(ME).status_code == 200
         # The admin's "disable users" action is a bulk update: no signal, so only the TTL bounds it.
         User.objects.filter(pk=alice.pk).update(is_active=False)
 
-        time.sleep(1.2)
+        time_passes(1.2)
 
         assert alice_client.get(ME).status_code == 401
 

@@ -181,7 +181,7 @@ def forged(alice) -> str:
 
 def unsigned(alice) -> str:
     payload = dict(RefreshToken.for_user(alice).payload)
-    return jwt.encode(payload, None, algorithm="none")
+    return jwt.encode(payload, "", algorithm="none")  # alg "none": no key (PyJWT takes "" as None)
 
 
 def expired(alice) -> str:

@@ -29,7 +29,7 @@ def redis_cache(location=None, **options):
     }
 
 
-def some_values(alice) -> dict:
+def some_values(alice) -> list[str]:
     cache.set("number", 7)
     cache.incr("number")
     cache.set("negative", -3)

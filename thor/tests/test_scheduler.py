@@ -7,7 +7,7 @@ from django.utils import timezone
 from thor import scheduler
 from thor.celery import app
 
-ticks = []
+ticks: list[str] = []
 
 
 @app.task(name="thor.tests.record_tick")

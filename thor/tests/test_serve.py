@@ -64,7 +64,7 @@ def started_thor(server="uvicorn", **variables):
         try:
             requests.get(f"{url}/api/schema/", timeout=5)
             return process, url
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # a read timeout on a busy machine is "not yet"
             time.sleep(0.2)
     process.kill()
     raise AssertionError(f"{server} did not start")

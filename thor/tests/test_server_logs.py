@@ -55,13 +55,21 @@ class Served:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        try:
+            self._wait_until_answering(server)
+        except BaseException:
+            self.close()
+            raise
+
+    def _wait_until_answering(self, server: str) -> None:
         deadline = time.monotonic() + 60
         while True:
             assert self.process.poll() is None, self.log()
             try:
                 requests.get(f"{self.http}/api/health/", timeout=2)
                 return
-            except requests.ConnectionError:
+            # A busy machine may be slow to answer the first request too: a read timeout is "not yet".
+            except (requests.ConnectionError, requests.Timeout):
                 assert time.monotonic() < deadline, f"{server} did not start within 60 s"
                 time.sleep(0.2)
 

@@ -1,6 +1,8 @@
 """Settings come from the environment; a bad value stops start-up naming the variable.
 
-Each case starts a fresh interpreter, because settings are read once per process.
+Settings are read once per process, so the cases run in fresh interpreters: each configuration that starts
+Django in one of its own, and the bad values one after another in a single one that imports the settings
+module anew for each (which is all a start-up does with them before it stops).
 """
 
 import json
@@ -53,6 +55,40 @@ def environment_with(variables):
     environment = {key: value for key, value in os.environ.items() if not key.startswith("THOR_")}
     environment.update(dict.fromkeys(BLANKED, ""), DJANGO_SETTINGS_MODULE="thor.settings", **variables)
     return environment
+
+
+IMPORT_EACH = """
+import importlib, json, os, sys, traceback
+base, results = dict(os.environ), {}
+for name, variables in json.loads(sys.stdin.read()).items():
+    os.environ.clear()
+    os.environ.update({**base, **variables})
+    sys.modules.pop("thor.settings", None)
+    try:
+        importlib.import_module("thor.settings")
+        results[name] = [0, ""]
+    except Exception:
+        results[name] = [1, traceback.format_exc()]
+print(json.dumps(results))
+"""
+
+
+def import_each(cases):
+    """The settings module imported once per case, in one interpreter: what each start-up would have said."""
+    run = subprocess.run(
+        [sys.executable, "-c", IMPORT_EACH],
+        cwd=settings.BASE_DIR,
+        env=environment_with({}),
+        input=json.dumps(cases),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    return {
+        name: subprocess.CompletedProcess(run.args, returncode, "", stderr)
+        for name, (returncode, stderr) in json.loads(run.stdout).items()
+    }
 
 
 def start_all(cases):
@@ -119,9 +155,8 @@ BAD_VALUES = {
 
 @pytest.fixture(scope="module")
 def started():
-    return start_all(
-        {"embedded": {}, "production": PRODUCTION_STACK}
-        | {name: variables for name, (_, variables) in BAD_VALUES.items()}
+    return start_all({"embedded": {}, "production": PRODUCTION_STACK}) | import_each(
+        {name: variables for name, (_, variables) in BAD_VALUES.items()}
     )
 
 
@@ -192,3 +227,45 @@ class TestDeployCheck:
 
         assert result.returncode == 0, result.stderr
         assert "thor.E001" not in result.stderr + result.stdout
+
+
+REDIS_REPORT = """
+import json, sys, django
+if sys.argv[1] == "under pytest":
+    import pytest  # noqa: F401
+django.setup()
+from django.conf import settings as s
+print(json.dumps([s.REDIS_URL, s.CACHES["default"]["LOCATION"], s.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"][0]["address"]]))
+"""
+
+
+def redis_urls_of(worker: str, how: str, redis_url="redis://127.0.0.1:6379/14") -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", REDIS_REPORT, how],
+        cwd=settings.BASE_DIR,
+        env=environment_with({"REDIS_URL": redis_url, "PYTEST_XDIST_WORKER": worker}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+class TestEachTestWorkerHasItsOwnRedisDB:
+    def test_worker_n_adds_n_to_the_db_for_the_cache_and_the_channel_layer(self):
+        result = redis_urls_of("gw1", "under pytest")
+
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout) == ["redis://127.0.0.1:6379/15"] * 3
+
+    def test_a_server_a_test_starts_keeps_the_url_it_is_handed(self):
+        result = redis_urls_of("gw1", "on its own", redis_url="redis://127.0.0.1:6379/15")
+
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout) == ["redis://127.0.0.1:6379/15"] * 3
+
+    @pytest.mark.parametrize(("redis_url", "worker"), [("redis://127.0.0.1:6379/14", "gw2"), ("redis://h/5", "gw2")])
+    def test_a_worker_past_db_15_or_on_another_suites_db_stops_startup(self, redis_url, worker):
+        result = redis_urls_of(worker, "under pytest", redis_url=redis_url)
+
+        assert result.returncode != 0
+        assert "ImproperlyConfigured" in result.stderr and f"pytest-xdist worker {worker}" in result.stderr

@@ -30,7 +30,8 @@ class Command(BaseCommand):
             defaults={
                 "name": "Demo",
                 "is_default": True,
-                "paper_other_currencies": {"INR": "1000000.00"},
+                # One crore: enough for a NIFTY future (bought at full value on paper) and a few options.
+                "paper_other_currencies": {"INR": "10000000.00"},
                 "token_delivery": Tenant.TokenDelivery.QUERY,
             },
         )

@@ -14,6 +14,7 @@ The wire (sessions, budgets, retries, error shapes) is `client`, the field mappi
 import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import unquote, urlencode
 
 import requests
@@ -87,7 +88,7 @@ class SchwabAdapter(BrokerAdapter):
         )
         self._refresh_token = refresh_token
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"SchwabAdapter(app_id={self.app_id})"
 
     def in_background(self) -> "SchwabAdapter":
@@ -174,7 +175,7 @@ class SchwabAdapter(BrokerAdapter):
             broker_user_id=tokens.broker_user_id,
         )
 
-    def _user_preference(self) -> dict:
+    def _user_preference(self) -> dict[str, Any]:
         data = self._client.json_call("GET", "/trader/v1/userPreference")
         # Schwab answers one object; its spec says a list of them: either is read.
         if isinstance(data, list):
@@ -193,12 +194,12 @@ class SchwabAdapter(BrokerAdapter):
         numbers = self._client.json_call("GET", "/trader/v1/accounts/accountNumbers") or []
         return account_refs(numbers, self.accounts_payload(fields=""))
 
-    def accounts_payload(self, fields: str = "positions") -> list[dict]:
+    def accounts_payload(self, fields: str = "positions") -> list[dict[str, Any]]:
         """Schwab's `/trader/v1/accounts` as it answers (plain account numbers included)."""
         data = self._client.json_call("GET", "/trader/v1/accounts", params={"fields": fields} if fields else None)
         return list(data) if isinstance(data, list) else []
 
-    def _securities_account(self, *, with_positions: bool) -> dict:
+    def _securities_account(self, *, with_positions: bool) -> dict[str, Any]:
         data = self._client.json_call(
             "GET", self._account_path(), params={"fields": "positions"} if with_positions else None
         )
@@ -219,7 +220,7 @@ class SchwabAdapter(BrokerAdapter):
 
     # --- orders -----------------------------------------------------------------------------
 
-    def _order_book(self, since: datetime) -> list[dict]:
+    def _order_book(self, since: datetime) -> list[Mapping[str, Any]]:
         now = datetime.now(UTC)
         data = self._client.json_call(
             "GET",

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from html.parser import HTMLParser
+from typing import Any
 
 import requests
 from django.conf import settings
@@ -64,7 +65,7 @@ class SchwabClient:
         self.rate_wait: float | None = None
         self.read_retries: int | None = None
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"SchwabClient(app_id={self.app_id})"
 
     def _spend(self, bucket: str, *, rate: float, per: float) -> None:
@@ -80,7 +81,7 @@ class SchwabClient:
             self._spend("orders", rate=settings.THOR_SCHWAB_ORDERS_PER_MINUTE, per=60)
             self._spend("orders-day", rate=settings.THOR_SCHWAB_ORDERS_PER_DAY, per=86400)
 
-    def _send(self, method: str, url: str, **kwargs) -> requests.Response:
+    def _send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         try:
             return _session().request(method, url, timeout=settings.THOR_SCHWAB_TIMEOUT, **kwargs)
         except requests.Timeout:
@@ -90,7 +91,15 @@ class SchwabClient:
                 "Schwab is unreachable.", code=BrokerErrorCode.UNAVAILABLE, broker_message=type(exc).__name__
             ) from None
 
-    def call(self, method: str, path: str, *, params=None, body=None, order_call: bool = False) -> requests.Response:
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: Mapping[str, Any] | None = None,
+        order_call: bool = False,
+    ) -> requests.Response:
         """One Trader/market-data call. Reads retry on 5xx and network errors; order calls never do,
         since a request that failed in transit may still have reached Schwab."""
         if not self.access_token:
@@ -111,8 +120,8 @@ class SchwabClient:
             last = attempt == attempts - 1
             try:
                 response = self._send(method, url, params=params, data=data, headers=headers)
-            except BrokerError as error:
-                if last or error.code not in (BrokerErrorCode.TIMEOUT, BrokerErrorCode.UNAVAILABLE):
+            except BrokerError as no_answer:
+                if last or no_answer.code not in (BrokerErrorCode.TIMEOUT, BrokerErrorCode.UNAVAILABLE):
                     raise
                 continue
             if response.status_code < 400:
@@ -123,14 +132,17 @@ class SchwabClient:
                 raise error
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def json_call(self, method: str, path: str, **kwargs):
-        response = self.call(method, path, **kwargs)
+    def json_call(
+        self, method: str, path: str, *, params: Mapping[str, str] | None = None, order_call: bool = False
+    ) -> Any:
+        """The call's JSON body, as parsed: what shape it has is for the caller to check."""
+        response = self.call(method, path, params=params, order_call=order_call)
         try:
             return response.json()
         except ValueError:
             raise BrokerError("Schwab answered something other than JSON.", code=BrokerErrorCode.UNAVAILABLE) from None
 
-    def token_call(self, form: Mapping[str, str], *, refreshing: bool) -> dict:
+    def token_call(self, form: Mapping[str, str], *, refreshing: bool) -> dict[str, Any]:
         """The OAuth token endpoint: never retried, since a refresh that reached Schwab has already
         rotated the token it spent."""
         self._spend("token", rate=settings.THOR_SCHWAB_TOKEN_REQUESTS_PER_MINUTE, per=60)
@@ -156,18 +168,18 @@ class SchwabClient:
 
 
 class _TitleParser(HTMLParser):
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self.title = ""
         self._in_title = False
 
-    def handle_starttag(self, tag, attrs):
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self._in_title = tag == "title"
 
-    def handle_endtag(self, tag):
+    def handle_endtag(self, tag: str) -> None:
         self._in_title = False
 
-    def handle_data(self, data):
+    def handle_data(self, data: str) -> None:
         if self._in_title:
             self.title += data
 

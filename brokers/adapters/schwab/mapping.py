@@ -8,6 +8,7 @@ import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from brokers.adapters.errors import BrokerError, BrokerErrorCode
 from brokers.adapters.types import (
@@ -20,7 +21,7 @@ from brokers.adapters.types import (
     Profile,
     Quote,
 )
-from thor.money import money, price, quantity, to_decimal
+from thor.money import PRICE_STEP, ROUNDING, money, price, quantity, to_decimal
 
 SCHWAB_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.000Z"
 
@@ -53,15 +54,20 @@ STOP_ORDER_TYPES = ("STOP", "STOP_LIMIT")
 # --- conversions ------------------------------------------------------------------------------
 
 
-def optional_decimal(value) -> Decimal | None:
+def optional_decimal(value: object) -> Decimal | None:
     return None if value in (None, "") else to_decimal(value)
 
 
-def _price(value) -> Decimal | None:
+def _price(value: object) -> Decimal | None:
     return None if value in (None, "") else price(value)
 
 
-def _shares(value) -> Decimal:
+def _computed_price(amount: Decimal) -> Decimal:
+    """A price Thor works out itself (so never missing) on thor.money's price step."""
+    return amount.quantize(PRICE_STEP, rounding=ROUNDING)
+
+
+def _shares(value: object) -> Decimal:
     return Decimal(quantity(value))
 
 
@@ -69,7 +75,7 @@ def schwab_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime(SCHWAB_TIME_FORMAT)
 
 
-def _parse_time(value) -> datetime | None:
+def _parse_time(value: object) -> datetime | None:
     if not isinstance(value, str) or not value:
         return None
     text = value.replace("Z", "+00:00")
@@ -83,7 +89,7 @@ def _parse_time(value) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _whole_quantity(quantity) -> int:
+def _whole_quantity(quantity: object) -> int:
     value = to_decimal(quantity)
     if not value.is_finite() or value <= 0 or value != value.to_integral_value():
         raise BrokerError(
@@ -94,7 +100,7 @@ def _whole_quantity(quantity) -> int:
     return int(value)
 
 
-def _price_number(value) -> float:
+def _price_number(value: object) -> float:
     """A Decimal price as the JSON number Schwab expects; 4-decimal prices survive float exactly."""
     amount = to_decimal(value)
     if not amount.is_finite() or amount <= 0:
@@ -107,7 +113,7 @@ def symbol_of(reference: str) -> str:
     return reference.rpartition(":")[2].strip().upper()
 
 
-def _average_fill_price(order: Mapping) -> Decimal | None:
+def _average_fill_price(order: Mapping[str, Any]) -> Decimal | None:
     quantity = Decimal("0")
     cost = Decimal("0")
     for activity in order.get("orderActivityCollection") or []:
@@ -118,14 +124,14 @@ def _average_fill_price(order: Mapping) -> Decimal | None:
     return (cost / quantity) if quantity else None
 
 
-def _unified_status(order: Mapping) -> str:
+def _unified_status(order: Mapping[str, Any]) -> str:
     status = order.get("status") or ""
     if status == "WORKING" and order.get("orderType") in STOP_ORDER_TYPES and not order.get("filledQuantity"):
         return "TRIGGER PENDING"
     return UNIFIED_STATUSES.get(status, "PENDING")
 
 
-def order_result(order: Mapping) -> OrderResult:
+def order_result(order: Mapping[str, Any]) -> OrderResult:
     legs = order.get("orderLegCollection") or [{}]
     leg = legs[0] or {}
     instrument = leg.get("instrument") or {}
@@ -158,12 +164,12 @@ def order_payload(
     *,
     symbol: str,
     side: str,
-    quantity,
+    quantity: Decimal | int,
     order_type: str,
     validity: str = "DAY",
-    price=None,
-    trigger_price=None,
-) -> dict:
+    price: Decimal | None = None,
+    trigger_price: Decimal | None = None,
+) -> dict[str, Any]:
     """A single-leg equity order in Schwab's terms, validated the way Schwab would refuse it."""
     if side not in INSTRUCTIONS:
         raise BrokerError(
@@ -179,7 +185,7 @@ def order_payload(
     if not ticker or not re.fullmatch(r"[A-Z0-9./-]{1,12}", ticker):
         raise BrokerError(f"Invalid symbol {symbol!r}.", code=BrokerErrorCode.INVALID_INPUT, permanent=True)
     schwab_type = ORDER_TYPES[order_type]
-    payload = {
+    payload: dict[str, Any] = {
         "session": "NORMAL",
         "duration": DURATIONS[validity],
         "orderType": schwab_type,
@@ -203,7 +209,7 @@ def order_payload(
     return payload
 
 
-def matches_placement(order: Mapping, payload: Mapping, since: datetime) -> bool:
+def matches_placement(order: Mapping[str, Any], payload: Mapping[str, Any], since: datetime) -> bool:
     """Is this order in the book the one `payload` placed (no later than `since`)?"""
     entered = _parse_time(order.get("enteredTime"))
     if entered is None or entered < since:
@@ -224,7 +230,7 @@ def matches_placement(order: Mapping, payload: Mapping, since: datetime) -> bool
     return True
 
 
-def request_payload(order: OrderRequest) -> dict:
+def request_payload(order: OrderRequest) -> dict[str, Any]:
     return order_payload(
         symbol=order.symbol,
         side=order.side,
@@ -245,7 +251,7 @@ def checked_order_id(broker_order_id: str) -> str:
     return text
 
 
-def lifetime(seconds, default: timedelta) -> timedelta:
+def lifetime(seconds: Any, default: timedelta) -> timedelta:
     """A token's lifetime from the token endpoint's `expires_in`, else the documented default."""
     try:
         value = int(seconds)
@@ -257,12 +263,12 @@ def lifetime(seconds, default: timedelta) -> timedelta:
 # --- accounts, balances and positions ---------------------------------------------------------
 
 
-def customer_id_of(preference: Mapping) -> str:
+def customer_id_of(preference: Mapping[str, Any]) -> str:
     streamers = preference.get("streamerInfo") or []
     return str(((streamers[0] or {}).get("schwabClientCustomerId") if streamers else "") or "")
 
 
-def profile_of(preference: Mapping, *, broker: str) -> Profile:
+def profile_of(preference: Mapping[str, Any], *, broker: str) -> Profile:
     return Profile(
         broker_user_id=customer_id_of(preference),
         name="",
@@ -275,19 +281,19 @@ def profile_of(preference: Mapping, *, broker: str) -> Profile:
     )
 
 
-def account_refs(numbers: list, accounts: list[dict]) -> list[BrokerAccountRef]:
+def account_refs(numbers: list[Mapping[str, Any]], accounts: list[dict[str, Any]]) -> list[BrokerAccountRef]:
     """`accountNumbers` (number and hash) with each account's kind from `accounts`."""
-    kinds = {}
+    kinds: dict[str, str] = {}
     for item in accounts:
         account = item.get("securitiesAccount") or {}
         kinds[str(account.get("accountNumber"))] = account.get("type") or ""
-    refs = []
-    for item in numbers:
-        number = str(item.get("accountNumber") or "")
+    refs: list[BrokerAccountRef] = []
+    for entry in numbers:
+        number = str(entry.get("accountNumber") or "")
         kind = kinds.get(number, "")
         refs.append(
             BrokerAccountRef(
-                broker_account_id=str(item.get("hashValue") or ""),
+                broker_account_id=str(entry.get("hashValue") or ""),
                 account_number=number,
                 display_name=f"Schwab {kind.title() or 'account'} ••••{number[-4:]}",
                 kind=kind,
@@ -296,13 +302,13 @@ def account_refs(numbers: list, accounts: list[dict]) -> list[BrokerAccountRef]:
     return refs
 
 
-def _first(current: Mapping, initial: Mapping, name: str):
+def _first(current: Mapping[str, Any], initial: Mapping[str, Any], name: str) -> Any:
     """A balance from currentBalances, else from initialBalances (Schwab leaves some out of one or the other)."""
     value = current.get(name)
     return initial.get(name) if value is None else value
 
 
-def funds_of(account: Mapping) -> Funds:
+def funds_of(account: Mapping[str, Any]) -> Funds:
     """Funds from a `securitiesAccount`: a margin account by its margin balances, a cash account by its cash."""
     current = account.get("currentBalances") or {}
     initial = account.get("initialBalances") or {}
@@ -327,13 +333,13 @@ def funds_of(account: Mapping) -> Funds:
         utilised=money(utilised),
         buying_power=money(buying_power),
         net_liquidation=money(net_liquidation),
-        raw=account,
+        raw=dict(account),
     )
 
 
-def positions_of(account: Mapping) -> list[Position]:
+def positions_of(account: Mapping[str, Any]) -> list[Position]:
     """The positions of a `securitiesAccount` read with `fields=positions`."""
-    positions = []
+    positions: list[Position] = []
     for item in account.get("positions") or []:
         instrument = item.get("instrument") or {}
         quantity = _shares(to_decimal(item.get("longQuantity")) - to_decimal(item.get("shortQuantity")))
@@ -344,9 +350,10 @@ def positions_of(account: Mapping) -> list[Position]:
                 exchange="",
                 product=account.get("type") or "",
                 quantity=quantity,
-                average_price=price(item.get("averagePrice")),
+                # Schwab's Position schema requires no field: an average price it leaves out is not known.
+                average_price=_price(item.get("averagePrice")),
                 # Schwab gives no last price on a position: its market value over its quantity.
-                last_price=price(value / quantity) if quantity else Decimal("0.0000"),
+                last_price=_computed_price(value / quantity) if quantity else Decimal("0.0000"),
                 realised_pnl=Decimal("0.00"),
                 unrealised_pnl=money(
                     to_decimal(item.get("longOpenProfitLoss")) + to_decimal(item.get("shortOpenProfitLoss"))
@@ -361,7 +368,7 @@ def positions_of(account: Mapping) -> list[Position]:
 
 def holdings_of(positions: list[Position]) -> list[Holding]:
     """Schwab keeps no separate holdings: they are the long equity positions."""
-    holdings = []
+    holdings: list[Holding] = []
     for position in positions:
         instrument = position.raw.get("instrument") or {}
         quantity = _shares(position.raw.get("longQuantity"))
@@ -372,7 +379,7 @@ def holdings_of(positions: list[Position]) -> list[Holding]:
                 symbol=position.symbol,
                 exchange="",
                 quantity=quantity,
-                average_price=price(position.raw.get("averageLongPrice") or position.raw.get("averagePrice")),
+                average_price=_price(position.raw.get("averageLongPrice") or position.raw.get("averagePrice")),
                 last_price=position.last_price,
                 pnl=money(position.raw.get("longOpenProfitLoss")),
                 day_change=position.day_pnl,
@@ -386,21 +393,28 @@ def holdings_of(positions: list[Position]) -> list[Holding]:
 # --- market data ------------------------------------------------------------------------------
 
 
-def quotes_of(data, symbols: list[str], references: Mapping[str, list[str]]) -> dict[str, Quote]:
+def quotes_of(
+    data: Mapping[str, Any] | None, symbols: list[str], references: Mapping[str, list[str]]
+) -> dict[str, Quote]:
     """The quotes of `symbols` in one `/marketdata/v1/quotes` answer, each under every reference given for
-    its symbol (`references`); a symbol Schwab did not quote is left out."""
-    quotes = {}
+    its symbol (`references`); a symbol Schwab did not quote, or quoted with no last price, is left out."""
+    quotes: dict[str, Quote] = {}
     for symbol in symbols:
         item = (data or {}).get(symbol)
         if not isinstance(item, Mapping) or not isinstance(item.get("quote"), Mapping):
             continue
         quote = item["quote"]
+        # Every reader of a quote prices with its last price (a paper fill, an order's value): a quote
+        # without one is no quote, as a consumer already reads a symbol that is left out.
+        last_price = _price(quote.get("lastPrice"))
+        if last_price is None:
+            continue
         for reference in references[symbol]:
             exchange = reference.rpartition(":")[0]
             quotes[reference] = Quote(
                 symbol=symbol,
                 exchange=exchange,
-                last_price=price(quote.get("lastPrice")),
+                last_price=last_price,
                 open=_price(quote.get("openPrice")),
                 high=_price(quote.get("highPrice")),
                 low=_price(quote.get("lowPrice")),
@@ -412,7 +426,7 @@ def quotes_of(data, symbols: list[str], references: Mapping[str, list[str]]) -> 
     return quotes
 
 
-def _epoch_millis(value) -> datetime | None:
+def _epoch_millis(value: object) -> datetime | None:
     if not isinstance(value, int | float) or isinstance(value, bool):
         return None
     return datetime.fromtimestamp(value / 1000, UTC)

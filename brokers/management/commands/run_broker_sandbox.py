@@ -17,6 +17,11 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=8100)
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument(
+            "--small-universe",
+            action="store_true",
+            help="List only the fixtures and the NIFTY/BANKNIFTY chain, not the whole market (~100,000 rows).",
+        )
+        parser.add_argument(
             "--kite-ip-whitelist",
             action="append",
             default=[],
@@ -30,7 +35,7 @@ class Command(BaseCommand):
             help="Also run a user's static-IP proxy there (say 127.0.0.2:8101), for Thor's order egress.",
         )
 
-    def handle(self, *args, port, host, kite_ip_whitelist, egress_proxy, **options):
+    def handle(self, *args, port, host, small_universe=False, kite_ip_whitelist=(), egress_proxy="", **options):
         demo_app = KiteApp(
             api_key=getattr(settings, "THOR_SANDBOX_KITE_API_KEY", "thor_demo_key"),
             api_secret=getattr(settings, "THOR_SANDBOX_KITE_API_SECRET", "thor_demo_secret"),
@@ -63,6 +68,7 @@ class Command(BaseCommand):
                 port=port,
                 idp_clients=idp_clients,
                 schwab_apps=[schwab_app],
+                full_universe=not small_universe,
             )
         except OSError as error:
             raise CommandError(f"Cannot listen on {host}:{port}: {error}") from error

@@ -1,0 +1,22 @@
+"""The exchanges' quantity-freeze limits: the largest quantity one order of a contract may carry.
+
+Kite's instrument dump does not state them; NSE and BSE publish them per underlying (NSE's
+`qtyfreeze` file and circulars on the F&O lot sizes, BSE's notices for SENSEX and BANKEX derivatives)
+and revise them with the lot sizes. The values below are plausible for 2026, modelled on those
+publications and kept whole multiples of the lots the sandbox lists (NIFTY 1,800 is 24 lots of 75); refresh them from the exchanges' files when they change. Stock derivatives' limits are
+not listed: their orders are not held to one.
+"""
+
+FREEZE_QUANTITIES: dict[tuple[str, str], int] = {
+    ("NFO", "NIFTY"): 1800,
+    ("NFO", "BANKNIFTY"): 1050,
+    ("NFO", "FINNIFTY"): 1820,
+    ("NFO", "MIDCPNIFTY"): 2800,
+    ("NFO", "NIFTYNXT50"): 600,
+    ("BFO", "SENSEX"): 1000,
+    ("BFO", "BANKEX"): 900,
+}
+
+
+def freeze_quantity(*, exchange: str, name: str) -> int | None:
+    return FREEZE_QUANTITIES.get((exchange, name))

@@ -1,0 +1,68 @@
+"""A small instrument master for the tests that trade listed contracts (the root conftest registers it).
+
+`instrument_master` loads a dump of a few dozen rows, served to the official Kite client by `responses`,
+inside the test's transaction: cheap enough per test, and nothing outlives the test. The contracts are
+listed from today, so they never expire under the tests: NIFTY_FUTURE is next month's NIFTY future (this
+month's may expire during a run), NIFTY_OPTION one of its strikes; EXPIRED_OPTION expired in 2018.
+"""
+
+import csv
+import functools
+import io
+
+import pytest
+import responses
+from django.conf import settings
+
+from brokers.sandbox.market import chain_listing_day, read_csv_fixture
+from brokers.sandbox.option_chain import MONTH_NAMES, OptionChainBook, monthly_expiries
+from market.caches import instruments_flush
+from market.services import instruments_refresh
+
+_TODAY = chain_listing_day()
+_NEXT_MONTH = monthly_expiries(_TODAY)[1]
+_MONTH = f"{_NEXT_MONTH:%y}{MONTH_NAMES[_NEXT_MONTH.month - 1]}"
+NIFTY_FUTURE = f"NIFTY{_MONTH}FUT"
+NIFTY_OPTION = f"NIFTY{_MONTH}24500CE"
+EXPIRED_OPTION = "BANKNIFTY18JAN23500CE"
+NIFTY_INDEX = "NIFTY 50"
+NIFTY_LOT, NIFTY_FREEZE = 75, 1800
+
+
+@functools.cache
+def small_dump_csv() -> str:
+    """Today's NIFTY/BANKNIFTY futures, one expiry's NIFTY options near the money, the indices, the
+    sandbox's equities and the 2018 mocks' NFO contracts (expired): Kite's columns."""
+    chain = OptionChainBook(_TODAY).csv_rows()
+    rows = [
+        row
+        for row in chain
+        if row["segment"] == "INDICES"
+        or row["instrument_type"] == "FUT"
+        or (
+            row["expiry"] == _NEXT_MONTH.isoformat()
+            and row["name"] == "NIFTY"
+            and 24000 <= float(row["strike"]) <= 25000
+        )
+    ]
+    rows += read_csv_fixture("sandbox_instruments.csv")
+    rows += [row for row in read_csv_fixture("instruments_all.csv") if row["exchange"] == "NFO"]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def load_small_master() -> None:
+    with responses.RequestsMock() as mocked:
+        mocked.get(f"{settings.THOR_KITE_API_ROOT}/instruments", body=small_dump_csv(), content_type="text/csv")
+        instruments_refresh()
+
+
+@pytest.fixture
+def instrument_master(db):
+    """The small master, loaded in this test's transaction (and forgotten with it, cache included)."""
+    load_small_master()
+    yield
+    instruments_flush()
