@@ -9,6 +9,7 @@ import requests
 
 from accounts.models import Order
 from accounts.tests.conftest import place
+from brokers.adapters import kite
 from brokers.adapters.errors import BrokerError, BrokerErrorCode
 from brokers.adapters.kite import KiteAdapter, user_order_budget
 from brokers.adapters.types import OrderRequest
@@ -57,24 +58,35 @@ def resting_limit() -> OrderRequest:
     )
 
 
-def test_the_eleventh_order_in_a_second_across_apps_and_processes_is_refused_unsent(sandbox, live, settings):
+@pytest.fixture
+def slow_refill(monkeypatch):
+    """The user's budget as Kite's (a burst of ten) refilling over a minute instead of a second, so what a
+    loaded machine takes between two calls can never give a token back within the test."""
+    monkeypatch.setattr(
+        kite, "user_order_budget", lambda user_id: ratelimit.Budget(f"kite:user:{user_id}:orders", 10, per=60)
+    )
+
+
+def test_the_budget_is_ten_order_calls_a_second_per_kite_user():
+    assert user_order_budget("AB1234") == ratelimit.Budget("kite:user:AB1234:orders", 10, per=1)
+
+
+def test_the_eleventh_order_across_apps_is_refused_unsent(sandbox, live, settings, slow_refill):
     settings.THOR_KITE_RATE_WAIT = 0
     connection = live.connection
     first_app, second_app = adapter(connection, connection.app_id), adapter(connection, connection.app_id + 1000)
-    budget = user_order_budget(connection.broker_user_id)
-    for _ in range(8):  # what other processes sent for this user this second
-        assert ratelimit.acquire(budget.bucket, rate=budget.rate)
 
-    first_app.place(resting_limit())
-    second_app.place(resting_limit())
+    for n in range(10):
+        (first_app if n % 2 else second_app).place(resting_limit())
     with pytest.raises(BrokerError) as refused:
         first_app.place(resting_limit())
 
     assert refused.value.code == BrokerErrorCode.ORDER_RATE_LIMITED and refused.value.retry_after == 1.0
-    assert sandbox_calls(sandbox, PLACE) == 2
-    # Each app has spent one of its own ten: only the user's budget stood in the way.
+    assert sandbox_calls(sandbox, PLACE) == 10
+    # Each app spent five of its own ten: only the user's budget stood in the way, and the refused call
+    # took nothing from its app's.
     app_budget = ratelimit.Budget(f"kite:{connection.app_id}:orders", 10)
-    assert ratelimit.tokens_left([app_budget])[0] >= 8
+    assert ratelimit.tokens_left([app_budget])[0] >= 5
 
 
 def test_reads_do_not_spend_the_users_order_budget(sandbox, live, settings):
@@ -99,12 +111,12 @@ def test_with_time_to_wait_the_eleventh_is_queued_and_sent(sandbox, live, settin
 
 
 def test_through_the_api_a_spent_budget_answers_429_with_retry_after_and_sends_nothing(
-    alice_client, sandbox, live, settings
+    alice_client, sandbox, live, settings, slow_refill
 ):
     settings.THOR_KITE_RATE_WAIT = 0
-    budget = user_order_budget(live.connection.broker_user_id)
+    budget = kite.user_order_budget(live.connection.broker_user_id)
     for _ in range(10):
-        assert ratelimit.acquire(budget.bucket, rate=budget.rate)
+        assert ratelimit.acquire(budget.bucket, rate=budget.rate, per=budget.per)
 
     refused = place(alice_client, account=live.pk, order_type="LIMIT", price="1400.00")
 
