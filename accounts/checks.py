@@ -10,6 +10,7 @@ from accounts.market_data import EXCHANGES, Instrument, instrument_get
 from accounts.models import Order, TradingAccount
 from accounts.paper import market_fill_price
 from brokers.adapters.types import OrderRequest
+from brokers.egress import order_egress_require
 from brokers.services import connection_require_active
 from thor.errors import ApplicationError
 
@@ -19,7 +20,8 @@ MAYBE_OPEN_STATUSES = (*OPEN_STATUSES, Order.Status.UNKNOWN)
 
 
 def trading_enabled_check(*, account: TradingAccount) -> None:
-    """The kill switches (the tenant's and the live connection's), then the live session.
+    """The kill switches (the tenant's and the live connection's), the live session, then the order egress
+    a live Kite order must leave through (static-IP rule, brokers.egress).
 
     Run before any order row is written: an order refused here leaves nothing behind, so its
     Idempotency-Key stays free and a retry is checked afresh.
@@ -37,6 +39,15 @@ def trading_enabled_check(*, account: TradingAccount) -> None:
             status_code=status.HTTP_403_FORBIDDEN,
         )
     connection_require_active(account.connection)
+    order_egress_check(account=account)
+
+
+def order_egress_check(*, account: TradingAccount) -> None:
+    """A live Kite order call needs the egress it must leave through where the tenant requires one (403
+    static_ip_required, before anything is written or sent). Cancels run it too: the kill switches let a
+    cancel through, but Kite refuses one from another address all the same."""
+    if account.mode == TradingAccount.Mode.LIVE and account.connection is not None:
+        order_egress_require(account.connection, tenant=account.user.tenant)
 
 
 def _on_tick(value: Decimal, tick: Decimal) -> bool:

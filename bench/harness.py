@@ -259,6 +259,9 @@ def live_world(
     )
     reset_storage(env)
     manage(env, "create_tenant", TENANT, "--origin", SPA)
+    # Kite orders go straight to the sandbox, as before the static-IP rule: a bench measures Thor, not a proxy hop.
+    code = f"from identity.models import Tenant; Tenant.objects.filter(slug='{TENANT}').update(live_orders_require_egress=False)"
+    manage(env, "shell", "-c", code)
 
     sandbox = processes.start("sandbox", [PYTHON, "manage.py", "run_broker_sandbox", "--port", str(sandbox_port)], env)
     thor_port = urlsplit(thor_url).port

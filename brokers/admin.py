@@ -2,10 +2,13 @@
 
 from typing import ClassVar
 
+from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.utils.html import format_html, format_html_join
 
 from brokers import health, services
+from brokers.egress import order_egress_clean
 from brokers.models import BrokerApp, BrokerConnection
 
 
@@ -13,12 +16,88 @@ def mask(value: str) -> str:
     return f"••••{value[-4:]}" if value else ""
 
 
+class OrderEgressForm(forms.ModelForm):
+    """A write-only order egress (brokers.egress): the stored URL is never rendered, a refused one is not
+    repeated, and a blank field keeps what is stored. Used for connections, users' apps and tenants."""
+
+    order_egress = forms.CharField(
+        widget=forms.PasswordInput(render_value=False),
+        required=False,
+        max_length=500,
+        label="Order egress",
+        help_text=(
+            "http(s)://[user:password@]host:port of the CONNECT proxy on the registered static IP. Stored "
+            "encrypted and never shown; leave blank to keep the current one. Saved with a probe through it."
+        ),
+    )
+    clear_order_egress = forms.BooleanField(required=False, label="Remove the order egress")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.initial.pop("order_egress", None)
+
+    def clean_order_egress(self):
+        url = self.cleaned_data.get("order_egress")
+        if not url:
+            return self.instance.order_egress if self.instance.pk else ""
+        try:
+            return order_egress_clean(url)
+        except ValidationError as error:
+            raise forms.ValidationError(error.message_dict["url"]) from None
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned is not None and cleaned.get("clear_order_egress"):
+            cleaned["order_egress"] = ""
+        return cleaned
+
+    @property
+    def order_egress_changed(self) -> bool:
+        return "order_egress" in self.changed_data or bool(self.cleaned_data.get("clear_order_egress"))
+
+
+def order_egress_saved(form: OrderEgressForm, holder) -> None:
+    """After the admin saved `holder`: probe a new egress (or forget the probe of a removed one)."""
+    if form.order_egress_changed:
+        services.order_egress_reprobe(holder=holder)
+
+
+def order_egress_summary(holder) -> str:
+    if not holder.order_egress:
+        return "not set"
+    probe = holder.order_egress_probe or {}
+    if "ok" not in probe:
+        return "set, never probed"
+    verdict = "probe ok" if probe["ok"] else f"probe failed: {probe.get('error')}"
+    return f"set, {verdict} ({probe.get('checked_at')})"
+
+
+class BrokerAppForm(OrderEgressForm):
+    class Meta:
+        model = BrokerApp
+        fields = ["order_egress"]
+
+    def clean_order_egress(self):
+        url = super().clean_order_egress()
+        if url and not self.instance.owner_id:
+            # A shared app's egress would send unrelated users' orders from one address: the rule forbids it.
+            raise forms.ValidationError("Only a user's own app takes an order egress; a tenant sets its own.")
+        return url
+
+
+class BrokerConnectionForm(OrderEgressForm):
+    class Meta:
+        model = BrokerConnection
+        fields = ["trading_enabled", "order_egress"]
+
+
 @admin.register(BrokerApp)
 class BrokerAppAdmin(admin.ModelAdmin):
+    form = BrokerAppForm
     list_display = ["id", "kind", "name", "masked_api_key", "tenant", "owner", "created_at"]
     list_filter = ["kind", "tenant"]
     search_fields = ["name", "owner__email", "tenant__slug"]
-    fields: ClassVar[tuple[str, ...]] = (
+    readonly_fields: ClassVar[tuple[str, ...]] = (
         "kind",
         "name",
         "masked_api_key",
@@ -27,9 +106,18 @@ class BrokerAppAdmin(admin.ModelAdmin):
         "owner",
         "created_at",
         "updated_at",
+        "order_egress_status",
     )
-    readonly_fields = fields
+    fields: ClassVar[tuple[str, ...]] = (*readonly_fields, "order_egress", "clear_order_egress")
     raw_id_fields = ["owner"]
+
+    @admin.display(description="Order egress")
+    def order_egress_status(self, app):
+        return order_egress_summary(app)
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        order_egress_saved(form, obj)
 
     @admin.display(description="API key")
     def masked_api_key(self, app):
@@ -67,13 +155,20 @@ class BrokerConnectionAdmin(admin.ModelAdmin):
         "last_sync_at",
         "last_error",
         "trading_enabled",
+        "order_egress",
+        "clear_order_egress",
         "created_at",
         "updated_at",
         "health_summary",
     )
-    readonly_fields = [name for name in fields if name != "trading_enabled"]
-    actions = ["mark_expired", "revoke"]
-    list_select_related = ["user", "app"]
+    form = BrokerConnectionForm
+    readonly_fields = [name for name in fields if name not in ("trading_enabled", "order_egress", "clear_order_egress")]
+    actions = ["mark_expired", "revoke", "probe_egress"]
+    list_select_related = ["user", "app__tenant"]
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        order_egress_saved(form, obj)
 
     def has_add_permission(self, request):
         return False
@@ -123,6 +218,7 @@ class BrokerConnectionAdmin(admin.ModelAdmin):
             ("Token expires", read.token_expires_at or "-"),
             ("Unknown orders", read.orders.unknown if read.orders else "-"),
             ("Orders needing review", read.orders.needs_review if read.orders else "-"),
+            ("Order egress", _egress_line(read.egress)),
             *(
                 (
                     f"Rate budget {budget.bucket}",
@@ -132,6 +228,12 @@ class BrokerConnectionAdmin(admin.ModelAdmin):
             ),
         ]
         return format_html("<table>{}</table>", format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", rows))
+
+    @admin.action(description="Probe the order egress again")
+    def probe_egress(self, request, queryset):
+        for connection in queryset.exclude(order_egress=""):
+            services.order_egress_reprobe(holder=connection)
+        self.message_user(request, "Probed.", messages.SUCCESS)
 
     @admin.action(description="Mark expired (the user must log in again)")
     def mark_expired(self, request, queryset):
@@ -144,3 +246,11 @@ class BrokerConnectionAdmin(admin.ModelAdmin):
         for connection in queryset:
             services.connection_revoke(connection=connection)
         self.message_user(request, f"{queryset.count()} connection(s) revoked.", messages.SUCCESS)
+
+
+def _egress_line(egress: health.EgressHealth) -> str:
+    if egress.source is None:
+        return "none (orders refused: static IP required)" if egress.required else "none"
+    if egress.ok is None:
+        return f"{egress.source}'s, never probed"
+    return f"{egress.source}'s, probe {'ok' if egress.ok else 'failed: ' + egress.error} at {egress.checked_at}"

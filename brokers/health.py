@@ -9,6 +9,7 @@ Where each part lives:
   write again, so a recovery shows at once.
 - The token's expiry is the connection's row.
 - The rate budget is the app's token buckets (thor.ratelimit), read without spending a token.
+- The order egress (brokers.egress) and its last probe are the connection's, its app's or its tenant's row.
 - The orders are accounts', which sits above brokers: accounts registers a counter here from its
   AppConfig.ready. Brokers could count them itself through the reverse relations (`accounts__orders`)
   without an import, but it would then hard-code another app's field names and status values where the
@@ -31,7 +32,7 @@ from typing import Any
 from django.core.cache import cache
 from prometheus_client import Counter
 
-from brokers import caches
+from brokers import caches, egress
 from brokers.adapters.errors import BrokerError
 from brokers.models import BrokerConnection
 from brokers.registry import rate_budgets_for_app
@@ -96,12 +97,37 @@ class BudgetLeft:
 
 
 @dataclass(frozen=True)
+class EgressHealth:
+    """The order egress a connection's orders leave through, never its URL."""
+
+    required: bool  # the tenant requires one for this connection's live orders
+    source: str | None  # connection | app | tenant; None: no egress
+    ok: bool | None  # the last probe through it; None: never probed
+    checked_at: datetime | None
+    error: str
+
+
+def egress_health(connection: BrokerConnection) -> EgressHealth:
+    found = egress.order_egress_for(connection)
+    probe = found.probe if found else {}
+    checked_at = probe.get("checked_at")
+    return EgressHealth(
+        required=egress.order_egress_required(connection, tenant=connection.app.tenant),
+        source=found.source if found else None,
+        ok=probe.get("ok"),
+        checked_at=datetime.fromisoformat(checked_at) if checked_at else None,
+        error=probe.get("error") or "",
+    )
+
+
+@dataclass(frozen=True)
 class ConnectionHealth:
     last_success_at: datetime | None
     last_error: CallError | None
     token_expires_at: datetime | None
     rate_budget: list[BudgetLeft]
     orders: AttentionOrders | None  # None: no app counts orders
+    egress: EgressHealth
 
     @property
     def calls(self) -> str:
@@ -238,7 +264,7 @@ def _attention_orders(connection_ids: list[int]) -> dict[int, AttentionOrders] |
 
 
 def connections_health(connections: Sequence[BrokerConnection]) -> dict[int, ConnectionHealth]:
-    """The health of each connection (with its app loaded), by id: one cache round trip, one to the
+    """The health of each connection (with its app and the app's tenant loaded), by id: one cache round trip, one to the
     rate buckets and one database query, however many connections."""
     connections = list(connections)
     if not connections:
@@ -255,6 +281,7 @@ def connections_health(connections: Sequence[BrokerConnection]) -> dict[int, Con
             token_expires_at=connection.access_expires_at,
             rate_budget=budgets[connection.app_id],
             orders=None if orders is None else orders.get(connection.pk, none),
+            egress=egress_health(connection),
         )
         for connection in connections
     }

@@ -19,6 +19,12 @@ class BrokerApp(models.Model):
     api_key = models.CharField(max_length=200, help_text="Kite api_key / Schwab client id (public).")
     api_secret = EncryptedTextField()
     redirect_uri = models.URLField(max_length=500, blank=True)
+    order_egress = EncryptedTextField(
+        blank=True,
+        default="",
+        help_text="A user's own app only: the CONNECT proxy on the user's registered static IP (brokers.egress).",
+    )
+    order_egress_probe = models.JSONField(default=dict, blank=True, help_text="The last probe through the egress.")
     tenant = models.ForeignKey("identity.Tenant", on_delete=models.CASCADE, related_name="broker_apps")
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -67,6 +73,12 @@ class BrokerConnection(models.Model):
     trading_enabled = models.BooleanField(
         default=False, help_text="Live order placement; off until the tenant turns it on (Kite static-IP rule)."
     )
+    order_egress = EncryptedTextField(
+        blank=True,
+        default="",
+        help_text="The CONNECT proxy on the user's registered static IP that this connection's orders leave through.",
+    )
+    order_egress_probe = models.JSONField(default=dict, blank=True, help_text="The last probe through the egress.")
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -2,6 +2,7 @@
 
 from collections.abc import Callable
 
+from brokers import egress
 from brokers.adapters import kite, schwab
 from brokers.adapters.base import BrokerAdapter
 from brokers.adapters.kite import KiteAdapter
@@ -12,12 +13,15 @@ from thor.ratelimit import Budget
 
 def _kite(app: BrokerApp, connection: BrokerConnection | None, account_id: str) -> BrokerAdapter:
     # A Kite login is one account: `account_id` has nothing to choose.
+    order_egress = egress.order_egress_for(connection) if connection else None
     return KiteAdapter(
         app_id=app.pk,
         api_key=app.api_key,
         api_secret=app.api_secret,
         access_token=connection.access_token if connection else "",
         market_protection=app.tenant.kite_market_protection,
+        broker_user_id=connection.broker_user_id if connection else "",
+        order_egress=order_egress.url if order_egress else "",
     )
 
 

@@ -4,7 +4,7 @@ from brokers.models import BrokerConnection, BrokerKind
 
 
 def connection_list(*, user) -> QuerySet[BrokerConnection]:
-    return BrokerConnection.objects.filter(user=user).select_related("app").order_by("-updated_at", "-id")
+    return BrokerConnection.objects.filter(user=user).select_related("app__tenant").order_by("-updated_at", "-id")
 
 
 def connection_get(*, user, connection_id: int) -> BrokerConnection | None:

@@ -61,6 +61,22 @@ class Tenant(models.Model):
         validators=[MinValueValidator(Decimal("-1")), MaxValueValidator(Decimal("100"))],
         help_text="Sent with every Kite MARKET and SL-M order: -1 lets Kite choose, else a percentage up to 100.",
     )
+    live_orders_require_egress = models.BooleanField(
+        default=True,
+        help_text=(
+            "Live Kite orders (place, modify, cancel) need an order egress, the user's or the tenant's: without one "
+            "they are refused (403 static_ip_required) before anything is sent. Exchange rule since April 2026."
+        ),
+    )
+    order_egress = EncryptedTextField(
+        blank=True,
+        default="",
+        help_text=(
+            "For a tenant that is itself an exchange-registered algo provider: the CONNECT proxy every user's "
+            "Kite orders leave through when their connection has none of its own. Never shown once stored."
+        ),
+    )
+    order_egress_probe = models.JSONField(default=dict, blank=True, help_text="The last probe through the egress.")
     max_order_value = models.DecimalField(max_digits=18, decimal_places=2, null=True, blank=True)
     max_open_orders = models.PositiveIntegerField(null=True, blank=True)
     trading_enabled = models.BooleanField(default=True, help_text="Kill switch for every order of this tenant.")

@@ -8,10 +8,16 @@ export THOR_KITE_API_ROOT="${THOR_KITE_API_ROOT:-http://127.0.0.1:$SANDBOX_PORT}
 export THOR_KITE_LOGIN_URL="${THOR_KITE_LOGIN_URL:-$THOR_KITE_API_ROOT/connect/login}"
 # Social login's Google- and Discord-like providers live in the same sandbox.
 export THOR_SANDBOX_URL="${THOR_SANDBOX_URL:-http://127.0.0.1:$SANDBOX_PORT}"
+# The demo user's static IP: the sandbox's Kite takes orders only from 127.0.0.2, where it also runs the
+# proxy a user's orders leave through (set it with PUT /api/brokers/connections/{id}/egress; README).
+EGRESS_ADDRESS="${THOR_DEMO_EGRESS_ADDRESS:-127.0.0.2}"
+EGRESS_PORT="${THOR_DEMO_EGRESS_PORT:-8101}"
+export THOR_ORDER_EGRESS_PRIVATE_HOSTS="${THOR_ORDER_EGRESS_PRIVATE_HOSTS:-$EGRESS_ADDRESS}"
 
 $PY manage.py migrate --noinput -v0
 $PY manage.py seed_demo
-$PY manage.py run_broker_sandbox --port "$SANDBOX_PORT" &
+$PY manage.py run_broker_sandbox --port "$SANDBOX_PORT" \
+  --kite-ip-whitelist "$EGRESS_ADDRESS" --egress-proxy "$EGRESS_ADDRESS:$EGRESS_PORT" &
 SANDBOX_PID=$!
 trap 'kill $SANDBOX_PID 2>/dev/null || true' EXIT INT TERM
 # The instrument master from the sandbox's dump (every contract paper trading and the checks know); a

@@ -31,6 +31,16 @@ BROKER_ERROR_RESPONSES = {
         "broker_rate_limited",
         "The broker's rate limit is reached; try again shortly.",
     ),
+    UpstreamErrorCode.ORDER_RATE_LIMITED: (
+        429,
+        "order_rate_limited",
+        "At most 10 orders a second per broker account (exchange rule): this one was not sent; try again shortly.",
+    ),
+    UpstreamErrorCode.EGRESS_UNREACHABLE: (
+        503,
+        "egress_unreachable",
+        "Your order egress (the proxy on your registered static IP) could not be reached: nothing was sent.",
+    ),
     UpstreamErrorCode.UNAVAILABLE: (503, "broker_unavailable", "The broker is not answering; try again shortly."),
     UpstreamErrorCode.TIMEOUT: (503, "broker_unavailable", "The broker did not answer in time; try again shortly."),
     UpstreamErrorCode.UNCONFIRMED: (

@@ -521,6 +521,16 @@ THOR_SANDBOX_KITE_POSTBACK_URL = f"{THOR_PUBLIC_URL}/api/brokers/kite/postback/"
 # Kite client: seconds before a call is a timeout, and how long a call may wait for its rate budget.
 THOR_KITE_TIMEOUT = _env_or_fail(env.float, "THOR_KITE_TIMEOUT", default=7.0)
 THOR_KITE_RATE_WAIT = _env_or_fail(env.float, "THOR_KITE_RATE_WAIT", default=1.0)
+# Live Kite orders leave from the user's registered static IP, through an order egress (brokers.egress).
+# Where a user refused for want of one is sent to read what to set up.
+THOR_ORDER_EGRESS_HELP_URL = env.str(
+    "THOR_ORDER_EGRESS_HELP_URL",
+    default="https://support.zerodha.com/category/trading-and-markets/general-kite/kite-api/articles/static-ip",
+)
+THOR_ORDER_EGRESS_PROBE_TIMEOUT = _env_or_fail(env.float, "THOR_ORDER_EGRESS_PROBE_TIMEOUT", default=5.0)
+# Egress hosts allowed although loopback or private (a proxy beside Thor in development); any other such
+# host is refused, so an egress cannot point Thor's order traffic or probes into its own network.
+THOR_ORDER_EGRESS_PRIVATE_HOSTS = _env_or_fail(env.list, "THOR_ORDER_EGRESS_PRIVATE_HOSTS", default=[])
 # A placement that failed in transit is confirmed by reading the order book (never by sending again):
 # this many looks, this many seconds apart, before the answer says UNKNOWN (202) and the settle task
 # takes over, looking again with backoff.

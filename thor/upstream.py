@@ -10,6 +10,10 @@ from enum import StrEnum
 class UpstreamErrorCode(StrEnum):
     TOKEN_EXPIRED = "token_expired"
     RATE_LIMITED = "rate_limited"
+    # The user's own order rate (Kite: 10 a second, exchange rule) is spent: the call was not sent.
+    ORDER_RATE_LIMITED = "order_rate_limited"
+    # The proxy a call must leave through (a Kite order's static-IP egress) could not be reached: not sent.
+    EGRESS_UNREACHABLE = "egress_unreachable"
     REJECTED = "rejected"
     INVALID_INPUT = "invalid_input"
     PERMISSION_DENIED = "permission_denied"

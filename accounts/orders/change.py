@@ -11,7 +11,7 @@ from rest_framework import status
 
 from accounts import live
 from accounts.audit import order_event_record, order_state
-from accounts.checks import OPEN_STATUSES, order_request_check, trading_enabled_check
+from accounts.checks import OPEN_STATUSES, order_egress_check, order_request_check, trading_enabled_check
 from accounts.models import Order, TradingAccount
 from accounts.orders.idempotency import replayed_order, request_forget, request_record
 from accounts.orders.place import last_prices, pre_trade_check
@@ -114,6 +114,7 @@ def order_cancel(
             return _answered(
                 account=locked, key=idempotency_key, operation="cancel", fingerprint=fingerprint, order=order
             )
+        order_egress_check(account=locked)
         request_record(account=locked, key=idempotency_key, operation="cancel", fingerprint=fingerprint)
     return _live_change(
         account=account,

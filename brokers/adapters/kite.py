@@ -2,9 +2,15 @@
 
 Every call spends a token from the app's rate budget first (Kite's documented limits), so Thor
 never sends a request it knows will be answered 429; without a token it raises RATE_LIMITED and
-the caller answers from the last-good snapshot.
+the caller answers from the last-good snapshot. An order call (place, modify, cancel) also spends one
+from its Kite user's order budget (10 a second across every app and process, the exchange's rule),
+waiting up to THOR_KITE_RATE_WAIT for it; without one it raises ORDER_RATE_LIMITED (429), unsent.
+
+Order calls leave through the connection's order egress when it has one (brokers.egress): the proxy on
+the user's registered static IP. Reads go direct.
 """
 
+import copy
 import hashlib
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -31,6 +37,12 @@ SESSION_ENDS_AT = time(6, 0)
 
 # Requests per second per app, from Kite's documentation.
 RATE_LIMITS = {"quote": 1.0, "orders": 10.0, "other": 10.0}
+# Order calls per second per Kite user, whatever app sends them (exchange rule since April 2026).
+USER_ORDER_RATE = 10.0
+
+
+def user_order_budget(broker_user_id: str) -> ratelimit.Budget:
+    return ratelimit.Budget(f"kite:user:{broker_user_id}:orders", USER_ORDER_RATE)
 
 
 def rate_budgets(app_id: int) -> list[ratelimit.Budget]:
@@ -58,6 +70,28 @@ def _session() -> requests.Session:
         session = requests.Session()
         session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
         _pool.session = session
+    return session
+
+
+# Keep-alive pools to at most this many egress proxies per thread: each user's proxy has its own, and a
+# thread serving many users must not keep a pool (and its sockets) for every one it ever served.
+MAX_EGRESS_POOLS = 32
+
+
+def _egress_session() -> requests.Session:
+    """The session order calls through an egress share in this thread (as _session for direct calls),
+    kept apart so that the direct pools never make way for egress ones; its oldest proxy pools are closed
+    beyond MAX_EGRESS_POOLS."""
+    session = getattr(_pool, "egress_session", None)
+    if session is None:
+        session = requests.Session()
+        session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
+        _pool.egress_session = session
+    for adapter in session.adapters.values():
+        if isinstance(adapter, requests.adapters.HTTPAdapter):
+            managers = adapter.proxy_manager
+            while len(managers) >= MAX_EGRESS_POOLS:
+                managers.pop(next(iter(managers))).clear()
     return session
 
 
@@ -166,9 +200,12 @@ class KiteAdapter(BrokerAdapter):
         api_secret: str,
         access_token: str = "",
         market_protection: Decimal = AUTOMATIC_MARKET_PROTECTION,
+        broker_user_id: str = "",
+        order_egress: str = "",
     ):
         self.app_id = app_id
         self.api_key = api_key
+        self.broker_user_id = broker_user_id
         self.market_protection = to_decimal(market_protection)
         self._api_secret = api_secret
         self._client = KiteConnect(
@@ -178,19 +215,57 @@ class KiteAdapter(BrokerAdapter):
             timeout=settings.THOR_KITE_TIMEOUT,
         )
         self._client.reqsession = _session()
+        # Order calls go through the egress: the same client with the proxy (a copy: no second
+        # KiteConnect.__init__ and its unused session). The URL is never in repr, messages or logs.
+        self._order_client = self._client
+        if order_egress:
+            self._order_client = copy.copy(self._client)
+            self._order_client.proxies = {"http": order_egress, "https": order_egress}
+            self._order_client.reqsession = _egress_session()
 
     def __repr__(self) -> str:
         return f"KiteAdapter(app_id={self.app_id})"
 
+    @property
+    def sends_orders_through_egress(self) -> bool:
+        return self._order_client is not self._client
+
+    def _spend_budget(self, category: str) -> None:
+        """One token from the app's bucket for `category` and, for an order call, one from its Kite user's:
+        both or neither, waiting up to THOR_KITE_RATE_WAIT."""
+        app_budget = ratelimit.Budget(f"kite:{self.app_id}:{category}", RATE_LIMITS[category])
+        budgets = [app_budget]
+        if category == "orders" and self.broker_user_id:
+            budgets.append(user_order_budget(self.broker_user_id))
+        short = ratelimit.acquire_all(budgets, wait=settings.THOR_KITE_RATE_WAIT)
+        if short is None:
+            return
+        if short is not app_budget:
+            raise BrokerError(
+                f"At most {USER_ORDER_RATE:g} orders a second per Kite user (exchange rule); not sent.",
+                code=BrokerErrorCode.ORDER_RATE_LIMITED,
+                permanent=True,
+                retry_after=1.0,
+            )
+        raise BrokerError("Kite rate budget spent.", code=BrokerErrorCode.RATE_LIMITED, retry_after=1.0)
+
     def _call(self, category: str, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        if not ratelimit.acquire(
-            f"kite:{self.app_id}:{category}", rate=RATE_LIMITS[category], wait=settings.THOR_KITE_RATE_WAIT
-        ):
-            raise BrokerError("Kite rate budget spent.", code=BrokerErrorCode.RATE_LIMITED, retry_after=1.0)
+        self._spend_budget(category)
         try:
             return method(*args, **kwargs)
+        except requests.exceptions.ProxyError:
+            # Raised only before any byte reached the proxy (urllib3: not yet connected to it), so the call
+            # was certainly not sent. The error's text names the proxy: Thor's words only.
+            raise BrokerError(
+                "The order egress (the proxy on your static IP) could not be reached; nothing was sent.",
+                code=BrokerErrorCode.EGRESS_UNREACHABLE,
+                retry_after=5.0,
+            ) from None
         except (kite_exceptions.KiteException, requests.RequestException) as exc:
-            raise _broker_error(exc) from None
+            error = _broker_error(exc)
+            if self.sends_orders_through_egress and isinstance(exc, requests.RequestException):
+                error.broker_message = ""  # a transport error's text may name the proxy
+            raise error from None
 
     # --- session --------------------------------------------------------------------------
 
@@ -317,7 +392,7 @@ class KiteAdapter(BrokerAdapter):
         quantity = _whole_quantity(order.quantity)
         order_id = self._call(
             "orders",
-            self._client.place_order,
+            self._order_client.place_order,
             variety=VARIETY,
             exchange=order.exchange,
             tradingsymbol=order.symbol,
@@ -345,11 +420,13 @@ class KiteAdapter(BrokerAdapter):
             changes["quantity"] = _whole_quantity(changes["quantity"])
         if (market_protection := self._market_protection_for(changes.get("order_type"))) is not None:
             changes["market_protection"] = market_protection
-        order_id = self._call("orders", self._client.modify_order, variety=VARIETY, order_id=broker_order_id, **changes)
+        order_id = self._call(
+            "orders", self._order_client.modify_order, variety=VARIETY, order_id=broker_order_id, **changes
+        )
         return OrderResult(broker_order_id=str(order_id), status="PENDING")
 
     def cancel(self, broker_order_id: str) -> OrderResult:
-        order_id = self._call("orders", self._client.cancel_order, variety=VARIETY, order_id=broker_order_id)
+        order_id = self._call("orders", self._order_client.cancel_order, variety=VARIETY, order_id=broker_order_id)
         return OrderResult(broker_order_id=str(order_id), status="PENDING")
 
     # --- market data ----------------------------------------------------------------------

@@ -39,8 +39,8 @@ class AuthorizationUrlOutputSerializer(serializers.Serializer):
 class CallErrorOutputSerializer(serializers.Serializer):
     at = serializers.DateTimeField()
     code = serializers.CharField(
-        help_text="token_expired | rate_limited | rejected | invalid_input | permission_denied | not_found | "
-        "unavailable | timeout"
+        help_text="token_expired | rate_limited | order_rate_limited | rejected | invalid_input | permission_denied | "
+        "not_found | unavailable | egress_unreachable | timeout | unconfirmed"
     )
     message = serializers.CharField(help_text="Thor's short words for it: never the broker's text, never a token.")
 
@@ -54,6 +54,25 @@ class RateBudgetOutputSerializer(serializers.Serializer):
     )
     capacity = serializers.IntegerField(help_text="The bucket's burst: it refills to this many.")
     per_seconds = serializers.IntegerField(help_text="It refills `capacity` calls every this many seconds.")
+
+
+class EgressHealthOutputSerializer(serializers.Serializer):
+    required_by_tenant = serializers.BooleanField(
+        source="required",
+        help_text="The tenant requires an order egress for this connection's live orders (Kite static-IP rule).",
+    )
+    set_on = serializers.ChoiceField(
+        source="source",
+        choices=["connection", "app", "tenant"],
+        allow_null=True,
+        help_text="Whose egress the orders leave through: the connection's, the user's own app's or the tenant's; "
+        "null: none, orders go direct (refused with 403 static_ip_required when required).",
+    )
+    ok = serializers.BooleanField(
+        allow_null=True, help_text="The last probe (a tunnel to the broker through the proxy); null: never probed."
+    )
+    checked_at = serializers.DateTimeField(allow_null=True)
+    error = serializers.CharField(help_text="Why the last probe failed, in Thor's words; never the URL.")
 
 
 class ConnectionHealthOutputSerializer(serializers.Serializer):
@@ -78,6 +97,7 @@ class ConnectionHealthOutputSerializer(serializers.Serializer):
         allow_null=True,
         help_text="Live orders that matched zero or several broker orders when the settle window closed.",
     )
+    egress = EgressHealthOutputSerializer(help_text="The order egress (static IP) this connection's orders use.")
 
 
 class ConnectionOutputSerializer(serializers.Serializer):
@@ -100,12 +120,18 @@ class ConnectionOutputSerializer(serializers.Serializer):
     last_sync_at = serializers.DateTimeField(allow_null=True)
     last_error = serializers.CharField()
     trading_enabled = serializers.BooleanField()
+    order_egress = serializers.SerializerMethodField(
+        help_text="set | not set: this connection's own order egress (write it with PUT .../egress; never read back)."
+    )
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
     health = serializers.SerializerMethodField(help_text="How the connection's broker calls are going.")
 
     def get_status(self, connection) -> str:
         return tokens.connection_display_status(connection)
+
+    def get_order_egress(self, connection) -> str:
+        return "set" if connection.order_egress else "not set"
 
     @extend_schema_field(serializers.DateTimeField(allow_null=True))
     def get_reauth_due_at(self, connection):
@@ -117,6 +143,14 @@ class ConnectionOutputSerializer(serializers.Serializer):
         read = self.context.get("health") or {}
         found = read.get(connection.pk) or health.connection_health(connection)
         return ConnectionHealthOutputSerializer(found).data
+
+
+class OrderEgressInputSerializer(serializers.Serializer):
+    url = serializers.CharField(
+        max_length=500,
+        write_only=True,
+        help_text="http(s)://[user:password@]host:port of an HTTP CONNECT proxy on your registered static IP.",
+    )
 
 
 class LinkConfirmInputSerializer(serializers.Serializer):

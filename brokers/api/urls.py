@@ -16,6 +16,11 @@ urlpatterns = [
         views.ConnectionReconnectView.as_view(),
         name="broker-connection-reconnect",
     ),
+    *slash_optional(
+        "brokers/connections/<int:connection_id>/egress",
+        views.ConnectionEgressView.as_view(),
+        name="broker-connection-egress",
+    ),
     *slash_optional("brokers/kite/connect", views.KiteConnectView.as_view(), name="kite-connect"),
     # Seed 002: Schwab OAuth
     *slash_optional(

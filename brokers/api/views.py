@@ -161,6 +161,35 @@ class ConnectionDetailView(APIView):
         return Response(serializers.ConnectionOutputSerializer(connection).data)
 
 
+class ConnectionEgressView(APIView):
+    @extend_schema(
+        summary="Set the connection's order egress: the proxy on your registered static IP (write-only)",
+        description=(
+            "Kite takes orders only from the static IP on the user's developer profile. Thor sends this "
+            "connection's orders (place, modify, cancel) through this HTTP CONNECT proxy, which must run on that "
+            "address; reads go direct. The URL is stored encrypted and never shown again: the connection says "
+            "`order_egress: set` and `health.egress` shows the probe Thor made through it."
+        ),
+        request=serializers.OrderEgressInputSerializer,
+        responses={200: serializers.ConnectionOutputSerializer, **error_responses(400, 401, 404)},
+    )
+    def put(self, request, connection_id: int):
+        connection = _connection_or_404(request, connection_id)
+        data = serializers.OrderEgressInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.connection_order_egress_set(connection=connection, url=data.validated_data["url"])
+        return Response(serializers.ConnectionOutputSerializer(connection).data)
+
+    @extend_schema(
+        summary="Remove the connection's order egress",
+        responses={200: serializers.ConnectionOutputSerializer, **error_responses(401, 404)},
+    )
+    def delete(self, request, connection_id: int):
+        connection = _connection_or_404(request, connection_id)
+        services.order_egress_clear(holder=connection)
+        return Response(serializers.ConnectionOutputSerializer(connection).data)
+
+
 class ConnectionConfirmView(APIView):
     @extend_schema(
         summary="Finish a broker link with the code the callback sent (tenants with link confirmation)",

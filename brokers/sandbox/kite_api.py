@@ -3,7 +3,7 @@
 import html
 from urllib.parse import parse_qsl, urlencode
 
-from .kite_models import DEMO_USERS, KiteError, Session
+from .kite_models import DEMO_USERS, KiteError, Session, ip_not_allowed_error
 from .kite_state import KiteState
 from .market import KITE_EXCHANGES, InstrumentCatalogue
 from .web import MethodNotAllowed, Request, Response, RouteNotFound, Router
@@ -141,15 +141,24 @@ class KiteApi:
             return kite_error(400, "Invalid `exchange`.")
         return Response.csv(self.catalogue.csv_text(exchange))
 
+    def _require_whitelisted(self, session: Session, request: Request) -> None:
+        """Order calls only: reads stay open from any address, as on Kite."""
+        app = self.state.app(session.api_key)
+        if app is not None and not app.allows_orders_from(request.client_address):
+            raise ip_not_allowed_error(request.client_address)
+
     def place_order(self, session: Session, request: Request) -> dict:
+        self._require_whitelisted(session, request)
         order_id = self.state.place_order(session, request.path_params["variety"], request.params())
         return {"order_id": order_id}
 
     def modify_order(self, session: Session, request: Request) -> dict:
+        self._require_whitelisted(session, request)
         variety, order_id = request.path_params["variety"], request.path_params["order_id"]
         return {"order_id": self.state.modify_order(session, variety, order_id, request.params())}
 
     def cancel_order(self, session: Session, request: Request) -> dict:
+        self._require_whitelisted(session, request)
         variety, order_id = request.path_params["variety"], request.path_params["order_id"]
         return {"order_id": self.state.cancel_order(session, variety, order_id)}
 

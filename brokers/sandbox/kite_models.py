@@ -1,5 +1,6 @@
 """Kite sandbox records: apps, demo users, accounts, tokens and orders, and Kite's API error."""
 
+import ipaddress
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,12 +29,34 @@ def input_error(message: str) -> KiteError:
 EXPIRED_TOKEN_MESSAGE = "Token is invalid or has expired."
 
 
+def ip_not_allowed_error(address: str) -> KiteError:
+    # Kite refuses order calls from an address not on the developer profile's IP whitelist; this is the
+    # sandbox's wording of it (a 403 PermissionException, so the client raises PermissionException).
+    return KiteError(
+        403,
+        "PermissionException",
+        f"Order requests are allowed only from the static IPs whitelisted for this app; this one came from {address}.",
+    )
+
+
+def _ip_whitelist(data: Mapping) -> tuple[str, ...]:
+    addresses = data.get("ip_whitelist") or []
+    if not isinstance(addresses, list) or not all(isinstance(address, str) for address in addresses):
+        raise ValueError("`ip_whitelist` must be a list of IP addresses")
+    try:
+        return tuple(str(ipaddress.ip_address(address.strip())) for address in addresses)
+    except ValueError:
+        raise ValueError("`ip_whitelist` must be a list of IP addresses") from None
+
+
 @dataclass(frozen=True)
 class KiteApp:
     api_key: str
     api_secret: str
     redirect_url: str
     postback_url: str | None = None
+    # The static IPs order calls (place, modify, cancel) may come from; empty: any (as before April 2026).
+    ip_whitelist: tuple[str, ...] = ()
 
     @classmethod
     def from_mapping(cls, data: Mapping) -> "KiteApp":
@@ -48,7 +71,10 @@ class KiteApp:
             isinstance(postback_url, str) and postback_url.startswith(("http://", "https://"))
         ):
             raise ValueError("`postback_url` must be an http(s) URL")
-        return cls(data["api_key"], data["api_secret"], data["redirect_url"], postback_url)
+        return cls(data["api_key"], data["api_secret"], data["redirect_url"], postback_url, _ip_whitelist(data))
+
+    def allows_orders_from(self, address: str) -> bool:
+        return not self.ip_whitelist or address in self.ip_whitelist
 
     @property
     def app_id(self) -> int:

@@ -223,6 +223,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
                     query=parse_qs(url.query, keep_blank_values=True),
                     headers=self.headers,
                     body=body,
+                    client_address=self.client_address[0],
                 )
                 response = sandbox.dispatch(request)
         except Exception:

@@ -17,6 +17,8 @@ class Request:
     headers: Message
     body: bytes = b""
     path_params: dict[str, str] = field(default_factory=dict)
+    # The address the call came from (the TCP peer): Kite checks order calls against the app's whitelist.
+    client_address: str = ""
 
     @cached_property
     def form(self) -> dict[str, list[str]]:

@@ -7,6 +7,12 @@ from brokers.services.connections import (
     connection_revoke,
     kite_sessions_expire,
 )
+from brokers.services.egress import (
+    connection_order_egress_set,
+    order_egress_clear,
+    order_egress_reprobe,
+    order_egress_set,
+)
 from brokers.services.linking import (
     LINK_CODE_SECONDS,
     CallbackFailed,
@@ -29,6 +35,7 @@ __all__ = [
     "broker_call",
     "connection_link_confirm",
     "connection_mark_expired",
+    "connection_order_egress_set",
     "connection_reconnect_start",
     "connection_require_active",
     "connection_revoke",
@@ -38,6 +45,9 @@ __all__ = [
     "kite_sessions_expire",
     "kite_tenant_app_connect_start",
     "kite_user_app_connect_start",
+    "order_egress_clear",
+    "order_egress_reprobe",
+    "order_egress_set",
     "schwab_callback_complete",
     "schwab_connect_start",
     "schwab_state_consume",

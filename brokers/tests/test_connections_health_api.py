@@ -25,6 +25,7 @@ FIELDS = {
     "last_sync_at",
     "last_error",
     "trading_enabled",
+    "order_egress",  # "set" | "not set", never the URL (brokers.egress)
     "created_at",
     "updated_at",
 }
@@ -36,6 +37,7 @@ HEALTH = {
     "rate_budget",
     "orders_unknown",
     "orders_needs_review",
+    "egress",
 }
 
 

@@ -165,6 +165,15 @@ def test_register_app_over_http(sandbox):
     assert "api_secret" in missing.json()["error"]
 
 
+@pytest.mark.parametrize("whitelist", ["127.0.0.2", ["not-an-ip"], [1], {"ip": "127.0.0.2"}])
+def test_an_ip_whitelist_must_be_a_list_of_addresses(sandbox, whitelist):
+    app = {"api_key": "k", "api_secret": "s", "redirect_url": "http://127.0.0.1:9/cb", "ip_whitelist": whitelist}
+
+    refused = requests.post(f"{sandbox.url}/_sandbox/apps", json=app, timeout=5)
+
+    assert refused.status_code == 400 and "ip_whitelist" in refused.json()["error"]
+
+
 def test_hostile_requests_get_clean_errors(sandbox):
     unknown = requests.get(f"{sandbox.url}/no/such/path", timeout=5)
     assert unknown.status_code == 404

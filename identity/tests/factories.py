@@ -14,6 +14,10 @@ class TenantFactory(factory.django.DjangoModelFactory):
     slug = factory.Sequence(lambda n: f"tenant-{n}")
     name = factory.LazyAttribute(lambda t: t.slug.title())
     allowed_origins = factory.LazyFunction(lambda: ["http://localhost:5173"])
+    # Off here so that live-order tests are about what they name; the static-IP rule's own tests
+    # (brokers/tests/test_egress*.py, accounts/tests/test_live_orders_static_ip.py) turn it on, as a new
+    # tenant has it.
+    live_orders_require_egress = False
 
 
 class UserFactory(factory.django.DjangoModelFactory):

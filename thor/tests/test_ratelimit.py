@@ -62,6 +62,35 @@ class TestTokenBucket:
         assert ratelimit.acquire(f"{bucket}-other", rate=1) is True
 
 
+class TestSeveralBucketsAtOnce:
+    """A call that needs several budgets (a Kite order: its user's and its app's) takes from all or none."""
+
+    def test_one_token_from_each(self, backend, bucket):
+        budgets = [ratelimit.Budget(bucket, rate=5, per=60), ratelimit.Budget(f"{bucket}-user", rate=10, per=60)]
+
+        assert ratelimit.acquire_all(budgets) is None
+
+        left = ratelimit.tokens_left(budgets)
+        assert 4.0 <= left[0] < 4.1 and 9.0 <= left[1] < 9.1
+
+    def test_an_empty_one_refuses_and_the_others_keep_their_token(self, backend, bucket):
+        app, user = ratelimit.Budget(bucket, rate=5, per=60), ratelimit.Budget(f"{bucket}-user", rate=1, per=60)
+        assert ratelimit.acquire(user.bucket, rate=1, per=60)
+
+        assert ratelimit.acquire_all([app, user]) is user
+
+        assert ratelimit.tokens_left([app])[0] == 5.0
+
+    def test_the_shortest_is_named_and_waited_for(self, backend, bucket, sleeps):
+        slow, fast = ratelimit.Budget(bucket, rate=1, per=60), ratelimit.Budget(f"{bucket}-fast", rate=10)
+        ratelimit.acquire(slow.bucket, rate=1, per=60)
+        for _ in range(10):
+            ratelimit.acquire(fast.bucket, rate=10)
+
+        assert ratelimit.acquire_all([fast, slow], wait=0.5) is slow
+        assert sleeps == []  # a minute's wait does not fit in half a second: refused at once
+
+
 class TestTokensLeft:
     """What a bucket holds now, read without spending: the connection health's rate budget."""
 

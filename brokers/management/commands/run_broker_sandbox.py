@@ -7,6 +7,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from brokers.sandbox import DEMO_USERS, Fault, KiteApp, SandboxServer
+from brokers.sandbox.egress_proxy import EgressProxy
 
 
 class Command(BaseCommand):
@@ -20,8 +21,21 @@ class Command(BaseCommand):
             action="store_true",
             help="List only the fixtures and the NIFTY/BANKNIFTY chain, not the whole market (~100,000 rows).",
         )
+        parser.add_argument(
+            "--kite-ip-whitelist",
+            action="append",
+            default=[],
+            metavar="IP",
+            help="A static IP the demo Kite app takes orders from (repeat for more); none: orders from anywhere.",
+        )
+        parser.add_argument(
+            "--egress-proxy",
+            default="",
+            metavar="HOST:PORT",
+            help="Also run a user's static-IP proxy there (say 127.0.0.2:8101), for Thor's order egress.",
+        )
 
-    def handle(self, *args, port, host, small_universe=False, **options):
+    def handle(self, *args, port, host, small_universe=False, kite_ip_whitelist=(), egress_proxy="", **options):
         demo_app = KiteApp(
             api_key=getattr(settings, "THOR_SANDBOX_KITE_API_KEY", "thor_demo_key"),
             api_secret=getattr(settings, "THOR_SANDBOX_KITE_API_SECRET", "thor_demo_secret"),
@@ -31,6 +45,7 @@ class Command(BaseCommand):
             postback_url=getattr(
                 settings, "THOR_SANDBOX_KITE_POSTBACK_URL", "http://127.0.0.1:8000/api/brokers/kite/postback/"
             ),
+            ip_whitelist=tuple(kite_ip_whitelist),
         )
         # The demo OAuth clients Thor's social login uses by default in development (THOR_SOCIAL_DEFAULT_APPS).
         idp_clients = {
@@ -59,7 +74,11 @@ class Command(BaseCommand):
             raise CommandError(f"Cannot listen on {host}:{port}: {error}") from error
 
         self.stdout.write(f"Broker sandbox listening on {server.url}")
+        if egress_proxy:
+            self._start_egress_proxy(egress_proxy)
         self.stdout.write(f"Kite app: api_key={demo_app.api_key} redirect_url={demo_app.redirect_url}")
+        if demo_app.ip_whitelist:
+            self.stdout.write(f"Kite orders taken only from: {', '.join(demo_app.ip_whitelist)}")
         self.stdout.write(f"Kite login page: {server.url}/connect/login?v=3&api_key={demo_app.api_key}")
         for provider, clients in idp_clients.items():
             self.stdout.write(f"{provider.title()} sandbox client: client_id={clients[0]['client_id']}")
@@ -77,6 +96,23 @@ class Command(BaseCommand):
             self.stdout.write("Stopping the broker sandbox.")
         finally:
             server.shutdown()
+
+    def _start_egress_proxy(self, where: str) -> None:
+        address, port = _split_address(where)
+        try:
+            proxy = EgressProxy(address, port)
+        except OSError as error:
+            # macOS has no 127.0.0.2 until `sudo ifconfig lo0 alias 127.0.0.2`: the sandbox runs on without it.
+            self.stderr.write(f"No egress proxy on {where}: {error}. Live Kite orders need an egress elsewhere.")
+            return
+        self.stdout.write(f"Egress proxy (a user's static IP) on {proxy.url()}")
+
+
+def _split_address(value: str) -> tuple[str, int]:
+    address, _, port = value.rpartition(":")
+    if not address or not port.isdigit():
+        raise CommandError(f"--egress-proxy takes HOST:PORT, not {value!r}.")
+    return address, int(port)
 
 
 def _faults_from_env() -> list[Fault]:

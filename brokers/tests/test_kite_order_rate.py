@@ -1,0 +1,126 @@
+"""At most 10 order calls a second per Kite user, whatever app or process sends them (exchange rule): the
+eleventh waits for a token or is refused unsent (429 with Retry-After). The buckets are Redis's here, as in
+production, so every process shares them."""
+
+from decimal import Decimal
+
+import pytest
+import requests
+
+from accounts.models import Order
+from accounts.tests.conftest import place
+from brokers.adapters import kite
+from brokers.adapters.errors import BrokerError, BrokerErrorCode
+from brokers.adapters.kite import KiteAdapter, user_order_budget
+from brokers.adapters.types import OrderRequest
+from brokers.tests.sandbox_fixtures import link, sandbox_calls
+from thor import coordination, ratelimit
+
+PLACE = "POST /orders/regular"
+
+
+@pytest.fixture(autouse=True)
+def redis_buckets():
+    assert coordination.uses_redis(), "run with REDIS_URL: the per-user budget is shared through Redis"
+    redis = coordination.redis_client()
+    stale = list(redis.scan_iter("thor:bucket:kite:*"))
+    if stale:
+        redis.delete(*stale)
+
+
+@pytest.fixture
+def live(sandbox, alice_client):
+    requests.post(f"{sandbox.url}/_sandbox/prices", json={"NSE:INFY": 1500.0}, timeout=5).raise_for_status()
+    return link(alice_client)
+
+
+def adapter(connection, app_id) -> KiteAdapter:
+    """A Kite adapter for the connection's user as app `app_id` would be (each app has its own budgets)."""
+    return KiteAdapter(
+        app_id=app_id,
+        api_key=connection.app.api_key,
+        api_secret=connection.app.api_secret,
+        access_token=connection.access_token,
+        broker_user_id=connection.broker_user_id,
+    )
+
+
+def resting_limit() -> OrderRequest:
+    return OrderRequest(
+        symbol="INFY",
+        exchange="NSE",
+        side="BUY",
+        quantity=Decimal(1),
+        order_type="LIMIT",
+        product="CNC",
+        price=Decimal("1400"),
+        validity="DAY",
+    )
+
+
+@pytest.fixture
+def slow_refill(monkeypatch):
+    """The user's budget as Kite's (a burst of ten) refilling over a minute instead of a second, so what a
+    loaded machine takes between two calls can never give a token back within the test."""
+    monkeypatch.setattr(
+        kite, "user_order_budget", lambda user_id: ratelimit.Budget(f"kite:user:{user_id}:orders", 10, per=60)
+    )
+
+
+def test_the_budget_is_ten_order_calls_a_second_per_kite_user():
+    assert user_order_budget("AB1234") == ratelimit.Budget("kite:user:AB1234:orders", 10, per=1)
+
+
+def test_the_eleventh_order_across_apps_is_refused_unsent(sandbox, live, settings, slow_refill):
+    settings.THOR_KITE_RATE_WAIT = 0
+    connection = live.connection
+    first_app, second_app = adapter(connection, connection.app_id), adapter(connection, connection.app_id + 1000)
+
+    for n in range(10):
+        (first_app if n % 2 else second_app).place(resting_limit())
+    with pytest.raises(BrokerError) as refused:
+        first_app.place(resting_limit())
+
+    assert refused.value.code == BrokerErrorCode.ORDER_RATE_LIMITED and refused.value.retry_after == 1.0
+    assert sandbox_calls(sandbox, PLACE) == 10
+    # Each app spent five of its own ten: only the user's budget stood in the way, and the refused call
+    # took nothing from its app's.
+    app_budget = ratelimit.Budget(f"kite:{connection.app_id}:orders", 10)
+    assert ratelimit.tokens_left([app_budget])[0] >= 5
+
+
+def test_reads_do_not_spend_the_users_order_budget(sandbox, live, settings):
+    settings.THOR_KITE_RATE_WAIT = 0
+    kite = adapter(live.connection, live.connection.app_id)
+
+    for _ in range(5):
+        kite.orders()
+
+    assert ratelimit.tokens_left([user_order_budget(live.connection.broker_user_id)])[0] == 10
+
+
+def test_with_time_to_wait_the_eleventh_is_queued_and_sent(sandbox, live, settings):
+    settings.THOR_KITE_RATE_WAIT = 1.0
+    kite = adapter(live.connection, live.connection.app_id)
+
+    for _ in range(11):
+        kite.place(resting_limit())
+
+    assert sandbox_calls(sandbox, PLACE) == 11
+    assert sandbox.state.stats.snapshot()["by_status"].get("429", 0) == 0
+
+
+def test_through_the_api_a_spent_budget_answers_429_with_retry_after_and_sends_nothing(
+    alice_client, sandbox, live, settings, slow_refill
+):
+    settings.THOR_KITE_RATE_WAIT = 0
+    budget = kite.user_order_budget(live.connection.broker_user_id)
+    for _ in range(10):
+        assert ratelimit.acquire(budget.bucket, rate=budget.rate, per=budget.per)
+
+    refused = place(alice_client, account=live.pk, order_type="LIMIT", price="1400.00")
+
+    assert refused.status_code == 429 and refused.json()["code"] == "order_rate_limited"
+    assert refused["Retry-After"] == "1"
+    assert sandbox_calls(sandbox, PLACE) == 0
+    assert not Order.objects.filter(account=live).exclude(status="REJECTED").exists()
