@@ -10,6 +10,8 @@ from django.utils.html import format_html, format_html_join
 from brokers import health, services
 from brokers.egress import order_egress_clean
 from brokers.models import BrokerApp, BrokerConnection
+from identity.admin import TenantAdmin
+from identity.models import Tenant
 
 
 def mask(value: str) -> str:
@@ -254,3 +256,28 @@ def _egress_line(egress: health.EgressHealth) -> str:
     if egress.ok is None:
         return f"{egress.source}'s, never probed"
     return f"{egress.source}'s, probe {'ok' if egress.ok else 'failed: ' + egress.error} at {egress.checked_at}"
+
+
+class TenantEgressForm(OrderEgressForm):
+    class Meta:
+        model = Tenant
+        exclude = ["order_egress_probe"]  # noqa: DJ006 (every other tenant field stays as identity shows it)
+
+
+# The tenant admin is identity's; its order egress (for tenants that are registered algo providers) is this app's.
+admin.site.unregister(Tenant)
+
+
+@admin.register(Tenant)
+class TenantWithEgressAdmin(TenantAdmin):
+    form = TenantEgressForm
+    exclude = ["order_egress_probe"]
+    readonly_fields = ["order_egress_status"]
+
+    @admin.display(description="Order egress")
+    def order_egress_status(self, tenant):
+        return order_egress_summary(tenant)
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        order_egress_saved(form, obj)

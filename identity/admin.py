@@ -5,7 +5,6 @@ from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 
-from brokers.admin import OrderEgressForm, order_egress_saved, order_egress_summary
 from identity.models import SocialApp, SocialIdentity, Tenant, User
 from identity.services import users_disable
 
@@ -60,27 +59,13 @@ class SocialAppAdmin(admin.ModelAdmin):
     search_fields = ["tenant__slug", "client_id"]
 
 
-class TenantForm(OrderEgressForm):
-    class Meta:
-        model = Tenant
-        exclude = ["order_egress_probe"]
-
-
 @admin.register(Tenant)
 class TenantAdmin(admin.ModelAdmin):
-    form = TenantForm
+    # The tenant's order egress (an encrypted proxy URL) is brokers' to show and set: brokers.admin extends this.
+    exclude = ["order_egress", "order_egress_probe"]
     list_display = ["slug", "name", "is_default", "trading_enabled", "currency", "paper_starting_cash"]
     search_fields = ["slug", "name"]
     list_filter = ["trading_enabled", "is_default"]
-    readonly_fields = ["order_egress_status"]
-
-    @admin.display(description="Order egress")
-    def order_egress_status(self, tenant):
-        return order_egress_summary(tenant)
-
-    def save_model(self, request, obj, form, change):
-        super().save_model(request, obj, form, change)
-        order_egress_saved(form, obj)
 
 
 @admin.register(User)
