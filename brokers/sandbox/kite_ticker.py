@@ -17,6 +17,7 @@ import struct
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from email.message import Message
 
 from .kite_models import KiteError
 from .kite_quotes import kite_quote
@@ -150,7 +151,7 @@ class KiteTickerHub:
 
     # --- the upgrade --------------------------------------------------------------------------
 
-    def admit(self, headers: Mapping, query: Mapping[str, list[str]]) -> Admission | Response:
+    def admit(self, headers: Message, query: Mapping[str, list[str]]) -> Admission | Response:
         """The connection's Kite session, or the refusal to answer the upgrade with."""
         key = headers.get("Sec-WebSocket-Key", "")
         if not key or headers.get("Sec-WebSocket-Version", "") != "13":
@@ -226,35 +227,41 @@ class KiteTickerHub:
     # --- messages -----------------------------------------------------------------------------
 
     def _handle(self, connection: TickerConnection, payload: bytes) -> None:
+        error = self._apply(connection, payload)
+        if error:
+            connection.socket.send_text(error_message(error))
+        connection.wake.set()
+
+    def _apply(self, connection: TickerConnection, payload: bytes) -> str | None:
+        """Apply one client message; the error to answer with, if any."""
         try:
             request = json.loads(payload.decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
-            connection.socket.send_text(error_message("Invalid message: not JSON."))
-            return
+            return "Invalid message: not JSON."
         action = request.get("a") if isinstance(request, dict) else None
         value = request.get("v") if isinstance(request, dict) else None
         if action in ("subscribe", "unsubscribe"):
             tokens = _tokens(value)
             if tokens is None:
-                connection.socket.send_text(error_message(f"Invalid {action}: send a list of instrument tokens."))
-                return
-            error = (
-                self._subscribe(connection, tokens) if action == "subscribe" else self._unsubscribe(connection, tokens)
-            )
-        elif action == "mode":
+                return f"Invalid {action}: send a list of instrument tokens."
+            if action == "subscribe":
+                return self._subscribe(connection, tokens)
+            with connection.lock:
+                for token in tokens:
+                    connection.modes.pop(token, None)
+            return None
+        if action == "mode":
             mode, tokens = (
                 (value[0], _tokens(value[1])) if isinstance(value, list) and len(value) == 2 else (None, None)
             )
             if mode not in MODES or tokens is None:
-                connection.socket.send_text(error_message('Invalid mode: send ["ltp"|"quote"|"full", [tokens]].'))
-                return
-            error = self._set_mode(connection, mode, tokens)
-        else:
-            connection.socket.send_text(error_message("Unknown action."))
-            return
-        if error:
-            connection.socket.send_text(error_message(error))
-        connection.wake.set()
+                return 'Invalid mode: send ["ltp"|"quote"|"full", [tokens]].'
+            with connection.lock:
+                for token in tokens:
+                    if token in connection.modes:
+                        connection.modes[token] = mode
+            return None
+        return "Unknown action."
 
     def _subscribe(self, connection: TickerConnection, tokens: list[int]) -> str | None:
         # An unknown token counts towards the limit but never ticks, as at Kite.
@@ -264,19 +271,6 @@ class KiteTickerHub:
                 return f"Subscription limit exceeded: at most {MAX_TOKENS_PER_CONNECTION} instruments per connection."
             for token in new:
                 connection.modes[token] = MODE_QUOTE
-        return None
-
-    def _unsubscribe(self, connection: TickerConnection, tokens: list[int]) -> None:
-        with connection.lock:
-            for token in tokens:
-                connection.modes.pop(token, None)
-        return None
-
-    def _set_mode(self, connection: TickerConnection, mode: str, tokens: list[int]) -> None:
-        with connection.lock:
-            for token in tokens:
-                if token in connection.modes:
-                    connection.modes[token] = mode
         return None
 
     # --- ticks --------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import socket
 import struct
 import threading
 from dataclasses import dataclass
-from typing import BinaryIO
+from io import BufferedIOBase
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -55,7 +55,7 @@ class Message:
 class WebSocket:
     """One upgraded connection. `receive()` from one thread; `send_*` from any (writes are serialised)."""
 
-    def __init__(self, connection: socket.socket, reader: BinaryIO, *, max_message_bytes: int):
+    def __init__(self, connection: socket.socket, reader: BufferedIOBase, *, max_message_bytes: int):
         self.connection = connection
         self._reader = reader
         self._max_message_bytes = max_message_bytes
