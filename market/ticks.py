@@ -196,12 +196,16 @@ class MarketStreamRunner:
         self.stream: MarketStream | None = None
 
     def run(self, stop: threading.Event) -> None:
+        waiting_logged = False
         while not stop.is_set():
             session = self._session()
             if session is None:
-                logger.info("No market-data session (an active connection of a shared Kite app); waiting")
+                if not waiting_logged:
+                    logger.info("No market-data session (an active connection of a shared Kite app); waiting")
+                    waiting_logged = True
                 stop.wait(self.session_check_seconds)
                 continue
+            waiting_logged = False
             self.stream = MarketStream(session, root=self.root)
             self.stream.start()
             try:

@@ -43,6 +43,8 @@ MAX_CONNECTIONS_PER_API_KEY = 3
 # A subscribe of 3,000 tokens is about 30 KB of JSON; anything far larger is refused unread.
 MAX_MESSAGE_BYTES = 256 * 1024
 HEARTBEAT = b"\x00"
+# The close code when the connection's session ends under it (policy violation).
+CLOSE_SESSION_ENDED = 1008
 MAX_PACKED_TOKEN = 2**32 - 1
 
 # The segment is the token's low byte; prices travel as integers of 1/divisor.
@@ -128,6 +130,7 @@ class TickerConnection:
     socket: WebSocket
     api_key: str
     user_id: str
+    access_token: str
     id: str = field(default_factory=lambda: secrets.token_hex(4))
     modes: dict[int, str] = field(default_factory=dict)
     wake: threading.Event = field(default_factory=threading.Event)
@@ -170,7 +173,7 @@ class KiteTickerHub:
 
     def run(self, socket: WebSocket, admission: Admission) -> None:
         """Serve one upgraded connection until it closes (in the request handler's thread)."""
-        connection = TickerConnection(socket, admission.api_key, admission.user_id)
+        connection = TickerConnection(socket, admission.api_key, admission.user_id, admission.access_token)
         with self._lock:
             self._connections.add(connection)
         sender = threading.Thread(target=self._send_ticks, args=(connection,), name="sandbox-ticks", daemon=True)
@@ -277,6 +280,11 @@ class KiteTickerHub:
 
     def _send_ticks(self, connection: TickerConnection) -> None:
         while not connection.socket.closed:
+            if not self._session_valid(connection):
+                # The session ended (logout, the 06:00 reset): the stream ends with it, and a reconnect
+                # with the same token is refused at the upgrade.
+                connection.socket.close(CLOSE_SESSION_ENDED, "Token is invalid or has expired.")
+                return
             modes = connection.snapshot()
             try:
                 connection.socket.send_binary(self._message(modes) if modes else HEARTBEAT)
@@ -286,6 +294,13 @@ class KiteTickerHub:
                 logger.exception("Sandbox ticker failed to build ticks")
             connection.wake.wait(self.tick_seconds)
             connection.wake.clear()
+
+    def _session_valid(self, connection: TickerConnection) -> bool:
+        try:
+            self._kite.authenticate(f"token {connection.api_key}:{connection.access_token}")
+        except KiteError:
+            return False
+        return True
 
     def _message(self, modes: dict[int, str]) -> bytes:
         now = self._clock()

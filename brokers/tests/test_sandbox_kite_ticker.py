@@ -228,6 +228,19 @@ def test_after_a_drop_the_ticker_reconnects_and_its_subscriptions_tick_again(san
     assert subscriptions(sandbox)[0]["modes"] == {str(INFY): "full"}
 
 
+def test_when_the_session_ends_the_stream_closes_and_the_token_is_refused_from_then_on(sandbox, kite, client):
+    ticker = connected(client())
+    ticker.call("subscribe", [INFY])
+    ticker.wait_for(lambda: ticker.latest(INFY))
+
+    sandbox.state.kite.expire_sessions()  # the 06:00 IST reset
+    code, reason = ticker.wait_for(lambda: ticker.closes and ticker.closes[0])
+    assert (code, reason) == (1008, "Token is invalid or has expired.")
+    _, refusal = ticker.wait_for(lambda: ticker.errors and ticker.errors[-1], timeout=15)  # KiteTicker retries
+    assert "403 - Forbidden" in str(refusal)
+    assert subscriptions(sandbox) == []
+
+
 def blocking_send(ticker: TickerClient, payload: bytes) -> None:
     from twisted.internet import reactor
     from twisted.internet.threads import blockingCallFromThread
