@@ -17,12 +17,21 @@ from brokers.models import BrokerApp, BrokerConnection, BrokerKind
 from brokers.sandbox.testing import start_sandbox
 from brokers.tests.kite_sandbox_calls import API_KEY, API_SECRET, REDIRECT_URL, kite_session
 from brokers.tests.test_sandbox_kite_ticker import FrozenClock
+from market import caches
 from market.selectors import last_prices
 from market.services import ticks_unwatch, ticks_watch
 from market.ticks import MarketStreamRunner, market_data_session, ticker_root
 
 INFY, RELIANCE = 408065, 738561
 STREAM_WAIT_SECONDS = 15
+
+
+@pytest.fixture(autouse=True)
+def _no_ticks_yet():
+    """Redis's watched set and last prices go with the test's cache; the embedded mode's with this."""
+    caches.ticks_flush()
+    yield
+    caches.ticks_flush()
 
 
 @pytest.fixture
@@ -102,6 +111,15 @@ def test_the_ticker_root_is_the_sandboxs_ws_beside_its_api_in_development(sandbo
     assert ticker_root() == sandbox.url.replace("http://", "ws://") + "/ws"
     settings.THOR_KITE_TICKER_ROOT = "wss://ws.kite.trade"
     assert ticker_root() == "wss://ws.kite.trade"
+
+
+def test_without_redis_the_watched_set_and_last_prices_are_the_processs_own(settings):
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    ticks_watch([INFY, RELIANCE])
+    ticks_unwatch([RELIANCE])
+    assert caches.watched_tokens() == {INFY}
+    caches.last_prices_write({INFY: "1501.25"})
+    assert streamed_prices([INFY, RELIANCE]) == {INFY: Decimal("1501.25")}
 
 
 @pytest.mark.django_db
