@@ -185,6 +185,7 @@ class KiteTickerHub:
                     self._handle(connection, message.payload)
         except ProtocolViolation as violation:
             socket.close(violation.code, str(violation))
+            socket.drain()
         except (WebSocketClosed, OSError):
             pass
         finally:
@@ -279,7 +280,7 @@ class KiteTickerHub:
     # --- ticks --------------------------------------------------------------------------------
 
     def _send_ticks(self, connection: TickerConnection) -> None:
-        while not connection.socket.closed:
+        while not (connection.socket.closing or connection.socket.closed):
             if not self._session_valid(connection):
                 # The session ended (logout, the 06:00 reset): the stream ends with it, and a reconnect
                 # with the same token is refused at the upgrade.

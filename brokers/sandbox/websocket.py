@@ -22,6 +22,8 @@ CONTROL_OPCODES = {OP_CLOSE, OP_PING, OP_PONG}
 CLOSE_NORMAL = 1000
 CLOSE_PROTOCOL_ERROR = 1002
 CLOSE_TOO_BIG = 1009
+# How long a close waits for the client's close frame before shutting the socket.
+CLOSE_GRACE_SECONDS = 2.0
 
 
 class WebSocketClosed(Exception):
@@ -60,6 +62,8 @@ class WebSocket:
         self._reader = reader
         self._max_message_bytes = max_message_bytes
         self._send_lock = threading.Lock()
+        # Closing: our close frame is sent and we wait for the client's; closed: the socket is shut.
+        self.closing = False
         self.closed = False
 
     def receive(self) -> Message:
@@ -70,6 +74,8 @@ class WebSocket:
             if frame_opcode in CONTROL_OPCODES:
                 self._control(frame_opcode, payload)
                 continue
+            if self.closing:
+                continue  # what the client sent before it read our close frame
             if frame_opcode == OP_CONTINUATION:
                 if opcode is None:
                     raise ProtocolViolation("Continuation frame without a message.")
@@ -93,12 +99,30 @@ class WebSocket:
         self._send_frame(OP_TEXT, text.encode("utf-8"))
 
     def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
-        """A close frame, then the socket (a client that never answers is not waited for)."""
+        """Send a close frame; the socket is shut when the client's close frame comes back, or after
+        CLOSE_GRACE_SECONDS. Shutting it at once would lose the frame: data the client sends in the
+        meantime would meet a shut socket, whose reset discards what the client has not read yet."""
+        frame = _frame(OP_CLOSE, struct.pack(">H", code) + reason.encode("utf-8")[:120])
+        with self._send_lock:
+            if self.closing or self.closed:
+                return
+            self.closing = True
+            try:
+                self.connection.sendall(frame)
+            except OSError:
+                self.closed = True
         if self.closed:
+            self.drop()
             return
-        with contextlib.suppress(OSError):
-            self._send_frame(OP_CLOSE, struct.pack(">H", code) + reason.encode("utf-8")[:120])
-        self.drop()
+        timer = threading.Timer(CLOSE_GRACE_SECONDS, self.drop)
+        timer.daemon = True
+        timer.start()
+
+    def drain(self) -> None:
+        """Read and discard until the connection ends (after `close()`, from the reading thread)."""
+        with contextlib.suppress(OSError, ValueError):
+            while self._reader.read(65536):
+                pass
 
     def drop(self) -> None:
         """Cut the connection with no close frame, as a network failure does."""
@@ -108,10 +132,13 @@ class WebSocket:
 
     def _control(self, opcode: int, payload: bytes) -> None:
         if opcode == OP_PING:
-            self._send_frame(OP_PONG, payload)
+            with contextlib.suppress(WebSocketClosed):
+                self._send_frame(OP_PONG, payload)
         elif opcode == OP_CLOSE:
-            code = struct.unpack(">H", payload[:2])[0] if len(payload) >= 2 else CLOSE_NORMAL
-            self.close(code)
+            if not self.closing:  # the client closes: answer with its code
+                code = struct.unpack(">H", payload[:2])[0] if len(payload) >= 2 else CLOSE_NORMAL
+                self.close(code)
+            self.drop()
             raise WebSocketClosed()
 
     def _read_exactly(self, count: int) -> bytes:
@@ -144,14 +171,19 @@ class WebSocket:
         return fin, opcode, payload
 
     def _send_frame(self, opcode: int, payload: bytes) -> None:
-        length = len(payload)
-        if length < 126:
-            header = struct.pack(">BB", 0x80 | opcode, length)
-        elif length < 1 << 16:
-            header = struct.pack(">BBH", 0x80 | opcode, 126, length)
-        else:
-            header = struct.pack(">BBQ", 0x80 | opcode, 127, length)
+        frame = _frame(opcode, payload)
         with self._send_lock:
-            if self.closed and opcode != OP_CLOSE:
+            if self.closing or self.closed:
                 raise WebSocketClosed()
-            self.connection.sendall(header + payload)
+            self.connection.sendall(frame)
+
+
+def _frame(opcode: int, payload: bytes) -> bytes:
+    length = len(payload)
+    if length < 126:
+        header = struct.pack(">BB", 0x80 | opcode, length)
+    elif length < 1 << 16:
+        header = struct.pack(">BBH", 0x80 | opcode, 126, length)
+    else:
+        header = struct.pack(">BBQ", 0x80 | opcode, 127, length)
+    return header + payload
