@@ -67,23 +67,35 @@ def market_data_connection(tenant, alice, kite):
 
 
 @pytest.fixture
-def running_stream(market_data_connection):
+def start_runner():
     """The runner in a thread, as `run_market_stream` runs it in its process."""
-    runner = MarketStreamRunner(sync_seconds=0.05, session_check_seconds=0.2)
-    stop = threading.Event()
+    started = []
 
-    def run():
-        try:
-            runner.run(stop)
-        finally:
-            db_connection.close()
+    def start() -> MarketStreamRunner:
+        runner = MarketStreamRunner(sync_seconds=0.05, session_check_seconds=0.2)
+        stop = threading.Event()
 
-    thread = threading.Thread(target=run, name="market-stream", daemon=True)
-    thread.start()
-    yield runner
-    stop.set()
-    thread.join(timeout=10)
-    assert not thread.is_alive()
+        def run():
+            try:
+                runner.run(stop)
+            finally:
+                db_connection.close()
+
+        thread = threading.Thread(target=run, name="market-stream", daemon=True)
+        thread.start()
+        started.append((stop, thread))
+        return runner
+
+    yield start
+    for stop, thread in started:
+        stop.set()
+        thread.join(timeout=10)
+        assert not thread.is_alive()
+
+
+@pytest.fixture
+def running_stream(market_data_connection, start_runner):
+    return start_runner()
 
 
 def eventually(predicate, timeout=STREAM_WAIT_SECONDS):
@@ -191,6 +203,26 @@ def test_a_refused_token_is_replaced_by_the_connections_new_one_without_a_restar
     market_data_connection.save()
     eventually(lambda: [connection["modes"] for connection in ticker_connections(sandbox)] == [{str(INFY): "full"}])
     assert running_stream.stream is not first_stream
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_stream_started_before_any_session_exists_starts_streaming_when_one_does(
+    sandbox, kite, tenant, alice, start_runner
+):
+    runner = start_runner()
+    ticks_watch([INFY])
+    time.sleep(0.5)
+    assert runner.stream is None and ticker_connections(sandbox) == []
+
+    app = BrokerApp.objects.create(tenant=tenant, kind=BrokerKind.KITE, api_key=API_KEY, api_secret=API_SECRET)
+    BrokerConnection.objects.create(
+        user=alice,
+        app=app,
+        status=BrokerConnection.Status.ACTIVE,
+        broker_user_id="AB1234",
+        access_token=kite.access_token,
+    )
+    eventually(lambda: streamed_prices([INFY]) == quoted_prices(kite, [INFY]))
 
 
 @pytest.mark.django_db(transaction=True)
