@@ -22,7 +22,7 @@ from email.message import Message
 from .kite_models import KiteError
 from .kite_quotes import kite_quote
 from .kite_state import KiteState
-from .market import Instrument, Market
+from .market import KITE_EXCHANGES, Instrument, Market
 from .web import Response
 from .websocket import (
     OP_TEXT,
@@ -308,7 +308,8 @@ class KiteTickerHub:
         packets = []
         for token, mode in modes.items():
             instrument = self._market.find(str(token)) if token <= MAX_PACKED_TOKEN else None
-            if instrument is not None:
+            # Kite streams its own exchanges only (the market also prices Schwab's US equities).
+            if instrument is not None and instrument.exchange in KITE_EXCHANGES:
                 packets.append(tick_packet(self._market, instrument, mode, now))
         return tick_message(packets)
 
