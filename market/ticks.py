@@ -9,7 +9,8 @@ analytics quotes through. It keeps subscribed, in full mode, the tokens in the w
 KiteTicker reconnects by itself after a drop and resends its subscriptions; on every connect the stream
 also sends the whole watched set, so nothing added while it was away is missed. A refused upgrade (403:
 the access token expired or was replaced) stops that ticker, and the runner reads the connection again, so
-a new token is picked up without a restart.
+a new token is picked up without a restart; the refused token itself is tried again only after a backoff
+that doubles (up to 5 minutes).
 
 Twisted's reactor, which KiteTicker runs on, is one per process and cannot be restarted: the first ticker
 starts it in a daemon thread and it runs until the process ends; every call on a ticker goes through it.
@@ -38,6 +39,7 @@ MAX_TOKENS = 3000
 SYNC_SECONDS = 1.0
 # How often the runner looks for a session when there is none, or for a new token while streaming.
 SESSION_CHECK_SECONDS = 5.0
+MAX_REFUSED_BACKOFF_SECONDS = 300.0
 TICK_MESSAGE_TYPE = "market.tick"
 
 
@@ -197,10 +199,14 @@ class MarketStreamRunner:
 
     def run(self, stop: threading.Event) -> None:
         waiting_logged = False
+        # A session Kite refused is tried again only after a backoff that doubles each time (a new token on
+        # the connection is tried at once): a dead token must not knock at Kite every few seconds.
+        refused: StreamSession | None = None
+        refusals, retry_at = 0, 0.0
         while not stop.is_set():
             session = self._session()
-            if session is None:
-                if not waiting_logged:
+            if session is None or (session == refused and time.monotonic() < retry_at):
+                if session is None and not waiting_logged:
                     logger.info("No market-data session (an active connection of a shared Kite app); waiting")
                     waiting_logged = True
                 stop.wait(self.session_check_seconds)
@@ -212,13 +218,18 @@ class MarketStreamRunner:
                 self._follow(self.stream, stop)
             finally:
                 self.stream.stop()
+            if self.stream.refused.is_set():
+                refusals = refusals + 1 if session == refused else 1
+                refused = session
+                retry_at = time.monotonic() + min(self.session_check_seconds * 2**refusals, MAX_REFUSED_BACKOFF_SECONDS)
+            else:
+                refused, refusals = None, 0
 
     def _follow(self, stream: MarketStream, stop: threading.Event) -> None:
         """Sync the stream until asked to stop, its session is refused, or the connection's token changes."""
         next_session_check = time.monotonic() + self.session_check_seconds
         while not stop.wait(self.sync_seconds):
             if stream.refused.is_set():
-                stop.wait(self.session_check_seconds)  # give whoever renews the token a moment
                 return
             try:
                 stream.sync()

@@ -110,6 +110,11 @@ def ticker_connections(sandbox) -> list[dict]:
     return requests.get(f"{sandbox.url}/_sandbox/ticker", timeout=5).json()
 
 
+def upgrades_refused(sandbox) -> int:
+    # Only the ticker's upgrades are counted as "refused".
+    return requests.get(f"{sandbox.url}/_sandbox/stats", timeout=5).json()["by_status"].get("refused", 0)
+
+
 def quoted_prices(kite, tokens) -> dict[int, Decimal]:
     quotes = kite.quote([str(token) for token in tokens])
     return {token: Decimal(str(quotes[str(token)]["last_price"])) for token in tokens}
@@ -198,6 +203,9 @@ def test_a_refused_token_is_replaced_by_the_connections_new_one_without_a_restar
     first_stream = running_stream.stream
     eventually(lambda: first_stream.refused.is_set())
     assert ticker_connections(sandbox) == []
+    refused_upgrades = upgrades_refused(sandbox)
+    time.sleep(1.5)  # the refused token is tried again after 0.4 s, then 0.8 s: twice, not every check
+    assert upgrades_refused(sandbox) - refused_upgrades <= 2
 
     market_data_connection.access_token = kite_session(sandbox).access_token
     market_data_connection.save()
