@@ -1,10 +1,11 @@
-"""The market app's caches: instruments by (exchange, tradingsymbol), in each process.
+"""The market app's caches: instruments by (exchange, tradingsymbol), in each process; ticks, in Redis.
 
 Every order's pre-trade checks read its instrument; the master changes once a day. A process keeps what it
 read for INSTRUMENT_SECONDS (an unknown symbol too), so a day's load reaches every process within that,
 and at once in the process that loaded it.
 """
 
+import json
 import threading
 import time
 
@@ -34,3 +35,80 @@ def instruments_flush() -> None:
 
 
 MISSING = _MISSING
+
+
+# --- ticks: in Redis, shared by every process ----------------------------------------------------
+# The instrument tokens the market stream keeps subscribed (a set that other code adds to), and the last
+# price of each token the stream heard (a hash: token -> {"last_price", "received_at"}). Without Redis (the
+# embedded mode: one process) they live in this process, for a stream running in a thread beside the server.
+WATCHED_TOKENS_KEY = "thor:market:ticks:watched"
+LAST_PRICES_KEY = "thor:market:ticks:last"
+
+_local_watched: set[int] = set()
+_local_last_prices: dict[int, dict] = {}
+
+
+def _redis():
+    from thor.coordination import redis_client, uses_redis
+
+    return redis_client() if uses_redis() else None
+
+
+def watched_tokens_add(tokens) -> None:
+    tokens = [int(token) for token in tokens]
+    if not tokens:
+        return
+    if (redis := _redis()) is None:
+        with _lock:
+            _local_watched.update(tokens)
+        return
+    redis.sadd(WATCHED_TOKENS_KEY, *tokens)
+
+
+def watched_tokens_remove(tokens) -> None:
+    tokens = [int(token) for token in tokens]
+    if not tokens:
+        return
+    if (redis := _redis()) is None:
+        with _lock:
+            _local_watched.difference_update(tokens)
+        return
+    redis.srem(WATCHED_TOKENS_KEY, *tokens)
+
+
+def watched_tokens() -> set[int]:
+    if (redis := _redis()) is None:
+        with _lock:
+            return set(_local_watched)
+    return {int(token) for token in redis.smembers(WATCHED_TOKENS_KEY)}
+
+
+def last_prices_write(prices: dict[int, str]) -> None:
+    """Each token's last price (a decimal string), stamped with when the stream heard it."""
+    if not prices:
+        return
+    received_at = time.time()
+    entries = {token: {"last_price": price, "received_at": received_at} for token, price in prices.items()}
+    if (redis := _redis()) is None:
+        with _lock:
+            _local_last_prices.update(entries)
+        return
+    redis.hset(LAST_PRICES_KEY, mapping={str(token): json.dumps(entry) for token, entry in entries.items()})
+
+
+def last_prices_read(tokens) -> dict[int, dict]:
+    tokens = [int(token) for token in tokens]
+    if not tokens:
+        return {}
+    if (redis := _redis()) is None:
+        with _lock:
+            return {token: dict(_local_last_prices[token]) for token in tokens if token in _local_last_prices}
+    values = redis.hmget(LAST_PRICES_KEY, [str(token) for token in tokens])
+    return {token: json.loads(value) for token, value in zip(tokens, values, strict=True) if value is not None}
+
+
+def ticks_flush() -> None:
+    """Forget the watched set and the last prices (tests; Redis's are flushed with its DB)."""
+    with _lock:
+        _local_watched.clear()
+        _local_last_prices.clear()

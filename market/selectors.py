@@ -1,4 +1,8 @@
-from market.caches import MISSING, instrument_cached, instrument_remember
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+
+from market.caches import MISSING, instrument_cached, instrument_remember, last_prices_read
 from market.models import Instrument
 
 
@@ -14,3 +18,20 @@ def instrument_get(*, exchange: str, tradingsymbol: str) -> Instrument | None:
     found = Instrument.objects.filter(exchange=exchange, tradingsymbol=tradingsymbol).first()
     instrument_remember(key, found)
     return found
+
+
+@dataclass(frozen=True)
+class LastPrice:
+    """A token's last traded price as the market stream last heard it (`received_at`: epoch seconds)."""
+
+    last_price: Decimal
+    received_at: float
+    source: str = "kite_ticker"
+
+
+def last_prices(tokens: Iterable[int]) -> dict[int, LastPrice]:
+    """The stream's last price of each token it has heard; tokens it has not are left out."""
+    return {
+        token: LastPrice(last_price=Decimal(entry["last_price"]), received_at=float(entry["received_at"]))
+        for token, entry in last_prices_read(tokens).items()
+    }

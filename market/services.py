@@ -1,7 +1,9 @@
-"""Loading the master from every source: Kite's dump (or a file in its columns) and the US seed."""
+"""Loading the master from every source (Kite's dump or a file, the US seed); what the tick stream watches."""
 
+from collections.abc import Iterable
 from pathlib import Path
 
+from market import caches
 from market.loading import LoadSummary, Progress, instruments_load
 from market.models import Instrument
 from market.sources import dump_file_rows, kite_dump_rows, us_seed_rows
@@ -14,3 +16,12 @@ def instruments_refresh(*, file: Path | None = None, progress: Progress | None =
         Instrument.Source.KITE: instruments_load(rows=kite_rows, source=Instrument.Source.KITE, progress=progress),
         Instrument.Source.SCHWAB: instruments_load(rows=us_seed_rows(), source=Instrument.Source.SCHWAB),
     }
+
+
+def ticks_watch(tokens: Iterable[int]) -> None:
+    """Have the market stream keep these instrument tokens subscribed (it picks them up within a second)."""
+    caches.watched_tokens_add(tokens)
+
+
+def ticks_unwatch(tokens: Iterable[int]) -> None:
+    caches.watched_tokens_remove(tokens)

@@ -514,6 +514,9 @@ THOR_KITE_LOGIN_URL = env.str(
 # Connections linked through the sandbox may trade from the start (DESIGN.md section 2); connections to the
 # real Kite stay off until a tenant turns them on (static-IP rule).
 THOR_KITE_IS_SANDBOX = not PRODUCTION and THOR_KITE_API_ROOT != "https://api.kite.trade"
+# Kite's streaming quotes (KiteTicker's root); empty: the sandbox's /ws beside THOR_KITE_API_ROOT in development,
+# wss://ws.kite.trade otherwise (market.ticks.ticker_root).
+THOR_KITE_TICKER_ROOT = env.str("THOR_KITE_TICKER_ROOT", default="")
 THOR_SANDBOX_KITE_API_KEY = env.str("THOR_SANDBOX_KITE_API_KEY", default="thor_demo_key")
 THOR_SANDBOX_KITE_API_SECRET = env.str("THOR_SANDBOX_KITE_API_SECRET", default="thor_demo_secret")
 THOR_SANDBOX_KITE_REDIRECT_URL = f"{THOR_PUBLIC_URL}/api/auth/broker/callback"

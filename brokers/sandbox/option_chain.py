@@ -25,6 +25,7 @@ TICK = 0.05
 MONTH_CODES = "123456789OND"  # Kite's weekly symbols: 1-9 for Jan-Sep, O, N, D
 MONTH_NAMES = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
 TUESDAY = 1
+NFO_SEGMENT_ID = 2
 
 
 @dataclass(frozen=True)
@@ -153,10 +154,11 @@ class OptionChainBook:
 
     @staticmethod
     def _token(symbol: str, used: set[int]) -> int:
-        # Stable across restarts on the same day, clear of the listed fixtures' tokens.
-        token = (zlib.crc32(symbol.encode()) & 0x0FFFFFFF) | 0x40000000
+        # Stable across restarts on the same day, clear of the listed fixtures' tokens, and Kite's shape:
+        # exchange_token << 8 | segment id, so a ticker client reads NFO's price divisor from the low byte.
+        token = ((zlib.crc32(symbol.encode()) & 0x000FFFFF) | 0x00400000) << 8 | NFO_SEGMENT_ID
         while token in used:
-            token += 1
+            token += 1 << 8
         used.add(token)
         return token
 

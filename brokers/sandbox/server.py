@@ -5,6 +5,7 @@ Brokers are mounted by path prefix (Kite at the root; Schwab under `/v1/oauth`, 
 it is never subject to faults and is not counted.
 """
 
+import contextlib
 import logging
 import socket
 import threading
@@ -18,6 +19,7 @@ from .idp import DiscordIdp, GoogleIdp
 from .kite_api import KiteApi
 from .kite_models import KiteApp
 from .kite_state import KiteState
+from .kite_ticker import MAX_MESSAGE_BYTES, TICKER_PATH, Admission, KiteTickerHub
 from .market import InstrumentCatalogue, Market
 from .schwab_api import SchwabApi
 from .schwab_api import add_control_routes as add_schwab_control_routes
@@ -25,6 +27,7 @@ from .schwab_models import SchwabApp, us_instruments
 from .schwab_state import SchwabState
 from .state import CallStats, Fault, FaultBook, PostbackSender
 from .web import MethodNotAllowed, Request, Response, RouteNotFound, Router
+from .websocket import WebSocket, is_upgrade
 
 logger = logging.getLogger("thor.sandbox")
 
@@ -92,6 +95,7 @@ class SandboxServer:
         schwab_apps: Iterable[SchwabApp | Mapping] = (),
         sleep: Callable[[float], None] = time.sleep,
         full_universe: bool = False,
+        ticker_seconds: float = 1.0,
     ):
         self.state = SandboxState(
             apps=apps, faults=faults, clock=clock, schwab_apps=schwab_apps, full_universe=full_universe
@@ -106,7 +110,9 @@ class SandboxServer:
             [KiteApi(self.state.kite, self.state.catalogue), self.google, self.discord, *self.schwab.mounts()],
             key=lambda api: -len(api.prefix),
         )
-        self.control = _control_router(self.state)
+        # Kite's streaming quotes at /ws, on this port: the request handler hands the upgraded socket over.
+        self.ticker = KiteTickerHub(self.state.kite, self.state.market, clock=clock, tick_seconds=ticker_seconds)
+        self.control = _control_router(self.state, self.ticker)
         self._tick_seconds = tick_seconds
         # How a latency fault holds its answer back (a test passes a recorder, so nothing waits).
         self._sleep = sleep
@@ -127,6 +133,7 @@ class SandboxServer:
 
     def shutdown(self) -> None:
         self._stopping.set()
+        self.ticker.close_all()
         self._httpd.shutdown()
         self._httpd.server_close()
         self.state.postbacks.close()
@@ -211,6 +218,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         path = url.path or "/"
         response: Response | None
+        if path == TICKER_PATH and self.command == "GET" and is_upgrade(self.headers):
+            self._serve_ticker(parse_qs(url.query))
+            return
         try:
             body, refusal = self._read_body()
             if refusal is not None:
@@ -233,6 +243,28 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         self._write(response)
+
+    def _serve_ticker(self, query: dict[str, list[str]]) -> None:
+        """Kite's WebSocket: refuse the upgrade as Kite does, or switch protocols and stream until it closes."""
+        sandbox = self.server.sandbox
+        self.close_connection = True
+        admission = sandbox.ticker.admit(self.headers, query)
+        sandbox.state.stats.record_call("GET", TICKER_PATH, "101" if isinstance(admission, Admission) else "refused")
+        if not isinstance(admission, Admission):
+            # KiteTicker's client hangs up once it has read the status line.
+            with contextlib.suppress(OSError):
+                self._write(admission)
+            return
+        self.send_response(101, "Switching Protocols")
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Sec-WebSocket-Accept", admission.accept)
+        self.end_headers()
+        self.wfile.flush()
+        # A stream waits on its client for as long as it likes; the HTTP idle timeout is not for it.
+        self.connection.settimeout(None)
+        socket = WebSocket(self.connection, self.rfile, max_message_bytes=MAX_MESSAGE_BYTES)
+        sandbox.ticker.run(socket, admission)
 
     def _read_body(self) -> tuple[bytes, tuple[int, str] | None]:
         if self.headers.get("Transfer-Encoding"):
@@ -292,7 +324,7 @@ def _json_body(request: Request):
         raise ValueError("The body must be JSON.") from None
 
 
-def _control_router(state: SandboxState) -> Router:
+def _control_router(state: SandboxState, ticker: KiteTickerHub) -> Router:
     router = Router()
 
     def register_app(request: Request) -> Response:
@@ -351,5 +383,8 @@ def _control_router(state: SandboxState) -> Router:
     router.add("DELETE", "/_sandbox/faults", clear_faults)
     router.add("GET", "/_sandbox/stats", lambda _: Response.json(state.stats.snapshot()))
     router.add("DELETE", "/_sandbox/stats", reset_stats)
+    # Kite's ticker: its open connections (and what each subscribes), and a network failure on demand.
+    router.add("GET", "/_sandbox/ticker", lambda _: Response.json(ticker.listing()))
+    router.add("POST", "/_sandbox/ticker/drop", lambda _: Response.json({"dropped": ticker.drop_all()}))
     add_schwab_control_routes(router, state.schwab)
     return router

@@ -55,13 +55,16 @@ def start_sandbox(
     schwab_apps: Iterable[Mapping] = (),
     sleep: Callable[[float], None] = time.sleep,
     full_universe: bool = False,
+    ticker_seconds: float = 1.0,
+    clock: Callable[[], float] = time.time,
 ) -> SandboxHandle:
     """Start a sandbox on `port` (0 picks a free one) and return once it accepts connections.
 
     `idp_clients` registers OAuth clients at its identity providers: {"google": [{"client_id", ...}]};
     `schwab_apps` Schwab apps: [{"client_id", "client_secret", "redirect_uri"}]; `sleep` how a latency
     fault waits; `full_universe` lists the whole generated market (about 100,000 instruments) instead of
-    the fixtures and the NIFTY/BANKNIFTY chain.
+    the fixtures and the NIFTY/BANKNIFTY chain; `ticker_seconds` how often Kite's ticker (`/ws`) sends
+    ticks; `clock` the market's time (a test freezes it to compare a tick with a quote).
     """
     server = SandboxServer(
         apps=apps,
@@ -73,6 +76,8 @@ def start_sandbox(
         schwab_apps=schwab_apps,
         sleep=sleep,
         full_universe=full_universe,
+        ticker_seconds=ticker_seconds,
+        clock=clock,
     )
     return SandboxHandle(server)
 

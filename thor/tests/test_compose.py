@@ -21,7 +21,7 @@ def test_migrations_are_a_one_shot_service(services):
     assert migrate["depends_on"] == {"postgres": {"condition": "service_healthy"}}
 
 
-@pytest.mark.parametrize("name", ["web", "worker", "beat"])
+@pytest.mark.parametrize("name", ["web", "worker", "beat", "market-stream"])
 def test_the_app_services_start_after_migrations_succeeded(services, name):
     depends_on = services[name]["depends_on"]
 
@@ -31,5 +31,5 @@ def test_the_app_services_start_after_migrations_succeeded(services, name):
 
 
 def test_every_thor_service_runs_the_production_configuration(services):
-    for name in ("migrate", "web", "worker", "beat"):
+    for name in ("migrate", "web", "worker", "beat", "market-stream"):
         assert services[name]["environment"]["THOR_ENV"] == "production", name

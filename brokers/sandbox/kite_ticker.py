@@ -1,0 +1,326 @@
+"""Kite's streaming quotes, the WebSocket `KiteTicker` connects to, over the sandbox's moving market.
+
+`ws://<sandbox>/ws?api_key=...&access_token=...` as Kite serves it at wss://ws.kite.trade: a session of the
+sandbox's Kite (bad credentials are refused at the upgrade with 403, as Kite does), then JSON text
+messages from the client (`{"a": "subscribe"|"unsubscribe", "v": [tokens]}`, `{"a": "mode", "v": [mode,
+[tokens]]}`) and binary messages from the server: every `tick_seconds` one message with a packet per
+subscribed token (ltp 8 bytes, quote 44, full 184 with five levels of depth a side; an index 8, 28 or 32),
+or a 1-byte heartbeat when nothing is subscribed. The prices are the REST quote's of the same moment
+(kite_quotes.kite_quote), so a tick and `/quote` never disagree. Errors go back as Kite's text message
+`{"type": "error", "data": "..."}`, which KiteTicker hands to `on_error` with code 0.
+"""
+
+import json
+import logging
+import secrets
+import struct
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from email.message import Message
+
+from .kite_models import KiteError
+from .kite_quotes import kite_quote
+from .kite_state import KiteState
+from .market import KITE_EXCHANGES, Instrument, Market
+from .web import Response
+from .websocket import (
+    OP_TEXT,
+    ProtocolViolation,
+    WebSocket,
+    WebSocketClosed,
+    accept_key,
+)
+
+logger = logging.getLogger("thor.sandbox.ticker")
+
+TICKER_PATH = "/ws"
+MODE_LTP, MODE_QUOTE, MODE_FULL = "ltp", "quote", "full"
+MODES = (MODE_LTP, MODE_QUOTE, MODE_FULL)
+# Kite's limits: 3,000 instruments on a connection, 3 connections per API key.
+MAX_TOKENS_PER_CONNECTION = 3000
+MAX_CONNECTIONS_PER_API_KEY = 3
+# A subscribe of 3,000 tokens is about 30 KB of JSON; anything far larger is refused unread.
+MAX_MESSAGE_BYTES = 256 * 1024
+HEARTBEAT = b"\x00"
+# The close code when the connection's session ends under it (policy violation).
+CLOSE_SESSION_ENDED = 1008
+MAX_PACKED_TOKEN = 2**32 - 1
+
+# The segment is the token's low byte; prices travel as integers of 1/divisor.
+SEGMENT_CDS, SEGMENT_BCD, SEGMENT_INDICES, SEGMENT_NCO = 3, 6, 9, 12
+
+
+def price_divisor(token: int) -> int:
+    segment = token & 0xFF
+    if segment == SEGMENT_CDS:
+        return 10_000_000
+    if segment in (SEGMENT_BCD, SEGMENT_NCO):
+        return 10_000
+    return 100
+
+
+def _price(value: float, divisor: int) -> int:
+    return min(max(round(value * divisor), 0), MAX_PACKED_TOKEN)
+
+
+def tick_packet(market: Market, instrument: Instrument, mode: str, now: float) -> bytes:
+    """One instrument's packet in `mode`, from the quote `/quote` would answer at this moment."""
+    token = instrument.token
+    divisor = price_divisor(token)
+    quote = kite_quote(market, instrument, MODE_LTP if mode == MODE_LTP else MODE_QUOTE, "")
+    last_price = _price(quote["last_price"], divisor)
+    if mode == MODE_LTP:
+        return struct.pack(">II", token, last_price)
+    ohlc = {key: _price(value, divisor) for key, value in quote["ohlc"].items()}
+    if token & 0xFF == SEGMENT_INDICES:
+        change = last_price - ohlc["close"]
+        packet = struct.pack(
+            ">IIIIIIi", token, last_price, ohlc["high"], ohlc["low"], ohlc["open"], ohlc["close"], change
+        )
+        return packet + struct.pack(">I", int(now)) if mode == MODE_FULL else packet
+    packet = struct.pack(
+        ">IIIIIIIIIII",
+        token,
+        last_price,
+        int(quote["last_quantity"]),
+        _price(quote["average_price"], divisor),
+        int(quote["volume"]),
+        int(quote["buy_quantity"]),
+        int(quote["sell_quantity"]),
+        ohlc["open"],
+        ohlc["high"],
+        ohlc["low"],
+        ohlc["close"],
+    )
+    if mode != MODE_FULL:
+        return packet
+    packet += struct.pack(
+        ">IIIII", int(now), int(quote["oi"]), int(quote["oi_day_high"]), int(quote["oi_day_low"]), int(now)
+    )
+    for side in ("buy", "sell"):
+        levels = list(quote["depth"][side])[:5]
+        levels += [{"price": 0, "quantity": 0, "orders": 0}] * (5 - len(levels))
+        for level in levels:
+            packet += struct.pack(
+                ">IIHxx", int(level["quantity"]), _price(level["price"], divisor), min(int(level["orders"]), 0xFFFF)
+            )
+    return packet
+
+
+def tick_message(packets: list[bytes]) -> bytes:
+    """Packets framed as Kite frames them: a count, then each packet after its length."""
+    return struct.pack(">H", len(packets)) + b"".join(struct.pack(">H", len(packet)) + packet for packet in packets)
+
+
+def error_message(text: str) -> str:
+    return json.dumps({"type": "error", "data": text})
+
+
+@dataclass
+class Admission:
+    api_key: str
+    user_id: str
+    access_token: str
+    accept: str
+
+
+@dataclass(eq=False)
+class TickerConnection:
+    socket: WebSocket
+    api_key: str
+    user_id: str
+    access_token: str
+    id: str = field(default_factory=lambda: secrets.token_hex(4))
+    modes: dict[int, str] = field(default_factory=dict)
+    wake: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def snapshot(self) -> dict[int, str]:
+        with self.lock:
+            return dict(self.modes)
+
+
+class KiteTickerHub:
+    """Every open ticker connection: admits them, reads their messages, sends their ticks."""
+
+    def __init__(self, kite: KiteState, market: Market, *, clock: Callable[[], float], tick_seconds: float = 1.0):
+        self._kite = kite
+        self._market = market
+        self._clock = clock
+        self.tick_seconds = tick_seconds
+        self._connections: set[TickerConnection] = set()
+        self._lock = threading.Lock()
+
+    # --- the upgrade --------------------------------------------------------------------------
+
+    def admit(self, headers: Message, query: Mapping[str, list[str]]) -> Admission | Response:
+        """The connection's Kite session, or the refusal to answer the upgrade with."""
+        key = headers.get("Sec-WebSocket-Key", "")
+        if not key or headers.get("Sec-WebSocket-Version", "") != "13":
+            return _refusal(400, "InputException", "Send a WebSocket version 13 upgrade.")
+        api_key = (query.get("api_key") or [""])[0]
+        access_token = (query.get("access_token") or [""])[0]
+        try:
+            session = self._kite.authenticate(f"token {api_key}:{access_token}")
+        except KiteError as error:
+            return _refusal(error.status, error.error_type, error.message)
+        with self._lock:
+            open_for_key = sum(1 for connection in self._connections if connection.api_key == api_key)
+        if open_for_key >= MAX_CONNECTIONS_PER_API_KEY:
+            return _refusal(429, "NetworkException", "Maximum number of connections per API key reached.")
+        return Admission(api_key, session.user_id, access_token, accept_key(key))
+
+    def run(self, socket: WebSocket, admission: Admission) -> None:
+        """Serve one upgraded connection until it closes (in the request handler's thread)."""
+        connection = TickerConnection(socket, admission.api_key, admission.user_id, admission.access_token)
+        with self._lock:
+            self._connections.add(connection)
+        sender = threading.Thread(target=self._send_ticks, args=(connection,), name="sandbox-ticks", daemon=True)
+        sender.start()
+        try:
+            while True:
+                message = socket.receive()
+                if message.opcode == OP_TEXT:
+                    self._handle(connection, message.payload)
+        except ProtocolViolation as violation:
+            socket.close(violation.code, str(violation))
+            socket.drain()
+        except (WebSocketClosed, OSError):
+            pass
+        finally:
+            socket.drop()
+            connection.wake.set()
+            with self._lock:
+                self._connections.discard(connection)
+            sender.join(timeout=2)
+
+    # --- control ------------------------------------------------------------------------------
+
+    def listing(self) -> list[dict]:
+        with self._lock:
+            connections = list(self._connections)
+        return [
+            {
+                "id": connection.id,
+                "api_key": connection.api_key,
+                "user_id": connection.user_id,
+                "modes": {str(token): mode for token, mode in sorted(connection.snapshot().items())},
+            }
+            for connection in connections
+        ]
+
+    def drop_all(self) -> int:
+        """Cut every connection without a close frame, as a network failure would."""
+        with self._lock:
+            connections = list(self._connections)
+            self._connections.clear()
+        for connection in connections:
+            connection.socket.drop()
+            connection.wake.set()
+        return len(connections)
+
+    def close_all(self) -> None:
+        with self._lock:
+            connections = list(self._connections)
+            self._connections.clear()
+        for connection in connections:
+            connection.socket.close(1001, "Server shutting down.")
+            connection.wake.set()
+
+    # --- messages -----------------------------------------------------------------------------
+
+    def _handle(self, connection: TickerConnection, payload: bytes) -> None:
+        error = self._apply(connection, payload)
+        if error:
+            connection.socket.send_text(error_message(error))
+        connection.wake.set()
+
+    def _apply(self, connection: TickerConnection, payload: bytes) -> str | None:
+        """Apply one client message; the error to answer with, if any."""
+        try:
+            request = json.loads(payload.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            return "Invalid message: not JSON."
+        action = request.get("a") if isinstance(request, dict) else None
+        value = request.get("v") if isinstance(request, dict) else None
+        if action in ("subscribe", "unsubscribe"):
+            tokens = _tokens(value)
+            if tokens is None:
+                return f"Invalid {action}: send a list of instrument tokens."
+            if action == "subscribe":
+                return self._subscribe(connection, tokens)
+            with connection.lock:
+                for token in tokens:
+                    connection.modes.pop(token, None)
+            return None
+        if action == "mode":
+            mode, tokens = (
+                (value[0], _tokens(value[1])) if isinstance(value, list) and len(value) == 2 else (None, None)
+            )
+            if mode not in MODES or tokens is None:
+                return 'Invalid mode: send ["ltp"|"quote"|"full", [tokens]].'
+            with connection.lock:
+                for token in tokens:
+                    if token in connection.modes:
+                        connection.modes[token] = mode
+            return None
+        return "Unknown action."
+
+    def _subscribe(self, connection: TickerConnection, tokens: list[int]) -> str | None:
+        # An unknown token counts towards the limit but never ticks, as at Kite.
+        with connection.lock:
+            new = [token for token in dict.fromkeys(tokens) if token not in connection.modes]
+            if len(connection.modes) + len(new) > MAX_TOKENS_PER_CONNECTION:
+                return f"Subscription limit exceeded: at most {MAX_TOKENS_PER_CONNECTION} instruments per connection."
+            for token in new:
+                connection.modes[token] = MODE_QUOTE
+        return None
+
+    # --- ticks --------------------------------------------------------------------------------
+
+    def _send_ticks(self, connection: TickerConnection) -> None:
+        while not (connection.socket.closing or connection.socket.closed):
+            if not self._session_valid(connection):
+                # The session ended (logout, the 06:00 reset): the stream ends with it, and a reconnect
+                # with the same token is refused at the upgrade.
+                connection.socket.close(CLOSE_SESSION_ENDED, "Token is invalid or has expired.")
+                return
+            modes = connection.snapshot()
+            try:
+                connection.socket.send_binary(self._message(modes) if modes else HEARTBEAT)
+            except (WebSocketClosed, OSError):
+                return
+            except Exception:
+                logger.exception("Sandbox ticker failed to build ticks")
+            connection.wake.wait(self.tick_seconds)
+            connection.wake.clear()
+
+    def _session_valid(self, connection: TickerConnection) -> bool:
+        try:
+            self._kite.authenticate(f"token {connection.api_key}:{connection.access_token}")
+        except KiteError:
+            return False
+        return True
+
+    def _message(self, modes: dict[int, str]) -> bytes:
+        now = self._clock()
+        packets = []
+        for token, mode in modes.items():
+            instrument = self._market.find(str(token)) if token <= MAX_PACKED_TOKEN else None
+            # Kite streams its own exchanges only (the market also prices Schwab's US equities).
+            if instrument is not None and instrument.exchange in KITE_EXCHANGES:
+                packets.append(tick_packet(self._market, instrument, mode, now))
+        return tick_message(packets)
+
+
+def _tokens(value) -> list[int] | None:
+    if not isinstance(value, list):
+        return None
+    if not all(isinstance(token, int) and not isinstance(token, bool) and token >= 0 for token in value):
+        return None
+    return value
+
+
+def _refusal(status: int, error_type: str, message: str) -> Response:
+    return Response.json({"status": "error", "message": message, "error_type": error_type, "data": None}, status)

@@ -1,0 +1,250 @@
+"""The market stream: Kite's WebSocket ticks through the official `KiteTicker`, into Redis and the channel layer.
+
+One stream per process (`manage.py run_market_stream`) on a tenant's market-data session: the active
+connection of a tenant's shared Kite app (never a user's own app, whose budget is the customer's), the one
+analytics quotes through. It keeps subscribed, in full mode, the tokens in the watched set
+(`market.services.ticks_watch`), and writes each tick's last price to the last-prices hash
+(`market.selectors.last_prices`) and to the channel-layer group `ticks.<token>`.
+
+KiteTicker reconnects by itself after a drop and resends its subscriptions; on every connect the stream
+also sends the whole watched set, so nothing added while it was away is missed. A refused upgrade (403:
+the access token expired or was replaced) stops that ticker, and the runner reads the connection again, so
+a new token is picked up without a restart; the refused token itself is tried again only after a backoff
+that doubles (up to 5 minutes).
+
+Twisted's reactor, which KiteTicker runs on, is one per process and cannot be restarted: the first ticker
+starts it in a daemon thread and it runs until the process ends; every call on a ticker goes through it.
+"""
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import close_old_connections
+from django.db.models import F
+from kiteconnect import KiteTicker
+from twisted.internet import reactor
+
+from brokers.models import BrokerConnection, BrokerKind
+from market import caches
+from thor.realtime import publish
+
+logger = logging.getLogger("market.ticks")
+
+# Kite's limit: 3,000 instruments on one connection (3 connections per API key; this stream opens one).
+MAX_TOKENS = 3000
+SYNC_SECONDS = 1.0
+# How often the runner looks for a session when there is none, or for a new token while streaming.
+SESSION_CHECK_SECONDS = 5.0
+MAX_REFUSED_BACKOFF_SECONDS = 300.0
+TICK_MESSAGE_TYPE = "market.tick"
+
+
+@dataclass(frozen=True)
+class StreamSession:
+    api_key: str
+    access_token: str
+    connection_id: int
+
+
+def market_data_session(tenant_slug: str = "") -> StreamSession | None:
+    """The session the stream runs on: the most recently synced active connection of a shared Kite app."""
+    connections = BrokerConnection.objects.filter(
+        app__kind=BrokerKind.KITE, app__owner__isnull=True, status=BrokerConnection.Status.ACTIVE
+    ).exclude(access_token="")
+    if tenant_slug:
+        connections = connections.filter(app__tenant__slug=tenant_slug)
+    connection = connections.select_related("app").order_by(F("last_sync_at").desc(nulls_last=True), "-id").first()
+    if connection is None:
+        return None
+    return StreamSession(connection.app.api_key, connection.access_token, connection.id)
+
+
+def ticker_root() -> str:
+    """Where KiteTicker connects: THOR_KITE_TICKER_ROOT, else the sandbox's `/ws` beside its API in
+    development, else Kite's own."""
+    if settings.THOR_KITE_TICKER_ROOT:
+        return settings.THOR_KITE_TICKER_ROOT
+    if settings.THOR_KITE_IS_SANDBOX:
+        root = settings.THOR_KITE_API_ROOT.rstrip("/")
+        return root.replace("https://", "wss://", 1).replace("http://", "ws://", 1) + "/ws"
+    return KiteTicker.ROOT_URI
+
+
+def tick_group(token: int) -> str:
+    return f"ticks.{token}"
+
+
+def _on_reactor(function, *args) -> None:
+    reactor.callFromThread(function, *args)
+
+
+class MarketStream:
+    """One KiteTicker connection kept subscribed to the watched tokens (call `sync()` now and then)."""
+
+    def __init__(self, session: StreamSession, *, root: str | None = None):
+        self.session = session
+        self.ticker = KiteTicker(session.api_key, session.access_token, root=root or ticker_root())
+        self.ticker.on_connect = self._on_connect
+        self.ticker.on_ticks = self._on_ticks
+        self.ticker.on_error = self._on_error
+        self.ticker.on_noreconnect = self._on_noreconnect
+        self.refused = threading.Event()
+        self.connections = 0
+        self._subscribed: set[int] = set()
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        if reactor.running:
+            _on_reactor(self.ticker.connect)
+        else:
+            self.ticker.connect(threaded=True)
+
+    def stop(self) -> None:
+        _on_reactor(self._close)
+
+    def sync(self) -> None:
+        """Subscribe what was added to the watched set, unsubscribe what left it (when connected)."""
+        wanted = self._wanted()
+        with self._lock:
+            added, removed = wanted - self._subscribed, self._subscribed - wanted
+            if not added and not removed:
+                return
+            self._subscribed = set(wanted)
+        _on_reactor(self._apply, sorted(added), sorted(removed))
+
+    # --- on the reactor's thread --------------------------------------------------------------
+
+    def _close(self) -> None:
+        self.ticker.stop_retry()
+        if self.ticker.ws is not None:
+            self.ticker.close()
+
+    def _apply(self, added: list[int], removed: list[int]) -> None:
+        if not self.ticker.is_connected():
+            return  # the next connect subscribes the whole watched set
+        if removed:
+            self.ticker.unsubscribe(removed)
+        if added:
+            self.ticker.subscribe(added)
+            self.ticker.set_mode(self.ticker.MODE_FULL, added)
+
+    def _on_connect(self, ticker: KiteTicker, _response) -> None:
+        self.connections += 1
+        try:
+            wanted = self._wanted()
+        except Exception:
+            logger.exception("Market stream could not read the watched tokens")
+            return
+        with self._lock:
+            self._subscribed = wanted
+        if wanted:
+            tokens = sorted(wanted)
+            ticker.subscribe(tokens)
+            ticker.set_mode(ticker.MODE_FULL, tokens)
+        logger.info("Market stream connected (%d), %d tokens subscribed", self.connections, len(wanted))
+
+    def _on_ticks(self, _ticker: KiteTicker, ticks: list[dict]) -> None:
+        prices = {tick["instrument_token"]: str(Decimal(str(tick["last_price"]))) for tick in ticks}
+        try:
+            caches.last_prices_write(prices)
+        except Exception:
+            logger.exception("Market stream could not write last prices")
+        for tick in ticks:
+            token = tick["instrument_token"]
+            publish(
+                group=tick_group(token),
+                messages=[{"type": TICK_MESSAGE_TYPE, "instrument_token": token, "last_price": prices[token]}],
+            )
+
+    def _on_error(self, _ticker: KiteTicker, code: int, reason) -> None:
+        if code == 0:
+            logger.warning("Kite ticker error: %s", reason)
+        elif "403" in str(reason):
+            # The token is no good: retrying with it is pointless; the runner reads the connection again.
+            logger.warning("Kite ticker refused the session; reading the connection again")
+            self.refused.set()
+            self.ticker.stop_retry()
+
+    def _on_noreconnect(self, _ticker: KiteTicker) -> None:
+        self.refused.set()
+
+    def _wanted(self) -> set[int]:
+        watched = caches.watched_tokens()
+        if len(watched) > MAX_TOKENS:
+            logger.warning("%d tokens watched; Kite streams %d on a connection", len(watched), MAX_TOKENS)
+            watched = set(sorted(watched)[:MAX_TOKENS])
+        return watched
+
+
+class MarketStreamRunner:
+    """Keeps a stream running on the current market-data session until `stop` is set."""
+
+    def __init__(
+        self,
+        *,
+        tenant_slug: str = "",
+        root: str | None = None,
+        sync_seconds: float = SYNC_SECONDS,
+        session_check_seconds: float = SESSION_CHECK_SECONDS,
+    ):
+        self.tenant_slug = tenant_slug
+        self.root = root
+        self.sync_seconds = sync_seconds
+        self.session_check_seconds = session_check_seconds
+        self.stream: MarketStream | None = None
+
+    def run(self, stop: threading.Event) -> None:
+        waiting_logged = False
+        # A session Kite refused is tried again only after a backoff that doubles each time (a new token on
+        # the connection is tried at once): a dead token must not knock at Kite every few seconds.
+        refused: StreamSession | None = None
+        refusals, retry_at = 0, 0.0
+        while not stop.is_set():
+            session = self._session()
+            if session is None or (session == refused and time.monotonic() < retry_at):
+                if session is None and not waiting_logged:
+                    logger.info("No market-data session (an active connection of a shared Kite app); waiting")
+                    waiting_logged = True
+                stop.wait(self.session_check_seconds)
+                continue
+            waiting_logged = False
+            self.stream = MarketStream(session, root=self.root)
+            self.stream.start()
+            try:
+                self._follow(self.stream, stop)
+            finally:
+                self.stream.stop()
+            if self.stream.refused.is_set():
+                refusals = refusals + 1 if session == refused else 1
+                refused = session
+                retry_at = time.monotonic() + min(self.session_check_seconds * 2**refusals, MAX_REFUSED_BACKOFF_SECONDS)
+            else:
+                refused, refusals = None, 0
+
+    def _follow(self, stream: MarketStream, stop: threading.Event) -> None:
+        """Sync the stream until asked to stop, its session is refused, or the connection's token changes."""
+        next_session_check = time.monotonic() + self.session_check_seconds
+        while not stop.wait(self.sync_seconds):
+            if stream.refused.is_set():
+                return
+            try:
+                stream.sync()
+            except Exception:
+                logger.exception("Market stream could not sync its subscriptions")
+            if time.monotonic() >= next_session_check:
+                next_session_check = time.monotonic() + self.session_check_seconds
+                if self._session() != stream.session:
+                    logger.info("Market-data session changed; reconnecting the stream")
+                    return
+
+    def _session(self) -> StreamSession | None:
+        close_old_connections()
+        try:
+            return market_data_session(self.tenant_slug)
+        except Exception:
+            logger.exception("Market stream could not read its session")
+            return None
