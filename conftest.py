@@ -11,8 +11,9 @@ from rest_framework.test import APIClient
 from identity.tests.factories import TenantFactory, UserFactory
 from identity.tokens import token_pair_for
 
-# `sandbox`, the broker sandbox over real HTTP, for the end-to-end tests of every app.
-pytest_plugins = ["brokers.tests.sandbox_fixtures"]
+# `sandbox` and `schwab_sandbox`, the broker sandbox over real HTTP, for the end-to-end tests of every app;
+# as plugins, their one server a pytest process is shared by every module that asks for them.
+pytest_plugins = ["brokers.tests.sandbox_fixtures", "brokers.tests.schwab_linking"]
 
 
 def pytest_configure(config):
