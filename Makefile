@@ -38,16 +38,16 @@ lock:
 run: $(VENV)/.installed
 	./scripts/run_embedded.sh
 
-# In parallel (pytest-xdist): four workers on two cores, as most of the suite's time is spent waiting (on
-# servers, sockets, PostgreSQL), not computing. Each worker has its own PostgreSQL database (pytest-django
-# names it test_<db>_gw0, _gw1, ...) and its own Redis DB: TEST_REDIS_URL's DB plus the worker's number, 8 to
-# 11 (thor/settings.py), never 7 (the browser suite) nor 13 (CI's Celery); the benchmarks use 8 to 11 too, so
-# not at the same time. `--dist load` hands out tests a few at a time in pytest-django's order, so the slow
-# modules spread over the workers and each worker still runs its database tests before its transactional
-# ones (whose flush empties the tables, the migrations' default tenant with them); worksteal breaks that
-# order when it steals. The property tests run the smaller example budget of conftest.py's "make-test"
-# profile. PYTEST_ARGS="-n 0" runs the suite in one process.
-TEST_WORKERS ?= 4
+# In parallel (pytest-xdist): three workers on two cores, as much of the suite's time is spent waiting (on
+# servers, sockets, PostgreSQL), not computing; a fourth finished no sooner and cost more CPU. Each worker has
+# its own PostgreSQL database (pytest-django names it test_<db>_gw0, _gw1, ...) and its own Redis DB:
+# TEST_REDIS_URL's DB plus the worker's number, 8 to 10 (thor/settings.py), never 7 (the browser suite) nor 13
+# (CI's Celery); the benchmarks use 8 to 11, so not at the same time. `--dist load` hands out tests a few
+# at a time in pytest-django's order, so the slow modules spread over the workers and each worker still runs
+# its database tests before its transactional ones (whose flush empties the tables, the migrations' default
+# tenant with them); worksteal breaks that order when it steals. The property tests run the smaller example
+# budget of conftest.py's "make-test" profile. PYTEST_ARGS="-n 0" runs the suite in one process.
+TEST_WORKERS ?= 3
 test: $(VENV)/.installed-dev
 	./scripts/ensure_services.sh
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) CELERY_BROKER_URL= \
