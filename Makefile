@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 # Tests always use the real PostgreSQL and Redis on this machine (never SQLite).
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/thor
-TEST_REDIS_URL ?= redis://127.0.0.1:6379/14
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/8
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
@@ -38,17 +38,20 @@ lock:
 run: $(VENV)/.installed
 	./scripts/run_embedded.sh
 
-# In parallel (pytest-xdist), one worker a core. Each worker has its own PostgreSQL database (pytest-django
-# names it test_<db>_gw0, _gw1, ...) and its own Redis DB: TEST_REDIS_URL's DB plus the worker's number (14 and
-# 15; thor/settings.py). `--dist load` hands out tests a few at a time in pytest-django's order, so the slow
-# modules spread over both workers and each worker still runs its database tests before its transactional
-# ones (whose flush empties the tables, the migrations' default tenant with them); worksteal breaks that
-# order when it steals. PYTEST_ARGS="-n 0" runs the suite in one process.
-TEST_WORKERS ?= 2
+# In parallel (pytest-xdist): three workers on two cores, as much of the suite's time is spent waiting (on
+# servers, sockets, PostgreSQL), not computing; a fourth finished no sooner and cost more CPU. Each worker has
+# its own PostgreSQL database (pytest-django names it test_<db>_gw0, _gw1, ...) and its own Redis DB:
+# TEST_REDIS_URL's DB plus the worker's number, 8 to 10 (thor/settings.py), never 7 (the browser suite) nor 13
+# (CI's Celery); the benchmarks use 8 to 11, so not at the same time. `--dist load` hands out tests a few
+# at a time in pytest-django's order, so the slow modules spread over the workers and each worker still runs
+# its database tests before its transactional ones (whose flush empties the tables, the migrations' default
+# tenant with them); worksteal breaks that order when it steals. The property tests run the smaller example
+# budget of conftest.py's "make-test" profile. PYTEST_ARGS="-n 0" runs the suite in one process.
+TEST_WORKERS ?= 3
 test: $(VENV)/.installed-dev
 	./scripts/ensure_services.sh
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) CELERY_BROKER_URL= \
-		$(PY) -m pytest -n $(TEST_WORKERS) --dist load $(PYTEST_ARGS)
+		$(PY) -m pytest -n $(TEST_WORKERS) --dist load --hypothesis-profile=make-test $(PYTEST_ARGS)
 
 # The order lifecycle's model-based fault test for ten minutes (SOAK_SECONDS), printing what it survived.
 SOAK_SECONDS ?= 600

@@ -6,14 +6,28 @@ import time
 
 import pytest
 from django.conf import settings
+from hypothesis import settings as hypothesis_settings
 from rest_framework.test import APIClient
 
 from identity.tests.factories import TenantFactory, UserFactory
 from identity.tokens import token_pair_for
 
-# `sandbox`, the broker sandbox over real HTTP, for the end-to-end tests of every app; `instrument_master`, a small
-# instrument master for the tests that trade listed contracts.
-pytest_plugins = ["brokers.tests.sandbox_fixtures", "market.tests.fixtures"]
+# `sandbox` and `schwab_sandbox`, the broker sandbox over real HTTP, for the end-to-end tests of every app
+# (as plugins, their one server a pytest process is shared by every module that asks for them);
+# `instrument_master`, a small instrument master for the tests that trade listed contracts.
+pytest_plugins = ["brokers.tests.sandbox_fixtures", "brokers.tests.schwab_linking", "market.tests.fixtures"]
+
+# The property tests' example budget (each example places a dozen orders against the database). `make test`
+# loads the smaller one with --hypothesis-profile. Both keep what Hypothesis chose for the environment: on CI
+# its "ci" profile (derandomized, the same examples every run), elsewhere new examples each run.
+hypothesis_settings.register_profile(
+    "thor",
+    parent=hypothesis_settings.get_profile(hypothesis_settings.get_current_profile_name()),
+    max_examples=40,
+    deadline=None,
+)
+hypothesis_settings.register_profile("make-test", parent=hypothesis_settings.get_profile("thor"), max_examples=20)
+hypothesis_settings.load_profile("thor")
 
 
 def pytest_configure(config):

@@ -107,6 +107,16 @@ class OrderUpdatesConsumer(AsyncJsonWebsocketConsumer):
         self.counted_kind = None
         self.follow_renewal: asyncio.Task | None = None
 
+    async def __call__(self, scope, receive, send):
+        # A socket without a signed-in user is refused at connect and never joins a group, so it gets no
+        # channel on the layer: no Redis connection for it, and its close waits for nothing. With one, the
+        # layer's receive (BZPOPMIN, a few seconds) starts at once, and a cancel that lands while redis-py
+        # sends the command is lost (Python 3.11's asyncio.wait_for): the closed socket's task lived on
+        # until the block ran out.
+        if not scope["user"].is_authenticated:
+            self.channel_layer_alias = None  # get_channel_layer(None): no layer
+        await super().__call__(scope, receive, send)
+
     async def connect(self):
         user = self.scope["user"]
         if not user.is_authenticated:

@@ -178,8 +178,8 @@ if REDIS_URL:
         raise ImproperlyConfigured("Environment variable REDIS_URL must be a redis:// or rediss:// URL.")
     # Under pytest-xdist each worker has its own test database (pytest-django suffixes its name with the worker
     # id) and its own Redis DB, so one worker's cache.clear() never empties another's cache nor its channel
-    # layer: worker gwN uses the DB REDIS_URL names plus N. `make test` names DB 14 and runs two workers, so 14
-    # and 15, never 7 (the browser suite) nor 13 (CI's Celery). Only the pytest process derives it: a server a
+    # layer: worker gwN uses the DB REDIS_URL names plus N. `make test` names DB 8 and runs three workers, so 8
+    # to 10, never 7 (the browser suite) nor 13 (CI's Celery). Only the pytest process derives it: a server a
     # test starts inherits PYTEST_XDIST_WORKER but is handed the derived URL, and must not add N again.
     _xdist_worker = os.environ.get("PYTEST_XDIST_WORKER", "")
     if _xdist_worker and "pytest" in sys.modules:

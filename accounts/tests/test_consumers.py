@@ -32,6 +32,7 @@ from accounts.tests.conftest import order_body, place
 from conftest import client_for
 from identity.models import User
 from identity.tokens import token_pair_for
+from thor.realtime import publish_flush
 from thor.routing import websocket_application
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -315,6 +316,7 @@ class TestUpdates:
         }
 
         response = place(client_for(alice))
+        publish_flush()  # the process's publishing loop sends after the answer, and logs its failure then
 
         assert response.status_code == 201, response.json()
         assert response.json()["status"] == "COMPLETE"

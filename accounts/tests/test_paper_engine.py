@@ -38,7 +38,7 @@ def _try_place(account, user, symbol, side, quantity, product):
 
 
 @pytest.mark.django_db
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])  # examples: the profile (conftest)
 @given(sequence=orders)
 def test_paper_invariants(alice, sequence):
     # A new user each example: order rows are never deleted, so an account cannot be emptied.

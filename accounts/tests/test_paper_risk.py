@@ -135,7 +135,7 @@ orders = st.lists(
 )
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])  # examples: the profile (conftest)
 @given(sequence=orders)
 def test_no_sequence_of_orders_raises_buying_power_above_cash_plus_realised_pnl(alice, fixed_prices, sequence):
     """Whatever a user sends (marketable limits far from the market, shorts, covers), buying power never

@@ -150,6 +150,7 @@ class Market:
         self._pinned: dict[str, float] = {}
         for instrument in instruments:
             self._add(instrument)
+        self._first_keys = frozenset(self._by_key)
 
     def _add(self, instrument: Instrument) -> None:
         self._by_key[instrument.key] = instrument
@@ -228,6 +229,13 @@ class Market:
         """Let every pinned price move again (instruments listed by pinning stay listed)."""
         with self._lock:
             self._pinned.clear()
+
+    def reset(self) -> None:
+        """No pins, and only the instruments it started with: for a sandbox shared by independent tests."""
+        with self._lock:
+            self._pinned.clear()
+            for key in set(self._by_key) - self._first_keys:
+                del self._by_token[self._by_key.pop(key).token]
 
     def _unused_token(self, key: str) -> int:
         token = zlib.crc32(key.encode()) | 1 << 32

@@ -68,11 +68,12 @@ class SandboxState:
 
     def reset(self) -> None:
         """Back to the state it started in, for a long-running sandbox shared by independent tests:
-        its first apps, fresh accounts, no sessions, pins or counts, and the faults it started with."""
+        its first apps, fresh accounts, no sessions, pins, pinned-in instruments or counts, and the faults it
+        started with."""
         with self.lock:
             self.kite.reset()
             self.schwab.reset()
-            self.market.release_all()
+            self.market.reset()
             self.faults.clear()
             for fault in self._initial_faults:
                 self.faults.add(Fault(**fault))
@@ -117,6 +118,10 @@ class SandboxServer:
         # How a latency fault holds its answer back (a test passes a recorder, so nothing waits).
         self._sleep = sleep
         self._stopping = threading.Event()
+        # Calls being answered: a reset waits for them, so a late answer (held back by a latency fault, its
+        # caller long gone) lands in the state it was made for, not in the fresh one.
+        self._answering = 0
+        self._answered = threading.Condition()
         self._httpd = _HTTPServer((host, port), _RequestHandler)
         self._httpd.sandbox = self
 
@@ -129,7 +134,17 @@ class SandboxServer:
     def serve_forever(self) -> None:
         if self._tick_seconds:
             threading.Thread(target=self._tick_forever, name="sandbox-ticker", daemon=True).start()
-        self._httpd.serve_forever(poll_interval=0.2)
+        self._httpd.serve_forever(poll_interval=0.05)
+
+    def reset(self, *, settle_seconds: float = 10.0) -> None:
+        """Back to the state it started in (see SandboxState.reset), its identity providers included:
+        their first clients only, no codes, tokens or spoiled ID tokens. Calls still being answered finish
+        first (for at most `settle_seconds`)."""
+        with self._answered:
+            self._answered.wait_for(lambda: self._answering == 0, timeout=settle_seconds)
+        self.state.reset()
+        self.google.reset()
+        self.discord.reset()
 
     def shutdown(self) -> None:
         self._stopping.set()
@@ -149,6 +164,18 @@ class SandboxServer:
 
     def broker_for(self, path: str) -> BrokerApi:
         return next(api for api in self.brokers if path.startswith(api.prefix))
+
+    @contextlib.contextmanager
+    def answering(self):
+        """Around the handling of one call, from its request line read to its answer written."""
+        with self._answered:
+            self._answering += 1
+        try:
+            yield
+        finally:
+            with self._answered:
+                self._answering -= 1
+                self._answered.notify_all()
 
     def dispatch(self, request: Request) -> Response | None:
         """The answer to one call, or None to drop the connection without answering."""
@@ -209,7 +236,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def do_GET(self):
-        self._serve()
+        with self.server.sandbox.answering():
+            self._serve()
 
     do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = do_GET
 

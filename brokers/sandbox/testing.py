@@ -31,8 +31,8 @@ class SandboxHandle:
         return self.server.state
 
     def reset(self) -> None:
-        """Forget everything tests did (sessions, orders, pinned prices, faults, counts)."""
-        self.server.state.reset()
+        """Forget everything tests did (sessions, orders, pinned prices, faults, counts, identity grants)."""
+        self.server.reset()
 
     def stop(self) -> None:
         self.server.shutdown()

@@ -23,20 +23,29 @@ IDP_CLIENTS = {
 }
 
 
-@pytest.fixture
-def sandbox(settings):
-    """A sandbox whose prices move only when a test pins them (no ticker), with Thor pointed at it."""
+@pytest.fixture(scope="session")
+def shared_sandbox():
+    """One sandbox for every test of a pytest process (an xdist worker): starting one each test cost more
+    than most tests. Use `sandbox`, which hands it over in the state it started in."""
     with start_sandbox(
         apps=[{"api_key": API_KEY, "api_secret": API_SECRET, "redirect_url": CALLBACK}],
         tick_seconds=None,
         idp_clients={provider: [client] for provider, client in IDP_CLIENTS.items()},
     ) as running:
-        settings.THOR_KITE_API_ROOT = running.url
-        settings.THOR_KITE_LOGIN_URL = f"{running.url}/connect/login"
-        settings.THOR_GOOGLE_DISCOVERY_URL = f"{running.url}/google/.well-known/openid-configuration"
-        settings.THOR_DISCORD_API_BASE = f"{running.url}/discord"
-        settings.THOR_SOCIAL_DEFAULT_APPS = IDP_CLIENTS
         yield running
+
+
+@pytest.fixture
+def sandbox(shared_sandbox, settings):
+    """A sandbox whose prices move only when a test pins them (no ticker), with Thor pointed at it: as
+    fresh as a new one (no sessions, orders, pins, faults, counts, later apps or identity grants)."""
+    shared_sandbox.reset()
+    settings.THOR_KITE_API_ROOT = shared_sandbox.url
+    settings.THOR_KITE_LOGIN_URL = f"{shared_sandbox.url}/connect/login"
+    settings.THOR_GOOGLE_DISCOVERY_URL = f"{shared_sandbox.url}/google/.well-known/openid-configuration"
+    settings.THOR_DISCORD_API_BASE = f"{shared_sandbox.url}/discord"
+    settings.THOR_SOCIAL_DEFAULT_APPS = IDP_CLIENTS
+    return shared_sandbox
 
 
 def start(client, frontend_url=SPA) -> str:

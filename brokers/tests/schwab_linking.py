@@ -16,17 +16,25 @@ SPA = "http://localhost:5173"
 SPA_CALLBACK = f"{SPA}/schwab/callback"
 
 
-@pytest.fixture
-def schwab_sandbox(settings):
+@pytest.fixture(scope="session")
+def shared_schwab_sandbox():
+    """One Schwab sandbox for every test of a pytest process; `schwab_sandbox` hands it over fresh."""
     with start_sandbox(
         schwab_apps=[{"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "redirect_uri": SPA_CALLBACK}],
         tick_seconds=None,
     ) as running:
-        settings.THOR_SCHWAB_API_BASE = running.url
-        settings.THOR_SCHWAB_AUTH_BASE = running.url
-        # Every test starts with a full budget and without waiting on one.
-        settings.THOR_SCHWAB_RATE_WAIT = 0.0
         yield running
+
+
+@pytest.fixture
+def schwab_sandbox(shared_schwab_sandbox, settings):
+    """The Schwab sandbox in the state it started in (its app, the demo user), with Thor pointed at it."""
+    shared_schwab_sandbox.reset()
+    settings.THOR_SCHWAB_API_BASE = shared_schwab_sandbox.url
+    settings.THOR_SCHWAB_AUTH_BASE = shared_schwab_sandbox.url
+    # Every test starts with a full budget and without waiting on one.
+    settings.THOR_SCHWAB_RATE_WAIT = 0.0
+    return shared_schwab_sandbox
 
 
 def schwab_app_for(tenant, *, name="Acme Schwab", client_id=CLIENT_ID, secret=CLIENT_SECRET) -> BrokerApp:
