@@ -25,11 +25,19 @@ from accounts.models import Order, TradingAccount
 from accounts.orders.idempotency import placed_order_for_key, request_record
 from accounts.paper import account_lock, paper_buying_power_check, paper_order_submit
 from accounts.prices import MarketDataUnavailable, price_source
-from brokers.adapters.errors import BrokerError
+from brokers.adapters.errors import BrokerError, BrokerErrorCode
 from brokers.adapters.types import OrderRequest
 from thor.errors import ApplicationError, broker_error_body
 
 Prices = dict[tuple[str, str], Decimal]
+
+# Refusals made before the order left Thor, for a reason that passes: a spent rate budget (Thor's bucket
+# refuses instead of sending what the broker would refuse), an order egress that could not be reached.
+NOT_SENT_FOR_NOW = (
+    BrokerErrorCode.RATE_LIMITED,
+    BrokerErrorCode.ORDER_RATE_LIMITED,
+    BrokerErrorCode.EGRESS_UNREACHABLE,
+)
 
 
 def _new_client_order_id() -> str:
@@ -163,6 +171,11 @@ def order_place(
     try:
         return placement.live_order_send(order=order, actor=actor)
     except BrokerError as error:
+        if error.code in NOT_SENT_FOR_NOW:
+            # Nothing went out and the reason passes: the row stays (REJECTED, never deleted) but gives the key
+            # back, so the retry its Retry-After invites, with the same key, is placed afresh.
+            Order.objects.filter(pk=order.pk).update(idempotency_key=None, request_fingerprint="")
+            raise
         # Refused for good: a retry with this key answers the same refusal.
         body = broker_error_body(error)
         request_record(

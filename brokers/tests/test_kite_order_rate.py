@@ -124,3 +124,23 @@ def test_through_the_api_a_spent_budget_answers_429_with_retry_after_and_sends_n
     assert refused["Retry-After"] == "1"
     assert sandbox_calls(sandbox, PLACE) == 0
     assert not Order.objects.filter(account=live).exclude(status="REJECTED").exists()
+
+
+def test_the_key_of_a_placement_refused_for_its_rate_places_it_when_retried(
+    alice_client, sandbox, live, settings, slow_refill, time_passes
+):
+    settings.THOR_KITE_RATE_WAIT = 0
+    budget = kite.user_order_budget(live.connection.broker_user_id)
+    for _ in range(10):
+        assert ratelimit.acquire(budget.bucket, rate=budget.rate, per=budget.per)
+    refused = place(alice_client, account=live.pk, key="rate-1", order_type="LIMIT", price="1400.00")
+    assert refused.status_code == 429
+    time_passes(61)  # the budget refills
+
+    retried = place(alice_client, account=live.pk, key="rate-1", order_type="LIMIT", price="1400.00")
+    again = place(alice_client, account=live.pk, key="rate-1", order_type="LIMIT", price="1400.00")
+
+    assert retried.status_code == 201, retried.json()
+    assert again.status_code == 201 and again.json()["id"] == retried.json()["id"]
+    assert sandbox_calls(sandbox, PLACE) == 1
+    assert Order.objects.filter(account=live, status="REJECTED", idempotency_key__isnull=True).count() == 1
