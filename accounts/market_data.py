@@ -68,6 +68,8 @@ class Instrument:
     expired: bool = False
     # False for what is never traded whatever the date (an index); expiry is `expired_at`'s.
     tradable: bool = True
+    # The master's kind: EQ, FUT, CE, PE ("" where the master does not list the symbol).
+    instrument_type: str = ""
 
     @property
     def rules(self) -> ExchangeRules:
@@ -102,6 +104,7 @@ def instrument_get(*, exchange: str, symbol: str) -> Instrument | None:
             freeze_quantity=listed.freeze_quantity,
             expired=listed.expired,
             tradable=listed.tradable or listed.expired,
+            instrument_type=listed.instrument_type,
         )
     if rules.lists_every_symbol:
         return None

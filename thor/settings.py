@@ -676,6 +676,21 @@ THOR_PAPER_DEFAULT_MARGIN_RATE = _env_or_fail(
 )
 THOR_PAPER_SLIPPAGE_BPS = _env_or_fail(env.int, "THOR_PAPER_SLIPPAGE_BPS", default=5)
 
+# Price protection (issue 22): a live LIMIT/SL order on an Indian exchange priced outside its band is refused
+# before it is sent. Options: a premium above `option_premium_threshold` may be `option_percent` % either side
+# of the last price, one at or below it `option_absolute` either side. Anything else: the quote's circuit limits,
+# else `default_percent` % either side of the last price. "tenants" overrides any of these per tenant slug,
+# e.g. {"acme": {"option_percent": "60"}}: a deployment setting, so no migration and no API to guard.
+THOR_PRICE_BANDS = {
+    "default": {
+        "option_premium_threshold": "50",
+        "option_percent": "40",
+        "option_absolute": "20",
+        "default_percent": "20",
+    },
+    "tenants": {},
+}
+
 # --- Analytics: instruments, option-chain snapshots, F&O endpoints ---------------------------
 # Underlyings whose chains are snapshotted (Kite `name` of their NFO contracts).
 THOR_ANALYTICS_UNDERLYINGS = [

@@ -24,6 +24,7 @@ from accounts.checks import (
 from accounts.models import Order, TradingAccount
 from accounts.orders.idempotency import placed_order_for_key, request_record
 from accounts.paper import account_lock, paper_buying_power_check, paper_order_submit
+from accounts.price_bands import band_quote, price_band_check
 from accounts.prices import MarketDataUnavailable, price_source
 from brokers.adapters.errors import BrokerError, BrokerErrorCode
 from brokers.adapters.types import OrderRequest
@@ -132,7 +133,8 @@ def order_place(
     *, account: TradingAccount, request: OrderRequest, idempotency_key: str | None, fingerprint: str, actor
 ) -> Order:
     """One order; the same Idempotency-Key and body return the order the first request made."""
-    order_request_check(request=request)
+    instrument = order_request_check(request=request)
+    band = band_quote(account=account, request=request)  # a broker call: read before any lock is taken
     prices = last_prices(account, [request])
     try:
         with transaction.atomic():
@@ -142,6 +144,7 @@ def order_place(
                 if placed is not None:
                     return _repeat_answer(placed)
             trading_enabled_check(account=locked)
+            price_band_check(account=locked, request=request, instrument=instrument, quote=band)
             pre_trade_check(account=locked, request=request, prices=prices)
             order = order_create(
                 account=locked,

@@ -450,6 +450,8 @@ class KiteAdapter(BrokerAdapter):
                     close=_optional_decimal(ohlc.get("close")),
                     volume=item.get("volume"),
                     timestamp=_as_aware(item.get("timestamp")),
+                    lower_circuit_limit=_optional_decimal(item.get("lower_circuit_limit")),
+                    upper_circuit_limit=_optional_decimal(item.get("upper_circuit_limit")),
                     raw=_as_sent(item),
                 )
         return quotes

@@ -148,4 +148,7 @@ class Quote:
     close: Decimal | None = None
     volume: int | None = None
     timestamp: datetime | None = None
+    # The exchange's daily price band (Kite's circuit limits); None where the broker does not say.
+    lower_circuit_limit: Decimal | None = None
+    upper_circuit_limit: Decimal | None = None
     raw: dict[str, Any] = field(default_factory=dict, compare=False)

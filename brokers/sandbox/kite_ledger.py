@@ -92,6 +92,25 @@ def _market_protection(raw: str | None, default) -> int | float | None:
     return int(value) if value.is_integer() else value
 
 
+def price_band_require(terms: Mapping, band: tuple[float, float]) -> None:
+    """A LIMIT or SL order priced outside the instrument's band is refused before it is booked, as Kite's
+    checks refuse it: with its circuit-limit wording even for an option's price protection range (the
+    message traders report as misleading)."""
+    if terms["order_type"] not in ("LIMIT", "SL"):
+        return
+    low, high = band
+    if terms["price"] < low:
+        raise input_error(
+            f"Your order price is lower than the current lower circuit limit of {low:.2f}. "
+            "Place an order within the daily range."
+        )
+    if terms["price"] > high:
+        raise input_error(
+            f"Your order price is higher than the current upper circuit limit of {high:.2f}. "
+            "Place an order within the daily range."
+        )
+
+
 def margin_segment(exchange: str) -> str:
     return "commodity" if exchange in COMMODITY_EXCHANGES else "equity"
 

@@ -1,6 +1,40 @@
-"""Kite quote payloads (`/quote`, `/quote/ohlc`, `/quote/ltp`) built from the simulated market."""
+"""Kite quote payloads (`/quote`, `/quote/ohlc`, `/quote/ltp`) built from the simulated market, and the
+price band an order must be placed within."""
 
 from .market import Instrument, Market
+
+# The exchanges' limit price protection for options (issue 22): above a premium of 50, +/-40% of the last
+# price; at or below it, +/-20 absolute.
+OPTION_PREMIUM_THRESHOLD, OPTION_BAND_PERCENT, OPTION_BAND_ABSOLUTE = 50.0, 40.0, 20.0
+EQUITY_CIRCUIT_PERCENT = 10.0
+LOWEST_PRICE = 0.05
+
+
+def equity_circuit_limits(close: float, last_price: float) -> tuple[float, float]:
+    """The day's circuit around the previous close; a price pinned outside it widens it (so the last price is
+    always tradable, as on an exchange that moved the band)."""
+    ratio = EQUITY_CIRCUIT_PERCENT / 100
+    return round(min(close, last_price) * (1 - ratio), 2), round(max(close, last_price) * (1 + ratio), 2)
+
+
+def allowed_band(market: Market, instrument: Instrument) -> tuple[float, float]:
+    """The prices a LIMIT or SL order may be placed at: an option's price protection range, else the circuit."""
+    last_price = market.price(instrument)
+    contract = market.chain.find(instrument.key)
+    if contract is not None and contract.kind in ("CE", "PE"):
+        if last_price > OPTION_PREMIUM_THRESHOLD:
+            ratio = OPTION_BAND_PERCENT / 100
+            return round(last_price * (1 - ratio), 2), round(last_price * (1 + ratio), 2)
+        return max(LOWEST_PRICE, round(last_price - OPTION_BAND_ABSOLUTE, 2)), round(
+            last_price + OPTION_BAND_ABSOLUTE, 2
+        )
+    if contract is not None:  # a future: the derivative quote's wide circuit
+        return LOWEST_PRICE, _derivative_upper_circuit(instrument.base_price, last_price)
+    return equity_circuit_limits(instrument.base_price, last_price)
+
+
+def _derivative_upper_circuit(close: float, last_price: float) -> float:
+    return round(max(close, last_price) * 3, 2)
 
 
 def kite_quote(market: Market, instrument: Instrument, mode: str, timestamp: str) -> dict:
@@ -32,8 +66,8 @@ def kite_quote(market: Market, instrument: Instrument, mode: str, timestamp: str
         "oi_day_high": 0,
         "oi_day_low": 0,
         "net_change": round(last_price - close, 2),
-        "lower_circuit_limit": round(close * 0.9, 2),
-        "upper_circuit_limit": round(close * 1.1, 2),
+        "lower_circuit_limit": equity_circuit_limits(close, last_price)[0],
+        "upper_circuit_limit": equity_circuit_limits(close, last_price)[1],
         "ohlc": quote["ohlc"],
         "depth": {
             "buy": [_depth_level(last_price - tick * level) for level in range(1, 6)],
@@ -64,8 +98,8 @@ def _derivative_quote(quote: dict, activity: dict, timestamp: str) -> dict:
         "oi_day_high": int(oi * 1.05),
         "oi_day_low": int(oi * 0.95),
         "net_change": round(last_price - close, 2),
-        "lower_circuit_limit": 0.05,
-        "upper_circuit_limit": round(max(close, last_price) * 3, 2),
+        "lower_circuit_limit": LOWEST_PRICE,
+        "upper_circuit_limit": _derivative_upper_circuit(close, last_price),
         "ohlc": quote["ohlc"],
         "depth": depth,
     }

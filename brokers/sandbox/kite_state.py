@@ -20,6 +20,7 @@ from .kite_ledger import (
     margin_segment,
     mark_to_market,
     order_terms,
+    price_band_require,
     require_choice,
 )
 from .kite_models import (
@@ -34,7 +35,7 @@ from .kite_models import (
     seed_account,
     token_error,
 )
-from .kite_quotes import kite_quote
+from .kite_quotes import allowed_band, kite_quote
 from .market import KITE_EXCHANGES, Instrument, Market, load_json_fixture
 from .state import ClockIds, PostbackSender
 
@@ -257,6 +258,7 @@ class KiteState:
         instrument = self.market.find(f"{params['exchange']}:{params['tradingsymbol']}")
         if instrument is None:
             raise input_error("The instrument you are placing an order for has either expired or does not exist.")
+        price_band_require(terms, allowed_band(self.market, instrument))
 
         with self._lock:
             account = self.accounts[session.user_id]
@@ -321,6 +323,9 @@ class KiteState:
             if current["status"] not in RESTING_STATUSES:
                 raise input_error(f"Order cannot be modified as it is {current['status']}.")
             terms = order_terms(params, defaults=current)
+            instrument = self.market.find(f"{current['exchange']}:{current['tradingsymbol']}")
+            if instrument is not None:
+                price_band_require(terms, allowed_band(self.market, instrument))
             self._transition(order, "MODIFY VALIDATION PENDING")
             self._transition(order, "MODIFY PENDING")
             self._transition(order, "MODIFIED", modified=True, pending_quantity=terms["quantity"], **terms)

@@ -1,0 +1,128 @@
+"""Price protection before sending (issue 22): a live LIMIT or SL order on an Indian exchange priced outside
+the instrument's allowed band is refused with a 400 naming the band and its reference price, before anything
+is written or sent. The exchange (and Kite's own checks) refuse such orders anyway, with a message traders
+find misleading ("circuit limits" for an option's price protection range); Thor says which band and why.
+
+Options: the reference is the last price; a premium above the threshold may move a percentage either side,
+one at or below it an absolute amount. Everything else: the quote's circuit limits, else a default
+percentage of the last price. The figures are settings.THOR_PRICE_BANDS, overridable per tenant slug.
+"""
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+
+from accounts.live import live_call
+from accounts.market_data import EXCHANGES, Instrument
+from accounts.models import TradingAccount
+from brokers.adapters.errors import BrokerError
+from brokers.adapters.types import OrderRequest, Quote
+from thor.errors import ApplicationError
+
+logger = logging.getLogger(__name__)
+
+BANDED_ORDER_TYPES = ("LIMIT", "SL")
+OPTION_TYPES = ("CE", "PE")
+CENT = Decimal("0.01")
+
+
+@dataclass(frozen=True)
+class PriceBand:
+    low: Decimal
+    high: Decimal
+    reference: Decimal
+    basis: str  # how the band was set, for the refusal's message
+
+    def allows(self, price: Decimal) -> bool:
+        return self.low <= price <= self.high
+
+
+def band_rules(tenant) -> dict[str, Decimal]:
+    """The band figures for a tenant: the defaults, with its overrides (settings.THOR_PRICE_BANDS) on top."""
+    configured = settings.THOR_PRICE_BANDS
+    rules = {**configured["default"], **configured.get("tenants", {}).get(tenant.slug, {})}
+    return {name: Decimal(str(value)) for name, value in rules.items()}
+
+
+def _percent_band(reference: Decimal, percent: Decimal) -> tuple[Decimal, Decimal]:
+    return reference * (1 - percent / 100), reference * (1 + percent / 100)
+
+
+def price_band(*, instrument: Instrument, quote: Quote, rules: Mapping[str, Decimal]) -> PriceBand | None:
+    """The band the order's prices must stay within; None without a reference price to set one from."""
+    reference = quote.last_price
+    if reference is None or reference <= 0:
+        return None
+    if instrument.instrument_type in OPTION_TYPES:
+        if reference > rules["option_premium_threshold"]:
+            low, high = _percent_band(reference, rules["option_percent"])
+            basis = f"+/-{rules['option_percent']}% of the reference price for an option premium above "
+        else:
+            low, high = reference - rules["option_absolute"], reference + rules["option_absolute"]
+            basis = f"+/-{rules['option_absolute']} of the reference price for an option premium at or below "
+        basis += f"{rules['option_premium_threshold']}"
+    elif quote.lower_circuit_limit and quote.upper_circuit_limit:  # Kite sends 0 where there is none
+        low, high = quote.lower_circuit_limit, quote.upper_circuit_limit
+        basis = "the day's circuit limits"
+    else:
+        low, high = _percent_band(reference, rules["default_percent"])
+        basis = f"+/-{rules['default_percent']}% of the reference price (no circuit limits quoted)"
+    return PriceBand(
+        low=max(low, Decimal("0")).quantize(CENT), high=high.quantize(CENT), reference=reference, basis=basis
+    )
+
+
+def band_applies(*, account: TradingAccount, request: OrderRequest) -> bool:
+    """Live LIMIT/SL orders on an Indian exchange: a MARKET order has no price to check and costs no quote."""
+    rules = EXCHANGES.get(request.exchange)
+    return (
+        account.mode == TradingAccount.Mode.LIVE
+        and request.order_type in BANDED_ORDER_TYPES
+        and rules is not None
+        and rules.currency == "INR"
+    )
+
+
+def band_quote(*, account: TradingAccount, request: OrderRequest) -> Quote | None:
+    """The quote a banded order is checked against: one call at the account's broker, none for an order no
+    band applies to. None when it cannot be had: that order is let through (logged), not blocked, since the
+    exchange enforces the band anyway and a failing quote endpoint must not stop trading."""
+    if not band_applies(account=account, request=request):
+        return None
+    name = f"{request.exchange}:{request.symbol}"
+    try:
+        quotes = live_call(account, lambda adapter: adapter.quotes([name]))
+    except (BrokerError, ApplicationError) as error:
+        logger.warning("Price band not checked for %s on account %s: no quote (%s)", name, account.pk, error)
+        return None
+    quote = quotes.get(name) if isinstance(quotes, dict) else None
+    if quote is None:
+        logger.warning("Price band not checked for %s on account %s: the quote left it out", name, account.pk)
+    return quote
+
+
+def price_band_check(
+    *, account: TradingAccount, request: OrderRequest, instrument: Instrument, quote: Quote | None
+) -> None:
+    """The 400 for an order priced outside its band (its trigger too, for SL), given `band_quote`'s quote;
+    run before the order is written. No quote, no check."""
+    if quote is None:
+        return
+    band = price_band(instrument=instrument, quote=quote, rules=band_rules(account.user.tenant))
+    if band is None:
+        return
+    errors = {
+        field: [
+            f"{value} is outside the allowed band {band.low} to {band.high} for {request.exchange}:{request.symbol} "
+            f"({band.basis}; reference price {band.reference}, the last price). The exchange would refuse it: "
+            "place it within the band."
+        ]
+        for field, value in (("price", request.price), ("trigger_price", request.trigger_price))
+        if value is not None and not band.allows(value)
+    }
+    if errors:
+        raise ValidationError(errors)
