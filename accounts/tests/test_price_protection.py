@@ -1,0 +1,168 @@
+"""Price protection before sending (issue 22): a live LIMIT or SL order outside the instrument's band is a 400
+naming the band and its reference price, before any row is written or anything is sent.
+
+Over real HTTP with the sandbox's Kite, which quotes the reference price and circuit limits (and refuses such
+orders itself, with Kite's message, when Thor lets one through).
+"""
+
+import pytest
+import requests
+
+from accounts.models import Order
+from accounts.tests.conftest import place
+from brokers.tests.sandbox_fixtures import link, sandbox_calls, sandbox_fault
+from market.tests.fixtures import NIFTY_OPTION
+
+pytestmark = [pytest.mark.django_db, pytest.mark.e2e]
+
+PLACE, QUOTE = "POST /orders/regular", "GET /quote"
+# A symbol the sandbox lists when pinned: its previous close is the pinned price, so its circuit is 900 to 1100.
+EQUITY, EQUITY_PRICE = "BANDCO", 1000.0
+
+
+def pin(sandbox, prices: dict) -> None:
+    requests.post(f"{sandbox.url}/_sandbox/prices", json=prices, timeout=5).raise_for_status()
+
+
+@pytest.fixture
+def live(sandbox, instrument_master, alice_client):
+    """Alice's live Kite account; the NIFTY option (CE in the master) at a premium of 100, BANDCO at 1000."""
+    pin(sandbox, {f"NFO:{NIFTY_OPTION}": 100.0, f"NSE:{EQUITY}": EQUITY_PRICE})
+    return link(alice_client)
+
+
+def option_limit(client, account, price, **overrides):
+    return place(
+        client,
+        account=account.pk,
+        exchange="NFO",
+        tradingsymbol=NIFTY_OPTION,
+        quantity=75,
+        product="NRML",
+        order_type="LIMIT",
+        price=price,
+        **overrides,
+    )
+
+
+def equity_limit(client, account, price, **overrides):
+    return place(
+        client, account=account.pk, tradingsymbol=EQUITY, **{"order_type": "LIMIT", "price": price, **overrides}
+    )
+
+
+def price_errors(response) -> str:
+    return " ".join(response.json()["errors"]["price"])
+
+
+class TestOptionsAboveAPremiumOf50:
+    def test_41_percent_above_the_reference_is_refused_naming_band_and_reference(self, alice_client, sandbox, live):
+        sent = sandbox_calls(sandbox, PLACE)
+
+        refused = option_limit(alice_client, live, "141.00")
+
+        assert refused.status_code == 400, refused.json()
+        message = price_errors(refused)
+        assert "60.00 to 140.00" in message
+        assert "reference price 100" in message
+        assert "+/-40%" in message
+        assert sandbox_calls(sandbox, PLACE) == sent
+        assert not Order.objects.filter(account=live).exists()
+
+    def test_39_percent_above_is_placed(self, alice_client, sandbox, live):
+        placed = option_limit(alice_client, live, "139.00")
+
+        assert placed.status_code == 201, placed.json()
+
+    def test_41_percent_below_is_refused_too(self, alice_client, live):
+        refused = option_limit(alice_client, live, "59.00", transaction_type="SELL")
+
+        assert refused.status_code == 400
+        assert "60.00 to 140.00" in price_errors(refused)
+
+
+class TestOptionsAtOrBelowAPremiumOf50:
+    def test_21_above_is_refused_and_19_above_placed(self, alice_client, sandbox, live):
+        pin(sandbox, {f"NFO:{NIFTY_OPTION}": 30.0})
+
+        refused = option_limit(alice_client, live, "51.00")
+        placed = option_limit(alice_client, live, "49.00")
+
+        assert refused.status_code == 400
+        assert "10.00 to 50.00" in price_errors(refused)
+        assert "+/-20 of the reference price" in price_errors(refused)
+        assert placed.status_code == 201, placed.json()
+
+
+class TestEquitiesAgainstTheCircuit:
+    def test_above_the_upper_circuit_is_refused_naming_the_circuit(self, alice_client, sandbox, live):
+        sent = sandbox_calls(sandbox, PLACE)
+
+        refused = equity_limit(alice_client, live, "1100.05")
+
+        assert refused.status_code == 400
+        assert "900.00 to 1100.00" in price_errors(refused)
+        assert "circuit limits" in price_errors(refused)
+        assert sandbox_calls(sandbox, PLACE) == sent
+
+    def test_a_stop_limit_trigger_below_the_lower_circuit_is_refused(self, alice_client, live):
+        refused = equity_limit(
+            alice_client, live, "950.00", order_type="SL", trigger_price="899.95", transaction_type="SELL"
+        )
+
+        assert refused.status_code == 400
+        assert "900.00 to 1100.00" in " ".join(refused.json()["errors"]["trigger_price"])
+
+    def test_within_the_circuit_is_placed(self, alice_client, live):
+        assert equity_limit(alice_client, live, "1099.95").status_code == 201
+
+
+class TestTenantOverride:
+    def test_a_wider_option_band_lets_the_order_go_to_the_broker(self, alice_client, sandbox, live, settings):
+        settings.THOR_PRICE_BANDS = {
+            "default": settings.THOR_PRICE_BANDS["default"],
+            "tenants": {live.user.tenant.slug: {"option_percent": "60"}},
+        }
+        sent = sandbox_calls(sandbox, PLACE)
+
+        answered = option_limit(alice_client, live, "141.00")
+
+        # Thor's band is now 40 to 160; the exchange's is not, and the broker says so in Kite's words.
+        assert sandbox_calls(sandbox, PLACE) == sent + 1
+        assert answered.status_code in (400, 422), answered.json()
+        assert "upper circuit limit of 140.00" in str(answered.json())
+
+
+class TestQuoteCost:
+    def test_a_market_order_never_asks_for_a_quote(self, alice_client, sandbox, live):
+        quotes = sandbox_calls(sandbox, QUOTE)
+
+        placed = place(alice_client, account=live.pk, tradingsymbol=EQUITY)
+
+        assert placed.status_code == 201, placed.json()
+        assert sandbox_calls(sandbox, QUOTE) == quotes
+
+    def test_a_limit_order_asks_once(self, alice_client, sandbox, live):
+        quotes = sandbox_calls(sandbox, QUOTE)
+
+        assert equity_limit(alice_client, live, "1000.00").status_code == 201
+        assert sandbox_calls(sandbox, QUOTE) == quotes + 1
+
+    def test_without_a_quote_the_order_is_let_through_to_the_exchange(self, alice_client, sandbox, live):
+        sandbox_fault(sandbox, kind="5xx", path="/quote", count=5)
+
+        placed = equity_limit(alice_client, live, "1050.00")
+
+        assert placed.status_code == 201, placed.json()
+
+
+class TestHostileInput:
+    @pytest.mark.parametrize("price", ["-10.00", "1000000000000", "NaN", "1e12"])
+    def test_a_clean_400_before_any_quote(self, alice_client, sandbox, live, price):
+        quotes = sandbox_calls(sandbox, QUOTE)
+
+        refused = equity_limit(alice_client, live, price)
+
+        assert refused.status_code == 400
+        assert "price" in refused.json()["errors"]
+        assert sandbox_calls(sandbox, QUOTE) == quotes
