@@ -12,6 +12,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -43,7 +44,7 @@ class PriceBand:
 
 def band_rules(tenant) -> dict[str, Decimal]:
     """The band figures for a tenant: the defaults, with its overrides (settings.THOR_PRICE_BANDS) on top."""
-    configured = settings.THOR_PRICE_BANDS
+    configured: dict[str, Any] = settings.THOR_PRICE_BANDS
     rules = {**configured["default"], **configured.get("tenants", {}).get(tenant.slug, {})}
     return {name: Decimal(str(value)) for name, value in rules.items()}
 

@@ -10,10 +10,12 @@ from django.db import transaction
 from accounts import live, placement
 from accounts.audit import order_event_record
 from accounts.checks import order_request_check, trading_enabled_check
+from accounts.market_data import Instrument
 from accounts.models import Order, TradingAccount
 from accounts.orders.idempotency import recorded_request, request_record
 from accounts.orders.place import last_prices, order_create, pre_trade_check, prefixed
 from accounts.paper import account_lock, paper_order_submit
+from accounts.price_bands import band_quote, price_band_check
 from brokers.adapters.errors import BrokerError
 from brokers.adapters.types import OrderRequest
 
@@ -54,15 +56,17 @@ def _batch_from_record(*, account: TradingAccount, body: dict) -> BatchResult:
     return BatchResult(status=body["status"], legs=legs)
 
 
-def _check_every_leg(requests: list[OrderRequest]) -> None:
+def _check_every_leg(requests: list[OrderRequest]) -> list[Instrument]:
     errors = {}
+    instruments = []
     for index, request in enumerate(requests):
         try:
-            order_request_check(request=request)
+            instruments.append(order_request_check(request=request))
         except ValidationError as error:
             errors.update(prefixed(error, f"orders.{index}.").message_dict)
     if errors:
         raise ValidationError(errors)
+    return instruments
 
 
 def order_batch_place(
@@ -71,7 +75,8 @@ def order_batch_place(
     """Every leg is checked before any is sent. Paper: one transaction. Live: placed legs are cancelled
     when a later leg fails, and each leg reports its outcome.
     """
-    _check_every_leg(requests)
+    instruments = _check_every_leg(requests)
+    bands = [band_quote(account=account, request=request) for request in requests]  # broker calls: before the lock
     prices = last_prices(account, requests)
     with transaction.atomic():
         locked = account_lock(account_id=account.pk)
@@ -83,6 +88,7 @@ def order_batch_place(
         orders = []
         for index, request in enumerate(requests):
             try:
+                price_band_check(account=locked, request=request, instrument=instruments[index], quote=bands[index])
                 pre_trade_check(account=locked, request=request, prices=prices)
             except ValidationError as error:
                 raise prefixed(error, f"orders.{index}.") from None

@@ -16,7 +16,9 @@ from accounts.models import Order, TradingAccount
 from accounts.orders.idempotency import replayed_order, request_forget, request_record
 from accounts.orders.place import last_prices, pre_trade_check
 from accounts.paper import account_lock, paper_order_cancel, paper_order_submit
+from accounts.price_bands import band_quote, price_band_check
 from brokers.adapters.errors import BrokerError
+from brokers.adapters.types import OrderRequest
 from thor.errors import ApplicationError
 
 MODIFIABLE_FIELDS = ("quantity", "price", "trigger_price", "order_type", "validity")
@@ -57,6 +59,12 @@ def _live_change(*, account, key, operation, fingerprint, change) -> Order:
     return _answered(account=account, key=key, operation=operation, fingerprint=fingerprint, order=order)
 
 
+def _changed(order: Order, changes: dict) -> OrderRequest:
+    return replace(
+        live.order_request_of(order), **{field: changes[field] for field in MODIFIABLE_FIELDS if field in changes}
+    )
+
+
 def order_modify(
     *, account: TradingAccount, order_id: int, changes: dict, idempotency_key: str | None, fingerprint: str, actor
 ) -> Order:
@@ -65,6 +73,8 @@ def order_modify(
     # modify changes) and, on paper, the positions.
     unlocked = account.orders.filter(pk=order_id).first()
     prices = last_prices(account, [live.order_request_of(unlocked)]) if unlocked else {}
+    # The price band's quote too: a broker call, for the order as changed (its type decides whether a band applies).
+    band = band_quote(account=account, request=_changed(unlocked, changes)) if unlocked else None
     with transaction.atomic():
         locked = account_lock(account_id=account.pk)
         replayed = replayed_order(account=locked, key=idempotency_key, fingerprint=fingerprint)
@@ -72,10 +82,9 @@ def order_modify(
             return replayed
         order = _open_order(account=locked, order_id=order_id)
         trading_enabled_check(account=locked)
-        request = replace(
-            live.order_request_of(order), **{field: changes[field] for field in MODIFIABLE_FIELDS if field in changes}
-        )
-        order_request_check(request=request)
+        request = _changed(order, changes)
+        instrument = order_request_check(request=request)
+        price_band_check(account=locked, request=request, instrument=instrument, quote=band)
         pre_trade_check(account=locked, request=request, prices=prices, replacing=order)
         if locked.mode == TradingAccount.Mode.LIVE:
             request_record(account=locked, key=idempotency_key, operation="modify", fingerprint=fingerprint)

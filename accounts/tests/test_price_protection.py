@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from accounts.models import Order
-from accounts.tests.conftest import place
+from accounts.tests.conftest import order_body, place
 from brokers.tests.sandbox_fixtures import link, sandbox_calls, sandbox_fault
 from market.tests.fixtures import NIFTY_OPTION
 
@@ -115,6 +115,38 @@ class TestEquitiesAgainstTheCircuit:
 
     def test_within_the_circuit_is_placed(self, alice_client, live):
         assert equity_limit(alice_client, live, "1099.95").status_code == 201
+
+
+class TestModifications:
+    def test_a_modification_outside_the_band_is_refused_before_it_is_sent(self, alice_client, sandbox, live):
+        order_id = equity_limit(alice_client, live, "950.00").json()["id"]
+        broker_order = sandbox.state.kite.accounts["AB1234"].orders[Order.objects.get(pk=order_id).broker_order_id]
+
+        refused = alice_client.patch(f"/api/accounts/{live.pk}/orders/{order_id}", {"price": "850.00"}, format="json")
+        history_after_refusal = len(broker_order.history)
+        moved = alice_client.patch(f"/api/accounts/{live.pk}/orders/{order_id}", {"price": "960.00"}, format="json")
+
+        assert refused.status_code == 400
+        assert "900.00 to 1100.00" in price_errors(refused)
+        assert history_after_refusal == 4  # received, validation pending, open pending, open: never modified
+        assert moved.status_code == 200, moved.json()
+        assert Order.objects.get(pk=order_id).price == 960
+
+
+class TestBatches:
+    def test_a_leg_outside_its_band_refuses_the_batch_before_any_leg_is_sent(self, alice_client, sandbox, live):
+        sent = sandbox_calls(sandbox, PLACE)
+        legs = [
+            order_body(tradingsymbol=EQUITY, order_type="LIMIT", price="1000.00"),
+            order_body(tradingsymbol=EQUITY, order_type="LIMIT", price="1100.05"),
+        ]
+
+        refused = alice_client.post(f"/api/accounts/{live.pk}/batch-orders", {"orders": legs}, format="json")
+
+        assert refused.status_code == 400
+        assert "900.00 to 1100.00" in " ".join(refused.json()["errors"]["orders.1.price"])
+        assert sandbox_calls(sandbox, PLACE) == sent
+        assert not Order.objects.filter(account=live).exists()
 
 
 class TestTenantOverride:
