@@ -131,6 +131,7 @@ def test_quote_by_symbol_and_by_token(mocked, kite):
     assert (quote.exchange, quote.symbol, quote.instrument_token) == ("NSE", "INFY", 408065)
     assert quote.last_price == Decimal("1412.95") and quote.close == Decimal("1389.65")
     assert quote.timestamp.utcoffset().total_seconds() == 5.5 * 3600
+    assert (quote.lower_circuit_limit, quote.upper_circuit_limit) == (Decimal("1250.7"), Decimal("1528.6"))
     assert parse_qs(urlsplit(mocked.calls[0].request.url).query)["i"] == ["NSE:INFY"]
 
 
