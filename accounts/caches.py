@@ -16,7 +16,10 @@ zerver/lib/cache.py).
   (accounts.followers), expiring on their own;
 - when each Schwab account's orders were last polled (accounts.polling), a Schwab connection's account
   numbers (accounts.schwab), and a tenant's paper price table (accounts.prices), each kept for its own
-  period.
+  period;
+- the quote a live LIMIT/SL order's price band was set from (accounts.price_bands),
+  `thor:band-quote:{connection_id}:{exchange}:{symbol}`, kept THOR_PRICE_BAND_QUOTE_SECONDS: a ladder of
+  orders on one instrument costs one quote (Kite allows one a second per app), expiring on its own.
 """
 
 import contextlib
@@ -118,6 +121,10 @@ def schwab_accounts_key(connection: BrokerConnection, *, tenant_slug: str) -> st
 
 def paper_prices_key(tenant_slug: str) -> str:
     return snapshots.key(tenant_slug, "paper", "prices")
+
+
+def band_quote_key(connection_id: int, exchange: str, symbol: str) -> str:
+    return f"thor:band-quote:{connection_id}:{exchange}:{symbol}"
 
 
 # --- flushed on commit --------------------------------------------------------------------------

@@ -15,8 +15,10 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
 
+from accounts import caches
 from accounts.live import live_call
 from accounts.market_data import EXCHANGES, Instrument
 from accounts.models import TradingAccount
@@ -95,6 +97,10 @@ def band_quote(*, account: TradingAccount, request: OrderRequest) -> Quote | Non
     if not band_applies(account=account, request=request):
         return None
     name = f"{request.exchange}:{request.symbol}"
+    key = caches.band_quote_key(account.connection_id, request.exchange, request.symbol)
+    cached = cache.get(key)
+    if cached is not None:
+        return cached
     try:
         quotes = live_call(account, lambda adapter: adapter.quotes([name]))
     except (BrokerError, ApplicationError) as error:
@@ -103,6 +109,8 @@ def band_quote(*, account: TradingAccount, request: OrderRequest) -> Quote | Non
     quote = quotes.get(name) if isinstance(quotes, dict) else None
     if quote is None:
         logger.warning("Price band not checked for %s on account %s: the quote left it out", name, account.pk)
+        return None
+    cache.set(key, quote, settings.THOR_PRICE_BAND_QUOTE_SECONDS)
     return quote
 
 

@@ -690,6 +690,9 @@ THOR_PRICE_BANDS = {
     },
     "tenants": {},
 }
+# How long the quote a band was set from serves the next order on the instrument (Kite: one quote a second
+# per app, shared by every user of it).
+THOR_PRICE_BAND_QUOTE_SECONDS = 2
 
 # --- Analytics: instruments, option-chain snapshots, F&O endpoints ---------------------------
 # Underlyings whose chains are snapshotted (Kite `name` of their NFO contracts).

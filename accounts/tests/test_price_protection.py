@@ -180,6 +180,13 @@ class TestQuoteCost:
         assert equity_limit(alice_client, live, "1000.00").status_code == 201
         assert sandbox_calls(sandbox, QUOTE) == quotes + 1
 
+    def test_a_ladder_of_orders_on_one_instrument_asks_once(self, alice_client, sandbox, live):
+        quotes = sandbox_calls(sandbox, QUOTE)
+
+        for price in ("990.00", "980.00", "970.00"):
+            assert equity_limit(alice_client, live, price).status_code == 201
+        assert sandbox_calls(sandbox, QUOTE) == quotes + 1
+
     def test_without_a_quote_the_order_is_let_through_to_the_exchange(self, alice_client, sandbox, live):
         sandbox_fault(sandbox, kind="5xx", path="/quote", count=5)
 
