@@ -59,7 +59,8 @@ SCHWAB_CLIENT_ID, SCHWAB_CLIENT_SECRET = "thor_demo_schwab_client", "thor_demo_s
 SCHWAB_REDIRECT = f"{SPA}/schwab/callback"
 # The straight Kite client logs in as the sandbox's second demo user: its own book, the same app.
 DIRECT_KITE_USER, DIRECT_KITE_PASSWORD = "CD5678", "sandbox"
-KITE_ORDER = {"exchange": "NSE", "tradingsymbol": "INFY", "quantity": 1, "price": 100}
+# Below INFY (about 1500) so it rests, and within its circuit (1350 to 1650): outside it Thor and the sandbox refuse it.
+KITE_ORDER = {"exchange": "NSE", "tradingsymbol": "INFY", "quantity": 1, "price": 1360}
 SCHWAB_ORDER = {"exchange": "NASDAQ", "tradingsymbol": "AAPL", "quantity": 1, "price": 50}
 
 
