@@ -102,7 +102,9 @@ def band_quote(*, account: TradingAccount, request: OrderRequest) -> Quote | Non
     if cached is not None:
         return cached
     try:
-        quotes = live_call(account, lambda adapter: adapter.quotes([name]))
+        # Not waiting for Kite's quote budget (one a second per app, shared by its users): an order is not
+        # held up a second for a check the exchange makes anyway.
+        quotes = live_call(account, lambda adapter: adapter.quotes([name], wait_for_budget=False))
     except (BrokerError, ApplicationError) as error:
         logger.warning("Price band not checked for %s on account %s: no quote (%s)", name, account.pk, error)
         return None

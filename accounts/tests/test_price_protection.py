@@ -5,6 +5,8 @@ Over real HTTP with the sandbox's Kite, which quotes the reference price and cir
 orders itself, with Kite's message, when Thor lets one through).
 """
 
+import time
+
 import pytest
 import requests
 
@@ -186,6 +188,18 @@ class TestQuoteCost:
         for price in ("990.00", "980.00", "970.00"):
             assert equity_limit(alice_client, live, price).status_code == 201
         assert sandbox_calls(sandbox, QUOTE) == quotes + 1
+
+    def test_orders_on_many_instruments_never_wait_for_kites_quote_budget(self, alice_client, sandbox, live):
+        # One quote a second per app: waiting for it would hold each of these orders about a second.
+        symbols = [f"BAND{index}" for index in range(4)]
+        pin(sandbox, dict.fromkeys((f"NSE:{symbol}" for symbol in symbols), EQUITY_PRICE))
+        started = time.monotonic()
+
+        for symbol in symbols:
+            placed = place(alice_client, account=live.pk, tradingsymbol=symbol, order_type="LIMIT", price="990.00")
+            assert placed.status_code == 201, placed.json()
+
+        assert time.monotonic() - started < 2.0
 
     def test_without_a_quote_the_order_is_let_through_to_the_exchange(self, alice_client, sandbox, live):
         sandbox_fault(sandbox, kind="5xx", path="/quote", count=5)

@@ -55,8 +55,10 @@ class BrokerAdapter(ABC):
     def cancel(self, broker_order_id: str) -> OrderResult: ...
 
     @abstractmethod
-    def quotes(self, instruments: Iterable[str]) -> dict[str, Quote]:
-        """Quotes keyed by "EXCHANGE:SYMBOL" (or the instrument token as given)."""
+    def quotes(self, instruments: Iterable[str], *, wait_for_budget: bool = True) -> dict[str, Quote]:
+        """Quotes keyed by "EXCHANGE:SYMBOL" (or the instrument token as given). `wait_for_budget=False`: a
+        spent rate budget answers RATE_LIMITED at once instead of waiting for a token (for a caller that can
+        go on without the quote)."""
 
     # Does the broker keep Thor's client order id (Kite's tag)? Then a lost placement is found by it, for
     # certain. Brokers without one (Schwab) are matched by the order's shape and the time it was sent, and

@@ -230,14 +230,14 @@ class KiteAdapter(BrokerAdapter):
     def sends_orders_through_egress(self) -> bool:
         return self._order_client is not self._client
 
-    def _spend_budget(self, category: str) -> None:
+    def _spend_budget(self, category: str, *, wait: bool = True) -> None:
         """One token from the app's bucket for `category` and, for an order call, one from its Kite user's:
-        both or neither, waiting up to THOR_KITE_RATE_WAIT."""
+        both or neither, waiting up to THOR_KITE_RATE_WAIT (or not at all)."""
         app_budget = ratelimit.Budget(f"kite:{self.app_id}:{category}", RATE_LIMITS[category])
         budgets = [app_budget]
         if category == "orders" and self.broker_user_id:
             budgets.append(user_order_budget(self.broker_user_id))
-        short = ratelimit.acquire_all(budgets, wait=settings.THOR_KITE_RATE_WAIT)
+        short = ratelimit.acquire_all(budgets, wait=settings.THOR_KITE_RATE_WAIT if wait else 0)
         if short is None:
             return
         if short is not app_budget:
@@ -251,6 +251,10 @@ class KiteAdapter(BrokerAdapter):
 
     def _call(self, category: str, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         self._spend_budget(category)
+        return self._send(method, *args, **kwargs)
+
+    def _send(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """The call, its budget spent, with Kite's and the transport's errors as BrokerErrors."""
         try:
             return method(*args, **kwargs)
         except requests.exceptions.ProxyError:
@@ -431,11 +435,12 @@ class KiteAdapter(BrokerAdapter):
 
     # --- market data ----------------------------------------------------------------------
 
-    def quotes(self, instruments: Iterable[str]) -> dict[str, Quote]:
+    def quotes(self, instruments: Iterable[str], *, wait_for_budget: bool = True) -> dict[str, Quote]:
         names = list(dict.fromkeys(instruments))
         quotes = {}
         for start in range(0, len(names), QUOTE_BATCH):
-            data = self._call("quote", self._client.quote, names[start : start + QUOTE_BATCH])
+            self._spend_budget("quote", wait=wait_for_budget)
+            data = self._send(self._client.quote, names[start : start + QUOTE_BATCH])
             for name, item in data.items():
                 exchange, _, symbol = name.partition(":") if ":" in name else ("", "", "")
                 ohlc = item.get("ohlc") or {}

@@ -311,7 +311,7 @@ class SchwabAdapter(BrokerAdapter):
 
     # --- market data ------------------------------------------------------------------------
 
-    def quotes(self, instruments: Iterable[str]) -> dict[str, Quote]:
+    def quotes(self, instruments: Iterable[str], *, wait_for_budget: bool = True) -> dict[str, Quote]:
         """Quotes keyed by the reference as given ("NASDAQ:AAPL" or "AAPL"); unknown symbols are left out."""
         references = list(dict.fromkeys(instruments))
         by_symbol: dict[str, list[str]] = {}
