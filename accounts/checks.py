@@ -176,7 +176,10 @@ def tenant_limits_check(
                 {"quantity": [f"Order value {value:.2f} exceeds the limit of {tenant.max_order_value}."]}
             )
     if tenant.max_open_orders is not None and replacing is None:
-        open_orders = Order.objects.filter(account__user=account.user, status__in=MAYBE_OPEN_STATUSES).count()
+        # A sliced order counts once, as the trader placed it (its parent), not once per slice.
+        open_orders = Order.objects.filter(
+            account__user=account.user, status__in=MAYBE_OPEN_STATUSES, parent__isnull=True
+        ).count()
         if open_orders >= tenant.max_open_orders:
             raise ValidationError(
                 {"non_field_errors": [f"At most {tenant.max_open_orders} open orders are allowed; cancel one first."]}

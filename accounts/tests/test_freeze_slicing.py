@@ -131,6 +131,18 @@ def test_cancelling_the_parent_cancels_its_open_slices(alice_client, rich_alice)
     assert children_of(response.json()) == [(1800, "CANCELLED", 0), (1800, "CANCELLED", 0)]
 
 
+def test_a_resting_sliced_order_counts_once_against_the_tenants_open_orders(alice_client, rich_alice, tenant):
+    tenant.max_open_orders = 2
+    tenant.save()
+    place_nifty(alice_client, 2 * NIFTY_FREEZE, order_type="LIMIT", price="23000.00")
+
+    second = place_nifty(alice_client, NIFTY_LOT, order_type="LIMIT", price="23000.00")
+    third = place_nifty(alice_client, NIFTY_LOT, order_type="LIMIT", price="23000.00")
+
+    assert (second.status_code, third.status_code) == (201, 400)
+    assert "At most 2 open orders" in third.json()["errors"]["non_field_errors"][0]
+
+
 def test_a_sliced_order_is_not_modified(alice_client, rich_alice):
     data = place_nifty(alice_client, 2 * NIFTY_FREEZE, order_type="LIMIT", price="23000.00").json()
 
