@@ -52,8 +52,9 @@ def order_data(order) -> dict:
     Kept cheap on purpose: a page of the order list presents fifty of them per request.
 
     `children`: the slices of an order placed above the exchange's freeze quantity (accounts.slicing), from
-    the `child_orders` its reader loaded (accounts.selectors prefetches them); empty for any other order,
-    and on the socket, where each slice's own update comes as an order of its own."""
+    the `child_orders` its reader loaded (accounts.selectors prefetches them); empty for any other order.
+    On the socket each slice's change comes as an order of its own, then the parent's new aggregate with its
+    slices (accounts.slicing.parent_aggregate loads them); an order rebuilt from its audit row has none."""
     return {
         "id": order.pk,
         "client_order_id": order.client_order_id,

@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 from hypothesis import given
 from hypothesis import strategies as st
 
+from accounts import presenters, streams
 from accounts.market_data import Instrument
 from accounts.models import Order, OrderDeletionRefused, OrderEvent, TradingAccount
 from accounts.paper import paper_orders_match
@@ -119,6 +120,21 @@ def test_resting_slices_reserve_once_and_a_rejected_slice_shows_in_the_parent(al
     assert (data["status"], data["filled_quantity"], data["average_price"]) == ("CANCELLED", 1800, "22900.0000")
     assert data["status_message"].startswith("slice 1 REJECTED: Insufficient funds at fill")
     assert OrderEvent.objects.filter(order_id=data["id"], kind="slices_updated").exists()
+
+
+def test_the_sockets_last_update_of_the_parent_carries_its_slices(alice_client, rich_alice, monkeypatch):
+    published, order_data = [], presenters.order_data
+
+    def order_data_kept(order):
+        published.append(data := order_data(order))
+        return data
+
+    monkeypatch.setattr(streams.presenters, "order_data", order_data_kept)
+    order_id = place_nifty(alice_client, 2 * NIFTY_FREEZE).json()["id"]
+
+    parent_updates = [data for data in published if data["id"] == order_id]
+    assert parent_updates[-1]["status"] == "COMPLETE"
+    assert children_of(parent_updates[-1]) == [(1800, "COMPLETE", 1800), (1800, "COMPLETE", 1800)]
 
 
 def test_cancelling_the_parent_cancels_its_open_slices(alice_client, rich_alice):
