@@ -143,11 +143,17 @@ def _paper_slices_submit(
 ) -> Order:
     """A paper order above the freeze quantity: each slice a child order filled (or resting) as any paper
     order, then the parent's aggregate. The whole was checked for buying power; each slice fills on its own."""
-    for quantity in slices:
-        child = order_create(
+    # Every slice is written before any fills: the parent's aggregate, recomputed as each one fills, never
+    # reads COMPLETE over the first slices alone.
+    children = [
+        order_create(
             account=account, request=replace(request, quantity=quantity), key=None, fingerprint="", parent=parent
         )
+        for quantity in slices
+    ]
+    for child in children:
         order_event_record(order=child, kind="placed", actor=actor)
+    for child in children:
         paper_order_submit(account=account, order=child, last_price=last_price, actor=actor)
     parent.refresh_from_db()
     return parent_aggregate(parent=parent, actor=actor)

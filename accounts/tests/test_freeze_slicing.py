@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 from hypothesis import given
 from hypothesis import strategies as st
 
-from accounts import presenters, streams
+from accounts import streams
 from accounts.market_data import Instrument
 from accounts.models import Order, OrderDeletionRefused, OrderEvent, TradingAccount
 from accounts.paper import paper_orders_match
@@ -123,17 +123,19 @@ def test_resting_slices_reserve_once_and_a_rejected_slice_shows_in_the_parent(al
 
 
 def test_the_sockets_last_update_of_the_parent_carries_its_slices(alice_client, rich_alice, monkeypatch):
-    published, order_data = [], presenters.order_data
+    published, stream_message = [], streams.stream_message
 
-    def order_data_kept(order):
-        published.append(data := order_data(order))
-        return data
+    def stream_message_kept(kind, **fields):
+        if kind == streams.ORDER_UPDATE:
+            published.append(fields["data"])
+        return stream_message(kind, **fields)
 
-    monkeypatch.setattr(streams.presenters, "order_data", order_data_kept)
+    monkeypatch.setattr(streams, "stream_message", stream_message_kept)
     order_id = place_nifty(alice_client, 2 * NIFTY_FREEZE).json()["id"]
 
     parent_updates = [data for data in published if data["id"] == order_id]
-    assert parent_updates[-1]["status"] == "COMPLETE"
+    # Never COMPLETE over the first slice alone: OPEN while the second is still to fill.
+    assert [data["status"] for data in parent_updates] == ["PENDING", "OPEN", "COMPLETE"]
     assert children_of(parent_updates[-1]) == [(1800, "COMPLETE", 1800), (1800, "COMPLETE", 1800)]
 
 
