@@ -115,6 +115,12 @@ class Order(models.Model):
     merged_into = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="+", help_text="MERGED rows only."
     )
+    # An order above the exchange's freeze quantity is placed as slices (accounts.slicing): the order the
+    # trader placed is the parent, holding the whole quantity and its children's aggregate; each slice is a
+    # child order with its own quantity, status and fills. Children never appear in the order list.
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children", help_text="Slices only."
+    )
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 

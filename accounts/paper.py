@@ -19,6 +19,7 @@ from accounts.audit import account_event_record, order_event_record, order_state
 from accounts.market_data import instrument_get
 from accounts.models import IdempotentRequest, Order, PaperPosition, TradingAccount
 from accounts.prices import MarketDataUnavailable, price_source
+from accounts.slicing import parent_aggregate
 from identity.models import Tenant
 from thor.money import CENT, ROUNDING
 
@@ -68,7 +69,8 @@ def margin_rate(*, tenant, product: str) -> Decimal:
 
 
 def _resting_orders(account: TradingAccount, *, exclude_order_id: int | None):
-    return account.orders.filter(status__in=RESTING_STATUSES).exclude(pk=exclude_order_id)
+    # A sliced order's parent only shows its children's aggregate: the children rest, reserve and fill.
+    return account.orders.filter(status__in=RESTING_STATUSES, children__isnull=True).exclude(pk=exclude_order_id)
 
 
 def _order_price(order) -> Decimal:
@@ -212,6 +214,13 @@ def _fill(*, account: TradingAccount, order: Order, price: Decimal, actor=None) 
     order.status_message = ""
     order.save()
     order_event_record(order=order, kind="filled", before=before, actor=actor)
+    _parent_update(order=order, actor=actor)
+
+
+def _parent_update(*, order: Order, actor=None) -> None:
+    """A slice changed: its parent's aggregate follows (accounts.slicing)."""
+    if order.parent_id is not None:
+        parent_aggregate(parent=Order.objects.get(pk=order.parent_id), actor=actor)
 
 
 def _reject(*, order: Order, message: str, actor=None) -> None:
@@ -224,6 +233,7 @@ def _set_status(*, order: Order, status: str, kind: str, message: str = "", acto
     order.status_message = message
     order.save()
     order_event_record(order=order, kind=kind, before=before, actor=actor)
+    _parent_update(order=order, actor=actor)
 
 
 def _advance(*, account: TradingAccount, order: Order, last_price: Decimal, actor=None) -> None:
@@ -263,7 +273,15 @@ def paper_order_submit(*, account: TradingAccount, order: Order, last_price: Dec
 
 
 def paper_order_cancel(*, order: Order, actor=None) -> None:
-    _set_status(order=order, status=Order.Status.CANCELLED, kind="cancelled", actor=actor)
+    """Cancel an open order; a sliced order's parent cancels each slice still open (the filled ones stay)."""
+    children = list(order.children.filter(status__in=(*RESTING_STATUSES, Order.Status.PENDING)).order_by("id"))
+    if not children and not order.children.exists():
+        _set_status(order=order, status=Order.Status.CANCELLED, kind="cancelled", actor=actor)
+        return
+    for child in children:
+        _set_status(order=child, status=Order.Status.CANCELLED, kind="cancelled", actor=actor)
+    order.refresh_from_db()
+    parent_aggregate(parent=order, actor=actor)
 
 
 def session_end_for(*, order: Order) -> datetime:
@@ -281,7 +299,9 @@ def paper_orders_match(*, account_id: int | None = None, now: datetime | None = 
     read before any lock is taken.
     """
     now = now or timezone.now()
-    resting = Order.objects.filter(account__mode=TradingAccount.Mode.PAPER, status__in=RESTING_STATUSES)
+    resting = Order.objects.filter(
+        account__mode=TradingAccount.Mode.PAPER, status__in=RESTING_STATUSES, children__isnull=True
+    )
     if account_id is not None:
         resting = resting.filter(account_id=account_id)
     # Each tenant's prices come through its own source: a broker session is never shared across tenants.
@@ -301,7 +321,9 @@ def paper_orders_match(*, account_id: int | None = None, now: datetime | None = 
         with transaction.atomic():
             account = account_lock(account_id=resting_account_id)
             prices = prices_by_tenant[account.user.tenant_id]
-            for order in account.orders.filter(pk__in=order_ids, status__in=RESTING_STATUSES).order_by("id"):
+            for order in account.orders.filter(
+                pk__in=order_ids, status__in=RESTING_STATUSES, children__isnull=True
+            ).order_by("id"):
                 status_before = order.status
                 if order.validity == "DAY" and now >= session_end_for(order=order):
                     _set_status(order=order, status=Order.Status.EXPIRED, message="Session ended.", kind="expired")
@@ -331,7 +353,8 @@ def paper_account_reset(*, account: TradingAccount, actor=None) -> TradingAccoun
             for p in positions
         ],
     }
-    for order in account.orders.filter(status__in=(*RESTING_STATUSES, Order.Status.PENDING)):
+    # A sliced order's parent follows its children as they are cancelled.
+    for order in account.orders.filter(status__in=(*RESTING_STATUSES, Order.Status.PENDING), children__isnull=True):
         _set_status(order=order, status=Order.Status.CANCELLED, message="Account reset.", kind="cancelled", actor=actor)
     account.paper_positions.all().delete()
     account.cash = account.user.tenant.paper_starting_cash

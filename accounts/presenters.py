@@ -49,7 +49,12 @@ def _timestamp(value) -> str | None:
 def order_data(order) -> dict:
     """An order (accounts.models.Order, or one rebuilt from an OrderEvent) as `OrderOutputSerializer` documents it.
 
-    Kept cheap on purpose: a page of the order list presents fifty of them per request."""
+    Kept cheap on purpose: a page of the order list presents fifty of them per request.
+
+    `children`: the slices of an order placed above the exchange's freeze quantity (accounts.slicing), from
+    the `child_orders` its reader loaded (accounts.selectors prefetches them); empty for any other order.
+    On the socket each slice's change comes as an order of its own, then the parent's new aggregate with its
+    slices (accounts.slicing.parent_aggregate loads them); an order rebuilt from its audit row has none."""
     return {
         "id": order.pk,
         "client_order_id": order.client_order_id,
@@ -70,6 +75,17 @@ def order_data(order) -> dict:
         "average_price": _price(order.average_price),
         "created_at": _timestamp(order.created_at),
         "updated_at": _timestamp(order.updated_at),
+        "children": [_child_data(child) for child in getattr(order, "child_orders", ())],
+    }
+
+
+def _child_data(child) -> dict:
+    return {
+        "id": child.pk,
+        "quantity": _quantity(child.quantity),
+        "status": child.status,
+        "filled_quantity": _quantity(child.filled_quantity),
+        "average_price": _price(child.average_price),
     }
 
 

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import QuerySet
+from django.db.models import Prefetch, QuerySet
 from django.http import Http404
 from django.utils import timezone
 
@@ -104,7 +104,8 @@ def order_list(
     created_from: datetime | None = None,
     created_to: datetime | None = None,
 ) -> QuerySet[Order]:
-    orders = account.orders.all()
+    # A sliced order is listed once, as its parent; its slices come with it (`children`), one query a page.
+    orders = account.orders.filter(parent__isnull=True).prefetch_related(_children_prefetch())
     if status:
         orders = orders.filter(status=status)
     if symbol:
@@ -118,8 +119,12 @@ def order_list(
     return orders
 
 
+def _children_prefetch() -> Prefetch:
+    return Prefetch("children", queryset=Order.objects.order_by("id"), to_attr="child_orders")
+
+
 def order_get(*, account: TradingAccount, order_id: int) -> Order:
-    order = account.orders.filter(pk=order_id).first()
+    order = account.orders.filter(pk=order_id).prefetch_related(_children_prefetch()).first()
     if order is None:
         raise Http404
     return order

@@ -106,6 +106,16 @@ class OrderListQuerySerializer(serializers.Serializer):
 # The Output serializers of orders, batches, positions, holdings and funds are their OpenAPI schema only:
 # every answer and socket message that shows one is built by accounts.presenters, and
 # accounts/tests/test_presenters.py holds each presenter to its serializer.
+class OrderChildOutputSerializer(serializers.Serializer):
+    """One slice of an order placed above the exchange's freeze quantity."""
+
+    id = serializers.IntegerField()
+    quantity = QuantityField()
+    status = serializers.CharField()
+    filled_quantity = QuantityField()
+    average_price = PriceField(allow_null=True)
+
+
 class OrderOutputSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     client_order_id = serializers.CharField()
@@ -126,6 +136,13 @@ class OrderOutputSerializer(serializers.Serializer):
     average_price = PriceField(allow_null=True)
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
+    children = OrderChildOutputSerializer(
+        many=True,
+        source="child_orders",
+        default=list,
+        help_text="The slices of an order above the exchange's freeze quantity (each at most that quantity, "
+        "at most 10); empty for any other order.",
+    )
 
 
 class OrderPageOutputSerializer(serializers.Serializer):

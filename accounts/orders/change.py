@@ -17,6 +17,7 @@ from accounts.orders.idempotency import replayed_order, request_forget, request_
 from accounts.orders.place import last_prices, pre_trade_check
 from accounts.paper import account_lock, paper_order_cancel, paper_order_submit
 from accounts.price_bands import band_quote, price_band_check
+from accounts.slicing import children_load
 from brokers.adapters.errors import BrokerError
 from brokers.adapters.types import OrderRequest
 from thor.errors import ApplicationError
@@ -35,6 +36,18 @@ def _open_order(*, account: TradingAccount, order_id: int) -> Order:
             status_code=status.HTTP_409_CONFLICT,
         )
     return order
+
+
+def _not_sliced_check(order: Order) -> None:
+    """A sliced order (or one of its slices) is not modified: the parent's quantity is its slices' sum, and
+    a slice changed alone would part from it. It is cancelled (the parent cancels its open slices) and placed
+    again."""
+    if order.parent_id is not None or order.children.exists():
+        raise ApplicationError(
+            "A sliced order cannot be modified: cancel it and place it again.",
+            code="order_sliced",
+            status_code=status.HTTP_409_CONFLICT,
+        )
 
 
 def _answered(*, account, key, operation, fingerprint, order: Order) -> Order:
@@ -81,6 +94,7 @@ def order_modify(
         if replayed is not None:
             return replayed
         order = _open_order(account=locked, order_id=order_id)
+        _not_sliced_check(order)
         trading_enabled_check(account=locked)
         request = _changed(order, changes)
         instrument = order_request_check(request=request)
@@ -120,6 +134,7 @@ def order_cancel(
         order = _open_order(account=locked, order_id=order_id)
         if locked.mode == TradingAccount.Mode.PAPER:
             paper_order_cancel(order=order, actor=actor)
+            children_load(order)
             return _answered(
                 account=locked, key=idempotency_key, operation="cancel", fingerprint=fingerprint, order=order
             )

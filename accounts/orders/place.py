@@ -5,6 +5,7 @@ sending again.
 """
 
 import secrets
+from dataclasses import replace
 from decimal import Decimal
 
 from django.core.exceptions import ValidationError
@@ -26,6 +27,7 @@ from accounts.orders.idempotency import placed_order_for_key, request_record
 from accounts.paper import account_lock, paper_buying_power_check, paper_order_submit
 from accounts.price_bands import band_quote, price_band_check
 from accounts.prices import MarketDataUnavailable, price_source
+from accounts.slicing import children_load, freeze_slices, parent_aggregate
 from brokers.adapters.errors import BrokerError, BrokerErrorCode
 from brokers.adapters.types import OrderRequest
 from thor.errors import ApplicationError, broker_error_body
@@ -68,11 +70,19 @@ def last_prices(account: TradingAccount, requests: list[OrderRequest]) -> Prices
 
 
 def order_create(
-    *, account: TradingAccount, request: OrderRequest, key, fingerprint: str, sent_now: bool = False
+    *,
+    account: TradingAccount,
+    request: OrderRequest,
+    key,
+    fingerprint: str,
+    sent_now: bool = False,
+    parent: Order | None = None,
 ) -> Order:
     """The order row, PENDING. `sent_now`: a live order that goes out as soon as this commits, so the row
-    says from the start that the broker may hold it (a crash after the commit is settled from the book)."""
+    says from the start that the broker may hold it (a crash after the commit is settled from the book).
+    `parent`: the row is one slice of that order (accounts.slicing)."""
     return Order.objects.create(
+        parent=parent,
         send_started_at=timezone.now() if sent_now else None,
         account=account,
         client_order_id=_new_client_order_id(),
@@ -126,14 +136,40 @@ def _repeat_answer(order: Order) -> Order:
             code="order_not_placed",
             status_code=status.HTTP_422_UNPROCESSABLE_ENTITY,
         )
-    return order
+    return children_load(order)
+
+
+def _paper_slices_submit(
+    *, account: TradingAccount, parent: Order, request: OrderRequest, slices: list, last_price, actor
+) -> Order:
+    """A paper order above the freeze quantity: each slice a child order filled (or resting) as any paper
+    order, then the parent's aggregate. The whole was checked for buying power; each slice fills on its own."""
+    # Every slice is written before any fills: the parent's aggregate, recomputed as each one fills, never
+    # reads COMPLETE over the first slices alone.
+    children = [
+        order_create(
+            account=account, request=replace(request, quantity=quantity), key=None, fingerprint="", parent=parent
+        )
+        for quantity in slices
+    ]
+    for child in children:
+        order_event_record(order=child, kind="placed", actor=actor)
+    for child in children:
+        paper_order_submit(account=account, order=child, last_price=last_price, actor=actor)
+    parent.refresh_from_db()
+    return parent_aggregate(parent=parent, actor=actor)
 
 
 def order_place(
     *, account: TradingAccount, request: OrderRequest, idempotency_key: str | None, fingerprint: str, actor
 ) -> Order:
-    """One order; the same Idempotency-Key and body return the order the first request made."""
-    instrument = order_request_check(request=request)
+    """One order; the same Idempotency-Key and body return the order the first request made.
+
+    A paper order above the exchange's freeze quantity is placed as slices under one parent order
+    (accounts.slicing); a live one is refused above it (Kite's autoslice is not used yet)."""
+    sliceable = account.mode == TradingAccount.Mode.PAPER
+    instrument = order_request_check(request=request, sliceable=sliceable)
+    slices = freeze_slices(instrument=instrument, quantity=request.quantity) if sliceable else [request.quantity]
     band = band_quote(account=account, request=request)  # a broker call: read before any lock is taken
     prices = last_prices(account, [request])
     try:
@@ -155,9 +191,12 @@ def order_place(
             )
             order_event_record(order=order, kind="placed", actor=actor)
             if locked.mode == TradingAccount.Mode.PAPER:
-                paper_order_submit(
-                    account=locked, order=order, last_price=prices.get((request.exchange, request.symbol)), actor=actor
-                )
+                last_price = prices.get((request.exchange, request.symbol))
+                if len(slices) > 1:
+                    return _paper_slices_submit(
+                        account=locked, parent=order, request=request, slices=slices, last_price=last_price, actor=actor
+                    )
+                paper_order_submit(account=locked, order=order, last_price=last_price, actor=actor)
                 return order
     except IntegrityError:
         # The account lock serialises placements, so the unique key is only the last line of defence; no

@@ -1,5 +1,5 @@
 """The pre-trade checks read the instrument master: listed contracts only, in lots, on their tick, before
-their expiry, under the exchange's freeze quantity; an index is priced but never traded."""
+their expiry, within ten slices of the exchange's freeze quantity; an index is priced but never traded."""
 
 from datetime import timedelta
 from decimal import Decimal
@@ -66,10 +66,12 @@ def test_a_part_lot_is_refused_naming_the_lot(alice_client, rich_alice):
     assert errors["quantity"] == [f"Must be a positive multiple of the lot size {NIFTY_LOT}."]
 
 
-def test_an_order_above_the_freeze_quantity_is_refused_naming_it(alice_client, rich_alice):
-    errors = errors_of(place_nfo(alice_client, NIFTY_FUTURE, quantity=NIFTY_FREEZE + NIFTY_LOT))
+def test_an_order_above_ten_slices_of_the_freeze_quantity_is_refused_naming_it(alice_client, rich_alice):
+    # Up to ten slices are placed for the trader (accounts/tests/test_freeze_slicing.py); more is refused.
+    errors = errors_of(place_nfo(alice_client, NIFTY_FUTURE, quantity=10 * NIFTY_FREEZE + NIFTY_LOT))
 
     assert str(NIFTY_FREEZE) in errors["quantity"][0] and "freeze quantity" in errors["quantity"][0]
+    assert "10 slices" in errors["quantity"][0]
 
 
 def test_the_freeze_quantity_itself_is_accepted(alice_client, rich_alice):

@@ -158,7 +158,29 @@ class TestOrder:
             "average_price": None,
             "created_at": "2026-03-02T09:15:00.123456Z",
             "updated_at": "2026-03-02T09:15:01Z",
+            "children": [],
         }
+
+    def test_a_sliced_order_shows_each_slice_with_its_fills(self):
+        parent = an_order(quantity=Decimal("1875"), status="OPEN", filled_quantity=Decimal("1800"))
+        parent.child_orders = [
+            an_order(
+                pk=42,
+                quantity=Decimal("1800"),
+                status="COMPLETE",
+                filled_quantity=Decimal("1800"),
+                average_price=Decimal("24500.05"),
+            ),
+            an_order(pk=43, quantity=Decimal("75"), status="OPEN"),
+        ]
+
+        data = presenters.order_data(parent)
+
+        assert data["children"] == [
+            {"id": 42, "quantity": 1800, "status": "COMPLETE", "filled_quantity": 1800, "average_price": "24500.0500"},
+            {"id": 43, "quantity": 75, "status": "OPEN", "filled_quantity": 0, "average_price": None},
+        ]
+        assert render(data) == render(serializers.OrderOutputSerializer(parent).data)
 
     def test_a_price_not_given_is_null_never_zero(self):
         data = presenters.order_data(an_order(order_type="MARKET", price=None, average_price=None))
