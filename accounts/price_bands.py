@@ -91,29 +91,44 @@ def band_applies(*, account: TradingAccount, request: OrderRequest) -> bool:
 
 
 def band_quote(*, account: TradingAccount, request: OrderRequest) -> Quote | None:
-    """The quote a banded order is checked against: one call at the account's broker, none for an order no
-    band applies to. None when it cannot be had: that order is let through (logged), not blocked, since the
-    exchange enforces the band anyway and a failing quote endpoint must not stop trading."""
-    if not band_applies(account=account, request=request):
-        return None
-    name = f"{request.exchange}:{request.symbol}"
-    key = caches.band_quote_key(account.connection_id, request.exchange, request.symbol)
-    cached = cache.get(key)
-    if cached is not None:
-        return cached
+    """The quote a banded order is checked against (see `band_quotes`)."""
+    return band_quotes(account=account, requests=[request])[0]
+
+
+def band_quotes(*, account: TradingAccount, requests: list[OrderRequest]) -> list[Quote | None]:
+    """The quote each order is checked against: one call at the account's broker for every instrument not
+    quoted within THOR_PRICE_BAND_QUOTE_SECONDS, none for orders no band applies to. None where a quote
+    cannot be had: that order is let through (logged), not blocked, since the exchange enforces the band
+    anyway and a failing quote endpoint must not stop trading."""
+    names = {
+        f"{request.exchange}:{request.symbol}": caches.band_quote_key(
+            account.connection_id, request.exchange, request.symbol
+        )
+        for request in requests
+        if band_applies(account=account, request=request)
+    }
+    quotes: dict[str, Quote] = {name: quote for name, key in names.items() if (quote := cache.get(key)) is not None}
+    missing = [name for name in names if name not in quotes]
+    if missing:
+        quotes |= _quotes_fetched(account=account, names=missing)
+        for name in missing:
+            if name in quotes:
+                cache.set(names[name], quotes[name], settings.THOR_PRICE_BAND_QUOTE_SECONDS)
+    return [quotes.get(f"{request.exchange}:{request.symbol}") for request in requests]
+
+
+def _quotes_fetched(*, account: TradingAccount, names: list[str]) -> dict[str, Quote]:
     try:
         # Not waiting for Kite's quote budget (one a second per app, shared by its users): an order is not
         # held up a second for a check the exchange makes anyway.
-        quotes = live_call(account, lambda adapter: adapter.quotes([name], wait_for_budget=False))
+        quotes = live_call(account, lambda adapter: adapter.quotes(names, wait_for_budget=False))
     except (BrokerError, ApplicationError) as error:
-        logger.warning("Price band not checked for %s on account %s: no quote (%s)", name, account.pk, error)
-        return None
-    quote = quotes.get(name) if isinstance(quotes, dict) else None
-    if quote is None:
-        logger.warning("Price band not checked for %s on account %s: the quote left it out", name, account.pk)
-        return None
-    cache.set(key, quote, settings.THOR_PRICE_BAND_QUOTE_SECONDS)
-    return quote
+        logger.warning("Price bands not checked for %s on account %s: no quote (%s)", names, account.pk, error)
+        return {}
+    quotes = quotes if isinstance(quotes, dict) else {}
+    if left_out := [name for name in names if name not in quotes]:
+        logger.warning("Price bands not checked for %s on account %s: the quote left them out", left_out, account.pk)
+    return quotes
 
 
 def price_band_check(

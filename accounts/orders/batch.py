@@ -15,7 +15,7 @@ from accounts.models import Order, TradingAccount
 from accounts.orders.idempotency import recorded_request, request_record
 from accounts.orders.place import last_prices, order_create, pre_trade_check, prefixed
 from accounts.paper import account_lock, paper_order_submit
-from accounts.price_bands import band_quote, price_band_check
+from accounts.price_bands import band_quotes, price_band_check
 from brokers.adapters.errors import BrokerError
 from brokers.adapters.types import OrderRequest
 
@@ -76,7 +76,7 @@ def order_batch_place(
     when a later leg fails, and each leg reports its outcome.
     """
     instruments = _check_every_leg(requests)
-    bands = [band_quote(account=account, request=request) for request in requests]  # broker calls: before the lock
+    bands = band_quotes(account=account, requests=requests)  # one broker call: before the lock
     prices = last_prices(account, requests)
     with transaction.atomic():
         locked = account_lock(account_id=account.pk)

@@ -150,6 +150,26 @@ class TestBatches:
         assert sandbox_calls(sandbox, PLACE) == sent
         assert not Order.objects.filter(account=live).exists()
 
+    def test_legs_on_two_instruments_cost_one_quote(self, alice_client, sandbox, live):
+        quotes = sandbox_calls(sandbox, QUOTE)
+        legs = [
+            order_body(tradingsymbol=EQUITY, order_type="LIMIT", price="1000.00"),
+            order_body(
+                exchange="NFO",
+                tradingsymbol=NIFTY_OPTION,
+                quantity=75,
+                product="NRML",
+                order_type="LIMIT",
+                price="141.00",
+            ),
+        ]
+
+        refused = alice_client.post(f"/api/accounts/{live.pk}/batch-orders", {"orders": legs}, format="json")
+
+        assert refused.status_code == 400
+        assert "60.00 to 140.00" in " ".join(refused.json()["errors"]["orders.1.price"])
+        assert sandbox_calls(sandbox, QUOTE) == quotes + 1
+
 
 class TestTenantOverride:
     def test_a_wider_option_band_lets_the_order_go_to_the_broker(self, alice_client, sandbox, live, settings):
