@@ -11,7 +11,7 @@ percentage of the last price. The figures are settings.THOR_PRICE_BANDS, overrid
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any
 
 from django.conf import settings
@@ -74,8 +74,12 @@ def price_band(*, instrument: Instrument, quote: Quote, rules: Mapping[str, Deci
     else:
         low, high = _percent_band(reference, rules["default_percent"])
         basis = f"+/-{rules['default_percent']}% of the reference price (no circuit limits quoted)"
+    # Rounded outwards: Thor never refuses a price the exchange would take.
     return PriceBand(
-        low=max(low, Decimal("0")).quantize(CENT), high=high.quantize(CENT), reference=reference, basis=basis
+        low=max(low, Decimal("0")).quantize(CENT, rounding=ROUND_FLOOR),
+        high=high.quantize(CENT, rounding=ROUND_CEILING),
+        reference=reference,
+        basis=basis,
     )
 
 
