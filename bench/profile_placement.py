@@ -57,7 +57,7 @@ SPANS = [
     ("    order_broker_update", "accounts.placement", "order_broker_update"),
     ("      broker_id_claim", "accounts.broker_updates", "broker_id_claim"),
     ("      order_event_record 'sent'", "accounts.broker_updates", "order_event_record"),
-    ("stream_seq_advance", "accounts.audit", "stream_seq_advance"),
+    ("event_with_seq_create (the audit row and its sequence numbers)", "accounts.audit", "event_with_seq_create"),
     ("publish_order_change", "accounts.audit", "publish_order_change"),
     ("  thor.realtime.publish (WebSocket, after commit)", "thor.realtime", "publish"),
     ("caches.flush_order_pages (after commit)", "accounts.caches", "flush_order_pages"),
