@@ -4,15 +4,29 @@
   password hash; flushed when the user is saved, deleted, disabled (identity.services.users_disable, on
   commit) or logs out;
 - the state of a sign-in session, `thor:session:{sid}` (identity.sessions);
-- the tenants' CORS origins, `identity:tenant-origins` (identity.signals), flushed when a tenant changes.
+- the tenants' CORS origins, `identity:tenant-origins` (identity.signals), flushed when a tenant changes;
+- a social provider's discovery document or key set, by its URL's digest, kept THOR_SOCIAL_METADATA_SECONDS
+  (identity.social.providers; a refresh reads it again);
+- a social login's one-time code, by its digest (identity.social.delivery), taken once.
 
 A read's user and its session's state are fetched together, in one round trip (identity.authentication).
 """
+
+import hashlib
 
 from django.conf import settings
 from django.core.cache import cache
 
 TENANT_ORIGINS_KEY = "identity:tenant-origins"
+
+
+def social_metadata_key(url: str) -> str:
+    return f"social-metadata:{hashlib.sha256(url.encode()).hexdigest()}"
+
+
+def social_login_code_key(code: str) -> str:
+    # By digest: the code itself is a credential and never stored as it is.
+    return f"social-login-code:{hashlib.sha256(code.encode()).hexdigest()}"
 
 
 def user_key(user_id) -> str:

@@ -6,7 +6,6 @@ final redirect carries seed 004's fields in the query, after `#`, or as a one-ti
 at `POST /api/auth/exchange` within a minute, per the tenant's `token_delivery`.
 """
 
-import hashlib
 import secrets
 import time
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -16,6 +15,7 @@ from django.core.cache import cache
 from django.http import HttpResponseRedirect
 from rest_framework import status
 
+from identity import caches
 from identity.models import Tenant, User
 from identity.tokens import ThorTokenObtainPairSerializer
 from thor.errors import ApplicationError
@@ -89,10 +89,6 @@ def login_fields(*, user: User, provider: str, email: str, access_token: str) ->
     }
 
 
-def _code_key(code: str) -> str:
-    return f"social-login-code:{hashlib.sha256(code.encode()).hexdigest()}"
-
-
 def login_redirect(*, user: User, provider: str, email: str, redirect_uri: str) -> HttpResponseRedirect:
     """The browser's way back to the SPA with the user's tokens, per the tenant's token delivery."""
     delivery = user.tenant.token_delivery
@@ -101,7 +97,7 @@ def login_redirect(*, user: User, provider: str, email: str, redirect_uri: str) 
         lifetime = settings.THOR_SOCIAL_CODE_SECONDS
         # The cache drops the entry after its lifetime; the deadline inside makes that exact to the second.
         parked = {"user_id": user.pk, "provider": provider, "email": email, "until": time.time() + lifetime}
-        cache.set(_code_key(code), parked, lifetime + 1)
+        cache.set(caches.social_login_code_key(code), parked, lifetime + 1)
         location = _with_params(
             redirect_uri, {"code": code, "agent": user.tenant.slug, "provider": provider}, in_fragment=False
         )
@@ -119,7 +115,7 @@ def error_redirect(*, redirect_uri: str, error: str, agent: str, provider: str) 
 
 def login_code_exchange(*, code: str) -> dict:
     """Seed 004's fields plus a refresh token for a one-time code: once, within a minute."""
-    key = _code_key(code)
+    key = caches.social_login_code_key(code)
     parked = cache.get(key) if code else None
     if parked is None or not cache.delete(key) or time.time() > parked["until"]:
         raise ApplicationError(

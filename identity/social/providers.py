@@ -3,7 +3,6 @@ the code exchange, and the identity each reports. Google's ID token is checked a
 (signature, iss, aud, exp, iat, nonce) with joserfc and Authlib's OpenID claim rules.
 """
 
-import hashlib
 import logging
 from dataclasses import dataclass
 from typing import cast
@@ -19,6 +18,8 @@ from joserfc import jwt
 from joserfc.errors import InvalidKeyIdError, JoseError
 from joserfc.jwk import KeySet, KeySetSerialization
 from joserfc.jws import JWSRegistry
+
+from identity import caches
 
 logger = logging.getLogger("thor.identity")
 # Seconds of clock difference tolerated on an ID token's exp and iat.
@@ -86,7 +87,7 @@ def _key_set(jwks_uri: str, *, refresh: bool = False) -> KeySet:
 
 
 def _cached_json(url: str, *, refresh: bool = False) -> dict:
-    key = f"social-metadata:{hashlib.sha256(url.encode()).hexdigest()}"
+    key = caches.social_metadata_key(url)
     body = None if refresh else cache.get(key)
     if body is None:
         body = _get_json(url)
