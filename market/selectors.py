@@ -1,9 +1,17 @@
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+
+from django.conf import settings
+from django.utils import timezone
 
 from market.caches import MISSING, instrument_cached, instrument_remember, last_prices_read
 from market.models import Instrument
+from thor.coordination import OccasionalWarning
+
+_store_down = OccasionalWarning(logging.getLogger("market.selectors"))
 
 
 def instrument_get(*, exchange: str, tradingsymbol: str) -> Instrument | None:
@@ -28,6 +36,14 @@ class LastPrice:
     received_at: float
     source: str = "kite_ticker"
 
+    @property
+    def as_of(self) -> datetime:
+        return datetime.fromtimestamp(self.received_at, tz=UTC)
+
+    def is_fresh(self, *, now: datetime | None = None) -> bool:
+        """Heard within THOR_LIVE_FRESH_SECONDS: what a read may call `live` (as accounts.prices does a quote)."""
+        return (now or timezone.now()) - self.as_of <= timedelta(seconds=settings.THOR_LIVE_FRESH_SECONDS)
+
 
 def last_prices(tokens: Iterable[int]) -> dict[int, LastPrice]:
     """The stream's last price of each token it has heard; tokens it has not are left out."""
@@ -35,3 +51,29 @@ def last_prices(tokens: Iterable[int]) -> dict[int, LastPrice]:
         token: LastPrice(last_price=Decimal(entry["last_price"]), received_at=float(entry["received_at"]))
         for token, entry in last_prices_read(tokens).items()
     }
+
+
+def instrument_token(*, exchange: str, tradingsymbol: str) -> int | None:
+    """The master's streaming token for the instrument (None: not listed, or not on Kite's stream)."""
+    instrument = instrument_get(exchange=exchange, tradingsymbol=tradingsymbol)
+    return None if instrument is None else instrument.instrument_token
+
+
+def instrument_last_prices(instruments: Iterable[tuple[str, str]]) -> dict[tuple[str, str], LastPrice]:
+    """The stream's last price of each (exchange, tradingsymbol) it has heard: one read of the store for all.
+
+    A store that cannot be read gives none (logged at most once a minute): a read then shows the quotes.
+    """
+    tokens = {}
+    for exchange, tradingsymbol in instruments:
+        token = instrument_token(exchange=exchange, tradingsymbol=tradingsymbol)
+        if token is not None:
+            tokens[token] = (exchange, tradingsymbol)
+    if not tokens:
+        return {}
+    try:
+        heard = last_prices(tokens)
+    except Exception as error:
+        _store_down("Could not read the market stream's last prices: %s", type(error).__name__)
+        return {}
+    return {tokens[token]: price for token, price in heard.items()}
