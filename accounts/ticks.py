@@ -35,7 +35,7 @@ from django.conf import settings
 
 from accounts import presenters
 from accounts.pnl import Book, Instrument, book_load, book_tick, position_prices_message
-from market.selectors import instrument_token, last_prices
+from market.selectors import instrument_tokens, last_prices
 from market.services import ticks_watch
 from market.ticks import tick_group
 from thor.fields import timestamp_text
@@ -63,11 +63,9 @@ class Throttle:
 
 def instruments_resolve(names: list[str]) -> dict[str, int | None]:
     """Each "EXCHANGE:TRADINGSYMBOL" with its streaming token (None: not listed, or not streamed)."""
-    resolved = {}
-    for name in names:
-        exchange, _, tradingsymbol = name.partition(":")
-        resolved[name] = instrument_token(exchange=exchange, tradingsymbol=tradingsymbol)
-    return resolved
+    instruments = {name: tuple(name.split(":", 1)) for name in names}
+    tokens = instrument_tokens(instruments.values())
+    return {name: tokens.get(instrument) for name, instrument in instruments.items()}
 
 
 def _instrument_names(value) -> list[str] | None:

@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
+from django.db.models import Q
 from django.utils import timezone
 
 from market.caches import MISSING, instrument_cached, instrument_remember, last_prices_read
@@ -57,6 +58,22 @@ def instrument_token(*, exchange: str, tradingsymbol: str) -> int | None:
     """The master's streaming token for the instrument (None: not listed, or not on Kite's stream)."""
     instrument = instrument_get(exchange=exchange, tradingsymbol=tradingsymbol)
     return None if instrument is None else instrument.instrument_token
+
+
+def instrument_tokens(instruments: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    """The streaming token of each (exchange, tradingsymbol) the master lists with one, in one query: names a
+    client typed are looked up here, not through the per-process cache, which would keep every miss."""
+    query = Q()
+    for exchange, tradingsymbol in set(instruments):
+        query |= Q(exchange=exchange, tradingsymbol=tradingsymbol)
+    if not query:
+        return {}
+    rows = Instrument.objects.filter(query, instrument_token__isnull=False)
+    return {
+        (exchange, tradingsymbol): token
+        for exchange, tradingsymbol, token in rows.values_list("exchange", "tradingsymbol", "instrument_token")
+        if token is not None
+    }
 
 
 def instrument_last_prices(instruments: Iterable[tuple[str, str]]) -> dict[tuple[str, str], LastPrice]:
