@@ -307,3 +307,30 @@ def test_end_to_end_the_sandboxs_ticks_through_kiteticker_move_the_sockets_pnl(
     position = later["data"]["positions"][0]
     assert Decimal(position["unrealised_pnl"]) == (moved[INFY] - Decimal("1500")) * 10
     assert first["data"]["positions"][0]["last_price"] != position["last_price"]
+
+
+def test_a_book_that_cannot_be_read_or_a_stream_that_cannot_be_asked_leaves_the_socket_and_its_orders(
+    alice, monkeypatch
+):
+    alice_path = socket_path(alice)
+    alice_client = client_for(alice)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the quote service is down")
+
+    monkeypatch.setattr("accounts.pnl.selectors.paper_valuation", broken)
+    monkeypatch.setattr("accounts.ticks.ticks_watch", broken)
+
+    async def scenario():
+        alices = await opened(alice_path)
+        assert (await sync_to_async(place)(alice_client)).status_code == 201
+        kinds = [message["type"] for message in await drained(alices)]
+        await alices.send_json_to({"action": "watch", "instruments": ["NSE:INFY"]})
+        watching = await alices.receive_json_from(timeout=2)
+        await alices.disconnect()
+        return kinds, watching
+
+    kinds, watching = async_to_sync(scenario)()
+
+    assert kinds == ["order_update", "order_update", "position_update", "funds_update"]
+    assert watching == {"type": "watching", "instruments": ["NSE:INFY"]}
