@@ -196,7 +196,11 @@ class PricesMixin:
         await self._tick_groups_match()
         await self._send_watching()
         # The prices already heard, so that the client need not wait for the next tick.
-        heard = await _last_prices(list(resolved.values()))
+        try:
+            heard = await _last_prices(list(resolved.values()))
+        except Exception as error:
+            _store_down("Could not read the market stream's last prices: %s", type(error).__name__)
+            return
         for token, price in heard.items():
             self._tick_heard(token, price.last_price, price.received_at)
         if heard:
