@@ -64,12 +64,30 @@ def account_for_read_get(*, user, account_ref: str) -> TradingAccount:
             "user__tenant_id",
             "user__tenant__id",
             "user__tenant__slug",
+            # What a placement reads before its account lock (accounts.orders.place.last_prices).
+            "user__tenant__max_order_value",
         )
     )
     account = _account_by_ref(accounts, account_ref)
     if cacheable and account.mode == TradingAccount.Mode.LIVE:
         cache.set(caches.read_account_key(user.pk, account_ref), account, seconds)
     return account
+
+
+def account_for_order_get(*, user, account_ref: str) -> TradingAccount:
+    """account_get for a placement: a live account the reads keep (account_for_read_get) when there is one,
+    so a placement costs no SQL to find its account; else the account as account_get loads it.
+
+    The placement reads the row again under its lock (accounts.paper.account_lock) and checks that one, so
+    it takes from here what cannot change under it (that the user owns the account: the cache is keyed by
+    the user; its mode; its connection) and whether to read prices before the lock (its tenant's order value
+    limit: a limit set within the cache's seconds fails closed, a market order refused for want of a price).
+    """
+    if settings.THOR_READ_CACHE_SECONDS and _cacheable_ref(account_ref):
+        account = cache.get(caches.read_account_key(user.pk, account_ref))
+        if account is not None:
+            return account
+    return account_get(user=user, account_ref=account_ref)
 
 
 def _cacheable_ref(account_ref: str) -> bool:
