@@ -75,19 +75,16 @@ def account_for_read_get(*, user, account_ref: str) -> TradingAccount:
 
 
 def account_for_order_get(*, user, account_ref: str) -> TradingAccount:
-    """account_get for a placement: a live account the reads keep (account_for_read_get) when there is one,
-    so a placement costs no SQL to find its account; else the account as account_get loads it.
+    """account_get for a placement: the account as the reads take it (account_for_read_get: a live one kept
+    for a few seconds, so a trader's next placements cost no SQL to find it), loading what else it needs
+    (its broker app and tokens, for a band quote) on first use.
 
     The placement reads the row again under its lock (accounts.paper.account_lock) and checks that one, so
     it takes from here what cannot change under it (that the user owns the account: the cache is keyed by
     the user; its mode; its connection) and whether to read prices before the lock (its tenant's order value
     limit: a limit set within the cache's seconds fails closed, a market order refused for want of a price).
     """
-    if settings.THOR_READ_CACHE_SECONDS and _cacheable_ref(account_ref):
-        account = cache.get(caches.read_account_key(user.pk, account_ref))
-        if account is not None:
-            return account
-    return account_get(user=user, account_ref=account_ref)
+    return account_for_read_get(user=user, account_ref=account_ref)
 
 
 def _cacheable_ref(account_ref: str) -> bool:
