@@ -155,16 +155,21 @@ def mis_positions_square_off(*, now: datetime | None = None, account_id: int | N
     one without a price is left for the next pass."""
     now = now or timezone.now()
     due = _mis_positions(now, account_id)
-    accounts_with_orders = set(
-        Order.objects.filter(
-            account__mode=TradingAccount.Mode.PAPER,
-            status__in=RESTING_STATUSES,
-            product="MIS",
-            children__isnull=True,
-        ).values_list("account_id", flat=True)
+    resting = Order.objects.filter(
+        account__mode=TradingAccount.Mode.PAPER,
+        status__in=RESTING_STATUSES,
+        product="MIS",
+        children__isnull=True,
+        exchange__in=list(SQUARE_OFF_TIMES),
     )
     if account_id is not None:
-        accounts_with_orders &= {account_id}
+        resting = resting.filter(account_id=account_id)
+    # Only the accounts with something due are locked: a resting order placed today waits for its cut.
+    accounts_with_orders = {
+        order_account_id
+        for order_account_id, exchange, created_at in resting.values_list("account_id", "exchange", "created_at")
+        if square_off_due(exchange=exchange, since=created_at, now=now)
+    }
     wanted: dict[int, set[Key]] = defaultdict(set)
     tenant_of: dict[int, int] = {}
     for position in due:
