@@ -74,9 +74,15 @@ def _client_order_id() -> str:
 
 
 def position_close(
-    *, account: TradingAccount, position: PaperPosition, price: Decimal, kind: str, tag: str, message: str,
+    *,
+    account: TradingAccount,
+    position: PaperPosition,
+    price: Decimal,
+    kind: str,
+    tag: str,
+    message: str,
     exercise: bool = False,
-) -> Order:  # fmt: skip
+) -> Order:
     """Close the locked account's position at `price` with an order of its own, placed and filled."""
     order = Order.objects.create(
         account=account,

@@ -1,6 +1,7 @@
 """Paper charges (accounts.charges): the schedule's figures, a tenant's overrides, the charges of each order in
 its answer and audit row, debited from cash, and today's total in funds."""
 
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -8,6 +9,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from accounts.charges import fill_charges
 from accounts.models import OrderEvent, TradingAccount
+from accounts.selectors import paper_charges_today
 from accounts.tests.conftest import place
 from market.tests.fixtures import NIFTY_FUTURE, NIFTY_LOT, NIFTY_OPTION
 
@@ -165,3 +167,11 @@ class TestChargedFills:
         response = place(alice_client, order_type="LIMIT", price="1000.00")
 
         assert response.json()["status"] == "OPEN" and response.json()["charges"] is None
+
+    def test_charges_today_counts_the_fills_of_the_accounts_exchange_day(self, alice_client, alice, charged):
+        response = place(alice_client, quantity=10, product="MIS")
+        account = TradingAccount.objects.get(user=alice, is_primary=True)
+        filled_at = OrderEvent.objects.get(order_id=response.json()["id"], kind="filled").created_at
+
+        assert paper_charges_today(account=account, now=filled_at) == D(response.json()["charges"]) > 0
+        assert paper_charges_today(account=account, now=filled_at + timedelta(days=1)) == 0
