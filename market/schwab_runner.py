@@ -12,7 +12,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from django.core.exceptions import ObjectDoesNotExist
 from django.db import close_old_connections
+from django.db import connection as db_connection
 from django.db.models import F
 from websockets.exceptions import InvalidHandshake, InvalidURI, WebSocketException
 from websockets.sync.client import connect
@@ -93,6 +95,12 @@ class SchwabStreamRunner:
         self._refreshed = False
 
     def run(self, stop: threading.Event) -> None:
+        try:
+            self._run(stop)
+        finally:
+            db_connection.close()  # this thread's
+
+    def _run(self, stop: threading.Event) -> None:
         waiting_logged = False
         while not stop.is_set():
             session = self._session()
@@ -108,7 +116,7 @@ class SchwabStreamRunner:
             except StreamRefused as refused:
                 logger.warning("Schwab refused the stream's session (code %s)", refused.code)
                 self._refused(session, refused)
-            except (StreamLost, WebSocketException, OSError, TimeoutError, BrokerError) as lost:
+            except (StreamLost, WebSocketException, OSError, TimeoutError, BrokerError, ObjectDoesNotExist) as lost:
                 self._failures += 1
                 delay = min(self.reconnect_seconds * 2 ** (self._failures - 1), MAX_RECONNECT_SECONDS)
                 logger.warning("Schwab stream lost (%s); reconnecting in %.1f s", type(lost).__name__, delay)
@@ -152,20 +160,19 @@ class SchwabStreamRunner:
             stream.login(session.access_token)
             self.logins += 1
             self._failures, self._refusals, self._refused_token, self._refreshed = 0, 0, "", False
-            stream.sync(wanted_symbols())
-            logger.info("Schwab stream logged in (%d), %d symbols subscribed", self.logins, len(stream.subscribed))
+            logger.info("Schwab stream logged in (%d)", self.logins)
             self._follow(stream, session, stop)
 
     def _follow(self, stream: SchwabStream, session: SchwabSession, stop: threading.Event) -> None:
         next_session_check = self.clock() + self.session_check_seconds
         while not stop.is_set():
-            stream.pump(self.sync_seconds)
             try:
                 wanted = wanted_symbols()
             except Exception:
                 logger.exception("Schwab stream could not read the watched symbols")
             else:
                 stream.sync(wanted)
+            stream.pump(self.sync_seconds)
             if self.clock() >= next_session_check:
                 next_session_check = self.clock() + self.session_check_seconds
                 current = self._session()
