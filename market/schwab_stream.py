@@ -40,8 +40,8 @@ from thor.realtime import publish
 logger = logging.getLogger("market.schwab_stream")
 
 SERVICE = "LEVELONE_EQUITIES"
-# Symbol, bid, ask, last price, total volume, trade time: the stream keeps only the last price.
-FIELDS = "0,1,2,3,8,35"
+# Symbol and last price, all the stream keeps: Schwab sends a symbol only when a field asked for changes.
+FIELDS = "0,3"
 LAST_PRICE = "3"
 # Symbols on one connection: the sandbox's limit (Schwab answers code 19 past its own, undocumented one).
 MAX_SYMBOLS = 500
@@ -49,7 +49,7 @@ SUCCESS, LOGIN_DENIED, CLOSE_CONNECTION, STOP_STREAMING = 0, 3, 12, 30
 SYNC_SECONDS = 1.0
 SESSION_CHECK_SECONDS = 5.0
 LOGIN_TIMEOUT_SECONDS = 10.0
-# Schwab sends a heartbeat every few seconds: this long without any frame is a dead connection.
+# Heartbeats come between data frames: this long without any frame is a dead connection.
 IDLE_SECONDS = 60.0
 RECONNECT_SECONDS = 1.0
 MAX_RECONNECT_SECONDS = 60.0

@@ -254,7 +254,7 @@ class SchwabStreamerHub:
                 {
                     "service": str(request.get("service") or "ADMIN"),
                     "command": str(request.get("command") or ""),
-                    "requestid": str(request.get("requestid") or ""),
+                    "requestid": str(request.get("requestid", "")),
                     "SchwabClientCorrelId": str(request.get("SchwabClientCorrelId") or ""),
                     "timestamp": self._stamp(),
                     "content": {"code": code, "msg": message},
