@@ -30,7 +30,7 @@ from django.utils import timezone
 
 from accounts.audit import order_save_with_event, order_state
 from accounts.broker_updates import broker_id_claim, order_broker_update
-from accounts.live import live_call, live_snapshots_forget, order_request_of
+from accounts.live import live_call, live_order_cancel, live_snapshots_forget, order_request_of
 from accounts.models import Order, TradingAccount
 from accounts.placement import UNCERTAIN_ERRORS, placement_settle_window
 from accounts.placement_matching import held_broker_ids
@@ -81,6 +81,23 @@ def live_slices_send(*, parent: Order, actor) -> Order:
         raise
     live_snapshots_forget(account=parent.account)
     return slices_apply(parent=parent, placed=placed, actor=actor)
+
+
+def live_slices_cancel(*, order: Order, actor) -> Order:
+    """Cancel a sliced order: each of its working slices at the broker (Kite holds no order for the parent
+    to cancel). Each slice is CANCELLED when Kite says so, the parent's aggregate following; a slice Kite
+    would not cancel (filled meanwhile) stays as it is. Raises the first refusal when no slice was cancelled."""
+    parent, refusals = order, []
+    working = parent.children.filter(status__in=(Order.Status.OPEN, Order.Status.TRIGGER_PENDING))
+    for child in working.exclude(broker_order_id="").order_by("id"):
+        try:
+            live_order_cancel(order=child, actor=actor)
+        except BrokerError as error:
+            refusals.append(error)
+    parent.refresh_from_db()
+    if refusals and not parent.children.filter(status=Order.Status.CANCELLED).exists():
+        raise refusals[0]
+    return children_load(parent)
 
 
 def _slices_refused(*, parent: Order, error: BrokerError, actor) -> None:

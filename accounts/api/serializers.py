@@ -76,7 +76,11 @@ class OrderInputSerializer(serializers.Serializer):
             "One of the tenant's exchange-registered algo ids (sent as Kite's `algo_id`); "
             "without it, the tenant's first."
         ),
-        error_messages={"invalid": f"Must be {ALGO_ID_RULE}."},
+        trim_whitespace=False,  # an id with a stray space or newline is not the id: refused, not trimmed
+        error_messages={
+            "invalid": f"Must be {ALGO_ID_RULE}.",
+            "blank": f"Must be {ALGO_ID_RULE}; leave it out for the tenant's own.",
+        },
     )
 
 

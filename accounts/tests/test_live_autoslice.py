@@ -354,3 +354,18 @@ def stored_slices(account, sizes: list[int]) -> tuple[Order, list[Order]]:
         for size in sizes
     ]
     return parent, children
+
+
+def test_cancelling_a_resting_sliced_order_cancels_each_slice_at_kite(alice_client, sandbox, live):
+    pin = {f"NFO:{NIFTY_FUTURE}": 24000.0}
+    requests.post(f"{sandbox.url}/_sandbox/prices", json=pin, timeout=5).raise_for_status()
+    data = sell_nifty(alice_client, live, 2 * NIFTY_FREEZE, order_type="LIMIT", price="24500.00").json()
+    assert data["status"] == "OPEN", data
+
+    response = alice_client.delete(f"/api/accounts/{live.pk}/orders/{data['id']}")
+
+    assert response.status_code == 200, response.json()
+    assert response.json()["status"] == "CANCELLED"
+    assert slices(response.json()) == [(1800, "CANCELLED"), (1800, "CANCELLED")]
+    assert {order["status"] for order in sandbox_book(sandbox).values()} == {"CANCELLED"}
+    assert sandbox_calls(sandbox, PLACE) == 1
