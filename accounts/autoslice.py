@@ -244,6 +244,12 @@ def _slices_settled(parent: Order, rows: list[Order], *, read: bool, now) -> Ord
     """After a look at the book: done when every child is found; past the settle window, the children still
     missing are REJECTED (NEEDS_REVIEW when Kite said it took the call); else the parent looks again later."""
     window_closed = now >= (parent.send_started_at or parent.created_at) + placement_settle_window(parent)
+    for row in rows:
+        if row.status == Order.Status.PENDING and not row.broker_order_id:
+            # Its sender died mid-send (the parent was picked up as orphaned): unknown, as the parent is.
+            before = order_state(row)
+            row.status, row.status_message = Order.Status.UNKNOWN, parent.status_message
+            order_save_with_event(order=row, kind="placement_orphaned", before=before, actor=None)
     if read and window_closed:
         for row in _free(rows):
             if row.status == Order.Status.NEEDS_REVIEW:

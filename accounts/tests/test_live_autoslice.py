@@ -17,6 +17,7 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from kiteconnect import KiteConnect
 
 from accounts.autoslice import slices_apply
 from accounts.broker_updates import order_broker_update
@@ -368,4 +369,35 @@ def test_cancelling_a_resting_sliced_order_cancels_each_slice_at_kite(alice_clie
     assert response.json()["status"] == "CANCELLED"
     assert slices(response.json()) == [(1800, "CANCELLED"), (1800, "CANCELLED")]
     assert {order["status"] for order in sandbox_book(sandbox).values()} == {"CANCELLED"}
+    assert sandbox_calls(sandbox, PLACE) == 1
+
+
+def test_a_sliced_order_whose_sender_died_is_settled_with_its_slices_from_the_book(
+    alice_client, sandbox, live, settings
+):
+    """Stored and sent, then the process died before the answer: the orphan task makes the parent UNKNOWN,
+    and its slices are found in the book by the parent's tag; nothing is sent again."""
+    parent, _ = stored_slices(live, [NIFTY_FREEZE, NIFTY_LOT])
+    long_ago = timezone.now() - timedelta(seconds=settings.THOR_PLACEMENT_ORPHAN_SECONDS + 5)
+    Order.objects.filter(account=live).update(created_at=long_ago, send_started_at=long_ago)
+    kite = KiteConnect(api_key=API_KEY, access_token=live.connection.access_token, root=sandbox.url)
+    kite.place_autoslice_order(
+        variety="regular",
+        exchange="NFO",
+        tradingsymbol=NIFTY_FUTURE,
+        transaction_type="SELL",
+        quantity=NIFTY_FREEZE + NIFTY_LOT,
+        product="NRML",
+        order_type="MARKET",
+        market_protection=-1,
+        tag=parent.client_order_id,
+    )
+
+    unknown_orders_settle()
+
+    parent.refresh_from_db()
+    assert (parent.status, parent.filled_quantity) == ("COMPLETE", NIFTY_FREEZE + NIFTY_LOT)
+    book = sandbox_book(sandbox)
+    assert {child.broker_order_id for child in parent.children.all()} == set(book)
+    assert all(book[child.broker_order_id]["quantity"] == child.quantity for child in parent.children.all())
     assert sandbox_calls(sandbox, PLACE) == 1
