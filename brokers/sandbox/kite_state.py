@@ -9,7 +9,6 @@ import hashlib
 import hmac
 import secrets
 import threading
-import uuid
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 
@@ -20,6 +19,7 @@ from .kite_ledger import (
     find_or_open_position,
     margin_segment,
     mark_to_market,
+    new_order_record,
     order_terms,
     price_band_require,
     require_choice,
@@ -293,43 +293,13 @@ class KiteState:
         self, session: Session, variety: str, params: Mapping[str, str], instrument: Instrument, terms: dict
     ) -> str:
         """One order into the user's book (validated, with the lock held): its id."""
-        tag = params.get("tag") or None
         account = self.accounts[session.user_id]
         order_id = self._next_id()
         now = _kite_time(self._now())
-        record = {
-            "account_id": account.user_id,
-            "placed_by": account.user_id,
-            "order_id": order_id,
-            "exchange_order_id": None,
-            "parent_order_id": None,
-            "status": "PUT ORDER REQ RECEIVED",
-            "status_message": None,
-            "status_message_raw": None,
-            "order_timestamp": now,
-            "exchange_update_timestamp": None,
-            "exchange_timestamp": None,
-            "variety": variety,
-            "modified": False,
-            "exchange": instrument.exchange,
-            "tradingsymbol": instrument.tradingsymbol,
-            "instrument_token": instrument.token,
-            "transaction_type": params["transaction_type"],
-            "product": params["product"],
-            "validity_ttl": 0,
-            "disclosed_quantity": 0,
-            "average_price": 0,
-            "filled_quantity": 0,
-            "pending_quantity": terms["quantity"],
-            "cancelled_quantity": 0,
-            "market_protection": 0,
-            "meta": {},
-            "tag": tag,
-            "tags": [tag] if tag else [],
-            "algo_id": params.get("algo_id") or None,
-            "guid": uuid.uuid4().hex,
-            **terms,
-        }
+        record = new_order_record(
+            user_id=account.user_id, order_id=order_id, now=now, variety=variety, instrument=instrument, params=params
+        )
+        record.update(terms, pending_quantity=terms["quantity"])
         order = KiteOrder(user_id=account.user_id, api_key=session.api_key, history=[record])
         account.orders[order_id] = order
         self._transition(order, "VALIDATION PENDING")
