@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 
-from market.freeze_limits import freeze_quantity
+from brokers.freeze_limits import freeze_quantity
 
 from .option_chain import IST, OptionChainBook
 from .universe import universe_rows
@@ -53,7 +53,7 @@ class Instrument:
     tick_size: float = 0.05
     lot_size: int = 1
     # The exchange's freeze quantity (the largest one order may carry): index derivatives only, from the
-    # table Thor's instrument master uses (market.freeze_limits), as Kite's OMS knows it from the exchange.
+    # table Thor's instrument master uses (brokers.freeze_limits), as Kite's OMS knows it from the exchange.
     freeze_quantity: int | None = None
 
     @property
