@@ -88,6 +88,11 @@ class TestSliced:
         assert {order["tag"] for order in book.values()} == {parent.client_order_id}
         assert parent.broker_order_id and parent.broker_order_id not in book
         assert BrokerOrderId.objects.filter(account=live).count() == 4
+        # Kite posts each slice's fill back by its own id: that child moves, and the parent's aggregate with it.
+        assert post_back(alice_client, book[children[0].broker_order_id]).json()["applied"] is True
+        shown = alice_client.get(f"/api/accounts/{live.pk}/orders/{parent.pk}").json()
+        assert slices(shown) == [(1800, "COMPLETE"), (1800, "OPEN"), (75, "OPEN")]
+        assert (shown["status"], shown["filled_quantity"]) == ("OPEN", 1800)
 
         synced = sync(alice_client, live)
 
