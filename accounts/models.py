@@ -93,6 +93,9 @@ class Order(models.Model):
     trigger_price = models.DecimalField(max_digits=18, decimal_places=4, null=True, blank=True)
     validity = models.CharField(max_length=8, default="DAY")
     tag = models.CharField(max_length=20, blank=True)
+    # The exchange algo (strategy) id the order carries (the tenant's `algo_ids`): sent as Kite's `algo_id`, a
+    # field of its own, so Kite's one `tag` stays Thor's client order id (README "Trading live from India").
+    algo_id = models.CharField(max_length=20, blank=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
     status_message = models.CharField(max_length=500, blank=True)
     filled_quantity = models.DecimalField(max_digits=18, decimal_places=4, default=Decimal("0"))
