@@ -75,9 +75,12 @@ def audit_purge(*, now: datetime | None = None, dry_run: bool = False) -> PurgeR
 
 
 def _prefix_delete(*, account_id: int, end: int) -> None:
-    # Plain SQL on purpose: OrderEvent's manager refuses deletes, so that nothing else removes audit rows.
+    # Plain SQL on purpose: OrderEvent's manager refuses deletes, so that nothing else removes audit rows;
+    # on PostgreSQL a trigger (migration 0009) refuses them too, unless this transaction says it is the purge.
     table = connection.ops.quote_name(OrderEvent._meta.db_table)
     with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SELECT set_config('thor.audit_purge', 'on', true)")
         cursor.execute(
             f"DELETE FROM {table} WHERE account_id = %s AND chain_index IS NOT NULL AND chain_index < %s",  # noqa: S608
             [account_id, end],

@@ -59,3 +59,37 @@ class Migration(migrations.Migration):
             constraint=models.UniqueConstraint(condition=models.Q(('chain_index__isnull', False)), fields=('account', 'chain_index'), name='one_order_event_per_chain_index'),
         ),
     ]
+
+
+# The database refuses to delete an audit row (a person at a SQL prompt included) unless the transaction
+# says it is the retention purge (accounts.audit_retention sets thor.audit_purge). TRUNCATE, which the test
+# database's flush uses, is not a DELETE and passes. SQLite (the embedded mode) relies on the ORM's refusal.
+_POSTGRES_NO_DELETE = """
+CREATE OR REPLACE FUNCTION accounts_orderevent_refuse_delete() RETURNS trigger AS $$
+BEGIN
+    IF coalesce(current_setting('thor.audit_purge', true), '') <> 'on' THEN
+        RAISE EXCEPTION 'Audit rows are deleted only by manage.py purge_audit (event %%)', OLD.id;
+    END IF;
+    RETURN OLD;
+END;
+$$ LANGUAGE plpgsql;
+CREATE TRIGGER accounts_orderevent_never_deleted BEFORE DELETE ON accounts_orderevent
+    FOR EACH ROW EXECUTE FUNCTION accounts_orderevent_refuse_delete();
+"""
+_POSTGRES_ALLOW_DELETE = """
+DROP TRIGGER IF EXISTS accounts_orderevent_never_deleted ON accounts_orderevent;
+DROP FUNCTION IF EXISTS accounts_orderevent_refuse_delete();
+"""
+
+
+def _refuse_deletes(apps, schema_editor):
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute(_POSTGRES_NO_DELETE)
+
+
+def _allow_deletes(apps, schema_editor):
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute(_POSTGRES_ALLOW_DELETE)
+
+
+Migration.operations += [migrations.RunPython(_refuse_deletes, _allow_deletes)]

@@ -6,7 +6,7 @@ import threading
 from datetime import UTC, datetime
 
 import pytest
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import ProtectedError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -56,7 +56,11 @@ def stream_event(account, *, order=None, kind="placed", after=None) -> OrderEven
 
 
 def sql(statement, params=()):
+    """An intruder at a SQL prompt with the owner's rights: one who can say "I am the purge" to the trigger
+    that refuses deletes (migration 0009). What the chain is for."""
     with connection.cursor() as cursor:
+        if statement.startswith("DELETE"):
+            cursor.execute("SELECT set_config('thor.audit_purge', 'on', true)")
         cursor.execute(statement, params)
 
 
@@ -274,6 +278,18 @@ class TestNothingDeletesAuditRows:
 
         with pytest.raises(ProtectedError):
             bob.delete()  # SET_NULL would rewrite a hashed row
+
+    def test_the_database_refuses_a_delete_that_is_not_the_purge(self, alice):
+        event = account_event(primary(alice))
+
+        with (
+            pytest.raises(DatabaseError, match=r"only by manage\.py purge_audit"),
+            transaction.atomic(),
+            connection.cursor() as cursor,
+        ):
+            cursor.execute("DELETE FROM accounts_orderevent WHERE id = %s", [event.pk])
+
+        assert OrderEvent.objects.filter(pk=event.pk).exists()
 
     def test_the_orm_refuses_to_delete_audit_rows(self, alice):
         event = account_event(primary(alice))
