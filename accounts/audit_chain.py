@@ -49,6 +49,8 @@ CONTENT_FIELDS = (
 ROW_FIELDS = (*CONTENT_FIELDS, "chain_index", "prev_hash", "hash")
 # Rows sealed per transaction: the head's lock is held that long, and a crash loses no more than that.
 SEAL_BATCH = 500
+# Rows one beat run seals at most, well within the task's time limit.
+SEAL_RUN_BUDGET = 20_000
 READ_CHUNK = 2000
 
 
@@ -89,16 +91,20 @@ class SealResult:
     busy: int = 0  # accounts another sealer held (wait=False): that one chains them
 
 
-def chain_seal(*, account_ids=None, wait: bool = False, clock=timezone.now) -> SealResult:
-    """Chain every unsealed row (of `account_ids`, or of every account). The beat task does not wait for an
-    account another sealer holds; verify and export do, so that they read what was there when they began."""
+def chain_seal(*, account_ids=None, wait: bool = False, budget: int | None = None, clock=timezone.now) -> SealResult:
+    """Chain every unsealed row (of `account_ids`, or of every account), at most `budget` rows (the rest
+    are the next run's: the first run after an upgrade has the whole history to chain). The beat task does
+    not wait for an account another sealer holds; verify and export do, so that they read what was there."""
     pending = OrderEvent.objects.filter(chain_index__isnull=True)
     if account_ids is not None:
         pending = pending.filter(account_id__in=account_ids)
     result = SealResult()
     # The partial index `order_events_unsealed` answers this from the unsealed rows alone.
     for account_id in sorted(set(pending.order_by().values_list("account_id", flat=True).distinct())):
-        sealed = chain_seal_account(account_id, wait=wait, clock=clock)
+        left = None if budget is None else budget - result.sealed
+        if left is not None and left <= 0:
+            break
+        sealed = chain_seal_account(account_id, wait=wait, limit=left, clock=clock)
         if sealed is None:
             result.busy += 1
             continue

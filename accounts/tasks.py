@@ -1,6 +1,6 @@
 from celery import shared_task
 
-from accounts.audit_chain import chain_seal
+from accounts.audit_chain import SEAL_RUN_BUDGET, chain_seal
 from accounts.paper import paper_orders_match
 from accounts.polling import schwab_orders_poll
 from accounts.services import unknown_orders_settle
@@ -26,4 +26,4 @@ def poll_schwab_orders() -> int:
 @shared_task(name="accounts.tasks.seal_audit_chains", ignore_result=True)
 def seal_audit_chains() -> int:
     """Every few seconds: hash-chain the audit rows committed since (accounts.audit_chain says why not at once)."""
-    return chain_seal(wait=False).sealed
+    return chain_seal(wait=False, budget=SEAL_RUN_BUDGET).sealed

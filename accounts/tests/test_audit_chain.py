@@ -162,6 +162,15 @@ class TestSealing:
         assert seal_audit_chains() == 1
         assert chain_seal(wait=False).sealed == 0
 
+    def test_a_run_seals_no_more_than_its_budget_and_the_next_goes_on(self, alice, bob):
+        for user in (alice, bob):
+            for _ in range(3):
+                account_event(primary(user))
+
+        assert chain_seal(budget=4).sealed == 4
+        assert chain_seal(budget=4).sealed == 2
+        assert chain_verify(primary(alice).pk).ok and chain_verify(primary(bob).pk).verified == 3
+
     def test_orders_placed_through_the_api_leave_a_chain_that_verifies(self, alice_client, alice):
         assert place(alice_client).status_code == 201
         assert place(alice_client, order_type="LIMIT", price="1400.00").status_code == 201

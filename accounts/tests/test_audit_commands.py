@@ -139,7 +139,7 @@ class TestExportAudit:
         assert summary["chains_ok"] is True and summary["events"] == 2
         assert summary["accounts"][0] | {"account_id": account.pk, "verified": 3, "ok": True} == summary["accounts"][0]
         assert f"2 events written to {target}" in err
-        assert not list(tmp_path.glob(".*partial"))
+        assert not list(tmp_path.glob(".*partial")) and target.stat().st_mode & 0o777 == 0o600
 
     def test_to_stdout_with_progress_on_stderr(self, trail):
         out, err = run(

@@ -43,7 +43,9 @@ class Command(BaseCommand):
             # Written beside the target, then moved into place: a crash never leaves half an export under its name.
             partial = output.with_name(f".{output.name}.partial")
             try:
-                with partial.open("w", encoding="utf-8") as file:
+                # Owner-only: the trail names users' orders and the brokers' answers.
+                descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with open(descriptor, "w", encoding="utf-8") as file:
                     summary = audit_export(write=lambda line: file.write(line + "\n"), **export)
                 os.replace(partial, output)
             finally:
