@@ -118,6 +118,8 @@ def chain_seal_account(
 ) -> int | None:
     """Chain the account's unsealed rows, `batch` to a transaction, until none is left (or `limit` are
     sealed). Returns how many; None when wait=False and another sealer holds the account."""
+    if not OrderEvent.objects.filter(account_id=account_id, chain_index__isnull=True).exists():
+        return 0  # and no head row made for an account that has nothing to chain
     total = 0
     while limit is None or total < limit:
         size = batch if limit is None else min(batch, limit - total)
@@ -135,9 +137,11 @@ def _seal_batch(account_id: int, *, wait: bool, size: int, clock) -> int | None:
         head = head_locked(account_id, wait=wait)
         if head is None:
             return None
-        # Locked as well: a merge moving a stand-in's events (accounts.broker_updates) waits for the seal.
+        # Locked as well, skipping any row another transaction holds (a merge moving a stand-in's events,
+        # accounts.broker_updates): that one is chained next time, and the sealer never waits on an order
+        # change's locks, so it can never deadlock one. Sealing order, not id order, is the chain's order.
         rows = list(
-            OrderEvent.objects.select_for_update()
+            OrderEvent.objects.select_for_update(skip_locked=True)
             .filter(account_id=account_id, chain_index__isnull=True)
             .order_by("id")
             .values(*CONTENT_FIELDS)[:size]

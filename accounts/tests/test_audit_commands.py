@@ -1,5 +1,5 @@
 """export_audit, verify_audit and purge_audit as an operator runs them, bad and hostile input included; the
-purge keeps the chain verifiable."""
+purge keeps the chain verifiable, and nothing else deletes an audit row."""
 
 import hashlib
 import io
@@ -9,14 +9,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import connection
+from django.db import DatabaseError, connection, transaction
+from django.db.models import ProtectedError
 from django.test import Client
 from django.utils import timezone
 
 from accounts.audit import account_event_record
 from accounts.audit_chain import canonical_json, chain_seal, chain_verify
 from accounts.audit_retention import audit_purge
-from accounts.models import AuditChainHead, OrderEvent, TradingAccount
+from accounts.models import AuditChainHead, AuditDeletionRefused, OrderEvent, TradingAccount
 from identity.models import User
 
 pytestmark = pytest.mark.django_db
@@ -114,6 +115,12 @@ class TestVerifyAudit:
         error = refused("verify_audit", "--tenant", "acme", "--account", str(primary(charlie).pk))
 
         assert error.returncode == 2 and "of tenant 'acme'" in str(error)
+
+    def test_an_account_without_a_trail_verifies_empty_and_gets_no_head(self, bob):
+        out, _ = run("verify_audit", "--account", str(primary(bob).pk))
+
+        assert f"account {primary(bob).pk}: 0 events verified" in out
+        assert not AuditChainHead.objects.exists()
 
     def test_a_non_number_account_is_refused_by_the_parser(self):
         assert "invalid int value" in str(refused("verify_audit", "--account", "1 OR 1=1"))
@@ -289,6 +296,46 @@ def test_purge_refuses_an_account_whose_chain_is_broken(alice, settings):
 
     assert result.removed == {} and result.refused[0].bad_event_id == first.pk
     assert OrderEvent.objects.filter(account=account).count() == 2
+
+
+class TestNothingDeletesAuditRows:
+    def test_an_account_with_events_cannot_be_deleted(self, alice):
+        account = primary(alice)
+        account_event_record(account=account, kind="reset", before={}, after={})
+
+        with pytest.raises(ProtectedError):
+            account.delete()
+        with pytest.raises(ProtectedError):
+            alice.delete()  # the user's accounts cascade, into the protected events
+
+        assert OrderEvent.objects.filter(account=account).count() == 1
+
+    def test_a_user_who_acted_cannot_be_deleted(self, alice, bob):
+        account_event_record(account=primary(alice), kind="reset", before={}, after={}, actor=bob)
+
+        with pytest.raises(ProtectedError):
+            bob.delete()  # SET_NULL would rewrite a hashed row
+
+    def test_the_database_refuses_a_delete_that_is_not_the_purge(self, alice):
+        event = account_event_record(account=primary(alice), kind="reset", before={}, after={})
+
+        with (
+            pytest.raises(DatabaseError, match=r"only by manage\.py purge_audit"),
+            transaction.atomic(),
+            connection.cursor() as cursor,
+        ):
+            cursor.execute("DELETE FROM accounts_orderevent WHERE id = %s", [event.pk])
+
+        assert OrderEvent.objects.filter(pk=event.pk).exists()
+
+    def test_the_orm_refuses_to_delete_audit_rows(self, alice):
+        event = account_event_record(account=primary(alice), kind="reset", before={}, after={})
+
+        with pytest.raises(AuditDeletionRefused):
+            event.delete()
+        with pytest.raises(AuditDeletionRefused):
+            OrderEvent.objects.filter(pk=event.pk).delete()
+        assert OrderEvent.objects.filter(pk=event.pk).exists()
 
 
 class TestAdmin:
