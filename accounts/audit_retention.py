@@ -76,7 +76,7 @@ def audit_purge(*, now: datetime | None = None, dry_run: bool = False) -> PurgeR
 
 def _prefix_delete(*, account_id: int, end: int) -> None:
     # Plain SQL on purpose: OrderEvent's manager refuses deletes, so that nothing else removes audit rows;
-    # on PostgreSQL a trigger (migration 0009) refuses them too, unless this transaction says it is the purge.
+    # on PostgreSQL a trigger (migration 0010_audit_chain) refuses them too, unless this transaction says it is the purge.
     table = connection.ops.quote_name(OrderEvent._meta.db_table)
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":

@@ -56,7 +56,7 @@ def stream_event(account, *, order=None, kind="placed", after=None) -> OrderEven
 
 def sql(statement, params=()):
     """An intruder at a SQL prompt with the owner's rights: one who can say "I am the purge" to the trigger
-    that refuses deletes (migration 0009). What the chain is for."""
+    that refuses deletes (migration 0010_audit_chain). What the chain is for."""
     with connection.cursor() as cursor:
         if statement.startswith("DELETE"):
             cursor.execute("SELECT set_config('thor.audit_purge', 'on', true)")

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('accounts', '0008_order_parent'),
+        ('accounts', '0009_order_charges'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
