@@ -606,6 +606,23 @@ CELERY_BEAT_SCHEDULE |= {
         "schedule": timedelta(seconds=THOR_SCHWAB_POLL_SECONDS),
     },
 }
+
+# --- The order audit trail (accounts.audit_chain, accounts.audit_retention) -------------
+# Days an OrderEvent is kept at the least (brokers keep order audit trails five years); only `manage.py
+# purge_audit`, run by an operator, removes older ones.
+THOR_AUDIT_RETENTION_DAYS = _env_or_fail(env.int, "THOR_AUDIT_RETENTION_DAYS", default=1827)
+if THOR_AUDIT_RETENTION_DAYS < 1:
+    raise ImproperlyConfigured("Environment variable THOR_AUDIT_RETENTION_DAYS must be at least 1.")
+# Seconds between runs of the sealer that hash-chains new audit rows (after they commit, off the placement path).
+THOR_AUDIT_SEAL_SECONDS = _env_or_fail(env.float, "THOR_AUDIT_SEAL_SECONDS", default=5.0)
+if THOR_AUDIT_SEAL_SECONDS <= 0:
+    raise ImproperlyConfigured("Environment variable THOR_AUDIT_SEAL_SECONDS must be more than 0.")
+CELERY_BEAT_SCHEDULE |= {
+    "seal-audit-chains": {
+        "task": "accounts.tasks.seal_audit_chains",
+        "schedule": timedelta(seconds=THOR_AUDIT_SEAL_SECONDS),
+    },
+}
 # The sandbox's demo Schwab app, and the SPA page seed 002 relays the code from.
 THOR_SANDBOX_SCHWAB_CLIENT_ID = env.str("THOR_SANDBOX_SCHWAB_CLIENT_ID", default="thor_demo_schwab_client")
 THOR_SANDBOX_SCHWAB_CLIENT_SECRET = env.str("THOR_SANDBOX_SCHWAB_CLIENT_SECRET", default="thor_demo_schwab_secret")
