@@ -1,15 +1,16 @@
 """The one quote service: every quote Thor uses (paper fills and valuations, analytics chains) comes from here.
 
-One `QuoteService` per market-data connection (`quote_service(tenant=...)`: the tenant's active session on its
-shared Kite app, `market.selectors.market_data_connection`), through the broker adapter and `broker_call`:
+One `QuoteService` per tenant (`quote_service(tenant=...)`), calling through its market-data connection (its
+active session on its shared Kite app, `market.selectors.market_data_connection`, looked up only when a call
+is due: a cached answer costs no query), through the broker adapter and `broker_call`:
 
 - batched: at most QUOTE_BATCH instruments a call; a call with room left also quotes what was asked for lately
-  on the connection and what the caller says is worth having (`also`), so one call serves the next readers too;
+  for the tenant and what the caller says is worth having (`also`), so one call serves the next readers too;
 - budgeted: the adapter spends a token of the app's quote bucket (Kite: one call a second per API key) in Redis
   before each call, so every process together stays within it;
 - cached: each instrument's quote is kept in the default cache (keys in market.caches), `live` for FRESH_SECONDS
   and kept THOR_LIVE_STALE_SECONDS as the last good one;
-- single flight: the calls for a connection are made under one lock (Redis), and whoever waited for it reads
+- single flight: the calls for a tenant are made under one lock (Redis), and whoever waited for it reads
   what the holder stored before calling for what is still missing, so N processes asking for the same
   instruments at once make one call;
 - degrading: when the broker fails (or the budget is spent) each instrument's last good quote is handed out
@@ -170,12 +171,18 @@ Entry = tuple[float, dict[str, Any] | None]
 
 
 class QuoteService:
-    """Quotes through one market-data connection; `clock` (epoch seconds) is injectable for tests."""
+    """A tenant's quotes: `scope` names its cache entries and lock, `connect` finds the market-data connection
+    when a call is due (None: there is none). `clock` (epoch seconds) is injectable for tests."""
 
-    def __init__(self, connection: BrokerConnection, *, clock: Clock | None = None):
-        self.connection = connection
+    def __init__(self, *, scope: str, connect: Callable[[], BrokerConnection | None], clock: Clock | None = None):
+        self.scope = scope
+        self._connect = connect
         self._clock = clock or time.time
-        self._id = connection.pk
+
+    @classmethod
+    def of(cls, connection: BrokerConnection, *, clock: Clock | None = None) -> "QuoteService":
+        """The service calling through this connection, sharing its tenant's cache."""
+        return cls(scope=_scope(connection.app.tenant_id), connect=lambda: connection, clock=clock)
 
     def quotes(
         self, names: Iterable[str], *, also: Callable[[], Iterable[str]] | None = None
@@ -187,12 +194,13 @@ class QuoteService:
         asked = valid_names(names)
         if not asked:
             return {}
+        asked_at = self._clock()
         self._remember_wanted(asked)
         known = self._read(asked)
         failed = self._failed_recently()
         if not failed and self._missing(asked, known):
             with coordination.single_flight(
-                caches.quotes_lock_key(self._id), timeout=LOCK_SECONDS, wait=LOCK_WAIT_SECONDS
+                caches.quotes_lock_key(self.scope), timeout=LOCK_SECONDS, wait=LOCK_WAIT_SECONDS
             ):
                 # Whoever held the lock stored its answer before releasing it: only what it did not quote is asked.
                 known.update(self._read(self._missing(asked, known)))
@@ -200,14 +208,14 @@ class QuoteService:
                 missing = self._missing(asked, known)
                 if missing and not failed:
                     failed = not self._fetch(missing, known, also)
-        return self._answer(asked, known, failed)
+        return self._answer(asked, known, failed, asked_at)
 
     # --- reading and writing the cache ------------------------------------------------------------------
 
     def _read(self, names: list[str]) -> dict[str, Entry]:
         if not names:
             return {}
-        keys = {caches.quote_key(self._id, name): name for name in names}
+        keys = {caches.quote_key(self.scope, name): name for name in names}
         return {keys[key]: entry for key, entry in cache.get_many(list(keys)).items()}
 
     def _missing(self, names: list[str], known: dict[str, Entry]) -> list[str]:
@@ -216,23 +224,23 @@ class QuoteService:
 
     def _store(self, entries: dict[str, Entry]) -> None:
         cache.set_many(
-            {caches.quote_key(self._id, name): entry for name, entry in entries.items()},
+            {caches.quote_key(self.scope, name): entry for name, entry in entries.items()},
             settings.THOR_LIVE_STALE_SECONDS,
         )
 
     def _failed_recently(self) -> bool:
-        failed_at = cache.get(caches.quotes_failed_key(self._id))
+        failed_at = cache.get(caches.quotes_failed_key(self.scope))
         return failed_at is not None and self._clock() - failed_at < FRESH_SECONDS
 
     def _remember_wanted(self, names: list[str]) -> None:
         try:
-            caches.quotes_wanted_add(self._id, names, self._clock())
+            caches.quotes_wanted_add(self.scope, names, self._clock())
         except coordination.CACHE_ERRORS as error:
             _registry_down("Quote registry unavailable: %s", type(error).__name__)
 
     def _wanted(self, limit: int) -> list[str]:
         try:
-            return caches.quotes_wanted(self._id, self._clock(), limit)
+            return caches.quotes_wanted(self.scope, self._clock(), limit)
         except coordination.CACHE_ERRORS as error:
             _registry_down("Quote registry unavailable: %s", type(error).__name__)
             return []
@@ -247,18 +255,23 @@ class QuoteService:
             extra: list[str] = self._wanted(room + len(missing))
             if also is not None:
                 extra += valid_names(list(also())[:MAX_INSTRUMENTS])
-            names += [name for name in dict.fromkeys(extra) if name not in set(missing)][:room]
+            asked = set(missing)
+            names += [name for name in dict.fromkeys(extra) if name not in asked][:room]
         return [names[start : start + QUOTE_BATCH] for start in range(0, len(names), QUOTE_BATCH)]
 
     def _fetch(self, missing: list[str], known: dict[str, Entry], also: Callable[[], Iterable[str]] | None) -> bool:
         """Quote `missing` (and the padding) into the cache and `known`; False when a call failed (what the
         calls before it quoted is kept)."""
+        connection = self._connect()
+        if connection is None:
+            logger.warning("No market-data connection (an active session on a shared Kite app) for %s", self.scope)
+            return False
         for batch in self._batches(missing, also):
             try:
-                quoted = self._call(batch)
+                quoted = self._call(connection, batch)
             except BrokerError as error:
-                logger.warning("Quotes through connection %s failed: %s", self._id, error.code)
-                cache.set(caches.quotes_failed_key(self._id), self._clock(), max(1, round(FRESH_SECONDS)))
+                logger.warning("Quotes through connection %s failed: %s", connection.pk, error.code)
+                cache.set(caches.quotes_failed_key(self.scope), self._clock(), max(1, round(FRESH_SECONDS)))
                 return False
             received_at = self._clock()
             entries: dict[str, Entry] = {
@@ -268,27 +281,30 @@ class QuoteService:
             known.update(entries)
         return True
 
-    def _call(self, batch: list[str]) -> dict[str, Quote]:
+    def _call(self, connection: BrokerConnection, batch: list[str]) -> dict[str, Quote]:
         """One upstream call. The adapter waits up to THOR_KITE_RATE_WAIT for the app's quote token; a call
         right after another (the next batch, or another process's) needs a whole period, which that wait can
         miss by a hair: it is asked once more, waiting again, before the budget counts as spent."""
         for attempt in range(2):
             try:
-                return broker_call(self.connection, lambda adapter: adapter.quotes(batch))
+                return broker_call(connection, lambda adapter: adapter.quotes(batch))
             except BrokerError as error:
                 if error.code != BrokerErrorCode.RATE_LIMITED or attempt:
                     raise
         raise AssertionError("unreachable")
 
-    def _answer(self, asked: list[str], known: dict[str, Entry], failed: bool) -> dict[str, MarketQuote]:
-        now = self._clock()
+    def _answer(
+        self, asked: list[str], known: dict[str, Entry], failed: bool, asked_at: float
+    ) -> dict[str, MarketQuote]:
+        """Live: fresh when asked for, or quoted since (an ask of several calls waits a period for each one
+        after the first, and its first calls' quotes are no less live for it). Stale: the last good quote."""
         answer = {}
         for name in asked:
             received_at, stored = known.get(name, (0.0, None))
             if stored is None:
                 continue
             answer[name] = _market_quote(
-                name, stored, received_at, LIVE if now - received_at < FRESH_SECONDS else STALE
+                name, stored, received_at, LIVE if asked_at - received_at < FRESH_SECONDS else STALE
             )
         if failed and not answer:
             raise MarketDataUnavailable()
@@ -298,11 +314,20 @@ class QuoteService:
 _registry_down = coordination.OccasionalWarning(logger)
 
 
+def _scope(tenant_id: int) -> str:
+    return f"tenant-{tenant_id}"
+
+
 def quote_service(*, tenant=None, tenant_slug: str = "", clock: Clock | None = None) -> QuoteService:
-    """The quote service of a tenant's market-data connection (by tenant or slug; neither: any tenant's);
-    MarketDataUnavailable when it has none."""
-    connection = market_data_connection(tenant=tenant, tenant_slug=tenant_slug)
+    """The quote service of a tenant (by tenant: its connection is looked up when a call is due), or of the
+    market-data connection of the tenant with this slug (neither: of any tenant's); MarketDataUnavailable when a
+    slug's (or any) tenant has none."""
+    if tenant is not None:
+        return QuoteService(scope=_scope(tenant.pk), connect=lambda: market_data_connection(tenant=tenant), clock=clock)
+    connection = market_data_connection(tenant_slug=tenant_slug)
     if connection is None:
-        logger.warning("No market-data connection (an active session on a shared Kite app) for %s", tenant or "any")
+        logger.warning(
+            "No market-data connection (an active session on a shared Kite app) for %s", tenant_slug or "any"
+        )
         raise MarketDataUnavailable()
-    return QuoteService(connection, clock=clock)
+    return QuoteService.of(connection, clock=clock)

@@ -37,7 +37,7 @@ def committed_chain_quotes(sandbox):
     outside the tests' transactions) and removed afterwards."""
     tenant = TenantFactory(slug="chain-history")
     try:
-        yield MarketChainQuotes(QuoteService(market_data_link(sandbox, tenant)))
+        yield MarketChainQuotes(QuoteService.of(market_data_link(sandbox, tenant)))
     finally:
         User.objects.filter(tenant=tenant).delete()
         BrokerApp.objects.filter(tenant=tenant).delete()

@@ -57,7 +57,7 @@ class TestQuotes:
     def test_each_quote_says_when_and_where_it_came_from_and_keeps_the_book(self, market, sandbox):
         clock = Clock()
 
-        quotes = QuoteService(market, clock=clock).quotes(["NSE:INFY", "NSE:SBIN"])
+        quotes = QuoteService.of(market, clock=clock).quotes(["NSE:INFY", "NSE:SBIN"])
 
         infy = quotes["NSE:INFY"]
         assert (infy.last_price, infy.source) == (Decimal("1512.35"), "live")
@@ -70,29 +70,47 @@ class TestQuotes:
         names = ["NSE:INFY", *(f"NSE:NOSUCH{number}" for number in range(599))]
         before = quote_calls(sandbox)
 
-        quotes = QuoteService(market, clock=Clock()).quotes(names)
+        quotes = QuoteService.of(market, clock=Clock()).quotes(names)
 
         # The sandbox refuses a call of more than 500 instruments: two calls answered means two of at most 500.
         assert quote_calls(sandbox) - before == 2
         assert set(quotes) == {"NSE:INFY"}
 
+    def test_quotes_of_an_ask_of_several_calls_are_all_live_however_long_the_budget_made_it_wait(
+        self, market, sandbox, monkeypatch
+    ):
+        clock = Clock()
+        service = QuoteService.of(market, clock=clock)
+        call = service._call
+
+        def call_a_period_later(connection, batch):
+            clock.now += FRESH_SECONDS  # each call waits a budget period for its turn
+            return call(connection, batch)
+
+        monkeypatch.setattr(service, "_call", call_a_period_later)
+        names = ["NSE:INFY", *(f"NSE:NOSUCH{number}" for number in range(599)), "NSE:SBIN"]
+
+        quotes = service.quotes(names)
+
+        assert {name: quote.source for name, quote in quotes.items()} == {"NSE:INFY": "live", "NSE:SBIN": "live"}
+
     def test_a_second_ask_within_the_fresh_period_is_answered_from_the_cache_by_any_instance(self, market, sandbox):
         clock = Clock()
-        QuoteService(market, clock=clock).quotes(["NSE:INFY"])
+        QuoteService.of(market, clock=clock).quotes(["NSE:INFY"])
         before = quote_calls(sandbox)
 
         clock.now += FRESH_SECONDS / 2
-        again = QuoteService(market, clock=clock).quotes(["NSE:INFY"])
+        again = QuoteService.of(market, clock=clock).quotes(["NSE:INFY"])
 
         assert quote_calls(sandbox) == before
         assert again["NSE:INFY"].source == "live"
         clock.now += FRESH_SECONDS
-        QuoteService(market, clock=clock).quotes(["NSE:INFY"])
+        QuoteService.of(market, clock=clock).quotes(["NSE:INFY"])
         assert quote_calls(sandbox) == before + 1
 
     def test_a_call_with_room_also_quotes_what_was_asked_lately_and_what_the_caller_names(self, market, sandbox):
         clock = Clock()
-        service = QuoteService(market, clock=clock)
+        service = QuoteService.of(market, clock=clock)
         service.quotes(["NSE:SBIN"])
         clock.now += FRESH_SECONDS
         service.quotes(["NSE:INFY"], also=lambda: ["NSE:TCS"])
@@ -105,7 +123,7 @@ class TestQuotes:
 
     def test_when_the_broker_fails_the_last_good_quote_is_handed_out_stale(self, market, sandbox):
         clock = Clock()
-        service = QuoteService(market, clock=clock)
+        service = QuoteService.of(market, clock=clock)
         first = service.quotes(["NSE:INFY"])["NSE:INFY"]
         sandbox_fault(sandbox, kind="5xx", path="/quote")
         clock.now += 60
@@ -120,7 +138,7 @@ class TestQuotes:
 
     def test_a_failure_keeps_readers_off_the_broker_for_the_fresh_period(self, market, sandbox):
         clock = Clock()
-        service = QuoteService(market, clock=clock)
+        service = QuoteService.of(market, clock=clock)
         service.quotes(["NSE:INFY"])
         sandbox_fault(sandbox, kind="5xx", path="/quote", count=1)
         clock.now += FRESH_SECONDS
@@ -133,19 +151,25 @@ class TestQuotes:
         assert service.quotes(["NSE:INFY"])["NSE:INFY"].source == "live"
 
     def test_without_a_market_data_connection_nothing_is_asked(self, tenant, other_tenant, sandbox):
-        market_data_link(sandbox, other_tenant)
+        market_data_link(sandbox, other_tenant)  # another tenant's is never used
         before = quote_calls(sandbox)
 
         with pytest.raises(MarketDataUnavailable):
-            quote_service(tenant=tenant)
+            quote_service(tenant=tenant).quotes(["NSE:INFY"])
 
         assert quote_calls(sandbox) == before
+
+    def test_a_cached_answer_costs_no_query(self, market, tenant, django_assert_num_queries):
+        quote_service(tenant=tenant).quotes(["NSE:INFY"])
+
+        with django_assert_num_queries(0):
+            assert quote_service(tenant=tenant).quotes(["NSE:INFY"])["NSE:INFY"].source == "live"
 
 
 @pytest.mark.usefixtures("unbudgeted")
 class TestHostileInput:
     def test_unknown_instruments_are_left_out_and_asked_once_a_period(self, market, sandbox):
-        service = QuoteService(market, clock=Clock())
+        service = QuoteService.of(market, clock=Clock())
         before = quote_calls(sandbox)
 
         answers = [service.quotes(["NSE:NOSUCHSYMBOL", "BSE:ALSONOT"]) for _ in range(3)]
@@ -173,14 +197,14 @@ class TestHostileInput:
     def test_a_malformed_name_is_left_out_without_asking_the_broker(self, market, sandbox, name):
         before = quote_calls(sandbox)
 
-        assert QuoteService(market, clock=Clock()).quotes([name]) == {}
+        assert QuoteService.of(market, clock=Clock()).quotes([name]) == {}
         assert quote_calls(sandbox) == before
 
     def test_a_huge_list_is_refused_before_anything_is_asked(self, market, sandbox):
         before = quote_calls(sandbox)
 
         with pytest.raises(TooManyInstruments) as refused:
-            QuoteService(market, clock=Clock()).quotes(f"NSE:S{number}" for number in range(MAX_INSTRUMENTS + 1))
+            QuoteService.of(market, clock=Clock()).quotes(f"NSE:S{number}" for number in range(MAX_INSTRUMENTS + 1))
 
         assert refused.value.status_code == 400
         assert quote_calls(sandbox) == before
@@ -188,7 +212,7 @@ class TestHostileInput:
     def test_a_repeated_name_is_asked_once(self, market, sandbox):
         before = quote_calls(sandbox)
 
-        quotes = QuoteService(market, clock=Clock()).quotes(["NSE:INFY"] * MAX_INSTRUMENTS)
+        quotes = QuoteService.of(market, clock=Clock()).quotes(["NSE:INFY"] * MAX_INSTRUMENTS)
 
         assert list(quotes) == ["NSE:INFY"]
         assert quote_calls(sandbox) - before == 1
@@ -200,7 +224,7 @@ class TestBudget:
 
     def test_two_processes_make_one_call_a_second_between_them(self, market, sandbox, settings, time_passes):
         settings.THOR_KITE_RATE_WAIT = 0
-        first, second = QuoteService(market), QuoteService(market)
+        first, second = QuoteService.of(market), QuoteService.of(market)
         before = quote_calls(sandbox)
 
         first.quotes(["NSE:INFY"])
@@ -224,7 +248,7 @@ def test_many_askers_at_once_make_one_upstream_call(market, sandbox, unbudgeted)
     def ask():
         try:
             barrier.wait()
-            answers.append(QuoteService(market, clock=clock).quotes(["NSE:INFY", "NSE:SBIN"]))
+            answers.append(QuoteService.of(market, clock=clock).quotes(["NSE:INFY", "NSE:SBIN"]))
         except Exception as error:  # reported below, not lost in the thread
             errors.append(error)
         finally:
