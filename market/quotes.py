@@ -301,7 +301,8 @@ class QuoteService:
         answer = {}
         for name in asked:
             received_at, stored = known.get(name, (0.0, None))
-            if stored is None:
+            # Kept no longer than THOR_LIVE_STALE_SECONDS by this clock too (the cache's TTL runs on its own).
+            if stored is None or asked_at - received_at >= settings.THOR_LIVE_STALE_SECONDS:
                 continue
             answer[name] = _market_quote(
                 name, stored, received_at, LIVE if asked_at - received_at < FRESH_SECONDS else STALE
