@@ -1,6 +1,6 @@
 from django.contrib import admin, messages
 
-from accounts.models import BrokerOrderId, Order, OrderEvent, PaperPosition, TradingAccount
+from accounts.models import AuditChainHead, BrokerOrderId, Order, OrderEvent, PaperPosition, TradingAccount
 from accounts.placement import live_order_settle
 from identity.admin import ReadOnlyMixin, UserAdmin
 from identity.models import User
@@ -102,9 +102,20 @@ class OrderAdmin(admin.ModelAdmin):
 
 @admin.register(OrderEvent)
 class OrderEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
-    list_display = ["id", "created_at", "account", "order", "kind", "actor", "request_id"]
+    """The audit trail: read-only, never deleted here (`manage.py verify_audit` checks its hash chain)."""
+
+    list_display = ["id", "created_at", "account", "order", "kind", "actor", "request_id", "chain_index"]
     list_filter = ["kind"]
     search_fields = ["request_id", "order__client_order_id", "account__user__email"]
+    raw_id_fields = ["account", "order", "actor"]
+    actions = None
+
+
+@admin.register(AuditChainHead)
+class AuditChainHeadAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = ["account", "length", "last_hash", "sealed_at", "purged_count", "purged_at"]
+    raw_id_fields = ["account"]
+    actions = None
 
 
 class TradingAccountInline(admin.TabularInline):

@@ -57,7 +57,7 @@ def _on_tick(value: Decimal, tick: Decimal) -> bool:
 
 def active_user_check(user) -> None:
     """The user of the locked account is still active: authentication may have taken them from its short
-    cache (identity.authentication.UserLockedJWTAuthentication), which a change made behind its back (a
+    cache (identity.authentication, `user_checked_under_lock`), which a change made behind its back (a
     bulk update) reaches only when it expires."""
     if not user.is_active:
         raise ApplicationError("User is inactive", code="user_inactive", status_code=status.HTTP_401_UNAUTHORIZED)

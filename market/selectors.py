@@ -5,9 +5,10 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
+from brokers.models import BrokerConnection, BrokerKind
 from market.caches import MISSING, instrument_cached, instrument_remember, last_prices_read
 from market.models import Instrument
 from thor.coordination import OccasionalWarning
@@ -94,3 +95,17 @@ def instrument_last_prices(instruments: Iterable[tuple[str, str]]) -> dict[tuple
         _store_down("Could not read the market stream's last prices: %s", type(error).__name__)
         return {}
     return {tokens[token]: price for token, price in heard.items()}
+
+
+def market_data_connection(*, tenant=None, tenant_slug: str = "") -> BrokerConnection | None:
+    """The connection a tenant's market data comes through: the most recently synced active session on one of
+    its shared Kite apps (never a user's own app, whose rate budget and session are the customer's). Without a
+    tenant, any tenant's (the analytics and the stream of a single-tenant installation)."""
+    connections = BrokerConnection.objects.filter(
+        app__kind=BrokerKind.KITE, app__owner__isnull=True, status=BrokerConnection.Status.ACTIVE
+    ).exclude(access_token="")
+    if tenant is not None:
+        connections = connections.filter(app__tenant=tenant)
+    if tenant_slug:
+        connections = connections.filter(app__tenant__slug=tenant_slug)
+    return connections.select_related("app").order_by(F("last_sync_at").desc(nulls_last=True), "-id").first()

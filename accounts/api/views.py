@@ -17,7 +17,6 @@ from brokers import services as broker_services
 from brokers.adapters.types import OrderRequest
 from brokers.api.serializers import KitePostbackInputSerializer, KitePostbackOutputSerializer
 from brokers.api.views import query_and_body
-from identity.authentication import UserLockedJWTAuthentication
 from thor.errors import ApplicationError, error_responses
 from thor.pagination import StrictCursorPagination
 from thor.renderers import OrjsonRenderer
@@ -259,9 +258,9 @@ class OrderCursorPagination(StrictCursorPagination):
 
 
 class OrdersView(APIView):
-    # A placement reads its user's row again under the account lock (accounts.orders.place): no user SELECT
-    # of its own before it.
-    authentication_classes = [UserLockedJWTAuthentication]
+    # A placement reads its user's row again under the account lock (accounts.orders.place): authentication
+    # takes the cached user (identity.authentication).
+    user_checked_under_lock = True
     throttle_classes = [OrderRateThrottle]
     renderer_classes = [OrjsonRenderer]
 

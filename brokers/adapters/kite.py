@@ -30,6 +30,7 @@ from brokers.adapters.base import BrokerAdapter
 from brokers.adapters.errors import BrokerError, BrokerErrorCode
 from brokers.adapters.kite_autoslice import sliced_placement_of
 from brokers.adapters.types import (
+    DepthLevel,
     Funds,
     Holding,
     OrderRequest,
@@ -167,6 +168,21 @@ def _as_aware(value: object) -> datetime | None:
 
 def _optional_decimal(value: object) -> Decimal | None:
     return None if value in (None, "") else to_decimal(value)
+
+
+def _depth(levels: object) -> tuple[DepthLevel, ...]:
+    """Kite's depth side (five levels, best first); the empty levels it pads a thin book with are left out."""
+    if not isinstance(levels, list):
+        return ()
+    return tuple(
+        DepthLevel(
+            price=to_decimal(level.get("price")),
+            quantity=int(level.get("quantity") or 0),
+            orders=int(level.get("orders") or 0),
+        )
+        for level in levels
+        if isinstance(level, dict) and level.get("price") and level.get("quantity")
+    )
 
 
 def _as_sent(payload: Mapping[str, Any]) -> dict[str, Any]:
@@ -479,6 +495,9 @@ class KiteAdapter(BrokerAdapter):
                     timestamp=_as_aware(item.get("timestamp")),
                     lower_circuit_limit=_optional_decimal(item.get("lower_circuit_limit")),
                     upper_circuit_limit=_optional_decimal(item.get("upper_circuit_limit")),
+                    oi=item.get("oi"),
+                    bids=_depth((item.get("depth") or {}).get("buy")),
+                    asks=_depth((item.get("depth") or {}).get("sell")),
                     raw=_as_sent(item),
                 )
         return quotes

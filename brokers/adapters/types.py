@@ -158,6 +158,15 @@ class OrderResult:
 
 
 @dataclass(frozen=True)
+class DepthLevel:
+    """One level of the order book: `quantity` at `price` across `orders` orders."""
+
+    price: Decimal
+    quantity: int
+    orders: int = 0
+
+
+@dataclass(frozen=True)
 class Quote:
     symbol: str
     exchange: str
@@ -172,4 +181,8 @@ class Quote:
     # The exchange's daily price band (Kite's circuit limits); None where the broker does not say.
     lower_circuit_limit: Decimal | None = None
     upper_circuit_limit: Decimal | None = None
+    # Open interest (derivatives), and the book's best levels, best first, where the broker gives them.
+    oi: int | None = None
+    bids: tuple[DepthLevel, ...] = ()
+    asks: tuple[DepthLevel, ...] = ()
     raw: dict[str, Any] = field(default_factory=dict, compare=False)

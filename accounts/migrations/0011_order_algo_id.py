@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('accounts', '0009_order_charges'),
+        ('accounts', '0010_audit_chain'),
     ]
 
     operations = [
