@@ -57,7 +57,7 @@ def book_load(account_id: int) -> Book | None:
     if account is None or account.mode != TradingAccount.Mode.PAPER:
         return None
     try:
-        # The valuation REST shows (quotes, or the stream's price where newer): the book starts where a read is.
+        # The valuation REST shows (the stream's price while fresh, else the quote): the book starts where a read is.
         valued = selectors.paper_valuation(account).positions
     except ApplicationError:
         # No quotes right now: the ticks price what they reach; until then a position is at its average price.
