@@ -168,7 +168,7 @@ def order_place(
     A paper order above the exchange's freeze quantity is placed as slices under one parent order
     (accounts.slicing); a live one is refused above it (Kite's autoslice is not used yet)."""
     sliceable = account.mode == TradingAccount.Mode.PAPER
-    instrument = order_request_check(request=request, sliceable=sliceable)
+    instrument = order_request_check(request=request, sliceable=sliceable, account=account)
     slices = freeze_slices(instrument=instrument, quantity=request.quantity) if sliceable else [request.quantity]
     band = band_quote(account=account, request=request)  # a broker call: read before any lock is taken
     prices = last_prices(account, [request])
