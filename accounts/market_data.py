@@ -86,7 +86,7 @@ class Instrument:
         return self.expiry < local.date() or (self.expiry == local.date() and local.time() >= self.rules.session_end)
 
 
-def instrument_get(*, exchange: str, symbol: str, account=None) -> Instrument | None:
+def instrument_get(*, exchange: str, symbol: str, account: TradingAccount | None = None) -> Instrument | None:
     """The instrument, or None when the exchange is unknown or a derivative contract is not listed.
 
     Expired contracts are returned (orders on them are still priced and settled); the checks refuse them.
