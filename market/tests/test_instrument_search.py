@@ -9,7 +9,8 @@ import pytest
 import responses
 from django.core.cache import cache
 from django.utils import timezone
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from brokers.models import BrokerKind
@@ -95,7 +96,7 @@ steps = st.lists(
 
 
 @pytest.mark.django_db
-@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])  # examples: the profile (conftest)
+@hypothesis_settings(suppress_health_check=[HealthCheck.function_scoped_fixture])  # examples: the profile (conftest)
 @given(sequence=steps)
 def test_lookups_ask_schwab_at_most_once_a_symbol_and_store_only_what_it_lists(schwab_connection, sequence):
     tenant = schwab_connection.app.tenant
