@@ -55,6 +55,14 @@ def _on_tick(value: Decimal, tick: Decimal) -> bool:
     return value % tick == 0
 
 
+def active_user_check(user) -> None:
+    """The user of the locked account is still active: authentication may have taken them from its short
+    cache (identity.authentication.UserLockedJWTAuthentication), which a change made behind its back (a
+    bulk update) reaches only when it expires."""
+    if not user.is_active:
+        raise ApplicationError("User is inactive", code="user_inactive", status_code=status.HTTP_401_UNAUTHORIZED)
+
+
 def order_request_check(
     *, request: OrderRequest, sliceable: bool = False, account: TradingAccount | None = None
 ) -> Instrument:

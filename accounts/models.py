@@ -97,6 +97,9 @@ class Order(models.Model):
     status_message = models.CharField(max_length=500, blank=True)
     filled_quantity = models.DecimalField(max_digits=18, decimal_places=4, default=Decimal("0"))
     average_price = models.DecimalField(max_digits=18, decimal_places=4, null=True, blank=True)
+    # Paper fills only: what the fill cost beyond its price (accounts.charges), debited from cash; a sliced
+    # order's parent shows its slices' sum. Null where nothing was charged by Thor (live orders, unfilled ones).
+    charges = models.DecimalField(max_digits=18, decimal_places=2, null=True, blank=True)
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)
     request_fingerprint = models.CharField(max_length=64, blank=True)
     raw = models.JSONField(default=dict, blank=True, help_text="The broker's last payload for this order.")

@@ -73,6 +73,7 @@ def order_data(order) -> dict:
         "status_message": order.status_message,
         "filled_quantity": _quantity(order.filled_quantity),
         "average_price": _price(order.average_price),
+        "charges": _money(order.charges),
         "created_at": _timestamp(order.created_at),
         "updated_at": _timestamp(order.updated_at),
         "children": [_child_data(child) for child in getattr(order, "child_orders", ())],
@@ -143,7 +144,7 @@ def holdings_data(holdings) -> list[dict]:
     return [holding_data(holding) for holding in holdings]
 
 
-FUNDS_AMOUNTS = ("cash", "available", "utilised", "buying_power", "net_liquidation")
+FUNDS_AMOUNTS = ("cash", "available", "utilised", "buying_power", "net_liquidation", "charges_today")
 
 
 def funds_data(funds) -> dict:

@@ -85,10 +85,12 @@ def parent_aggregate(*, parent: Order, actor=None) -> Order:
         (child.filled_quantity * child.average_price for child in children if child.average_price is not None),
         Decimal("0"),
     )
+    charged = [child.charges for child in children if child.charges is not None]
     status, message = _aggregate_status(children)
     before = order_state(parent)
     parent.filled_quantity = filled
     parent.average_price = (value / filled).quantize(Decimal("0.0001")) if filled else None
+    parent.charges = sum(charged, Decimal("0.00")) if charged else None
     parent.status = status
     parent.status_message = message
     parent.child_orders = children  # type: ignore[attr-defined]  # what the presenter shows

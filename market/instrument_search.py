@@ -3,7 +3,8 @@
 Kite publishes a daily dump of everything it lists; Schwab publishes none, only an instrument search
 (`GET /marketdata/v1/instruments`, the Schwab adapter's `search_instruments`). So the master holds the US
 seed (sources.us_seed_rows) and, from then on, every US symbol a paper order named that Schwab lists as an
-equity or ETF: lot 1, tick 0.01, multiplier 1, USD, on the exchange Schwab gives (Thor's NASDAQ or NYSE).
+equity or ETF: lot 1, tick 0.01, multiplier 1, USD, on the exchange Schwab gives (Thor's NASDAQ or NYSE),
+with its streaming token (market.us_tokens) as the seed's have.
 
 The lookup goes through the tenant's Schwab market-data connection (`schwab_market_data_connection`: the
 most recently synced active session on the tenant's shared Schwab app; Schwab's market data is the same
@@ -36,6 +37,7 @@ from brokers.services import broker_call
 from market import caches
 from market.loading import instrument_upsert
 from market.models import Instrument
+from market.us_tokens import us_token
 from thor.coordination import single_flight
 
 logger = logging.getLogger("market.instrument_search")
@@ -165,6 +167,8 @@ def us_instrument_lookup(*, exchange: str, symbol: str, tenant) -> Instrument | 
                 "instrument_type": "EQ",
                 "tick_size": US_TICK_SIZE,
                 "lot_size": 1,
+                # As the seed's: the Schwab stream can follow it (market.us_tokens).
+                "instrument_token": str(us_token(symbol) or ""),
             },
             source=Instrument.Source.SCHWAB,
         )

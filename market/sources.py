@@ -13,6 +13,7 @@ from kiteconnect import KiteConnect
 from kiteconnect.exceptions import KiteException
 from requests import RequestException
 
+from market.us_tokens import us_token
 from thor.errors import ApplicationError
 
 US_SEED_CSV = Path(__file__).parent / "data" / "us_equities.csv"
@@ -47,7 +48,16 @@ def us_seed_rows() -> list[dict[str, str]]:
     """The US equities Thor lists before anyone looks one up.
 
     Any other US symbol is looked up at Schwab the first time a paper order names it, through the tenant's
-    Schwab connection (market.instrument_search), and stored beside these.
+    Schwab connection (market.instrument_search), and stored beside these. Each has its streaming
+    token (market.us_tokens).
     """
     with open(US_SEED_CSV, newline="", encoding="utf-8") as handle:
-        return [{**row, "segment": row["exchange"], "instrument_type": "EQ"} for row in csv.DictReader(handle)]
+        return [
+            {
+                **row,
+                "segment": row["exchange"],
+                "instrument_type": "EQ",
+                "instrument_token": str(us_token(row["tradingsymbol"]) or ""),
+            }
+            for row in csv.DictReader(handle)
+        ]

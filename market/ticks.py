@@ -30,6 +30,7 @@ from twisted.internet import reactor
 
 from brokers.models import BrokerConnection, BrokerKind
 from market import caches
+from market.us_tokens import is_us_token
 from thor.realtime import publish
 
 logger = logging.getLogger("market.ticks")
@@ -173,7 +174,8 @@ class MarketStream:
         self.refused.set()
 
     def _wanted(self) -> set[int]:
-        watched = caches.watched_tokens()
+        # US symbols' tokens are the Schwab stream's (market.schwab_stream): Kite does not know them.
+        watched = {token for token in caches.watched_tokens() if not is_us_token(token)}
         if len(watched) > MAX_TOKENS:
             logger.warning("%d tokens watched; Kite streams %d on a connection", len(watched), MAX_TOKENS)
             watched = set(sorted(watched)[:MAX_TOKENS])

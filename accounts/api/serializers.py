@@ -134,6 +134,11 @@ class OrderOutputSerializer(serializers.Serializer):
     status_message = serializers.CharField()
     filled_quantity = QuantityField()
     average_price = PriceField(allow_null=True)
+    charges = MoneyField(
+        allow_null=True,
+        help_text="Paper orders: what the fill cost beyond its price (brokerage, taxes and fees of the tenant's "
+        "schedule), debited from cash; a sliced order shows its slices' sum. Null when nothing was charged.",
+    )
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
     children = OrderChildOutputSerializer(
@@ -197,6 +202,11 @@ class FundsOutputSerializer(serializers.Serializer):
     utilised = MoneyField()
     buying_power = MoneyField()
     net_liquidation = MoneyField()
+    charges_today = MoneyField(
+        allow_null=True,
+        help_text="Paper accounts: the charges of today's fills (the account's exchange day), already taken from "
+        "cash. Null on live accounts (the broker's own figures).",
+    )
 
 
 def envelope_serializer(name: str, data_field: serializers.Field) -> type[serializers.Serializer]:

@@ -16,6 +16,7 @@ from brokers import services as broker_services
 from brokers.adapters.types import OrderRequest
 from brokers.api.serializers import KitePostbackInputSerializer, KitePostbackOutputSerializer
 from brokers.api.views import query_and_body
+from identity.authentication import UserLockedJWTAuthentication
 from thor.errors import ApplicationError, error_responses
 from thor.pagination import StrictCursorPagination
 from thor.renderers import OrjsonRenderer
@@ -256,6 +257,9 @@ class OrderCursorPagination(StrictCursorPagination):
 
 
 class OrdersView(APIView):
+    # A placement reads its user's row again under the account lock (accounts.orders.place): no user SELECT
+    # of its own before it.
+    authentication_classes = [UserLockedJWTAuthentication]
     throttle_classes = [OrderRateThrottle]
     renderer_classes = [OrjsonRenderer]
 
@@ -304,7 +308,7 @@ class OrdersView(APIView):
         },
     )
     def post(self, request, account_id):
-        account = selectors.account_get(user=request.user, account_ref=account_id)
+        account = selectors.account_for_order_get(user=request.user, account_ref=account_id)
         key = idempotency_key(request)
         data = serializers.OrderInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)

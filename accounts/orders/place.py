@@ -16,6 +16,7 @@ from rest_framework import status
 from accounts import placement
 from accounts.audit import order_event_record
 from accounts.checks import (
+    active_user_check,
     currency_check,
     order_request_check,
     order_value_price,
@@ -175,6 +176,7 @@ def order_place(
     try:
         with transaction.atomic():
             locked = account_lock(account_id=account.pk, idempotency_key=idempotency_key)
+            active_user_check(locked.user)
             if idempotency_key and locked.key_used:
                 placed = placed_order_for_key(account=locked, key=idempotency_key, fingerprint=fingerprint)
                 if placed is not None:

@@ -156,6 +156,7 @@ class TestOrder:
             "status_message": "",
             "filled_quantity": 0,
             "average_price": None,
+            "charges": None,
             "created_at": "2026-03-02T09:15:00.123456Z",
             "updated_at": "2026-03-02T09:15:01Z",
             "children": [],
@@ -326,6 +327,7 @@ class TestFunds:
             "utilised": "14000.50",
             "buying_power": "85999.50",
             "net_liquidation": "115000.00",
+            "charges_today": None,
         }
 
     def test_an_overdrawn_account_shows_negative_cash(self):

@@ -17,6 +17,7 @@ from market.instrument_search import FAILED_SECONDS, us_instrument_lookup
 from market.loading import instruments_load
 from market.models import Instrument
 from market.sources import us_seed_rows
+from market.us_tokens import us_token
 
 pytestmark = [pytest.mark.django_db, pytest.mark.e2e]
 
@@ -57,6 +58,7 @@ def test_a_symbol_beyond_the_seed_is_looked_up_once_stored_and_filled(alice_clie
         "USD",
     )
     assert tsla.tick_size == Decimal("0.01") and tsla.tradable and not tsla.expired
+    assert tsla.instrument_token == us_token("TSLA")
     assert searches(schwab_sandbox) == 1
     account.refresh_from_db()
     assert account.cash == Decimal("100000.00") - 3 * Decimal("250.00")

@@ -47,6 +47,8 @@ class Funds:
     utilised: Decimal
     buying_power: Decimal
     net_liquidation: Decimal
+    # Paper accounts: the charges of today's fills (accounts.charges); brokers do not say (None).
+    charges_today: Decimal | None = None
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
