@@ -36,7 +36,7 @@ def pytest_configure(config):
         pytest.exit("CI must run against PostgreSQL: set DATABASE_URL (make test does).", returncode=2)
     # Password hashing strength is not under test; a fast hasher keeps the suite quick.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    # Paper fills at known prices; a test that wants the sandbox's moving prices says so.
+    # Paper fills at known prices; a test that wants quotes through a market-data connection says so (`market_data`).
     settings.THOR_PAPER_PRICE_SOURCE = "fixed"
 
 

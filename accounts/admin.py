@@ -1,6 +1,6 @@
 from django.contrib import admin, messages
 
-from accounts.models import BrokerOrderId, Order, OrderEvent, PaperPosition, TradingAccount
+from accounts.models import AuditChainHead, BrokerOrderId, Order, OrderEvent, PaperPosition, TradingAccount
 from accounts.placement import live_order_settle
 from identity.admin import ReadOnlyMixin, UserAdmin
 from identity.models import User
@@ -66,11 +66,12 @@ class BrokerOrderIdInline(ReadOnlyMixin, admin.TabularInline):
 class OrderAdmin(admin.ModelAdmin):
     list_display = [
         "id", "account", "side", whole_quantity, "exchange", "symbol", "order_type", "status", "broker_order_id",
-        "created_at",
+        "algo_id", "parent", "created_at",
     ]  # fmt: skip
     # "Needs review" in the status filter is the operator's queue of placements the book could not settle.
     list_filter = ["status", "side", "order_type", "exchange"]
-    search_fields = ["client_order_id", "broker_order_id", "symbol", "account__user__email"]
+    # An exchange's audit asks for the orders of one algo id: search by it.
+    search_fields = ["client_order_id", "broker_order_id", "symbol", "algo_id", "account__user__email"]
     raw_id_fields = ["account"]
     readonly_fields = [field.name for field in Order._meta.fields]
     inlines = [BrokerOrderIdInline, OrderEventInline]
@@ -101,9 +102,20 @@ class OrderAdmin(admin.ModelAdmin):
 
 @admin.register(OrderEvent)
 class OrderEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
-    list_display = ["id", "created_at", "account", "order", "kind", "actor", "request_id"]
+    """The audit trail: read-only, never deleted here (`manage.py verify_audit` checks its hash chain)."""
+
+    list_display = ["id", "created_at", "account", "order", "kind", "actor", "request_id", "chain_index"]
     list_filter = ["kind"]
     search_fields = ["request_id", "order__client_order_id", "account__user__email"]
+    raw_id_fields = ["account", "order", "actor"]
+    actions = None
+
+
+@admin.register(AuditChainHead)
+class AuditChainHeadAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = ["account", "length", "last_hash", "sealed_at", "purged_count", "purged_at"]
+    raw_id_fields = ["account"]
+    actions = None
 
 
 class TradingAccountInline(admin.TabularInline):

@@ -1,6 +1,7 @@
 """OrderEvent rows: one for every state change of an order and for account-wide actions.
 
-Every order change is also published to the order WebSocket once it commits.
+Every order change is also published to the order WebSocket once it commits. The rows are hash-chained per
+account after they commit, off this path (accounts.audit_chain), and kept for THOR_AUDIT_RETENTION_DAYS.
 """
 
 from decimal import Decimal

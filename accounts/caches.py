@@ -14,9 +14,8 @@ zerver/lib/cache.py).
   every committed save or delete of one of its orders moves the version on;
 - the counts of open order sockets (accounts.ws_connections) and the accounts a socket follows
   (accounts.followers), expiring on their own;
-- when each Schwab account's orders were last polled (accounts.polling), a Schwab connection's account
-  numbers (accounts.schwab), and a tenant's paper price table (accounts.prices), each kept for its own
-  period;
+- when each Schwab account's orders were last polled (accounts.polling), and a Schwab connection's account
+  numbers (accounts.schwab), each kept for its own period (paper prices are the market's quotes: market.caches);
 - the quote a live LIMIT/SL order's price band was set from (accounts.price_bands),
   `thor:band-quote:{connection_id}:{exchange}:{symbol}`, kept THOR_PRICE_BAND_QUOTE_SECONDS: a ladder of
   orders on one instrument costs one quote (Kite allows one a second per app), expiring on its own.
@@ -92,7 +91,7 @@ def flush_order_pages(account_id: int) -> None:
         cache.incr(orders_version_key(account_id))
 
 
-# --- sockets, polling, Schwab's account numbers, paper prices -----------------------------------
+# --- sockets, polling, Schwab's account numbers -----------------------------------------------
 
 
 def ws_connections_user_key(user_id: int) -> str:
@@ -117,10 +116,6 @@ def schwab_account_numbers_key(connection: BrokerConnection) -> str:
 
 def schwab_accounts_key(connection: BrokerConnection, *, tenant_slug: str) -> str:
     return snapshots.key(tenant_slug, f"connection-{connection.pk}", "schwab-accounts")
-
-
-def paper_prices_key(tenant_slug: str) -> str:
-    return snapshots.key(tenant_slug, "paper", "prices")
 
 
 def band_quote_key(connection_id: int, exchange: str, symbol: str) -> str:

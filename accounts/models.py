@@ -93,6 +93,9 @@ class Order(models.Model):
     trigger_price = models.DecimalField(max_digits=18, decimal_places=4, null=True, blank=True)
     validity = models.CharField(max_length=8, default="DAY")
     tag = models.CharField(max_length=20, blank=True)
+    # The exchange algo (strategy) id the order carries (the tenant's `algo_ids`): sent as Kite's `algo_id`, a
+    # field of its own, so Kite's one `tag` stays Thor's client order id (README "Trading live from India").
+    algo_id = models.CharField(max_length=20, blank=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
     status_message = models.CharField(max_length=500, blank=True)
     filled_quantity = models.DecimalField(max_digits=18, decimal_places=4, default=Decimal("0"))
@@ -182,12 +185,29 @@ class BrokerOrderId(models.Model):
         return f"{self.broker_order_id} -> order {self.order_id}"
 
 
-class OrderEvent(models.Model):
-    """Append-only audit of every state change of an order (and account-wide actions such as reset)."""
+class AuditDeletionRefused(Exception):
+    pass
 
-    account = models.ForeignKey(TradingAccount, on_delete=models.CASCADE, related_name="events")
+
+class OrderEventQuerySet(models.QuerySet):
+    def delete(self):
+        raise AuditDeletionRefused(
+            "Audit rows are never deleted through the ORM: `manage.py purge_audit` removes those past retention."
+        )
+
+
+class OrderEvent(models.Model):
+    """Append-only audit of every state change of an order (and account-wide actions such as reset).
+
+    Hash-chained per account by accounts.audit_chain after the row commits (chain_index, prev_hash, hash
+    stay empty until then): the writers on the placement path add no statement for it. Kept for
+    THOR_AUDIT_RETENTION_DAYS; nothing that deletes an account, a user or a tenant takes these rows with it.
+    """
+
+    # PROTECT (account and actor): deleting either must not silently remove, or rewrite, a hashed row.
+    account = models.ForeignKey(TradingAccount, on_delete=models.PROTECT, related_name="events")
     order = models.ForeignKey(Order, null=True, blank=True, on_delete=models.PROTECT, related_name="events")
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT)
     kind = models.CharField(max_length=40)
     request_id = models.CharField(max_length=64, blank=True)
     before = models.JSONField(default=dict, blank=True)
@@ -200,13 +220,58 @@ class OrderEvent(models.Model):
     # The order's updated_at after this change, which its update showed: a resync shows the same.
     order_updated_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # The account's audit chain (accounts.audit_chain): position, the previous event's hash, this one's.
+    chain_index = models.PositiveBigIntegerField(null=True, blank=True)
+    prev_hash = models.CharField(max_length=64, blank=True, default="")
+    hash = models.CharField(max_length=64, blank=True, default="")
+
+    objects = OrderEventQuerySet.as_manager()
 
     class Meta:
         ordering = ["created_at", "id"]
-        indexes = [models.Index(fields=["account", "last_seq"], name="order_events_by_stream_seq")]
+        indexes = [
+            models.Index(fields=["account", "last_seq"], name="order_events_by_stream_seq"),
+            # The sealer's work list: only rows not sealed yet, so it stays a few rows however old the trail.
+            models.Index(fields=["account", "id"], condition=Q(chain_index__isnull=True), name="order_events_unsealed"),
+        ]
+        constraints = [
+            # Partial: an insert (unsealed) does not touch it; it also serves the chain's reads in order.
+            models.UniqueConstraint(
+                fields=["account", "chain_index"],
+                condition=Q(chain_index__isnull=False),
+                name="one_order_event_per_chain_index",
+            )
+        ]
 
     def __str__(self):
         return f"{self.kind} @ {self.created_at:%Y-%m-%d %H:%M:%S}"
+
+    def delete(self, *args, **kwargs):
+        raise AuditDeletionRefused("Audit rows are never deleted one by one: they are the record of what happened.")
+
+
+GENESIS_HASH = "0" * 64
+
+
+class AuditChainHead(models.Model):
+    """Where an account's audit chain ends (and, after a purge, where its kept part starts).
+
+    Its row is the sealers' lock (select_for_update), so two never chain the same events. `length` and
+    `last_hash` let a verifier see events deleted from the end, which no later hash would betray.
+    """
+
+    account = models.OneToOneField(TradingAccount, primary_key=True, on_delete=models.CASCADE, related_name="audit")
+    length = models.PositiveBigIntegerField(default=0, help_text="Events ever chained (chain_index of the next).")
+    last_hash = models.CharField(max_length=64, default=GENESIS_HASH)
+    sealed_at = models.DateTimeField(null=True, blank=True)
+    # A purge (accounts.audit_retention) removes a prefix of the chain and keeps its checkpoint: the hash of
+    # the last removed event, which the first kept one names as prev_hash, and which covers all removed.
+    purged_count = models.PositiveBigIntegerField(default=0)
+    purged_through_hash = models.CharField(max_length=64, default=GENESIS_HASH)
+    purged_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return f"account {self.account_id}: {self.length} events chained"
 
 
 class AccountStream(models.Model):

@@ -69,6 +69,7 @@ def order_data(order) -> dict:
         "trigger_price": _price(order.trigger_price),
         "validity": order.validity,
         "tag": order.tag,
+        "algo_id": order.algo_id,
         "status": order.status,
         "status_message": order.status_message,
         "filled_quantity": _quantity(order.filled_quantity),
@@ -83,8 +84,10 @@ def order_data(order) -> dict:
 def _child_data(child) -> dict:
     return {
         "id": child.pk,
+        "broker_order_id": child.broker_order_id,
         "quantity": _quantity(child.quantity),
         "status": child.status,
+        "status_message": child.status_message,
         "filled_quantity": _quantity(child.filled_quantity),
         "average_price": _price(child.average_price),
     }

@@ -1,5 +1,6 @@
 from celery import shared_task
 
+from accounts.audit_chain import SEAL_RUN_BUDGET, chain_seal
 from accounts.paper import paper_orders_match
 from accounts.paper_closing import expired_positions_settle, mis_positions_square_off
 from accounts.polling import schwab_orders_poll
@@ -33,3 +34,9 @@ def square_off_paper_positions() -> int:
 def settle_expired_paper_positions() -> int:
     """Every few minutes: paper positions in contracts past their expiry, settled (accounts.paper_closing)."""
     return expired_positions_settle()
+
+
+@shared_task(name="accounts.tasks.seal_audit_chains", ignore_result=True)
+def seal_audit_chains() -> int:
+    """Every few seconds: hash-chain the audit rows committed since (accounts.audit_chain says why not at once)."""
+    return chain_seal(wait=False, budget=SEAL_RUN_BUDGET).sealed

@@ -4,7 +4,6 @@
   snapshot they were computed from, so a new snapshot is a new key and needs no flush.
 - The first-snapshot marker: a failed attempt to take an underlying's first snapshot is not retried by every
   reader within a snapshot period. A snapshot stored (by the beat task or a reader) flushes it on commit.
-- The sandbox quote source's session token (development): flushed when the sandbox refuses it.
 """
 
 import hashlib
@@ -50,11 +49,3 @@ def remember_first_snapshot_failed(underlying: str) -> None:
 
 def flush_first_snapshot_failed(underlying: str) -> None:
     cache.delete(first_snapshot_failed_key(underlying))
-
-
-def sandbox_session_key(api_key: str, root: str) -> str:
-    return f"{PREFIX}:sandbox-session:{api_key}:{root}"
-
-
-def flush_sandbox_session(api_key: str, root: str) -> None:
-    cache.delete(sandbox_session_key(api_key, root))

@@ -125,7 +125,6 @@ def start() -> Stack:
     manage = [PYTHON, "manage.py"]
     # Every command is built here from constants and free ports, none from input.
     subprocess.run([*manage, "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)  # noqa: S603
-    subprocess.run([*manage, "seed_demo"], cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)  # noqa: S603
     commands = {
         "sandbox": [*manage, "run_broker_sandbox", "--port", str(sandbox_port)],
         "thor": [PYTHON, "-m", "thor.serve", "--host", "127.0.0.1", "--port", str(thor_port), "--log-level", "warning"],
@@ -137,6 +136,8 @@ def start() -> Stack:
                     subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
                 )
         _wait_until_up(stack)
+        # Once the sandbox is up: seed_demo links the demo tenant's market-data session at its Kite.
+        subprocess.run([*manage, "seed_demo"], cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)  # noqa: S603
     except BaseException:
         stack.stop()
         raise

@@ -4,7 +4,7 @@ An SPA's reads should not load the same user row on every request (nor, with it,
 token's session: a logged-out session's access tokens are refused at once, identity.sessions). So a read
 (GET, HEAD, OPTIONS) asks the cache once, for the user and its session's state together, and keeps a user
 it had to load for THOR_READ_CACHE_SECONDS (at most 5, identity.caches); a write loads the user from the
-database (but in views that check it under a lock: UserLockedJWTAuthentication). Revocation stays
+database, but in views that check it again under a lock (`user_checked_under_lock`). Revocation stays
 bounded: saving, deleting or disabling a user and logging out (a refresh token blacklisted) flush the
 cached copy, in every process (the cache is shared); anything else that changes users without a save is
 seen by reads within the TTL.
@@ -44,7 +44,12 @@ class ReadCachedJWTAuthentication(JWTAuthentication):
         return self.get_user(validated_token), validated_token
 
     def _user_cached_for(self, request) -> bool:
-        return request.method in SAFE_METHODS
+        # A view whose service reads the user's row again under its lock and refuses an inactive user there
+        # (an order placement: accounts.paper.account_lock locks the account, its user and tenant) says so
+        # with `user_checked_under_lock`: its writes cost no user SELECT of their own, and still never act
+        # for a user disabled behind the cache's back.
+        view = (request.parser_context or {}).get("view")
+        return request.method in SAFE_METHODS or getattr(view, "user_checked_under_lock", False)
 
     def get_user(self, validated_token):
         """simplejwt's user, refused when the token's session was logged out (the WebSockets use it too)."""
@@ -78,16 +83,6 @@ class ReadCachedJWTAuthentication(JWTAuthentication):
         return user
 
 
-class UserLockedJWTAuthentication(ReadCachedJWTAuthentication):
-    """The cached user on writes too, for views whose service reads the user's row again under its lock
-    and refuses an inactive user there (an order placement: accounts.paper.account_lock locks the account,
-    its user and tenant, accounts.orders.place refuses). A write of such a view costs no user SELECT of its
-    own and still never acts for a user disabled behind the cache's back."""
-
-    def _user_cached_for(self, request) -> bool:
-        return True
-
-
 def _refuse_if_revoked(sid, *, cached=None) -> None:
     # Tokens from before sessions had ids carry none: they end when they expire, as before.
     if sid and session_is_revoked(sid, cached=cached):
@@ -98,7 +93,6 @@ class ReadCachedJWTScheme(SimpleJWTScheme):
     """The OpenAPI security scheme of simplejwt's class, for this subclass of it."""
 
     target_class = "identity.authentication.ReadCachedJWTAuthentication"
-    match_subclasses = True
 
 
 @receiver(post_save, sender=User)

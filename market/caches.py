@@ -133,3 +133,67 @@ def ticks_flush() -> None:
     with _lock:
         _local_watched.clear()
         _local_last_prices.clear()
+
+
+# --- quotes: in the default cache (Redis; this process's memory in the embedded mode) ---------------
+# Per scope (a tenant's market data, `market.quotes.QuoteService.scope`): each instrument's last quote, kept
+# for THOR_LIVE_STALE_SECONDS (fresh for market.quotes.FRESH_SECONDS of it); the lock its upstream calls
+# are made under; the failure that keeps readers off a failing broker for a moment; and the instruments
+# asked for lately, which every upstream call also quotes where its batch has room.
+
+
+def quote_key(scope: str, name: str) -> str:
+    return f"thor:market:quote:{scope}:{name}"
+
+
+def quotes_lock_key(scope: str) -> str:
+    return f"thor:market:quotes:{scope}:lock"
+
+
+def quotes_failed_key(scope: str) -> str:
+    return f"thor:market:quotes:{scope}:failed"
+
+
+def quotes_wanted_key(scope: str) -> str:
+    return f"thor:market:quotes:{scope}:wanted"
+
+
+WANTED_SECONDS = 600
+_local_wanted: dict[str, dict[str, float]] = {}
+
+
+def quotes_wanted_add(scope: str, names, now: float) -> None:
+    """Remember that these names were asked for at `now` (epoch seconds; forgotten after WANTED_SECONDS)."""
+    names = list(names)
+    if not names:
+        return
+    key = quotes_wanted_key(scope)
+    if (redis := _redis()) is None:
+        with _lock:
+            _local_wanted.setdefault(key, {}).update(dict.fromkeys(names, now))
+        return
+    with redis.pipeline(transaction=False) as pipe:
+        pipe.zadd(key, dict.fromkeys(names, now))
+        pipe.expire(key, WANTED_SECONDS)
+        pipe.execute()
+
+
+def quotes_wanted(scope: str, now: float, limit: int) -> list[str]:
+    """Up to `limit` names asked for within WANTED_SECONDS of `now`, the most recently asked first."""
+    key, since = quotes_wanted_key(scope), now - WANTED_SECONDS
+    if (redis := _redis()) is None:
+        with _lock:
+            wanted = {name: at for name, at in _local_wanted.get(key, {}).items() if at >= since}
+            _local_wanted[key] = wanted
+            return sorted(wanted, key=wanted.__getitem__, reverse=True)[:limit]
+    with redis.pipeline(transaction=False) as pipe:
+        pipe.zremrangebyscore(key, "-inf", since)
+        pipe.zrevrange(key, 0, limit - 1)
+        _, names = pipe.execute()
+    return [name.decode() for name in names]
+
+
+def quotes_flush_local() -> None:
+    """Forget the embedded mode's wanted names (tests; Redis's are flushed with its DB)."""
+    with _lock:
+        _local_wanted.clear()

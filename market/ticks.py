@@ -24,12 +24,11 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import close_old_connections
-from django.db.models import F
 from kiteconnect import KiteTicker
 from twisted.internet import reactor
 
-from brokers.models import BrokerConnection, BrokerKind
 from market import caches
+from market.selectors import market_data_connection
 from market.us_tokens import is_us_token
 from thor.realtime import publish
 
@@ -52,13 +51,8 @@ class StreamSession:
 
 
 def market_data_session(tenant_slug: str = "") -> StreamSession | None:
-    """The session the stream runs on: the most recently synced active connection of a shared Kite app."""
-    connections = BrokerConnection.objects.filter(
-        app__kind=BrokerKind.KITE, app__owner__isnull=True, status=BrokerConnection.Status.ACTIVE
-    ).exclude(access_token="")
-    if tenant_slug:
-        connections = connections.filter(app__tenant__slug=tenant_slug)
-    connection = connections.select_related("app").order_by(F("last_sync_at").desc(nulls_last=True), "-id").first()
+    """The session the stream runs on: the market-data connection quotes go through (market.selectors)."""
+    connection = market_data_connection(tenant_slug=tenant_slug)
     if connection is None:
         return None
     return StreamSession(connection.app.api_key, connection.access_token, connection.id)

@@ -3,7 +3,7 @@
 set -eu
 PY=.venv/bin/python
 SANDBOX_PORT="${THOR_SANDBOX_PORT:-8100}"
-# Thor's Kite client, its login page and the paper engine's prices all point at this sandbox.
+# Thor's Kite client (quotes and ticks among its calls) and its login page point at this sandbox.
 export THOR_KITE_API_ROOT="${THOR_KITE_API_ROOT:-http://127.0.0.1:$SANDBOX_PORT}"
 export THOR_KITE_LOGIN_URL="${THOR_KITE_LOGIN_URL:-$THOR_KITE_API_ROOT/connect/login}"
 # Social login's Google- and Discord-like providers live in the same sandbox.
@@ -15,7 +15,6 @@ EGRESS_PORT="${THOR_DEMO_EGRESS_PORT:-8101}"
 export THOR_ORDER_EGRESS_PRIVATE_HOSTS="${THOR_ORDER_EGRESS_PRIVATE_HOSTS:-$EGRESS_ADDRESS}"
 
 $PY manage.py migrate --noinput -v0
-$PY manage.py seed_demo
 $PY manage.py run_broker_sandbox --port "$SANDBOX_PORT" \
   --kite-ip-whitelist "$EGRESS_ADDRESS" --egress-proxy "$EGRESS_ADDRESS:$EGRESS_PORT" &
 SANDBOX_PID=$!
@@ -23,6 +22,9 @@ trap 'kill $SANDBOX_PID 2>/dev/null || true' EXIT INT TERM
 # The instrument master from the sandbox's dump (every contract paper trading and the checks know); a
 # restart rewrites only what changed. The daily beat task reloads it while the server runs.
 $PY manage.py load_instruments --wait 60
+# Once the sandbox answers: the demo tenant, its apps, and its market-data connection (a session at the sandbox's
+# Kite, which paper prices, chains and ticks go through, as a tenant's go through its own Kite app in production).
+$PY manage.py seed_demo
 
 echo "Thor on http://127.0.0.1:8000  (Swagger UI: http://127.0.0.1:8000/api/docs/)"
 # thor.serve starts uvicorn trusting forwarded headers only from THOR_FORWARDED_ALLOW_IPS (none by default).

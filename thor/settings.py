@@ -613,6 +613,23 @@ CELERY_BEAT_SCHEDULE |= {
         "schedule": timedelta(seconds=THOR_SCHWAB_POLL_SECONDS),
     },
 }
+
+# --- The order audit trail (accounts.audit_chain, accounts.audit_retention) -------------
+# Days an OrderEvent is kept at the least (brokers keep order audit trails five years); only `manage.py
+# purge_audit`, run by an operator, removes older ones.
+THOR_AUDIT_RETENTION_DAYS = _env_or_fail(env.int, "THOR_AUDIT_RETENTION_DAYS", default=1827)
+if THOR_AUDIT_RETENTION_DAYS < 1:
+    raise ImproperlyConfigured("Environment variable THOR_AUDIT_RETENTION_DAYS must be at least 1.")
+# Seconds between runs of the sealer that hash-chains new audit rows (after they commit, off the placement path).
+THOR_AUDIT_SEAL_SECONDS = _env_or_fail(env.float, "THOR_AUDIT_SEAL_SECONDS", default=5.0)
+if THOR_AUDIT_SEAL_SECONDS <= 0:
+    raise ImproperlyConfigured("Environment variable THOR_AUDIT_SEAL_SECONDS must be more than 0.")
+CELERY_BEAT_SCHEDULE |= {
+    "seal-audit-chains": {
+        "task": "accounts.tasks.seal_audit_chains",
+        "schedule": timedelta(seconds=THOR_AUDIT_SEAL_SECONDS),
+    },
+}
 # The sandbox's demo Schwab app, and the SPA page seed 002 relays the code from.
 THOR_SANDBOX_SCHWAB_CLIENT_ID = env.str("THOR_SANDBOX_SCHWAB_CLIENT_ID", default="thor_demo_schwab_client")
 THOR_SANDBOX_SCHWAB_CLIENT_SECRET = env.str("THOR_SANDBOX_SCHWAB_CLIENT_SECRET", default="thor_demo_schwab_secret")
@@ -671,11 +688,12 @@ THOR_SCHWAB_ACCOUNT_MAP_SECONDS = 60
 # --- Accounts: live read freshness and the paper engine -------------------------------------
 THOR_LIVE_FRESH_SECONDS = _env_or_fail(env.float, "THOR_LIVE_FRESH_SECONDS", default=5.0)
 THOR_LIVE_STALE_SECONDS = _env_or_fail(env.float, "THOR_LIVE_STALE_SECONDS", default=300.0)
-# Paper fills: "sandbox" (the broker sandbox's moving prices at THOR_KITE_API_ROOT), "kite" (quotes through an
-# active Kite connection) or "fixed" (THOR_PAPER_FIXED_PRICES; the test suite uses it).
-THOR_PAPER_PRICE_SOURCE = env.str("THOR_PAPER_PRICE_SOURCE", default="") or ("kite" if PRODUCTION else "sandbox")
-if THOR_PAPER_PRICE_SOURCE not in {"sandbox", "kite", "fixed"}:
-    raise ImproperlyConfigured("Environment variable THOR_PAPER_PRICE_SOURCE must be 'sandbox', 'kite' or 'fixed'.")
+# Paper fills: "kite" (the market's quote service through the tenant's market-data connection: Kite in
+# production, the sandbox's Kite in development, which `seed_demo` links) or "fixed" (THOR_PAPER_FIXED_PRICES;
+# the test suite uses it).
+THOR_PAPER_PRICE_SOURCE = env.str("THOR_PAPER_PRICE_SOURCE", default="kite")
+if THOR_PAPER_PRICE_SOURCE not in {"kite", "fixed"}:
+    raise ImproperlyConfigured("Environment variable THOR_PAPER_PRICE_SOURCE must be 'kite' or 'fixed'.")
 THOR_PAPER_FIXED_PRICES = {
     "NSE:INFY": "1500.00",
     "NSE:SBIN": "800.00",
@@ -726,13 +744,8 @@ THOR_ANALYTICS_UNDERLYINGS = [
     for name in env.str("THOR_ANALYTICS_UNDERLYINGS", default="NIFTY,BANKNIFTY").split(",")
     if name.strip()
 ]
-# Where snapshots get quotes: "sandbox" (a session of its own on the broker sandbox's Kite, development) or "kite"
-# (an active session on a tenant's shared Kite app: THOR_ANALYTICS_TENANT's, or the most recently synced one).
-THOR_ANALYTICS_QUOTE_SOURCE = env.str("THOR_ANALYTICS_QUOTE_SOURCE", default="") or (
-    "kite" if PRODUCTION else "sandbox"
-)
-if THOR_ANALYTICS_QUOTE_SOURCE not in {"sandbox", "kite"}:
-    raise ImproperlyConfigured("Environment variable THOR_ANALYTICS_QUOTE_SOURCE must be 'sandbox' or 'kite'.")
+# Whose market-data connection snapshots quote through (market.quotes): this tenant's, else the most recently
+# synced active session on any tenant's shared Kite app.
 THOR_ANALYTICS_TENANT = env.str("THOR_ANALYTICS_TENANT", default="")
 # Seconds between snapshots (the beat period); reads are cached this long.
 THOR_ANALYTICS_SNAPSHOT_SECONDS = _env_or_fail(env.int, "THOR_ANALYTICS_SNAPSHOT_SECONDS", default=60)

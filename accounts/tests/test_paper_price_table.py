@@ -12,11 +12,12 @@ import requests
 from django.db import connection
 
 from accounts.models import PaperPosition
-from accounts.prices import KiteQuotePriceSource, Prices, Quoted, price_source
+from accounts.prices import Prices, Quoted, price_source
 from accounts.tests.test_paper_prices import link_through_tenant_app
 from brokers.tests.sandbox_fixtures import sandbox_calls, sandbox_fault
 from conftest import client_for
 from identity.tests.factories import UserFactory
+from market.quotes import FRESH_SECONDS
 
 PINNED = {"NSE:INFY": 1512.35, "NSE:SBIN": 801.5, "NSE:TCS": 3901.0, "NSE:ITC": 431.25}
 
@@ -144,7 +145,7 @@ class TestOneTableForTheTenant:
     ):
         price_source(tenant=tenant).prices({("NSE", "ITC")})  # an order's price, say: nobody holds ITC
         hold(alice, "INFY")
-        time_passes(KiteQuotePriceSource.REFRESH_SECONDS)
+        time_passes(FRESH_SECONDS)
         positions(alice_client)
         calls_before = quote_calls(kite_prices)
 
@@ -161,7 +162,7 @@ class TestOneTableForTheTenant:
         hold(alice, "INFY")
         hold(bob, "SBIN")
         # Without Redis the rate buckets live in this process on time.monotonic, which no test clock moves.
-        time.sleep(KiteQuotePriceSource.REFRESH_SECONDS)
+        time.sleep(FRESH_SECONDS)
         calls_before = quote_calls(kite_prices)
 
         reads = [positions(alice_client), positions(bob_client)]

@@ -1,5 +1,5 @@
-"""Paper fills at the broker sandbox's moving prices, as `make run` does in development, and at Kite
-quotes through the tenant's own Kite app, as in production."""
+"""Paper fills at Kite quotes through the tenant's market-data connection (its session on its shared Kite app), as
+in production and, against the broker sandbox's Kite, in `make run`: one code path."""
 
 from decimal import Decimal
 
@@ -8,20 +8,21 @@ import requests
 
 from accounts.models import Order
 from accounts.paper import paper_orders_match
-from accounts.prices import KiteQuotePriceSource
 from accounts.tests.conftest import place
 from brokers.models import BrokerApp, BrokerConnection
 from brokers.tests.sandbox_fixtures import API_KEY, API_SECRET, follow, link, log_in_at_kite
+from market.quotes import FRESH_SECONDS
 
 pytestmark = [pytest.mark.django_db, pytest.mark.e2e]
 
 
 @pytest.fixture
-def sandbox_prices(sandbox, settings):
-    settings.THOR_PAPER_PRICE_SOURCE = "sandbox"
+def sandbox_prices(sandbox, market_data, time_passes):
+    """Pins INFY's price at the sandbox; the next read quotes it (the last quote's fresh period is let pass)."""
 
     def pin(price):
         requests.post(f"{sandbox.url}/_sandbox/prices", json={"NSE:INFY": price}, timeout=5).raise_for_status()
+        time_passes(FRESH_SECONDS)
 
     return pin
 
@@ -57,11 +58,10 @@ def test_positions_are_valued_at_the_sandbox_price(alice_client, sandbox_prices)
     assert (Decimal(position["last_price"]), Decimal(position["unrealised_pnl"])) == (Decimal("1510"), Decimal("100"))
 
 
-class TestSandboxDown:
+class TestBrokerDown:
     @pytest.fixture(autouse=True)
-    def nothing_listening(self, settings):
-        settings.THOR_PAPER_PRICE_SOURCE = "sandbox"
-        settings.THOR_KITE_API_ROOT = "http://127.0.0.1:9"
+    def nothing_listening(self, market_data, settings):
+        settings.THOR_KITE_API_ROOT = "http://127.0.0.1:9"  # nothing listens on the discard port
 
     def test_a_market_order_is_a_clear_503_and_nothing_is_stored(self, alice_client):
         response = place(alice_client)
@@ -73,7 +73,7 @@ class TestSandboxDown:
     def test_resting_orders_wait_for_prices_without_failing_the_matcher(self, alice_client, settings):
         settings.THOR_PAPER_PRICE_SOURCE = "fixed"
         order_id = place(alice_client, order_type="LIMIT", price="1400.00").json()["id"]
-        settings.THOR_PAPER_PRICE_SOURCE = "sandbox"
+        settings.THOR_PAPER_PRICE_SOURCE = "kite"
 
         assert paper_orders_match() == 0
         assert Order.objects.get(pk=order_id).status == "OPEN"
@@ -138,7 +138,7 @@ class TestKiteQuotes:
         link_through_tenant_app(bob_client, tenant, "CD5678")
         alices = place(alice_client, order_type="LIMIT", price="1499.50").json()["id"]
         requests.post(f"{sandbox.url}/_sandbox/prices", json={"NSE:INFY": 1499.0}, timeout=5).raise_for_status()
-        time_passes(KiteQuotePriceSource.REFRESH_SECONDS)  # the tenant's prices are quoted once a period
+        time_passes(FRESH_SECONDS)  # a quote is asked again once its fresh period is over
 
         assert paper_orders_match() == 1
 

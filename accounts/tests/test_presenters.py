@@ -41,6 +41,7 @@ def an_order(**overrides) -> Order:
         "trigger_price": None,
         "validity": "DAY",
         "tag": "thor-41",
+        "algo_id": "41230",
         "status": "OPEN",
         "status_message": "",
         "filled_quantity": Decimal("0.0000"),
@@ -152,6 +153,7 @@ class TestOrder:
             "trigger_price": None,
             "validity": "DAY",
             "tag": "thor-41",
+            "algo_id": "41230",
             "status": "OPEN",
             "status_message": "",
             "filled_quantity": 0,
@@ -172,14 +174,30 @@ class TestOrder:
                 filled_quantity=Decimal("1800"),
                 average_price=Decimal("24500.05"),
             ),
-            an_order(pk=43, quantity=Decimal("75"), status="OPEN"),
+            an_order(pk=43, quantity=Decimal("75"), status="REJECTED", status_message="RMS: margin exceeds."),
         ]
 
         data = presenters.order_data(parent)
 
         assert data["children"] == [
-            {"id": 42, "quantity": 1800, "status": "COMPLETE", "filled_quantity": 1800, "average_price": "24500.0500"},
-            {"id": 43, "quantity": 75, "status": "OPEN", "filled_quantity": 0, "average_price": None},
+            {
+                "id": 42,
+                "broker_order_id": "250302000000041",
+                "quantity": 1800,
+                "status": "COMPLETE",
+                "status_message": "",
+                "filled_quantity": 1800,
+                "average_price": "24500.0500",
+            },
+            {
+                "id": 43,
+                "broker_order_id": "250302000000041",
+                "quantity": 75,
+                "status": "REJECTED",
+                "status_message": "RMS: margin exceeds.",
+                "filled_quantity": 0,
+                "average_price": None,
+            },
         ]
         assert render(data) == render(serializers.OrderOutputSerializer(parent).data)
 

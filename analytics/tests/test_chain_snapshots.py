@@ -13,6 +13,8 @@ from analytics.tasks import prune_snapshots, snapshot_chains
 from brokers.sandbox.option_chain import OptionChainBook, black76
 from brokers.tests.sandbox_fixtures import sandbox_calls, sandbox_fault
 from market.models import Instrument
+from market.quotes import FRESH_SECONDS
+from thor.upstream import UpstreamError
 
 pytestmark = pytest.mark.django_db(transaction=False)
 
@@ -57,22 +59,25 @@ def test_the_iv_of_a_sandbox_price_prices_it_back(chain_sandbox, settings):
             assert row.delta == pytest.approx(discount * 0.5, abs=0.1)
 
 
-def test_a_snapshot_of_every_underlying_stays_within_the_quote_budget(chain_sandbox):
+def test_a_snapshot_of_every_underlying_stays_within_the_quote_budget(chain_sandbox, time_passes):
     assert snapshot_chains.delay().get() > 0
     calls = sandbox_calls(chain_sandbox, "GET /quote")
     # Each underlying: its futures first (no earlier forward to place the money), then one call for its chain.
     assert calls == 4
-    # The next snapshot knows the forward: one call per underlying.
+    # The next snapshot knows the forward: one call per underlying (once the quotes of this one are no longer
+    # fresh: the quote service answers from its cache within FRESH_SECONDS).
+    time_passes(FRESH_SECONDS)
     snapshot_chains.delay().get()
     assert sandbox_calls(chain_sandbox, "GET /quote") == calls + 2
     for underlying in ("NIFTY", "BANKNIFTY"):
         assert ChainSnapshot.objects.filter(underlying=underlying).values("taken_at").distinct().count() == 2
 
 
-def test_a_chain_bigger_than_one_call_is_split_into_calls_of_500(chain_sandbox, settings):
+def test_a_chain_bigger_than_one_call_is_split_into_calls_of_500(chain_sandbox, settings, time_passes):
     settings.THOR_ANALYTICS_EXPIRIES = 7
     settings.THOR_ANALYTICS_STRIKES_AROUND_ATM = 30
     chain_snapshot_take(underlying="NIFTY", at=timezone.now() - timedelta(minutes=1))
+    time_passes(FRESH_SECONDS)
     before = sandbox_calls(chain_sandbox, "GET /quote")
     summary = chain_snapshot_take(underlying="NIFTY")
     # Up to 7 expiries x 61 strikes x 2 + 3 futures: more than one call holds.
@@ -93,6 +98,18 @@ def test_a_failing_broker_is_a_command_error_and_writes_nothing(chain_sandbox):
     assert not ChainQuote.objects.exists()
     # The beat task logs it and goes on.
     assert snapshot_chains.delay().get() == 0
+
+
+def test_a_snapshot_never_stores_the_stale_quotes_a_failing_broker_leaves(chain_sandbox, settings, time_passes):
+    settings.THOR_ANALYTICS_EXPIRIES = 1
+    first = chain_snapshot_take(underlying="NIFTY")
+    sandbox_fault(chain_sandbox, kind="5xx", path="/quote")
+    time_passes(FRESH_SECONDS)  # the quote service has the last good quotes, no longer live
+
+    with pytest.raises(UpstreamError):
+        chain_snapshot_take(underlying="NIFTY")
+
+    assert set(ChainQuote.objects.values_list("taken_at", flat=True)) == {first.taken_at}
 
 
 def test_an_unknown_underlying_snapshots_nothing(chain_sandbox):

@@ -14,6 +14,7 @@ from brokers.adapters.types import (
     Position,
     Profile,
     Quote,
+    SlicedPlacement,
     Tokens,
 )
 
@@ -57,6 +58,18 @@ class BrokerAdapter(ABC):
 
     @abstractmethod
     def place(self, order: OrderRequest) -> OrderResult: ...
+
+    # Does the broker slice an order above the exchange's freeze quantity itself (Kite's autoslice)? Then
+    # accounts.autoslice places such an order with place_sliced; elsewhere it is refused above the freeze.
+    slices_orders: bool = False
+
+    def place_sliced(self, order: OrderRequest) -> SlicedPlacement:
+        """Place an order above the freeze quantity as the broker's own slices (one call)."""
+        raise BrokerError(
+            f"{self.kind} does not slice orders above the freeze quantity.",
+            code=BrokerErrorCode.INVALID_INPUT,
+            permanent=True,
+        )
 
     @abstractmethod
     def modify(self, broker_order_id: str, changes: Mapping[str, object]) -> OrderResult: ...

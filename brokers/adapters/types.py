@@ -111,6 +111,25 @@ class OrderRequest:
     trigger_price: Decimal | None = None
     validity: str = "DAY"
     tag: str = ""  # the client order id: how a timed-out placement is found again
+    algo_id: str = ""  # the exchange algo (strategy) id, where the broker takes one (Kite's `algo_id`)
+
+
+@dataclass(frozen=True)
+class SliceOutcome:
+    """One slice of a sliced placement as the broker answered it: its order id, or why it was not placed."""
+
+    broker_order_id: str = ""
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class SlicedPlacement:
+    """A broker's answer to an order it sliced itself (Kite's autoslice): the parent's id and each slice's
+    outcome, in the broker's order."""
+
+    broker_order_id: str
+    children: tuple[SliceOutcome, ...]
+    raw: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)
@@ -153,6 +172,15 @@ class OrderResult:
 
 
 @dataclass(frozen=True)
+class DepthLevel:
+    """One level of the order book: `quantity` at `price` across `orders` orders."""
+
+    price: Decimal
+    quantity: int
+    orders: int = 0
+
+
+@dataclass(frozen=True)
 class Quote:
     symbol: str
     exchange: str
@@ -167,4 +195,8 @@ class Quote:
     # The exchange's daily price band (Kite's circuit limits); None where the broker does not say.
     lower_circuit_limit: Decimal | None = None
     upper_circuit_limit: Decimal | None = None
+    # Open interest (derivatives), and the book's best levels, best first, where the broker gives them.
+    oi: int | None = None
+    bids: tuple[DepthLevel, ...] = ()
+    asks: tuple[DepthLevel, ...] = ()
     raw: dict[str, Any] = field(default_factory=dict, compare=False)

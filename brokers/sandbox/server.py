@@ -111,7 +111,12 @@ class SandboxServer:
         # Longest prefix first, so a broker under /trader/v1 wins over Kite at the root.
         self.schwab = SchwabApi(self.state.schwab, base_url=lambda: self.url)
         self.brokers: list[BrokerApi] = sorted(
-            [KiteApi(self.state.kite, self.state.catalogue), self.google, self.discord, *self.schwab.mounts()],
+            [
+                KiteApi(self.state.kite, self.state.catalogue, self.state.faults),
+                self.google,
+                self.discord,
+                *self.schwab.mounts(),
+            ],
             key=lambda api: -len(api.prefix),
         )
         # Kite's streaming quotes at /ws, on this port: the request handler hands the upgraded socket over.

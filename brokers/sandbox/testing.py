@@ -101,6 +101,21 @@ def submit_login(oauth_url: str, *, user_id: str, password: str, timeout: float 
     )
 
 
+def kite_request_token(root: str, *, api_key: str, user_id: str, password: str, timeout: float = 10) -> str:
+    """A request token for `api_key` from the sandbox's Kite login (what a browser gets back at the app's
+    redirect URL): how the development seed and the tests link a market-data session without a browser."""
+    answer = requests.post(
+        f"{root}/connect/login",
+        data={"api_key": api_key, "redirect_params": "", "user_id": user_id, "password": password},
+        allow_redirects=False,
+        timeout=timeout,
+    )
+    token = parse_qs(urlsplit(answer.headers.get("Location", "")).query).get("request_token", [""])[0]
+    if answer.status_code != 302 or not token:
+        raise RuntimeError(f"The sandbox's Kite login answered {answer.status_code}, without a request token")
+    return token
+
+
 def submit_schwab_login(authorize_url: str, *, username: str, password: str, timeout: float = 10):
     """What a browser does on the sandbox's Schwab login page: post its form. Returns the answer
     unfollowed; on success a 302 to the app's redirect URI with `code`, `session` and `state`."""

@@ -23,6 +23,7 @@ from brokers.services.linking import (
     kite_tenant_app_connect_start,
     kite_user_app_connect_start,
 )
+from brokers.services.market_data import market_data_connect
 from brokers.services.postbacks import VerifiedPostback, kite_postback_verify
 from brokers.services.schwab_linking import schwab_callback_complete, schwab_connect_start, schwab_state_consume
 from brokers.services.tokens import connection_tokens_refresh
@@ -45,6 +46,7 @@ __all__ = [
     "kite_sessions_expire",
     "kite_tenant_app_connect_start",
     "kite_user_app_connect_start",
+    "market_data_connect",
     "order_egress_clear",
     "order_egress_reprobe",
     "order_egress_set",

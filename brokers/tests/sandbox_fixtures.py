@@ -10,7 +10,9 @@ import pytest
 import requests
 
 from accounts.models import TradingAccount
-from brokers.sandbox.testing import start_sandbox, submit_login
+from brokers.models import BrokerApp, BrokerConnection
+from brokers.sandbox.testing import kite_request_token, start_sandbox, submit_login
+from brokers.services import market_data_connect
 from conftest import client_for
 
 API_KEY, API_SECRET = "sandboxkey01", "sandboxsecret01"
@@ -98,3 +100,21 @@ def sandbox_calls(sandbox, method_and_path: str) -> int:
     """How many calls the sandbox answered (or dropped) on "METHOD /path" since it started."""
     stats = requests.get(f"{sandbox.url}/_sandbox/stats", timeout=5).json()
     return stats["by_path"].get(method_and_path, 0)
+
+
+def market_data_link(sandbox, tenant, user_id="AB1234") -> BrokerConnection:
+    """The tenant's market-data connection at the sandbox's Kite (a session on the tenant's shared Kite app), linked
+    as `seed_demo` links the demo tenant's."""
+    app, _ = BrokerApp.objects.get_or_create(
+        tenant=tenant, owner=None, kind="kite", api_key=API_KEY, defaults={"api_secret": API_SECRET}
+    )
+    token = kite_request_token(sandbox.url, api_key=API_KEY, user_id=user_id, password="sandbox")
+    return market_data_connect(app=app, request_token=token)
+
+
+@pytest.fixture
+def market_data(sandbox, tenant, settings) -> BrokerConnection:
+    """Tenant acme's market-data connection at the sandbox, and its paper accounts priced through it (the quote
+    service, as in production and in `make run`)."""
+    settings.THOR_PAPER_PRICE_SOURCE = "kite"
+    return market_data_link(sandbox, tenant)

@@ -14,7 +14,7 @@ from rest_framework.test import APIRequestFactory
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
 from conftest import client_for
-from identity.authentication import ReadCachedJWTAuthentication, UserLockedJWTAuthentication
+from identity.authentication import ReadCachedJWTAuthentication
 from identity.caches import user_key
 from identity.models import RevokedSession, User
 from identity.sessions import SESSION_CLAIM
@@ -26,10 +26,10 @@ pytestmark = pytest.mark.django_db
 ME = "/api/auth/me/"
 
 
-def authenticate(method, token, authentication=ReadCachedJWTAuthentication):
+def authenticate(method, token, view=None):
     factory = APIRequestFactory()
     request = getattr(factory, method)("/api/anything", HTTP_AUTHORIZATION=f"Bearer {token}")
-    return authentication().authenticate(Request(request))
+    return ReadCachedJWTAuthentication().authenticate(Request(request, parser_context={"view": view}))
 
 
 class TestReadsUseTheCache:
@@ -59,7 +59,7 @@ class TestReadsUseTheCache:
         authenticate("get", token)
 
         with django_assert_num_queries(0):
-            user, _ = authenticate(method, token, authentication=UserLockedJWTAuthentication)
+            user, _ = authenticate(method, token, view=type("PlacementLike", (), {"user_checked_under_lock": True})())
         assert user.pk == alice.pk
 
     def test_the_cached_user_has_no_password_hash(self, alice):

@@ -1,28 +1,44 @@
 from urllib.parse import quote
 
+import requests
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from accounts.services import trading_account_create_paper
+from brokers.adapters.errors import BrokerError
 from brokers.models import BrokerApp, BrokerKind
+from brokers.sandbox.testing import kite_request_token
+from brokers.services import market_data_connect
 from identity.models import Tenant, User
 from identity.services import user_register
 
 DEMO_ORIGIN = "http://localhost:5173"
+# The sandbox's demo Kite user (brokers/sandbox/kite_models.py): the demo tenant's market data comes through a
+# session of it on the tenant's sandbox Kite app, as a tenant's comes through its own app in production.
+MARKET_DATA_USER, MARKET_DATA_PASSWORD = "AB1234", "sandbox"
 
 
 class Command(BaseCommand):
-    help = "Development only: the demo tenant (default, allowing the SPA origin), a demo user and the sandbox Kite and Schwab apps."
+    help = (
+        "Development only: the demo tenant (default, allowing the SPA origin), a demo user, the sandbox Kite and "
+        "Schwab apps, and the tenant's market-data connection (a session at the sandbox's Kite: run it once the "
+        "sandbox is up)."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--email", default="demo@thor.local")
         parser.add_argument("--password", default="demo-password-123")
 
-    @transaction.atomic
     def handle(self, *args, **options):
         if settings.PRODUCTION:
             raise CommandError("seed_demo creates a known password and the sandbox app: never in production.")
+        kite_app = self._seed(options)
+        # After the commit: no transaction stays open across a broker call.
+        self._link_market_data(kite_app)
+
+    @transaction.atomic
+    def _seed(self, options) -> BrokerApp:
         Tenant.objects.exclude(slug="demo").filter(is_default=True).update(is_default=False)
         tenant, _ = Tenant.objects.update_or_create(
             slug="demo",
@@ -33,6 +49,8 @@ class Command(BaseCommand):
                 # One crore: enough for a NIFTY future (bought at full value on paper) and a few options.
                 "paper_other_currencies": {"INR": "10000000.00"},
                 "token_delivery": Tenant.TokenDelivery.QUERY,
+                # Its orders carry an algo id, as a registered algo's would (README "Trading live from India").
+                "algo_ids": ["DEMO-ALGO-1"],
             },
         )
         if DEMO_ORIGIN not in tenant.allowed_origins:
@@ -42,7 +60,7 @@ class Command(BaseCommand):
             user = user_register(email=options["email"], password=options["password"], tenant_slug="demo")
             # The demo user trades the sandbox's Indian instruments too.
             trading_account_create_paper(user=user, currency="INR")
-        self._seed_sandbox_kite_app(tenant)
+        kite_app = self._seed_sandbox_kite_app(tenant)
         self._seed_sandbox_schwab_app(tenant)
         self.stdout.write(self.style.SUCCESS(f"Demo tenant: demo (allows {DEMO_ORIGIN})"))
         self.stdout.write(self.style.SUCCESS(f"Demo user:   {options['email']} / {options['password']}"))
@@ -61,9 +79,36 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"Log in with {provider}: {settings.THOR_PUBLIC_URL}/api/demo/v1/auth/oauth/{provider}/login?redirect_uri={page}"
             )
+        return kite_app
 
-    def _seed_sandbox_kite_app(self, tenant):
-        self._seed_sandbox_app(
+    def _link_market_data(self, app: BrokerApp) -> None:
+        """The demo tenant's market-data connection: a session of the sandbox's demo user on the tenant's sandbox
+        Kite app, linked again on every run (a restarted sandbox has forgotten its sessions)."""
+        if not settings.THOR_KITE_IS_SANDBOX:
+            return  # a real Kite's login is a person's, in a browser
+        try:
+            request_token = kite_request_token(
+                settings.THOR_KITE_API_ROOT,
+                api_key=app.api_key,
+                user_id=MARKET_DATA_USER,
+                password=MARKET_DATA_PASSWORD,
+            )
+            connection = market_data_connect(app=app, request_token=request_token)
+        except (requests.RequestException, RuntimeError, BrokerError) as error:
+            self.stderr.write(
+                self.style.WARNING(
+                    f"No market-data connection: the sandbox's Kite at {settings.THOR_KITE_API_ROOT} did not link "
+                    f"one ({type(error).__name__}). Paper prices and chains need it: run seed_demo again once the "
+                    "sandbox is up."
+                )
+            )
+            return
+        self.stdout.write(
+            self.style.SUCCESS(f"Market data: connection {connection.pk} ({MARKET_DATA_USER} on the sandbox Kite app)")
+        )
+
+    def _seed_sandbox_kite_app(self, tenant) -> BrokerApp:
+        return self._seed_sandbox_app(
             tenant,
             kind=BrokerKind.KITE,
             name="Sandbox Kite",
@@ -84,11 +129,12 @@ class Command(BaseCommand):
         )
 
     @staticmethod
-    def _seed_sandbox_app(tenant, *, kind, name, client_id, secret, redirect_uri):
-        BrokerApp.objects.update_or_create(
+    def _seed_sandbox_app(tenant, *, kind, name, client_id, secret, redirect_uri) -> BrokerApp:
+        app, _ = BrokerApp.objects.update_or_create(
             tenant=tenant,
             owner=None,
             kind=kind,
             api_key=client_id,
             defaults={"name": name, "api_secret": secret, "redirect_uri": redirect_uri},
         )
+        return app

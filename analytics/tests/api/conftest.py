@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from analytics.chain_snapshots import chain_snapshot_take
 from analytics.models import ChainQuote, ChainSnapshot
+from analytics.tests.conftest import committed_chain_quotes
 
 STRIKES = "/api/fo/strike-distribution"
 SERIES = "/api/fo/moneyness-series"
@@ -19,9 +20,10 @@ ROLLOVER = "/api/futures/rollover-metrics"
 def nifty_history(chain_market, django_db_blocker):
     """Five one-minute snapshots of NIFTY ending when the package's tests start; their summaries, oldest first."""
     now = timezone.now()
-    with django_db_blocker.unblock():
+    with django_db_blocker.unblock(), committed_chain_quotes(chain_market) as source:
         summaries = [
-            chain_snapshot_take(underlying="NIFTY", at=now - timedelta(minutes=minutes)) for minutes in range(4, -1, -1)
+            chain_snapshot_take(underlying="NIFTY", at=now - timedelta(minutes=minutes), source=source)
+            for minutes in range(4, -1, -1)
         ]
     yield summaries
     with django_db_blocker.unblock():

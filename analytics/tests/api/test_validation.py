@@ -73,7 +73,6 @@ def test_bad_and_hostile_parameters_are_400s_naming_the_field(bob_client, path, 
 
 def test_a_month_of_one_minute_points_is_allowed(bob_client, settings):
     settings.THOR_ANALYTICS_UNDERLYINGS = ["NIFTY", "BANKNIFTY"]
-    settings.THOR_ANALYTICS_QUOTE_SOURCE = "sandbox"
     settings.THOR_KITE_API_ROOT = "http://127.0.0.1:9"
     params = {"underlying": "BANKNIFTY", "from": "2026-01-01T00:00:00Z", "to": "2026-01-31T00:00:00Z"}
     # Valid parameters: past validation, to the chain (none here, and none can be taken).

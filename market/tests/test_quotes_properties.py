@@ -1,0 +1,119 @@
+"""Properties of the quote service under faults: whatever the asks, the clock, the prices and the broker's failures,
+every quote handed out is a price the broker gave at its `as_of`, `live` exactly while fresh, never older than
+the stale period, never for an instrument the broker does not know; and with a healthy broker every known
+instrument asked for is live. Paper fills take their prices from here."""
+
+import uuid
+from decimal import Decimal
+
+import pytest
+import requests
+from django.conf import settings as django_settings
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from brokers.adapters import kite
+from brokers.adapters.errors import BrokerError
+from market.quotes import FRESH_SECONDS, MarketDataUnavailable, QuoteService
+
+pytestmark = pytest.mark.django_db
+
+KNOWN = ["NSE:INFY", "NSE:SBIN", "NSE:TCS"]
+NAMES = [*KNOWN, "NSE:NOSUCHSYMBOL"]
+
+steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("ask"), st.sets(st.sampled_from(NAMES), min_size=1)),
+        st.tuples(st.just("wait"), st.sampled_from([0.25, 0.5, FRESH_SECONDS, 30.0, 400.0])),
+        st.tuples(st.just("pin"), st.sampled_from(KNOWN), st.integers(min_value=100, max_value=5000)),
+        st.tuples(st.just("fail"), st.sampled_from(["5xx", "drop", "429"]), st.integers(1, 3)),
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def pin(sandbox, name: str, price: int) -> None:
+    requests.post(f"{sandbox.url}/_sandbox/prices", json={name: price}, timeout=5).raise_for_status()
+
+
+def faults_queued(sandbox) -> bool:
+    return bool(requests.get(f"{sandbox.url}/_sandbox/faults", timeout=5).json())
+
+
+def price_at(pins: list[tuple[float, Decimal]], moment: float) -> Decimal:
+    """The price pinned last at or before `moment`."""
+    return [price for at, price in pins if at <= moment][-1]
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])  # examples: the profile (conftest)
+@given(sequence=steps)
+def test_every_quote_is_a_price_the_broker_gave_at_its_as_of(market_data, sandbox, monkeypatch, sequence):
+    monkeypatch.setitem(kite.RATE_LIMITS, "quote", 1000.0)  # the budget has its own tests
+    requests.delete(f"{sandbox.url}/_sandbox/faults", timeout=5).raise_for_status()
+    clock = Clock()
+    # A scope of its own each example: nothing cached by an earlier one.
+    service = QuoteService(scope=f"property-{uuid.uuid4().hex}", connect=lambda: market_data, clock=clock)
+    calls: list[tuple[float, bool]] = []
+    call = service._call
+
+    def recorded(connection, batch):
+        try:
+            answer = call(connection, batch)
+        except BrokerError:
+            calls.append((clock.now, False))
+            raise
+        calls.append((clock.now, True))
+        return answer
+
+    monkeypatch.setattr(service, "_call", recorded)
+    pins: dict[str, list[tuple[float, Decimal]]] = {}
+    for number, name in enumerate(KNOWN):
+        pin(sandbox, name, 1000 + number)
+        pins[name] = [(clock.now, Decimal(1000 + number))]
+
+    for step in sequence:
+        # A step takes a moment, so a pin and a quote never share an instant.
+        clock.now += 0.001
+        if step[0] == "wait":
+            clock.now += step[1]
+        elif step[0] == "pin":
+            pin(sandbox, step[1], step[2])
+            pins[step[1]].append((clock.now, Decimal(step[2])))
+        elif step[0] == "fail":
+            fault = {"broker": "kite", "kind": step[1], "path": "/quote", "count": step[2]}
+            requests.post(f"{sandbox.url}/_sandbox/faults", json=fault, timeout=5).raise_for_status()
+        else:
+            asked = step[1]
+            healthy = not faults_queued(sandbox) and all(ok for at, ok in calls if clock.now - at < FRESH_SECONDS)
+            calls_before = len(calls)
+            try:
+                answer = service.quotes(sorted(asked))
+            except MarketDataUnavailable:
+                failed_now = any(not ok for _, ok in calls[calls_before:])
+                failed_lately = any(not ok for at, ok in calls if clock.now - at < FRESH_SECONDS)
+                assert failed_now or failed_lately, "unavailable without a failure"
+                assert not healthy
+                continue
+            assert set(answer) <= asked & set(KNOWN)
+            for name, quote in answer.items():
+                as_of = quote.as_of.timestamp()
+                age = clock.now - as_of
+                # as_of is a datetime, to the microsecond: a hair either side of the clock's float.
+                assert -1e-5 < age < django_settings.THOR_LIVE_STALE_SECONDS
+                at_the_boundary = abs(age - FRESH_SECONDS) < 1e-5  # which side, as_of's microseconds cannot say
+                assert at_the_boundary or quote.source == ("live" if age < FRESH_SECONDS else "stale"), (name, age)
+                assert quote.last_price == price_at(pins[name], as_of)
+                assert quote.name == name and quote.bids and quote.asks
+            if healthy:
+                assert {name: quote.source for name, quote in answer.items()} == dict.fromkeys(
+                    asked & set(KNOWN), "live"
+                )
