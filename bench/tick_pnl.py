@@ -28,6 +28,8 @@ from bisect import bisect_right
 from dataclasses import dataclass
 from pathlib import Path
 
+import redis
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import (
     KITE_API_KEY,
@@ -68,6 +70,8 @@ TARGET_P99_MS = 50.0
 TARGET_SIZE = {"sockets": 1000, "accounts": 100, "instruments": 500}
 PRICE_UPDATES_PER_SECOND = 4.0
 SAMPLE_SECONDS = 0.1
+# channels-redis's default capacity of a channel (a server process's key holds every message for its sockets).
+LAYER_CAPACITY = 100
 
 
 @dataclass
@@ -168,7 +172,8 @@ def baseline_latencies(receipts, sent, window) -> tuple[list[float], int]:
 
 def behind(results, sent, token_of, holdings, window) -> tuple[list[float], list[float], int]:
     """How far behind each socket's price of each instrument its account holds was, at every sample and at the
-    window's end (seconds); and the (socket, instrument) pairs with no price received by the end."""
+    window's end (seconds); and the (socket, instrument) pairs with no price received by the end (behind since the
+    first tick of the instrument)."""
     samples, at_end, unpriced = [], [], 0
     grid = [window[0] + step * SAMPLE_SECONDS for step in range(int((window[1] - window[0]) / SAMPLE_SECONDS) + 1)]
     for socket in results:
@@ -186,6 +191,12 @@ def behind(results, sent, token_of, holdings, window) -> tuple[list[float], list
                     pointer += 1
                     caught_up = ticks.latest_at(receipts[pointer][1], receipts[pointer][0])
                 if caught_up is None:
+                    # Nothing received yet: its book's price is the one read when it opened, before the stream
+                    # started, which the first tick moved away from (the sandbox's prices move every second).
+                    if ticks.times[0] <= moment:
+                        samples.append(moment - ticks.times[0])
+                        if moment == grid[-1]:
+                            at_end.append(moment - ticks.times[0])
                     continue
                 change = ticks.first_change_after(caught_up, moment)
                 lag = 0.0 if change is None else moment - change
@@ -195,6 +206,12 @@ def behind(results, sent, token_of, holdings, window) -> tuple[list[float], list
             if caught_up is None:
                 unpriced += 1
     return samples, at_end, unpriced
+
+
+def layer_backlog(redis_url: str) -> int:
+    """The most messages waiting in channels-redis for one server process (its key: `asgispecific.<id>!`)."""
+    client = redis.Redis.from_url(redis_url)
+    return max((client.zcard(key) for key in client.scan_iter("asgispecific.*", count=1000)), default=0)
 
 
 def row(name: str, values: list[float]) -> str:
@@ -258,13 +275,17 @@ def main() -> None:
                 holdings[account_id].append(listed.name)
         token = kite_access_token(sandbox_url, THOR_KITE_USER)
         market_data_session_create(env, account_id=users[0]["account_id"], access_token=token)
-        processes.start("market-stream", [PYTHON, "manage.py", "run_market_stream", "--tenant", TENANT], env)
 
+        # The sockets open before the stream starts (as after a restart of the stream): on two busy cores,
+        # handshakes that share them with the ticks' fan-out time out.
         print(f"Opening {args.sockets} sockets on {args.accounts} accounts.", flush=True)
         opening = time.time()
         child, result_path = clients_start(thor_url, ws_url, sockets_for(users, args.sockets))
         opened_in = time.time() - opening
         tokens = sorted(token_of.values())
+        # Every tick Thor's stream ever gets is in the log, from its first.
+        sent_log_start(sandbox_url, min(2_000_000, 2 * len(tokens) * int(args.warmup + args.seconds + 240)))
+        processes.start("market-stream", [PYTHON, "manage.py", "run_market_stream", "--tenant", TENANT], env)
         deadline = time.time() + 120
         while time.time() < deadline:
             thors = [c for c in ticker_connections(sandbox_url) if c["user_id"] == THOR_KITE_USER]
@@ -273,7 +294,6 @@ def main() -> None:
             time.sleep(0.5)
         else:
             print("Thor's ticker connection never subscribed every instrument held: the figures cover fewer.")
-        sent_log_start(sandbox_url, min(2_000_000, 2 * len(tokens) * int(args.warmup + args.seconds + 60)))
         baseline = BaselineTicker(sandbox_url, kite_access_token(sandbox_url, BASELINE_KITE_USER), tokens)
         baseline.recording = True
         baseline.start()
@@ -281,10 +301,11 @@ def main() -> None:
         time.sleep(args.warmup)
         opened_at = time.time()
         window = (opened_at, opened_at + args.seconds)
-        thor_connections = []
+        thor_connections, waiting = [], []
         while time.time() < window[1]:
             listing = ticker_connections(sandbox_url)
             thor_connections.append(sum(1 for c in listing if c["user_id"] == THOR_KITE_USER))
+            waiting.append(layer_backlog(args.redis_url))
             time.sleep(min(1.0, max(0.0, window[1] - time.time())))
         baseline.stop()
         results = clients_finish(child, result_path)
@@ -319,7 +340,11 @@ def main() -> None:
         f"Thor's ticker connections (the sandbox's list, each second of the window): "
         f"min {min(thor_connections)}, max {max(thor_connections)}; the baseline's: {len(on[BASELINE_KITE_USER])}."
     )
-    print(f"Socket messages other than position_prices: {_others(results)}; closed early: {_closed(results)}")
+    retried = sum(socket["retries"] for socket in results)
+    print(
+        f"Socket messages other than position_prices: {_others(results)}; closed early: {_closed(results)}; "
+        f"connects retried with a new ticket: {retried}"
+    )
     print()
     print(f"  {'from the tick leaving the sandbox to':<58}{'samples':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}")
     print(row("baseline: one KiteTicker's on_ticks", straight))
@@ -329,6 +354,11 @@ def main() -> None:
     print(row("  first ones, the sandbox to the market stream (as_of)", stream_in))
     print(row("  first ones, the market stream (as_of) to the socket", stream_out))
     print(f"  (prices matched to no tick: Thor {unmatched}, baseline {straight_unmatched})")
+    print(
+        f"Messages waiting in the channel layer for one of Thor's server processes (each second): median "
+        f"{percentile(sorted(waiting), 50):.0f}, max {max(waiting)} (at {LAYER_CAPACITY} channels-redis drops "
+        f"what comes next for that process; below it, a wait is the stream's own publishing)."
+    )
     late = sum(1 for lag in samples if lag > throttle)
     print()
     print(

@@ -270,18 +270,19 @@ async def client_main(spec_path: str) -> None:
 
     async def follow(entry: dict, gate: asyncio.Semaphore) -> None:
         nonlocal opened
-        result = {"account_id": entry["account_id"], "messages": [], "other": {}, "closed": None}
+        result = {"account_id": entry["account_id"], "messages": [], "other": {}, "closed": None, "retries": 0}
         results.append(result)
         async with gate:
-            for _attempt in range(3):  # a new ticket when refused with 4401, as the SPA does
+            # A new ticket when refused (4401) or when the handshake timed out on the busy machine, as the SPA does.
+            for _attempt in range(3):
                 ticket = await asyncio.get_running_loop().run_in_executor(None, buy_ticket, entry["token"])
                 url = f"{spec['ws_url']}/ws/orders/{entry['account_id']}?ticket={ticket}"
-                connection = await websockets.connect(url, max_queue=None)
                 try:
+                    connection = await websockets.connect(url, max_queue=None, open_timeout=60)
                     json.loads(await connection.recv())  # `subscribed`: from now on its ticks reach the socket
                     break
-                except websockets.ConnectionClosed:
-                    continue
+                except (websockets.ConnectionClosed, websockets.InvalidHandshake, TimeoutError, OSError):
+                    result["retries"] += 1
             else:
                 raise RuntimeError("A socket was refused three times")
         opened += 1
