@@ -286,8 +286,8 @@ class KiteTickerHub:
 
     def _send_ticks(self, connection: TickerConnection) -> None:
         while not (connection.socket.closing or connection.socket.closed):
-            # A message every tick_seconds from the start of the last one, however long building it took (500
-            # instruments in full mode take a tenth of a second): the rate a client subscribes for.
+            # A message every tick_seconds from the start of the last one, however long building it took (hundreds
+            # of full-mode packets are not free): the rate a client subscribes for.
             started = time.monotonic()
             if not self._session_valid(connection):
                 # The session ended (logout, the 06:00 reset): the stream ends with it, and a reconnect
