@@ -66,11 +66,12 @@ class BrokerOrderIdInline(ReadOnlyMixin, admin.TabularInline):
 class OrderAdmin(admin.ModelAdmin):
     list_display = [
         "id", "account", "side", whole_quantity, "exchange", "symbol", "order_type", "status", "broker_order_id",
-        "created_at",
+        "algo_id", "parent", "created_at",
     ]  # fmt: skip
     # "Needs review" in the status filter is the operator's queue of placements the book could not settle.
     list_filter = ["status", "side", "order_type", "exchange"]
-    search_fields = ["client_order_id", "broker_order_id", "symbol", "account__user__email"]
+    # An exchange's audit asks for the orders of one algo id: search by it.
+    search_fields = ["client_order_id", "broker_order_id", "symbol", "algo_id", "account__user__email"]
     raw_id_fields = ["account"]
     readonly_fields = [field.name for field in Order._meta.fields]
     inlines = [BrokerOrderIdInline, OrderEventInline]

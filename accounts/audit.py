@@ -21,6 +21,7 @@ ORDER_AUDIT_FIELDS = (
     "validity",
     "filled_quantity",
     "average_price",
+    "charges",
     "broker_order_id",
 )
 

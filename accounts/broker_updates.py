@@ -16,6 +16,7 @@ from accounts import caches
 from accounts.audit import order_event_record, order_state
 from accounts.models import BrokerOrderId, Order, TradingAccount
 from accounts.placement_matching import Unclaimed, held_broker_ids, unclaimed_owner
+from accounts.slicing import parent_aggregate
 from brokers.adapters.types import OrderResult
 from brokers.services import VerifiedPostback
 
@@ -50,6 +51,32 @@ class Superseded(Exception):
     """The result speaks of a broker id a replace took over: the order follows its new id."""
 
 
+class SliceUnmatched(Superseded):
+    """The result carries a sliced order's tag, and none of its slices is free to be it: no order's update
+    (the sliced placement's answer or the book settles it), and never an order of its own."""
+
+
+def _slice_for_tag(account: TradingAccount, result: OrderResult) -> Order | None:
+    """The child of the sliced order (accounts.autoslice) whose tag the result carries: Kite stamps the
+    parent's tag on every slice, so a slice it posts back before the placement's answer names no child.
+    The first child without a broker order, of the slice's quantity where one is; None when the tag is no
+    sliced order's. The parent is read unlocked: a child is locked before its parent, everywhere."""
+    parent_id = (
+        Order.objects.filter(account=account, client_order_id=result.tag, children__isnull=False)
+        .values_list("pk", flat=True)
+        .first()
+    )
+    if parent_id is None:
+        return None
+    free = Order.objects.select_for_update().filter(
+        parent_id=parent_id, broker_order_id="", status__in=Order.UNSETTLED_STATUSES
+    )
+    child = free.filter(quantity=_on_scale(result.quantity)).order_by("id").first() or free.order_by("id").first()
+    if child is None:
+        raise SliceUnmatched(result.broker_order_id)
+    return child
+
+
 def _order_locked_for(account: TradingAccount, result: OrderResult) -> Order | None:
     """The order the result is about: by any broker id it has had, or by Thor's id sent as the tag while
     the placement answer is still on its way (Kite often posts the fill back first). Raises Superseded
@@ -63,7 +90,8 @@ def _order_locked_for(account: TradingAccount, result: OrderResult) -> Order | N
         if earlier is not None:
             raise Superseded(result.broker_order_id)
     if result.tag:
-        return orders.filter(client_order_id=result.tag, broker_order_id="").first()
+        child = _slice_for_tag(account, result)
+        return child if child is not None else orders.filter(client_order_id=result.tag, broker_order_id="").first()
     return None
 
 
@@ -93,6 +121,8 @@ def _apply(order: Order, result: OrderResult) -> None:
     order.average_price = _on_scale(result.average_price) or order.average_price
     order.status_message = (result.status_message or "")[:500]
     order.settle_after = None
+    if order.parent_id is not None and not order.quantity and result.quantity:
+        order.quantity = _on_scale(result.quantity)  # a slice Kite made beyond Thor's split (accounts.autoslice)
     if result.raw:
         order.raw = result.raw
 
@@ -149,12 +179,19 @@ def _broker_id_insert(order: Order, broker_order_id: str) -> bool:
 
 @transaction.atomic
 def order_broker_update(
-    *, account: TradingAccount, result: OrderResult, kind: str, order: Order | None = None, actor=None
+    *,
+    account: TradingAccount,
+    result: OrderResult,
+    kind: str,
+    order: Order | None = None,
+    actor=None,
+    aggregate: bool = True,
 ) -> tuple[Order | None, bool]:
     """Move the order the broker speaks of (found, or built when new) to what it says.
 
     Returns the order (None for an id a replace superseded) and whether anything changed; nothing is written when the update is a repeat or
-    would move the order backwards.
+    would move the order backwards. A slice's change brings its parent's aggregate along (`aggregate=False`:
+    the caller aggregates once, after all its slices).
     """
     try:
         if order is not None:
@@ -180,6 +217,8 @@ def order_broker_update(
     if adopted:
         BrokerOrderId.objects.create(account_id=account.pk, order=order, broker_order_id=order.broker_order_id)
     order_event_record(order=order, kind=kind, before=before, actor=actor, broker_response=result.raw)
+    if aggregate and order.parent_id is not None:
+        parent_aggregate(parent=Order.objects.select_for_update().get(pk=order.parent_id), actor=actor)
     return order, True
 
 

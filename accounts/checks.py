@@ -55,12 +55,21 @@ def _on_tick(value: Decimal, tick: Decimal) -> bool:
     return value % tick == 0
 
 
+def active_user_check(user) -> None:
+    """The user of the locked account is still active: authentication may have taken them from its short
+    cache (identity.authentication.UserLockedJWTAuthentication), which a change made behind its back (a
+    bulk update) reaches only when it expires."""
+    if not user.is_active:
+        raise ApplicationError("User is inactive", code="user_inactive", status_code=status.HTTP_401_UNAUTHORIZED)
+
+
 def order_request_check(*, request: OrderRequest, sliceable: bool = False) -> Instrument:
     """What can be checked from the order alone: exchange, instrument (listed, tradable, not expired),
     product, type, lot and tick sizes, the exchange's freeze quantity.
 
     `sliceable`: the order may be placed as slices (accounts.slicing: a new paper order), so it may carry up
-    to MAX_SLICES freeze quantities; otherwise (a batch leg, a modify, a live order) at most one."""
+    to MAX_SLICES freeze quantities; otherwise (a batch leg, a modify, a live order its broker does not slice)
+    at most one."""
     instrument = instrument_get(exchange=request.exchange, symbol=request.symbol)
     if instrument is None:
         field, message = (
@@ -97,7 +106,7 @@ def order_request_check(*, request: OrderRequest, sliceable: bool = False) -> In
         except ValidationError as error:
             errors.update(error.message_dict)
     elif instrument.freeze_quantity is not None and request.quantity > instrument.freeze_quantity:
-        # Only a new paper order is sliced for the trader (yet): live Kite autoslice is still to come.
+        # Sliced only when new, on paper or by a broker that slices (Kite autoslice: accounts.autoslice).
         errors["quantity"] = [
             f"Above the exchange's freeze quantity {instrument.freeze_quantity} for {name}: "
             f"place at most {instrument.freeze_quantity} an order."
@@ -119,6 +128,19 @@ def order_request_check(*, request: OrderRequest, sliceable: bool = False) -> In
     if errors:
         raise ValidationError(errors)
     return instrument
+
+
+def order_algo_id(*, tenant, requested: str | None) -> str:
+    """The exchange algo id an order carries: the one it names, which must be one of the tenant's
+    `algo_ids`, else the tenant's first (none when it has none). A 400 on `algo_id` otherwise."""
+    if not requested:
+        return tenant.default_algo_id
+    if requested not in tenant.algo_ids:
+        registered = (
+            f"use one of {', '.join(tenant.algo_ids)}" if tenant.algo_ids else "it has none (its admin sets them)"
+        )
+        raise ValidationError({"algo_id": [f"{requested!r} is not one of this tenant's algo ids: {registered}."]})
+    return requested
 
 
 def currency_check(*, account: TradingAccount, request: OrderRequest) -> None:

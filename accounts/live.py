@@ -92,6 +92,7 @@ def order_request_of(order: Order) -> OrderRequest:
         trigger_price=order.trigger_price,
         validity=order.validity,
         tag=order.client_order_id,
+        algo_id=order.algo_id,
     )
 
 

@@ -93,10 +93,16 @@ class Order(models.Model):
     trigger_price = models.DecimalField(max_digits=18, decimal_places=4, null=True, blank=True)
     validity = models.CharField(max_length=8, default="DAY")
     tag = models.CharField(max_length=20, blank=True)
+    # The exchange algo (strategy) id the order carries (the tenant's `algo_ids`): sent as Kite's `algo_id`, a
+    # field of its own, so Kite's one `tag` stays Thor's client order id (README "Trading live from India").
+    algo_id = models.CharField(max_length=20, blank=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
     status_message = models.CharField(max_length=500, blank=True)
     filled_quantity = models.DecimalField(max_digits=18, decimal_places=4, default=Decimal("0"))
     average_price = models.DecimalField(max_digits=18, decimal_places=4, null=True, blank=True)
+    # Paper fills only: what the fill cost beyond its price (accounts.charges), debited from cash; a sliced
+    # order's parent shows its slices' sum. Null where nothing was charged by Thor (live orders, unfilled ones).
+    charges = models.DecimalField(max_digits=18, decimal_places=2, null=True, blank=True)
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)
     request_fingerprint = models.CharField(max_length=64, blank=True)
     raw = models.JSONField(default=dict, blank=True, help_text="The broker's last payload for this order.")

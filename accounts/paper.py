@@ -15,9 +15,10 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef, Sum
 from django.utils import timezone
 
-from accounts.audit import account_event_record, order_event_record, order_state
+from accounts.audit import account_event_record
 from accounts.market_data import instrument_get
 from accounts.models import IdempotentRequest, Order, PaperPosition, TradingAccount
+from accounts.paper_fills import fill_apply, fill_cost, order_charges, status_set
 from accounts.prices import MarketDataUnavailable, price_source
 from accounts.slicing import parent_aggregate
 from identity.models import Tenant
@@ -163,40 +164,20 @@ def paper_buying_power_check(*, account: TradingAccount, request, price: Decimal
         raise ValidationError({"quantity": [f"Insufficient buying power: needs {needed}, available {available}."]})
 
 
-def _apply_to_position(position: PaperPosition, *, side: str, quantity: Decimal, price: Decimal) -> None:
-    signed = quantity if side == Order.Side.BUY else -quantity
-    held = position.quantity
-    if held == 0 or (held > 0) == (signed > 0):
-        position.average_price = (
-            (abs(held) * position.average_price + quantity * price) / abs(held + signed)
-        ).quantize(Decimal("0.0001"))
-    else:
-        closed = min(quantity, abs(held))
-        direction = 1 if held > 0 else -1
-        position.realised_pnl += (closed * (price - position.average_price) * direction).quantize(
-            CENT, rounding=ROUNDING
-        )
-        if quantity > abs(held):
-            position.average_price = price
-        elif quantity == abs(held):
-            position.average_price = Decimal("0")
-    position.quantity = held + signed
-
-
 def _fill(*, account: TradingAccount, order: Order, price: Decimal, actor=None) -> None:
     position, _ = PaperPosition.objects.get_or_create(
         account=account, exchange=order.exchange, symbol=order.symbol, product=order.product
     )
-    cost = (order.quantity * price).quantize(CENT, rounding=ROUNDING)
-    before = order_state(order)
+    charges = order_charges(account=account, order=order, price=price)
     if order.side == Order.Side.BUY:
-        # Short proceeds sit in cash but are owed back: a buy is paid from buying power (beyond what it covers).
+        # Short proceeds sit in cash but are owed back: a buy is paid from buying power (beyond what it covers),
+        # its charges as well.
         opening = max(order.quantity - max(-position.quantity, Decimal("0")), Decimal("0"))
-        needed = (opening * price).quantize(CENT, rounding=ROUNDING)
+        needed = (opening * price).quantize(CENT, rounding=ROUNDING) + charges.total
         available = paper_buying_power(
             account=account, marks={(order.exchange, order.symbol): price}, exclude_order_id=order.pk
         )
-        if needed > available or cost > account.cash:
+        if needed > available or fill_cost(order=order, price=price) + charges.total > account.cash:
             _reject(
                 order=order, message=f"Insufficient funds at fill: needs {needed}, available {available}.", actor=actor
             )
@@ -204,36 +185,14 @@ def _fill(*, account: TradingAccount, order: Order, price: Decimal, actor=None) 
     if order.side == Order.Side.SELL and order.product == "CNC" and position.quantity < order.quantity:
         _reject(order=order, message=f"Insufficient CNC position at fill: {position.quantity} held.", actor=actor)
         return
-    _apply_to_position(position, side=order.side, quantity=order.quantity, price=price)
-    position.save()
-    account.cash += -cost if order.side == Order.Side.BUY else cost
-    account.save(update_fields=["cash", "updated_at"])
-    order.status = Order.Status.COMPLETE
-    order.filled_quantity = order.quantity
-    order.average_price = price
-    order.status_message = ""
-    order.save()
-    order_event_record(order=order, kind="filled", before=before, actor=actor)
-    _parent_update(order=order, actor=actor)
-
-
-def _parent_update(*, order: Order, actor=None) -> None:
-    """A slice changed: its parent's aggregate follows (accounts.slicing)."""
-    if order.parent_id is not None:
-        parent_aggregate(parent=Order.objects.get(pk=order.parent_id), actor=actor)
+    fill_apply(account=account, order=order, position=position, price=price, charges=charges, actor=actor)
 
 
 def _reject(*, order: Order, message: str, actor=None) -> None:
     _set_status(order=order, status=Order.Status.REJECTED, message=message, kind="rejected", actor=actor)
 
 
-def _set_status(*, order: Order, status: str, kind: str, message: str = "", actor=None) -> None:
-    before = order_state(order)
-    order.status = status
-    order.status_message = message
-    order.save()
-    order_event_record(order=order, kind=kind, before=before, actor=actor)
-    _parent_update(order=order, actor=actor)
+_set_status = status_set
 
 
 def _advance(*, account: TradingAccount, order: Order, last_price: Decimal, actor=None) -> None:

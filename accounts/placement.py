@@ -142,6 +142,11 @@ def live_order_settle(*, order: Order, now=None) -> Order:
     now = now or timezone.now()
     if order.status not in (Order.Status.UNKNOWN, Order.Status.NEEDS_REVIEW):
         return order
+    if order.parent_id is not None or order.children.exists():
+        # A sliced order (Kite's autoslice) is settled as a whole, its slices by the parent's tag.
+        from accounts.autoslice import slices_settle  # here: autoslice builds on this module
+
+        return slices_settle(parent=order, now=now)
     match = _book_match(order, now=now)
     if match is not None and match.result is not None:
         return _confirmed(order, match)
@@ -186,8 +191,13 @@ def orphaned_placements_settle(*, now=None) -> int:
     now = now or timezone.now()
     horizon = now - timedelta(seconds=settings.THOR_PLACEMENT_ORPHAN_SECONDS)
     picked = 0
+    # A slice is settled with its parent (accounts.autoslice), never on its own: its tag is the parent's.
     orphans = Order.objects.filter(
-        status=Order.Status.PENDING, account__mode="live", broker_order_id="", created_at__lte=horizon
+        status=Order.Status.PENDING,
+        account__mode="live",
+        broker_order_id="",
+        created_at__lte=horizon,
+        parent__isnull=True,
     ).values_list("pk", flat=True)
     for pk in list(orphans[:200]):
         with transaction.atomic():

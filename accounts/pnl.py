@@ -41,6 +41,7 @@ class Book:
     account: TradingAccount
     positions: list[PaperPosition]
     reserved: Decimal
+    charges_today: Decimal  # changes with a fill (a stream message: the book is read again) or at midnight
     rates: dict[str, Decimal]  # each product's margin rate, for the shorts
     marks: dict[Instrument, Decimal]
     tokens: dict[int, set[Instrument]] = field(default_factory=dict)  # token -> the instruments held on it
@@ -72,6 +73,7 @@ def book_load(account_id: int) -> Book | None:
         account=account,
         positions=positions,
         reserved=reserved_cash(account=account),
+        charges_today=selectors.paper_charges_today(account=account),
         rates={product: margin_rate(tenant=tenant, product=product) for product in {p.product for p in positions}},
         marks={(position.exchange, position.symbol): price for position, price in valued},
         tokens=tokens,
@@ -108,7 +110,10 @@ def position_prices_message(book: Book, instruments: Iterable[Instrument], *, as
         if (position.exchange, position.symbol) in instruments
     ]
     funds = selectors.paper_funds_at(
-        account=book.account, utilised=book.reserved + short_exposure_at(book), valued=valued
+        account=book.account,
+        utilised=book.reserved + short_exposure_at(book),
+        valued=valued,
+        charges_today=book.charges_today,
     )
     return {
         "type": POSITION_PRICES,

@@ -69,10 +69,12 @@ def order_data(order) -> dict:
         "trigger_price": _price(order.trigger_price),
         "validity": order.validity,
         "tag": order.tag,
+        "algo_id": order.algo_id,
         "status": order.status,
         "status_message": order.status_message,
         "filled_quantity": _quantity(order.filled_quantity),
         "average_price": _price(order.average_price),
+        "charges": _money(order.charges),
         "created_at": _timestamp(order.created_at),
         "updated_at": _timestamp(order.updated_at),
         "children": [_child_data(child) for child in getattr(order, "child_orders", ())],
@@ -82,8 +84,10 @@ def order_data(order) -> dict:
 def _child_data(child) -> dict:
     return {
         "id": child.pk,
+        "broker_order_id": child.broker_order_id,
         "quantity": _quantity(child.quantity),
         "status": child.status,
+        "status_message": child.status_message,
         "filled_quantity": _quantity(child.filled_quantity),
         "average_price": _price(child.average_price),
     }
@@ -143,7 +147,7 @@ def holdings_data(holdings) -> list[dict]:
     return [holding_data(holding) for holding in holdings]
 
 
-FUNDS_AMOUNTS = ("cash", "available", "utilised", "buying_power", "net_liquidation")
+FUNDS_AMOUNTS = ("cash", "available", "utilised", "buying_power", "net_liquidation", "charges_today")
 
 
 def funds_data(funds) -> dict:

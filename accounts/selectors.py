@@ -8,13 +8,15 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Exists, OuterRef, Prefetch, QuerySet, Sum
 from django.http import Http404
 from django.utils import timezone
 
 from accounts import caches, live
-from accounts.models import Order, PaperPosition, TradingAccount
+from accounts.market_data import EXCHANGES
+from accounts.models import Order, OrderEvent, PaperPosition, TradingAccount
 from accounts.paper import reserved_cash, short_exposure
+from accounts.paper_fills import FILL_KINDS
 from accounts.prices import price_source
 from brokers.adapters.types import Funds, Holding, Position
 from market.selectors import instrument_last_prices
@@ -65,12 +67,27 @@ def account_for_read_get(*, user, account_ref: str) -> TradingAccount:
             "user__tenant_id",
             "user__tenant__id",
             "user__tenant__slug",
+            # What a placement reads before its account lock (accounts.orders.place.last_prices).
+            "user__tenant__max_order_value",
         )
     )
     account = _account_by_ref(accounts, account_ref)
     if cacheable and account.mode == TradingAccount.Mode.LIVE:
         cache.set(caches.read_account_key(user.pk, account_ref), account, seconds)
     return account
+
+
+def account_for_order_get(*, user, account_ref: str) -> TradingAccount:
+    """account_get for a placement: the account as the reads take it (account_for_read_get: a live one kept
+    for a few seconds, so a trader's next placements cost no SQL to find it), loading what else it needs
+    (its broker app and tokens, for a band quote) on first use.
+
+    The placement reads the row again under its lock (accounts.paper.account_lock) and checks that one, so
+    it takes from here what cannot change under it (that the user owns the account: the cache is keyed by
+    the user; its mode; its connection) and whether to read prices before the lock (its tenant's order value
+    limit: a limit set within the cache's seconds fails closed, a market order refused for want of a price).
+    """
+    return account_for_read_get(user=user, account_ref=account_ref)
 
 
 def _cacheable_ref(account_ref: str) -> bool:
@@ -263,13 +280,18 @@ def funds_get(*, account: TradingAccount, fresh: bool = False, present: Present 
     # Short proceeds are in cash but owed back: they and the shorts' margin are tied up, like reservations.
     utilised = reserved_cash(account=account) + short_exposure(account=account, marks=marks)
     return _now_read(
-        paper_funds_at(account=account, utilised=utilised, valued=valuation.positions),
+        paper_funds_at(
+            account=account,
+            utilised=utilised,
+            valued=valuation.positions,
+            charges_today=paper_charges_today(account=account),
+        ),
         valuation.source,
         valuation.as_of,
     )
 
 
-def paper_funds_at(*, account: TradingAccount, utilised: Decimal, valued) -> Funds:
+def paper_funds_at(*, account: TradingAccount, utilised: Decimal, valued, charges_today: Decimal) -> Funds:
     """A paper account's funds with `utilised` tied up and its positions valued as `valued` says ((position,
     price) pairs): for REST, and at each tick for the sockets (accounts.pnl)."""
     market_value = sum((p.quantity * price for p, price in valued), Decimal("0"))
@@ -281,4 +303,19 @@ def paper_funds_at(*, account: TradingAccount, utilised: Decimal, valued) -> Fun
         utilised=utilised,
         buying_power=available,
         net_liquidation=(account.cash + market_value).quantize(CENT, rounding=ROUNDING),
+        charges_today=charges_today,
     )
+
+
+def paper_charges_today(*, account: TradingAccount, now: datetime | None = None) -> Decimal:
+    """The charges of the paper account's fills since midnight of its exchanges' day (IST for INR, New York for
+    USD), slices counted each (a parent shows their sum)."""
+    zone = next(rules.timezone for rules in EXCHANGES.values() if rules.currency == account.currency)
+    day_start = (now or timezone.now()).astimezone(zone).replace(hour=0, minute=0, second=0, microsecond=0)
+    filled_today = OrderEvent.objects.filter(order=OuterRef("pk"), kind__in=FILL_KINDS, created_at__gte=day_start)
+    total = (
+        account.orders.filter(children__isnull=True, charges__isnull=False)
+        .filter(Exists(filled_today))
+        .aggregate(total=Sum("charges"))["total"]
+    )
+    return total or Decimal("0.00")

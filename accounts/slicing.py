@@ -1,4 +1,4 @@
-"""Orders above the exchange's freeze quantity, placed as slices (paper today; live Kite autoslice later).
+"""Orders above the exchange's freeze quantity, placed as slices (paper here; live Kite: accounts.autoslice).
 
 The order the trader places is the parent: it holds the whole quantity and is the order the API answers
 and lists. Its slices are child orders (Order.parent set), each at most the freeze quantity in whole lots,
@@ -6,7 +6,8 @@ at most MAX_SLICES of them (Kite's autoslice limit): each has its own status and
 shows their aggregate (`parent_aggregate`):
 
 - filled quantity: the children's fills summed; average price: weighted by each child's fills;
-- status: PENDING while every child is; OPEN while any child is still working; COMPLETE when every child
+- status: PENDING while every child is; UNKNOWN while any child's placement is (a live send whose answer
+  was lost: accounts.autoslice), then NEEDS_REVIEW while any child waits for a person; OPEN while any child is still working; COMPLETE when every child
   is; REJECTED only when every child is; any other end (some slices filled, some rejected, cancelled or
   expired) is CANCELLED, Kite's word for an order that ended with part of its quantity unfilled, with the
   filled quantity saying how much did fill and the status message naming each slice that did not.
@@ -62,6 +63,10 @@ def _aggregate_status(children: list[Order]) -> tuple[str, str]:
     statuses = {child.status for child in children}
     if statuses == {Order.Status.PENDING}:
         return Order.Status.PENDING, ""
+    for unsettled in (Order.Status.UNKNOWN, Order.Status.NEEDS_REVIEW):
+        if unsettled in statuses:
+            # The parent is what the settle task looks at: it stays unsettled until every slice is settled.
+            return unsettled, next(child.status_message for child in children if child.status == unsettled)
     if statuses & set(WORKING_STATUSES):
         return Order.Status.OPEN, ""
     if len(statuses) == 1:
@@ -85,10 +90,12 @@ def parent_aggregate(*, parent: Order, actor=None) -> Order:
         (child.filled_quantity * child.average_price for child in children if child.average_price is not None),
         Decimal("0"),
     )
+    charged = [child.charges for child in children if child.charges is not None]
     status, message = _aggregate_status(children)
     before = order_state(parent)
     parent.filled_quantity = filled
     parent.average_price = (value / filled).quantize(Decimal("0.0001")) if filled else None
+    parent.charges = sum(charged, Decimal("0.00")) if charged else None
     parent.status = status
     parent.status_message = message
     parent.child_orders = children  # type: ignore[attr-defined]  # what the presenter shows

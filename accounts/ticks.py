@@ -24,6 +24,7 @@ heard; `{"action": "unwatch", "instruments": [...]}`, answered the same way.
 """
 
 import asyncio
+import logging
 import re
 import time
 from datetime import UTC, datetime
@@ -38,7 +39,10 @@ from accounts.pnl import Book, Instrument, book_load, book_tick, position_prices
 from market.selectors import instrument_tokens, last_prices
 from market.services import ticks_watch
 from market.ticks import tick_group
+from thor.coordination import OccasionalWarning
 from thor.fields import timestamp_text
+
+logger = logging.getLogger("accounts.ticks")
 
 # "EXCHANGE:TRADINGSYMBOL" as the master spells it: indices have spaces ("NSE:NIFTY 50"), some symbols & or -.
 INSTRUMENT_NAME = re.compile(r"[A-Z]{2,8}:[A-Za-z0-9][A-Za-z0-9 &._-]{0,63}")
@@ -77,8 +81,19 @@ def _instrument_names(value) -> list[str] | None:
     return list(dict.fromkeys(value))
 
 
+_store_down = OccasionalWarning(logger)
+
+
+def _ticks_watch_or_warn(tokens) -> None:
+    try:
+        ticks_watch(tokens)
+    except Exception as error:
+        # The type only: a connection error's text may carry the Redis URL. The next renewal asks again.
+        _store_down("Could not ask the market stream for ticks: %s", type(error).__name__)
+
+
 # Cache calls off the event loop, and off the one database thread the connects queue on.
-_watch = sync_to_async(ticks_watch, thread_sensitive=False)
+_watch_or_warn = sync_to_async(_ticks_watch_or_warn, thread_sensitive=False)
 _last_prices = sync_to_async(last_prices, thread_sensitive=False)
 
 
@@ -102,7 +117,12 @@ class PricesMixin:
         for account_id in account_ids:
             if account_id in self.not_paper:
                 continue
-            book = await database_sync_to_async(book_load)(account_id)
+            try:
+                book = await database_sync_to_async(book_load)(account_id)
+            except Exception:
+                # Prices are a courtesy: the socket and its order stream go on, with the book it had.
+                logger.warning("Could not read the book of account %s for its prices", account_id, exc_info=True)
+                continue
             if book is None:
                 self.not_paper.add(account_id)  # an account's mode never changes
             if book is None or account_id not in self.sent_seq:  # unsubscribed meanwhile
@@ -125,14 +145,18 @@ class PricesMixin:
             await self.channel_layer.group_discard(tick_group(token), self.channel_name)
         self.tick_groups = wanted
         if joined:
-            await _watch(joined)
+            await _watch_or_warn(joined)
 
     async def _prices_renew(self) -> None:
         """With the follow marks: the books read again (whatever changed them without a stream message) and
         the market stream's lease on every instrument renewed."""
-        await self._books_load(list(self.books))
-        if self.tick_groups:
-            await _watch(self.tick_groups)
+        try:
+            await self._books_load(list(self.books))
+            if self.tick_groups:
+                await _watch_or_warn(self.tick_groups)
+        except Exception:
+            # A cache or channel layer outage must not end the follow marks' renewal.
+            logger.warning("Could not renew the socket's prices", exc_info=True)
 
     async def _prices_close(self) -> None:
         if self.flush_timer is not None:
@@ -172,7 +196,11 @@ class PricesMixin:
         await self._tick_groups_match()
         await self._send_watching()
         # The prices already heard, so that the client need not wait for the next tick.
-        heard = await _last_prices(list(resolved.values()))
+        try:
+            heard = await _last_prices(list(resolved.values()))
+        except Exception as error:
+            _store_down("Could not read the market stream's last prices: %s", type(error).__name__)
+            return
         for token, price in heard.items():
             self._tick_heard(token, price.last_price, price.received_at)
         if heard:

@@ -3,10 +3,11 @@
 An SPA's reads should not load the same user row on every request (nor, with it, the state of the
 token's session: a logged-out session's access tokens are refused at once, identity.sessions). So a read
 (GET, HEAD, OPTIONS) asks the cache once, for the user and its session's state together, and keeps a user
-it had to load for THOR_READ_CACHE_SECONDS (at most 5, identity.caches); a write always loads the user from
-the database. Revocation stays bounded: saving, deleting or disabling a user and logging out (a refresh
-token blacklisted) flush the cached copy, in every process (the cache is shared); anything else that
-changes users without a save is seen by reads within the TTL.
+it had to load for THOR_READ_CACHE_SECONDS (at most 5, identity.caches); a write loads the user from the
+database (but in views that check it under a lock: UserLockedJWTAuthentication). Revocation stays
+bounded: saving, deleting or disabling a user and logging out (a refresh token blacklisted) flush the
+cached copy, in every process (the cache is shared); anything else that changes users without a save is
+seen by reads within the TTL.
 
 The cached copy has no password hash (deferred): the reads never need it, and it should not sit in Redis.
 """
@@ -38,9 +39,12 @@ class ReadCachedJWTAuthentication(JWTAuthentication):
         if raw_token is None:
             return None
         validated_token = self.get_validated_token(raw_token)
-        if request.method in SAFE_METHODS and settings.THOR_READ_CACHE_SECONDS:
+        if settings.THOR_READ_CACHE_SECONDS and self._user_cached_for(request):
             return self._read_user(validated_token), validated_token
         return self.get_user(validated_token), validated_token
+
+    def _user_cached_for(self, request) -> bool:
+        return request.method in SAFE_METHODS
 
     def get_user(self, validated_token):
         """simplejwt's user, refused when the token's session was logged out (the WebSockets use it too)."""
@@ -74,6 +78,16 @@ class ReadCachedJWTAuthentication(JWTAuthentication):
         return user
 
 
+class UserLockedJWTAuthentication(ReadCachedJWTAuthentication):
+    """The cached user on writes too, for views whose service reads the user's row again under its lock
+    and refuses an inactive user there (an order placement: accounts.paper.account_lock locks the account,
+    its user and tenant, accounts.orders.place refuses). A write of such a view costs no user SELECT of its
+    own and still never acts for a user disabled behind the cache's back."""
+
+    def _user_cached_for(self, request) -> bool:
+        return True
+
+
 def _refuse_if_revoked(sid, *, cached=None) -> None:
     # Tokens from before sessions had ids carry none: they end when they expire, as before.
     if sid and session_is_revoked(sid, cached=cached):
@@ -84,6 +98,7 @@ class ReadCachedJWTScheme(SimpleJWTScheme):
     """The OpenAPI security scheme of simplejwt's class, for this subclass of it."""
 
     target_class = "identity.authentication.ReadCachedJWTAuthentication"
+    match_subclasses = True
 
 
 @receiver(post_save, sender=User)

@@ -1,3 +1,4 @@
+import re
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
@@ -11,6 +12,17 @@ from django.utils import timezone
 
 from thor.crypto import EncryptedTextField
 from thor.origins import origin_of
+
+# An exchange algo (strategy) identifier as Thor accepts it: Kite's `algo_id` field takes the exchange's id
+# (NSE's are numeric); letters, digits, - and _ leave room for a broker that spells them otherwise.
+ALGO_ID_MAX_LENGTH = 20
+ALGO_ID_PATTERN = r"^[A-Za-z0-9_-]{1,20}\Z"  # \Z: no trailing newline slips through a search
+ALGO_ID_RULE = f"1 to {ALGO_ID_MAX_LENGTH} letters, digits, - or _"
+MAX_ALGO_IDS = 50
+
+
+def algo_id_valid(value) -> bool:
+    return isinstance(value, str) and re.fullmatch(ALGO_ID_PATTERN, value) is not None
 
 
 def inexact_origins(origins) -> list:
@@ -77,6 +89,15 @@ class Tenant(models.Model):
         ),
     )
     order_egress_probe = models.JSONField(default=dict, blank=True, help_text="The last probe through the egress.")
+    algo_ids = models.JSONField(
+        default=list,
+        blank=True,
+        help_text=(
+            'The exchange-registered algo (strategy) ids this tenant\'s orders may carry: ["41230", "41231"]. '
+            "The first is every order's unless the order names another of them (`algo_id`); sent as Kite's "
+            f"`algo_id` with each live Kite order. Each {ALGO_ID_RULE}; empty: orders carry none."
+        ),
+    )
     max_order_value = models.DecimalField(max_digits=18, decimal_places=2, null=True, blank=True)
     max_open_orders = models.PositiveIntegerField(null=True, blank=True)
     trading_enabled = models.BooleanField(default=True, help_text="Kill switch for every order of this tenant.")
@@ -109,6 +130,20 @@ class Tenant(models.Model):
                 {"allowed_origins": f"Not exact scheme://host[:port] origins: {', '.join(map(str, inexact))}"}
             )
 
+    def _clean_algo_ids(self):
+        ids = self.algo_ids
+        if not isinstance(ids, list):
+            raise ValidationError({"algo_ids": "A list of algo ids."})
+        bad = [value for value in ids if not algo_id_valid(value)]
+        if bad:
+            raise ValidationError({"algo_ids": f"Each must be {ALGO_ID_RULE}: {', '.join(map(repr, bad))}."})
+        if len(set(ids)) != len(ids) or len(ids) > MAX_ALGO_IDS:
+            raise ValidationError({"algo_ids": f"At most {MAX_ALGO_IDS} ids, each once."})
+
+    @property
+    def default_algo_id(self) -> str:
+        return self.algo_ids[0] if self.algo_ids else ""
+
     def paper_currencies(self) -> dict[str, Decimal]:
         """Every currency a user of this tenant may hold a paper account in, with its starting cash."""
         other = {currency: Decimal(str(cash)) for currency, cash in (self.paper_other_currencies or {}).items()}
@@ -132,6 +167,7 @@ class Tenant(models.Model):
         self._clean_origins()
         self._clean_decimal_map("paper_other_currencies", key=lambda code: isinstance(code, str) and len(code) == 3)
         self._clean_decimal_map("paper_margin_rates", key=lambda product: isinstance(product, str), maximum=Decimal(10))
+        self._clean_algo_ids()
         protection = self.kite_market_protection
         if protection is not None and protection != -1 and not 0 < protection <= 100:
             raise ValidationError({"kite_market_protection": "-1 (automatic) or a percentage above 0."})

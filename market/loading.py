@@ -19,8 +19,8 @@ from django.db import connection, transaction
 from django.db.models import Field
 from django.utils import timezone
 
+from brokers.freeze_limits import freeze_quantity
 from market.caches import instruments_flush
-from market.freeze_limits import freeze_quantity
 from market.models import Instrument
 
 logger = logging.getLogger("market.loading")

@@ -12,6 +12,7 @@ from kiteconnect import KiteConnect
 from kiteconnect.exceptions import KiteException
 from requests import RequestException
 
+from market.us_tokens import us_token
 from thor.errors import ApplicationError
 
 US_SEED_CSV = Path(__file__).parent / "data" / "us_equities.csv"
@@ -47,7 +48,15 @@ def us_seed_rows() -> list[dict[str, str]]:
 
     Schwab's adapter has no instrument search yet (brokers/adapters/schwab has quotes and orders only), so
     US symbols are not looked up on demand: these seven seed the master, and an unlisted US symbol
-    trades with the exchange's defaults (lot 1, tick 0.01).
+    trades with the exchange's defaults (lot 1, tick 0.01). Each has its streaming token (market.us_tokens).
     """
     with open(US_SEED_CSV, newline="", encoding="utf-8") as handle:
-        return [{**row, "segment": row["exchange"], "instrument_type": "EQ"} for row in csv.DictReader(handle)]
+        return [
+            {
+                **row,
+                "segment": row["exchange"],
+                "instrument_type": "EQ",
+                "instrument_token": str(us_token(row["tradingsymbol"]) or ""),
+            }
+            for row in csv.DictReader(handle)
+        ]

@@ -32,6 +32,7 @@ from twisted.internet import reactor
 
 from brokers.models import BrokerConnection, BrokerKind
 from market import caches
+from market.us_tokens import is_us_token
 from thor.realtime import publish
 
 logger = logging.getLogger("market.ticks")
@@ -182,7 +183,8 @@ class MarketStream:
         self.refused.set()
 
     def _wanted(self) -> set[int]:
-        watched = caches.watched_tokens()
+        # US symbols' tokens are the Schwab stream's (market.schwab_stream): Kite does not know them.
+        watched = {token for token in caches.watched_tokens() if not is_us_token(token)}
         if len(watched) > MAX_TOKENS:
             logger.warning("%d tokens watched; Kite streams %d on a connection", len(watched), MAX_TOKENS)
             watched = set(sorted(watched)[:MAX_TOKENS])
@@ -263,16 +265,20 @@ _embedded_started = threading.Event()
 
 
 def start_embedded_market_stream() -> bool:
-    """The stream on a daemon thread of this process, once; a no-op outside the embedded mode."""
+    """The streams (Kite's, and Schwab's for US symbols) on daemon threads of this process, once, as
+    `run_market_stream` runs them in its own; a no-op outside the embedded mode."""
     if not settings.THOR_EMBEDDED_MARKET_STREAM or _embedded_started.is_set():
         return False
     _embedded_started.set()
+    from market.schwab_runner import SchwabStreamRunner  # it imports this module
 
-    def run() -> None:
-        try:
-            MarketStreamRunner().run(threading.Event())  # until the process ends
-        except Exception:
-            logger.exception("The embedded market stream stopped")
+    for name, runner in (("market-stream", MarketStreamRunner()), ("schwab-stream", SchwabStreamRunner())):
 
-    threading.Thread(target=run, name="market-stream", daemon=True).start()
+        def run(runner=runner, name=name) -> None:
+            try:
+                runner.run(threading.Event())  # until the process ends
+            except Exception:
+                logger.exception("The embedded %s stopped", name)
+
+        threading.Thread(target=run, name=name, daemon=True).start()
     return True

@@ -246,6 +246,17 @@ CELERY_BEAT_SCHEDULE = {
         "task": "accounts.tasks.match_paper_orders",
         "schedule": timedelta(seconds=5),
     },
+    # Each exchange's square-off time is in accounts.paper_closing.SQUARE_OFF_TIMES (its own time zone, so
+    # daylight saving in New York needs no second entry): the task closes what is due and nothing else.
+    "square-off-paper-positions": {
+        "task": "accounts.tasks.square_off_paper_positions",
+        "schedule": timedelta(minutes=1),
+    },
+    # Contracts expire at their exchange's close on the expiry day; positions in them are settled on the next pass.
+    "settle-expired-paper-positions": {
+        "task": "accounts.tasks.settle_expired_paper_positions",
+        "schedule": timedelta(minutes=5),
+    },
     "settle-unknown-orders": {
         "task": "accounts.tasks.settle_unknown_orders",
         "schedule": timedelta(seconds=2),
@@ -677,6 +688,13 @@ THOR_PAPER_DEFAULT_MARGIN_RATE = _env_or_fail(
     lambda name: Decimal(env.str(name, default="0.25")), "THOR_PAPER_DEFAULT_MARGIN_RATE"
 )
 THOR_PAPER_SLIPPAGE_BPS = _env_or_fail(env.int, "THOR_PAPER_SLIPPAGE_BPS", default=5)
+# What paper fills are charged beyond their price (accounts.charges: Zerodha-like for INR, SEC and FINRA fees
+# for USD), debited from cash. "tenants" overrides any rate per tenant slug and currency, e.g.
+# {"acme": {"INR": {"options": {"brokerage_flat": "10"}}, "USD": None}} (None: that currency is free).
+THOR_PAPER_CHARGES = {
+    "enabled": _env_bool("THOR_PAPER_CHARGES_ENABLED", default=True),
+    "tenants": {},
+}
 
 # Price protection (issue 22): a live LIMIT/SL order on an Indian exchange priced outside its band is refused
 # before it is sent. Options: a premium above `option_premium_threshold` may be `option_percent` % either side

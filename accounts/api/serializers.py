@@ -5,6 +5,7 @@ from rest_framework import serializers
 from accounts.market_data import ORDER_TYPES, VALIDITIES
 from accounts.models import Order
 from identity.api.serializers import UserOutputSerializer
+from identity.models import ALGO_ID_PATTERN, ALGO_ID_RULE
 from thor.fields import MoneyField, PriceField, QuantityField
 
 PRICE = {"max_digits": 14, "decimal_places": 4, "min_value": Decimal("0.0001")}
@@ -68,6 +69,19 @@ class OrderInputSerializer(serializers.Serializer):
     trigger_price = serializers.DecimalField(**PRICE, required=False, allow_null=True)
     validity = serializers.ChoiceField(choices=VALIDITIES, default="DAY")
     tag = serializers.CharField(max_length=20, required=False, allow_blank=True, default="")
+    algo_id = serializers.RegexField(
+        ALGO_ID_PATTERN,
+        required=False,
+        help_text=(
+            "One of the tenant's exchange-registered algo ids (sent as Kite's `algo_id`); "
+            "without it, the tenant's first."
+        ),
+        trim_whitespace=False,  # an id with a stray space or newline is not the id: refused, not trimmed
+        error_messages={
+            "invalid": f"Must be {ALGO_ID_RULE}.",
+            "blank": f"Must be {ALGO_ID_RULE}; leave it out for the tenant's own.",
+        },
+    )
 
 
 class OrderModifyInputSerializer(serializers.Serializer):
@@ -110,8 +124,10 @@ class OrderChildOutputSerializer(serializers.Serializer):
     """One slice of an order placed above the exchange's freeze quantity."""
 
     id = serializers.IntegerField()
+    broker_order_id = serializers.CharField(help_text="The slice's own order at the broker (live).")
     quantity = QuantityField()
     status = serializers.CharField()
+    status_message = serializers.CharField(help_text="Why a slice was not placed or did not fill: the broker's words.")
     filled_quantity = QuantityField()
     average_price = PriceField(allow_null=True)
 
@@ -130,10 +146,16 @@ class OrderOutputSerializer(serializers.Serializer):
     trigger_price = PriceField(allow_null=True)
     validity = serializers.CharField()
     tag = serializers.CharField()
+    algo_id = serializers.CharField(help_text="The exchange algo id the order carries; empty: none.")
     status = serializers.CharField()
     status_message = serializers.CharField()
     filled_quantity = QuantityField()
     average_price = PriceField(allow_null=True)
+    charges = MoneyField(
+        allow_null=True,
+        help_text="Paper orders: what the fill cost beyond its price (brokerage, taxes and fees of the tenant's "
+        "schedule), debited from cash; a sliced order shows its slices' sum. Null when nothing was charged.",
+    )
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
     children = OrderChildOutputSerializer(
@@ -197,6 +219,11 @@ class FundsOutputSerializer(serializers.Serializer):
     utilised = MoneyField()
     buying_power = MoneyField()
     net_liquidation = MoneyField()
+    charges_today = MoneyField(
+        allow_null=True,
+        help_text="Paper accounts: the charges of today's fills (the account's exchange day), already taken from "
+        "cash. Null on live accounts (the broker's own figures).",
+    )
 
 
 def envelope_serializer(name: str, data_field: serializers.Field) -> type[serializers.Serializer]:

@@ -11,11 +11,13 @@ from rest_framework.views import APIView
 from accounts import broker_updates, order_pages, presenters, selectors, services
 from accounts import orders as order_services
 from accounts.api import serializers
+from accounts.checks import order_algo_id
 from accounts.models import Order
 from brokers import services as broker_services
 from brokers.adapters.types import OrderRequest
 from brokers.api.serializers import KitePostbackInputSerializer, KitePostbackOutputSerializer
 from brokers.api.views import query_and_body
+from identity.authentication import UserLockedJWTAuthentication
 from thor.errors import ApplicationError, error_responses
 from thor.pagination import StrictCursorPagination
 from thor.renderers import OrjsonRenderer
@@ -56,7 +58,7 @@ def fingerprint(*parts) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def order_request(data: dict) -> OrderRequest:
+def order_request(data: dict, *, tenant) -> OrderRequest:
     return OrderRequest(
         symbol=data["tradingsymbol"],
         exchange=data["exchange"],
@@ -68,6 +70,7 @@ def order_request(data: dict) -> OrderRequest:
         trigger_price=data.get("trigger_price"),
         validity=data["validity"],
         tag=data["tag"],
+        algo_id=order_algo_id(tenant=tenant, requested=data.get("algo_id")),
     )
 
 
@@ -256,6 +259,9 @@ class OrderCursorPagination(StrictCursorPagination):
 
 
 class OrdersView(APIView):
+    # A placement reads its user's row again under the account lock (accounts.orders.place): no user SELECT
+    # of its own before it.
+    authentication_classes = [UserLockedJWTAuthentication]
     throttle_classes = [OrderRateThrottle]
     renderer_classes = [OrjsonRenderer]
 
@@ -304,13 +310,13 @@ class OrdersView(APIView):
         },
     )
     def post(self, request, account_id):
-        account = selectors.account_get(user=request.user, account_ref=account_id)
+        account = selectors.account_for_order_get(user=request.user, account_ref=account_id)
         key = idempotency_key(request)
         data = serializers.OrderInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         order = order_services.order_place(
             account=account,
-            request=order_request(data.validated_data),
+            request=order_request(data.validated_data, tenant=account.user.tenant),
             idempotency_key=key,
             fingerprint=fingerprint(request.data),
             actor=request.user,
@@ -392,7 +398,7 @@ class BatchOrdersView(APIView):
         data.is_valid(raise_exception=True)
         result = order_services.order_batch_place(
             account=account,
-            requests=[order_request(leg) for leg in data.validated_data["orders"]],
+            requests=[order_request(leg, tenant=account.user.tenant) for leg in data.validated_data["orders"]],
             idempotency_key=key,
             fingerprint=fingerprint("batch", request.data),
             actor=request.user,

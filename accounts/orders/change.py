@@ -9,7 +9,7 @@ from dataclasses import replace
 from django.db import transaction
 from rest_framework import status
 
-from accounts import live
+from accounts import autoslice, live
 from accounts.audit import order_event_record, order_state
 from accounts.checks import OPEN_STATUSES, order_egress_check, order_request_check, trading_enabled_check
 from accounts.models import Order, TradingAccount
@@ -145,5 +145,8 @@ def order_cancel(
         key=idempotency_key,
         operation="cancel",
         fingerprint=fingerprint,
-        change=lambda: live.live_order_cancel(order=order, actor=actor),
+        # A sliced order (Kite's autoslice) is cancelled slice by slice: Kite has no order for its parent.
+        change=lambda: (autoslice.live_slices_cancel if order.children.exists() else live.live_order_cancel)(
+            order=order, actor=actor
+        ),
     )

@@ -13,9 +13,10 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from rest_framework import status
 
-from accounts import placement
+from accounts import autoslice, placement
 from accounts.audit import order_event_record
 from accounts.checks import (
+    active_user_check,
     currency_check,
     order_request_check,
     order_value_price,
@@ -96,6 +97,7 @@ def order_create(
         trigger_price=request.trigger_price,
         validity=request.validity,
         tag=request.tag,
+        algo_id=request.algo_id,
         idempotency_key=key,
         request_fingerprint=fingerprint if key else "",
     )
@@ -129,7 +131,13 @@ def _repeat_answer(order: Order) -> Order:
             status_code=status.HTTP_409_CONFLICT,
             retry_after=1,
         )
-    if order.account.mode == TradingAccount.Mode.LIVE and order.is_terminal and not order.broker_order_id:
+    if (
+        order.account.mode == TradingAccount.Mode.LIVE
+        and order.is_terminal
+        and not order.broker_order_id
+        # A sliced order settled from the book knows its slices' broker orders, not Kite's parent id.
+        and not order.children.exclude(broker_order_id="").exists()
+    ):
         # Settled as never placed (the book never showed it): the key's answer is that refusal, not a 201.
         raise ApplicationError(
             order.status_message or "This order was not placed.",
@@ -160,14 +168,30 @@ def _paper_slices_submit(
     return parent_aggregate(parent=parent, actor=actor)
 
 
+def _live_slices_store(*, account: TradingAccount, parent: Order, request: OrderRequest, slices: list, actor) -> None:
+    """A live order above the freeze quantity, which the broker slices itself (accounts.autoslice): its
+    slices stored beside the parent before the one call goes out, each sent with it."""
+    for quantity in slices:
+        child = order_create(
+            account=account,
+            request=replace(request, quantity=quantity),
+            key=None,
+            fingerprint="",
+            sent_now=True,
+            parent=parent,
+        )
+        order_event_record(order=child, kind="placed", actor=actor)
+
+
 def order_place(
     *, account: TradingAccount, request: OrderRequest, idempotency_key: str | None, fingerprint: str, actor
 ) -> Order:
     """One order; the same Idempotency-Key and body return the order the first request made.
 
     A paper order above the exchange's freeze quantity is placed as slices under one parent order
-    (accounts.slicing); a live one is refused above it (Kite's autoslice is not used yet)."""
-    sliceable = account.mode == TradingAccount.Mode.PAPER
+    (accounts.slicing); a live one as the broker's own slices where it makes them (Kite's autoslice:
+    accounts.autoslice), else refused above it."""
+    sliceable = account.mode == TradingAccount.Mode.PAPER or autoslice.broker_slices(account)
     instrument = order_request_check(request=request, sliceable=sliceable)
     slices = freeze_slices(instrument=instrument, quantity=request.quantity) if sliceable else [request.quantity]
     band = band_quote(account=account, request=request)  # a broker call: read before any lock is taken
@@ -175,6 +199,7 @@ def order_place(
     try:
         with transaction.atomic():
             locked = account_lock(account_id=account.pk, idempotency_key=idempotency_key)
+            active_user_check(locked.user)
             if idempotency_key and locked.key_used:
                 placed = placed_order_for_key(account=locked, key=idempotency_key, fingerprint=fingerprint)
                 if placed is not None:
@@ -190,6 +215,8 @@ def order_place(
                 sent_now=locked.mode == TradingAccount.Mode.LIVE,
             )
             order_event_record(order=order, kind="placed", actor=actor)
+            if len(slices) > 1 and locked.mode == TradingAccount.Mode.LIVE:
+                _live_slices_store(account=locked, parent=order, request=request, slices=slices, actor=actor)
             if locked.mode == TradingAccount.Mode.PAPER:
                 last_price = prices.get((request.exchange, request.symbol))
                 if len(slices) > 1:
@@ -211,6 +238,8 @@ def order_place(
             raise
         return _repeat_answer(placed)
     try:
+        if len(slices) > 1:
+            return autoslice.live_slices_send(parent=order, actor=actor)
         return placement.live_order_send(order=order, actor=actor)
     except BrokerError as error:
         if error.code in NOT_SENT_FOR_NOW:

@@ -13,10 +13,11 @@ PRICES = {
 
 @pytest.fixture(autouse=True)
 def fixed_prices(settings):
-    """A fixed price table and no slippage, unless a test says otherwise."""
+    """A fixed price table, no slippage and no charges, unless a test says otherwise."""
     settings.THOR_PAPER_PRICE_SOURCE = "fixed"
     settings.THOR_PAPER_FIXED_PRICES = dict(PRICES)
     settings.THOR_PAPER_SLIPPAGE_BPS = 0
+    settings.THOR_PAPER_CHARGES = {"enabled": False, "tenants": {}}
     return settings.THOR_PAPER_FIXED_PRICES
 
 

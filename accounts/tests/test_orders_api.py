@@ -1,10 +1,13 @@
 from decimal import Decimal
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from accounts.models import Order, OrderEvent, PaperPosition, TradingAccount
 from accounts.paper import paper_orders_match
 from accounts.tests.conftest import order_body, place
+from identity.models import User
 from market.tests.fixtures import NIFTY_FUTURE
 
 pytestmark = pytest.mark.django_db
@@ -100,6 +103,23 @@ class TestPlace:
         response = alice_client.post(f"/api/accounts/{account.pk}/orders/", order_body(), format="json")
         assert response.status_code == 201
         assert alice_client.get("/api/accounts/primary/orders/").json()["results"][0]["id"] == response.json()["id"]
+
+
+class TestWhoPlaces:
+    def test_a_user_disabled_behind_the_caches_back_places_nothing(self, alice_client, alice):
+        assert alice_client.get("/api/accounts/primary/orders").status_code == 200  # the user now cached
+        User.objects.filter(pk=alice.pk).update(is_active=False)  # a bulk update: no cache flush
+
+        response = place(alice_client)
+
+        assert response.status_code == 401 and response.json()["code"] == "user_inactive"
+        assert not Order.objects.exists()
+
+    def test_a_placement_loads_no_user_of_its_own(self, alice_client):
+        assert alice_client.get("/api/accounts/primary/orders").status_code == 200
+        with CaptureQueriesContext(connection) as queries:
+            assert place(alice_client).status_code == 201
+        assert not [query for query in queries if 'FROM "identity_user"' in query["sql"].split("WHERE")[0]]
 
 
 class TestPreTradeChecks:

@@ -13,6 +13,15 @@ from accounts.tests.conftest import place
 from accounts.tests.test_consumers import access_token, opened, primary_id
 from conftest import client_for
 from market import caches
+from market.tests.test_ticks import (  # noqa: F401 (fixtures: the sandbox's Kite and the stream's runner)
+    STREAM_WAIT_SECONDS,
+    clock,
+    kite,
+    market_data_connection,
+    quoted_prices,
+    sandbox,
+    start_runner,
+)
 from market.ticks import MarketStream, StreamSession
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("instrument_master")]
@@ -264,3 +273,64 @@ def test_in_the_embedded_mode_a_tick_from_the_streams_thread_reaches_the_socket(
 
     assert message["data"]["positions"][0]["last_price"] == "1512.0000"
     assert caches.watched_tokens() == {INFY}  # the stream was asked for what the account holds
+
+
+@pytest.mark.e2e
+def test_end_to_end_the_sandboxs_ticks_through_kiteticker_move_the_sockets_pnl(
+    alice,
+    sandbox,  # noqa: F811 (the fixtures imported above)
+    kite,  # noqa: F811
+    clock,  # noqa: F811
+    market_data_connection,  # noqa: F811
+    start_runner,  # noqa: F811
+):
+    """The whole chain: the socket asks for what the account holds, the market stream (the official KiteTicker,
+    against the sandbox's Kite WebSocket) subscribes it, and the sandbox's ticks reach the socket as P&L."""
+    alice_path = socket_path(alice)
+    assert place(client_for(alice), quantity=10).status_code == 201  # 10 INFY at the fixed 1500.00
+    start_runner()
+
+    async def scenario():
+        alices = await opened(alice_path)
+        first = await next_of_type(alices, "position_prices", timeout=STREAM_WAIT_SECONDS)
+        await sync_to_async(clock.advance)(11)  # the sandbox's prices move
+        moved = await sync_to_async(quoted_prices)(kite, [INFY])
+        while True:
+            later = await next_of_type(alices, "position_prices", timeout=STREAM_WAIT_SECONDS)
+            if Decimal(later["data"]["positions"][0]["last_price"]) == moved[INFY]:
+                break
+        await alices.disconnect()
+        return first, later, moved
+
+    first, later, moved = async_to_sync(scenario)()
+
+    position = later["data"]["positions"][0]
+    assert Decimal(position["unrealised_pnl"]) == (moved[INFY] - Decimal("1500")) * 10
+    assert first["data"]["positions"][0]["last_price"] != position["last_price"]
+
+
+def test_a_book_that_cannot_be_read_or_a_stream_that_cannot_be_asked_leaves_the_socket_and_its_orders(
+    alice, monkeypatch
+):
+    alice_path = socket_path(alice)
+    alice_client = client_for(alice)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the quote service is down")
+
+    monkeypatch.setattr("accounts.pnl.selectors.paper_valuation", broken)
+    monkeypatch.setattr("accounts.ticks.ticks_watch", broken)
+
+    async def scenario():
+        alices = await opened(alice_path)
+        assert (await sync_to_async(place)(alice_client)).status_code == 201
+        kinds = [message["type"] for message in await drained(alices)]
+        await alices.send_json_to({"action": "watch", "instruments": ["NSE:INFY"]})
+        watching = await alices.receive_json_from(timeout=2)
+        await alices.disconnect()
+        return kinds, watching
+
+    kinds, watching = async_to_sync(scenario)()
+
+    assert kinds == ["order_update", "order_update", "position_update", "funds_update"]
+    assert watching == {"type": "watching", "instruments": ["NSE:INFY"]}

@@ -41,6 +41,7 @@ def an_order(**overrides) -> Order:
         "trigger_price": None,
         "validity": "DAY",
         "tag": "thor-41",
+        "algo_id": "41230",
         "status": "OPEN",
         "status_message": "",
         "filled_quantity": Decimal("0.0000"),
@@ -152,10 +153,12 @@ class TestOrder:
             "trigger_price": None,
             "validity": "DAY",
             "tag": "thor-41",
+            "algo_id": "41230",
             "status": "OPEN",
             "status_message": "",
             "filled_quantity": 0,
             "average_price": None,
+            "charges": None,
             "created_at": "2026-03-02T09:15:00.123456Z",
             "updated_at": "2026-03-02T09:15:01Z",
             "children": [],
@@ -171,14 +174,30 @@ class TestOrder:
                 filled_quantity=Decimal("1800"),
                 average_price=Decimal("24500.05"),
             ),
-            an_order(pk=43, quantity=Decimal("75"), status="OPEN"),
+            an_order(pk=43, quantity=Decimal("75"), status="REJECTED", status_message="RMS: margin exceeds."),
         ]
 
         data = presenters.order_data(parent)
 
         assert data["children"] == [
-            {"id": 42, "quantity": 1800, "status": "COMPLETE", "filled_quantity": 1800, "average_price": "24500.0500"},
-            {"id": 43, "quantity": 75, "status": "OPEN", "filled_quantity": 0, "average_price": None},
+            {
+                "id": 42,
+                "broker_order_id": "250302000000041",
+                "quantity": 1800,
+                "status": "COMPLETE",
+                "status_message": "",
+                "filled_quantity": 1800,
+                "average_price": "24500.0500",
+            },
+            {
+                "id": 43,
+                "broker_order_id": "250302000000041",
+                "quantity": 75,
+                "status": "REJECTED",
+                "status_message": "RMS: margin exceeds.",
+                "filled_quantity": 0,
+                "average_price": None,
+            },
         ]
         assert render(data) == render(serializers.OrderOutputSerializer(parent).data)
 
@@ -326,6 +345,7 @@ class TestFunds:
             "utilised": "14000.50",
             "buying_power": "85999.50",
             "net_liquidation": "115000.00",
+            "charges_today": None,
         }
 
     def test_an_overdrawn_account_shows_negative_cash(self):

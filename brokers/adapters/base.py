@@ -5,7 +5,17 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 
 from brokers.adapters.errors import BrokerError, BrokerErrorCode
-from brokers.adapters.types import Funds, Holding, OrderRequest, OrderResult, Position, Profile, Quote, Tokens
+from brokers.adapters.types import (
+    Funds,
+    Holding,
+    OrderRequest,
+    OrderResult,
+    Position,
+    Profile,
+    Quote,
+    SlicedPlacement,
+    Tokens,
+)
 
 
 class BrokerAdapter(ABC):
@@ -47,6 +57,18 @@ class BrokerAdapter(ABC):
 
     @abstractmethod
     def place(self, order: OrderRequest) -> OrderResult: ...
+
+    # Does the broker slice an order above the exchange's freeze quantity itself (Kite's autoslice)? Then
+    # accounts.autoslice places such an order with place_sliced; elsewhere it is refused above the freeze.
+    slices_orders: bool = False
+
+    def place_sliced(self, order: OrderRequest) -> SlicedPlacement:
+        """Place an order above the freeze quantity as the broker's own slices (one call)."""
+        raise BrokerError(
+            f"{self.kind} does not slice orders above the freeze quantity.",
+            code=BrokerErrorCode.INVALID_INPUT,
+            permanent=True,
+        )
 
     @abstractmethod
     def modify(self, broker_order_id: str, changes: Mapping[str, object]) -> OrderResult: ...

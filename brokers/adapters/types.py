@@ -47,6 +47,8 @@ class Funds:
     utilised: Decimal
     buying_power: Decimal
     net_liquidation: Decimal
+    # Paper accounts: the charges of today's fills (accounts.charges); brokers do not say (None).
+    charges_today: Decimal | None = None
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
@@ -95,6 +97,25 @@ class OrderRequest:
     trigger_price: Decimal | None = None
     validity: str = "DAY"
     tag: str = ""  # the client order id: how a timed-out placement is found again
+    algo_id: str = ""  # the exchange algo (strategy) id, where the broker takes one (Kite's `algo_id`)
+
+
+@dataclass(frozen=True)
+class SliceOutcome:
+    """One slice of a sliced placement as the broker answered it: its order id, or why it was not placed."""
+
+    broker_order_id: str = ""
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class SlicedPlacement:
+    """A broker's answer to an order it sliced itself (Kite's autoslice): the parent's id and each slice's
+    outcome, in the broker's order."""
+
+    broker_order_id: str
+    children: tuple[SliceOutcome, ...]
+    raw: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from urllib.parse import parse_qsl, urlencode
 from .kite_models import DEMO_USERS, KiteError, Session, ip_not_allowed_error
 from .kite_state import KiteState
 from .market import KITE_EXCHANGES, InstrumentCatalogue
+from .state import FaultBook
 from .web import MethodNotAllowed, Request, Response, RouteNotFound, Router
 
 # Kite's HTTP statuses for each error type; anything else is a GeneralException.
@@ -36,9 +37,11 @@ class KiteApi:
     name = "kite"
     prefix = "/"
 
-    def __init__(self, state: KiteState, catalogue: InstrumentCatalogue | None = None):
+    def __init__(self, state: KiteState, catalogue: InstrumentCatalogue | None = None, faults: FaultBook | None = None):
         self.state = state
         self.catalogue = catalogue or InstrumentCatalogue()
+        # Where a slice_reject fault (a partial autoslice failure) is found.
+        self.faults = faults
         self.router = Router()
         add = self.router.add
         add("GET", "/connect/login", self.login_form)
@@ -149,8 +152,11 @@ class KiteApi:
 
     def place_order(self, session: Session, request: Request) -> dict:
         self._require_whitelisted(session, request)
-        order_id = self.state.place_order(session, request.path_params["variety"], request.params())
-        return {"order_id": order_id}
+        variety, params = request.path_params["variety"], request.params()
+        if params.get("autoslice") == "true":
+            rejected = self.faults.slice_rejections(self.name, request.path) if self.faults else {}
+            return self.state.place_autoslice(session, variety, params, rejected)
+        return {"order_id": self.state.place_order(session, variety, params)}
 
     def modify_order(self, session: Session, request: Request) -> dict:
         self._require_whitelisted(session, request)

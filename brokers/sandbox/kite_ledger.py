@@ -1,10 +1,11 @@
 """Order validation and the bookkeeping a fill does on Kite positions and margins."""
 
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
 from .kite_models import input_error
-from .market import load_json_fixture
+from .market import Instrument, load_json_fixture
 
 ORDER_TYPES = ("MARKET", "LIMIT", "SL", "SL-M")
 # As on Kite since April 2026: these order types are refused without `market_protection`.
@@ -171,3 +172,43 @@ def charge_margins(segment: dict, signed_value: float) -> None:
     segment["net"] = round(segment["net"] - signed_value, 2)
     segment["available"]["live_balance"] = round(segment["available"]["live_balance"] - signed_value, 2)
     segment["utilised"]["debits"] = round(segment["utilised"]["debits"] + signed_value, 2)
+
+
+def new_order_record(
+    *, user_id: str, order_id: str, now: str, variety: str, instrument: Instrument, params: Mapping
+) -> dict:
+    """A new order's first history entry, in Kite's order shape; its terms (order_terms) go on top."""
+    tag = params.get("tag") or None
+    return {
+        "account_id": user_id,
+        "placed_by": user_id,
+        "order_id": order_id,
+        "exchange_order_id": None,
+        "parent_order_id": None,
+        "status": "PUT ORDER REQ RECEIVED",
+        "status_message": None,
+        "status_message_raw": None,
+        "order_timestamp": now,
+        "exchange_update_timestamp": None,
+        "exchange_timestamp": None,
+        "variety": variety,
+        "modified": False,
+        "exchange": instrument.exchange,
+        "tradingsymbol": instrument.tradingsymbol,
+        "instrument_token": instrument.token,
+        "transaction_type": params["transaction_type"],
+        "product": params["product"],
+        "validity_ttl": 0,
+        "disclosed_quantity": 0,
+        "average_price": 0,
+        "filled_quantity": 0,
+        "pending_quantity": 0,
+        "cancelled_quantity": 0,
+        "market_protection": 0,
+        "meta": {},
+        "tag": tag,
+        "tags": [tag] if tag else [],
+        # The exchange algo id the order was placed with (Kite's `algo_id` field, SEBI's algo framework).
+        "algo_id": params.get("algo_id") or None,
+        "guid": uuid.uuid4().hex,
+    }

@@ -9,16 +9,17 @@ import hashlib
 import hmac
 import secrets
 import threading
-import uuid
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 
+from .kite_autoslice import REJECTED_SLICE_MESSAGE, above_freeze_error, error_child, slice_sizes
 from .kite_ledger import (
     add_fill_to_position,
     charge_margins,
     find_or_open_position,
     margin_segment,
     mark_to_market,
+    new_order_record,
     order_terms,
     price_band_require,
     require_choice,
@@ -53,6 +54,7 @@ RESTING_STATUSES = ("OPEN", "TRIGGER PENDING")
 POSTBACK_STATUSES = ("OPEN", "TRIGGER PENDING", "COMPLETE", "CANCELLED", "REJECTED")
 MAX_QUOTE_INSTRUMENTS = {"quote": 500, "ohlc": 1000, "ltp": 1000}
 MAX_TAG_LENGTH = 20
+MAX_ALGO_ID_LENGTH = 20
 
 
 class KiteState:
@@ -243,6 +245,32 @@ class KiteState:
     # --- orders ---------------------------------------------------------------------------
 
     def place_order(self, session: Session, variety: str, params: Mapping[str, str]) -> str:
+        instrument, terms = self._order_checked(variety, params)
+        refusal = above_freeze_error(instrument, terms["quantity"])
+        if refusal is not None:
+            raise refusal
+        with self._lock:
+            return self._order_enter(session, variety, params, instrument, terms)
+
+    def place_autoslice(
+        self, session: Session, variety: str, params: Mapping[str, str], rejected: Mapping[int, str]
+    ) -> dict:
+        """Kite's autoslice (kite_autoslice): the parent's id and each slice's order id or error; `rejected`
+        (1-based slice numbers, with messages) answer errors, as a slice the OMS refused."""
+        instrument, terms = self._order_checked(variety, params)
+        sizes = slice_sizes(instrument, terms["quantity"])
+        with self._lock:
+            parent_id = self._next_id()
+            children = []
+            for number, size in enumerate(sizes, start=1):
+                if number in rejected:
+                    children.append(error_child(rejected[number] or REJECTED_SLICE_MESSAGE))
+                    continue
+                sliced = {**terms, "quantity": size}
+                children.append({"order_id": self._order_enter(session, variety, params, instrument, sliced)})
+            return {"order_id": parent_id, "children": children}
+
+    def _order_checked(self, variety: str, params: Mapping[str, str]) -> tuple[Instrument, dict]:
         if variety not in VARIETIES:
             raise input_error("Invalid `variety`.")
         for name in ("exchange", "tradingsymbol", "transaction_type", "quantity", "product", "order_type"):
@@ -252,66 +280,42 @@ class KiteState:
         require_choice(params, "transaction_type", TRANSACTION_TYPES)
         require_choice(params, "product", PRODUCTS)
         terms = order_terms(params, defaults={"validity": "DAY"})
-        tag = params.get("tag") or None
-        if tag is not None and len(tag) > MAX_TAG_LENGTH:
-            raise input_error(f"`tag` must be at most {MAX_TAG_LENGTH} characters.")
+        for name, limit in (("tag", MAX_TAG_LENGTH), ("algo_id", MAX_ALGO_ID_LENGTH)):
+            if len(params.get(name) or "") > limit:
+                raise input_error(f"`{name}` must be at most {limit} characters.")
         instrument = self.market.find(f"{params['exchange']}:{params['tradingsymbol']}")
         if instrument is None:
             raise input_error("The instrument you are placing an order for has either expired or does not exist.")
         price_band_require(terms, allowed_band(self.market, instrument))
+        return instrument, terms
 
-        with self._lock:
-            account = self.accounts[session.user_id]
-            order_id = self._next_id()
-            now = _kite_time(self._now())
-            record = {
-                "account_id": account.user_id,
-                "placed_by": account.user_id,
-                "order_id": order_id,
-                "exchange_order_id": None,
-                "parent_order_id": None,
-                "status": "PUT ORDER REQ RECEIVED",
-                "status_message": None,
-                "status_message_raw": None,
-                "order_timestamp": now,
-                "exchange_update_timestamp": None,
-                "exchange_timestamp": None,
-                "variety": variety,
-                "modified": False,
-                "exchange": instrument.exchange,
-                "tradingsymbol": instrument.tradingsymbol,
-                "instrument_token": instrument.token,
-                "transaction_type": params["transaction_type"],
-                "product": params["product"],
-                "validity_ttl": 0,
-                "disclosed_quantity": 0,
-                "average_price": 0,
-                "filled_quantity": 0,
-                "pending_quantity": terms["quantity"],
-                "cancelled_quantity": 0,
-                "market_protection": 0,
-                "meta": {},
-                "tag": tag,
-                "tags": [tag] if tag else [],
-                "guid": uuid.uuid4().hex,
-                **terms,
-            }
-            order = KiteOrder(user_id=account.user_id, api_key=session.api_key, history=[record])
-            account.orders[order_id] = order
-            self._transition(order, "VALIDATION PENDING")
-            shortfall = self._margin_shortfall(account, instrument, record)
-            if shortfall:
-                self._transition(order, "REJECTED", status_message=shortfall, status_message_raw=shortfall)
-                return order_id
-            self._transition(order, "OPEN PENDING")
-            self._transition(
-                order,
-                "TRIGGER PENDING" if record["order_type"] in ("SL", "SL-M") else "OPEN",
-                exchange_order_id=f"13{order_id[1:]}",
-                exchange_timestamp=now,
-            )
-            self._match_order(account, order)
+    def _order_enter(
+        self, session: Session, variety: str, params: Mapping[str, str], instrument: Instrument, terms: dict
+    ) -> str:
+        """One order into the user's book (validated, with the lock held): its id."""
+        account = self.accounts[session.user_id]
+        order_id = self._next_id()
+        now = _kite_time(self._now())
+        record = new_order_record(
+            user_id=account.user_id, order_id=order_id, now=now, variety=variety, instrument=instrument, params=params
+        )
+        record.update(terms, pending_quantity=terms["quantity"])
+        order = KiteOrder(user_id=account.user_id, api_key=session.api_key, history=[record])
+        account.orders[order_id] = order
+        self._transition(order, "VALIDATION PENDING")
+        shortfall = self._margin_shortfall(account, instrument, record)
+        if shortfall:
+            self._transition(order, "REJECTED", status_message=shortfall, status_message_raw=shortfall)
             return order_id
+        self._transition(order, "OPEN PENDING")
+        self._transition(
+            order,
+            "TRIGGER PENDING" if record["order_type"] in ("SL", "SL-M") else "OPEN",
+            exchange_order_id=f"13{order_id[1:]}",
+            exchange_timestamp=now,
+        )
+        self._match_order(account, order)
+        return order_id
 
     def modify_order(self, session: Session, variety: str, order_id: str, params: Mapping[str, str]) -> str:
         if variety not in VARIETIES:

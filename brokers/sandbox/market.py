@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 
+from brokers.freeze_limits import freeze_quantity
+
 from .option_chain import IST, OptionChainBook
 from .universe import universe_rows
 
@@ -50,6 +52,9 @@ class Instrument:
     base_price: float
     tick_size: float = 0.05
     lot_size: int = 1
+    # The exchange's freeze quantity (the largest one order may carry): index derivatives only, from the
+    # table Thor's instrument master uses (brokers.freeze_limits), as Kite's OMS knows it from the exchange.
+    freeze_quantity: int | None = None
 
     @property
     def key(self) -> str:
@@ -104,6 +109,7 @@ class InstrumentCatalogue:
                 base_price=listed_price if listed_price > 0 else DEFAULT_BASE_PRICE,
                 tick_size=float(row["tick_size"] or 0) or 0.05,
                 lot_size=int(row["lot_size"] or 1),
+                freeze_quantity=freeze_quantity(exchange=row["exchange"], name=row["name"]) if row["expiry"] else None,
             )
             by_key[instrument.key] = instrument
         for key, token, price in _fixture_prices():
@@ -116,6 +122,7 @@ class InstrumentCatalogue:
                 base_price=price,
                 tick_size=known.tick_size if known else 0.05,
                 lot_size=known.lot_size if known else 1,
+                freeze_quantity=known.freeze_quantity if known else None,
             )
         return list(by_key.values())
 

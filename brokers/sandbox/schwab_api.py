@@ -17,6 +17,7 @@ from urllib.parse import urlencode
 from .schwab_models import DEMO_PASSWORD, DEMO_USERNAME, Grant, SchwabApp, SchwabError, service_error
 from .schwab_oauth import LIFETIMES
 from .schwab_state import SchwabState
+from .schwab_streamer import STREAMER_PATH
 from .state import Fault
 from .web import MethodNotAllowed, Request, Response, RouteNotFound, Router
 
@@ -46,7 +47,9 @@ class SchwabApi:
         add("POST", "/v1/oauth/authorize", self.login_submit)
         add("POST", "/v1/oauth/token", self.token)
         authenticated = {
-            ("GET", "/trader/v1/userPreference"): lambda grant, _: Response.json(state.user_preference(grant)),
+            ("GET", "/trader/v1/userPreference"): lambda grant, _: Response.json(
+                state.user_preference(grant, streamer_url=self.streamer_url())
+            ),
             ("GET", "/trader/v1/accounts/accountNumbers"): lambda grant, _: Response.json(state.account_numbers(grant)),
             ("GET", "/trader/v1/accounts"): lambda grant, r: Response.json(state.accounts(grant, _fields(r))),
             ("GET", "/trader/v1/accounts/{hash}"): lambda grant, r: Response.json(
@@ -66,6 +69,11 @@ class SchwabApi:
         }
         for (method, pattern), view in authenticated.items():
             add(method, pattern, self._authenticated(view))
+
+    def streamer_url(self) -> str:
+        """The sandbox's streamer (schwab_streamer), beside this API on the same port."""
+        base = self._base_url().replace("https://", "wss://", 1).replace("http://", "ws://", 1)
+        return base + STREAMER_PATH
 
     def mounts(self) -> list["SchwabMount"]:
         return [SchwabMount(self, prefix) for prefix in PREFIXES]

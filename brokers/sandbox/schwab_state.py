@@ -120,9 +120,15 @@ class SchwabState:
     def authenticate(self, authorization: str | None) -> Grant:
         return self.oauth.authenticate(authorization)
 
+    def streamer_user(self, access_token: str) -> SchwabUser:
+        """Whose access token this is (the streamer's LOGIN), or SchwabError."""
+        grant = self.oauth.authenticate(f"Bearer {access_token}")
+        with self._lock:
+            return self.users[grant.username]
+
     # --- reads ----------------------------------------------------------------------------
 
-    def user_preference(self, grant: Grant) -> dict:
+    def user_preference(self, grant: Grant, *, streamer_url: str = "wss://streamer-api.schwab.com/ws") -> dict:
         with self._lock:
             user = self.users[grant.username]
             return {
@@ -140,7 +146,7 @@ class SchwabState:
                 ],
                 "streamerInfo": [
                     {
-                        "streamerSocketUrl": "wss://streamer-api.schwab.com/ws",
+                        "streamerSocketUrl": streamer_url,
                         "schwabClientCustomerId": user.customer_id,
                         "schwabClientCorrelId": secrets.token_hex(16),
                         "schwabClientChannel": "N9",

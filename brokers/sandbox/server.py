@@ -25,10 +25,13 @@ from .schwab_api import SchwabApi
 from .schwab_api import add_control_routes as add_schwab_control_routes
 from .schwab_models import SchwabApp, us_instruments
 from .schwab_state import SchwabState
+from .schwab_streamer import MAX_MESSAGE_BYTES as STREAMER_MAX_MESSAGE_BYTES
+from .schwab_streamer import STREAMER_PATH, SchwabStreamerHub
+from .schwab_streamer import add_control_routes as add_streamer_control_routes
 from .state import CallStats, Fault, FaultBook, PostbackSender
 from .ticker_log import add_ticker_log_routes
 from .web import MethodNotAllowed, Request, Response, RouteNotFound, Router
-from .websocket import WebSocket, is_upgrade
+from .websocket import WebSocket, accept_key, is_upgrade
 
 logger = logging.getLogger("thor.sandbox")
 
@@ -109,12 +112,20 @@ class SandboxServer:
         # Longest prefix first, so a broker under /trader/v1 wins over Kite at the root.
         self.schwab = SchwabApi(self.state.schwab, base_url=lambda: self.url)
         self.brokers: list[BrokerApi] = sorted(
-            [KiteApi(self.state.kite, self.state.catalogue), self.google, self.discord, *self.schwab.mounts()],
+            [
+                KiteApi(self.state.kite, self.state.catalogue, self.state.faults),
+                self.google,
+                self.discord,
+                *self.schwab.mounts(),
+            ],
             key=lambda api: -len(api.prefix),
         )
         # Kite's streaming quotes at /ws, on this port: the request handler hands the upgraded socket over.
         self.ticker = KiteTickerHub(self.state.kite, self.state.market, clock=clock, tick_seconds=ticker_seconds)
+        # Schwab's streamer (the address its userPreference gives), on this port too, at the same pace.
+        self.streamer = SchwabStreamerHub(self.state.schwab, clock=clock, tick_seconds=ticker_seconds)
         self.control = _control_router(self.state, self.ticker)
+        add_streamer_control_routes(self.control, self.streamer)
         self._tick_seconds = tick_seconds
         # How a latency fault holds its answer back (a test passes a recorder, so nothing waits).
         self._sleep = sleep
@@ -150,6 +161,7 @@ class SandboxServer:
     def shutdown(self) -> None:
         self._stopping.set()
         self.ticker.close_all()
+        self.streamer.close_all()
         self._httpd.shutdown()
         self._httpd.server_close()
         self.state.postbacks.close()
@@ -250,6 +262,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
         if path == TICKER_PATH and self.command == "GET" and is_upgrade(self.headers):
             self._serve_ticker(parse_qs(url.query))
             return
+        if path == STREAMER_PATH and self.command == "GET" and is_upgrade(self.headers):
+            self._serve_streamer()
+            return
         try:
             body, refusal = self._read_body()
             if refusal is not None:
@@ -284,16 +299,31 @@ class _RequestHandler(BaseHTTPRequestHandler):
             with contextlib.suppress(OSError):
                 self._write(admission)
             return
+        sandbox.ticker.run(self._switch_protocols(admission.accept, MAX_MESSAGE_BYTES), admission)
+
+    def _serve_streamer(self) -> None:
+        """Schwab's streamer: the upgrade asks for no credentials (the first request logs in)."""
+        sandbox = self.server.sandbox
+        self.close_connection = True
+        key = self.headers.get("Sec-WebSocket-Key", "")
+        if not key or self.headers.get("Sec-WebSocket-Version", "") != "13":
+            sandbox.state.stats.record_call("GET", STREAMER_PATH, "400")
+            with contextlib.suppress(OSError):
+                self._write(Response.json({"message": "Send a WebSocket version 13 upgrade."}, 400))
+            return
+        sandbox.state.stats.record_call("GET", STREAMER_PATH, "101")
+        sandbox.streamer.run(self._switch_protocols(accept_key(key), STREAMER_MAX_MESSAGE_BYTES))
+
+    def _switch_protocols(self, accept: str, max_message_bytes: int) -> WebSocket:
         self.send_response(101, "Switching Protocols")
         self.send_header("Upgrade", "websocket")
         self.send_header("Connection", "Upgrade")
-        self.send_header("Sec-WebSocket-Accept", admission.accept)
+        self.send_header("Sec-WebSocket-Accept", accept)
         self.end_headers()
         self.wfile.flush()
         # A stream waits on its client for as long as it likes; the HTTP idle timeout is not for it.
         self.connection.settimeout(None)
-        socket = WebSocket(self.connection, self.rfile, max_message_bytes=MAX_MESSAGE_BYTES)
-        sandbox.ticker.run(socket, admission)
+        return WebSocket(self.connection, self.rfile, max_message_bytes=max_message_bytes)
 
     def _read_body(self) -> tuple[bytes, tuple[int, str] | None]:
         if self.headers.get("Transfer-Encoding"):

@@ -16,6 +16,9 @@ FAULT_KINDS = ("latency", "429", "5xx", "token_expired", "drop")
 # Schwab's other error shapes (its `errors` list, OAuth's, the gateway's `fault`, an HTML page) and its
 # 201 without a Location header: faults only the Schwab sandbox makes.
 SCHWAB_FAULT_KINDS = ("error_list", "oauth_error", "gateway_fault", "html_page", "no_location")
+# Kite's autoslice placed some slices and not others: `slices` (1-based) answer an `error` child. The call
+# itself succeeds, so this fault never decides a call's answer; an autoslice placement consumes it.
+SLICE_REJECT = "slice_reject"
 
 
 class CallStats:
@@ -56,6 +59,8 @@ class Fault:
     count: int | None = None
     ms: int = 0
     status: int | None = None
+    slices: tuple[int, ...] = ()
+    message: str = ""
 
     @classmethod
     def from_mapping(cls, data: Mapping) -> "Fault":
@@ -66,8 +71,9 @@ class Fault:
         kind = str(data.get("kind"))
         if broker not in BROKERS:
             raise ValueError(f"`broker` must be one of {', '.join(BROKERS)}")
-        if kind not in FAULT_KINDS + SCHWAB_FAULT_KINDS:
-            raise ValueError(f"`kind` must be one of {', '.join(FAULT_KINDS + SCHWAB_FAULT_KINDS)}")
+        kinds = (*FAULT_KINDS, *SCHWAB_FAULT_KINDS, SLICE_REJECT)
+        if kind not in kinds:
+            raise ValueError(f"`kind` must be one of {', '.join(kinds)}")
         if kind in SCHWAB_FAULT_KINDS and broker != "schwab":
             raise ValueError(f"`{kind}` faults are Schwab's only")
         path = data.get("path")
@@ -84,10 +90,28 @@ class Fault:
         status = data.get("status")
         if status is not None and (kind != "5xx" or not _is_int(status) or not 500 <= status <= 599):
             raise ValueError("`status` is only for 5xx faults and must be 500-599")
-        return cls(broker=broker, kind=kind, path=path, count=count, ms=ms, status=status)
+        slices, message = _slice_reject_fields(data, kind=kind, broker=broker)
+        return cls(
+            broker=broker, kind=kind, path=path, count=count, ms=ms, status=status, slices=slices, message=message
+        )
 
     def applies_to(self, broker: str, path: str) -> bool:
         return self.broker == broker and (self.path is None or path.startswith(self.path))
+
+
+def _slice_reject_fields(data: Mapping, *, kind: str, broker: str) -> tuple[tuple[int, ...], str]:
+    slices, message = data.get("slices"), data.get("message", "")
+    if kind != SLICE_REJECT:
+        if slices is not None or message:
+            raise ValueError("`slices` and `message` are for slice_reject faults only")
+        return (), ""
+    if broker != "kite":
+        raise ValueError("`slice_reject` faults are Kite's only (its autoslice)")
+    if not isinstance(slices, list) or not slices or not all(_is_int(index) and index >= 1 for index in slices):
+        raise ValueError("`slices` must be a non-empty list of slice numbers, from 1")
+    if not isinstance(message, str) or len(message) > 500:
+        raise ValueError("`message` must be text of at most 500 characters")
+    return tuple(sorted(set(slices))), message
 
 
 def _is_int(value) -> bool:
@@ -125,7 +149,7 @@ class FaultBook:
         outcome = FaultOutcome()
         with self._lock:
             for fault in list(self._faults):
-                if not fault.applies_to(broker, path):
+                if not fault.applies_to(broker, path) or fault.kind == SLICE_REJECT:
                     continue
                 if fault.kind == "latency":
                     outcome.latency_ms += fault.ms
@@ -138,6 +162,21 @@ class FaultBook:
                     if fault.count == 0:
                         self._faults.remove(fault)
         return outcome
+
+    def slice_rejections(self, broker: str, path: str) -> dict[int, str]:
+        """The slices (1-based) an autoslice placement on `path` answers as errors, with each one's message
+        (empty: the sandbox's own); consumes one use of each matching slice_reject fault."""
+        rejected: dict[int, str] = {}
+        with self._lock:
+            for fault in list(self._faults):
+                if fault.kind != SLICE_REJECT or not fault.applies_to(broker, path):
+                    continue
+                rejected.update(dict.fromkeys(fault.slices, fault.message))
+                if fault.count is not None:
+                    fault.count -= 1
+                    if fault.count == 0:
+                        self._faults.remove(fault)
+        return rejected
 
 
 class PostbackSender:

@@ -12,12 +12,14 @@ from brokers.tests import kite_sandbox_calls
 from brokers.tests.kite_sandbox_calls import (
     API_KEY,
     API_SECRET,
+    add_fault,
     fixture_data,
     kite_session,
     net_quantity,
     pin,
     place,
 )
+from market.tests.fixtures import NIFTY_FREEZE, NIFTY_FUTURE, NIFTY_LOT
 
 pytestmark = pytest.mark.e2e
 
@@ -244,3 +246,90 @@ def test_postbacks_carry_a_verifiable_checksum(sandbox, postback_receiver):
     assert payload["checksum"] == expected
     assert payload["user_id"] == "AB1234" and payload["unfilled_quantity"] == 0
     assert requests.get(f"{sandbox.url}/_sandbox/stats", timeout=5).json()["postbacks"]["sent"] >= 1
+
+
+# --- autoslice (Kite's `autoslice=true`: an order above the freeze quantity as slices) -----------------
+
+
+def nifty_sell(kite, quantity: int, **overrides) -> dict:
+    params = dict(
+        variety="regular",
+        exchange="NFO",
+        tradingsymbol=NIFTY_FUTURE,
+        transaction_type="SELL",
+        quantity=quantity,
+        product="NRML",
+        order_type="MARKET",
+        market_protection=-1,
+        tag="thorparent01",
+        algo_id="41230",
+    )
+    return kite.place_autoslice_order(**{**params, **overrides})
+
+
+def test_autoslice_places_one_order_per_slice_tagged_alike(sandbox):
+    kite = kite_session(sandbox)
+
+    answer = nifty_sell(kite, 2 * NIFTY_FREEZE + NIFTY_LOT)
+
+    children = answer["children"]
+    assert answer["order_id"] and [set(child) for child in children] == [{"order_id"}] * 3
+    book = {order["order_id"]: order for order in kite.orders()}
+    assert answer["order_id"] not in book
+    placed = [book[child["order_id"]] for child in children]
+    assert [order["quantity"] for order in placed] == [1800, 1800, 75]
+    assert {(order["tag"], order["algo_id"], order["status"]) for order in placed} == {
+        ("thorparent01", "41230", "COMPLETE")
+    }
+
+
+def test_autoslice_beyond_ten_slices_is_kites_input_error_and_places_nothing(sandbox):
+    kite = kite_session(sandbox)
+
+    with pytest.raises(kite_exceptions.InputException, match="more than 10 slices"):
+        nifty_sell(kite, 10 * NIFTY_FREEZE + NIFTY_LOT)
+
+    assert kite.orders() == []
+
+
+def test_a_plain_order_above_the_freeze_quantity_is_refused(sandbox):
+    kite = kite_session(sandbox)
+
+    with pytest.raises(kite_exceptions.InputException, match="freeze limit of 1800"):
+        place(kite, exchange="NFO", tradingsymbol=NIFTY_FUTURE, transaction_type="SELL", quantity=1875, product="NRML")
+
+
+def test_a_slice_reject_fault_fails_the_slices_it_names_once(sandbox):
+    kite = kite_session(sandbox)
+    add_fault(sandbox, kind="slice_reject", slices=[1, 3], message="RMS: blocked", count=1)
+
+    children = nifty_sell(kite, 3 * NIFTY_FREEZE)["children"]
+    again = nifty_sell(kite, 3 * NIFTY_FREEZE)["children"]
+
+    assert [child.get("error", {}).get("message") for child in children] == ["RMS: blocked", None, "RMS: blocked"]
+    assert children[0]["error"]["error_type"] == "InputException" and "order_id" in children[1]
+    assert all("order_id" in child for child in again)
+    assert len(kite.orders()) == 4
+
+
+@pytest.mark.parametrize(
+    ("fault", "reason"),
+    [
+        ({"kind": "slice_reject"}, "slices"),
+        ({"kind": "slice_reject", "slices": [0]}, "slices"),
+        ({"kind": "slice_reject", "slices": [1], "message": 5}, "message"),
+        ({"kind": "5xx", "slices": [1]}, "slice_reject faults only"),
+        ({"broker": "schwab", "kind": "slice_reject", "slices": [1]}, "Kite's only"),
+    ],
+)
+def test_a_bad_slice_reject_fault_is_refused_naming_why(sandbox, fault, reason):
+    response = requests.post(f"{sandbox.url}/_sandbox/faults", json={"broker": "kite", **fault}, timeout=5)
+
+    assert response.status_code == 400 and reason in response.json()["error"]
+
+
+def test_an_algo_id_longer_than_kite_takes_is_refused(sandbox):
+    kite = kite_session(sandbox)
+
+    with pytest.raises(kite_exceptions.InputException, match="algo_id"):
+        place(kite, algo_id="x" * 21)

@@ -14,7 +14,7 @@ from rest_framework.test import APIRequestFactory
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
 from conftest import client_for
-from identity.authentication import ReadCachedJWTAuthentication
+from identity.authentication import ReadCachedJWTAuthentication, UserLockedJWTAuthentication
 from identity.caches import user_key
 from identity.models import RevokedSession, User
 from identity.sessions import SESSION_CLAIM
@@ -26,10 +26,10 @@ pytestmark = pytest.mark.django_db
 ME = "/api/auth/me/"
 
 
-def authenticate(method, token):
+def authenticate(method, token, authentication=ReadCachedJWTAuthentication):
     factory = APIRequestFactory()
     request = getattr(factory, method)("/api/anything", HTTP_AUTHORIZATION=f"Bearer {token}")
-    return ReadCachedJWTAuthentication().authenticate(Request(request))
+    return authentication().authenticate(Request(request))
 
 
 class TestReadsUseTheCache:
@@ -49,6 +49,17 @@ class TestReadsUseTheCache:
 
         with django_assert_num_queries(1):
             user, _ = authenticate(method, token)
+        assert user.pk == alice.pk
+
+    @pytest.mark.parametrize("method", ["post", "put", "patch", "delete"])
+    def test_a_view_that_checks_the_user_under_its_lock_takes_the_cached_user_on_writes(
+        self, alice, method, django_assert_num_queries
+    ):
+        token = token_pair_for(alice)["access"]
+        authenticate("get", token)
+
+        with django_assert_num_queries(0):
+            user, _ = authenticate(method, token, authentication=UserLockedJWTAuthentication)
         assert user.pk == alice.pk
 
     def test_the_cached_user_has_no_password_hash(self, alice):

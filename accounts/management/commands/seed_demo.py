@@ -33,6 +33,8 @@ class Command(BaseCommand):
                 # One crore: enough for a NIFTY future (bought at full value on paper) and a few options.
                 "paper_other_currencies": {"INR": "10000000.00"},
                 "token_delivery": Tenant.TokenDelivery.QUERY,
+                # Its orders carry an algo id, as a registered algo's would (README "Trading live from India").
+                "algo_ids": ["DEMO-ALGO-1"],
             },
         )
         if DEMO_ORIGIN not in tenant.allowed_origins:

@@ -62,6 +62,13 @@ QUOTE_BATCH = 500
 ENTERED_TIME_SLACK = timedelta(seconds=5)
 ORDERS_WINDOW = timedelta(days=60)
 LOCATION_ORDER_ID = re.compile(r"/orders/(\d+)/?$")
+STREAMER_INFO_FIELDS = (
+    "streamerSocketUrl",
+    "schwabClientCustomerId",
+    "schwabClientCorrelId",
+    "schwabClientChannel",
+    "schwabClientFunctionId",
+)
 
 
 class SchwabAdapter(BrokerAdapter):
@@ -181,6 +188,17 @@ class SchwabAdapter(BrokerAdapter):
         if isinstance(data, list):
             data = data[0] if data else {}
         return dict(data) if isinstance(data, Mapping) else {}
+
+    def streamer_info(self) -> dict[str, str]:
+        """Where Schwab's streamer is and the ids its requests carry: userPreference's first `streamerInfo`
+        (streamerSocketUrl, schwabClientCustomerId, schwabClientCorrelId, schwabClientChannel,
+        schwabClientFunctionId), each a string; UNAVAILABLE when one is missing."""
+        streamers = self._user_preference().get("streamerInfo")
+        info = streamers[0] if isinstance(streamers, list) and streamers else None
+        names = STREAMER_INFO_FIELDS
+        if not isinstance(info, Mapping) or not all(isinstance(info.get(name), str) and info[name] for name in names):
+            raise BrokerError("Schwab did not say where its streamer is.", code=BrokerErrorCode.UNAVAILABLE)
+        return {name: str(info[name]) for name in names}
 
     def _customer_id(self) -> str:
         customer_id = customer_id_of(self._user_preference())

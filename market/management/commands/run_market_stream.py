@@ -4,6 +4,7 @@ import threading
 
 from django.core.management.base import BaseCommand
 
+from market.schwab_runner import SchwabStreamRunner
 from market.ticks import MarketStreamRunner
 
 logger = logging.getLogger("market.ticks")
@@ -12,12 +13,13 @@ logger = logging.getLogger("market.ticks")
 class Command(BaseCommand):
     help = (
         "Stream Kite's ticks (KiteTicker, full mode) for the watched instrument tokens on a tenant's market-data "
+        "session, and Schwab's streamer (LEVELONE_EQUITIES) for the watched US symbols on its Schwab market-data "
         "session, into the last-prices hash in Redis and the channel layer's ticks.<token> groups."
     )
 
     def add_arguments(self, parser):
         parser.add_argument(
-            "--tenant", default="", help="The tenant whose shared Kite app's session to use (default: any)."
+            "--tenant", default="", help="The tenant whose shared Kite and Schwab apps' sessions to use (default: any)."
         )
 
     def handle(self, *args, tenant: str = "", **options):
@@ -25,5 +27,14 @@ class Command(BaseCommand):
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stop.set())
         logger.info("Market stream starting")
-        MarketStreamRunner(tenant_slug=tenant).run(stop)
+        # Schwab's stream beside Kite's, in a thread of its own: each waits for its own session.
+        schwab = threading.Thread(
+            target=SchwabStreamRunner(tenant_slug=tenant).run, args=(stop,), name="schwab-stream", daemon=True
+        )
+        schwab.start()
+        try:
+            MarketStreamRunner(tenant_slug=tenant).run(stop)
+        finally:
+            stop.set()
+            schwab.join(timeout=10)
         logger.info("Market stream stopped")

@@ -1,5 +1,9 @@
 """The exchanges' quantity-freeze limits: the largest quantity one order of a contract may carry.
 
+Kept with the brokers (the lower layer): Kite's OMS slices an autoslice order by them, so the broker sandbox
+plays it from this table, and the instrument master (market.loading) stores them on each contract for Thor's
+own checks and its slicing.
+
 Kite's instrument dump does not state them; NSE and BSE publish them per underlying (NSE's
 `qtyfreeze` file and circulars on the F&O lot sizes, BSE's notices for SENSEX and BANKEX derivatives)
 and revise them with the lot sizes. The values below are plausible for 2026, modelled on those

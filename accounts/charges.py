@@ -1,0 +1,252 @@
+"""What a paper fill costs beyond its price: a Zerodha-like schedule for INR, SEC and FINRA fees for USD.
+
+Every rate is a Decimal here, named, in one place; a tenant overrides any of them by its slug in
+settings.THOR_PAPER_CHARGES (a deployment setting, as THOR_PRICE_BANDS: no migration, no API to guard):
+
+    THOR_PAPER_CHARGES = {
+        "enabled": True,
+        "tenants": {"acme": {"INR": {"options": {"brokerage_flat": "10"}, "common": {"gst": "0.18"}},
+                             "USD": None}},   # None: this tenant's USD paper accounts pay nothing
+    }
+
+INR, per executed order (a slice of a sliced order is an order of its own, as at the exchange):
+- brokerage: 0 on equity delivery (CNC); min(20, 0.03% of the value) intraday (MIS), futures and commodity
+  futures; a flat 20 on options (Zerodha charges options per order, not on the premium);
+- STT (CTT on MCX): on the segment's side(s) of the value (options: on the premium sold); options exercised
+  at expiry pay `stt_exercise` on the settlement value (the long side only);
+- exchange transaction charges: the segment's rate for the exchange (NSE/NFO, BSE/BFO, MCX);
+- SEBI turnover fees: 10 rupees a crore; stamp duty: the buyer's side only;
+- GST: 18% of brokerage + exchange charges + SEBI fees.
+USD (Schwab: no commission): the SEC fee on the value sold and FINRA's TAF per share sold (capped per trade).
+
+Each component is quantized to the currency's cents (paise) with thor.money's rounding, then summed: the
+total is exactly the sum of the parts shown. The rates are plausible for 2025-26, modelled on the brokers'
+and regulators' published schedules; refresh them when those change (the SEC resets its rate each year).
+"""
+
+from dataclasses import dataclass, fields, replace
+from decimal import Decimal, InvalidOperation
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+from thor.money import CENT, ROUNDING
+
+D = Decimal
+
+
+ZERO = D("0")
+GST = D("0.18")
+SEBI_PER_RUPEE = D("0.000001")  # 10 rupees a crore
+SEC_FEE = D("0.0000278")  # the SEC's Section 31 rate: 27.80 dollars per million sold
+FINRA_TAF_PER_SHARE = D("0.000166")
+FINRA_TAF_CAP = D("8.30")
+# Shares of value are below 1 and amounts are rupees or dollars an order: anything larger is a typo.
+MAX_RATE = D("1000000")
+
+
+@dataclass(frozen=True)
+class SegmentRates:
+    """One INR segment's rates: shares of the order's value, except `brokerage_flat` and `brokerage_cap` (rupees)."""
+
+    brokerage_flat: Decimal = ZERO
+    brokerage_rate: Decimal = ZERO
+    brokerage_cap: Decimal = ZERO
+    stt_buy: Decimal = ZERO
+    stt_sell: Decimal = ZERO
+    stt_exercise: Decimal = ZERO
+    stamp_buy: Decimal = ZERO
+    exchange_nse: Decimal = ZERO
+    exchange_bse: Decimal = ZERO
+    exchange_mcx: Decimal = ZERO
+
+
+@dataclass(frozen=True)
+class CommonRates:
+    gst: Decimal = GST
+    sebi: Decimal = SEBI_PER_RUPEE
+
+
+@dataclass(frozen=True)
+class UsRates:
+    brokerage_flat: Decimal = ZERO
+    sec_fee: Decimal = SEC_FEE
+    finra_taf_per_share: Decimal = FINRA_TAF_PER_SHARE
+    finra_taf_cap: Decimal = FINRA_TAF_CAP
+
+
+INR_SEGMENTS: dict[str, SegmentRates] = {
+    "equity_delivery": SegmentRates(
+        stt_buy=D("0.001"), stt_sell=D("0.001"), stamp_buy=D("0.00015"), exchange_nse=D("0.0000297"),
+        exchange_bse=D("0.0000375"),
+    ),
+    "equity_intraday": SegmentRates(
+        brokerage_rate=D("0.0003"), brokerage_cap=D("20"), stt_sell=D("0.00025"), stamp_buy=D("0.00003"),
+        exchange_nse=D("0.0000297"), exchange_bse=D("0.0000375"),
+    ),
+    "futures": SegmentRates(
+        brokerage_rate=D("0.0003"), brokerage_cap=D("20"), stt_sell=D("0.0002"), stamp_buy=D("0.00002"),
+        exchange_nse=D("0.0000173"),
+    ),
+    "options": SegmentRates(
+        brokerage_flat=D("20"), stt_sell=D("0.001"), stt_exercise=D("0.00125"), stamp_buy=D("0.00003"),
+        exchange_nse=D("0.0003503"), exchange_bse=D("0.000325"),
+    ),
+    "commodity_futures": SegmentRates(
+        brokerage_rate=D("0.0003"), brokerage_cap=D("20"), stt_sell=D("0.0001"), stamp_buy=D("0.00002"),
+        exchange_mcx=D("0.000021"),
+    ),
+    "commodity_options": SegmentRates(
+        brokerage_flat=D("20"), stt_sell=D("0.0005"), stamp_buy=D("0.00003"), exchange_mcx=D("0.000418"),
+    ),
+}  # fmt: skip
+OPTION_TYPES = ("CE", "PE")
+_EXCHANGE_RATE = {"NSE": "exchange_nse", "NFO": "exchange_nse", "BSE": "exchange_bse", "BFO": "exchange_bse"}
+
+
+@dataclass(frozen=True)
+class Charges:
+    """A fill's charges by component (each in cents), as a contract note lists them."""
+
+    currency: str
+    components: dict[str, Decimal]
+
+    @property
+    def total(self) -> Decimal:
+        return sum(self.components.values(), D("0.00")).quantize(CENT)
+
+    def as_dict(self) -> dict[str, str]:
+        return {name: str(amount) for name, amount in self.components.items()} | {"total": str(self.total)}
+
+
+NO_CHARGES = Charges(currency="", components={})
+
+
+@dataclass(frozen=True)
+class Schedule:
+    segments: dict[str, SegmentRates]
+    common: CommonRates
+    us: UsRates
+    inr_enabled: bool = True
+    usd_enabled: bool = True
+
+
+def _cents(value: Decimal) -> Decimal:
+    return value.quantize(CENT, rounding=ROUNDING)
+
+
+def _rate(value, where: str) -> Decimal:
+    try:
+        rate = D(str(value))
+    except InvalidOperation:
+        raise ImproperlyConfigured(f"THOR_PAPER_CHARGES {where}: {value!r} is not a number.") from None
+    if not rate.is_finite() or not 0 <= rate <= MAX_RATE:
+        raise ImproperlyConfigured(f"THOR_PAPER_CHARGES {where}: {value!r} must be a number from 0 to {MAX_RATE}.")
+    return rate
+
+
+def _override(rates, overrides: dict, where: str):
+    if not isinstance(overrides, dict):
+        raise ImproperlyConfigured(f"THOR_PAPER_CHARGES {where}: expected an object of rates.")
+    names = {field.name for field in fields(rates)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise ImproperlyConfigured(f"THOR_PAPER_CHARGES {where}: unknown rate(s) {unknown}; known: {sorted(names)}.")
+    return replace(rates, **{name: _rate(value, f"{where}.{name}") for name, value in overrides.items()})
+
+
+def tenant_schedule(tenant) -> Schedule:
+    """The schedule a tenant's paper fills are charged at: the defaults with its overrides on top.
+
+    Raises ImproperlyConfigured naming the bad entry (an unknown segment or rate, a negative rate)."""
+    slug = tenant.slug
+    configured = (settings.THOR_PAPER_CHARGES.get("tenants") or {}).get(slug) or {}
+    unknown = sorted(set(configured) - {"INR", "USD"})
+    if unknown:
+        raise ImproperlyConfigured(f"THOR_PAPER_CHARGES tenants.{slug}: unknown currency {unknown}; use INR or USD.")
+    schedule = Schedule(segments=dict(INR_SEGMENTS), common=CommonRates(), us=UsRates())
+    if "INR" in configured and configured["INR"] is None:
+        schedule = replace(schedule, inr_enabled=False)
+    for segment, overrides in (configured.get("INR") or {}).items():
+        where = f"tenants.{slug}.INR.{segment}"
+        if segment == "common":
+            schedule = replace(schedule, common=_override(schedule.common, overrides, where))
+        elif segment in schedule.segments:
+            schedule.segments[segment] = _override(schedule.segments[segment], overrides, where)
+        else:
+            raise ImproperlyConfigured(
+                f"THOR_PAPER_CHARGES {where}: unknown segment; known: {sorted(['common', *INR_SEGMENTS])}."
+            )
+    if "USD" in configured and configured["USD"] is None:
+        schedule = replace(schedule, usd_enabled=False)
+    elif configured.get("USD"):
+        schedule = replace(schedule, us=_override(schedule.us, configured["USD"], f"tenants.{slug}.USD"))
+    return schedule
+
+
+def inr_segment(*, exchange: str, product: str, instrument_type: str) -> str:
+    """The schedule's segment of an INR order: equity by product, derivatives by kind (options vs futures)."""
+    option = instrument_type in OPTION_TYPES
+    if exchange == "MCX":
+        return "commodity_options" if option else "commodity_futures"
+    if exchange in ("NFO", "BFO"):
+        return "options" if option else "futures"
+    return "equity_delivery" if product == "CNC" else "equity_intraday"
+
+
+def fill_charges(
+    *,
+    tenant,
+    currency: str,
+    exchange: str,
+    product: str,
+    instrument_type: str,
+    side: str,
+    quantity: Decimal,
+    price: Decimal,
+    exercise: bool = False,
+) -> Charges:
+    """The charges of one executed order (`quantity` at `price`) on a paper account in `currency`.
+
+    `exercise`: an option position closed at expiry at its intrinsic value (accounts.paper_expiry): only the
+    exercise STT is due, on the long side (which closes by selling); futures settle with no charges.
+    """
+    if not settings.THOR_PAPER_CHARGES.get("enabled", True):
+        return Charges(currency=currency, components={})
+    schedule = tenant_schedule(tenant)
+    value = quantity * price
+    selling = side == "SELL"
+    if currency == "USD":
+        if not schedule.usd_enabled:
+            return Charges(currency=currency, components={})
+        us = schedule.us
+        taf = min(quantity * us.finra_taf_per_share, us.finra_taf_cap) if selling else D("0")
+        return Charges(
+            currency=currency,
+            components={
+                "brokerage": _cents(us.brokerage_flat),
+                "sec_fee": _cents(value * us.sec_fee) if selling else D("0.00"),
+                "finra_taf": _cents(taf),
+            },
+        )
+    if currency != "INR" or not schedule.inr_enabled:
+        return Charges(currency=currency, components={})
+    rates = schedule.segments[inr_segment(exchange=exchange, product=product, instrument_type=instrument_type)]
+    if exercise:
+        stt = value * rates.stt_exercise if selling else D("0")
+        return Charges(currency=currency, components={"stt": _cents(stt)})
+    brokerage = _cents(rates.brokerage_flat + min(rates.brokerage_cap, value * rates.brokerage_rate))
+    exchange_rate = getattr(rates, _EXCHANGE_RATE.get(exchange, "exchange_mcx"))
+    exchange_charges = _cents(value * exchange_rate)
+    sebi = _cents(value * schedule.common.sebi)
+    return Charges(
+        currency=currency,
+        components={
+            "brokerage": brokerage,
+            "stt": _cents(value * (rates.stt_sell if selling else rates.stt_buy)),
+            "exchange": exchange_charges,
+            "sebi": sebi,
+            "stamp": D("0.00") if selling else _cents(value * rates.stamp_buy),
+            "gst": _cents((brokerage + exchange_charges + sebi) * schedule.common.gst),
+        },
+    )

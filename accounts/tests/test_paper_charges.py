@@ -1,0 +1,177 @@
+"""Paper charges (accounts.charges): the schedule's figures, a tenant's overrides, the charges of each order in
+its answer and audit row, debited from cash, and today's total in funds."""
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from accounts.charges import fill_charges
+from accounts.models import OrderEvent, TradingAccount
+from accounts.selectors import paper_charges_today
+from accounts.tests.conftest import place
+from market.tests.fixtures import NIFTY_FUTURE, NIFTY_LOT, NIFTY_OPTION
+
+D = Decimal
+
+
+@pytest.fixture
+def charged(settings):
+    settings.THOR_PAPER_CHARGES = {"enabled": True, "tenants": {}}
+    return settings.THOR_PAPER_CHARGES
+
+
+def charges(tenant, **order):
+    fields = {"currency": "INR", "exchange": "NSE", "product": "MIS", "instrument_type": "EQ", "side": "BUY"}
+    return fill_charges(tenant=tenant, **(fields | order))
+
+
+@pytest.mark.django_db
+class TestSchedule:
+    def test_an_intraday_buy_pays_capped_brokerage_exchange_sebi_stamp_and_gst(self, tenant, charged):
+        result = charges(tenant, quantity=D("100"), price=D("1500.00"))
+
+        # Value 150,000: brokerage min(20, 45); exchange 0.00297% = 4.455; SEBI 0.15; stamp 0.003% = 4.50;
+        # GST 18% of 20 + 4.46 + 0.15 = 4.4298. Each in paise, half up.
+        assert result.components == {
+            "brokerage": D("20.00"),
+            "stt": D("0.00"),
+            "exchange": D("4.46"),
+            "sebi": D("0.15"),
+            "stamp": D("4.50"),
+            "gst": D("4.43"),
+        }
+        assert result.total == D("33.54")
+
+    def test_a_small_intraday_order_pays_three_basis_points_of_brokerage(self, tenant, charged):
+        assert charges(tenant, quantity=D("10"), price=D("100.00")).components["brokerage"] == D("0.30")
+
+    def test_delivery_pays_no_brokerage_and_stt_on_both_sides(self, tenant, charged):
+        buy = charges(tenant, product="CNC", quantity=D("10"), price=D("1500.00"))
+        sell = charges(tenant, product="CNC", side="SELL", quantity=D("10"), price=D("1500.00"))
+
+        assert buy.components["brokerage"] == sell.components["brokerage"] == D("0.00")
+        assert buy.components["stt"] == sell.components["stt"] == D("15.00")
+        assert buy.components["stamp"] == D("2.25") and sell.components["stamp"] == D("0.00")
+
+    def test_an_option_sale_pays_flat_brokerage_and_stt_on_the_premium(self, tenant, charged):
+        result = charges(
+            tenant, exchange="NFO", product="NRML", instrument_type="CE", side="SELL", quantity=D("75"), price=D("180")
+        )
+
+        assert result.components == {
+            "brokerage": D("20.00"),
+            "stt": D("13.50"),
+            "exchange": D("4.73"),
+            "sebi": D("0.01"),
+            "stamp": D("0.00"),
+            "gst": D("4.45"),
+        }
+
+    def test_an_exercised_option_pays_only_the_exercise_stt_on_the_long_side(self, tenant, charged):
+        option = {"exchange": "NFO", "product": "NRML", "instrument_type": "CE", "quantity": D("75"), "price": D("100")}
+
+        assert charges(tenant, side="SELL", exercise=True, **option).components == {"stt": D("9.38")}
+        assert charges(tenant, side="BUY", exercise=True, **option).total == D("0.00")
+        assert charges(tenant, side="SELL", exercise=True, **(option | {"instrument_type": "FUT"})).total == 0
+
+    def test_a_us_sale_pays_the_sec_fee_and_finra_taf_and_a_purchase_nothing(self, tenant, charged):
+        sale = charges(tenant, currency="USD", exchange="NASDAQ", side="SELL", quantity=D("100"), price=D("230"))
+        purchase = charges(tenant, currency="USD", exchange="NASDAQ", quantity=D("100"), price=D("230"))
+
+        assert sale.components == {"brokerage": D("0.00"), "sec_fee": D("0.64"), "finra_taf": D("0.02")}
+        assert purchase.total == D("0.00")
+
+    def test_finra_taf_is_capped_per_trade(self, tenant, charged):
+        sale = charges(tenant, currency="USD", exchange="NYSE", side="SELL", quantity=D("1000000"), price=D("1"))
+
+        assert sale.components["finra_taf"] == D("8.30")
+
+    def test_a_tenant_overrides_a_rate_and_can_make_a_currency_free(self, tenant, charged):
+        charged["tenants"] = {"acme": {"INR": {"options": {"brokerage_flat": "10"}}, "USD": None}}
+        option = charges(tenant, exchange="NFO", product="NRML", instrument_type="PE", quantity=D("75"), price=D("1"))
+        sale = charges(tenant, currency="USD", exchange="NASDAQ", side="SELL", quantity=D("100"), price=D("230"))
+
+        assert option.components["brokerage"] == D("10.00")
+        assert sale.total == D("0.00")
+
+    @pytest.mark.parametrize(
+        ("override", "named"),
+        [
+            ({"INR": {"options": {"brokerage_flatt": "10"}}}, "brokerage_flatt"),
+            ({"INR": {"optons": {"brokerage_flat": "10"}}}, "optons"),
+            ({"INR": {"options": {"stt_sell": "-1"}}}, "stt_sell"),
+            ({"INR": {"options": {"stt_sell": "NaN"}}}, "stt_sell"),
+            ({"INR": {"options": {"stt_sell": "lots"}}}, "stt_sell"),
+            ({"EUR": {}}, "EUR"),
+            ({"USD": {"sec_fee": "1e999999999"}}, "sec_fee"),
+        ],
+    )
+    def test_a_bad_override_is_refused_naming_it(self, tenant, charged, override, named):
+        charged["tenants"] = {"acme": override}
+
+        with pytest.raises(ImproperlyConfigured, match=named):
+            charges(tenant, exchange="NFO", product="NRML", instrument_type="CE", quantity=D("75"), price=D("1"))
+
+    def test_charges_can_be_switched_off_for_the_deployment(self, tenant, settings):
+        settings.THOR_PAPER_CHARGES = {"enabled": False, "tenants": {}}
+
+        assert charges(tenant, quantity=D("100"), price=D("1500")).total == D("0.00")
+
+
+@pytest.mark.django_db
+class TestChargedFills:
+    def test_each_order_shows_its_charges_debited_from_cash_and_funds_total_them(
+        self, alice_client, alice, charged, instrument_master
+    ):
+        account = TradingAccount.objects.get(user=alice, is_primary=True)
+        account.cash = D("10000000.00")
+        account.save()
+
+        future = place(alice_client, tradingsymbol=NIFTY_FUTURE, exchange="NFO", product="NRML", quantity=NIFTY_LOT)
+        option = place(
+            alice_client,
+            tradingsymbol=NIFTY_OPTION,
+            exchange="NFO",
+            product="NRML",
+            quantity=NIFTY_LOT,
+            transaction_type="SELL",
+        )
+
+        assert future.status_code == option.status_code == 201, (future.json(), option.json())
+        # The future: 75 x 24,000 = 1,800,000: brokerage 20, exchange 31.14, SEBI 1.80, stamp 36.00, GST 9.53.
+        assert future.json()["charges"] == "98.47"
+        assert option.json()["charges"] == "42.69"
+        account.refresh_from_db()
+        assert account.cash == D("10000000.00") - D("1800000.00") + D("13500.00") - D("98.47") - D("42.69")
+        funds = alice_client.get("/api/accounts/primary/funds").json()["data"]
+        assert funds["charges_today"] == "141.16"
+        filled = OrderEvent.objects.get(order_id=future.json()["id"], kind="filled")
+        assert filled.broker_response["charges"]["total"] == "98.47" and filled.after["charges"] == "98.47"
+
+    def test_a_buy_that_cannot_pay_its_charges_is_rejected_at_fill(self, alice_client, alice, charged, fixed_prices):
+        fixed_prices["NSE:INFY"] = "1000.00"
+        account = TradingAccount.objects.get(user=alice, is_primary=True)
+        account.cash = D("10000.00")
+        account.save()
+
+        response = place(alice_client, quantity=10, product="CNC")  # 10,000 exactly, plus 11-odd in charges
+
+        assert response.json()["status"] == "REJECTED", response.json()
+        assert response.json()["charges"] is None
+        account.refresh_from_db()
+        assert account.cash == D("10000.00")
+
+    def test_a_live_style_order_without_fills_shows_no_charges(self, alice_client, charged):
+        response = place(alice_client, order_type="LIMIT", price="1000.00")
+
+        assert response.json()["status"] == "OPEN" and response.json()["charges"] is None
+
+    def test_charges_today_counts_the_fills_of_the_accounts_exchange_day(self, alice_client, alice, charged):
+        response = place(alice_client, quantity=10, product="MIS")
+        account = TradingAccount.objects.get(user=alice, is_primary=True)
+        filled_at = OrderEvent.objects.get(order_id=response.json()["id"], kind="filled").created_at
+
+        assert paper_charges_today(account=account, now=filled_at) == D(response.json()["charges"]) > 0
+        assert paper_charges_today(account=account, now=filled_at + timedelta(days=1)) == 0

@@ -1,0 +1,196 @@
+"""Properties of paper F&O money, with faults: a fill moves cash plus positions at market by exactly its
+charges (a refused, unpriced or crashed fill by nothing), and after the settlement task every position in an
+expired contract is closed, its P&L realised."""
+
+import contextlib
+from datetime import datetime, time, timedelta
+from decimal import Decimal
+from unittest import mock
+from zoneinfo import ZoneInfo
+
+import pytest
+import time_machine
+from django.core.exceptions import ValidationError
+from django.db.models import Sum
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from accounts.models import TradingAccount
+from accounts.orders import order_place
+from accounts.tasks import settle_expired_paper_positions
+from brokers.adapters.types import OrderRequest
+from identity.tests.factories import UserFactory
+from market.models import Instrument
+from market.tests.fixtures import NIFTY_FUTURE, NIFTY_OPTION
+
+pytestmark = pytest.mark.django_db
+D = Decimal
+IST = ZoneInfo("Asia/Kolkata")
+START = D("50000000.00")
+TICK = D("0.05")
+# (exchange, symbol, lot, products, lowest price): a cash equity, the NIFTY future, one of its options.
+INSTRUMENTS = (
+    ("NSE", "INFY", 1, ("CNC", "MIS"), D("500")),
+    ("NFO", NIFTY_FUTURE, 75, ("NRML", "MIS"), D("20000")),
+    ("NFO", NIFTY_OPTION, 75, ("NRML", "MIS"), TICK),
+)
+FAULTS = ("none", "none", "none", "no_price", "crash")
+
+
+class Crash(Exception):
+    """The process failing between a fill's writes (the audit row): the transaction must leave nothing."""
+
+
+def funded_account(tenant) -> TradingAccount:
+    # A new user each example: order rows are never deleted, so an account cannot be emptied.
+    account = TradingAccount.objects.get(user=UserFactory(tenant=tenant), is_primary=True)
+    account.cash = START
+    account.save()
+    return account
+
+
+def equity_at(account: TradingAccount, marks: dict) -> D:
+    account.refresh_from_db()
+    held = sum((p.quantity * marks[(p.exchange, p.symbol)] for p in account.paper_positions.all()), D("0"))
+    return account.cash + held
+
+
+def charged(account: TradingAccount) -> D:
+    # Slices and unsliced orders carry the fills' charges; a parent only repeats its slices' sum.
+    leaves = account.orders.filter(children__isnull=True)
+    return leaves.aggregate(total=Sum("charges"))["total"] or D("0")
+
+
+def place(account, *, exchange, symbol, side, quantity, product) -> None:
+    request = OrderRequest(
+        symbol=symbol, exchange=exchange, side=side, quantity=D(quantity), order_type="MARKET", product=product
+    )
+    order_place(account=account, request=request, idempotency_key=None, fingerprint="", actor=None)
+
+
+steps = st.lists(
+    st.tuples(
+        st.integers(0, len(INSTRUMENTS) - 1),
+        st.sampled_from(["BUY", "SELL"]),
+        st.integers(1, 4),  # lots
+        st.integers(0, 1),  # product
+        st.integers(0, 40_000),  # price, in ticks above the instrument's lowest
+        st.sampled_from(FAULTS),
+    ),
+    min_size=1,
+    max_size=6,
+)
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])  # examples: the profile (conftest)
+@given(sequence=steps)
+def test_fills_move_cash_plus_positions_at_market_by_their_charges_alone(
+    tenant, instrument_master, fixed_prices, settings, sequence
+):
+    settings.THOR_PAPER_CHARGES = {"enabled": True, "tenants": {}}
+    account = funded_account(tenant)
+    marks = {(exchange, symbol): lowest for exchange, symbol, _, _, lowest in INSTRUMENTS}
+    for index, side, lots, product, ticks, fault in sequence:
+        exchange, symbol, lot, products, lowest = INSTRUMENTS[index]
+        price = lowest + ticks * TICK
+        marks[(exchange, symbol)] = price
+        fixed_prices[f"{exchange}:{symbol}"] = str(price)
+        if fault == "no_price":
+            del fixed_prices[f"{exchange}:{symbol}"]
+        before, charges_before, orders_before = equity_at(account, marks), charged(account), account.orders.count()
+        order = {
+            "exchange": exchange,
+            "symbol": symbol,
+            "side": side,
+            "quantity": lots * lot,
+            "product": products[product],
+        }
+        try:
+            if fault == "crash":
+                with mock.patch("accounts.paper_fills.order_event_record", side_effect=Crash):
+                    place(account, **order)
+            else:
+                place(account, **order)
+        except (ValidationError, Crash):
+            pass  # refused before it filled, or crashed while filling: nothing may have changed
+        fixed_prices[f"{exchange}:{symbol}"] = str(price)
+        after, charges_after = equity_at(account, marks), charged(account)
+
+        assert before - after == charges_after - charges_before >= 0
+        assert account.cash >= 0
+        if fault != "none":
+            assert (after, charges_after, account.orders.count()) == (before, charges_before, orders_before)
+
+    # What the positions say agrees: realised plus unrealised P&L, less the charges, is what was made.
+    positions = list(account.paper_positions.all())
+    pnl = sum(
+        (p.realised_pnl + (marks[(p.exchange, p.symbol)] - p.average_price) * p.quantity for p in positions), D(0)
+    )
+    # Average prices are kept to 4 decimals and each close realises to the cent: a bounded residue per fill.
+    residue = D("0.01") * account.orders.count() + D("0.0001") * sum((abs(p.quantity) for p in positions), D(0))
+    assert abs((equity_at(account, marks) - START) - (pnl - charged(account))) <= residue
+
+
+def contracts_of_next_expiry() -> list[Instrument]:
+    future = Instrument.objects.get(exchange="NFO", tradingsymbol=NIFTY_FUTURE)
+    options = Instrument.objects.filter(
+        exchange="NFO", name="NIFTY", expiry=future.expiry, instrument_type__in=["CE", "PE"]
+    )
+    return [future, *options.order_by("tradingsymbol")]
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    legs=st.lists(
+        st.tuples(
+            st.integers(0, 1_000), st.sampled_from(["BUY", "SELL"]), st.integers(1, 3), st.sampled_from(["NRML", "MIS"])
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+    index_at=st.integers(23_000 * 20, 26_000 * 20),  # in ticks of 0.05
+    minutes_after_close=st.integers(0, 8 * 60),
+    price_late=st.booleans(),
+)
+def test_every_position_is_closed_by_its_expiry_after_the_settlement_task(
+    tenant, instrument_master, fixed_prices, legs, index_at, minutes_after_close, price_late
+):
+    account = funded_account(tenant)
+    fixed_prices.pop("NSE:NIFTY 50", None)  # the table outlives an example: no index price from the last one
+    contracts = contracts_of_next_expiry()
+    for pick, side, lots, product in legs:
+        contract = contracts[pick % len(contracts)]
+        fixed_prices.setdefault(f"NFO:{contract.tradingsymbol}", "100.00")
+        with contextlib.suppress(ValidationError):  # a leg the account cannot afford is refused, as any order
+            place(
+                account,
+                exchange="NFO",
+                symbol=contract.tradingsymbol,
+                side=side,
+                quantity=lots * contract.lot_size,
+                product=product,
+            )
+    spot = index_at * TICK
+    closed_at = datetime.combine(contracts[0].expiry, time(15, 30), tzinfo=IST) + timedelta(minutes=minutes_after_close)
+
+    with time_machine.travel(closed_at, tick=False):
+        if price_late:  # the source has no index price yet: nothing settles, and the next pass does it
+            settle_expired_paper_positions.apply()
+        fixed_prices["NSE:NIFTY 50"] = str(spot)
+        settle_expired_paper_positions.apply()
+        assert settle_expired_paper_positions.apply().get() == 0  # idempotent
+
+    strikes = {c.tradingsymbol: (c.instrument_type, c.strike) for c in contracts}
+    for position in account.paper_positions.all():
+        assert position.quantity == 0, position
+        kind, strike = strikes[position.symbol]
+        expected = spot if kind == "FUT" else max((spot - strike) if kind == "CE" else (strike - spot), D(0))
+        settled = account.orders.filter(symbol=position.symbol, product=position.product, tag="expiry")
+        assert all(order.average_price == expected for order in settled)
+        # A closed position's realised P&L is what its orders sold for less what they bought for.
+        flows = sum(
+            (o.filled_quantity * o.average_price * (1 if o.side == "SELL" else -1))
+            for o in account.orders.filter(symbol=position.symbol, product=position.product, status="COMPLETE")
+        )
+        count = account.orders.filter(symbol=position.symbol, product=position.product).count()
+        assert abs(position.realised_pnl - flows) <= D("0.01") * count
