@@ -295,7 +295,6 @@ def main() -> None:
         else:
             print("Thor's ticker connection never subscribed every instrument held: the figures cover fewer.")
         baseline = BaselineTicker(sandbox_url, kite_access_token(sandbox_url, BASELINE_KITE_USER), tokens)
-        baseline.recording = True
         baseline.start()
         print(f"Warming up {args.warmup:.0f} s, then measuring {args.seconds:.0f} s.", flush=True)
         time.sleep(args.warmup)

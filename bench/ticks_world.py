@@ -195,7 +195,6 @@ class BaselineTicker:
         self.ticker = KiteTicker(KITE_API_KEY, access_token, root=root)
         self.tokens = tokens
         self.receipts: list[tuple[float, list[tuple[int, float]]]] = []
-        self.recording = False
         self.ticker.on_connect = self._on_connect
         self.ticker.on_ticks = self._on_ticks
 
@@ -214,8 +213,7 @@ class BaselineTicker:
 
     def _on_ticks(self, _ticker, ticks: list[dict]) -> None:
         received_at = time.time()  # KiteTicker has parsed the message: when the application gets the ticks
-        if self.recording:
-            self.receipts.append((received_at, [(tick["instrument_token"], tick["last_price"]) for tick in ticks]))
+        self.receipts.append((received_at, [(tick["instrument_token"], tick["last_price"]) for tick in ticks]))
 
 
 # --- the sockets, in a process of their own ----------------------------------------------------------
