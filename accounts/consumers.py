@@ -10,7 +10,11 @@ the next `seq`. What a client sends:
   plain-text `ping`: seed 001's hook sends `ping` and JSON.parses every message it receives);
 - `{"action": "subscribe" | "unsubscribe", "account_id": ...}`;
 - `{"action": "resync", "account_id": ..., "since_seq": N}` (or `"since": "<ISO time>"`): the missed
-  messages, rebuilt from the database, then `{"type": "resynced", "account_id", "seq", "complete"}`.
+  messages, rebuilt from the database, then `{"type": "resynced", "account_id", "seq", "complete"}`;
+- `{"action": "watch" | "unwatch", "instruments": ["NSE:INFY", ...]}`: ticks of instruments not held.
+
+Prices (accounts.ticks): a paper account's positions and funds as ticks move them (`position_prices`) and
+the watched instruments' ticks (`ticks`), throttled per socket; state, not events, so without a `seq`.
 
 While open, the socket keeps the accounts it follows marked as followed (accounts.followers), so that
 work only watchers need, the Schwab order poll, is done for them; at the same pace it checks that the
@@ -38,9 +42,11 @@ from accounts import selectors
 from accounts.followers import accounts_mark_followed
 from accounts.models import TradingAccount
 from accounts.streams import account_group, stream_messages_since, stream_seq_current
+from accounts.ticks import PricesMixin
 from accounts.ws_connections import connection_close, connection_open
 from identity.models import User
 from identity.sessions import SESSION_CLAIM, session_is_revoked
+from thor.realtime import home_loop_remember
 from thor.ws_auth import accepted_subprotocol
 
 # Close codes a client can act on, after the HTTP statuses: sign in again, stop asking for that
@@ -97,9 +103,10 @@ def _stream_seqs(account_ids: list[int]) -> dict[int, int]:
 _mark_followed = sync_to_async(accounts_mark_followed, thread_sensitive=False)
 
 
-class OrderUpdatesConsumer(AsyncJsonWebsocketConsumer):
+class OrderUpdatesConsumer(PricesMixin, AsyncJsonWebsocketConsumer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        self._prices_init()
         self.window_started = time.monotonic()
         self.frames_in_window = 0
         # account id -> the last seq this socket sent on that account's stream.
@@ -134,6 +141,7 @@ class OrderUpdatesConsumer(AsyncJsonWebsocketConsumer):
             await self._refuse(CLOSE_TOO_MANY_CONNECTIONS)
             return
         self.counted_kind = kind
+        home_loop_remember()
         await self.accept(subprotocol=accepted_subprotocol(self.scope))
         await self._subscribe(account_ids)
         self._close_when_the_token_expires()
@@ -147,8 +155,10 @@ class OrderUpdatesConsumer(AsyncJsonWebsocketConsumer):
         seqs = await database_sync_to_async(_stream_seqs)(account_ids)
         # Before `subscribed`: a client told it is subscribed is followed, polled accounts included.
         await _mark_followed(account_ids)
+        self.sent_seq.update({account_id: seqs[account_id] for account_id in account_ids})
+        # Before `subscribed` too: from then on a tick on what the account holds reaches the socket.
+        await self._books_load(account_ids)
         for account_id in account_ids:
-            self.sent_seq[account_id] = seqs[account_id]
             await self.send_json({"type": "subscribed", "account_id": account_id, "seq": seqs[account_id]})
 
     async def _renew_follow_marks(self) -> None:
@@ -165,6 +175,7 @@ class OrderUpdatesConsumer(AsyncJsonWebsocketConsumer):
                 return
             if self.sent_seq:
                 await _mark_followed(list(self.sent_seq))
+            await self._prices_renew()
 
     def _close_when_the_token_expires(self) -> None:
         # The socket is only as good as the sign-in it was opened with: the client reconnects
@@ -183,6 +194,7 @@ class OrderUpdatesConsumer(AsyncJsonWebsocketConsumer):
             self.sign_in_ends.cancel()
         if self.follow_renewal is not None:
             self.follow_renewal.cancel()
+        await self._prices_close()
         if self.counted_kind is not None:
             await database_sync_to_async(connection_close)(user=self.scope["user"], kind=self.counted_kind)
             self.counted_kind = None
@@ -230,10 +242,13 @@ class OrderUpdatesConsumer(AsyncJsonWebsocketConsumer):
             "subscribe": self._answer_subscribe,
             "unsubscribe": self._answer_unsubscribe,
             "resync": self._answer_resync,
+            "watch": self._answer_watch,
+            "unwatch": self._answer_unwatch,
         }.get(action if isinstance(action, str) else None)
         if answer is None:
             await self._send_error(
-                "unknown_message", "Send `ping` or an `action`: `ping`, `subscribe`, `unsubscribe` or `resync`."
+                "unknown_message",
+                "Send `ping` or an `action`: `ping`, `subscribe`, `unsubscribe`, `resync`, `watch` or `unwatch`.",
             )
             return
         await answer(message)
@@ -262,6 +277,7 @@ class OrderUpdatesConsumer(AsyncJsonWebsocketConsumer):
             return
         await self.channel_layer.group_discard(account_group(account_id), self.channel_name)
         del self.sent_seq[account_id]
+        await self._books_forget(account_id)
         await self.send_json({"type": "unsubscribed", "account_id": account_id})
 
     async def _answer_resync(self, message: dict) -> None:
@@ -322,6 +338,8 @@ class OrderUpdatesConsumer(AsyncJsonWebsocketConsumer):
     async def stream_messages(self, batch):
         for message in batch["messages"]:
             await self._deliver(message)
+        # Something changed on these accounts (an order, a fill): their books are read again.
+        await self._books_load(sorted({message["account_id"] for message in batch["messages"]} & set(self.sent_seq)))
 
     async def _deliver(self, message: dict) -> None:
         account_id, seq = message["account_id"], message["seq"]

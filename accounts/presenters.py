@@ -155,6 +155,16 @@ def funds_data(funds) -> dict:
     return {"currency": funds.currency, **{name: _money(getattr(funds, name)) for name in FUNDS_AMOUNTS}}
 
 
+def tick_data(*, instrument: str, instrument_token: int, last_price, as_of) -> dict:
+    """A watched instrument's last price from the market stream, in the socket's `ticks` message (accounts.ticks)."""
+    return {
+        "instrument": instrument,
+        "instrument_token": instrument_token,
+        "last_price": _price(last_price),
+        "as_of": _timestamp(as_of),
+    }
+
+
 def live_read_data(*, account_id: int, source: str, as_of, data) -> dict:
     """`{data, account_id, source, as_of}`: a presented read with where its numbers came from and how old
     they are (`PositionsOutputSerializer`, `HoldingsOutputSerializer`, `FundsEnvelopeOutputSerializer`).

@@ -19,6 +19,7 @@ from accounts.paper import reserved_cash, short_exposure
 from accounts.paper_fills import FILL_KINDS
 from accounts.prices import price_source
 from brokers.adapters.types import Funds, Holding, Position
+from market.selectors import instrument_last_prices
 from thor.money import CENT, ROUNDING
 from thor.snapshots import LiveRead, Present, presented
 
@@ -148,7 +149,7 @@ def order_get(*, account: TradingAccount, order_id: int) -> Order:
 
 
 def _now_read(data, source: str = "live", as_of: datetime | None = None) -> LiveRead:
-    # Paper numbers come straight from the database; only their market prices can be old (see _paper_positions).
+    # Paper numbers come straight from the database; only their market prices can be old (see paper_valuation).
     return LiveRead(data=data, source=source, as_of=as_of or timezone.now())
 
 
@@ -159,19 +160,29 @@ class _PaperValuation:
     as_of: datetime  # when the oldest price used was quoted
 
 
-def _paper_positions(account: TradingAccount) -> _PaperValuation:
+def paper_valuation(account: TradingAccount) -> _PaperValuation:
     """The account's positions at market prices: `live` only when every price that matters is fresh.
 
     A position without a price is valued at its average price, as of its last fill, and the read says `stale`:
     a made-up price must never pass for a live one. A closed position's value does not depend on a price.
     """
     positions = list(account.paper_positions.all())
-    prices = price_source(tenant=account.user.tenant).prices({(p.exchange, p.symbol) for p in positions})
+    instruments = {(p.exchange, p.symbol) for p in positions}
+    prices = price_source(tenant=account.user.tenant).prices(instruments)
+    # The market stream's price while it is fresh, or newer than the quote: what the account's sockets show
+    # (accounts.pnl), so that REST and the socket agree; the quote when the stream has gone quiet.
+    ticks = instrument_last_prices(instruments)
     now = timezone.now()
     valued, source, as_of = [], "live", now
     for position in positions:
         instrument = (position.exchange, position.symbol)
-        if instrument in prices:
+        tick = ticks.get(instrument)
+        if tick is not None and (
+            tick.is_fresh(now=now) or instrument not in prices or tick.as_of >= prices.as_of_for(instrument)
+        ):
+            valued.append((position, tick.last_price))
+            priced_at, fresh = tick.as_of, tick.is_fresh(now=now)
+        elif instrument in prices:
             valued.append((position, prices[instrument]))
             priced_at, fresh = prices.as_of_for(instrument), prices.is_fresh(instrument, now=now)
         else:
@@ -183,7 +194,8 @@ def _paper_positions(account: TradingAccount) -> _PaperValuation:
     return _PaperValuation(valued, source, as_of)
 
 
-def _paper_position(position: PaperPosition, last_price: Decimal) -> Position:
+def paper_position_at(position: PaperPosition, last_price: Decimal) -> Position:
+    """A paper position valued at `last_price`: for REST, and at each tick for the sockets (accounts.pnl)."""
     unrealised = ((last_price - position.average_price) * position.quantity).quantize(CENT, rounding=ROUNDING)
     return Position(
         symbol=position.symbol,
@@ -226,9 +238,11 @@ def positions_get(*, account: TradingAccount, fresh: bool = False, present: Pres
         return live.live_read(
             account=account, what="positions", call=lambda adapter: adapter.positions(), force=fresh, present=present
         )
-    valuation = _paper_positions(account)
+    valuation = paper_valuation(account)
     return _now_read(
-        [_paper_position(position, price) for position, price in valuation.positions], valuation.source, valuation.as_of
+        [paper_position_at(position, price) for position, price in valuation.positions],
+        valuation.source,
+        valuation.as_of,
     )
 
 
@@ -238,7 +252,7 @@ def holdings_get(*, account: TradingAccount, fresh: bool = False, present: Prese
         return live.live_read(
             account=account, what="holdings", call=lambda adapter: adapter.holdings(), force=fresh, present=present
         )
-    valuation = _paper_positions(account)
+    valuation = paper_valuation(account)
     holdings = [
         Holding(
             symbol=position.symbol,
@@ -261,24 +275,35 @@ def funds_get(*, account: TradingAccount, fresh: bool = False, present: Present 
         return live.live_read(
             account=account, what="funds", call=lambda adapter: adapter.funds(), force=fresh, present=present
         )
-    valuation = _paper_positions(account)
+    valuation = paper_valuation(account)
     marks = {(p.exchange, p.symbol): price for p, price in valuation.positions}
     # Short proceeds are in cash but owed back: they and the shorts' margin are tied up, like reservations.
     utilised = reserved_cash(account=account) + short_exposure(account=account, marks=marks)
-    market_value = sum((p.quantity * price for p, price in valuation.positions), Decimal("0"))
-    available = account.cash - utilised
     return _now_read(
-        Funds(
-            currency=account.currency,
-            cash=account.cash,
-            available=available,
+        paper_funds_at(
+            account=account,
             utilised=utilised,
-            buying_power=available,
-            net_liquidation=(account.cash + market_value).quantize(CENT, rounding=ROUNDING),
+            valued=valuation.positions,
             charges_today=paper_charges_today(account=account),
         ),
         valuation.source,
         valuation.as_of,
+    )
+
+
+def paper_funds_at(*, account: TradingAccount, utilised: Decimal, valued, charges_today: Decimal) -> Funds:
+    """A paper account's funds with `utilised` tied up and its positions valued as `valued` says ((position,
+    price) pairs): for REST, and at each tick for the sockets (accounts.pnl)."""
+    market_value = sum((p.quantity * price for p, price in valued), Decimal("0"))
+    available = account.cash - utilised
+    return Funds(
+        currency=account.currency,
+        cash=account.cash,
+        available=available,
+        utilised=utilised,
+        buying_power=available,
+        net_liquidation=(account.cash + market_value).quantize(CENT, rounding=ROUNDING),
+        charges_today=charges_today,
     )
 
 

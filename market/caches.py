@@ -59,13 +59,15 @@ def us_lookup_failed_key(connection_id: int) -> str:
 
 
 # --- ticks: in Redis, shared by every process ----------------------------------------------------
-# The instrument tokens the market stream keeps subscribed (a set that other code adds to), and the last
-# price of each token the stream heard (a hash: token -> {"last_price", "received_at"}). Without Redis (the
-# embedded mode: one process) they live in this process, for a stream running in a thread beside the server.
-WATCHED_TOKENS_KEY = "thor:market:ticks:watched"
+# The instrument tokens the market stream keeps subscribed (a sorted set: token -> until when it is wanted,
+# epoch seconds; each watcher renews its tokens, and a token nobody renews lapses by itself, as no watcher
+# knows whether another, in another process, wants it too), and the last price of each token the stream
+# heard (a hash: token -> {"last_price", "received_at"}). Without Redis (the embedded mode: one process)
+# they live in this process, for a stream running in a thread beside the server.
+WATCHED_TOKENS_KEY = "thor:market:ticks:wanted"
 LAST_PRICES_KEY = "thor:market:ticks:last"
 
-_local_watched: set[int] = set()
+_local_watched: dict[int, float] = {}
 _local_last_prices: dict[int, dict] = {}
 
 
@@ -75,15 +77,18 @@ def _redis():
     return redis_client() if uses_redis() else None
 
 
-def watched_tokens_add(tokens) -> None:
+def watched_tokens_add(tokens, *, seconds: float) -> None:
+    """Want these tokens streamed for `seconds` more (a lease never shortened by a shorter one)."""
     tokens = [int(token) for token in tokens]
     if not tokens:
         return
+    until = time.time() + seconds
     if (redis := _redis()) is None:
         with _lock:
-            _local_watched.update(tokens)
+            for token in tokens:
+                _local_watched[token] = max(until, _local_watched.get(token, 0.0))
         return
-    redis.sadd(WATCHED_TOKENS_KEY, *tokens)
+    redis.zadd(WATCHED_TOKENS_KEY, dict.fromkeys(tokens, until), gt=True)
 
 
 def watched_tokens_remove(tokens) -> None:
@@ -92,23 +97,32 @@ def watched_tokens_remove(tokens) -> None:
         return
     if (redis := _redis()) is None:
         with _lock:
-            _local_watched.difference_update(tokens)
+            for token in tokens:
+                _local_watched.pop(token, None)
         return
-    redis.srem(WATCHED_TOKENS_KEY, *tokens)
+    redis.zrem(WATCHED_TOKENS_KEY, *tokens)
 
 
 def watched_tokens() -> set[int]:
+    """The tokens whose lease has not run out (the lapsed ones are dropped on the way)."""
+    now = time.time()
     if (redis := _redis()) is None:
         with _lock:
+            for token in [token for token, until in _local_watched.items() if until <= now]:
+                del _local_watched[token]
             return set(_local_watched)
-    return {int(token) for token in redis.smembers(WATCHED_TOKENS_KEY)}
+    with redis.pipeline(transaction=False) as pipe:
+        pipe.zremrangebyscore(WATCHED_TOKENS_KEY, "-inf", now)
+        pipe.zrange(WATCHED_TOKENS_KEY, 0, -1)
+        _, members = pipe.execute()
+    return {int(token) for token in members}
 
 
-def last_prices_write(prices: dict[int, str]) -> None:
-    """Each token's last price (a decimal string), stamped with when the stream heard it."""
+def last_prices_write(prices: dict[int, str], *, received_at: float | None = None) -> None:
+    """Each token's last price (a decimal string), stamped with when the stream heard it (epoch seconds)."""
     if not prices:
         return
-    received_at = time.time()
+    received_at = time.time() if received_at is None else received_at
     entries = {token: {"last_price": price, "received_at": received_at} for token, price in prices.items()}
     if (redis := _redis()) is None:
         with _lock:

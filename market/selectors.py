@@ -1,12 +1,19 @@
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from django.db.models import F
+from django.conf import settings
+from django.db.models import F, Q
+from django.utils import timezone
 
 from brokers.models import BrokerConnection, BrokerKind
 from market.caches import MISSING, instrument_cached, instrument_remember, last_prices_read
 from market.models import Instrument
+from thor.coordination import OccasionalWarning
+
+_store_down = OccasionalWarning(logging.getLogger("market.selectors"))
 
 
 def instrument_get(*, exchange: str, tradingsymbol: str) -> Instrument | None:
@@ -31,6 +38,14 @@ class LastPrice:
     received_at: float
     source: str = "kite_ticker"
 
+    @property
+    def as_of(self) -> datetime:
+        return datetime.fromtimestamp(self.received_at, tz=UTC)
+
+    def is_fresh(self, *, now: datetime | None = None) -> bool:
+        """Heard within THOR_LIVE_FRESH_SECONDS: what a read may call `live` (as accounts.prices does a quote)."""
+        return (now or timezone.now()) - self.as_of <= timedelta(seconds=settings.THOR_LIVE_FRESH_SECONDS)
+
 
 def last_prices(tokens: Iterable[int]) -> dict[int, LastPrice]:
     """The stream's last price of each token it has heard; tokens it has not are left out."""
@@ -52,3 +67,45 @@ def market_data_connection(*, tenant=None, tenant_slug: str = "") -> BrokerConne
     if tenant_slug:
         connections = connections.filter(app__tenant__slug=tenant_slug)
     return connections.select_related("app").order_by(F("last_sync_at").desc(nulls_last=True), "-id").first()
+
+
+def instrument_token(*, exchange: str, tradingsymbol: str) -> int | None:
+    """The master's streaming token for the instrument (None: not listed, or not on Kite's stream)."""
+    instrument = instrument_get(exchange=exchange, tradingsymbol=tradingsymbol)
+    return None if instrument is None else instrument.instrument_token
+
+
+def instrument_tokens(instruments: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    """The streaming token of each (exchange, tradingsymbol) the master lists with one, in one query: names a
+    client typed are looked up here, not through the per-process cache, which would keep every miss."""
+    query = Q()
+    for exchange, tradingsymbol in set(instruments):
+        query |= Q(exchange=exchange, tradingsymbol=tradingsymbol)
+    if not query:
+        return {}
+    rows = Instrument.objects.filter(query, instrument_token__isnull=False)
+    return {
+        (exchange, tradingsymbol): token
+        for exchange, tradingsymbol, token in rows.values_list("exchange", "tradingsymbol", "instrument_token")
+        if token is not None
+    }
+
+
+def instrument_last_prices(instruments: Iterable[tuple[str, str]]) -> dict[tuple[str, str], LastPrice]:
+    """The stream's last price of each (exchange, tradingsymbol) it has heard: one read of the store for all.
+
+    A store that cannot be read gives none (logged at most once a minute): a read then shows the quotes.
+    """
+    tokens = {}
+    for exchange, tradingsymbol in instruments:
+        token = instrument_token(exchange=exchange, tradingsymbol=tradingsymbol)
+        if token is not None:
+            tokens[token] = (exchange, tradingsymbol)
+    if not tokens:
+        return {}
+    try:
+        heard = last_prices(tokens)
+    except Exception as error:
+        _store_down("Could not read the market stream's last prices: %s", type(error).__name__)
+        return {}
+    return {tokens[token]: price for token, price in heard.items()}

@@ -3,6 +3,8 @@
 from collections.abc import Iterable
 from pathlib import Path
 
+from django.conf import settings
+
 from market import caches
 from market.loading import LoadSummary, Progress, instruments_load
 from market.models import Instrument
@@ -23,10 +25,13 @@ def instruments_refresh(*, file: Path | None = None, progress: Progress | None =
     }
 
 
-def ticks_watch(tokens: Iterable[int]) -> None:
-    """Have the market stream keep these instrument tokens subscribed (it picks them up within a second)."""
-    caches.watched_tokens_add(tokens)
+def ticks_watch(tokens: Iterable[int], *, seconds: float | None = None) -> None:
+    """Have the market stream keep these instrument tokens subscribed (it picks them up within a second) for
+    `seconds` (THOR_MARKET_WATCH_SECONDS by default): a watcher renews what it still wants before then, and
+    what nobody renews is unsubscribed, as no watcher can tell that it was the last one."""
+    caches.watched_tokens_add(tokens, seconds=settings.THOR_MARKET_WATCH_SECONDS if seconds is None else seconds)
 
 
 def ticks_unwatch(tokens: Iterable[int]) -> None:
+    """Stop streaming these tokens now, whoever else watches them (their renewals add them back)."""
     caches.watched_tokens_remove(tokens)

@@ -4,7 +4,9 @@ One stream per process (`manage.py run_market_stream`) on a tenant's market-data
 connection of a tenant's shared Kite app (never a user's own app, whose budget is the customer's), the one
 analytics quotes through. It keeps subscribed, in full mode, the tokens in the watched set
 (`market.services.ticks_watch`), and writes each tick's last price to the last-prices hash
-(`market.selectors.last_prices`) and to the channel-layer group `ticks.<token>`.
+(`market.selectors.last_prices`) and to the channel-layer group `ticks.<token>` (the order sockets of the
+accounts holding it and of those watching it: accounts.ticks). In the embedded mode (`make run`) it runs on a
+thread of the server's process instead (`start_embedded_market_stream`), its store and layer in memory.
 
 KiteTicker reconnects by itself after a drop and resends its subscriptions; on every connect the stream
 also sends the whole watched set, so nothing added while it was away is missed. A refused upgrade (403:
@@ -144,15 +146,22 @@ class MarketStream:
 
     def _on_ticks(self, _ticker: KiteTicker, ticks: list[dict]) -> None:
         prices = {tick["instrument_token"]: str(Decimal(str(tick["last_price"]))) for tick in ticks}
+        received_at = time.time()
         try:
-            caches.last_prices_write(prices)
+            caches.last_prices_write(prices, received_at=received_at)
         except Exception:
             logger.exception("Market stream could not write last prices")
-        for tick in ticks:
-            token = tick["instrument_token"]
+        for token, price in prices.items():
             publish(
                 group=tick_group(token),
-                messages=[{"type": TICK_MESSAGE_TYPE, "instrument_token": token, "last_price": prices[token]}],
+                messages=[
+                    {
+                        "type": TICK_MESSAGE_TYPE,
+                        "instrument_token": token,
+                        "last_price": price,
+                        "received_at": received_at,
+                    }
+                ],
             )
 
     def _on_error(self, _ticker: KiteTicker, code: int, reason) -> None:
@@ -244,3 +253,26 @@ class MarketStreamRunner:
         except Exception:
             logger.exception("Market stream could not read its session")
             return None
+
+
+_embedded_started = threading.Event()
+
+
+def start_embedded_market_stream() -> bool:
+    """The streams (Kite's, and Schwab's for US symbols) on daemon threads of this process, once, as
+    `run_market_stream` runs them in its own; a no-op outside the embedded mode."""
+    if not settings.THOR_EMBEDDED_MARKET_STREAM or _embedded_started.is_set():
+        return False
+    _embedded_started.set()
+    from market.schwab_runner import SchwabStreamRunner  # it imports this module
+
+    for name, runner in (("market-stream", MarketStreamRunner()), ("schwab-stream", SchwabStreamRunner())):
+
+        def run(runner=runner, name=name) -> None:
+            try:
+                runner.run(threading.Event())  # until the process ends
+            except Exception:
+                logger.exception("The embedded %s stopped", name)
+
+        threading.Thread(target=run, name=name, daemon=True).start()
+    return True

@@ -8,7 +8,10 @@ asks again for (accounts.consumers), so a message the process could not send bef
 resend, never a change. `async_to_sync` from a plain thread would make a new event loop for every
 publish, and channels-redis keeps its Redis connections per event loop: every publish would open new
 ones. The in-memory layer's queues belong to the loop their consumers run in, so with it (and from
-inside a running loop) publishing stays with `async_to_sync`, and waits.
+inside a running loop) publishing stays with `async_to_sync`, and waits; from a thread of its own (the
+embedded mode's market stream) it is handed to the server's loop, which consumers make known when they
+connect (`home_loop_remember`): async_to_sync there would run on a loop of its own, where the consumers'
+queues never wake.
 """
 
 import asyncio
@@ -37,13 +40,26 @@ def publish(*, group: str, messages: list[dict]) -> None:
     channel layer that is down is logged and the caller carries on.
     """
     try:
-        if _on_a_running_loop() or isinstance(get_channel_layer(), InMemoryChannelLayer):
+        on_a_loop, in_memory = _on_a_running_loop(), isinstance(get_channel_layer(), InMemoryChannelLayer)
+        home = _home_loop.get("loop")
+        if in_memory and not on_a_loop and home is not None and home.is_running():
+            asyncio.run_coroutine_threadsafe(_group_send(group, messages), home).result(PUBLISH_TIMEOUT_SECONDS)
+            return
+        if on_a_loop or in_memory:
             async_to_sync(_group_send)(group, messages)
             return
         loop, queue = _publisher()
         loop.call_soon_threadsafe(queue.put_nowait, (group, messages))
     except Exception:
         _publish_failed(group, messages)
+
+
+_home_loop: dict[str, asyncio.AbstractEventLoop] = {}
+
+
+def home_loop_remember() -> None:
+    """Called on the loop that serves the sockets (a consumer's connect): where the in-memory layer's messages go."""
+    _home_loop["loop"] = asyncio.get_running_loop()
 
 
 def publish_flush(timeout: float = PUBLISH_TIMEOUT_SECONDS + 1) -> bool:

@@ -277,6 +277,8 @@ CELERY_BEAT_SCHEDULE = {
 }
 # The embedded scheduler thread runs only where the ASGI app is served in embedded mode.
 THOR_EMBEDDED_SCHEDULER = EMBEDDED and _env_bool("THOR_EMBEDDED_SCHEDULER", default=True)
+# The market stream (market.ticks) on a thread of the embedded server: `make run` has no separate process for it.
+THOR_EMBEDDED_MARKET_STREAM = EMBEDDED and _env_bool("THOR_EMBEDDED_MARKET_STREAM", default=True)
 
 # --- Auth -------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -791,3 +793,12 @@ THOR_WS_RESYNC_MAX_EVENTS = _env_or_fail(env.int, "THOR_WS_RESYNC_MAX_EVENTS", d
 THOR_WS_FOLLOW_SECONDS = _env_or_fail(env.int, "THOR_WS_FOLLOW_SECONDS", default=90)
 if THOR_WS_FOLLOW_SECONDS < 1:
     raise ImproperlyConfigured("Environment variable THOR_WS_FOLLOW_SECONDS must be at least 1.")
+# Real-time P&L (accounts.ticks): at most this many price updates a second per socket and account, the latest
+# price winning; and at most this many instruments a socket may `watch` beside what its accounts hold.
+THOR_WS_PRICE_UPDATES_PER_SECOND = _env_or_fail(env.float, "THOR_WS_PRICE_UPDATES_PER_SECOND", default=4.0)
+if not THOR_WS_PRICE_UPDATES_PER_SECOND > 0:
+    raise ImproperlyConfigured("Environment variable THOR_WS_PRICE_UPDATES_PER_SECOND must be above 0.")
+THOR_WS_MAX_WATCHED = _env_or_fail(env.int, "THOR_WS_MAX_WATCHED", default=50)
+# The market stream streams a watched instrument this long after the last renewal (sockets renew theirs
+# every third of THOR_WS_FOLLOW_SECONDS).
+THOR_MARKET_WATCH_SECONDS = _env_or_fail(env.float, "THOR_MARKET_WATCH_SECONDS", default=90.0)

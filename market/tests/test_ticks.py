@@ -248,3 +248,19 @@ def test_each_tick_reaches_the_tokens_channel_group(sandbox, kite, running_strea
     assert message["type"] == "market.tick"
     assert message["instrument_token"] == INFY
     assert Decimal(message["last_price"]) == quoted_prices(kite, [INFY])[INFY]
+
+
+@pytest.mark.parametrize("redis", [True, False], ids=["redis", "embedded"])
+def test_a_watch_is_a_lease_that_lapses_unless_renewed(redis, settings, time_passes):
+    if not redis:
+        settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    ticks_watch([INFY], seconds=30)
+    ticks_watch([RELIANCE], seconds=90)
+    ticks_watch([INFY], seconds=10)  # a shorter lease never cuts a longer one
+    time_passes(20)
+    assert caches.watched_tokens() == {INFY, RELIANCE}
+    time_passes(15)
+    assert caches.watched_tokens() == {RELIANCE}
+    ticks_watch([INFY], seconds=90)  # a renewal
+    time_passes(60)
+    assert caches.watched_tokens() == {INFY}

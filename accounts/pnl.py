@@ -1,0 +1,123 @@
+"""Real-time P&L: a paper account's positions and funds valued again at each tick, without a database read.
+
+A socket that follows an account keeps the account's `Book` (accounts.ticks): its positions, cash, what its
+resting orders reserve and its margin rates, read once, with each position's instrument token from the
+master. The socket reads the book again whenever the account's stream says something changed (an order,
+a fill) and at each renewal of its follow marks; between those, a tick is arithmetic on the book: each
+position valued at its price as accounts.selectors values it for REST (`paper_position_at`,
+`paper_funds_at`), shown by accounts.presenters.
+
+What a socket is sent is state, not an event: `{"type": "position_prices", "account_id", "as_of", "data":
+{"positions": [...], "funds": {...}}}`, the positions whose price moved since the last one (each a whole
+position, as GET .../positions shows it; a client replaces the position with the same exchange,
+tradingsymbol and product) and the account's funds. It carries no `seq`: a missed one is worth nothing
+once the next arrives, so the stream's numbering, its gaps and its resync are about events only, as before.
+
+Live accounts: not yet; their positions come from the broker, which values them itself.
+"""
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from accounts import presenters, selectors
+from accounts.models import PaperPosition, TradingAccount
+from accounts.paper import margin_rate, reserved_cash
+from market.selectors import instrument_token
+from thor.errors import ApplicationError
+from thor.fields import timestamp_text
+from thor.money import CENT, ROUNDING
+
+POSITION_PRICES = "position_prices"
+
+Instrument = tuple[str, str]  # (exchange, symbol)
+
+
+@dataclass
+class Book:
+    """What a tick needs to value an account: read by `book_load`, then changed only by `book_tick`."""
+
+    account: TradingAccount
+    positions: list[PaperPosition]
+    reserved: Decimal
+    charges_today: Decimal  # changes with a fill (a stream message: the book is read again) or at midnight
+    rates: dict[str, Decimal]  # each product's margin rate, for the shorts
+    marks: dict[Instrument, Decimal]
+    tokens: dict[int, set[Instrument]] = field(default_factory=dict)  # token -> the instruments held on it
+
+    @property
+    def account_id(self) -> int:
+        return self.account.pk
+
+
+def book_load(account_id: int) -> Book | None:
+    """The account's book as the database and the prices have it now; None for an account not on paper."""
+    account = TradingAccount.objects.select_related("user__tenant").filter(pk=account_id).first()
+    if account is None or account.mode != TradingAccount.Mode.PAPER:
+        return None
+    try:
+        # The valuation REST shows (quotes, or the stream's price where newer): the book starts where a read is.
+        valued = selectors.paper_valuation(account).positions
+    except ApplicationError:
+        # No quotes right now: the ticks price what they reach; until then a position is at its average price.
+        valued = [(position, position.average_price) for position in account.paper_positions.all()]
+    positions = [position for position, _ in valued]
+    tokens: dict[int, set[Instrument]] = {}
+    for position in positions:
+        token = instrument_token(exchange=position.exchange, tradingsymbol=position.symbol)
+        if token is not None:
+            tokens.setdefault(token, set()).add((position.exchange, position.symbol))
+    tenant = account.user.tenant
+    return Book(
+        account=account,
+        positions=positions,
+        reserved=reserved_cash(account=account),
+        charges_today=selectors.paper_charges_today(account=account),
+        rates={product: margin_rate(tenant=tenant, product=product) for product in {p.product for p in positions}},
+        marks={(position.exchange, position.symbol): price for position, price in valued},
+        tokens=tokens,
+    )
+
+
+def book_tick(book: Book, token: int, price: Decimal) -> set[Instrument]:
+    """Mark the instruments the book holds on `token` at `price`; returns those whose mark moved."""
+    moved = set()
+    for instrument in book.tokens.get(token, ()):
+        if book.marks.get(instrument) != price:
+            book.marks[instrument] = price
+            moved.add(instrument)
+    return moved
+
+
+def short_exposure_at(book: Book) -> Decimal:
+    """What the open shorts tie up at the book's marks: accounts.paper.short_exposure's sum, without its read."""
+    exposure = Decimal("0")
+    for position in book.positions:
+        if position.quantity < 0:
+            mark = book.marks.get((position.exchange, position.symbol)) or position.average_price
+            exposure += -position.quantity * mark * (1 + book.rates[position.product])
+    return exposure.quantize(CENT, rounding=ROUNDING)
+
+
+def position_prices_message(book: Book, instruments: Iterable[Instrument], *, as_of: datetime) -> dict:
+    """The `position_prices` message: the positions on `instruments` and the account's funds, at the marks."""
+    instruments = set(instruments)
+    valued = [(position, book.marks[(position.exchange, position.symbol)]) for position in book.positions]
+    positions = [
+        presenters.position_data(selectors.paper_position_at(position, price))
+        for position, price in valued
+        if (position.exchange, position.symbol) in instruments
+    ]
+    funds = selectors.paper_funds_at(
+        account=book.account,
+        utilised=book.reserved + short_exposure_at(book),
+        valued=valued,
+        charges_today=book.charges_today,
+    )
+    return {
+        "type": POSITION_PRICES,
+        "account_id": book.account_id,
+        "as_of": timestamp_text(as_of),
+        "data": {"positions": positions, "funds": presenters.funds_data(funds)},
+    }

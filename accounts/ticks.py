@@ -1,0 +1,301 @@
+"""The order socket's prices (accounts.consumers): the P&L of the accounts it follows as ticks move it, and the
+ticks of the instruments it watches.
+
+The market stream (market.ticks) sends each tick to the channel layer group of its instrument
+(`ticks.<token>`). A socket is in the group of every instrument a paper account it follows holds (its
+`Book`, accounts.pnl, read again when the account's stream says it changed) and of every instrument it
+watches; the market stream is asked to stream those (market.services.ticks_watch, a lease the socket
+renews with its follow marks). A tick the socket hears is applied to the books in memory: no database read.
+
+What the socket sends is throttled, per socket, to THOR_WS_PRICE_UPDATES_PER_SECOND and coalesced: the
+first change after a quiet period goes at once, the changes within the period after it wait for its end
+and go together, each instrument at its latest price. Messages, neither of them with a `seq` (state, not
+events: the latest one is all a client needs, and the stream's resync is about events only):
+
+- `{"type": "position_prices", "account_id", "as_of", "data": {"positions": [...], "funds": {...}}}`: the
+  positions whose price moved and the account's funds, as GET .../positions and .../funds show them;
+- `{"type": "ticks", "as_of", "data": [{"instrument": "NSE:INFY", "instrument_token", "last_price",
+  "as_of"}, ...]}`: the watched instruments whose price moved.
+
+What a client sends: `{"action": "watch", "instruments": ["NSE:INFY", "NFO:NIFTY26DECFUT"]}` (listed in the
+instrument master and streamed; at most THOR_WS_MAX_WATCHED a socket), answered `{"type": "watching",
+"instruments": [...]}` with everything the socket watches, then a `ticks` message with the prices already
+heard; `{"action": "unwatch", "instruments": [...]}`, answered the same way.
+"""
+
+import asyncio
+import logging
+import re
+import time
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+
+from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
+from django.conf import settings
+
+from accounts import presenters
+from accounts.pnl import Book, Instrument, book_load, book_tick, position_prices_message
+from market.selectors import instrument_tokens, last_prices
+from market.services import ticks_watch
+from market.ticks import tick_group
+from thor.coordination import OccasionalWarning
+from thor.fields import timestamp_text
+
+logger = logging.getLogger("accounts.ticks")
+
+# "EXCHANGE:TRADINGSYMBOL" as the master spells it: indices have spaces ("NSE:NIFTY 50"), some symbols & or -.
+INSTRUMENT_NAME = re.compile(r"[A-Z]{2,8}:[A-Za-z0-9][A-Za-z0-9 &._-]{0,63}")
+
+# What clock the throttle reads: the tests move their own.
+clock = time.monotonic
+
+
+class Throttle:
+    """At most one send a `period`: `wait()` says how long until the next may go."""
+
+    def __init__(self, period: float):
+        self.period = period
+        self.last: float | None = None
+
+    def wait(self) -> float:
+        return 0.0 if self.last is None else max(0.0, self.last + self.period - clock())
+
+    def sent(self) -> None:
+        self.last = clock()
+
+
+def instruments_resolve(names: list[str]) -> dict[str, int | None]:
+    """Each "EXCHANGE:TRADINGSYMBOL" with its streaming token (None: not listed, or not streamed)."""
+    instruments = {name: tuple(name.split(":", 1)) for name in names}
+    tokens = instrument_tokens(instruments.values())
+    return {name: tokens.get(instrument) for name, instrument in instruments.items()}
+
+
+def _instrument_names(value) -> list[str] | None:
+    """The names asked for, once each, or None when `instruments` is not a list of well-formed names."""
+    if not isinstance(value, list) or not value or len(value) > settings.THOR_WS_MAX_WATCHED:
+        return None
+    if not all(isinstance(name, str) and INSTRUMENT_NAME.fullmatch(name) for name in value):
+        return None
+    return list(dict.fromkeys(value))
+
+
+_store_down = OccasionalWarning(logger)
+
+
+def _ticks_watch_or_warn(tokens) -> None:
+    try:
+        ticks_watch(tokens)
+    except Exception as error:
+        # The type only: a connection error's text may carry the Redis URL. The next renewal asks again.
+        _store_down("Could not ask the market stream for ticks: %s", type(error).__name__)
+
+
+# Cache calls off the event loop, and off the one database thread the connects queue on.
+_watch_or_warn = sync_to_async(_ticks_watch_or_warn, thread_sensitive=False)
+_last_prices = sync_to_async(last_prices, thread_sensitive=False)
+
+
+class PricesMixin:
+    """Real-time P&L and watched ticks for accounts.consumers.OrderUpdatesConsumer."""
+
+    def _prices_init(self) -> None:
+        self.books: dict[int, Book] = {}
+        self.not_paper: set[int] = set()  # followed accounts without a book: live ones (or gone)
+        self.watched: dict[int, str] = {}  # token -> "EXCHANGE:TRADINGSYMBOL"
+        self.tick_groups: set[int] = set()
+        self.moved: dict[int, set[Instrument]] = {}  # account id -> instruments moved since the last send
+        self.heard: dict[int, tuple[Decimal, float]] = {}  # watched token -> (latest price, when heard)
+        self.heard_at = 0.0  # when the latest tick not yet sent was heard (epoch seconds)
+        self.throttle = Throttle(1 / settings.THOR_WS_PRICE_UPDATES_PER_SECOND)
+        self.flush_timer: asyncio.TimerHandle | None = None
+        self.flush_task: asyncio.Task | None = None
+
+    async def _books_load(self, account_ids) -> None:
+        """Read the books of these followed accounts again, then join and leave tick groups to match."""
+        for account_id in account_ids:
+            if account_id in self.not_paper:
+                continue
+            try:
+                book = await database_sync_to_async(book_load)(account_id)
+            except Exception:
+                # Prices are a courtesy: the socket and its order stream go on, with the book it had.
+                logger.warning("Could not read the book of account %s for its prices", account_id, exc_info=True)
+                continue
+            if book is None:
+                self.not_paper.add(account_id)  # an account's mode never changes
+            if book is None or account_id not in self.sent_seq:  # unsubscribed meanwhile
+                self.books.pop(account_id, None)
+            else:
+                self.books[account_id] = book
+        await self._tick_groups_match()
+
+    async def _books_forget(self, account_id: int) -> None:
+        self.books.pop(account_id, None)
+        self.moved.pop(account_id, None)
+        await self._tick_groups_match()
+
+    async def _tick_groups_match(self) -> None:
+        wanted = {token for book in self.books.values() for token in book.tokens} | set(self.watched)
+        joined, left = wanted - self.tick_groups, self.tick_groups - wanted
+        for token in sorted(joined):
+            await self.channel_layer.group_add(tick_group(token), self.channel_name)
+        for token in sorted(left):
+            await self.channel_layer.group_discard(tick_group(token), self.channel_name)
+        self.tick_groups = wanted
+        if joined:
+            await _watch_or_warn(joined)
+
+    async def _prices_renew(self) -> None:
+        """With the follow marks: the books read again (whatever changed them without a stream message) and
+        the market stream's lease on every instrument renewed."""
+        try:
+            await self._books_load(list(self.books))
+            if self.tick_groups:
+                await _watch_or_warn(self.tick_groups)
+        except Exception:
+            # A cache or channel layer outage must not end the follow marks' renewal.
+            logger.warning("Could not renew the socket's prices", exc_info=True)
+
+    async def _prices_close(self) -> None:
+        if self.flush_timer is not None:
+            self.flush_timer.cancel()
+        if self.flush_task is not None:
+            self.flush_task.cancel()
+        for token in self.tick_groups:
+            try:
+                await self.channel_layer.group_discard(tick_group(token), self.channel_name)
+            except Exception:  # noqa: S112 (the group forgets the member by itself after its expiry)
+                continue
+        self.tick_groups = set()
+
+    # --- watch and unwatch --------------------------------------------------------------------
+
+    async def _answer_watch(self, message: dict) -> None:
+        names = _instrument_names(message.get("instruments"))
+        if names is None:
+            await self._instruments_error()
+            return
+        new = [name for name in names if name not in self.watched.values()]
+        if len(self.watched) + len(new) > settings.THOR_WS_MAX_WATCHED:
+            await self._send_error(
+                "too_many_instruments", f"A socket watches at most {settings.THOR_WS_MAX_WATCHED} instruments."
+            )
+            return
+        resolved = await database_sync_to_async(instruments_resolve)(new)
+        unknown = [name for name, token in resolved.items() if token is None]
+        if unknown:
+            await self._send_error(
+                "unknown_instruments",
+                "Not listed, or not streamed: nothing was watched.",
+                instruments=unknown,
+            )
+            return
+        self.watched.update({token: name for name, token in resolved.items()})
+        await self._tick_groups_match()
+        await self._send_watching()
+        # The prices already heard, so that the client need not wait for the next tick.
+        try:
+            heard = await _last_prices(list(resolved.values()))
+        except Exception as error:
+            _store_down("Could not read the market stream's last prices: %s", type(error).__name__)
+            return
+        for token, price in heard.items():
+            self._tick_heard(token, price.last_price, price.received_at)
+        if heard:
+            await self._prices_kick()
+
+    async def _answer_unwatch(self, message: dict) -> None:
+        names = _instrument_names(message.get("instruments"))
+        if names is None:
+            await self._instruments_error()
+            return
+        for token in [token for token, name in self.watched.items() if name in names]:
+            del self.watched[token]
+            self.heard.pop(token, None)
+        await self._tick_groups_match()
+        await self._send_watching()
+
+    async def _send_watching(self) -> None:
+        await self.send_json({"type": "watching", "instruments": sorted(self.watched.values())})
+
+    async def _instruments_error(self) -> None:
+        await self._send_error(
+            "invalid_instruments",
+            f'`instruments` is a list of 1 to {settings.THOR_WS_MAX_WATCHED} names such as "NSE:INFY".',
+        )
+
+    # --- ticks --------------------------------------------------------------------------------
+
+    async def market_tick(self, message: dict) -> None:
+        """A tick from the market stream (market.ticks.TICK_MESSAGE_TYPE, "market.tick": the channel layer calls
+        a message's handler by its type, dots as underscores), for an instrument a followed account holds or
+        the socket watches."""
+        token = message.get("instrument_token")
+        try:
+            price = Decimal(message["last_price"])
+        except (KeyError, TypeError, InvalidOperation):
+            return
+        if not price.is_finite():
+            return
+        received_at = float(message.get("received_at") or time.time())
+        changed = False
+        for book in self.books.values():
+            moved = book_tick(book, token, price)
+            if moved:
+                self.moved.setdefault(book.account_id, set()).update(moved)
+                changed = True
+        if token in self.watched:
+            self._tick_heard(token, price, received_at)
+            changed = True
+        if changed:
+            self.heard_at = max(self.heard_at, received_at)
+            await self._prices_kick()
+
+    def _tick_heard(self, token: int, price: Decimal, received_at: float) -> None:
+        self.heard[token] = (price, received_at)
+        self.heard_at = max(self.heard_at, received_at)
+
+    async def _prices_kick(self) -> None:
+        """Send now if the throttle lets it; else once its period ends (already planned: nothing to do)."""
+        if self.flush_timer is not None:
+            return
+        wait = self.throttle.wait()
+        if wait <= 0:
+            await self._prices_send()
+            return
+        self.flush_timer = asyncio.get_running_loop().call_later(wait, self._prices_due)
+
+    def _prices_due(self) -> None:
+        self.flush_timer = None
+        wait = self.throttle.wait()
+        if wait > 0:  # the throttle's clock says the period is not over yet
+            self.flush_timer = asyncio.get_running_loop().call_later(wait, self._prices_due)
+            return
+        self.flush_task = asyncio.get_running_loop().create_task(self._prices_send())
+
+    async def _prices_send(self) -> None:
+        moved, self.moved = self.moved, {}
+        heard, self.heard = self.heard, {}
+        if not moved and not heard:
+            return
+        self.throttle.sent()
+        as_of = datetime.fromtimestamp(self.heard_at, tz=UTC)
+        for account_id, instruments in moved.items():
+            book = self.books.get(account_id)
+            if book is not None:
+                await self.send_json(position_prices_message(book, instruments, as_of=as_of))
+        if heard:
+            ticks = [
+                presenters.tick_data(
+                    instrument=self.watched[token],
+                    instrument_token=token,
+                    last_price=price,
+                    as_of=datetime.fromtimestamp(received_at, tz=UTC),
+                )
+                for token, (price, received_at) in sorted(heard.items())
+                if token in self.watched
+            ]
+            if ticks:
+                await self.send_json({"type": "ticks", "as_of": timestamp_text(as_of), "data": ticks})
