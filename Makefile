@@ -7,7 +7,7 @@ TEST_REDIS_URL ?= redis://127.0.0.1:6379/8
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: run test test-browser soak-orders lint typecheck format lock bench-positions bench-upstream bench-greeks bench-moneyness bench-ws bench-schwab-refresh bench-placement clean
+.PHONY: run test test-browser soak-orders lint typecheck format lock bench-positions bench-upstream bench-greeks bench-moneyness bench-ws bench-ticks bench-schwab-refresh bench-placement clean
 
 # The venv installs the lock files (every package pinned, with hashes), never the .txt inputs: `make lock`.
 $(VENV)/.installed: requirements.lock
@@ -100,6 +100,12 @@ bench-moneyness: $(VENV)/.installed
 bench-ws: $(VENV)/.installed
 	./scripts/ensure_services.sh
 	$(PY) bench/ws_fanout.py $(BENCH_ARGS)
+
+# Tick to socket (issue 21): the sandbox's ticks to the sockets' P&L beside one KiteTicker straight from the sandbox.
+# Its own world: PostgreSQL thor_bench_ticks and Redis DB 11 (as bench-ws: not at the same time).
+bench-ticks: $(VENV)/.installed
+	./scripts/ensure_services.sh
+	$(PY) bench/tick_pnl.py $(BENCH_ARGS)
 
 # Its own world: PostgreSQL thor_bench_schwab, Redis DB 8 (cache and Celery broker), 2 Celery workers and beat.
 bench-schwab-refresh: $(VENV)/.installed

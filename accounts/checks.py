@@ -63,14 +63,18 @@ def active_user_check(user) -> None:
         raise ApplicationError("User is inactive", code="user_inactive", status_code=status.HTTP_401_UNAUTHORIZED)
 
 
-def order_request_check(*, request: OrderRequest, sliceable: bool = False) -> Instrument:
+def order_request_check(
+    *, request: OrderRequest, sliceable: bool = False, account: TradingAccount | None = None
+) -> Instrument:
     """What can be checked from the order alone: exchange, instrument (listed, tradable, not expired),
     product, type, lot and tick sizes, the exchange's freeze quantity.
 
     `sliceable`: the order may be placed as slices (accounts.slicing: a new paper order), so it may carry up
     to MAX_SLICES freeze quantities; otherwise (a batch leg, a modify, a live order its broker does not slice)
-    at most one."""
-    instrument = instrument_get(exchange=request.exchange, symbol=request.symbol)
+    at most one.
+    `account`: a new order's, for a paper account's US symbol the master lacks, looked up at Schwab (a broker
+    call: never under the account's lock)."""
+    instrument = instrument_get(exchange=request.exchange, symbol=request.symbol, account=account)
     if instrument is None:
         field, message = (
             ("tradingsymbol", f"Unknown instrument {request.exchange}:{request.symbol}.")

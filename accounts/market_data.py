@@ -1,8 +1,8 @@
 """What the paper engine and the pre-trade checks know about instruments.
 
 Instrument metadata (tick and lot sizes, expiry, freeze quantity) comes from the market app's instrument
-master (every contract of Kite's dump, and the US seed), with per-exchange defaults for the equities it
-does not list. Prices live in `accounts.prices`.
+master (every contract of Kite's dump, the US seed and the US symbols looked up at Schwab since), with
+per-exchange defaults for the equities it does not list. Prices live in `accounts.prices`.
 """
 
 import logging
@@ -11,6 +11,8 @@ from datetime import date, datetime, time
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+from accounts.models import TradingAccount
+from market.instrument_search import US_EXCHANGES, us_instrument_lookup
 from market.selectors import instrument_get as master_instrument_get
 
 logger = logging.getLogger("accounts.market_data")
@@ -84,15 +86,25 @@ class Instrument:
         return self.expiry < local.date() or (self.expiry == local.date() and local.time() >= self.rules.session_end)
 
 
-def instrument_get(*, exchange: str, symbol: str) -> Instrument | None:
+def instrument_get(*, exchange: str, symbol: str, account: TradingAccount | None = None) -> Instrument | None:
     """The instrument, or None when the exchange is unknown or a derivative contract is not listed.
 
     Expired contracts are returned (orders on them are still priced and settled); the checks refuse them.
+    With a paper `account`, a US symbol the master does not list is looked up at Schwab through its tenant's
+    connection (market.instrument_search: stored when listed; a 400 ValidationError when Schwab lists no such
+    equity); a live order's symbol is its broker's to check.
     """
     rules = EXCHANGES.get(exchange)
     if rules is None:
         return None
     listed = master_instrument_get(exchange=exchange, tradingsymbol=symbol)
+    if (
+        listed is None
+        and exchange in US_EXCHANGES
+        and account is not None
+        and account.mode == TradingAccount.Mode.PAPER
+    ):
+        listed = us_instrument_lookup(exchange=exchange, symbol=symbol, tenant=account.user.tenant)
     if listed is not None:
         return Instrument(
             exchange=exchange,

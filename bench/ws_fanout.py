@@ -77,8 +77,8 @@ sys.stdout.write("USERS" + json.dumps(users))
 """
 
 
-def make_users(env: dict, count: int) -> list[dict]:
-    code = MAKE_USERS.format(count=count, tenant=TENANT)
+def make_users(env: dict, count: int, *, tenant: str = TENANT) -> list[dict]:
+    code = MAKE_USERS.format(count=count, tenant=tenant)
     out = subprocess.run(
         [PYTHON, "manage.py", "shell", "-c", code], cwd=REPO, env=env, check=True, capture_output=True, text=True
     ).stdout

@@ -1,4 +1,5 @@
-"""The market app's caches: instruments by (exchange, tradingsymbol), in each process; ticks, in Redis.
+"""The market app's caches: instruments by (exchange, tradingsymbol), in each process; US symbol lookups and
+ticks, in Redis.
 
 Every order's pre-trade checks read its instrument; the master changes once a day. A process keeps what it
 read for INSTRUMENT_SECONDS (an unknown symbol too), so a day's load reaches every process within that,
@@ -35,6 +36,26 @@ def instruments_flush() -> None:
 
 
 MISSING = _MISSING
+
+
+# --- US symbols looked up at Schwab (market.instrument_search): in the default cache, every process's ----
+# What Schwab said it does not list (or lists as nothing Thor trades), per symbol, for
+# THOR_MARKET_UNKNOWN_SYMBOL_SECONDS: a bad symbol asks Schwab once in that time, not on every order. The lock
+# one process holds while it looks a symbol up (the others wait and read what it stored). A lookup that
+# failed (Schwab down, the search budget spent) keeps the connection's lookups off Schwab for a moment.
+# Symbols are checked (upper-case letters, digits, one class suffix) before any key is built from one.
+
+
+def us_symbol_refused_key(symbol: str) -> str:
+    return f"thor:market:us-symbol:{symbol}:refused"
+
+
+def us_symbol_lock_key(symbol: str) -> str:
+    return f"thor:market:us-symbol:{symbol}:lock"
+
+
+def us_lookup_failed_key(connection_id: int) -> str:
+    return f"thor:market:us-lookup:{connection_id}:failed"
 
 
 # --- ticks: in Redis, shared by every process ----------------------------------------------------

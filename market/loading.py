@@ -175,6 +175,19 @@ def instruments_load(
     return LoadSummary(added=added, updated=updated, unchanged=unchanged, expired=expired, skipped=skipped)
 
 
+def instrument_upsert(*, row: Mapping, source: str) -> Instrument:
+    """One row (a search's answer, in the dump's columns) into the master, as a load would store it: the
+    instrument as the master holds it now. Cheap, unlike `instruments_load`, which reads the whole master
+    to compare."""
+    values = dict(zip(FIELDS, _values(row, source, timezone.localdate()), strict=True))
+    instrument, _ = Instrument.objects.update_or_create(
+        exchange=row["exchange"],
+        tradingsymbol=row["tradingsymbol"],
+        defaults={**values, "updated_at": timezone.now()},
+    )
+    return instrument
+
+
 COLUMNS = ("exchange", "tradingsymbol", *FIELDS, "updated_at")
 _STAGING = "market_instrument_staging"
 _ADAPTED = {"DateField", "DecimalField", "DateTimeField"}

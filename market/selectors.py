@@ -55,6 +55,20 @@ def last_prices(tokens: Iterable[int]) -> dict[int, LastPrice]:
     }
 
 
+def market_data_connection(*, tenant=None, tenant_slug: str = "") -> BrokerConnection | None:
+    """The connection a tenant's market data comes through: the most recently synced active session on one of
+    its shared Kite apps (never a user's own app, whose rate budget and session are the customer's). Without a
+    tenant, any tenant's (the analytics and the stream of a single-tenant installation)."""
+    connections = BrokerConnection.objects.filter(
+        app__kind=BrokerKind.KITE, app__owner__isnull=True, status=BrokerConnection.Status.ACTIVE
+    ).exclude(access_token="")
+    if tenant is not None:
+        connections = connections.filter(app__tenant=tenant)
+    if tenant_slug:
+        connections = connections.filter(app__tenant__slug=tenant_slug)
+    return connections.select_related("app").order_by(F("last_sync_at").desc(nulls_last=True), "-id").first()
+
+
 def instrument_token(*, exchange: str, tradingsymbol: str) -> int | None:
     """The master's streaming token for the instrument (None: not listed, or not on Kite's stream)."""
     instrument = instrument_get(exchange=exchange, tradingsymbol=tradingsymbol)
@@ -95,17 +109,3 @@ def instrument_last_prices(instruments: Iterable[tuple[str, str]]) -> dict[tuple
         _store_down("Could not read the market stream's last prices: %s", type(error).__name__)
         return {}
     return {tokens[token]: price for token, price in heard.items()}
-
-
-def market_data_connection(*, tenant=None, tenant_slug: str = "") -> BrokerConnection | None:
-    """The connection a tenant's market data comes through: the most recently synced active session on one of
-    its shared Kite apps (never a user's own app, whose rate budget and session are the customer's). Without a
-    tenant, any tenant's (the analytics and the stream of a single-tenant installation)."""
-    connections = BrokerConnection.objects.filter(
-        app__kind=BrokerKind.KITE, app__owner__isnull=True, status=BrokerConnection.Status.ACTIVE
-    ).exclude(access_token="")
-    if tenant is not None:
-        connections = connections.filter(app__tenant=tenant)
-    if tenant_slug:
-        connections = connections.filter(app__tenant__slug=tenant_slug)
-    return connections.select_related("app").order_by(F("last_sync_at").desc(nulls_last=True), "-id").first()

@@ -12,11 +12,16 @@ from market.sources import dump_file_rows, kite_dump_rows, us_seed_rows
 
 
 def instruments_refresh(*, file: Path | None = None, progress: Progress | None = None) -> dict[str, LoadSummary]:
-    """The day's load: Kite's dump (from `file` when given), then the US seed; a summary per source."""
+    """The day's load: Kite's dump (from `file` when given), then the US seed; a summary per source.
+
+    The seed is not Schwab's whole listing (the symbols looked up since, market.instrument_search, are not in
+    it), so nothing it lacks is marked expired."""
     kite_rows = dump_file_rows(file) if file else kite_dump_rows()
     return {
         Instrument.Source.KITE: instruments_load(rows=kite_rows, source=Instrument.Source.KITE, progress=progress),
-        Instrument.Source.SCHWAB: instruments_load(rows=us_seed_rows(), source=Instrument.Source.SCHWAB),
+        Instrument.Source.SCHWAB: instruments_load(
+            rows=us_seed_rows(), source=Instrument.Source.SCHWAB, complete=False
+        ),
     }
 
 

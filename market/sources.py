@@ -1,4 +1,5 @@
-"""Where the instrument master's rows come from: Kite's daily dump, a dump file, the US seed.
+"""Where the instrument master's rows come from: Kite's daily dump, a dump file, the US seed (and, one
+symbol at a time, Schwab's instrument search: market.instrument_search).
 
 Each source yields rows in Kite's dump columns (as `KiteConnect.instruments()` parses them, or as the CSV
 has them: the loader takes either), so one loader upserts them all.
@@ -46,9 +47,9 @@ def dump_file_rows(path: Path) -> list[dict[str, str]]:
 def us_seed_rows() -> list[dict[str, str]]:
     """The US equities Thor lists before anyone looks one up.
 
-    Schwab's adapter has no instrument search yet (brokers/adapters/schwab has quotes and orders only), so
-    US symbols are not looked up on demand: these seven seed the master, and an unlisted US symbol
-    trades with the exchange's defaults (lot 1, tick 0.01). Each has its streaming token (market.us_tokens).
+    Any other US symbol is looked up at Schwab the first time a paper order names it, through the tenant's
+    Schwab connection (market.instrument_search), and stored beside these. Each has its streaming
+    token (market.us_tokens).
     """
     with open(US_SEED_CSV, newline="", encoding="utf-8") as handle:
         return [

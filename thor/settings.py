@@ -589,6 +589,13 @@ THOR_SCHWAB_ORDERS_PER_MINUTE = _env_or_fail(env.int, "THOR_SCHWAB_ORDERS_PER_MI
 THOR_SCHWAB_ORDERS_PER_DAY = _env_or_fail(env.int, "THOR_SCHWAB_ORDERS_PER_DAY", default=4000)
 # The OAuth token endpoint's own per-app budget (Schwab documents none; refreshes for many users share it).
 THOR_SCHWAB_TOKEN_REQUESTS_PER_MINUTE = _env_or_fail(env.int, "THOR_SCHWAB_TOKEN_REQUESTS_PER_MINUTE", default=600)
+# Instrument searches (market.instrument_search: a US symbol the master does not list) take their own share of
+# the requests above, so a run of unknown symbols never spends what orders and polls need.
+THOR_SCHWAB_INSTRUMENT_SEARCHES_PER_MINUTE = _env_or_fail(
+    env.int, "THOR_SCHWAB_INSTRUMENT_SEARCHES_PER_MINUTE", default=30
+)
+# How long a US symbol Schwab does not list (or lists as nothing Thor trades) is refused without asking again.
+THOR_MARKET_UNKNOWN_SYMBOL_SECONDS = _env_or_fail(env.int, "THOR_MARKET_UNKNOWN_SYMBOL_SECONDS", default=300)
 THOR_SCHWAB_RATE_WAIT = _env_or_fail(env.float, "THOR_SCHWAB_RATE_WAIT", default=1.0)
 # Reads (never order calls) are retried this many times on a 5xx or a network error, with jittered backoff.
 THOR_SCHWAB_READ_RETRIES = _env_or_fail(env.int, "THOR_SCHWAB_READ_RETRIES", default=2)
@@ -696,7 +703,6 @@ THOR_PAPER_FIXED_PRICES = {
     "NSE:TCS": "3900.00",
     "NSE:HDFCBANK": "1650.00",
     "NSE:ITC": "430.00",
-    "NFO:NIFTY25NOVFUT": "24000.00",
     "NASDAQ:AAPL": "230.00",
     "NASDAQ:MSFT": "420.00",
     "NYSE:SPY": "560.00",

@@ -56,12 +56,12 @@ def _batch_from_record(*, account: TradingAccount, body: dict) -> BatchResult:
     return BatchResult(status=body["status"], legs=legs)
 
 
-def _check_every_leg(requests: list[OrderRequest]) -> list[Instrument]:
+def _check_every_leg(requests: list[OrderRequest], account: TradingAccount) -> list[Instrument]:
     errors = {}
     instruments = []
     for index, request in enumerate(requests):
         try:
-            instruments.append(order_request_check(request=request))
+            instruments.append(order_request_check(request=request, account=account))
         except ValidationError as error:
             errors.update(prefixed(error, f"orders.{index}.").message_dict)
     if errors:
@@ -75,7 +75,7 @@ def order_batch_place(
     """Every leg is checked before any is sent. Paper: one transaction. Live: placed legs are cancelled
     when a later leg fails, and each leg reports its outcome.
     """
-    instruments = _check_every_leg(requests)
+    instruments = _check_every_leg(requests, account)
     bands = band_quotes(account=account, requests=requests)  # one broker call: before the lock
     prices = last_prices(account, requests)
     with transaction.atomic():

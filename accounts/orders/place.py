@@ -192,7 +192,7 @@ def order_place(
     (accounts.slicing); a live one as the broker's own slices where it makes them (Kite's autoslice:
     accounts.autoslice), else refused above it."""
     sliceable = account.mode == TradingAccount.Mode.PAPER or autoslice.broker_slices(account)
-    instrument = order_request_check(request=request, sliceable=sliceable)
+    instrument = order_request_check(request=request, sliceable=sliceable, account=account)
     slices = freeze_slices(instrument=instrument, quantity=request.quantity) if sliceable else [request.quantity]
     band = band_quote(account=account, request=request)  # a broker call: read before any lock is taken
     prices = last_prices(account, [request])

@@ -8,6 +8,7 @@ from brokers.adapters.errors import BrokerError, BrokerErrorCode
 from brokers.adapters.types import (
     Funds,
     Holding,
+    InstrumentInfo,
     OrderRequest,
     OrderResult,
     Position,
@@ -102,3 +103,12 @@ class BrokerAdapter(ABC):
     def revoke(self) -> None:
         """Invalidate the session at the broker where the broker allows it; a no-op otherwise."""
         return None
+
+    def search_instruments(
+        self, symbols: Iterable[str] = (), *, query: str = "", wait_for_budget: bool = True
+    ) -> list[InstrumentInfo]:
+        """The instruments the broker lists under `symbols` (exact symbols), or whose description matches
+        `query`; what it does not know is left out. Brokers that publish a dump instead (Kite) have no search.
+        `wait_for_budget=False`: a spent budget or a failed read answers at once (a caller that can go on
+        without the answer), as `quotes` does."""
+        raise BrokerError(f"{self.kind} has no instrument search.", code=BrokerErrorCode.INVALID_INPUT, permanent=True)

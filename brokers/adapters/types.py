@@ -86,6 +86,20 @@ class Holding:
 
 
 @dataclass(frozen=True)
+class InstrumentInfo:
+    """One instrument as a broker's instrument search describes it (Schwab's `/marketdata/v1/instruments`)."""
+
+    symbol: str
+    # Thor's exchange ("NASDAQ", "NYSE"); "" when the broker lists it on a venue Thor does not trade (OTC).
+    exchange: str
+    name: str
+    asset_type: str  # the broker's: EQUITY, ETF, MUTUAL_FUND, INDEX, ...
+    cusip: str = ""
+    venue: str = ""  # the broker's own name of the exchange
+    raw: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
 class OrderRequest:
     symbol: str
     exchange: str

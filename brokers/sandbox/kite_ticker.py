@@ -7,7 +7,8 @@ messages from the client (`{"a": "subscribe"|"unsubscribe", "v": [tokens]}`, `{"
 subscribed token (ltp 8 bytes, quote 44, full 184 with five levels of depth a side; an index 8, 28 or 32),
 or a 1-byte heartbeat when nothing is subscribed. The prices are the REST quote's of the same moment
 (kite_quotes.kite_quote), so a tick and `/quote` never disagree. Errors go back as Kite's text message
-`{"type": "error", "data": "..."}`, which KiteTicker hands to `on_error` with code 0.
+`{"type": "error", "data": "..."}`, which KiteTicker hands to `on_error` with code 0. When each packet left
+can be logged for a benchmark (ticker_log, `/_sandbox/ticker/sent`).
 """
 
 import json
@@ -15,6 +16,7 @@ import logging
 import secrets
 import struct
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.message import Message
@@ -23,6 +25,7 @@ from .kite_models import KiteError
 from .kite_quotes import kite_quote
 from .kite_state import KiteState
 from .market import KITE_EXCHANGES, Instrument, Market
+from .ticker_log import SentTicks
 from .web import Response
 from .websocket import (
     OP_TEXT,
@@ -151,6 +154,8 @@ class KiteTickerHub:
         self.tick_seconds = tick_seconds
         self._connections: set[TickerConnection] = set()
         self._lock = threading.Lock()
+        # When each tick left, for a benchmark (ticker_log: off unless a control call turns it on).
+        self.sent: SentTicks | None = None
 
     # --- the upgrade --------------------------------------------------------------------------
 
@@ -281,6 +286,9 @@ class KiteTickerHub:
 
     def _send_ticks(self, connection: TickerConnection) -> None:
         while not (connection.socket.closing or connection.socket.closed):
+            # A message every tick_seconds from the start of the last one, however long building it took (hundreds
+            # of full-mode packets are not free): the rate a client subscribes for.
+            started = time.monotonic()
             if not self._session_valid(connection):
                 # The session ended (logout, the 06:00 reset): the stream ends with it, and a reconnect
                 # with the same token is refused at the upgrade.
@@ -288,12 +296,17 @@ class KiteTickerHub:
                 return
             modes = connection.snapshot()
             try:
-                connection.socket.send_binary(self._message(modes) if modes else HEARTBEAT)
+                packets = self._packets(modes)
+                message = tick_message(packets) if modes else HEARTBEAT
+                sent_at = time.time()
+                connection.socket.send_binary(message)
+                if (sent := self.sent) is not None and packets:
+                    sent.record(connection.id, connection.user_id, sent_at, [_token_price(p) for p in packets])
             except (WebSocketClosed, OSError):
                 return
             except Exception:
                 logger.exception("Sandbox ticker failed to build ticks")
-            connection.wake.wait(self.tick_seconds)
+            connection.wake.wait(max(0.0, started + self.tick_seconds - time.monotonic()))
             connection.wake.clear()
 
     def _session_valid(self, connection: TickerConnection) -> bool:
@@ -303,7 +316,7 @@ class KiteTickerHub:
             return False
         return True
 
-    def _message(self, modes: dict[int, str]) -> bytes:
+    def _packets(self, modes: dict[int, str]) -> list[bytes]:
         now = self._clock()
         packets = []
         for token, mode in modes.items():
@@ -311,7 +324,13 @@ class KiteTickerHub:
             # Kite streams its own exchanges only (the market also prices Schwab's US equities).
             if instrument is not None and instrument.exchange in KITE_EXCHANGES:
                 packets.append(tick_packet(self._market, instrument, mode, now))
-        return tick_message(packets)
+        return packets
+
+
+def _token_price(packet: bytes) -> tuple[int, float]:
+    """A packet's token and last price as the client decodes them (every mode starts with both)."""
+    token, price = struct.unpack_from(">II", packet)
+    return token, price / price_divisor(token)
 
 
 def _tokens(value) -> list[int] | None:

@@ -1,4 +1,5 @@
-"""The Schwab HTTP surface: the login page, the OAuth token endpoint, the Trader API and quotes.
+"""The Schwab HTTP surface: the login page, the OAuth token endpoint, the Trader API, quotes and the
+instrument search.
 
 Mounted by the sandbox server under `/v1/oauth`, `/trader/v1` and `/marketdata/v1`. Errors use the
 spec's `{"message", "errors": [...]}`; the four shapes the live service also answers with (its
@@ -66,6 +67,9 @@ class SchwabApi:
             ("PUT", "/trader/v1/accounts/{hash}/orders/{order_id}"): self.replace,
             ("DELETE", "/trader/v1/accounts/{hash}/orders/{order_id}"): self.cancel,
             ("GET", "/marketdata/v1/quotes"): self.quotes,
+            ("GET", "/marketdata/v1/instruments"): lambda _, r: Response.json(
+                state.instruments(",".join(r.query.get("symbol", [])), ",".join(r.query.get("projection", [])))
+            ),
         }
         for (method, pattern), view in authenticated.items():
             add(method, pattern, self._authenticated(view))

@@ -1,11 +1,42 @@
-"""The Schwab sandbox's quote feed: US equities priced by the shared market, in `/marketdata/v1/quotes`'
-shape."""
+"""The Schwab sandbox's market data: US equities priced by the shared market, in `/marketdata/v1/quotes`'
+shape, and the instrument search of `/marketdata/v1/instruments`.
 
+The search answers as Schwab's does: `{"instruments": [{"cusip", "symbol", "description", "exchange",
+"assetType"}]}` (plus `fundamental` under that projection), an empty list for symbols it does not list, and
+a 400 in the market-data error shape (`{"errors": [{"id", "status", "title", "detail", "source"}]}`) for a
+missing symbol or an unknown projection.
+"""
+
+import re
+import uuid
 import zlib
 from collections.abc import Callable
 
 from .market import US_EXCHANGES, Instrument, Market
-from .schwab_models import us_descriptions
+from .schwab_models import SchwabError, us_descriptions
+
+PROJECTIONS = ("symbol-search", "symbol-regex", "desc-search", "desc-regex", "search", "fundamental")
+MAX_SEARCH_SYMBOLS = 500
+MAX_SEARCH_CHARACTERS = 4000
+MAX_PATTERN_CHARACTERS = 100
+
+
+def market_data_error(detail: str, parameter: str, status: int = 400) -> SchwabError:
+    """The market-data API's error shape (its spec's ErrorResponse), not the Trader API's."""
+    return SchwabError(
+        status,
+        {
+            "errors": [
+                {
+                    "id": str(uuid.uuid4()),
+                    "status": str(status),
+                    "title": "Bad Request",
+                    "detail": detail,
+                    "source": {"parameter": parameter},
+                }
+            ]
+        },
+    )
 
 
 class SchwabQuotes:
@@ -74,3 +105,70 @@ class SchwabQuotes:
         if invalid:
             answer["errors"] = {"invalidSymbols": invalid}
         return answer
+
+    # --- the instrument search ----------------------------------------------------------------------
+
+    def _listing(self, symbol: str) -> dict:
+        instrument = self.find(symbol)
+        description = self.description(symbol)
+        venue = instrument.exchange if instrument else ""
+        if venue == "NYSE" and description.get("asset_type") == "ETF":
+            venue = "NYSE Arca"  # where Schwab lists the NYSE-traded ETFs (Thor's label stays NYSE)
+        return {
+            "cusip": description.get("cusip", ""),
+            "symbol": symbol,
+            "description": description.get("description", symbol),
+            "exchange": venue,
+            "assetType": description.get("asset_type") or "EQUITY",
+        }
+
+    def _fundamental(self, symbol: str) -> dict:
+        instrument = self.find(symbol)
+        base = instrument.base_price if instrument else 0.0
+        return {
+            "symbol": symbol,
+            "high52": round(base * 1.3, 2),
+            "low52": round(base * 0.7, 2),
+            "peRatio": round(10 + zlib.crc32(symbol.encode()) % 300 / 10, 2),
+            "dividendYield": round(zlib.crc32(symbol[::-1].encode()) % 400 / 100, 2),
+            "marketCap": float(1_000 + zlib.crc32(symbol.encode()) % 3_000_000),
+        }
+
+    def _matching(self, test: Callable[[str], bool]) -> list[str]:
+        return [symbol for symbol in self._descriptions if self.find(symbol) and test(symbol)]
+
+    def instruments(self, symbol: str, projection: str) -> dict:
+        """`/marketdata/v1/instruments?symbol=...&projection=...`; raises SchwabError for bad input."""
+        symbol = (symbol or "").strip()
+        if not symbol:
+            raise market_data_error("symbol is required.", "symbol")
+        if projection not in PROJECTIONS:
+            raise market_data_error(f"projection should be one of {', '.join(PROJECTIONS)}.", "projection")
+        if len(symbol) > MAX_SEARCH_CHARACTERS:
+            raise market_data_error(f"symbol is longer than {MAX_SEARCH_CHARACTERS} characters.", "symbol")
+        if projection in ("symbol-search", "fundamental"):
+            wanted = list(dict.fromkeys(part.strip().upper() for part in symbol.split(",") if part.strip()))
+            if len(wanted) > MAX_SEARCH_SYMBOLS:
+                raise market_data_error(f"At most {MAX_SEARCH_SYMBOLS} symbols a search.", "symbol")
+            symbols = [name for name in wanted if name in self._descriptions and self.find(name)]
+        elif projection == "desc-search":
+            words = symbol.lower()
+            symbols = self._matching(lambda name: words in self.description(name).get("description", "").lower())
+        else:
+            if len(symbol) > MAX_PATTERN_CHARACTERS:
+                raise market_data_error(f"A pattern is at most {MAX_PATTERN_CHARACTERS} characters.", "symbol")
+            try:
+                pattern = re.compile(symbol, re.IGNORECASE)
+            except re.error:
+                raise market_data_error("symbol is not a valid regular expression.", "symbol") from None
+            if projection == "desc-regex":
+                symbols = self._matching(lambda name: bool(pattern.search(self.description(name)["description"])))
+            else:
+                symbols = self._matching(lambda name: bool(pattern.fullmatch(name)))
+        listings = []
+        for name in symbols:
+            listing = self._listing(name)
+            if projection == "fundamental":
+                listing["fundamental"] = self._fundamental(name)
+            listings.append(listing)
+        return {"instruments": listings}

@@ -179,6 +179,10 @@ class SchwabState:
         self.match_resting_orders()
         return self.quote_feed.quotes(symbols)
 
+    def instruments(self, symbol: str, projection: str) -> dict:
+        """The instrument search (read-only: it matches no orders)."""
+        return self.quote_feed.instruments(symbol, projection)
+
     # --- orders ---------------------------------------------------------------------------
 
     def orders(self, grant: Grant, hash_value: str | None, query: Mapping[str, str]) -> list[dict]:

@@ -29,6 +29,7 @@ from .schwab_streamer import MAX_MESSAGE_BYTES as STREAMER_MAX_MESSAGE_BYTES
 from .schwab_streamer import STREAMER_PATH, SchwabStreamerHub
 from .schwab_streamer import add_control_routes as add_streamer_control_routes
 from .state import CallStats, Fault, FaultBook, PostbackSender
+from .ticker_log import add_ticker_log_routes
 from .web import MethodNotAllowed, Request, Response, RouteNotFound, Router
 from .websocket import WebSocket, accept_key, is_upgrade
 
@@ -444,5 +445,6 @@ def _control_router(state: SandboxState, ticker: KiteTickerHub) -> Router:
     # Kite's ticker: its open connections (and what each subscribes), and a network failure on demand.
     router.add("GET", "/_sandbox/ticker", lambda _: Response.json(ticker.listing()))
     router.add("POST", "/_sandbox/ticker/drop", lambda _: Response.json({"dropped": ticker.drop_all()}))
+    add_ticker_log_routes(router, ticker)
     add_schwab_control_routes(router, state.schwab)
     return router

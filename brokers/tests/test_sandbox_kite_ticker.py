@@ -8,6 +8,7 @@ import time
 
 import pytest
 import requests
+from django.core.management import CommandError, call_command
 
 from brokers.sandbox.kite_ticker import MAX_TOKENS_PER_CONNECTION
 from brokers.sandbox.testing import start_sandbox
@@ -244,6 +245,43 @@ def test_when_the_session_ends_the_stream_closes_and_the_token_is_refused_from_t
     _, refusal = ticker.wait_for(lambda: ticker.errors and ticker.errors[-1], timeout=15)  # KiteTicker retries
     assert "403 - Forbidden" in str(refusal)
     assert subscriptions(sandbox) == []
+
+
+def test_the_sent_log_is_off_unless_asked_and_gives_each_packet_as_the_client_decodes_it(sandbox, client):
+    log = f"{sandbox.url}/_sandbox/ticker/sent"
+    assert requests.get(log, timeout=5).status_code == 409
+    for bad in ({"capacity": 0}, {"capacity": "9"}, {"capacity": True}, [], {"capacity": 10**9}):
+        assert requests.post(log, json=bad, timeout=5).status_code == 400
+    assert requests.post(log, json={"capacity": 4}, timeout=5).status_code == 201
+    try:
+        before = time.time()
+        ticker = connected(client())
+        ticker.call("subscribe", [INFY, RELIANCE])
+        ticker.wait_for(lambda: sum(tick["instrument_token"] == INFY for tick in ticker.ticks) >= 3)
+        page = requests.get(log, timeout=5).json()
+        after = time.time()
+
+        # Only the last four packets are kept; the ones before are counted as lost.
+        assert len(page["ticks"]) == 4 and page["lost"] >= 2
+        assert [entry[0] for entry in page["ticks"]] == list(range(page["lost"] + 1, page["lost"] + 5))
+        connection_id = subscriptions(sandbox)[0]["id"]
+        assert page["connections"] == {connection_id: "AB1234"}
+        for _seq, on, token, price, sent_at in page["ticks"]:
+            assert on == connection_id
+            assert price == ticker.latest(token)["last_price"]  # the clock is frozen: one price a token
+            assert before <= sent_at <= after
+        newer = requests.get(log, params={"after": page["next"], "limit": 1}, timeout=5).json()
+        assert all(entry[0] > page["next"] for entry in newer["ticks"]) and len(newer["ticks"]) <= 1
+        assert requests.get(log, params={"after": "-1"}, timeout=5).status_code == 400
+    finally:
+        assert requests.delete(log, timeout=5).status_code == 200
+    assert requests.get(log, timeout=5).status_code == 409
+
+
+@pytest.mark.parametrize("seconds", ["0", "-1", "nan"])
+def test_run_broker_sandbox_refuses_a_ticker_period_that_is_not_above_zero(seconds):
+    with pytest.raises(CommandError, match="--ticker-seconds"):
+        call_command("run_broker_sandbox", "--port", "0", "--ticker-seconds", seconds)
 
 
 def blocking_send(ticker: TickerClient, payload: bytes) -> None:

@@ -26,6 +26,7 @@ from brokers.adapters.types import (
     BrokerAccountRef,
     Funds,
     Holding,
+    InstrumentInfo,
     OrderRequest,
     OrderResult,
     Position,
@@ -36,6 +37,7 @@ from brokers.adapters.types import (
 from thor.money import to_decimal
 
 from .client import SchwabClient
+from .instruments import SEARCH_BATCH, checked_query, checked_symbols, instruments_of
 from .mapping import (
     account_refs,
     checked_order_id,
@@ -343,3 +345,26 @@ class SchwabAdapter(BrokerAdapter):
             data = self._client.json_call("GET", "/marketdata/v1/quotes", params=params)
             quotes.update(quotes_of(data, batch, by_symbol))
         return quotes
+
+    def search_instruments(
+        self, symbols: Iterable[str] = (), *, query: str = "", wait_for_budget: bool = True
+    ) -> list[InstrumentInfo]:
+        """Schwab's instrument search: exact `symbols` (`projection=symbol-search`), else a description search
+        for `query` (`desc-search`). Input is checked before anything is sent; each call spends a token of the
+        app's instrument-search share as well as of its requests. `wait_for_budget=False` waits for neither
+        and retries nothing: the caller goes on without the answer."""
+        if not wait_for_budget:
+            self._client.rate_wait, self._client.read_retries = 0.0, 0
+        if query:
+            asks = [{"symbol": checked_query(query), "projection": "desc-search"}]
+        else:
+            wanted = checked_symbols(symbols)
+            asks = [
+                {"symbol": ",".join(wanted[start : start + SEARCH_BATCH]), "projection": "symbol-search"}
+                for start in range(0, len(wanted), SEARCH_BATCH)
+            ]
+        found: list[InstrumentInfo] = []
+        for params in asks:
+            self._client.spend("instruments", rate=settings.THOR_SCHWAB_INSTRUMENT_SEARCHES_PER_MINUTE, per=60)
+            found += instruments_of(self._client.json_call("GET", "/marketdata/v1/instruments", params=params))
+        return found

@@ -38,6 +38,7 @@ def rate_budgets(app_id: int) -> list[ratelimit.Budget]:
         ratelimit.Budget(f"schwab:{app_id}:orders", settings.THOR_SCHWAB_ORDERS_PER_MINUTE, 60),
         ratelimit.Budget(f"schwab:{app_id}:orders-day", settings.THOR_SCHWAB_ORDERS_PER_DAY, 86400),
         ratelimit.Budget(f"schwab:{app_id}:token", settings.THOR_SCHWAB_TOKEN_REQUESTS_PER_MINUTE, 60),
+        ratelimit.Budget(f"schwab:{app_id}:instruments", settings.THOR_SCHWAB_INSTRUMENT_SEARCHES_PER_MINUTE, 60),
     ]
 
 
@@ -74,6 +75,11 @@ class SchwabClient:
             raise BrokerError(
                 f"Schwab {bucket} budget spent.", code=BrokerErrorCode.RATE_LIMITED, retry_after=per / max(rate, 1)
             )
+
+    def spend(self, bucket: str, *, rate: float, per: float) -> None:
+        """One token of one of the app's own shares of its requests (instrument searches), before the call
+        itself spends one of `requests`; raises RATE_LIMITED as the call would."""
+        self._spend(bucket, rate=rate, per=per)
 
     def _spend_budget(self, *, order_call: bool) -> None:
         self._spend("requests", rate=settings.THOR_SCHWAB_REQUESTS_PER_MINUTE, per=60)

@@ -22,6 +22,12 @@ class Command(BaseCommand):
             help="List only the fixtures and the NIFTY/BANKNIFTY chain, not the whole market (~100,000 rows).",
         )
         parser.add_argument(
+            "--ticker-seconds",
+            type=float,
+            default=1.0,
+            help="How often Kite's ticker (/ws) sends each connection its subscribed instruments (default 1 s).",
+        )
+        parser.add_argument(
             "--kite-ip-whitelist",
             action="append",
             default=[],
@@ -35,7 +41,19 @@ class Command(BaseCommand):
             help="Also run a user's static-IP proxy there (say 127.0.0.2:8101), for Thor's order egress.",
         )
 
-    def handle(self, *args, port, host, small_universe=False, kite_ip_whitelist=(), egress_proxy="", **options):
+    def handle(
+        self,
+        *args,
+        port,
+        host,
+        small_universe=False,
+        ticker_seconds=1.0,
+        kite_ip_whitelist=(),
+        egress_proxy="",
+        **options,
+    ):
+        if not ticker_seconds > 0:
+            raise CommandError("--ticker-seconds must be above 0.")
         demo_app = KiteApp(
             api_key=getattr(settings, "THOR_SANDBOX_KITE_API_KEY", "thor_demo_key"),
             api_secret=getattr(settings, "THOR_SANDBOX_KITE_API_SECRET", "thor_demo_secret"),
@@ -69,6 +87,7 @@ class Command(BaseCommand):
                 idp_clients=idp_clients,
                 schwab_apps=[schwab_app],
                 full_universe=not small_universe,
+                ticker_seconds=ticker_seconds,
             )
         except OSError as error:
             raise CommandError(f"Cannot listen on {host}:{port}: {error}") from error
