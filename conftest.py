@@ -15,7 +15,7 @@ from identity.tokens import token_pair_for
 # `sandbox` and `schwab_sandbox`, the broker sandbox over real HTTP, for the end-to-end tests of every app
 # (as plugins, their one server a pytest process is shared by every module that asks for them);
 # `instrument_master`, a small instrument master for the tests that trade listed contracts.
-pytest_plugins = ["brokers.tests.sandbox_fixtures", "brokers.tests.schwab_linking", "market.tests.fixtures"]
+pytest_plugins = ["brokers.tests.sandbox_fixtures", "brokers.tests.schwab_link_steps", "market.tests.fixtures"]
 
 # The property tests' example budget (each example places a dozen orders against the database). `make test`
 # loads the smaller one with --hypothesis-profile. Both keep what Hypothesis chose for the environment: on CI

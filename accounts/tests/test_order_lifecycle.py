@@ -16,14 +16,14 @@ from accounts.models import BrokerOrderId, Order, OrderDeletionRefused, TradingA
 from accounts.placement import live_order_settle
 from accounts.services import unknown_orders_settle
 from accounts.tests.conftest import place
-from brokers.tests import schwab_linking
-from brokers.tests.schwab_linking import link_schwab, schwab_fault
+from brokers.tests import schwab_link_steps
+from brokers.tests.schwab_link_steps import link_schwab, schwab_fault
 from identity.models import User
 
 pytestmark = pytest.mark.django_db
 
-schwab_sandbox = schwab_linking.schwab_sandbox
-schwab_app = schwab_linking.schwab_app
+schwab_sandbox = schwab_link_steps.schwab_sandbox
+schwab_app = schwab_link_steps.schwab_app
 
 
 @pytest.fixture

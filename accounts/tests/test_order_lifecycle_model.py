@@ -43,14 +43,14 @@ from brokers.adapters import kite as kite_adapter
 from brokers.adapters.errors import BrokerError
 from brokers.adapters.kite import postback_checksum
 from brokers.adapters.types import OrderRequest
-from brokers.tests import schwab_linking
+from brokers.tests import schwab_link_steps
 from brokers.tests.sandbox_fixtures import API_SECRET, link
 from thor.throttles import OrderRateThrottle
 
 pytestmark = [pytest.mark.django_db, pytest.mark.e2e]
 
-schwab_sandbox = schwab_linking.schwab_sandbox
-schwab_app = schwab_linking.schwab_app
+schwab_sandbox = schwab_link_steps.schwab_sandbox
+schwab_app = schwab_link_steps.schwab_app
 
 WORKING = {"OPEN", "TRIGGER PENDING"}
 FAULTS = [None, None, "latency", "5xx", "drop", "429", "no_location", "crash"]
@@ -321,7 +321,7 @@ def world(alice_client, sandbox, schwab_sandbox, schwab_app, settings, monkeypat
     settings.THOR_SCHWAB_REQUESTS_PER_MINUTE = settings.THOR_SCHWAB_ORDERS_PER_MINUTE = 1_000_000
     monkeypatch.setitem(OrderRateThrottle.THROTTLE_RATES, "orders", "1000000/min")
     kite = link(alice_client)
-    schwab = schwab_linking.link_schwab(alice_client).accounts.order_by("id").first()
+    schwab = schwab_link_steps.link_schwab(alice_client).accounts.order_by("id").first()
     return {
         "client": alice_client,
         "accounts": {"kite": kite, "schwab": schwab},

@@ -11,8 +11,8 @@ import time_machine
 from accounts.models import Order, TradingAccount
 from accounts.tests.conftest import place
 from brokers.models import BrokerConnection
-from brokers.tests import schwab_linking
-from brokers.tests.schwab_linking import (
+from brokers.tests import schwab_link_steps
+from brokers.tests.schwab_link_steps import (
     CLIENT_ID,
     SPA,
     SPA_CALLBACK,
@@ -28,8 +28,8 @@ from thor.tests.browser_pages import assert_login_link_page, opener_kept
 pytestmark = pytest.mark.django_db
 
 # The Schwab sandbox and the tenant's Schwab app pointing at it.
-schwab_sandbox = schwab_linking.schwab_sandbox
-schwab_app = schwab_linking.schwab_app
+schwab_sandbox = schwab_link_steps.schwab_sandbox
+schwab_app = schwab_link_steps.schwab_app
 
 
 @pytest.fixture

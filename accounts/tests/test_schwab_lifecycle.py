@@ -16,7 +16,7 @@ from accounts.tests import test_schwab_end_to_end as end_to_end
 from accounts.tests.conftest import place
 from accounts.tests.test_schwab_end_to_end import accounts_of, schwab_calls
 from brokers.models import BrokerConnection
-from brokers.tests.schwab_linking import refresh_calls, schwab_fault
+from brokers.tests.schwab_link_steps import refresh_calls, schwab_fault
 
 pytestmark = pytest.mark.django_db
 

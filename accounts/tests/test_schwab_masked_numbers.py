@@ -10,11 +10,11 @@ import pytest
 from accounts.models import TradingAccount
 from accounts.services import trading_account_for_connection
 from brokers.adapters.types import BrokerAccountRef
-from brokers.tests import schwab_linking
-from brokers.tests.schwab_linking import connection_for_grant, link_schwab, sandbox_grants
+from brokers.tests import schwab_link_steps
+from brokers.tests.schwab_link_steps import connection_for_grant, link_schwab, sandbox_grants
 
 pytestmark = pytest.mark.django_db
-schwab_sandbox, schwab_app = schwab_linking.schwab_sandbox, schwab_linking.schwab_app
+schwab_sandbox, schwab_app = schwab_link_steps.schwab_sandbox, schwab_link_steps.schwab_app
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ from accounts.tests.test_consumers import opened, primary_id, received
 from accounts.tests.test_streams import access_token, make_role
 from brokers.adapters.types import BrokerAccountRef
 from brokers.models import BrokerApp, BrokerConnection
-from brokers.tests import schwab_linking
+from brokers.tests import schwab_link_steps
 from brokers.tests.factories import linked_kite_account
 from conftest import client_for
 from identity.models import User
@@ -35,8 +35,8 @@ from thor import coordination, ratelimit
 
 pytestmark = pytest.mark.django_db
 
-schwab_sandbox = schwab_linking.schwab_sandbox
-schwab_app = schwab_linking.schwab_app
+schwab_sandbox = schwab_link_steps.schwab_sandbox
+schwab_app = schwab_link_steps.schwab_app
 
 DEAD_REDIS = "redis://127.0.0.1:1/0"
 
@@ -45,7 +45,7 @@ def schwab_accounts(sandbox, app, users) -> list[TradingAccount]:
     """Each user logged in to Schwab through `app` (sandbox-issued tokens, no login page): their margin and
     cash accounts, in that order, trading enabled. `account.grant_id` names the sandbox login."""
     accounts = []
-    for connection in schwab_linking.seeded_connections(sandbox, app, users, trading_enabled=True):
+    for connection in schwab_link_steps.seeded_connections(sandbox, app, users, trading_enabled=True):
         grant = connection.grant
         refs = [
             BrokerAccountRef(broker_account_id=item["hashValue"], account_number=item["accountNumber"])
@@ -298,10 +298,10 @@ class TestOneAccountsTroubleIsItsOwn:
         down, slow, healthy, bobs_cash = schwab_accounts(schwab_sandbox, schwab_app, [alice, bob])
         orders = {account.pk: resting_aapl_buy(account.user, account) for account in (down, slow, healthy)}
         pin_prices(schwab_sandbox, {"NASDAQ:AAPL": 149.5})  # all three fill at Schwab
-        schwab_linking.schwab_fault(
+        schwab_link_steps.schwab_fault(
             schwab_sandbox, kind="5xx", status=503, path=f"/trader/v1/accounts/{down.broker_account_id}/orders"
         )
-        schwab_linking.schwab_fault(
+        schwab_link_steps.schwab_fault(
             schwab_sandbox, kind="latency", ms=600, path=f"/trader/v1/accounts/{slow.broker_account_id}/orders"
         )
         accounts_mark_followed([down.pk, slow.pk, healthy.pk, bobs_cash.pk])
@@ -435,7 +435,7 @@ def _second_schwab_app(sandbox, tenant) -> BrokerApp:
     client_id, secret = "schwab-second-client", "schwab-second-secret"
     requests.post(
         f"{sandbox.url}/_sandbox/schwab/apps",
-        json={"client_id": client_id, "client_secret": secret, "redirect_uri": schwab_linking.SPA_CALLBACK},
+        json={"client_id": client_id, "client_secret": secret, "redirect_uri": schwab_link_steps.SPA_CALLBACK},
         timeout=5,
     ).raise_for_status()
-    return schwab_linking.schwab_app_for(tenant, name="Globex Schwab", client_id=client_id, secret=secret)
+    return schwab_link_steps.schwab_app_for(tenant, name="Globex Schwab", client_id=client_id, secret=secret)

@@ -11,7 +11,7 @@ from django.core.cache import cache
 from accounts.models import Order
 from accounts.services import trading_account_create_paper
 from accounts.tests.conftest import order_body, place
-from brokers.tests.schwab_linking import schwab_fault, seeded_connections
+from brokers.tests.schwab_link_steps import schwab_fault, seeded_connections
 from market import caches
 from market.instrument_search import FAILED_SECONDS, us_instrument_lookup
 from market.loading import instruments_load

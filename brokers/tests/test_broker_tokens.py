@@ -13,13 +13,13 @@ from django.utils import timezone
 from brokers.models import BrokerConnection
 from brokers.services.tokens import connection_tokens_refresh, refresh_due_connection_ids
 from brokers.tasks import refresh_due_broker_tokens
-from brokers.tests import schwab_linking
+from brokers.tests import schwab_link_steps
 from brokers.tests.factories import linked_kite_account
-from brokers.tests.schwab_linking import refresh_calls, schwab_fault, seeded_connections
+from brokers.tests.schwab_link_steps import refresh_calls, schwab_fault, seeded_connections
 from identity.tests.factories import UserFactory
 
-schwab_sandbox = schwab_linking.schwab_sandbox
-schwab_app = schwab_linking.schwab_app
+schwab_sandbox = schwab_link_steps.schwab_sandbox
+schwab_app = schwab_link_steps.schwab_app
 
 
 def soon(**delta):

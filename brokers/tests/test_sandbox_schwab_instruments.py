@@ -6,7 +6,7 @@ import pytest
 import requests
 
 from brokers.adapters.schwab import SchwabAdapter
-from brokers.tests.schwab_linking import CLIENT_ID, CLIENT_SECRET, SPA_CALLBACK
+from brokers.tests.schwab_link_steps import CLIENT_ID, CLIENT_SECRET, SPA_CALLBACK
 from market.sources import us_seed_rows
 
 pytestmark = pytest.mark.e2e

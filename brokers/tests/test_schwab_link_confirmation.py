@@ -13,14 +13,14 @@ from django_redis import get_redis_connection
 
 from accounts.models import TradingAccount
 from brokers.models import BrokerConnection
-from brokers.tests import schwab_linking
-from brokers.tests.schwab_linking import SPA, approve, relay, start
+from brokers.tests import schwab_link_steps
+from brokers.tests.schwab_link_steps import SPA, approve, relay, start
 from conftest import client_for
 
 pytestmark = pytest.mark.django_db
 
-schwab_sandbox = schwab_linking.schwab_sandbox
-schwab_app = schwab_linking.schwab_app
+schwab_sandbox = schwab_link_steps.schwab_sandbox
+schwab_app = schwab_link_steps.schwab_app
 
 
 @pytest.fixture(autouse=True)
