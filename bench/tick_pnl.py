@@ -246,7 +246,7 @@ def main() -> None:
         THOR_KITE_API_ROOT=sandbox_url,
         THOR_SANDBOX_KITE_API_KEY=KITE_API_KEY,
         THOR_SANDBOX_KITE_API_SECRET=KITE_API_SECRET,
-        THOR_PAPER_PRICE_SOURCE="sandbox",
+        THOR_PAPER_PRICE_SOURCE="kite",
         THOR_ACCESS_TOKEN_MINUTES="120",
         THOR_WS_MAX_CONNECTIONS_PER_USER=str(args.sockets // args.accounts + 2),
         THOR_WS_PRICE_UPDATES_PER_SECOND=str(PRICE_UPDATES_PER_SECOND),
