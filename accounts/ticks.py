@@ -115,7 +115,7 @@ class PricesMixin:
         self.sending = False
 
     async def _books_load(self, account_ids) -> None:
-        """Read the books of these followed accounts again, then join and leave tick groups to match."""
+        """Read the books of these followed accounts again, then register with the tick hub to match."""
         for account_id in account_ids:
             if account_id in self.not_paper:
                 continue

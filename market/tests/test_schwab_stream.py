@@ -1,5 +1,5 @@
 """The Schwab stream against the broker sandbox's streamer over a real WebSocket (nothing mocked): watched US
-symbols stream into the last-prices hash and the `ticks.<token>` groups at the REST quote's prices, and the
+symbols stream into the last-prices hash and the servers' tick hub at the REST quote's prices, and the
 stream comes back by itself after a drop (logged in with the connection's current token, resubscribed), heals
 a refused token with one refresh, waits when the connection is dead, and shrugs off hostile frames."""
 

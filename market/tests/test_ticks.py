@@ -1,5 +1,5 @@
 """The market stream against the broker sandbox's Kite ticker over a real WebSocket (the official KiteTicker,
-nothing mocked): watched tokens stream into the last-prices hash and the `ticks.<token>` groups, at the
+nothing mocked): watched tokens stream into the last-prices hash and the servers' tick hub, at the
 prices the REST quote gives, and the stream comes back by itself after a drop or a refused token."""
 
 import threading
