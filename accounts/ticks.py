@@ -10,8 +10,9 @@ the ticks of a batch on its tokens in one call, applied to the books in memory: 
 
 What the socket sends is throttled, per socket, to THOR_WS_PRICE_UPDATES_PER_SECOND and coalesced: the
 first batch after a quiet period goes at once, whole; the batches within the period after it wait for its
-end and go together, as one message, each instrument at its latest price. Messages, neither of them with a `seq` (state, not
-events: the latest one is all a client needs, and the stream's resync is about events only):
+end and go together, as one message, each instrument at its latest price. Messages, neither of them with a
+`seq` (state, not events: the latest one is all a client needs, and the stream's resync is about events
+only):
 
 - `{"type": "position_prices", "account_id", "as_of", "data": {"positions": [...], "funds": {...}}}`: the
   positions whose price moved and the account's funds, as GET .../positions and .../funds show them;

@@ -53,7 +53,11 @@ def test_a_socket_registers_what_it_holds_and_watches_and_is_forgotten_when_it_c
     assert after == {}
 
 
-def test_a_batch_goes_whole_at_once_and_the_batches_of_a_period_go_as_one_message(alice, stream, settings):  # noqa: F811
+def test_a_batch_goes_whole_at_once_and_the_batches_of_a_period_go_as_one_message(
+    alice,
+    stream,  # noqa: F811 (the fixture imported above)
+    settings,
+):
     settings.THOR_WS_PRICE_UPDATES_PER_SECOND = 2
     alice_client = client_for(alice)
     assert place(alice_client, quantity=10).status_code == 201
