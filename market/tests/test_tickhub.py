@@ -155,7 +155,7 @@ def test_a_lost_subscription_reconnects_says_so_once_and_catches_up(processes, c
     process.hub.redis_url = url
     process.resume()
     assert process.run(heard.next_batch()) == [(INFY, Decimal("1500.10"), 1002.0)]
-    messages = [record.getMessage() for record in caplog.records]
+    messages = [record.getMessage() for record in caplog.records if record.name == "market.tickhub"]
     assert messages == [
         "Lost the ticks' subscription (ConnectionError); reconnecting",
         "The ticks' subscription is back",
