@@ -1,16 +1,18 @@
 """The order socket's prices (accounts.consumers): the P&L of the accounts it follows as ticks move it, and the
 ticks of the instruments it watches.
 
-The market stream (market.ticks) sends each tick to the channel layer group of its instrument
-(`ticks.<token>`). A socket is in the group of every instrument a paper account it follows holds (its
-`Book`, accounts.pnl, read again when the account's stream says it changed) and of every instrument it
-watches; the market stream is asked to stream those (market.services.ticks_watch, a lease the socket
-renews with its follow marks). A tick the socket hears is applied to the books in memory: no database read.
+The market stream publishes each batch of ticks it hears once, to its server process's tick hub
+(market.tickhub). A socket registers with the hub for every instrument a paper account it follows holds (its
+`Book`, accounts.pnl, read again when the account's stream says it changed) and every instrument it
+watches, and forgets them all when it closes; the market stream is asked to stream those
+(market.services.ticks_watch, a lease the socket renews with its follow marks). The hub hands the socket
+the ticks of a batch on its tokens in one call, applied to the books in memory: no database read.
 
 What the socket sends is throttled, per socket, to THOR_WS_PRICE_UPDATES_PER_SECOND and coalesced: the
-first change after a quiet period goes at once, the changes within the period after it wait for its end
-and go together, each instrument at its latest price. Messages, neither of them with a `seq` (state, not
-events: the latest one is all a client needs, and the stream's resync is about events only):
+first batch after a quiet period goes at once, whole; the batches within the period after it wait for its
+end and go together, as one message, each instrument at its latest price. Messages, neither of them with a
+`seq` (state, not events: the latest one is all a client needs, and the stream's resync is about events
+only):
 
 - `{"type": "position_prices", "account_id", "as_of", "data": {"positions": [...], "funds": {...}}}`: the
   positions whose price moved and the account's funds, as GET .../positions and .../funds show them;
@@ -28,7 +30,7 @@ import logging
 import re
 import time
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
@@ -38,7 +40,7 @@ from accounts import presenters
 from accounts.pnl import Book, Instrument, book_load, book_tick, position_prices_message
 from market.selectors import instrument_tokens, last_prices
 from market.services import ticks_watch
-from market.ticks import tick_group
+from market.tickhub import Tick, tick_hub
 from thor.coordination import OccasionalWarning
 from thor.fields import timestamp_text
 
@@ -104,16 +106,17 @@ class PricesMixin:
         self.books: dict[int, Book] = {}
         self.not_paper: set[int] = set()  # followed accounts without a book: live ones (or gone)
         self.watched: dict[int, str] = {}  # token -> "EXCHANGE:TRADINGSYMBOL"
-        self.tick_groups: set[int] = set()
+        self.tick_tokens: set[int] = set()  # what the tick hub hands this socket
         self.moved: dict[int, set[Instrument]] = {}  # account id -> instruments moved since the last send
         self.heard: dict[int, tuple[Decimal, float]] = {}  # watched token -> (latest price, when heard)
         self.heard_at = 0.0  # when the latest tick not yet sent was heard (epoch seconds)
         self.throttle = Throttle(1 / settings.THOR_WS_PRICE_UPDATES_PER_SECOND)
         self.flush_timer: asyncio.TimerHandle | None = None
         self.flush_task: asyncio.Task | None = None
+        self.sending = False
 
     async def _books_load(self, account_ids) -> None:
-        """Read the books of these followed accounts again, then join and leave tick groups to match."""
+        """Read the books of these followed accounts again, then register with the tick hub to match."""
         for account_id in account_ids:
             if account_id in self.not_paper:
                 continue
@@ -129,22 +132,25 @@ class PricesMixin:
                 self.books.pop(account_id, None)
             else:
                 self.books[account_id] = book
-        await self._tick_groups_match()
+        await self._tick_tokens_match()
 
     async def _books_forget(self, account_id: int) -> None:
         self.books.pop(account_id, None)
         self.moved.pop(account_id, None)
-        await self._tick_groups_match()
+        await self._tick_tokens_match()
 
-    async def _tick_groups_match(self) -> None:
+    async def _tick_tokens_match(self) -> None:
         wanted = {token for book in self.books.values() for token in book.tokens} | set(self.watched)
-        joined, left = wanted - self.tick_groups, self.tick_groups - wanted
-        for token in sorted(joined):
-            await self.channel_layer.group_add(tick_group(token), self.channel_name)
-        for token in sorted(left):
-            await self.channel_layer.group_discard(tick_group(token), self.channel_name)
-        self.tick_groups = wanted
+        joined = wanted - self.tick_tokens
+        if wanted == self.tick_tokens:
+            return
+        hub = tick_hub()
+        hub.listen(self, wanted)
+        self.tick_tokens = wanted
         if joined:
+            # The process's subscription in place before the socket is told it follows (or watches): a tick
+            # published from then on reaches it. A Redis that does not answer holds it only a moment.
+            await hub.ready()
             await _watch_or_warn(joined)
 
     async def _prices_renew(self) -> None:
@@ -152,8 +158,8 @@ class PricesMixin:
         the market stream's lease on every instrument renewed."""
         try:
             await self._books_load(list(self.books))
-            if self.tick_groups:
-                await _watch_or_warn(self.tick_groups)
+            if self.tick_tokens:
+                await _watch_or_warn(self.tick_tokens)
         except Exception:
             # A cache or channel layer outage must not end the follow marks' renewal.
             logger.warning("Could not renew the socket's prices", exc_info=True)
@@ -163,12 +169,9 @@ class PricesMixin:
             self.flush_timer.cancel()
         if self.flush_task is not None:
             self.flush_task.cancel()
-        for token in self.tick_groups:
-            try:
-                await self.channel_layer.group_discard(tick_group(token), self.channel_name)
-            except Exception:  # noqa: S112 (the group forgets the member by itself after its expiry)
-                continue
-        self.tick_groups = set()
+        if self.tick_tokens:
+            tick_hub().forget(self)
+        self.tick_tokens = set()
 
     # --- watch and unwatch --------------------------------------------------------------------
 
@@ -193,7 +196,7 @@ class PricesMixin:
             )
             return
         self.watched.update({token: name for name, token in resolved.items()})
-        await self._tick_groups_match()
+        await self._tick_tokens_match()
         await self._send_watching()
         # The prices already heard, so that the client need not wait for the next tick.
         try:
@@ -204,7 +207,7 @@ class PricesMixin:
         for token, price in heard.items():
             self._tick_heard(token, price.last_price, price.received_at)
         if heard:
-            await self._prices_kick()
+            self._prices_kick()
 
     async def _answer_unwatch(self, message: dict) -> None:
         names = _instrument_names(message.get("instruments"))
@@ -214,7 +217,7 @@ class PricesMixin:
         for token in [token for token, name in self.watched.items() if name in names]:
             del self.watched[token]
             self.heard.pop(token, None)
-        await self._tick_groups_match()
+        await self._tick_tokens_match()
         await self._send_watching()
 
     async def _send_watching(self) -> None:
@@ -228,42 +231,35 @@ class PricesMixin:
 
     # --- ticks --------------------------------------------------------------------------------
 
-    async def market_tick(self, message: dict) -> None:
-        """A tick from the market stream (market.ticks.TICK_MESSAGE_TYPE, "market.tick": the channel layer calls
-        a message's handler by its type, dots as underscores), for an instrument a followed account holds or
-        the socket watches."""
-        token = message.get("instrument_token")
-        try:
-            price = Decimal(message["last_price"])
-        except (KeyError, TypeError, InvalidOperation):
-            return
-        if not price.is_finite():
-            return
-        received_at = float(message.get("received_at") or time.time())
+    def ticks_heard(self, ticks: list[Tick]) -> None:
+        """A batch of ticks from the tick hub (market.tickhub, on this socket's loop), each of an instrument a
+        followed account holds or the socket watches."""
         changed = False
-        for book in self.books.values():
-            moved = book_tick(book, token, price)
-            if moved:
-                self.moved.setdefault(book.account_id, set()).update(moved)
+        for token, price, received_at in ticks:
+            for book in self.books.values():
+                moved = book_tick(book, token, price)
+                if moved:
+                    self.moved.setdefault(book.account_id, set()).update(moved)
+                    self.heard_at = max(self.heard_at, received_at)
+                    changed = True
+            if token in self.watched:
+                self._tick_heard(token, price, received_at)
                 changed = True
-        if token in self.watched:
-            self._tick_heard(token, price, received_at)
-            changed = True
         if changed:
-            self.heard_at = max(self.heard_at, received_at)
-            await self._prices_kick()
+            self._prices_kick()
 
     def _tick_heard(self, token: int, price: Decimal, received_at: float) -> None:
         self.heard[token] = (price, received_at)
         self.heard_at = max(self.heard_at, received_at)
 
-    async def _prices_kick(self) -> None:
-        """Send now if the throttle lets it; else once its period ends (already planned: nothing to do)."""
-        if self.flush_timer is not None:
+    def _prices_kick(self) -> None:
+        """Send now if the throttle lets it; else once its period ends (already planned, or a send under way
+        that plans it: nothing to do)."""
+        if self.flush_timer is not None or self.sending:
             return
         wait = self.throttle.wait()
         if wait <= 0:
-            await self._prices_send()
+            self._prices_start()
             return
         self.flush_timer = asyncio.get_running_loop().call_later(wait, self._prices_due)
 
@@ -273,7 +269,22 @@ class PricesMixin:
         if wait > 0:  # the throttle's clock says the period is not over yet
             self.flush_timer = asyncio.get_running_loop().call_later(wait, self._prices_due)
             return
-        self.flush_task = asyncio.get_running_loop().create_task(self._prices_send())
+        self._prices_start()
+
+    def _prices_start(self) -> None:
+        self.sending = True
+        self.flush_task = asyncio.get_running_loop().create_task(self._prices_flush())
+
+    async def _prices_flush(self) -> None:
+        try:
+            await self._prices_send()
+        except Exception:
+            # The socket is closing under it: its disconnect cleans up.
+            logger.debug("Could not send the socket's prices", exc_info=True)
+        finally:
+            self.sending = False
+        if self.moved or self.heard:  # ticks heard while it was sending: at the next period's end
+            self._prices_kick()
 
     async def _prices_send(self) -> None:
         moved, self.moved = self.moved, {}

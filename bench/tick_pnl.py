@@ -246,7 +246,7 @@ def main() -> None:
         THOR_KITE_API_ROOT=sandbox_url,
         THOR_SANDBOX_KITE_API_KEY=KITE_API_KEY,
         THOR_SANDBOX_KITE_API_SECRET=KITE_API_SECRET,
-        THOR_PAPER_PRICE_SOURCE="sandbox",
+        THOR_PAPER_PRICE_SOURCE="kite",
         THOR_ACCESS_TOKEN_MINUTES="120",
         THOR_WS_MAX_CONNECTIONS_PER_USER=str(args.sockets // args.accounts + 2),
         THOR_WS_PRICE_UPDATES_PER_SECOND=str(PRICE_UPDATES_PER_SECOND),
@@ -266,6 +266,9 @@ def main() -> None:
         instruments = master_load(env, sandbox_url, args.instruments)
         token_of = {listed.name: listed.token for listed in instruments}
         users = users_create(env, args.accounts)
+        # Paper fills quote through the tenant's market-data connection (market.quotes): it comes first.
+        token = kite_access_token(sandbox_url, THOR_KITE_USER)
+        market_data_session_create(env, account_id=users[0]["account_id"], access_token=token)
         print(f"Buying {len(instruments)} instruments over HTTP on {len(users)} paper accounts.", flush=True)
         placed = positions_open(thor_url, users, instruments)
         holders = holders_of(instruments, users)
@@ -273,8 +276,6 @@ def main() -> None:
         for listed in instruments:
             for account_id in holders[listed.token]:
                 holdings[account_id].append(listed.name)
-        token = kite_access_token(sandbox_url, THOR_KITE_USER)
-        market_data_session_create(env, account_id=users[0]["account_id"], access_token=token)
 
         # The sockets open before the stream starts (as after a restart of the stream): on two busy cores,
         # handshakes that share them with the ticks' fan-out time out.

@@ -125,6 +125,9 @@ class Placed:
     first_refusal: str = ""
 
 
+BUY_TRIES = 30
+
+
 def positions_open(thor_url: str, users: list[dict], instruments: list[Listed]) -> Placed:
     """One share of each instrument bought at market on its holder's paper account, over Thor's HTTP API."""
     placed, lock = Placed(), threading.Lock()
@@ -139,12 +142,17 @@ def positions_open(thor_url: str, users: list[dict], instruments: list[Listed]) 
             "order_type": "MARKET",
             "product": "CNC",
         }
-        response = requests.post(
-            f"{thor_url}/api/accounts/{user['account_id']}/orders",
-            json=body,
-            headers={"Authorization": f"Bearer {user['token']}"},
-            timeout=60,
-        )
+        for _ in range(BUY_TRIES):
+            response = requests.post(
+                f"{thor_url}/api/accounts/{user['account_id']}/orders",
+                json=body,
+                headers={"Authorization": f"Bearer {user['token']}"},
+                timeout=60,
+            )
+            # 503: the quote service's upstream budget (one Kite quote call a second) is spent; it comes back.
+            if response.status_code != 503:
+                break
+            time.sleep(1)
         with lock:
             placed.statuses[response.status_code] = placed.statuses.get(response.status_code, 0) + 1
             if response.status_code != 201 and not placed.first_refusal:

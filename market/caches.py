@@ -9,6 +9,7 @@ and at once in the process that loaded it.
 import json
 import threading
 import time
+from urllib.parse import urlsplit
 
 INSTRUMENT_SECONDS = 60.0
 
@@ -66,6 +67,17 @@ def us_lookup_failed_key(connection_id: int) -> str:
 # they live in this process, for a stream running in a thread beside the server.
 WATCHED_TOKENS_KEY = "thor:market:ticks:wanted"
 LAST_PRICES_KEY = "thor:market:ticks:last"
+
+# The channel every server process subscribes to once (market.tickhub): each batch of ticks the stream hears,
+# published as one message. Redis's pub/sub ignores the DB a client selected (a channel is seen from every
+# DB), so the name carries the DB: two deployments (or two test runs) on one Redis do not hear each other.
+TICKS_CHANNEL_KEY = "thor:market:ticks:published"
+
+
+def ticks_channel_key(redis_url: str) -> str:
+    db = urlsplit(redis_url).path.strip("/") or "0"
+    return f"{TICKS_CHANNEL_KEY}:{db}"
+
 
 _local_watched: dict[int, float] = {}
 _local_last_prices: dict[int, dict] = {}

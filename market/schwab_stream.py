@@ -1,10 +1,10 @@
-"""The market stream's US half: Schwab's streamer (LEVELONE_EQUITIES), into Redis and the channel layer.
+"""The market stream's US half: Schwab's streamer (LEVELONE_EQUITIES), into Redis and the tick hub.
 
 It runs beside the Kite stream (`manage.py run_market_stream`) on a tenant's Schwab market-data session:
 the active connection of a tenant's shared Schwab app, chosen as the Kite stream chooses its own. It keeps
 subscribed the US symbols in the watched set (`market.services.ticks_watch`; a US symbol's token is the
-symbol itself, `market.us_tokens`) and writes each last price to the same last-prices hash and the same
-`ticks.<token>` groups as the Kite stream.
+symbol itself, `market.us_tokens`) and writes each last price to the same last-prices hash and publishes each data
+frame's prices as one batch to the same fan-out point (market.tickhub) as the Kite stream.
 
 Schwab's protocol: the streamer's address and ids come from `GET /trader/v1/userPreference`
 (`streamerInfo`); the client connects, sends ADMIN LOGIN with the access token, then LEVELONE_EQUITIES
@@ -32,10 +32,9 @@ from decimal import Decimal
 from websockets.sync.client import ClientConnection
 
 from market import caches
-from market.ticks import TICK_MESSAGE_TYPE, tick_group
+from market.tickhub import ticks_publish
 from market.us_tokens import is_us_token, us_symbol, us_token
 from thor.coordination import OccasionalWarning
-from thor.realtime import publish
 
 logger = logging.getLogger("market.schwab_stream")
 
@@ -81,15 +80,14 @@ def wanted_symbols() -> set[str]:
 
 
 def prices_deliver(prices: dict[int, str]) -> None:
-    """Into the last-prices hash and each token's tick group, as the Kite stream delivers its ticks."""
+    """Into the last-prices hash and, as one batch, to every server process (market.tickhub), as the Kite
+    stream delivers its ticks."""
     received_at = time.time()
     try:
-        caches.last_prices_write(prices)
+        caches.last_prices_write(prices, received_at=received_at)
     except Exception:
         logger.exception("Schwab stream could not write last prices")
-    for token, price in prices.items():
-        message = {"type": TICK_MESSAGE_TYPE, "instrument_token": token, "last_price": price}
-        publish(group=tick_group(token), messages=[{**message, "received_at": received_at}])
+    ticks_publish(prices, received_at=received_at)
 
 
 class SchwabStream:

@@ -1,11 +1,11 @@
-"""The market stream: Kite's WebSocket ticks through the official `KiteTicker`, into Redis and the channel layer.
+"""The market stream: Kite's WebSocket ticks through the official `KiteTicker`, into Redis and the tick hub.
 
 One stream per process (`manage.py run_market_stream`) on a tenant's market-data session: the active
 connection of a tenant's shared Kite app (never a user's own app, whose budget is the customer's), the one
 analytics quotes through. It keeps subscribed, in full mode, the tokens in the watched set
 (`market.services.ticks_watch`), and writes each tick's last price to the last-prices hash
-(`market.selectors.last_prices`) and to the channel-layer group `ticks.<token>` (the order sockets of the
-accounts holding it and of those watching it: accounts.ticks). In the embedded mode (`make run`) it runs on a
+(`market.selectors.last_prices`), then hands each batch KiteTicker gives it to every server process at once
+(market.tickhub, whose registry knows the sockets holding or watching each token: accounts.ticks). In the embedded mode (`make run`) it runs on a
 thread of the server's process instead (`start_embedded_market_stream`), its store and layer in memory.
 
 KiteTicker reconnects by itself after a drop and resends its subscriptions; on every connect the stream
@@ -31,8 +31,8 @@ from twisted.internet import reactor
 
 from market import caches
 from market.selectors import market_data_connection
+from market.tickhub import ticks_publish
 from market.us_tokens import is_us_token
-from thor.realtime import publish
 
 logger = logging.getLogger("market.ticks")
 
@@ -42,7 +42,6 @@ SYNC_SECONDS = 1.0
 # How often the runner looks for a session when there is none, or for a new token while streaming.
 SESSION_CHECK_SECONDS = 5.0
 MAX_REFUSED_BACKOFF_SECONDS = 300.0
-TICK_MESSAGE_TYPE = "market.tick"
 
 
 @dataclass(frozen=True)
@@ -69,10 +68,6 @@ def ticker_root() -> str:
         root = settings.THOR_KITE_API_ROOT.rstrip("/")
         return root.replace("https://", "wss://", 1).replace("http://", "ws://", 1) + "/ws"
     return KiteTicker.ROOT_URI
-
-
-def tick_group(token: int) -> str:
-    return f"ticks.{token}"
 
 
 def _on_reactor(function, *args) -> None:
@@ -151,18 +146,8 @@ class MarketStream:
             caches.last_prices_write(prices, received_at=received_at)
         except Exception:
             logger.exception("Market stream could not write last prices")
-        for token, price in prices.items():
-            publish(
-                group=tick_group(token),
-                messages=[
-                    {
-                        "type": TICK_MESSAGE_TYPE,
-                        "instrument_token": token,
-                        "last_price": price,
-                        "received_at": received_at,
-                    }
-                ],
-            )
+        # One message for the whole batch, to every server process (market.tickhub), whatever it holds.
+        ticks_publish(prices, received_at=received_at)
 
     def _on_error(self, _ticker: KiteTicker, code: int, reason) -> None:
         if code == 0:

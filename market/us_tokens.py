@@ -1,7 +1,7 @@
 """Streaming tokens for US symbols: what `Instrument.instrument_token` holds for the master's Schwab rows.
 
 Kite streams by instrument token, Schwab by symbol. The market stream, the last-prices store and the tick
-groups (`ticks.<token>`) all key by token, so a US symbol gets one of its own: the symbol itself, written
+hub (market.tickhub) all key by token, so a US symbol gets one of its own: the symbol itself, written
 as a number (each character a digit of base 40, never 0) above US_TOKEN_BASE. Kite's tokens are 32-bit,
 so the two never meet; the Schwab stream turns a token back into its symbol without a lookup; and every
 token stays below 2**53, so a browser reads it from JSON exactly. A symbol longer than MAX_SYMBOL_LENGTH

@@ -1,5 +1,5 @@
 """The Schwab stream against the broker sandbox's streamer over a real WebSocket (nothing mocked): watched US
-symbols stream into the last-prices hash and the `ticks.<token>` groups at the REST quote's prices, and the
+symbols stream into the last-prices hash and the servers' tick hub at the REST quote's prices, and the
 stream comes back by itself after a drop (logged in with the connection's current token, resubscribed), heals
 a refused token with one refresh, waits when the connection is dead, and shrugs off hostile frames."""
 
@@ -12,7 +12,6 @@ from decimal import Decimal
 import pytest
 import requests
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.db import connection as db_connection
 from django.utils import timezone
 from websockets.sync.client import connect
@@ -27,6 +26,8 @@ from market.schwab_runner import SchwabStreamRunner, schwab_market_data_session,
 from market.schwab_stream import SchwabStream, StreamRefused
 from market.selectors import last_prices
 from market.services import ticks_unwatch, ticks_watch
+from market.tests.test_tickhub import Heard
+from market.tickhub import Tick, tick_hub
 from market.us_tokens import us_token
 
 AAPL, MSFT = us_token("AAPL"), us_token("MSFT")
@@ -133,27 +134,28 @@ def streamed(*tokens) -> dict[int, Decimal]:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_watched_us_symbols_stream_into_last_prices_and_tick_groups_at_the_quotes_prices(
+def test_watched_us_symbols_stream_into_last_prices_and_the_tick_hub_at_the_quotes_prices(
     sandbox, tokens, schwab_connection, start_runner
 ):
     assert schwab_market_data_session() == schwab_market_data_session(tenant_slug=schwab_connection.app.tenant.slug)
     runner = start_runner()
-    layer = get_channel_layer()
 
-    async def first_tick() -> dict:
-        channel = await layer.new_channel()
-        await layer.group_add(f"ticks.{AAPL}", channel)
+    async def first_tick() -> Tick:
+        hub = tick_hub()
+        heard = Heard()
+        hub.listen(heard, [AAPL])
+        assert await hub.ready()
         ticks_watch([AAPL, INFY])
-        async with asyncio.timeout(WAIT_SECONDS):
-            return await layer.receive(channel)
+        try:
+            (tick,) = await heard.next_batch(WAIT_SECONDS)
+        finally:
+            hub.forget(heard)
+            await hub.stop()
+        return tick
 
-    message = async_to_sync(first_tick)()
+    token, price, _ = async_to_sync(first_tick)()
     expected = quoted(sandbox, tokens["access_token"], "AAPL")[AAPL]
-    assert (message["type"], message["instrument_token"], Decimal(message["last_price"])) == (
-        "market.tick",
-        AAPL,
-        expected,
-    )
+    assert (token, price) == (AAPL, expected)
     assert streamed(AAPL) == {AAPL: expected}
     assert subscribed(sandbox) == [["AAPL"]]  # INFY is Kite's
 
@@ -237,7 +239,6 @@ def test_hostile_frames_are_skipped_and_the_stream_keeps_streaming(sandbox, schw
     runner = start_runner()
     ticks_watch([AAPL])
     first = eventually(lambda: streamed(AAPL))[AAPL]
-    layer = get_channel_layer()
 
     def send_hostile_frames_then_move_the_price() -> None:
         for frame in HOSTILE_FRAMES:
@@ -246,13 +247,18 @@ def test_hostile_frames_are_skipped_and_the_stream_keeps_streaming(sandbox, schw
         pin(sandbox, AAPL=201.75)  # its data frame comes after every hostile one
 
     async def prices_heard() -> list[Decimal]:
-        channel = await layer.new_channel()
-        await layer.group_add(f"ticks.{AAPL}", channel)
+        hub = tick_hub()
+        listener = Heard()
+        hub.listen(listener, [AAPL])
+        assert await hub.ready()
         await asyncio.to_thread(send_hostile_frames_then_move_the_price)
-        heard = []
-        async with asyncio.timeout(WAIT_SECONDS):
+        heard: list[Decimal] = []
+        try:
             while not heard or heard[-1] != Decimal("201.75"):
-                heard.append(Decimal((await layer.receive(channel))["last_price"]))
+                heard.extend(price for _, price, _ in await listener.next_batch(WAIT_SECONDS))
+        finally:
+            hub.forget(listener)
+            await hub.stop()
         return heard
 
     assert set(async_to_sync(prices_heard)()) <= {first, Decimal("201.75")}

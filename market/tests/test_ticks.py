@@ -1,8 +1,7 @@
 """The market stream against the broker sandbox's Kite ticker over a real WebSocket (the official KiteTicker,
-nothing mocked): watched tokens stream into the last-prices hash and the `ticks.<token>` groups, at the
+nothing mocked): watched tokens stream into the last-prices hash and the servers' tick hub, at the
 prices the REST quote gives, and the stream comes back by itself after a drop or a refused token."""
 
-import asyncio
 import threading
 import time
 from decimal import Decimal
@@ -10,7 +9,6 @@ from decimal import Decimal
 import pytest
 import requests
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.db import connection as db_connection
 
 from brokers.models import BrokerApp, BrokerConnection, BrokerKind
@@ -20,6 +18,8 @@ from brokers.tests.test_sandbox_kite_ticker import FrozenClock
 from market import caches
 from market.selectors import last_prices
 from market.services import ticks_unwatch, ticks_watch
+from market.tests.test_tickhub import Heard
+from market.tickhub import Tick, tick_hub
 from market.ticks import MarketStreamRunner, market_data_session, ticker_root
 
 INFY, RELIANCE = 408065, 738561
@@ -234,20 +234,22 @@ def test_a_stream_started_before_any_session_exists_starts_streaming_when_one_do
 
 
 @pytest.mark.django_db(transaction=True)
-def test_each_tick_reaches_the_tokens_channel_group(sandbox, kite, running_stream):
-    layer = get_channel_layer()
-
-    async def first_tick() -> dict:
-        channel = await layer.new_channel()
-        await layer.group_add(f"ticks.{INFY}", channel)
+def test_each_batch_of_ticks_reaches_the_servers_tick_hub(sandbox, kite, running_stream):
+    async def first_tick() -> Tick:
+        hub = tick_hub()
+        heard = Heard()
+        hub.listen(heard, [INFY])
+        assert await hub.ready()
         ticks_watch([INFY])
-        async with asyncio.timeout(STREAM_WAIT_SECONDS):
-            return await layer.receive(channel)
+        try:
+            (tick,) = await heard.next_batch(STREAM_WAIT_SECONDS)
+        finally:
+            hub.forget(heard)
+            await hub.stop()
+        return tick
 
-    message = async_to_sync(first_tick)()
-    assert message["type"] == "market.tick"
-    assert message["instrument_token"] == INFY
-    assert Decimal(message["last_price"]) == quoted_prices(kite, [INFY])[INFY]
+    token, price, _ = async_to_sync(first_tick)()
+    assert (token, price) == (INFY, quoted_prices(kite, [INFY])[INFY])
 
 
 @pytest.mark.parametrize("redis", [True, False], ids=["redis", "embedded"])

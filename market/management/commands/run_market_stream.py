@@ -14,7 +14,7 @@ class Command(BaseCommand):
     help = (
         "Stream Kite's ticks (KiteTicker, full mode) for the watched instrument tokens on a tenant's market-data "
         "session, and Schwab's streamer (LEVELONE_EQUITIES) for the watched US symbols on its Schwab market-data "
-        "session, into the last-prices hash in Redis and the channel layer's ticks.<token> groups."
+        "session, into the last-prices hash in Redis and, a batch a message, to every server process's tick hub."
     )
 
     def add_arguments(self, parser):
