@@ -8,8 +8,8 @@ asks again for (accounts.consumers), so a message the process could not send bef
 resend, never a change. `async_to_sync` from a plain thread would make a new event loop for every
 publish, and channels-redis keeps its Redis connections per event loop: every publish would open new
 ones. The in-memory layer's queues belong to the loop their consumers run in, so with it (and from
-inside a running loop) publishing stays with `async_to_sync`, and waits; from a thread of its own (the
-embedded mode's market stream) it is handed to the server's loop, which consumers make known when they
+inside a running loop) publishing stays with `async_to_sync`, and waits; from a thread outside the
+server's loop it is handed to the server's loop, which consumers make known when they
 connect (`home_loop_remember`): async_to_sync there would run on a loop of its own, where the consumers'
 queues never wake.
 """
