@@ -44,7 +44,7 @@ def account_get(*, user, account_ref: str) -> TradingAccount:
 def account_for_read_get(*, user, account_ref: str) -> TradingAccount:
     """account_get for the live reads: the same account (or 404), with only what a read from the cache uses.
 
-    Its columns, its session's state and its tenant's slug (the snapshot's key): not the broker app, the
+    Its columns, its session's state, its app's kind and its tenant's slug (the snapshot's key): not the app's keys, the
     encrypted tokens nor the user's and tenant's other columns, which only a call to the broker needs
     (loaded then, on first use, as Django loads deferred fields). A live account is kept for a few seconds,
     keyed by the user (accounts.caches): anyone else's is still a 404.
@@ -55,7 +55,7 @@ def account_for_read_get(*, user, account_ref: str) -> TradingAccount:
         return account
     accounts = (
         TradingAccount.objects.filter(user=user)
-        .select_related("connection", "user__tenant")
+        .select_related("connection__app", "user__tenant")
         .only(
             *(field.name for field in TradingAccount._meta.concrete_fields),
             "connection__id",
@@ -67,7 +67,11 @@ def account_for_read_get(*, user, account_ref: str) -> TradingAccount:
             "user__tenant_id",
             "user__tenant__id",
             "user__tenant__slug",
-            # What a placement reads before its account lock (accounts.orders.place.last_prices).
+            # What a placement reads before its account lock: whether the broker slices (the app's kind), the
+            # tenant's algo ids and order value limit (accounts.orders.place).
+            "connection__app__id",
+            "connection__app__kind",
+            "user__tenant__algo_ids",
             "user__tenant__max_order_value",
         )
     )
