@@ -5,10 +5,11 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import F, Q
+from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
 from brokers.models import BrokerConnection, BrokerKind
+from brokers.services.market_data import MARKET_DATA_EMAIL_SUFFIX
 from market.caches import MISSING, instrument_cached, instrument_remember, last_prices_read
 from market.models import Instrument
 from thor.coordination import OccasionalWarning
@@ -66,7 +67,10 @@ def market_data_connection(*, tenant=None, tenant_slug: str = "") -> BrokerConne
         connections = connections.filter(app__tenant=tenant)
     if tenant_slug:
         connections = connections.filter(app__tenant__slug=tenant_slug)
-    return connections.select_related("app").order_by(F("last_sync_at").desc(nulls_last=True), "-id").first()
+    # The tenant's own market-data login first (brokers.services.market_data: a user nobody signs in as), then
+    # the most recently used: a customer's session on the shared app may have ended at the broker unseen.
+    own_login = Case(When(user__email__endswith=MARKET_DATA_EMAIL_SUFFIX, then=Value(0)), default=Value(1))
+    return connections.select_related("app").order_by(own_login, F("last_sync_at").desc(nulls_last=True), "-id").first()
 
 
 def instrument_token(*, exchange: str, tradingsymbol: str) -> int | None:

@@ -11,13 +11,15 @@ from brokers.registry import adapter_for_app
 from brokers.services.linking import connection_link_tokens
 from identity.models import User
 
+# The market-data user's address: `.invalid` never delivers (RFC 2606), and market.selectors prefers its session.
+MARKET_DATA_EMAIL_SUFFIX = ".tenant.invalid"
+
 
 def market_data_user(tenant) -> User:
-    user = User.objects.filter(email=f"market-data@{tenant.slug}.tenant.invalid").first()
+    email = f"market-data@{tenant.slug}{MARKET_DATA_EMAIL_SUFFIX}"
+    user = User.objects.filter(email=email).first()
     if user is None:
-        user = User.objects.create_user(
-            f"market-data@{tenant.slug}.tenant.invalid", password=None, tenant=tenant, is_active=False
-        )
+        user = User.objects.create_user(email, password=None, tenant=tenant, is_active=False)
     return user
 
 
