@@ -32,7 +32,7 @@ from accounts.audit import order_save_with_event, order_state
 from accounts.broker_updates import broker_id_claim, order_broker_update
 from accounts.live import live_call, live_order_cancel, live_snapshots_forget, order_request_of
 from accounts.models import Order, TradingAccount
-from accounts.placement import UNCERTAIN_ERRORS, placement_settle_window
+from accounts.placement import UNCERTAIN_ERRORS, orders_needing_review, placement_settle_window
 from accounts.placement_matching import held_broker_ids
 from accounts.slicing import children_load, parent_aggregate
 from brokers.adapters.errors import BrokerError, BrokerErrorCode
@@ -258,6 +258,9 @@ def _slices_settled(parent: Order, rows: list[Order], *, read: bool, now) -> Ord
                 before = order_state(row)
                 row.status = Order.Status.NEEDS_REVIEW
                 row.status_message = "Needs review: Kite took the sliced order, but its book never showed this slice."
+                # Counted and logged as any placement needing a person (accounts.placement._needs_review).
+                logger.warning("Slice %s of order %s needs review: not in the book", row.pk, parent.pk)
+                orders_needing_review.labels(broker=parent.account.broker).inc()
                 order_save_with_event(order=row, kind="placement_needs_review", before=before, actor=None)
             else:
                 _reject(row, "Not placed: the broker's order book never showed this slice.")

@@ -23,6 +23,7 @@ from accounts.autoslice import slices_apply
 from accounts.broker_updates import order_broker_update
 from accounts.market_data import Instrument
 from accounts.models import BrokerOrderId, Order
+from accounts.placement import orders_needing_review
 from accounts.services import unknown_orders_settle
 from accounts.slicing import MAX_SLICES, freeze_slices
 from accounts.tests.conftest import place
@@ -226,6 +227,23 @@ class TestLostAnswer:
         parent.refresh_from_db()
         assert parent.status == "REJECTED"
         assert set(parent.children.values_list("status", flat=True)) == {"REJECTED"}
+        assert sandbox_calls(sandbox, PLACE) == 1
+
+    def test_slices_kite_took_but_never_showed_need_review_and_are_counted(self, alice_client, sandbox, live, settings):
+        sandbox_fault(sandbox, kind="drop", path="/orders/regular", count=1)
+        response = sell_nifty(alice_client, live, 2 * NIFTY_FREEZE)
+        parent = Order.objects.get(pk=response.json()["id"])
+        # As when Kite answered that it took the call but its book never shows the slices.
+        Order.objects.filter(pk=parent.pk).update(send_acknowledged=True)
+        counted = orders_needing_review.labels(broker="kite")._value.get()
+
+        window = timedelta(seconds=settings.THOR_PLACEMENT_SETTLE_SECONDS["kite"])
+        unknown_orders_settle(now=parent.created_at + window)
+
+        parent.refresh_from_db()
+        assert set(parent.children.values_list("status", flat=True)) == {"NEEDS_REVIEW"}
+        assert parent.status == "NEEDS_REVIEW"
+        assert orders_needing_review.labels(broker="kite")._value.get() == counted + parent.children.count()
         assert sandbox_calls(sandbox, PLACE) == 1
 
 
