@@ -19,7 +19,6 @@ from decimal import Decimal
 from http.cookiejar import DefaultCookiePolicy
 from typing import Any
 from urllib.parse import urlencode
-from zoneinfo import ZoneInfo
 
 import requests
 from django.conf import settings
@@ -29,8 +28,18 @@ from kiteconnect import exceptions as kite_exceptions
 from brokers.adapters.base import BrokerAdapter
 from brokers.adapters.errors import BrokerError, BrokerErrorCode
 from brokers.adapters.kite_autoslice import sliced_placement_of
+from brokers.adapters.kite_mapping import (
+    IST,
+    as_aware,
+    as_sent,
+    broker_error_of,
+    depth_of,
+    kite_number,
+    optional_decimal,
+    order_result_of,
+    whole_quantity,
+)
 from brokers.adapters.types import (
-    DepthLevel,
     Funds,
     Holding,
     OrderRequest,
@@ -44,7 +53,6 @@ from brokers.adapters.types import (
 from thor import ratelimit
 from thor.money import to_decimal
 
-IST = ZoneInfo("Asia/Kolkata")
 SESSION_ENDS_AT = time(6, 0)
 
 # Requests per second per app, from Kite's documentation.
@@ -64,7 +72,6 @@ def rate_budgets(app_id: int) -> list[ratelimit.Budget]:
 
 QUOTE_BATCH = 500
 VARIETY = "regular"
-KITE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 # Kite refuses these without `market_protection` (since April 2026): -1 lets Kite choose, else a percentage.
 MARKET_PROTECTED_ORDER_TYPES = ("MARKET", "SL-M")
 AUTOMATIC_MARKET_PROTECTION = Decimal("-1")
@@ -118,102 +125,6 @@ def session_expiry(now: datetime) -> datetime:
 
 def postback_checksum(*, order_id: str, order_timestamp: str, api_secret: str) -> str:
     return hashlib.sha256(f"{order_id}{order_timestamp}{api_secret}".encode()).hexdigest()
-
-
-def _broker_error(exc: Exception) -> BrokerError:
-    message = str(exc)[:300]
-    if isinstance(exc, kite_exceptions.TokenException):
-        return BrokerError("Kite session expired.", code=BrokerErrorCode.TOKEN_EXPIRED, permanent=True)
-    if isinstance(exc, kite_exceptions.PermissionException):
-        return BrokerError(
-            "Kite refused the request.", code=BrokerErrorCode.PERMISSION_DENIED, permanent=True, broker_message=message
-        )
-    if isinstance(exc, kite_exceptions.InputException):
-        return BrokerError(
-            "Kite rejected the input.", code=BrokerErrorCode.INVALID_INPUT, permanent=True, broker_message=message
-        )
-    if isinstance(exc, kite_exceptions.OrderException):
-        return BrokerError(
-            "Kite rejected the order.", code=BrokerErrorCode.REJECTED, permanent=True, broker_message=message
-        )
-    if isinstance(exc, kite_exceptions.NetworkException) and (
-        exc.code == 429 or "too many requests" in message.lower()
-    ):
-        return BrokerError("Kite rate limit hit.", code=BrokerErrorCode.RATE_LIMITED, retry_after=1.0)
-    if isinstance(exc, requests.Timeout):
-        return BrokerError("Kite did not answer in time.", code=BrokerErrorCode.TIMEOUT)
-    return BrokerError("Kite is unavailable.", code=BrokerErrorCode.UNAVAILABLE, broker_message=message)
-
-
-def _whole_quantity(quantity: object) -> int:
-    """Kite trades whole units: a fractional quantity is refused here, never truncated on the way out."""
-    value = to_decimal(quantity)
-    if not value.is_finite() or value != value.to_integral_value():
-        raise BrokerError(
-            f"Kite trades whole quantities only, not {quantity}.", code=BrokerErrorCode.INVALID_INPUT, permanent=True
-        )
-    return int(value)
-
-
-def _kite_number(value: Decimal) -> int | str:
-    """A Decimal as Kite's form fields expect it: 5 and 2.5, not 5.00 or 2.50."""
-    return int(value) if value == value.to_integral_value() else format(value.normalize(), "f")
-
-
-def _as_aware(value: object) -> datetime | None:
-    if not isinstance(value, datetime):
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=IST)
-
-
-def _optional_decimal(value: object) -> Decimal | None:
-    return None if value in (None, "") else to_decimal(value)
-
-
-def _depth(levels: object) -> tuple[DepthLevel, ...]:
-    """Kite's depth side (five levels, best first); the empty levels it pads a thin book with are left out."""
-    if not isinstance(levels, list):
-        return ()
-    return tuple(
-        DepthLevel(
-            price=to_decimal(level.get("price")),
-            quantity=int(level.get("quantity") or 0),
-            orders=int(level.get("orders") or 0),
-        )
-        for level in levels
-        if isinstance(level, dict) and level.get("price") and level.get("quantity")
-    )
-
-
-def _as_sent(payload: Mapping[str, Any]) -> dict[str, Any]:
-    """The payload with its timestamps as Kite sent them: the client parses them into datetimes,
-    which the JSON columns that keep an order's raw payload cannot store."""
-    return {
-        key: value.strftime(KITE_TIME_FORMAT) if isinstance(value, datetime) else value
-        for key, value in payload.items()
-    }
-
-
-def _order_result(order: Mapping[str, Any]) -> OrderResult:
-    return OrderResult(
-        broker_order_id=str(order["order_id"]),
-        status=order.get("status") or "",
-        symbol=order.get("tradingsymbol") or "",
-        exchange=order.get("exchange") or "",
-        side=order.get("transaction_type") or "",
-        quantity=to_decimal(order.get("quantity")),
-        filled_quantity=to_decimal(order.get("filled_quantity")),
-        average_price=_optional_decimal(order.get("average_price")),
-        price=_optional_decimal(order.get("price")),
-        trigger_price=_optional_decimal(order.get("trigger_price")),
-        order_type=order.get("order_type") or "",
-        product=order.get("product") or "",
-        validity=order.get("validity") or "",
-        tag=order.get("tag") or "",
-        status_message=order.get("status_message") or "",
-        placed_at=_as_aware(order.get("order_timestamp")),
-        raw=_as_sent(order),
-    )
 
 
 class KiteAdapter(BrokerAdapter):
@@ -293,7 +204,7 @@ class KiteAdapter(BrokerAdapter):
                 retry_after=5.0,
             ) from None
         except (kite_exceptions.KiteException, requests.RequestException) as exc:
-            error = _broker_error(exc)
+            error = broker_error_of(exc)
             if self.sends_orders_through_egress and isinstance(exc, requests.RequestException):
                 error.broker_message = ""  # a transport error's text may name the proxy
             raise error from None
@@ -403,7 +314,7 @@ class KiteAdapter(BrokerAdapter):
     # --- orders ---------------------------------------------------------------------------
 
     def orders(self, filters: Mapping[str, str] | None = None) -> list[OrderResult]:
-        results = [_order_result(order) for order in self._call("other", self._client.orders)]
+        results = [order_result_of(order) for order in self._call("other", self._client.orders)]
         for name, value in (filters or {}).items():
             results = [result for result in results if getattr(result, name) == value]
         return results
@@ -413,10 +324,10 @@ class KiteAdapter(BrokerAdapter):
         history = self._call("other", self._client.order_history, order_id=broker_order_id)
         if not history:
             raise BrokerError(f"No order {broker_order_id} at Kite.", code=BrokerErrorCode.NOT_FOUND)
-        return _order_result(history[-1])
+        return order_result_of(history[-1])
 
     def _market_protection_for(self, order_type: object) -> int | str | None:
-        return _kite_number(self.market_protection) if order_type in MARKET_PROTECTED_ORDER_TYPES else None
+        return kite_number(self.market_protection) if order_type in MARKET_PROTECTED_ORDER_TYPES else None
 
     def _place_params(self, order: OrderRequest) -> dict[str, Any]:
         """One order's fields as the client's place calls take them. `tag` is Thor's client order id (how a
@@ -426,7 +337,7 @@ class KiteAdapter(BrokerAdapter):
             "exchange": order.exchange,
             "tradingsymbol": order.symbol,
             "transaction_type": order.side,
-            "quantity": _whole_quantity(order.quantity),
+            "quantity": whole_quantity(order.quantity),
             "product": order.product,
             "order_type": order.order_type,
             "price": order.price,
@@ -459,7 +370,7 @@ class KiteAdapter(BrokerAdapter):
             )
         changes = dict(changes)
         if "quantity" in changes:
-            changes["quantity"] = _whole_quantity(changes["quantity"])
+            changes["quantity"] = whole_quantity(changes["quantity"])
         if (market_protection := self._market_protection_for(changes.get("order_type"))) is not None:
             changes["market_protection"] = market_protection
         order_id = self._call(
@@ -487,17 +398,17 @@ class KiteAdapter(BrokerAdapter):
                     exchange=exchange,
                     last_price=to_decimal(item.get("last_price")),
                     instrument_token=item.get("instrument_token"),
-                    open=_optional_decimal(ohlc.get("open")),
-                    high=_optional_decimal(ohlc.get("high")),
-                    low=_optional_decimal(ohlc.get("low")),
-                    close=_optional_decimal(ohlc.get("close")),
+                    open=optional_decimal(ohlc.get("open")),
+                    high=optional_decimal(ohlc.get("high")),
+                    low=optional_decimal(ohlc.get("low")),
+                    close=optional_decimal(ohlc.get("close")),
                     volume=item.get("volume"),
-                    timestamp=_as_aware(item.get("timestamp")),
-                    lower_circuit_limit=_optional_decimal(item.get("lower_circuit_limit")),
-                    upper_circuit_limit=_optional_decimal(item.get("upper_circuit_limit")),
+                    timestamp=as_aware(item.get("timestamp")),
+                    lower_circuit_limit=optional_decimal(item.get("lower_circuit_limit")),
+                    upper_circuit_limit=optional_decimal(item.get("upper_circuit_limit")),
                     oi=item.get("oi"),
-                    bids=_depth((item.get("depth") or {}).get("buy")),
-                    asks=_depth((item.get("depth") or {}).get("sell")),
-                    raw=_as_sent(item),
+                    bids=depth_of((item.get("depth") or {}).get("buy")),
+                    asks=depth_of((item.get("depth") or {}).get("sell")),
+                    raw=as_sent(item),
                 )
         return quotes
