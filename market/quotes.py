@@ -28,7 +28,6 @@ Every quote carries `as_of` (when Thor received it) and `source` (`live` or `sta
 """
 
 import logging
-import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -45,6 +44,7 @@ from brokers.adapters.types import Quote
 from brokers.models import BrokerConnection, BrokerKind
 from brokers.services import broker_call
 from market import caches
+from market.instrument_search import US_EXCHANGES, US_SYMBOL
 from market.quote_values import (
     LIVE,
     MAX_INSTRUMENTS,
@@ -84,10 +84,6 @@ FRESH_SECONDS = 1 / kite.RATE_LIMITS["quote"]
 # holder's calls each wait up to the adapter's rate wait for their token and its timeout for the broker.
 LOCK_SECONDS = 60
 LOCK_WAIT_SECONDS = 15
-US_EXCHANGES = ("NASDAQ", "NYSE")
-# A US name: Schwab's symbols are upper-case letters and digits with one class suffix (BRK.B); anything else
-# (a lower-case symbol, a space, an option's or an index's) is left out before Schwab is asked.
-_US_NAME = re.compile(r"(?:NASDAQ|NYSE):[A-Z][A-Z0-9]{0,9}(?:[./][A-Z0-9]{1,4})?")
 
 Clock = Callable[[], float]
 
@@ -118,12 +114,19 @@ class Feed:
         return self.fresh()
 
 
+def _is_us_name(name: str) -> bool:
+    exchange, _, symbol = name.partition(":")
+    return exchange in US_EXCHANGES and US_SYMBOL.fullmatch(symbol) is not None
+
+
 KITE_FEED = Feed(kind=BrokerKind.KITE, batch=kite.QUOTE_BATCH, accepts=lambda name: True, fresh=lambda: FRESH_SECONDS)
 # Read when asked: the share is a setting an installation (or a test) may change.
 SCHWAB_FEED = Feed(
     kind=BrokerKind.SCHWAB,
     batch=SCHWAB_QUOTE_BATCH,
-    accepts=lambda name: _US_NAME.fullmatch(name) is not None,
+    # A US symbol as the instrument search checks it (BRK.B); anything else (a lower-case symbol, a space, an
+    # option's or an index's) is left out before Schwab is asked.
+    accepts=_is_us_name,
     fresh=lambda: 60 / settings.THOR_SCHWAB_QUOTES_PER_MINUTE,
 )
 FEEDS = {feed.kind: feed for feed in (KITE_FEED, SCHWAB_FEED)}
