@@ -1,7 +1,8 @@
 """Where paper accounts get their prices: one `PriceSource` per tenant, chosen by `THOR_PAPER_PRICE_SOURCE`.
 
-`kite`: the market's quote service through the tenant's market-data connection (its session on its shared Kite
-app: Kite in production, the broker sandbox's Kite in development, the same code); `fixed`: a table (tests).
+`kite`: the market's quote service through the tenant's market-data connections (its session on its shared Kite
+app for Indian instruments, its login on its shared Schwab app for US ones: the brokers in production, the
+broker sandbox in development, the same code); `fixed`: a table (tests).
 Every price carries the time it was quoted (`Prices`): a reader that shows it says `stale`, never `live`, once
 it is older than THOR_LIVE_FRESH_SECONDS.
 """
@@ -109,8 +110,8 @@ class FixedPriceSource:
 
 
 class MarketPriceSource:
-    """Prices from the market's quote service through the tenant's market-data connection (its active session on
-    its shared Kite app: the sandbox's in development, seeded by `seed_demo`).
+    """Prices from the market's quote service through the tenant's market-data connections (its active sessions on
+    its shared Kite and Schwab apps: the sandbox's in development, seeded by `seed_demo`).
 
     The service keeps each instrument's quote for every process and quotes at most once a budget period; each
     call it makes also quotes what the tenant's paper accounts hold or have orders on, so one call serves the

@@ -12,7 +12,7 @@ from typing import Protocol
 
 from django.conf import settings
 
-from market.quotes import LIVE, MarketDataUnavailable, MarketQuote, QuoteService, quote_service
+from market.quotes import LIVE, MarketDataUnavailable, MarketQuote, Quotes, quote_service
 from thor.upstream import UpstreamError, UpstreamErrorCode
 
 
@@ -40,7 +40,7 @@ def _chain_quote(quote: MarketQuote) -> dict:
 
 
 class MarketChainQuotes:
-    def __init__(self, service: QuoteService):
+    def __init__(self, service: Quotes):
         self.service = service
 
     def quotes(self, names: Sequence[str]) -> dict[str, dict]:

@@ -136,7 +136,7 @@ def start() -> Stack:
                     subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
                 )
         _wait_until_up(stack)
-        # Once the sandbox is up: seed_demo links the demo tenant's market-data session at its Kite.
+        # Once the sandbox is up: seed_demo links the demo tenant's market-data sessions at its Kite and Schwab.
         subprocess.run([*manage, "seed_demo"], cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)  # noqa: S603
     except BaseException:
         stack.stop()

@@ -162,8 +162,8 @@ def ticks_flush() -> None:
 
 
 # --- quotes: in the default cache (Redis; this process's memory in the embedded mode) ---------------
-# Per scope (a tenant's market data, `market.quotes.QuoteService.scope`): each instrument's last quote, kept
-# for THOR_LIVE_STALE_SECONDS (fresh for market.quotes.FRESH_SECONDS of it); the lock its upstream calls
+# Per scope (a tenant's market data from one broker, `market.quotes.QuoteService.scope`): each instrument's last
+# quote, kept for THOR_LIVE_STALE_SECONDS (fresh for its feed's `fresh_seconds` of it); the lock its upstream calls
 # are made under; the failure that keeps readers off a failing broker for a moment; and the instruments
 # asked for lately, which every upstream call also quotes where its batch has room.
 

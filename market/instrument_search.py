@@ -6,8 +6,9 @@ seed (sources.us_seed_rows) and, from then on, every US symbol a paper order nam
 equity or ETF: lot 1, tick 0.01, multiplier 1, USD, on the exchange Schwab gives (Thor's NASDAQ or NYSE),
 with its streaming token (market.us_tokens) as the seed's have.
 
-The lookup goes through the tenant's Schwab market-data connection (`schwab_market_data_connection`: the
-most recently synced active session on the tenant's shared Schwab app; Schwab's market data is the same
+The lookup goes through the tenant's Schwab market-data connection (`schwab_market_data_connection`: its own
+market-data login on the tenant's shared Schwab app, else the most recently synced active session on it, as
+market.selectors.market_data_connection picks every market-data connection; Schwab's market data is the same
 whoever asks, and every call spends the app's budget, whichever of its logins makes it), within the app's
 instrument-search share of its requests (THOR_SCHWAB_INSTRUMENT_SEARCHES_PER_MINUTE), never waiting for it.
 
@@ -28,7 +29,6 @@ import re
 from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
-from django.db.models import F
 
 from brokers.adapters.errors import BrokerError
 from brokers.adapters.types import InstrumentInfo
@@ -37,6 +37,7 @@ from brokers.services import broker_call
 from market import caches
 from market.loading import instrument_upsert
 from market.models import Instrument
+from market.selectors import market_data_connection
 from market.us_tokens import us_token
 from thor.coordination import single_flight
 
@@ -61,20 +62,9 @@ class UsSymbolRefused(ValidationError):
 
 
 def schwab_market_data_connection(tenant) -> BrokerConnection | None:
-    """The connection a tenant's US instrument lookups go through: the most recently synced active session on
-    one of its shared Schwab apps (never a user's own app)."""
-    return (
-        BrokerConnection.objects.filter(
-            app__kind=BrokerKind.SCHWAB,
-            app__owner__isnull=True,
-            app__tenant=tenant,
-            status=BrokerConnection.Status.ACTIVE,
-        )
-        .exclude(access_token="")
-        .select_related("app")
-        .order_by(F("last_sync_at").desc(nulls_last=True), "-id")
-        .first()
-    )
+    """The connection a tenant's US instrument lookups go through: its Schwab market-data connection, the one
+    its US quotes come through too (market.selectors.market_data_connection)."""
+    return market_data_connection(tenant=tenant, kind=BrokerKind.SCHWAB)
 
 
 def us_symbol_check(*, exchange: str, symbol: str) -> None:

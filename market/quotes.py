@@ -1,64 +1,89 @@
 """The one quote service: every quote Thor uses (paper fills and valuations, analytics chains) comes from here.
 
-One `QuoteService` per tenant (`quote_service(tenant=...)`), calling through its market-data connection (its
-active session on its shared Kite app, `market.selectors.market_data_connection`, looked up only when a call
-is due: a cached answer costs no query), through the broker adapter and `broker_call`:
+A tenant's quotes (`quote_service(tenant=...)`) come through its market-data connections, one per broker
+(`market.selectors.market_data_connection`, looked up only when a call is due: a cached answer costs no query):
+US instruments (NASDAQ, NYSE) through its Schwab market-data connection, every other through its Kite one,
+one `QuoteService` each, calling through the broker adapter and `broker_call`. Each of them is:
 
-- batched: at most QUOTE_BATCH instruments a call; a call with room left also quotes what was asked for lately
-  for the tenant and what the caller says is worth having (`also`), so one call serves the next readers too;
-- budgeted: the adapter spends a token of the app's quote bucket (Kite: one call a second per API key) in Redis
-  before each call, so every process together stays within it;
-- cached: each instrument's quote is kept in the default cache (keys in market.caches), `live` for FRESH_SECONDS
-  and kept THOR_LIVE_STALE_SECONDS as the last good one;
-- single flight: the calls for a tenant are made under one lock (Redis), and whoever waited for it reads
-  what the holder stored before calling for what is still missing, so N processes asking for the same
-  instruments at once make one call;
-- degrading: when the broker fails (or the budget is spent) each instrument's last good quote is handed out
-  marked `stale`; with none for any of them, MarketDataUnavailable. A failure keeps readers off the broker for
-  FRESH_SECONDS.
+- batched: at most its feed's `batch` instruments a call (Kite: 500, as Kite documents; Schwab: 500, the
+  Schwab adapter's QUOTE_BATCH, why there); a call with room left also quotes what was asked for lately and
+  what the caller says is worth having (`also`), so one call serves the next readers too;
+- budgeted: the adapter spends a token of the app's quote bucket in Redis before each call, so every process
+  together stays within it (Kite: one call a second per API key, as Kite documents; Schwab publishes its
+  limits only in its developer portal, where an app gets 120 requests a minute by default: its quotes take
+  THOR_SCHWAB_QUOTES_PER_MINUTE of them);
+- cached: each instrument's quote is kept in the default cache (keys in market.caches), `live` for one period
+  of that budget (the feed's `fresh_seconds`: asking sooner could not be answered anyway) and kept
+  THOR_LIVE_STALE_SECONDS as the last good one;
+- single flight: the calls for a tenant's connection are made under one lock (Redis), and whoever waited for
+  it reads what the holder stored before calling for what is still missing, so N processes asking for the
+  same instruments at once make one call;
+- degrading: when the broker fails (or the budget is spent, or the connection is missing or expired) each
+  instrument's last good quote is handed out marked `stale`; with none for any of them, MarketDataUnavailable
+  (a 503). A failure keeps readers off the broker for one period.
 
 Every quote carries `as_of` (when Thor received it) and `source` (`live` or `stale`). Names are
 "EXCHANGE:SYMBOL"; a malformed one is left out without asking the broker, as is one the broker does not know
-(asked again once FRESH_SECONDS have passed, not on every read).
+(asked again once a period has passed, not on every read).
 """
 
 import logging
-import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from decimal import Decimal
-from typing import Any
+from typing import Protocol
 
 from django.conf import settings
 from django.core.cache import cache
 from rest_framework import status
 
+from brokers.adapters import kite
 from brokers.adapters.errors import BrokerError, BrokerErrorCode
-from brokers.adapters.kite import QUOTE_BATCH, RATE_LIMITS
-from brokers.adapters.types import DepthLevel, Quote
-from brokers.models import BrokerConnection
+from brokers.adapters.schwab.adapter import QUOTE_BATCH as SCHWAB_QUOTE_BATCH
+from brokers.adapters.types import Quote
+from brokers.models import BrokerConnection, BrokerKind
 from brokers.services import broker_call
 from market import caches
+from market.instrument_search import US_EXCHANGES, US_SYMBOL
+from market.quote_values import (
+    LIVE,
+    MAX_INSTRUMENTS,
+    STALE,
+    MarketQuote,
+    TooManyInstruments,
+    instrument_name,
+    market_quote,
+    stored,
+    valid_names,
+)
 from market.selectors import market_data_connection
 from thor import coordination
 from thor.errors import ApplicationError
 
+__all__ = [
+    "FRESH_SECONDS",
+    "LIVE",
+    "MAX_INSTRUMENTS",
+    "STALE",
+    "MarketDataUnavailable",
+    "MarketQuote",
+    "QuoteService",
+    "Quotes",
+    "TenantQuotes",
+    "TooManyInstruments",
+    "instrument_name",
+    "quote_service",
+    "valid_names",
+]
+
 logger = logging.getLogger("market.quotes")
 
-# A quote is live for one period of the connection's quote budget: asking sooner could not be answered anyway.
-FRESH_SECONDS = 1 / RATE_LIMITS["quote"]
-# One ask may name this many instruments (ten calls, ten seconds of the connection's budget); more is refused.
-MAX_INSTRUMENTS = 5000
+# A Kite quote is live for one period of the connection's quote budget: asking sooner could not be answered.
+FRESH_SECONDS = 1 / kite.RATE_LIMITS["quote"]
 # How long a holder may keep a connection's lock (then it expires), and how long a reader waits for it: a
-# holder's calls each wait up to THOR_KITE_RATE_WAIT for their token and THOR_KITE_TIMEOUT for Kite.
+# holder's calls each wait up to the adapter's rate wait for their token and its timeout for the broker.
 LOCK_SECONDS = 60
 LOCK_WAIT_SECONDS = 15
-LIVE, STALE = "live", "stale"
-
-# "EXCHANGE:SYMBOL": Kite's symbols are letters, digits and & - _ . and, for indices, spaces ("NIFTY 50").
-_NAME = re.compile(r"[A-Z]{2,8}:[A-Za-z0-9][A-Za-z0-9 &._-]{0,63}")
 
 Clock = Callable[[], float]
 
@@ -74,124 +99,80 @@ class MarketDataUnavailable(ApplicationError):
         )
 
 
-class TooManyInstruments(ApplicationError):
-    def __init__(self, count: int):
-        super().__init__(
-            f"At most {MAX_INSTRUMENTS} instruments can be quoted at once, not {count}.", code="too_many_instruments"
-        )
-
-
 @dataclass(frozen=True)
-class MarketQuote:
-    """One instrument's quote as the service hands it out; `bids` and `asks` are the book, best first, where the
-    broker gives it (Kite: five levels)."""
+class Feed:
+    """One broker's quotes as the service asks for them: which kind of market-data connection, how many
+    instruments a call, which names it can quote, and how long a quote stays live (`fresh_seconds`)."""
 
-    exchange: str
-    symbol: str
-    last_price: Decimal
-    as_of: datetime
-    source: str  # live | stale
-    instrument_token: int | None = None
-    volume: int | None = None
-    oi: int | None = None
-    close: Decimal | None = None
-    lower_circuit_limit: Decimal | None = None
-    upper_circuit_limit: Decimal | None = None
-    bids: tuple[DepthLevel, ...] = ()
-    asks: tuple[DepthLevel, ...] = ()
+    kind: str
+    batch: int
+    accepts: Callable[[str], bool]
+    fresh: Callable[[], float]
 
     @property
-    def name(self) -> str:
-        return f"{self.exchange}:{self.symbol}"
+    def fresh_seconds(self) -> float:
+        return self.fresh()
 
 
-def instrument_name(exchange: str, symbol: str) -> str:
-    return f"{exchange}:{symbol}"
-
-
-def valid_names(names: Iterable[object]) -> list[str]:
-    """The well-formed "EXCHANGE:SYMBOL" names, each once, in the order given; TooManyInstruments past
-    MAX_INSTRUMENTS (counted before anything is dropped, so a huge list is refused before it is read through)."""
-    names = names if isinstance(names, list | tuple | set | frozenset | dict) else list(names)
-    if len(names) > MAX_INSTRUMENTS:
-        raise TooManyInstruments(len(names))
-    return [name for name in dict.fromkeys(names) if isinstance(name, str) and _NAME.fullmatch(name)]
-
-
-# --- what the cache keeps: plain values, so a change to MarketQuote never breaks a stored entry --------------
-
-
-def _levels(levels: tuple[DepthLevel, ...]) -> list[tuple[str, int, int]]:
-    return [(str(level.price), level.quantity, level.orders) for level in levels]
-
-
-def _optional(value: Decimal | None) -> str | None:
-    return None if value is None else str(value)
-
-
-def _stored(quote: Quote) -> dict[str, Any]:
-    return {
-        "last_price": str(quote.last_price),
-        "instrument_token": quote.instrument_token,
-        "volume": quote.volume,
-        "oi": quote.oi,
-        "close": _optional(quote.close),
-        "lower_circuit_limit": _optional(quote.lower_circuit_limit),
-        "upper_circuit_limit": _optional(quote.upper_circuit_limit),
-        "bids": _levels(quote.bids),
-        "asks": _levels(quote.asks),
-    }
-
-
-def _decimal(value: str | None) -> Decimal | None:
-    return None if value is None else Decimal(value)
-
-
-def _market_quote(name: str, stored: dict[str, Any], received_at: float, source: str) -> MarketQuote:
+def _is_us_name(name: str) -> bool:
     exchange, _, symbol = name.partition(":")
-    return MarketQuote(
-        exchange=exchange,
-        symbol=symbol,
-        last_price=Decimal(stored["last_price"]),
-        as_of=datetime.fromtimestamp(received_at, UTC),
-        source=source,
-        instrument_token=stored["instrument_token"],
-        volume=stored["volume"],
-        oi=stored["oi"],
-        close=_decimal(stored["close"]),
-        lower_circuit_limit=_decimal(stored["lower_circuit_limit"]),
-        upper_circuit_limit=_decimal(stored["upper_circuit_limit"]),
-        bids=tuple(DepthLevel(Decimal(price), quantity, orders) for price, quantity, orders in stored["bids"]),
-        asks=tuple(DepthLevel(Decimal(price), quantity, orders) for price, quantity, orders in stored["asks"]),
-    )
+    return exchange in US_EXCHANGES and US_SYMBOL.fullmatch(symbol) is not None
+
+
+KITE_FEED = Feed(kind=BrokerKind.KITE, batch=kite.QUOTE_BATCH, accepts=lambda name: True, fresh=lambda: FRESH_SECONDS)
+# Read when asked: the share is a setting an installation (or a test) may change.
+SCHWAB_FEED = Feed(
+    kind=BrokerKind.SCHWAB,
+    batch=SCHWAB_QUOTE_BATCH,
+    # A US symbol as the instrument search checks it (BRK.B); anything else (a lower-case symbol, a space, an
+    # option's or an index's) is left out before Schwab is asked.
+    accepts=_is_us_name,
+    fresh=lambda: 60 / settings.THOR_SCHWAB_QUOTES_PER_MINUTE,
+)
+FEEDS = {feed.kind: feed for feed in (KITE_FEED, SCHWAB_FEED)}
+
+
+def feed_kind(name: str) -> str:
+    """Which broker's feed quotes this name: Schwab's the US exchanges', Kite's every other."""
+    return BrokerKind.SCHWAB if name.partition(":")[0] in US_EXCHANGES else BrokerKind.KITE
 
 
 # Each entry: (received_at epoch seconds, the stored quote, or None when the broker did not know the name).
-Entry = tuple[float, dict[str, Any] | None]
+Entry = tuple[float, dict | None]
 
 
 class QuoteService:
-    """A tenant's quotes: `scope` names its cache entries and lock, `connect` finds the market-data connection
-    when a call is due (None: there is none). `clock` (epoch seconds) is injectable for tests."""
+    """One connection's quotes: `scope` names its cache entries and lock, `connect` finds the market-data
+    connection when a call is due (None: there is none), `feed` says how its broker is asked. `clock` (epoch
+    seconds) is injectable for tests."""
 
-    def __init__(self, *, scope: str, connect: Callable[[], BrokerConnection | None], clock: Clock | None = None):
+    def __init__(
+        self,
+        *,
+        scope: str,
+        connect: Callable[[], BrokerConnection | None],
+        clock: Clock | None = None,
+        feed: Feed = KITE_FEED,
+    ):
         self.scope = scope
+        self.feed = feed
         self._connect = connect
         self._clock = clock or time.time
 
     @classmethod
     def of(cls, connection: BrokerConnection, *, clock: Clock | None = None) -> "QuoteService":
-        """The service calling through this connection, sharing its tenant's cache."""
-        return cls(scope=_scope(connection.app.tenant_id), connect=lambda: connection, clock=clock)
+        """The service calling through this connection, sharing its tenant's cache for its broker."""
+        feed = FEEDS[connection.app.kind]
+        return cls(scope=_scope(connection.app.tenant_id, feed), connect=lambda: connection, clock=clock, feed=feed)
 
     def quotes(
-        self, names: Iterable[str], *, also: Callable[[], Iterable[str]] | None = None
+        self, names: Iterable[object], *, also: Callable[[], Iterable[str]] | None = None
     ) -> dict[str, MarketQuote]:
         """The quotes of these "EXCHANGE:SYMBOL" names, keyed by name; what the broker does not know, and
         malformed names, are left out. `also`: names worth quoting in the same call when it has room (asked
         only when a call is made). Raises MarketDataUnavailable when the broker fails and none of them has a
         last good quote, TooManyInstruments past MAX_INSTRUMENTS."""
-        asked = valid_names(names)
+        asked = [name for name in valid_names(names) if self.feed.accepts(name)]
         if not asked:
             return {}
         asked_at = self._clock()
@@ -219,8 +200,8 @@ class QuoteService:
         return {keys[key]: entry for key, entry in cache.get_many(list(keys)).items()}
 
     def _missing(self, names: list[str], known: dict[str, Entry]) -> list[str]:
-        now = self._clock()
-        return [name for name in names if name not in known or now - known[name][0] >= FRESH_SECONDS]
+        now, fresh = self._clock(), self.feed.fresh_seconds
+        return [name for name in names if name not in known or now - known[name][0] >= fresh]
 
     def _store(self, entries: dict[str, Entry]) -> None:
         cache.set_many(
@@ -230,7 +211,10 @@ class QuoteService:
 
     def _failed_recently(self) -> bool:
         failed_at = cache.get(caches.quotes_failed_key(self.scope))
-        return failed_at is not None and self._clock() - failed_at < FRESH_SECONDS
+        return failed_at is not None and self._clock() - failed_at < self.feed.fresh_seconds
+
+    def _failed(self) -> None:
+        cache.set(caches.quotes_failed_key(self.scope), self._clock(), max(1, round(self.feed.fresh_seconds)))
 
     def _remember_wanted(self, names: list[str]) -> None:
         try:
@@ -248,43 +232,44 @@ class QuoteService:
     # --- the upstream calls ------------------------------------------------------------------------------
 
     def _batches(self, missing: list[str], also: Callable[[], Iterable[str]] | None) -> list[list[str]]:
-        """`missing` in calls of QUOTE_BATCH, the last one filled up with names asked lately and `also`'s."""
-        room = -len(missing) % QUOTE_BATCH
+        """`missing` in calls of the feed's batch, the last one filled up with names asked lately and `also`'s."""
+        batch = self.feed.batch
+        room = -len(missing) % batch
         names = list(missing)
         if room:
             extra: list[str] = self._wanted(room + len(missing))
             if also is not None:
                 extra += valid_names(list(also())[:MAX_INSTRUMENTS])
             asked = set(missing)
-            names += [name for name in dict.fromkeys(extra) if name not in asked][:room]
-        return [names[start : start + QUOTE_BATCH] for start in range(0, len(names), QUOTE_BATCH)]
+            names += [name for name in dict.fromkeys(extra) if name not in asked and self.feed.accepts(name)][:room]
+        return [names[start : start + batch] for start in range(0, len(names), batch)]
 
     def _fetch(self, missing: list[str], known: dict[str, Entry], also: Callable[[], Iterable[str]] | None) -> bool:
         """Quote `missing` (and the padding) into the cache and `known`; False when a call failed (what the
         calls before it quoted is kept)."""
         connection = self._connect()
         if connection is None:
-            logger.warning("No market-data connection (an active session on a shared Kite app) for %s", self.scope)
+            logger.warning("No %s market-data connection for %s", self.feed.kind, self.scope)
             return False
         for batch in self._batches(missing, also):
             try:
                 quoted = self._call(connection, batch)
             except BrokerError as error:
                 logger.warning("Quotes through connection %s failed: %s", connection.pk, error.code)
-                cache.set(caches.quotes_failed_key(self.scope), self._clock(), max(1, round(FRESH_SECONDS)))
+                self._failed()
                 return False
             received_at = self._clock()
             entries: dict[str, Entry] = {
-                name: (received_at, _stored(quoted[name]) if name in quoted else None) for name in batch
+                name: (received_at, stored(quoted[name]) if name in quoted else None) for name in batch
             }
             self._store(entries)
             known.update(entries)
         return True
 
     def _call(self, connection: BrokerConnection, batch: list[str]) -> dict[str, Quote]:
-        """One upstream call. The adapter waits up to THOR_KITE_RATE_WAIT for the app's quote token; a call
-        right after another (the next batch, or another process's) needs a whole period, which that wait can
-        miss by a hair: it is asked once more, waiting again, before the budget counts as spent."""
+        """One upstream call. The adapter waits up to its rate wait for the app's quote token; a call right after
+        another (the next batch, or another process's) needs a whole period, which that wait can miss by a
+        hair: it is asked once more, waiting again, before the budget counts as spent."""
         for attempt in range(2):
             try:
                 return broker_call(connection, lambda adapter: adapter.quotes(batch))
@@ -298,15 +283,13 @@ class QuoteService:
     ) -> dict[str, MarketQuote]:
         """Live: fresh when asked for, or quoted since (an ask of several calls waits a period for each one
         after the first, and its first calls' quotes are no less live for it). Stale: the last good quote."""
-        answer = {}
+        answer, fresh = {}, self.feed.fresh_seconds
         for name in asked:
-            received_at, stored = known.get(name, (0.0, None))
+            received_at, kept = known.get(name, (0.0, None))
             # Kept no longer than THOR_LIVE_STALE_SECONDS by this clock too (the cache's TTL runs on its own).
-            if stored is None or asked_at - received_at >= settings.THOR_LIVE_STALE_SECONDS:
+            if kept is None or asked_at - received_at >= settings.THOR_LIVE_STALE_SECONDS:
                 continue
-            answer[name] = _market_quote(
-                name, stored, received_at, LIVE if asked_at - received_at < FRESH_SECONDS else STALE
-            )
+            answer[name] = market_quote(name, kept, received_at, LIVE if asked_at - received_at < fresh else STALE)
         if failed and not answer:
             raise MarketDataUnavailable()
         return answer
@@ -315,20 +298,94 @@ class QuoteService:
 _registry_down = coordination.OccasionalWarning(logger)
 
 
-def _scope(tenant_id: int) -> str:
-    return f"tenant-{tenant_id}"
+def _scope(tenant_id: int, feed: Feed) -> str:
+    # Kite's scope keeps the name it had before US quotes came through Schwab: its cached quotes stay readable.
+    return f"tenant-{tenant_id}" if feed is KITE_FEED else f"tenant-{tenant_id}-{feed.kind}"
 
 
-def quote_service(*, tenant=None, tenant_slug: str = "", clock: Clock | None = None) -> QuoteService:
-    """The quote service of a tenant (by tenant: its connection is looked up when a call is due), or of the
-    market-data connection of the tenant with this slug (neither: of any tenant's); MarketDataUnavailable when a
-    slug's (or any) tenant has none."""
+class Quotes(Protocol):
+    def quotes(
+        self, names: Iterable[object], *, also: Callable[[], Iterable[str]] | None = None
+    ) -> dict[str, MarketQuote]: ...
+
+
+class TenantQuotes:
+    """A tenant's quotes from all its market-data connections: each name goes to its broker's service
+    (`feed_kind`), one ask may mix them. Where one broker failed without a last good quote and the other
+    answered, the answer holds what the other quoted; MarketDataUnavailable only when nothing could be had."""
+
+    def __init__(self, services: dict[str, QuoteService]):
+        self.services = services
+
+    def quotes(
+        self, names: Iterable[object], *, also: Callable[[], Iterable[str]] | None = None
+    ) -> dict[str, MarketQuote]:
+        by_kind: dict[str, list[str]] = {}
+        for name in valid_names(names):
+            by_kind.setdefault(feed_kind(name), []).append(name)
+        also_once = _once(also) if also is not None else None
+        answer: dict[str, MarketQuote] = {}
+        unavailable: MarketDataUnavailable | None = None
+        for kind, asked in by_kind.items():
+            extra = None if also_once is None else _of_kind(also_once, kind)
+            try:
+                answer.update(self.services[kind].quotes(asked, also=extra))
+            except MarketDataUnavailable as error:
+                unavailable = error
+        if unavailable is not None and not answer:
+            raise unavailable
+        return answer
+
+
+def _once(also: Callable[[], Iterable[str]]) -> Callable[[], list[str]]:
+    """`also` asked at most once, however many brokers' calls want it (it may cost a query)."""
+    kept: list[list[str]] = []
+
+    def names() -> list[str]:
+        if not kept:
+            kept.append([name for name in list(also())[:MAX_INSTRUMENTS] if isinstance(name, str)])
+        return kept[0]
+
+    return names
+
+
+def _of_kind(also: Callable[[], list[str]], kind: str) -> Callable[[], list[str]]:
+    return lambda: [name for name in also() if feed_kind(name) == kind]
+
+
+def _connector(tenant, kind: str) -> Callable[[], BrokerConnection | None]:
+    return lambda: market_data_connection(tenant=tenant, kind=kind)
+
+
+def quote_service(*, tenant=None, tenant_slug: str = "", clock: Clock | None = None) -> TenantQuotes:
+    """The quotes of a tenant (by tenant: its connections are looked up when a call is due), or of the tenant
+    with this slug (neither: of any tenant), whose Kite market-data connection is looked up now:
+    MarketDataUnavailable when it has none (the analytics' chains, Indian instruments only)."""
     if tenant is not None:
-        return QuoteService(scope=_scope(tenant.pk), connect=lambda: market_data_connection(tenant=tenant), clock=clock)
+        return TenantQuotes(
+            {
+                kind: QuoteService(
+                    scope=_scope(tenant.pk, feed),
+                    connect=_connector(tenant, kind),
+                    clock=clock,
+                    feed=feed,
+                )
+                for kind, feed in FEEDS.items()
+            }
+        )
     connection = market_data_connection(tenant_slug=tenant_slug)
     if connection is None:
-        logger.warning(
-            "No market-data connection (an active session on a shared Kite app) for %s", tenant_slug or "any"
-        )
+        logger.warning("No kite market-data connection for %s", tenant_slug or "any tenant")
         raise MarketDataUnavailable()
-    return QuoteService.of(connection, clock=clock)
+    tenant_id = connection.app.tenant_id
+    return TenantQuotes(
+        {
+            BrokerKind.KITE: QuoteService.of(connection, clock=clock),
+            BrokerKind.SCHWAB: QuoteService(
+                scope=_scope(tenant_id, SCHWAB_FEED),
+                connect=_connector(tenant_id, BrokerKind.SCHWAB),
+                clock=clock,
+                feed=SCHWAB_FEED,
+            ),
+        }
+    )

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from django.core.exceptions import ObjectDoesNotExist
 from django.db import close_old_connections
 from django.db import connection as db_connection
-from django.db.models import F
 from websockets.exceptions import InvalidHandshake, InvalidURI, WebSocketException
 from websockets.sync.client import connect
 
@@ -37,6 +36,7 @@ from market.schwab_stream import (
     StreamRefused,
     wanted_symbols,
 )
+from market.selectors import market_data_connection
 
 logger = logging.getLogger("market.schwab_stream")
 
@@ -50,13 +50,9 @@ class SchwabSession:
 
 
 def schwab_market_data_session(tenant_slug: str = "") -> SchwabSession | None:
-    """The most recently synced active connection of a shared Schwab app (as `market_data_session` is Kite's)."""
-    connections = BrokerConnection.objects.filter(
-        app__kind=BrokerKind.SCHWAB, app__owner__isnull=True, status=BrokerConnection.Status.ACTIVE
-    ).exclude(access_token="")
-    if tenant_slug:
-        connections = connections.filter(app__tenant__slug=tenant_slug)
-    connection = connections.order_by(F("last_sync_at").desc(nulls_last=True), "-id").first()
+    """The session of the tenant's Schwab market-data connection (market.selectors.market_data_connection: its
+    own market-data login first, as Kite's stream and both quote services choose theirs)."""
+    connection = market_data_connection(tenant_slug=tenant_slug, kind=BrokerKind.SCHWAB)
     return None if connection is None else SchwabSession(connection.id, connection.access_token)
 
 

@@ -56,12 +56,15 @@ def last_prices(tokens: Iterable[int]) -> dict[int, LastPrice]:
     }
 
 
-def market_data_connection(*, tenant=None, tenant_slug: str = "") -> BrokerConnection | None:
-    """The connection a tenant's market data comes through: the most recently synced active session on one of
-    its shared Kite apps (never a user's own app, whose rate budget and session are the customer's). Without a
-    tenant, any tenant's (the analytics and the stream of a single-tenant installation)."""
+def market_data_connection(
+    *, tenant=None, tenant_slug: str = "", kind: str = BrokerKind.KITE
+) -> BrokerConnection | None:
+    """The connection a tenant's market data from `kind`'s broker comes through (Kite: Indian instruments; Schwab:
+    US ones): the most recently synced active session on one of its shared apps of that kind (never a user's own
+    app, whose rate budget and session are the customer's). Without a tenant, any tenant's (the analytics and the
+    stream of a single-tenant installation)."""
     connections = BrokerConnection.objects.filter(
-        app__kind=BrokerKind.KITE, app__owner__isnull=True, status=BrokerConnection.Status.ACTIVE
+        app__kind=kind, app__owner__isnull=True, status=BrokerConnection.Status.ACTIVE
     ).exclude(access_token="")
     if tenant is not None:
         connections = connections.filter(app__tenant=tenant)

@@ -594,6 +594,12 @@ THOR_SCHWAB_TOKEN_REQUESTS_PER_MINUTE = _env_or_fail(env.int, "THOR_SCHWAB_TOKEN
 THOR_SCHWAB_INSTRUMENT_SEARCHES_PER_MINUTE = _env_or_fail(
     env.int, "THOR_SCHWAB_INSTRUMENT_SEARCHES_PER_MINUTE", default=30
 )
+# Quote calls (market.quotes: every US price paper trading reads) take their own share of the requests above:
+# one call every 60/this seconds at most, which is also how long a US quote stays live; the poll's half and
+# this quarter leave the rest for orders, linking and lookups.
+THOR_SCHWAB_QUOTES_PER_MINUTE = _env_or_fail(env.int, "THOR_SCHWAB_QUOTES_PER_MINUTE", default=30)
+if THOR_SCHWAB_QUOTES_PER_MINUTE <= 0:
+    raise ImproperlyConfigured("Environment variable THOR_SCHWAB_QUOTES_PER_MINUTE must be more than 0.")
 # How long a US symbol Schwab does not list (or lists as nothing Thor trades) is refused without asking again.
 THOR_MARKET_UNKNOWN_SYMBOL_SECONDS = _env_or_fail(env.int, "THOR_MARKET_UNKNOWN_SYMBOL_SECONDS", default=300)
 THOR_SCHWAB_RATE_WAIT = _env_or_fail(env.float, "THOR_SCHWAB_RATE_WAIT", default=1.0)

@@ -134,6 +134,17 @@ def submit_schwab_login(authorize_url: str, *, username: str, password: str, tim
     )
 
 
+def schwab_authorization_code(authorize_url: str, *, username: str, password: str, timeout: float = 10) -> str:
+    """An authorization code from the sandbox's Schwab login for the app of `authorize_url` (what a browser
+    gets back at the app's redirect URI): how the development seed and the tests link a market-data login
+    without a browser."""
+    answer = submit_schwab_login(authorize_url, username=username, password=password, timeout=timeout)
+    code = parse_qs(urlsplit(answer.headers.get("Location", "")).query).get("code", [""])[0]
+    if answer.status_code != 302 or not code:
+        raise RuntimeError(f"The sandbox's Schwab login answered {answer.status_code}, without a code")
+    return code
+
+
 def sandbox_is_up(url: str, *, timeout: float = 10) -> bool:
     """Does a sandbox started elsewhere (its own process) answer yet? Its control surface says."""
     try:

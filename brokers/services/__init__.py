@@ -23,7 +23,7 @@ from brokers.services.linking import (
     kite_tenant_app_connect_start,
     kite_user_app_connect_start,
 )
-from brokers.services.market_data import market_data_connect
+from brokers.services.market_data import market_data_connect, schwab_market_data_connect
 from brokers.services.postbacks import VerifiedPostback, kite_postback_verify
 from brokers.services.schwab_linking import schwab_callback_complete, schwab_connect_start, schwab_state_consume
 from brokers.services.tokens import connection_tokens_refresh
@@ -52,5 +52,6 @@ __all__ = [
     "order_egress_set",
     "schwab_callback_complete",
     "schwab_connect_start",
+    "schwab_market_data_connect",
     "schwab_state_consume",
 ]

@@ -1,14 +1,17 @@
-"""A tenant's market-data connection: the session on its shared Kite app that quotes and ticks go through.
+"""A tenant's market-data connections: the sessions on its shared Kite app (Indian instruments) and on its
+shared Schwab app (US ones) that quotes and ticks go through (market.quotes, market.ticks).
 
-In production a tenant admin links it by logging in through the tenant's app (`kite_tenant_app_connect_start`).
-`market_data_connect` links one from a request token obtained elsewhere (the development seed and the tests log
-in at the broker sandbox's Kite), under a user of its own: an inactive user of the tenant that nobody signs in
-as, so the market-data session is nobody's trading account.
+In production a tenant admin links them by logging in through the tenant's apps (`kite_tenant_app_connect_start`,
+`schwab_connect_start`). `market_data_connect` and `schwab_market_data_connect` link one from a Kite request token
+or a Schwab authorization code obtained elsewhere (the development seed and the tests log in at the broker
+sandbox), under a user of its own: an inactive user of the tenant that nobody signs in as, the same for both
+brokers, so a market-data session is nobody's trading account.
 """
 
+from brokers.adapters.schwab import SchwabAdapter
 from brokers.models import BrokerApp, BrokerConnection, BrokerKind
-from brokers.registry import adapter_for_app
-from brokers.services.linking import connection_link_tokens
+from brokers.registry import adapter_for, adapter_for_app
+from brokers.services.linking import _connection_link_or_fail, connection_link_tokens
 from identity.models import User
 
 # The market-data user's address: `.invalid` never delivers (RFC 2606), and market.selectors prefers its session.
@@ -30,3 +33,19 @@ def market_data_connect(*, app: BrokerApp, request_token: str) -> BrokerConnecti
         raise ValueError("Market data comes through a tenant's shared Kite app.")
     tokens = adapter_for_app(app).exchange({"request_token": request_token})
     return connection_link_tokens(user=market_data_user(app.tenant), app=app, tokens=tokens)
+
+
+def schwab_market_data_connect(*, app: BrokerApp, code: str) -> BrokerConnection:
+    """Exchange the authorization code at the tenant's shared Schwab app and link the login as its Schwab
+    market-data connection (its accounts read as a Schwab link reads them, so a relink finds the same rows);
+    raises BrokerError when Schwab refuses the code or the accounts cannot be read."""
+    if app.kind != BrokerKind.SCHWAB or app.owner_id is not None:
+        raise ValueError("US market data comes through a tenant's shared Schwab app.")
+    tokens = adapter_for_app(app).exchange({"code": code})
+    user = market_data_user(app.tenant)
+    # Not saved: an adapter acting with the new tokens before any row holds them.
+    unsaved = BrokerConnection(user=user, app=app, access_token=tokens.access_token, refresh_token=tokens.refresh_token)
+    adapter = adapter_for(unsaved)
+    assert isinstance(adapter, SchwabAdapter)  # the app is a Schwab one
+    broker_accounts = adapter.account_numbers()
+    return _connection_link_or_fail(user=user, app=app, started_id=0, tokens=tokens, broker_accounts=broker_accounts)

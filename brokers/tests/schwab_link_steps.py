@@ -9,7 +9,9 @@ import pytest
 import requests
 
 from brokers.models import BrokerApp, BrokerConnection, BrokerKind
-from brokers.sandbox.testing import start_sandbox, submit_schwab_login
+from brokers.registry import adapter_for_app
+from brokers.sandbox.testing import schwab_authorization_code, start_sandbox, submit_schwab_login
+from brokers.services import schwab_market_data_connect
 
 CLIENT_ID, CLIENT_SECRET = "schwab-test-client", "schwab-test-secret"
 SPA = "http://localhost:5173"
@@ -136,3 +138,15 @@ def seeded_connections(
         connection_for_grant(user, app, grant, trading_enabled=trading_enabled)
         for user, grant in zip(users, grants, strict=True)
     ]
+
+
+def schwab_market_data_link(sandbox, tenant) -> BrokerConnection:
+    """The tenant's Schwab market-data connection at the sandbox (the demo login on the tenant's shared Schwab
+    app, under its market-data user), linked as `seed_demo` links the demo tenant's; `sandbox` is the Schwab
+    sandbox Thor is pointed at (`schwab_sandbox`)."""
+    app = BrokerApp.objects.filter(tenant=tenant, owner=None, kind=BrokerKind.SCHWAB, api_key=CLIENT_ID).first()
+    app = app or schwab_app_for(tenant)
+    code = schwab_authorization_code(
+        adapter_for_app(app).authorization_url("test"), username="sandbox", password="sandbox", timeout=5
+    )
+    return schwab_market_data_connect(app=app, code=code)

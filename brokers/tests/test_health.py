@@ -206,7 +206,7 @@ class TestRateBudget:
         broker_call(connection, lambda adapter: adapter.account_numbers())
 
         budgets = {budget.bucket: budget for budget in health.connection_health(connection).rate_budget}
-        assert set(budgets) == {"requests", "orders", "orders-day", "token", "instruments"}
+        assert set(budgets) == {"requests", "orders", "orders-day", "token", "instruments", "quotes"}
         requests_left = budgets["requests"]
         assert (requests_left.left, requests_left.capacity, requests_left.per_seconds) == (
             10 - len(responses.calls),

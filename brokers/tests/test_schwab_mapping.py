@@ -265,3 +265,15 @@ def test_a_quote_without_a_last_price_is_left_out_as_an_unquoted_symbol(mocked, 
     quotes = schwab.quotes(["AAPL", "HALT"])
 
     assert set(quotes) == {"AAPL"} and quotes["AAPL"].last_price == Decimal("190.1200")
+
+
+def test_each_quote_call_spends_the_apps_quote_share_and_a_spent_one_asks_nothing(mocked, schwab, settings):
+    settings.THOR_SCHWAB_QUOTES_PER_MINUTE = 1
+    mocked.get(f"{API}/marketdata/v1/quotes", json={"AAPL": {"symbol": "AAPL", "quote": {"lastPrice": 190.12}}})
+    schwab.quotes(["AAPL"])
+
+    with pytest.raises(BrokerError) as spent:
+        schwab.quotes(["AAPL"], wait_for_budget=False)
+
+    assert spent.value.code == BrokerErrorCode.RATE_LIMITED
+    assert len(mocked.calls) == 1

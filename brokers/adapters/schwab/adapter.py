@@ -332,7 +332,14 @@ class SchwabAdapter(BrokerAdapter):
     # --- market data ------------------------------------------------------------------------
 
     def quotes(self, instruments: Iterable[str], *, wait_for_budget: bool = True) -> dict[str, Quote]:
-        """Quotes keyed by the reference as given ("NASDAQ:AAPL" or "AAPL"); unknown symbols are left out."""
+        """Quotes keyed by the reference as given ("NASDAQ:AAPL" or "AAPL"); unknown symbols are left out.
+
+        QUOTE_BATCH symbols a call: Schwab's spec gives `symbols` as a comma-separated list without a maximum,
+        the sandbox refuses more than this, and a call of this many stays well within a URL's length. Each call
+        spends a token of the app's quote share (THOR_SCHWAB_QUOTES_PER_MINUTE) as well as of its requests;
+        `wait_for_budget=False` waits for neither and retries nothing."""
+        if not wait_for_budget:
+            self._client.rate_wait, self._client.read_retries = 0.0, 0
         references = list(dict.fromkeys(instruments))
         by_symbol: dict[str, list[str]] = {}
         for reference in references:
@@ -341,6 +348,7 @@ class SchwabAdapter(BrokerAdapter):
         quotes = {}
         for start in range(0, len(symbols), QUOTE_BATCH):
             batch = symbols[start : start + QUOTE_BATCH]
+            self._client.spend("quotes", rate=settings.THOR_SCHWAB_QUOTES_PER_MINUTE, per=60)
             params = {"symbols": ",".join(batch), "fields": "quote"}
             data = self._client.json_call("GET", "/marketdata/v1/quotes", params=params)
             quotes.update(quotes_of(data, batch, by_symbol))

@@ -39,6 +39,7 @@ def rate_budgets(app_id: int) -> list[ratelimit.Budget]:
         ratelimit.Budget(f"schwab:{app_id}:orders-day", settings.THOR_SCHWAB_ORDERS_PER_DAY, 86400),
         ratelimit.Budget(f"schwab:{app_id}:token", settings.THOR_SCHWAB_TOKEN_REQUESTS_PER_MINUTE, 60),
         ratelimit.Budget(f"schwab:{app_id}:instruments", settings.THOR_SCHWAB_INSTRUMENT_SEARCHES_PER_MINUTE, 60),
+        ratelimit.Budget(f"schwab:{app_id}:quotes", settings.THOR_SCHWAB_QUOTES_PER_MINUTE, 60),
     ]
 
 
@@ -77,7 +78,7 @@ class SchwabClient:
             )
 
     def spend(self, bucket: str, *, rate: float, per: float) -> None:
-        """One token of one of the app's own shares of its requests (instrument searches), before the call
+        """One token of one of the app's own shares of its requests (instrument searches, quotes), before the call
         itself spends one of `requests`; raises RATE_LIMITED as the call would."""
         self._spend(bucket, rate=rate, per=per)
 
