@@ -1,5 +1,11 @@
 """The paper broker: fills against a price source, with cash and positions in the database.
 
+Where the quote carries the book's depth, an order fills from it (accounts.paper_depth): a market order across
+the levels as far as they go, a limit order at the levels within its limit once the book crosses it; the rest
+stays OPEN for later matching passes (an IOC order's is cancelled). Without depth an order fills whole at the
+last price (a market order plus slippage). What an account can afford is accounts.paper_buying_power; how a
+fill is applied, accounts.paper_fills.
+
 Every change to cash or positions happens with the TradingAccount row locked (`account_lock`), so
 concurrent orders on one account are applied one at a time and their checks see each other.
 """
@@ -10,14 +16,14 @@ from datetime import datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Exists, F, OuterRef, Sum
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from accounts.audit import account_event_record
 from accounts.market_data import instrument_get
 from accounts.models import IdempotentRequest, Order, PaperPosition, TradingAccount
+from accounts.paper_buying_power import RESTING_STATUSES, paper_buying_power
 from accounts.paper_depth import PassDepth
 from accounts.paper_fills import fill_apply, fill_charges_due, fill_cost, status_set
 from accounts.prices import MarketDataUnavailable, Prices, price_source
@@ -27,7 +33,6 @@ from thor.money import CENT, ROUNDING
 
 logger = logging.getLogger("accounts.paper")
 
-RESTING_STATUSES = (Order.Status.OPEN, Order.Status.TRIGGER_PENDING)
 BPS = Decimal("10000")
 # Orders that fill at the market once working: a market order, a stop-market once triggered.
 MARKET_TYPES = ("MARKET", "SL-M")
@@ -66,116 +71,6 @@ def market_fill_price(*, last_price: Decimal, side: str, exchange: str, symbol: 
     slippage = Decimal(str(settings.THOR_PAPER_SLIPPAGE_BPS)) / BPS
     factor = 1 + slippage if side == Order.Side.BUY else 1 - slippage
     return to_tick(last_price * factor, tick=instrument.tick_size, side=side)
-
-
-def margin_rate(*, tenant, product: str) -> Decimal:
-    """The share of a short's value held as margin for this product (tenant setting, else the default)."""
-    rates = tenant.paper_margin_rates or {}
-    return Decimal(str(rates.get(product, settings.THOR_PAPER_DEFAULT_MARGIN_RATE)))
-
-
-def _resting_orders(account: TradingAccount, *, exclude_order_id: int | None):
-    # A sliced order's parent only shows its children's aggregate: the children rest, reserve and fill.
-    return account.orders.filter(status__in=RESTING_STATUSES, children__isnull=True).exclude(pk=exclude_order_id)
-
-
-def _order_price(order) -> Decimal:
-    # A market order resting with part of it filled (the book had no more) is reserved at what it filled at so far.
-    return order.price or order.trigger_price or order.average_price or Decimal("0")
-
-
-def reserved_cash(*, account: TradingAccount, exclude_order_id: int | None = None) -> Decimal:
-    """Cash set aside for resting orders, for the part of each not filled yet: buys at their limit (or trigger)
-    price, and the margin of resting sells beyond the long position they would sell (they would open a short)."""
-    resting = list(_resting_orders(account, exclude_order_id=exclude_order_id))
-    reserved = sum(
-        (
-            (order.quantity - order.filled_quantity) * _order_price(order)
-            for order in resting
-            if order.side == Order.Side.BUY
-        ),
-        Decimal("0"),
-    )
-    held = {(p.exchange, p.symbol, p.product): p.quantity for p in account.paper_positions.all()}
-    sells = defaultdict(list)
-    for order in resting:
-        if order.side == Order.Side.SELL and order.product != "CNC":
-            sells[(order.exchange, order.symbol, order.product)].append(order)
-    for instrument, orders in sells.items():
-        unfilled = sum(order.quantity - order.filled_quantity for order in orders)
-        opening = max(unfilled - max(held.get(instrument, Decimal("0")), 0), 0)
-        price = max(_order_price(order) for order in orders)
-        reserved += opening * price * margin_rate(tenant=account.user.tenant, product=instrument[2])
-    return reserved.quantize(CENT, rounding=ROUNDING)
-
-
-def short_exposure(*, account: TradingAccount, marks) -> Decimal:
-    """What the open shorts tie up: buying them back at the mark, plus their margin.
-
-    A short sale's proceeds are in cash but are not buying power: they are owed back.
-    """
-    exposure = Decimal("0")
-    for position in account.paper_positions.filter(quantity__lt=0):
-        mark = marks.get((position.exchange, position.symbol)) or position.average_price
-        rate = margin_rate(tenant=account.user.tenant, product=position.product)
-        exposure += -position.quantity * mark * (1 + rate)
-    return exposure.quantize(CENT, rounding=ROUNDING)
-
-
-def paper_buying_power(*, account: TradingAccount, marks, exclude_order_id: int | None = None) -> Decimal:
-    """Cash less what resting orders reserve and what open shorts tie up (marked at `marks`)."""
-    return (
-        account.cash
-        - reserved_cash(account=account, exclude_order_id=exclude_order_id)
-        - short_exposure(account=account, marks=marks)
-    )
-
-
-def _reserved_sell_quantity(*, account: TradingAccount, exchange: str, symbol: str, product: str, exclude_order_id):
-    resting = _resting_orders(account, exclude_order_id=exclude_order_id).filter(
-        side=Order.Side.SELL, exchange=exchange, symbol=symbol, product=product
-    )
-    return resting.aggregate(total=Sum(F("quantity") - F("filled_quantity")))["total"] or Decimal("0")
-
-
-def _position_quantity(*, account, exchange, symbol, product) -> Decimal:
-    position = account.paper_positions.filter(exchange=exchange, symbol=symbol, product=product).first()
-    return position.quantity if position else Decimal("0")
-
-
-def paper_buying_power_check(*, account: TradingAccount, request, price: Decimal, marks, replacing=None) -> None:
-    """Raise a per-field ValidationError when the locked account cannot afford the order at `price`, the
-    price it can fill at. A buy needs its cost (beyond the short it covers); a sell that opens a short
-    needs the short's margin. `replacing` is the order a modify changes: its own reservation is freed."""
-    exclude = replacing.pk if replacing else None
-    # A modified order that has partly filled needs room for its rest only.
-    quantity = request.quantity - (replacing.filled_quantity if replacing else Decimal("0"))
-    held = _position_quantity(
-        account=account, exchange=request.exchange, symbol=request.symbol, product=request.product
-    )
-    selling_already = _reserved_sell_quantity(
-        account=account,
-        exchange=request.exchange,
-        symbol=request.symbol,
-        product=request.product,
-        exclude_order_id=exclude,
-    )
-    if request.side == Order.Side.SELL and request.product == "CNC":
-        sellable = held - selling_already
-        if quantity > sellable:
-            raise ValidationError(
-                {"quantity": [f"Cannot sell {quantity} {request.symbol} (CNC): {max(sellable, 0)} held."]}
-            )
-        return
-    if request.side == Order.Side.BUY:
-        needed = max(quantity - max(-held, Decimal("0")), Decimal("0")) * price
-    else:
-        opening = max(quantity - max(held - selling_already, Decimal("0")), Decimal("0"))
-        needed = opening * price * margin_rate(tenant=account.user.tenant, product=request.product)
-    needed = needed.quantize(CENT, rounding=ROUNDING)
-    available = paper_buying_power(account=account, marks=marks, exclude_order_id=exclude)
-    if needed > available:
-        raise ValidationError({"quantity": [f"Insufficient buying power: needs {needed}, available {available}."]})
 
 
 def _unfilled(order: Order) -> Decimal:
@@ -352,8 +247,8 @@ def session_end_for(*, order: Order) -> datetime:
 def paper_orders_match(*, account_id: int | None = None, now: datetime | None = None) -> int:
     """Expire DAY orders past their session and fill resting orders the price has crossed.
 
-    Every paper account, or only `account_id`. Returns how many orders changed state. Prices are
-    read before any lock is taken.
+    Every paper account, or only `account_id`. Returns how many orders changed state or filled further. Prices
+    are read before any lock is taken.
     """
     now = now or timezone.now()
     resting = Order.objects.filter(
@@ -383,14 +278,14 @@ def paper_orders_match(*, account_id: int | None = None, now: datetime | None = 
             for order in account.orders.filter(
                 pk__in=order_ids, status__in=RESTING_STATUSES, children__isnull=True
             ).order_by("id"):
-                status_before = order.status
+                before = (order.status, order.filled_quantity)
                 if order.validity == "DAY" and now >= session_end_for(order=order):
                     _set_status(order=order, status=Order.Status.EXPIRED, message="Session ended.", kind="expired")
                 elif (order.exchange, order.symbol) in prices:
                     _advance(
                         account=account, order=order, last_price=prices[(order.exchange, order.symbol)], depth=depth
                     )
-                changed += order.status != status_before
+                changed += (order.status, order.filled_quantity) != before
     return changed
 
 

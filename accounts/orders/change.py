@@ -103,7 +103,11 @@ def order_modify(
         if request.quantity <= order.filled_quantity:
             # Part of it has filled already (paper from the book's depth, or at the broker): only the rest can change.
             raise ValidationError(
-                {"quantity": [f"{quantity_text(order.filled_quantity)} have filled: the quantity must be more than that."]}
+                {
+                    "quantity": [
+                        f"{quantity_text(order.filled_quantity)} have filled: the quantity must be more than that."
+                    ]
+                }
             )
         instrument = order_request_check(request=request)
         price_band_check(account=locked, request=request, instrument=instrument, quote=band)

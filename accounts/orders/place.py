@@ -26,7 +26,8 @@ from accounts.checks import (
 )
 from accounts.models import Order, TradingAccount
 from accounts.orders.idempotency import placed_order_for_key, request_record
-from accounts.paper import account_lock, paper_buying_power_check, paper_order_submit
+from accounts.paper import account_lock, paper_order_submit
+from accounts.paper_buying_power import paper_buying_power_check
 from accounts.paper_depth import PassDepth
 from accounts.price_bands import band_quote, price_band_check
 from accounts.prices import MarketDataUnavailable, price_source

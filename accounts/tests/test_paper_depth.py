@@ -20,7 +20,8 @@ import requests
 import responses
 
 from accounts.models import Order, OrderEvent, TradingAccount
-from accounts.paper import paper_orders_match, reserved_cash
+from accounts.paper import paper_orders_match
+from accounts.paper_buying_power import reserved_cash
 from accounts.paper_depth import Book
 from accounts.streams import ORDER_UPDATE, POSITION_UPDATE, stream_messages_since
 from accounts.tests.conftest import place

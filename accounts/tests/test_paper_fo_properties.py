@@ -147,8 +147,8 @@ def fill_flows(account: TradingAccount, *, after_id: int, marks: dict) -> D:
     """What the fills recorded after audit row `after_id` moved cash plus positions at `marks`, before charges:
     each fill's value at its mark less what it cost (cash moves by the value rounded to the cent)."""
     moved = D("0")
-    for event in OrderEvent.objects.filter(order__account=account, kind="filled", pk__gt=after_id):
-        fill, order = event.broker_response["fill"], event.order
+    for row in OrderEvent.objects.filter(order__account=account, kind="filled", pk__gt=after_id):
+        fill, order = row.broker_response["fill"], row.order
         quantity, price = D(fill["quantity"]), D(fill["price"])
         sign = 1 if order.side == "BUY" else -1
         moved += sign * (quantity * marks[(order.exchange, order.symbol)] - (quantity * price).quantize(D("0.01")))
