@@ -25,6 +25,7 @@ from accounts.paper_buying_power import reserved_cash
 from accounts.paper_depth import Book
 from accounts.streams import ORDER_UPDATE, POSITION_UPDATE, stream_messages_since
 from accounts.tests.conftest import place
+from brokers.adapters.types import DepthLevel
 from market.quotes import FRESH_SECONDS
 from market.tests.fixtures import NIFTY_FUTURE, NIFTY_LOT, NIFTY_OPTION
 
@@ -42,6 +43,10 @@ def account(alice):
 
 def fills(order_id: int) -> list[OrderEvent]:
     return list(OrderEvent.objects.filter(order_id=order_id, kind="filled").order_by("id"))
+
+
+def _level(price: str, quantity: int) -> DepthLevel:
+    return DepthLevel(D(price), quantity)
 
 
 def booked(last_price, *, asks=(), bids=()) -> dict:
@@ -222,6 +227,23 @@ class TestHandMadeBooks:
         assert order.charges == D(whole["charges"])
         assert sum(D(fill.broker_response["charges"]["total"]) for fill in fills(order.pk)) == order.charges
 
+    def test_a_triggered_stop_market_order_works_at_the_market_until_it_has_filled(
+        self, alice_client, account, fixed_prices
+    ):
+        order_id = place(alice_client, quantity=100, order_type="SL-M", trigger_price="1510.00").json()["id"]
+        fixed_prices["NSE:INFY"] = booked("1510.00", asks=[("1510.05", 30)])
+        paper_orders_match()
+        order = Order.objects.get(pk=order_id)
+        assert (order.status, order.filled_quantity, order.average_price) == ("OPEN", 30, D("1510.05"))
+
+        # Back below the trigger: triggered once, it goes on filling at the market.
+        fixed_prices["NSE:INFY"] = booked("1505.00", asks=[("1505.05", 500)])
+        paper_orders_match()
+
+        order = Order.objects.get(pk=order_id)
+        assert (order.status, order.filled_quantity) == ("COMPLETE", 100)
+        assert order.average_price == (30 * D("1510.05") + 70 * D("1505.05")) / 100
+
     def test_a_partly_filled_order_changes_only_above_what_has_filled(self, alice_client, account, fixed_prices):
         fixed_prices["NSE:INFY"] = booked("1500.00", asks=[("1500.00", 60)])
         order_id = place(alice_client, quantity=100, order_type="LIMIT", price="1500.00").json()["id"]
@@ -300,9 +322,3 @@ class TestHostileBooks:
             body = place(alice_client, quantity=100).json()
 
         assert (body["status"], body["filled_quantity"], body["average_price"]) == ("OPEN", 40, "1500.2500")
-
-
-def _level(price, quantity):
-    from brokers.adapters.types import DepthLevel
-
-    return DepthLevel(D(price), quantity)
