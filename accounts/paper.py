@@ -1,5 +1,11 @@
 """The paper broker: fills against a price source, with cash and positions in the database.
 
+Where the quote carries the book's depth, an order fills from it (accounts.paper_depth): a market order across
+the levels as far as they go, a limit order at the levels within its limit once the book crosses it; the rest
+stays OPEN for later matching passes (an IOC order's is cancelled). Without depth an order fills whole at the
+last price (a market order plus slippage). What an account can afford is accounts.paper_buying_power; how a
+fill is applied, accounts.paper_fills.
+
 Every change to cash or positions happens with the TradingAccount row locked (`account_lock`), so
 concurrent orders on one account are applied one at a time and their checks see each other.
 """
@@ -10,24 +16,28 @@ from datetime import datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Exists, OuterRef, Sum
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from accounts.audit import account_event_record
 from accounts.market_data import instrument_get
 from accounts.models import IdempotentRequest, Order, PaperPosition, TradingAccount
-from accounts.paper_fills import fill_apply, fill_cost, order_charges, status_set
-from accounts.prices import MarketDataUnavailable, price_source
+from accounts.paper_buying_power import RESTING_STATUSES, paper_buying_power
+from accounts.paper_depth import PassDepth
+from accounts.paper_fills import fill_apply, fill_charges_due, fill_cost, status_set
+from accounts.prices import MarketDataUnavailable, Prices, price_source
 from accounts.slicing import parent_aggregate
 from identity.models import Tenant
 from thor.money import CENT, ROUNDING
 
 logger = logging.getLogger("accounts.paper")
 
-RESTING_STATUSES = (Order.Status.OPEN, Order.Status.TRIGGER_PENDING)
 BPS = Decimal("10000")
+# Orders that fill at the market once working: a market order, a stop-market once triggered.
+MARKET_TYPES = ("MARKET", "SL-M")
+# Kept in a paper order's `raw` (its paper broker's last word): the quote it last filled from.
+BOOK_AS_OF = "book_as_of"
 
 
 def account_lock(*, account_id: int, idempotency_key: str | None = None) -> TradingAccount:
@@ -63,172 +73,155 @@ def market_fill_price(*, last_price: Decimal, side: str, exchange: str, symbol: 
     return to_tick(last_price * factor, tick=instrument.tick_size, side=side)
 
 
-def margin_rate(*, tenant, product: str) -> Decimal:
-    """The share of a short's value held as margin for this product (tenant setting, else the default)."""
-    rates = tenant.paper_margin_rates or {}
-    return Decimal(str(rates.get(product, settings.THOR_PAPER_DEFAULT_MARGIN_RATE)))
+def _unfilled(order: Order) -> Decimal:
+    return order.quantity - order.filled_quantity
 
 
-def _resting_orders(account: TradingAccount, *, exclude_order_id: int | None):
-    # A sliced order's parent only shows its children's aggregate: the children rest, reserve and fill.
-    return account.orders.filter(status__in=RESTING_STATUSES, children__isnull=True).exclude(pk=exclude_order_id)
-
-
-def _order_price(order) -> Decimal:
-    return order.price or order.trigger_price or Decimal("0")
-
-
-def reserved_cash(*, account: TradingAccount, exclude_order_id: int | None = None) -> Decimal:
-    """Cash set aside for resting orders: buys at their limit (or trigger) price, and the margin of resting
-    sells beyond the long position they would sell (they would open a short)."""
-    resting = list(_resting_orders(account, exclude_order_id=exclude_order_id))
-    reserved = sum(
-        (order.quantity * _order_price(order) for order in resting if order.side == Order.Side.BUY), Decimal("0")
-    )
-    held = {(p.exchange, p.symbol, p.product): p.quantity for p in account.paper_positions.all()}
-    sells = defaultdict(list)
-    for order in resting:
-        if order.side == Order.Side.SELL and order.product != "CNC":
-            sells[(order.exchange, order.symbol, order.product)].append(order)
-    for instrument, orders in sells.items():
-        opening = max(sum(order.quantity for order in orders) - max(held.get(instrument, Decimal("0")), 0), 0)
-        price = max(_order_price(order) for order in orders)
-        reserved += opening * price * margin_rate(tenant=account.user.tenant, product=instrument[2])
-    return reserved.quantize(CENT, rounding=ROUNDING)
-
-
-def short_exposure(*, account: TradingAccount, marks) -> Decimal:
-    """What the open shorts tie up: buying them back at the mark, plus their margin.
-
-    A short sale's proceeds are in cash but are not buying power: they are owed back.
-    """
-    exposure = Decimal("0")
-    for position in account.paper_positions.filter(quantity__lt=0):
-        mark = marks.get((position.exchange, position.symbol)) or position.average_price
-        rate = margin_rate(tenant=account.user.tenant, product=position.product)
-        exposure += -position.quantity * mark * (1 + rate)
-    return exposure.quantize(CENT, rounding=ROUNDING)
-
-
-def paper_buying_power(*, account: TradingAccount, marks, exclude_order_id: int | None = None) -> Decimal:
-    """Cash less what resting orders reserve and what open shorts tie up (marked at `marks`)."""
-    return (
-        account.cash
-        - reserved_cash(account=account, exclude_order_id=exclude_order_id)
-        - short_exposure(account=account, marks=marks)
-    )
-
-
-def _reserved_sell_quantity(*, account: TradingAccount, exchange: str, symbol: str, product: str, exclude_order_id):
-    resting = _resting_orders(account, exclude_order_id=exclude_order_id).filter(
-        side=Order.Side.SELL, exchange=exchange, symbol=symbol, product=product
-    )
-    return resting.aggregate(total=Sum("quantity"))["total"] or Decimal("0")
-
-
-def _position_quantity(*, account, exchange, symbol, product) -> Decimal:
-    position = account.paper_positions.filter(exchange=exchange, symbol=symbol, product=product).first()
-    return position.quantity if position else Decimal("0")
-
-
-def paper_buying_power_check(*, account: TradingAccount, request, price: Decimal, marks, replacing=None) -> None:
-    """Raise a per-field ValidationError when the locked account cannot afford the order at `price`, the
-    price it can fill at. A buy needs its cost (beyond the short it covers); a sell that opens a short
-    needs the short's margin. `replacing` is the order a modify changes: its own reservation is freed."""
-    exclude = replacing.pk if replacing else None
-    held = _position_quantity(
-        account=account, exchange=request.exchange, symbol=request.symbol, product=request.product
-    )
-    selling_already = _reserved_sell_quantity(
-        account=account,
-        exchange=request.exchange,
-        symbol=request.symbol,
-        product=request.product,
-        exclude_order_id=exclude,
-    )
-    if request.side == Order.Side.SELL and request.product == "CNC":
-        sellable = held - selling_already
-        if request.quantity > sellable:
-            raise ValidationError(
-                {"quantity": [f"Cannot sell {request.quantity} {request.symbol} (CNC): {max(sellable, 0)} held."]}
-            )
-        return
-    if request.side == Order.Side.BUY:
-        needed = max(request.quantity - max(-held, Decimal("0")), Decimal("0")) * price
-    else:
-        opening = max(request.quantity - max(held - selling_already, Decimal("0")), Decimal("0"))
-        needed = opening * price * margin_rate(tenant=account.user.tenant, product=request.product)
-    needed = needed.quantize(CENT, rounding=ROUNDING)
-    available = paper_buying_power(account=account, marks=marks, exclude_order_id=exclude)
-    if needed > available:
-        raise ValidationError({"quantity": [f"Insufficient buying power: needs {needed}, available {available}."]})
-
-
-def _fill(*, account: TradingAccount, order: Order, price: Decimal, actor=None) -> None:
+def _fill(
+    *, account: TradingAccount, order: Order, quantity: Decimal, price: Decimal, actor=None, details=None
+) -> bool:
+    """Fill `quantity` more of the order at `price`, if the account can pay for it; False when it was refused
+    (an order with nothing filled yet is REJECTED, one partly filled has its rest CANCELLED)."""
     position, _ = PaperPosition.objects.get_or_create(
         account=account, exchange=order.exchange, symbol=order.symbol, product=order.product
     )
-    charges = order_charges(account=account, order=order, price=price)
+    charges = fill_charges_due(account=account, order=order, quantity=quantity, price=price)
     if order.side == Order.Side.BUY:
         # Short proceeds sit in cash but are owed back: a buy is paid from buying power (beyond what it covers),
-        # its charges as well.
-        opening = max(order.quantity - max(-position.quantity, Decimal("0")), Decimal("0"))
+        # its charges as well. The order's own reservation is freed for it.
+        opening = max(quantity - max(-position.quantity, Decimal("0")), Decimal("0"))
         needed = (opening * price).quantize(CENT, rounding=ROUNDING) + charges.total
         available = paper_buying_power(
             account=account, marks={(order.exchange, order.symbol): price}, exclude_order_id=order.pk
         )
-        if needed > available or fill_cost(order=order, price=price) + charges.total > account.cash:
-            _reject(
+        if needed > available or fill_cost(quantity=quantity, price=price) + charges.total > account.cash:
+            _refuse(
                 order=order, message=f"Insufficient funds at fill: needs {needed}, available {available}.", actor=actor
             )
-            return
-    if order.side == Order.Side.SELL and order.product == "CNC" and position.quantity < order.quantity:
-        _reject(order=order, message=f"Insufficient CNC position at fill: {position.quantity} held.", actor=actor)
-        return
-    fill_apply(account=account, order=order, position=position, price=price, charges=charges, actor=actor)
+            return False
+    if order.side == Order.Side.SELL and order.product == "CNC" and position.quantity < quantity:
+        _refuse(order=order, message=f"Insufficient CNC position at fill: {position.quantity} held.", actor=actor)
+        return False
+    fill_apply(
+        account=account,
+        order=order,
+        position=position,
+        price=price,
+        charges=charges,
+        quantity=quantity,
+        actor=actor,
+        details=details,
+    )
+    return True
 
 
 def _reject(*, order: Order, message: str, actor=None) -> None:
     _set_status(order=order, status=Order.Status.REJECTED, message=message, kind="rejected", actor=actor)
 
 
+def _refuse(*, order: Order, message: str, actor=None) -> None:
+    """A fill the account cannot take: nothing filled yet, the order is rejected; partly filled, its rest is
+    cancelled (Kite's word for an order that ended with part of it unfilled; the fills stay)."""
+    if not order.filled_quantity:
+        _reject(order=order, message=message, actor=actor)
+        return
+    _set_status(
+        order=order, status=Order.Status.CANCELLED, message=f"Rest cancelled: {message}", kind="cancelled", actor=actor
+    )
+
+
 _set_status = status_set
 
 
-def _advance(*, account: TradingAccount, order: Order, last_price: Decimal, actor=None) -> None:
-    """Move a resting order along at `last_price`: trigger it, fill it, or leave it."""
+def _book_fill(*, account: TradingAccount, order: Order, depth: PassDepth, limit: Decimal | None, actor) -> bool:
+    """Fill what the quote's book gives the order (within `limit`, if any) at the levels' average, on the tick
+    against the trader; False when there is no book to fill from (the caller fills at the last price).
+
+    A quote fills an order once: a later pass fills its rest only from a newer quote."""
+    book = depth.book(exchange=order.exchange, symbol=order.symbol, side=order.side)
+    if book is None:
+        return False
+    as_of = depth.quote_as_of(exchange=order.exchange, symbol=order.symbol)
+    if as_of is not None and order.raw.get(BOOK_AS_OF) == as_of.isoformat():
+        return True
+    instrument = instrument_get(exchange=order.exchange, symbol=order.symbol)
+    take = book.peek(quantity=_unfilled(order), lot=instrument.lot_size, limit=limit)
+    if take is None:
+        return True
+    price = to_tick(take.price, tick=instrument.tick_size, side=order.side)
+    if limit is not None:
+        # Levels off the tick grid (a hostile quote) never round a fill past its limit.
+        price = min(price, limit) if order.side == Order.Side.BUY else max(price, limit)
+    if as_of is not None:
+        order.raw = {**order.raw, BOOK_AS_OF: as_of.isoformat()}
+    levels = [{"price": str(level_price), "quantity": str(taken)} for level_price, taken in take.levels]
+    if _fill(account=account, order=order, quantity=take.quantity, price=price, actor=actor, details={"depth": levels}):
+        book.take(take)
+    return True
+
+
+def _market_fill(*, account: TradingAccount, order: Order, last_price: Decimal, depth: PassDepth, actor) -> None:
+    """A market order (or a triggered stop-market) fills across the book's levels; without a book, all of it at
+    the last price plus slippage."""
+    if _book_fill(account=account, order=order, depth=depth, limit=None, actor=actor):
+        return
+    price = market_fill_price(last_price=last_price, side=order.side, exchange=order.exchange, symbol=order.symbol)
+    _fill(account=account, order=order, quantity=_unfilled(order), price=price, actor=actor)
+
+
+def _advance(
+    *, account: TradingAccount, order: Order, last_price: Decimal, depth: PassDepth | None = None, actor=None
+) -> None:
+    """Move a resting order along at `last_price` and its quote's book: trigger it, fill it, or leave it."""
+    depth = depth or PassDepth(None)
     if order.status == Order.Status.TRIGGER_PENDING:
         rising = order.side == Order.Side.BUY
         if (last_price < order.trigger_price) if rising else (last_price > order.trigger_price):
             return
-        if order.order_type == "SL-M":
-            price = market_fill_price(
-                last_price=last_price, side=order.side, exchange=order.exchange, symbol=order.symbol
-            )
-            _fill(account=account, order=order, price=price, actor=actor)
-            return
-        _set_status(order=order, status=Order.Status.OPEN, kind="triggered", actor=actor)
+        if order.order_type != "SL-M":
+            _set_status(order=order, status=Order.Status.OPEN, kind="triggered", actor=actor)
+    if order.order_type in MARKET_TYPES:
+        _market_fill(account=account, order=order, last_price=last_price, depth=depth, actor=actor)
+        if order.status == Order.Status.TRIGGER_PENDING:
+            # Triggered, but the book had nothing for it yet: it works at the market from now on.
+            _set_status(order=order, status=Order.Status.OPEN, kind="triggered", actor=actor)
+        return
+    if _book_fill(account=account, order=order, depth=depth, limit=order.price, actor=actor):
+        return
     crosses = last_price <= order.price if order.side == Order.Side.BUY else last_price >= order.price
     if crosses:
-        _fill(account=account, order=order, price=last_price, actor=actor)
+        _fill(account=account, order=order, quantity=_unfilled(order), price=last_price, actor=actor)
 
 
-def paper_order_submit(*, account: TradingAccount, order: Order, last_price: Decimal | None, actor=None) -> None:
-    """A new (or modified) order on the locked account: fill it now or let it rest."""
+def paper_order_submit(
+    *,
+    account: TradingAccount,
+    order: Order,
+    last_price: Decimal | None,
+    depth: PassDepth | None = None,
+    actor=None,
+) -> None:
+    """A new (or modified) order on the locked account: fill it now (as far as the book goes) or let it rest.
+
+    `depth`: the books of this placement's quotes (shared by its slices, a batch's legs)."""
+    depth = depth or PassDepth(None)
     if order.order_type == "MARKET":
         if last_price is None:
             _reject(order=order, message="No market price available.", actor=actor)
             return
-        price = market_fill_price(last_price=last_price, side=order.side, exchange=order.exchange, symbol=order.symbol)
-        _fill(account=account, order=order, price=price, actor=actor)
-        return
-    resting_status = Order.Status.TRIGGER_PENDING if order.order_type in ("SL", "SL-M") else Order.Status.OPEN
-    if order.status != resting_status:
-        _set_status(order=order, status=resting_status, kind="accepted", actor=actor)
-    if last_price is not None:
-        _advance(account=account, order=order, last_price=last_price, actor=actor)
+        _market_fill(account=account, order=order, last_price=last_price, depth=depth, actor=actor)
+    else:
+        resting_status = Order.Status.TRIGGER_PENDING if order.order_type in ("SL", "SL-M") else Order.Status.OPEN
+        if order.status != resting_status:
+            _set_status(order=order, status=resting_status, kind="accepted", actor=actor)
+        if last_price is not None:
+            _advance(account=account, order=order, last_price=last_price, depth=depth, actor=actor)
+    if order.status == Order.Status.PENDING:
+        # A market order the book had not one lot for: it rests, as an exchange keeps it, for the next quotes.
+        _set_status(order=order, status=Order.Status.OPEN, kind="accepted", actor=actor)
     if order.validity == "IOC" and order.status in RESTING_STATUSES:
-        _set_status(order=order, status=Order.Status.CANCELLED, message="IOC order not filled.", kind="expired")
+        message = "IOC order not filled." if not order.filled_quantity else "IOC order: the rest not filled."
+        _set_status(order=order, status=Order.Status.CANCELLED, message=message, kind="expired")
 
 
 def paper_order_cancel(*, order: Order, actor=None) -> None:
@@ -254,8 +247,8 @@ def session_end_for(*, order: Order) -> datetime:
 def paper_orders_match(*, account_id: int | None = None, now: datetime | None = None) -> int:
     """Expire DAY orders past their session and fill resting orders the price has crossed.
 
-    Every paper account, or only `account_id`. Returns how many orders changed state. Prices are
-    read before any lock is taken.
+    Every paper account, or only `account_id`. Returns how many orders changed state or filled further. Prices
+    are read before any lock is taken.
     """
     now = now or timezone.now()
     resting = Order.objects.filter(
@@ -280,24 +273,28 @@ def paper_orders_match(*, account_id: int | None = None, now: datetime | None = 
         with transaction.atomic():
             account = account_lock(account_id=resting_account_id)
             prices = prices_by_tenant[account.user.tenant_id]
+            # The account's orders on one instrument share its book: a level one fills is gone for the next.
+            depth = PassDepth(prices)
             for order in account.orders.filter(
                 pk__in=order_ids, status__in=RESTING_STATUSES, children__isnull=True
             ).order_by("id"):
-                status_before = order.status
+                before = (order.status, order.filled_quantity)
                 if order.validity == "DAY" and now >= session_end_for(order=order):
                     _set_status(order=order, status=Order.Status.EXPIRED, message="Session ended.", kind="expired")
                 elif (order.exchange, order.symbol) in prices:
-                    _advance(account=account, order=order, last_price=prices[(order.exchange, order.symbol)])
-                changed += order.status != status_before
+                    _advance(
+                        account=account, order=order, last_price=prices[(order.exchange, order.symbol)], depth=depth
+                    )
+                changed += (order.status, order.filled_quantity) != before
     return changed
 
 
-def _tenant_prices(*, tenant, instruments) -> dict[tuple[str, str], Decimal]:
+def _tenant_prices(*, tenant, instruments) -> Prices:
     try:
         return price_source(tenant=tenant).prices(instruments).fresh()
     except MarketDataUnavailable:
         # Expiry needs no price; fills wait until the source answers again.
-        return {}
+        return Prices()
 
 
 @transaction.atomic

@@ -39,8 +39,11 @@ def position_apply(position: PaperPosition, *, side: str, quantity: Decimal, pri
     position.quantity = held + signed
 
 
-def order_charges(*, account: TradingAccount, order: Order, price: Decimal, exercise: bool = False) -> Charges:
-    """What filling the whole order at `price` costs on this account (accounts.charges)."""
+def order_charges(
+    *, account: TradingAccount, order: Order, price: Decimal, quantity: Decimal | None = None, exercise: bool = False
+) -> Charges:
+    """What `quantity` of the order (the whole order when None) at `price` costs on this account as one executed
+    order (accounts.charges)."""
     instrument = instrument_get(exchange=order.exchange, symbol=order.symbol)
     return fill_charges(
         tenant=account.user.tenant,
@@ -49,14 +52,46 @@ def order_charges(*, account: TradingAccount, order: Order, price: Decimal, exer
         product=order.product,
         instrument_type=instrument.instrument_type if instrument else "",
         side=order.side,
-        quantity=order.quantity,
+        quantity=order.quantity if quantity is None else quantity,
         price=price,
         exercise=exercise,
     )
 
 
-def fill_cost(*, order: Order, price: Decimal) -> Decimal:
-    return (order.quantity * price).quantize(CENT, rounding=ROUNDING)
+def average_after(order: Order, *, quantity: Decimal, price: Decimal) -> Decimal:
+    """The order's average price once `quantity` more fills at `price`."""
+    filled = order.filled_quantity
+    if not filled or order.average_price is None:
+        return price
+    return ((filled * order.average_price + quantity * price) / (filled + quantity)).quantize(AVERAGE_STEP)
+
+
+def fill_charges_due(*, account: TradingAccount, order: Order, quantity: Decimal, price: Decimal) -> Charges:
+    """What a fill of `quantity` at `price` adds to the order's charges.
+
+    An order's fills together are one executed order, as a broker charges them (a flat brokerage is paid once,
+    a cap applies to the whole): what the fills so far and this one cost together, less what the fills so far
+    cost, component by component (never below zero: the averages are kept to 4 decimals)."""
+    if not order.filled_quantity or order.average_price is None:
+        return order_charges(account=account, order=order, price=price, quantity=quantity)
+    together = order_charges(
+        account=account,
+        order=order,
+        quantity=order.filled_quantity + quantity,
+        price=average_after(order, quantity=quantity, price=price),
+    )
+    so_far = order_charges(account=account, order=order, quantity=order.filled_quantity, price=order.average_price)
+    return Charges(
+        currency=together.currency,
+        components={
+            name: max(amount - so_far.components.get(name, Decimal("0")), Decimal("0.00"))
+            for name, amount in together.components.items()
+        },
+    )
+
+
+def fill_cost(*, quantity: Decimal, price: Decimal) -> Decimal:
+    return (quantity * price).quantize(CENT, rounding=ROUNDING)
 
 
 def fill_apply(
@@ -66,26 +101,36 @@ def fill_apply(
     position: PaperPosition,
     price: Decimal,
     charges: Charges,
+    quantity: Decimal | None = None,
     kind: str = "filled",
     message: str = "",
     actor=None,
+    details: dict | None = None,
 ) -> None:
-    """Fill the whole order at `price` on the locked account: the position moves, cash moves by the fill's value
-    and is debited its charges, and the order is COMPLETE with its charges (the audit row lists them)."""
+    """Fill `quantity` of the order (all that is left of it when None) at `price` on the locked account: the
+    position moves, cash moves by the fill's value and is debited `charges` (what this fill adds), and the order
+    is COMPLETE once all of it has filled, else OPEN with its filled quantity, average price and charges so far.
+    Each fill is its own audit row, listing its quantity, price and charges (and `details`: the levels taken)."""
+    quantity = order.quantity - order.filled_quantity if quantity is None else quantity
     before = order_state(order)
-    position_apply(position, side=order.side, quantity=order.quantity, price=price)
+    position_apply(position, side=order.side, quantity=quantity, price=price)
     position.save()
-    cost = fill_cost(order=order, price=price)
+    cost = fill_cost(quantity=quantity, price=price)
     account.cash += (-cost if order.side == Order.Side.BUY else cost) - charges.total
     account.save(update_fields=["cash", "updated_at"])
-    order.status = Order.Status.COMPLETE
-    order.filled_quantity = order.quantity
-    order.average_price = price
-    order.charges = charges.total
+    order.average_price = average_after(order, quantity=quantity, price=price)
+    order.filled_quantity += quantity
+    order.status = Order.Status.COMPLETE if order.filled_quantity >= order.quantity else Order.Status.OPEN
+    order.charges = (order.charges or Decimal("0.00")) + charges.total
     order.status_message = message
     order.save()
+    fill = {"quantity": str(quantity), "price": str(price), **(details or {})}
     order_event_record(
-        order=order, kind=kind, before=before, actor=actor, broker_response={"charges": charges.as_dict()}
+        order=order,
+        kind=kind,
+        before=before,
+        actor=actor,
+        broker_response={"charges": charges.as_dict(), "fill": fill},
     )
     parent_update(order=order, actor=actor)
 

@@ -23,7 +23,7 @@ from decimal import Decimal
 
 from accounts import presenters, selectors
 from accounts.models import PaperPosition, TradingAccount
-from accounts.paper import margin_rate, reserved_cash
+from accounts.paper_buying_power import margin_rate, reserved_cash
 from market.selectors import instrument_token
 from thor.errors import ApplicationError
 from thor.fields import timestamp_text
@@ -91,7 +91,7 @@ def book_tick(book: Book, token: int, price: Decimal) -> set[Instrument]:
 
 
 def short_exposure_at(book: Book) -> Decimal:
-    """What the open shorts tie up at the book's marks: accounts.paper.short_exposure's sum, without its read."""
+    """What the open shorts tie up at the book's marks: accounts.paper_buying_power.short_exposure's sum, without its read."""
     exposure = Decimal("0")
     for position in book.positions:
         if position.quantity < 0:

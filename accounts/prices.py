@@ -2,7 +2,8 @@
 
 `kite`: the market's quote service through the tenant's market-data connections (its session on its shared Kite
 app for Indian instruments, its login on its shared Schwab app for US ones: the brokers in production, the
-broker sandbox in development, the same code); `fixed`: a table (tests).
+broker sandbox in development, the same code); `fixed`: a table (tests), with a book where an entry
+gives one.
 Every price carries the time it was quoted (`Prices`): a reader that shows it says `stale`, never `live`, once
 it is older than THOR_LIVE_FRESH_SECONDS.
 """
@@ -18,6 +19,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from accounts.models import Order, PaperPosition, TradingAccount
+from brokers.adapters.types import DepthLevel
 from market.quotes import MarketDataUnavailable, MarketQuote, instrument_name, quote_service
 
 __all__ = ["MarketDataUnavailable", "PriceSource", "Prices", "Quoted", "price_source"]
@@ -99,14 +101,43 @@ class PriceSource(Protocol):
 
 
 class FixedPriceSource:
-    """Prices from a table `{"NSE:INFY": "1500.00"}` (settings `THOR_PAPER_FIXED_PRICES`): always fresh."""
+    """Prices from a table `{"NSE:INFY": "1500.00"}` (settings `THOR_PAPER_FIXED_PRICES`): always fresh, quoted
+    anew at each read. An entry may carry a book as well, `{"last_price": "1500.00", "bids": [["1499.95", 40],
+    ...], "asks": [["1500.05", 25], ...]}` (price, quantity; best first), handed out as the quote's depth."""
 
     def __init__(self, table: Mapping[str, object]):
-        self.table = {tuple(key.split(":", 1)): Decimal(str(price)) for key, price in table.items()}
+        self.table = {tuple(key.split(":", 1)): entry for key, entry in table.items()}
 
     def prices(self, instruments) -> Prices:
-        wanted = {instrument: self.table[instrument] for instrument in instruments if instrument in self.table}
-        return Prices.at(wanted, timezone.now())
+        now = timezone.now()
+        return Prices(
+            {
+                instrument: _fixed_quoted(instrument, self.table[instrument], now)
+                for instrument in instruments
+                if instrument in self.table
+            }
+        )
+
+
+def _fixed_quoted(instrument: Instrument, entry: object, as_of: datetime) -> Quoted:
+    if not isinstance(entry, Mapping):
+        return Quoted(Decimal(str(entry)), as_of)
+    exchange, symbol = instrument
+    price = Decimal(str(entry["last_price"]))
+
+    def levels(side: str) -> tuple[DepthLevel, ...]:
+        return tuple(DepthLevel(Decimal(str(level[0])), int(level[1])) for level in entry.get(side) or ())
+
+    quote = MarketQuote(
+        exchange=exchange,
+        symbol=symbol,
+        last_price=price,
+        as_of=as_of,
+        source="live",
+        bids=levels("bids"),
+        asks=levels("asks"),
+    )
+    return Quoted(price, as_of, quote)
 
 
 class MarketPriceSource:

@@ -15,7 +15,7 @@ from django.utils import timezone
 from accounts import caches, live
 from accounts.market_data import EXCHANGES
 from accounts.models import Order, OrderEvent, PaperPosition, TradingAccount
-from accounts.paper import reserved_cash, short_exposure
+from accounts.paper_buying_power import reserved_cash, short_exposure
 from accounts.paper_fills import FILL_KINDS
 from accounts.prices import price_source
 from brokers.adapters.types import Funds, Holding, Position

@@ -717,6 +717,7 @@ THOR_PAPER_FIXED_PRICES = {
 THOR_PAPER_DEFAULT_MARGIN_RATE = _env_or_fail(
     lambda name: Decimal(env.str(name, default="0.25")), "THOR_PAPER_DEFAULT_MARGIN_RATE"
 )
+# A paper market order's slippage where its quote has no depth (with depth it fills at the book's levels).
 THOR_PAPER_SLIPPAGE_BPS = _env_or_fail(env.int, "THOR_PAPER_SLIPPAGE_BPS", default=5)
 # What paper fills are charged beyond their price (accounts.charges: Zerodha-like for INR, SEC and FINRA fees
 # for USD), debited from cash. "tenants" overrides any rate per tenant slug and currency, e.g.

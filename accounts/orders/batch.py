@@ -15,6 +15,7 @@ from accounts.models import Order, TradingAccount
 from accounts.orders.idempotency import recorded_request, request_record
 from accounts.orders.place import last_prices, order_create, pre_trade_check, prefixed
 from accounts.paper import account_lock, paper_order_submit
+from accounts.paper_depth import PassDepth
 from accounts.price_bands import band_quotes, price_band_check
 from brokers.adapters.errors import BrokerError
 from brokers.adapters.types import OrderRequest
@@ -86,6 +87,7 @@ def order_batch_place(
                 return _batch_from_record(account=locked, body=record.response_body)
         trading_enabled_check(account=locked)
         orders = []
+        depth = PassDepth(prices)  # legs on one instrument share its book
         for index, request in enumerate(requests):
             try:
                 price_band_check(account=locked, request=request, instrument=instruments[index], quote=bands[index])
@@ -96,7 +98,11 @@ def order_batch_place(
             order_event_record(order=order, kind="placed", actor=actor)
             if locked.mode == TradingAccount.Mode.PAPER:
                 paper_order_submit(
-                    account=locked, order=order, last_price=prices.get((request.exchange, request.symbol)), actor=actor
+                    account=locked,
+                    order=order,
+                    last_price=prices.get((request.exchange, request.symbol)),
+                    depth=depth,
+                    actor=actor,
                 )
                 if order.status == Order.Status.REJECTED:
                     raise ValidationError({f"orders.{index}.non_field_errors": [order.status_message]})

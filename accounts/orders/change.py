@@ -6,6 +6,7 @@ on paper, applies the change), so twenty identical requests make one change and 
 
 from dataclasses import replace
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from rest_framework import status
 
@@ -16,11 +17,13 @@ from accounts.models import Order, TradingAccount
 from accounts.orders.idempotency import replayed_order, request_forget, request_record
 from accounts.orders.place import last_prices, pre_trade_check
 from accounts.paper import account_lock, paper_order_cancel, paper_order_submit
+from accounts.paper_depth import PassDepth
 from accounts.price_bands import band_quote, price_band_check
 from accounts.slicing import children_load
 from brokers.adapters.errors import BrokerError
 from brokers.adapters.types import OrderRequest
 from thor.errors import ApplicationError
+from thor.money import quantity as quantity_text
 
 MODIFIABLE_FIELDS = ("quantity", "price", "trigger_price", "order_type", "validity")
 
@@ -97,6 +100,15 @@ def order_modify(
         _not_sliced_check(order)
         trading_enabled_check(account=locked)
         request = _changed(order, changes)
+        if request.quantity <= order.filled_quantity:
+            # Part of it has filled already (paper from the book's depth, or at the broker): only the rest can change.
+            raise ValidationError(
+                {
+                    "quantity": [
+                        f"{quantity_text(order.filled_quantity)} have filled: the quantity must be more than that."
+                    ]
+                }
+            )
         instrument = order_request_check(request=request)
         price_band_check(account=locked, request=request, instrument=instrument, quote=band)
         pre_trade_check(account=locked, request=request, prices=prices, replacing=order)
@@ -109,7 +121,11 @@ def order_modify(
             order.save()
             order_event_record(order=order, kind="modified", before=before, actor=actor)
             paper_order_submit(
-                account=locked, order=order, last_price=prices.get((order.exchange, order.symbol)), actor=actor
+                account=locked,
+                order=order,
+                last_price=prices.get((order.exchange, order.symbol)),
+                depth=PassDepth(prices),
+                actor=actor,
             )
             return _answered(
                 account=locked, key=idempotency_key, operation="modify", fingerprint=fingerprint, order=order

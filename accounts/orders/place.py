@@ -5,6 +5,7 @@ sending again.
 """
 
 import secrets
+from collections.abc import Mapping
 from dataclasses import replace
 from decimal import Decimal
 
@@ -25,7 +26,9 @@ from accounts.checks import (
 )
 from accounts.models import Order, TradingAccount
 from accounts.orders.idempotency import placed_order_for_key, request_record
-from accounts.paper import account_lock, paper_buying_power_check, paper_order_submit
+from accounts.paper import account_lock, paper_order_submit
+from accounts.paper_buying_power import paper_buying_power_check
+from accounts.paper_depth import PassDepth
 from accounts.price_bands import band_quote, price_band_check
 from accounts.prices import MarketDataUnavailable, price_source
 from accounts.slicing import children_load, freeze_slices, parent_aggregate
@@ -33,7 +36,7 @@ from brokers.adapters.errors import BrokerError, BrokerErrorCode
 from brokers.adapters.types import OrderRequest
 from thor.errors import ApplicationError, broker_error_body
 
-Prices = dict[tuple[str, str], Decimal]
+Prices = Mapping[tuple[str, str], Decimal]
 
 # Refusals made before the order left Thor, for a reason that passes: a spent rate budget (Thor's bucket
 # refuses instead of sending what the broker would refuse), an order egress that could not be reached.
@@ -62,8 +65,9 @@ def last_prices(account: TradingAccount, requests: list[OrderRequest]) -> Prices
     if account.mode == TradingAccount.Mode.PAPER:
         instruments |= set(account.paper_positions.values_list("exchange", "symbol"))
     try:
-        # Only prices young enough to fill at: a stale table (the broker failing) is for reads, not fills.
-        return dict(price_source(tenant=account.user.tenant).prices(instruments).fresh())
+        # Only prices young enough to fill at: a stale table (the broker failing) is for reads, not fills. Their
+        # quotes come along: a paper order fills from the book's depth (accounts.paper_depth).
+        return price_source(tenant=account.user.tenant).prices(instruments).fresh()
     except MarketDataUnavailable:
         if account.mode == TradingAccount.Mode.PAPER:
             raise
@@ -148,7 +152,7 @@ def _repeat_answer(order: Order) -> Order:
 
 
 def _paper_slices_submit(
-    *, account: TradingAccount, parent: Order, request: OrderRequest, slices: list, last_price, actor
+    *, account: TradingAccount, parent: Order, request: OrderRequest, slices: list, last_price, depth, actor
 ) -> Order:
     """A paper order above the freeze quantity: each slice a child order filled (or resting) as any paper
     order, then the parent's aggregate. The whole was checked for buying power; each slice fills on its own."""
@@ -163,7 +167,7 @@ def _paper_slices_submit(
     for child in children:
         order_event_record(order=child, kind="placed", actor=actor)
     for child in children:
-        paper_order_submit(account=account, order=child, last_price=last_price, actor=actor)
+        paper_order_submit(account=account, order=child, last_price=last_price, depth=depth, actor=actor)
     parent.refresh_from_db()
     return parent_aggregate(parent=parent, actor=actor)
 
@@ -219,11 +223,18 @@ def order_place(
                 _live_slices_store(account=locked, parent=order, request=request, slices=slices, actor=actor)
             if locked.mode == TradingAccount.Mode.PAPER:
                 last_price = prices.get((request.exchange, request.symbol))
+                depth = PassDepth(prices)  # the slices share the book: a level one slice fills is gone for the next
                 if len(slices) > 1:
                     return _paper_slices_submit(
-                        account=locked, parent=order, request=request, slices=slices, last_price=last_price, actor=actor
+                        account=locked,
+                        parent=order,
+                        request=request,
+                        slices=slices,
+                        last_price=last_price,
+                        depth=depth,
+                        actor=actor,
                     )
-                paper_order_submit(account=locked, order=order, last_price=last_price, actor=actor)
+                paper_order_submit(account=locked, order=order, last_price=last_price, depth=depth, actor=actor)
                 return order
     except IntegrityError:
         # The account lock serialises placements, so the unique key is only the last line of defence; no

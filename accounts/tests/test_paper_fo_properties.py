@@ -1,5 +1,6 @@
 """Properties of paper F&O money, with faults: a fill moves cash plus positions at market by exactly its
-charges (a refused, unpriced or crashed fill by nothing), and after the settlement task every position in an
+charges (a refused, unpriced or crashed fill by nothing), and by its price's difference from the market when it
+fills from the book's depth, partly or across levels; and after the settlement task every position in an
 expired contract is closed, its P&L realised."""
 
 import contextlib
@@ -12,11 +13,12 @@ import pytest
 import time_machine
 from django.core.exceptions import ValidationError
 from django.db.models import Sum
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from accounts.models import TradingAccount
+from accounts.models import OrderEvent, TradingAccount
 from accounts.orders import order_place
+from accounts.paper import paper_orders_match
 from accounts.tasks import settle_expired_paper_positions
 from brokers.adapters.types import OrderRequest
 from identity.tests.factories import UserFactory
@@ -129,6 +131,116 @@ def test_fills_move_cash_plus_positions_at_market_by_their_charges_alone(
     # Average prices are kept to 4 decimals and each close realises to the cent: a bounded residue per fill.
     residue = D("0.01") * account.orders.count() + D("0.0001") * sum((abs(p.quantity) for p in positions), D(0))
     assert abs((equity_at(account, marks) - START) - (pnl - charged(account))) <= residue
+
+
+def book_entry(mark: D, asks, bids) -> dict:
+    """A fixed-table entry with a book around `mark`: (ticks away, quantity) levels; hostile ones (quantities of
+    zero or below, prices at or below zero) among them."""
+    return {
+        "last_price": str(mark),
+        "asks": [[str(mark + ticks * TICK), quantity] for ticks, quantity in asks],
+        "bids": [[str(mark - ticks * TICK), quantity] for ticks, quantity in bids],
+    }
+
+
+def fill_flows(account: TradingAccount, *, after_id: int, marks: dict) -> D:
+    """What the fills recorded after audit row `after_id` moved cash plus positions at `marks`, before charges:
+    each fill's value at its mark less what it cost (cash moves by the value rounded to the cent)."""
+    moved = D("0")
+    for row in OrderEvent.objects.filter(order__account=account, kind="filled", pk__gt=after_id):
+        fill, order = row.broker_response["fill"], row.order
+        quantity, price = D(fill["quantity"]), D(fill["price"])
+        sign = 1 if order.side == "BUY" else -1
+        moved += sign * (quantity * marks[(order.exchange, order.symbol)] - (quantity * price).quantize(D("0.01")))
+    return moved
+
+
+def last_event_id() -> int:
+    return OrderEvent.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+
+
+levels = st.lists(st.tuples(st.integers(0, 4), st.integers(-20, 150)), max_size=3)
+depth_steps = st.lists(
+    st.tuples(
+        st.integers(0, len(INSTRUMENTS) - 1),
+        st.sampled_from(["BUY", "SELL"]),
+        st.integers(1, 4),  # lots
+        st.sampled_from(["MARKET", "LIMIT", "match"]),  # place an order, or run a matching pass
+        st.integers(-3, 3),  # a limit's ticks from the mark
+        st.sampled_from(["DAY", "IOC"]),
+        st.integers(0, 400),  # the mark, in ticks above the instrument's lowest
+        levels,  # asks
+        levels,  # bids
+        st.sampled_from(FAULTS),
+    ),
+    min_size=1,
+    max_size=6,
+)
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(sequence=depth_steps)
+def test_fills_from_the_book_move_cash_plus_positions_by_their_prices_and_charges_alone(
+    tenant, instrument_master, fixed_prices, settings, sequence
+):
+    """Across partial fills from the book (hostile levels among them), with faults: cash plus positions at market
+    moves by exactly each fill's difference from the mark and its charges; an order's filled quantity never
+    exceeds its quantity nor goes down; each position is the net of its orders' fills."""
+    settings.THOR_PAPER_CHARGES = {"enabled": True, "tenants": {}}
+    account = funded_account(tenant)
+    marks = {(exchange, symbol): lowest for exchange, symbol, _, _, lowest in INSTRUMENTS}
+    filled_before: dict[int, D] = {}
+    for index, side, lots, kind, offset, validity, ticks, asks, bids, fault in sequence:
+        exchange, symbol, lot, products, lowest = INSTRUMENTS[index]
+        mark = lowest + ticks * TICK
+        marks[(exchange, symbol)] = mark
+        fixed_prices[f"{exchange}:{symbol}"] = book_entry(mark, asks, bids)
+        if fault == "no_price":
+            del fixed_prices[f"{exchange}:{symbol}"]
+        before, charges_before, event_before = equity_at(account, marks), charged(account), last_event_id()
+        request = OrderRequest(
+            symbol=symbol,
+            exchange=exchange,
+            side=side,
+            quantity=D(lots * lot),
+            order_type="LIMIT" if kind == "LIMIT" else "MARKET",
+            product=products[0],
+            price=mark + offset * TICK if kind == "LIMIT" else None,
+            validity=validity,
+        )
+        crash = mock.patch("accounts.paper_fills.order_event_record", side_effect=Crash)
+        try:
+            with crash if fault == "crash" else contextlib.nullcontext():
+                if kind == "match":
+                    paper_orders_match(account_id=account.pk)
+                else:
+                    order_place(account=account, request=request, idempotency_key=None, fingerprint="", actor=None)
+        except (ValidationError, Crash):
+            pass  # refused before it filled, or crashed while filling: nothing may have changed
+        after, charges_after = equity_at(account, marks), charged(account)
+
+        assert before - after == (charges_after - charges_before) - fill_flows(
+            account, after_id=event_before, marks=marks
+        )
+        assert charges_after >= charges_before and account.cash >= 0
+        if fault == "crash":
+            assert (after, charges_after, last_event_id()) == (before, charges_before, event_before)
+        for order_id, quantity, filled in account.orders.filter(children__isnull=True).values_list(
+            "id", "quantity", "filled_quantity"
+        ):
+            assert filled_before.get(order_id, D(0)) <= filled <= quantity
+            filled_before[order_id] = filled
+            if 0 < filled < quantity:
+                event("an order partly filled")
+        if OrderEvent.objects.filter(pk__gt=event_before, kind="filled", broker_response__fill__depth__1__isnull=False):
+            event("a fill across levels")
+
+    net: dict[tuple[str, str], D] = {}
+    for order in account.orders.filter(children__isnull=True, filled_quantity__gt=0):
+        key = (order.symbol, order.product)
+        net[key] = net.get(key, D(0)) + (order.filled_quantity if order.side == "BUY" else -order.filled_quantity)
+    held = {(p.symbol, p.product): p.quantity for p in account.paper_positions.all() if p.quantity}
+    assert held == {key: quantity for key, quantity in net.items() if quantity}
 
 
 def contracts_of_next_expiry() -> list[Instrument]:

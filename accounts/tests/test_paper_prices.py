@@ -27,16 +27,16 @@ def sandbox_prices(sandbox, market_data, time_passes):
     return pin
 
 
-def test_a_market_order_fills_at_the_sandbox_price(alice_client, sandbox_prices):
-    sandbox_prices(1512.35)
+def test_a_market_order_fills_at_the_sandbox_books_best_ask(alice_client, sandbox_prices):
+    sandbox_prices(1512.35)  # the sandbox's book: asks a tick apart above the last price, 100 each
 
     response = place(alice_client)
 
     assert response.status_code == 201, response.json()
-    assert (response.json()["status"], Decimal(response.json()["average_price"])) == ("COMPLETE", Decimal("1512.35"))
+    assert (response.json()["status"], Decimal(response.json()["average_price"])) == ("COMPLETE", Decimal("1512.40"))
 
 
-def test_a_limit_order_near_the_market_fills_when_the_price_comes_to_it(alice_client, sandbox_prices):
+def test_a_limit_order_near_the_market_fills_when_the_book_comes_to_it(alice_client, sandbox_prices):
     sandbox_prices(1500.0)
     order_id = place(alice_client, order_type="LIMIT", price="1499.00").json()["id"]
     assert Order.objects.get(pk=order_id).status == "OPEN"
@@ -45,7 +45,7 @@ def test_a_limit_order_near_the_market_fills_when_the_price_comes_to_it(alice_cl
     paper_orders_match()
 
     order = Order.objects.get(pk=order_id)
-    assert (order.status, order.average_price) == ("COMPLETE", Decimal("1498.5"))
+    assert (order.status, order.average_price) == ("COMPLETE", Decimal("1498.55"))
 
 
 def test_positions_are_valued_at_the_sandbox_price(alice_client, sandbox_prices):
@@ -55,7 +55,8 @@ def test_positions_are_valued_at_the_sandbox_price(alice_client, sandbox_prices)
 
     position = alice_client.get("/api/accounts/primary/positions").json()["data"][0]
 
-    assert (Decimal(position["last_price"]), Decimal(position["unrealised_pnl"])) == (Decimal("1510"), Decimal("100"))
+    # Bought 10 at the best ask, 1500.05.
+    assert (Decimal(position["last_price"]), Decimal(position["unrealised_pnl"])) == (Decimal("1510"), Decimal("99.50"))
 
 
 class TestBrokerDown:
@@ -105,7 +106,7 @@ class TestKiteQuotes:
         assert response.status_code == 201, response.json()
         assert (response.json()["status"], Decimal(response.json()["average_price"])) == (
             "COMPLETE",
-            Decimal("1512.35"),
+            Decimal("1512.40"),  # the best ask of the sandbox's book
         )
 
     def test_another_tenants_session_is_never_used(self, alice_client, charlie_client, other_tenant, sandbox):

@@ -1,0 +1,126 @@
+"""What a paper account can afford: cash less what its resting orders reserve (for the part of each not filled
+yet) and what its open shorts tie up, and the pre-trade check of an order against it. Run on the locked account
+(accounts.paper.account_lock), so concurrent orders see each other's reservations.
+"""
+
+from collections import defaultdict
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db.models import F, Sum
+
+from accounts.models import Order, TradingAccount
+from thor.money import CENT, ROUNDING
+
+RESTING_STATUSES = (Order.Status.OPEN, Order.Status.TRIGGER_PENDING)
+
+
+def margin_rate(*, tenant, product: str) -> Decimal:
+    """The share of a short's value held as margin for this product (tenant setting, else the default)."""
+    rates = tenant.paper_margin_rates or {}
+    return Decimal(str(rates.get(product, settings.THOR_PAPER_DEFAULT_MARGIN_RATE)))
+
+
+def _resting_orders(account: TradingAccount, *, exclude_order_id: int | None):
+    # A sliced order's parent only shows its children's aggregate: the children rest, reserve and fill.
+    return account.orders.filter(status__in=RESTING_STATUSES, children__isnull=True).exclude(pk=exclude_order_id)
+
+
+def _order_price(order) -> Decimal:
+    # A market order resting with part of it filled (the book had no more) is reserved at what it filled at so far.
+    return order.price or order.trigger_price or order.average_price or Decimal("0")
+
+
+def reserved_cash(*, account: TradingAccount, exclude_order_id: int | None = None) -> Decimal:
+    """Cash set aside for resting orders, for the part of each not filled yet: buys at their limit (or trigger)
+    price, and the margin of resting sells beyond the long position they would sell (they would open a short)."""
+    resting = list(_resting_orders(account, exclude_order_id=exclude_order_id))
+    reserved = sum(
+        (
+            (order.quantity - order.filled_quantity) * _order_price(order)
+            for order in resting
+            if order.side == Order.Side.BUY
+        ),
+        Decimal("0"),
+    )
+    held = {(p.exchange, p.symbol, p.product): p.quantity for p in account.paper_positions.all()}
+    sells = defaultdict(list)
+    for order in resting:
+        if order.side == Order.Side.SELL and order.product != "CNC":
+            sells[(order.exchange, order.symbol, order.product)].append(order)
+    for instrument, orders in sells.items():
+        unfilled = sum(order.quantity - order.filled_quantity for order in orders)
+        opening = max(unfilled - max(held.get(instrument, Decimal("0")), 0), 0)
+        price = max(_order_price(order) for order in orders)
+        reserved += opening * price * margin_rate(tenant=account.user.tenant, product=instrument[2])
+    return reserved.quantize(CENT, rounding=ROUNDING)
+
+
+def short_exposure(*, account: TradingAccount, marks) -> Decimal:
+    """What the open shorts tie up: buying them back at the mark, plus their margin.
+
+    A short sale's proceeds are in cash but are not buying power: they are owed back.
+    """
+    exposure = Decimal("0")
+    for position in account.paper_positions.filter(quantity__lt=0):
+        mark = marks.get((position.exchange, position.symbol)) or position.average_price
+        rate = margin_rate(tenant=account.user.tenant, product=position.product)
+        exposure += -position.quantity * mark * (1 + rate)
+    return exposure.quantize(CENT, rounding=ROUNDING)
+
+
+def paper_buying_power(*, account: TradingAccount, marks, exclude_order_id: int | None = None) -> Decimal:
+    """Cash less what resting orders reserve and what open shorts tie up (marked at `marks`)."""
+    return (
+        account.cash
+        - reserved_cash(account=account, exclude_order_id=exclude_order_id)
+        - short_exposure(account=account, marks=marks)
+    )
+
+
+def _reserved_sell_quantity(*, account: TradingAccount, exchange: str, symbol: str, product: str, exclude_order_id):
+    resting = _resting_orders(account, exclude_order_id=exclude_order_id).filter(
+        side=Order.Side.SELL, exchange=exchange, symbol=symbol, product=product
+    )
+    return resting.aggregate(total=Sum(F("quantity") - F("filled_quantity")))["total"] or Decimal("0")
+
+
+def _position_quantity(*, account, exchange, symbol, product) -> Decimal:
+    position = account.paper_positions.filter(exchange=exchange, symbol=symbol, product=product).first()
+    return position.quantity if position else Decimal("0")
+
+
+def paper_buying_power_check(*, account: TradingAccount, request, price: Decimal, marks, replacing=None) -> None:
+    """Raise a per-field ValidationError when the locked account cannot afford the order at `price`, the
+    price it can fill at. A buy needs its cost (beyond the short it covers); a sell that opens a short
+    needs the short's margin. `replacing` is the order a modify changes: its own reservation is freed."""
+    exclude = replacing.pk if replacing else None
+    # A modified order that has partly filled needs room for its rest only.
+    quantity = request.quantity - (replacing.filled_quantity if replacing else Decimal("0"))
+    held = _position_quantity(
+        account=account, exchange=request.exchange, symbol=request.symbol, product=request.product
+    )
+    selling_already = _reserved_sell_quantity(
+        account=account,
+        exchange=request.exchange,
+        symbol=request.symbol,
+        product=request.product,
+        exclude_order_id=exclude,
+    )
+    if request.side == Order.Side.SELL and request.product == "CNC":
+        sellable = held - selling_already
+        if quantity > sellable:
+            raise ValidationError(
+                {"quantity": [f"Cannot sell {quantity} {request.symbol} (CNC): {max(sellable, 0)} held."]}
+            )
+        return
+    if request.side == Order.Side.BUY:
+        needed = max(quantity - max(-held, Decimal("0")), Decimal("0")) * price
+    else:
+        opening = max(quantity - max(held - selling_already, Decimal("0")), Decimal("0"))
+        needed = opening * price * margin_rate(tenant=account.user.tenant, product=request.product)
+    needed = needed.quantize(CENT, rounding=ROUNDING)
+    available = paper_buying_power(account=account, marks=marks, exclude_order_id=exclude)
+    if needed > available:
+        raise ValidationError({"quantity": [f"Insufficient buying power: needs {needed}, available {available}."]})
