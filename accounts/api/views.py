@@ -185,6 +185,11 @@ class AccountResetView(APIView):
         return Response(serializers.AccountOutputSerializer(_with_status([account])[0]).data)
 
 
+def live_read_schema(summary: str, output: type):
+    """A live read's schema: `?fresh`, its envelope on 200 and the live reads' errors."""
+    return extend_schema(summary=summary, parameters=[FRESH], responses={200: output, **LIVE_READ_ERRORS})
+
+
 class _LiveReadView(APIView):
     # Their answers hold no float (money and quantities are text): orjson renders DRF's bytes (thor.renderers).
     renderer_classes = [OrjsonRenderer]
@@ -208,42 +213,21 @@ class _LiveReadView(APIView):
         )
 
 
-@extend_schema(
-    summary="Positions with P&L",
-    parameters=[FRESH],
-    responses={
-        200: serializers.PositionsOutputSerializer,
-        **LIVE_READ_ERRORS,
-    },
-)
+@live_read_schema("Positions with P&L", serializers.PositionsOutputSerializer)
 class PositionsView(_LiveReadView):
     read = selectors.positions_get
     what = "positions"
     present = presenters.positions_data
 
 
-@extend_schema(
-    summary="Holdings with P&L",
-    parameters=[FRESH],
-    responses={
-        200: serializers.HoldingsOutputSerializer,
-        **LIVE_READ_ERRORS,
-    },
-)
+@live_read_schema("Holdings with P&L", serializers.HoldingsOutputSerializer)
 class HoldingsView(_LiveReadView):
     read = selectors.holdings_get
     what = "holdings"
     present = presenters.holdings_data
 
 
-@extend_schema(
-    summary="Cash, available, utilised, buying power, net liquidation",
-    parameters=[FRESH],
-    responses={
-        200: serializers.FundsEnvelopeOutputSerializer,
-        **LIVE_READ_ERRORS,
-    },
-)
+@live_read_schema("Cash, available, utilised, buying power, net liquidation", serializers.FundsEnvelopeOutputSerializer)
 class FundsView(_LiveReadView):
     read = selectors.funds_get
     what = "funds"
