@@ -129,9 +129,7 @@ class AccountListView(APIView):
         data = serializers.PaperAccountCreateInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         account = services.trading_account_create_paper(user=request.user, currency=data.validated_data["currency"])
-        return Response(
-            serializers.AccountOutputSerializer(_with_status([account])[0]).data, status=status.HTTP_201_CREATED
-        )
+        return Response(_account_data(account), status=status.HTTP_201_CREATED)
 
 
 def _with_status(accounts):
@@ -140,13 +138,17 @@ def _with_status(accounts):
     return accounts
 
 
+def _account_data(account) -> dict:
+    return serializers.AccountOutputSerializer(_with_status([account])[0]).data
+
+
 class AccountDetailView(APIView):
     @extend_schema(
         summary="One account (a Thor id or `primary`)", responses={200: serializers.AccountOutputSerializer, **ERRORS}
     )
     def get(self, request, account_id):
         account = selectors.account_get(user=request.user, account_ref=account_id)
-        return Response(serializers.AccountOutputSerializer(_with_status([account])[0]).data)
+        return Response(_account_data(account))
 
     @extend_schema(
         summary="Make this account the primary one (paper or an active live account)",
@@ -157,7 +159,7 @@ class AccountDetailView(APIView):
         account = selectors.account_get(user=request.user, account_ref=account_id)
         serializers.AccountUpdateInputSerializer(data=request.data).is_valid(raise_exception=True)
         account = services.trading_account_set_primary(account=account)
-        return Response(serializers.AccountOutputSerializer(_with_status([account])[0]).data)
+        return Response(_account_data(account))
 
 
 class AccountSyncView(APIView):
@@ -182,7 +184,7 @@ class AccountResetView(APIView):
     def post(self, request, account_id):
         account = selectors.account_get(user=request.user, account_ref=account_id)
         account = services.trading_account_reset(account=account, actor=request.user)
-        return Response(serializers.AccountOutputSerializer(_with_status([account])[0]).data)
+        return Response(_account_data(account))
 
 
 def live_read_schema(summary: str, output: type):
