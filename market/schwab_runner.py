@@ -13,7 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.core.exceptions import ObjectDoesNotExist
-from django.db import close_old_connections
 from django.db import connection as db_connection
 from websockets.exceptions import InvalidHandshake, InvalidURI, WebSocketException
 from websockets.sync.client import connect
@@ -37,7 +36,7 @@ from market.schwab_stream import (
     wanted_symbols,
 )
 from market.selectors import market_data_connection
-from market.stream_gate import SessionGate
+from market.stream_gate import SessionGate, session_read
 
 logger = logging.getLogger("market.schwab_stream")
 
@@ -186,9 +185,4 @@ class SchwabStreamRunner:
         logger.info("Schwab stream's connection token refresh: %s", outcome.action)
 
     def _session(self) -> SchwabSession | None:
-        close_old_connections()
-        try:
-            return schwab_market_data_session(self.tenant_slug)
-        except Exception:
-            logger.exception("Schwab stream could not read its session")
-            return None
+        return session_read(schwab_market_data_session, self.tenant_slug, logger=logger, stream="Schwab stream")

@@ -1,5 +1,5 @@
-"""When a market stream's runner (Kite's in market.ticks, Schwab's in market.schwab_runner) may connect on the
-market-data session it reads.
+"""How a market stream's runner (Kite's in market.ticks, Schwab's in market.schwab_runner) reads its market-data
+session, and when it may connect on it.
 
 Not while there is none: it waits, and says so once in the log, not at every check. Not while the session's
 token waits out its refusal: a token the broker refused is tried again only after a backoff that doubles with
@@ -12,7 +12,22 @@ import time
 from collections.abc import Callable
 from typing import Generic, TypeGuard, TypeVar
 
+from django.db import close_old_connections
+
 Session = TypeVar("Session")
+
+
+def session_read(
+    read: Callable[[str], Session | None], tenant_slug: str, *, logger: logging.Logger, stream: str
+) -> Session | None:
+    """The session `read` finds for the tenant, over a database connection that is not stale (the runner's thread
+    lives for days); None, logged as `stream`'s, when reading fails: the runner checks again later."""
+    close_old_connections()
+    try:
+        return read(tenant_slug)
+    except Exception:
+        logger.exception("%s could not read its session", stream)
+        return None
 
 
 class SessionGate(Generic[Session]):

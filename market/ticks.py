@@ -25,13 +25,12 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import close_old_connections
 from kiteconnect import KiteTicker
 from twisted.internet import reactor
 
 from market import caches
 from market.selectors import market_data_connection
-from market.stream_gate import SessionGate
+from market.stream_gate import SessionGate, session_read
 from market.tickhub import ticks_publish
 from market.us_tokens import is_us_token
 
@@ -229,12 +228,7 @@ class MarketStreamRunner:
                     return
 
     def _session(self) -> StreamSession | None:
-        close_old_connections()
-        try:
-            return market_data_session(self.tenant_slug)
-        except Exception:
-            logger.exception("Market stream could not read its session")
-            return None
+        return session_read(market_data_session, self.tenant_slug, logger=logger, stream="Market stream")
 
 
 _embedded_started = threading.Event()

@@ -1,12 +1,12 @@
-"""A stream's runner connects on a session unless there is none (said once in the log) or its token waits out
-a refusal: a backoff that doubles with each refusal of the same token in a row, up to a ceiling, while a new
-token is tried at once."""
+"""A stream's runner reads its session (a failed read is logged and read again later), and connects on it
+unless there is none (said once in the log) or its token waits out a refusal: a backoff that doubles with each
+refusal of the same token in a row, up to a ceiling, while a new token is tried at once."""
 
 import logging
 
 import pytest
 
-from market.stream_gate import SessionGate
+from market.stream_gate import SessionGate, session_read
 from market.tests.quote_steps import Clock
 
 logger = logging.getLogger("market.tests.stream_gate")
@@ -55,3 +55,16 @@ def test_a_new_token_is_tried_at_once_and_a_streamed_session_forgets_the_refusal
     gate.refused("token-a")
     clock.now += 10
     assert gate.open_for("token-a")  # the first refusal's wait again
+
+
+def test_a_session_that_cannot_be_read_is_none_and_logged(caplog):
+    def unreadable(tenant_slug: str) -> str:
+        raise RuntimeError(f"no database for {tenant_slug}")
+
+    with caplog.at_level(logging.ERROR, logger=logger.name):
+        assert session_read(unreadable, "acme", logger=logger, stream="Kite stream") is None
+        assert session_read(lambda tenant_slug: f"{tenant_slug}'s", "acme", logger=logger, stream="Kite stream") == (
+            "acme's"
+        )
+
+    assert [record.message for record in caplog.records] == ["Kite stream could not read its session"]
