@@ -25,6 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import socket_clients
 from harness import KITE_API_KEY, KITE_API_SECRET, PYTHON, REPO, manage
 from ws_fanout import make_users
 
@@ -134,14 +135,7 @@ def positions_open(thor_url: str, users: list[dict], instruments: list[Listed]) 
 
     def buy(number: int) -> None:
         user, listed = users[number % len(users)], instruments[number]
-        body = {
-            "tradingsymbol": listed.symbol,
-            "exchange": listed.exchange,
-            "transaction_type": "BUY",
-            "quantity": 1,
-            "order_type": "MARKET",
-            "product": "CNC",
-        }
+        body = socket_clients.market_buy(listed.exchange, listed.symbol)
         for _ in range(BUY_TRIES):
             response = requests.post(
                 f"{thor_url}/api/accounts/{user['account_id']}/orders",
@@ -229,29 +223,13 @@ class BaselineTicker:
 
 def clients_start(thor_url: str, ws_url: str, sockets: list[dict]) -> tuple[subprocess.Popen, Path]:
     workdir = Path(tempfile.mkdtemp(prefix="thor-ticks-clients-"))
-    spec_path, result_path = workdir / "spec.json", workdir / "result.json"
+    result_path = workdir / "result.json"
     spec = {"thor_url": thor_url, "ws_url": ws_url, "sockets": sockets, "result_path": str(result_path)}
-    spec_path.write_text(json.dumps(spec))
-    child = subprocess.Popen(
-        [PYTHON, __file__, "--client", str(spec_path)],
-        cwd=REPO,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    line = child.stdout.readline()
-    if line.strip() != "READY":
-        child.kill()
-        raise RuntimeError(f"The client process did not open its sockets: {line!r}")
-    return child, result_path
+    return socket_clients.clients_process_start(__file__, workdir / "spec.json", spec), result_path
 
 
 def clients_finish(child: subprocess.Popen, result_path: Path) -> list[dict]:
-    child.stdin.write("stop\n")
-    child.stdin.flush()
-    child.stdout.readline()
-    child.wait(timeout=120)
+    socket_clients.clients_process_stop(child, timeout=120)
     return json.loads(result_path.read_text())
 
 
@@ -263,66 +241,35 @@ async def client_main(spec_path: str) -> None:
     import websockets
 
     spec = json.loads(Path(spec_path).read_text())
-    session = requests.Session()
+    opening = socket_clients.Opening(spec["thor_url"], spec["ws_url"])
+    results, stop = [], asyncio.Event()
 
-    def buy_ticket(token: str) -> str:
-        response = session.post(
-            f"{spec['thor_url']}/api/ws/ticket", headers={"Authorization": f"Bearer {token}"}, timeout=60
-        )
-        response.raise_for_status()
-        return response.json()["ticket"]
-
-    results, stop, opened = [], asyncio.Event(), 0
-
-    async def follow(entry: dict, gate: asyncio.Semaphore) -> None:
-        nonlocal opened
+    async def follow(entry: dict) -> None:
         result = {"account_id": entry["account_id"], "messages": [], "other": {}, "closed": None, "retries": 0}
         results.append(result)
-        async with gate:
-            # A new ticket when refused (4401) or when the handshake timed out on the busy machine, as the SPA does.
-            for _attempt in range(3):
-                ticket = await asyncio.get_running_loop().run_in_executor(None, buy_ticket, entry["token"])
-                url = f"{spec['ws_url']}/ws/orders/{entry['account_id']}?ticket={ticket}"
-                try:
-                    connection = await websockets.connect(url, max_queue=None, open_timeout=60)
-                    json.loads(await connection.recv())  # `subscribed`: from now on its ticks reach the socket
-                    break
-                except (websockets.ConnectionClosed, websockets.InvalidHandshake, TimeoutError, OSError):
-                    result["retries"] += 1
-            else:
-                raise RuntimeError("A socket was refused three times")
-        opened += 1
-        try:
-            while not stop.is_set():
-                try:
-                    frame = await asyncio.wait_for(connection.recv(), timeout=0.5)
-                except TimeoutError:
-                    continue
-                received_at = time.time()
-                message = json.loads(frame)
-                kind = message.get("type")
-                if kind != "position_prices":
-                    result["other"][kind] = result["other"].get(kind, 0) + 1
-                    continue
-                as_of = datetime.fromisoformat(message["as_of"]).timestamp()
-                prices = [
-                    [f"{position['exchange']}:{position['tradingsymbol']}", position["last_price"]]
-                    for position in message["data"]["positions"]
-                ]
-                result["messages"].append([received_at, as_of, prices])
-        except websockets.ConnectionClosed as closed:
-            result["closed"] = closed.rcvd.code if closed.rcvd else "abnormal"
-        finally:
-            await connection.close()
+        # Also a new ticket when the handshake timed out on the busy machine.
+        connection, _subscribed, result["retries"] = await opening.open(
+            entry,
+            retry_on=(websockets.ConnectionClosed, websockets.InvalidHandshake, TimeoutError, OSError),
+            open_timeout=60,
+        )
 
-    gate = asyncio.Semaphore(50)
-    tasks = [asyncio.create_task(follow(entry, gate)) for entry in spec["sockets"]]
-    while opened < len(tasks):
-        failed = [task for task in tasks if task.done() and task.exception()]
-        if failed:
-            raise failed[0].exception()
-        await asyncio.sleep(0.05)
-    print("READY", flush=True)
+        def keep(received_at: float, message: dict) -> None:
+            kind = message.get("type")
+            if kind != "position_prices":
+                result["other"][kind] = result["other"].get(kind, 0) + 1
+                return
+            as_of = datetime.fromisoformat(message["as_of"]).timestamp()
+            prices = [
+                [f"{position['exchange']}:{position['tradingsymbol']}", position["last_price"]]
+                for position in message["data"]["positions"]
+            ]
+            result["messages"].append([received_at, as_of, prices])
+
+        result["closed"] = await socket_clients.received_until(connection, stop, keep)
+
+    tasks = [asyncio.create_task(follow(entry)) for entry in spec["sockets"]]
+    await opening.all_opened(tasks)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
     stop.set()
     await asyncio.gather(*tasks, return_exceptions=True)

@@ -35,6 +35,7 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import socket_clients
 from harness import (
     PYTHON,
     REPO,
@@ -96,85 +97,48 @@ async def client_main(spec_path: str) -> None:
     import websockets
 
     spec = json.loads(Path(spec_path).read_text())
-    ws_url = spec["ws_url"]
-    session = requests.Session()
-
-    def buy_ticket(token: str) -> str:
-        response = session.post(
-            f"{spec['thor_url']}/api/ws/ticket", headers={"Authorization": f"Bearer {token}"}, timeout=60
-        )
-        response.raise_for_status()
-        return response.json()["ticket"]
+    opening = socket_clients.Opening(spec["thor_url"], spec["ws_url"])
 
     # (received at, publish-to-receipt seconds for an order update or None): every stream message.
     receipts: list[tuple[float, float | None]] = []
     sockets_stats = []
     stop = asyncio.Event()
-    opened = 0
 
-    async def follow(entry: dict, gate: asyncio.Semaphore) -> None:
-        nonlocal opened
+    async def follow(entry: dict) -> None:
         stats = {"received": 0, "gaps": 0, "duplicates": 0, "repairs": 0, "last_seq": None, "closed": None}
         sockets_stats.append(stats)
-        async with gate:
-            # As the SPA does: a ticket just before each connection (a ticket lives 30 s), and a new one
-            # when the socket is refused with 4401 (a ticket the server could not read in time).
-            for _attempt in range(3):
-                ticket = await asyncio.get_running_loop().run_in_executor(None, buy_ticket, entry["token"])
-                connection = await websockets.connect(
-                    f"{ws_url}/ws/orders/{entry['account_id']}?ticket={ticket}", max_queue=None
-                )
-                try:
-                    subscribed = json.loads(await connection.recv())
-                    stats["last_seq"] = subscribed["seq"]
-                    break
-                except websockets.ConnectionClosed:
-                    stats["ticket_retries"] = stats.get("ticket_retries", 0) + 1
-            else:
-                raise RuntimeError("A socket was refused three times")
-        opened += 1
-        try:
-            while not stop.is_set():
-                try:
-                    frame = await asyncio.wait_for(connection.recv(), timeout=0.5)
-                except TimeoutError:
-                    continue
-                received_at = time.time()
-                message = json.loads(frame)
-                kind = message.get("type")
-                if kind == "subscribed":
-                    stats["last_seq"] = message["seq"]
-                    continue
-                if kind == "resynced":
-                    # Sent unasked: the server found a gap and resent the missing messages itself.
-                    stats["repairs"] += 1
-                    continue
-                seq, last = message["seq"], stats["last_seq"]
-                if seq <= last:
-                    stats["duplicates"] += 1
-                    continue
-                if seq != last + 1:
-                    stats["gaps"] += 1
-                stats["last_seq"] = seq
-                stats["received"] += 1
-                latency = None
-                # The fill's update: its as_of is the last write before the commit, so this is publish to receipt.
-                if kind == "order_update" and message["data"]["status"] == "COMPLETE":
-                    latency = received_at - datetime.fromisoformat(message["as_of"]).timestamp()
-                receipts.append((received_at, latency))
-        except websockets.ConnectionClosed as closed:
-            stats["closed"] = closed.rcvd.code if closed.rcvd else "abnormal"
-        finally:
-            await connection.close()
+        connection, subscribed, retries = await opening.open(entry, retry_on=(websockets.ConnectionClosed,))
+        stats["last_seq"] = subscribed["seq"]
+        if retries:
+            stats["ticket_retries"] = retries
 
-    gate = asyncio.Semaphore(50)
-    tasks = [asyncio.create_task(follow(entry, gate)) for entry in spec["sockets"]]
-    while opened < len(tasks):
-        failed = [task for task in tasks if task.done() and task.exception()]
-        if failed:
-            raise failed[0].exception()
-        await asyncio.sleep(0.05)
-    print("READY", flush=True)
+        def count(received_at: float, message: dict) -> None:
+            kind = message.get("type")
+            if kind == "subscribed":
+                stats["last_seq"] = message["seq"]
+                return
+            if kind == "resynced":
+                # Sent unasked: the server found a gap and resent the missing messages itself.
+                stats["repairs"] += 1
+                return
+            seq, last = message["seq"], stats["last_seq"]
+            if seq <= last:
+                stats["duplicates"] += 1
+                return
+            if seq != last + 1:
+                stats["gaps"] += 1
+            stats["last_seq"] = seq
+            stats["received"] += 1
+            latency = None
+            # The fill's update: its as_of is the last write before the commit, so this is publish to receipt.
+            if kind == "order_update" and message["data"]["status"] == "COMPLETE":
+                latency = received_at - datetime.fromisoformat(message["as_of"]).timestamp()
+            receipts.append((received_at, latency))
+
+        stats["closed"] = await socket_clients.received_until(connection, stop, count)
+
+    tasks = [asyncio.create_task(follow(entry)) for entry in spec["sockets"]]
+    await opening.all_opened(tasks)
 
     async def report_progress() -> None:
         while not stop.is_set():
@@ -205,14 +169,7 @@ class Publisher:
         self.lock = threading.Lock()
 
     def place(self, user: dict) -> None:
-        body = {
-            "tradingsymbol": "AAPL",
-            "exchange": "NASDAQ",
-            "transaction_type": "BUY",
-            "quantity": 1,
-            "order_type": "MARKET",
-            "product": "CNC",
-        }
+        body = socket_clients.market_buy("NASDAQ", "AAPL")
         try:
             response = requests.post(
                 f"{self.thor_url}/api/accounts/{user['account_id']}/orders",
@@ -246,31 +203,15 @@ class Publisher:
 
 def run_clients(sockets: list[dict], thor_url: str, ws_url: str) -> tuple[subprocess.Popen, Path]:
     workdir = Path(tempfile.mkdtemp(prefix="thor-ws-clients-"))
-    spec_path, result_path = workdir / "spec.json", workdir / "result.json"
-    spec_path.write_text(
-        json.dumps(
-            {
-                "thor_url": thor_url,
-                "ws_url": ws_url,
-                "sockets": sockets,
-                "result_path": str(result_path),
-                "progress_path": str(workdir / "progress"),
-            }
-        )
-    )
-    child = subprocess.Popen(
-        [PYTHON, __file__, "--client", str(spec_path)],
-        cwd=REPO,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    line = child.stdout.readline()
-    if line.strip() != "READY":
-        child.kill()
-        raise RuntimeError(f"The client process did not open its sockets: {line!r}")
-    return child, result_path
+    result_path = workdir / "result.json"
+    spec = {
+        "thor_url": thor_url,
+        "ws_url": ws_url,
+        "sockets": sockets,
+        "result_path": str(result_path),
+        "progress_path": str(workdir / "progress"),
+    }
+    return socket_clients.clients_process_start(__file__, workdir / "spec.json", spec), result_path
 
 
 def finish_clients(child: subprocess.Popen, result_path: Path, expected: int) -> dict:
@@ -283,10 +224,7 @@ def finish_clients(child: subprocess.Popen, result_path: Path, expected: int) ->
             break
         if received != last:
             last, last_change = received, time.time()
-    child.stdin.write("stop\n")
-    child.stdin.flush()
-    child.stdout.readline()
-    child.wait(timeout=60)
+    socket_clients.clients_process_stop(child, timeout=60)
     return json.loads(result_path.read_text())
 
 

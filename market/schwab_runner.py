@@ -13,7 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.core.exceptions import ObjectDoesNotExist
-from django.db import close_old_connections
 from django.db import connection as db_connection
 from websockets.exceptions import InvalidHandshake, InvalidURI, WebSocketException
 from websockets.sync.client import connect
@@ -37,6 +36,7 @@ from market.schwab_stream import (
     wanted_symbols,
 )
 from market.selectors import market_data_connection
+from market.stream_gate import SessionGate, session_read
 
 logger = logging.getLogger("market.schwab_stream")
 
@@ -84,11 +84,17 @@ class SchwabStreamRunner:
         self.clock = clock
         self.logins = 0  # successful logins, for tests and the log
         self.stream: SchwabStream | None = None
-        # Drops in a row; refusals of one token in a row, and when it may be tried again; whether the
-        # connection's token was refreshed since the last login.
+        # Drops in a row; whether the connection's token was refreshed since the last login.
         self._failures = 0
-        self._refusals, self._refused_token, self._retry_at = 0, "", 0.0
         self._refreshed = False
+        self._gate: SessionGate[SchwabSession] = SessionGate(
+            logger,
+            "No Schwab market-data session (an active connection of a shared Schwab app); waiting",
+            token=lambda session: session.access_token,
+            backoff_seconds=session_check_seconds,
+            most_seconds=MAX_REFUSED_BACKOFF_SECONDS,
+            clock=clock,
+        )
 
     def run(self, stop: threading.Event) -> None:
         try:
@@ -97,16 +103,11 @@ class SchwabStreamRunner:
             db_connection.close()  # this thread's
 
     def _run(self, stop: threading.Event) -> None:
-        waiting_logged = False
         while not stop.is_set():
             session = self._session()
-            if session is None or (session.access_token == self._refused_token and self.clock() < self._retry_at):
-                if session is None and not waiting_logged:
-                    logger.info("No Schwab market-data session (an active connection of a shared Schwab app); waiting")
-                    waiting_logged = True
+            if not self._gate.open_for(session):
                 stop.wait(self.session_check_seconds)
                 continue
-            waiting_logged = False
             try:
                 self._stream(session, stop)
             except StreamRefused as refused:
@@ -132,10 +133,7 @@ class SchwabStreamRunner:
             self._refreshed = True
             self._refresh(session)
             return
-        self._refusals = self._refusals + 1 if session.access_token == self._refused_token else 1
-        self._refused_token = session.access_token
-        backoff = min(self.session_check_seconds * 2**self._refusals, MAX_REFUSED_BACKOFF_SECONDS)
-        self._retry_at = self.clock() + backoff
+        self._gate.refused(session)
 
     def _stream(self, session: SchwabSession, stop: threading.Event) -> None:
         """One connection, followed until `stop`, a drop, or the session moving to another connection."""
@@ -155,7 +153,8 @@ class SchwabStreamRunner:
             self.stream = stream = SchwabStream(socket, info, clock=self.clock)
             stream.login(session.access_token)
             self.logins += 1
-            self._failures, self._refusals, self._refused_token, self._refreshed = 0, 0, "", False
+            self._failures, self._refreshed = 0, False
+            self._gate.accepted()
             logger.info("Schwab stream logged in (%d)", self.logins)
             self._follow(stream, session, stop)
 
@@ -186,9 +185,4 @@ class SchwabStreamRunner:
         logger.info("Schwab stream's connection token refresh: %s", outcome.action)
 
     def _session(self) -> SchwabSession | None:
-        close_old_connections()
-        try:
-            return schwab_market_data_session(self.tenant_slug)
-        except Exception:
-            logger.exception("Schwab stream could not read its session")
-            return None
+        return session_read(schwab_market_data_session, self.tenant_slug, logger=logger, stream="Schwab stream")

@@ -25,12 +25,12 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import close_old_connections
 from kiteconnect import KiteTicker
 from twisted.internet import reactor
 
 from market import caches
 from market.selectors import market_data_connection
+from market.stream_gate import SessionGate, session_read
 from market.tickhub import ticks_publish
 from market.us_tokens import is_us_token
 
@@ -188,20 +188,18 @@ class MarketStreamRunner:
         self.stream: MarketStream | None = None
 
     def run(self, stop: threading.Event) -> None:
-        waiting_logged = False
-        # A session Kite refused is tried again only after a backoff that doubles each time (a new token on
-        # the connection is tried at once): a dead token must not knock at Kite every few seconds.
-        refused: StreamSession | None = None
-        refusals, retry_at = 0, 0.0
+        gate: SessionGate[StreamSession] = SessionGate(
+            logger,
+            "No market-data session (an active connection of a shared Kite app); waiting",
+            token=lambda session: session,
+            backoff_seconds=self.session_check_seconds,
+            most_seconds=MAX_REFUSED_BACKOFF_SECONDS,
+        )
         while not stop.is_set():
             session = self._session()
-            if session is None or (session == refused and time.monotonic() < retry_at):
-                if session is None and not waiting_logged:
-                    logger.info("No market-data session (an active connection of a shared Kite app); waiting")
-                    waiting_logged = True
+            if not gate.open_for(session):
                 stop.wait(self.session_check_seconds)
                 continue
-            waiting_logged = False
             self.stream = MarketStream(session, root=self.root)
             self.stream.start()
             try:
@@ -209,11 +207,9 @@ class MarketStreamRunner:
             finally:
                 self.stream.stop()
             if self.stream.refused.is_set():
-                refusals = refusals + 1 if session == refused else 1
-                refused = session
-                retry_at = time.monotonic() + min(self.session_check_seconds * 2**refusals, MAX_REFUSED_BACKOFF_SECONDS)
+                gate.refused(session)
             else:
-                refused, refusals = None, 0
+                gate.accepted()
 
     def _follow(self, stream: MarketStream, stop: threading.Event) -> None:
         """Sync the stream until asked to stop, its session is refused, or the connection's token changes."""
@@ -232,12 +228,7 @@ class MarketStreamRunner:
                     return
 
     def _session(self) -> StreamSession | None:
-        close_old_connections()
-        try:
-            return market_data_session(self.tenant_slug)
-        except Exception:
-            logger.exception("Market stream could not read its session")
-            return None
+        return session_read(market_data_session, self.tenant_slug, logger=logger, stream="Market stream")
 
 
 _embedded_started = threading.Event()

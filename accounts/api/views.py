@@ -129,9 +129,7 @@ class AccountListView(APIView):
         data = serializers.PaperAccountCreateInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         account = services.trading_account_create_paper(user=request.user, currency=data.validated_data["currency"])
-        return Response(
-            serializers.AccountOutputSerializer(_with_status([account])[0]).data, status=status.HTTP_201_CREATED
-        )
+        return Response(_account_data(account), status=status.HTTP_201_CREATED)
 
 
 def _with_status(accounts):
@@ -140,13 +138,17 @@ def _with_status(accounts):
     return accounts
 
 
+def _account_data(account) -> dict:
+    return serializers.AccountOutputSerializer(_with_status([account])[0]).data
+
+
 class AccountDetailView(APIView):
     @extend_schema(
         summary="One account (a Thor id or `primary`)", responses={200: serializers.AccountOutputSerializer, **ERRORS}
     )
     def get(self, request, account_id):
         account = selectors.account_get(user=request.user, account_ref=account_id)
-        return Response(serializers.AccountOutputSerializer(_with_status([account])[0]).data)
+        return Response(_account_data(account))
 
     @extend_schema(
         summary="Make this account the primary one (paper or an active live account)",
@@ -157,7 +159,7 @@ class AccountDetailView(APIView):
         account = selectors.account_get(user=request.user, account_ref=account_id)
         serializers.AccountUpdateInputSerializer(data=request.data).is_valid(raise_exception=True)
         account = services.trading_account_set_primary(account=account)
-        return Response(serializers.AccountOutputSerializer(_with_status([account])[0]).data)
+        return Response(_account_data(account))
 
 
 class AccountSyncView(APIView):
@@ -182,7 +184,12 @@ class AccountResetView(APIView):
     def post(self, request, account_id):
         account = selectors.account_get(user=request.user, account_ref=account_id)
         account = services.trading_account_reset(account=account, actor=request.user)
-        return Response(serializers.AccountOutputSerializer(_with_status([account])[0]).data)
+        return Response(_account_data(account))
+
+
+def live_read_schema(summary: str, output: type):
+    """A live read's schema: `?fresh`, its envelope on 200 and the live reads' errors."""
+    return extend_schema(summary=summary, parameters=[FRESH], responses={200: output, **LIVE_READ_ERRORS})
 
 
 class _LiveReadView(APIView):
@@ -208,42 +215,21 @@ class _LiveReadView(APIView):
         )
 
 
-@extend_schema(
-    summary="Positions with P&L",
-    parameters=[FRESH],
-    responses={
-        200: serializers.PositionsOutputSerializer,
-        **LIVE_READ_ERRORS,
-    },
-)
+@live_read_schema("Positions with P&L", serializers.PositionsOutputSerializer)
 class PositionsView(_LiveReadView):
     read = selectors.positions_get
     what = "positions"
     present = presenters.positions_data
 
 
-@extend_schema(
-    summary="Holdings with P&L",
-    parameters=[FRESH],
-    responses={
-        200: serializers.HoldingsOutputSerializer,
-        **LIVE_READ_ERRORS,
-    },
-)
+@live_read_schema("Holdings with P&L", serializers.HoldingsOutputSerializer)
 class HoldingsView(_LiveReadView):
     read = selectors.holdings_get
     what = "holdings"
     present = presenters.holdings_data
 
 
-@extend_schema(
-    summary="Cash, available, utilised, buying power, net liquidation",
-    parameters=[FRESH],
-    responses={
-        200: serializers.FundsEnvelopeOutputSerializer,
-        **LIVE_READ_ERRORS,
-    },
-)
+@live_read_schema("Cash, available, utilised, buying power, net liquidation", serializers.FundsEnvelopeOutputSerializer)
 class FundsView(_LiveReadView):
     read = selectors.funds_get
     what = "funds"

@@ -25,15 +25,10 @@ from .kite_models import KiteError
 from .kite_quotes import kite_quote
 from .kite_state import KiteState
 from .market import KITE_EXCHANGES, Instrument, Market
+from .stream_hub import StreamHub
 from .ticker_log import SentTicks
 from .web import Response
-from .websocket import (
-    OP_TEXT,
-    ProtocolViolation,
-    WebSocket,
-    WebSocketClosed,
-    accept_key,
-)
+from .websocket import WebSocket, WebSocketClosed, accept_key
 
 logger = logging.getLogger("thor.sandbox.ticker")
 
@@ -144,16 +139,15 @@ class TickerConnection:
             return dict(self.modes)
 
 
-class KiteTickerHub:
+class KiteTickerHub(StreamHub[TickerConnection]):
     """Every open ticker connection: admits them, reads their messages, sends their ticks."""
 
     def __init__(self, kite: KiteState, market: Market, *, clock: Callable[[], float], tick_seconds: float = 1.0):
+        super().__init__()
         self._kite = kite
         self._market = market
         self._clock = clock
         self.tick_seconds = tick_seconds
-        self._connections: set[TickerConnection] = set()
-        self._lock = threading.Lock()
         # When each tick left, for a benchmark (ticker_log: off unless a control call turns it on).
         self.sent: SentTicks | None = None
 
@@ -179,32 +173,11 @@ class KiteTickerHub:
     def run(self, socket: WebSocket, admission: Admission) -> None:
         """Serve one upgraded connection until it closes (in the request handler's thread)."""
         connection = TickerConnection(socket, admission.api_key, admission.user_id, admission.access_token)
-        with self._lock:
-            self._connections.add(connection)
-        sender = threading.Thread(target=self._send_ticks, args=(connection,), name="sandbox-ticks", daemon=True)
-        sender.start()
-        try:
-            while True:
-                message = socket.receive()
-                if message.opcode == OP_TEXT:
-                    self._handle(connection, message.payload)
-        except ProtocolViolation as violation:
-            socket.close(violation.code, str(violation))
-            socket.drain()
-        except (WebSocketClosed, OSError):
-            pass
-        finally:
-            socket.drop()
-            connection.wake.set()
-            with self._lock:
-                self._connections.discard(connection)
-            sender.join(timeout=2)
+        self.serve(connection, self._send_ticks, name="sandbox-ticks")
 
     # --- control ------------------------------------------------------------------------------
 
     def listing(self) -> list[dict]:
-        with self._lock:
-            connections = list(self._connections)
         return [
             {
                 "id": connection.id,
@@ -212,26 +185,8 @@ class KiteTickerHub:
                 "user_id": connection.user_id,
                 "modes": {str(token): mode for token, mode in sorted(connection.snapshot().items())},
             }
-            for connection in connections
+            for connection in self.open_connections()
         ]
-
-    def drop_all(self) -> int:
-        """Cut every connection without a close frame, as a network failure would."""
-        with self._lock:
-            connections = list(self._connections)
-            self._connections.clear()
-        for connection in connections:
-            connection.socket.drop()
-            connection.wake.set()
-        return len(connections)
-
-    def close_all(self) -> None:
-        with self._lock:
-            connections = list(self._connections)
-            self._connections.clear()
-        for connection in connections:
-            connection.socket.close(1001, "Server shutting down.")
-            connection.wake.set()
 
     # --- messages -----------------------------------------------------------------------------
 

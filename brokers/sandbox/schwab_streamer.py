@@ -25,8 +25,9 @@ from dataclasses import dataclass, field
 
 from .schwab_models import SchwabError
 from .schwab_state import SchwabState
+from .stream_hub import StreamHub
 from .web import Request, Response, Router
-from .websocket import OP_TEXT, ProtocolViolation, WebSocket, WebSocketClosed
+from .websocket import WebSocket, WebSocketClosed
 
 logger = logging.getLogger("thor.sandbox.schwab_streamer")
 
@@ -78,78 +79,36 @@ class StreamerConnection:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-class SchwabStreamerHub:
+class SchwabStreamerHub(StreamHub[StreamerConnection]):
     """Every open streamer connection: reads their requests, sends their data."""
 
     def __init__(self, schwab: SchwabState, *, clock: Callable[[], float], tick_seconds: float = 1.0):
+        super().__init__()
         self._schwab = schwab
         self._clock = clock
         self.tick_seconds = tick_seconds
-        self._connections: set[StreamerConnection] = set()
-        self._lock = threading.Lock()
         self.logins_denied = 0
 
     def run(self, socket: WebSocket) -> None:
         """Serve one upgraded connection until it closes (in the request handler's thread)."""
-        connection = StreamerConnection(socket)
-        with self._lock:
-            self._connections.add(connection)
-        sender = threading.Thread(target=self._send_data, args=(connection,), name="sandbox-streamer", daemon=True)
-        sender.start()
-        try:
-            while True:
-                message = socket.receive()
-                if message.opcode == OP_TEXT:
-                    self._handle(connection, message.payload)
-        except ProtocolViolation as violation:
-            socket.close(violation.code, str(violation))
-            socket.drain()
-        except (WebSocketClosed, OSError):
-            pass
-        finally:
-            socket.drop()
-            connection.wake.set()
-            with self._lock:
-                self._connections.discard(connection)
-            sender.join(timeout=2)
+        self.serve(StreamerConnection(socket), self._send_data, name="sandbox-streamer")
 
     # --- control ------------------------------------------------------------------------------
 
     def listing(self) -> list[dict]:
-        with self._lock:
-            connections = list(self._connections)
         listed = []
-        for connection in connections:
+        for connection in self.open_connections():
             with connection.lock:
                 symbols, fields = sorted(connection.symbols), list(connection.fields)
             listed.append({"id": connection.id, "username": connection.username, "symbols": symbols, "fields": fields})
         return listed
 
-    def drop_all(self) -> int:
-        """Cut every connection without a close frame, as a network failure would."""
-        with self._lock:
-            connections = list(self._connections)
-            self._connections.clear()
-        for connection in connections:
-            connection.socket.drop()
-            connection.wake.set()
-        return len(connections)
-
     def send_raw(self, text: str) -> int:
         """Send `text` as it is to every connection (a test's hostile frame)."""
-        with self._lock:
-            connections = list(self._connections)
+        connections = self.open_connections()
         for connection in connections:
             _send(connection, text)
         return len(connections)
-
-    def close_all(self) -> None:
-        with self._lock:
-            connections = list(self._connections)
-            self._connections.clear()
-        for connection in connections:
-            connection.socket.close(1001, "Server shutting down.")
-            connection.wake.set()
 
     # --- requests -----------------------------------------------------------------------------
 

@@ -2,13 +2,11 @@
 market-data connection: batched, budgeted across processes, cached, one call for many askers, stale when the
 broker fails, and closed to hostile input."""
 
-import threading
 from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
 import requests
-from django.db import connection as db_connection
 
 from brokers.adapters import kite
 from brokers.tests.sandbox_fixtures import market_data_link, sandbox_calls, sandbox_fault
@@ -20,20 +18,11 @@ from market.quotes import (
     TooManyInstruments,
     quote_service,
 )
+from market.tests.quote_steps import Clock, asked_at_once
 
 pytestmark = pytest.mark.django_db
 
 PINNED = {"NSE:INFY": 1512.35, "NSE:SBIN": 801.5}
-
-
-class Clock:
-    """Epoch seconds that move only when a test says so."""
-
-    def __init__(self, now: float = 1_800_000_000.0):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def quote_calls(sandbox) -> int:
@@ -241,24 +230,11 @@ class TestBudget:
 
 def test_many_askers_at_once_make_one_upstream_call(market, sandbox, unbudgeted):
     askers, clock = 8, Clock()  # a clock that stands still: however slow the threads, the first call stays fresh
-    barrier = threading.Barrier(askers)
-    answers, errors = [], []
     before = quote_calls(sandbox)
 
-    def ask():
-        try:
-            barrier.wait()
-            answers.append(QuoteService.of(market, clock=clock).quotes(["NSE:INFY", "NSE:SBIN"]))
-        except Exception as error:  # reported below, not lost in the thread
-            errors.append(error)
-        finally:
-            db_connection.close()
-
-    threads = [threading.Thread(target=ask) for _ in range(askers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
+    answers, errors = asked_at_once(
+        lambda: QuoteService.of(market, clock=clock).quotes(["NSE:INFY", "NSE:SBIN"]), askers
+    )
 
     assert errors == []
     assert quote_calls(sandbox) - before == 1

@@ -17,6 +17,7 @@ from brokers.adapters import kite
 from brokers.adapters.errors import BrokerError
 from brokers.tests.schwab_link_steps import schwab_market_data_link
 from market.quotes import FRESH_SECONDS, MarketDataUnavailable, QuoteService
+from market.tests.quote_steps import Clock
 from thor import coordination
 
 pytestmark = pytest.mark.django_db
@@ -53,14 +54,6 @@ def steps(venue: Venue):
         min_size=1,
         max_size=12,
     )
-
-
-class Clock:
-    def __init__(self):
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def pin(sandbox, name: str, price: int) -> None:

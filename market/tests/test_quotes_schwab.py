@@ -3,33 +3,22 @@ Schwab over real HTTP (which counts the calls), with everything Kite's quotes ha
 processes, cached, one call for many askers, stale when Schwab fails or the connection is gone, and closed to
 hostile input. Indian instruments still come through Kite, in the same ask."""
 
-import threading
 from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
 import requests
-from django.db import connection as db_connection
 
 from brokers.models import BrokerConnection
 from brokers.tests.sandbox_fixtures import sandbox_calls
 from brokers.tests.schwab_link_steps import schwab_fault, schwab_market_data_link
 from market.quotes import SCHWAB_FEED, MarketDataUnavailable, QuoteService, quote_service
+from market.tests.quote_steps import Clock, asked_at_once
 
 pytestmark = pytest.mark.django_db
 
 PINNED = {"NASDAQ:AAPL": 190.25, "NASDAQ:MSFT": 410.5, "NYSE:JPM": 201.75}
 QUOTES = "GET /marketdata/v1/quotes"
-
-
-class Clock:
-    """Epoch seconds that move only when a test says so."""
-
-    def __init__(self, now: float = 1_800_000_000.0):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def quote_calls(sandbox) -> int:
@@ -269,24 +258,11 @@ class TestBudget:
 
 def test_many_askers_at_once_make_one_schwab_call(us_market, schwab_sandbox, unbudgeted):
     askers, clock = 8, Clock()  # a clock that stands still: however slow the threads, the first call stays fresh
-    barrier = threading.Barrier(askers)
-    answers, errors = [], []
     before = quote_calls(schwab_sandbox)
 
-    def ask():
-        try:
-            barrier.wait()
-            answers.append(QuoteService.of(us_market, clock=clock).quotes(["NASDAQ:AAPL", "NASDAQ:MSFT"]))
-        except Exception as error:  # reported below, not lost in the thread
-            errors.append(error)
-        finally:
-            db_connection.close()
-
-    threads = [threading.Thread(target=ask) for _ in range(askers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
+    answers, errors = asked_at_once(
+        lambda: QuoteService.of(us_market, clock=clock).quotes(["NASDAQ:AAPL", "NASDAQ:MSFT"]), askers
+    )
 
     assert errors == []
     assert quote_calls(schwab_sandbox) - before == 1

@@ -4,15 +4,12 @@ stream comes back by itself after a drop (logged in with the connection's curren
 a refused token with one refresh, waits when the connection is dead, and shrugs off hostile frames."""
 
 import asyncio
-import threading
-import time
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 import requests
 from asgiref.sync import async_to_sync
-from django.db import connection as db_connection
 from django.utils import timezone
 from websockets.sync.client import connect
 
@@ -26,13 +23,18 @@ from market.schwab_runner import SchwabStreamRunner, schwab_market_data_session,
 from market.schwab_stream import SchwabStream, StreamRefused
 from market.selectors import last_prices
 from market.services import ticks_unwatch, ticks_watch
+from market.tests.stream_steps import (
+    WAIT_SECONDS,
+    eventually,
+    first_tick_heard,
+    runners_in_threads,
+)
 from market.tests.test_tickhub import Heard
-from market.tickhub import Tick, tick_hub
+from market.tickhub import tick_hub
 from market.us_tokens import us_token
 
 AAPL, MSFT = us_token("AAPL"), us_token("MSFT")
 INFY = 408065  # a Kite token: the Schwab stream leaves it to Kite's
-WAIT_SECONDS = 15
 
 
 @pytest.fixture(autouse=True)
@@ -84,36 +86,11 @@ def schwab_connection(tenant, alice, tokens):
 @pytest.fixture
 def start_runner():
     """The runner in a thread, as `run_market_stream` runs it beside the Kite stream."""
-    started = []
-
-    def start() -> SchwabStreamRunner:
-        runner = SchwabStreamRunner(sync_seconds=0.05, session_check_seconds=0.2, reconnect_seconds=0.05)
-        stop = threading.Event()
-
-        def run():
-            try:
-                runner.run(stop)
-            finally:
-                db_connection.close()
-
-        thread = threading.Thread(target=run, name="schwab-stream", daemon=True)
-        thread.start()
-        started.append((stop, thread))
-        return runner
-
-    yield start
-    for stop, thread in started:
-        stop.set()
-        thread.join(timeout=10)
-        assert not thread.is_alive()
-
-
-def eventually(predicate, timeout=WAIT_SECONDS):
-    deadline = time.monotonic() + timeout
-    while not (result := predicate()):
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
-    return result
+    with runners_in_threads(
+        lambda: SchwabStreamRunner(sync_seconds=0.05, session_check_seconds=0.2, reconnect_seconds=0.05),
+        name="schwab-stream",
+    ) as start:
+        yield start
 
 
 def streamer(sandbox) -> dict:
@@ -140,20 +117,7 @@ def test_watched_us_symbols_stream_into_last_prices_and_the_tick_hub_at_the_quot
     assert schwab_market_data_session() == schwab_market_data_session(tenant_slug=schwab_connection.app.tenant.slug)
     runner = start_runner()
 
-    async def first_tick() -> Tick:
-        hub = tick_hub()
-        heard = Heard()
-        hub.listen(heard, [AAPL])
-        assert await hub.ready()
-        ticks_watch([AAPL, INFY])
-        try:
-            (tick,) = await heard.next_batch(WAIT_SECONDS)
-        finally:
-            hub.forget(heard)
-            await hub.stop()
-        return tick
-
-    token, price, _ = async_to_sync(first_tick)()
+    token, price, _ = first_tick_heard(AAPL, watch=[AAPL, INFY])
     expected = quoted(sandbox, tokens["access_token"], "AAPL")[AAPL]
     assert (token, price) == (AAPL, expected)
     assert streamed(AAPL) == {AAPL: expected}

@@ -2,14 +2,11 @@
 nothing mocked): watched tokens stream into the last-prices hash and the servers' tick hub, at the
 prices the REST quote gives, and the stream comes back by itself after a drop or a refused token."""
 
-import threading
 import time
 from decimal import Decimal
 
 import pytest
 import requests
-from asgiref.sync import async_to_sync
-from django.db import connection as db_connection
 
 from brokers.models import BrokerApp, BrokerConnection, BrokerKind
 from brokers.sandbox.testing import start_sandbox
@@ -18,12 +15,16 @@ from brokers.tests.test_sandbox_kite_ticker import FrozenClock
 from market import caches
 from market.selectors import last_prices
 from market.services import ticks_unwatch, ticks_watch
-from market.tests.test_tickhub import Heard
-from market.tickhub import Tick, tick_hub
+from market.tests.stream_steps import (
+    WAIT_SECONDS,
+    eventually,
+    first_tick_heard,
+    runners_in_threads,
+)
 from market.ticks import MarketStreamRunner, market_data_session, ticker_root
 
 INFY, RELIANCE = 408065, 738561
-STREAM_WAIT_SECONDS = 15
+STREAM_WAIT_SECONDS = WAIT_SECONDS  # for the socket tests that stream (accounts/tests/test_position_prices.py)
 
 
 @pytest.fixture(autouse=True)
@@ -69,41 +70,15 @@ def market_data_connection(tenant, alice, kite):
 @pytest.fixture
 def start_runner():
     """The runner in a thread, as `run_market_stream` runs it in its process."""
-    started = []
-
-    def start() -> MarketStreamRunner:
-        runner = MarketStreamRunner(sync_seconds=0.05, session_check_seconds=0.2)
-        stop = threading.Event()
-
-        def run():
-            try:
-                runner.run(stop)
-            finally:
-                db_connection.close()
-
-        thread = threading.Thread(target=run, name="market-stream", daemon=True)
-        thread.start()
-        started.append((stop, thread))
-        return runner
-
-    yield start
-    for stop, thread in started:
-        stop.set()
-        thread.join(timeout=10)
-        assert not thread.is_alive()
+    with runners_in_threads(
+        lambda: MarketStreamRunner(sync_seconds=0.05, session_check_seconds=0.2), name="market-stream"
+    ) as start:
+        yield start
 
 
 @pytest.fixture
 def running_stream(market_data_connection, start_runner):
     return start_runner()
-
-
-def eventually(predicate, timeout=STREAM_WAIT_SECONDS):
-    deadline = time.monotonic() + timeout
-    while not (result := predicate()):
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-    return result
 
 
 def ticker_connections(sandbox) -> list[dict]:
@@ -235,20 +210,7 @@ def test_a_stream_started_before_any_session_exists_starts_streaming_when_one_do
 
 @pytest.mark.django_db(transaction=True)
 def test_each_batch_of_ticks_reaches_the_servers_tick_hub(sandbox, kite, running_stream):
-    async def first_tick() -> Tick:
-        hub = tick_hub()
-        heard = Heard()
-        hub.listen(heard, [INFY])
-        assert await hub.ready()
-        ticks_watch([INFY])
-        try:
-            (tick,) = await heard.next_batch(STREAM_WAIT_SECONDS)
-        finally:
-            hub.forget(heard)
-            await hub.stop()
-        return tick
-
-    token, price, _ = async_to_sync(first_tick)()
+    token, price, _ = first_tick_heard(INFY, watch=[INFY])
     assert (token, price) == (INFY, quoted_prices(kite, [INFY])[INFY])
 
 
