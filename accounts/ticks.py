@@ -165,10 +165,11 @@ class PricesMixin:
             await _watch_or_warn(joined)
 
     async def _prices_renew(self) -> None:
-        """With the follow marks: the books read again if no socket had them read within half a renewal period
-        (whatever changed them without a stream message), and the market stream's lease renewed."""
+        """With the follow marks: the books read again if none was read within THOR_WS_FOLLOW_SECONDS (what
+        changes a book without a stream message, such as the day's charges at midnight, is rare; the stream
+        says the rest at once), and the market stream's lease renewed."""
         try:
-            max_age = settings.THOR_WS_FOLLOW_SECONDS / 6
+            max_age = settings.THOR_WS_FOLLOW_SECONDS
             for shared in list(self.books.values()):
                 await shared.refresh(max_age=max_age)
             await self._tick_tokens_match()
