@@ -157,7 +157,7 @@ class OrderUpdatesConsumer(PricesMixin, AsyncJsonWebsocketConsumer):
         await _mark_followed(account_ids)
         self.sent_seq.update({account_id: seqs[account_id] for account_id in account_ids})
         # Before `subscribed` too: from then on a tick on what the account holds reaches the socket.
-        await self._books_load(account_ids)
+        await self._books_join(account_ids)
         for account_id in account_ids:
             await self.send_json({"type": "subscribed", "account_id": account_id, "seq": seqs[account_id]})
 
@@ -339,7 +339,10 @@ class OrderUpdatesConsumer(PricesMixin, AsyncJsonWebsocketConsumer):
         for message in batch["messages"]:
             await self._deliver(message)
         # Something changed on these accounts (an order, a fill): their books are read again.
-        await self._books_load(sorted({message["account_id"] for message in batch["messages"]} & set(self.sent_seq)))
+        seqs: dict[int, int] = {}
+        for message in batch["messages"]:
+            seqs[message["account_id"]] = max(message["seq"], seqs.get(message["account_id"], 0))
+        await self._books_refresh(seqs)
 
     async def _deliver(self, message: dict) -> None:
         account_id, seq = message["account_id"], message["seq"]

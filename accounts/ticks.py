@@ -2,11 +2,12 @@
 ticks of the instruments it watches.
 
 The market stream publishes each batch of ticks it hears once, to its server process's tick hub
-(market.tickhub). A socket registers with the hub for every instrument a paper account it follows holds (its
-`Book`, accounts.pnl, read again when the account's stream says it changed) and every instrument it
-watches, and forgets them all when it closes; the market stream is asked to stream those
-(market.services.ticks_watch, a lease the socket renews with its follow marks). The hub hands the socket
-the ticks of a batch on its tokens in one call, applied to the books in memory: no database read.
+(market.tickhub). The books of the paper accounts a socket follows are shared by every socket of the process
+that follows them (accounts.books): each registers with the hub for what its account holds, is marked once a
+batch and tells its sockets which positions moved, read again when the account's stream says it changed. A
+socket registers with the hub itself only for the instruments it watches. It asks the market stream to
+stream both (market.services.ticks_watch, a lease the socket renews with its follow marks), and forgets them
+all when it closes. A tick is arithmetic on the books in memory: no database read.
 
 What the socket sends is throttled, per socket, to THOR_WS_PRICE_UPDATES_PER_SECOND and coalesced: the
 first batch after a quiet period goes at once, whole; the batches within the period after it wait for its
@@ -37,7 +38,8 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from accounts import presenters
-from accounts.pnl import Book, Instrument, book_load, book_tick, position_prices_message
+from accounts.books import SharedBook, book_registry
+from accounts.pnl import Instrument
 from market.selectors import instrument_tokens, last_prices
 from market.services import ticks_watch
 from market.tickhub import Tick, tick_hub
@@ -103,50 +105,59 @@ class PricesMixin:
     """Real-time P&L and watched ticks for accounts.consumers.OrderUpdatesConsumer."""
 
     def _prices_init(self) -> None:
-        self.books: dict[int, Book] = {}
-        self.not_paper: set[int] = set()  # followed accounts without a book: live ones (or gone)
+        self.books: dict[int, SharedBook] = {}  # the followed accounts' books, shared in the process
         self.watched: dict[int, str] = {}  # token -> "EXCHANGE:TRADINGSYMBOL"
-        self.tick_tokens: set[int] = set()  # what the tick hub hands this socket
+        self.watch_tokens: set[int] = set()  # what the market stream is asked to stream for this socket
         self.moved: dict[int, set[Instrument]] = {}  # account id -> instruments moved since the last send
         self.heard: dict[int, tuple[Decimal, float]] = {}  # watched token -> (latest price, when heard)
-        self.heard_at = 0.0  # when the latest tick not yet sent was heard (epoch seconds)
+        self.heard_at = 0.0  # when the latest watched tick not yet sent was heard (epoch seconds)
         self.throttle = Throttle(1 / settings.THOR_WS_PRICE_UPDATES_PER_SECOND)
         self.flush_timer: asyncio.TimerHandle | None = None
         self.flush_task: asyncio.Task | None = None
         self.sending = False
 
-    async def _books_load(self, account_ids) -> None:
-        """Read the books of these followed accounts again, then register with the tick hub to match."""
+    async def _books_join(self, account_ids) -> None:
+        """Follow the books of these accounts (read now unless another socket of the process keeps them)."""
+        registry = book_registry()
         for account_id in account_ids:
-            if account_id in self.not_paper:
+            if account_id in self.books:
                 continue
-            try:
-                book = await database_sync_to_async(book_load)(account_id)
-            except Exception:
-                # Prices are a courtesy: the socket and its order stream go on, with the book it had.
-                logger.warning("Could not read the book of account %s for its prices", account_id, exc_info=True)
-                continue
-            if book is None:
-                self.not_paper.add(account_id)  # an account's mode never changes
-            if book is None or account_id not in self.sent_seq:  # unsubscribed meanwhile
-                self.books.pop(account_id, None)
-            else:
-                self.books[account_id] = book
+            shared = await registry.join(self, account_id)
+            if account_id in self.sent_seq:
+                self.books[account_id] = shared
+            else:  # unsubscribed while its book was read
+                registry.leave(self, account_id)
+        await self._tick_tokens_match()
+
+    async def _books_refresh(self, seqs: dict[int, int]) -> None:
+        """Something changed on these accounts (stream messages up to these seqs): their books are read again,
+        once in the process however many sockets follow them."""
+        for account_id, seq in seqs.items():
+            shared = self.books.get(account_id)
+            if shared is not None:
+                await shared.refresh(seq=seq)
         await self._tick_tokens_match()
 
     async def _books_forget(self, account_id: int) -> None:
-        self.books.pop(account_id, None)
+        if self.books.pop(account_id, None) is not None:
+            book_registry().leave(self, account_id)
         self.moved.pop(account_id, None)
         await self._tick_tokens_match()
 
+    def book_moved(self, account_id: int, instruments: set[Instrument]) -> None:
+        """A followed account's book moved (accounts.books, on this socket's loop)."""
+        if account_id in self.books:
+            self.moved.setdefault(account_id, set()).update(instruments)
+            self._prices_kick()
+
     async def _tick_tokens_match(self) -> None:
-        wanted = {token for book in self.books.values() for token in book.tokens} | set(self.watched)
-        joined = wanted - self.tick_tokens
-        if wanted == self.tick_tokens:
-            return
+        """The tick hub hands this socket its watched tokens (the books take the held ones); the market stream
+        is asked for both."""
         hub = tick_hub()
-        hub.listen(self, wanted)
-        self.tick_tokens = wanted
+        hub.listen(self, self.watched)
+        wanted = {token for shared in self.books.values() for token in shared.tokens} | set(self.watched)
+        joined = wanted - self.watch_tokens
+        self.watch_tokens = wanted
         if joined:
             # The process's subscription in place before the socket is told it follows (or watches): a tick
             # published from then on reaches it. A Redis that does not answer holds it only a moment.
@@ -154,12 +165,16 @@ class PricesMixin:
             await _watch_or_warn(joined)
 
     async def _prices_renew(self) -> None:
-        """With the follow marks: the books read again (whatever changed them without a stream message) and
-        the market stream's lease on every instrument renewed."""
+        """With the follow marks: the books read again if none was read within THOR_WS_FOLLOW_SECONDS (what
+        changes a book without a stream message, such as the day's charges at midnight, is rare; the stream
+        says the rest at once), and the market stream's lease renewed."""
         try:
-            await self._books_load(list(self.books))
-            if self.tick_tokens:
-                await _watch_or_warn(self.tick_tokens)
+            max_age = settings.THOR_WS_FOLLOW_SECONDS
+            for shared in list(self.books.values()):
+                await shared.refresh(max_age=max_age)
+            await self._tick_tokens_match()
+            if self.watch_tokens:
+                await _watch_or_warn(self.watch_tokens)
         except Exception:
             # A cache or channel layer outage must not end the follow marks' renewal.
             logger.warning("Could not renew the socket's prices", exc_info=True)
@@ -169,9 +184,12 @@ class PricesMixin:
             self.flush_timer.cancel()
         if self.flush_task is not None:
             self.flush_task.cancel()
-        if self.tick_tokens:
-            tick_hub().forget(self)
-        self.tick_tokens = set()
+        registry = book_registry()
+        for account_id in self.books:
+            registry.leave(self, account_id)
+        self.books = {}
+        tick_hub().forget(self)
+        self.watch_tokens = set()
 
     # --- watch and unwatch --------------------------------------------------------------------
 
@@ -232,16 +250,10 @@ class PricesMixin:
     # --- ticks --------------------------------------------------------------------------------
 
     def ticks_heard(self, ticks: list[Tick]) -> None:
-        """A batch of ticks from the tick hub (market.tickhub, on this socket's loop), each of an instrument a
-        followed account holds or the socket watches."""
+        """A batch of ticks from the tick hub (market.tickhub, on this socket's loop), each of an instrument the
+        socket watches (the books hear the held ones: `book_moved`)."""
         changed = False
         for token, price, received_at in ticks:
-            for book in self.books.values():
-                moved = book_tick(book, token, price)
-                if moved:
-                    self.moved.setdefault(book.account_id, set()).update(moved)
-                    self.heard_at = max(self.heard_at, received_at)
-                    changed = True
             if token in self.watched:
                 self._tick_heard(token, price, received_at)
                 changed = True
@@ -292,11 +304,11 @@ class PricesMixin:
         if not moved and not heard:
             return
         self.throttle.sent()
-        as_of = datetime.fromtimestamp(self.heard_at, tz=UTC)
         for account_id, instruments in moved.items():
-            book = self.books.get(account_id)
-            if book is not None:
-                await self.send_json(position_prices_message(book, instruments, as_of=as_of))
+            shared = self.books.get(account_id)
+            text = shared.message_text(instruments) if shared is not None else None
+            if text is not None:
+                await self.send(text_data=text)
         if heard:
             ticks = [
                 presenters.tick_data(
@@ -309,4 +321,5 @@ class PricesMixin:
                 if token in self.watched
             ]
             if ticks:
+                as_of = datetime.fromtimestamp(self.heard_at, tz=UTC)
                 await self.send_json({"type": "ticks", "as_of": timestamp_text(as_of), "data": ticks})

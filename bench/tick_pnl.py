@@ -7,7 +7,8 @@ Redis DB 11 as cache and channel layer (flushed every run), the broker sandbox t
 second, Thor (`python -m thor.serve`, uvicorn), the market stream (`manage.py run_market_stream`) on the
 tenant's market-data session, paper accounts (one user each, INR) holding the instruments (NSE equities
 from the master, each bought over HTTP by one account: instrument i by account i mod accounts), and the
-sockets, each following one account (`/ws/orders/<id>`, its own ticket), in a process of their own.
+sockets, each following one account (`/ws/orders/<id>`, its own ticket), dealt out over client processes of
+their own (`--client-processes`, 2: each a loop of its own, as browsers are; frames decoded after the window).
 
 The sandbox logs when each tick left (`/_sandbox/ticker/sent`, on for this run only). A socket's
 `position_prices` carries each moved position's `last_price`: the tick that moved it is the first of the
@@ -230,6 +231,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes (one per core)")
     parser.add_argument("--database", default=DATABASE)
     parser.add_argument("--redis-url", default=REDIS_URL, help="its DB is flushed")
+    parser.add_argument(
+        "--client-processes", type=int, default=2, help="processes the sockets' clients are dealt out over"
+    )
     args = parser.parse_args()
     exit_cleanly_on_sigterm()
     port, sandbox_port = free_port(), free_port()
@@ -281,7 +285,7 @@ def main() -> None:
         # handshakes that share them with the ticks' fan-out time out.
         print(f"Opening {args.sockets} sockets on {args.accounts} accounts.", flush=True)
         opening = time.time()
-        child, result_path = clients_start(thor_url, ws_url, sockets_for(users, args.sockets))
+        clients = clients_start(thor_url, ws_url, sockets_for(users, args.sockets), args.client_processes)
         opened_in = time.time() - opening
         tokens = sorted(token_of.values())
         # Every tick Thor's stream ever gets is in the log, from its first.
@@ -308,7 +312,7 @@ def main() -> None:
             waiting.append(layer_backlog(args.redis_url))
             time.sleep(min(1.0, max(0.0, window[1] - time.time())))
         baseline.stop()
-        results = clients_finish(child, result_path)
+        results = clients_finish(clients)
         ticks, connection_users, lost = sent_log_read(sandbox_url)
 
     on = {user: {c for c, u in connection_users.items() if u == user} for user in (THOR_KITE_USER, BASELINE_KITE_USER)}
@@ -327,7 +331,8 @@ def main() -> None:
         f"PostgreSQL {args.database}; the market stream (`run_market_stream`) and the sandbox in their own processes."
     )
     print(
-        f"{args.sockets} sockets, {args.sockets // args.accounts} per account, opened in {opened_in:.1f} s; "
+        f"{args.sockets} sockets, {args.sockets // args.accounts} per account, in {args.client_processes} client "
+        f"process(es), opened in {opened_in:.1f} s; "
         f"{args.accounts} paper accounts holding {len(instruments)} NSE equities (bought over HTTP: {placed.statuses} "
         f"{placed.first_refusal}); throttle {PRICE_UPDATES_PER_SECOND:g}/s a socket ({throttle * 1000:.0f} ms)."
     )

@@ -221,16 +221,32 @@ class BaselineTicker:
 # --- the sockets, in a process of their own ----------------------------------------------------------
 
 
-def clients_start(thor_url: str, ws_url: str, sockets: list[dict]) -> tuple[subprocess.Popen, Path]:
+def clients_start(
+    thor_url: str, ws_url: str, sockets: list[dict], processes: int = 1
+) -> list[tuple[subprocess.Popen, Path]]:
+    """The sockets dealt out over `processes` client processes (each a loop of its own, as browsers are), each
+    with its result file."""
     workdir = Path(tempfile.mkdtemp(prefix="thor-ticks-clients-"))
-    result_path = workdir / "result.json"
-    spec = {"thor_url": thor_url, "ws_url": ws_url, "sockets": sockets, "result_path": str(result_path)}
-    return socket_clients.clients_process_start(__file__, workdir / "spec.json", spec), result_path
+    started = []
+    for number in range(processes):
+        result_path = workdir / f"result-{number}.json"
+        spec = {
+            "thor_url": thor_url,
+            "ws_url": ws_url,
+            "sockets": sockets[number::processes],
+            "result_path": str(result_path),
+        }
+        child = socket_clients.clients_process_start(__file__, workdir / f"spec-{number}.json", spec)
+        started.append((child, result_path))
+    return started
 
 
-def clients_finish(child: subprocess.Popen, result_path: Path) -> list[dict]:
-    socket_clients.clients_process_stop(child, timeout=120)
-    return json.loads(result_path.read_text())
+def clients_finish(clients: list[tuple[subprocess.Popen, Path]]) -> list[dict]:
+    results = []
+    for child, result_path in clients:
+        socket_clients.clients_process_stop(child, timeout=120)
+        results.extend(json.loads(result_path.read_text()))
+    return results
 
 
 async def client_main(spec_path: str) -> None:

@@ -50,11 +50,15 @@ def _refuse_proxy_options(extra: list[str]) -> None:
             raise SystemExit(f"{argument}: Thor's servers log through settings.LOGGING, without access logs.")
 
 
+def _given(extra: list[str], option: str) -> bool:
+    return any(argument.split("=", 1)[0] == option for argument in extra)
+
+
 def _bounded_shutdown(extra: list[str], option: str) -> list[str]:
     """`option THOR_SHUTDOWN_SECONDS` unless the command line sets it: a stop never waits on a socket for ever."""
     from django.conf import settings
 
-    if any(argument.split("=", 1)[0] == option for argument in extra):
+    if _given(extra, option):
         return []
     return [option, str(settings.THOR_SHUTDOWN_SECONDS)]
 
@@ -67,7 +71,10 @@ def uvicorn_arguments(extra: list[str]) -> list[str]:
     proxy = ["--proxy-headers", "--forwarded-allow-ips", ",".join(allowed)] if allowed else ["--no-proxy-headers"]
     # No access log: seed 000's routes take api_secret in the query string (see brokers/api/views.py).
     shutdown = _bounded_shutdown(extra, "--timeout-graceful-shutdown")
-    return ["thor.asgi:application", "--no-access-log", *proxy, *shutdown, *extra]
+    # Per-message deflate as THOR_WS_COMPRESSION says (uvicorn's default is on), unless the command line says.
+    deflate = "--ws-per-message-deflate"
+    compression = [] if _given(extra, deflate) else [deflate, str(settings.THOR_WS_COMPRESSION).lower()]
+    return ["thor.asgi:application", "--no-access-log", *proxy, *shutdown, *compression, *extra]
 
 
 def granian_arguments(extra: list[str]) -> list[str]:

@@ -805,6 +805,11 @@ THOR_WS_PRICE_UPDATES_PER_SECOND = _env_or_fail(env.float, "THOR_WS_PRICE_UPDATE
 if not THOR_WS_PRICE_UPDATES_PER_SECOND > 0:
     raise ImproperlyConfigured("Environment variable THOR_WS_PRICE_UPDATES_PER_SECOND must be above 0.")
 THOR_WS_MAX_WATCHED = _env_or_fail(env.int, "THOR_WS_MAX_WATCHED", default=50)
+# WebSocket per-message deflate (RFC 7692) under `python -m thor.serve`. Off: the messages are small JSON
+# (a few hundred bytes to a few KB, a few a second a socket), while each compressed socket keeps its own zlib
+# contexts (hundreds of KB with context takeover) and deflates every message again for itself, which on a
+# fan-out to many sockets costs more CPU and memory than the bandwidth it saves. On for links where bytes cost.
+THOR_WS_COMPRESSION = _env_or_fail(env.bool, "THOR_WS_COMPRESSION", default=False)
 # The market stream streams a watched instrument this long after the last renewal (sockets renew theirs
 # every third of THOR_WS_FOLLOW_SECONDS).
 THOR_MARKET_WATCH_SECONDS = _env_or_fail(env.float, "THOR_MARKET_WATCH_SECONDS", default=90.0)

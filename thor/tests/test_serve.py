@@ -176,6 +176,18 @@ class TestArguments:
             granian.count("--workers-kill-timeout") == 1 and granian[granian.index("--workers-kill-timeout") + 1] == "3"
         )
 
+    def test_websocket_compression_is_off_unless_thor_ws_compression_or_the_command_line_says(self, settings):
+        assert "--ws-per-message-deflate" in uvicorn_arguments([])
+        off = uvicorn_arguments([])
+        assert off[off.index("--ws-per-message-deflate") + 1] == "false"
+        settings.THOR_WS_COMPRESSION = True
+        on = uvicorn_arguments([])
+        assert on[on.index("--ws-per-message-deflate") + 1] == "true"
+        chosen = uvicorn_arguments(["--ws-per-message-deflate=false"])
+        assert [argument for argument in chosen if argument.startswith("--ws-per")] == [
+            "--ws-per-message-deflate=false"
+        ]
+
     def test_an_unknown_server_is_refused(self):
         from thor.serve import main
 
