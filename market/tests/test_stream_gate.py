@@ -57,6 +57,7 @@ def test_a_new_token_is_tried_at_once_and_a_streamed_session_forgets_the_refusal
     assert gate.open_for("token-a")  # the first refusal's wait again
 
 
+@pytest.mark.django_db  # it closes the thread's stale connections first: with another test's left open, it may touch it
 def test_a_session_that_cannot_be_read_is_none_and_logged(caplog):
     def unreadable(tenant_slug: str) -> str:
         raise RuntimeError(f"no database for {tenant_slug}")
