@@ -1,6 +1,7 @@
 """In-process profile of a live placement: where `POST /api/accounts/{id}/orders` spends its time.
 
 Run: .venv/bin/python bench/profile_placement.py [--orders 200 --broker kite|schwab --profile]
+     [--database-url postgres://.../thor_x --redis-url redis://.../N]   (another helper's own, both wiped)
 
 The bench world of bench/placement.py (its own database `thor_bench_placement_profile`, Redis DB 7,
 the sandbox in its own process), then Thor's WSGI app called in this process as granian calls it, one
@@ -145,6 +146,8 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=200)
     parser.add_argument("--broker", choices=("kite", "schwab"), default="kite")
     parser.add_argument("--profile", action="store_true", help="print the top of the profile too")
+    parser.add_argument("--database-url", default=DATABASE_URL, help="dropped and made again")
+    parser.add_argument("--redis-url", default=REDIS_URL, help="flushed")
     args = parser.parse_args()
     exit_cleanly_on_sigterm()
 
@@ -155,8 +158,8 @@ def main() -> None:
             workers=1,
             fresh_seconds=60.0,
             server="granian",
-            database_url=DATABASE_URL,
-            redis_url=REDIS_URL,
+            database_url=args.database_url,
+            redis_url=args.redis_url,
             **UNTHROTTLED,
         )
         account_id, order = world.account_id, KITE_ORDER
