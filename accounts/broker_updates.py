@@ -204,7 +204,8 @@ def _broker_id_insert(order: Order, broker_order_id: str) -> bool:
 
 def placement_answer_store(*, order: Order, result: OrderResult, actor=None) -> Order | None:
     """The broker's answer to `order`'s placement, stored in one statement (one round trip, no transaction
-    of its own): the columns it changed, the claim of its broker id and its audit row ("sent").
+    of its own): the columns it changed, the claim of its broker id and its audit row ("sent"); once that
+    has committed, the account's kept orders pages and live snapshots go (one round trip to Redis).
 
     `order` is the row as this request stored it before the send: PENDING, no broker id. The UPDATE only
     matches the row while it is still exactly that (status, broker id and updated_at unchanged), so a postback,
@@ -239,9 +240,15 @@ def placement_answer_store(*, order: Order, result: OrderResult, actor=None) -> 
         return None
     if event is None:
         return None
-    # No save(), so no post_save: the account's kept orders pages go here, once the change is committed.
-    account_id = answered.account_id
-    transaction.on_commit(lambda: caches.flush_order_pages(account_id), robust=True)
+    # No save(), so no post_save: the account's kept orders pages go here, with its live snapshots (the broker
+    # holds a new order). Outside a transaction, as a placement's answer comes, the change is committed now:
+    # both in one round trip. Inside one, the snapshots now and the pages on its commit, as elsewhere.
+    account = answered.account
+    if connection.in_atomic_block:
+        caches.flush_live_snapshots(account=account)
+        transaction.on_commit(lambda: caches.flush_order_pages(account.pk), robust=True)
+    else:
+        caches.flush_after_placement(account=account)
     return answered
 
 

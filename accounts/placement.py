@@ -76,11 +76,12 @@ def live_order_send(*, order: Order, actor) -> Order:
         )
         raise
     order.send_ended_at = timezone.now()
-    live_snapshots_forget(account=account)
-    # One statement when nothing else touched the order meanwhile, else the locked update (see each).
+    # One statement when nothing else touched the order meanwhile (it forgets the live snapshots once it
+    # has committed), else the locked update (see each).
     answered = placement_answer_store(order=order, result=result, actor=actor)
     if answered is not None:
         return answered
+    live_snapshots_forget(account=account)
     return order_broker_update(account=account, result=result, kind="sent", order=order, actor=actor)[0]
 
 

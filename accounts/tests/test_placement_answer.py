@@ -19,12 +19,13 @@ from hypothesis import strategies as st
 from accounts.audit import order_event_record, order_state
 from accounts.audit_chain import chain_seal, chain_verify
 from accounts.broker_updates import order_broker_update, placement_answer_store
-from accounts.caches import orders_version_key
+from accounts.caches import live_snapshot_key, orders_version_key
 from accounts.models import BrokerOrderId, Order, OrderEvent
 from accounts.orders.place import order_create
 from accounts.placement import orphaned_placements_settle
 from brokers.adapters.types import OrderRequest, OrderResult
 from brokers.tests.factories import linked_kite_account
+from thor import snapshots
 
 REQUEST = OrderRequest(
     symbol="INFY",
@@ -116,6 +117,24 @@ class TestAnAnswerNothingRaced:
         assert '"symbol"' not in update and '"request_fingerprint"' not in update and '"quantity"' not in update
         order.refresh_from_db()
         assert (order.request_fingerprint, order.raw) == ("changed elsewhere", {"order_id": "26120700002"})
+
+    def test_forgets_the_accounts_live_snapshots_once_committed_and_keeps_the_last_good(self, account):
+        order = stored(account)
+        base = live_snapshot_key(account, "positions")
+        snapshots.read_through(base, lambda: ["before the order"], fresh_ttl=60, stale_ttl=600)
+
+        answered(order, OrderResult(broker_order_id="26120700004", status="OPEN"))
+
+        assert snapshots.fresh_body(base, repr) is None and cache.get(f"{base}:fresh") is None
+        assert snapshots.peek(base).data == ["before the order"]
+
+    def test_stores_the_answer_when_redis_is_down(self, account, redis_down):
+        order = stored(account)
+
+        answered(order, OrderResult(broker_order_id="26120700005", status="OPEN"))
+
+        order.refresh_from_db()
+        assert (order.status, kinds(order)) == ("OPEN", ["placed", "sent"])
 
     def test_seals_into_the_audit_chain_like_any_row(self, account):
         order = stored(account)
