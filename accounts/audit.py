@@ -9,7 +9,12 @@ from decimal import Decimal
 from django.db import transaction
 
 from accounts.models import Order, OrderEvent, TradingAccount
-from accounts.streams import event_with_seq_create, messages_for_change, publish_order_change
+from accounts.streams import (
+    event_with_seq_create,
+    event_with_seq_create_gated,
+    messages_for_change,
+    publish_order_change,
+)
 from thor.logging import correlation_id_var
 
 ORDER_AUDIT_FIELDS = (
@@ -38,27 +43,45 @@ def _jsonable(value):
     return value if value is None or isinstance(value, str) else str(value)
 
 
+def _event_fields(*, order: Order, kind: str, before: dict, actor, broker_response: dict | None) -> dict:
+    return {
+        "count": len(messages_for_change(order=order, before=before)),
+        "account_id": order.account_id,
+        "order": order,
+        "actor": actor,
+        "kind": kind,
+        "request_id": _request_id(),
+        "before": before,
+        "after": order_state(order),
+        "broker_response": broker_response or {},
+        "order_updated_at": order.updated_at,
+    }
+
+
 def order_event_record(
     *, order: Order, kind: str, before: dict | None = None, actor=None, broker_response: dict | None = None
 ) -> OrderEvent:
-    before = before or {}
-    published = messages_for_change(order=order, before=before)
+    fields = _event_fields(order=order, kind=kind, before=before or {}, actor=actor, broker_response=broker_response)
     # The sequence numbers and the row that can resend those messages commit together, or neither does.
     # Inside a caller's transaction no savepoint: nobody goes on after a failed audit row, the whole
     # change rolls back, and each savepoint is two more round trips to the database.
     with transaction.atomic(savepoint=False):
-        event = event_with_seq_create(
-            count=len(published),
-            account_id=order.account_id,
-            order=order,
-            actor=actor,
-            kind=kind,
-            request_id=_request_id(),
-            before=before,
-            after=order_state(order),
-            broker_response=broker_response or {},
-            order_updated_at=order.updated_at,
-        )
+        event = event_with_seq_create(**fields)
+        publish_order_change(order=order, event=event)
+    return event
+
+
+def order_change_with_event(
+    *, change: tuple[str, list], order: Order, kind: str, before: dict, actor=None, broker_response: dict | None = None
+) -> OrderEvent | None:
+    """The order's change, already made on `order` in memory and written by `change` (a WITH list whose last
+    query, `gate`, returns a row when it wrote: accounts.streams.event_with_seq_create_gated), and its audit
+    row, in one statement: outside a transaction, one round trip that commits both or neither.
+
+    None when the gate returned nothing (nothing was written, nothing is published)."""
+    fields = _event_fields(order=order, kind=kind, before=before, actor=actor, broker_response=broker_response)
+    event = event_with_seq_create_gated(gate=change, **fields)
+    if event is not None:
         publish_order_change(order=order, event=event)
     return event
 

@@ -5,15 +5,17 @@ the broker says: never backwards (postbacks come twice and out of order, a sync 
 with the audit row and the WebSocket update of `accounts.audit`.
 """
 
+import contextlib
+import copy
 import logging
 from collections.abc import Iterable
 from decimal import Decimal
 
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from accounts import caches
-from accounts.audit import order_event_record, order_state
+from accounts.audit import order_change_with_event, order_event_record, order_state
 from accounts.models import BrokerOrderId, Order, TradingAccount
 from accounts.placement_matching import Unclaimed, held_broker_ids, unclaimed_owner
 from accounts.slicing import parent_aggregate
@@ -114,6 +116,29 @@ def _status_of(result: OrderResult) -> str:
     return Order.Status.OPEN
 
 
+# The columns a broker's word may change (_apply, and a stand-in's state taken over by broker_id_claim): a
+# known order's UPDATE writes those of them that changed, and its updated_at, never the rest of the row.
+APPLIED_FIELDS = (
+    "broker_order_id",
+    "status",
+    "filled_quantity",
+    "average_price",
+    "status_message",
+    "settle_after",
+    "quantity",
+    "raw",
+)
+
+
+def applied_values(order: Order) -> dict:
+    return {field: getattr(order, field) for field in APPLIED_FIELDS}
+
+
+def changed_fields(order: Order, values: dict) -> list[str]:
+    """The applied columns whose value differs from `values` (applied_values before the change), and updated_at."""
+    return [*(field for field, value in values.items() if getattr(order, field) != value), "updated_at"]
+
+
 def _apply(order: Order, result: OrderResult) -> None:
     order.broker_order_id = result.broker_order_id or order.broker_order_id
     order.status = _status_of(result)
@@ -177,6 +202,82 @@ def _broker_id_insert(order: Order, broker_order_id: str) -> bool:
         return cursor.fetchone() is not None
 
 
+def placement_answer_store(*, order: Order, result: OrderResult, actor=None) -> Order | None:
+    """The broker's answer to `order`'s placement, stored in one statement (one round trip, no transaction
+    of its own): the columns it changed, the claim of its broker id and its audit row ("sent"); once that
+    has committed, the account's kept orders pages and live snapshots go (one round trip to Redis).
+
+    `order` is the row as this request stored it before the send: PENDING, no broker id. The UPDATE only
+    matches the row while it is still exactly that (status, broker id and updated_at unchanged), so a postback,
+    a poll or the reconciler that got there first is never overwritten; the claim is a plain INSERT, so another
+    order holding the broker id (a stand-in) fails the whole statement on the unique constraint. Either way
+    nothing is written and None comes back: order_broker_update then stores the answer, locked, as any update
+    (broker_id_claim decides about a stand-in). Inside a caller's transaction the statement takes a savepoint,
+    so its failure leaves that transaction usable. None, untried, off PostgreSQL.
+    """
+    if (
+        connection.vendor != "postgresql"
+        or order.pk is None
+        or order.parent_id is not None
+        or order.status != Order.Status.PENDING
+        or order.broker_order_id
+        or not result.broker_order_id
+        or _moves_backwards(order, result)
+    ):
+        return None
+    before, stored = order_state(order), applied_values(order)
+    answered = copy.copy(order)
+    _apply(answered, result)
+    answered.updated_at = timezone.now()
+    change = _answer_change_sql(answered, fields=changed_fields(answered, stored), stored_at=order.updated_at)
+    try:
+        # A placement's answer comes outside any transaction: there the statement is its own, no savepoint.
+        with transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext():
+            event = order_change_with_event(
+                change=change, order=answered, kind="sent", before=before, actor=actor, broker_response=result.raw
+            )
+    except IntegrityError:
+        return None
+    if event is None:
+        return None
+    # No save(), so no post_save: the account's kept orders pages go here, with its live snapshots (the broker
+    # holds a new order). Outside a transaction, as a placement's answer comes, the change is committed now:
+    # both in one round trip. Inside one, the snapshots now and the pages on its commit, as elsewhere.
+    account = answered.account
+    if connection.in_atomic_block:
+        caches.flush_live_snapshots(account=account)
+        transaction.on_commit(lambda: caches.flush_order_pages(account.pk), robust=True)
+    else:
+        caches.flush_after_placement(account=account)
+    return answered
+
+
+def _answer_change_sql(order: Order, *, fields: list[str], stored_at) -> tuple[str, list]:
+    """The WITH list of placement_answer_store: the guarded UPDATE, then the broker id's claim as its `gate`."""
+    quote = connection.ops.quote_name
+    columns = [Order._meta.get_field(name) for name in fields]
+    assignments = ", ".join(f"{quote(field.column)} = %s" for field in columns)
+    updated_at = Order._meta.get_field("updated_at")
+    sql = (
+        f"updated AS (UPDATE {quote(Order._meta.db_table)} SET {assignments} "  # noqa: S608 (model columns)
+        f"WHERE {quote('id')} = %s AND {quote('status')} = %s AND {quote('broker_order_id')} = '' "
+        f"AND {quote('updated_at')} = %s RETURNING {quote('id')}), "
+        f"gate AS (INSERT INTO {quote(BrokerOrderId._meta.db_table)} "
+        "(account_id, order_id, broker_order_id, superseded_at, created_at) "
+        f"SELECT %s, updated.{quote('id')}, %s, NULL, %s FROM updated RETURNING id)"
+    )
+    params = [
+        *(field.get_db_prep_save(getattr(order, field.attname), connection) for field in columns),
+        order.pk,
+        Order.Status.PENDING,
+        updated_at.get_db_prep_value(stored_at, connection),
+        order.account_id,
+        order.broker_order_id,
+        timezone.now(),
+    ]
+    return sql, params
+
+
 @transaction.atomic
 def order_broker_update(
     *,
@@ -208,12 +309,13 @@ def order_broker_update(
             return order, False
     new_id = bool(result.broker_order_id) and result.broker_order_id != order.broker_order_id
     adopted = order.pk is None
+    stored = applied_values(order)
     _apply(order, result)
     if new_id and order.pk and not broker_id_claim(order, result.broker_order_id):
         return Order.objects.get(pk=order.pk), False
     if order.pk and order_state(order) == before:
         return order, False
-    order.save()
+    order.save(update_fields=None if adopted else changed_fields(order, stored))
     if adopted:
         BrokerOrderId.objects.create(account_id=account.pk, order=order, broker_order_id=order.broker_order_id)
     order_event_record(order=order, kind=kind, before=before, actor=actor, broker_response=result.raw)

@@ -32,9 +32,20 @@ def _connection(account: TradingAccount) -> BrokerConnection:
     return account.connection
 
 
+def _connection_for_call(account: TradingAccount) -> BrokerConnection:
+    """The account's session with everything a broker call reads. A lean account (the reads' and a placement's
+    cached one, accounts.selectors.account_for_read_get) carries only its session's state: its tokens, its
+    app's keys and the app's tenant come in one query here, not one query a field as deferred fields load."""
+    connection = _connection(account)
+    if connection.get_deferred_fields():
+        connection = BrokerConnection.objects.select_related("app__tenant").get(pk=connection.pk)
+        account.connection = connection
+    return connection
+
+
 def live_call(account: TradingAccount, call: Callable[[BrokerAdapter], object]):
     """`call(adapter)` acting for this account (Schwab: its hashValue; one Kite login is one account)."""
-    return broker_call(_connection(account), call, account_id=account.broker_account_id)
+    return broker_call(_connection_for_call(account), call, account_id=account.broker_account_id)
 
 
 def live_read(

@@ -25,7 +25,7 @@ from django.utils import timezone
 from prometheus_client import Counter
 
 from accounts.audit import order_save_with_event, order_state
-from accounts.broker_updates import order_broker_update
+from accounts.broker_updates import order_broker_update, placement_answer_store
 from accounts.live import live_call, live_snapshots_forget, order_request_of
 from accounts.models import Order
 from accounts.placement_matching import Match, placement_match
@@ -48,6 +48,7 @@ def send_started(order: Order) -> bool:
         send_started_at=started, send_ended_at=None, send_acknowledged=False, updated_at=started
     )
     order.send_started_at, order.send_ended_at, order.send_acknowledged = started, None, False
+    order.updated_at = started
     return bool(marked)
 
 
@@ -75,6 +76,11 @@ def live_order_send(*, order: Order, actor) -> Order:
         )
         raise
     order.send_ended_at = timezone.now()
+    # One statement when nothing else touched the order meanwhile (it forgets the live snapshots once it
+    # has committed), else the locked update (see each).
+    answered = placement_answer_store(order=order, result=result, actor=actor)
+    if answered is not None:
+        return answered
     live_snapshots_forget(account=account)
     return order_broker_update(account=account, result=result, kind="sent", order=order, actor=actor)[0]
 

@@ -15,6 +15,7 @@ import copy
 import logging
 from datetime import datetime
 from decimal import Decimal
+from typing import cast
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -58,6 +59,12 @@ ADVANCE_SQL = (
     "ON CONFLICT (account_id) DO UPDATE SET last_seq = accounts_accountstream.last_seq + excluded.last_seq "
     "RETURNING last_seq"
 )
+# The same, taken only from the one row of the statement's `gate` (a data-modifying WITH before it).
+_GATED_ADVANCE_SQL = (
+    "INSERT INTO accounts_accountstream (account_id, last_seq) SELECT %s, %s FROM gate "
+    "ON CONFLICT (account_id) DO UPDATE SET last_seq = accounts_accountstream.last_seq + excluded.last_seq "
+    "RETURNING last_seq"
+)
 
 
 def stream_seq_advance(*, account_id: int, count: int) -> int:
@@ -79,26 +86,46 @@ def event_with_seq_create(*, count: int, **fields) -> OrderEvent:
     `last_seq`), taken as stream_seq_advance takes them. On PostgreSQL the numbers and the row are one
     statement (the upsert as a data-modifying WITH): every order change writes one, and a placement two.
     """
-    account_id = fields["account_id"]
     if connection.vendor != "postgresql":
-        last_seq = stream_seq_advance(account_id=account_id, count=count)
+        last_seq = stream_seq_advance(account_id=fields["account_id"], count=count)
         return OrderEvent.objects.create(**fields, seq=last_seq - count + 1, last_seq=last_seq)
+    return cast(OrderEvent, _event_with_seq_insert(count=count, gate=None, fields=fields))  # ungated: a row
+
+
+def event_with_seq_create_gated(*, gate: tuple[str, list], count: int, **fields) -> OrderEvent | None:
+    """event_with_seq_create in the same statement as the change it records (PostgreSQL only).
+
+    `gate` is that change as the WITH list that starts the statement, `name AS (...), ...`, whose last
+    query is named `gate` and returns one row when the change was made, none when it was not; the numbers
+    are taken and the row written only from that row. One statement is all or nothing: a change that fails
+    (a unique constraint) takes the audit row with it. None when the gate returned no row (nothing written).
+    """
+    return _event_with_seq_insert(count=count, gate=gate, fields=fields)
+
+
+def _event_with_seq_insert(*, count: int, gate: tuple[str, list] | None, fields: dict) -> OrderEvent | None:
+    account_id = fields["account_id"]
     event = OrderEvent(**fields)
     columns = [
         field for field in OrderEvent._meta.concrete_fields if not field.primary_key and field.name not in SEQ_FIELDS
     ]
     values = [field.get_db_prep_save(getattr(event, field.attname), connection) for field in columns]
     quote = connection.ops.quote_name
+    gate_sql, gate_params = gate if gate is not None else ("", [])
+    advance = f"{gate_sql}, advanced AS ({_GATED_ADVANCE_SQL})" if gate is not None else f"advanced AS ({ADVANCE_SQL})"
     sql = (
-        f"WITH advanced AS ({ADVANCE_SQL}) "  # noqa: S608 (column names from the model, values as parameters)
+        f"WITH {advance} "  # noqa: S608 (column names from the model, values as parameters)
         f"INSERT INTO {quote(OrderEvent._meta.db_table)} "
         f"({', '.join(quote(field.column) for field in columns)}, {quote('seq')}, {quote('last_seq')}) "
         f"SELECT {', '.join(['%s'] * len(columns))}, advanced.last_seq - %s + 1, advanced.last_seq FROM advanced "
         f"RETURNING {quote('id')}, {quote('seq')}, {quote('last_seq')}"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [account_id, count, *values, count])
-        event.pk, event.seq, event.last_seq = cursor.fetchone()
+        cursor.execute(sql, [*gate_params, account_id, count, *values, count])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    event.pk, event.seq, event.last_seq = row
     event._state.adding, event._state.db = False, connection.alias
     return event
 

@@ -181,4 +181,9 @@ def read_through(
 def forget(*keys: str) -> None:
     """Drop the fresh copies (after a write such as an order), keeping the last-good snapshots; one
     round trip to the cache for all the keys."""
-    cache.delete_many([name for key in keys for name in (_fresh_key(key), fresh_body_key(key), _failed_key(key))])
+    cache.delete_many(forgotten_names(*keys))
+
+
+def forgotten_names(*keys: str) -> list[str]:
+    """The cache entries forget() deletes (for a caller that deletes them along with other work)."""
+    return [name for key in keys for name in (_fresh_key(key), fresh_body_key(key), _failed_key(key))]

@@ -8,6 +8,8 @@ primary switch or an ended session is seen at once, and the bytes are what rende
 import pytest
 import requests
 from django.core.cache import cache
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from rest_framework.renderers import JSONRenderer
 
 from accounts import caches, selectors
@@ -63,6 +65,18 @@ class TestNoSqlOnAHit:
         alice_client.get("/api/accounts/primary/funds")
 
         assert cache.get(caches.read_account_key(alice.pk, "primary")) is None
+
+
+class TestAMissOnTheCachedAccount:
+    def test_reads_its_session_tokens_and_app_keys_in_one_query_not_one_a_field(self, alice_client, live):
+        warm(alice_client, live)
+        snapshots.forget(snapshots.key("acme", live.pk, "positions"))
+
+        with CaptureQueriesContext(connection) as queries:
+            assert alice_client.get(f"/api/accounts/{live.pk}/positions").json()["source"] == "live"
+
+        broker_rows = [query["sql"] for query in queries if query["sql"].startswith('SELECT "brokers_broker')]
+        assert len(broker_rows) == 1, broker_rows
 
 
 class TestSameAnswers:
