@@ -212,13 +212,13 @@ class TestReadsAreShared:
 
         assert asyncio.run(scenario()) == (1, None)
 
-    def test_an_account_not_on_paper_is_read_once_and_never_again(self, book):
+    def test_an_account_that_is_gone_is_read_once_and_never_again(self, book):
         async def scenario():
             book["open"] = asyncio.Event()
             book["open"].set()
             shared = SharedBook(-1)
             await shared.first_read()
             await shared.refresh(seq=3)
-            return shared.is_paper, book["reads"]
+            return shared.exists, book["reads"]
 
         assert asyncio.run(scenario()) == (False, 1)
