@@ -6,7 +6,7 @@ import asyncio
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 
-from accounts import books
+from accounts import books, pnl
 from accounts.books import SharedBook
 from accounts.tests.conftest import place
 from accounts.tests.test_consumers import opened
@@ -141,7 +141,7 @@ class TestReadsAreShared:
 
         def read(account_id):
             gate["reads"] += 1
-            return None if account_id < 0 else books.Book.__new__(books.Book)
+            return None if account_id < 0 else pnl.Book.__new__(pnl.Book)
 
         async def gated(account_id):
             await gate["open"].wait()
