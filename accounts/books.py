@@ -1,4 +1,4 @@
-"""One book per followed paper account in a server process, shared by every socket that follows it.
+"""One book per followed account in a server process, shared by every socket that follows it.
 
 Ten sockets following one account (a trader's tabs, a desk's screens) need the same valuation at each tick.
 Each kept its own `Book` (accounts.pnl) and valued it once per batch of ticks, so a burst cost the process
@@ -6,6 +6,10 @@ one valuation and one JSON encoding per socket. Here the process keeps one `Shar
 event loop: it registers with the tick hub (market.tickhub) for the tokens the account holds, marks its book
 once per batch, tells its sockets which instruments moved, and builds each `position_prices` message once:
 the sockets that send the same moved instruments at the same marks send the same text.
+
+A paper account's book is Thor's positions and funds (accounts.pnl); a live account's is the broker's positions
+from its last-good snapshot (accounts.live_pnl): a read that finds no snapshot (none stored yet, or gone)
+keeps the positions the book had rather than blanking them.
 
 Reading the book again is shared too. The account's stream messages (an order, a fill) reach each of its
 sockets; the first to ask with a stream seq the book has not seen starts a read, the others with that seq
@@ -29,7 +33,8 @@ from typing import Protocol
 
 from channels.db import database_sync_to_async
 
-from accounts.pnl import Book, Instrument, book_load, book_tick, position_prices_message
+from accounts.live_pnl import LiveBook
+from accounts.pnl import AnyBook, Instrument, book_load, book_tick, position_prices_message
 from market.tickhub import Tick, tick_hub
 
 logger = logging.getLogger("accounts.books")
@@ -44,8 +49,8 @@ class SharedBook:
 
     def __init__(self, account_id: int):
         self.account_id = account_id
-        self.book: Book | None = None
-        self.is_paper = True  # until a read says otherwise (an account's mode never changes)
+        self.book: AnyBook | None = None
+        self.exists = True  # until a read finds the account gone
         self.followers: weakref.WeakSet[BookFollower] = weakref.WeakSet()
         self.heard_at = 0.0  # when the latest tick that moved the book was heard (epoch seconds)
         self.loaded_at = float("-inf")  # monotonic: when the last read began
@@ -95,7 +100,7 @@ class SharedBook:
 
     async def refresh(self, *, seq: int | None = None, max_age: float | None = None) -> None:
         """Read the book again, or wait for a read that answers this ask (see the module's docstring)."""
-        if not self.is_paper:
+        if not self.exists:
             return
         if seq is not None and seq <= self.seq_seen:
             await self._wait(self.wanted)  # the read begun for that seq (or a later one)
@@ -137,9 +142,11 @@ class SharedBook:
         finally:
             self.reading = None
 
-    def _install(self, book: Book | None) -> None:
+    def _install(self, book: AnyBook | None) -> None:
         if book is None:
-            self.is_paper = False
+            self.exists = False
+        if isinstance(book, LiveBook) and not book.found and isinstance(self.book, LiveBook):
+            return  # no snapshot to read: the positions the book had stand until a REST read stores one
         self.book = book
         self.messages.clear()
         hub = tick_hub()

@@ -13,7 +13,7 @@ the next `seq`. What a client sends:
   messages, rebuilt from the database, then `{"type": "resynced", "account_id", "seq", "complete"}`;
 - `{"action": "watch" | "unwatch", "instruments": ["NSE:INFY", ...]}`: ticks of instruments not held.
 
-Prices (accounts.ticks): a paper account's positions and funds as ticks move them (`position_prices`) and
+Prices (accounts.ticks): an account's positions and funds (a live account's: positions only) as ticks move them (`position_prices`) and
 the watched instruments' ticks (`ticks`), throttled per socket; state, not events, so without a `seq`.
 
 While open, the socket keeps the accounts it follows marked as followed (accounts.followers), so that

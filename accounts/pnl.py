@@ -13,7 +13,8 @@ position, as GET .../positions shows it; a client replaces the position with the
 tradingsymbol and product) and the account's funds. It carries no `seq`: a missed one is worth nothing
 once the next arrives, so the stream's numbering, its gaps and its resync are about events only, as before.
 
-Live accounts: not yet; their positions come from the broker, which values them itself.
+Live accounts (Kite, Schwab): their book is the broker's positions from the last-good snapshot, moved by the
+ticks from the broker's own numbers, with no funds (accounts.live_pnl).
 """
 
 from collections.abc import Iterable
@@ -22,6 +23,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from accounts import presenters, selectors
+from accounts.live_pnl import LiveBook, live_book_load, live_prices_data
 from accounts.models import PaperPosition, TradingAccount
 from accounts.paper_buying_power import margin_rate, reserved_cash
 from market.selectors import instrument_token
@@ -51,9 +53,15 @@ class Book:
         return self.account.pk
 
 
-def book_load(account_id: int) -> Book | None:
-    """The account's book as the database and the prices have it now; None for an account not on paper."""
-    account = TradingAccount.objects.select_related("user__tenant").filter(pk=account_id).first()
+AnyBook = Book | LiveBook
+
+
+def book_load(account_id: int) -> AnyBook | None:
+    """The account's book as the database (paper) or the last-good snapshot (live) has it now; None for an
+    account that is gone."""
+    account = TradingAccount.objects.select_related("user__tenant", "connection").filter(pk=account_id).first()
+    if account is not None and account.mode == TradingAccount.Mode.LIVE:
+        return live_book_load(account)
     if account is None or account.mode != TradingAccount.Mode.PAPER:
         return None
     try:
@@ -80,7 +88,7 @@ def book_load(account_id: int) -> Book | None:
     )
 
 
-def book_tick(book: Book, token: int, price: Decimal) -> set[Instrument]:
+def book_tick(book: AnyBook, token: int, price: Decimal) -> set[Instrument]:
     """Mark the instruments the book holds on `token` at `price`; returns those whose mark moved."""
     moved = set()
     for instrument in book.tokens.get(token, ()):
@@ -100,9 +108,13 @@ def short_exposure_at(book: Book) -> Decimal:
     return exposure.quantize(CENT, rounding=ROUNDING)
 
 
-def position_prices_message(book: Book, instruments: Iterable[Instrument], *, as_of: datetime) -> dict:
-    """The `position_prices` message: the positions on `instruments` and the account's funds, at the marks."""
+def position_prices_message(book: AnyBook, instruments: Iterable[Instrument], *, as_of: datetime) -> dict:
+    """The `position_prices` message: the positions on `instruments` and the account's funds, at the marks
+    (a live account's funds: null, see accounts.live_pnl)."""
     instruments = set(instruments)
+    if isinstance(book, LiveBook):
+        data = live_prices_data(book, instruments)
+        return {"type": POSITION_PRICES, "account_id": book.account_id, "as_of": timestamp_text(as_of), "data": data}
     valued = [(position, book.marks[(position.exchange, position.symbol)]) for position in book.positions]
     positions = [
         presenters.position_data(selectors.paper_position_at(position, price))

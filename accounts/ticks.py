@@ -2,7 +2,7 @@
 ticks of the instruments it watches.
 
 The market stream publishes each batch of ticks it hears once, to its server process's tick hub
-(market.tickhub). The books of the paper accounts a socket follows are shared by every socket of the process
+(market.tickhub). The books of the accounts a socket follows are shared by every socket of the process
 that follows them (accounts.books): each registers with the hub for what its account holds, is marked once a
 batch and tells its sockets which positions moved, read again when the account's stream says it changed. A
 socket registers with the hub itself only for the instruments it watches. It asks the market stream to
@@ -16,7 +16,10 @@ end and go together, as one message, each instrument at its latest price. Messag
 only):
 
 - `{"type": "position_prices", "account_id", "as_of", "data": {"positions": [...], "funds": {...}}}`: the
-  positions whose price moved and the account's funds, as GET .../positions and .../funds show them;
+  positions whose price moved and the account's funds, as GET .../positions and .../funds show them. For a
+  live account (Kite, Schwab; accounts.live_pnl) the positions are the broker's last-good snapshot moved by
+  the ticks, and `funds` is null: the broker's margins are not recomputed from ticks. REST keeps answering
+  the broker's snapshot, so a live account's socket runs ahead of its GET .../positions until the next read;
 - `{"type": "ticks", "as_of", "data": [{"instrument": "NSE:INFY", "instrument_token", "last_price",
   "as_of"}, ...]}`: the watched instruments whose price moved.
 

@@ -6,7 +6,7 @@ import asyncio
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 
-from accounts import books
+from accounts import books, pnl
 from accounts.books import SharedBook
 from accounts.tests.conftest import place
 from accounts.tests.test_consumers import opened
@@ -141,7 +141,7 @@ class TestReadsAreShared:
 
         def read(account_id):
             gate["reads"] += 1
-            return None if account_id < 0 else books.Book.__new__(books.Book)
+            return None if account_id < 0 else pnl.Book.__new__(pnl.Book)
 
         async def gated(account_id):
             await gate["open"].wait()
@@ -212,13 +212,13 @@ class TestReadsAreShared:
 
         assert asyncio.run(scenario()) == (1, None)
 
-    def test_an_account_not_on_paper_is_read_once_and_never_again(self, book):
+    def test_an_account_that_is_gone_is_read_once_and_never_again(self, book):
         async def scenario():
             book["open"] = asyncio.Event()
             book["open"].set()
             shared = SharedBook(-1)
             await shared.first_read()
             await shared.refresh(seq=3)
-            return shared.is_paper, book["reads"]
+            return shared.exists, book["reads"]
 
         assert asyncio.run(scenario()) == (False, 1)
