@@ -5,6 +5,7 @@ import threading
 import time
 
 import pytest
+import yaml
 from django.conf import settings
 from hypothesis import settings as hypothesis_settings
 from rest_framework.test import APIClient
@@ -81,7 +82,7 @@ def _flush_by_delete():
     from django.db.backends.postgresql.operations import DatabaseOperations
 
     truncate = DatabaseOperations.sql_flush
-    superuser: dict[str, bool] = {}
+    superuser = {}  # alias -> whether its role may turn triggers off
 
     def is_superuser(ops) -> bool:
         alias = ops.connection.alias
@@ -129,6 +130,16 @@ def _fresh_channel_layer():
     yield
     publish_flush()  # what this test published is sent to its own layer, not the next test's
     channel_layers.backends.clear()
+
+
+@pytest.fixture(scope="session")
+def openapi_schema(django_db_setup, django_db_blocker) -> dict:
+    """/api/schema/ as an anonymous client reads it (YAML), parsed: built once per process, as it is the same
+    for every test and building and parsing it takes longer than most tests. Read it, never change it."""
+    with django_db_blocker.unblock():
+        response = APIClient().get("/api/schema/")
+    assert response.status_code == 200
+    return yaml.load(response.content, Loader=yaml.CSafeLoader)
 
 
 @pytest.fixture
