@@ -146,9 +146,10 @@ def openapi_schema(django_db_setup, django_db_blocker) -> dict:
 def time_passes(time_machine):
     """`time_passes(seconds)` lets the seconds pass without waiting them out, for Python and for Redis: the
     wall clock moves on (time-machine), every Redis key's TTL runs down by as much (a key whose TTL runs out
-    is gone), and the rate buckets, stamped with Redis's own clock, refill as if their last take was earlier.
-    Not time.monotonic, which time-machine leaves alone: code timed by it still waits for real."""
-    from thor import coordination
+    is gone), and the rate buckets, stamped with Redis's own clock (or, without Redis, the process's own on
+    time.monotonic), refill as if their last take was earlier. Not time.monotonic itself, which time-machine
+    leaves alone: other code timed by it still waits for real."""
+    from thor import coordination, ratelimit
 
     travelling = []
 
@@ -157,6 +158,9 @@ def time_passes(time_machine):
             time_machine.move_to(time.time(), tick=True)
             travelling.append(True)
         time_machine.shift(seconds)
+        with ratelimit._local_lock:
+            for bucket, (tokens, stamp) in ratelimit._local_buckets.items():
+                ratelimit._local_buckets[bucket] = (tokens, stamp - seconds)
         if not coordination.uses_redis():
             return
         store, ms = coordination.redis_client(), int(seconds * 1000)
