@@ -5,6 +5,7 @@ import threading
 import time
 
 import pytest
+import yaml
 from django.conf import settings
 from hypothesis import settings as hypothesis_settings
 from rest_framework.test import APIClient
@@ -64,6 +65,49 @@ def pytest_unconfigure(config):
     watchdog.start()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _flush_by_delete():
+    """A transactional test ends with Django's flush, a TRUNCATE of every table: on PostgreSQL each truncated
+    table gets new files, and the commit drops the old ones from the shared buffers, a cost paid per table
+    whatever few rows the test left. Deleting the rows empties the same tables in the same transaction, far
+    cheaper for the handful a test writes. The audit and order tables refuse a DELETE (their triggers; TRUNCATE
+    fires none), so the flush's transaction runs with triggers off (session_replication_role, a superuser's
+    setting: the test databases' owner on this machine and in CI; elsewhere the TRUNCATE stays). Nothing but the
+    SQL changes: the same tables, sequences kept as the TRUNCATE kept them, post_migrate after it."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        yield
+        return
+    from django.db.backends.postgresql.operations import DatabaseOperations
+
+    truncate = DatabaseOperations.sql_flush
+    superuser = {}  # alias -> whether its role may turn triggers off
+
+    def is_superuser(ops) -> bool:
+        alias = ops.connection.alias
+        if alias not in superuser:
+            with ops.connection.cursor() as cursor:
+                cursor.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+                superuser[alias] = bool(cursor.fetchone()[0])
+        return superuser[alias]
+
+    def sql_flush(self, style, tables, *, reset_sequences=False, allow_cascade=False):
+        if not tables or reset_sequences or not is_superuser(self):
+            return truncate(self, style, tables, reset_sequences=reset_sequences, allow_cascade=allow_cascade)
+        # SET LOCAL lasts until the flush's own transaction ends; set back at the end all the same, in case a
+        # caller flushed inside a transaction of its own.
+        return [
+            "SET LOCAL session_replication_role = replica;",
+            *(f"DELETE FROM {style.SQL_FIELD(self.quote_name(table))};" for table in tables),  # noqa: S608 (Django's table names)
+            "SET LOCAL session_replication_role = origin;",
+        ]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(DatabaseOperations, "sql_flush", sql_flush)
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _fresh_cache():
     """Each test starts with an empty cache: throttles, snapshots and OAuth nonces live there."""
@@ -88,13 +132,24 @@ def _fresh_channel_layer():
     channel_layers.backends.clear()
 
 
+@pytest.fixture(scope="session")
+def openapi_schema(django_db_setup, django_db_blocker) -> dict:
+    """/api/schema/ as an anonymous client reads it (YAML), parsed: built once per process, as it is the same
+    for every test and building and parsing it takes longer than most tests. Read it, never change it."""
+    with django_db_blocker.unblock():
+        response = APIClient().get("/api/schema/")
+    assert response.status_code == 200
+    return yaml.load(response.content, Loader=yaml.CSafeLoader)
+
+
 @pytest.fixture
 def time_passes(time_machine):
     """`time_passes(seconds)` lets the seconds pass without waiting them out, for Python and for Redis: the
     wall clock moves on (time-machine), every Redis key's TTL runs down by as much (a key whose TTL runs out
-    is gone), and the rate buckets, stamped with Redis's own clock, refill as if their last take was earlier.
-    Not time.monotonic, which time-machine leaves alone: code timed by it still waits for real."""
-    from thor import coordination
+    is gone), and the rate buckets, stamped with Redis's own clock (or, without Redis, the process's own on
+    time.monotonic), refill as if their last take was earlier. Not time.monotonic itself, which time-machine
+    leaves alone: other code timed by it still waits for real."""
+    from thor import coordination, ratelimit
 
     travelling = []
 
@@ -103,6 +158,9 @@ def time_passes(time_machine):
             time_machine.move_to(time.time(), tick=True)
             travelling.append(True)
         time_machine.shift(seconds)
+        with ratelimit._local_lock:
+            for bucket, (tokens, stamp) in ratelimit._local_buckets.items():
+                ratelimit._local_buckets[bucket] = (tokens, stamp - seconds)
         if not coordination.uses_redis():
             return
         store, ms = coordination.redis_client(), int(seconds * 1000)

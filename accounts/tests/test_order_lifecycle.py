@@ -61,6 +61,15 @@ def working_ids(sandbox, account) -> set[str]:
     return {str(order["orderId"]) for order in broker_book(sandbox, account) if order["status"] in working}
 
 
+def until_the_book_holds(sandbox, account, working: int) -> None:
+    """Until the sandbox has entered the order it held back for a latency fault (it enters it once the latency
+    has passed, the placement that sent it long given up)."""
+    deadline = time.monotonic() + 15
+    while len(working_ids(sandbox, account)) < working:
+        assert time.monotonic() < deadline, "the sandbox never entered the late order"
+        time.sleep(0.05)
+
+
 def posts(sandbox, path) -> int:
     return requests.get(f"{sandbox.url}/_sandbox/stats", timeout=5).json()["by_path"].get(f"POST {path}", 0)
 
@@ -147,7 +156,7 @@ class TestPlacementsWhoseAnswerWasLost:
 
         b = tsla(alice_client, account, "tsla-B")
         assert b.status_code == 202 and b.json()["status"] == "UNKNOWN", b.json()
-        time.sleep(0.8)  # the sandbox enters B's order once its latency has passed
+        until_the_book_holds(schwab_sandbox, account, working=2)  # A's, and B's once its latency has passed
 
         synced = alice_client.post(f"/api/accounts/{account.pk}/sync")
         assert synced.status_code == 200, synced.json()
@@ -168,7 +177,7 @@ class TestPlacementsWhoseAnswerWasLost:
         late = tsla(alice_client, account, "tsla-B").json()
         schwab_fault(schwab_sandbox, kind="5xx", path=orders_path, count=1)
         failed = tsla(alice_client, account, "tsla-C")
-        time.sleep(0.8)
+        until_the_book_holds(schwab_sandbox, account, working=2)  # A's, and the late one
 
         assert failed.status_code == 202, failed.json()
         settings.THOR_PLACEMENT_SETTLE_SECONDS = {"kite": 600, "schwab": 0}
@@ -216,7 +225,7 @@ class TestTheOperatorsQueue:
         schwab_fault(schwab_sandbox, kind="latency", ms=900, path=orders_path, count=1)
         unknown = tsla(alice_client, account, "tsla-late").json()
         settled_already = tsla(alice_client, account, "tsla-open", price="32.00").json()
-        time.sleep(0.8)  # the sandbox enters the late order once its latency has passed
+        until_the_book_holds(schwab_sandbox, account, working=2)  # the late order once its latency has passed
         sent = posts(schwab_sandbox, orders_path)
 
         answer = ops_client.post(

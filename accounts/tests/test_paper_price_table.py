@@ -155,14 +155,13 @@ class TestOneTableForTheTenant:
         assert itc == {("NSE", "ITC"): Decimal("431.25")}
 
     def test_the_embedded_mode_keeps_table_and_lately_asked_instruments_in_this_process(
-        self, kite_prices, tenant, alice, alice_client, bob, bob_client, settings
+        self, kite_prices, tenant, alice, alice_client, bob, bob_client, settings, time_passes
     ):
         settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
         price_source(tenant=tenant).prices({("NSE", "ITC")})
         hold(alice, "INFY")
         hold(bob, "SBIN")
-        # Without Redis the rate buckets live in this process on time.monotonic, which no test clock moves.
-        time.sleep(FRESH_SECONDS)
+        time_passes(FRESH_SECONDS)  # without Redis, for the table in the cache and the buckets in this process
         calls_before = quote_calls(kite_prices)
 
         reads = [positions(alice_client), positions(bob_client)]

@@ -6,7 +6,6 @@ caches, the second is answered from them), so every case here is about a read th
 import contextlib
 import io
 import json
-import time
 from urllib.parse import unquote_to_bytes, urlsplit
 
 import pytest
@@ -167,14 +166,14 @@ class TestRefused:
 
 class TestWhenTheBrokerOrRedisFails:
     def test_past_the_fresh_period_the_last_good_snapshot_is_answered_marked_stale(
-        self, settings, sandbox, live, token
+        self, settings, sandbox, live, token, time_passes
     ):
         settings.THOR_LIVE_FRESH_SECONDS = 1
         path = f"/api/accounts/{live.pk}/positions"
         warmed(path, token)
         first = json.loads(send(path, token)[2])
         assert first["source"] == "cache"
-        time.sleep(1.2)  # the fresh copy's time in Redis runs out
+        time_passes(1.2)  # the fresh copy's time in Redis runs out
         sandbox_fault(sandbox, kind="5xx", path="/portfolio/positions", count=10)
 
         for _ in range(2):

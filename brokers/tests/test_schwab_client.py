@@ -236,26 +236,33 @@ def test_the_request_budget_is_shared_by_every_adapter_of_the_app(mocked, settin
 
 
 class RecordedWaits:
-    """thor.ratelimit's `time`: each wait for a token is recorded (and waited, so the bucket refills)."""
+    """thor.ratelimit's `time`: each wait for a token is recorded and passes at once, for this clock and for the
+    buckets in Redis (`time_passes`), so the bucket refills as it would have."""
 
-    monotonic = staticmethod(time.monotonic)
-
-    def __init__(self):
+    def __init__(self, time_passes):
         self.waits: list[float] = []
+        self.passed = 0.0
+        self.time_passes = time_passes
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self.passed
 
     def sleep(self, seconds: float) -> None:
         self.waits.append(seconds)
-        time.sleep(seconds)
+        self.passed += seconds
+        self.time_passes(seconds)
 
 
-def test_in_the_background_a_spent_budget_fails_at_once_where_a_user_call_waits(mocked, settings, monkeypatch):
+def test_in_the_background_a_spent_budget_fails_at_once_where_a_user_call_waits(
+    mocked, settings, monkeypatch, time_passes
+):
     settings.THOR_SCHWAB_REQUESTS_PER_MINUTE = 60  # a token a second
     settings.THOR_SCHWAB_RATE_WAIT = 1.5
     mocked.get(f"{API}/trader/v1/accounts/{HASH}", json=MARGIN_ACCOUNT)
     app_id = next(app_ids)
     for _ in range(60):
         make_adapter(app_id=app_id).funds()
-    recorded = RecordedWaits()
+    recorded = RecordedWaits(time_passes)
     monkeypatch.setattr(ratelimit, "time", recorded)
 
     with pytest.raises(BrokerError) as error:

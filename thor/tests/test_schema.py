@@ -1,5 +1,4 @@
 import pytest
-import yaml
 from django.core.management import call_command
 
 pytestmark = pytest.mark.django_db
@@ -15,10 +14,8 @@ PUBLIC_PATHS = ["/api/auth/register/"]
 
 
 @pytest.fixture
-def schema(anon_client):
-    response = anon_client.get("/api/schema/")
-    assert response.status_code == 200
-    return yaml.safe_load(response.content)
+def schema(openapi_schema):
+    return openapi_schema
 
 
 class TestSchema:

@@ -22,7 +22,7 @@ from identity.tokens import token_pair_for
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
 
 ROOT = Path(settings.BASE_DIR)
-SHUTDOWN_SECONDS = 2
+SHUTDOWN_SECONDS = 1  # the least THOR_SHUTDOWN_SECONDS may be: a stop with a request in flight waits it out
 
 
 class Served:
