@@ -132,6 +132,17 @@ def _fresh_channel_layer():
     channel_layers.backends.clear()
 
 
+@pytest.fixture
+def ticks_flushed():
+    """The market stream's watched set and last prices, Redis's and the embedded mode's, empty before and after
+    the test (the tick tests' `pytestmark`)."""
+    from market import caches
+
+    caches.ticks_flush()
+    yield
+    caches.ticks_flush()
+
+
 @pytest.fixture(scope="session")
 def openapi_schema(django_db_setup, django_db_blocker) -> dict:
     """/api/schema/ as an anonymous client reads it (YAML), parsed: built once per process, as it is the same

@@ -12,7 +12,6 @@ from accounts.tests.conftest import place
 from accounts.tests.test_consumers import opened
 from accounts.tests.test_position_prices import drained, next_of_type, socket_path, stream, tick  # noqa: F401
 from conftest import client_for
-from market import caches
 from market.tickhub import tick_hub
 
 INFY, SBIN = 408065, 779521
@@ -33,14 +32,8 @@ def reads(monkeypatch):
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.usefixtures("instrument_master")
+@pytest.mark.usefixtures("instrument_master", "ticks_flushed")
 class TestSocketsOfOneAccount:
-    @pytest.fixture(autouse=True)
-    def _no_ticks_yet(self):
-        caches.ticks_flush()
-        yield
-        caches.ticks_flush()
-
     def test_share_one_registration_one_read_and_the_same_message(self, alice, stream, reads):  # noqa: F811
         alice_client = client_for(alice)
         assert place(alice_client, quantity=10).status_code == 201

@@ -17,12 +17,11 @@ from accounts.tests.test_live_accounts import resting_limit, url
 from accounts.tests.test_position_prices import drained, next_of_type, tick
 from brokers.sandbox.kite_ledger import add_fill_to_position, find_or_open_position
 from brokers.tests.sandbox_fixtures import sandbox_calls
-from market import caches
 from thor import snapshots
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
-    pytest.mark.usefixtures("instrument_master"),
+    pytest.mark.usefixtures("instrument_master", "ticks_flushed"),
     pytest.mark.e2e,
 ]
 
@@ -32,13 +31,6 @@ stream = test_position_prices.stream
 
 INFY = 408065
 POSITIONS_CALL = "GET /portfolio/positions"
-
-
-@pytest.fixture(autouse=True)
-def _no_ticks_yet():
-    caches.ticks_flush()
-    yield
-    caches.ticks_flush()
 
 
 @pytest.fixture

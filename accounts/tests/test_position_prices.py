@@ -24,16 +24,9 @@ from market.tests.test_ticks import (  # noqa: F401 (fixtures: the sandbox's Kit
 )
 from market.ticks import MarketStream, StreamSession
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("instrument_master")]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("instrument_master", "ticks_flushed")]
 
 INFY, SBIN = 408065, 779521
-
-
-@pytest.fixture(autouse=True)
-def _no_ticks_yet():
-    caches.ticks_flush()
-    yield
-    caches.ticks_flush()
 
 
 @pytest.fixture

@@ -8,19 +8,11 @@ from accounts.tests.conftest import place
 from accounts.tests.test_consumers import opened
 from accounts.tests.test_position_prices import drained, next_of_type, socket_path, stream, tick  # noqa: F401
 from conftest import client_for
-from market import caches
 from market.tickhub import tick_hub
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("instrument_master")]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("instrument_master", "ticks_flushed")]
 
 INFY, SBIN = 408065, 779521
-
-
-@pytest.fixture(autouse=True)
-def _no_ticks_yet():
-    caches.ticks_flush()
-    yield
-    caches.ticks_flush()
 
 
 def test_a_socket_registers_what_it_holds_and_watches_and_is_forgotten_when_it_closes(alice, bob):

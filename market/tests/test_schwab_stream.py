@@ -18,7 +18,6 @@ from brokers.sandbox.testing import start_sandbox
 from brokers.services.tokens import connection_tokens_refresh
 from brokers.tests.schwab_sandbox_calls import CALLBACK, CLIENT_ID, CLIENT_SECRET, api, pin, tokens_for
 from brokers.tests.test_sandbox_kite_ticker import FrozenClock
-from market import caches
 from market.schwab_runner import SchwabStreamRunner, schwab_market_data_session, streamer_info
 from market.schwab_stream import SchwabStream, StreamRefused
 from market.selectors import last_prices
@@ -33,15 +32,10 @@ from market.tests.test_tickhub import Heard
 from market.tickhub import tick_hub
 from market.us_tokens import us_token
 
+pytestmark = pytest.mark.usefixtures("ticks_flushed")
+
 AAPL, MSFT = us_token("AAPL"), us_token("MSFT")
 INFY = 408065  # a Kite token: the Schwab stream leaves it to Kite's
-
-
-@pytest.fixture(autouse=True)
-def _no_ticks_yet():
-    caches.ticks_flush()
-    yield
-    caches.ticks_flush()
 
 
 @pytest.fixture

@@ -23,16 +23,10 @@ from market.tests.stream_steps import (
 )
 from market.ticks import MarketStreamRunner, market_data_session, ticker_root
 
+pytestmark = pytest.mark.usefixtures("ticks_flushed")
+
 INFY, RELIANCE = 408065, 738561
 STREAM_WAIT_SECONDS = WAIT_SECONDS  # for the socket tests that stream (accounts/tests/test_position_prices.py)
-
-
-@pytest.fixture(autouse=True)
-def _no_ticks_yet():
-    """Redis's watched set and last prices go with the test's cache; the embedded mode's with this."""
-    caches.ticks_flush()
-    yield
-    caches.ticks_flush()
 
 
 @pytest.fixture

@@ -4,19 +4,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from market import caches
 from market.schwab_stream import wanted_symbols
 from market.services import ticks_watch
 from market.sources import us_seed_rows
 from market.ticks import MarketStream, StreamSession
 from market.us_tokens import ALPHABET, MAX_SYMBOL_LENGTH, is_us_token, us_symbol, us_token
 
-
-@pytest.fixture(autouse=True)
-def _no_ticks_yet():
-    caches.ticks_flush()
-    yield
-    caches.ticks_flush()
+pytestmark = pytest.mark.usefixtures("ticks_flushed")
 
 
 symbols = st.text(alphabet=ALPHABET, min_size=1, max_size=MAX_SYMBOL_LENGTH)
