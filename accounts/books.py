@@ -131,10 +131,13 @@ class SharedBook:
                 self.loaded_at = time.monotonic()
                 try:
                     book = await database_sync_to_async(book_load)(self.account_id)
-                except Exception:
-                    # Prices are a courtesy: the sockets and their order streams go on with the book they had.
+                except Exception as error:
+                    # Prices are a courtesy: the sockets and their order streams go on with the book they had. The
+                    # type only: a cache or database error's text may carry its server's address and credentials.
                     logger.warning(
-                        "Could not read the book of account %s for its prices", self.account_id, exc_info=True
+                        "Could not read the book of account %s for its prices: %s",
+                        self.account_id,
+                        type(error).__name__,
                     )
                 else:
                     self._install(book)

@@ -178,9 +178,9 @@ class PricesMixin:
             await self._tick_tokens_match()
             if self.watch_tokens:
                 await _watch_or_warn(self.watch_tokens)
-        except Exception:
-            # A cache or channel layer outage must not end the follow marks' renewal.
-            logger.warning("Could not renew the socket's prices", exc_info=True)
+        except Exception as error:
+            # A cache or channel layer outage must not end the follow marks' renewal (the type only, as above).
+            _store_down("Could not renew the socket's prices: %s", type(error).__name__)
 
     async def _prices_close(self) -> None:
         if self.flush_timer is not None:

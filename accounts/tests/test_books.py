@@ -2,6 +2,7 @@
 its valuation, its reads and the encoded message, and a socket that leaves takes nothing from the others."""
 
 import asyncio
+import logging
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
@@ -192,9 +193,9 @@ class TestReadsAreShared:
 
         assert asyncio.run(scenario()) == (1, 1)
 
-    def test_a_book_that_cannot_be_read_answers_its_waiters(self, book, monkeypatch):
+    def test_a_book_that_cannot_be_read_answers_its_waiters_and_logs_no_secret(self, book, monkeypatch, caplog):
         async def broken(account_id):
-            raise RuntimeError("the quote service is down")
+            raise ConnectionError("redis://:hunter2@cache.internal:6379/0 refused")
 
         monkeypatch.setattr(books, "database_sync_to_async", lambda function: broken)
 
@@ -203,7 +204,11 @@ class TestReadsAreShared:
             await asyncio.wait_for(shared.refresh(seq=1), timeout=2)
             return shared.read, shared.book
 
-        assert asyncio.run(scenario()) == (1, None)
+        with caplog.at_level(logging.WARNING, logger="accounts.books"):
+            assert asyncio.run(scenario()) == (1, None)
+
+        assert "ConnectionError" in caplog.text
+        assert "hunter2" not in caplog.text and "cache.internal" not in caplog.text
 
     def test_an_account_that_is_gone_is_read_once_and_never_again(self, book):
         async def scenario():
