@@ -48,9 +48,14 @@ run: $(VENV)/.installed
 # tenant with them); worksteal breaks that order when it steals. The property tests run the smaller example
 # budget of conftest.py's "make-test" profile. PYTEST_ARGS="-n 0" runs the suite in one process.
 TEST_WORKERS ?= 3
+# Bytecode is written (PYTHONDONTWRITEBYTECODE emptied, where the environment sets it) and Thor's modules are
+# compiled once before the workers start: each worker, and each server a test starts, would otherwise compile
+# them again, and pytest would rewrite every test module's asserts again on every run.
+SOURCE_DIRS := accounts analytics brokers identity market thor browser bench scripts conftest.py manage.py
 test: $(VENV)/.installed-dev
 	./scripts/ensure_services.sh
-	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) CELERY_BROKER_URL= \
+	PYTHONDONTWRITEBYTECODE= $(PY) -m compileall -q -j 0 $(SOURCE_DIRS) > /dev/null
+	PYTHONDONTWRITEBYTECODE= DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) CELERY_BROKER_URL= \
 		$(PY) -m pytest -n $(TEST_WORKERS) --dist load --hypothesis-profile=make-test $(PYTEST_ARGS)
 
 # The order lifecycle's model-based fault test for ten minutes (SOAK_SECONDS), printing what it survived.

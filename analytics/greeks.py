@@ -40,7 +40,21 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.polynomial import chebyshev
-from scipy.special import erfcx, ndtri
+
+
+# scipy.special is imported on first use: it is most of this module's import time, and every Django process
+# imports this module (through the analytics views) whether or not it ever values an option.
+def erfcx(z):
+    from scipy.special import erfcx as scipy_erfcx
+
+    return scipy_erfcx(z)
+
+
+def ndtri(p):
+    from scipy.special import ndtri as scipy_ndtri
+
+    return scipy_ndtri(p)
+
 
 logger = logging.getLogger(__name__)
 
@@ -309,6 +323,7 @@ def _np_implied_vol(price, forward, strike, t, rate, is_call):
 # numba implementation (analytics/greeks_numba.py): the same formulas, compiled
 
 
+@functools.cache
 def _erfcx_table():
     """Power-series coefficients of erfcx on 100 pieces of y = 4/(4+z), z in [0, 50]: ~2e-15 relative."""
     table = np.zeros((_ERFCX_INTERVALS, _ERFCX_DEGREE + 1))
@@ -345,9 +360,9 @@ def _choose_backend():
 
 
 BACKEND = _choose_backend()
-# numba is imported and the kernels compiled (or loaded from numba's cache) on first use, not at import.
+# numba is imported, the kernels compiled (or loaded from numba's cache) and their erfcx table built on first
+# use, not at import.
 _KERNELS = None
-_TABLE = _erfcx_table() if BACKEND == "numba" else None
 
 
 def _run_numba(kernel_name, *args):
@@ -373,7 +388,7 @@ def black76_price(forward, strike, t, vol, rate, is_call) -> np.ndarray:
     (forward, strike, t, vol, rate, is_call), shape = _broadcast(forward, strike, t, vol, rate, is_call)
     if BACKEND == "numba":
         out = np.empty(forward.shape)
-        if _run_numba("price", forward, strike, t, vol, rate, is_call, _TABLE, out):
+        if _run_numba("price", forward, strike, t, vol, rate, is_call, _erfcx_table(), out):
             return out.reshape(shape)
     with np.errstate(all="ignore"):
         return _np_price(forward, strike, t, vol, rate, is_call).reshape(shape)
@@ -390,7 +405,7 @@ def black76_greeks(forward, strike, t, vol, rate, is_call) -> Greeks:
     (forward, strike, t, vol, rate, is_call), shape = _broadcast(forward, strike, t, vol, rate, is_call)
     if BACKEND == "numba":
         out = np.empty((5, forward.size))
-        if _run_numba("greeks", forward, strike, t, vol, rate, is_call, _TABLE, out):
+        if _run_numba("greeks", forward, strike, t, vol, rate, is_call, _erfcx_table(), out):
             return Greeks(*(row.reshape(shape) for row in out))
     with np.errstate(all="ignore"):
         price = _np_price(forward, strike, t, vol, rate, is_call)
@@ -426,7 +441,7 @@ def _implied_vol(price, forward, strike, t, rate, is_call, with_greeks):
             t,
             rate,
             is_call,
-            _TABLE,
+            _erfcx_table(),
             _lower_guess_table(),
             iv,
             reason,

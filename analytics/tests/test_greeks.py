@@ -6,12 +6,10 @@ finite differences of the module's own prices, and vollib (Jäckel's Let's Be Ra
 
 import math
 import warnings
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from vollib.black import black as vollib_black
-from vollib.black.greeks import analytical as vollib_greeks
-from vollib.black.implied_volatility import implied_volatility as vollib_implied_volatility
 
 from analytics import greeks
 from analytics.greeks import (
@@ -31,10 +29,20 @@ from analytics.greeks import (
 BACKENDS = ["numpy", "numba"]
 
 
+def vollib() -> SimpleNamespace:
+    """The reference implementation, imported by the tests that compare with it: it imports numba and
+    scipy.stats, seconds that each test worker would otherwise spend collecting this module."""
+    from vollib.black import black
+    from vollib.black.greeks import analytical
+    from vollib.black.implied_volatility import implied_volatility
+
+    return SimpleNamespace(black=black, greeks=analytical, implied_volatility=implied_volatility)
+
+
 @pytest.fixture(params=BACKENDS, autouse=True)
 def backend(request, monkeypatch):
     """Every test runs on the numpy implementation and, where numba compiles, on the numba kernels."""
-    if request.param == "numba" and greeks._TABLE is None:
+    if request.param == "numba" and greeks._choose_backend() != "numba":
         pytest.skip("numba is not installed here, or THOR_GREEKS_BACKEND=numpy")
     monkeypatch.setattr(greeks, "BACKEND", request.param)
     with warnings.catch_warnings():
@@ -101,7 +109,9 @@ class TestBlack76Price:
         # 1e-150 of a premium: the textbook difference of two cdfs gives zero or noise here.
         price = black76_price(100.0, 100.0 * math.exp(4.0), 0.25, 0.3, 0.0, True)
         assert 0.0 < price < 1e-100
-        assert float(vollib_black("c", 100.0, 100.0 * math.exp(4.0), 0.25, 0.0, 0.3)) == pytest.approx(price, rel=1e-12)
+        assert float(vollib().black("c", 100.0, 100.0 * math.exp(4.0), 0.25, 0.0, 0.3)) == pytest.approx(
+            price, rel=1e-12
+        )
 
     def test_zero_vol_and_expiry_give_the_discounted_intrinsic_value(self):
         np.testing.assert_allclose(
@@ -147,7 +157,7 @@ class TestBlack76Greeks:
         for name in ("delta", "gamma", "theta", "vega", "rho"):
             reference = np.array(
                 [
-                    getattr(vollib_greeks, name)("c" if c else "p", f, k, tt, r, v)
+                    getattr(vollib().greeks, name)("c" if c else "p", f, k, tt, r, v)
                     for f, k, tt, v, r, c in zip(forward, strike, t, vol, rate, is_call, strict=True)
                 ]
             )
@@ -234,7 +244,7 @@ class TestImpliedVol:
         compared = 0
         for i in range(n):
             try:
-                reference = vollib_implied_volatility(
+                reference = vollib().implied_volatility(
                     price[i], forward[i], strike[i], rate[i], t[i], "c" if is_call[i] else "p"
                 )
             except Exception:  # vollib raises where it does not converge: nothing to compare
