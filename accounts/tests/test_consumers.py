@@ -5,10 +5,7 @@ published, hence transactional tests. Each test drives its sockets in one corout
 async_to_sync, and reaches the database and the REST API through sync_to_async.
 """
 
-import importlib.util
 import json
-import sys
-import types
 from datetime import timedelta
 
 import pytest
@@ -16,18 +13,10 @@ from asgiref.sync import async_to_sync, sync_to_async
 from django.utils.dateparse import parse_datetime
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
-# channels.testing imports daphne for its live-server test case. Thor serves with uvicorn (kiteconnect
-# pins an autobahn daphne refuses), so daphne is absent: a stand-in for that one import lets the package
-# load, and WebsocketCommunicator never touches it.
-if importlib.util.find_spec("daphne") is None:
-    daphne_testing = types.ModuleType("daphne.testing")
-    daphne_testing.DaphneProcess = None
-    sys.modules.update({"daphne": types.ModuleType("daphne"), "daphne.testing": daphne_testing})
-from channels.testing import WebsocketCommunicator
-
 from accounts.consumers import MAX_FRAME_CHARS, MAX_FRAMES_PER_MINUTE
 from accounts.models import OrderEvent, TradingAccount
 from accounts.services import trading_account_create_paper
+from accounts.tests.communicators import BoundedCommunicator
 from accounts.tests.conftest import order_body, place
 from conftest import client_for
 from identity.models import User
@@ -44,8 +33,8 @@ def access_token(user) -> str:
     return token_pair_for(user)["access"]
 
 
-def socket(path: str, **kwargs) -> WebsocketCommunicator:
-    return WebsocketCommunicator(websocket_application, path, **kwargs)
+def socket(path: str, **kwargs) -> BoundedCommunicator:
+    return BoundedCommunicator(websocket_application, path, **kwargs)
 
 
 def connect(path: str, **kwargs) -> tuple[bool, object]:
@@ -72,7 +61,7 @@ def connect(path: str, **kwargs) -> tuple[bool, object]:
     return async_to_sync(scenario)()
 
 
-async def opened(path: str, *, following: int = 1, **kwargs) -> WebsocketCommunicator:
+async def opened(path: str, *, following: int = 1, **kwargs) -> BoundedCommunicator:
     """An open socket, past the `subscribed` message of each of the `following` accounts it follows."""
     communicator = socket(path, **kwargs)
     connected, detail = await communicator.connect()
@@ -83,7 +72,7 @@ async def opened(path: str, *, following: int = 1, **kwargs) -> WebsocketCommuni
     return communicator
 
 
-async def received(communicator: WebsocketCommunicator, count: int) -> list[dict]:
+async def received(communicator: BoundedCommunicator, count: int) -> list[dict]:
     return [await communicator.receive_json_from(timeout=2) for _ in range(count)]
 
 
