@@ -46,6 +46,7 @@ from accounts.ticks import PricesMixin
 from accounts.ws_connections import connection_close, connection_open
 from identity.models import User
 from identity.sessions import SESSION_CLAIM, session_is_revoked
+from thor.channel_receive import StoppableChannelReceive
 from thor.realtime import home_loop_remember
 from thor.ws_auth import accepted_subprotocol
 
@@ -103,7 +104,7 @@ def _stream_seqs(account_ids: list[int]) -> dict[int, int]:
 _mark_followed = sync_to_async(accounts_mark_followed, thread_sensitive=False)
 
 
-class OrderUpdatesConsumer(PricesMixin, AsyncJsonWebsocketConsumer):
+class OrderUpdatesConsumer(StoppableChannelReceive, PricesMixin, AsyncJsonWebsocketConsumer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._prices_init()
@@ -116,10 +117,8 @@ class OrderUpdatesConsumer(PricesMixin, AsyncJsonWebsocketConsumer):
 
     async def __call__(self, scope, receive, send):
         # A socket without a signed-in user is refused at connect and never joins a group, so it gets no
-        # channel on the layer: no Redis connection for it, and its close waits for nothing. With one, the
-        # layer's receive (BZPOPMIN, a few seconds) starts at once, and a cancel that lands while redis-py
-        # sends the command is lost (Python 3.11's asyncio.wait_for): the closed socket's task lived on
-        # until the block ran out.
+        # channel on the layer: no Redis connection for it, and its close waits for nothing (with one, the
+        # layer's receive starts at once and the close waits for it to stop: thor.channel_receive).
         if not scope["user"].is_authenticated:
             self.channel_layer_alias = None  # get_channel_layer(None): no layer
         await super().__call__(scope, receive, send)
