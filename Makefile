@@ -1,8 +1,10 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-# Tests always use the real PostgreSQL and Redis on this machine (never SQLite).
-TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/thor
+# Tests always use the real PostgreSQL and Redis on this machine (never SQLite). Their sessions commit without
+# waiting for the WAL's flush to disk (synchronous_commit off: a crash of the machine may lose the last commits
+# of a test database, which nothing keeps): the suite commits thousands of times, each an fsync otherwise.
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/thor?options=-c%20synchronous_commit%3Doff
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/8
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
