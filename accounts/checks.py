@@ -1,5 +1,7 @@
 """Pre-trade checks shared by every broker: each failure names the field it is about."""
 
+import copy
+from collections.abc import Sequence
 from decimal import Decimal
 
 from django.core.exceptions import ValidationError
@@ -8,7 +10,8 @@ from rest_framework import status
 
 from accounts.market_data import EXCHANGES, Instrument, instrument_get
 from accounts.models import Order, TradingAccount
-from accounts.paper import market_fill_price
+from accounts.paper import MARKET_TYPES, market_fill_price, to_tick
+from accounts.paper_depth import Book
 from accounts.slicing import freeze_slices
 from brokers.adapters.types import OrderRequest
 from brokers.egress import order_egress_require
@@ -161,13 +164,59 @@ def currency_check(*, account: TradingAccount, request: OrderRequest) -> None:
         )
 
 
-def order_value_price(*, request: OrderRequest, last_price: Decimal | None) -> Decimal | None:
+def book_value_price(*, request: OrderRequest, book: Book, quantities: Sequence[Decimal]) -> Decimal:
+    """What a market order for `quantities` (its slices, in turn; one for an unsliced order) costs a share
+    walking `book` as the paper engine fills it (accounts.paper._book_fill): each slice in whole lots at its
+    levels' quantity-weighted average, on the tick against the trader, then gone for the next slice; what the
+    book does not show (the rest that waits for a later quote) at the worst level it shows. The total over the
+    quantity, on the tick against the trader again: that price times the quantity is never below what the
+    fills cost, so a check on it never passes an order the fill would refuse for their price (their charges,
+    which the fill adds, the pre-trade check does not count). `book` itself is left untouched."""
+    instrument = instrument_get(exchange=request.exchange, symbol=request.symbol)
+    worst = book.worst
+    if worst is None:
+        raise ValueError("an empty book has no value")
+    # A scratch copy: the slices walk it as they would fill, without taking from the pass's own book.
+    scratch = copy.deepcopy(book)
+    cost = Decimal("0")
+    for quantity in quantities:
+        take = scratch.peek(quantity=quantity, lot=instrument.lot_size)
+        taken = Decimal("0")
+        if take is not None:
+            taken = take.quantity
+            cost += taken * to_tick(take.price, tick=instrument.tick_size, side=request.side)
+            scratch.take(take)
+        cost += (quantity - taken) * worst
+    return to_tick(cost / sum(quantities), tick=instrument.tick_size, side=request.side)
+
+
+def order_value_price(
+    *,
+    request: OrderRequest,
+    last_price: Decimal | None,
+    book: Book | None = None,
+    quantities: Sequence[Decimal] | None = None,
+) -> Decimal | None:
     """The price the order can fill at, which buying power and the tenant's limits are checked on.
 
     A marketable limit fills at the market, not at its limit: valued at its limit, a sell at 0.05 would
     short a fortune for nothing. A buy never fills above its limit, a sell never below it; market and
     stop-market orders fill at the market (with the paper slippage). None when the market price is
     needed and unknown.
+
+    `book`: a paper order's side of its quote's depth (the asks for a buy, the bids for a sell), which a
+    market-type order fills from; `quantities` what of the order fills from it (its slices; by default its
+    quantity). Its market is then the higher of the last price with slippage and walking the book
+    (`book_value_price`): a buy larger than the best ask fills at a worse average than the last price, and
+    valued below it would pass the pre-trade check only to be refused at fill. A sell walks the bids down,
+    which is mostly below the last price: it keeps the higher of the two as well, since the higher price is the
+    conservative one for both checks on it (a short's margin is its quantity times this price times the
+    margin rate, paper_buying_power_check; the tenant's max order value is quantity times price). Without a
+    book (no quote, no depth on that side), exactly the last price with slippage.
+
+    A live order gets no book (accounts.orders.place.pre_trade_check): it fills at the exchange against the
+    book its order meets there, not the paper price source's snapshot of it, and its funds are the broker's
+    to check; its value only meets the tenant's max order value, on the last price as before.
     """
     market = (
         None
@@ -176,6 +225,9 @@ def order_value_price(*, request: OrderRequest, last_price: Decimal | None) -> D
             last_price=last_price, side=request.side, exchange=request.exchange, symbol=request.symbol
         )
     )
+    if market is not None and book and request.order_type in MARKET_TYPES:
+        walked = book_value_price(request=request, book=book, quantities=quantities or (request.quantity,))
+        market = max(market, walked)
     buying = request.side == Order.Side.BUY
     if request.order_type == "MARKET":
         return market

@@ -17,6 +17,9 @@ from accounts.models import Order
 from brokers.adapters.types import DepthLevel
 
 ZERO = Decimal("0")
+# No order may carry a price this high (an order's price has at most ten digits before the point, as the API
+# takes it): a level priced at it or above is a hostile quote's, and its value would not even fit a money column.
+PRICE_CEILING = Decimal("1E10")
 
 
 @dataclass(frozen=True)
@@ -31,13 +34,14 @@ class Take:
 
 def _usable(level: DepthLevel) -> tuple[Decimal, Decimal] | None:
     """(price, whole quantity) of a level worth filling at; None for what no exchange would show (a price or a
-    quantity that is not a positive finite number), which is ignored, not trusted."""
+    quantity that is not a positive finite number, a price no order could carry), which is ignored, not
+    trusted."""
     try:
         price = Decimal(str(level.price))
         quantity = Decimal(str(level.quantity)).to_integral_value(rounding=ROUND_FLOOR)
     except (InvalidOperation, TypeError, ValueError):
         return None
-    if not (price.is_finite() and quantity.is_finite()) or price <= 0 or quantity <= 0:
+    if not (price.is_finite() and quantity.is_finite()) or not 0 < price < PRICE_CEILING or quantity <= 0:
         return None
     return price, quantity
 
@@ -54,6 +58,11 @@ class Book:
 
     def __bool__(self) -> bool:
         return bool(self._levels)
+
+    @property
+    def worst(self) -> Decimal | None:
+        """The worst price shown (the dearest ask, the cheapest bid); None when nothing is left."""
+        return self._levels[-1][0] if self._levels else None
 
     def _within(self, price: Decimal, limit: Decimal | None) -> bool:
         if limit is None:

@@ -91,7 +91,8 @@ def order_batch_place(
         for index, request in enumerate(requests):
             try:
                 price_band_check(account=locked, request=request, instrument=instruments[index], quote=bands[index])
-                pre_trade_check(account=locked, request=request, prices=prices)
+                # Valued at what the earlier legs left of the book: the book this leg fills from.
+                pre_trade_check(account=locked, request=request, prices=prices, depth=depth)
             except ValidationError as error:
                 raise prefixed(error, f"orders.{index}.") from None
             order = order_create(account=locked, request=request, key=None, fingerprint="")

@@ -111,7 +111,8 @@ def order_modify(
             )
         instrument = order_request_check(request=request)
         price_band_check(account=locked, request=request, instrument=instrument, quote=band)
-        pre_trade_check(account=locked, request=request, prices=prices, replacing=order)
+        depth = PassDepth(prices)
+        pre_trade_check(account=locked, request=request, prices=prices, replacing=order, depth=depth)
         if locked.mode == TradingAccount.Mode.LIVE:
             request_record(account=locked, key=idempotency_key, operation="modify", fingerprint=fingerprint)
         else:
@@ -124,7 +125,7 @@ def order_modify(
                 account=locked,
                 order=order,
                 last_price=prices.get((order.exchange, order.symbol)),
-                depth=PassDepth(prices),
+                depth=depth,
                 actor=actor,
             )
             return _answered(

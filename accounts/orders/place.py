@@ -111,11 +111,27 @@ def prefixed(error: ValidationError, prefix: str) -> ValidationError:
     return ValidationError({f"{prefix}{field}": messages for field, messages in error.message_dict.items()})
 
 
-def pre_trade_check(*, account: TradingAccount, request: OrderRequest, prices: Prices, replacing: Order | None = None):
-    """Everything an order must pass on the locked account; returns the price it is valued at."""
+def pre_trade_check(
+    *,
+    account: TradingAccount,
+    request: OrderRequest,
+    prices: Prices,
+    replacing: Order | None = None,
+    depth: PassDepth | None = None,
+    slices: list[Decimal] | None = None,
+):
+    """Everything an order must pass on the locked account; returns the price it is valued at.
+
+    A paper market-type order is valued at the book it fills from (accounts.checks.order_value_price): `depth`
+    is its pass's (a batch's earlier legs have taken from it), else its quote's whole book; `slices` the
+    slices it fills as. A modified order fills its unfilled rest. A live order is valued without the book."""
     currency_check(account=account, request=request)
     last_price = prices.get((request.exchange, request.symbol))
-    price = order_value_price(request=request, last_price=last_price)
+    book = None
+    if account.mode == TradingAccount.Mode.PAPER:
+        book = (depth or PassDepth(prices)).book(exchange=request.exchange, symbol=request.symbol, side=request.side)
+    quantities = slices or [request.quantity - (replacing.filled_quantity if replacing else Decimal("0"))]
+    price = order_value_price(request=request, last_price=last_price, book=book, quantities=quantities)
     tenant_limits_check(account=account, request=request, price=price, replacing=replacing)
     if account.mode == TradingAccount.Mode.PAPER:
         if price is None:
@@ -210,7 +226,9 @@ def order_place(
                     return _repeat_answer(placed)
             trading_enabled_check(account=locked)
             price_band_check(account=locked, request=request, instrument=instrument, quote=band)
-            pre_trade_check(account=locked, request=request, prices=prices)
+            # The slices share the book: a level one slice fills is gone for the next (and the check walks it so).
+            depth = PassDepth(prices)
+            pre_trade_check(account=locked, request=request, prices=prices, depth=depth, slices=slices)
             order = order_create(
                 account=locked,
                 request=request,
@@ -223,7 +241,6 @@ def order_place(
                 _live_slices_store(account=locked, parent=order, request=request, slices=slices, actor=actor)
             if locked.mode == TradingAccount.Mode.PAPER:
                 last_price = prices.get((request.exchange, request.symbol))
-                depth = PassDepth(prices)  # the slices share the book: a level one slice fills is gone for the next
                 if len(slices) > 1:
                     return _paper_slices_submit(
                         account=locked,

@@ -289,6 +289,13 @@ class TestHostileBooks:
 
         assert (take.quantity, take.price) == (D(30), D("1500.20"))
 
+    def test_levels_priced_beyond_what_an_order_can_carry_are_ignored(self):
+        book = Book([_level("1E+30", 100), _level("10000000000", 100), _level("9999999999.95", 1)], side="BUY")
+
+        take = book.peek(quantity=D(100))
+
+        assert (take.quantity, take.price, book.worst) == (D(1), D("9999999999.95"), D("9999999999.95"))
+
     def test_levels_sent_out_of_order_are_taken_best_first(self):
         book = Book([_level("1499.90", 10), _level("1500.00", 10)], side="SELL")
 
