@@ -10,6 +10,8 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db.models import F, Sum
 
+from accounts.charges import fill_charges
+from accounts.market_data import instrument_get
 from accounts.models import Order, TradingAccount
 from thor.money import CENT, ROUNDING
 
@@ -91,9 +93,34 @@ def _position_quantity(*, account, exchange, symbol, product) -> Decimal:
     return position.quantity if position else Decimal("0")
 
 
-def paper_buying_power_check(*, account: TradingAccount, request, price: Decimal, marks, replacing=None) -> None:
+def buy_charges(*, account: TradingAccount, request, price: Decimal, quantities: list[Decimal]) -> Decimal:
+    """The charges a buy of these fills (a sliced order's slices, each its own executed order) at `price` adds:
+    what the fills will debit besides their cost, so that an order the check lets through is not refused at its
+    fill for them (accounts.paper._fill pays the charges from the same buying power)."""
+    instrument = instrument_get(exchange=request.exchange, symbol=request.symbol)
+    return sum(
+        (
+            fill_charges(
+                tenant=account.user.tenant,
+                currency=account.currency,
+                exchange=request.exchange,
+                product=request.product,
+                instrument_type=instrument.instrument_type if instrument else "",
+                side=request.side,
+                quantity=quantity,
+                price=price,
+            ).total
+            for quantity in quantities
+        ),
+        Decimal("0.00"),
+    )
+
+
+def paper_buying_power_check(
+    *, account: TradingAccount, request, price: Decimal, marks, replacing=None, slices: list[Decimal] | None = None
+) -> None:
     """Raise a per-field ValidationError when the locked account cannot afford the order at `price`, the
-    price it can fill at. A buy needs its cost (beyond the short it covers); a sell that opens a short
+    price it can fill at. A buy needs its cost (beyond the short it covers) and its charges; a sell that opens a short
     needs the short's margin. `replacing` is the order a modify changes: its own reservation is freed."""
     exclude = replacing.pk if replacing else None
     # A modified order that has partly filled needs room for its rest only.
@@ -117,6 +144,7 @@ def paper_buying_power_check(*, account: TradingAccount, request, price: Decimal
         return
     if request.side == Order.Side.BUY:
         needed = max(quantity - max(-held, Decimal("0")), Decimal("0")) * price
+        needed += buy_charges(account=account, request=request, price=price, quantities=slices or [quantity])
     else:
         opening = max(quantity - max(held - selling_already, Decimal("0")), Decimal("0"))
         needed = opening * price * margin_rate(tenant=account.user.tenant, product=request.product)

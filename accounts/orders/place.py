@@ -136,7 +136,9 @@ def pre_trade_check(
     if account.mode == TradingAccount.Mode.PAPER:
         if price is None:
             raise ValidationError({"tradingsymbol": ["No market price available."]})
-        paper_buying_power_check(account=account, request=request, price=price, marks=prices, replacing=replacing)
+        paper_buying_power_check(
+            account=account, request=request, price=price, marks=prices, replacing=replacing, slices=slices
+        )
     return price
 
 

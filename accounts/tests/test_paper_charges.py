@@ -150,7 +150,9 @@ class TestChargedFills:
         filled = OrderEvent.objects.get(order_id=future.json()["id"], kind="filled")
         assert filled.broker_response["charges"]["total"] == "98.47" and filled.after["charges"] == "98.47"
 
-    def test_a_buy_that_cannot_pay_its_charges_is_rejected_at_fill(self, alice_client, alice, charged, fixed_prices):
+    def test_a_buy_that_cannot_pay_its_charges_is_refused_before_it_is_placed(
+        self, alice_client, alice, charged, fixed_prices
+    ):
         fixed_prices["NSE:INFY"] = "1000.00"
         account = TradingAccount.objects.get(user=alice, is_primary=True)
         account.cash = D("10000.00")
@@ -158,8 +160,10 @@ class TestChargedFills:
 
         response = place(alice_client, quantity=10, product="CNC")  # 10,000 exactly, plus 11-odd in charges
 
-        assert response.json()["status"] == "REJECTED", response.json()
-        assert response.json()["charges"] is None
+        assert response.status_code == 400, response.json()
+        (message,) = response.json()["errors"]["quantity"]
+        assert message.startswith("Insufficient buying power: needs 100") and message.endswith("available 10000.00.")
+        assert not account.orders.exists()
         account.refresh_from_db()
         assert account.cash == D("10000.00")
 

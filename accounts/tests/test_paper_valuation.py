@@ -340,3 +340,33 @@ def test_an_order_that_passes_the_pre_trade_check_is_never_refused_at_fill_for_f
         assert not refused_at_fill.exists(), list(refused_at_fill.values("quantity", "status", "status_message"))
         assert account.cash >= 0
     assert not Order.objects.filter(account=account, status=Order.Status.REJECTED).exists()
+
+
+class TestChargesAreAffordedUpFront:
+    """A fill debits its charges with its cost; the check asks for both, so that a buy sized to the last rupee is
+    refused before it is placed, never REJECTED at its fill."""
+
+    @pytest.fixture(autouse=True)
+    def charges_on(self, settings):
+        settings.THOR_PAPER_CHARGES = {"enabled": True, "tenants": {}}
+
+    def test_a_buy_whose_cost_fits_but_not_with_its_charges_is_a_400(self, alice_client, alice, fixed_prices):
+        fixed_prices["NSE:INFY"] = "1000.00"
+
+        response = place(alice_client, quantity=100, product="MIS")  # 100,000.00: all the cash, charges on top
+
+        assert response.status_code == 400, response.json()
+        (message,) = response.json()["errors"]["quantity"]
+        needed = D(message.split("needs ")[1].split(",")[0])
+        assert needed > D("100000.00")  # the cost and its charges
+        assert untouched(primary(alice))
+
+    def test_a_buy_with_room_for_its_charges_fills_and_pays_them(self, alice_client, alice, fixed_prices):
+        fixed_prices["NSE:INFY"] = "1000.00"
+
+        response = place(alice_client, quantity=99, product="MIS")
+
+        assert response.status_code == 201, response.json()
+        assert response.json()["status"] == "COMPLETE"
+        account = primary(alice)
+        assert D("0") < account.cash < START - D("99000.00")  # the cost, and charges besides
