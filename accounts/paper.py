@@ -16,8 +16,9 @@ from datetime import datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Exists, OuterRef
+from django.db import connection, transaction
+from django.db.models import BooleanField
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from accounts.audit import account_event_record
@@ -53,11 +54,28 @@ def account_lock(*, account_id: int, idempotency_key: str | None = None) -> Trad
         "user__tenant", "connection__app__tenant"
     )
     if idempotency_key:
-        accounts = accounts.annotate(
-            key_used=Exists(Order.objects.filter(account=OuterRef("pk"), idempotency_key=idempotency_key))
-            | Exists(IdempotentRequest.objects.filter(account=OuterRef("pk"), key=idempotency_key))
-        )
+        accounts = accounts.annotate(key_used=_key_used(idempotency_key))
     return accounts.get(pk=account_id)
+
+
+def _key_used(idempotency_key: str) -> RawSQL:
+    """Whether an order or a recorded request of the account holds this key: two EXISTS written out once, where
+    the ORM would compile two correlated subqueries again for every placement (this query runs on each one, and
+    compiling them cost more of the placement's CPU than running the whole query)."""
+    quote = connection.ops.quote_name
+    account = f"{quote(TradingAccount._meta.db_table)}.{quote(TradingAccount._meta.pk.column)}"
+
+    def used_in(model, key_field: str) -> str:
+        table = quote(model._meta.db_table)
+        account_column = quote(model._meta.get_field("account").column)
+        key_column = quote(model._meta.get_field(key_field).column)
+        return (
+            f"EXISTS (SELECT 1 FROM {table} "  # noqa: S608 (names from the models, the key a parameter)
+            f"WHERE {table}.{account_column} = {account} AND {table}.{key_column} = %s)"
+        )
+
+    sql = f"{used_in(Order, 'idempotency_key')} OR {used_in(IdempotentRequest, 'key')}"
+    return RawSQL(sql, (idempotency_key, idempotency_key), output_field=BooleanField())  # noqa: S611 (as above)
 
 
 def to_tick(value: Decimal, *, tick: Decimal, side: str) -> Decimal:

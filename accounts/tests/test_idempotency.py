@@ -42,6 +42,17 @@ def test_a_rejected_request_leaves_the_key_free(alice_client):
     assert not Order.objects.exists()
 
 
+@pytest.mark.parametrize("key", ["k' OR '1'='1", "k'); DROP TABLE accounts_order;--", "%s", 'k" OR "1"="1'])
+def test_a_key_that_reads_as_sql_is_only_ever_a_key(alice_client, key):
+    first = place(alice_client, key=key)
+    repeat = place(alice_client, key=key)
+    other = place(alice_client, key="plain")
+
+    assert first.status_code == repeat.status_code == other.status_code == 201
+    assert first.json()["id"] == repeat.json()["id"] != other.json()["id"]
+    assert Order.objects.count() == 2
+
+
 @pytest.mark.parametrize("key", ["x" * 256, "bad\nkey", "", "ключ"])
 def test_malformed_key_is_400(alice_client, key):
     response = alice_client.post("/api/accounts/primary/orders", {}, format="json", HTTP_IDEMPOTENCY_KEY=key)
