@@ -10,9 +10,8 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db.models import F, Sum
 
-from accounts.charges import fill_charges
-from accounts.market_data import instrument_get
 from accounts.models import Order, TradingAccount
+from accounts.paper_fills import order_charges
 from thor.money import CENT, ROUNDING
 
 RESTING_STATUSES = (Order.Status.OPEN, Order.Status.TRIGGER_PENDING)
@@ -97,19 +96,9 @@ def buy_charges(*, account: TradingAccount, request, price: Decimal, quantities:
     """The charges a buy of these fills (a sliced order's slices, each its own executed order) at `price` adds:
     what the fills will debit besides their cost, so that an order the check lets through is not refused at its
     fill for them (accounts.paper._fill pays the charges from the same buying power)."""
-    instrument = instrument_get(exchange=request.exchange, symbol=request.symbol)
     return sum(
         (
-            fill_charges(
-                tenant=account.user.tenant,
-                currency=account.currency,
-                exchange=request.exchange,
-                product=request.product,
-                instrument_type=instrument.instrument_type if instrument else "",
-                side=request.side,
-                quantity=quantity,
-                price=price,
-            ).total
+            order_charges(account=account, order=request, price=price, quantity=quantity).total
             for quantity in quantities
         ),
         Decimal("0.00"),

@@ -11,6 +11,7 @@ from accounts.charges import Charges, fill_charges
 from accounts.market_data import instrument_get
 from accounts.models import Order, PaperPosition, TradingAccount
 from accounts.slicing import parent_aggregate
+from brokers.adapters.types import OrderRequest
 from thor.money import CENT, ROUNDING
 
 AVERAGE_STEP = Decimal("0.0001")
@@ -40,10 +41,15 @@ def position_apply(position: PaperPosition, *, side: str, quantity: Decimal, pri
 
 
 def order_charges(
-    *, account: TradingAccount, order: Order, price: Decimal, quantity: Decimal | None = None, exercise: bool = False
+    *,
+    account: TradingAccount,
+    order: Order | OrderRequest,
+    price: Decimal,
+    quantity: Decimal | None = None,
+    exercise: bool = False,
 ) -> Charges:
     """What `quantity` of the order (the whole order when None) at `price` costs on this account as one executed
-    order (accounts.charges)."""
+    order (accounts.charges); `order` may be a request not placed yet (the pre-trade check)."""
     instrument = instrument_get(exchange=order.exchange, symbol=order.symbol)
     return fill_charges(
         tenant=account.user.tenant,
