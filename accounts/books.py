@@ -14,8 +14,9 @@ keeps the positions the book had rather than blanking them.
 Reading the book again is shared too. The account's stream messages (an order, a fill) reach each of its
 sockets; the first to ask with a stream seq the book has not seen starts a read, the others with that seq
 wait for it (it began after the change was committed: the message is published on commit). The follow
-marks' renewal asks for a read only when the book is older than `max_age`. A read asked for while one is
-under way runs once more after it, so no change is missed.
+marks' renewal asks for a read only when the book is older than `max_age`. A live account's book is read again,
+once the same way, when a REST read (or a poll) stores new broker positions (`book.stored`, by when they were
+stored). A read asked for while one is under way runs once more after it, so no change is missed.
 
 A book is dropped when its last socket leaves. What it holds is what a socket may be sent: a socket joins only
 accounts its user may follow (accounts.consumers checks that before `subscribed`).
@@ -55,6 +56,7 @@ class SharedBook:
         self.heard_at = 0.0  # when the latest tick that moved the book was heard (epoch seconds)
         self.loaded_at = float("-inf")  # monotonic: when the last read began
         self.seq_seen = 0  # the highest stream seq a read was asked for
+        self.stored_seen = 0.0  # when the newest live snapshot a read was asked for was stored (epoch seconds)
         self.wanted = 0  # reads asked for; `read` is the count the last finished read answers
         self.read = 0
         self.reading: asyncio.Task | None = None
@@ -98,17 +100,24 @@ class SharedBook:
 
     # --- reading the book -------------------------------------------------------------------------------
 
-    async def refresh(self, *, seq: int | None = None, max_age: float | None = None) -> None:
+    async def refresh(
+        self, *, seq: int | None = None, stored_at: float | None = None, max_age: float | None = None
+    ) -> None:
         """Read the book again, or wait for a read that answers this ask (see the module's docstring)."""
         if not self.exists:
             return
         if seq is not None and seq <= self.seq_seen:
             await self._wait(self.wanted)  # the read begun for that seq (or a later one)
             return
+        if stored_at is not None and stored_at <= self.stored_seen:
+            await self._wait(self.wanted)  # the read begun for that snapshot (or a later one)
+            return
         if max_age is not None and time.monotonic() - self.loaded_at < max_age:
             return
         if seq is not None:
             self.seq_seen = seq
+        if stored_at is not None:
+            self.stored_seen = stored_at
         self.wanted += 1
         await self._wait(self.wanted)
 

@@ -14,12 +14,13 @@ from accounts import caches
 from accounts.audit import order_event_record, order_save_with_event, order_state
 from accounts.broker_updates import order_broker_update
 from accounts.models import BrokerOrderId, Order, TradingAccount
+from accounts.streams import account_group
 from brokers.adapters.base import BrokerAdapter
 from brokers.adapters.errors import BrokerError, BrokerErrorCode
 from brokers.adapters.types import OrderRequest
 from brokers.models import BrokerConnection
 from brokers.services import broker_call, connection_require_active
-from thor import snapshots
+from thor import realtime, snapshots
 
 logger = logging.getLogger("accounts.live")
 
@@ -62,13 +63,27 @@ def live_read(
     `present` is kept with each new snapshot (see thor.snapshots).
     """
     connection_require_active(_connection(account))
-    return snapshots.read_through(
+    read = snapshots.read_through(
         caches.live_snapshot_key(account, what),
         lambda: live_call(account, call),
         fresh_ttl=settings.THOR_LIVE_FRESH_SECONDS,
         stale_ttl=settings.THOR_LIVE_STALE_SECONDS,
         force=force,
         present=present,
+    )
+    if what == "positions" and read.source == "live":
+        positions_stored_publish(account=account, stored_at=read.as_of.timestamp())
+    return read
+
+
+def positions_stored_publish(*, account: TradingAccount, stored_at: float) -> None:
+    """The broker's positions were just read and stored: the account's open sockets read their book again
+    (accounts.books), so that positions changed outside Thor (the trader's own app at the broker) move on the
+    socket from the next tick, not only after the follow marks' renewal. Not a stream message: no `seq`,
+    nothing a client is sent."""
+    realtime.publish(
+        group=account_group(account.pk),
+        messages=[{"type": "book.stored", "account_id": account.pk, "stored_at": stored_at}],
     )
 
 

@@ -141,6 +141,14 @@ class PricesMixin:
                 await shared.refresh(seq=seq)
         await self._tick_tokens_match()
 
+    async def book_stored(self, event: dict) -> None:
+        """Channel layer: the broker's positions of a followed live account were stored again (accounts.live)."""
+        shared = self.books.get(event.get("account_id"))
+        stored_at = event.get("stored_at")
+        if shared is not None and isinstance(stored_at, float):
+            await shared.refresh(stored_at=stored_at)
+            await self._tick_tokens_match()
+
     async def _books_forget(self, account_id: int) -> None:
         if self.books.pop(account_id, None) is not None:
             book_registry().leave(self, account_id)

@@ -164,6 +164,23 @@ class TestReadsAreShared:
         assert reads == 2
         assert reads_after == 2
 
+    def test_the_sockets_told_of_one_stored_snapshot_share_one_read_and_a_newer_one_gets_its_own(self, book):
+        async def scenario():
+            book["open"] = asyncio.Event()
+            shared = SharedBook(7)
+            first = [asyncio.ensure_future(shared.refresh(stored_at=100.5)) for _ in range(10)]
+            await asyncio.sleep(0)
+            newer = asyncio.ensure_future(shared.refresh(stored_at=101.0))  # stored while that read is under way
+            await asyncio.sleep(0)
+            book["open"].set()
+            await asyncio.gather(*first, newer)
+            reads = book["reads"]
+            await shared.refresh(stored_at=101.0)  # already read
+            await shared.refresh(stored_at=99.0)  # older than what was read
+            return reads, book["reads"]
+
+        assert asyncio.run(scenario()) == (2, 2)
+
     def test_a_renewal_reads_only_a_book_older_than_it_allows(self, book):
         async def scenario():
             book["open"] = asyncio.Event()

@@ -2,6 +2,7 @@
 REST read stored (the broker sandbox over real HTTP) at each tick, without calling the broker, with no funds;
 REST keeps answering the broker's snapshot."""
 
+import asyncio
 import dataclasses
 from decimal import Decimal
 
@@ -197,3 +198,38 @@ def test_hostile_snapshot_content_does_not_break_the_socket(alice, alice_client,
     assert shown["INFY"]["unrealised_pnl"] == "1010.00"
     assert (shown["NOAVERAGE"]["average_price"], shown["NOAVERAGE"]["unrealised_pnl"]) == (None, "2000.00")
     assert pong == {"type": "pong"}
+
+
+def test_positions_a_rest_read_stores_anew_reach_the_open_socket_at_the_next_tick(
+    alice, alice_client, sandbox, holds_infy, stream
+):
+    alice_client.get(url(holds_infy, "/positions"))  # 10 INFY stored
+    path = live_socket_path(alice, holds_infy)
+    key = account_caches.live_snapshot_key(holds_infy, "positions")
+
+    def bought_outside_thor():
+        """10 more INFY at 1450 at the broker (the trader's own app), and the fresh period over: the next REST
+        read asks the broker."""
+        (position,) = sandbox.state.kite.accounts["AB1234"].positions["net"]
+        add_fill_to_position(position, 10, 1450.0)
+        cache.delete_many(snapshots.forgotten_names(key))
+        return alice_client.get(url(holds_infy, "/positions")).json()
+
+    async def scenario():
+        sockets = await opened(path)
+        rest = await sync_to_async(bought_outside_thor)()
+        # The socket's book reads the new snapshot on its own (no order, no renewal): within a few ticks.
+        for cents in range(1, 31):
+            await sync_to_async(tick)(stream, (INFY, f"1510.{cents:02d}"))
+            (moved,) = (await next_of_type(sockets, "position_prices"))["data"]["positions"]
+            if moved["quantity"] == 20:
+                break
+            await asyncio.sleep(0.1)
+        await sockets.disconnect()
+        return rest, moved, cents
+
+    rest, moved, cents = async_to_sync(scenario)()
+
+    assert [position["quantity"] for position in rest["data"]] == [20]
+    assert moved["quantity"] == 20, moved
+    assert moved["last_price"] == f"1510.{cents:02d}00"
