@@ -15,7 +15,7 @@ Reading the book again is shared too. The account's stream messages (an order, a
 sockets; the first to ask with a stream seq the book has not seen starts a read, the others with that seq
 wait for it (it began after the change was committed: the message is published on commit). The follow
 marks' renewal asks for a read only when the book is older than `max_age`. A live account's book is read again,
-once the same way, when a REST read (or a poll) stores new broker positions (`book.stored`, by when they were
+once the same way, when a REST read stores new broker positions (`book.stored`, by when they were
 stored). A read asked for while one is under way runs once more after it, so no change is missed.
 
 A book is dropped when its last socket leaves. What it holds is what a socket may be sent: a socket joins only
