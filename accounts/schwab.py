@@ -18,11 +18,10 @@ from django.http import Http404
 
 from accounts import caches, live
 from accounts.models import TradingAccount
-from accounts.streams import account_group
 from brokers.adapters.errors import BrokerError
 from brokers.models import BrokerConnection, BrokerKind
 from brokers.services import broker_call
-from thor import realtime, snapshots
+from thor import snapshots
 from thor.errors import ApplicationError
 from thor.snapshots import LiveRead
 
@@ -143,25 +142,6 @@ def accounts_payloads(*, user) -> list[AccountsPayload]:
         )
         payloads.append(AccountsPayload(connection=connection, read=read))
     return payloads
-
-
-def snapshot_publish(*, account: TradingAccount, what: str, read: LiveRead, data) -> None:
-    """A fresh snapshot goes to the account's sockets (accounts.streams' group); cached ones went already."""
-    if read.source != "live":
-        return
-    realtime.publish(
-        group=account_group(account.pk),
-        messages=[
-            {
-                "type": "position_update",
-                "account_id": account.pk,
-                "what": what,
-                "source": read.source,
-                "as_of": read.as_of.isoformat(),
-                "data": data,
-            }
-        ],
-    )
 
 
 def balances_read(*, account: TradingAccount, fresh: bool = False) -> LiveRead:

@@ -177,7 +177,6 @@ class _BalancesView(Seed002ErrorsMixin, APIView):
     def _answer(self, account):
         read = schwab.balances_read(account=account)
         data = SchwabSummaryOutputSerializer(summary_data(account, read)).data
-        schwab.snapshot_publish(account=account, what="balances", read=read, data=dict(data))
         return Response(data)
 
 
@@ -185,7 +184,6 @@ class _PositionsView(Seed002ErrorsMixin, APIView):
     def _answer(self, account):
         read = schwab.positions_read(account=account)
         positions = presenters.positions_data(read.data)
-        schwab.snapshot_publish(account=account, what="positions", read=read, data=positions)
         return Response({**_AccountIdentity(_identity(account, read)).data, "positions": positions})
 
 

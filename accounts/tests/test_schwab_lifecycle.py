@@ -6,7 +6,7 @@ from datetime import timedelta
 import channels.layers
 import pytest
 import requests
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
 from django.utils import timezone
 
 from accounts.models import Order
@@ -14,9 +14,11 @@ from accounts.placement import live_order_settle
 from accounts.streams import account_group
 from accounts.tests import test_schwab_end_to_end as end_to_end
 from accounts.tests.conftest import place
+from accounts.tests.test_consumers import access_token, opened
 from accounts.tests.test_schwab_end_to_end import accounts_of, schwab_calls
 from brokers.models import BrokerConnection
 from brokers.tests.schwab_link_steps import refresh_calls, schwab_fault
+from thor.realtime import publish_flush
 
 pytestmark = pytest.mark.django_db
 
@@ -129,7 +131,7 @@ class TestPlacementWithoutAnAnswer:
 
 
 class TestPublishing:
-    def test_a_fresh_snapshot_reaches_the_accounts_sockets_and_a_cached_one_does_not_again(
+    def test_a_fresh_snapshot_makes_the_accounts_sockets_read_their_book_and_a_cached_one_does_not_again(
         self, alice_client, linked, settings
     ):
         settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
@@ -140,9 +142,32 @@ class TestPublishing:
 
         alice_client.get("/api/schwab/account/positions/", {"account_hash": account.broker_account_id})
         alice_client.get("/api/schwab/account/positions/", {"account_hash": account.broker_account_id})
+        alice_client.get("/api/schwab/account/summary/", {"account_hash": account.broker_account_id})
 
         message = async_to_sync(layer.receive)(channel)
-        assert message["type"] == "position_update" and message["account_id"] == account.pk
-        assert message["source"] == "live" and {p["tradingsymbol"] for p in message["data"]} >= {"AAPL", "SPY"}
+        assert message["type"] == "book.stored" and message["account_id"] == account.pk
+        # Nothing else: the cached read tells nobody again, and no message the sockets have no handler for
+        # (a `position_update` without a seq ended every socket of the account).
         with pytest.raises(asyncio.TimeoutError):
             async_to_sync(asyncio.wait_for)(layer.receive(channel), 0.2)
+
+    @pytest.mark.django_db(transaction=True)
+    def test_an_open_socket_of_the_account_outlives_a_fresh_read_of_its_positions(self, alice, alice_client, linked):
+        account = accounts_of(linked)["MARGIN"]
+        path = f"/ws/orders/{account.pk}?token={access_token(alice)}"
+
+        async def scenario():
+            socket = await opened(path)
+            for what in ("positions", "summary"):
+                response = await sync_to_async(alice_client.get)(
+                    f"/api/schwab/account/{what}/", {"account_hash": account.broker_account_id}
+                )
+                assert response.status_code == 200
+            await sync_to_async(publish_flush)()
+            quiet = await socket.receive_nothing(timeout=0.5)  # the socket's handling of what was published
+            await socket.send_json_to({"action": "ping"})
+            pong = await socket.receive_json_from(timeout=2)
+            await socket.disconnect()
+            return quiet, pong
+
+        assert async_to_sync(scenario)() == (True, {"type": "pong"})
