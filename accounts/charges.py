@@ -194,6 +194,11 @@ def inr_segment(*, exchange: str, product: str, instrument_type: str) -> str:
     return "equity_delivery" if product == "CNC" else "equity_intraday"
 
 
+def charges_enabled() -> bool:
+    """Whether this deployment charges paper fills at all (settings.THOR_PAPER_CHARGES["enabled"])."""
+    return bool(settings.THOR_PAPER_CHARGES.get("enabled", True))
+
+
 def fill_charges(
     *,
     tenant,
@@ -211,7 +216,7 @@ def fill_charges(
     `exercise`: an option position closed at expiry at its intrinsic value (accounts.paper_expiry): only the
     exercise STT is due, on the long side (which closes by selling); futures settle with no charges.
     """
-    if not settings.THOR_PAPER_CHARGES.get("enabled", True):
+    if not charges_enabled():
         return Charges(currency=currency, components={})
     schedule = tenant_schedule(tenant)
     value = quantity * price

@@ -164,30 +164,47 @@ def currency_check(*, account: TradingAccount, request: OrderRequest) -> None:
         )
 
 
-def book_value_price(*, request: OrderRequest, book: Book, quantities: Sequence[Decimal]) -> Decimal:
-    """What a market order for `quantities` (its slices, in turn; one for an unsliced order) costs a share
-    walking `book` as the paper engine fills it (accounts.paper._book_fill): each slice in whole lots at its
-    levels' quantity-weighted average, on the tick against the trader, then gone for the next slice; what the
-    book does not show (the rest that waits for a later quote) at the worst level it shows. The total over the
-    quantity, on the tick against the trader again: that price times the quantity is never below what the
-    fills cost, so a check on it never passes an order the fill would refuse for their price (their charges,
-    which the fill adds, the pre-trade check does not count). `book` itself is left untouched."""
+def book_value_price(
+    *, request: OrderRequest, book: Book, quantities: Sequence[Decimal], limit: Decimal | None = None
+) -> Decimal:
+    """What an order for `quantities` (its slices, in turn; one for an unsliced order) costs a share walking
+    `book` as the paper engine fills it (accounts.paper._book_fill): each slice in whole lots at its levels'
+    quantity-weighted average, on the tick against the trader (never past `limit`), then gone for the next slice.
+    What the book does not give it waits for a later quote: a market order's at the worst level the book shows, a
+    limit order's (`limit`: only the levels within it fill) at its limit, at which it rests reserving. The total
+    over the quantity, on the tick against the trader again: that price times the quantity is never below what
+    the fills cost, so a check on it never passes an order the fill would refuse for their price (their charges,
+    which the fill adds, the pre-trade check adds too: paper_buying_power_check). `book` itself is left
+    untouched."""
     instrument = instrument_get(exchange=request.exchange, symbol=request.symbol)
-    worst = book.worst
-    if worst is None:
+    rest_price = book.worst if limit is None else limit
+    if rest_price is None:
         raise ValueError("an empty book has no value")
+    buying = request.side == Order.Side.BUY
     # A scratch copy: the slices walk it as they would fill, without taking from the pass's own book.
     scratch = copy.deepcopy(book)
     cost = Decimal("0")
     for quantity in quantities:
-        take = scratch.peek(quantity=quantity, lot=instrument.lot_size)
+        take = scratch.peek(quantity=quantity, lot=instrument.lot_size, limit=limit)
         taken = Decimal("0")
         if take is not None:
             taken = take.quantity
-            cost += taken * to_tick(take.price, tick=instrument.tick_size, side=request.side)
+            price = to_tick(take.price, tick=instrument.tick_size, side=request.side)
+            if limit is not None:
+                # As the fill: levels off the tick grid never round a price past the limit.
+                price = min(price, limit) if buying else max(price, limit)
+            cost += taken * price
             scratch.take(take)
-        cost += (quantity - taken) * worst
+        cost += (quantity - taken) * rest_price
     return to_tick(cost / sum(quantities), tick=instrument.tick_size, side=request.side)
+
+
+def _marketable(*, request: OrderRequest, book: Book | None) -> bool:
+    """A limit order the book crosses as it is placed (a buy's limit at or above the best ask, a sell's at or
+    below the best bid): it fills from the book at once, as far as its levels within the limit go."""
+    if request.order_type != "LIMIT" or not book or book.best is None or request.price is None:
+        return False
+    return request.price >= book.best if request.side == Order.Side.BUY else request.price <= book.best
 
 
 def order_value_price(
@@ -214,6 +231,13 @@ def order_value_price(
     margin rate, paper_buying_power_check; the tenant's max order value is quantity times price). Without a
     book (no quote, no depth on that side), exactly the last price with slippage.
 
+    A marketable limit order with a book fills from it alone (accounts.paper._advance), across the levels
+    within its limit, and what they do not give it rests at its limit. A buy is valued at that walk (levels
+    within the limit at their average, the rest at the limit), never above the limit: valued at the last price
+    instead, a buy walking up the asks past it would pass and then be refused at fill. A sell keeps the highest
+    of its limit, the last price and the walk down the bids within its limit, the conservative price for its
+    margin and the max order value, as a market sell does.
+
     A live order gets no book (accounts.orders.place.pre_trade_check): it fills at the exchange against the
     book its order meets there, not the paper price source's snapshot of it, and its funds are the broker's
     to check; its value only meets the tenant's max order value, on the last price as before.
@@ -225,8 +249,9 @@ def order_value_price(
             last_price=last_price, side=request.side, exchange=request.exchange, symbol=request.symbol
         )
     )
+    quantities = quantities or (request.quantity,)
     if market is not None and book and request.order_type in MARKET_TYPES:
-        walked = book_value_price(request=request, book=book, quantities=quantities or (request.quantity,))
+        walked = book_value_price(request=request, book=book, quantities=quantities)
         market = max(market, walked)
     buying = request.side == Order.Side.BUY
     if request.order_type == "MARKET":
@@ -234,10 +259,17 @@ def order_value_price(
     if request.order_type == "SL-M":
         known = [price for price in (request.trigger_price, market) if price is not None]
         return max(known) if buying or market is not None else None
+    within = None
+    if book is not None and _marketable(request=request, book=book):
+        within = book_value_price(request=request, book=book, quantities=quantities, limit=request.price)
     if buying:
+        if within is not None:
+            return min(request.price, within)
         # A stop-limit buy may trigger later and fill anywhere up to its limit.
         return request.price if last_price is None or request.order_type == "SL" else min(request.price, last_price)
-    return None if last_price is None else max(request.price, last_price)
+    if last_price is None:
+        return None
+    return max(request.price, last_price, within or request.price)
 
 
 def tenant_limits_check(

@@ -1,6 +1,6 @@
 """What a paper account can afford: cash less what its resting orders reserve (for the part of each not filled
-yet) and what its open shorts tie up, and the pre-trade check of an order against it. Run on the locked account
-(accounts.paper.account_lock), so concurrent orders see each other's reservations.
+yet, a buy's charges with its cost) and what its open shorts tie up, and the pre-trade check of an order against
+it. Run on the locked account (accounts.paper.account_lock), so concurrent orders see each other's reservations.
 """
 
 from collections import defaultdict
@@ -10,8 +10,10 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db.models import F, Sum
 
+from accounts.charges import charges_enabled
+from accounts.market_data import instrument_get
 from accounts.models import Order, TradingAccount
-from accounts.paper_fills import order_charges
+from accounts.paper_fills import fill_charges_due, order_charges
 from thor.money import CENT, ROUNDING
 
 RESTING_STATUSES = (Order.Status.OPEN, Order.Status.TRIGGER_PENDING)
@@ -33,18 +35,45 @@ def _order_price(order) -> Decimal:
     return order.price or order.trigger_price or order.average_price or Decimal("0")
 
 
+def _resting_buy_charges(*, account: TradingAccount, order, price: Decimal, instrument_types: dict) -> Decimal:
+    """What the unfilled rest of a resting buy debits in charges when it fills at `price` (what the order's fills
+    so far and its rest cost together as one executed order, less what those fills paid: accounts.paper_fills).
+    `instrument_types`: the call's lookups, per (exchange, symbol), so each instrument is looked up once."""
+    key = (order.exchange, order.symbol)
+    if key not in instrument_types:
+        instrument = instrument_get(exchange=order.exchange, symbol=order.symbol)
+        instrument_types[key] = instrument.instrument_type if instrument else ""
+    return fill_charges_due(
+        account=account,
+        order=order,
+        quantity=order.quantity - order.filled_quantity,
+        price=price,
+        instrument_type=instrument_types[key],
+    ).total
+
+
 def reserved_cash(*, account: TradingAccount, exclude_order_id: int | None = None) -> Decimal:
     """Cash set aside for resting orders, for the part of each not filled yet: buys at their limit (or trigger)
-    price, and the margin of resting sells beyond the long position they would sell (they would open a short)."""
+    price with the charges their rest will debit at it, and the margin of resting sells beyond the long position
+    they would sell (they would open a short).
+
+    A buy's charges are reserved with its cost: reserved without them, a later order could take the room they
+    need, and the resting buy would be refused at its fill for funds the check had let it count on
+    (accounts.paper._fill pays cost and charges from the same buying power). A fill below the reserved price
+    costs no more in charges (the schedule grows with an order's value)."""
     resting = list(_resting_orders(account, exclude_order_id=exclude_order_id))
-    reserved = sum(
-        (
-            (order.quantity - order.filled_quantity) * _order_price(order)
-            for order in resting
-            if order.side == Order.Side.BUY
-        ),
-        Decimal("0"),
-    )
+    charged = charges_enabled()
+    instrument_types: dict[tuple[str, str], str] = {}
+    reserved = Decimal("0")
+    for order in resting:
+        if order.side != Order.Side.BUY or order.quantity <= order.filled_quantity:
+            continue
+        price = _order_price(order)
+        reserved += (order.quantity - order.filled_quantity) * price
+        if charged and price > 0:
+            reserved += _resting_buy_charges(
+                account=account, order=order, price=price, instrument_types=instrument_types
+            )
     held = {(p.exchange, p.symbol, p.product): p.quantity for p in account.paper_positions.all()}
     sells = defaultdict(list)
     for order in resting:

@@ -60,6 +60,11 @@ class Book:
         return bool(self._levels)
 
     @property
+    def best(self) -> Decimal | None:
+        """The best price shown (the cheapest ask, the dearest bid); None when nothing is left."""
+        return self._levels[0][0] if self._levels else None
+
+    @property
     def worst(self) -> Decimal | None:
         """The worst price shown (the dearest ask, the cheapest bid); None when nothing is left."""
         return self._levels[-1][0] if self._levels else None

@@ -47,16 +47,20 @@ def order_charges(
     price: Decimal,
     quantity: Decimal | None = None,
     exercise: bool = False,
+    instrument_type: str | None = None,
 ) -> Charges:
     """What `quantity` of the order (the whole order when None) at `price` costs on this account as one executed
-    order (accounts.charges); `order` may be a request not placed yet (the pre-trade check)."""
-    instrument = instrument_get(exchange=order.exchange, symbol=order.symbol)
+    order (accounts.charges); `order` may be a request not placed yet (the pre-trade check). `instrument_type`: the
+    order's instrument's, when the caller knows it already."""
+    if instrument_type is None:
+        instrument = instrument_get(exchange=order.exchange, symbol=order.symbol)
+        instrument_type = instrument.instrument_type if instrument else ""
     return fill_charges(
         tenant=account.user.tenant,
         currency=account.currency,
         exchange=order.exchange,
         product=order.product,
-        instrument_type=instrument.instrument_type if instrument else "",
+        instrument_type=instrument_type,
         side=order.side,
         quantity=order.quantity if quantity is None else quantity,
         price=price,
@@ -72,21 +76,32 @@ def average_after(order: Order, *, quantity: Decimal, price: Decimal) -> Decimal
     return ((filled * order.average_price + quantity * price) / (filled + quantity)).quantize(AVERAGE_STEP)
 
 
-def fill_charges_due(*, account: TradingAccount, order: Order, quantity: Decimal, price: Decimal) -> Charges:
+def fill_charges_due(
+    *, account: TradingAccount, order: Order, quantity: Decimal, price: Decimal, instrument_type: str | None = None
+) -> Charges:
     """What a fill of `quantity` at `price` adds to the order's charges.
 
     An order's fills together are one executed order, as a broker charges them (a flat brokerage is paid once,
     a cap applies to the whole): what the fills so far and this one cost together, less what the fills so far
     cost, component by component (never below zero: the averages are kept to 4 decimals)."""
     if not order.filled_quantity or order.average_price is None:
-        return order_charges(account=account, order=order, price=price, quantity=quantity)
+        return order_charges(
+            account=account, order=order, price=price, quantity=quantity, instrument_type=instrument_type
+        )
     together = order_charges(
         account=account,
         order=order,
         quantity=order.filled_quantity + quantity,
         price=average_after(order, quantity=quantity, price=price),
+        instrument_type=instrument_type,
     )
-    so_far = order_charges(account=account, order=order, quantity=order.filled_quantity, price=order.average_price)
+    so_far = order_charges(
+        account=account,
+        order=order,
+        quantity=order.filled_quantity,
+        price=order.average_price,
+        instrument_type=instrument_type,
+    )
     return Charges(
         currency=together.currency,
         components={

@@ -1,0 +1,312 @@
+"""What a paper order is checked on is what it will later need at its fill (issue 21).
+
+A resting buy reserves its charges with its cost: a later order cannot take the room they need, so the resting
+buy is never refused at its fill for funds the check had let it count on. A marketable limit buy is valued at
+its walk up the asks within its limit (what they do not give it at its limit, where it rests): valued at the
+last price, a buy that walks up past it would pass the check and be refused at fill. With charges off,
+reservations are what they always were.
+"""
+
+from decimal import Decimal
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from hypothesis import HealthCheck, event, example, given, settings
+from hypothesis import strategies as st
+
+from accounts.charges import fill_charges
+from accounts.models import Order, TradingAccount
+from accounts.orders import order_place
+from accounts.paper import paper_orders_match
+from accounts.paper_buying_power import paper_buying_power, reserved_cash
+from accounts.selectors import funds_get
+from accounts.tests.conftest import place
+from accounts.tests.test_paper_valuation import INSTRUMENTS, START, TICK, booked, primary, quoted, untouched
+from brokers.adapters.types import OrderRequest
+from identity.tests.factories import UserFactory
+
+pytestmark = pytest.mark.django_db
+D = Decimal
+
+
+@pytest.fixture
+def charged(settings):
+    settings.THOR_PAPER_CHARGES = {"enabled": True, "tenants": {}}
+
+
+def intraday_buy_charges(tenant, *, quantity, price) -> Decimal:
+    return fill_charges(
+        tenant=tenant,
+        currency="INR",
+        exchange="NSE",
+        product="MIS",
+        instrument_type="EQ",
+        side="BUY",
+        quantity=D(quantity),
+        price=D(price),
+    ).total
+
+
+class TestRestingBuysReserveTheirCharges:
+    def test_a_later_buy_cannot_take_the_room_a_resting_buys_charges_need_and_the_resting_buy_fills(
+        self, alice_client, alice, tenant, fixed_prices, charged
+    ):
+        fixed_prices["NSE:INFY"] = "1000.00"
+        resting_charges = intraday_buy_charges(tenant, quantity=90, price="990.00")
+        later_charges = intraday_buy_charges(tenant, quantity=10, price="1000.00")
+        # Room for the resting buy's cost and the later buy with its charges, and 10 more: not for both charges.
+        account = primary(alice)
+        account.cash = D("89100.00") + D("10000.00") + later_charges + D("10.00")
+        account.save()
+        resting = place(alice_client, quantity=90, order_type="LIMIT", price="990.00", product="MIS")
+        assert resting.status_code == 201 and resting.json()["status"] == "OPEN", resting.json()
+
+        later = place(alice_client, quantity=10, product="MIS")
+
+        available = account.cash - D("89100.00") - resting_charges
+        assert later.status_code == 400, later.json()
+        assert later.json()["errors"]["quantity"] == [
+            f"Insufficient buying power: needs {D('10000.00') + later_charges}, available {available}."
+        ]
+        assert funds_get(account=account).data.buying_power == available
+        fixed_prices["NSE:INFY"] = "990.00"  # the price crosses the resting limit
+        assert paper_orders_match(account_id=account.pk) == 1
+        filled = Order.objects.get(pk=resting.json()["id"])
+        assert (filled.status, filled.filled_quantity, filled.charges) == ("COMPLETE", 90, resting_charges)
+        account.refresh_from_db()
+        assert account.cash == D("10010.00") + later_charges - resting_charges >= 0
+
+    def test_a_partly_filled_buy_reserves_the_charges_its_rest_adds(self, alice, tenant, fixed_prices, charged):
+        # 10 of 100 fill from the book at 1000; the 90 left rest at the limit, with what they add in charges.
+        fixed_prices["NSE:INFY"] = booked("1000.00", asks=[("1000.00", 10), ("1100.00", 500)])
+        account = primary(alice)
+        account.cash = D("200000.00")
+        account.save()
+        request = OrderRequest(
+            symbol="INFY", exchange="NSE", side="BUY", quantity=D(100), order_type="LIMIT", product="MIS", price=D(1050)
+        )
+
+        order = order_place(account=account, request=request, idempotency_key=None, fingerprint="", actor=None)
+
+        assert (order.status, order.filled_quantity) == ("OPEN", 10)
+        # As one executed order: brokerage is capped at 20 for the whole (the 10 filled paid 3.00 of it).
+        whole = intraday_buy_charges(tenant, quantity=100, price="1045.00")
+        assert reserved_cash(account=account) == D("94500.00") + whole - order.charges
+
+    def test_with_charges_off_a_resting_buy_reserves_its_cost_alone(self, alice_client, alice, fixed_prices):
+        place(alice_client, quantity=90, order_type="LIMIT", price="990.00", product="MIS")
+
+        assert reserved_cash(account=primary(alice)) == D("89100.00")
+
+    def test_reserving_charges_costs_no_query_per_order(self, alice_client, alice, fixed_prices, settings):
+        account = primary(alice)
+        place(alice_client, quantity=1, order_type="LIMIT", price="990.00")
+        queries = {}
+        for enabled, more in ((False, 0), (True, 0), (True, 3)):
+            for _ in range(more):
+                place(alice_client, quantity=1, order_type="LIMIT", price="990.00")
+                place(alice_client, tradingsymbol="SBIN", quantity=1, order_type="LIMIT", price="790.00")
+            settings.THOR_PAPER_CHARGES = {"enabled": enabled, "tenants": {}}
+            reserved_cash(account=account)  # the instrument master's process cache warm, as in service
+            with CaptureQueriesContext(connection) as captured:
+                reserved_cash(account=account)
+            queries[(enabled, more)] = len(captured)
+
+        assert account.orders.filter(status=Order.Status.OPEN).count() == 7
+        assert queries[(False, 0)] == queries[(True, 0)] == queries[(True, 3)]
+
+
+class TestMarketableLimitBuysValuedAtTheirWalk:
+    def test_a_limit_buy_whose_walk_up_to_its_limit_costs_more_than_the_cash_is_a_400_naming_what_it_needs(
+        self, alice_client, alice, fixed_prices
+    ):
+        # 60 at the last price is 90,000; up the asks within 1800: 10 at 1500 and 50 at 1800, 105,000.
+        fixed_prices["NSE:INFY"] = booked("1500.00", asks=[("1500.00", 10), ("1800.00", 100)])
+
+        response = place(alice_client, quantity=60, order_type="LIMIT", price="1800.00")
+
+        assert response.status_code == 400, response.json()
+        assert response.json()["errors"]["quantity"] == [
+            "Insufficient buying power: needs 105000.00, available 100000.00."
+        ]
+        assert untouched(primary(alice))
+
+    def test_a_limit_buy_that_fits_fills_across_the_levels_within_its_limit(self, alice_client, alice, fixed_prices):
+        fixed_prices["NSE:INFY"] = booked("1500.00", asks=[("1500.00", 10), ("1800.00", 100), ("1900.00", 100)])
+
+        response = place(alice_client, quantity=50, order_type="LIMIT", price="1800.00")
+
+        assert response.status_code == 201, response.json()
+        body = response.json()
+        assert (body["status"], body["filled_quantity"], body["average_price"]) == ("COMPLETE", 50, "1740.0000")
+        assert primary(alice).cash == START - D("87000.00")
+
+    def test_what_the_asks_within_the_limit_do_not_fill_is_valued_at_the_limit_where_it_rests(
+        self, alice_client, alice, fixed_prices
+    ):
+        # 10 at 1500 fill; the rest waits at 1700 (the 1800s are beyond it): 15,000 + 50 x 1700 = 100,000 for 60,
+        # 1666.67 a share, on the tick 1666.70: 100,002. 59 cost 98,300: they fit, and 49 rest reserving 83,300.
+        fixed_prices["NSE:INFY"] = booked("1500.00", asks=[("1500.00", 10), ("1800.00", 100)])
+
+        refused = place(alice_client, quantity=60, order_type="LIMIT", price="1700.00")
+        placed = place(alice_client, quantity=59, order_type="LIMIT", price="1700.00")
+
+        assert refused.json()["errors"]["quantity"] == [
+            "Insufficient buying power: needs 100002.00, available 100000.00."
+        ]
+        assert placed.status_code == 201 and (placed.json()["status"], placed.json()["filled_quantity"]) == ("OPEN", 10)
+        assert reserved_cash(account=primary(alice)) == D("83300.00")
+
+    def test_a_limit_buy_below_the_best_ask_is_valued_as_before(self, alice_client, alice, fixed_prices):
+        # Not marketable: it rests; the check values it at the lower of its limit and the last price, as before.
+        fixed_prices["NSE:INFY"] = booked("1500.00", asks=[("1600.00", 100)])
+
+        response = place(alice_client, quantity=66, order_type="LIMIT", price="1550.00")
+
+        assert response.status_code == 201 and response.json()["status"] == "OPEN", response.json()
+
+    def test_hostile_levels_do_not_make_a_limit_buy_look_cheap(self, alice_client, alice, fixed_prices):
+        fixed_prices["NSE:INFY"] = booked(
+            "1500.00",
+            asks=[("0", 100), ("-1", 100), ("NaN", 100), ("1500.00", -50), ("1500.03", 10), ("1800.00", 100)],
+        )
+
+        response = place(alice_client, quantity=60, order_type="LIMIT", price="1800.00")
+
+        # The 60 take 10 at the off-tick 1500.03 and 50 at 1800: 1750.005 a share, on the tick 1750.05, as the
+        # fill pays it: 105,003.
+        assert response.json()["errors"]["quantity"] == [
+            "Insufficient buying power: needs 105003.00, available 100000.00."
+        ]
+
+    def test_a_marketable_limit_sell_keeps_the_higher_of_its_limit_the_last_price_and_the_bids(
+        self, alice_client, alice, tenant, fixed_prices
+    ):
+        tenant.paper_margin_rates = {"MIS": "0.25"}
+        tenant.save()
+        account = primary(alice)
+        account.cash = D("3800.00")  # 3,750 at the last price would fit; 10 at the 1600 bid, 4,000, does not
+        account.save()
+        fixed_prices["NSE:INFY"] = booked("1500.00", bids=[("1600.00", 100)])
+
+        response = place(
+            alice_client, transaction_type="SELL", quantity=10, product="MIS", order_type="LIMIT", price="1450.00"
+        )
+
+        assert response.json()["errors"]["quantity"] == ["Insufficient buying power: needs 4000.00, available 3800.00."]
+
+
+# Each example fixes one quote per instrument (the prices never move); the steps place orders against it, and a
+# matching pass after each fills the rests from the book anew, as a newer quote of the same book would. Cash is
+# taken out at some steps down to a few rupees of buying power (never below: what the resting orders reserve
+# stays covered), as if another order had used the room: before an order (room for its cost at the mark and a
+# little more) or before the matching pass.
+limit_orders = st.lists(
+    st.tuples(
+        st.integers(0, len(INSTRUMENTS) - 1),
+        st.sampled_from(["BUY", "BUY", "BUY", "SELL"]),
+        st.integers(1, 30),  # lots
+        st.sampled_from(["LIMIT", "LIMIT", "LIMIT", "MARKET", "SL-M"]),
+        st.one_of(st.integers(-40, 40), st.integers(40, 6000)),  # a limit (or a stop's trigger), ticks off the mark
+        st.sampled_from(["MIS", "MIS", "CNC"]),  # the cash equity's product (the future's is NRML)
+        st.one_of(st.none(), st.tuples(st.sampled_from(["before", "after"]), st.integers(0, 40))),
+    ),
+    min_size=1,
+    max_size=6,
+)
+quotes = st.tuples(
+    *[
+        st.tuples(
+            st.integers(-200, 200),  # the mark, in ticks from the instrument's
+            st.lists(st.tuples(st.integers(-2, 6000), st.integers(-2, 40)), min_size=1, max_size=4),
+            st.sampled_from(["book", "book", "book", "no_depth", "thin", "no_quote"]),
+        )
+        for _ in INSTRUMENTS
+    ]
+)
+
+
+def spend_down(account: TradingAccount, *, to: Decimal, marks) -> None:
+    """Take cash out until the account's buying power is `to`; none when it is `to` or less already."""
+    account.refresh_from_db()
+    spare = paper_buying_power(account=account, marks=marks) - to
+    if spare > 0:
+        account.cash -= spare
+        account.save()
+
+
+# The asks: 10 INFY at the mark (1500), then 40 at 1600. Not a future in sight.
+STEP_BOOKS = ((0, [(0, 10), (2000, 40)], "book"), (0, [(0, 1)], "no_quote"))
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])  # examples: the profile (conftest)
+# A limit buy up to 1650 walks the asks past the mark: valued at the mark, it would pass and be refused at fill.
+@example(sequence=[(0, "BUY", 30, "LIMIT", 3000, "MIS", ("before", 0))], books=STEP_BOOKS, headroom=100, charges=False)
+# A limit buy up to the mark fills 10 and rests 5; another order uses all the room but its charges': the
+# matching pass fills the rest from the same book.
+@example(sequence=[(0, "BUY", 15, "LIMIT", 0, "MIS", ("after", 0))], books=STEP_BOOKS, headroom=101, charges=True)
+@given(sequence=limit_orders, books=quotes, headroom=st.integers(30, 130), charges=st.booleans())
+def test_resting_and_marketable_limit_orders_are_never_refused_at_fill_for_funds_at_unchanged_prices(
+    tenant, instrument_master, fixed_prices, settings, sequence, books, headroom, charges
+):
+    """Limit orders (marketable or resting, partly filled from thin books), market and stop-market orders, with
+    charges on or off, on an account with little room to spare: each is refused before anything is written or
+    accepted; neither its fill at placement nor a matching pass at the same prices refuses a fill for funds, and
+    cash never goes below zero. (Buys, and sells of what is held.)"""
+    settings.THOR_PAPER_CHARGES = {"enabled": charges, "tenants": {}}
+    account = primary(UserFactory(tenant=tenant))  # a new user each example: order rows are never deleted
+    marks = {}
+    for (exchange, symbol, lot, base), (mark_ticks, asks, fault) in zip(INSTRUMENTS, books, strict=True):
+        marks[(exchange, symbol)] = base + mark_ticks * TICK
+        quoted(
+            f"{exchange}:{symbol}",
+            mark=marks[(exchange, symbol)],
+            lot=lot,
+            asks=asks,
+            fault=fault,
+            fixed_prices=fixed_prices,
+        )
+        event(fault)
+    quoted_marks = {key: mark for key, mark in marks.items() if ":".join(key) in fixed_prices}
+    # Room for `headroom` percent of all the orders at the marks: some fit, the others meet what they left.
+    value = sum(lots * INSTRUMENTS[index][2] * marks[INSTRUMENTS[index][:2]] for index, _, lots, *_ in sequence)
+    account.cash = (value * headroom / 100).quantize(D("0.01"))
+    account.save()
+    for index, side, lots, order_type, ticks, product, tighten in sequence:
+        if side == "SELL":
+            # Sells only sell what is held: a short's margin is marked at the last price by the check but at the
+            # fill price (its own instrument) or its average (another's) by a fill, which is another matter.
+            index, product = 0, "CNC"
+        exchange, symbol, lot, _ = INSTRUMENTS[index]
+        mark = marks[(exchange, symbol)]
+        quantity = D(lots * lot)
+        if tighten and tighten[0] == "before":
+            spend_down(account, to=(quantity * mark * D("1.002")).quantize(D("0.01")) + tighten[1], marks=quoted_marks)
+        request = OrderRequest(
+            symbol=symbol,
+            exchange=exchange,
+            side=side,
+            quantity=quantity,
+            order_type=order_type,
+            product=product if exchange == "NSE" else "NRML",
+            price=max(mark + ticks * TICK, TICK) if order_type == "LIMIT" else None,
+            trigger_price=max(mark + ticks * TICK, TICK) if order_type == "SL-M" else None,
+        )
+        orders_before = account.orders.count()
+        try:
+            order = order_place(account=account, request=request, idempotency_key=None, fingerprint="", actor=None)
+            event(f"{order_type} {order.status}")
+        except ValidationError:
+            event("refused before")
+            assert account.orders.count() == orders_before
+        if tighten and tighten[0] == "after":
+            spend_down(account, to=D(tighten[1]), marks=quoted_marks)
+        if paper_orders_match(account_id=account.pk):
+            event("filled further by a matching pass")
+        account.refresh_from_db()
+        refused_at_fill = account.orders.filter(status_message__contains="Insufficient funds at fill")
+        assert not refused_at_fill.exists(), list(refused_at_fill.values("quantity", "status", "status_message"))
+        assert account.cash >= 0
+    assert not Order.objects.filter(account=account, status=Order.Status.REJECTED).exists()
