@@ -144,39 +144,21 @@ class TestReadsAreShared:
         monkeypatch.setattr(books, "database_sync_to_async", lambda function: gated)
         return gate
 
-    def test_asks_for_one_seq_share_one_read_and_a_later_seq_gets_its_own(self, book):
+    # What a read is asked for by: a stream message's seq, or when a REST read stored a live account's positions.
+    @pytest.mark.parametrize("by, first, later, older", [("seq", 5, 6, 4), ("stored_at", 100.5, 101.0, 99.0)])
+    def test_asks_for_one_change_share_one_read_and_a_later_change_gets_its_own(self, book, by, first, later, older):
         async def scenario():
             book["open"] = asyncio.Event()
             shared = SharedBook(7)
-            first = [asyncio.ensure_future(shared.refresh(seq=5)) for _ in range(10)]
+            firsts = [asyncio.ensure_future(shared.refresh(**{by: first})) for _ in range(10)]
             await asyncio.sleep(0)
-            later = asyncio.ensure_future(shared.refresh(seq=6))  # asked while the seq-5 read is under way
-            await asyncio.sleep(0)
-            book["open"].set()
-            await asyncio.gather(*first, later)
-            reads = book["reads"]
-            await shared.refresh(seq=6)  # already answered
-            await shared.refresh(seq=4)  # older than what was read
-            return reads, book["reads"]
-
-        reads, reads_after = asyncio.run(scenario())
-
-        assert reads == 2
-        assert reads_after == 2
-
-    def test_the_sockets_told_of_one_stored_snapshot_share_one_read_and_a_newer_one_gets_its_own(self, book):
-        async def scenario():
-            book["open"] = asyncio.Event()
-            shared = SharedBook(7)
-            first = [asyncio.ensure_future(shared.refresh(stored_at=100.5)) for _ in range(10)]
-            await asyncio.sleep(0)
-            newer = asyncio.ensure_future(shared.refresh(stored_at=101.0))  # stored while that read is under way
+            the_later = asyncio.ensure_future(shared.refresh(**{by: later}))  # asked while the first read is under way
             await asyncio.sleep(0)
             book["open"].set()
-            await asyncio.gather(*first, newer)
+            await asyncio.gather(*firsts, the_later)
             reads = book["reads"]
-            await shared.refresh(stored_at=101.0)  # already read
-            await shared.refresh(stored_at=99.0)  # older than what was read
+            await shared.refresh(**{by: later})  # already answered
+            await shared.refresh(**{by: older})  # older than what was read
             return reads, book["reads"]
 
         assert asyncio.run(scenario()) == (2, 2)
