@@ -24,7 +24,7 @@ from django.utils import timezone
 from accounts.audit import account_event_record
 from accounts.market_data import instrument_get
 from accounts.models import IdempotentRequest, Order, PaperPosition, TradingAccount
-from accounts.paper_buying_power import RESTING_STATUSES, paper_buying_power
+from accounts.paper_buying_power import RESERVE_PRICE, RESTING_STATUSES, paper_buying_power
 from accounts.paper_depth import PassDepth
 from accounts.paper_fills import fill_apply, fill_charges_due, fill_cost, status_set
 from accounts.prices import MarketDataUnavailable, Prices, price_source
@@ -235,7 +235,17 @@ def paper_order_submit(
         if last_price is not None:
             _advance(account=account, order=order, last_price=last_price, depth=depth, actor=actor)
     if order.status == Order.Status.PENDING:
-        # A market order the book had not one lot for: it rests, as an exchange keeps it, for the next quotes.
+        # A market order the book had not one lot for: it rests, as an exchange keeps it, for the next quotes,
+        # reserving what it would cost as the pre-trade check valued it (a market order has no limit to reserve
+        # at): the last price with slippage, or the worst level its book shows if that is dearer for a buy.
+        if last_price is not None:
+            reserve = market_fill_price(
+                last_price=last_price, side=order.side, exchange=order.exchange, symbol=order.symbol
+            )
+            book = depth.book(exchange=order.exchange, symbol=order.symbol, side=order.side)
+            if book is not None and book.worst is not None and order.side == Order.Side.BUY:
+                reserve = max(reserve, book.worst)
+            order.raw = {**order.raw, RESERVE_PRICE: str(reserve)}
         _set_status(order=order, status=Order.Status.OPEN, kind="accepted", actor=actor)
     if order.validity == "IOC" and order.status in RESTING_STATUSES:
         message = "IOC order not filled." if not order.filled_quantity else "IOC order: the rest not filled."

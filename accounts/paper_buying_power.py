@@ -30,9 +30,15 @@ def _resting_orders(account: TradingAccount, *, exclude_order_id: int | None):
     return account.orders.filter(status__in=RESTING_STATUSES, children__isnull=True).exclude(pk=exclude_order_id)
 
 
+# A market order that rests (its book had not one lot for it) has no limit to reserve at: the paper engine
+# keeps the price it would fill at with the last price (plus slippage) on the order, under this key of `raw`.
+RESERVE_PRICE = "reserve_price"
+
+
 def _order_price(order) -> Decimal:
-    # A market order resting with part of it filled (the book had no more) is reserved at what it filled at so far.
-    return order.price or order.trigger_price or order.average_price or Decimal("0")
+    # A market order resting with part of it filled (the book had no more) is reserved at what it filled at so far;
+    # one with nothing filled yet at the price kept when it came to rest.
+    return order.price or order.trigger_price or order.average_price or Decimal(order.raw.get(RESERVE_PRICE) or "0")
 
 
 def _resting_buy_charges(*, account: TradingAccount, order, price: Decimal, instrument_types: dict) -> Decimal:
