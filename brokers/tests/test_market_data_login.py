@@ -25,6 +25,7 @@ from brokers.tests.schwab_link_steps import approve, schwab_market_data_link
 from conftest import client_for
 from identity.models import User
 from market.quotes import quote_service
+from thor.errors import ApplicationError
 from thor.tests.browser_pages import assert_login_link_page
 
 pytestmark = [pytest.mark.django_db, pytest.mark.e2e]
@@ -281,8 +282,9 @@ class TestHostile:
     def test_a_users_own_app_has_no_market_data_session(self, kite_app, operator, alice):
         own = BrokerApp.objects.create(tenant=kite_app.tenant, owner=alice, kind="kite", api_key="own", api_secret="s")
 
-        with pytest.raises(Exception, match="shared"):
+        with pytest.raises(ApplicationError) as refused:
             market_data_login_start(app=own, operator=operator)
+        assert refused.value.code == "not_shared_app"
 
 
 class TestCommand:
