@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 from django.utils.html import format_html, format_html_join
 
 from brokers import health, services
+from brokers.admin_market_data import MarketDataLoginAdminMixin
 from brokers.egress import order_egress_clean
 from brokers.models import BrokerApp, BrokerConnection
 from identity.admin import TenantAdmin
@@ -94,9 +95,9 @@ class BrokerConnectionForm(OrderEgressForm):
 
 
 @admin.register(BrokerApp)
-class BrokerAppAdmin(admin.ModelAdmin):
+class BrokerAppAdmin(MarketDataLoginAdminMixin, admin.ModelAdmin):
     form = BrokerAppForm
-    list_display = ["id", "kind", "name", "masked_api_key", "tenant", "owner", "created_at"]
+    list_display = ["id", "kind", "name", "masked_api_key", "tenant", "owner", "market_data_status", "created_at"]
     list_filter = ["kind", "tenant"]
     search_fields = ["name", "owner__email", "tenant__slug"]
     readonly_fields: ClassVar[tuple[str, ...]] = (
@@ -109,6 +110,7 @@ class BrokerAppAdmin(admin.ModelAdmin):
         "created_at",
         "updated_at",
         "order_egress_status",
+        "market_data_session",
     )
     fields: ClassVar[tuple[str, ...]] = (*readonly_fields, "order_egress", "clear_order_egress")
     raw_id_fields = ["owner"]

@@ -20,6 +20,11 @@ from identity.models import Tenant
 
 SALT = "thor.brokers.oauth-state"
 
+# What a flow links: a user's own broker account, or the tenant's market-data session (an operator's login,
+# brokers.services.market_data_login). Each completion refuses the other's states.
+LINK = "link"
+MARKET_DATA = "market_data"
+
 
 class StateInvalid(Exception):
     """Forged, altered, expired or already used.
@@ -42,9 +47,22 @@ class OAuthState:
     connection_id: int
     frontend_origin: str
     nonce: str
+    # States signed before these fields existed were all links.
+    purpose: str = LINK
+    # A market-data login's admin page to go back to (an admin path, checked when issued and when used).
+    return_path: str = ""
 
 
-def issue(*, user_id: int, tenant_slug: str, app_id: int, connection_id: int, frontend_origin: str) -> str:
+def issue(
+    *,
+    user_id: int,
+    tenant_slug: str,
+    app_id: int,
+    connection_id: int,
+    frontend_origin: str,
+    purpose: str = LINK,
+    return_path: str = "",
+) -> str:
     nonce = secrets.token_urlsafe(18)
     cache.set(caches.oauth_nonce_key(nonce), True, timeout=settings.THOR_OAUTH_STATE_MAX_AGE)
     state = OAuthState(
@@ -54,6 +72,8 @@ def issue(*, user_id: int, tenant_slug: str, app_id: int, connection_id: int, fr
         connection_id=connection_id,
         frontend_origin=frontend_origin,
         nonce=nonce,
+        purpose=purpose,
+        return_path=return_path,
     )
     return signing.dumps(asdict(state), salt=SALT, compress=True)
 

@@ -1,6 +1,7 @@
 from django.db.models import QuerySet
 
 from brokers.models import BrokerConnection, BrokerKind
+from brokers.services.market_data import MARKET_DATA_EMAIL_SUFFIX
 
 
 def connection_list(*, user) -> QuerySet[BrokerConnection]:
@@ -20,3 +21,20 @@ def kite_connection_get(*, user) -> BrokerConnection | None:
         .exclude(status=BrokerConnection.Status.REVOKED)
     )
     return linked.filter(status=BrokerConnection.Status.ACTIVE).first() or linked.first()
+
+
+def market_data_sessions(apps) -> dict[int, BrokerConnection]:
+    """Each shared app's market-data session (brokers.services.market_data: its tenant's market-data user's
+    latest connection on it), by app id, in one query; apps without one are left out."""
+    shared = [app.pk for app in apps if app.owner_id is None]
+    sessions: dict[int, BrokerConnection] = {}
+    connections = (
+        BrokerConnection.objects.filter(app_id__in=shared, user__email__endswith=MARKET_DATA_EMAIL_SUFFIX)
+        .select_related("app__tenant", "user")
+        .order_by("app_id", "-updated_at", "-id")
+    )
+    for connection in connections:
+        # Only the app's own tenant's market-data user (its address names the tenant).
+        if connection.user.tenant_id == connection.app.tenant_id:
+            sessions.setdefault(connection.app_id, connection)
+    return sessions

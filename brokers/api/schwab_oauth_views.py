@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from brokers import oauth_state, services
-from brokers.api import serializers
+from brokers.api import market_data_views, serializers
 from brokers.api.views import query_and_body
 from thor.errors import ApplicationError, ErrorSerializer
 from thor.throttles import OAuthStartRateThrottle
@@ -124,6 +124,10 @@ class SchwabOAuthCallbackView(Seed002ErrorsMixin, BrowserRedirectView):
             state = services.schwab_state_consume(
                 state_token=params.get("state", ""), user=request.user if relayed else None
             )
+            if market_data_views.is_market_data(state):
+                # An operator's login of the tenant's market-data session (never relayed: schwab_state_consume
+                # refuses it then): back to the admin, never the SPA.
+                return market_data_views.market_data_callback(state, params)
             if not oauth_state.origin_allowed(state):
                 raise services.CallbackFailed("state_invalid")
         except services.CallbackFailed as failure:
@@ -155,6 +159,9 @@ class SchwabOAuthCallbackView(Seed002ErrorsMixin, BrowserRedirectView):
         when the state is not Thor's (then there is no allow-listed origin to send it to)."""
         if relayed:
             raise self._failure(failure.code)
+        if market_data_views.is_market_data(failure.state):
+            assert failure.state is not None
+            return market_data_views.back_to_admin(failure.state, failure.code)
         if failure.state is None or not oauth_state.origin_allowed(failure.state):
             raise LoginLinkInvalid
         return _to_frontend(failure.state.frontend_origin, status="error", error=failure.code)

@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 
 from brokers import health, oauth_state, selectors, services
 from brokers.adapters.base import BrokerAdapter
-from brokers.api import serializers, zerodha_views
+from brokers.api import market_data_views, serializers, zerodha_views
 from thor import snapshots
 from thor.errors import ApplicationError, error_responses
 from thor.throttles import OAuthStartRateThrottle
@@ -121,10 +121,16 @@ class KiteCallbackView(BrowserRedirectView):
         try:
             state = oauth_state.consume(request.query_params.get("state", ""))
         except oauth_state.StateInvalid as invalid:
+            if market_data_views.is_market_data(invalid.state):
+                assert invalid.state is not None
+                return market_data_views.back_to_admin(invalid.state, invalid.code)
             # Too old or used: back to the frontend it was signed for, which says so; forged: a page.
             if invalid.state is None or not oauth_state.origin_allowed(invalid.state):
                 raise LoginLinkInvalid from None
             return _to_frontend(invalid.state.frontend_origin, status="error", error=invalid.code)
+        if market_data_views.is_market_data(state):
+            # An operator's login of the tenant's market-data session: back to the admin, never the SPA.
+            return market_data_views.market_data_callback(state, request.query_params)
         if not oauth_state.origin_allowed(state):
             raise LoginLinkInvalid
         try:

@@ -115,6 +115,9 @@ class CallbackFailed(Exception):
 
 def kite_callback_complete(*, state: oauth_state.OAuthState, params: Mapping[str, str]) -> BrokerConnection:
     """Exchange the request token and link the account. The network call runs outside the transaction."""
+    if state.purpose != oauth_state.LINK:
+        # A market-data login's state never links a user's account (brokers.services.market_data_login).
+        raise CallbackFailed("state_invalid")
     if params.get("status") != "success" or not params.get("request_token"):
         raise CallbackFailed("denied")
     user = User.objects.filter(pk=state.user_id, tenant__slug=state.tenant_slug, is_active=True).first()

@@ -1,11 +1,11 @@
 """A tenant's market-data connections: the sessions on its shared Kite app (Indian instruments) and on its
 shared Schwab app (US ones) that quotes and ticks go through (market.quotes, market.ticks).
 
-In production a tenant admin links them by logging in through the tenant's apps (`kite_tenant_app_connect_start`,
-`schwab_connect_start`). `market_data_connect` and `schwab_market_data_connect` link one from a Kite request token
-or a Schwab authorization code obtained elsewhere (the development seed and the tests log in at the broker
-sandbox), under a user of its own: an inactive user of the tenant that nobody signs in as, the same for both
-brokers, so a market-data session is nobody's trading account.
+In production an operator logs them in from the admin or with `manage.py market_data_login`
+(brokers.services.market_data_login: a signed state that the link callbacks hand there). `market_data_connect`
+and `schwab_market_data_connect` link one from a Kite request token or a Schwab authorization code (from that
+login, the development seed, or the tests at the broker sandbox), under a user of its own: an inactive user of
+the tenant that nobody signs in as, the same for both brokers, so a market-data session is nobody's trading account.
 """
 
 from brokers.adapters.schwab import SchwabAdapter
@@ -18,8 +18,12 @@ from identity.models import User
 MARKET_DATA_EMAIL_SUFFIX = ".tenant.invalid"
 
 
+def market_data_email(tenant) -> str:
+    return f"market-data@{tenant.slug}{MARKET_DATA_EMAIL_SUFFIX}"
+
+
 def market_data_user(tenant) -> User:
-    email = f"market-data@{tenant.slug}{MARKET_DATA_EMAIL_SUFFIX}"
+    email = market_data_email(tenant)
     user = User.objects.filter(email=email).first()
     if user is None:
         user = User.objects.create_user(email, password=None, tenant=tenant, is_active=False)

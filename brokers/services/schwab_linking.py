@@ -81,8 +81,9 @@ def schwab_state_consume(*, state_token: str, user: User | None) -> oauth_state.
         raise CallbackFailed(invalid.code, state=invalid.state) from None
     if user is not None:
         cache.delete(caches.schwab_started_flow_key(user.pk))
-        if state.user_id != user.pk:
-            # A signed-in user relaying a flow someone else started: never attach it to either of them.
+        if state.user_id != user.pk or state.purpose != oauth_state.LINK:
+            # A signed-in user relaying a flow someone else started: never attach it to either of them. A
+            # market-data login finishes only in the operator's browser (it goes back to the admin).
             raise CallbackFailed("state_invalid")
     return state
 
@@ -94,6 +95,9 @@ def schwab_callback_complete(*, state: oauth_state.OAuthState, code: str, by_its
     with `broker_link_confirmation` gets the link parked (LinkAwaitsConfirmation) as Kite's is, unless
     `by_its_user`: the SPA relayed it with the Bearer of the user who started the flow.
     """
+    if state.purpose != oauth_state.LINK:
+        # A market-data login's state never links a user's account (brokers.services.market_data_login).
+        raise CallbackFailed("state_invalid")
     if not code:
         raise CallbackFailed("missing_code")
     if len(code) > MAX_CODE_LENGTH:
