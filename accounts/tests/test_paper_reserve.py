@@ -26,6 +26,7 @@ from accounts.tests.conftest import place
 from accounts.tests.test_paper_valuation import INSTRUMENTS, START, TICK, booked, primary, quoted, untouched
 from brokers.adapters.types import OrderRequest
 from identity.tests.factories import UserFactory
+from market.tests.fixtures import NIFTY_FUTURE, NIFTY_LOT
 
 pytestmark = pytest.mark.django_db
 D = Decimal
@@ -310,3 +311,30 @@ def test_resting_and_marketable_limit_orders_are_never_refused_at_fill_for_funds
         assert not refused_at_fill.exists(), list(refused_at_fill.values("quantity", "status", "status_message"))
         assert account.cash >= 0
     assert not Order.objects.filter(account=account, status=Order.Status.REJECTED).exists()
+
+
+class TestARestingMarketOrderReservesItsCost:
+    def test_a_market_buy_the_book_has_not_one_lot_for_rests_reserving_its_worst_ask_and_keeps_the_room(
+        self, alice_client, alice, instrument_master, fixed_prices
+    ):
+        future = f"NFO:{NIFTY_FUTURE}"
+        # The asks show 74 at 24010, under one lot of 75, over a last price of 24000: the buy rests whole.
+        fixed_prices[future] = booked("24000.00", asks=[("24010.00", NIFTY_LOT - 1)])
+        account = primary(alice)
+        account.cash = D("2000000.00")
+        account.save()
+
+        resting = place(alice_client, tradingsymbol=NIFTY_FUTURE, exchange="NFO", product="NRML", quantity=NIFTY_LOT)
+
+        body = resting.json()
+        assert resting.status_code == 201 and body["status"] == "OPEN" and body["filled_quantity"] == 0, body
+        # It reserves what the check valued it at, the worst ask shown (it reserved nothing before).
+        assert reserved_cash(account=account) == NIFTY_LOT * D("24010.00")
+        later = place(alice_client, quantity=200, order_type="LIMIT", price="1500.00", product="MIS")  # 300,000
+        assert later.status_code == 400, later.json()
+        fixed_prices[future] = booked("24000.00", asks=[("24010.00", NIFTY_LOT)])  # a lot shows at the same price
+        assert paper_orders_match(account_id=account.pk) == 1
+        filled = Order.objects.get(pk=body["id"])
+        assert (filled.status, filled.filled_quantity, filled.average_price) == ("COMPLETE", NIFTY_LOT, D("24010"))
+        account.refresh_from_db()
+        assert account.cash == D("2000000.00") - NIFTY_LOT * D("24010.00")
