@@ -256,11 +256,13 @@ class RecordedWaits:
 def test_in_the_background_a_spent_budget_fails_at_once_where_a_user_call_waits(
     mocked, settings, monkeypatch, time_passes
 ):
-    settings.THOR_SCHWAB_REQUESTS_PER_MINUTE = 60  # a token a second
-    settings.THOR_SCHWAB_RATE_WAIT = 1.5
+    # A token every 10 s: spending the bucket takes far less than that however slow the machine, so no token
+    # comes back in real time before the background call (at a token a second, a slow run got one back).
+    settings.THOR_SCHWAB_REQUESTS_PER_MINUTE = 6
+    settings.THOR_SCHWAB_RATE_WAIT = 15
     mocked.get(f"{API}/trader/v1/accounts/{HASH}", json=MARGIN_ACCOUNT)
     app_id = next(app_ids)
-    for _ in range(60):
+    for _ in range(6):
         make_adapter(app_id=app_id).funds()
     recorded = RecordedWaits(time_passes)
     monkeypatch.setattr(ratelimit, "time", recorded)
@@ -272,7 +274,7 @@ def test_in_the_background_a_spent_budget_fails_at_once_where_a_user_call_waits(
     make_adapter(app_id=app_id).funds()  # waits for the next token, as before
 
     assert recorded.waits and sum(recorded.waits) <= settings.THOR_SCHWAB_RATE_WAIT
-    assert len(mocked.calls) == 61
+    assert len(mocked.calls) == 7
 
 
 def test_in_the_background_a_failed_read_is_not_retried(mocked, settings):
