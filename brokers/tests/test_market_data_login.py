@@ -6,20 +6,26 @@ tenant's staff, non-staff, and redirect targets off the admin."""
 
 import time
 from io import StringIO
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import time_machine
-from django.contrib.auth.models import Permission
 from django.contrib.messages import get_messages
 from django.core.management import CommandError, call_command
-from django.test import Client
 
 from brokers import oauth_state
 from brokers.models import BrokerApp, BrokerConnection
 from brokers.services import CallbackFailed, kite_callback_complete, schwab_callback_complete
-from brokers.services.market_data import market_data_email
 from brokers.services.market_data_login import market_data_login_complete, market_data_login_start
+from brokers.tests.market_data_login_steps import (
+    back_at_admin,
+    browser_of,
+    login_url,
+    page,
+    session_of,
+    staff_of,
+    start,
+    state_of,
+)
 from brokers.tests.sandbox_fixtures import API_KEY, API_SECRET, CALLBACK, follow, log_in_at_kite, market_data_link
 from brokers.tests.schwab_link_steps import approve, schwab_market_data_link
 from conftest import client_for
@@ -29,69 +35,6 @@ from thor.errors import ApplicationError
 from thor.tests.browser_pages import assert_login_link_page
 
 pytestmark = [pytest.mark.django_db, pytest.mark.e2e]
-
-
-def staff_of(tenant, email: str) -> User:
-    """Staff of `tenant` who may change broker apps (not a superuser)."""
-    user = User.objects.create_user(email, password="an-ops-passphrase-1", tenant=tenant, is_staff=True)
-    user.user_permissions.add(Permission.objects.get(codename="change_brokerapp"))
-    return User.objects.get(pk=user.pk)  # the permission cache starts empty
-
-
-def browser_of(user: User | None) -> Client:
-    browser = Client()
-    if user is not None:
-        browser.force_login(user)
-    return browser
-
-
-@pytest.fixture
-def operator(tenant):
-    return staff_of(tenant, "ops@acme.test")
-
-
-@pytest.fixture
-def kite_app(sandbox, tenant, settings):
-    settings.THOR_PAPER_PRICE_SOURCE = "kite"
-    return BrokerApp.objects.create(tenant=tenant, kind="kite", api_key=API_KEY, api_secret=API_SECRET)
-
-
-def page(app) -> str:
-    return f"/admin/brokers/brokerapp/{app.pk}/change/"
-
-
-def start(browser: Client, app, **form):
-    return browser.post(f"/admin/brokers/brokerapp/{app.pk}/market-data-login/", form)
-
-
-def login_url(browser: Client, app) -> str:
-    response = start(browser, app)
-    assert response.status_code == 302, response.content
-    return response["Location"]
-
-
-def state_of(url: str) -> str:
-    query = parse_qs(urlsplit(url).query)
-    if "redirect_params" in query:  # Kite
-        return parse_qs(query["redirect_params"][0])["state"][0]
-    return query["state"][0]
-
-
-def back_at_admin(browser: Client, response, app) -> list[str]:
-    """The callback's redirect, opened by the operator's browser: the messages it leaves on the app's page."""
-    assert response.status_code == 302 and response["Location"].startswith(
-        f"/admin/brokers/brokerapp/{app.pk}/market-data-login/done/?result="
-    )
-    assert response["Cache-Control"] == "no-store"
-    landed = browser.get(response["Location"])
-    assert landed.status_code == 302 and landed["Location"] == page(app)
-    said = [str(message) for message in get_messages(landed.wsgi_request)]
-    assert browser.get(landed["Location"]).status_code == 200  # the page shows (and so uses up) the messages
-    return said
-
-
-def session_of(app) -> BrokerConnection:
-    return BrokerConnection.objects.get(app=app, user__email=market_data_email(app.tenant))
 
 
 class TestKite:
