@@ -19,6 +19,7 @@ from brokers.services.market_data_login import market_data_login_complete, marke
 from brokers.tests.market_data_login_steps import (
     back_at_admin,
     browser_of,
+    kite_callback_in,
     login_url,
     page,
     session_of,
@@ -45,7 +46,7 @@ class TestKite:
 
         url = login_url(browser, kite_app)
         assert url.startswith(f"{sandbox.url}/connect/login?v=3&api_key={API_KEY}")
-        said = back_at_admin(browser, follow(log_in_at_kite(url)), kite_app)
+        said = back_at_admin(browser, kite_callback_in(browser, log_in_at_kite(url)), kite_app)
 
         assert said == ["The market-data session is logged in."]
         connection = session_of(kite_app)
@@ -57,7 +58,7 @@ class TestKite:
     def test_the_admin_shows_the_sessions_status_and_expiry_never_its_token(self, sandbox, kite_app, operator):
         browser = browser_of(operator)
         assert "never logged in" in browser.get(page(kite_app)).content.decode()
-        back_at_admin(browser, follow(log_in_at_kite(login_url(browser, kite_app))), kite_app)
+        back_at_admin(browser, kite_callback_in(browser, log_in_at_kite(login_url(browser, kite_app))), kite_app)
         connection = session_of(kite_app)
         expiry = f"Active, token expires {connection.access_expires_at:%Y-%m-%d %H:%M} UTC"
 
@@ -73,14 +74,14 @@ class TestKite:
         )
 
         assert response.status_code == 302
-        back_at_admin(browser, follow(log_in_at_kite(response["Location"])), kite_app)
+        back_at_admin(browser, kite_callback_in(browser, log_in_at_kite(response["Location"])), kite_app)
         assert session_of(kite_app).status == "active"
 
     def test_a_superuser_of_any_tenant_may(self, sandbox, kite_app, other_tenant):
         root = User.objects.create_superuser("root@globex.test", "an-ops-passphrase-1", tenant=other_tenant)
         browser = browser_of(root)
 
-        said = back_at_admin(browser, follow(log_in_at_kite(login_url(browser, kite_app))), kite_app)
+        said = back_at_admin(browser, kite_callback_in(browser, log_in_at_kite(login_url(browser, kite_app))), kite_app)
 
         assert said == ["The market-data session is logged in."] and session_of(kite_app).status == "active"
 
@@ -93,7 +94,7 @@ class TestSchwab:
         url = login_url(browser, schwab_app)
         assert url.startswith(f"{schwab_sandbox.url}/v1/oauth/authorize?")
         # The app's redirect URL is the SPA page; the operator's browser (no Bearer) hands the query to the backend.
-        response = client_for().get("/api/schwab/oauth/callback/", approve(url))
+        response = browser.get("/api/schwab/oauth/callback/", approve(url))
         said = back_at_admin(browser, response, schwab_app)
 
         assert said == ["The market-data session is logged in."]
@@ -120,10 +121,10 @@ class TestHostile:
     def test_a_replayed_callback_links_nothing_more_and_says_so(self, sandbox, kite_app, operator):
         browser = browser_of(operator)
         location = log_in_at_kite(login_url(browser, kite_app))
-        back_at_admin(browser, follow(location), kite_app)
+        back_at_admin(browser, kite_callback_in(browser, location), kite_app)
         token = session_of(kite_app).access_token
 
-        said = back_at_admin(browser, follow(location), kite_app)
+        said = back_at_admin(browser, kite_callback_in(browser, location), kite_app)
 
         assert said == ["That login link was already used; start again."]
         assert session_of(kite_app).access_token == token
@@ -133,7 +134,7 @@ class TestHostile:
         location = log_in_at_kite(login_url(browser, kite_app))
 
         with time_machine.travel(time.time() + 601, tick=False):
-            response = follow(location)
+            response = kite_callback_in(browser, location)
 
         assert back_at_admin(browser, response, kite_app) == [
             "The login link expired before the broker sent it back; start again."
@@ -145,7 +146,9 @@ class TestHostile:
         link_state = oauth_state.consume(state_of(started.json()["oauth_url"]))
 
         with pytest.raises(CallbackFailed, match="state_invalid"):
-            market_data_login_complete(state=link_state, params={"status": "success", "request_token": "t"})
+            market_data_login_complete(
+                state=link_state, params={"status": "success", "request_token": "t"}, signed_in=alice
+            )
         # And the user's own flow still links the user, not the session.
         follow(
             log_in_at_kite(
@@ -177,7 +180,7 @@ class TestHostile:
         location = log_in_at_kite(login_url(browser, kite_app))
         User.objects.filter(pk=operator.pk).update(is_staff=False)
 
-        response = follow(location)
+        response = kite_callback_in(browser, location)
 
         assert response.status_code == 302 and not BrokerConnection.objects.filter(app=kite_app).exists()
 
@@ -237,6 +240,7 @@ class TestCommand:
 
         url = next(line for line in out.getvalue().splitlines() if line.startswith(sandbox.url))
         assert "/api/auth/broker/callback" in out.getvalue() and API_SECRET not in out.getvalue()
+        # Opened in a browser with no admin session: nobody to bind the login to, the shell is the authority.
         back_at_admin(browser_of(operator), follow(log_in_at_kite(url)), kite_app)
         assert session_of(kite_app).status == "active"
 
