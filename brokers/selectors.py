@@ -1,4 +1,4 @@
-from django.db.models import QuerySet
+from django.db.models import Case, QuerySet, Value, When
 
 from brokers.models import BrokerConnection, BrokerKind
 from brokers.services.market_data import MARKET_DATA_EMAIL_SUFFIX
@@ -25,13 +25,15 @@ def kite_connection_get(*, user) -> BrokerConnection | None:
 
 def market_data_sessions(apps) -> dict[int, BrokerConnection]:
     """Each shared app's market-data session (brokers.services.market_data: its tenant's market-data user's
-    latest connection on it), by app id, in one query; apps without one are left out."""
+    active connection on it, else its latest), by app id, in one query; apps without one are left out."""
     shared = [app.pk for app in apps if app.owner_id is None]
     sessions: dict[int, BrokerConnection] = {}
+    active_first = Case(When(status=BrokerConnection.Status.ACTIVE, then=Value(0)), default=Value(1))
     connections = (
         BrokerConnection.objects.filter(app_id__in=shared, user__email__endswith=MARKET_DATA_EMAIL_SUFFIX)
         .select_related("app__tenant", "user")
-        .order_by("app_id", "-updated_at", "-id")
+        # The active one first: a session a later login replaced is updated (ended) after the one replacing it.
+        .order_by("app_id", active_first, "-updated_at", "-id")
     )
     for connection in connections:
         # Only the app's own tenant's market-data user (its address names the tenant).

@@ -31,21 +31,25 @@ class LoginLinkInvalid(Exception):
 LOGIN_LINK_PAGE = OpenApiResponse(description="An HTML page: the login link is not Thor's, or leads nowhere allowed.")
 
 
+def browser_page(*, title: str, message: str, status: int) -> HttpResponse:
+    """A page a person can read in the popup or tab an OAuth hop ran in; put nothing from the request in it."""
+    body = format_html(_ERROR_PAGE, title=title, message=message)
+    response = HttpResponse(body, status=status, content_type="text/html; charset=utf-8")
+    response["Cache-Control"] = "no-store"
+    response["Referrer-Policy"] = "no-referrer"
+    response["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'"
+    return response
+
+
 def login_link_invalid_page() -> HttpResponse:
-    """A page a person can read in the popup or tab the callback ran in; nothing from the request in it."""
-    body = format_html(
-        _ERROR_PAGE,
+    return browser_page(
         title="This login link cannot be used",
         message=(
             "The link is not valid for this site, or it no longer leads back to an app. "
             "Close this window and start the login again from the app."
         ),
+        status=400,
     )
-    response = HttpResponse(body, status=400, content_type="text/html; charset=utf-8")
-    response["Cache-Control"] = "no-store"
-    response["Referrer-Policy"] = "no-referrer"
-    response["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'"
-    return response
 
 
 class BrowserRedirectView(APIView):

@@ -104,14 +104,21 @@ class SchwabOAuthCallbackView(Seed002ErrorsMixin, BrowserRedirectView):
             "A browser without a Bearer JWT is always redirected to `{frontend}/?broker=schwab&status=...`: "
             "`connected`, `confirm&code=<code>` (tenants with link confirmation: finish with "
             "`POST /api/brokers/connections/confirm`), or `error&error=<code>` (`state_expired` and "
-            "`state_used` included); a state Thor did not sign gets a 400 HTML page."
+            "`state_used` included); a state Thor did not sign gets a 400 HTML page. An operator's market-data "
+            "login (its state says so) ends on the admin instead, and only in that operator's admin session: "
+            "another browser gets a 403 HTML page."
         ),
         parameters=[
             OpenApiParameter("code", str, description="Schwab's authorization code, as Schwab sent it."),
             OpenApiParameter("state", str, description="The state Schwab handed back."),
             OpenApiParameter("error", str, description="Set by Schwab when the login was not approved."),
         ],
-        responses={200: SchwabCallbackOutputSerializer, 302: None, **seed002_errors(400, 401, 409, 503)},
+        responses={
+            200: SchwabCallbackOutputSerializer,
+            302: None,
+            **seed002_errors(400, 401, 409, 503),
+            403: market_data_views.NOT_THE_OPERATOR_PAGE,
+        },
     )
     def get(self, request):
         relayed = bool(request.user and request.user.is_authenticated)
@@ -127,7 +134,7 @@ class SchwabOAuthCallbackView(Seed002ErrorsMixin, BrowserRedirectView):
             if market_data_views.is_market_data(state):
                 # An operator's login of the tenant's market-data session (never relayed: schwab_state_consume
                 # refuses it then): back to the admin, never the SPA.
-                return market_data_views.market_data_callback(state, params)
+                return market_data_views.market_data_callback(request, state, params)
             if not oauth_state.origin_allowed(state):
                 raise services.CallbackFailed("state_invalid")
         except services.CallbackFailed as failure:

@@ -110,9 +110,11 @@ class KiteCallbackView(BrowserRedirectView):
         description=(
             "Every outcome redirects to `{frontend}/broker-callback` (`status=success|confirm|error`), a login "
             "link that is too old or already used included (`error=state_expired|state_used`); a state Thor "
-            "did not sign, or whose origin the tenant dropped, gets a 400 HTML page."
+            "did not sign, or whose origin the tenant dropped, gets a 400 HTML page. An operator's market-data "
+            "login (its state says so) ends on the admin instead, and only in that operator's admin session: "
+            "another browser gets a 403 HTML page."
         ),
-        responses={302: None, 400: LOGIN_LINK_PAGE},
+        responses={302: None, 400: LOGIN_LINK_PAGE, 403: market_data_views.NOT_THE_OPERATOR_PAGE},
     )
     def get(self, request):
         if zerodha_views.is_zerodha_login(request):
@@ -130,7 +132,7 @@ class KiteCallbackView(BrowserRedirectView):
             return _to_frontend(invalid.state.frontend_origin, status="error", error=invalid.code)
         if market_data_views.is_market_data(state):
             # An operator's login of the tenant's market-data session: back to the admin, never the SPA.
-            return market_data_views.market_data_callback(state, request.query_params)
+            return market_data_views.market_data_callback(request, state, request.query_params)
         if not oauth_state.origin_allowed(state):
             raise LoginLinkInvalid
         try:

@@ -6,13 +6,26 @@ In production an operator logs them in from the admin or with `manage.py market_
 and `schwab_market_data_connect` link one from a Kite request token or a Schwab authorization code (from that
 login, the development seed, or the tests at the broker sandbox), under a user of its own: an inactive user of
 the tenant that nobody signs in as, the same for both brokers, so a market-data session is nobody's trading account.
+
+The session a login links is the one market data uses: a login as another broker user (another Kite user id,
+another Schwab login) ends that user's other sessions on the app (`superseded`: expired, tokens wiped, the row
+kept), in the transaction that links it; market.selectors would otherwise keep preferring the old row for its
+more recent sync. A login as the same broker user renews the same row.
 """
+
+import logging
+from collections.abc import Callable
+
+from django.db import transaction
 
 from brokers.adapters.schwab import SchwabAdapter
 from brokers.models import BrokerApp, BrokerConnection, BrokerKind
 from brokers.registry import adapter_for, adapter_for_app
+from brokers.services.connections import connection_mark_expired
 from brokers.services.linking import _connection_link_or_fail, connection_link_tokens
 from identity.models import User
+
+logger = logging.getLogger("thor.brokers")
 
 # The market-data user's address: `.invalid` never delivers (RFC 2606), and market.selectors prefers its session.
 MARKET_DATA_EMAIL_SUFFIX = ".tenant.invalid"
@@ -36,7 +49,8 @@ def market_data_connect(*, app: BrokerApp, request_token: str) -> BrokerConnecti
     if app.kind != BrokerKind.KITE or app.owner_id is not None:
         raise ValueError("Market data comes through a tenant's shared Kite app.")
     tokens = adapter_for_app(app).exchange({"request_token": request_token})
-    return connection_link_tokens(user=market_data_user(app.tenant), app=app, tokens=tokens)
+    user = market_data_user(app.tenant)
+    return _link_in_place_of_others(user, lambda: connection_link_tokens(user=user, app=app, tokens=tokens))
 
 
 def schwab_market_data_connect(*, app: BrokerApp, code: str) -> BrokerConnection:
@@ -52,4 +66,39 @@ def schwab_market_data_connect(*, app: BrokerApp, code: str) -> BrokerConnection
     adapter = adapter_for(unsaved)
     assert isinstance(adapter, SchwabAdapter)  # the app is a Schwab one
     broker_accounts = adapter.account_numbers()
-    return _connection_link_or_fail(user=user, app=app, started_id=0, tokens=tokens, broker_accounts=broker_accounts)
+    return _link_in_place_of_others(
+        user,
+        lambda: _connection_link_or_fail(
+            user=user, app=app, started_id=0, tokens=tokens, broker_accounts=broker_accounts
+        ),
+    )
+
+
+# Why a market-data session ended: another login of the app replaced it.
+SUPERSEDED = "superseded"
+
+
+def _link_in_place_of_others(user: User, link: Callable[[], BrokerConnection]) -> BrokerConnection:
+    """`link()` (no broker call: those are done), then end the app's other active sessions of the market-data
+    user, in one transaction; each is ended by connection_mark_expired, which announces it once committed so no
+    cache keeps serving the old session."""
+    with transaction.atomic():
+        # The market-data user's row is held until the commit: two logins at once as two broker users would
+        # otherwise each end the other's session before either committed, and leave both active.
+        User.objects.select_for_update().filter(pk=user.pk).first()
+        connection = link()
+        _others_end(connection)
+    return connection
+
+
+def _others_end(connection: BrokerConnection) -> None:
+    others = (
+        BrokerConnection.objects.filter(user=connection.user, app=connection.app, status=BrokerConnection.Status.ACTIVE)
+        .exclude(pk=connection.pk)
+        .select_related("app")
+    )
+    for other in others:
+        connection_mark_expired(connection=other, error_code=SUPERSEDED)
+        logger.info(
+            "Market-data session %s of app %s ended: login %s replaced it", other.pk, connection.app_id, connection.pk
+        )

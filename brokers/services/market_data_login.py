@@ -9,6 +9,24 @@ that is checked when the login starts and again when it finishes (an operator re
 nothing). The management command starts it without an operator (`user_id` 0): whoever runs it holds the server.
 A market-data state never links a user's account and a user's link state never this session: each completion
 refuses the other's purpose.
+
+What protects the operator's flow, as `broker_link_confirmation` protects a user's link (brokers.services.linking):
+a state that names an operator links only when its callback comes with that operator's own admin session, from a
+browser signed in to the admin as them (the admin and the callbacks share the origin, so the session cookie, which
+is SameSite=Lax, comes along on the broker's redirect, a top-level GET). The callbacks run under /api/, where the
+session middleware does not, so the callback reads the admin session itself (brokers.api.market_data_views).
+Without this, whoever's browser presents the callback (a login URL forwarded, leaked or opened elsewhere, the
+broker login in it perhaps somebody else's) would link that session for the whole tenant. Any other callback is
+refused before the broker's token is exchanged, with a page saying so and one log line naming the app, the
+operator and whoever's session came (ids only: never a token, code, state or session key).
+
+Its state is spent all the same, as every callback's is, whatever the outcome: the first presentation of a state
+ends it, so a refused one cannot be tried again, and the broker login that came with it, made in a browser that
+is not the operator's, can never be linked later, not even by the operator's own browser; the operator starts a
+new login. Not covered: an operator's own signed-in browser made to open a callback URL that carries the
+operator's leaked state with someone else's broker login (the state binds the operator, not one browser tab).
+The command-line flow (`user_id` 0) has no operator to bind to and finishes in any browser, as before: its URL is
+printed to the shell of someone who holds the server.
 """
 
 import logging
@@ -32,6 +50,8 @@ logger = logging.getLogger("thor.brokers")
 
 # The operator of a login the management command started: nobody to check, the shell is the authority.
 COMMAND_LINE = 0
+# The callback of an operator's login came without that operator's admin session.
+NOT_THE_OPERATOR = "not_the_operator"
 
 
 def operator_may_log_in(user: User, app: BrokerApp) -> bool:
@@ -88,10 +108,13 @@ def market_data_login_start(*, app: BrokerApp, operator: User | None, return_pat
     return adapter_for_app(app).authorization_url(state)
 
 
-def market_data_login_complete(*, state: oauth_state.OAuthState, params: Mapping[str, str]) -> BrokerConnection:
+def market_data_login_complete(
+    *, state: oauth_state.OAuthState, params: Mapping[str, str], signed_in: User | None
+) -> BrokerConnection:
     """Exchange the callback's request token (Kite) or code (Schwab) at the state's app and link the session as
-    its tenant's market-data connection. Raises CallbackFailed with a short code; the network calls run
-    outside any transaction (market_data_connect's)."""
+    its tenant's market-data connection. `signed_in` is the user whose admin session the callback came with (None:
+    none): a state that names an operator links only for that operator. Raises CallbackFailed with a short code;
+    the network calls run outside any transaction (market_data_connect's)."""
     if state.purpose != oauth_state.MARKET_DATA:
         raise CallbackFailed("state_invalid")
     app = (
@@ -102,8 +125,16 @@ def market_data_login_complete(*, state: oauth_state.OAuthState, params: Mapping
     if app is None:
         raise CallbackFailed("state_invalid")
     if state.user_id != COMMAND_LINE:
-        operator = User.objects.filter(pk=state.user_id).first()
-        if operator is None or not operator_may_log_in(operator, app):
+        if signed_in is None or signed_in.pk != state.user_id:
+            presented = f"user {signed_in.pk}'s admin session" if signed_in is not None else "no admin session"
+            logger.warning(
+                "Market-data login of app %s refused: operator %s started it, the callback came with %s",
+                app.pk,
+                state.user_id,
+                presented,
+            )
+            raise CallbackFailed(NOT_THE_OPERATOR)
+        if not operator_may_log_in(signed_in, app):
             raise CallbackFailed("not_allowed")
     try:
         if app.kind == BrokerKind.KITE:

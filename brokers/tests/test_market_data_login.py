@@ -6,20 +6,27 @@ tenant's staff, non-staff, and redirect targets off the admin."""
 
 import time
 from io import StringIO
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import time_machine
-from django.contrib.auth.models import Permission
 from django.contrib.messages import get_messages
 from django.core.management import CommandError, call_command
-from django.test import Client
 
 from brokers import oauth_state
 from brokers.models import BrokerApp, BrokerConnection
 from brokers.services import CallbackFailed, kite_callback_complete, schwab_callback_complete
-from brokers.services.market_data import market_data_email
 from brokers.services.market_data_login import market_data_login_complete, market_data_login_start
+from brokers.tests.market_data_login_steps import (
+    back_at_admin,
+    browser_of,
+    kite_callback_in,
+    login_url,
+    page,
+    session_of,
+    staff_of,
+    start,
+    state_of,
+)
 from brokers.tests.sandbox_fixtures import API_KEY, API_SECRET, CALLBACK, follow, log_in_at_kite, market_data_link
 from brokers.tests.schwab_link_steps import approve, schwab_market_data_link
 from conftest import client_for
@@ -31,69 +38,6 @@ from thor.tests.browser_pages import assert_login_link_page
 pytestmark = [pytest.mark.django_db, pytest.mark.e2e]
 
 
-def staff_of(tenant, email: str) -> User:
-    """Staff of `tenant` who may change broker apps (not a superuser)."""
-    user = User.objects.create_user(email, password="an-ops-passphrase-1", tenant=tenant, is_staff=True)
-    user.user_permissions.add(Permission.objects.get(codename="change_brokerapp"))
-    return User.objects.get(pk=user.pk)  # the permission cache starts empty
-
-
-def browser_of(user: User | None) -> Client:
-    browser = Client()
-    if user is not None:
-        browser.force_login(user)
-    return browser
-
-
-@pytest.fixture
-def operator(tenant):
-    return staff_of(tenant, "ops@acme.test")
-
-
-@pytest.fixture
-def kite_app(sandbox, tenant, settings):
-    settings.THOR_PAPER_PRICE_SOURCE = "kite"
-    return BrokerApp.objects.create(tenant=tenant, kind="kite", api_key=API_KEY, api_secret=API_SECRET)
-
-
-def page(app) -> str:
-    return f"/admin/brokers/brokerapp/{app.pk}/change/"
-
-
-def start(browser: Client, app, **form):
-    return browser.post(f"/admin/brokers/brokerapp/{app.pk}/market-data-login/", form)
-
-
-def login_url(browser: Client, app) -> str:
-    response = start(browser, app)
-    assert response.status_code == 302, response.content
-    return response["Location"]
-
-
-def state_of(url: str) -> str:
-    query = parse_qs(urlsplit(url).query)
-    if "redirect_params" in query:  # Kite
-        return parse_qs(query["redirect_params"][0])["state"][0]
-    return query["state"][0]
-
-
-def back_at_admin(browser: Client, response, app) -> list[str]:
-    """The callback's redirect, opened by the operator's browser: the messages it leaves on the app's page."""
-    assert response.status_code == 302 and response["Location"].startswith(
-        f"/admin/brokers/brokerapp/{app.pk}/market-data-login/done/?result="
-    )
-    assert response["Cache-Control"] == "no-store"
-    landed = browser.get(response["Location"])
-    assert landed.status_code == 302 and landed["Location"] == page(app)
-    said = [str(message) for message in get_messages(landed.wsgi_request)]
-    assert browser.get(landed["Location"]).status_code == 200  # the page shows (and so uses up) the messages
-    return said
-
-
-def session_of(app) -> BrokerConnection:
-    return BrokerConnection.objects.get(app=app, user__email=market_data_email(app.tenant))
-
-
 class TestKite:
     def test_the_operator_logs_the_session_in_again_and_quotes_use_the_new_token(self, sandbox, kite_app, operator):
         old = market_data_link(sandbox, kite_app.tenant)
@@ -102,7 +46,7 @@ class TestKite:
 
         url = login_url(browser, kite_app)
         assert url.startswith(f"{sandbox.url}/connect/login?v=3&api_key={API_KEY}")
-        said = back_at_admin(browser, follow(log_in_at_kite(url)), kite_app)
+        said = back_at_admin(browser, kite_callback_in(browser, log_in_at_kite(url)), kite_app)
 
         assert said == ["The market-data session is logged in."]
         connection = session_of(kite_app)
@@ -114,7 +58,7 @@ class TestKite:
     def test_the_admin_shows_the_sessions_status_and_expiry_never_its_token(self, sandbox, kite_app, operator):
         browser = browser_of(operator)
         assert "never logged in" in browser.get(page(kite_app)).content.decode()
-        back_at_admin(browser, follow(log_in_at_kite(login_url(browser, kite_app))), kite_app)
+        back_at_admin(browser, kite_callback_in(browser, log_in_at_kite(login_url(browser, kite_app))), kite_app)
         connection = session_of(kite_app)
         expiry = f"Active, token expires {connection.access_expires_at:%Y-%m-%d %H:%M} UTC"
 
@@ -130,14 +74,14 @@ class TestKite:
         )
 
         assert response.status_code == 302
-        back_at_admin(browser, follow(log_in_at_kite(response["Location"])), kite_app)
+        back_at_admin(browser, kite_callback_in(browser, log_in_at_kite(response["Location"])), kite_app)
         assert session_of(kite_app).status == "active"
 
     def test_a_superuser_of_any_tenant_may(self, sandbox, kite_app, other_tenant):
         root = User.objects.create_superuser("root@globex.test", "an-ops-passphrase-1", tenant=other_tenant)
         browser = browser_of(root)
 
-        said = back_at_admin(browser, follow(log_in_at_kite(login_url(browser, kite_app))), kite_app)
+        said = back_at_admin(browser, kite_callback_in(browser, log_in_at_kite(login_url(browser, kite_app))), kite_app)
 
         assert said == ["The market-data session is logged in."] and session_of(kite_app).status == "active"
 
@@ -150,7 +94,7 @@ class TestSchwab:
         url = login_url(browser, schwab_app)
         assert url.startswith(f"{schwab_sandbox.url}/v1/oauth/authorize?")
         # The app's redirect URL is the SPA page; the operator's browser (no Bearer) hands the query to the backend.
-        response = client_for().get("/api/schwab/oauth/callback/", approve(url))
+        response = browser.get("/api/schwab/oauth/callback/", approve(url))
         said = back_at_admin(browser, response, schwab_app)
 
         assert said == ["The market-data session is logged in."]
@@ -177,10 +121,10 @@ class TestHostile:
     def test_a_replayed_callback_links_nothing_more_and_says_so(self, sandbox, kite_app, operator):
         browser = browser_of(operator)
         location = log_in_at_kite(login_url(browser, kite_app))
-        back_at_admin(browser, follow(location), kite_app)
+        back_at_admin(browser, kite_callback_in(browser, location), kite_app)
         token = session_of(kite_app).access_token
 
-        said = back_at_admin(browser, follow(location), kite_app)
+        said = back_at_admin(browser, kite_callback_in(browser, location), kite_app)
 
         assert said == ["That login link was already used; start again."]
         assert session_of(kite_app).access_token == token
@@ -190,7 +134,7 @@ class TestHostile:
         location = log_in_at_kite(login_url(browser, kite_app))
 
         with time_machine.travel(time.time() + 601, tick=False):
-            response = follow(location)
+            response = kite_callback_in(browser, location)
 
         assert back_at_admin(browser, response, kite_app) == [
             "The login link expired before the broker sent it back; start again."
@@ -202,7 +146,9 @@ class TestHostile:
         link_state = oauth_state.consume(state_of(started.json()["oauth_url"]))
 
         with pytest.raises(CallbackFailed, match="state_invalid"):
-            market_data_login_complete(state=link_state, params={"status": "success", "request_token": "t"})
+            market_data_login_complete(
+                state=link_state, params={"status": "success", "request_token": "t"}, signed_in=alice
+            )
         # And the user's own flow still links the user, not the session.
         follow(
             log_in_at_kite(
@@ -234,7 +180,7 @@ class TestHostile:
         location = log_in_at_kite(login_url(browser, kite_app))
         User.objects.filter(pk=operator.pk).update(is_staff=False)
 
-        response = follow(location)
+        response = kite_callback_in(browser, location)
 
         assert response.status_code == 302 and not BrokerConnection.objects.filter(app=kite_app).exists()
 
@@ -294,6 +240,7 @@ class TestCommand:
 
         url = next(line for line in out.getvalue().splitlines() if line.startswith(sandbox.url))
         assert "/api/auth/broker/callback" in out.getvalue() and API_SECRET not in out.getvalue()
+        # Opened in a browser with no admin session: nobody to bind the login to, the shell is the authority.
         back_at_admin(browser_of(operator), follow(log_in_at_kite(url)), kite_app)
         assert session_of(kite_app).status == "active"
 
