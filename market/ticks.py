@@ -18,6 +18,7 @@ Twisted's reactor, which KiteTicker runs on, is one per process and cannot be re
 starts it in a daemon thread and it runs until the process ends; every call on a ticker goes through it.
 """
 
+import gc
 import logging
 import threading
 import time
@@ -126,6 +127,9 @@ class MarketStream:
 
     def _on_connect(self, ticker: KiteTicker, _response) -> None:
         self.connections += 1
+        # What the connection set up (Twisted's and autobahn's machinery, imported on first use) lives as long as
+        # the process: out of the collector's sight, a full collection no longer scans it while a batch waits.
+        gc.freeze()
         try:
             wanted = self._wanted()
         except Exception:

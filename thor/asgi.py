@@ -1,3 +1,4 @@
+import gc
 import os
 
 from django.core.asgi import get_asgi_application
@@ -16,3 +17,6 @@ from thor.scheduler import start_embedded_scheduler  # noqa: E402
 application = ProtocolTypeRouter({"http": RequestBodyLimit(django_asgi_app), "websocket": websocket_application})
 start_embedded_scheduler()
 start_embedded_market_stream()
+# What is alive once the application is loaded (Django, every model, view and consumer) is out of the
+# collector's sight: a full collection otherwise scans all of it on the loop every socket shares.
+gc.freeze()
