@@ -7,7 +7,16 @@ import pytest
 from django.core.cache import cache
 
 from identity.caches import session_key
-from identity.sessions import LIVE, REVOKED, new_session_id, revoked_session_ids, session_is_revoked, session_revoke
+from identity.models import RevokedSession
+from identity.sessions import (
+    LIVE,
+    REVOKED,
+    SID_MAX_CHARS,
+    new_session_id,
+    revoked_session_ids,
+    session_is_revoked,
+    session_revoke,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -61,6 +70,11 @@ def test_nothing_to_ask_is_no_query_and_no_cache_call(django_assert_num_queries,
     with django_assert_num_queries(0):
         assert revoked_session_ids([]) == set()
         assert revoked_session_ids(iter(())) == set()
+
+
+def test_the_longest_id_asked_for_is_the_longest_a_row_holds():
+    assert RevokedSession._meta.get_field("sid").max_length == SID_MAX_CHARS
+    assert len(new_session_id()) <= SID_MAX_CHARS
 
 
 @pytest.mark.parametrize(
