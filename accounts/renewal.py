@@ -88,17 +88,17 @@ class Renewal:
 
     async def _renew(self, sockets: list[RenewedSocket]) -> None:
         ended = await _sessions_ended(sockets)
+        # Each step takes the sockets still joined: one may close while the round awaits.
         for socket in sockets:
-            if socket.session_id in ended:
+            if socket.session_id in ended and socket in self.sockets:
                 self.leave(socket)
                 # One socket's close failing (its connection already gone) must not spare the others.
                 with contextlib.suppress(Exception):
                     await socket.session_ended()
-        sockets = [socket for socket in sockets if socket in self.sockets]
-        followed = {account_id for socket in sockets for account_id in socket.sent_seq}
+        followed = {account_id for socket in sockets if socket in self.sockets for account_id in socket.sent_seq}
         if followed:
             await _mark_followed(sorted(followed))
-        await prices_renew(sockets)
+        await prices_renew([socket for socket in sockets if socket in self.sockets])
 
 
 async def _sessions_ended(sockets: list[RenewedSocket]) -> set[str]:

@@ -148,6 +148,7 @@ class PricesMixin:
         self.flush_timer: asyncio.TimerHandle | None = None
         self.flush_task: asyncio.Task | None = None
         self.sending = False
+        self.prices_closed = False
 
     async def _books_join(self, account_ids) -> None:
         """Follow the books of these accounts (read now unless another socket of the process keeps them)."""
@@ -204,6 +205,9 @@ class PricesMixin:
     def tick_tokens_renewed(self) -> set[int]:
         """What the market stream is to stream for this socket, its books' held tokens as they are now and its
         watched ones, with the tick hub told the watched ones: the tokens it was not asked for yet."""
+        if self.prices_closed:
+            # Closed while a renewal that counted it was under way: registering it again would keep it in the hub.
+            return set()
         tick_hub().listen(self, self.watched)
         wanted = {token for shared in self.books.values() for token in shared.tokens} | set(self.watched)
         joined = wanted - self.watch_tokens
@@ -211,6 +215,7 @@ class PricesMixin:
         return joined
 
     async def _prices_close(self) -> None:
+        self.prices_closed = True
         if self.flush_timer is not None:
             self.flush_timer.cancel()
         if self.flush_task is not None:

@@ -15,6 +15,7 @@ from django.db import OperationalError
 from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts import followers, ticks
+from accounts.books import SharedBook
 from accounts.followers import followed_account_ids
 from accounts.renewal import renewal
 from accounts.services import trading_account_create_paper
@@ -22,6 +23,7 @@ from accounts.tests.test_consumers import opened, primary_id
 from identity import sessions
 from identity.sessions import SESSION_CLAIM, session_revoke
 from identity.tokens import token_pair_for
+from market.tickhub import TickHub, tick_hub
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -153,6 +155,43 @@ class TestOneRenewalForAllTheSockets:
             return looks
 
         assert async_to_sync(scenario)() == [accounts] * 12
+
+    @pytest.mark.usefixtures("instrument_master", "ticks_flushed")
+    def test_a_socket_that_closes_while_a_round_reads_its_book_is_not_listened_for_again(self, alice, monkeypatch):
+        paths = [f"/ws/orders/primary?token={token_pair_for(alice)['access']}" for _ in range(2)]
+        real_refresh, real_listen = SharedBook.refresh, TickHub.listen
+        closed_listening = []
+
+        def listen(hub, listener, tokens):
+            if getattr(listener, "prices_closed", False) and tokens:
+                closed_listening.append(frozenset(tokens))
+            real_listen(hub, listener, tokens)
+
+        async def scenario():
+            reading, release = asyncio.Event(), asyncio.Event()
+
+            async def held_refresh(book, **asked):
+                if asked.get("max_age") is not None:  # the renewal's
+                    reading.set()
+                    await release.wait()
+                await real_refresh(book, **asked)
+
+            closing, staying = [await opened(path) for path in paths]
+            for communicator, instruments in ((closing, ["NSE:INFY"]), (staying, ["NSE:SBIN"])):
+                await communicator.send_json_to({"action": "watch", "instruments": instruments})
+                assert (await communicator.receive_json_from(timeout=2))["type"] == "watching"
+            monkeypatch.setattr(SharedBook, "refresh", held_refresh)
+            monkeypatch.setattr(TickHub, "listen", listen)
+            await asyncio.wait_for(reading.wait(), timeout=2)  # a round is at their shared book
+            await closing.disconnect()
+            release.set()
+            await asyncio.sleep(0.1)  # the round has gone on to the sockets' tokens
+            registered = tick_hub().registered()
+            await staying.disconnect()
+            return registered
+
+        assert async_to_sync(scenario)() == {SBIN: 1}
+        assert closed_listening == []  # not even until the closed consumer is collected
 
 
 class TestLoggingOut:
