@@ -13,7 +13,8 @@ A socket joins once it has said `subscribed` (its accounts were marked then: acc
 when it closes. The task starts with the first socket and ends with the last. Its rounds are every third of
 THOR_WS_FOLLOW_SECONDS apart, counted from when the previous one began: a socket that joins between two rounds
 is in the next, at most a third of the marks' lifetime after its own marks, which therefore never run out
-while it is open. A round that overruns its period (a slow database) is followed at once by the next.
+while it is open. A round marks first, before it asks the database anything, and a round that overruns its
+period (a slow database) is followed at once by the next.
 
 An outage fails no socket: the cache's is logged by accounts.followers and accounts.ticks, the database's
 here, each at most once a minute, and the next round tries again.
@@ -87,17 +88,20 @@ class Renewal:
                 self.task = None
 
     async def _renew(self, sockets: list[RenewedSocket]) -> None:
-        ended = await _sessions_ended(sockets)
-        # Each step takes the sockets still joined: one may close while the round awaits.
+        # The marks first: they need only the cache, and must not wait for a database thread that is slow or
+        # busy (a thousand sockets reconnecting queue there). A logged-out socket's accounts marked once more
+        # run out by themselves.
+        followed = {account_id for socket in sockets for account_id in socket.sent_seq}
+        if followed:
+            await _mark_followed(sorted(followed))
+        # Each step after an await takes the sockets still joined: one may close while the round awaits.
+        ended = await _sessions_ended([socket for socket in sockets if socket in self.sockets])
         for socket in sockets:
             if socket.session_id in ended and socket in self.sockets:
                 self.leave(socket)
                 # One socket's close failing (its connection already gone) must not spare the others.
                 with contextlib.suppress(Exception):
                     await socket.session_ended()
-        followed = {account_id for socket in sockets if socket in self.sockets for account_id in socket.sent_seq}
-        if followed:
-            await _mark_followed(sorted(followed))
         await prices_renew([socket for socket in sockets if socket in self.sockets])
 
 

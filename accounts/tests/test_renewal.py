@@ -68,10 +68,10 @@ def rounds(monkeypatch) -> list[tuple[str, object]]:
 
 
 def whole_rounds(calls: list[tuple[str, object]]) -> list[list[tuple[str, object]]]:
-    """The calls grouped by round (each begins with its sessions' check), a round cut short at the start dropped."""
+    """The calls grouped by round (each begins with its marks), a round cut short at the start dropped."""
     grouped: list[list[tuple[str, object]]] = []
     for call in calls:
-        if call[0] == "sessions":
+        if call[0] == "marks":
             grouped.append([call])
         elif grouped:
             grouped[-1].append(call)
@@ -115,7 +115,7 @@ class TestOneRenewalForAllTheSockets:
         sids = frozenset(session_of(token) for token in alices + bobs)
         accounts = frozenset({primary_id(alice), primary_id(bob), bobs_usd.pk})
         assert 2 <= len(seen) <= 4, seen  # a round a period, not one a socket
-        assert all(round_ == [("sessions", sids), ("marks", accounts)] for round_ in seen), seen
+        assert all(round_ == [("marks", accounts), ("sessions", sids)] for round_ in seen), seen
 
     @pytest.mark.usefixtures("instrument_master", "ticks_flushed")
     def test_the_market_streams_lease_is_renewed_once_for_every_sockets_tokens(self, alice, bob, rounds):
