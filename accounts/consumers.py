@@ -16,9 +16,12 @@ the next `seq`. What a client sends:
 Prices (accounts.ticks): an account's positions and funds (a live account's: positions only) as ticks move them (`position_prices`) and
 the watched instruments' ticks (`ticks`), throttled per socket; state, not events, so without a `seq`.
 
-While open, the socket keeps the accounts it follows marked as followed (accounts.followers), so that
-work only watchers need, the Schwab order poll, is done for them; at the same pace it checks that the
-session it was opened with has not been logged out (then it closes with 4401).
+While open, the accounts the socket follows stay marked as followed (accounts.followers), so that work
+only watchers need, the Schwab order poll, is done for them; at the same pace the session it was opened
+with is checked, and a logged out one closes it with 4401. The server process does both for all its sockets
+at once, one task, one query and one cache call a period however many sockets it serves (accounts.renewal):
+done per socket, that work was a database round trip and cache calls in threads for every socket every
+period, competing with the tick fan-out for the process.
 
 The socket itself never lets a gap through: a live message whose `seq` is not the next one is
 preceded by the missing ones, read from the database (the Redis channel layer drops messages for a
@@ -41,11 +44,12 @@ from django.utils.dateparse import parse_datetime
 from accounts import selectors
 from accounts.followers import accounts_mark_followed
 from accounts.models import TradingAccount
+from accounts.renewal import renewal
 from accounts.streams import account_group, stream_messages_since, stream_seq_current
 from accounts.ticks import PricesMixin
 from accounts.ws_connections import connection_close, connection_open
 from identity.models import User
-from identity.sessions import SESSION_CLAIM, session_is_revoked
+from identity.sessions import SESSION_CLAIM
 from thor.channel_receive import StoppableChannelReceive
 from thor.realtime import home_loop_remember
 from thor.ws_auth import accepted_subprotocol
@@ -113,7 +117,7 @@ class OrderUpdatesConsumer(StoppableChannelReceive, PricesMixin, AsyncJsonWebsoc
         # account id -> the last seq this socket sent on that account's stream.
         self.sent_seq: dict[int, int] = {}
         self.counted_kind = None
-        self.follow_renewal: asyncio.Task | None = None
+        self.session_id: str | None = None
 
     async def __call__(self, scope, receive, send):
         # A socket without a signed-in user is refused at connect and never joins a group, so it gets no
@@ -144,7 +148,10 @@ class OrderUpdatesConsumer(StoppableChannelReceive, PricesMixin, AsyncJsonWebsoc
         await self.accept(subprotocol=accepted_subprotocol(self.scope))
         await self._subscribe(account_ids)
         self._close_when_the_token_expires()
-        self.follow_renewal = asyncio.get_running_loop().create_task(self._renew_follow_marks())
+        sid = (self.scope.get("token_claims") or {}).get(SESSION_CLAIM)
+        self.session_id = sid if isinstance(sid, str) else None
+        # Its accounts are marked (in `_subscribe`): the process's renewal keeps them marked from here on.
+        renewal().join(self)
 
     async def _subscribe(self, account_ids: list[int]) -> None:
         # Join first, then read where the streams are: a message published in between is either counted
@@ -160,21 +167,9 @@ class OrderUpdatesConsumer(StoppableChannelReceive, PricesMixin, AsyncJsonWebsoc
         for account_id in account_ids:
             await self.send_json({"type": "subscribed", "account_id": account_id, "seq": seqs[account_id]})
 
-    async def _renew_follow_marks(self) -> None:
-        """Keep the marks of the accounts this socket follows alive while it is open (accounts.followers);
-        an account it stopped following is simply not renewed, as other sockets may still follow it.
-
-        Each round also ends the socket (4401) when the session it was opened with has been logged out.
-        """
-        session_id = (self.scope.get("token_claims") or {}).get(SESSION_CLAIM)
-        while True:
-            await asyncio.sleep(settings.THOR_WS_FOLLOW_SECONDS / 3)
-            if session_id and await database_sync_to_async(session_is_revoked)(session_id):
-                await self.close(code=CLOSE_UNAUTHENTICATED)
-                return
-            if self.sent_seq:
-                await _mark_followed(list(self.sent_seq))
-            await self._prices_renew()
+    async def session_ended(self) -> None:
+        """The session the socket was opened with was logged out (accounts.renewal)."""
+        await self.close(code=CLOSE_UNAUTHENTICATED)
 
     def _close_when_the_token_expires(self) -> None:
         # The socket is only as good as the sign-in it was opened with: the client reconnects
@@ -191,8 +186,7 @@ class OrderUpdatesConsumer(StoppableChannelReceive, PricesMixin, AsyncJsonWebsoc
     async def disconnect(self, code):
         if getattr(self, "sign_in_ends", None) is not None:
             self.sign_in_ends.cancel()
-        if self.follow_renewal is not None:
-            self.follow_renewal.cancel()
+        renewal().leave(self)
         await self._prices_close()
         if self.counted_kind is not None:
             await database_sync_to_async(connection_close)(user=self.scope["user"], kind=self.counted_kind)

@@ -1,10 +1,12 @@
 """Which accounts an order socket follows right now, for work that only matters while someone watches
 (the Schwab order poll, accounts.polling).
 
-A socket marks the accounts it follows in the cache for THOR_WS_FOLLOW_SECONDS and marks them again
-every third of that while it is open (accounts.consumers). Nothing ever unmarks an account, since
-another socket, in this process or another, may follow it too: a mark runs out by itself at most
-THOR_WS_FOLLOW_SECONDS after the last socket that renewed it closed or died.
+A socket marks the accounts it follows in the cache for THOR_WS_FOLLOW_SECONDS before it says
+`subscribed` (accounts.consumers). While it is open they are marked again every third of that, by its
+server process for all its sockets at once: one call for the union of their accounts (accounts.renewal),
+rather than a call per socket that a thousand sockets made some 33 times a second. Nothing ever unmarks
+an account, since another socket, in this process or another, may follow it too: a mark runs out by
+itself at most THOR_WS_FOLLOW_SECONDS after the last socket that renewed it closed or died.
 
 A cache outage never fails a socket: marking then does nothing (logged at most once a minute), and
 no account looks followed until the cache is back.

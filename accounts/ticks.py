@@ -6,8 +6,9 @@ The market stream publishes each batch of ticks it hears once, to its server pro
 that follows them (accounts.books): each registers with the hub for what its account holds, is marked once a
 batch and tells its sockets which positions moved, read again when the account's stream says it changed. A
 socket registers with the hub itself only for the instruments it watches. It asks the market stream to
-stream both (market.services.ticks_watch, a lease the socket renews with its follow marks), and forgets them
-all when it closes. A tick is arithmetic on the books in memory: no database read.
+stream both (market.services.ticks_watch, a lease the process renews for all its sockets with their follow
+marks: accounts.renewal), and forgets them all when it closes. A tick is arithmetic on the books in memory:
+no database read.
 
 What the socket sends is throttled, per socket, to THOR_WS_PRICE_UPDATES_PER_SECOND and coalesced: the
 first batch after a quiet period goes at once, whole; the batches within the period after it wait for its
@@ -35,6 +36,7 @@ import re
 import time
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Protocol
 
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
@@ -104,6 +106,34 @@ _watch_or_warn = sync_to_async(_ticks_watch_or_warn, thread_sensitive=False)
 _last_prices = sync_to_async(last_prices, thread_sensitive=False)
 
 
+class RenewedPrices(Protocol):
+    books: dict[int, SharedBook]
+    watch_tokens: set[int]
+
+    def tick_tokens_renewed(self) -> set[int]: ...
+
+
+async def prices_renew(sockets: list[RenewedPrices]) -> None:
+    """The renewal of the process's sockets' prices (accounts.renewal, with their follow marks): each shared book
+    read again if none was read within THOR_WS_FOLLOW_SECONDS (what changes a book without a stream message,
+    such as the day's charges at midnight, is rare; the stream says the rest at once), once however many of the
+    sockets follow it, and the market stream's lease renewed for all their tokens in one call."""
+    try:
+        max_age = settings.THOR_WS_FOLLOW_SECONDS
+        # dict.fromkeys: each book once, in the order the sockets follow them.
+        for shared in dict.fromkeys(shared for socket in sockets for shared in list(socket.books.values())):
+            await shared.refresh(max_age=max_age)
+        tokens: set[int] = set()
+        for socket in sockets:
+            socket.tick_tokens_renewed()
+            tokens |= socket.watch_tokens
+        if tokens:
+            await _watch_or_warn(tokens)
+    except Exception as error:
+        # A cache or channel layer outage must not end the follow marks' renewal (the type only, as above).
+        _store_down("Could not renew the sockets' prices: %s", type(error).__name__)
+
+
 class PricesMixin:
     """Real-time P&L and watched ticks for accounts.consumers.OrderUpdatesConsumer."""
 
@@ -118,6 +148,7 @@ class PricesMixin:
         self.flush_timer: asyncio.TimerHandle | None = None
         self.flush_task: asyncio.Task | None = None
         self.sending = False
+        self.prices_closed = False
 
     async def _books_join(self, account_ids) -> None:
         """Follow the books of these accounts (read now unless another socket of the process keeps them)."""
@@ -164,33 +195,27 @@ class PricesMixin:
     async def _tick_tokens_match(self) -> None:
         """The tick hub hands this socket its watched tokens (the books take the held ones); the market stream
         is asked for both."""
-        hub = tick_hub()
-        hub.listen(self, self.watched)
-        wanted = {token for shared in self.books.values() for token in shared.tokens} | set(self.watched)
-        joined = wanted - self.watch_tokens
-        self.watch_tokens = wanted
+        joined = self.tick_tokens_renewed()
         if joined:
             # The process's subscription in place before the socket is told it follows (or watches): a tick
             # published from then on reaches it. A Redis that does not answer holds it only a moment.
-            await hub.ready()
+            await tick_hub().ready()
             await _watch_or_warn(joined)
 
-    async def _prices_renew(self) -> None:
-        """With the follow marks: the books read again if none was read within THOR_WS_FOLLOW_SECONDS (what
-        changes a book without a stream message, such as the day's charges at midnight, is rare; the stream
-        says the rest at once), and the market stream's lease renewed."""
-        try:
-            max_age = settings.THOR_WS_FOLLOW_SECONDS
-            for shared in list(self.books.values()):
-                await shared.refresh(max_age=max_age)
-            await self._tick_tokens_match()
-            if self.watch_tokens:
-                await _watch_or_warn(self.watch_tokens)
-        except Exception as error:
-            # A cache or channel layer outage must not end the follow marks' renewal (the type only, as above).
-            _store_down("Could not renew the socket's prices: %s", type(error).__name__)
+    def tick_tokens_renewed(self) -> set[int]:
+        """What the market stream is to stream for this socket, its books' held tokens as they are now and its
+        watched ones, with the tick hub told the watched ones: the tokens it was not asked for yet."""
+        if self.prices_closed:
+            # Closed while a renewal that counted it was under way: registering it again would keep it in the hub.
+            return set()
+        tick_hub().listen(self, self.watched)
+        wanted = {token for shared in self.books.values() for token in shared.tokens} | set(self.watched)
+        joined = wanted - self.watch_tokens
+        self.watch_tokens = wanted
+        return joined
 
     async def _prices_close(self) -> None:
+        self.prices_closed = True
         if self.flush_timer is not None:
             self.flush_timer.cancel()
         if self.flush_task is not None:

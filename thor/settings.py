@@ -794,7 +794,8 @@ THOR_WS_TICKET_SECONDS = _env_or_fail(env.int, "THOR_WS_TICKET_SECONDS", default
 THOR_WS_MAX_CONNECTIONS_PER_USER = _env_or_fail(env.int, "THOR_WS_MAX_CONNECTIONS_PER_USER", default=10)
 # Order changes one resync answers; a client further behind is told to reload over REST.
 THOR_WS_RESYNC_MAX_EVENTS = _env_or_fail(env.int, "THOR_WS_RESYNC_MAX_EVENTS", default=500)
-# A socket marks the accounts it follows for this many seconds and renews the marks every third of it;
+# A socket marks the accounts it follows for this many seconds; its server process renews the marks of all
+# its sockets every third of it (accounts.renewal, with the session checks and the market stream's lease);
 # work for watched accounts only (the Schwab order poll) goes on this long after the last socket closed.
 THOR_WS_FOLLOW_SECONDS = _env_or_fail(env.int, "THOR_WS_FOLLOW_SECONDS", default=90)
 if THOR_WS_FOLLOW_SECONDS < 1:
@@ -810,6 +811,6 @@ THOR_WS_MAX_WATCHED = _env_or_fail(env.int, "THOR_WS_MAX_WATCHED", default=50)
 # contexts (hundreds of KB with context takeover) and deflates every message again for itself, which on a
 # fan-out to many sockets costs more CPU and memory than the bandwidth it saves. On for links where bytes cost.
 THOR_WS_COMPRESSION = _env_or_fail(env.bool, "THOR_WS_COMPRESSION", default=False)
-# The market stream streams a watched instrument this long after the last renewal (sockets renew theirs
-# every third of THOR_WS_FOLLOW_SECONDS).
+# The market stream streams a watched instrument this long after the last renewal (each server process renews
+# its sockets' every third of THOR_WS_FOLLOW_SECONDS).
 THOR_MARKET_WATCH_SECONDS = _env_or_fail(env.float, "THOR_MARKET_WATCH_SECONDS", default=90.0)
