@@ -45,17 +45,23 @@ def account_lock(*, account_id: int, idempotency_key: str | None = None) -> Trad
     """The account row, locked until the surrounding transaction ends (its user's and tenant's rows too:
     a user's open orders across accounts are counted under it).
 
-    A live account's broker session, app and app tenant come in the same query, unlocked: the checks
-    and the broker call read them next, and one query is cheaper than three. With an Idempotency-Key,
+    A live account's broker session and app come in the same query, unlocked, and the app's tenant is the user's
+    row (the same tenant): the checks and the broker call read them next, and one query is cheaper than three. With an Idempotency-Key,
     the same query says whether the key was ever used on the account (`key_used`), so a new key, the
     common case, costs no lookup of its own.
     """
     accounts = TradingAccount.objects.select_for_update(of=("self", "user", "user__tenant")).select_related(
-        "user__tenant", "connection__app__tenant"
+        "user__tenant", "connection__app"
     )
     if idempotency_key:
         accounts = accounts.annotate(key_used=_key_used(idempotency_key))
-    return accounts.get(pk=account_id)
+    account = accounts.get(pk=account_id)
+    app = account.connection.app if account.connection_id is not None else None
+    if app is not None and app.tenant_id == account.user.tenant_id:
+        # The app's tenant is the account's (a tenant's shared app, or its user's own): the row just read and
+        # locked, not a second copy of its twenty columns (their JSON parsed and secrets decrypted again).
+        app.tenant = account.user.tenant
+    return account
 
 
 def _key_used(idempotency_key: str) -> RawSQL:
