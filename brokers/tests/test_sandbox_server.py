@@ -2,6 +2,8 @@
 reset, the control API, and hostile input that must never break it."""
 
 import socket
+import struct
+import time
 from urllib.parse import urlsplit
 
 import pytest
@@ -216,3 +218,36 @@ def test_malformed_http_never_breaks_the_server(sandbox):
             assert reply.startswith(b"HTTP/1.")
             assert b"Traceback" not in reply
     assert requests.get(f"{sandbox.url}/_sandbox/stats", timeout=5).status_code == 200
+
+
+# --- clients that go away ------------------------------------------------------------------------------
+
+
+def _reset_connection(sandbox, request: bytes) -> None:
+    """Send `request` and close with a reset (SO_LINGER 0) before anything is read: the sandbox's next read
+    or write of that connection fails as a real client's hang-up makes it fail."""
+    host, port = urlsplit(sandbox.url).hostname, urlsplit(sandbox.url).port
+    client = socket.create_connection((host, port), timeout=5)
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    client.sendall(request)
+    client.close()
+
+
+def test_a_client_that_hangs_up_mid_request_costs_no_traceback(sandbox, capfd):
+    kite = kite_session(sandbox)
+    # Half a request: the sandbox is reading the headers when the reset comes.
+    _reset_connection(sandbox, b"GET /user/profile HTTP/1.1\r\nHost: sandbox\r\n")
+    # The next calls are answered as ever, and by then the reset connection's thread has run into the reset.
+    for _ in range(3):
+        assert kite.profile()["user_id"] == "AB1234"
+    time.sleep(0.2)
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_an_error_of_the_sandboxs_own_still_prints_its_traceback(sandbox, capfd):
+    http_server = sandbox.server._httpd
+    try:
+        raise ValueError("a bug in the sandbox")
+    except ValueError:
+        http_server.handle_error(None, ("127.0.0.1", 1))
+    assert "ValueError: a bug in the sandbox" in capfd.readouterr().err
