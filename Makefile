@@ -60,13 +60,14 @@ test: $(VENV)/.installed-dev
 	PYTHONDONTWRITEBYTECODE= DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) CELERY_BROKER_URL= \
 		$(PY) -m pytest -n $(TEST_WORKERS) --dist load --hypothesis-profile=make-test $(PYTEST_ARGS)
 
-# The order lifecycle's model-based fault test for ten minutes (SOAK_SECONDS), printing what it survived.
+# The order lifecycle's model-based fault test for ten minutes (SOAK_SECONDS), printing what it survived (the
+# suite's 60 s stack dump, for a test that hangs, moved past the soak's own length).
 SOAK_SECONDS ?= 600
 soak-orders: $(VENV)/.installed-dev
 	./scripts/ensure_services.sh
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) CELERY_BROKER_URL= THOR_SOAK_SECONDS=$(SOAK_SECONDS) \
 		$(PY) -m pytest -q -s -p no:cacheprovider -o timeout=$$(( $(SOAK_SECONDS) + 300 )) \
-		accounts/tests/test_order_lifecycle_model.py
+		-o faulthandler_timeout=$$(( $(SOAK_SECONDS) + 300 )) accounts/tests/test_order_lifecycle_model.py
 
 # The seed frontends' flows in headless Chromium (browser/): Thor and the sandbox as `make run` starts them, on
 # free ports, with their own PostgreSQL database thor_browser and Redis DB 7; the pages on http://localhost:5173.
