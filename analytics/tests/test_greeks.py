@@ -382,6 +382,14 @@ def test_the_numba_kernels_share_every_constant_with_the_numpy_code(backend):
     }
 
 
+def test_the_numba_kernels_are_refused_where_a_constant_differs(monkeypatch, backend):
+    if backend != "numba":
+        pytest.skip("numba only")
+    monkeypatch.setattr(greeks_numpy, "_MAX_STEPS", greeks_numpy._MAX_STEPS + 1)
+    with pytest.raises(RuntimeError, match="_MAX_STEPS"):
+        greeks._build_numba_kernels()
+
+
 def test_the_backend_is_numpy_without_numba_or_when_asked(monkeypatch):
     monkeypatch.setenv("THOR_GREEKS_BACKEND", "numba")
     monkeypatch.setattr(greeks.importlib.util, "find_spec", lambda name: None)
