@@ -1,4 +1,4 @@
-"""numba kernels of analytics.greeks: the same formulas as its numpy code, one compiled loop per call.
+"""numba kernels of analytics.greeks: the same formulas as analytics.greeks_numpy, one compiled loop per call.
 
 Imported only on first use by ``analytics.greeks`` (which documents the method); top-level
 functions so that numba's on-disk cache (``cache=True``) spares later processes the compilation.
@@ -10,8 +10,8 @@ import numba
 import numpy as np
 
 # The constants live here, in this file's own source, because numba's cache is keyed on it alone:
-# a value imported from analytics.greeks would stay frozen in a stale cache. analytics.greeks
-# checks on first use that each of them equals its own (SHARED_CONSTANTS).
+# a value imported from analytics.greeks_numpy would stay frozen in a stale cache. analytics.greeks
+# checks on first use that each of them equals analytics.greeks_numpy's (SHARED_CONSTANTS).
 IV_OK = 0
 IV_BELOW_INTRINSIC = 1
 IV_ABOVE_MAXIMUM = 2

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from analytics import greeks
+from analytics import greeks, greeks_numpy
 from analytics.greeks import (
     IV_ABOVE_MAXIMUM,
     IV_AT_INTRINSIC,
@@ -378,8 +378,16 @@ def test_the_numba_kernels_share_every_constant_with_the_numpy_code(backend):
         pytest.skip("numba only")
     kernels = greeks._build_numba_kernels()  # raises where the two files disagree
     assert {name: getattr(kernels, name) for name in kernels.SHARED_CONSTANTS} == {
-        name: getattr(greeks, name) for name in kernels.SHARED_CONSTANTS
+        name: getattr(greeks_numpy, name) for name in kernels.SHARED_CONSTANTS
     }
+
+
+def test_the_numba_kernels_are_refused_where_a_constant_differs(monkeypatch, backend):
+    if backend != "numba":
+        pytest.skip("numba only")
+    monkeypatch.setattr(greeks_numpy, "_MAX_STEPS", greeks_numpy._MAX_STEPS + 1)
+    with pytest.raises(RuntimeError, match="_MAX_STEPS"):
+        greeks._build_numba_kernels()
 
 
 def test_the_backend_is_numpy_without_numba_or_when_asked(monkeypatch):
