@@ -3,8 +3,13 @@
 A resting buy reserves its charges with its cost: a later order cannot take the room they need, so the resting
 buy is never refused at its fill for funds the check had let it count on. A marketable limit buy is valued at
 its walk up the asks within its limit (what they do not give it at its limit, where it rests): valued at the
-last price, a buy that walks up past it would pass the check and be refused at fill. With charges off,
-reservations are what they always were.
+last price, a buy that walks up past it would pass the check and be refused at fill. A limit buy below the best
+ask rests at its limit and is valued there, not at a lower last price. With charges off, reservations are what
+they always were.
+
+The property opens shorts too (sells beyond what is held, intraday or futures), against bids at or above the
+mark only: a short filled below the mark loses the difference at once, marked at the last price, which no check
+sees beforehand (test_paper_reserve_shorts says precisely why, and pins it).
 """
 
 from decimal import Decimal
@@ -337,23 +342,57 @@ STEP_BOOKS = ((0, [(0, 10), (2000, 40)], "book"), (0, [(0, 1)], "no_quote"))
 ABOVE_THE_MARK = ((0, [(2000, 40)], "book"), (0, [(0, 1)], "no_quote"))
 
 
+# The asks: 40 INFY at 1550, over a last price of 1500; with shorts, no bids (they would be below the mark).
+ASKS_AT_1550 = ((0, [(1000, 40)], "book"), (0, [(0, 1)], "no_quote"))
+
+
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture])  # examples: the profile (conftest)
 # A limit buy at 1550 rests under the 1600 ask: valued at the 1500 last price it would reserve more than the room.
-@example(sequence=[(0, "BUY", 30, "LIMIT", 1000, "MIS", None)], books=ABOVE_THE_MARK, headroom=100, charges=False)
+@example(
+    sequence=[(0, "BUY", 30, "LIMIT", 1000, "MIS", None)],
+    books=ABOVE_THE_MARK,
+    headroom=100,
+    charges=False,
+    shorts=False,
+)
 # A limit buy up to 1650 walks the asks past the mark: valued at the mark, it would pass and be refused at fill.
-@example(sequence=[(0, "BUY", 30, "LIMIT", 3000, "MIS", ("before", 0))], books=STEP_BOOKS, headroom=100, charges=False)
+@example(
+    sequence=[(0, "BUY", 30, "LIMIT", 3000, "MIS", ("before", 0))],
+    books=STEP_BOOKS,
+    headroom=100,
+    charges=False,
+    shorts=False,
+)
 # A limit buy up to the mark fills 10 and rests 5; another order uses all the room but its charges': the
 # matching pass fills the rest from the same book.
-@example(sequence=[(0, "BUY", 15, "LIMIT", 0, "MIS", ("after", 0))], books=STEP_BOOKS, headroom=101, charges=True)
-@given(sequence=limit_orders, books=quotes, headroom=st.integers(30, 130), charges=st.booleans())
+@example(
+    sequence=[(0, "BUY", 15, "LIMIT", 0, "MIS", ("after", 0))],
+    books=STEP_BOOKS,
+    headroom=101,
+    charges=True,
+    shorts=False,
+)
+# 10 sold short at 1500 and the room all used; buying them back walks the asks to 1550: marked at 1550 by the
+# fill (at 1500 by the check), the short looked dearer to the fill, which refused it.
+@example(
+    sequence=[(0, "SELL", 10, "MARKET", 0, "MIS", ("after", 0)), (0, "BUY", 10, "MARKET", 0, "MIS", None)],
+    books=ASKS_AT_1550,
+    headroom=100,
+    charges=False,
+    shorts=True,
+)
+@given(sequence=limit_orders, books=quotes, headroom=st.integers(30, 130), charges=st.booleans(), shorts=st.booleans())
 def test_resting_and_marketable_limit_orders_are_never_refused_at_fill_for_funds_at_unchanged_prices(
-    tenant, instrument_master, fixed_prices, settings, sequence, books, headroom, charges
+    tenant, instrument_master, fixed_prices, settings, sequence, books, headroom, charges, shorts
 ):
     """Limit orders (marketable or resting, partly filled from thin books), market and stop-market orders, with
     charges on or off, on an account with little room to spare: each is refused before anything is written or
     accepted; neither its fill at placement nor a matching pass at the same prices refuses a fill for funds, and
-    cash never goes below zero, nor the buying power (what the resting orders reserve stays covered). (Buys, and
-    sells of what is held.)"""
+    cash never goes below zero, nor the buying power (what the resting orders reserve stays covered).
+
+    Buys, and sells: of what is held (CNC) or, with `shorts`, of anything on an intraday or futures product,
+    opening shorts; their bids are then only those at or above the mark, where a short's fill costs no more than
+    its margin (the module's docstring says why not below)."""
     settings.THOR_PAPER_CHARGES = {"enabled": charges, "tenants": {}}
     account = primary(UserFactory(tenant=tenant))  # a new user each example: order rows are never deleted
     marks = {}
@@ -367,6 +406,9 @@ def test_resting_and_marketable_limit_orders_are_never_refused_at_fill_for_funds
             fault=fault,
             fixed_prices=fixed_prices,
         )
+        quote = fixed_prices.get(f"{exchange}:{symbol}")
+        if shorts and isinstance(quote, dict):
+            quote["bids"] = [[price, size] for price, size in quote["bids"] if D(price) >= marks[(exchange, symbol)]]
         event(fault)
     quoted_marks = {key: mark for key, mark in marks.items() if ":".join(key) in fixed_prices}
     # Room for `headroom` percent of all the orders at the marks: some fit, the others meet what they left.
@@ -374,10 +416,8 @@ def test_resting_and_marketable_limit_orders_are_never_refused_at_fill_for_funds
     account.cash = (value * headroom / 100).quantize(D("0.01"))
     account.save()
     for index, side, lots, order_type, ticks, product, tighten in sequence:
-        if side == "SELL":
-            # Sells only sell what is held: a short's margin is marked at the last price by the check but at the
-            # fill price (its own instrument) or its average (another's) by a fill, which is another matter.
-            index, product = 0, "CNC"
+        if side == "SELL" and not shorts:
+            index, product = 0, "CNC"  # a sell of what is held, if anything is
         exchange, symbol, lot, _ = INSTRUMENTS[index]
         mark = marks[(exchange, symbol)]
         quantity = D(lots * lot)
@@ -405,6 +445,8 @@ def test_resting_and_marketable_limit_orders_are_never_refused_at_fill_for_funds
         if paper_orders_match(account_id=account.pk):
             event("filled further by a matching pass")
         account.refresh_from_db()
+        if account.paper_positions.filter(quantity__lt=0).exists():
+            event("short")
         refused_at_fill = account.orders.filter(status_message__contains="Insufficient funds at fill")
         assert not refused_at_fill.exists(), list(refused_at_fill.values("quantity", "status", "status_message"))
         assert account.cash >= 0
