@@ -234,12 +234,31 @@ def _advance(
         if order.status == Order.Status.TRIGGER_PENDING:
             # Triggered, but the book had nothing for it yet: it works at the market from now on.
             _set_status(order=order, status=Order.Status.OPEN, kind="triggered", actor=actor)
+        if order.order_type == "SL-M" and order.status in RESTING_STATUSES and RESERVE_PRICE not in order.raw:
+            # Triggered, it rests at the market: reserved at its trigger it would fill at the book's dearer levels,
+            # as its check valued it, on room nobody kept for it.
+            order.raw = {
+                **order.raw,
+                RESERVE_PRICE: str(_rest_reserve(order=order, last_price=last_price, depth=depth)),
+            }
+            order.save(update_fields=["raw"])
         return
     if _book_fill(account=account, order=order, depth=depth, limit=order.price, actor=actor):
         return
     crosses = last_price <= order.price if order.side == Order.Side.BUY else last_price >= order.price
     if crosses:
         _fill(account=account, order=order, quantity=_unfilled(order), price=last_price, depth=depth, actor=actor)
+
+
+def _rest_reserve(*, order: Order, last_price: Decimal, depth: PassDepth) -> Decimal:
+    """What the rest of a market-type order working at the market reserves (it has no limit to reserve at): the
+    last price with slippage, for a buy the worst level its book shows or what it filled at so far if dearer."""
+    reserve = market_fill_price(last_price=last_price, side=order.side, exchange=order.exchange, symbol=order.symbol)
+    if order.side == Order.Side.BUY:
+        book = depth.book(exchange=order.exchange, symbol=order.symbol, side=order.side)
+        dearer = (book.worst if book is not None else None, order.average_price)
+        reserve = max([reserve, *(price for price in dearer if price is not None)])
+    return reserve
 
 
 def paper_order_submit(
@@ -270,13 +289,10 @@ def paper_order_submit(
         # reserving what it would cost as the pre-trade check valued it (a market order has no limit to reserve
         # at): the last price with slippage, or the worst level its book shows if that is dearer for a buy.
         if last_price is not None:
-            reserve = market_fill_price(
-                last_price=last_price, side=order.side, exchange=order.exchange, symbol=order.symbol
-            )
-            book = depth.book(exchange=order.exchange, symbol=order.symbol, side=order.side)
-            if book is not None and book.worst is not None and order.side == Order.Side.BUY:
-                reserve = max(reserve, book.worst)
-            order.raw = {**order.raw, RESERVE_PRICE: str(reserve)}
+            order.raw = {
+                **order.raw,
+                RESERVE_PRICE: str(_rest_reserve(order=order, last_price=last_price, depth=depth)),
+            }
         _set_status(order=order, status=Order.Status.OPEN, kind="accepted", actor=actor)
     if order.validity == "IOC" and order.status in RESTING_STATUSES:
         message = "IOC order not filled." if not order.filled_quantity else "IOC order: the rest not filled."

@@ -39,9 +39,10 @@ RESERVE_PRICE = "reserve_price"
 
 
 def _order_price(order) -> Decimal:
-    # A market order resting with part of it filled (the book had no more) is reserved at what it filled at so far;
-    # one with nothing filled yet at the price kept when it came to rest.
-    return order.price or order.trigger_price or order.average_price or Decimal(order.raw.get(RESERVE_PRICE) or "0")
+    # A market-type order working at the market (a market order, a triggered stop-market) is reserved at the price
+    # kept when it came to rest; one without (a market order partly filled at once) at what it filled at so far.
+    kept = order.raw.get(RESERVE_PRICE)
+    return order.price or (Decimal(kept) if kept else None) or order.trigger_price or order.average_price or Decimal(0)
 
 
 # A new order in the check's reckoning, after every resting one: the engine fills the resting ones by id.

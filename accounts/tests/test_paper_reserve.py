@@ -381,6 +381,15 @@ ASKS_AT_1550 = ((0, [(1000, 40)], "book"), (0, [(0, 1)], "no_quote"))
     charges=False,
     shorts=True,
 )
+# A stop-market buy triggers at once, takes the one ask (1500.05) and rests its other share at the market; all
+# the room is used: its rest fills from the same book at 1500.05, not its trigger, 1500.
+@example(
+    sequence=[(0, "BUY", 2, "SL-M", 0, "MIS", ("after", 0))],
+    books=((0, [(1, 1)], "book"), (0, [(0, 0)], "book")),
+    headroom=101,
+    charges=False,
+    shorts=False,
+)
 @given(sequence=limit_orders, books=quotes, headroom=st.integers(30, 130), charges=st.booleans(), shorts=st.booleans())
 def test_resting_and_marketable_limit_orders_are_never_refused_at_fill_for_funds_at_unchanged_prices(
     tenant, instrument_master, fixed_prices, settings, sequence, books, headroom, charges, shorts
@@ -481,3 +490,33 @@ class TestARestingMarketOrderReservesItsCost:
         assert (filled.status, filled.filled_quantity, filled.average_price) == ("COMPLETE", NIFTY_LOT, D("24010"))
         account.refresh_from_db()
         assert account.cash == D("2000000.00") - NIFTY_LOT * D("24010.00")
+
+    def test_a_stop_market_buy_triggered_at_once_rests_reserving_what_it_filled_at_not_its_trigger(
+        self, alice, fixed_prices
+    ):
+        # It triggers at 1500 and takes the one ask at 1500.05; its other share rests at the market, which the
+        # check valued at 1500.05 too. Reserved at its trigger, 1500, it would leave 0.05 for another order to take
+        # and then be refused at its fill from the same book.
+        fixed_prices["NSE:INFY"] = booked("1500.00", asks=[("1500.05", 1)])
+        account = primary(alice)
+        account.cash = D("3000.10")
+        account.save()
+        request = OrderRequest(
+            symbol="INFY",
+            exchange="NSE",
+            side="BUY",
+            quantity=D(2),
+            order_type="SL-M",
+            product="MIS",
+            trigger_price=D("1500.00"),
+        )
+
+        order = order_place(account=account, request=request, idempotency_key=None, fingerprint="", actor=None)
+
+        assert (order.status, order.filled_quantity) == ("OPEN", 1)
+        assert reserved_cash(account=account) == D("1500.05")
+        account.refresh_from_db()
+        assert paper_buying_power(account=account, marks={}) == 0
+        assert paper_orders_match(account_id=account.pk) == 1  # a newer quote of the same book
+        order.refresh_from_db()
+        assert (order.status, order.average_price) == ("COMPLETE", D("1500.05"))
