@@ -231,6 +231,12 @@ def order_value_price(
     margin rate, paper_buying_power_check; the tenant's max order value is quantity times price). Without a
     book (no quote, no depth on that side), exactly the last price with slippage.
 
+    A limit buy with a book that does not cross it (its limit below the best ask) fills from that book alone too,
+    not at the last price: it rests, reserving its limit (accounts.paper_buying_power), and is valued at its limit.
+    Valued at a last price below its limit, it would pass with a reservation the account cannot cover, and be
+    refused at its fill for funds (or starve the account's other orders). Without a book a limit buy at or above
+    the last price fills whole at the last price at once: valued there.
+
     A marketable limit order with a book fills from it alone (accounts.paper._advance), across the levels
     within its limit, and what they do not give it rests at its limit. A buy is valued at that walk (levels
     within the limit at their average, the rest at the limit), never above the limit: valued at the last price
@@ -265,8 +271,12 @@ def order_value_price(
     if buying:
         if within is not None:
             return min(request.price, within)
-        # A stop-limit buy may trigger later and fill anywhere up to its limit.
-        return request.price if last_price is None or request.order_type == "SL" else min(request.price, last_price)
+        # A stop-limit buy may trigger later and fill anywhere up to its limit. A limit buy the book does not cross
+        # rests at its limit and reserves there (its book is there, even if an earlier leg of the pass emptied it:
+        # the engine fills only from it, never at the last price).
+        if last_price is None or request.order_type == "SL" or book is not None:
+            return request.price
+        return min(request.price, last_price)
     if last_price is None:
         return None
     return max(request.price, last_price, within or request.price)

@@ -24,7 +24,13 @@ from django.utils import timezone
 from accounts.audit import account_event_record
 from accounts.market_data import instrument_get
 from accounts.models import IdempotentRequest, Order, PaperPosition, TradingAccount
-from accounts.paper_buying_power import RESERVE_PRICE, RESTING_STATUSES, paper_buying_power
+from accounts.paper_buying_power import (
+    RESERVE_PRICE,
+    RESTING_STATUSES,
+    buyback_excess,
+    margin_rate,
+    paper_buying_power,
+)
 from accounts.paper_depth import PassDepth
 from accounts.paper_fills import fill_apply, fill_charges_due, fill_cost, status_set
 from accounts.prices import MarketDataUnavailable, Prices, price_source
@@ -102,22 +108,38 @@ def _unfilled(order: Order) -> Decimal:
 
 
 def _fill(
-    *, account: TradingAccount, order: Order, quantity: Decimal, price: Decimal, actor=None, details=None
+    *,
+    account: TradingAccount,
+    order: Order,
+    quantity: Decimal,
+    price: Decimal,
+    depth: PassDepth,
+    actor=None,
+    details=None,
 ) -> bool:
     """Fill `quantity` more of the order at `price`, if the account can pay for it; False when it was refused
-    (an order with nothing filled yet is REJECTED, one partly filled has its rest CANCELLED)."""
+    (an order with nothing filled yet is REJECTED, one partly filled has its rest CANCELLED).
+
+    Open shorts are marked at the pass's last prices (`depth`), as the pre-trade check marked them: marked at
+    this fill's own price instead, a buy walking up the asks above the last price would make the short it buys
+    back look dearer than the check saw, and be refused for funds the check had found. An instrument the pass
+    has no price for is marked at this fill's price (its own) or at its average (another's)."""
     position, _ = PaperPosition.objects.get_or_create(
         account=account, exchange=order.exchange, symbol=order.symbol, product=order.product
     )
     charges = fill_charges_due(account=account, order=order, quantity=quantity, price=price)
     if order.side == Order.Side.BUY:
-        # Short proceeds sit in cash but are owed back: a buy is paid from buying power (beyond what it covers),
-        # its charges as well. The order's own reservation is freed for it.
+        # Short proceeds sit in cash but are owed back: a buy is paid from buying power (beyond what it covers,
+        # and what buying back costs above what the short's exposure holds for it), its charges as well. The
+        # order's own reservation is freed for it.
         opening = max(quantity - max(-position.quantity, Decimal("0")), Decimal("0"))
-        needed = (opening * price).quantize(CENT, rounding=ROUNDING) + charges.total
-        available = paper_buying_power(
-            account=account, marks={(order.exchange, order.symbol): price}, exclude_order_id=order.pk
+        marks = {(order.exchange, order.symbol): price, **depth.marks()}
+        rate = margin_rate(tenant=account.user.tenant, product=order.product)
+        excess = buyback_excess(
+            quantity=quantity - opening, price=price, mark=marks[(order.exchange, order.symbol)], rate=rate
         )
+        needed = (opening * price + excess).quantize(CENT, rounding=ROUNDING) + charges.total
+        available = paper_buying_power(account=account, marks=marks, exclude_order_id=order.pk)
         if needed > available or fill_cost(quantity=quantity, price=price) + charges.total > account.cash:
             _refuse(
                 order=order, message=f"Insufficient funds at fill: needs {needed}, available {available}.", actor=actor
@@ -179,7 +201,16 @@ def _book_fill(*, account: TradingAccount, order: Order, depth: PassDepth, limit
     if as_of is not None:
         order.raw = {**order.raw, BOOK_AS_OF: as_of.isoformat()}
     levels = [{"price": str(level_price), "quantity": str(taken)} for level_price, taken in take.levels]
-    if _fill(account=account, order=order, quantity=take.quantity, price=price, actor=actor, details={"depth": levels}):
+    filled = _fill(
+        account=account,
+        order=order,
+        quantity=take.quantity,
+        price=price,
+        depth=depth,
+        actor=actor,
+        details={"depth": levels},
+    )
+    if filled:
         book.take(take)
     return True
 
@@ -190,7 +221,7 @@ def _market_fill(*, account: TradingAccount, order: Order, last_price: Decimal, 
     if _book_fill(account=account, order=order, depth=depth, limit=None, actor=actor):
         return
     price = market_fill_price(last_price=last_price, side=order.side, exchange=order.exchange, symbol=order.symbol)
-    _fill(account=account, order=order, quantity=_unfilled(order), price=price, actor=actor)
+    _fill(account=account, order=order, quantity=_unfilled(order), price=price, depth=depth, actor=actor)
 
 
 def _advance(
@@ -209,12 +240,31 @@ def _advance(
         if order.status == Order.Status.TRIGGER_PENDING:
             # Triggered, but the book had nothing for it yet: it works at the market from now on.
             _set_status(order=order, status=Order.Status.OPEN, kind="triggered", actor=actor)
+        if order.order_type == "SL-M" and order.status in RESTING_STATUSES and RESERVE_PRICE not in order.raw:
+            # Triggered, it rests at the market: reserved at its trigger it would fill at the book's dearer levels,
+            # as its check valued it, on room nobody kept for it.
+            order.raw = {
+                **order.raw,
+                RESERVE_PRICE: str(_rest_reserve(order=order, last_price=last_price, depth=depth)),
+            }
+            order.save(update_fields=["raw"])
         return
     if _book_fill(account=account, order=order, depth=depth, limit=order.price, actor=actor):
         return
     crosses = last_price <= order.price if order.side == Order.Side.BUY else last_price >= order.price
     if crosses:
-        _fill(account=account, order=order, quantity=_unfilled(order), price=last_price, actor=actor)
+        _fill(account=account, order=order, quantity=_unfilled(order), price=last_price, depth=depth, actor=actor)
+
+
+def _rest_reserve(*, order: Order, last_price: Decimal, depth: PassDepth) -> Decimal:
+    """What the rest of a market-type order working at the market reserves (it has no limit to reserve at): the
+    last price with slippage, for a buy the worst level its book shows or what it filled at so far if dearer."""
+    reserve = market_fill_price(last_price=last_price, side=order.side, exchange=order.exchange, symbol=order.symbol)
+    if order.side == Order.Side.BUY:
+        book = depth.book(exchange=order.exchange, symbol=order.symbol, side=order.side)
+        dearer = (book.worst if book is not None else None, order.average_price)
+        reserve = max([reserve, *(price for price in dearer if price is not None)])
+    return reserve
 
 
 def paper_order_submit(
@@ -245,13 +295,10 @@ def paper_order_submit(
         # reserving what it would cost as the pre-trade check valued it (a market order has no limit to reserve
         # at): the last price with slippage, or the worst level its book shows if that is dearer for a buy.
         if last_price is not None:
-            reserve = market_fill_price(
-                last_price=last_price, side=order.side, exchange=order.exchange, symbol=order.symbol
-            )
-            book = depth.book(exchange=order.exchange, symbol=order.symbol, side=order.side)
-            if book is not None and book.worst is not None and order.side == Order.Side.BUY:
-                reserve = max(reserve, book.worst)
-            order.raw = {**order.raw, RESERVE_PRICE: str(reserve)}
+            order.raw = {
+                **order.raw,
+                RESERVE_PRICE: str(_rest_reserve(order=order, last_price=last_price, depth=depth)),
+            }
         _set_status(order=order, status=Order.Status.OPEN, kind="accepted", actor=actor)
     if order.validity == "IOC" and order.status in RESTING_STATUSES:
         message = "IOC order not filled." if not order.filled_quantity else "IOC order: the rest not filled."
@@ -298,6 +345,11 @@ def paper_orders_match(*, account_id: int | None = None, now: datetime | None = 
     ):
         instruments_by_tenant[tenant_id].add((exchange, symbol))
         orders_by_account[resting_account_id].append(order_id)
+    if orders_by_account:
+        # A buy's fill marks the account's shorts at the pass's prices, as its pre-trade check did (`_fill`).
+        shorts = PaperPosition.objects.filter(account_id__in=orders_by_account, quantity__lt=0)
+        for tenant_id, exchange, symbol in shorts.values_list("account__user__tenant_id", "exchange", "symbol"):
+            instruments_by_tenant[tenant_id].add((exchange, symbol))
     prices_by_tenant = {
         tenant.pk: _tenant_prices(tenant=tenant, instruments=instruments_by_tenant[tenant.pk])
         for tenant in Tenant.objects.filter(pk__in=instruments_by_tenant)

@@ -1,6 +1,9 @@
 """What a paper account can afford: cash less what its resting orders reserve (for the part of each not filled
 yet, a buy's charges with its cost) and what its open shorts tie up, and the pre-trade check of an order against
 it. Run on the locked account (accounts.paper.account_lock), so concurrent orders see each other's reservations.
+
+The check needs what the order adds to the reservations, reckoned the same way (`_side_reserve`): an order it
+lets through never leaves the reservations above the buying power it was checked against.
 """
 
 from collections import defaultdict
@@ -36,60 +39,131 @@ RESERVE_PRICE = "reserve_price"
 
 
 def _order_price(order) -> Decimal:
-    # A market order resting with part of it filled (the book had no more) is reserved at what it filled at so far;
-    # one with nothing filled yet at the price kept when it came to rest.
-    return order.price or order.trigger_price or order.average_price or Decimal(order.raw.get(RESERVE_PRICE) or "0")
+    # A market-type order working at the market (a market order, a triggered stop-market) is reserved at the price
+    # kept when it came to rest; one without (a market order partly filled at once) at what it filled at so far.
+    kept = order.raw.get(RESERVE_PRICE)
+    return order.price or (Decimal(kept) if kept else None) or order.trigger_price or order.average_price or Decimal(0)
 
 
-def _resting_buy_charges(*, account: TradingAccount, order, price: Decimal, instrument_types: dict) -> Decimal:
-    """What the unfilled rest of a resting buy debits in charges when it fills at `price` (what the order's fills
-    so far and its rest cost together as one executed order, less what those fills paid: accounts.paper_fills).
-    `instrument_types`: the call's lookups, per (exchange, symbol), so each instrument is looked up once."""
+# A new order in the check's reckoning, after every resting one: the engine fills the resting ones by id.
+_NEW = 1 << 62
+
+
+def _uncovered(entries, cover: Decimal) -> list[Decimal]:
+    """How much of each of `entries` ((sort id, unfilled quantity, price)) is not covered by `cover`, what the
+    position gives them (a short the buys buy back, a long the sells sell): the cheapest take it first. Whichever
+    fills first takes it in the engine; the dearest left uncovered is the most the rest can need."""
+    left = max(cover, Decimal("0"))
+    uncovered = [Decimal("0")] * len(entries)
+    for index in sorted(range(len(entries)), key=lambda i: (entries[i][2], entries[i][0])):
+        _, quantity, _ = entries[index]
+        covered = min(quantity, left)
+        left -= covered
+        uncovered[index] = quantity - covered
+    return uncovered
+
+
+def buyback_excess(*, quantity: Decimal, price: Decimal, mark: Decimal | None, rate: Decimal) -> Decimal:
+    """What buying back `quantity` of a short at `price` costs beyond what its exposure holds for it (its mark
+    plus its margin, `short_exposure`): nothing, unless the price is above the mark by more than the margin."""
+    if mark is None or quantity <= 0:
+        return Decimal("0")
+    return quantity * max(price - mark * (1 + rate), Decimal("0"))
+
+
+def _instrument_type(order, instrument_types: dict) -> str:
     key = (order.exchange, order.symbol)
     if key not in instrument_types:
         instrument = instrument_get(exchange=order.exchange, symbol=order.symbol)
         instrument_types[key] = instrument.instrument_type if instrument else ""
-    return fill_charges_due(
-        account=account,
-        order=order,
-        quantity=order.quantity - order.filled_quantity,
-        price=price,
-        instrument_type=instrument_types[key],
-    ).total
+    return instrument_types[key]
 
 
-def reserved_cash(*, account: TradingAccount, exclude_order_id: int | None = None) -> Decimal:
+def _side_reserve(
+    *,
+    account: TradingAccount,
+    orders,
+    held: Decimal,
+    rate: Decimal,
+    mark: Decimal | None,
+    instrument_types: dict,
+) -> Decimal:
+    """What one instrument's resting orders on one side (`orders`: (order, sort id, unfilled, price)) reserve:
+    buys their cost beyond the short `held` (negative) they buy back (and what buying it back costs beyond what
+    its exposure holds for it, `buyback_excess`), with the charges of their whole rest;
+    sells (`rate`: the product's margin rate) the margin of what they sell short beyond the long `held`, with the
+    charges of that part (a short's proceeds are owed back: its charges are paid from buying power, while a sale
+    of what is held pays them from its proceeds). A sell's margin is at the higher of its price and `mark` (the
+    instrument's last price, where known): once filled, its short is margined at the mark (`short_exposure`), as
+    the check valued it (accounts.checks.order_value_price); reserved at a limit below the mark, a fill at the
+    same prices would tie up more than was set aside. A new order (not placed yet: an OrderRequest) may be among
+    them, for the check."""
+    if not orders:
+        return Decimal("0")
+    buying = orders[0][0].side == Order.Side.BUY
+    cover = -held if buying else held
+    uncovered = _uncovered([entry[1:] for entry in orders], cover)
+    charged = charges_enabled()
+    reserved = Decimal("0")
+    for (order, _, unfilled, price), short in zip(orders, uncovered, strict=True):
+        if not buying and mark is not None:
+            price = max(price, mark)
+        if buying:
+            reserved += short * price + buyback_excess(quantity=unfilled - short, price=price, mark=mark, rate=rate)
+            charged_quantity = unfilled
+        else:
+            reserved += short * price * rate
+            charged_quantity = short
+        if charged and price > 0 and charged_quantity > 0:
+            # A resting order's rest is charged with its fills so far as one executed order; a new one on its own.
+            charges = fill_charges_due if isinstance(order, Order) else order_charges
+            reserved += charges(
+                account=account,
+                order=order,
+                quantity=charged_quantity,
+                price=price,
+                instrument_type=_instrument_type(order, instrument_types),
+            ).total
+    return reserved
+
+
+def _grouped(account: TradingAccount, *, exclude_order_id: int | None) -> dict:
+    """The resting orders' unfilled rests, per (exchange, symbol, product, side): (order, id, unfilled, price).
+    A CNC sell sells what is held (the check and the fill refuse it otherwise): it reserves nothing."""
+    groups = defaultdict(list)
+    for order in _resting_orders(account, exclude_order_id=exclude_order_id):
+        unfilled = order.quantity - order.filled_quantity
+        if unfilled <= 0 or (order.side == Order.Side.SELL and order.product == "CNC"):
+            continue
+        key = (order.exchange, order.symbol, order.product, order.side)
+        groups[key].append((order, order.pk, unfilled, _order_price(order)))
+    return groups
+
+
+def reserved_cash(*, account: TradingAccount, exclude_order_id: int | None = None, marks=None) -> Decimal:
     """Cash set aside for resting orders, for the part of each not filled yet: buys at their limit (or trigger)
-    price with the charges their rest will debit at it, and the margin of resting sells beyond the long position
-    they would sell (they would open a short).
+    price beyond the short they would buy back, with the charges their rest will debit at it, and the margin of
+    resting sells beyond the long position they would sell (they would open a short), with its charges, at the
+    higher of their price and their instrument's mark in `marks` (last prices), where it has one.
 
     A buy's charges are reserved with its cost: reserved without them, a later order could take the room they
     need, and the resting buy would be refused at its fill for funds the check had let it count on
     (accounts.paper._fill pays cost and charges from the same buying power). A fill below the reserved price
-    costs no more in charges (the schedule grows with an order's value)."""
-    resting = list(_resting_orders(account, exclude_order_id=exclude_order_id))
-    charged = charges_enabled()
+    costs no more in charges (the schedule grows with an order's value). A buy that buys back a short needs no
+    cost for that part: the short's exposure (`short_exposure`) already holds its buying back at the mark."""
+    held = {(p.exchange, p.symbol, p.product): p.quantity for p in account.paper_positions.all()}
+    tenant = account.user.tenant
     instrument_types: dict[tuple[str, str], str] = {}
     reserved = Decimal("0")
-    for order in resting:
-        if order.side != Order.Side.BUY or order.quantity <= order.filled_quantity:
-            continue
-        price = _order_price(order)
-        reserved += (order.quantity - order.filled_quantity) * price
-        if charged and price > 0:
-            reserved += _resting_buy_charges(
-                account=account, order=order, price=price, instrument_types=instrument_types
-            )
-    held = {(p.exchange, p.symbol, p.product): p.quantity for p in account.paper_positions.all()}
-    sells = defaultdict(list)
-    for order in resting:
-        if order.side == Order.Side.SELL and order.product != "CNC":
-            sells[(order.exchange, order.symbol, order.product)].append(order)
-    for instrument, orders in sells.items():
-        unfilled = sum(order.quantity - order.filled_quantity for order in orders)
-        opening = max(unfilled - max(held.get(instrument, Decimal("0")), 0), 0)
-        price = max(_order_price(order) for order in orders)
-        reserved += opening * price * margin_rate(tenant=account.user.tenant, product=instrument[2])
+    for (exchange, symbol, product, _), orders in _grouped(account, exclude_order_id=exclude_order_id).items():
+        reserved += _side_reserve(
+            account=account,
+            orders=orders,
+            held=held.get((exchange, symbol, product), Decimal("0")),
+            rate=margin_rate(tenant=tenant, product=product),
+            mark=(marks or {}).get((exchange, symbol)),
+            instrument_types=instrument_types,
+        )
     return reserved.quantize(CENT, rounding=ROUNDING)
 
 
@@ -110,7 +184,7 @@ def paper_buying_power(*, account: TradingAccount, marks, exclude_order_id: int 
     """Cash less what resting orders reserve and what open shorts tie up (marked at `marks`)."""
     return (
         account.cash
-        - reserved_cash(account=account, exclude_order_id=exclude_order_id)
+        - reserved_cash(account=account, exclude_order_id=exclude_order_id, marks=marks)
         - short_exposure(account=account, marks=marks)
     )
 
@@ -127,51 +201,53 @@ def _position_quantity(*, account, exchange, symbol, product) -> Decimal:
     return position.quantity if position else Decimal("0")
 
 
-def buy_charges(*, account: TradingAccount, request, price: Decimal, quantities: list[Decimal]) -> Decimal:
-    """The charges a buy of these fills (a sliced order's slices, each its own executed order) at `price` adds:
-    what the fills will debit besides their cost, so that an order the check lets through is not refused at its
-    fill for them (accounts.paper._fill pays the charges from the same buying power)."""
-    return sum(
-        (
-            order_charges(account=account, order=request, price=price, quantity=quantity).total
-            for quantity in quantities
-        ),
-        Decimal("0.00"),
-    )
-
-
 def paper_buying_power_check(
     *, account: TradingAccount, request, price: Decimal, marks, replacing=None, slices: list[Decimal] | None = None
 ) -> None:
     """Raise a per-field ValidationError when the locked account cannot afford the order at `price`, the
-    price it can fill at. A buy needs its cost (beyond the short it covers) and its charges; a sell that opens a short
-    needs the short's margin. `replacing` is the order a modify changes: its own reservation is freed."""
+    price it can fill at. `replacing` is the order a modify changes: its own reservation is freed.
+
+    What it needs is what it adds to the reservations of its instrument's resting orders on its side
+    (`reserved_cash`), as if it rested whole at `price` (its slices each an order of their own): a buy its cost
+    beyond the short it buys back (what the other resting buys do not buy back already) and its charges; a sell
+    that opens a short the short's margin and its charges. So an order the check lets through never leaves the
+    reservations above the buying power it was checked against."""
     exclude = replacing.pk if replacing else None
     # A modified order that has partly filled needs room for its rest only.
     quantity = request.quantity - (replacing.filled_quantity if replacing else Decimal("0"))
     held = _position_quantity(
         account=account, exchange=request.exchange, symbol=request.symbol, product=request.product
     )
-    selling_already = _reserved_sell_quantity(
-        account=account,
-        exchange=request.exchange,
-        symbol=request.symbol,
-        product=request.product,
-        exclude_order_id=exclude,
-    )
     if request.side == Order.Side.SELL and request.product == "CNC":
+        selling_already = _reserved_sell_quantity(
+            account=account,
+            exchange=request.exchange,
+            symbol=request.symbol,
+            product=request.product,
+            exclude_order_id=exclude,
+        )
         sellable = held - selling_already
         if quantity > sellable:
             raise ValidationError(
                 {"quantity": [f"Cannot sell {quantity} {request.symbol} (CNC): {max(sellable, 0)} held."]}
             )
         return
-    if request.side == Order.Side.BUY:
-        needed = max(quantity - max(-held, Decimal("0")), Decimal("0")) * price
-        needed += buy_charges(account=account, request=request, price=price, quantities=slices or [quantity])
-    else:
-        opening = max(quantity - max(held - selling_already, Decimal("0")), Decimal("0"))
-        needed = opening * price * margin_rate(tenant=account.user.tenant, product=request.product)
+    resting = [
+        (order, order.pk, order.quantity - order.filled_quantity, _order_price(order))
+        for order in _resting_orders(account, exclude_order_id=exclude).filter(
+            side=request.side, exchange=request.exchange, symbol=request.symbol, product=request.product
+        )
+        if order.quantity > order.filled_quantity
+    ]
+    new = [(request, _NEW + index, part, price) for index, part in enumerate(slices or [quantity])]
+    reckoning = {
+        "account": account,
+        "held": held,
+        "rate": margin_rate(tenant=account.user.tenant, product=request.product),
+        "mark": marks.get((request.exchange, request.symbol)),
+        "instrument_types": {},
+    }
+    needed = _side_reserve(orders=resting + new, **reckoning) - _side_reserve(orders=resting, **reckoning)
     needed = needed.quantize(CENT, rounding=ROUNDING)
     available = paper_buying_power(account=account, marks=marks, exclude_order_id=exclude)
     if needed > available:

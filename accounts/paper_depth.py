@@ -111,6 +111,10 @@ class PassDepth:
         self._prices = prices
         self._books: dict[tuple[str, str, str], Book | None] = {}
 
+    def marks(self) -> Mapping:
+        """The pass's last prices, (exchange, symbol) to price: what the pre-trade check marked open shorts at."""
+        return self._prices or {}
+
     def quote_as_of(self, *, exchange: str, symbol: str):
         quote = self._quote(exchange, symbol)
         return None if quote is None else quote.as_of

@@ -77,13 +77,14 @@ def book_load(account_id: int) -> AnyBook | None:
         if token is not None:
             tokens.setdefault(token, set()).add((position.exchange, position.symbol))
     tenant = account.user.tenant
+    marks = {(position.exchange, position.symbol): price for position, price in valued}
     return Book(
         account=account,
         positions=positions,
-        reserved=reserved_cash(account=account),
+        reserved=reserved_cash(account=account, marks=marks),
         charges_today=selectors.paper_charges_today(account=account),
         rates={product: margin_rate(tenant=tenant, product=product) for product in {p.product for p in positions}},
-        marks={(position.exchange, position.symbol): price for position, price in valued},
+        marks=marks,
         tokens=tokens,
     )
 

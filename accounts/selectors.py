@@ -282,7 +282,7 @@ def funds_get(*, account: TradingAccount, fresh: bool = False, present: Present 
     valuation = paper_valuation(account)
     marks = {(p.exchange, p.symbol): price for p, price in valuation.positions}
     # Short proceeds are in cash but owed back: they and the shorts' margin are tied up, like reservations.
-    utilised = reserved_cash(account=account) + short_exposure(account=account, marks=marks)
+    utilised = reserved_cash(account=account, marks=marks) + short_exposure(account=account, marks=marks)
     return _now_read(
         paper_funds_at(
             account=account,

@@ -3,8 +3,13 @@
 A resting buy reserves its charges with its cost: a later order cannot take the room they need, so the resting
 buy is never refused at its fill for funds the check had let it count on. A marketable limit buy is valued at
 its walk up the asks within its limit (what they do not give it at its limit, where it rests): valued at the
-last price, a buy that walks up past it would pass the check and be refused at fill. With charges off,
-reservations are what they always were.
+last price, a buy that walks up past it would pass the check and be refused at fill. A limit buy below the best
+ask rests at its limit and is valued there, not at a lower last price. With charges off, reservations are what
+they always were.
+
+The property opens shorts too (sells beyond what is held, intraday or futures), against bids at or above the
+mark only: a short filled below the mark loses the difference at once, marked at the last price, which no check
+sees beforehand (test_paper_reserve_shorts says precisely why, and pins it).
 """
 
 from decimal import Decimal
@@ -160,13 +165,20 @@ class TestMarketableLimitBuysValuedAtTheirWalk:
         assert placed.status_code == 201 and (placed.json()["status"], placed.json()["filled_quantity"]) == ("OPEN", 10)
         assert reserved_cash(account=primary(alice)) == D("83300.00")
 
-    def test_a_limit_buy_below_the_best_ask_is_valued_as_before(self, alice_client, alice, fixed_prices):
-        # Not marketable: it rests; the check values it at the lower of its limit and the last price, as before.
+    def test_a_limit_buy_below_the_best_ask_is_valued_at_its_limit_where_it_rests(
+        self, alice_client, alice, fixed_prices
+    ):
+        # Not marketable: it rests at 1550 (the last price, 1500, is no ask), reserving 66 x 1550 = 102,300.
         fixed_prices["NSE:INFY"] = booked("1500.00", asks=[("1600.00", 100)])
 
-        response = place(alice_client, quantity=66, order_type="LIMIT", price="1550.00")
+        refused = place(alice_client, quantity=66, order_type="LIMIT", price="1550.00")
+        placed = place(alice_client, quantity=64, order_type="LIMIT", price="1550.00")
 
-        assert response.status_code == 201 and response.json()["status"] == "OPEN", response.json()
+        assert refused.json()["errors"]["quantity"] == [
+            "Insufficient buying power: needs 102300.00, available 100000.00."
+        ]
+        assert placed.status_code == 201 and placed.json()["status"] == "OPEN", placed.json()
+        assert reserved_cash(account=primary(alice)) == D("99200.00")
 
     def test_hostile_levels_do_not_make_a_limit_buy_look_cheap(self, alice_client, alice, fixed_prices):
         fixed_prices["NSE:INFY"] = booked(
@@ -197,6 +209,90 @@ class TestMarketableLimitBuysValuedAtTheirWalk:
         )
 
         assert response.json()["errors"]["quantity"] == ["Insufficient buying power: needs 4000.00, available 3800.00."]
+
+
+class TestRestingLimitBuysValuedAtTheirLimit:
+    """A limit buy below the best ask rests at its limit and reserves there, though the last price is lower: the
+    check values it at its limit, else it would admit a reservation the account cannot cover."""
+
+    def request(self, *, quantity=60, price="1550.00") -> OrderRequest:
+        return OrderRequest(
+            symbol="INFY",
+            exchange="NSE",
+            side="BUY",
+            quantity=D(quantity),
+            order_type="LIMIT",
+            product="MIS",
+            price=D(price),
+        )
+
+    def test_a_resting_buy_whose_reservation_exceeds_the_buying_power_is_refused_before_anything_is_written(
+        self, alice, tenant, fixed_prices, charged
+    ):
+        # Last 1500 < limit 1550 < best ask 1600. 60 at the last price is 90,000; it rests reserving 93,000 and
+        # its charges at 1550: the account has room for the first and not the second.
+        fixed_prices["NSE:INFY"] = booked("1500.00", asks=[("1600.00", 100)])
+        needed = D("93000.00") + intraday_buy_charges(tenant, quantity=60, price="1550.00")
+        account = primary(alice)
+        account.cash = D("91000.00")
+        account.save()
+
+        with pytest.raises(ValidationError) as refused:
+            order_place(account=account, request=self.request(), idempotency_key=None, fingerprint="", actor=None)
+
+        assert refused.value.message_dict["quantity"] == [
+            f"Insufficient buying power: needs {needed}, available 91000.00."
+        ]
+        assert untouched(account, cash=D("91000.00"))
+
+    def test_one_that_fits_rests_reserving_what_it_was_checked_at_and_fills_when_the_price_reaches_its_limit(
+        self, alice, tenant, fixed_prices, charged
+    ):
+        fixed_prices["NSE:INFY"] = booked("1500.00", asks=[("1600.00", 100)])
+        charges = intraday_buy_charges(tenant, quantity=60, price="1550.00")
+        account = primary(alice)
+        account.cash = D("93000.00") + charges
+        account.save()
+
+        order = order_place(account=account, request=self.request(), idempotency_key=None, fingerprint="", actor=None)
+
+        assert (order.status, order.filled_quantity) == ("OPEN", 0)
+        assert paper_buying_power(account=account, marks={}) == 0
+        fixed_prices["NSE:INFY"] = "1550.00"  # the market comes up to the limit
+        assert paper_orders_match(account_id=account.pk) == 1
+        order.refresh_from_db()
+        assert (order.status, order.average_price, order.charges) == ("COMPLETE", D("1550"), charges)
+        account.refresh_from_db()
+        assert account.cash == 0
+
+    def test_without_a_book_a_limit_at_or_above_the_last_price_is_valued_at_the_last_price_it_fills_at(
+        self, alice, fixed_prices
+    ):
+        # No depth: it fills whole at the last price at once, so 66 x 1500 = 99,000 fits, though 66 x 1550 does not.
+        fixed_prices["NSE:INFY"] = "1500.00"
+        account = primary(alice)
+
+        order = order_place(
+            account=account, request=self.request(quantity=66), idempotency_key=None, fingerprint="", actor=None
+        )
+
+        assert (order.status, order.average_price) == ("COMPLETE", D("1500"))
+
+    def test_a_stop_limit_buy_is_still_valued_at_its_limit(self, alice, fixed_prices):
+        fixed_prices["NSE:INFY"] = booked("1500.00", asks=[("1600.00", 100)])
+        request = OrderRequest(
+            symbol="INFY",
+            exchange="NSE",
+            side="BUY",
+            quantity=D(66),
+            order_type="SL",
+            product="MIS",
+            price=D("1550.00"),
+            trigger_price=D("1540.00"),
+        )
+
+        with pytest.raises(ValidationError, match=r"needs 102300\.00"):
+            order_place(account=primary(alice), request=request, idempotency_key=None, fingerprint="", actor=None)
 
 
 # Each example fixes one quote per instrument (the prices never move); the steps place orders against it, and a
@@ -242,20 +338,70 @@ def spend_down(account: TradingAccount, *, to: Decimal, marks) -> None:
 STEP_BOOKS = ((0, [(0, 10), (2000, 40)], "book"), (0, [(0, 1)], "no_quote"))
 
 
+# The asks: 40 INFY at 1600, over a last price of 1500.
+ABOVE_THE_MARK = ((0, [(2000, 40)], "book"), (0, [(0, 1)], "no_quote"))
+
+
+# The asks: 40 INFY at 1550, over a last price of 1500; with shorts, no bids (they would be below the mark).
+ASKS_AT_1550 = ((0, [(1000, 40)], "book"), (0, [(0, 1)], "no_quote"))
+
+
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture])  # examples: the profile (conftest)
+# A limit buy at 1550 rests under the 1600 ask: valued at the 1500 last price it would reserve more than the room.
+@example(
+    sequence=[(0, "BUY", 30, "LIMIT", 1000, "MIS", None)],
+    books=ABOVE_THE_MARK,
+    headroom=100,
+    charges=False,
+    shorts=False,
+)
 # A limit buy up to 1650 walks the asks past the mark: valued at the mark, it would pass and be refused at fill.
-@example(sequence=[(0, "BUY", 30, "LIMIT", 3000, "MIS", ("before", 0))], books=STEP_BOOKS, headroom=100, charges=False)
+@example(
+    sequence=[(0, "BUY", 30, "LIMIT", 3000, "MIS", ("before", 0))],
+    books=STEP_BOOKS,
+    headroom=100,
+    charges=False,
+    shorts=False,
+)
 # A limit buy up to the mark fills 10 and rests 5; another order uses all the room but its charges': the
 # matching pass fills the rest from the same book.
-@example(sequence=[(0, "BUY", 15, "LIMIT", 0, "MIS", ("after", 0))], books=STEP_BOOKS, headroom=101, charges=True)
-@given(sequence=limit_orders, books=quotes, headroom=st.integers(30, 130), charges=st.booleans())
+@example(
+    sequence=[(0, "BUY", 15, "LIMIT", 0, "MIS", ("after", 0))],
+    books=STEP_BOOKS,
+    headroom=101,
+    charges=True,
+    shorts=False,
+)
+# 10 sold short at 1500 and the room all used; buying them back walks the asks to 1550: marked at 1550 by the
+# fill (at 1500 by the check), the short looked dearer to the fill, which refused it.
+@example(
+    sequence=[(0, "SELL", 10, "MARKET", 0, "MIS", ("after", 0)), (0, "BUY", 10, "MARKET", 0, "MIS", None)],
+    books=ASKS_AT_1550,
+    headroom=100,
+    charges=False,
+    shorts=True,
+)
+# A stop-market buy triggers at once, takes the one ask (1500.05) and rests its other share at the market; all
+# the room is used: its rest fills from the same book at 1500.05, not its trigger, 1500.
+@example(
+    sequence=[(0, "BUY", 2, "SL-M", 0, "MIS", ("after", 0))],
+    books=((0, [(1, 1)], "book"), (0, [(0, 0)], "book")),
+    headroom=101,
+    charges=False,
+    shorts=False,
+)
+@given(sequence=limit_orders, books=quotes, headroom=st.integers(30, 130), charges=st.booleans(), shorts=st.booleans())
 def test_resting_and_marketable_limit_orders_are_never_refused_at_fill_for_funds_at_unchanged_prices(
-    tenant, instrument_master, fixed_prices, settings, sequence, books, headroom, charges
+    tenant, instrument_master, fixed_prices, settings, sequence, books, headroom, charges, shorts
 ):
     """Limit orders (marketable or resting, partly filled from thin books), market and stop-market orders, with
     charges on or off, on an account with little room to spare: each is refused before anything is written or
     accepted; neither its fill at placement nor a matching pass at the same prices refuses a fill for funds, and
-    cash never goes below zero. (Buys, and sells of what is held.)"""
+    cash never goes below zero, nor the buying power (what the resting orders reserve stays covered).
+
+    Buys, and sells: of what is held (CNC) or, with `shorts`, of anything on an intraday or futures product,
+    opening shorts; their bids are then only those at or above the mark, where a short's fill costs no more than
+    its margin (the module's docstring says why not below)."""
     settings.THOR_PAPER_CHARGES = {"enabled": charges, "tenants": {}}
     account = primary(UserFactory(tenant=tenant))  # a new user each example: order rows are never deleted
     marks = {}
@@ -269,6 +415,9 @@ def test_resting_and_marketable_limit_orders_are_never_refused_at_fill_for_funds
             fault=fault,
             fixed_prices=fixed_prices,
         )
+        quote = fixed_prices.get(f"{exchange}:{symbol}")
+        if shorts and isinstance(quote, dict):
+            quote["bids"] = [[price, size] for price, size in quote["bids"] if D(price) >= marks[(exchange, symbol)]]
         event(fault)
     quoted_marks = {key: mark for key, mark in marks.items() if ":".join(key) in fixed_prices}
     # Room for `headroom` percent of all the orders at the marks: some fit, the others meet what they left.
@@ -276,10 +425,8 @@ def test_resting_and_marketable_limit_orders_are_never_refused_at_fill_for_funds
     account.cash = (value * headroom / 100).quantize(D("0.01"))
     account.save()
     for index, side, lots, order_type, ticks, product, tighten in sequence:
-        if side == "SELL":
-            # Sells only sell what is held: a short's margin is marked at the last price by the check but at the
-            # fill price (its own instrument) or its average (another's) by a fill, which is another matter.
-            index, product = 0, "CNC"
+        if side == "SELL" and not shorts:
+            index, product = 0, "CNC"  # a sell of what is held, if anything is
         exchange, symbol, lot, _ = INSTRUMENTS[index]
         mark = marks[(exchange, symbol)]
         quantity = D(lots * lot)
@@ -307,9 +454,14 @@ def test_resting_and_marketable_limit_orders_are_never_refused_at_fill_for_funds
         if paper_orders_match(account_id=account.pk):
             event("filled further by a matching pass")
         account.refresh_from_db()
+        if account.paper_positions.filter(quantity__lt=0).exists():
+            event("short")
         refused_at_fill = account.orders.filter(status_message__contains="Insufficient funds at fill")
         assert not refused_at_fill.exists(), list(refused_at_fill.values("quantity", "status", "status_message"))
         assert account.cash >= 0
+        # What rests is covered: each resting order can fill at the price it reserves (cash taken out stops at
+        # zero buying power, never below).
+        assert paper_buying_power(account=account, marks=quoted_marks) >= 0
     assert not Order.objects.filter(account=account, status=Order.Status.REJECTED).exists()
 
 
@@ -338,3 +490,33 @@ class TestARestingMarketOrderReservesItsCost:
         assert (filled.status, filled.filled_quantity, filled.average_price) == ("COMPLETE", NIFTY_LOT, D("24010"))
         account.refresh_from_db()
         assert account.cash == D("2000000.00") - NIFTY_LOT * D("24010.00")
+
+    def test_a_stop_market_buy_triggered_at_once_rests_reserving_what_it_filled_at_not_its_trigger(
+        self, alice, fixed_prices
+    ):
+        # It triggers at 1500 and takes the one ask at 1500.05; its other share rests at the market, which the
+        # check valued at 1500.05 too. Reserved at its trigger, 1500, it would leave 0.05 for another order to take
+        # and then be refused at its fill from the same book.
+        fixed_prices["NSE:INFY"] = booked("1500.00", asks=[("1500.05", 1)])
+        account = primary(alice)
+        account.cash = D("3000.10")
+        account.save()
+        request = OrderRequest(
+            symbol="INFY",
+            exchange="NSE",
+            side="BUY",
+            quantity=D(2),
+            order_type="SL-M",
+            product="MIS",
+            trigger_price=D("1500.00"),
+        )
+
+        order = order_place(account=account, request=request, idempotency_key=None, fingerprint="", actor=None)
+
+        assert (order.status, order.filled_quantity) == ("OPEN", 1)
+        assert reserved_cash(account=account) == D("1500.05")
+        account.refresh_from_db()
+        assert paper_buying_power(account=account, marks={}) == 0
+        assert paper_orders_match(account_id=account.pk) == 1  # a newer quote of the same book
+        order.refresh_from_db()
+        assert (order.status, order.average_price) == ("COMPLETE", D("1500.05"))
