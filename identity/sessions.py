@@ -47,11 +47,7 @@ def session_is_revoked(sid: str, *, cached=None) -> bool:
     """Whether the session was logged out; `cached` is its cache entry when the caller already fetched it."""
     state = cached if cached is not None else cache.get(session_key(sid))
     if state is None:
-        revoked = RevokedSession.objects.filter(sid=sid, expires_at__gt=timezone.now()).exists()
-        state = REVOKED if revoked else LIVE
-        seconds = _revoked_for().total_seconds() if revoked else settings.THOR_READ_CACHE_SECONDS
-        if seconds:
-            cache.set(session_key(sid), state, seconds)
+        state = _states_from_database([sid])[sid]
     return state == REVOKED
 
 
@@ -66,14 +62,20 @@ def revoked_session_ids(sids: Iterable[str]) -> set[str]:
     states = {keys[key]: state for key, state in cached.items()}
     unknown = [sid for sid in keys.values() if sid not in states]
     if unknown:
-        revoked = _revoked_in_database(unknown)
-        states.update({sid: REVOKED if sid in revoked else LIVE for sid in unknown})
-        if revoked:
-            cache.set_many({session_key(sid): REVOKED for sid in revoked}, _revoked_for().total_seconds())
-        if settings.THOR_READ_CACHE_SECONDS and len(revoked) < len(unknown):
-            live = {session_key(sid): LIVE for sid in unknown if sid not in revoked}
-            cache.set_many(live, settings.THOR_READ_CACHE_SECONDS)
+        states.update(_states_from_database(unknown))
     return {sid for sid, state in states.items() if state == REVOKED}
+
+
+def _states_from_database(sids: list[str]) -> dict[str, str]:
+    """Each session's state as the database says, in one query, kept in the cache: a revoked one for as long as
+    its tokens could live, a live one for THOR_READ_CACHE_SECONDS (not at all when that is 0)."""
+    revoked = _revoked_in_database(sids)
+    if revoked:
+        cache.set_many({session_key(sid): REVOKED for sid in revoked}, _revoked_for().total_seconds())
+    live = [sid for sid in sids if sid not in revoked]
+    if live and settings.THOR_READ_CACHE_SECONDS:
+        cache.set_many({session_key(sid): LIVE for sid in live}, settings.THOR_READ_CACHE_SECONDS)
+    return {sid: REVOKED if sid in revoked else LIVE for sid in sids}
 
 
 def _revoked_in_database(sids: list[str]) -> set[str]:

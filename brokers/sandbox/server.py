@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Protocol
 from urllib.parse import parse_qs, urlsplit
 
+from .control import control_error, control_router, dispatch_control, is_control_path
 from .idp import DiscordIdp, GoogleIdp
 from .kite_api import KiteApi
 from .kite_models import KiteApp
@@ -23,21 +24,18 @@ from .kite_state import KiteState
 from .kite_ticker import MAX_MESSAGE_BYTES, TICKER_PATH, Admission, KiteTickerHub
 from .market import InstrumentCatalogue, Market
 from .schwab_api import SchwabApi
-from .schwab_api import add_control_routes as add_schwab_control_routes
 from .schwab_models import SchwabApp, us_instruments
 from .schwab_state import SchwabState
 from .schwab_streamer import MAX_MESSAGE_BYTES as STREAMER_MAX_MESSAGE_BYTES
 from .schwab_streamer import STREAMER_PATH, SchwabStreamerHub
 from .schwab_streamer import add_control_routes as add_streamer_control_routes
 from .state import CallStats, Fault, FaultBook, PostbackSender
-from .ticker_log import add_ticker_log_routes
-from .web import MethodNotAllowed, Request, Response, RouteNotFound, Router
+from .web import Request, Response
 from .websocket import WebSocket, accept_key, is_upgrade
 
 logger = logging.getLogger("thor.sandbox")
 
 MAX_BODY_BYTES = 1024 * 1024
-CONTROL_PREFIX = "/_sandbox"
 
 
 class BrokerApi(Protocol):
@@ -125,7 +123,7 @@ class SandboxServer:
         self.ticker = KiteTickerHub(self.state.kite, self.state.market, clock=clock, tick_seconds=ticker_seconds)
         # Schwab's streamer (the address its userPreference gives), on this port too, at the same pace.
         self.streamer = SchwabStreamerHub(self.state.schwab, clock=clock, tick_seconds=ticker_seconds)
-        self.control = _control_router(self.state, self.ticker)
+        self.control = control_router(self.state, self.ticker)
         add_streamer_control_routes(self.control, self.streamer)
         self._tick_seconds = tick_seconds
         # How a latency fault holds its answer back (a test passes a recorder, so nothing waits).
@@ -193,8 +191,8 @@ class SandboxServer:
 
     def dispatch(self, request: Request) -> Response | None:
         """The answer to one call, or None to drop the connection without answering."""
-        if _is_control_path(request.path):
-            return _dispatch_control(self.control, request)
+        if is_control_path(request.path):
+            return dispatch_control(self.control, request)
         broker = self.broker_for(request.path)
         outcome = self.state.faults.take(broker.name, request.path)
         if outcome.latency_ms:
@@ -222,8 +220,8 @@ class SandboxServer:
     def reject(self, method: str, path: str, status: int, message: str) -> Response:
         """An error answer built without the broker's handlers: a body the server refuses to read,
         or a failure inside a handler."""
-        if _is_control_path(path):
-            return _control_error(status, message)
+        if is_control_path(path):
+            return control_error(status, message)
         response = self.broker_for(path).error_response(status, message)
         self.state.stats.record_call(method, path, str(status))
         return response
@@ -365,101 +363,3 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format, *args):
         logger.debug("%s - %s", self.address_string(), format % args)
-
-
-# --- control API ------------------------------------------------------------------------------
-
-
-def _is_control_path(path: str) -> bool:
-    return path == CONTROL_PREFIX or path.startswith(CONTROL_PREFIX + "/")
-
-
-def _control_error(status: int, message: str) -> Response:
-    return Response.json({"error": message}, status)
-
-
-def _dispatch_control(router: Router, request: Request) -> Response:
-    try:
-        handler, request.path_params = router.resolve(request.method, request.path)
-    except RouteNotFound:
-        return _control_error(404, "Unknown sandbox control path.")
-    except MethodNotAllowed:
-        return _control_error(405, "Method not allowed.")
-    try:
-        return handler(request)
-    except ValueError as error:
-        return _control_error(400, str(error))
-
-
-def _json_body(request: Request):
-    try:
-        return request.json()
-    except ValueError:
-        raise ValueError("The body must be JSON.") from None
-
-
-def _control_router(state: SandboxState, ticker: KiteTickerHub) -> Router:
-    router = Router()
-
-    def register_app(request: Request) -> Response:
-        payload = _json_body(request)
-        if isinstance(payload, Mapping) and payload.get("broker", "kite") == "schwab":
-            schwab_app = SchwabApp.from_mapping(payload)
-            state.schwab.register_app(schwab_app)
-            return Response.json({"broker": "schwab", "client_id": schwab_app.client_id}, status=201)
-        if isinstance(payload, Mapping) and payload.get("broker", "kite") != "kite":
-            raise ValueError("Only Kite and Schwab apps can be registered.")
-        app = KiteApp.from_mapping(payload)
-        state.kite.register_app(app)
-        return Response.json({"broker": "kite", "api_key": app.api_key}, status=201)
-
-    def pin_prices(request: Request) -> Response:
-        payload = _json_body(request)
-        if not isinstance(payload, Mapping) or not payload:
-            raise ValueError('Send {"EXCH:SYMBOL": price, ...}; a null price releases the pin.')
-        for key, price in payload.items():
-            if price is not None and (isinstance(price, bool) or not isinstance(price, int | float) or price <= 0):
-                raise ValueError(f"The price of {key} must be a positive number or null.")
-        pinned = {}
-        for key, price in payload.items():
-            instrument = state.market.pin(key, None if price is None else float(price))
-            pinned[key] = {"instrument_token": instrument.token, "last_price": state.market.price(instrument)}
-        state.kite.match_resting_orders()
-        state.schwab.match_resting_orders()
-        return Response.json(pinned)
-
-    def read_prices(request: Request) -> Response:
-        """`?i=NSE:INFY&i=...` -> {"NSE:INFY": 1501.25}: the moving prices, for Thor's paper engine in
-        development. Unknown instruments are left out; as a control path it is never counted."""
-        found = {reference: state.market.find(reference) for reference in request.query.get("i", [])}
-        return Response.json(
-            {reference: state.market.price(instrument) for reference, instrument in found.items() if instrument}
-        )
-
-    def add_fault(request: Request) -> Response:
-        fault = Fault.from_mapping(_json_body(request))
-        state.faults.add(fault)
-        return Response.json(state.faults.listing(), status=201)
-
-    def clear_faults(_: Request) -> Response:
-        state.faults.clear()
-        return Response.json([])
-
-    def reset_stats(_: Request) -> Response:
-        state.stats.reset()
-        return Response.json(state.stats.snapshot())
-
-    router.add("POST", "/_sandbox/apps", register_app)
-    router.add("GET", "/_sandbox/prices", read_prices)
-    router.add("POST", "/_sandbox/prices", pin_prices)
-    router.add("GET", "/_sandbox/faults", lambda _: Response.json(state.faults.listing()))
-    router.add("POST", "/_sandbox/faults", add_fault)
-    router.add("DELETE", "/_sandbox/faults", clear_faults)
-    router.add("GET", "/_sandbox/stats", lambda _: Response.json(state.stats.snapshot()))
-    router.add("DELETE", "/_sandbox/stats", reset_stats)
-    # Kite's ticker: its open connections (and what each subscribes), and a network failure on demand.
-    router.add("GET", "/_sandbox/ticker", lambda _: Response.json(ticker.listing()))
-    router.add("POST", "/_sandbox/ticker/drop", lambda _: Response.json({"dropped": ticker.drop_all()}))
-    add_ticker_log_routes(router, ticker)
-    add_schwab_control_routes(router, state.schwab)
-    return router
