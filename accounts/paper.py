@@ -6,7 +6,7 @@ stays OPEN for later matching passes (an IOC order's is cancelled). Without dept
 last price (a market order plus slippage). What an account can afford is accounts.paper_buying_power; how a
 fill is applied, accounts.paper_fills.
 
-Every change to cash or positions happens with the TradingAccount row locked (`account_lock`), so
+Every change to cash or positions happens with the TradingAccount row locked (accounts.account_locks), so
 concurrent orders on one account are applied one at a time and their checks see each other.
 """
 
@@ -16,14 +16,13 @@ from datetime import datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from django.conf import settings
-from django.db import connection, transaction
-from django.db.models import BooleanField
-from django.db.models.expressions import RawSQL
+from django.db import transaction
 from django.utils import timezone
 
+from accounts.account_locks import account_lock
 from accounts.audit import account_event_record
 from accounts.market_data import instrument_get
-from accounts.models import IdempotentRequest, Order, PaperPosition, TradingAccount
+from accounts.models import Order, PaperPosition, TradingAccount
 from accounts.paper_buying_power import (
     RESERVE_PRICE,
     RESTING_STATUSES,
@@ -45,49 +44,6 @@ BPS = Decimal("10000")
 MARKET_TYPES = ("MARKET", "SL-M")
 # Kept in a paper order's `raw` (its paper broker's last word): the quote it last filled from.
 BOOK_AS_OF = "book_as_of"
-
-
-def account_lock(*, account_id: int, idempotency_key: str | None = None) -> TradingAccount:
-    """The account row, locked until the surrounding transaction ends (its user's and tenant's rows too:
-    a user's open orders across accounts are counted under it).
-
-    A live account's broker session and app come in the same query, unlocked, and the app's tenant is the user's
-    row (the same tenant): the checks and the broker call read them next, and one query is cheaper than three. With an Idempotency-Key,
-    the same query says whether the key was ever used on the account (`key_used`), so a new key, the
-    common case, costs no lookup of its own.
-    """
-    accounts = TradingAccount.objects.select_for_update(of=("self", "user", "user__tenant")).select_related(
-        "user__tenant", "connection__app"
-    )
-    if idempotency_key:
-        accounts = accounts.annotate(key_used=_key_used(idempotency_key))
-    account = accounts.get(pk=account_id)
-    app = account.connection.app if account.connection_id is not None else None
-    if app is not None and app.tenant_id == account.user.tenant_id:
-        # The app's tenant is the account's (a tenant's shared app, or its user's own): the row just read and
-        # locked, not a second copy of its twenty columns (their JSON parsed and secrets decrypted again).
-        app.tenant = account.user.tenant
-    return account
-
-
-def _key_used(idempotency_key: str) -> RawSQL:
-    """Whether an order or a recorded request of the account holds this key: two EXISTS written out once, where
-    the ORM would compile two correlated subqueries again for every placement (this query runs on each one, and
-    compiling them cost more of the placement's CPU than running the whole query)."""
-    quote = connection.ops.quote_name
-    account = f"{quote(TradingAccount._meta.db_table)}.{quote(TradingAccount._meta.pk.column)}"
-
-    def used_in(model, key_field: str) -> str:
-        table = quote(model._meta.db_table)
-        account_column = quote(model._meta.get_field("account").column)
-        key_column = quote(model._meta.get_field(key_field).column)
-        return (
-            f"EXISTS (SELECT 1 FROM {table} "  # noqa: S608 (names from the models, the key a parameter)
-            f"WHERE {table}.{account_column} = {account} AND {table}.{key_column} = %s)"
-        )
-
-    sql = f"{used_in(Order, 'idempotency_key')} OR {used_in(IdempotentRequest, 'key')}"
-    return RawSQL(sql, (idempotency_key, idempotency_key), output_field=BooleanField())  # noqa: S611 (as above)
 
 
 def to_tick(value: Decimal, *, tick: Decimal, side: str) -> Decimal:

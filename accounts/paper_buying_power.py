@@ -1,6 +1,6 @@
 """What a paper account can afford: cash less what its resting orders reserve (for the part of each not filled
 yet, a buy's charges with its cost) and what its open shorts tie up, and the pre-trade check of an order against
-it. Run on the locked account (accounts.paper.account_lock), so concurrent orders see each other's reservations.
+it. Run on the locked account (accounts.account_locks.account_lock), so concurrent orders see each other's reservations.
 
 The check needs what the order adds to the reservations, reckoned the same way (`_side_reserve`): an order it
 lets through never leaves the reservations above the buying power it was checked against.

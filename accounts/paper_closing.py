@@ -28,11 +28,11 @@ from decimal import Decimal
 from django.db import transaction
 from django.utils import timezone
 
+from accounts.account_locks import account_lock
 from accounts.audit import order_event_record
 from accounts.market_data import EXCHANGES
 from accounts.market_data import instrument_get as rules_instrument_get
 from accounts.models import Order, PaperPosition, TradingAccount
-from accounts.paper import account_lock
 from accounts.paper_buying_power import RESTING_STATUSES
 from accounts.paper_fills import fill_apply, order_charges, status_set
 from accounts.prices import MarketDataUnavailable, price_source

@@ -86,7 +86,7 @@ def account_for_order_get(*, user, account_ref: str) -> TradingAccount:
     for a few seconds, so a trader's next placements cost no SQL to find it), loading what else it needs
     (its broker app and tokens, for a band quote) on first use.
 
-    The placement reads the row again under its lock (accounts.paper.account_lock) and checks that one, so
+    The placement reads the row again under its lock (accounts.account_locks.account_lock) and checks that one, so
     it takes from here what cannot change under it (that the user owns the account: the cache is keyed by
     the user; its mode; its connection) and whether to read prices before the lock (its tenant's order value
     limit: a limit set within the cache's seconds fails closed, a market order refused for want of a price).

@@ -45,7 +45,7 @@ class ReadCachedJWTAuthentication(JWTAuthentication):
 
     def _user_cached_for(self, request) -> bool:
         # A view whose service reads the user's row again under its lock and refuses an inactive user there
-        # (an order placement: accounts.paper.account_lock locks the account, its user and tenant) says so
+        # (an order placement: accounts.account_locks.account_lock locks the account, its user and tenant) says so
         # with `user_checked_under_lock`: its writes cost no user SELECT of their own, and still never act
         # for a user disabled behind the cache's back.
         view = (request.parser_context or {}).get("view")

@@ -8,13 +8,14 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from accounts import live, placement
+from accounts.account_locks import account_lock
 from accounts.audit import order_event_record
 from accounts.checks import order_request_check, trading_enabled_check
 from accounts.market_data import Instrument
 from accounts.models import Order, TradingAccount
 from accounts.orders.idempotency import recorded_request, request_record
 from accounts.orders.place import last_prices, order_create, pre_trade_check, prefixed
-from accounts.paper import account_lock, paper_order_submit
+from accounts.paper import paper_order_submit
 from accounts.paper_depth import PassDepth
 from accounts.price_bands import band_quotes, price_band_check
 from brokers.adapters.errors import BrokerError

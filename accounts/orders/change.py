@@ -11,12 +11,13 @@ from django.db import transaction
 from rest_framework import status
 
 from accounts import autoslice, live
+from accounts.account_locks import account_lock
 from accounts.audit import order_event_record, order_state
 from accounts.checks import OPEN_STATUSES, order_egress_check, order_request_check, trading_enabled_check
 from accounts.models import Order, TradingAccount
 from accounts.orders.idempotency import replayed_order, request_forget, request_record
 from accounts.orders.place import last_prices, pre_trade_check
-from accounts.paper import account_lock, paper_order_cancel, paper_order_submit
+from accounts.paper import paper_order_cancel, paper_order_submit
 from accounts.paper_depth import PassDepth
 from accounts.price_bands import band_quote, price_band_check
 from accounts.slicing import children_load

@@ -15,6 +15,7 @@ from django.utils import timezone
 from rest_framework import status
 
 from accounts import autoslice, placement
+from accounts.account_locks import account_lock
 from accounts.audit import order_event_record
 from accounts.checks import (
     active_user_check,
@@ -26,7 +27,7 @@ from accounts.checks import (
 )
 from accounts.models import Order, TradingAccount
 from accounts.orders.idempotency import placed_order_for_key, request_record
-from accounts.paper import account_lock, paper_order_submit
+from accounts.paper import paper_order_submit
 from accounts.paper_buying_power import paper_buying_power_check
 from accounts.paper_depth import PassDepth
 from accounts.price_bands import band_quote, price_band_check
