@@ -17,6 +17,7 @@ import secrets
 import struct
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.message import Message
@@ -150,6 +151,9 @@ class KiteTickerHub(StreamHub[TickerConnection]):
         self.tick_seconds = tick_seconds
         # When each tick left, for a benchmark (ticker_log: off unless a control call turns it on).
         self.sent: SentTicks | None = None
+        # Upgrades admitted whose connection is not open yet, by API key: the 101 goes out before the connection
+        # joins the open ones, and a client that heard it may connect again in between.
+        self._admitted: Counter[str] = Counter()
 
     # --- the upgrade --------------------------------------------------------------------------
 
@@ -166,14 +170,30 @@ class KiteTickerHub(StreamHub[TickerConnection]):
             return _refusal(error.status, error.error_type, error.message)
         with self._lock:
             open_for_key = sum(1 for connection in self._connections if connection.api_key == api_key)
-        if open_for_key >= MAX_CONNECTIONS_PER_API_KEY:
-            return _refusal(429, "NetworkException", "Maximum number of connections per API key reached.")
+            if open_for_key + self._admitted[api_key] >= MAX_CONNECTIONS_PER_API_KEY:
+                return _refusal(429, "NetworkException", "Maximum number of connections per API key reached.")
+            self._admitted[api_key] += 1
         return Admission(api_key, session.user_id, access_token, accept_key(key))
 
-    def run(self, socket: WebSocket, admission: Admission) -> None:
-        """Serve one upgraded connection until it closes (in the request handler's thread)."""
-        connection = TickerConnection(socket, admission.api_key, admission.user_id, admission.access_token)
-        self.serve(connection, self._send_ticks, name="sandbox-ticks")
+    def run(self, upgrade: Callable[[], WebSocket], admission: Admission) -> None:
+        """Switch protocols (`upgrade`) and serve the connection until it closes (in the request handler's
+        thread). The place `admit` kept for it passes to the open connection, or is given back if the upgrade
+        fails: either way counted once."""
+        kept = True
+
+        def registered() -> None:  # under the hub's lock
+            nonlocal kept
+            self._admitted[admission.api_key] -= 1
+            kept = False
+
+        try:
+            socket = upgrade()
+            connection = TickerConnection(socket, admission.api_key, admission.user_id, admission.access_token)
+            self.serve(connection, self._send_ticks, name="sandbox-ticks", registered=registered)
+        finally:
+            if kept:
+                with self._lock:
+                    self._admitted[admission.api_key] -= 1
 
     # --- control ------------------------------------------------------------------------------
 

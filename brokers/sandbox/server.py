@@ -312,7 +312,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             with contextlib.suppress(OSError):
                 self._write(admission)
             return
-        sandbox.ticker.run(self._switch_protocols(admission.accept, MAX_MESSAGE_BYTES), admission)
+        sandbox.ticker.run(lambda: self._switch_protocols(admission.accept, MAX_MESSAGE_BYTES), admission)
 
     def _serve_streamer(self) -> None:
         """Schwab's streamer: the upgrade asks for no credentials (the first request logs in)."""

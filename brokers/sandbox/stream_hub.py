@@ -27,12 +27,22 @@ class StreamHub(Generic[Connection]):
     def _handle(self, connection: Connection, payload: bytes) -> None:
         raise NotImplementedError
 
-    def serve(self, connection: Connection, send: Callable[[Connection], None], *, name: str) -> None:
+    def serve(
+        self,
+        connection: Connection,
+        send: Callable[[Connection], None],
+        *,
+        name: str,
+        registered: Callable[[], None] | None = None,
+    ) -> None:
         """Serve one upgraded connection until it closes (in the request handler's thread), `send` running
-        beside it in a thread called `name`."""
+        beside it in a thread called `name`; `registered` is called under the hub's lock as the connection
+        joins the open ones."""
         socket = connection.socket
         with self._lock:
             self._connections.add(connection)
+            if registered is not None:
+                registered()
         sender = threading.Thread(target=send, args=(connection,), name=name, daemon=True)
         sender.start()
         try:

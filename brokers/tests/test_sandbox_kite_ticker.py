@@ -5,12 +5,13 @@ refuses."""
 import json
 import threading
 import time
+from email.message import Message
 
 import pytest
 import requests
 from django.core.management import CommandError, call_command
 
-from brokers.sandbox.kite_ticker import MAX_TOKENS_PER_CONNECTION
+from brokers.sandbox.kite_ticker import MAX_CONNECTIONS_PER_API_KEY, MAX_TOKENS_PER_CONNECTION, Admission
 from brokers.sandbox.testing import start_sandbox
 from brokers.tests.kite_sandbox_calls import API_KEY, API_SECRET, REDIRECT_URL, kite_session
 from brokers.tests.kite_ticker_client import TickerClient
@@ -217,6 +218,31 @@ def test_a_fourth_connection_for_one_api_key_is_refused(sandbox, client):
     fourth = client()
     _, reason = fourth.wait_for(lambda: fourth.errors and fourth.errors[0])
     assert "429" in str(reason)
+
+
+def test_upgrades_admitted_but_not_yet_open_count_against_the_limit(sandbox, kite):
+    """The 101 goes out before the connection joins the open ones: a client that heard it may ask again in
+    between (a busy machine let a fourth connection in so), and must find the place taken."""
+    hub = sandbox.server.ticker
+    headers = Message()
+    headers["Sec-WebSocket-Key"] = "dGhlIHNhbXBsZSBub25jZQ=="
+    headers["Sec-WebSocket-Version"] = "13"
+    query = {"api_key": [API_KEY], "access_token": [kite.access_token]}
+    admitted = [hub.admit(headers, query) for _ in range(MAX_CONNECTIONS_PER_API_KEY)]
+    assert all(isinstance(admission, Admission) for admission in admitted)
+    assert hub.admit(headers, query).status == 429
+
+    def client_gone():
+        raise OSError("the client hung up before the upgrade")
+
+    # An upgrade that fails gives its place back.
+    for admission in admitted:
+        with pytest.raises(OSError):
+            hub.run(client_gone, admission)
+    again = hub.admit(headers, query)
+    assert isinstance(again, Admission)
+    with pytest.raises(OSError):
+        hub.run(client_gone, again)
 
 
 def test_after_a_drop_the_ticker_reconnects_and_its_subscriptions_tick_again(sandbox, client):
