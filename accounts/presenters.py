@@ -30,15 +30,25 @@ def _shown(value) -> bool:
     return money.to_decimal(value).is_finite()
 
 
+# Each has a short path for what the database and the adapters give (an int quantity, a Decimal), the same
+# rounding as thor.money's: a socket's burst of prices presents some forty numbers per account it follows.
+
+
 def _quantity(value) -> int | None:
+    if type(value) is int:
+        return value
     return money.quantity(value) if _shown(value) else None
 
 
 def _price(value) -> str | None:
+    if type(value) is Decimal:
+        return str(value.quantize(money.PRICE_STEP, rounding=money.ROUNDING)) if value.is_finite() else None
     return money.price_text(value) if _shown(value) else None
 
 
 def _money(value) -> str | None:
+    if type(value) is Decimal:
+        return str(value.quantize(money.CENT, rounding=money.ROUNDING)) if value.is_finite() else None
     return money.money_text(value) if _shown(value) else None
 
 

@@ -12,6 +12,8 @@ from decimal import Decimal, InvalidOperation
 
 import pytest
 from django.utils import timezone
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from rest_framework.renderers import JSONRenderer
 
 from accounts import presenters
@@ -19,6 +21,7 @@ from accounts.api import serializers
 from accounts.models import Order
 from accounts.orders.batch import BatchLeg, BatchResult
 from brokers.adapters.types import Funds, Holding, Position
+from thor import money
 
 CREATED = datetime(2026, 3, 2, 9, 15, 0, 123456, tzinfo=UTC)
 UPDATED = datetime(2026, 3, 2, 9, 15, 1, tzinfo=UTC)
@@ -382,3 +385,31 @@ class TestLiveRead:
             {"account_id": 7, "source": "live", "as_of": as_of, "data": positions}
         ).data
         assert json.loads(render(body)) == json.loads(render(documented))
+
+
+class TestNumbersShortPath:
+    """The presenters' short path for a Decimal or an int (what the database gives) shows what thor.money shows."""
+
+    @given(value=st.decimals(allow_nan=True, allow_infinity=True, places=None) | st.integers(-(10**15), 10**15))
+    @settings(max_examples=300)
+    def test_each_number_is_shown_as_thor_money_shows_it(self, value):
+        def through_money(show, value):
+            if not presenters._shown(value):
+                return None
+            try:
+                return show(value)
+            except InvalidOperation:
+                return InvalidOperation
+
+        def presented(present, value):
+            try:
+                return present(value)
+            except InvalidOperation:
+                return InvalidOperation
+
+        assert presented(presenters._money, value) == through_money(money.money_text, value)
+        assert presented(presenters._price, value) == through_money(money.price_text, value)
+        assert presented(presenters._quantity, value) == through_money(money.quantity, value)
+
+    def test_a_boolean_is_no_int_to_pass_through(self):
+        assert presenters._quantity(True) == 1 and type(presenters._quantity(True)) is int
