@@ -150,6 +150,7 @@ def _reference_quotes(*, account: TradingAccount, names: list[str]) -> dict[str,
         call_without_lock=False,
         wait_for_budget=False,
         serves_seconds=settings.THOR_PRICE_BAND_QUOTE_SECONDS,
+        pad=False,
     )
     try:
         quotes = quote_service(tenant=account.user.tenant).quotes(names, patience=patience)

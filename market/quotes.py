@@ -102,6 +102,9 @@ class Patience:
     call_without_lock: bool = True
     wait_for_budget: bool = True
     serves_seconds: float = 0.0
+    # A call with room fills it with names asked lately (the next readers' quotes for free): a caller that
+    # waits on the answer (an order) asks only for its own, a smaller answer to parse.
+    pad: bool = True
 
 
 PATIENT = Patience()
@@ -221,12 +224,15 @@ class QuoteService:
 
     # --- the upstream calls ------------------------------------------------------------------------------
 
-    def _batches(self, missing: list[str], also: Callable[[], Iterable[str]] | None) -> list[list[str]]:
-        """`missing` in calls of the feed's batch, the last one filled up with names asked lately and `also`'s."""
+    def _batches(
+        self, missing: list[str], also: Callable[[], Iterable[str]] | None, *, pad: bool = True
+    ) -> list[list[str]]:
+        """`missing` in calls of the feed's batch, the last one filled up (`pad`) with names asked lately and
+        `also`'s."""
         batch = self.feed.batch
         room = -len(missing) % batch
         names = list(missing)
-        if room:
+        if room and pad:
             extra: list[str] = self._wanted(room + len(missing))
             if also is not None:
                 extra += valid_names(list(also())[:MAX_INSTRUMENTS])
@@ -247,7 +253,7 @@ class QuoteService:
         if connection is None:
             logger.warning("No %s market-data connection for %s", self.feed.kind, self.scope)
             return False
-        for batch in self._batches(missing, also):
+        for batch in self._batches(missing, also, pad=patience.pad):
             try:
                 quoted = (
                     self._call(connection, batch) if patience.wait_for_budget else self._call_now(connection, batch)

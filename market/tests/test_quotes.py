@@ -4,6 +4,7 @@ broker fails, and closed to hostile input."""
 
 import threading
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -271,6 +272,19 @@ class TestPatience:
             == "live"
         )
         assert quote_calls(sandbox) == before + 1
+
+    def test_an_unpadded_call_asks_only_for_what_its_reader_named(self, market, sandbox, unbudgeted):
+        clock = Clock()
+        service = QuoteService.of(market, clock=clock)
+        service.quotes(["NSE:SBIN"])
+        clock.now += FRESH_SECONDS
+
+        service.quotes(["NSE:INFY"], also=lambda: ["NSE:TCS"], patience=replace(self.IMPATIENT, pad=False))
+        before = quote_calls(sandbox)
+        service.quotes(["NSE:SBIN"])
+        service.quotes(["NSE:TCS"])
+
+        assert quote_calls(sandbox) == before + 2
 
     def test_a_lock_held_elsewhere_answers_what_is_kept_after_the_short_wait_without_a_call(
         self, market, sandbox, unbudgeted
