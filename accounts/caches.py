@@ -15,10 +15,8 @@ zerver/lib/cache.py).
 - the counts of open order sockets (accounts.ws_connections) and the accounts a socket follows
   (accounts.followers), expiring on their own;
 - when each Schwab account's orders were last polled (accounts.polling), and a Schwab connection's account
-  numbers (accounts.schwab), each kept for its own period (paper prices are the market's quotes: market.caches);
-- the quote a live LIMIT/SL order's price band was set from (accounts.price_bands),
-  `thor:band-quote:{connection_id}:{exchange}:{symbol}`, kept THOR_PRICE_BAND_QUOTE_SECONDS: a ladder of
-  orders on one instrument costs one quote (Kite allows one a second per app), expiring on its own.
+  numbers (accounts.schwab), each kept for its own period (paper prices, and the quotes live orders' price
+  bands are set from, are the market's quotes: market.caches).
 """
 
 import contextlib
@@ -145,10 +143,6 @@ def schwab_account_numbers_key(connection: BrokerConnection) -> str:
 
 def schwab_accounts_key(connection: BrokerConnection, *, tenant_slug: str) -> str:
     return snapshots.key(tenant_slug, f"connection-{connection.pk}", "schwab-accounts")
-
-
-def band_quote_key(connection_id: int, exchange: str, symbol: str) -> str:
-    return f"thor:band-quote:{connection_id}:{exchange}:{symbol}"
 
 
 # --- flushed on commit --------------------------------------------------------------------------

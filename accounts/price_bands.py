@@ -6,27 +6,37 @@ find misleading ("circuit limits" for an option's price protection range); Thor 
 Options: the reference is the last price; a premium above the threshold may move a percentage either side,
 one at or below it an absolute amount. Everything else: the quote's circuit limits, else a default
 percentage of the last price. The figures are settings.THOR_PRICE_BANDS, overridable per tenant slug.
+
+The reference quote comes from the tenant's quote service (market.quotes, issue 21), as paper fills' and the
+analytics' do: one ask for every instrument of a placement, a quote kept within THOR_PRICE_BAND_QUOTE_SECONDS
+serving the next order without a call. The check never holds an order up for long: it waits
+QUOTE_LOCK_WAIT_SECONDS at most for another reader's call, never for the quote budget. Since the exchange
+enforces its band anyway, an order is let through unchecked (logged), never refused, when no good reference
+can be had: the tenant has no market-data connection, the broker fails, the budget is spent, the lock is
+busy, or the only quote is older than THOR_PRICE_BAND_QUOTE_SECONDS (a failing quote endpoint must not stop
+trading, nor an old price refuse a good order).
 """
 
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
 from django.core.exceptions import ValidationError
 
-from accounts import caches
-from accounts.live import live_call
 from accounts.market_data import EXCHANGES, Instrument
 from accounts.models import TradingAccount
-from brokers.adapters.errors import BrokerError
-from brokers.adapters.types import OrderRequest, Quote
-from thor.errors import ApplicationError
+from brokers.adapters.types import OrderRequest
+from market.quotes import MarketDataUnavailable, MarketQuote, Patience, instrument_name, quote_service
 
 logger = logging.getLogger(__name__)
+
+# Long enough for another reader's call in flight (one quote call) to land, so concurrent orders share it;
+# short enough that a stuck holder costs an order no more than a moment.
+QUOTE_LOCK_WAIT_SECONDS = 0.5
 
 BANDED_ORDER_TYPES = ("LIMIT", "SL")
 OPTION_TYPES = ("CE", "PE")
@@ -55,10 +65,23 @@ def _percent_band(reference: Decimal, percent: Decimal) -> tuple[Decimal, Decima
     return reference * (1 - percent / 100), reference * (1 + percent / 100)
 
 
-def price_band(*, instrument: Instrument, quote: Quote, rules: Mapping[str, Decimal]) -> PriceBand | None:
+def _positive(value: Decimal | None) -> bool:
+    return value is not None and value.is_finite() and value > 0
+
+
+def _circuit_limits(quote: MarketQuote) -> tuple[Decimal, Decimal] | None:
+    """The quote's circuit limits, where they make a band: Kite sends 0 where there are none, and limits that are
+    not numbers, or inverted, are taken as none too."""
+    low, high = quote.lower_circuit_limit, quote.upper_circuit_limit
+    if low is None or high is None or not (_positive(low) and _positive(high)) or low >= high:
+        return None
+    return low, high
+
+
+def price_band(*, instrument: Instrument, quote: MarketQuote, rules: Mapping[str, Decimal]) -> PriceBand | None:
     """The band the order's prices must stay within; None without a reference price to set one from."""
     reference = quote.last_price
-    if reference is None or reference <= 0:
+    if not _positive(reference):
         return None
     if instrument.instrument_type in OPTION_TYPES:
         if reference > rules["option_premium_threshold"]:
@@ -68,8 +91,8 @@ def price_band(*, instrument: Instrument, quote: Quote, rules: Mapping[str, Deci
             low, high = reference - rules["option_absolute"], reference + rules["option_absolute"]
             basis = f"+/-{rules['option_absolute']} of the reference price for an option premium at or below "
         basis += f"{rules['option_premium_threshold']}"
-    elif quote.lower_circuit_limit and quote.upper_circuit_limit:  # Kite sends 0 where there is none
-        low, high = quote.lower_circuit_limit, quote.upper_circuit_limit
+    elif (circuit := _circuit_limits(quote)) is not None:
+        low, high = circuit
         basis = "the day's circuit limits"
     else:
         low, high = _percent_band(reference, rules["default_percent"])
@@ -94,49 +117,56 @@ def band_applies(*, account: TradingAccount, request: OrderRequest) -> bool:
     )
 
 
-def band_quote(*, account: TradingAccount, request: OrderRequest) -> Quote | None:
+def band_quote(*, account: TradingAccount, request: OrderRequest) -> MarketQuote | None:
     """The quote a banded order is checked against (see `band_quotes`)."""
     return band_quotes(account=account, requests=[request])[0]
 
 
-def band_quotes(*, account: TradingAccount, requests: list[OrderRequest]) -> list[Quote | None]:
-    """The quote each order is checked against: one call at the account's broker for every instrument not
-    quoted within THOR_PRICE_BAND_QUOTE_SECONDS, none for orders no band applies to. None where a quote
-    cannot be had: that order is let through (logged), not blocked, since the exchange enforces the band
-    anyway and a failing quote endpoint must not stop trading."""
-    names = {
-        f"{request.exchange}:{request.symbol}": caches.band_quote_key(
-            account.connection_id, request.exchange, request.symbol
+def band_quotes(*, account: TradingAccount, requests: list[OrderRequest]) -> list[MarketQuote | None]:
+    """The reference quote of each order no older than THOR_PRICE_BAND_QUOTE_SECONDS, from the tenant's quote
+    service in one ask, none for orders no band applies to (nothing is asked when no band applies). None where
+    no such quote can be had in time: that order is let through, logged."""
+    names = list(
+        dict.fromkeys(
+            instrument_name(request.exchange, request.symbol)
+            for request in requests
+            if band_applies(account=account, request=request)
         )
-        for request in requests
-        if band_applies(account=account, request=request)
-    }
-    quotes: dict[str, Quote] = {name: quote for name, key in names.items() if (quote := cache.get(key)) is not None}
-    missing = [name for name in names if name not in quotes]
-    if missing:
-        quotes |= _quotes_fetched(account=account, names=missing)
-        for name in missing:
-            if name in quotes:
-                cache.set(names[name], quotes[name], settings.THOR_PRICE_BAND_QUOTE_SECONDS)
-    return [quotes.get(f"{request.exchange}:{request.symbol}") for request in requests]
+    )
+    quotes = _reference_quotes(account=account, names=names) if names else {}
+    return [quotes.get(instrument_name(request.exchange, request.symbol)) for request in requests]
 
 
-def _quotes_fetched(*, account: TradingAccount, names: list[str]) -> dict[str, Quote]:
+def reference_age_check(quote: MarketQuote, *, now: datetime) -> bool:
+    """Is the quote young enough (by its `as_of`) to set a band from? One older than THOR_PRICE_BAND_QUOTE_SECONDS
+    (a last good quote the service kept through a failure) is not: a good order is not refused against an old
+    price. Nor is one dated ahead of `now` by as much (a clock gone wrong)."""
+    return abs((now - quote.as_of).total_seconds()) < settings.THOR_PRICE_BAND_QUOTE_SECONDS
+
+
+def _reference_quotes(*, account: TradingAccount, names: list[str]) -> dict[str, MarketQuote]:
+    patience = Patience(
+        lock_wait=QUOTE_LOCK_WAIT_SECONDS,
+        call_without_lock=False,
+        wait_for_budget=False,
+        serves_seconds=settings.THOR_PRICE_BAND_QUOTE_SECONDS,
+        pad=False,
+    )
     try:
-        # Not waiting for Kite's quote budget (one a second per app, shared by its users): an order is not
-        # held up a second for a check the exchange makes anyway.
-        quotes = live_call(account, lambda adapter: adapter.quotes(names, wait_for_budget=False))
-    except (BrokerError, ApplicationError) as error:
-        logger.warning("Price bands not checked for %s on account %s: no quote (%s)", names, account.pk, error)
+        quotes = quote_service(tenant=account.user.tenant).quotes(names, patience=patience)
+    except MarketDataUnavailable:
+        logger.warning("Price bands not checked for %s on account %s: no quote to be had", names, account.pk)
         return {}
-    quotes = quotes if isinstance(quotes, dict) else {}
+    now = datetime.now(UTC)
+    if old := [name for name, quote in quotes.items() if not reference_age_check(quote, now=now)]:
+        logger.warning("Price bands not checked for %s on account %s: the quote is too old", old, account.pk)
     if left_out := [name for name in names if name not in quotes]:
-        logger.warning("Price bands not checked for %s on account %s: the quote left them out", left_out, account.pk)
-    return quotes
+        logger.warning("Price bands not checked for %s on account %s: no quote of them", left_out, account.pk)
+    return {name: quote for name, quote in quotes.items() if name not in old}
 
 
 def price_band_check(
-    *, account: TradingAccount, request: OrderRequest, instrument: Instrument, quote: Quote | None
+    *, account: TradingAccount, request: OrderRequest, instrument: Instrument, quote: MarketQuote | None
 ) -> None:
     """The 400 for an order priced outside its band (its trigger too, for SL), given `band_quote`'s quote;
     run before the order is written. No quote, no check."""

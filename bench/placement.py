@@ -46,6 +46,7 @@ from harness import (
 )
 from kiteconnect import KiteConnect
 from load import percentile, verdict
+from ticks_world import kite_access_token, market_data_session_create
 
 from brokers.sandbox.testing import submit_login, submit_schwab_login
 
@@ -253,6 +254,14 @@ def main() -> None:
         )
         schwab_account = _link_schwab(world)
         kite = _direct_kite(world)
+        # The tenant's market-data session, as production has one: a live LIMIT order's price band is checked
+        # against the quote service's quote through it (without one every order would go on unchecked).
+        market_data_session_create(
+            world.env,
+            account_id=world.account_id,
+            access_token=kite_access_token(world.sandbox_url, DIRECT_KITE_USER),
+            kite_user=DIRECT_KITE_USER,
+        )
         schwab_session, schwab_orders_url = _direct_schwab(world)
         load_before = os.getloadavg()[0]
 

@@ -27,6 +27,7 @@ from harness import (
 )
 from load import percentile, wsgi_environ
 from placement import KITE_ORDER, SCHWAB_ORDER, UNTHROTTLED, _link_schwab, _thor_body
+from ticks_world import BASELINE_KITE_USER, kite_access_token, market_data_session_create
 
 DATABASE_URL = "postgres://postgres@127.0.0.1:5432/thor_bench_placement_profile"
 REDIS_URL = "redis://127.0.0.1:6379/7"
@@ -38,7 +39,7 @@ SPANS = [
     ("  account_get", "accounts.selectors", "account_get"),
     ("  OrdersView.post", "accounts.api.views", "OrdersView.post"),
     ("order_place", "accounts.orders", "order_place"),
-    ("  band_quote (the price band's quote, before any lock)", "accounts.orders.place", "band_quote"),
+    ("  band_quote (the quote service, before any lock)", "accounts.orders.place", "band_quote"),
     ("  last_prices (a price source, before any lock)", "accounts.orders.place", "last_prices"),
     ("  account_lock (SELECT ... FOR UPDATE)", "accounts.orders.place", "account_lock"),
     ("  placed_order_for_key", "accounts.orders.place", "placed_order_for_key"),
@@ -66,7 +67,7 @@ SPANS = [
     ("caches.flush_after_placement (after commit)", "accounts.caches", "flush_after_placement"),
     ("snapshots.forget", "thor.snapshots", "forget"),
     ("paper prices (MarketPriceSource.prices)", "accounts.prices", "MarketPriceSource.prices"),
-    ("  the quote service (QuoteService.quotes)", "market.quotes", "QuoteService.quotes"),
+    ("the quote service (bands, paper prices)", "market.quotes", "QuoteService.quotes"),
     ("KiteAdapter.__init__ (a KiteConnect client)", "brokers.adapters.kite", "KiteAdapter.__init__"),
     ("HTTP out (requests.Session.request)", "requests.sessions", "Session.request"),
     ("HTTP out (requests.Session.send)", "requests.sessions", "Session.send"),
@@ -169,6 +170,15 @@ def main() -> None:
         account_id, order = world.account_id, KITE_ORDER
         if args.broker == "schwab":
             account_id, order = _link_schwab(world), SCHWAB_ORDER
+        else:
+            # The tenant's market-data session (another Kite user's, as its own login is): the price band's quote
+            # comes through it (market.quotes), as in production; without one every order goes on unchecked.
+            market_data_session_create(
+                world.env,
+                account_id=account_id,
+                access_token=kite_access_token(world.sandbox_url, BASELINE_KITE_USER),
+                kite_user=BASELINE_KITE_USER,
+            )
         processes.stop(world.thor)  # this process is Thor now
         os.environ.update(world.env)
         import django

@@ -100,13 +100,16 @@ BrokerConnection.objects.create(
 """
 
 
-def market_data_session_create(env: dict, *, account_id: int, access_token: str) -> None:
-    """The tenant's shared Kite app and its active connection: what `run_market_stream` streams on."""
+def market_data_session_create(
+    env: dict, *, account_id: int, access_token: str, kite_user: str = THOR_KITE_USER
+) -> None:
+    """The tenant's shared Kite app and its active connection (the session of `kite_user`, whose token it is):
+    what `run_market_stream` streams on and the quote service asks through."""
     code = MARKET_DATA_SESSION.format(
         account_id=account_id,
         api_key=KITE_API_KEY,
         api_secret=KITE_API_SECRET,
-        kite_user=THOR_KITE_USER,
+        kite_user=kite_user,
         token=access_token,
     )
     subprocess.run([PYTHON, "manage.py", "shell", "-c", code], cwd=REPO, env=env, check=True, capture_output=True)

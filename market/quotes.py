@@ -1,13 +1,14 @@
-"""The one quote service: every quote Thor uses (paper fills and valuations, analytics chains) comes from here.
+"""The one quote service: every quote Thor uses (paper fills and valuations, live orders' price bands, analytics
+chains) comes from here.
 
 A tenant's quotes (`quote_service(tenant=...)`) come through its market-data connections, one per broker
 (`market.selectors.market_data_connection`, looked up only when a call is due: a cached answer costs no query):
 US instruments (NASDAQ, NYSE) through its Schwab market-data connection, every other through its Kite one,
 one `QuoteService` each, calling through the broker adapter and `broker_call`. Each of them is:
 
-- batched: at most its feed's `batch` instruments a call (Kite: 500, as Kite documents; Schwab: 500, the
-  Schwab adapter's QUOTE_BATCH, why there); a call with room left also quotes what was asked for lately and
-  what the caller says is worth having (`also`), so one call serves the next readers too;
+- batched: at most its feed's `batch` instruments a call (market.quote_feeds; Kite: 500, as Kite documents;
+  Schwab: 500, the Schwab adapter's QUOTE_BATCH, why there); a call with room left also quotes what was asked
+  for lately and what the caller says is worth having (`also`), so one call serves the next readers too;
 - budgeted: the adapter spends a token of the app's quote bucket in Redis before each call, so every process
   together stays within it (Kite: one call a second per API key, as Kite documents; Schwab publishes its
   limits only in its developer portal, where an app gets 120 requests a minute by default: its quotes take
@@ -20,7 +21,10 @@ one `QuoteService` each, calling through the broker adapter and `broker_call`. E
   same instruments at once make one call;
 - degrading: when the broker fails (or the budget is spent, or the connection is missing or expired) each
   instrument's last good quote is handed out marked `stale`; with none for any of them, MarketDataUnavailable
-  (a 503). A failure keeps readers off the broker for one period.
+  (a 503). A failure keeps readers off the broker for one period;
+- patient by default: a reader waits for the lock and for the budget (`Patience`). One that can go on without
+  a quote (an order's price band, accounts.price_bands) says how little it may wait: then a lock not had in
+  time, or a budget spent, answers what is kept (stale, or MarketDataUnavailable) without a call.
 
 Every quote carries `as_of` (when Thor received it) and `source` (`live` or `stale`). Names are
 "EXCHANGE:SYMBOL"; a malformed one is left out without asking the broker, as is one the broker does not know
@@ -37,14 +41,12 @@ from django.conf import settings
 from django.core.cache import cache
 from rest_framework import status
 
-from brokers.adapters import kite
 from brokers.adapters.errors import BrokerError, BrokerErrorCode
-from brokers.adapters.schwab.adapter import QUOTE_BATCH as SCHWAB_QUOTE_BATCH
 from brokers.adapters.types import Quote
 from brokers.models import BrokerConnection, BrokerKind
 from brokers.services import broker_call
 from market import caches
-from market.instrument_search import US_EXCHANGES, US_SYMBOL
+from market.quote_feeds import FEEDS, FRESH_SECONDS, KITE_FEED, SCHWAB_FEED, Feed, feed_kind
 from market.quote_values import (
     LIVE,
     MAX_INSTRUMENTS,
@@ -64,9 +66,11 @@ __all__ = [
     "FRESH_SECONDS",
     "LIVE",
     "MAX_INSTRUMENTS",
+    "SCHWAB_FEED",
     "STALE",
     "MarketDataUnavailable",
     "MarketQuote",
+    "Patience",
     "QuoteService",
     "Quotes",
     "TenantQuotes",
@@ -78,14 +82,32 @@ __all__ = [
 
 logger = logging.getLogger("market.quotes")
 
-# A Kite quote is live for one period of the connection's quote budget: asking sooner could not be answered.
-FRESH_SECONDS = 1 / kite.RATE_LIMITS["quote"]
 # How long a holder may keep a connection's lock (then it expires), and how long a reader waits for it: a
 # holder's calls each wait up to the adapter's rate wait for their token and its timeout for the broker.
 LOCK_SECONDS = 60
 LOCK_WAIT_SECONDS = 15
 
 Clock = Callable[[], float]
+
+
+@dataclass(frozen=True)
+class Patience:
+    """How long an ask may hold its caller up. The default suits a caller that would rather wait than go without:
+    LOCK_WAIT_SECONDS for the connection's lock (then it calls unlocked), the adapter's rate wait for the budget
+    (asked twice), and a kept quote asked for again once its feed's fresh period is over. `serves_seconds`
+    longer than that period lets a kept quote serve that long without a call (handed out `stale` past the period:
+    its `as_of` says how old). Without `wait_for_budget` a spent budget is no failure: it keeps no reader off."""
+
+    lock_wait: float = LOCK_WAIT_SECONDS
+    call_without_lock: bool = True
+    wait_for_budget: bool = True
+    serves_seconds: float = 0.0
+    # A call with room fills it with names asked lately (the next readers' quotes for free): a caller that
+    # waits on the answer (an order) asks only for its own, a smaller answer to parse.
+    pad: bool = True
+
+
+PATIENT = Patience()
 
 
 class MarketDataUnavailable(ApplicationError):
@@ -97,44 +119,6 @@ class MarketDataUnavailable(ApplicationError):
             code="market_data_unavailable",
             status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
         )
-
-
-@dataclass(frozen=True)
-class Feed:
-    """One broker's quotes as the service asks for them: which kind of market-data connection, how many
-    instruments a call, which names it can quote, and how long a quote stays live (`fresh_seconds`)."""
-
-    kind: str
-    batch: int
-    accepts: Callable[[str], bool]
-    fresh: Callable[[], float]
-
-    @property
-    def fresh_seconds(self) -> float:
-        return self.fresh()
-
-
-def _is_us_name(name: str) -> bool:
-    exchange, _, symbol = name.partition(":")
-    return exchange in US_EXCHANGES and US_SYMBOL.fullmatch(symbol) is not None
-
-
-KITE_FEED = Feed(kind=BrokerKind.KITE, batch=kite.QUOTE_BATCH, accepts=lambda name: True, fresh=lambda: FRESH_SECONDS)
-# Read when asked: the share is a setting an installation (or a test) may change.
-SCHWAB_FEED = Feed(
-    kind=BrokerKind.SCHWAB,
-    batch=SCHWAB_QUOTE_BATCH,
-    # A US symbol as the instrument search checks it (BRK.B); anything else (a lower-case symbol, a space, an
-    # option's or an index's) is left out before Schwab is asked.
-    accepts=_is_us_name,
-    fresh=lambda: 60 / settings.THOR_SCHWAB_QUOTES_PER_MINUTE,
-)
-FEEDS = {feed.kind: feed for feed in (KITE_FEED, SCHWAB_FEED)}
-
-
-def feed_kind(name: str) -> str:
-    """Which broker's feed quotes this name: Schwab's the US exchanges', Kite's every other."""
-    return BrokerKind.SCHWAB if name.partition(":")[0] in US_EXCHANGES else BrokerKind.KITE
 
 
 # Each entry: (received_at epoch seconds, the stored quote, or None when the broker did not know the name).
@@ -166,12 +150,16 @@ class QuoteService:
         return cls(scope=_scope(connection.app.tenant_id, feed), connect=lambda: connection, clock=clock, feed=feed)
 
     def quotes(
-        self, names: Iterable[object], *, also: Callable[[], Iterable[str]] | None = None
+        self,
+        names: Iterable[object],
+        *,
+        also: Callable[[], Iterable[str]] | None = None,
+        patience: Patience = PATIENT,
     ) -> dict[str, MarketQuote]:
         """The quotes of these "EXCHANGE:SYMBOL" names, keyed by name; what the broker does not know, and
         malformed names, are left out. `also`: names worth quoting in the same call when it has room (asked
-        only when a call is made). Raises MarketDataUnavailable when the broker fails and none of them has a
-        last good quote, TooManyInstruments past MAX_INSTRUMENTS."""
+        only when a call is made). Raises MarketDataUnavailable when the broker fails (or `patience` ran out)
+        and none of them has a last good quote, TooManyInstruments past MAX_INSTRUMENTS."""
         asked = [name for name in valid_names(names) if self.feed.accepts(name)]
         if not asked:
             return {}
@@ -179,16 +167,21 @@ class QuoteService:
         self._remember_wanted(asked)
         known = self._read(asked)
         failed = self._failed_recently()
-        if not failed and self._missing(asked, known):
+        if not failed and self._missing(asked, known, patience):
             with coordination.single_flight(
-                caches.quotes_lock_key(self.scope), timeout=LOCK_SECONDS, wait=LOCK_WAIT_SECONDS
-            ):
+                caches.quotes_lock_key(self.scope), timeout=LOCK_SECONDS, wait=patience.lock_wait
+            ) as held:
                 # Whoever held the lock stored its answer before releasing it: only what it did not quote is asked.
-                known.update(self._read(self._missing(asked, known)))
+                known.update(self._read(self._missing(asked, known, patience)))
                 failed = self._failed_recently()
-                missing = self._missing(asked, known)
-                if missing and not failed:
-                    failed = not self._fetch(missing, known, also)
+                missing = self._missing(asked, known, patience)
+                if missing and not failed and not held and not patience.call_without_lock:
+                    logger.info(
+                        "Quotes of %s not asked: %s's lock not had in %ss", missing, self.scope, patience.lock_wait
+                    )
+                    failed = True
+                elif missing and not failed:
+                    failed = not self._fetch(missing, known, also, patience)
         return self._answer(asked, known, failed, asked_at)
 
     # --- reading and writing the cache ------------------------------------------------------------------
@@ -199,8 +192,8 @@ class QuoteService:
         keys = {caches.quote_key(self.scope, name): name for name in names}
         return {keys[key]: entry for key, entry in cache.get_many(list(keys)).items()}
 
-    def _missing(self, names: list[str], known: dict[str, Entry]) -> list[str]:
-        now, fresh = self._clock(), self.feed.fresh_seconds
+    def _missing(self, names: list[str], known: dict[str, Entry], patience: Patience) -> list[str]:
+        now, fresh = self._clock(), max(self.feed.fresh_seconds, patience.serves_seconds)
         return [name for name in names if name not in known or now - known[name][0] >= fresh]
 
     def _store(self, entries: dict[str, Entry]) -> None:
@@ -231,12 +224,15 @@ class QuoteService:
 
     # --- the upstream calls ------------------------------------------------------------------------------
 
-    def _batches(self, missing: list[str], also: Callable[[], Iterable[str]] | None) -> list[list[str]]:
-        """`missing` in calls of the feed's batch, the last one filled up with names asked lately and `also`'s."""
+    def _batches(
+        self, missing: list[str], also: Callable[[], Iterable[str]] | None, *, pad: bool = True
+    ) -> list[list[str]]:
+        """`missing` in calls of the feed's batch, the last one filled up (`pad`) with names asked lately and
+        `also`'s."""
         batch = self.feed.batch
         room = -len(missing) % batch
         names = list(missing)
-        if room:
+        if room and pad:
             extra: list[str] = self._wanted(room + len(missing))
             if also is not None:
                 extra += valid_names(list(also())[:MAX_INSTRUMENTS])
@@ -244,17 +240,29 @@ class QuoteService:
             names += [name for name in dict.fromkeys(extra) if name not in asked and self.feed.accepts(name)][:room]
         return [names[start : start + batch] for start in range(0, len(names), batch)]
 
-    def _fetch(self, missing: list[str], known: dict[str, Entry], also: Callable[[], Iterable[str]] | None) -> bool:
+    def _fetch(
+        self,
+        missing: list[str],
+        known: dict[str, Entry],
+        also: Callable[[], Iterable[str]] | None,
+        patience: Patience,
+    ) -> bool:
         """Quote `missing` (and the padding) into the cache and `known`; False when a call failed (what the
         calls before it quoted is kept)."""
         connection = self._connect()
         if connection is None:
             logger.warning("No %s market-data connection for %s", self.feed.kind, self.scope)
             return False
-        for batch in self._batches(missing, also):
+        for batch in self._batches(missing, also, pad=patience.pad):
             try:
-                quoted = self._call(connection, batch)
+                quoted = (
+                    self._call(connection, batch) if patience.wait_for_budget else self._call_now(connection, batch)
+                )
             except BrokerError as error:
+                if error.code == BrokerErrorCode.RATE_LIMITED and not patience.wait_for_budget:
+                    # Spent for this moment only: the readers that wait for the budget still get their turn.
+                    logger.info("Quotes through connection %s not asked: the budget is spent", connection.pk)
+                    return False
                 logger.warning("Quotes through connection %s failed: %s", connection.pk, error.code)
                 self._failed()
                 return False
@@ -277,6 +285,11 @@ class QuoteService:
                 if error.code != BrokerErrorCode.RATE_LIMITED or attempt:
                     raise
         raise AssertionError("unreachable")
+
+    def _call_now(self, connection: BrokerConnection, batch: list[str]) -> dict[str, Quote]:
+        """One upstream call if the budget has a token now (else RATE_LIMITED at once), for a caller that goes on
+        without the quote rather than wait."""
+        return broker_call(connection, lambda adapter: adapter.quotes(batch, wait_for_budget=False))
 
     def _answer(
         self, asked: list[str], known: dict[str, Entry], failed: bool, asked_at: float
@@ -305,7 +318,11 @@ def _scope(tenant_id: int, feed: Feed) -> str:
 
 class Quotes(Protocol):
     def quotes(
-        self, names: Iterable[object], *, also: Callable[[], Iterable[str]] | None = None
+        self,
+        names: Iterable[object],
+        *,
+        also: Callable[[], Iterable[str]] | None = None,
+        patience: Patience = PATIENT,
     ) -> dict[str, MarketQuote]: ...
 
 
@@ -318,7 +335,11 @@ class TenantQuotes:
         self.services = services
 
     def quotes(
-        self, names: Iterable[object], *, also: Callable[[], Iterable[str]] | None = None
+        self,
+        names: Iterable[object],
+        *,
+        also: Callable[[], Iterable[str]] | None = None,
+        patience: Patience = PATIENT,
     ) -> dict[str, MarketQuote]:
         by_kind: dict[str, list[str]] = {}
         for name in valid_names(names):
@@ -329,7 +350,7 @@ class TenantQuotes:
         for kind, asked in by_kind.items():
             extra = None if also_once is None else _of_kind(also_once, kind)
             try:
-                answer.update(self.services[kind].quotes(asked, also=extra))
+                answer.update(self.services[kind].quotes(asked, also=extra, patience=patience))
             except MarketDataUnavailable as error:
                 unavailable = error
         if unavailable is not None and not answer:

@@ -741,8 +741,9 @@ THOR_PRICE_BANDS = {
     },
     "tenants": {},
 }
-# How long the quote a band was set from serves the next order on the instrument (Kite: one quote a second
-# per app, shared by every user of it).
+# How old (by its as_of) a quote from the tenant's quote service may be to set a band: one this young serves the
+# next order on the instrument without a call (Kite: one quote a second per app, shared by every user of it);
+# with only an older one (the last good quote through a failure) the order goes on unchecked.
 THOR_PRICE_BAND_QUOTE_SECONDS = 2
 
 # --- Analytics: instruments, option-chain snapshots, F&O endpoints ---------------------------

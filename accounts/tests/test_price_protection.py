@@ -5,21 +5,27 @@ Over real HTTP with the sandbox's Kite, which quotes the reference price and cir
 orders itself, with Kite's message, when Thor lets one through).
 """
 
+import logging
 import time
 
 import pytest
 import requests
 
 from accounts.models import Order
+from accounts.price_bands import QUOTE_LOCK_WAIT_SECONDS
 from accounts.tests.conftest import order_body, place
-from brokers.tests.sandbox_fixtures import link, sandbox_calls, sandbox_fault
+from brokers.tests.sandbox_fixtures import link, market_data_link, sandbox_calls, sandbox_fault
+from market.caches import quotes_lock_key
+from market.quotes import quote_service
 from market.tests.fixtures import NIFTY_OPTION
+from thor import coordination
 
 pytestmark = [pytest.mark.django_db, pytest.mark.e2e]
 
 PLACE, QUOTE = "POST /orders/regular", "GET /quote"
 # A symbol the sandbox lists when pinned: its previous close is the pinned price, so its circuit is 900 to 1100.
 EQUITY, EQUITY_PRICE = "BANDCO", 1000.0
+MARKET_DATA_USER = "CD5678"
 
 
 def pin(sandbox, prices: dict) -> None:
@@ -27,9 +33,12 @@ def pin(sandbox, prices: dict) -> None:
 
 
 @pytest.fixture
-def live(sandbox, instrument_master, alice_client):
-    """Alice's live Kite account; the NIFTY option (CE in the master) at a premium of 100, BANDCO at 1000."""
+def live(sandbox, instrument_master, alice_client, tenant):
+    """Alice's live Kite account, her tenant quoting through its market-data connection (another Kite user's
+    session, as a tenant's own market-data login is); the NIFTY option (CE in the master) at a premium of 100,
+    BANDCO at 1000."""
     pin(sandbox, {f"NFO:{NIFTY_OPTION}": 100.0, f"NSE:{EQUITY}": EQUITY_PRICE})
+    market_data_link(sandbox, tenant, user_id=MARKET_DATA_USER)
     return link(alice_client)
 
 
@@ -229,6 +238,96 @@ class TestQuoteCost:
         assert placed.status_code == 201, placed.json()
 
 
+class TestTheReferencesAge:
+    """The reference is the quote service's, no older than THOR_PRICE_BAND_QUOTE_SECONDS by its `as_of`."""
+
+    def test_a_quote_within_the_window_serves_the_next_order_past_the_services_fresh_period(
+        self, alice_client, sandbox, live, time_passes, settings
+    ):
+        equity_limit(alice_client, live, "1000.00")
+        quotes = sandbox_calls(sandbox, QUOTE)
+
+        time_passes(settings.THOR_PRICE_BAND_QUOTE_SECONDS - 0.5)  # past FRESH_SECONDS: the service calls it stale
+        refused = equity_limit(alice_client, live, "1100.05")
+
+        assert refused.status_code == 400
+        assert "900.00 to 1100.00" in price_errors(refused)
+        assert sandbox_calls(sandbox, QUOTE) == quotes
+
+    def test_an_older_last_good_quote_is_no_reference_the_order_goes_to_the_exchange(
+        self, alice_client, sandbox, live, time_passes, settings, caplog
+    ):
+        equity_limit(alice_client, live, "1000.00")  # BANDCO quoted at 1000: circuit 900 to 1100
+        time_passes(settings.THOR_PRICE_BAND_QUOTE_SECONDS + 1)
+        pin(sandbox, {f"NSE:{EQUITY}": 2000.0})  # now 1800 to 2200 at the exchange
+        sandbox_fault(sandbox, kind="5xx", path="/quote", count=5)  # the service hands out the old quote, stale
+
+        with caplog.at_level(logging.WARNING, logger="accounts.price_bands"):
+            placed = equity_limit(alice_client, live, "1950.00")
+
+        assert placed.status_code == 201, placed.json()
+        assert f"NSE:{EQUITY}" in caplog.text and "too old" in caplog.text
+
+
+class TestLetThroughUnchecked:
+    """Without a good reference in time the order goes on and the exchange judges it (logged): a failing quote
+    endpoint must not stop trading, nor hold an order up."""
+
+    @pytest.fixture
+    def unquoted(self, sandbox, instrument_master, alice_client):
+        """Alice's live account; her tenant has no market-data connection (her own session is never asked)."""
+        pin(sandbox, {f"NSE:{EQUITY}": EQUITY_PRICE})
+        return link(alice_client)
+
+    def test_a_tenant_without_a_market_data_connection_leaves_the_band_to_the_exchange(
+        self, alice_client, sandbox, unquoted, caplog
+    ):
+        quotes, sent = sandbox_calls(sandbox, QUOTE), sandbox_calls(sandbox, PLACE)
+
+        with caplog.at_level(logging.WARNING, logger="accounts.price_bands"):
+            answered = equity_limit(alice_client, unquoted, "1100.05")
+
+        assert sandbox_calls(sandbox, QUOTE) == quotes
+        assert sandbox_calls(sandbox, PLACE) == sent + 1
+        assert "upper circuit limit of 1100.00" in str(answered.json())  # the exchange's refusal, in Kite's words
+        assert "Price bands not checked" in caplog.text
+        assert equity_limit(alice_client, unquoted, "1000.00").status_code == 201
+
+    def test_a_quote_lock_held_elsewhere_holds_the_placement_only_the_short_wait(
+        self, alice_client, sandbox, live, tenant, caplog
+    ):
+        # Another reader's call for the tenant's quotes is stuck (a slow broker): it holds the single-flight lock.
+        lock = quotes_lock_key(quote_service(tenant=tenant).services["kite"].scope)
+        quotes = sandbox_calls(sandbox, QUOTE)
+
+        with coordination.single_flight(lock, timeout=60, wait=1) as held:
+            started = time.monotonic()
+            with caplog.at_level(logging.WARNING, logger="accounts.price_bands"):
+                placed = equity_limit(alice_client, live, "1050.00")
+            waited = time.monotonic() - started
+
+        assert held
+        assert placed.status_code == 201, placed.json()
+        assert waited < QUOTE_LOCK_WAIT_SECONDS + 1.5  # not the service's LOCK_WAIT_SECONDS
+        assert sandbox_calls(sandbox, QUOTE) == quotes
+        assert "Price bands not checked" in caplog.text
+
+    def test_a_batch_waits_the_short_wait_once_not_once_a_leg(self, alice_client, sandbox, live, tenant):
+        lock = quote_service(tenant=tenant).services["kite"].scope
+        legs = [
+            order_body(tradingsymbol=EQUITY, order_type="LIMIT", price=price)
+            for price in ("990.00", "980.00", "970.00")
+        ]
+
+        with coordination.single_flight(quotes_lock_key(lock), timeout=60, wait=1):
+            started = time.monotonic()
+            placed = alice_client.post(f"/api/accounts/{live.pk}/batch-orders", {"orders": legs}, format="json")
+            waited = time.monotonic() - started
+
+        assert placed.status_code in (200, 201), placed.json()
+        assert waited < QUOTE_LOCK_WAIT_SECONDS + 1.5
+
+
 class TestHostileInput:
     @pytest.mark.parametrize("price", ["-10.00", "1000000000000", "NaN", "1e12"])
     def test_a_clean_400_before_any_quote(self, alice_client, sandbox, live, price):
@@ -238,4 +337,16 @@ class TestHostileInput:
 
         assert refused.status_code == 400
         assert "price" in refused.json()["errors"]
+        assert sandbox_calls(sandbox, QUOTE) == quotes
+
+    @pytest.mark.parametrize(
+        "symbol", ["BANDCO&i=NSE:SBIN", "BANDCO\r\nX-Evil: 1", "../../_sandbox/faults", "BANDCO:NFO", "A" * 65]
+    )
+    def test_a_symbol_that_is_no_quote_name_is_never_asked_for(self, alice_client, sandbox, live, symbol):
+        quotes = sandbox_calls(sandbox, QUOTE)
+
+        answered = place(alice_client, account=live.pk, tradingsymbol=symbol, order_type="LIMIT", price="1000.00")
+
+        # Left unchecked, it goes on to the broker, which knows no such instrument (or the serializer refuses it).
+        assert answered.status_code == 400, answered.json()
         assert sandbox_calls(sandbox, QUOTE) == quotes

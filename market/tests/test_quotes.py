@@ -2,6 +2,9 @@
 market-data connection: batched, budgeted across processes, cached, one call for many askers, stale when the
 broker fails, and closed to hostile input."""
 
+import threading
+import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -10,15 +13,18 @@ import requests
 
 from brokers.adapters import kite
 from brokers.tests.sandbox_fixtures import market_data_link, sandbox_calls, sandbox_fault
+from market.caches import quotes_lock_key
 from market.quotes import (
     FRESH_SECONDS,
     MAX_INSTRUMENTS,
     MarketDataUnavailable,
+    Patience,
     QuoteService,
     TooManyInstruments,
     quote_service,
 )
 from market.tests.quote_steps import Clock, asked_at_once
+from thor import coordination
 
 pytestmark = pytest.mark.django_db
 
@@ -240,3 +246,106 @@ def test_many_askers_at_once_make_one_upstream_call(market, sandbox, unbudgeted)
     assert quote_calls(sandbox) - before == 1
     assert len(answers) == askers
     assert {answer["NSE:INFY"].last_price for answer in answers} == {Decimal("1512.35")}
+
+
+class TestPatience:
+    """A caller that can go on without a quote (an order's price band) says how little it may wait: a moment for
+    another reader's call, never for the budget; a kept quote may serve it longer than the fresh period."""
+
+    IMPATIENT = Patience(lock_wait=0.2, call_without_lock=False, wait_for_budget=False, serves_seconds=2.0)
+
+    def test_a_kept_quote_serves_an_impatient_reader_past_the_fresh_period_marked_stale(
+        self, market, sandbox, unbudgeted
+    ):
+        clock = Clock()
+        first = QuoteService.of(market, clock=clock).quotes(["NSE:INFY"])["NSE:INFY"]
+        before = quote_calls(sandbox)
+
+        clock.now += 1.5 * FRESH_SECONDS
+        kept = QuoteService.of(market, clock=clock).quotes(["NSE:INFY"], patience=self.IMPATIENT)["NSE:INFY"]
+
+        assert quote_calls(sandbox) == before
+        assert (kept.source, kept.as_of) == ("stale", first.as_of)
+        clock.now += 2.0
+        assert (
+            QuoteService.of(market, clock=clock).quotes(["NSE:INFY"], patience=self.IMPATIENT)["NSE:INFY"].source
+            == "live"
+        )
+        assert quote_calls(sandbox) == before + 1
+
+    def test_an_unpadded_call_asks_only_for_what_its_reader_named(self, market, sandbox, unbudgeted):
+        clock = Clock()
+        service = QuoteService.of(market, clock=clock)
+        service.quotes(["NSE:SBIN"])
+        clock.now += FRESH_SECONDS
+
+        service.quotes(["NSE:INFY"], also=lambda: ["NSE:TCS"], patience=replace(self.IMPATIENT, pad=False))
+        before = quote_calls(sandbox)
+        service.quotes(["NSE:SBIN"])
+        service.quotes(["NSE:TCS"])
+
+        assert quote_calls(sandbox) == before + 2
+
+    def test_a_lock_held_elsewhere_answers_what_is_kept_after_the_short_wait_without_a_call(
+        self, market, sandbox, unbudgeted
+    ):
+        clock = Clock()
+        service = QuoteService.of(market, clock=clock)
+        service.quotes(["NSE:INFY"])
+        clock.now += 60
+        before = quote_calls(sandbox)
+
+        with coordination.single_flight(quotes_lock_key(service.scope), timeout=30, wait=1) as held:
+            started = time.monotonic()
+            kept = service.quotes(["NSE:INFY"], patience=self.IMPATIENT)
+            with pytest.raises(MarketDataUnavailable):
+                service.quotes(["NSE:SBIN"], patience=self.IMPATIENT)  # nothing kept
+            waited = time.monotonic() - started
+
+        assert held
+        assert kept["NSE:INFY"].source == "stale"
+        assert quote_calls(sandbox) == before
+        assert waited < 2 * self.IMPATIENT.lock_wait + 1.0
+        assert service.quotes(["NSE:SBIN"])["NSE:SBIN"].source == "live"  # nothing marked failed
+
+    def test_a_patient_reader_waits_out_a_lock_held_elsewhere_as_before(self, market, sandbox, unbudgeted):
+        service = QuoteService.of(market, clock=Clock())
+        lock = quotes_lock_key(service.scope)
+        holder = threading.Thread(target=hold_for, args=(lock, 0.5))
+        holder.start()
+        time.sleep(0.1)
+
+        quotes = service.quotes(["NSE:INFY"])
+        holder.join()
+
+        assert quotes["NSE:INFY"].source == "live"
+
+    def test_a_spent_budget_answers_an_impatient_reader_at_once_and_keeps_no_patient_one_off(
+        self, market, sandbox, settings
+    ):
+        settings.THOR_KITE_RATE_WAIT = 1.0
+        QuoteService.of(market).quotes(["NSE:INFY"])  # the app's quote for this second
+        before = quote_calls(sandbox)
+        started = time.monotonic()
+
+        with pytest.raises(MarketDataUnavailable):
+            QuoteService.of(market).quotes(["NSE:SBIN"], patience=self.IMPATIENT)
+
+        assert time.monotonic() - started < 0.5
+        assert quote_calls(sandbox) == before
+        # Not a failure of the broker: a reader that waits for the budget gets its turn within the second.
+        assert QuoteService.of(market).quotes(["NSE:SBIN"])["NSE:SBIN"].source == "live"
+        assert quote_calls(sandbox) == before + 1
+
+    def test_without_a_market_data_connection_an_impatient_reader_has_none_either(self, tenant, sandbox):
+        before = quote_calls(sandbox)
+
+        with pytest.raises(MarketDataUnavailable):
+            quote_service(tenant=tenant).quotes(["NSE:INFY"], patience=self.IMPATIENT)
+
+        assert quote_calls(sandbox) == before
+
+
+def hold_for(lock: str, seconds: float) -> None:
+    with coordination.single_flight(lock, timeout=30, wait=1):
+        time.sleep(seconds)
