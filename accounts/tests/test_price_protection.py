@@ -12,11 +12,10 @@ import pytest
 import requests
 
 from accounts.models import Order
-from accounts.price_bands import QUOTE_LOCK_WAIT_SECONDS
 from accounts.tests.conftest import order_body, place
 from brokers.tests.sandbox_fixtures import link, market_data_link, sandbox_calls, sandbox_fault
 from market.caches import quotes_lock_key
-from market.quotes import quote_service
+from market.quotes import LOCK_WAIT_SECONDS, quote_service
 from market.tests.fixtures import NIFTY_OPTION
 from thor import coordination
 
@@ -308,7 +307,8 @@ class TestLetThroughUnchecked:
 
         assert held
         assert placed.status_code == 201, placed.json()
-        assert waited < QUOTE_LOCK_WAIT_SECONDS + 1.5  # not the service's LOCK_WAIT_SECONDS
+        # The short wait, not the service's own (a bound far from both, so a loaded machine cannot fail it).
+        assert waited < LOCK_WAIT_SECONDS / 2
         assert sandbox_calls(sandbox, QUOTE) == quotes
         assert "Price bands not checked" in caplog.text
 
@@ -325,7 +325,7 @@ class TestLetThroughUnchecked:
             waited = time.monotonic() - started
 
         assert placed.status_code in (200, 201), placed.json()
-        assert waited < QUOTE_LOCK_WAIT_SECONDS + 1.5
+        assert waited < LOCK_WAIT_SECONDS / 2
 
 
 class TestHostileInput:
