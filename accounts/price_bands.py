@@ -31,6 +31,7 @@ from accounts.market_data import EXCHANGES, Instrument
 from accounts.models import TradingAccount
 from brokers.adapters.types import OrderRequest
 from market.quotes import MarketDataUnavailable, MarketQuote, Patience, instrument_name, quote_service
+from thor.coordination import OccasionalWarning
 
 logger = logging.getLogger(__name__)
 
@@ -144,6 +145,16 @@ def reference_age_check(quote: MarketQuote, *, now: datetime) -> bool:
     return abs((now - quote.as_of).total_seconds()) < settings.THOR_PRICE_BAND_QUOTE_SECONDS
 
 
+# A tenant without a market-data connection would log this for every LIMIT order: a warning a minute says it
+# is happening, each order's line goes out at debug.
+_unchecked_warning = OccasionalWarning(logger)
+
+
+def _not_checked(names: list[str], account_id: int, reason: str) -> None:
+    level = logging.WARNING if _unchecked_warning.due() else logging.DEBUG
+    logger.log(level, "Price bands not checked for %s on account %s: %s", names, account_id, reason)
+
+
 def _reference_quotes(*, account: TradingAccount, names: list[str]) -> dict[str, MarketQuote]:
     patience = Patience(
         lock_wait=QUOTE_LOCK_WAIT_SECONDS,
@@ -155,13 +166,13 @@ def _reference_quotes(*, account: TradingAccount, names: list[str]) -> dict[str,
     try:
         quotes = quote_service(tenant=account.user.tenant).quotes(names, patience=patience)
     except MarketDataUnavailable:
-        logger.warning("Price bands not checked for %s on account %s: no quote to be had", names, account.pk)
+        _not_checked(names, account.pk, "no quote to be had")
         return {}
     now = datetime.now(UTC)
     if old := [name for name, quote in quotes.items() if not reference_age_check(quote, now=now)]:
-        logger.warning("Price bands not checked for %s on account %s: the quote is too old", old, account.pk)
+        _not_checked(old, account.pk, "the quote is too old")
     if left_out := [name for name in names if name not in quotes]:
-        logger.warning("Price bands not checked for %s on account %s: no quote of them", left_out, account.pk)
+        _not_checked(left_out, account.pk, "no quote of them")
     return {name: quote for name, quote in quotes.items() if name not in old}
 
 

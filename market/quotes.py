@@ -88,6 +88,7 @@ LOCK_SECONDS = 60
 LOCK_WAIT_SECONDS = 15
 
 Clock = Callable[[], float]
+_no_connection_warning: dict[str, coordination.OccasionalWarning] = {}
 
 
 @dataclass(frozen=True)
@@ -251,7 +252,10 @@ class QuoteService:
         calls before it quoted is kept)."""
         connection = self._connect()
         if connection is None:
-            logger.warning("No %s market-data connection for %s", self.feed.kind, self.scope)
+            # Once a minute a scope: a tenant without one asks on every paper fill and every banded order.
+            _no_connection_warning.setdefault(self.scope, coordination.OccasionalWarning(logger))(
+                "No %s market-data connection for %s", self.feed.kind, self.scope
+            )
             return False
         for batch in self._batches(missing, also, pad=patience.pad):
             try:

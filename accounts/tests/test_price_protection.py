@@ -11,6 +11,7 @@ import time
 import pytest
 import requests
 
+from accounts import price_bands
 from accounts.models import Order
 from accounts.tests.conftest import order_body, place
 from brokers.tests.sandbox_fixtures import link, market_data_link, sandbox_calls, sandbox_fault
@@ -18,6 +19,7 @@ from market.caches import quotes_lock_key
 from market.quotes import LOCK_WAIT_SECONDS, quote_service
 from market.tests.fixtures import NIFTY_OPTION
 from thor import coordination
+from thor.coordination import OccasionalWarning
 
 pytestmark = [pytest.mark.django_db, pytest.mark.e2e]
 
@@ -261,7 +263,7 @@ class TestTheReferencesAge:
         pin(sandbox, {f"NSE:{EQUITY}": 2000.0})  # now 1800 to 2200 at the exchange
         sandbox_fault(sandbox, kind="5xx", path="/quote", count=5)  # the service hands out the old quote, stale
 
-        with caplog.at_level(logging.WARNING, logger="accounts.price_bands"):
+        with caplog.at_level(logging.DEBUG, logger="accounts.price_bands"):
             placed = equity_limit(alice_client, live, "1950.00")
 
         assert placed.status_code == 201, placed.json()
@@ -283,7 +285,7 @@ class TestLetThroughUnchecked:
     ):
         quotes, sent = sandbox_calls(sandbox, QUOTE), sandbox_calls(sandbox, PLACE)
 
-        with caplog.at_level(logging.WARNING, logger="accounts.price_bands"):
+        with caplog.at_level(logging.DEBUG, logger="accounts.price_bands"):
             answered = equity_limit(alice_client, unquoted, "1100.05")
 
         assert sandbox_calls(sandbox, QUOTE) == quotes
@@ -291,6 +293,18 @@ class TestLetThroughUnchecked:
         assert "upper circuit limit of 1100.00" in str(answered.json())  # the exchange's refusal, in Kite's words
         assert "Price bands not checked" in caplog.text
         assert equity_limit(alice_client, unquoted, "1000.00").status_code == 201
+
+    def test_unchecked_orders_warn_once_a_minute_each_order_at_debug(
+        self, alice_client, sandbox, unquoted, caplog, monkeypatch
+    ):
+        monkeypatch.setattr(price_bands, "_unchecked_warning", OccasionalWarning(price_bands.logger))
+
+        with caplog.at_level(logging.DEBUG, logger="accounts.price_bands"):
+            for price in ("1000.00", "999.00", "998.00"):
+                assert equity_limit(alice_client, unquoted, price).status_code == 201
+
+        unchecked = [record for record in caplog.records if "Price bands not checked" in record.getMessage()]
+        assert [record.levelno for record in unchecked] == [logging.WARNING, logging.DEBUG, logging.DEBUG]
 
     def test_a_quote_lock_held_elsewhere_holds_the_placement_only_the_short_wait(
         self, alice_client, sandbox, live, tenant, caplog
@@ -301,7 +315,7 @@ class TestLetThroughUnchecked:
 
         with coordination.single_flight(lock, timeout=60, wait=1) as held:
             started = time.monotonic()
-            with caplog.at_level(logging.WARNING, logger="accounts.price_bands"):
+            with caplog.at_level(logging.DEBUG, logger="accounts.price_bands"):
                 placed = equity_limit(alice_client, live, "1050.00")
             waited = time.monotonic() - started
 
