@@ -44,7 +44,7 @@ from brokers.adapters.errors import BrokerError
 from brokers.adapters.kite import postback_checksum
 from brokers.adapters.types import OrderRequest
 from brokers.tests import schwab_link_steps
-from brokers.tests.sandbox_fixtures import API_SECRET, link
+from brokers.tests.sandbox_fixtures import API_SECRET, link, market_data_link
 from thor.throttles import OrderRateThrottle
 
 pytestmark = [pytest.mark.django_db, pytest.mark.e2e]
@@ -308,8 +308,11 @@ def _could_be(order: Order, result) -> bool:
 
 
 @pytest.fixture
-def world(alice_client, sandbox, schwab_sandbox, schwab_app, settings, monkeypatch):
+def world(alice_client, sandbox, schwab_sandbox, schwab_app, tenant, settings, monkeypatch):
     requests.post(f"{sandbox.url}/_sandbox/prices", json={"NSE:INFY": 1500.0}, timeout=5).raise_for_status()
+    # The tenant's market-data session, as production has one: each Kite LIMIT order's price band is checked
+    # against the quote service (INFY's circuit 1350 to 1650 holds both shapes' prices).
+    market_data_link(sandbox, tenant, user_id="CD5678")
     settings.THOR_KITE_TIMEOUT = 0.3
     settings.THOR_SCHWAB_TIMEOUT = 0.3
     settings.THOR_PLACEMENT_LOOKUPS = 1
