@@ -282,6 +282,72 @@ def order_value_price(
     return max(request.price, last_price, within or request.price)
 
 
+def sell_fill_floor(
+    *,
+    request: OrderRequest,
+    last_price: Decimal | None,
+    book: Book | None = None,
+    quantities: Sequence[Decimal] | None = None,
+) -> Decimal | None:
+    """The lowest price a sell can fill at, as the paper engine fills it (accounts.paper): each slice of a
+    marketable order walks `book` at its levels' average, on the tick against the trader (never below its limit);
+    what the book does not give a limit sell rests at its limit, a market sell's at the last price with slippage
+    (as without a book). A limit sell the book does not cross rests at its limit; without a book, one at or below
+    the last price fills at the last price; a stop-limit sell never fills below its limit. A stop-market sell fills
+    at the market, as a market sell, once it triggers: no higher than its trigger with slippage either (it rests
+    reserving at its trigger until then).
+
+    What a short filled below the mark loses at once, (mark - this price) x what it shorts, is what the check asks
+    of it besides its margin and charges (accounts.paper_buying_power). None when the last price is unknown."""
+    if last_price is None:
+        return None
+    market = market_fill_price(
+        last_price=last_price, side=request.side, exchange=request.exchange, symbol=request.symbol
+    )
+    if request.order_type == "SL":
+        return request.price
+    if request.order_type in MARKET_TYPES:
+        walked = _lowest_walk(request=request, book=book, quantities=quantities or (request.quantity,), limit=None)
+        floor = market if walked is None else min(market, walked)
+        if request.order_type == "SL-M" and request.trigger_price is not None:
+            triggered = market_fill_price(
+                last_price=request.trigger_price, side=request.side, exchange=request.exchange, symbol=request.symbol
+            )
+            floor = min(floor, triggered)
+        return floor
+    if book is not None and _marketable(request=request, book=book):
+        walked = _lowest_walk(
+            request=request, book=book, quantities=quantities or (request.quantity,), limit=request.price
+        )
+        return request.price if walked is None else walked
+    if request.price is None:  # a limit order without its limit is refused before it is valued
+        return market
+    if book is None and request.price <= last_price:
+        return last_price
+    return request.price
+
+
+def _lowest_walk(
+    *, request: OrderRequest, book: Book | None, quantities: Sequence[Decimal], limit: Decimal | None
+) -> Decimal | None:
+    """The lowest of the prices the slices of a sell fill at walking a scratch copy of `book`, and of `limit`
+    where part of it rests there; None when the book gives it nothing and it has no limit to rest at."""
+    if not book:
+        return limit
+    instrument = instrument_get(exchange=request.exchange, symbol=request.symbol)
+    scratch = copy.deepcopy(book)
+    prices: list[Decimal] = []
+    for quantity in quantities:
+        take = scratch.peek(quantity=quantity, lot=instrument.lot_size, limit=limit)
+        if (take is None or take.quantity < quantity) and limit is not None:
+            prices.append(limit)
+        if take is not None:
+            price = to_tick(take.price, tick=instrument.tick_size, side=request.side)
+            prices.append(price if limit is None else max(price, limit))
+            scratch.take(take)
+    return min(prices) if prices else None
+
+
 def tenant_limits_check(
     *, account: TradingAccount, request: OrderRequest, price: Decimal | None, replacing: Order | None = None
 ) -> None:

@@ -88,26 +88,31 @@ def _side_reserve(
     mark: Decimal | None,
     instrument_types: dict,
 ) -> Decimal:
-    """What one instrument's resting orders on one side (`orders`: (order, sort id, unfilled, price)) reserve:
-    buys their cost beyond the short `held` (negative) they buy back (and what buying it back costs beyond what
+    """What one instrument's resting orders on one side (`orders`: (order, sort id, unfilled, price, floor))
+    reserve: buys their cost beyond the short `held` (negative) they buy back (and what buying it back costs beyond what
     its exposure holds for it, `buyback_excess`), with the charges of their whole rest;
     sells (`rate`: the product's margin rate) the margin of what they sell short beyond the long `held`, with the
     charges of that part (a short's proceeds are owed back: its charges are paid from buying power, while a sale
-    of what is held pays them from its proceeds). A sell's margin is at the higher of its price and `mark` (the
-    instrument's last price, where known): once filled, its short is margined at the mark (`short_exposure`), as
-    the check valued it (accounts.checks.order_value_price); reserved at a limit below the mark, a fill at the
-    same prices would tie up more than was set aside. A new order (not placed yet: an OrderRequest) may be among
-    them, for the check."""
+    of what is held pays them from its proceeds), and what that part loses at once if it fills below the mark.
+    A sell's margin is at the higher of its price and `mark` (the instrument's last price, where known): once
+    filled, its short is margined at the mark (`short_exposure`), as the check valued it
+    (accounts.checks.order_value_price); reserved at a limit below the mark, a fill at the same prices would tie
+    up more than was set aside. Its `floor` is the lowest price it can fill at (a resting order's is its price:
+    its limit, or what a market order rests at; a new one's accounts.checks.sell_fill_floor): a short sold
+    below the mark is marked at the mark, its proceeds (mark - floor) x quantity short of what buying it back
+    there costs, a loss paid from buying power the moment it fills. A new order (not placed yet: an
+    OrderRequest) may be among them, for the check."""
     if not orders:
         return Decimal("0")
     buying = orders[0][0].side == Order.Side.BUY
     cover = -held if buying else held
-    uncovered = _uncovered([entry[1:] for entry in orders], cover)
+    uncovered = _uncovered([entry[1:4] for entry in orders], cover)
     charged = charges_enabled()
     reserved = Decimal("0")
-    for (order, _, unfilled, price), short in zip(orders, uncovered, strict=True):
+    for (order, _, unfilled, price, floor), short in zip(orders, uncovered, strict=True):
         if not buying and mark is not None:
             price = max(price, mark)
+            reserved += short * max(mark - floor, Decimal("0"))
         if buying:
             reserved += short * price + buyback_excess(quantity=unfilled - short, price=price, mark=mark, rate=rate)
             charged_quantity = unfilled
@@ -128,7 +133,8 @@ def _side_reserve(
 
 
 def _grouped(account: TradingAccount, *, exclude_order_id: int | None) -> dict:
-    """The resting orders' unfilled rests, per (exchange, symbol, product, side): (order, id, unfilled, price).
+    """The resting orders' unfilled rests, per (exchange, symbol, product, side): (order, id, unfilled, price,
+    floor), a resting order's floor its price.
     A CNC sell sells what is held (the check and the fill refuse it otherwise): it reserves nothing."""
     groups = defaultdict(list)
     for order in _resting_orders(account, exclude_order_id=exclude_order_id):
@@ -136,7 +142,8 @@ def _grouped(account: TradingAccount, *, exclude_order_id: int | None) -> dict:
         if unfilled <= 0 or (order.side == Order.Side.SELL and order.product == "CNC"):
             continue
         key = (order.exchange, order.symbol, order.product, order.side)
-        groups[key].append((order, order.pk, unfilled, _order_price(order)))
+        price = _order_price(order)
+        groups[key].append((order, order.pk, unfilled, price, price))
     return groups
 
 
@@ -202,16 +209,25 @@ def _position_quantity(*, account, exchange, symbol, product) -> Decimal:
 
 
 def paper_buying_power_check(
-    *, account: TradingAccount, request, price: Decimal, marks, replacing=None, slices: list[Decimal] | None = None
+    *,
+    account: TradingAccount,
+    request,
+    price: Decimal,
+    marks,
+    replacing=None,
+    slices: list[Decimal] | None = None,
+    sell_floor: Decimal | None = None,
 ) -> None:
     """Raise a per-field ValidationError when the locked account cannot afford the order at `price`, the
-    price it can fill at. `replacing` is the order a modify changes: its own reservation is freed.
+    price it can fill at (a sell's highest: its margin's and charges' conservative side), and for a sell
+    `sell_floor`, the lowest it can fill at (accounts.checks.sell_fill_floor): what it shorts below the mark loses
+    the difference at once. `replacing` is the order a modify changes: its own reservation is freed.
 
     What it needs is what it adds to the reservations of its instrument's resting orders on its side
     (`reserved_cash`), as if it rested whole at `price` (its slices each an order of their own): a buy its cost
     beyond the short it buys back (what the other resting buys do not buy back already) and its charges; a sell
-    that opens a short the short's margin and its charges. So an order the check lets through never leaves the
-    reservations above the buying power it was checked against."""
+    that opens a short the short's margin, its charges and what it loses filled below the mark. So an order the
+    check lets through never leaves the reservations above the buying power it was checked against."""
     exclude = replacing.pk if replacing else None
     # A modified order that has partly filled needs room for its rest only.
     quantity = request.quantity - (replacing.filled_quantity if replacing else Decimal("0"))
@@ -233,13 +249,14 @@ def paper_buying_power_check(
             )
         return
     resting = [
-        (order, order.pk, order.quantity - order.filled_quantity, _order_price(order))
+        (order, order.pk, order.quantity - order.filled_quantity, _order_price(order), _order_price(order))
         for order in _resting_orders(account, exclude_order_id=exclude).filter(
             side=request.side, exchange=request.exchange, symbol=request.symbol, product=request.product
         )
         if order.quantity > order.filled_quantity
     ]
-    new = [(request, _NEW + index, part, price) for index, part in enumerate(slices or [quantity])]
+    floor = price if sell_floor is None else min(price, sell_floor)
+    new = [(request, _NEW + index, part, price, floor) for index, part in enumerate(slices or [quantity])]
     reckoning = {
         "account": account,
         "held": held,

@@ -22,13 +22,14 @@ from accounts.checks import (
     currency_check,
     order_request_check,
     order_value_price,
+    sell_fill_floor,
     tenant_limits_check,
     trading_enabled_check,
 )
 from accounts.models import Order, TradingAccount
 from accounts.orders.idempotency import placed_order_for_key, request_record
 from accounts.paper import paper_order_submit
-from accounts.paper_buying_power import paper_buying_power_check
+from accounts.paper_buying_power import RESTING_STATUSES, paper_buying_power_check
 from accounts.paper_depth import PassDepth
 from accounts.price_bands import band_quote, price_band_check
 from accounts.prices import MarketDataUnavailable, price_source
@@ -55,7 +56,7 @@ def _new_client_order_id() -> str:
 
 def last_prices(account: TradingAccount, requests: list[OrderRequest]) -> Prices:
     """Market prices for the orders, and for a paper account its positions (shorts are margined at the
-    market), read before any lock is taken: the source may be a broker.
+    market) and its resting orders' instruments, read before any lock is taken: the source may be a broker.
 
     Only paper needs them to fill: a live order goes on without (valued at its own prices), since the
     paper source may have no session for the tenant while the user's own one is fine.
@@ -65,6 +66,10 @@ def last_prices(account: TradingAccount, requests: list[OrderRequest]) -> Prices
     instruments = {(request.exchange, request.symbol) for request in requests}
     if account.mode == TradingAccount.Mode.PAPER:
         instruments |= set(account.paper_positions.values_list("exchange", "symbol"))
+        # Resting orders are reserved at their marks too (a short sale's margin at the mark, and what it loses
+        # filled below it): without them the check would see less reserved than there is.
+        resting = account.orders.filter(status__in=RESTING_STATUSES)
+        instruments |= set(resting.values_list("exchange", "symbol"))
     try:
         # Only prices young enough to fill at: a stale table (the broker failing) is for reads, not fills. Their
         # quotes come along: a paper order fills from the book's depth (accounts.paper_depth).
@@ -138,7 +143,15 @@ def pre_trade_check(
         if price is None:
             raise ValidationError({"tradingsymbol": ["No market price available."]})
         paper_buying_power_check(
-            account=account, request=request, price=price, marks=prices, replacing=replacing, slices=slices
+            account=account,
+            request=request,
+            price=price,
+            marks=prices,
+            replacing=replacing,
+            slices=slices,
+            sell_floor=sell_fill_floor(request=request, last_price=last_price, book=book, quantities=quantities)
+            if request.side == Order.Side.SELL
+            else None,
         )
     return price
 

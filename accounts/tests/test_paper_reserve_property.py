@@ -3,9 +3,9 @@ quotes (thin, missing and hostile books, charges on and off, cash spent down to 
 and bought back), with a matching pass after every step, no fill is refused for funds the check had found, no
 order is REJECTED, cash never goes negative and buying power never below zero.
 
-Shorts are offered bids at or above the mark only: a short filled below the mark loses the difference at once,
-marked at the last price, which no check sees beforehand (test_paper_reserve_shorts says precisely why, and pins
-it).
+Shorts are opened against the whole book, bids below the mark among them, and with the market slippage on or
+off: a short filled below the mark loses the difference at once, marked at the last price, and the check asks
+for that loss beforehand (test_paper_reserve_shorts says how), so buying power never goes below zero after it.
 """
 
 from decimal import Decimal
@@ -74,7 +74,7 @@ STEP_BOOKS = ((0, [(0, 10), (2000, 40)], "book"), (0, [(0, 1)], "no_quote"))
 ABOVE_THE_MARK = ((0, [(2000, 40)], "book"), (0, [(0, 1)], "no_quote"))
 
 
-# The asks: 40 INFY at 1550, over a last price of 1500; with shorts, no bids (they would be below the mark).
+# The asks: 40 INFY at 1550, over a last price of 1500 (the bids their mirror: 40 at 1450).
 ASKS_AT_1550 = ((0, [(1000, 40)], "book"), (0, [(0, 1)], "no_quote"))
 
 
@@ -85,6 +85,7 @@ ASKS_AT_1550 = ((0, [(1000, 40)], "book"), (0, [(0, 1)], "no_quote"))
     books=ABOVE_THE_MARK,
     headroom=100,
     charges=False,
+    slippage=0,
     shorts=False,
 )
 # A limit buy up to 1650 walks the asks past the mark: valued at the mark, it would pass and be refused at fill.
@@ -93,6 +94,7 @@ ASKS_AT_1550 = ((0, [(1000, 40)], "book"), (0, [(0, 1)], "no_quote"))
     books=STEP_BOOKS,
     headroom=100,
     charges=False,
+    slippage=0,
     shorts=False,
 )
 # A limit buy up to the mark fills 10 and rests 5; another order uses all the room but its charges': the
@@ -102,15 +104,17 @@ ASKS_AT_1550 = ((0, [(1000, 40)], "book"), (0, [(0, 1)], "no_quote"))
     books=STEP_BOOKS,
     headroom=101,
     charges=True,
+    slippage=0,
     shorts=False,
 )
-# 10 sold short at 1500 and the room all used; buying them back walks the asks to 1550: marked at 1550 by the
-# fill (at 1500 by the check), the short looked dearer to the fill, which refused it.
+# 10 sold short into the 1450 bid and the room all used; buying them back walks the asks to 1550: marked at 1550
+# by the fill (at 1500 by the check), the short looked dearer to the fill, which refused it.
 @example(
     sequence=[(0, "SELL", 10, "MARKET", 0, "MIS", ("after", 0)), (0, "BUY", 10, "MARKET", 0, "MIS", None)],
     books=ASKS_AT_1550,
     headroom=100,
     charges=False,
+    slippage=0,
     shorts=True,
 )
 # A stop-market buy triggers at once, takes the one ask (1500.05) and rests its other share at the market; all
@@ -120,11 +124,42 @@ ASKS_AT_1550 = ((0, [(1000, 40)], "book"), (0, [(0, 1)], "no_quote"))
     books=((0, [(1, 1)], "book"), (0, [(0, 0)], "book")),
     headroom=101,
     charges=False,
+    slippage=0,
     shorts=False,
 )
-@given(sequence=limit_orders, books=quotes, headroom=st.integers(30, 130), charges=st.booleans(), shorts=st.booleans())
+# 10 sold short into the 1495 bid with room for their margin at the mark, 3,750, alone: the fill loses 50 at once.
+@example(
+    sequence=[(0, "SELL", 10, "MARKET", 0, "MIS", None)],
+    books=((0, [(100, 40)], "book"), (0, [(0, 1)], "no_quote")),
+    headroom=25,
+    charges=False,
+    slippage=0,
+    shorts=True,
+)
+# A future sold short at a limit below its mark rests (its book has not one lot for it), reserving its margin at the
+# mark and its loss; room is then spent down for an INFY buy: its check must see the future's mark to see that.
+@example(
+    sequence=[
+        (0, "BUY", 1, "LIMIT", 0, "MIS", None),
+        (1, "SELL", 1, "LIMIT", -34, "MIS", None),
+        (0, "BUY", 1, "LIMIT", 921, "MIS", ("before", 0)),
+    ],
+    books=((0, [(61, 1)], "book"), (0, [(0, 1)], "book")),
+    headroom=30,
+    charges=False,
+    slippage=0,
+    shorts=True,
+)
+@given(
+    sequence=limit_orders,
+    books=quotes,
+    headroom=st.integers(30, 130),
+    charges=st.booleans(),
+    slippage=st.sampled_from([0, 0, 5]),
+    shorts=st.booleans(),
+)
 def test_resting_and_marketable_limit_orders_are_never_refused_at_fill_for_funds_at_unchanged_prices(
-    tenant, instrument_master, fixed_prices, settings, sequence, books, headroom, charges, shorts
+    tenant, instrument_master, fixed_prices, settings, sequence, books, headroom, charges, slippage, shorts
 ):
     """Limit orders (marketable or resting, partly filled from thin books), market and stop-market orders, with
     charges on or off, on an account with little room to spare: each is refused before anything is written or
@@ -132,9 +167,9 @@ def test_resting_and_marketable_limit_orders_are_never_refused_at_fill_for_funds
     cash never goes below zero, nor the buying power (what the resting orders reserve stays covered).
 
     Buys, and sells: of what is held (CNC) or, with `shorts`, of anything on an intraday or futures product,
-    opening shorts; their bids are then only those at or above the mark, where a short's fill costs no more than
-    its margin (the module's docstring says why not below)."""
+    opening shorts, into bids above and below the mark, with the market slippage (`slippage`) or without."""
     settings.THOR_PAPER_CHARGES = {"enabled": charges, "tenants": {}}
+    settings.THOR_PAPER_SLIPPAGE_BPS = slippage
     account = primary(UserFactory(tenant=tenant))  # a new user each example: order rows are never deleted
     marks = {}
     for (exchange, symbol, lot, base), (mark_ticks, asks, fault) in zip(INSTRUMENTS, books, strict=True):
@@ -147,9 +182,6 @@ def test_resting_and_marketable_limit_orders_are_never_refused_at_fill_for_funds
             fault=fault,
             fixed_prices=fixed_prices,
         )
-        quote = fixed_prices.get(f"{exchange}:{symbol}")
-        if shorts and isinstance(quote, dict):
-            quote["bids"] = [[price, size] for price, size in quote["bids"] if D(price) >= marks[(exchange, symbol)]]
         event(fault)
     quoted_marks = {key: mark for key, mark in marks.items() if ":".join(key) in fixed_prices}
     # Room for `headroom` percent of all the orders at the marks: some fit, the others meet what they left.

@@ -5,16 +5,16 @@ price (accounts.paper_buying_power.short_exposure): its proceeds are in cash but
 
 - A short sale needs its margin at the price it is valued at and its charges (paid from buying power: its
   proceeds are not). A resting one reserves them at the higher of its limit and the mark, as it was checked.
+- A short filled BELOW the mark (sold into bids under the last price, a limit sell below the mark, the market
+  slippage) loses the difference at once, marked at the last price: its proceeds fall short of what buying it
+  back at the mark costs by (mark - fill price) x quantity. The check asks for that loss as well, at the lowest
+  price the sale can fill at (accounts.checks.sell_fill_floor: the walk down the bids for a marketable order,
+  the slippage for a market order without depth, the limit for what rests), and a resting short sale reserves
+  it at its limit; the same routine reckons both (accounts.paper_buying_power._side_reserve). So a short the
+  check lets through never leaves buying power below zero after its fill at the prices it was checked at.
 - A buy that buys a short back needs no cost for that part (the exposure holds the buying back at the mark),
   only what it costs beyond the mark plus margin; other resting buys that buy the same short back come first.
 - A buy's fill marks the shorts at the pass's last prices, as its check did, not at its own fill price.
-
-What does not hold, and why: a short filled BELOW the mark (sold into bids under the last price, or with the
-market slippage) loses the difference at once, marked at the last price, and nothing checks it beforehand:
-the check values a sell at the HIGHER of its prices (its margin's conservative side) and the fill's proceeds are
-at the lower. Its buying power after the fill is what the check left less (mark - fill price) x quantity. The
-reserve property (test_paper_reserve) therefore opens shorts only against bids at or above the mark, where the
-invariant holds whole; here that loss is pinned to exactly that difference.
 """
 
 from decimal import Decimal
@@ -155,20 +155,24 @@ class TestShortSales:
         account.refresh_from_db()
         assert paper_buying_power(account=account, marks=INFY) == 0
 
-    def test_a_resting_short_sale_below_the_mark_reserves_its_margin_at_the_mark(self, alice, fixed_prices, quarter):
-        # 5 fill at the 1500 bid; 5 rest at 1499, margined at the mark once they fill at the same prices.
+    def test_a_resting_short_sale_below_the_mark_reserves_its_margin_at_the_mark_and_its_loss_at_its_limit(
+        self, alice, fixed_prices, quarter
+    ):
+        # 5 fill at the 1500 bid; 5 rest at 1499, margined at the mark and losing 1 each once they fill there.
         fixed_prices["NSE:INFY"] = booked("1500.00", bids=[("1500.00", 5)])
         account = primary(alice)
 
         order = placed(account, side="SELL", quantity=10, order_type="LIMIT", price="1499.00")
 
         assert (order.status, order.filled_quantity) == ("OPEN", 5)
-        assert reserved_cash(account=account, marks=INFY) == D("1875.00")  # 5 x 1500 x 0.25, not 5 x 1499 x 0.25
+        # 5 x 1500 x 0.25, not 5 x 1499 x 0.25; and 5 x (1500 - 1499)
+        assert reserved_cash(account=account, marks=INFY) == D("1880.00")
         account.refresh_from_db()
         before = paper_buying_power(account=account, marks=INFY)
-        assert paper_orders_match(account_id=account.pk) == 1  # a newer quote of the same book
+        fixed_prices["NSE:INFY"] = booked("1500.00", bids=[("1499.00", 100)])  # a newer quote, bids at the limit
+        assert paper_orders_match(account_id=account.pk) == 1
         order.refresh_from_db()
-        assert order.status == "COMPLETE"
+        assert (order.status, order.filled_quantity) == ("COMPLETE", 10)
         account.refresh_from_db()
         assert paper_buying_power(account=account, marks=INFY) == before
 
@@ -185,16 +189,96 @@ class TestShortSales:
         assert reserved_cash(account=account, marks=INFY) == D("8250.00")
         assert paper_buying_power(account=account, marks=INFY) == before - D("4250.00")
 
-    def test_a_short_sold_into_bids_below_the_mark_loses_the_difference_at_once(self, alice, fixed_prices, quarter):
-        # What the check cannot see (the module's docstring): margin 10 x 1500 x 0.25 = 3,750 is checked; the
-        # fill at 1450 is marked at 1500, 500 less again.
+    def test_a_short_sold_into_bids_below_the_mark_needs_the_loss_it_takes_at_once(self, alice, fixed_prices, quarter):
+        # The margin, 10 x 1500 x 0.25 = 3,750, and the fill at 1450 marked at 1500: 10 x 50 = 500 more.
         fixed_prices["NSE:INFY"] = booked("1500.00", bids=[("1450.00", 100)])
         account = primary(alice)
         account.cash = D("3750.00")
         account.save()
 
+        with pytest.raises(ValidationError) as refused:
+            placed(account, side="SELL", quantity=10)
+        account.cash = D("4250.00")
+        account.save()
         order = placed(account, side="SELL", quantity=10)
 
+        assert refused.value.message_dict["quantity"] == [
+            "Insufficient buying power: needs 4250.00, available 3750.00."
+        ]
         assert (order.status, order.average_price) == ("COMPLETE", D("1450"))
         account.refresh_from_db()
-        assert paper_buying_power(account=account, marks=INFY) == D("-500.00")
+        assert paper_buying_power(account=account, marks=INFY) == 0
+
+    def test_a_short_walking_the_bids_down_needs_the_loss_at_its_lowest_slice(self, alice, fixed_prices, quarter):
+        # A marketable limit sell walks 1490 and 1450 (average 1470), never below its limit of 1400.
+        fixed_prices["NSE:INFY"] = booked("1500.00", bids=[("1490.00", 5), ("1450.00", 5), ("1300.00", 100)])
+        account = primary(alice)
+        account.cash = D("4050.00")  # 3,750 margin and 10 x (1500 - 1470)
+        account.save()
+
+        order = placed(account, side="SELL", quantity=10, order_type="LIMIT", price="1400.00")
+
+        assert (order.status, order.average_price) == ("COMPLETE", D("1470"))
+        account.refresh_from_db()
+        assert paper_buying_power(account=account, marks=INFY) == 0
+
+    def test_a_market_short_without_depth_needs_its_slippage_as_a_loss(self, alice, fixed_prices, quarter, settings):
+        settings.THOR_PAPER_SLIPPAGE_BPS = 100  # a market sell fills at 1485
+        fixed_prices["NSE:INFY"] = "1500.00"
+        account = primary(alice)
+        account.cash = D("3899.00")
+        account.save()
+
+        with pytest.raises(ValidationError) as refused:
+            placed(account, side="SELL", quantity=10)
+        account.cash = D("3900.00")
+        account.save()
+        order = placed(account, side="SELL", quantity=10)
+
+        assert refused.value.message_dict["quantity"] == [
+            "Insufficient buying power: needs 3900.00, available 3899.00."
+        ]
+        assert (order.status, order.average_price) == ("COMPLETE", D("1485"))
+        account.refresh_from_db()
+        assert paper_buying_power(account=account, marks=INFY) == 0
+
+    def test_a_resting_limit_short_below_the_mark_is_checked_for_what_it_reserves(self, alice, fixed_prices, quarter):
+        # The bids (1400) do not cross its limit (1450): it rests, reserving 3,750 and 10 x (1500 - 1450).
+        fixed_prices["NSE:INFY"] = booked("1500.00", bids=[("1400.00", 100)])
+        account = primary(alice)
+        account.cash = D("4249.99")
+        account.save()
+
+        with pytest.raises(ValidationError, match=r"needs 4250\.00, available 4249\.99"):
+            placed(account, side="SELL", quantity=10, order_type="LIMIT", price="1450.00")
+        account.cash = D("4250.00")
+        account.save()
+        order = placed(account, side="SELL", quantity=10, order_type="LIMIT", price="1450.00")
+
+        assert order.status == "OPEN"
+        assert reserved_cash(account=account, marks=INFY) == D("4250.00")
+        fixed_prices["NSE:INFY"] = booked("1500.00", bids=[("1450.00", 100)])
+        assert paper_orders_match(account_id=account.pk) == 1
+        order.refresh_from_db()
+        assert order.status == "COMPLETE"
+        account.refresh_from_db()
+        assert paper_buying_power(account=account, marks=INFY) == 0
+
+    def test_hostile_input_a_sell_at_the_lowest_tick_into_deep_bids_is_asked_for_all_it_would_lose(
+        self, alice, fixed_prices, quarter
+    ):
+        # Marketable at 0.05, it takes both bids at their average, 750.00 (on the tick, down): 3,750 margin at
+        # the mark and 10 x (1500 - 750) lost at once. Valued at the higher of its prices only, 3,750 would do.
+        fixed_prices["NSE:INFY"] = booked("1500.00", bids=[("1500.00", 5), ("0.05", 5)])
+        account = primary(alice)
+        account.cash = D("5000.00")
+        account.save()
+
+        with pytest.raises(ValidationError) as refused:
+            placed(account, side="SELL", quantity=10, order_type="LIMIT", price="0.05")
+
+        assert refused.value.message_dict["quantity"] == [
+            "Insufficient buying power: needs 11250.00, available 5000.00."
+        ]
+
+        assert not account.orders.exists()

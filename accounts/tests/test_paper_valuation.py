@@ -4,7 +4,8 @@ A market (or stop-market) buy larger than the best ask walks up the book to a wo
 plus slippage. Valued at the higher of the two (whole lots, what the book does not show at its worst level shown,
 on the tick against the trader), an order the account cannot pay for is refused up front with a 400 naming what
 it needs, never accepted and then REJECTED at fill; and the tenant's max order value sees what it will really
-cost. A sell walks the bids down: its short's margin keeps the higher of the last price and the walk. Without a
+cost. A sell walks the bids down: its short's margin keeps the higher of the last price and the walk, and what it
+shorts below the mark is asked for the loss too (accounts.checks.sell_fill_floor). Without a
 book (no quote, no depth on the order's side) the value is the last price plus slippage, as before.
 """
 
@@ -199,7 +200,8 @@ class TestSells:
         response = place(alice_client, transaction_type="SELL", quantity=10, product="MIS")
 
         assert response.status_code == 400
-        assert response.json()["errors"]["quantity"] == ["Insufficient buying power: needs 3750.00, available 3600.00."]
+        # The margin at the mark, 3,750, and the 10 x (1500 - 1400) the fill loses at once (test_paper_reserve_shorts).
+        assert response.json()["errors"]["quantity"] == ["Insufficient buying power: needs 4750.00, available 3600.00."]
 
     def test_bids_above_the_last_price_value_the_short_at_them(self, alice_client, alice, tenant, fixed_prices):
         tenant.paper_margin_rates = {"MIS": "0.25"}
