@@ -1,7 +1,7 @@
 """Pre-trade checks shared by every broker: each failure names the field it is about."""
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from decimal import Decimal
 
 from django.core.exceptions import ValidationError
@@ -180,23 +180,33 @@ def book_value_price(
     rest_price = book.worst if limit is None else limit
     if rest_price is None:
         raise ValueError("an empty book has no value")
-    buying = request.side == Order.Side.BUY
-    # A scratch copy: the slices walk it as they would fill, without taking from the pass's own book.
-    scratch = copy.deepcopy(book)
     cost = Decimal("0")
+    for quantity, taken, price in _slice_fills(request=request, book=book, quantities=quantities, limit=limit):
+        cost += taken * price + (quantity - taken) * rest_price
+    return to_tick(cost / sum(quantities), tick=instrument.tick_size, side=request.side)
+
+
+def _slice_fills(
+    *, request: OrderRequest, book: Book, quantities: Sequence[Decimal], limit: Decimal | None
+) -> Iterator[tuple[Decimal, Decimal, Decimal]]:
+    """Each slice of the order walking a scratch copy of `book` (the pass's own is left untouched) as the paper
+    engine fills it (accounts.paper._book_fill): (its quantity, what the book gives it in whole lots, at what
+    price a share): its levels' quantity-weighted average on the tick against the trader, never past `limit`;
+    what one slice takes is gone for the next. A slice the book gives nothing to: taken 0 at price 0."""
+    instrument = instrument_get(exchange=request.exchange, symbol=request.symbol)
+    buying = request.side == Order.Side.BUY
+    scratch = copy.deepcopy(book)
     for quantity in quantities:
         take = scratch.peek(quantity=quantity, lot=instrument.lot_size, limit=limit)
-        taken = Decimal("0")
-        if take is not None:
-            taken = take.quantity
-            price = to_tick(take.price, tick=instrument.tick_size, side=request.side)
-            if limit is not None:
-                # As the fill: levels off the tick grid never round a price past the limit.
-                price = min(price, limit) if buying else max(price, limit)
-            cost += taken * price
-            scratch.take(take)
-        cost += (quantity - taken) * rest_price
-    return to_tick(cost / sum(quantities), tick=instrument.tick_size, side=request.side)
+        if take is None:
+            yield quantity, Decimal("0"), Decimal("0")
+            continue
+        price = to_tick(take.price, tick=instrument.tick_size, side=request.side)
+        if limit is not None:
+            # As the fill: levels off the tick grid never round a price past the limit.
+            price = min(price, limit) if buying else max(price, limit)
+        scratch.take(take)
+        yield quantity, take.quantity, price
 
 
 def _marketable(*, request: OrderRequest, book: Book | None) -> bool:
@@ -330,21 +340,16 @@ def sell_fill_floor(
 def _lowest_walk(
     *, request: OrderRequest, book: Book | None, quantities: Sequence[Decimal], limit: Decimal | None
 ) -> Decimal | None:
-    """The lowest of the prices the slices of a sell fill at walking a scratch copy of `book`, and of `limit`
-    where part of it rests there; None when the book gives it nothing and it has no limit to rest at."""
+    """The lowest of the prices the slices of a sell fill at walking `book`, and of `limit` where part of it rests
+    there; None when the book gives it nothing and it has no limit to rest at."""
     if not book:
         return limit
-    instrument = instrument_get(exchange=request.exchange, symbol=request.symbol)
-    scratch = copy.deepcopy(book)
     prices: list[Decimal] = []
-    for quantity in quantities:
-        take = scratch.peek(quantity=quantity, lot=instrument.lot_size, limit=limit)
-        if (take is None or take.quantity < quantity) and limit is not None:
+    for quantity, taken, price in _slice_fills(request=request, book=book, quantities=quantities, limit=limit):
+        if taken < quantity and limit is not None:
             prices.append(limit)
-        if take is not None:
-            price = to_tick(take.price, tick=instrument.tick_size, side=request.side)
-            prices.append(price if limit is None else max(price, limit))
-            scratch.take(take)
+        if taken:
+            prices.append(price)
     return min(prices) if prices else None
 
 

@@ -294,6 +294,17 @@ class TestLetThroughUnchecked:
         assert "Price bands not checked" in caplog.text
         assert equity_limit(alice_client, unquoted, "1000.00").status_code == 201
 
+    def test_another_tenants_market_data_connection_never_quotes_this_tenants_orders(
+        self, alice_client, sandbox, unquoted, other_tenant
+    ):
+        market_data_link(sandbox, other_tenant, user_id=MARKET_DATA_USER)
+        quotes = sandbox_calls(sandbox, QUOTE)
+
+        answered = equity_limit(alice_client, unquoted, "1100.05")
+
+        assert sandbox_calls(sandbox, QUOTE) == quotes
+        assert "upper circuit limit of 1100.00" in str(answered.json())  # Kite's refusal: Thor did not check it
+
     def test_unchecked_orders_warn_once_a_minute_each_order_at_debug(
         self, alice_client, sandbox, unquoted, caplog, monkeypatch
     ):
