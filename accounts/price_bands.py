@@ -9,7 +9,8 @@ percentage of the last price. The figures are settings.THOR_PRICE_BANDS, overrid
 
 The reference quote comes from the tenant's quote service (market.quotes, issue 21), as paper fills' and the
 analytics' do: one ask for every instrument of a placement, a quote kept within THOR_PRICE_BAND_QUOTE_SECONDS
-serving the next order without a call. The check never holds an order up for long: it waits
+serving the next order without a call, and one past its feed's fresh period asked for again off the request
+(market.quote_refresh) so that an active trader's next order finds a young one. The check never holds an order up for long: it waits
 QUOTE_LOCK_WAIT_SECONDS at most for another reader's call, never for the quote budget. Since the exchange
 enforces its band anyway, an order is let through unchecked (logged), never refused, when no good reference
 can be had: the tenant has no market-data connection, the broker fails, the budget is spent, the lock is
@@ -162,6 +163,7 @@ def _reference_quotes(*, account: TradingAccount, names: list[str]) -> dict[str,
         wait_for_budget=False,
         serves_seconds=settings.THOR_PRICE_BAND_QUOTE_SECONDS,
         pad=False,
+        refresh_ahead=True,
     )
     try:
         quotes = quote_service(tenant=account.user.tenant).quotes(names, patience=patience)

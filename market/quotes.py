@@ -45,7 +45,7 @@ from brokers.adapters.errors import BrokerError, BrokerErrorCode
 from brokers.adapters.types import Quote
 from brokers.models import BrokerConnection, BrokerKind
 from brokers.services import broker_call
-from market import caches
+from market import caches, quote_refresh
 from market.quote_feeds import FEEDS, FRESH_SECONDS, KITE_FEED, SCHWAB_FEED, Feed, feed_kind
 from market.quote_values import (
     LIVE,
@@ -106,9 +106,14 @@ class Patience:
     # A call with room fills it with names asked lately (the next readers' quotes for free): a caller that
     # waits on the answer (an order) asks only for its own, a smaller answer to parse.
     pad: bool = True
+    # A kept quote served past its feed's fresh period is asked for again off this call (market.quote_refresh),
+    # so that the next ask within `serves_seconds` need not wait for it.
+    refresh_ahead: bool = False
 
 
 PATIENT = Patience()
+# How a refresh ahead asks: never waiting for the lock (whoever holds it is quoting) or the budget, no padding.
+REFRESHING = Patience(lock_wait=0, call_without_lock=False, wait_for_budget=False, pad=False)
 
 
 class MarketDataUnavailable(ApplicationError):
@@ -166,15 +171,16 @@ class QuoteService:
             return {}
         asked_at = self._clock()
         self._remember_wanted(asked)
-        known = self._read(asked)
-        failed = self._failed_recently()
+        known, failed = self._read(asked)
+        if not failed and patience.refresh_ahead:
+            self._refresh_ageing(asked, known, patience)
         if not failed and self._missing(asked, known, patience):
             with coordination.single_flight(
                 caches.quotes_lock_key(self.scope), timeout=LOCK_SECONDS, wait=patience.lock_wait
             ) as held:
                 # Whoever held the lock stored its answer before releasing it: only what it did not quote is asked.
-                known.update(self._read(self._missing(asked, known, patience)))
-                failed = self._failed_recently()
+                stored_meanwhile, failed = self._read(self._missing(asked, known, patience))
+                known.update(stored_meanwhile)
                 missing = self._missing(asked, known, patience)
                 if missing and not failed and not held and not patience.call_without_lock:
                     logger.info(
@@ -187,25 +193,34 @@ class QuoteService:
 
     # --- reading and writing the cache ------------------------------------------------------------------
 
-    def _read(self, names: list[str]) -> dict[str, Entry]:
-        if not names:
-            return {}
+    def _read(self, names: list[str]) -> tuple[dict[str, Entry], bool]:
+        """The kept entries of these names, and whether the broker failed within a fresh period (one round trip)."""
+        failed_key = caches.quotes_failed_key(self.scope)
         keys = {caches.quote_key(self.scope, name): name for name in names}
-        return {keys[key]: entry for key, entry in cache.get_many(list(keys)).items()}
+        found = cache.get_many([*keys, failed_key])
+        failed_at = found.pop(failed_key, None)
+        failed = failed_at is not None and self._clock() - failed_at < self.feed.fresh_seconds
+        return {keys[key]: entry for key, entry in found.items()}, failed
 
     def _missing(self, names: list[str], known: dict[str, Entry], patience: Patience) -> list[str]:
         now, fresh = self._clock(), max(self.feed.fresh_seconds, patience.serves_seconds)
         return [name for name in names if name not in known or now - known[name][0] >= fresh]
+
+    def _refresh_ageing(self, names: list[str], known: dict[str, Entry], patience: Patience) -> None:
+        """The kept quotes this ask is served past their fresh period, asked for again off this call."""
+        now, fresh = self._clock(), self.feed.fresh_seconds
+        ageing = [name for name in names if name in known and fresh <= now - known[name][0] < patience.serves_seconds]
+        if ageing:
+            quote_refresh.refresh_ahead(self.scope, ageing, self._refreshed)
+
+    def _refreshed(self, names: list[str]) -> None:
+        self.quotes(names, patience=REFRESHING)
 
     def _store(self, entries: dict[str, Entry]) -> None:
         cache.set_many(
             {caches.quote_key(self.scope, name): entry for name, entry in entries.items()},
             settings.THOR_LIVE_STALE_SECONDS,
         )
-
-    def _failed_recently(self) -> bool:
-        failed_at = cache.get(caches.quotes_failed_key(self.scope))
-        return failed_at is not None and self._clock() - failed_at < self.feed.fresh_seconds
 
     def _failed(self) -> None:
         cache.set(caches.quotes_failed_key(self.scope), self._clock(), max(1, round(self.feed.fresh_seconds)))

@@ -745,6 +745,10 @@ THOR_PRICE_BANDS = {
 # next order on the instrument without a call (Kite: one quote a second per app, shared by every user of it);
 # with only an older one (the last good quote through a failure) the order goes on unchecked.
 THOR_PRICE_BAND_QUOTE_SECONDS = 2
+# A banded order served a kept quote past its feed's fresh period has it asked for again off the request
+# (market.quote_refresh), so the next order on the instrument finds one young enough: at most this many names
+# wait for that in a process (the rest are asked inline by their next order, as without it).
+THOR_QUOTE_REFRESH_PENDING = 200
 
 # --- Analytics: instruments, option-chain snapshots, F&O endpoints ---------------------------
 # Underlyings whose chains are snapshotted (Kite `name` of their NFO contracts).

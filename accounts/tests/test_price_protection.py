@@ -15,6 +15,7 @@ from accounts import price_bands
 from accounts.models import Order
 from accounts.tests.conftest import order_body, place
 from brokers.tests.sandbox_fixtures import link, market_data_link, sandbox_calls, sandbox_fault
+from market import quote_refresh
 from market.caches import quotes_lock_key
 from market.quotes import LOCK_WAIT_SECONDS, quote_service
 from market.tests.fixtures import NIFTY_OPTION
@@ -249,10 +250,30 @@ class TestTheReferencesAge:
         quotes = sandbox_calls(sandbox, QUOTE)
 
         time_passes(settings.THOR_PRICE_BAND_QUOTE_SECONDS - 0.5)  # past FRESH_SECONDS: the service calls it stale
+        pin(sandbox, {f"NSE:{EQUITY}": 2000.0})  # a call made for this order would set 1800 to 2200
         refused = equity_limit(alice_client, live, "1100.05")
 
         assert refused.status_code == 400
         assert "900.00 to 1100.00" in price_errors(refused)
+        assert quote_refresh.refresh_wait()
+        assert sandbox_calls(sandbox, QUOTE) <= quotes + 1
+
+    @pytest.mark.django_db(transaction=True)  # the refresh runs on its own thread, with its own connection
+    def test_an_active_traders_next_order_finds_the_quote_refreshed_behind_the_last_one(
+        self, alice_client, sandbox, live, time_passes, settings
+    ):
+        equity_limit(alice_client, live, "1000.00")
+        time_passes(settings.THOR_PRICE_BAND_QUOTE_SECONDS - 0.5)
+        pin(sandbox, {f"NSE:{EQUITY}": 2000.0})
+        assert equity_limit(alice_client, live, "1000.00").status_code == 201  # served the kept quote at once
+        assert quote_refresh.refresh_wait()
+        quotes = sandbox_calls(sandbox, QUOTE)
+
+        time_passes(1.0)  # the first quote would now be too old to serve: the refreshed one is not
+        refused = equity_limit(alice_client, live, "2200.05")
+
+        assert refused.status_code == 400
+        assert "reference price 2000.0," in price_errors(refused)
         assert sandbox_calls(sandbox, QUOTE) == quotes
 
     def test_an_older_last_good_quote_is_no_reference_the_order_goes_to_the_exchange(
