@@ -302,4 +302,4 @@ async def client_main(spec_path: str) -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--client":
-        asyncio.run(client_main(sys.argv[2]))
+        socket_clients.client_run(client_main(sys.argv[2]))

@@ -269,7 +269,7 @@ def main() -> None:
     parser.add_argument("--client", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.client:
-        asyncio.run(client_main(args.client))
+        socket_clients.client_run(client_main(args.client))
         return
     exit_cleanly_on_sigterm()
     rates = [float(rate) for rate in args.rates.split(",")]
