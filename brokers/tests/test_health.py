@@ -7,15 +7,20 @@ from datetime import timedelta
 import pytest
 import responses
 from django.core.cache import cache
+from django.db import transaction
 from django.utils import timezone
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from brokers import health
 from brokers.adapters import kite as kite_adapter
 from brokers.adapters.errors import BrokerError
-from brokers.models import BrokerKind
+from brokers.models import BrokerConnection, BrokerKind
 from brokers.services import broker_call
 from brokers.tests.factories import BrokerAppFactory, BrokerConnectionFactory, linked_kite_account, order
 from brokers.tests.sandbox_fixtures import link, sandbox_fault
+from identity.tests.factories import UserFactory
+from market.selectors import market_data_connection
 from thor.coordination import OccasionalWarning
 
 pytestmark = pytest.mark.django_db
@@ -292,6 +297,44 @@ class TestPriceBands:
         monkeypatch.setattr(health, "price_bands_watch", None)
 
         assert health.connection_health(linked_kite_account(alice).connection).price_bands is None
+
+
+# A session somewhere: whose tenant, on a shared app or a user's own, which broker, its status, with a token or not.
+SESSIONS = st.lists(
+    st.tuples(
+        st.sampled_from(["acme", "globex"]),
+        st.booleans(),
+        st.sampled_from([BrokerKind.KITE, BrokerKind.SCHWAB]),
+        st.sampled_from(list(BrokerConnection.Status)),
+        st.booleans(),
+    ),
+    max_size=5,
+)
+
+
+@settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(sessions=SESSIONS)
+def test_price_bands_say_checked_exactly_when_the_band_check_finds_a_market_data_connection(alice, charlie, sessions):
+    tenants = {"acme": alice.tenant, "globex": charlie.tenant}
+    with transaction.atomic():
+        for slug, shared, kind, status, has_token in sessions:
+            user = UserFactory(tenant=tenants[slug])
+            app = BrokerAppFactory(tenant=user.tenant, kind=kind, owner=None if shared else user)
+            token = {} if has_token else {"access_token": ""}
+            BrokerConnectionFactory(user=user, app=app, status=status, **token)
+        connections = [
+            linked_kite_account(user, app=BrokerAppFactory(tenant=user.tenant, owner=user)).connection
+            for user in (alice, charlie)
+        ]
+
+        read = health.connections_health(connections)
+
+        for connection in connections:
+            # What accounts.price_bands' quote service would connect through (market.quotes).
+            found = market_data_connection(tenant=connection.app.tenant, kind=BrokerKind.KITE)
+            expected = health.PriceBands.UNCHECKED_NO_MARKET_DATA if found is None else health.PriceBands.CHECKED
+            assert read[connection.pk].price_bands == expected
+        transaction.set_rollback(True)
 
 
 def test_the_token_expiry_is_the_connections(alice):
