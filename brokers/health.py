@@ -11,12 +11,13 @@ Where each part lives:
 - The rate budget is the app's token buckets (thor.ratelimit), read without spending a token.
 - The order egress (brokers.egress) and its last probe are the connection's, its app's or its tenant's row.
 - The orders are accounts', which sits above brokers: accounts registers a counter here from its
-  AppConfig.ready. So is whether a connection's live orders get their price band checked (accounts.price_bands
-  checks them against a quote through the tenant's market-data connection, market's to pick): accounts
-  registers that too, for the connections and for the tenant admin. Brokers could count them itself through the reverse relations (`accounts__orders`)
+  AppConfig.ready. Brokers could count them itself through the reverse relations (`accounts__orders`)
   without an import, but it would then hard-code another app's field names and status values where the
   layering test cannot see them; the registry keeps them with the app that owns them, as
   brokers.signals does for the other things accounts must hear about.
+- Whether a connection's live orders are checked against their price band is accounts' too (accounts.price_bands
+  quotes them through the tenant's market-data connection, which market picks): accounts registers a
+  PriceBandsWatch here the same way, answering for a list of connections and for the tenant admin.
 
 A cache outage never fails a broker call: the outcome is not recorded (logged at most once a minute),
 and the read shows what it cannot know as unknown (null).
