@@ -6,8 +6,10 @@ class AccountsConfig(AppConfig):
 
     def ready(self):
         from accounts import caches, receivers  # noqa: F401  (their receivers)
-        from accounts.broker_health import connection_attention_orders
-        from brokers.health import order_counter_register
+        from accounts.broker_health import PRICE_BANDS_WATCH, connection_attention_orders
+        from brokers.health import order_counter_register, price_bands_register
 
-        # brokers shows each connection's orders that need someone (brokers.health says why a registry).
+        # brokers shows each connection's orders that need someone, and whether their price bands are checked
+        # (brokers.health says why a registry).
         order_counter_register(connection_attention_orders)
+        price_bands_register(PRICE_BANDS_WATCH)

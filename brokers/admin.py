@@ -146,6 +146,7 @@ class BrokerConnectionAdmin(admin.ModelAdmin):
         "calls",
         "last_call_error",
         "attention_orders",
+        "price_bands",
     ]
     list_filter = ["status", "app__kind"]
     search_fields = ["user__email", "broker_user_id"]
@@ -211,6 +212,10 @@ class BrokerConnectionAdmin(admin.ModelAdmin):
         orders = self._health(connection).orders
         return f"{orders.unknown} / {orders.needs_review}" if orders else "-"
 
+    @admin.display(description="Price bands")
+    def price_bands(self, connection):
+        return self._health(connection).price_bands or "-"
+
     @admin.display(description="Health")
     def health_summary(self, connection):
         read = self._health(connection)
@@ -223,6 +228,7 @@ class BrokerConnectionAdmin(admin.ModelAdmin):
             ("Unknown orders", read.orders.unknown if read.orders else "-"),
             ("Orders needing review", read.orders.needs_review if read.orders else "-"),
             ("Order egress", _egress_line(read.egress)),
+            ("Price bands", read.price_bands or "-"),
             *(
                 (
                     f"Rate budget {budget.bucket}",
@@ -266,6 +272,28 @@ class TenantEgressForm(OrderEgressForm):
         exclude = ["order_egress_probe"]  # noqa: DJ006 (every other tenant field stays as identity shows it)
 
 
+class PriceBandsFilter(admin.SimpleListFilter):
+    """Tenants whose live Kite orders go unchecked: live Kite accounts and no Kite market-data connection."""
+
+    title = "Kite price bands"
+    parameter_name = "price_bands"
+
+    def lookups(self, request, model_admin):
+        return [
+            (health.PriceBands.UNCHECKED_NO_MARKET_DATA, "Unchecked: live Kite accounts, no market data"),
+            (health.PriceBands.CHECKED, "Checked"),
+        ]
+
+    def queryset(self, request, queryset):
+        if health.price_bands_watch is None or self.value() not in (
+            health.PriceBands.CHECKED,
+            health.PriceBands.UNCHECKED_NO_MARKET_DATA,
+        ):
+            return queryset
+        checked = self.value() == health.PriceBands.CHECKED
+        return queryset.filter(banded_accounts=True, kite_market_data=checked)
+
+
 # The tenant admin is identity's; its order egress (for tenants that are registered algo providers) is this app's.
 admin.site.unregister(Tenant)
 
@@ -275,6 +303,24 @@ class TenantWithEgressAdmin(TenantAdmin):
     form = TenantEgressForm
     exclude = ["order_egress_probe"]
     readonly_fields = ["order_egress_status"]
+    list_display = [*TenantAdmin.list_display, "kite_price_bands"]
+    list_filter = [*TenantAdmin.list_filter, PriceBandsFilter]
+
+    def get_queryset(self, request):
+        # Two EXISTS in the list's one query (brokers.health.PriceBandsWatch), never a query per tenant.
+        tenants = super().get_queryset(request)
+        watch = health.price_bands_watch
+        if watch is None:
+            return tenants
+        return tenants.annotate(
+            banded_accounts=watch.tenant_has_banded_accounts(), kite_market_data=watch.tenant_has_market_data()
+        )
+
+    @admin.display(description="Kite price bands")
+    def kite_price_bands(self, tenant):
+        if not getattr(tenant, "banded_accounts", False):
+            return "-"  # no live Kite accounts: nothing to check
+        return health.PriceBands.CHECKED if tenant.kite_market_data else health.PriceBands.UNCHECKED_NO_MARKET_DATA
 
     @admin.display(description="Order egress")
     def order_egress_status(self, tenant):

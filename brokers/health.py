@@ -15,6 +15,9 @@ Where each part lives:
   without an import, but it would then hard-code another app's field names and status values where the
   layering test cannot see them; the registry keeps them with the app that owns them, as
   brokers.signals does for the other things accounts must hear about.
+- Whether a connection's live orders are checked against their price band is accounts' too (accounts.price_bands
+  quotes them through the tenant's market-data connection, which market picks): accounts registers a
+  PriceBandsWatch here the same way, answering for a list of connections and for the tenant admin.
 
 A cache outage never fails a broker call: the outcome is not recorded (logged at most once a minute),
 and the read shows what it cannot know as unknown (null).
@@ -30,6 +33,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.core.cache import cache
+from django.db.models import Exists
 from prometheus_client import Counter
 
 from brokers import caches, egress
@@ -81,6 +85,37 @@ def order_counter_register(counter: OrderCounter) -> None:
     _order_counter = counter
 
 
+class PriceBands:
+    """Whether a connection's live orders are checked against their price band before they are sent."""
+
+    CHECKED = "checked"
+    # No band check, the order goes on as it is: its tenant has no market-data connection to quote it.
+    UNCHECKED_NO_MARKET_DATA = "unchecked_no_market_data"
+
+
+@dataclass(frozen=True)
+class PriceBandsWatch:
+    """What the app that checks price bands (accounts) answers, each in one query however many are asked about.
+
+    `of_connections`: PriceBands.CHECKED or UNCHECKED_NO_MARKET_DATA by connection id (each with its app loaded),
+    leaving out the connections whose orders no band applies to. `tenant_has_banded_accounts` and
+    `tenant_has_market_data`: conditions on a tenant (OuterRef("pk")), for the tenant admin to annotate with.
+    """
+
+    of_connections: Callable[[Sequence[BrokerConnection]], dict[int, str]]
+    tenant_has_banded_accounts: Callable[[], Exists]
+    tenant_has_market_data: Callable[[], Exists]
+
+
+price_bands_watch: PriceBandsWatch | None = None
+
+
+def price_bands_register(watch: PriceBandsWatch) -> None:
+    """Called once by the app that checks price bands (accounts.apps)."""
+    global price_bands_watch
+    price_bands_watch = watch
+
+
 @dataclass(frozen=True)
 class CallError:
     at: datetime
@@ -128,6 +163,7 @@ class ConnectionHealth:
     rate_budget: list[BudgetLeft]
     orders: AttentionOrders | None  # None: no app counts orders
     egress: EgressHealth
+    price_bands: str | None  # a PriceBands value; None: no band applies to its orders (or no app checks bands)
 
     @property
     def calls(self) -> str:
@@ -263,9 +299,13 @@ def _attention_orders(connection_ids: list[int]) -> dict[int, AttentionOrders] |
     return None if _order_counter is None else _order_counter(connection_ids)
 
 
+def _price_bands(connections: Sequence[BrokerConnection]) -> dict[int, str]:
+    return {} if price_bands_watch is None else price_bands_watch.of_connections(connections)
+
+
 def connections_health(connections: Sequence[BrokerConnection]) -> dict[int, ConnectionHealth]:
     """The health of each connection (with its app and the app's tenant loaded), by id: one cache round trip, one to the
-    rate buckets and one database query, however many connections."""
+    rate buckets and two database queries (orders, price bands), however many connections."""
     connections = list(connections)
     if not connections:
         return {}
@@ -273,6 +313,7 @@ def connections_health(connections: Sequence[BrokerConnection]) -> dict[int, Con
     outcomes = _outcomes(ids)
     budgets = _budgets(connections)
     orders = _attention_orders(ids)
+    price_bands = _price_bands(connections)
     none = AttentionOrders(unknown=0, needs_review=0)
     return {
         connection.pk: ConnectionHealth(
@@ -282,6 +323,7 @@ def connections_health(connections: Sequence[BrokerConnection]) -> dict[int, Con
             rate_budget=budgets[connection.app_id],
             orders=None if orders is None else orders.get(connection.pk, none),
             egress=egress_health(connection),
+            price_bands=price_bands.get(connection.pk),
         )
         for connection in connections
     }

@@ -20,6 +20,22 @@ _read_failed = OccasionalWarning(logger)
 
 WATCHED = (BrokerConnection.Status.ACTIVE, BrokerConnection.Status.EXPIRED, BrokerConnection.Status.ERROR)
 CONNECTION = ["broker", "connection_id"]
+HEALTH_FIELDS = (
+    "id",
+    "status",
+    "access_expires_at",
+    "order_egress",
+    "order_egress_probe",
+    "app__id",
+    "app__kind",
+    "app__owner",
+    "app__order_egress",
+    "app__order_egress_probe",
+    "app__tenant__id",
+    "app__tenant__live_orders_require_egress",
+    "app__tenant__order_egress",
+    "app__tenant__order_egress_probe",
+)
 
 
 def _families() -> dict[str, GaugeMetricFamily]:
@@ -50,6 +66,12 @@ def _families() -> dict[str, GaugeMetricFamily]:
             "Live orders of the connection in status UNKNOWN or NEEDS_REVIEW.",
             labels=[*CONNECTION, "status"],
         ),
+        "price_bands": gauge(
+            "thor_broker_connection_price_bands_checked",
+            "1 when the connection's live orders are checked against their price band (its tenant has a Kite "
+            "market-data connection), 0 when they go unchecked; Kite connections only.",
+            labels=CONNECTION,
+        ),
         "budget": gauge(
             "thor_broker_rate_budget_left",
             "Calls the app can send now, per rate bucket its adapter spends (its connections share them).",
@@ -68,8 +90,10 @@ class ConnectionHealthCollector:
         try:
             connections = list(
                 BrokerConnection.objects.filter(status__in=WATCHED)
-                .select_related("app")
-                .only("id", "status", "access_expires_at", "app__id", "app__kind")
+                .select_related("app__tenant")
+                # What the health reads (its egress and price bands too) and no token: a field left out here
+                # would be read back one query per connection.
+                .only(*HEALTH_FIELDS)
                 .order_by("id")
             )
             read = health.connections_health(connections)
@@ -96,6 +120,8 @@ def _add(families, connection: BrokerConnection, found: health.ConnectionHealth,
     if found.orders is not None:
         families["orders"].add_metric([*labels, "UNKNOWN"], found.orders.unknown)
         families["orders"].add_metric([*labels, "NEEDS_REVIEW"], found.orders.needs_review)
+    if found.price_bands is not None:
+        families["price_bands"].add_metric(labels, 1.0 if found.price_bands == health.PriceBands.CHECKED else 0.0)
     if connection.app_id not in budgets_seen:
         budgets_seen.add(connection.app_id)
         for budget in found.rate_budget:

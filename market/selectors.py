@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import Case, F, Q, Value, When
+from django.db.models import Case, Exists, F, OuterRef, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from brokers.models import BrokerConnection, BrokerKind
@@ -56,6 +56,31 @@ def last_prices(tokens: Iterable[int]) -> dict[int, LastPrice]:
     }
 
 
+def market_data_candidates(*, kind: str = BrokerKind.KITE) -> QuerySet[BrokerConnection]:
+    """Every connection that can carry market data from `kind`'s broker: an active session (a token to call
+    with) on a shared app of that kind, any tenant's."""
+    return BrokerConnection.objects.filter(
+        app__kind=kind, app__owner__isnull=True, status=BrokerConnection.Status.ACTIVE
+    ).exclude(access_token="")
+
+
+def tenants_with_market_data(tenant_ids: Iterable[int], *, kind: str = BrokerKind.KITE) -> set[int]:
+    """Those of the tenants that have a market-data connection from `kind`'s broker now (one
+    `market_data_connection` would find), in one query."""
+    return set(
+        market_data_candidates(kind=kind)
+        .filter(app__tenant_id__in=set(tenant_ids))
+        .order_by()
+        .values_list("app__tenant_id", flat=True)
+        .distinct()
+    )
+
+
+def tenant_has_market_data(tenant_ref: OuterRef, *, kind: str = BrokerKind.KITE) -> Exists:
+    """The same, as a condition on a tenant in an outer query (`tenant_ref`: its id there)."""
+    return Exists(market_data_candidates(kind=kind).filter(app__tenant_id=tenant_ref))
+
+
 def market_data_connection(
     *, tenant=None, tenant_slug: str = "", kind: str = BrokerKind.KITE
 ) -> BrokerConnection | None:
@@ -63,9 +88,7 @@ def market_data_connection(
     US ones): the most recently synced active session on one of its shared apps of that kind (never a user's own
     app, whose rate budget and session are the customer's). Without a tenant, any tenant's (the analytics and the
     stream of a single-tenant installation)."""
-    connections = BrokerConnection.objects.filter(
-        app__kind=kind, app__owner__isnull=True, status=BrokerConnection.Status.ACTIVE
-    ).exclude(access_token="")
+    connections = market_data_candidates(kind=kind)
     if tenant is not None:
         connections = connections.filter(app__tenant=tenant)
     if tenant_slug:

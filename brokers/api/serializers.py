@@ -98,6 +98,14 @@ class ConnectionHealthOutputSerializer(serializers.Serializer):
         help_text="Live orders that matched zero or several broker orders when the settle window closed.",
     )
     egress = EgressHealthOutputSerializer(help_text="The order egress (static IP) this connection's orders use.")
+    price_bands = serializers.ChoiceField(
+        choices=[health.PriceBands.CHECKED, health.PriceBands.UNCHECKED_NO_MARKET_DATA],
+        allow_null=True,
+        help_text="Whether this connection's live LIMIT/SL orders on Indian exchanges are checked against the "
+        "instrument's price band before they are sent. checked: the tenant has a Kite market-data connection to "
+        "quote them; unchecked_no_market_data: it has none (no active session on a shared Kite app), so they go "
+        "to the broker unchecked and only the exchange's own band stops them; null: no band applies (not Kite).",
+    )
 
 
 class ConnectionOutputSerializer(serializers.Serializer):

@@ -1,14 +1,18 @@
 """`GET /api/brokers/connections`: each connection's health, for its owner only, never a token, in a
-constant number of queries however many connections."""
+constant number of queries however many connections; a Kite connection's says whether its live orders are
+checked against their price band (its tenant has a Kite market-data connection)."""
 
 import pytest
 from django.db import connection as db
 from django.test.utils import CaptureQueriesContext
 
+from brokers.models import BrokerConnection, BrokerKind
 from brokers.services import broker_call
-from brokers.tests.factories import linked_kite_account, order
+from brokers.services.market_data import market_data_user
+from brokers.tests.factories import BrokerAppFactory, BrokerConnectionFactory, linked_kite_account, order
 from brokers.tests.sandbox_fixtures import link, sandbox_fault
 from conftest import client_for
+from market.selectors import market_data_connection
 
 pytestmark = pytest.mark.django_db
 
@@ -38,6 +42,7 @@ HEALTH = {
     "orders_unknown",
     "orders_needs_review",
     "egress",
+    "price_bands",  # checked | unchecked_no_market_data | null (no band applies: not Kite)
 }
 
 
@@ -143,3 +148,124 @@ class TestSchema:
         health = schemas[health_ref.rsplit("/", 1)[1]]
         assert set(health["properties"]) == set(health["required"]) == HEALTH
         assert "health" in schemas["ConnectionOutput"]["required"]
+
+
+def own_app_kite_account(user, **connection_fields):
+    """A live Kite account linked through the user's own app: its session never serves the tenant's market data."""
+    return linked_kite_account(user, app=BrokerAppFactory(tenant=user.tenant, owner=user), **connection_fields)
+
+
+def market_data_session(tenant, kind=BrokerKind.KITE, **connection_fields) -> BrokerConnection:
+    """The tenant's market-data login on its shared app of `kind` (brokers.services.market_data)."""
+    app = BrokerAppFactory(tenant=tenant, kind=kind)
+    return BrokerConnectionFactory.create(user=market_data_user(tenant), app=app, **connection_fields)
+
+
+class TestPriceBands:
+    def test_a_tenant_with_a_market_data_connection_has_its_orders_checked(self, alice_client, alice, tenant):
+        own_app_kite_account(alice)
+        market_data_session(tenant)
+
+        (connection,) = listed(alice_client)
+
+        assert connection["health"]["price_bands"] == "checked"
+
+    def test_a_customers_active_session_on_the_shared_app_serves_too(self, alice_client, alice):
+        # market.selectors.market_data_connection picks it when the tenant has no login of its own.
+        linked_kite_account(alice)
+
+        (connection,) = listed(alice_client)
+
+        assert connection["health"]["price_bands"] == "checked"
+
+    @pytest.mark.parametrize(
+        "market_data",
+        [
+            "none",
+            "expired",
+            "revoked",
+            "active_without_a_token",
+            "only_a_users_own_app",
+            "another_tenants",
+            "another_tenants_customer",
+            "schwab",
+        ],
+    )
+    def test_without_one_its_orders_go_unchecked(self, alice_client, alice, bob, charlie, tenant, market_data):
+        own_app_kite_account(alice)
+        if market_data == "expired":
+            market_data_session(tenant, status=BrokerConnection.Status.EXPIRED)
+        elif market_data == "revoked":
+            market_data_session(tenant, status=BrokerConnection.Status.REVOKED, access_token="")
+        elif market_data == "active_without_a_token":
+            market_data_session(tenant, access_token="")
+        elif market_data == "only_a_users_own_app":
+            own_app_kite_account(bob)
+        elif market_data == "another_tenants":
+            market_data_session(charlie.tenant)
+        elif market_data == "another_tenants_customer":
+            linked_kite_account(charlie)
+        elif market_data == "schwab":
+            market_data_session(tenant, kind=BrokerKind.SCHWAB)
+
+        (connection,) = listed(alice_client)
+
+        assert connection["health"]["price_bands"] == "unchecked_no_market_data"
+        # What the order's band check itself would find (accounts.price_bands through market.quotes).
+        assert market_data_connection(tenant=tenant, kind=BrokerKind.KITE) is None
+
+    def test_the_answer_follows_the_session_as_it_starts_and_ends(self, alice_client, alice, tenant):
+        own_app_kite_account(alice)
+        before = listed(alice_client)[0]["health"]["price_bands"]
+        session = market_data_session(tenant)
+        during = listed(alice_client)[0]["health"]["price_bands"]
+        session.status = BrokerConnection.Status.EXPIRED
+        session.save(update_fields=["status"])
+        after = listed(alice_client)[0]["health"]["price_bands"]
+
+        assert (before, during, after) == ("unchecked_no_market_data", "checked", "unchecked_no_market_data")
+
+    def test_a_schwab_connection_has_no_band_to_check(self, alice_client, alice, tenant):
+        market_data_session(tenant)
+        linked_kite_account(alice, app=BrokerAppFactory(tenant=tenant, owner=alice, kind=BrokerKind.SCHWAB))
+
+        (connection,) = listed(alice_client)
+
+        assert connection["broker"] == "schwab" and connection["health"]["price_bands"] is None
+
+    def test_never_the_market_data_sessions_token_nor_any_secret(self, alice_client, alice, tenant):
+        mine = own_app_kite_account(alice, access_token="alice-access-token-0001").connection
+        session = market_data_session(tenant, access_token="market-data-token-0001", refresh_token="md-refresh-0001")
+
+        text = alice_client.get("/api/brokers/connections").content.decode()
+
+        assert '"price_bands":"checked"' in text.replace(" ", "")
+        for secret in (mine.access_token, session.access_token, session.refresh_token, session.app.api_secret):
+            assert secret not in text
+        assert session.user.email not in text and session.broker_user_id not in text
+
+    def test_the_list_costs_a_fixed_number_of_queries(self, alice_client, alice, tenant, django_assert_num_queries):
+        market_data_session(tenant)
+        for _ in range(2):
+            own_app_kite_account(alice)
+        linked_kite_account(alice, app=BrokerAppFactory(tenant=tenant, owner=alice, kind=BrokerKind.SCHWAB))
+        listed(alice_client)  # the user's first request reads what later ones find cached
+
+        # The connections (with app and tenant), the orders needing attention, the tenants with market data.
+        with django_assert_num_queries(3):
+            connections = listed(alice_client)
+        for _ in range(3):
+            linked_kite_account(alice)
+        with django_assert_num_queries(3):
+            more = listed(alice_client)
+
+        assert [c["health"]["price_bands"] for c in connections].count("checked") == 2
+        assert len(more) == 6
+
+    def test_an_anonymous_request_is_a_401_in_json(self, anon_client, alice):
+        linked_kite_account(alice)
+
+        response = anon_client.get("/api/brokers/connections")
+
+        assert response.status_code == 401 and response["Content-Type"].startswith("application/json")
+        assert "price_bands" not in response.content.decode()

@@ -7,15 +7,20 @@ from datetime import timedelta
 import pytest
 import responses
 from django.core.cache import cache
+from django.db import transaction
 from django.utils import timezone
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from brokers import health
 from brokers.adapters import kite as kite_adapter
 from brokers.adapters.errors import BrokerError
-from brokers.models import BrokerKind
+from brokers.models import BrokerConnection, BrokerKind
 from brokers.services import broker_call
 from brokers.tests.factories import BrokerAppFactory, BrokerConnectionFactory, linked_kite_account, order
 from brokers.tests.sandbox_fixtures import link, sandbox_fault
+from identity.tests.factories import UserFactory
+from market.selectors import market_data_connection
 from thor.coordination import OccasionalWarning
 
 pytestmark = pytest.mark.django_db
@@ -231,7 +236,7 @@ class TestOrders:
     def test_none_is_zero(self, alice):
         assert health.connection_health(linked_kite_account(alice).connection).orders == health.AttentionOrders(0, 0)
 
-    def test_many_connections_in_one_query(self, alice, django_assert_num_queries):
+    def test_many_connections_in_one_query_and_their_price_bands_in_another(self, alice, django_assert_num_queries):
         connections = []
         for _ in range(3):
             account = linked_kite_account(alice)
@@ -240,10 +245,96 @@ class TestOrders:
         for connection in connections:
             connection.app  # loaded, as the callers load it  # noqa: B018
 
-        with django_assert_num_queries(1):
+        with django_assert_num_queries(2):
             read = health.connections_health(connections)
 
         assert [read[c.pk].orders.unknown for c in connections] == [1, 1, 1]
+        assert {read[c.pk].price_bands for c in connections} == {health.PriceBands.CHECKED}
+
+
+class TestPriceBands:
+    """A Kite connection's live orders are checked against their band when its tenant has a Kite market-data
+    connection (market.selectors.market_data_connection would find one); accounts answers through the registry."""
+
+    def test_checked_with_the_tenants_market_data_session(self, alice, bob):
+        mine = linked_kite_account(alice, app=BrokerAppFactory(tenant=alice.tenant, owner=alice)).connection
+        BrokerConnectionFactory(user=bob)  # bob's session on the tenant's shared app
+
+        assert health.connection_health(mine).price_bands == health.PriceBands.CHECKED
+
+    def test_unchecked_when_the_only_one_is_another_tenants(self, alice, charlie):
+        mine = linked_kite_account(alice, app=BrokerAppFactory(tenant=alice.tenant, owner=alice)).connection
+        BrokerConnectionFactory(user=charlie)
+
+        assert health.connection_health(mine).price_bands == health.PriceBands.UNCHECKED_NO_MARKET_DATA
+
+    def test_each_connection_by_its_own_tenant_in_one_query(self, alice, charlie, django_assert_num_queries):
+        alices = linked_kite_account(alice).connection  # on acme's shared app: serves acme's market data
+        charlies = linked_kite_account(
+            charlie, app=BrokerAppFactory(tenant=charlie.tenant, owner=charlie)
+        ).connection  # globex has none
+        connections = [alices, charlies]
+        for connection in connections:
+            connection.app  # noqa: B018
+
+        with django_assert_num_queries(1):
+            read = health.price_bands_watch.of_connections(connections)
+
+        assert read == {
+            alices.pk: health.PriceBands.CHECKED,
+            charlies.pk: health.PriceBands.UNCHECKED_NO_MARKET_DATA,
+        }
+
+    def test_none_for_a_schwab_connection_and_no_query_for_it(self, alice, django_assert_num_queries):
+        app = BrokerAppFactory(tenant=alice.tenant, kind=BrokerKind.SCHWAB)
+        connection = BrokerConnectionFactory(user=alice, app=app)
+
+        with django_assert_num_queries(0):
+            assert health.price_bands_watch.of_connections([connection]) == {}
+        assert health.connection_health(connection).price_bands is None
+
+    def test_none_when_no_app_checks_price_bands(self, alice, monkeypatch):
+        monkeypatch.setattr(health, "price_bands_watch", None)
+
+        assert health.connection_health(linked_kite_account(alice).connection).price_bands is None
+
+
+# A session somewhere: whose tenant, on a shared app or a user's own, which broker, its status, with a token or not.
+SESSIONS = st.lists(
+    st.tuples(
+        st.sampled_from(["acme", "globex"]),
+        st.booleans(),
+        st.sampled_from([BrokerKind.KITE, BrokerKind.SCHWAB]),
+        st.sampled_from(list(BrokerConnection.Status)),
+        st.booleans(),
+    ),
+    max_size=5,
+)
+
+
+@settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(sessions=SESSIONS)
+def test_price_bands_say_checked_exactly_when_the_band_check_finds_a_market_data_connection(alice, charlie, sessions):
+    tenants = {"acme": alice.tenant, "globex": charlie.tenant}
+    with transaction.atomic():
+        for slug, shared, kind, status, has_token in sessions:
+            user = UserFactory(tenant=tenants[slug])
+            app = BrokerAppFactory(tenant=user.tenant, kind=kind, owner=None if shared else user)
+            token = {} if has_token else {"access_token": ""}
+            BrokerConnectionFactory(user=user, app=app, status=status, **token)
+        connections = [
+            linked_kite_account(user, app=BrokerAppFactory(tenant=user.tenant, owner=user)).connection
+            for user in (alice, charlie)
+        ]
+
+        read = health.connections_health(connections)
+
+        for connection in connections:
+            # What accounts.price_bands' quote service would connect through (market.quotes).
+            found = market_data_connection(tenant=connection.app.tenant, kind=BrokerKind.KITE)
+            expected = health.PriceBands.UNCHECKED_NO_MARKET_DATA if found is None else health.PriceBands.CHECKED
+            assert read[connection.pk].price_bands == expected
+        transaction.set_rollback(True)
 
 
 def test_the_token_expiry_is_the_connections(alice):

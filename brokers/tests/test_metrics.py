@@ -1,11 +1,14 @@
 """The connections' health on /metrics: gauges labelled by broker and ids only, never a token."""
 
 import pytest
+from django.db import connection as db
+from django.test.utils import CaptureQueriesContext
 from prometheus_client import REGISTRY, generate_latest
 
 from brokers import metrics
+from brokers.models import BrokerKind
 from brokers.services import broker_call
-from brokers.tests.factories import linked_kite_account, order
+from brokers.tests.factories import BrokerAppFactory, linked_kite_account, order
 from brokers.tests.sandbox_fixtures import link, sandbox_fault
 
 pytestmark = pytest.mark.django_db
@@ -50,6 +53,33 @@ def test_orders_needing_attention_token_expiry_and_the_apps_budget(alice):
     expiry = sample("thor_broker_connection_token_expiry_timestamp_seconds", **labels)
     assert expiry == connection.access_expires_at.timestamp()
     assert sample("thor_broker_rate_budget_left", broker="kite", app_id=connection.app_id, bucket="orders") == 10
+
+
+def test_whether_each_kite_connections_price_bands_are_checked(alice, charlie):
+    checked = linked_kite_account(alice).connection  # on acme's shared app: acme has market data
+    unchecked = linked_kite_account(charlie, app=BrokerAppFactory(tenant=charlie.tenant, owner=charlie)).connection
+    schwab = linked_kite_account(
+        alice, app=BrokerAppFactory(tenant=alice.tenant, owner=alice, kind=BrokerKind.SCHWAB)
+    ).connection
+    name = "thor_broker_connection_price_bands_checked"
+
+    assert sample(name, broker="kite", connection_id=checked.pk) == 1
+    assert sample(name, broker="kite", connection_id=unchecked.pk) == 0
+    assert sample(name, broker="schwab", connection_id=schwab.pk) is None
+
+
+def test_a_scrape_costs_the_same_queries_for_one_connection_or_many(alice, charlie):
+    def queries_to_scrape() -> int:
+        with CaptureQueriesContext(db) as captured:
+            generate_latest(REGISTRY)
+        return len(captured)
+
+    linked_kite_account(alice)
+    one = queries_to_scrape()
+    for user in (alice, charlie, charlie):
+        linked_kite_account(user)
+
+    assert queries_to_scrape() == one
 
 
 def test_revoked_connections_are_left_out(alice):
