@@ -4,7 +4,7 @@ A socket that follows an account keeps the account's `Book` (accounts.ticks): it
 resting orders reserve and its margin rates, read once, with each position's instrument token from the
 master. The socket reads the book again whenever the account's stream says something changed (an order,
 a fill) and at each renewal of its follow marks; between those, a tick is arithmetic on the book: each
-position valued at its price as accounts.selectors values it for REST (`paper_position_at`,
+position valued at its price as accounts.selectors values it for REST (accounts.paper_funds: `paper_position_at`,
 `paper_funds_at`), shown by accounts.presenters.
 
 What a socket is sent is state, not an event: `{"type": "position_prices", "account_id", "as_of", "data":
@@ -45,7 +45,7 @@ class Book:
     reserved: Decimal
     charges_today: Decimal  # changes with a fill (a stream message: the book is read again) or at midnight
     rates: dict[str, Decimal]  # each product's margin rate, for the shorts
-    marks: dict[Instrument, Decimal]
+    marks: dict[Instrument, Decimal]  # market prices only: an instrument without one is not in it
     tokens: dict[int, set[Instrument]] = field(default_factory=dict)  # token -> the instruments held on it
 
     @property
@@ -65,11 +65,13 @@ def book_load(account_id: int) -> AnyBook | None:
     if account is None or account.mode != TradingAccount.Mode.PAPER:
         return None
     try:
-        # The valuation REST shows (the stream's price while fresh, else the quote): the book starts where a read is.
-        valued = selectors.paper_valuation(account).positions
+        # The valuation REST shows (the stream's price while fresh, else the quote): the book starts where a read is,
+        # its resting orders reserved at their instruments' marks as GET .../funds reserves them.
+        valuation = selectors.paper_valuation(account, resting_orders=True)
+        valued, market = valuation.positions, valuation.marks
     except ApplicationError:
         # No quotes right now: the ticks price what they reach; until then a position is at its average price.
-        valued = [(position, position.average_price) for position in account.paper_positions.all()]
+        valued, market = [(position, position.average_price) for position in account.paper_positions.all()], {}
     positions = [position for position, _ in valued]
     tokens: dict[int, set[Instrument]] = {}
     for position in positions:
@@ -77,14 +79,14 @@ def book_load(account_id: int) -> AnyBook | None:
         if token is not None:
             tokens.setdefault(token, set()).add((position.exchange, position.symbol))
     tenant = account.user.tenant
-    marks = {(position.exchange, position.symbol): price for position, price in valued}
     return Book(
         account=account,
         positions=positions,
-        reserved=reserved_cash(account=account, marks=marks),
+        # At market prices only: a resting order on an instrument without one is reserved at its own price.
+        reserved=reserved_cash(account=account, marks=market),
         charges_today=selectors.paper_charges_today(account=account),
         rates={product: margin_rate(tenant=tenant, product=product) for product in {p.product for p in positions}},
-        marks=marks,
+        marks=dict(market),
         tokens=tokens,
     )
 
@@ -99,12 +101,18 @@ def book_tick(book: AnyBook, token: int, price: Decimal) -> set[Instrument]:
     return moved
 
 
+def _mark(book: Book, position: PaperPosition) -> Decimal:
+    # Until a price reaches it, a position is at its own average price, as REST values it: one an instrument held on
+    # two products at two averages would value one of them, and its short, at the other's.
+    return book.marks.get((position.exchange, position.symbol)) or position.average_price
+
+
 def short_exposure_at(book: Book) -> Decimal:
     """What the open shorts tie up at the book's marks: accounts.paper_buying_power.short_exposure's sum, without its read."""
     exposure = Decimal("0")
     for position in book.positions:
         if position.quantity < 0:
-            mark = book.marks.get((position.exchange, position.symbol)) or position.average_price
+            mark = _mark(book, position)
             exposure += -position.quantity * mark * (1 + book.rates[position.product])
     return exposure.quantize(CENT, rounding=ROUNDING)
 
@@ -116,7 +124,7 @@ def position_prices_message(book: AnyBook, instruments: Iterable[Instrument], *,
     if isinstance(book, LiveBook):
         data = live_prices_data(book, instruments)
         return {"type": POSITION_PRICES, "account_id": book.account_id, "as_of": timestamp_text(as_of), "data": data}
-    valued = [(position, book.marks[(position.exchange, position.symbol)]) for position in book.positions]
+    valued = [(position, _mark(book, position)) for position in book.positions]
     positions = [
         presenters.position_data(selectors.paper_position_at(position, price))
         for position, price in valued

@@ -8,18 +8,15 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Exists, OuterRef, Prefetch, QuerySet, Sum
+from django.db.models import Prefetch, QuerySet
 from django.http import Http404
 from django.utils import timezone
 
 from accounts import caches, live
-from accounts.market_data import EXCHANGES
-from accounts.models import Order, OrderEvent, PaperPosition, TradingAccount
+from accounts.models import Order, TradingAccount
 from accounts.paper_buying_power import reserved_cash, short_exposure
-from accounts.paper_fills import FILL_KINDS
-from accounts.prices import price_source
-from brokers.adapters.types import Funds, Holding, Position
-from market.selectors import instrument_last_prices
+from accounts.paper_funds import paper_charges_today, paper_funds_at, paper_position_at, paper_valuation
+from brokers.adapters.types import Holding
 from thor.money import CENT, ROUNDING
 from thor.snapshots import LiveRead, Present, presented
 
@@ -158,65 +155,6 @@ def _now_read(data, source: str = "live", as_of: datetime | None = None) -> Live
 
 
 @dataclass(frozen=True)
-class _PaperValuation:
-    positions: list[tuple[PaperPosition, Decimal]]  # each with the price it is valued at
-    source: str  # live | stale
-    as_of: datetime  # when the oldest price used was quoted
-
-
-def paper_valuation(account: TradingAccount) -> _PaperValuation:
-    """The account's positions at market prices: `live` only when every price that matters is fresh.
-
-    A position without a price is valued at its average price, as of its last fill, and the read says `stale`:
-    a made-up price must never pass for a live one. A closed position's value does not depend on a price.
-    """
-    positions = list(account.paper_positions.all())
-    instruments = {(p.exchange, p.symbol) for p in positions}
-    prices = price_source(tenant=account.user.tenant).prices(instruments)
-    # The market stream's price while it is fresh, or newer than the quote: what the account's sockets show
-    # (accounts.pnl), so that REST and the socket agree; the quote when the stream has gone quiet.
-    ticks = instrument_last_prices(instruments)
-    now = timezone.now()
-    valued, source, as_of = [], "live", now
-    for position in positions:
-        instrument = (position.exchange, position.symbol)
-        tick = ticks.get(instrument)
-        if tick is not None and (
-            tick.is_fresh(now=now) or instrument not in prices or tick.as_of >= prices.as_of_for(instrument)
-        ):
-            valued.append((position, tick.last_price))
-            priced_at, fresh = tick.as_of, tick.is_fresh(now=now)
-        elif instrument in prices:
-            valued.append((position, prices[instrument]))
-            priced_at, fresh = prices.as_of_for(instrument), prices.is_fresh(instrument, now=now)
-        else:
-            valued.append((position, position.average_price))
-            priced_at, fresh = position.updated_at, False
-        if position.quantity:
-            source = source if fresh else "stale"
-            as_of = min(as_of, priced_at)
-    return _PaperValuation(valued, source, as_of)
-
-
-def paper_position_at(position: PaperPosition, last_price: Decimal) -> Position:
-    """A paper position valued at `last_price`: for REST, and at each tick for the sockets (accounts.pnl)."""
-    unrealised = ((last_price - position.average_price) * position.quantity).quantize(CENT, rounding=ROUNDING)
-    return Position(
-        symbol=position.symbol,
-        exchange=position.exchange,
-        product=position.product,
-        quantity=position.quantity,
-        average_price=position.average_price,
-        last_price=last_price,
-        realised_pnl=position.realised_pnl,
-        unrealised_pnl=unrealised,
-        # Paper keeps no previous close: the day's P&L is everything since the position opened.
-        day_pnl=position.realised_pnl + unrealised,
-        value=(position.quantity * last_price).quantize(CENT, rounding=ROUNDING),
-    )
-
-
-@dataclass(frozen=True)
 class PresentedRead:
     source: str
     as_of: datetime
@@ -279,8 +217,10 @@ def funds_get(*, account: TradingAccount, fresh: bool = False, present: Present 
         return live.live_read(
             account=account, what="funds", call=lambda adapter: adapter.funds(), force=fresh, present=present
         )
-    valuation = paper_valuation(account)
-    marks = {(p.exchange, p.symbol): price for p, price in valuation.positions}
+    # Resting orders are reserved at their instruments' marks as the pre-trade check reserves them (a short sale's
+    # margin at the mark): valued at the positions' marks alone, funds would show room the check does not give.
+    valuation = paper_valuation(account, resting_orders=True)
+    marks = valuation.marks
     # Short proceeds are in cash but owed back: they and the shorts' margin are tied up, like reservations.
     utilised = reserved_cash(account=account, marks=marks) + short_exposure(account=account, marks=marks)
     return _now_read(
@@ -293,33 +233,3 @@ def funds_get(*, account: TradingAccount, fresh: bool = False, present: Present 
         valuation.source,
         valuation.as_of,
     )
-
-
-def paper_funds_at(*, account: TradingAccount, utilised: Decimal, valued, charges_today: Decimal) -> Funds:
-    """A paper account's funds with `utilised` tied up and its positions valued as `valued` says ((position,
-    price) pairs): for REST, and at each tick for the sockets (accounts.pnl)."""
-    market_value = sum((p.quantity * price for p, price in valued), Decimal("0"))
-    available = account.cash - utilised
-    return Funds(
-        currency=account.currency,
-        cash=account.cash,
-        available=available,
-        utilised=utilised,
-        buying_power=available,
-        net_liquidation=(account.cash + market_value).quantize(CENT, rounding=ROUNDING),
-        charges_today=charges_today,
-    )
-
-
-def paper_charges_today(*, account: TradingAccount, now: datetime | None = None) -> Decimal:
-    """The charges of the paper account's fills since midnight of its exchanges' day (IST for INR, New York for
-    USD), slices counted each (a parent shows their sum)."""
-    zone = next(rules.timezone for rules in EXCHANGES.values() if rules.currency == account.currency)
-    day_start = (now or timezone.now()).astimezone(zone).replace(hour=0, minute=0, second=0, microsecond=0)
-    filled_today = OrderEvent.objects.filter(order=OuterRef("pk"), kind__in=FILL_KINDS, created_at__gte=day_start)
-    total = (
-        account.orders.filter(children__isnull=True, charges__isnull=False)
-        .filter(Exists(filled_today))
-        .aggregate(total=Sum("charges"))["total"]
-    )
-    return total or Decimal("0.00")
