@@ -23,7 +23,6 @@ accounts its user may follow (accounts.consumers checks that before `subscribed`
 """
 
 import asyncio
-import json
 import logging
 import threading
 import time
@@ -32,6 +31,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Protocol
 
+import orjson
 from channels.db import database_sync_to_async
 
 from accounts.live_pnl import LiveBook
@@ -95,7 +95,9 @@ class SharedBook:
         text = self.messages.get(key)
         if text is None:
             as_of = datetime.fromtimestamp(self.heard_at, tz=UTC)
-            text = self.messages[key] = json.dumps(position_prices_message(self.book, key, as_of=as_of))
+            # orjson: every value is already text or a number (accounts.presenters), and this runs once an account
+            # a batch of ticks in every server process.
+            text = self.messages[key] = orjson.dumps(position_prices_message(self.book, key, as_of=as_of)).decode()
         return text
 
     # --- reading the book -------------------------------------------------------------------------------

@@ -6,7 +6,9 @@ messages from the client (`{"a": "subscribe"|"unsubscribe", "v": [tokens]}`, `{"
 [tokens]]}`) and binary messages from the server: every `tick_seconds` one message with a packet per
 subscribed token (ltp 8 bytes, quote 44, full 184 with five levels of depth a side; an index 8, 28 or 32),
 or a 1-byte heartbeat when nothing is subscribed. The prices are the REST quote's of the same moment
-(kite_quotes.kite_quote), so a tick and `/quote` never disagree. Errors go back as Kite's text message
+(kite_quotes.kite_quote), so a tick and `/quote` never disagree. As an exchange's feed does, every connection
+ticks at the same instants (multiples of `tick_seconds` on the monotonic clock) and hears the same tick: an
+instrument's packet is built once an instant, whoever sends it first, and built again when a price is pinned. Errors go back as Kite's text message
 `{"type": "error", "data": "..."}`, which KiteTicker hands to `on_error` with code 0. When each packet left
 can be logged for a benchmark (ticker_log, `/_sandbox/ticker/sent`).
 """
@@ -149,6 +151,10 @@ class KiteTickerHub(StreamHub[TickerConnection]):
         self._market = market
         self._clock = clock
         self.tick_seconds = tick_seconds
+        # This instant's packets by (token, mode), shared by the connections that tick at it (`_packets`).
+        self._instant: tuple[int, int, int] | None = None
+        self._built: dict[tuple[int, str], bytes] = {}
+        self._built_lock = threading.Lock()
         # When each tick left, for a benchmark (ticker_log: off unless a control call turns it on).
         self.sent: SentTicks | None = None
         # Upgrades admitted whose connection is not open yet, by API key: the 101 goes out before the connection
@@ -261,9 +267,6 @@ class KiteTickerHub(StreamHub[TickerConnection]):
 
     def _send_ticks(self, connection: TickerConnection) -> None:
         while not (connection.socket.closing or connection.socket.closed):
-            # A message every tick_seconds from the start of the last one, however long building it took (hundreds
-            # of full-mode packets are not free): the rate a client subscribes for.
-            started = time.monotonic()
             if not self._session_valid(connection):
                 # The session ended (logout, the 06:00 reset): the stream ends with it, and a reconnect
                 # with the same token is refused at the upgrade.
@@ -281,7 +284,9 @@ class KiteTickerHub(StreamHub[TickerConnection]):
                 return
             except Exception:
                 logger.exception("Sandbox ticker failed to build ticks")
-            connection.wake.wait(max(0.0, started + self.tick_seconds - time.monotonic()))
+            # The next instant, however long building this message took: the rate a client subscribes for, at the
+            # moments every other connection ticks too (a subscription's first prices go at once, then the grid's).
+            connection.wake.wait(self.tick_seconds - time.monotonic() % self.tick_seconds)
             connection.wake.clear()
 
     def _session_valid(self, connection: TickerConnection) -> bool:
@@ -293,13 +298,32 @@ class KiteTickerHub(StreamHub[TickerConnection]):
 
     def _packets(self, modes: dict[int, str]) -> list[bytes]:
         now = self._clock()
+        built = self._built_at(now)
         packets = []
         for token, mode in modes.items():
-            instrument = self._market.find(str(token)) if token <= MAX_PACKED_TOKEN else None
-            # Kite streams its own exchanges only (the market also prices Schwab's US equities).
-            if instrument is not None and instrument.exchange in KITE_EXCHANGES:
-                packets.append(tick_packet(self._market, instrument, mode, now))
+            packet = built.get((token, mode))
+            if packet is None:
+                instrument = self._market.find(str(token)) if token <= MAX_PACKED_TOKEN else None
+                # Kite streams its own exchanges only (the market also prices Schwab's US equities).
+                if instrument is None or instrument.exchange not in KITE_EXCHANGES:
+                    continue
+                packet = built[(token, mode)] = tick_packet(self._market, instrument, mode, now)
+            packets.append(packet)
         return packets
+
+    def _built_at(self, now: float) -> dict[tuple[int, str], bytes]:
+        """The packets built at this instant so far: the nearest multiple of tick_seconds on the monotonic clock (a
+        sender woken a hair early or late is at the same one), and on the market's clock (a test's clock that jumps
+        is another instant), with no price pinned since."""
+        instant = (
+            round(time.monotonic() / self.tick_seconds),
+            round(now / self.tick_seconds),
+            self._market.version,
+        )
+        with self._built_lock:
+            if instant != self._instant:
+                self._instant, self._built = instant, {}
+            return self._built
 
 
 def _token_price(packet: bytes) -> tuple[int, float]:

@@ -155,6 +155,8 @@ class Market:
         self._by_key: dict[str, Instrument] = {}
         self._by_token: dict[int, Instrument] = {}
         self._pinned: dict[str, float] = {}
+        # Counts the changes to pinned prices and the listing: what was built from the market before is stale.
+        self.version = 0
         for instrument in instruments:
             self._add(instrument)
         self._first_keys = frozenset(self._by_key)
@@ -230,12 +232,14 @@ class Market:
                 self._pinned.pop(key, None)
             else:
                 self._pinned[key] = price
+            self.version += 1
             return instrument
 
     def release_all(self) -> None:
         """Let every pinned price move again (instruments listed by pinning stay listed)."""
         with self._lock:
             self._pinned.clear()
+            self.version += 1
 
     def reset(self) -> None:
         """No pins, and only the instruments it started with: for a sandbox shared by independent tests."""
@@ -243,6 +247,7 @@ class Market:
             self._pinned.clear()
             for key in set(self._by_key) - self._first_keys:
                 del self._by_token[self._by_key.pop(key).token]
+            self.version += 1
 
     def _unused_token(self, key: str) -> int:
         token = zlib.crc32(key.encode()) | 1 << 32
