@@ -214,13 +214,14 @@ def _advance(
 
 def _rest_reserve(*, order: Order, last_price: Decimal, depth: PassDepth) -> Decimal:
     """What the rest of a market-type order working at the market reserves (it has no limit to reserve at): the
-    last price with slippage, for a buy the worst level its book shows or what it filled at so far if dearer."""
+    last price with slippage, or the worst level its quote's book shows (before this pass took from it: the next
+    pass takes from the whole book again) or what it filled at so far where that is worse: dearer for a buy (its
+    cost), cheaper for a sell (accounts.paper_buying_power reserves what a short sold below the mark loses at once
+    down to this price)."""
     reserve = market_fill_price(last_price=last_price, side=order.side, exchange=order.exchange, symbol=order.symbol)
-    if order.side == Order.Side.BUY:
-        book = depth.book(exchange=order.exchange, symbol=order.symbol, side=order.side)
-        dearer = (book.worst if book is not None else None, order.average_price)
-        reserve = max([reserve, *(price for price in dearer if price is not None)])
-    return reserve
+    shown = depth.shown_worst(exchange=order.exchange, symbol=order.symbol, side=order.side)
+    worse = [price for price in (shown, order.average_price) if price is not None]
+    return max([reserve, *worse]) if order.side == Order.Side.BUY else min([reserve, *worse])
 
 
 def paper_order_submit(

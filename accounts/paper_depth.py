@@ -123,6 +123,13 @@ class PassDepth:
         quote_for = getattr(self._prices, "quote_for", None)
         return None if quote_for is None else quote_for((exchange, symbol))
 
+    def shown_worst(self, *, exchange: str, symbol: str, side: str) -> Decimal | None:
+        """The worst price the quote shows an order on `side` (the dearest ask, the cheapest bid), whatever this pass
+        has taken: where a matching pass, which takes from the book anew, can fill that order's rest."""
+        quote = self._quote(exchange, symbol)
+        levels = () if quote is None else (quote.asks if side == Order.Side.BUY else quote.bids)
+        return Book(levels, side=side).worst
+
     def book(self, *, exchange: str, symbol: str, side: str) -> Book | None:
         """The levels an order on `side` takes from (asks for a buy, bids for a sell); None without any."""
         key = (exchange, symbol, side)

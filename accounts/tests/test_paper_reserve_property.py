@@ -150,6 +150,23 @@ ASKS_AT_1550 = ((0, [(1000, 40)], "book"), (0, [(0, 1)], "no_quote"))
     slippage=0,
     shorts=True,
 )
+# A stop-market short triggers at once, sells 2 into the thin book's 1484.90 bid and rests 21 at the market; room is
+# spent down to nothing after a last order; the matching pass sells 2 more at 1484.90, losing 15.10 each below the
+# mark at once: the rest reserves that loss down to the worst bid its quote shows, not at the last price.
+@example(
+    sequence=[
+        (0, "SELL", 23, "SL-M", 0, "MIS", None),
+        (0, "SELL", 30, "LIMIT", -2, "MIS", None),
+        (0, "BUY", 8, "LIMIT", -29, "MIS", None),
+        (0, "BUY", 7, "LIMIT", 0, "CNC", None),
+        (0, "SELL", 21, "LIMIT", 0, "MIS", ("after", 0)),
+    ],
+    books=((0, [(302, 30), (0, 0), (0, 0), (0, 0)], "thin"), (0, [(0, 0)], "book")),
+    headroom=30,
+    charges=False,
+    slippage=0,
+    shorts=True,
+)
 @given(
     sequence=limit_orders,
     books=quotes,
