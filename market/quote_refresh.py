@@ -81,4 +81,13 @@ def _run(jobs: queue.SimpleQueue, pending: set[tuple[str, str]]) -> None:
         finally:
             with _state_lock:
                 pending.difference_update((scope, name) for name in names)
-            connections.close_all()
+            _connections_close()
+
+
+def _connections_close() -> None:
+    # The thread outlives every request: a connection it kept would sit idle (or out of the pool) for good. A close
+    # that fails must not end the thread.
+    try:
+        connections.close_all()
+    except Exception as error:
+        logger.info("Closing the quote refresher's database connection failed: %s", type(error).__name__)

@@ -172,3 +172,17 @@ class TestPending:
         assert "RuntimeError" in caplog.text
         assert "secret" not in caplog.text
         assert ("tenant-1", "NSE:INFY") not in quote_refresh._refresher()[1]
+
+    def test_a_database_connection_that_fails_to_close_does_not_end_the_refresher(self, monkeypatch):
+        def failing_close():
+            raise RuntimeError("closing failed")
+
+        monkeypatch.setattr(quote_refresh.connections, "close_all", failing_close)
+        asked: list[list[str]] = []
+
+        quote_refresh.refresh_ahead("tenant-1", ["NSE:INFY"], asked.append)
+        assert quote_refresh.refresh_wait()
+        quote_refresh.refresh_ahead("tenant-1", ["NSE:SBIN"], asked.append)
+        assert quote_refresh.refresh_wait()
+
+        assert asked == [["NSE:INFY"], ["NSE:SBIN"]]
