@@ -1,6 +1,6 @@
 """What the quote service (market.quotes) hands out and keeps: a `MarketQuote`, the names it is asked by
-("EXCHANGE:SYMBOL"), and the plain values each quote is cached as, so a change to MarketQuote never breaks a
-stored entry."""
+("EXCHANGE:SYMBOL"), the plain values each quote is cached as, so a change to MarketQuote never breaks a
+stored entry, how long an ask may wait (`Patience`) and what it raises when nothing can be had."""
 
 import re
 from collections.abc import Iterable
@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
+
+from rest_framework import status
 
 from brokers.adapters.types import DepthLevel, Quote
 from thor.errors import ApplicationError
@@ -18,6 +20,46 @@ LIVE, STALE = "live", "stale"
 
 # "EXCHANGE:SYMBOL": Kite's symbols are letters, digits and & - _ . and, for indices, spaces ("NIFTY 50").
 NAME = re.compile(r"[A-Z]{2,8}:[A-Za-z0-9][A-Za-z0-9 &._-]{0,63}")
+
+
+# How long a reader waits by default for another reader's call to the broker (the connection's lock).
+LOCK_WAIT_SECONDS = 15
+
+
+@dataclass(frozen=True)
+class Patience:
+    """How long an ask may hold its caller up. The default suits a caller that would rather wait than go without:
+    LOCK_WAIT_SECONDS for the connection's lock (then it calls unlocked), the adapter's rate wait for the budget
+    (asked twice), and a kept quote asked for again once its feed's fresh period is over. `serves_seconds`
+    longer than that period lets a kept quote serve that long without a call (handed out `stale` past the period:
+    its `as_of` says how old). Without `wait_for_budget` a spent budget is no failure: it keeps no reader off."""
+
+    lock_wait: float = LOCK_WAIT_SECONDS
+    call_without_lock: bool = True
+    wait_for_budget: bool = True
+    serves_seconds: float = 0.0
+    # A call with room fills it with names asked lately (the next readers' quotes for free): a caller that
+    # waits on the answer (an order) asks only for its own, a smaller answer to parse.
+    pad: bool = True
+    # A kept quote served past its feed's fresh period is asked for again off this call (market.quote_refresh),
+    # so that the next ask within `serves_seconds` need not wait for it.
+    refresh_ahead: bool = False
+
+
+PATIENT = Patience()
+# How a refresh ahead asks: never waiting for the lock (whoever holds it is quoting) or the budget, no padding.
+REFRESHING = Patience(lock_wait=0, call_without_lock=False, wait_for_budget=False, pad=False)
+
+
+class MarketDataUnavailable(ApplicationError):
+    """No quote can be had: no market-data connection, or the broker failed and no last good quote is kept."""
+
+    def __init__(self):
+        super().__init__(
+            "Market prices are unavailable right now; try again shortly.",
+            code="market_data_unavailable",
+            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        )
 
 
 class TooManyInstruments(ApplicationError):

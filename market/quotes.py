@@ -34,12 +34,10 @@ Every quote carries `as_of` (when Thor received it) and `source` (`live` or `sta
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Protocol
 
 from django.conf import settings
 from django.core.cache import cache
-from rest_framework import status
 
 from brokers.adapters.errors import BrokerError, BrokerErrorCode
 from brokers.adapters.types import Quote
@@ -49,9 +47,14 @@ from market import caches, quote_refresh
 from market.quote_feeds import FEEDS, FRESH_SECONDS, KITE_FEED, SCHWAB_FEED, Feed, feed_kind
 from market.quote_values import (
     LIVE,
+    LOCK_WAIT_SECONDS,
     MAX_INSTRUMENTS,
+    PATIENT,
+    REFRESHING,
     STALE,
+    MarketDataUnavailable,
     MarketQuote,
+    Patience,
     TooManyInstruments,
     instrument_name,
     market_quote,
@@ -60,11 +63,11 @@ from market.quote_values import (
 )
 from market.selectors import market_data_connection
 from thor import coordination
-from thor.errors import ApplicationError
 
 __all__ = [
     "FRESH_SECONDS",
     "LIVE",
+    "LOCK_WAIT_SECONDS",
     "MAX_INSTRUMENTS",
     "SCHWAB_FEED",
     "STALE",
@@ -82,49 +85,12 @@ __all__ = [
 
 logger = logging.getLogger("market.quotes")
 
-# How long a holder may keep a connection's lock (then it expires), and how long a reader waits for it: a
-# holder's calls each wait up to the adapter's rate wait for their token and its timeout for the broker.
+# How long a holder may keep a connection's lock (then it expires): a holder's calls each wait up to the adapter's
+# rate wait for their token and its timeout for the broker (how long a reader waits for it: Patience).
 LOCK_SECONDS = 60
-LOCK_WAIT_SECONDS = 15
 
 Clock = Callable[[], float]
 _no_connection_warning: dict[str, coordination.OccasionalWarning] = {}
-
-
-@dataclass(frozen=True)
-class Patience:
-    """How long an ask may hold its caller up. The default suits a caller that would rather wait than go without:
-    LOCK_WAIT_SECONDS for the connection's lock (then it calls unlocked), the adapter's rate wait for the budget
-    (asked twice), and a kept quote asked for again once its feed's fresh period is over. `serves_seconds`
-    longer than that period lets a kept quote serve that long without a call (handed out `stale` past the period:
-    its `as_of` says how old). Without `wait_for_budget` a spent budget is no failure: it keeps no reader off."""
-
-    lock_wait: float = LOCK_WAIT_SECONDS
-    call_without_lock: bool = True
-    wait_for_budget: bool = True
-    serves_seconds: float = 0.0
-    # A call with room fills it with names asked lately (the next readers' quotes for free): a caller that
-    # waits on the answer (an order) asks only for its own, a smaller answer to parse.
-    pad: bool = True
-    # A kept quote served past its feed's fresh period is asked for again off this call (market.quote_refresh),
-    # so that the next ask within `serves_seconds` need not wait for it.
-    refresh_ahead: bool = False
-
-
-PATIENT = Patience()
-# How a refresh ahead asks: never waiting for the lock (whoever holds it is quoting) or the budget, no padding.
-REFRESHING = Patience(lock_wait=0, call_without_lock=False, wait_for_budget=False, pad=False)
-
-
-class MarketDataUnavailable(ApplicationError):
-    """No quote can be had: no market-data connection, or the broker failed and no last good quote is kept."""
-
-    def __init__(self):
-        super().__init__(
-            "Market prices are unavailable right now; try again shortly.",
-            code="market_data_unavailable",
-            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
-        )
 
 
 # Each entry: (received_at epoch seconds, the stored quote, or None when the broker did not know the name).
