@@ -7,6 +7,7 @@ lets through never leaves the reservations above the buying power it was checked
 """
 
 from collections import defaultdict
+from dataclasses import dataclass
 from decimal import Decimal
 
 from django.conf import settings
@@ -147,6 +148,55 @@ def _grouped(account: TradingAccount, *, exclude_order_id: int | None) -> dict:
     return groups
 
 
+@dataclass(frozen=True)
+class RestingReserve:
+    """An account's resting orders as `reserved_cash` reckons them, read once: `at(marks)` reckons their reserve at
+    any marks without a database read (a socket's book, accounts.pnl, at each tick of their instruments: a resting
+    short sale's margin and a buy-back's excess move with the mark, as GET .../funds reckons them)."""
+
+    account: TradingAccount
+    groups: dict  # (exchange, symbol, product, side) -> the unfilled rests (`_grouped`)
+    held: dict  # (exchange, symbol, product) -> the position's quantity
+    rates: dict  # product -> its margin rate
+    instrument_types: dict  # (exchange, symbol) -> instrument type, for the charges
+
+    @property
+    def instruments(self) -> set[tuple[str, str]]:
+        """The (exchange, symbol) of every instrument an order rests on: what `at` reads of the marks."""
+        return {(exchange, symbol) for exchange, symbol, _, _ in self.groups}
+
+    def at(self, marks=None) -> Decimal:
+        reserved = Decimal("0")
+        for (exchange, symbol, product, _), orders in self.groups.items():
+            reserved += _side_reserve(
+                account=self.account,
+                orders=orders,
+                held=self.held.get((exchange, symbol, product), Decimal("0")),
+                rate=self.rates[product],
+                mark=(marks or {}).get((exchange, symbol)),
+                instrument_types=self.instrument_types,
+            )
+        return reserved.quantize(CENT, rounding=ROUNDING)
+
+
+def resting_reserve(*, account: TradingAccount, exclude_order_id: int | None = None) -> RestingReserve:
+    """The account's resting orders (but `exclude_order_id`), what it holds, and the margin rates and instrument
+    types their reserve needs, read now (`reserved_cash` says what they reserve)."""
+    groups = _grouped(account, exclude_order_id=exclude_order_id)
+    tenant = account.user.tenant
+    instrument_types: dict[tuple[str, str], str] = {}
+    if charges_enabled():
+        for orders in groups.values():
+            _instrument_type(orders[0][0], instrument_types)
+    return RestingReserve(
+        account=account,
+        groups=dict(groups),
+        held={(p.exchange, p.symbol, p.product): p.quantity for p in account.paper_positions.all()},
+        rates={product: margin_rate(tenant=tenant, product=product) for _, _, product, _ in groups},
+        instrument_types=instrument_types,
+    )
+
+
 def reserved_cash(*, account: TradingAccount, exclude_order_id: int | None = None, marks=None) -> Decimal:
     """Cash set aside for resting orders, for the part of each not filled yet: buys at their limit (or trigger)
     price beyond the short they would buy back, with the charges their rest will debit at it, and the margin of
@@ -158,20 +208,7 @@ def reserved_cash(*, account: TradingAccount, exclude_order_id: int | None = Non
     (accounts.paper._fill pays cost and charges from the same buying power). A fill below the reserved price
     costs no more in charges (the schedule grows with an order's value). A buy that buys back a short needs no
     cost for that part: the short's exposure (`short_exposure`) already holds its buying back at the mark."""
-    held = {(p.exchange, p.symbol, p.product): p.quantity for p in account.paper_positions.all()}
-    tenant = account.user.tenant
-    instrument_types: dict[tuple[str, str], str] = {}
-    reserved = Decimal("0")
-    for (exchange, symbol, product, _), orders in _grouped(account, exclude_order_id=exclude_order_id).items():
-        reserved += _side_reserve(
-            account=account,
-            orders=orders,
-            held=held.get((exchange, symbol, product), Decimal("0")),
-            rate=margin_rate(tenant=tenant, product=product),
-            mark=(marks or {}).get((exchange, symbol)),
-            instrument_types=instrument_types,
-        )
-    return reserved.quantize(CENT, rounding=ROUNDING)
+    return resting_reserve(account=account, exclude_order_id=exclude_order_id).at(marks)
 
 
 def short_exposure(*, account: TradingAccount, marks) -> Decimal:

@@ -1,11 +1,13 @@
 """Real-time P&L: a paper account's positions and funds valued again at each tick, without a database read.
 
-A socket that follows an account keeps the account's `Book` (accounts.ticks): its positions, cash, what its
-resting orders reserve and its margin rates, read once, with each position's instrument token from the
+A socket that follows an account keeps the account's `Book` (accounts.ticks): its positions, cash, its resting
+orders and its margin rates, read once, with the instrument token of each instrument held or rested on from the
 master. The socket reads the book again whenever the account's stream says something changed (an order,
 a fill) and at each renewal of its follow marks; between those, a tick is arithmetic on the book: each
 position valued at its price as accounts.selectors values it for REST (accounts.paper_funds: `paper_position_at`,
-`paper_funds_at`), shown by accounts.presenters.
+`paper_funds_at`), and what the resting orders reserve reckoned at their instruments' marks as GET .../funds
+reckons it (a resting short sale's margin moves with its mark: accounts.paper_buying_power.RestingReserve),
+shown by accounts.presenters.
 
 What a socket is sent is state, not an event: `{"type": "position_prices", "account_id", "as_of", "data":
 {"positions": [...], "funds": {...}}}`, the positions whose price moved since the last one (each a whole
@@ -25,7 +27,7 @@ from decimal import Decimal
 from accounts import presenters, selectors
 from accounts.live_pnl import LiveBook, live_book_load, live_prices_data
 from accounts.models import PaperPosition, TradingAccount
-from accounts.paper_buying_power import margin_rate, reserved_cash
+from accounts.paper_buying_power import RestingReserve, margin_rate, resting_reserve
 from market.selectors import instrument_token
 from thor.errors import ApplicationError
 from thor.fields import timestamp_text
@@ -42,11 +44,19 @@ class Book:
 
     account: TradingAccount
     positions: list[PaperPosition]
-    reserved: Decimal
+    reserve: RestingReserve  # the resting orders: what they reserve moves with their instruments' marks
     charges_today: Decimal  # changes with a fill (a stream message: the book is read again) or at midnight
     rates: dict[str, Decimal]  # each product's margin rate, for the shorts
     marks: dict[Instrument, Decimal]  # market prices only: an instrument without one is not in it
-    tokens: dict[int, set[Instrument]] = field(default_factory=dict)  # token -> the instruments held on it
+    tokens: dict[int, set[Instrument]] = field(default_factory=dict)  # token -> the instruments held or rested on
+    _reserved: tuple[tuple, Decimal] | None = None  # the reserve at the marks it was last reckoned at
+
+    def reserved(self) -> Decimal:
+        """What the resting orders reserve at the book's marks (reckoned again only when one of theirs moved)."""
+        marks = tuple(self.marks.get(instrument) for instrument in sorted(self.reserve.instruments))
+        if self._reserved is None or self._reserved[0] != marks:
+            self._reserved = (marks, self.reserve.at(self.marks))
+        return self._reserved[1]
 
     @property
     def account_id(self) -> int:
@@ -73,17 +83,18 @@ def book_load(account_id: int) -> AnyBook | None:
         # No quotes right now: the ticks price what they reach; until then a position is at its average price.
         valued, market = [(position, position.average_price) for position in account.paper_positions.all()], {}
     positions = [position for position, _ in valued]
+    reserve = resting_reserve(account=account)
     tokens: dict[int, set[Instrument]] = {}
-    for position in positions:
-        token = instrument_token(exchange=position.exchange, tradingsymbol=position.symbol)
+    for exchange, symbol in {(position.exchange, position.symbol) for position in positions} | reserve.instruments:
+        token = instrument_token(exchange=exchange, tradingsymbol=symbol)
         if token is not None:
-            tokens.setdefault(token, set()).add((position.exchange, position.symbol))
+            tokens.setdefault(token, set()).add((exchange, symbol))
     tenant = account.user.tenant
     return Book(
         account=account,
         positions=positions,
         # At market prices only: a resting order on an instrument without one is reserved at its own price.
-        reserved=reserved_cash(account=account, marks=market),
+        reserve=reserve,
         charges_today=selectors.paper_charges_today(account=account),
         rates={product: margin_rate(tenant=tenant, product=product) for product in {p.product for p in positions}},
         marks=dict(market),
@@ -132,7 +143,7 @@ def position_prices_message(book: AnyBook, instruments: Iterable[Instrument], *,
     ]
     funds = selectors.paper_funds_at(
         account=book.account,
-        utilised=book.reserved + short_exposure_at(book),
+        utilised=book.reserved() + short_exposure_at(book),
         valued=valued,
         charges_today=book.charges_today,
     )

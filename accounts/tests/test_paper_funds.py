@@ -20,13 +20,14 @@ from accounts.models import Order, PaperPosition, TradingAccount
 from accounts.orders import order_place
 from accounts.orders.place import last_prices
 from accounts.paper_buying_power import RESERVE_PRICE, paper_buying_power, reserved_cash
-from accounts.pnl import book_load, position_prices_message
+from accounts.pnl import book_load, book_tick, position_prices_message
 from accounts.presenters import funds_data
 from accounts.selectors import funds_get
 from accounts.tests.conftest import place
 from accounts.tests.test_paper_valuation import INSTRUMENTS, TICK, booked, primary
 from brokers.adapters.types import OrderRequest
 from identity.tests.factories import UserFactory
+from market.selectors import instrument_token
 
 pytestmark = pytest.mark.django_db
 D = Decimal
@@ -249,3 +250,48 @@ def test_the_funds_read_shows_the_buying_power_the_check_finds_at_the_same_marks
 
     assert funds.buying_power == funds.available == the_checks_buying_power(account)
     assert socket_funds(account) == funds_data(funds)
+
+
+def marked(quoted) -> dict[str, str]:
+    """The fixed price table of `quoted` (ticks from each WORLD instrument's base; None: no price)."""
+    return {
+        f"{exchange}:{symbol}": str(max(base + ticks * TICK, TICK))
+        for (exchange, symbol, _, base), ticks in zip(WORLD, quoted, strict=True)
+        if ticks is not None
+    }
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])  # examples: the profile (conftest)
+# A short sale resting on INFY, nothing held: INFY's tick moves its margin (reserved at the mark above its limit).
+@example(
+    held=[],
+    orders=[(0, "SELL", "MIS", 10, 0, "LIMIT", -100)],
+    quoted=(0, None, None),
+    ticked=(50, None, None),
+    charges=False,
+)
+@given(held=positions, orders=resting, quoted=marks, ticked=marks, charges=st.booleans())
+def test_after_any_ticks_the_sockets_funds_are_what_funds_show_at_those_prices(
+    tenant, quarter, instrument_master, settings, held, orders, quoted, ticked, charges
+):
+    """The socket's book, read at one moment's prices and then moved by ticks (of instruments held, of instruments
+    only resting orders are on), shows the funds GET .../funds shows at the prices the ticks left: what the
+    resting orders reserve moves with their instruments' marks as the positions' values do."""
+    settings.THOR_PAPER_PRICE_SOURCE = "fixed"
+    settings.THOR_PAPER_SLIPPAGE_BPS = 0
+    settings.THOR_PAPER_CHARGES = {"enabled": charges, "tenants": {}}
+    account = primary(UserFactory(tenant=tenant))  # a new user each example: order rows are never deleted
+    book_written(account, held, orders)
+    settings.THOR_PAPER_FIXED_PRICES = marked(quoted)
+    book = book_load(account.pk)
+    assert book is not None
+
+    for (exchange, symbol, _, base), ticks in zip(WORLD, ticked, strict=True):
+        if ticks is not None:
+            book_tick(book, instrument_token(exchange=exchange, tradingsymbol=symbol), max(base + ticks * TICK, TICK))
+    settings.THOR_PAPER_FIXED_PRICES = marked(
+        [tick if tick is not None else quote for quote, tick in zip(quoted, ticked, strict=True)]
+    )
+
+    funds = funds_data(funds_get(account=account).data)
+    assert position_prices_message(book, [], as_of=timezone.now())["data"]["funds"] == funds
