@@ -16,7 +16,6 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, time, timedelta
 from decimal import Decimal
-from http.cookiejar import DefaultCookiePolicy
 from typing import Any
 from urllib.parse import urlencode
 
@@ -39,6 +38,7 @@ from brokers.adapters.kite_mapping import (
     order_result_of,
     whole_quantity,
 )
+from brokers.adapters.sessions import BrokerSession
 from brokers.adapters.types import (
     Funds,
     Holding,
@@ -80,15 +80,13 @@ AUTOMATIC_MARKET_PROTECTION = Decimal("-1")
 _pool = threading.local()
 
 
-def _session() -> requests.Session:
+def _session() -> BrokerSession:
     """One keep-alive session per thread for every Kite client made in it (an adapter is made for each
-    call, and a client's own session would open a new connection to Kite every time). It takes no
-    cookies: Kite's API sets none, and one customer's call must never carry another's."""
+    call, and a client's own session would open a new connection to Kite every time); without cookies
+    (brokers.adapters.sessions)."""
     session = getattr(_pool, "session", None)
     if session is None:
-        session = requests.Session()
-        session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
-        _pool.session = session
+        session = _pool.session = BrokerSession()
     return session
 
 
@@ -97,15 +95,13 @@ def _session() -> requests.Session:
 MAX_EGRESS_POOLS = 32
 
 
-def _egress_session() -> requests.Session:
+def _egress_session() -> BrokerSession:
     """The session order calls through an egress share in this thread (as _session for direct calls),
     kept apart so that the direct pools never make way for egress ones; its oldest proxy pools are closed
     beyond MAX_EGRESS_POOLS."""
     session = getattr(_pool, "egress_session", None)
     if session is None:
-        session = requests.Session()
-        session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
-        _pool.egress_session = session
+        session = _pool.egress_session = BrokerSession()
     for adapter in session.adapters.values():
         if isinstance(adapter, requests.adapters.HTTPAdapter):
             managers = adapter.proxy_manager

@@ -23,6 +23,7 @@ from django.conf import settings
 from requests.adapters import HTTPAdapter
 
 from brokers.adapters.errors import BrokerError, BrokerErrorCode
+from brokers.adapters.sessions import BrokerSession
 from thor import ratelimit
 
 GATEWAY_TOKEN_ERRORS = ("invalid_access_token", "access_token_expired", "invalidaccesstoken")
@@ -44,10 +45,11 @@ def rate_budgets(app_id: int) -> list[ratelimit.Budget]:
 
 
 def _session() -> requests.Session:
-    """One pooled session per thread: keep-alive across calls without sharing a session between threads."""
+    """One pooled session per thread: keep-alive across calls without sharing a session between threads, and
+    without cookies (brokers.adapters.sessions)."""
     session = getattr(_pool, "session", None)
     if session is None:
-        session = requests.Session()
+        session = BrokerSession()
         session.mount("https://", HTTPAdapter(pool_connections=4, pool_maxsize=16, max_retries=0))
         session.mount("http://", HTTPAdapter(pool_connections=4, pool_maxsize=16, max_retries=0))
         _pool.session = session
