@@ -241,7 +241,8 @@ class GoogleIdp(_AuthorizationServer):
         super().__init__(**kwargs)
         self._base_url = base_url
         self._kid = secrets.token_hex(8)
-        self._key = RSAKey.generate_key(2048, parameters={"kid": self._kid, "use": "sig", "alg": "RS256"})
+        self._signing_key: RSAKey | None = None
+        self._key_lock = threading.Lock()
         self._spoils: dict = {}
         add = self.router.add
         add("GET", "/google/.well-known/openid-configuration", self.discovery)
@@ -254,6 +255,17 @@ class GoogleIdp(_AuthorizationServer):
     @property
     def issuer(self) -> str:
         return self._base_url() + self.prefix
+
+    @property
+    def _key(self) -> RSAKey:
+        # Made when first asked for (the keys or an ID token): a 2048-bit key costs a fraction of a second, and most
+        # sandboxes a test starts never sign anyone in with Google.
+        with self._key_lock:
+            if self._signing_key is None:
+                self._signing_key = RSAKey.generate_key(
+                    2048, parameters={"kid": self._kid, "use": "sig", "alg": "RS256"}
+                )
+            return self._signing_key
 
     def reset(self) -> None:
         super().reset()
