@@ -314,7 +314,7 @@ def paper_orders_match(*, account_id: int | None = None, now: datetime | None = 
     changed = 0
     for resting_account_id, order_ids in orders_by_account.items():
         with transaction.atomic():
-            account = account_lock(account_id=resting_account_id)
+            account = account_lock(account_id=resting_account_id, live=False)
             prices = prices_by_tenant[account.user.tenant_id]
             # The account's orders on one instrument share its book: a level one fills is gone for the next.
             depth = PassDepth(prices)
@@ -343,7 +343,7 @@ def _tenant_prices(*, tenant, instruments) -> Prices:
 @transaction.atomic
 def paper_account_reset(*, account: TradingAccount, actor=None) -> TradingAccount:
     """Starting cash again, every resting order cancelled and every position closed; audited."""
-    account = account_lock(account_id=account.pk)
+    account = account_lock(account_id=account.pk, live=False)
     positions = list(account.paper_positions.all())
     before = {
         "cash": str(account.cash),

@@ -188,7 +188,7 @@ def mis_positions_square_off(*, now: datetime | None = None, account_id: int | N
     closed = 0
     for locked_id in sorted(set(tenant_of) | accounts_with_orders):
         with transaction.atomic():
-            account = account_lock(account_id=locked_id)
+            account = account_lock(account_id=locked_id, live=False)
             _cancel_resting(_resting_mis_orders(account, now), message="Intraday (MIS) square-off: session end.")
             tenant_prices = prices.get(account.user.tenant_id, {})
             for position in _mis_positions(now, locked_id):
@@ -265,7 +265,7 @@ def expired_positions_settle(*, now: datetime | None = None) -> int:
     settled = 0
     for locked_id in sorted(account_ids):
         with transaction.atomic():
-            account = account_lock(account_id=locked_id)
+            account = account_lock(account_id=locked_id, live=False)
             resting = account.orders.filter(status__in=RESTING_STATUSES, children__isnull=True).order_by("id")
             _cancel_resting(
                 [order for order in resting if (order.exchange, order.symbol) in expired],

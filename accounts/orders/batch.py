@@ -81,7 +81,7 @@ def order_batch_place(
     bands = band_quotes(account=account, requests=requests)  # one broker call: before the lock
     prices = last_prices(account, requests)
     with transaction.atomic():
-        locked = account_lock(account_id=account.pk)
+        locked = account_lock(account_id=account.pk, live=account.mode == TradingAccount.Mode.LIVE)
         if idempotency_key:
             record = recorded_request(account=locked, key=idempotency_key, fingerprint=fingerprint)
             if record is not None:

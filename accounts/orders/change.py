@@ -93,7 +93,7 @@ def order_modify(
     # The price band's quote too: a broker call, for the order as changed (its type decides whether a band applies).
     band = band_quote(account=account, request=_changed(unlocked, changes)) if unlocked else None
     with transaction.atomic():
-        locked = account_lock(account_id=account.pk)
+        locked = account_lock(account_id=account.pk, live=account.mode == TradingAccount.Mode.LIVE)
         replayed = replayed_order(account=locked, key=idempotency_key, fingerprint=fingerprint)
         if replayed is not None:
             return replayed
@@ -145,7 +145,7 @@ def order_cancel(
     *, account: TradingAccount, order_id: int, idempotency_key: str | None, fingerprint: str, actor
 ) -> Order:
     with transaction.atomic():
-        locked = account_lock(account_id=account.pk)
+        locked = account_lock(account_id=account.pk, live=account.mode == TradingAccount.Mode.LIVE)
         replayed = replayed_order(account=locked, key=idempotency_key, fingerprint=fingerprint)
         if replayed is not None:
             return replayed

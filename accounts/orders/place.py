@@ -234,7 +234,9 @@ def order_place(
     prices = last_prices(account, [request])
     try:
         with transaction.atomic():
-            locked = account_lock(account_id=account.pk, idempotency_key=idempotency_key)
+            locked = account_lock(
+                account_id=account.pk, idempotency_key=idempotency_key, live=account.mode == TradingAccount.Mode.LIVE
+            )
             active_user_check(locked.user)
             if idempotency_key and locked.key_used:
                 placed = placed_order_for_key(account=locked, key=idempotency_key, fingerprint=fingerprint)
@@ -276,7 +278,7 @@ def order_place(
         if not idempotency_key:
             raise
         with transaction.atomic():
-            locked = account_lock(account_id=account.pk)
+            locked = account_lock(account_id=account.pk, live=account.mode == TradingAccount.Mode.LIVE)
             placed = placed_order_for_key(account=locked, key=idempotency_key, fingerprint=fingerprint)
         if placed is None:
             raise
