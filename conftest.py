@@ -65,6 +65,12 @@ def pytest_unconfigure(config):
     watchdog.start()
 
 
+# What migrations make and no test changes: the content types and the permissions derived from the models. The flush
+# after each transactional test emptied them, and post_migrate (Django's only receivers here) then wrote every one
+# back, most of a flush's time; kept, it has nothing to do and is not sent.
+KEPT_BY_THE_FLUSH = frozenset({"django_content_type", "auth_permission"})
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _flush_by_delete():
     """A transactional test ends with Django's flush, a TRUNCATE of every table: on PostgreSQL each truncated
@@ -72,8 +78,10 @@ def _flush_by_delete():
     whatever few rows the test left. Deleting the rows empties the same tables in the same transaction, far
     cheaper for the handful a test writes. The audit and order tables refuse a DELETE (their triggers; TRUNCATE
     fires none), so the flush's transaction runs with triggers off (session_replication_role, a superuser's
-    setting: the test databases' owner on this machine and in CI; elsewhere the TRUNCATE stays). Nothing but the
-    SQL changes: the same tables, sequences kept as the TRUNCATE kept them, post_migrate after it."""
+    setting: the test databases' owner on this machine and in CI; elsewhere the TRUNCATE stays). The same tables
+    emptied, sequences kept as the TRUNCATE kept them, but for KEPT_BY_THE_FLUSH and the post_migrate that would
+    only write them back."""
+    from django.core.management.commands import flush
     from django.db import connection
 
     if connection.vendor != "postgresql":
@@ -82,7 +90,9 @@ def _flush_by_delete():
     from django.db.backends.postgresql.operations import DatabaseOperations
 
     truncate = DatabaseOperations.sql_flush
+    post_migrate = flush.emit_post_migrate_signal
     superuser = {}  # alias -> whether its role may turn triggers off
+    kept = {"rows": False}  # whether the last flush kept KEPT_BY_THE_FLUSH
 
     def is_superuser(ops) -> bool:
         alias = ops.connection.alias
@@ -93,18 +103,29 @@ def _flush_by_delete():
         return superuser[alias]
 
     def sql_flush(self, style, tables, *, reset_sequences=False, allow_cascade=False):
+        kept["rows"] = False
         if not tables or reset_sequences or not is_superuser(self):
             return truncate(self, style, tables, reset_sequences=reset_sequences, allow_cascade=allow_cascade)
+        kept["rows"] = True
         # SET LOCAL lasts until the flush's own transaction ends; set back at the end all the same, in case a
         # caller flushed inside a transaction of its own.
         return [
             "SET LOCAL session_replication_role = replica;",
-            *(f"DELETE FROM {style.SQL_FIELD(self.quote_name(table))};" for table in tables),  # noqa: S608 (Django's table names)
+            *(
+                f"DELETE FROM {style.SQL_FIELD(self.quote_name(table))};"  # noqa: S608 (Django's table names)
+                for table in tables
+                if table not in KEPT_BY_THE_FLUSH
+            ),
             "SET LOCAL session_replication_role = origin;",
         ]
 
+    def post_migrate_unless_kept(*args, **kwargs):
+        if not kept["rows"]:
+            post_migrate(*args, **kwargs)
+
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(DatabaseOperations, "sql_flush", sql_flush)
+        patch.setattr(flush, "emit_post_migrate_signal", post_migrate_unless_kept)
         yield
 
 
