@@ -66,7 +66,8 @@ def _uncovered(entries, cover: Decimal) -> list[Decimal]:
 
 def buyback_excess(*, quantity: Decimal, price: Decimal, mark: Decimal | None, rate: Decimal) -> Decimal:
     """What buying back `quantity` of a short at `price` costs beyond what its exposure holds for it (its mark
-    plus its margin, `short_exposure`): nothing, unless the price is above the mark by more than the margin."""
+    plus its margin, `PaperCommitments.short_exposure`): nothing, unless the price is above the mark by more than
+    the margin."""
     if mark is None or quantity <= 0:
         return Decimal("0")
     return quantity * max(price - mark * (1 + rate), Decimal("0"))
@@ -96,7 +97,7 @@ def _side_reserve(
     charges of that part (a short's proceeds are owed back: its charges are paid from buying power, while a sale
     of what is held pays them from its proceeds), and what that part loses at once if it fills below the mark.
     A sell's margin is at the higher of its price and `mark` (the instrument's last price, where known): once
-    filled, its short is margined at the mark (`short_exposure`), as the check valued it
+    filled, its short is margined at the mark (`PaperCommitments.short_exposure`), as the check valued it
     (accounts.checks.order_value_price); reserved at a limit below the mark, a fill at the same prices would tie
     up more than was set aside. Its `floor` is the lowest price it can fill at (a resting order's is its price:
     its limit, or what a market order rests at; a new one's accounts.checks.sell_fill_floor): a short sold
@@ -149,23 +150,26 @@ def _grouped(account: TradingAccount, *, exclude_order_id: int | None) -> dict:
 
 
 @dataclass(frozen=True)
-class RestingReserve:
-    """An account's resting orders as `reserved_cash` reckons them, read once: `at(marks)` reckons their reserve at
-    any marks without a database read (a socket's book, accounts.pnl, at each tick of their instruments: a resting
-    short sale's margin and a buy-back's excess move with the mark, as GET .../funds reckons them)."""
+class PaperCommitments:
+    """What a paper account has committed, read once: its resting orders (`reserved`: what they reserve, as
+    `reserved_cash` says) and its positions (`short_exposure`: what its open shorts tie up). Each reckons at any marks
+    without a database read: the check and a fill read once for both, and a socket's book (accounts.pnl) reckons
+    them again at each tick (a resting short sale's margin and a short's buying back move with the mark, as
+    GET .../funds reckons them)."""
 
     account: TradingAccount
     groups: dict  # (exchange, symbol, product, side) -> the unfilled rests (`_grouped`)
+    positions: list  # the account's positions
     held: dict  # (exchange, symbol, product) -> the position's quantity
-    rates: dict  # product -> its margin rate
+    rates: dict  # product -> its margin rate, for every product an order rests or a position is held on
     instrument_types: dict  # (exchange, symbol) -> instrument type, for the charges
 
     @property
     def instruments(self) -> set[tuple[str, str]]:
-        """The (exchange, symbol) of every instrument an order rests on: what `at` reads of the marks."""
+        """The (exchange, symbol) of every instrument an order rests on: what `reserved` reads of the marks."""
         return {(exchange, symbol) for exchange, symbol, _, _ in self.groups}
 
-    def at(self, marks=None) -> Decimal:
+    def reserved(self, marks=None) -> Decimal:
         reserved = Decimal("0")
         for (exchange, symbol, product, _), orders in self.groups.items():
             reserved += _side_reserve(
@@ -178,21 +182,37 @@ class RestingReserve:
             )
         return reserved.quantize(CENT, rounding=ROUNDING)
 
+    def short_exposure(self, marks=None) -> Decimal:
+        """What the open shorts tie up: buying them back at the mark (a position without one: at its average price),
+        plus their margin. A short sale's proceeds are in cash but are not buying power: they are owed back."""
+        exposure = Decimal("0")
+        for position in self.positions:
+            if position.quantity < 0:
+                mark = (marks or {}).get((position.exchange, position.symbol)) or position.average_price
+                exposure += -position.quantity * mark * (1 + self.rates[position.product])
+        return exposure.quantize(CENT, rounding=ROUNDING)
 
-def resting_reserve(*, account: TradingAccount, exclude_order_id: int | None = None) -> RestingReserve:
-    """The account's resting orders (but `exclude_order_id`), what it holds, and the margin rates and instrument
-    types their reserve needs, read now (`reserved_cash` says what they reserve)."""
+    def utilised(self, marks=None) -> Decimal:
+        return self.reserved(marks) + self.short_exposure(marks)
+
+
+def paper_commitments(*, account: TradingAccount, exclude_order_id: int | None = None) -> PaperCommitments:
+    """The account's resting orders (but `exclude_order_id`) and positions, with the margin rates and instrument types
+    their reckoning needs, read now (two queries)."""
     groups = _grouped(account, exclude_order_id=exclude_order_id)
+    positions = list(account.paper_positions.all())
     tenant = account.user.tenant
     instrument_types: dict[tuple[str, str], str] = {}
     if charges_enabled():
         for orders in groups.values():
             _instrument_type(orders[0][0], instrument_types)
-    return RestingReserve(
+    products = {product for _, _, product, _ in groups} | {position.product for position in positions}
+    return PaperCommitments(
         account=account,
         groups=dict(groups),
-        held={(p.exchange, p.symbol, p.product): p.quantity for p in account.paper_positions.all()},
-        rates={product: margin_rate(tenant=tenant, product=product) for _, _, product, _ in groups},
+        positions=positions,
+        held={(p.exchange, p.symbol, p.product): p.quantity for p in positions},
+        rates={product: margin_rate(tenant=tenant, product=product) for product in products},
         instrument_types=instrument_types,
     )
 
@@ -207,30 +227,14 @@ def reserved_cash(*, account: TradingAccount, exclude_order_id: int | None = Non
     need, and the resting buy would be refused at its fill for funds the check had let it count on
     (accounts.paper._fill pays cost and charges from the same buying power). A fill below the reserved price
     costs no more in charges (the schedule grows with an order's value). A buy that buys back a short needs no
-    cost for that part: the short's exposure (`short_exposure`) already holds its buying back at the mark."""
-    return resting_reserve(account=account, exclude_order_id=exclude_order_id).at(marks)
-
-
-def short_exposure(*, account: TradingAccount, marks) -> Decimal:
-    """What the open shorts tie up: buying them back at the mark, plus their margin.
-
-    A short sale's proceeds are in cash but are not buying power: they are owed back.
-    """
-    exposure = Decimal("0")
-    for position in account.paper_positions.filter(quantity__lt=0):
-        mark = marks.get((position.exchange, position.symbol)) or position.average_price
-        rate = margin_rate(tenant=account.user.tenant, product=position.product)
-        exposure += -position.quantity * mark * (1 + rate)
-    return exposure.quantize(CENT, rounding=ROUNDING)
+    cost for that part: the short's exposure (`PaperCommitments.short_exposure`) already holds its buying back at
+    the mark."""
+    return paper_commitments(account=account, exclude_order_id=exclude_order_id).reserved(marks)
 
 
 def paper_buying_power(*, account: TradingAccount, marks, exclude_order_id: int | None = None) -> Decimal:
     """Cash less what resting orders reserve and what open shorts tie up (marked at `marks`)."""
-    return (
-        account.cash
-        - reserved_cash(account=account, exclude_order_id=exclude_order_id, marks=marks)
-        - short_exposure(account=account, marks=marks)
-    )
+    return account.cash - paper_commitments(account=account, exclude_order_id=exclude_order_id).utilised(marks)
 
 
 def _reserved_sell_quantity(*, account: TradingAccount, exchange: str, symbol: str, product: str, exclude_order_id):
@@ -268,10 +272,10 @@ def paper_buying_power_check(
     exclude = replacing.pk if replacing else None
     # A modified order that has partly filled needs room for its rest only.
     quantity = request.quantity - (replacing.filled_quantity if replacing else Decimal("0"))
-    held = _position_quantity(
-        account=account, exchange=request.exchange, symbol=request.symbol, product=request.product
-    )
     if request.side == Order.Side.SELL and request.product == "CNC":
+        held = _position_quantity(
+            account=account, exchange=request.exchange, symbol=request.symbol, product=request.product
+        )
         selling_already = _reserved_sell_quantity(
             account=account,
             exchange=request.exchange,
@@ -285,24 +289,20 @@ def paper_buying_power_check(
                 {"quantity": [f"Cannot sell {quantity} {request.symbol} (CNC): {max(sellable, 0)} held."]}
             )
         return
-    resting = [
-        (order, order.pk, order.quantity - order.filled_quantity, _order_price(order), _order_price(order))
-        for order in _resting_orders(account, exclude_order_id=exclude).filter(
-            side=request.side, exchange=request.exchange, symbol=request.symbol, product=request.product
-        )
-        if order.quantity > order.filled_quantity
-    ]
+    # One read for the instrument's resting orders on this side and for the buying power they leave.
+    commitments = paper_commitments(account=account, exclude_order_id=exclude)
+    resting = commitments.groups.get((request.exchange, request.symbol, request.product, request.side), [])
     floor = price if sell_floor is None else min(price, sell_floor)
     new = [(request, _NEW + index, part, price, floor) for index, part in enumerate(slices or [quantity])]
     reckoning = {
         "account": account,
-        "held": held,
+        "held": commitments.held.get((request.exchange, request.symbol, request.product), Decimal("0")),
         "rate": margin_rate(tenant=account.user.tenant, product=request.product),
         "mark": marks.get((request.exchange, request.symbol)),
-        "instrument_types": {},
+        "instrument_types": commitments.instrument_types,
     }
     needed = _side_reserve(orders=resting + new, **reckoning) - _side_reserve(orders=resting, **reckoning)
     needed = needed.quantize(CENT, rounding=ROUNDING)
-    available = paper_buying_power(account=account, marks=marks, exclude_order_id=exclude)
+    available = account.cash - commitments.utilised(marks)
     if needed > available:
         raise ValidationError({"quantity": [f"Insufficient buying power: needs {needed}, available {available}."]})

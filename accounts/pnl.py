@@ -5,8 +5,8 @@ orders and its margin rates, read once, with the instrument token of each instru
 master. The socket reads the book again whenever the account's stream says something changed (an order,
 a fill) and at each renewal of its follow marks; between those, a tick is arithmetic on the book: each
 position valued at its price as accounts.selectors values it for REST (accounts.paper_funds: `paper_position_at`,
-`paper_funds_at`), and what the resting orders reserve reckoned at their instruments' marks as GET .../funds
-reckons it (a resting short sale's margin moves with its mark: accounts.paper_buying_power.RestingReserve),
+`paper_funds_at`), and what its resting orders reserve and its shorts tie up reckoned at the marks as GET .../funds
+reckons them (a resting short sale's margin moves with its mark: accounts.paper_buying_power.PaperCommitments),
 shown by accounts.presenters.
 
 What a socket is sent is state, not an event: `{"type": "position_prices", "account_id", "as_of", "data":
@@ -27,11 +27,10 @@ from decimal import Decimal
 from accounts import presenters, selectors
 from accounts.live_pnl import LiveBook, live_book_load, live_prices_data
 from accounts.models import PaperPosition, TradingAccount
-from accounts.paper_buying_power import RestingReserve, margin_rate, resting_reserve
+from accounts.paper_buying_power import PaperCommitments, paper_commitments
 from market.selectors import instrument_token
 from thor.errors import ApplicationError
 from thor.fields import timestamp_text
-from thor.money import CENT, ROUNDING
 
 POSITION_PRICES = "position_prices"
 
@@ -44,19 +43,19 @@ class Book:
 
     account: TradingAccount
     positions: list[PaperPosition]
-    reserve: RestingReserve  # the resting orders: what they reserve moves with their instruments' marks
+    commitments: PaperCommitments  # its resting orders and shorts: what they tie up moves with their marks
     charges_today: Decimal  # changes with a fill (a stream message: the book is read again) or at midnight
-    rates: dict[str, Decimal]  # each product's margin rate, for the shorts
     marks: dict[Instrument, Decimal]  # market prices only: an instrument without one is not in it
     tokens: dict[int, set[Instrument]] = field(default_factory=dict)  # token -> the instruments held or rested on
-    _reserved: tuple[tuple, Decimal] | None = None  # the reserve at the marks it was last reckoned at
+    _reserved: tuple[tuple, Decimal] | None = None  # what the resting orders reserve, at the marks it was reckoned at
 
-    def reserved(self) -> Decimal:
-        """What the resting orders reserve at the book's marks (reckoned again only when one of theirs moved)."""
-        marks = tuple(self.marks.get(instrument) for instrument in sorted(self.reserve.instruments))
+    def utilised(self) -> Decimal:
+        """What the resting orders reserve (reckoned again only when one of their marks moved) and the open shorts
+        tie up, at the book's marks."""
+        marks = tuple(self.marks.get(instrument) for instrument in sorted(self.commitments.instruments))
         if self._reserved is None or self._reserved[0] != marks:
-            self._reserved = (marks, self.reserve.at(self.marks))
-        return self._reserved[1]
+            self._reserved = (marks, self.commitments.reserved(self.marks))
+        return self._reserved[1] + self.commitments.short_exposure(self.marks)
 
     @property
     def account_id(self) -> int:
@@ -83,20 +82,18 @@ def book_load(account_id: int) -> AnyBook | None:
         # No quotes right now: the ticks price what they reach; until then a position is at its average price.
         valued, market = [(position, position.average_price) for position in account.paper_positions.all()], {}
     positions = [position for position, _ in valued]
-    reserve = resting_reserve(account=account)
+    commitments = paper_commitments(account=account)
     tokens: dict[int, set[Instrument]] = {}
-    for exchange, symbol in {(position.exchange, position.symbol) for position in positions} | reserve.instruments:
+    for exchange, symbol in {(position.exchange, position.symbol) for position in positions} | commitments.instruments:
         token = instrument_token(exchange=exchange, tradingsymbol=symbol)
         if token is not None:
             tokens.setdefault(token, set()).add((exchange, symbol))
-    tenant = account.user.tenant
     return Book(
         account=account,
         positions=positions,
         # At market prices only: a resting order on an instrument without one is reserved at its own price.
-        reserve=reserve,
+        commitments=commitments,
         charges_today=selectors.paper_charges_today(account=account),
-        rates={product: margin_rate(tenant=tenant, product=product) for product in {p.product for p in positions}},
         marks=dict(market),
         tokens=tokens,
     )
@@ -118,16 +115,6 @@ def _mark(book: Book, position: PaperPosition) -> Decimal:
     return book.marks.get((position.exchange, position.symbol)) or position.average_price
 
 
-def short_exposure_at(book: Book) -> Decimal:
-    """What the open shorts tie up at the book's marks: accounts.paper_buying_power.short_exposure's sum, without its read."""
-    exposure = Decimal("0")
-    for position in book.positions:
-        if position.quantity < 0:
-            mark = _mark(book, position)
-            exposure += -position.quantity * mark * (1 + book.rates[position.product])
-    return exposure.quantize(CENT, rounding=ROUNDING)
-
-
 def position_prices_message(book: AnyBook, instruments: Iterable[Instrument], *, as_of: datetime) -> dict:
     """The `position_prices` message: the positions on `instruments` and the account's funds, at the marks
     (a live account's funds: null, see accounts.live_pnl)."""
@@ -143,7 +130,7 @@ def position_prices_message(book: AnyBook, instruments: Iterable[Instrument], *,
     ]
     funds = selectors.paper_funds_at(
         account=book.account,
-        utilised=book.reserved() + short_exposure_at(book),
+        utilised=book.utilised(),
         valued=valued,
         charges_today=book.charges_today,
     )

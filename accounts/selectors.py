@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from accounts import caches, live
 from accounts.models import Order, TradingAccount
-from accounts.paper_buying_power import reserved_cash, short_exposure
+from accounts.paper_buying_power import paper_commitments
 from accounts.paper_funds import paper_charges_today, paper_funds_at, paper_position_at, paper_valuation
 from brokers.adapters.types import Holding
 from thor.money import CENT, ROUNDING
@@ -222,7 +222,7 @@ def funds_get(*, account: TradingAccount, fresh: bool = False, present: Present 
     valuation = paper_valuation(account, resting_orders=True)
     marks = valuation.marks
     # Short proceeds are in cash but owed back: they and the shorts' margin are tied up, like reservations.
-    utilised = reserved_cash(account=account, marks=marks) + short_exposure(account=account, marks=marks)
+    utilised = paper_commitments(account=account).utilised(marks)
     return _now_read(
         paper_funds_at(
             account=account,

@@ -1,7 +1,7 @@
 """Shorts in what a paper order is checked on and what it reserves (issue 21, continued).
 
 A short (a sell beyond the long position, on an intraday or futures product) is margined at the mark, the last
-price (accounts.paper_buying_power.short_exposure): its proceeds are in cash but owed back. So:
+price (accounts.paper_buying_power.PaperCommitments.short_exposure): its proceeds are in cash but owed back. So:
 
 - A short sale needs its margin at the price it is valued at and its charges (paid from buying power: its
   proceeds are not). A resting one reserves them at the higher of its limit and the mark, as it was checked.
