@@ -6,8 +6,8 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from accounts.account_locks import account_lock
-from accounts.models import Order, TradingAccount
-from brokers.tests.factories import linked_kite_account
+from accounts.models import TradingAccount
+from brokers.tests.factories import linked_kite_account, order
 
 pytestmark = pytest.mark.django_db
 
@@ -67,17 +67,7 @@ class TestTheIdempotencyKey:
 
     def test_a_key_an_order_of_the_account_holds_is_used(self, alice):
         account = paper(alice)
-        Order.objects.create(
-            account=account,
-            client_order_id="thor-key",
-            idempotency_key="held-key",
-            symbol="INFY",
-            exchange="NSE",
-            side="BUY",
-            quantity=1,
-            order_type="MARKET",
-            product="CNC",
-        )
+        order(account, "OPEN", 1, idempotency_key="held-key")
 
         assert locked(account_id=account.pk, idempotency_key="held-key", live=False)[0].key_used is True
 

@@ -50,17 +50,21 @@ def linked_kite_account(user, **connection_fields) -> TradingAccount:
     )
 
 
-def order(account: TradingAccount, status: str, n: int) -> Order:
-    """The account's order number `n`, in `status` (any string: NEEDS_REVIEW before the model names it)."""
+def order(account: TradingAccount, status: str, n: int, **fields) -> Order:
+    """The account's order number `n`, in `status` (any string: NEEDS_REVIEW before the model names it); `fields`
+    set any other column."""
     return Order.objects.create(
-        account=account,
-        client_order_id=f"thor-{account.pk}-{n}",
-        symbol="INFY",
-        exchange="NSE",
-        side="BUY",
-        quantity=Decimal("1"),
-        order_type="LIMIT",
-        product="CNC",
-        price=Decimal("1500"),
-        status=status,
+        **{
+            "account": account,
+            "client_order_id": f"thor-{account.pk}-{n}",
+            "symbol": "INFY",
+            "exchange": "NSE",
+            "side": "BUY",
+            "quantity": Decimal("1"),
+            "order_type": "LIMIT",
+            "product": "CNC",
+            "price": Decimal("1500"),
+            "status": status,
+            **fields,
+        }
     )
