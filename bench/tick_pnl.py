@@ -234,6 +234,12 @@ def main() -> None:
     parser.add_argument(
         "--client-processes", type=int, default=2, help="processes the sockets' clients are dealt out over"
     )
+    parser.add_argument(
+        "--server-arg",
+        action="append",
+        default=[],
+        help="an argument for `thor.serve` (uvicorn), e.g. --server-arg=--ws=websockets-sansio; repeatable",
+    )
     args = parser.parse_args()
     exit_cleanly_on_sigterm()
     port, sandbox_port = free_port(), free_port()
@@ -264,7 +270,7 @@ def main() -> None:
         sandbox_argv = ["manage.py", "run_broker_sandbox", "--port", str(sandbox_port), "--ticker-seconds", "1"]
         sandbox = processes.start("sandbox", [PYTHON, *sandbox_argv], env)
         thor_argv = ["-m", "thor.serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(args.workers)]
-        thor = processes.start("thor", [PYTHON, *thor_argv, "--log-level", "warning"], env)
+        thor = processes.start("thor", [PYTHON, *thor_argv, "--log-level", "warning", *args.server_arg], env)
         processes.wait_ready(sandbox, f"{sandbox_url}/_sandbox/stats", timeout=300)
         processes.wait_ready(thor, f"{thor_url}/api/health/", timeout=120)
         instruments = master_load(env, sandbox_url, args.instruments)
@@ -307,10 +313,12 @@ def main() -> None:
         window = (opened_at, opened_at + args.seconds)
         thor_connections, waiting = [], []
         while time.time() < window[1]:
+            # Between two bursts: the sandbox ticks at whole seconds of the shared monotonic clock, and these samples
+            # (the listing is a JSON of every subscription) must not take the cores from what they measure.
+            time.sleep(min(1.0 - (time.monotonic() - 0.5) % 1.0, max(0.0, window[1] - time.time())))
             listing = ticker_connections(sandbox_url)
             thor_connections.append(sum(1 for c in listing if c["user_id"] == THOR_KITE_USER))
             waiting.append(layer_backlog(args.redis_url))
-            time.sleep(min(1.0, max(0.0, window[1] - time.time())))
         baseline.stop()
         results = clients_finish(clients)
         ticks, connection_users, lost = sent_log_read(sandbox_url)

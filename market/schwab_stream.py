@@ -32,7 +32,7 @@ from decimal import Decimal
 from websockets.sync.client import ClientConnection
 
 from market import caches
-from market.tickhub import ticks_publish
+from market.tickhub import ticks_deliver
 from market.us_tokens import is_us_token, us_symbol, us_token
 from thor.coordination import OccasionalWarning
 
@@ -82,12 +82,7 @@ def wanted_symbols() -> set[str]:
 def prices_deliver(prices: dict[int, str]) -> None:
     """Into the last-prices hash and, as one batch, to every server process (market.tickhub), as the Kite
     stream delivers its ticks."""
-    received_at = time.time()
-    try:
-        caches.last_prices_write(prices, received_at=received_at)
-    except Exception:
-        logger.exception("Schwab stream could not write last prices")
-    ticks_publish(prices, received_at=received_at)
+    ticks_deliver(prices, received_at=time.time())
 
 
 class SchwabStream:

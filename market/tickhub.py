@@ -85,6 +85,27 @@ def _tick(token, text, received_at: float) -> Tick | None:
 _publish_down = OccasionalWarning(logger)
 
 
+def ticks_deliver(prices: dict[int, str], *, received_at: float) -> None:
+    """What a market stream does with each batch it hears: each token's last price stored (market.caches' last-prices
+    hash, which REST reads and a hub reads after a reconnect), then the batch handed to every server process's hub.
+    With Redis both go in one round trip, in that order: a hub whose subscription comes back between the two hears
+    the message, and one whose comes back after it reads the stored prices. Never raises."""
+    if not prices:
+        return
+    if not uses_redis():
+        caches.last_prices_write(prices, received_at=received_at)
+        ticks_publish(prices, received_at=received_at)
+        return
+    try:
+        with redis_client().pipeline(transaction=False) as pipe:
+            pipe.hset(caches.LAST_PRICES_KEY, mapping=caches.last_prices_fields(prices, received_at=received_at))
+            pipe.publish(caches.ticks_channel_key(_redis_url()), batch_encode(prices, received_at))
+            pipe.execute()
+    except Exception as error:
+        # The type only: a connection error's text may carry the Redis URL.
+        _publish_down("Could not store and publish ticks: %s", type(error).__name__)
+
+
 def ticks_publish(prices: dict[int, str], *, received_at: float) -> None:
     """Hand a batch of ticks (token -> last price as text) to every server process's hub. Never raises: the
     stream goes on with its next batch (and the last-prices hash has this one)."""

@@ -32,7 +32,7 @@ from twisted.internet import reactor
 from market import caches
 from market.selectors import market_data_connection
 from market.stream_gate import SessionGate, session_read
-from market.tickhub import ticks_publish
+from market.tickhub import ticks_deliver
 from market.us_tokens import is_us_token
 
 logger = logging.getLogger("market.ticks")
@@ -145,13 +145,8 @@ class MarketStream:
 
     def _on_ticks(self, _ticker: KiteTicker, ticks: list[dict]) -> None:
         prices = {tick["instrument_token"]: str(Decimal(str(tick["last_price"]))) for tick in ticks}
-        received_at = time.time()
-        try:
-            caches.last_prices_write(prices, received_at=received_at)
-        except Exception:
-            logger.exception("Market stream could not write last prices")
-        # One message for the whole batch, to every server process (market.tickhub), whatever it holds.
-        ticks_publish(prices, received_at=received_at)
+        # Stored, and one message for the whole batch to every server process (market.tickhub), whatever it holds.
+        ticks_deliver(prices, received_at=time.time())
 
     def _on_error(self, _ticker: KiteTicker, code: int, reason) -> None:
         if code == 0:

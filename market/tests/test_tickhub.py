@@ -3,6 +3,7 @@ goes is forgotten; a lost subscription comes back by itself, said once each way.
 
 import asyncio
 import gc
+import json
 import logging
 import threading
 from collections.abc import Coroutine
@@ -12,9 +13,9 @@ from typing import Any
 import pytest
 from django.conf import settings
 
-from market import caches
-from market.tickhub import Tick, TickHub, batch_decode, batch_encode, tick_hub, ticks_publish
-from thor.coordination import redis_client, uses_redis
+from market import caches, tickhub
+from market.tickhub import Tick, TickHub, batch_decode, batch_encode, tick_hub, ticks_deliver, ticks_publish
+from thor.coordination import OccasionalWarning, redis_client, uses_redis
 
 INFY, SBIN, TCS = 408065, 779521, 2953217
 WAIT_SECONDS = 5
@@ -110,6 +111,35 @@ def test_one_published_batch_reaches_the_sockets_of_two_processes_exactly_once_e
     ticks_publish({SBIN: "791"}, received_at=1001.0)  # a marker: everything before it has arrived
     assert first.run(a.next_batch()) == [(SBIN, Decimal("791"), 1001.0)]
     assert (len(a.batches), len(b.batches), len(c.batches)) == (2, 1, 1)
+
+
+def test_a_streams_batch_is_stored_as_the_last_prices_and_reaches_the_sockets(processes):
+    process = processes()
+    heard = process.run(listening(process.hub, [INFY]))
+
+    ticks_deliver({INFY: "1510.55", SBIN: "790"}, received_at=1000.25)
+
+    assert process.run(heard.next_batch()) == [(INFY, Decimal("1510.55"), 1000.25)]
+    assert caches.last_prices_read([INFY, SBIN, TCS]) == {
+        INFY: {"last_price": "1510.55", "received_at": 1000.25},
+        SBIN: {"last_price": "790", "received_at": 1000.25},
+    }
+
+
+def test_a_stream_goes_on_while_redis_is_down_and_says_so_once(caplog, settings, monkeypatch):
+    monkeypatch.setattr(tickhub, "_publish_down", OccasionalWarning(tickhub.logger))
+    settings.CACHES = {"default": {**settings.CACHES["default"], "LOCATION": "redis://127.0.0.1:1/0", "OPTIONS": {}}}
+    caplog.set_level(logging.WARNING, logger="market.tickhub")
+    for received_at in (1000.0, 1001.0):
+        ticks_deliver({INFY: "1510.55"}, received_at=received_at)  # never raises
+    messages = [record.getMessage() for record in caplog.records if record.name == "market.tickhub"]
+    assert messages == ["Could not store and publish ticks: ConnectionError"]
+
+
+@pytest.mark.parametrize("price", ["1510.55", "0.05", "1E+3", "-2.5", 'a"quote\\'])
+def test_the_stored_entry_is_json_whatever_the_price_text(price):
+    fields = caches.last_prices_fields({INFY: price}, received_at=1765000000.125)
+    assert json.loads(fields[str(INFY)]) == {"last_price": price, "received_at": 1765000000.125}
 
 
 def test_a_socket_that_goes_is_forgotten(processes):
