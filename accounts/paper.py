@@ -32,9 +32,11 @@ from accounts.paper_buying_power import (
 )
 from accounts.paper_depth import PassDepth
 from accounts.paper_fills import fill_apply, fill_charges_due, fill_cost, status_set
+from accounts.paper_funds import paper_marks
 from accounts.prices import MarketDataUnavailable, Prices, price_source
 from accounts.slicing import parent_aggregate
 from identity.models import Tenant
+from market.selectors import instrument_last_prices
 from thor.money import CENT, ROUNDING
 
 logger = logging.getLogger("accounts.paper")
@@ -297,27 +299,47 @@ def paper_orders_match(*, account_id: int | None = None, now: datetime | None = 
     # Each tenant's prices come through its own source: a broker session is never shared across tenants.
     instruments_by_tenant = defaultdict(set)
     orders_by_account = defaultdict(list)
+    ordered_by_account = defaultdict(set)
     for order_id, resting_account_id, tenant_id, exchange, symbol in resting.values_list(
         "id", "account_id", "account__user__tenant_id", "exchange", "symbol"
     ):
         instruments_by_tenant[tenant_id].add((exchange, symbol))
         orders_by_account[resting_account_id].append(order_id)
+        ordered_by_account[resting_account_id].add((exchange, symbol))
+    held_by_account = defaultdict(set)
     if orders_by_account:
-        # A buy's fill marks the account's shorts at the pass's prices, as its pre-trade check did (`_fill`).
-        shorts = PaperPosition.objects.filter(account_id__in=orders_by_account, quantity__lt=0)
-        for tenant_id, exchange, symbol in shorts.values_list("account__user__tenant_id", "exchange", "symbol"):
-            instruments_by_tenant[tenant_id].add((exchange, symbol))
-    prices_by_tenant = {
+        # A buy's fill marks the account's shorts at the pass's marks, as its pre-trade check did (`_fill`).
+        held = PaperPosition.objects.filter(account_id__in=orders_by_account).exclude(quantity=0)
+        for held_account_id, tenant_id, exchange, symbol, quantity in held.values_list(
+            "account_id", "account__user__tenant_id", "exchange", "symbol", "quantity"
+        ):
+            held_by_account[held_account_id].add((exchange, symbol))
+            if quantity < 0:
+                instruments_by_tenant[tenant_id].add((exchange, symbol))
+    quoted_by_tenant = {
         tenant.pk: _tenant_prices(tenant=tenant, instruments=instruments_by_tenant[tenant.pk])
         for tenant in Tenant.objects.filter(pk__in=instruments_by_tenant)
+    }
+    streamed_by_tenant = {
+        tenant_id: instrument_last_prices(instruments) for tenant_id, instruments in instruments_by_tenant.items()
     }
     changed = 0
     for resting_account_id, order_ids in orders_by_account.items():
         with transaction.atomic():
             account = account_lock(account_id=resting_account_id, live=False)
-            prices = prices_by_tenant[account.user.tenant_id]
-            # The account's orders on one instrument share its book: a level one fills is gone for the next.
-            depth = PassDepth(prices)
+            tenant_id = account.user.tenant_id
+            quoted = quoted_by_tenant[tenant_id]
+            prices = quoted.fresh()
+            # Fills at fresh prices; the account's shorts and resting orders marked as its funds and its pre-trade
+            # check mark them (accounts.paper_funds.paper_marks). The account's orders on one instrument share its
+            # book: a level one fills is gone for the next.
+            marks = paper_marks(
+                held=held_by_account[resting_account_id],
+                ordered=ordered_by_account[resting_account_id],
+                prices=quoted,
+                ticks=streamed_by_tenant[tenant_id],
+            )
+            depth = PassDepth(prices.with_marks(marks))
             for order in account.orders.filter(
                 pk__in=order_ids, status__in=RESTING_STATUSES, children__isnull=True
             ).order_by("id"):
@@ -333,8 +355,10 @@ def paper_orders_match(*, account_id: int | None = None, now: datetime | None = 
 
 
 def _tenant_prices(*, tenant, instruments) -> Prices:
+    """The tenant's prices of these instruments, stale ones too (they mark a held short as its funds do; only the
+    fresh ones fill)."""
     try:
-        return price_source(tenant=tenant).prices(instruments).fresh()
+        return price_source(tenant=tenant).prices(instruments)
     except MarketDataUnavailable:
         # Expiry needs no price; fills wait until the source answers again.
         return Prices()

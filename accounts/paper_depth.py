@@ -112,8 +112,10 @@ class PassDepth:
         self._books: dict[tuple[str, str, str], Book | None] = {}
 
     def marks(self) -> Mapping:
-        """The pass's last prices, (exchange, symbol) to price: what the pre-trade check marked open shorts at."""
-        return self._prices or {}
+        """What the pass marks open shorts and resting orders at, (exchange, symbol) to price: the marks its prices
+        carry (a placement's: what the account's funds mark, accounts.orders.place.last_prices), else its prices."""
+        marks = getattr(self._prices, "marks", None)
+        return marks() if callable(marks) else (self._prices or {})
 
     def quote_as_of(self, *, exchange: str, symbol: str):
         quote = self._quote(exchange, symbol)

@@ -63,23 +63,46 @@ def paper_valuation(account: TradingAccount, *, resting_orders: bool = False) ->
     # (accounts.pnl), so that REST and the socket agree; the quote when the stream has gone quiet.
     ticks = instrument_last_prices(held | ordered)
     now = timezone.now()
-    valued, marks, source, as_of = [], {}, "live", now
+    valued, source, as_of = [], "live", now
     for position in positions:
-        instrument = (position.exchange, position.symbol)
-        priced = _market_price(instrument, prices=prices, ticks=ticks, now=now)
+        priced = _market_price((position.exchange, position.symbol), prices=prices, ticks=ticks, now=now)
         if priced is None:
             priced = _Priced(position.average_price, position.updated_at, fresh=False)
-        else:
-            marks[instrument] = priced.price
         valued.append((position, priced.price))
         if position.quantity:
             source = source if priced.fresh else "stale"
             as_of = min(as_of, priced.as_of)
-    for instrument in ordered:
+    return PaperValuation(
+        valued, source, as_of, _marks(held=held, ordered=ordered, prices=prices, ticks=ticks, now=now)
+    )
+
+
+def paper_marks(
+    *, held: set[Instrument], ordered: set[Instrument], prices: Prices, ticks: dict | None = None
+) -> dict[Instrument, Decimal]:
+    """The marks a paper account's funds reckon its open shorts and resting orders at, from `prices` (the price
+    source's, stale ones kept) and the market stream's last prices (`ticks`, read here unless given): what
+    `paper_valuation` marks, for the pre-trade check (accounts.orders.place.last_prices) and the matching pass's fills
+    (accounts.paper), so that the buying power they find is the one the funds show."""
+    if ticks is None:
+        ticks = instrument_last_prices(held | ordered)
+    return _marks(held=held, ordered=ordered, prices=prices, ticks=ticks, now=timezone.now())
+
+
+def _marks(*, held, ordered, prices: Prices, ticks, now) -> dict[Instrument, Decimal]:
+    """A held instrument at its market price, stale or not (as its position is valued; one without a price has no
+    mark: its short is tied up at its average price); an instrument only resting orders are on at a fresh price
+    only (none: its orders are reserved at their own prices)."""
+    marks = {}
+    for instrument in held:
+        priced = _market_price(instrument, prices=prices, ticks=ticks, now=now)
+        if priced is not None:
+            marks[instrument] = priced.price
+    for instrument in ordered - held:
         priced = _market_price(instrument, prices=prices, ticks=ticks, now=now)
         if priced is not None and priced.fresh:
             marks[instrument] = priced.price
-    return PaperValuation(valued, source, as_of, marks)
+    return marks
 
 
 def _resting_instruments(account: TradingAccount) -> set[Instrument]:

@@ -46,6 +46,18 @@ class Prices(Mapping[Instrument, Decimal]):
 
     def __init__(self, quoted: Mapping[Instrument, Quoted] | None = None):
         self._quoted = dict(quoted or {})
+        self._marks: Mapping[Instrument, Decimal] | None = None
+
+    def with_marks(self, marks: Mapping[Instrument, Decimal]) -> "Prices":
+        """These prices, with the marks an account's open shorts and resting orders are reckoned at (what its funds
+        mark them at: accounts.paper_funds.paper_marks), which may differ from the prices an order fills at."""
+        marked = Prices(self._quoted)
+        marked._marks = dict(marks)
+        return marked
+
+    def marks(self) -> Mapping[Instrument, Decimal]:
+        """What open shorts and resting orders are marked at: the marks given (`with_marks`), else these prices."""
+        return self if self._marks is None else self._marks
 
     @classmethod
     def at(cls, prices: Mapping[Instrument, Decimal], as_of: datetime) -> "Prices":

@@ -31,6 +31,7 @@ from accounts.orders.idempotency import placed_order_for_key, request_record
 from accounts.paper import paper_order_submit
 from accounts.paper_buying_power import RESTING_STATUSES, paper_buying_power_check
 from accounts.paper_depth import PassDepth
+from accounts.paper_funds import paper_marks
 from accounts.price_bands import band_quote, price_band_check
 from accounts.prices import MarketDataUnavailable, price_source
 from accounts.slicing import children_load, freeze_slices, parent_aggregate
@@ -64,20 +65,27 @@ def last_prices(account: TradingAccount, requests: list[OrderRequest]) -> Prices
     if account.mode != TradingAccount.Mode.PAPER and account.user.tenant.max_order_value is None:
         return {}  # a live order is only valued against the tenant's max order value: no price to read
     instruments = {(request.exchange, request.symbol) for request in requests}
+    held: set = set()
     if account.mode == TradingAccount.Mode.PAPER:
-        instruments |= set(account.paper_positions.values_list("exchange", "symbol"))
+        held = set(account.paper_positions.values_list("exchange", "symbol"))
         # Resting orders are reserved at their marks too (a short sale's margin at the mark, and what it loses
         # filled below it): without them the check would see less reserved than there is.
         resting = account.orders.filter(status__in=RESTING_STATUSES)
-        instruments |= set(resting.values_list("exchange", "symbol"))
+        instruments |= held | set(resting.values_list("exchange", "symbol"))
     try:
-        # Only prices young enough to fill at: a stale table (the broker failing) is for reads, not fills. Their
-        # quotes come along: a paper order fills from the book's depth (accounts.paper_depth).
-        return price_source(tenant=account.user.tenant).prices(instruments).fresh()
+        quoted = price_source(tenant=account.user.tenant).prices(instruments)
     except MarketDataUnavailable:
         if account.mode == TradingAccount.Mode.PAPER:
             raise
         return {}
+    # Only prices young enough to fill at: a stale table (the broker failing) is for reads, not fills. Their
+    # quotes come along: a paper order fills from the book's depth (accounts.paper_depth).
+    fresh = quoted.fresh()
+    if account.mode != TradingAccount.Mode.PAPER:
+        return fresh
+    # Shorts and resting orders marked as the account's funds mark them (the stream's price, a held instrument's
+    # stale one): the buying power the check finds is the one GET .../funds and the socket show.
+    return fresh.with_marks(paper_marks(held=held, ordered=instruments - held, prices=quoted))
 
 
 def order_create(
@@ -135,7 +143,8 @@ def pre_trade_check(
     last_price = prices.get((request.exchange, request.symbol))
     book = None
     if account.mode == TradingAccount.Mode.PAPER:
-        book = (depth or PassDepth(prices)).book(exchange=request.exchange, symbol=request.symbol, side=request.side)
+        depth = depth or PassDepth(prices)
+        book = depth.book(exchange=request.exchange, symbol=request.symbol, side=request.side)
     quantities = slices or [request.quantity - (replacing.filled_quantity if replacing else Decimal("0"))]
     price = order_value_price(request=request, last_price=last_price, book=book, quantities=quantities)
     tenant_limits_check(account=account, request=request, price=price, replacing=replacing)
@@ -146,7 +155,7 @@ def pre_trade_check(
             account=account,
             request=request,
             price=price,
-            marks=prices,
+            marks=depth.marks(),
             replacing=replacing,
             slices=slices,
             sell_floor=sell_fill_floor(request=request, last_price=last_price, book=book, quantities=quantities)

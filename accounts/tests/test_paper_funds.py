@@ -7,8 +7,14 @@ GET .../funds and a socket's funds (accounts.pnl) reserve resting orders at the 
 as the positions' prices: valued at the positions' marks alone, a short sale resting on an instrument not held
 showed room the next order's check did not give. An instrument without a price reserves its orders at their own
 prices, as the check does, and never fails the read.
+
+Both mark at the same prices (accounts.paper_funds.paper_marks): the market stream's while it is fresh (or newer than
+the quote), else the quote's, and a held instrument's stale one too. The check once marked at the fresh quotes alone:
+a short held on an instrument the stream had moved, or whose only price was stale, left the check and the funds a
+tick (or the whole move) apart.
 """
 
+import time
 from decimal import Decimal
 
 import pytest
@@ -27,7 +33,9 @@ from accounts.tests.conftest import place
 from accounts.tests.test_paper_valuation import INSTRUMENTS, TICK, booked, primary
 from brokers.adapters.types import OrderRequest
 from identity.tests.factories import UserFactory
+from market import caches
 from market.selectors import instrument_token
+from thor.coordination import redis_client, uses_redis
 
 pytestmark = pytest.mark.django_db
 D = Decimal
@@ -54,7 +62,7 @@ def short_sale_resting_below_the_mark(account: TradingAccount, fixed_prices) -> 
 
 def the_checks_buying_power(account: TradingAccount) -> Decimal:
     """What the next order's check finds available: at the marks the placement reads."""
-    return paper_buying_power(account=account, marks=last_prices(account, []))
+    return paper_buying_power(account=account, marks=last_prices(account, []).marks())
 
 
 def funds_read(client, account: TradingAccount) -> dict:
@@ -187,6 +195,33 @@ resting = st.lists(
     max_size=6,
 )
 marks = st.tuples(*[st.one_of(st.none(), st.integers(-600, 600)) for _ in WORLD])  # in ticks; None: no price
+NONE = (None, None, None)
+# The market stream's last price of each instrument, in ticks, heard just now or an hour ago; None: never heard.
+streamed_prices = st.tuples(*[st.one_of(st.none(), st.tuples(st.integers(-600, 600), st.booleans())) for _ in WORLD])
+
+
+def stream_prices_set(heard: dict[tuple[str, str], tuple[Decimal, bool]]) -> None:
+    """The market stream's last prices: each instrument's price, heard just now (True) or an hour ago; no others."""
+    if uses_redis():
+        redis_client().delete(caches.LAST_PRICES_KEY)
+    caches.ticks_flush()
+    for (exchange, symbol), (price, fresh) in heard.items():
+        caches.last_prices_write(
+            {instrument_token(exchange=exchange, tradingsymbol=symbol): str(price)},
+            received_at=time.time() - (0 if fresh else 3600),
+        )
+
+
+def stream_heard(streamed) -> None:
+    """The market stream's last prices as `streamed` says (in ticks from each WORLD instrument's base, fresh or an
+    hour old; None: never heard)."""
+    stream_prices_set(
+        {
+            (exchange, symbol): (max(base + heard[0] * TICK, TICK), heard[1])
+            for (exchange, symbol, _, base), heard in zip(WORLD, streamed, strict=True)
+            if heard is not None
+        }
+    )
 
 
 def book_written(account: TradingAccount, held, orders) -> None:
@@ -223,21 +258,41 @@ def book_written(account: TradingAccount, held, orders) -> None:
 
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture])  # examples: the profile (conftest)
 # The specification's book: a short sale resting on INFY under its mark, nothing held.
-@example(held=[], orders=[(0, "SELL", "MIS", 10, 0, "LIMIT", -1000)], quoted=(0, None, None), charges=False)
+@example(
+    held=[], orders=[(0, "SELL", "MIS", 10, 0, "LIMIT", -1000)], quoted=(0, None, None), streamed=NONE, charges=False
+)
 # INFY held on two products at two average prices and without a price: the socket valued both, and the short, at one.
 @example(
     held=[(0, "MIS", 0, 0), (0, "CNC", -1, 1)],
     orders=[(0, "BUY", "MIS", 1, 0, "LIMIT", 0)],
     quoted=(None, None, None),
+    streamed=NONE,
     charges=False,
 )
-@given(held=positions, orders=resting, quoted=marks, charges=st.booleans())
+# INFY held short, the stream's price above the quote: funds marked the short at the stream's, the check at the quote's.
+@example(
+    held=[(0, "MIS", -1, 0)],
+    orders=[(1, "BUY", "MIS", 1, 0, "LIMIT", -100)],
+    quoted=(0, None, None),
+    streamed=((50, True), None, None),
+    charges=False,
+)
+# INFY held short, no quote, the stream's price an hour old: funds marked it there, the check at its average price.
+@example(
+    held=[(0, "MIS", -1, 0)],
+    orders=[(1, "BUY", "MIS", 1, 0, "LIMIT", -100)],
+    quoted=(None, 0, None),
+    streamed=((300, False), None, None),
+    charges=False,
+)
+@given(held=positions, orders=resting, quoted=marks, streamed=streamed_prices, charges=st.booleans())
 def test_the_funds_read_shows_the_buying_power_the_check_finds_at_the_same_marks(
-    tenant, quarter, instrument_master, fixed_prices, settings, held, orders, quoted, charges
+    tenant, quarter, instrument_master, fixed_prices, settings, held, orders, quoted, streamed, charges
 ):
     """Whatever the account holds and has resting (buys, sells of what is held, short sales, partly filled, on
-    instruments held and not, priced and not), GET .../funds and the socket's funds show as buying power what the
-    next order's check finds available, at the prices of the moment."""
+    instruments held and not, priced and not), and whatever the market stream heard of those instruments (lately or
+    not), GET .../funds and the socket's funds show as buying power what the next order's check finds available, at
+    the prices of the moment."""
     settings.THOR_PAPER_CHARGES = {"enabled": charges, "tenants": {}}
     account = primary(UserFactory(tenant=tenant))  # a new user each example: order rows are never deleted
     book_written(account, held, orders)
@@ -245,6 +300,7 @@ def test_the_funds_read_shows_the_buying_power_the_check_finds_at_the_same_marks
         fixed_prices.pop(f"{exchange}:{symbol}", None)
         if ticks is not None:
             fixed_prices[f"{exchange}:{symbol}"] = str(max(base + ticks * TICK, TICK))
+    stream_heard(streamed)
 
     funds = funds_get(account=account).data
 

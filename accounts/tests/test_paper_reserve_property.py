@@ -6,6 +6,10 @@ order is REJECTED, cash never goes negative and buying power never below zero.
 Shorts are opened against the whole book, bids below the mark among them, and with the market slippage on or
 off: a short filled below the mark loses the difference at once, marked at the last price, and the check asks
 for that loss beforehand (test_paper_reserve_shorts says how), so buying power never goes below zero after it.
+
+The market stream may price an instrument away from its quote: shorts and resting orders are then marked at the
+stream's price by the check, by the fills (at placement and in the matching pass) and by the funds alike, while the
+fills take the quotes' books.
 """
 
 from decimal import Decimal
@@ -19,6 +23,7 @@ from accounts.models import Order, TradingAccount
 from accounts.orders import order_place
 from accounts.paper import paper_orders_match
 from accounts.paper_buying_power import paper_buying_power
+from accounts.tests.test_paper_funds import stream_prices_set
 from accounts.tests.test_paper_valuation import INSTRUMENTS, TICK, primary, quoted
 from brokers.adapters.types import OrderRequest
 from identity.tests.factories import UserFactory
@@ -87,6 +92,7 @@ ASKS_AT_1550 = ((0, [(1000, 40)], "book"), (0, [(0, 1)], "no_quote"))
     charges=False,
     slippage=0,
     shorts=False,
+    streamed=(None, None),
 )
 # A limit buy up to 1650 walks the asks past the mark: valued at the mark, it would pass and be refused at fill.
 @example(
@@ -96,6 +102,7 @@ ASKS_AT_1550 = ((0, [(1000, 40)], "book"), (0, [(0, 1)], "no_quote"))
     charges=False,
     slippage=0,
     shorts=False,
+    streamed=(None, None),
 )
 # A limit buy up to the mark fills 10 and rests 5; another order uses all the room but its charges': the
 # matching pass fills the rest from the same book.
@@ -106,6 +113,7 @@ ASKS_AT_1550 = ((0, [(1000, 40)], "book"), (0, [(0, 1)], "no_quote"))
     charges=True,
     slippage=0,
     shorts=False,
+    streamed=(None, None),
 )
 # 10 sold short into the 1450 bid and the room all used; buying them back walks the asks to 1550: marked at 1550
 # by the fill (at 1500 by the check), the short looked dearer to the fill, which refused it.
@@ -116,6 +124,7 @@ ASKS_AT_1550 = ((0, [(1000, 40)], "book"), (0, [(0, 1)], "no_quote"))
     charges=False,
     slippage=0,
     shorts=True,
+    streamed=(None, None),
 )
 # A stop-market buy triggers at once, takes the one ask (1500.05) and rests its other share at the market; all
 # the room is used: its rest fills from the same book at 1500.05, not its trigger, 1500.
@@ -126,6 +135,7 @@ ASKS_AT_1550 = ((0, [(1000, 40)], "book"), (0, [(0, 1)], "no_quote"))
     charges=False,
     slippage=0,
     shorts=False,
+    streamed=(None, None),
 )
 # 10 sold short into the 1495 bid with room for their margin at the mark, 3,750, alone: the fill loses 50 at once.
 @example(
@@ -135,6 +145,7 @@ ASKS_AT_1550 = ((0, [(1000, 40)], "book"), (0, [(0, 1)], "no_quote"))
     charges=False,
     slippage=0,
     shorts=True,
+    streamed=(None, None),
 )
 # A future sold short at a limit below its mark rests (its book has not one lot for it), reserving its margin at the
 # mark and its loss; room is then spent down for an INFY buy: its check must see the future's mark to see that.
@@ -149,6 +160,7 @@ ASKS_AT_1550 = ((0, [(1000, 40)], "book"), (0, [(0, 1)], "no_quote"))
     charges=False,
     slippage=0,
     shorts=True,
+    streamed=(None, None),
 )
 # A stop-market short triggers at once, sells 2 into the thin book's 1484.90 bid and rests 21 at the market; room is
 # spent down to nothing after a last order; the matching pass sells 2 more at 1484.90, losing 15.10 each below the
@@ -166,6 +178,19 @@ ASKS_AT_1550 = ((0, [(1000, 40)], "book"), (0, [(0, 1)], "no_quote"))
     charges=False,
     slippage=0,
     shorts=True,
+    streamed=(None, None),
+)
+# The future sold short, the stream's price of it 50 ticks under its quote; an INFY buy fills 10 at the mark and rests
+# 5, all the room then spent: the matching pass's fill marked the short at the quote (the check at the stream's price),
+# found it dearer and refused the rest.
+@example(
+    sequence=[(1, "SELL", 1, "MARKET", 0, "MIS", None), (0, "BUY", 15, "LIMIT", 0, "MIS", ("after", 0))],
+    books=(STEP_BOOKS[0], (0, [(0, 4)], "book")),
+    headroom=100,
+    charges=False,
+    slippage=0,
+    shorts=True,
+    streamed=(None, -50),
 )
 @given(
     sequence=limit_orders,
@@ -174,9 +199,11 @@ ASKS_AT_1550 = ((0, [(1000, 40)], "book"), (0, [(0, 1)], "no_quote"))
     charges=st.booleans(),
     slippage=st.sampled_from([0, 0, 5]),
     shorts=st.booleans(),
+    # The market stream's price of each instrument, in ticks from its quote's (None: not streamed).
+    streamed=st.tuples(*[st.one_of(st.none(), st.integers(-60, 60)) for _ in INSTRUMENTS]),
 )
 def test_resting_and_marketable_limit_orders_are_never_refused_at_fill_for_funds_at_unchanged_prices(
-    tenant, instrument_master, fixed_prices, settings, sequence, books, headroom, charges, slippage, shorts
+    tenant, instrument_master, fixed_prices, settings, sequence, books, headroom, charges, slippage, shorts, streamed
 ):
     """Limit orders (marketable or resting, partly filled from thin books), market and stop-market orders, with
     charges on or off, on an account with little room to spare: each is refused before anything is written or
@@ -200,7 +227,18 @@ def test_resting_and_marketable_limit_orders_are_never_refused_at_fill_for_funds
             fixed_prices=fixed_prices,
         )
         event(fault)
+    # What shorts and resting orders are marked at, as the funds mark them: the stream's price while it is fresh,
+    # else the quote's. Fills take the quotes' books either way.
+    heard = {
+        instrument: (max(marks[instrument] + ticks * TICK, TICK), True)
+        for instrument, ticks in zip(marks, streamed, strict=True)
+        if ticks is not None
+    }
+    stream_prices_set(heard)
     quoted_marks = {key: mark for key, mark in marks.items() if ":".join(key) in fixed_prices}
+    quoted_marks |= {instrument: price for instrument, (price, _) in heard.items()}
+    if heard:
+        event("streamed")
     # Room for `headroom` percent of all the orders at the marks: some fit, the others meet what they left.
     value = sum(lots * INSTRUMENTS[index][2] * marks[INSTRUMENTS[index][:2]] for index, _, lots, *_ in sequence)
     account.cash = (value * headroom / 100).quantize(D("0.01"))
