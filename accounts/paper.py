@@ -309,7 +309,8 @@ def paper_orders_match(*, account_id: int | None = None, now: datetime | None = 
     held_by_account = defaultdict(set)
     if orders_by_account:
         # A buy's fill marks the account's shorts at the pass's marks, as its pre-trade check did (`_fill`).
-        held = PaperPosition.objects.filter(account_id__in=orders_by_account).exclude(quantity=0)
+        # Closed positions too: their instruments are held as the funds see them (a stale price marks them).
+        held = PaperPosition.objects.filter(account_id__in=orders_by_account)
         for held_account_id, tenant_id, exchange, symbol, quantity in held.values_list(
             "account_id", "account__user__tenant_id", "exchange", "symbol", "quantity"
         ):
