@@ -129,6 +129,28 @@ class TestARestingShortSaleOnAnInstrumentNotHeld:
         assert placed.status_code == 201 and placed.json()["status"] == "COMPLETE", placed.json()
 
 
+class TestTheMarketStreamsPrice:
+    def test_the_next_order_is_checked_against_the_funds_at_the_streams_price_not_the_quotes(
+        self, alice, alice_client, fixed_prices, quarter, instrument_master
+    ):
+        account = primary(alice)
+        short_sale_resting_below_the_mark(account, fixed_prices)
+        stream_prices_set({("NSE", "INFY"): (D("1600.00"), True)})  # the quote still says 1500
+        shown = D(funds_read(alice_client, account)["buying_power"])
+        affordable = int(shown // 800)
+
+        refused = place(alice_client, tradingsymbol="SBIN", quantity=affordable + 1)
+        placed = place(alice_client, tradingsymbol="SBIN", quantity=affordable)
+
+        # 10 x 1600 x 0.25 and 10 x (1600 - 1450) reserved for the short sale: at the stream's price, as funds show.
+        assert shown == START - 5500
+        assert refused.status_code == 400, refused.json()
+        assert refused.json()["errors"]["quantity"] == [
+            f"Insufficient buying power: needs {(affordable + 1) * 800}.00, available {shown}."
+        ]
+        assert placed.status_code == 201 and placed.json()["status"] == "COMPLETE", placed.json()
+
+
 class TestInstrumentsWithoutAPrice:
     def test_a_resting_short_sale_without_a_price_is_reserved_at_its_limit_and_funds_still_answer(
         self, alice, alice_client, fixed_prices, quarter
