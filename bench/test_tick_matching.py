@@ -1,8 +1,8 @@
-"""How bench/tick_pnl.py matches what a socket received to the ticks the sandbox sent (no servers: made-up logs)."""
+"""How bench/tick_matching.py matches what a socket received to the ticks the sandbox sent (no servers: made-up logs)."""
 
 import pytest
 
-from bench.tick_pnl import Sent, behind, sent_by_token, thor_latencies
+from bench.tick_matching import Sent, behind, sent_by_token, thor_latencies
 
 INFY, SBIN = 101, 202
 THOR, BASELINE = "c-thor", "c-base"
