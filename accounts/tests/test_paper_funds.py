@@ -150,6 +150,25 @@ class TestTheMarketStreamsPrice:
         ]
         assert placed.status_code == 201 and placed.json()["status"] == "COMPLETE", placed.json()
 
+    def test_a_stream_store_that_cannot_be_read_leaves_the_check_at_the_quotes(
+        self, alice, alice_client, fixed_prices, quarter, instrument_master, monkeypatch
+    ):
+        account = primary(alice)
+        short_sale_resting_below_the_mark(account, fixed_prices)
+
+        def down(tokens):
+            raise ConnectionError("redis://secret@host")
+
+        monkeypatch.setattr("market.selectors.last_prices_read", down)
+        shown = D(funds_read(alice_client, account)["buying_power"])
+
+        placed = place(alice_client, tradingsymbol="SBIN", quantity=int(shown // 800))
+
+        assert shown == START - 4250  # 10 x 1500 x 0.25 and 10 x (1500 - 1450): the quote's price
+        assert placed.status_code == 201 and placed.json()["status"] == "COMPLETE", placed.json()
+        account.refresh_from_db()
+        assert the_checks_buying_power(account) == D(funds_read(alice_client, account)["buying_power"])
+
 
 class TestInstrumentsWithoutAPrice:
     def test_a_resting_short_sale_without_a_price_is_reserved_at_its_limit_and_funds_still_answer(
