@@ -1,7 +1,7 @@
 """The OAuth `state` every broker flow carries: signed, single-use, short-lived (DESIGN.md section 4).
 
-The token is a `django.core.signing` value, so it cannot be forged or altered; its nonce lives in
-the cache from issue to first use, so a replayed callback fails. It carries no credentials.
+The token is signed (thor.signed_states), so it cannot be forged or altered; its nonce lives in the cache
+from issue to first use, so a replayed callback fails. It carries no credentials.
 
 A state Thor signed that is only too old or already used still names the frontend it was issued for,
 so the callback can send the browser back there with the reason (`state_expired`, `state_used`)
@@ -9,14 +9,14 @@ instead of stranding a popup; only a state Thor never signed leaves nowhere to g
 """
 
 import secrets
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from django.conf import settings
-from django.core import signing
 from django.core.cache import cache
 
 from brokers import caches
 from identity.models import Tenant
+from thor import signed_states
 
 SALT = "thor.brokers.oauth-state"
 
@@ -26,17 +26,8 @@ LINK = "link"
 MARKET_DATA = "market_data"
 
 
-class StateInvalid(Exception):
-    """Forged, altered, expired or already used.
-
-    `code` is what a browser may be told; `state` is the state as signed when only its age or its use
-    failed it (Thor issued it, so where it leads back to is Thor's own choice), else None.
-    """
-
-    def __init__(self, reason: str, *, code: str = "state_invalid", state: "OAuthState | None" = None):
-        super().__init__(reason)
-        self.code = code
-        self.state = state
+class StateInvalid(signed_states.StateInvalid):
+    """A broker flow's state that is forged, altered, expired or already used (`state`: an OAuthState or None)."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +42,11 @@ class OAuthState:
     purpose: str = LINK
     # A market-data login's admin page to go back to (an admin path, checked when issued and when used).
     return_path: str = ""
+
+
+STATES = signed_states.SignedStates(
+    OAuthState, salt=SALT, max_age=lambda: settings.THOR_OAUTH_STATE_MAX_AGE, max_length=2000, error=StateInvalid
+)
 
 
 def issue(
@@ -75,31 +71,16 @@ def issue(
         purpose=purpose,
         return_path=return_path,
     )
-    return signing.dumps(asdict(state), salt=SALT, compress=True)
+    return STATES.sign(state)
 
 
 def consume(token: str) -> OAuthState:
     """The state behind `token`, usable once; raises StateInvalid otherwise."""
-    if not isinstance(token, str) or not token or len(token) > 2000:
-        raise StateInvalid("missing")
-    try:
-        state = OAuthState(**signing.loads(token, salt=SALT, max_age=settings.THOR_OAUTH_STATE_MAX_AGE))
-    except signing.SignatureExpired:
-        raise StateInvalid("expired", code="state_expired", state=_signed(token)) from None
-    except (signing.BadSignature, TypeError, ValueError):
-        raise StateInvalid("bad signature") from None
+    state = STATES.read(token)
     # delete() tells whether the nonce was still there: only the first use finds it.
     if not cache.delete(caches.oauth_nonce_key(state.nonce)):
         raise StateInvalid("already used", code="state_used", state=state)
     return state
-
-
-def _signed(token: str) -> OAuthState | None:
-    """The state of a token whose signature holds, whatever its age."""
-    try:
-        return OAuthState(**signing.loads(token, salt=SALT))
-    except (signing.BadSignature, TypeError, ValueError):
-        return None
 
 
 def origin_allowed(state: OAuthState) -> bool:

@@ -45,14 +45,19 @@ def _frontend_origin(*, user: User, frontend_url: str | None) -> str:
     return origin
 
 
-def _authorization_url(*, user: User, app: BrokerApp, connection: BrokerConnection, origin: str) -> str:
-    state = oauth_state.issue(
+def link_state_issue(*, user: User, app: BrokerApp, connection: BrokerConnection, origin: str) -> str:
+    """The signed, single-use state of a flow that links `connection` for `user` and leads back to `origin`."""
+    return oauth_state.issue(
         user_id=user.pk,
         tenant_slug=user.tenant.slug,
         app_id=app.pk,
         connection_id=connection.pk,
         frontend_origin=origin,
     )
+
+
+def _authorization_url(*, user: User, app: BrokerApp, connection: BrokerConnection, origin: str) -> str:
+    state = link_state_issue(user=user, app=app, connection=connection, origin=origin)
     return adapter_for_app(app).authorization_url(state)
 
 

@@ -28,6 +28,7 @@ from brokers.services.linking import (
     _frontend_origin,
     _pending_connection,
     link_park,
+    link_state_issue,
 )
 from identity.models import User
 from thor.errors import ApplicationError
@@ -53,13 +54,7 @@ def schwab_connect_start(*, user: User, frontend_url: str | None = None) -> str:
     origin = _frontend_origin(user=user, frontend_url=frontend_url)
     app = schwab_app_for(user.tenant)
     connection = _pending_connection(user=user, app=app)
-    state = oauth_state.issue(
-        user_id=user.pk,
-        tenant_slug=user.tenant.slug,
-        app_id=app.pk,
-        connection_id=connection.pk,
-        frontend_origin=origin,
-    )
+    state = link_state_issue(user=user, app=app, connection=connection, origin=origin)
     # Seed 002's callback page relays only the code: remember which flow this user started.
     cache.set(caches.schwab_started_flow_key(user.pk), state, settings.THOR_OAUTH_STATE_MAX_AGE)
     return adapter_for_app(app).authorization_url(state)

@@ -12,27 +12,20 @@ cache state is not used; GHSA-fg6f-75jq-6523).
 import hashlib
 import hmac
 import secrets
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from django.conf import settings
-from django.core import signing
 from django.core.cache import cache
+
+from thor import signed_states
 
 SALT = "thor.identity.social-login-state"
 COOKIE_PREFIX = "thor_login_"
 
 
-class LoginStateInvalid(Exception):
-    """Forged, altered, expired, already used, or for another tenant or provider.
-
-    `code` is what the SPA may be told; `state` is the state as signed when only its age or its use
-    failed it (Thor issued it, so its redirect_uri is one Thor allowed), else None.
-    """
-
-    def __init__(self, reason: str, *, code: str = "state_invalid", state: "LoginState | None" = None):
-        super().__init__(reason)
-        self.code = code
-        self.state = state
+class LoginStateInvalid(signed_states.StateInvalid):
+    """Forged, altered, expired, already used, or for another tenant or provider (`state`: a LoginState or
+    None; when set, Thor issued it, so its redirect_uri is one Thor allowed)."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +37,11 @@ class LoginState:
     # None: the redirect_uri did not say, and an existing user's choice stands.
     marketing_opt_in: bool | None
     binding: str
+
+
+STATES = signed_states.SignedStates(
+    LoginState, salt=SALT, max_age=lambda: settings.THOR_SOCIAL_LOGIN_MAX_AGE, max_length=4000, error=LoginStateInvalid
+)
 
 
 @dataclass(frozen=True)
@@ -81,30 +79,17 @@ def issue(
         marketing_opt_in=marketing_opt_in,
         binding=_binding(cookie_value),
     )
-    token = signing.dumps(asdict(state), salt=SALT, compress=True)
-    return IssuedState(token=token, cookie_name=cookie_name(state_id), cookie_value=cookie_value)
+    return IssuedState(token=STATES.sign(state), cookie_name=cookie_name(state_id), cookie_value=cookie_value)
 
 
 def read(token: str) -> LoginState:
     """The state behind `token` if it is Thor's, unaltered and younger than ten minutes; not yet used up."""
-    if not isinstance(token, str) or not token or len(token) > 4000:
-        raise LoginStateInvalid("missing")
-    try:
-        return LoginState(**signing.loads(token, salt=SALT, max_age=settings.THOR_SOCIAL_LOGIN_MAX_AGE))
-    except signing.SignatureExpired:
-        raise LoginStateInvalid("expired", code="state_expired", state=signed(token)) from None
-    except (signing.BadSignature, TypeError, ValueError):
-        raise LoginStateInvalid("bad signature") from None
+    return STATES.read(token)
 
 
 def signed(token: str) -> LoginState | None:
     """The state behind `token` if Thor signed it, whatever its age (which flow a callback belongs to)."""
-    if not isinstance(token, str) or not token or len(token) > 4000:
-        return None
-    try:
-        return LoginState(**signing.loads(token, salt=SALT))
-    except (signing.BadSignature, TypeError, ValueError):
-        return None
+    return STATES.signed(token)
 
 
 def browser_matches(state: LoginState, cookies) -> bool:
