@@ -60,14 +60,18 @@ def locked_packages() -> list[str]:
 def licence_terms(package: str) -> set[str]:
     """The licences a package states, as SPDX identifiers or classifier names; empty when it states none."""
     metadata = importlib.metadata.metadata(package)
-    if expression := metadata.get("License-Expression"):
+    if expression := _field(metadata, "License-Expression"):
         return _terms(expression)
-    field = (metadata.get("License") or "").strip()
+    field = _field(metadata, "License").strip()
     # Some packages put the whole licence text (or "Dual License") in this field: the classifiers then say it.
     if field and "\n" not in field and (terms := _terms(field)) <= PERMISSIVE | set(ALLOWED_FOR):
         return terms
     classifiers = metadata.get_all("Classifier") or []
     return {line.split("::")[-1].strip() for line in classifiers if line.startswith("License ::")}
+
+
+def _field(metadata, name: str) -> str:
+    return (metadata.get_all(name) or [""])[0]
 
 
 def _terms(expression: str) -> set[str]:
