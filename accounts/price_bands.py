@@ -33,6 +33,7 @@ from accounts.models import TradingAccount
 from brokers.adapters.types import OrderRequest
 from market.quotes import MarketDataUnavailable, MarketQuote, Patience, instrument_name, quote_service
 from thor.coordination import OccasionalWarning
+from thor.money import is_market_price
 
 logger = logging.getLogger(__name__)
 
@@ -67,15 +68,11 @@ def _percent_band(reference: Decimal, percent: Decimal) -> tuple[Decimal, Decima
     return reference * (1 - percent / 100), reference * (1 + percent / 100)
 
 
-def _positive(value: Decimal | None) -> bool:
-    return value is not None and value.is_finite() and value > 0
-
-
 def _circuit_limits(quote: MarketQuote) -> tuple[Decimal, Decimal] | None:
     """The quote's circuit limits, where they make a band: Kite sends 0 where there are none, and limits that are
     not numbers, or inverted, are taken as none too."""
     low, high = quote.lower_circuit_limit, quote.upper_circuit_limit
-    if low is None or high is None or not (_positive(low) and _positive(high)) or low >= high:
+    if low is None or high is None or not (is_market_price(low) and is_market_price(high)) or low >= high:
         return None
     return low, high
 
@@ -83,7 +80,7 @@ def _circuit_limits(quote: MarketQuote) -> tuple[Decimal, Decimal] | None:
 def price_band(*, instrument: Instrument, quote: MarketQuote, rules: Mapping[str, Decimal]) -> PriceBand | None:
     """The band the order's prices must stay within; None without a reference price to set one from."""
     reference = quote.last_price
-    if not _positive(reference):
+    if not is_market_price(reference):
         return None
     if instrument.instrument_type in OPTION_TYPES:
         if reference > rules["option_premium_threshold"]:

@@ -21,6 +21,7 @@ from django.utils import timezone
 from accounts.models import Order, PaperPosition, TradingAccount
 from brokers.adapters.types import DepthLevel
 from market.quotes import MarketDataUnavailable, MarketQuote, instrument_name, quote_service
+from thor.money import is_market_price
 
 __all__ = ["MarketDataUnavailable", "PriceSource", "Prices", "Quoted", "price_source"]
 
@@ -45,7 +46,9 @@ class Prices(Mapping[Instrument, Decimal]):
     """
 
     def __init__(self, quoted: Mapping[Instrument, Quoted] | None = None):
-        self._quoted = dict(quoted or {})
+        # A price no order could trade at (zero, negative, no number) leaves its instrument unpriced: nothing fills,
+        # marks or values at it.
+        self._quoted = {instrument: q for instrument, q in (quoted or {}).items() if is_market_price(q.price)}
         self._marks: Mapping[Instrument, Decimal] | None = None
 
     def with_marks(self, marks: Mapping[Instrument, Decimal]) -> "Prices":

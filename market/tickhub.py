@@ -37,6 +37,7 @@ from redis.backoff import NoBackoff
 
 from market import caches
 from thor.coordination import OccasionalWarning, redis_client, uses_redis
+from thor.money import is_market_price
 
 logger = logging.getLogger("market.tickhub")
 
@@ -89,7 +90,9 @@ def ticks_deliver(prices: dict[int, str], *, received_at: float) -> None:
     """What a market stream does with each batch it hears: each token's last price stored (market.caches' last-prices
     hash, which REST reads and a hub reads after a reconnect), then the batch handed to every server process's hub.
     With Redis both go in one round trip, in that order: a hub whose subscription comes back between the two hears
-    the message, and one whose comes back after it reads the stored prices. Never raises."""
+    the message, and one whose comes back after it reads the stored prices. A tick whose price no order could
+    trade at (Kite's 0 for a contract that has not traded) is dropped: the last price heard stands. Never raises."""
+    prices = {token: price for token, price in prices.items() if is_market_price(price)}
     if not prices:
         return
     if not uses_redis():

@@ -8,7 +8,7 @@
 The API serializers, the WebSocket payloads, the seed aliases and the admin all render through here.
 """
 
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 CENT = Decimal("0.01")
 PRICE_STEP = Decimal("0.0001")
@@ -24,6 +24,17 @@ def to_decimal(value) -> Decimal:
     if isinstance(value, float):
         return Decimal(repr(value))
     return Decimal(value)
+
+
+def is_market_price(value) -> bool:
+    """Whether a price a market source gives (a quote's, a tick's, a price table's) is one an order could trade at:
+    a finite number above zero. Kite quotes 0 for a contract that has not traded, and a broker's missing price reads
+    as 0 (to_decimal): a source that says 0, a negative number or no number has not priced the instrument."""
+    try:
+        number = value if isinstance(value, Decimal) else Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        return False
+    return number.is_finite() and number > 0
 
 
 def money(value) -> Decimal:

@@ -11,8 +11,10 @@ import pytest
 import requests
 from django.db import connection
 
-from accounts.models import PaperPosition
+from accounts.models import Order, PaperPosition
+from accounts.paper import paper_orders_match
 from accounts.prices import Prices, Quoted, price_source
+from accounts.tests.conftest import place
 from accounts.tests.test_paper_prices import link_through_tenant_app
 from brokers.tests.sandbox_fixtures import sandbox_calls, sandbox_fault
 from conftest import client_for
@@ -302,3 +304,60 @@ class TestPrices:
         fresh = self.prices().fresh(now=self.LATER + timedelta(seconds=30))
 
         assert (dict(fresh), fresh.as_of) == ({("NSE", "INFY"): Decimal("1500.00")}, self.LATER)
+
+
+NOT_PRICES = ["0", "0.00", "-1500.00", "NaN", "Infinity", "-Infinity"]
+
+
+class TestAPriceThatIsNoPrice:
+    """A quote of zero (Kite's for a contract that has not traded), a negative one, or one that is no number is no
+    price: the instrument is unpriced, as if the source had not quoted it. Nothing fills at it, nothing is marked at
+    it, and a position is not valued at it."""
+
+    @pytest.mark.parametrize("price", NOT_PRICES)
+    def test_prices_leave_it_out(self, price):
+        now = datetime(2026, 1, 5, 9, 15, tzinfo=UTC)
+        prices = Prices({("NSE", "INFY"): Quoted(Decimal(price), now), ("NSE", "SBIN"): Quoted(Decimal("800"), now)})
+
+        assert dict(prices) == {("NSE", "SBIN"): Decimal("800")}
+        assert ("NSE", "INFY") not in prices.fresh(now=now)
+
+    @pytest.mark.django_db
+    @pytest.mark.parametrize("price", ["0", "-5.00", "NaN"])
+    def test_a_market_order_is_refused_for_want_of_a_price_and_nothing_is_stored(
+        self, alice, alice_client, settings, price
+    ):
+        settings.THOR_PAPER_FIXED_PRICES = {"NSE:INFY": price}
+        cash = alice.trading_accounts.get(is_primary=True).cash
+
+        response = place(alice_client, key="free-shares")
+
+        assert response.status_code == 400, response.json()
+        assert response.json()["errors"] == {"tradingsymbol": ["No market price available."]}
+        assert not Order.objects.exists() and not PaperPosition.objects.exists()
+        assert alice.trading_accounts.get(is_primary=True).cash == cash
+
+    @pytest.mark.django_db
+    def test_a_limit_order_rests_until_a_real_price_crosses_it(self, alice, alice_client, settings):
+        settings.THOR_PAPER_FIXED_PRICES = {"NSE:INFY": {"last_price": "0", "bids": [], "asks": []}}
+        response = place(alice_client, order_type="LIMIT", price="1500.00")
+        assert (response.status_code, response.json()["status"]) == (201, "OPEN"), response.json()
+
+        paper_orders_match()
+        assert Order.objects.get(pk=response.json()["id"]).status == "OPEN"
+
+        settings.THOR_PAPER_FIXED_PRICES = {"NSE:INFY": "1499.00"}
+        paper_orders_match()
+        order = Order.objects.get(pk=response.json()["id"])
+        assert (order.status, order.average_price) == ("COMPLETE", Decimal("1499.00"))
+
+    @pytest.mark.django_db
+    def test_a_held_position_is_shown_at_its_average_price_and_stale(self, alice, alice_client, settings):
+        settings.THOR_PAPER_FIXED_PRICES = {"NSE:INFY": "0"}
+        hold(alice, "INFY", quantity=-10, average_price="1500.00")  # a short: at 0 it would look 15,000 up
+
+        read = positions(alice_client)
+
+        row = read["data"][0]
+        assert read["source"] == "stale"
+        assert (Decimal(row["last_price"]), Decimal(row["unrealised_pnl"])) == (Decimal("1500"), Decimal("0"))

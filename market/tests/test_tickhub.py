@@ -126,6 +126,24 @@ def test_a_streams_batch_is_stored_as_the_last_prices_and_reaches_the_sockets(pr
     }
 
 
+def test_a_tick_at_no_price_is_neither_stored_nor_heard_and_the_last_price_stands(processes):
+    # Kite ticks a contract that has not traded at 0; a negative or non-numeric price is no better.
+    process = processes()
+    heard = process.run(listening(process.hub, [INFY, SBIN, TCS]))
+    ticks_deliver({INFY: "1510.55"}, received_at=1000.0)
+    assert process.run(heard.next_batch()) == [(INFY, Decimal("1510.55"), 1000.0)]
+
+    ticks_deliver({INFY: "0", SBIN: "-790", TCS: "NaN"}, received_at=1001.0)
+    ticks_deliver({TCS: "0.0"}, received_at=1001.5)
+    ticks_deliver({SBIN: "790"}, received_at=1002.0)  # a marker: everything before it has arrived
+
+    assert process.run(heard.next_batch()) == [(SBIN, Decimal("790"), 1002.0)]
+    assert caches.last_prices_read([INFY, SBIN, TCS]) == {
+        INFY: {"last_price": "1510.55", "received_at": 1000.0},
+        SBIN: {"last_price": "790", "received_at": 1002.0},
+    }
+
+
 def test_a_stream_goes_on_while_redis_is_down_and_says_so_once(caplog, settings, monkeypatch):
     monkeypatch.setattr(tickhub, "_publish_down", OccasionalWarning(tickhub.logger))
     settings.CACHES = {"default": {**settings.CACHES["default"], "LOCATION": "redis://127.0.0.1:1/0", "OPTIONS": {}}}

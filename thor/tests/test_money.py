@@ -16,6 +16,26 @@ def test_amounts_round_half_up_to_cents(value, cents):
     assert money.money_text(value) == cents
 
 
+@pytest.mark.parametrize(
+    ("value", "is_price"),
+    [
+        (Decimal("1500.05"), True),
+        ("0.05", True),
+        (1, True),
+        (Decimal("0"), False),  # Kite's last price of a contract that has not traded
+        ("0.00", False),
+        (Decimal("-2.5"), False),
+        (Decimal("NaN"), False),
+        ("Infinity", False),
+        (None, False),  # a broker's missing price
+        ("", False),
+        ("1,500", False),
+    ],
+)
+def test_a_market_price_is_a_finite_number_above_zero(value, is_price):
+    assert money.is_market_price(value) is is_price
+
+
 def test_prices_keep_four_decimals_and_quantities_are_whole():
     assert (money.price_text("1500.05"), money.price_text("0.00005"), money.price_text(None)) == (
         "1500.0500",
