@@ -24,7 +24,14 @@ from accounts.orders import order_place
 from accounts.paper import paper_orders_match
 from accounts.paper_buying_power import paper_buying_power
 from accounts.tests.test_paper_funds import stream_prices_set
-from accounts.tests.test_paper_valuation import INSTRUMENTS, TICK, primary, quoted
+from accounts.tests.test_paper_valuation import (
+    INSTRUMENTS,
+    TICK,
+    UNPRICED_FAULTS,
+    assert_every_fill_at_a_market_price,
+    primary,
+    quoted,
+)
 from brokers.adapters.types import OrderRequest
 from identity.tests.factories import UserFactory
 
@@ -55,7 +62,7 @@ quotes = st.tuples(
         st.tuples(
             st.integers(-200, 200),  # the mark, in ticks from the instrument's
             st.lists(st.tuples(st.integers(-2, 6000), st.integers(-2, 40)), min_size=1, max_size=4),
-            st.sampled_from(["book", "book", "book", "no_depth", "thin", "no_quote"]),
+            st.sampled_from(["book", "book", "book", "no_depth", "thin", "no_quote", "no_price", "no_price_book"]),
         )
         for _ in INSTRUMENTS
     ]
@@ -199,7 +206,7 @@ def test_resting_and_marketable_limit_orders_are_never_refused_at_fill_for_funds
     settings.THOR_PAPER_CHARGES = {"enabled": charges, "tenants": {}}
     settings.THOR_PAPER_SLIPPAGE_BPS = slippage
     account = primary(UserFactory(tenant=tenant))  # a new user each example: order rows are never deleted
-    marks = {}
+    marks, unpriced = {}, set()
     for (exchange, symbol, lot, base), (mark_ticks, asks, fault) in zip(INSTRUMENTS, books, strict=True):
         marks[(exchange, symbol)] = base + mark_ticks * TICK
         quoted(
@@ -211,6 +218,8 @@ def test_resting_and_marketable_limit_orders_are_never_refused_at_fill_for_funds
             fixed_prices=fixed_prices,
         )
         event(fault)
+        if fault in UNPRICED_FAULTS:
+            unpriced.add((exchange, symbol))
     # What shorts and resting orders are marked at, as the funds mark them: the stream's price while it is fresh,
     # else the quote's. Fills take the quotes' books either way.
     heard = {
@@ -219,7 +228,7 @@ def test_resting_and_marketable_limit_orders_are_never_refused_at_fill_for_funds
         if ticks is not None
     }
     stream_prices_set(heard)
-    quoted_marks = {key: mark for key, mark in marks.items() if ":".join(key) in fixed_prices}
+    quoted_marks = {key: mark for key, mark in marks.items() if key not in unpriced}
     quoted_marks |= {instrument: price for instrument, (price, _) in heard.items()}
     if heard:
         event("streamed")
@@ -262,6 +271,7 @@ def test_resting_and_marketable_limit_orders_are_never_refused_at_fill_for_funds
         refused_at_fill = account.orders.filter(status_message__contains="Insufficient funds at fill")
         assert not refused_at_fill.exists(), list(refused_at_fill.values("quantity", "status", "status_message"))
         assert account.cash >= 0
+        assert_every_fill_at_a_market_price(account)
         # What rests is covered: each resting order can fill at the price it reserves (cash taken out stops at
         # zero buying power, never below).
         assert paper_buying_power(account=account, marks=quoted_marks) >= 0

@@ -263,7 +263,9 @@ class TestHostileDepth:
 # The property: (exchange, symbol, lot, mark) of a cash equity and the NIFTY future (sliced above 1800).
 INSTRUMENTS = (("NSE", "INFY", 1, D("1500.00")), ("NFO", NIFTY_FUTURE, NIFTY_LOT, D("24000.00")))
 TICK = D("0.05")
-BOOK_FAULTS = ("book", "book", "book", "no_quote", "no_depth", "thin")
+# no_price: Kite's quote of a contract that has not traded, a last price of 0, alone or over a book all the same.
+BOOK_FAULTS = ("book", "book", "book", "no_quote", "no_depth", "thin", "no_price", "no_price_book")
+UNPRICED_FAULTS = ("no_quote", "no_price", "no_price_book")
 # (ticks off the mark, quantity in half lots): zero, negative and part-lot quantities among them.
 levels = st.lists(st.tuples(st.integers(-2, 6000), st.integers(-2, 40)), min_size=1, max_size=4)
 steps = st.lists(
@@ -284,18 +286,19 @@ steps = st.lists(
 
 def quoted(key: str, *, mark: D, lot: int, asks, fault: str, fixed_prices) -> None:
     """The quote the step's order is checked and filled at: none, a last price alone, a book (thin: one level
-    of at most a lot), the bids the asks' mirror."""
+    of at most a lot), the bids the asks' mirror; or a last price of 0, alone or over that book, which prices
+    nothing."""
     if fault == "no_quote":
         fixed_prices.pop(key, None)
         return
-    if fault == "no_depth":
-        fixed_prices[key] = str(mark)
+    if fault in ("no_depth", "no_price"):
+        fixed_prices[key] = "0" if fault == "no_price" else str(mark)
         return
     if fault == "thin":
         asks = [(ticks, min(halves, 2)) for ticks, halves in asks[:1]]
     half = max(lot // 2, 1)
     fixed_prices[key] = booked(
-        mark,
+        D("0") if fault == "no_price_book" else mark,
         asks=[(mark + ticks * TICK, halves * half) for ticks, halves in asks],
         bids=[(mark - ticks * TICK, halves * half) for ticks, halves in asks],
     )
@@ -341,7 +344,14 @@ def test_an_order_that_passes_the_pre_trade_check_is_never_refused_at_fill_for_f
         refused_at_fill = account.orders.filter(status_message__contains="Insufficient funds at fill")
         assert not refused_at_fill.exists(), list(refused_at_fill.values("quantity", "status", "status_message"))
         assert account.cash >= 0
+        assert_every_fill_at_a_market_price(account)
     assert not Order.objects.filter(account=account, status=Order.Status.REJECTED).exists()
+
+
+def assert_every_fill_at_a_market_price(account) -> None:
+    """Nothing ever fills at zero or below: not at a quote of 0 (a contract that has not traded), nor anywhere else."""
+    free = account.orders.filter(filled_quantity__gt=0, average_price__lte=0)
+    assert not free.exists(), list(free.values("symbol", "side", "filled_quantity", "average_price"))
 
 
 class TestChargesAreAffordedUpFront:
