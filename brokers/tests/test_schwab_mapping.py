@@ -1,4 +1,4 @@
-"""The Schwab field mapping (brokers.adapters.schwab.mapping) through the adapter, with `responses` at the
+"""The Schwab field mapping (brokers.adapters.schwab.mapping and .portfolio) through the adapter, with `responses` at the
 HTTP boundary: balances, positions, order terms and statuses, and quotes in Thor's terms."""
 
 import json

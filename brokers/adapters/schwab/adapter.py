@@ -39,22 +39,17 @@ from thor.money import to_decimal
 from .client import SchwabClient
 from .instruments import SEARCH_BATCH, checked_query, checked_symbols, instruments_of
 from .mapping import (
-    account_refs,
     checked_order_id,
-    customer_id_of,
-    funds_of,
-    holdings_of,
     lifetime,
     matches_placement,
     optional_decimal,
     order_result,
-    positions_of,
-    profile_of,
     quotes_of,
     request_payload,
     schwab_time,
     symbol_of,
 )
+from .portfolio import account_refs, customer_id_of, funds_of, holdings_of, positions_of, profile_of
 
 ACCESS_TOKEN_LIFETIME = timedelta(minutes=30)
 REFRESH_TOKEN_LIFETIME = timedelta(days=7)

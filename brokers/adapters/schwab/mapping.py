@@ -1,5 +1,6 @@
 """Between Thor's neutral types and Schwab's JSON: order terms and statuses, the order payload Schwab
-takes, and the accounts, balances, positions and quotes it answers.
+takes, the orders and quotes it answers, and the conversions every mapping shares (its accounts, balances and
+positions: .portfolio).
 
 Pure functions: nothing here calls Schwab.
 """
@@ -12,16 +13,11 @@ from typing import Any
 
 from brokers.adapters.errors import BrokerError, BrokerErrorCode
 from brokers.adapters.types import (
-    BrokerAccountRef,
-    Funds,
-    Holding,
     OrderRequest,
     OrderResult,
-    Position,
-    Profile,
     Quote,
 )
-from thor.money import PRICE_STEP, ROUNDING, money, price, quantity, to_decimal
+from thor.money import PRICE_STEP, ROUNDING, price, quantity, to_decimal
 
 SCHWAB_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.000Z"
 
@@ -58,16 +54,16 @@ def optional_decimal(value: object) -> Decimal | None:
     return None if value in (None, "") else to_decimal(value)
 
 
-def _price(value: object) -> Decimal | None:
+def optional_price(value: object) -> Decimal | None:
     return None if value in (None, "") else price(value)
 
 
-def _computed_price(amount: Decimal) -> Decimal:
+def computed_price(amount: Decimal) -> Decimal:
     """A price Thor works out itself (so never missing) on thor.money's price step."""
     return amount.quantize(PRICE_STEP, rounding=ROUNDING)
 
 
-def _shares(value: object) -> Decimal:
+def shares(value: object) -> Decimal:
     return Decimal(quantity(value))
 
 
@@ -145,11 +141,11 @@ def order_result(order: Mapping[str, Any]) -> OrderResult:
         symbol=instrument.get("symbol") or "",
         exchange="",
         side=UNIFIED_SIDES.get(leg.get("instruction") or "", leg.get("instruction") or ""),
-        quantity=_shares(order.get("quantity") or leg.get("quantity")),
-        filled_quantity=_shares(order.get("filledQuantity")),
-        average_price=_price(_average_fill_price(order)),
-        price=_price(order.get("price")),
-        trigger_price=_price(order.get("stopPrice")),
+        quantity=shares(order.get("quantity") or leg.get("quantity")),
+        filled_quantity=shares(order.get("filledQuantity")),
+        average_price=optional_price(_average_fill_price(order)),
+        price=optional_price(order.get("price")),
+        trigger_price=optional_price(order.get("stopPrice")),
         order_type=UNIFIED_ORDER_TYPES.get(order.get("orderType") or "", order.get("orderType") or ""),
         product="",
         validity=UNIFIED_VALIDITIES.get(order.get("duration") or "", order.get("duration") or ""),
@@ -260,136 +256,6 @@ def lifetime(seconds: Any, default: timedelta) -> timedelta:
     return timedelta(seconds=value) if value > 0 else default
 
 
-# --- accounts, balances and positions ---------------------------------------------------------
-
-
-def customer_id_of(preference: Mapping[str, Any]) -> str:
-    streamers = preference.get("streamerInfo") or []
-    return str(((streamers[0] or {}).get("schwabClientCustomerId") if streamers else "") or "")
-
-
-def profile_of(preference: Mapping[str, Any], *, broker: str) -> Profile:
-    return Profile(
-        broker_user_id=customer_id_of(preference),
-        name="",
-        email="",
-        broker=broker,
-        exchanges=("NASDAQ", "NYSE"),
-        products=(),
-        order_types=tuple(ORDER_TYPES),
-        raw=dict(preference),
-    )
-
-
-def account_refs(numbers: list[Mapping[str, Any]], accounts: list[dict[str, Any]]) -> list[BrokerAccountRef]:
-    """`accountNumbers` (number and hash) with each account's kind from `accounts`."""
-    kinds: dict[str, str] = {}
-    for item in accounts:
-        account = item.get("securitiesAccount") or {}
-        kinds[str(account.get("accountNumber"))] = account.get("type") or ""
-    refs: list[BrokerAccountRef] = []
-    for entry in numbers:
-        number = str(entry.get("accountNumber") or "")
-        kind = kinds.get(number, "")
-        refs.append(
-            BrokerAccountRef(
-                broker_account_id=str(entry.get("hashValue") or ""),
-                account_number=number,
-                display_name=f"Schwab {kind.title() or 'account'} ••••{number[-4:]}",
-                kind=kind,
-            )
-        )
-    return refs
-
-
-def _first(current: Mapping[str, Any], initial: Mapping[str, Any], name: str) -> Any:
-    """A balance from currentBalances, else from initialBalances (Schwab leaves some out of one or the other)."""
-    value = current.get(name)
-    return initial.get(name) if value is None else value
-
-
-def funds_of(account: Mapping[str, Any]) -> Funds:
-    """Funds from a `securitiesAccount`: a margin account by its margin balances, a cash account by its cash."""
-    current = account.get("currentBalances") or {}
-    initial = account.get("initialBalances") or {}
-    net_liquidation = to_decimal(
-        _first(current, initial, "liquidationValue") or _first(current, initial, "accountValue") or 0
-    )
-    if account.get("type") == "MARGIN":
-        cash = to_decimal(_first(current, initial, "cashBalance") or 0)
-        available = to_decimal(_first(current, initial, "availableFunds") or 0)
-        buying_power = to_decimal(_first(current, initial, "buyingPower") or 0)
-        utilised = to_decimal(_first(current, initial, "maintenanceRequirement") or 0)
-    else:
-        # A cash account trades settled cash only: what it may spend is what it may trade with.
-        cash = to_decimal(current.get("totalCash") or initial.get("cashBalance") or 0)
-        available = to_decimal(_first(current, initial, "cashAvailableForTrading") or 0)
-        buying_power = available
-        utilised = max(Decimal("0"), cash - available)
-    return Funds(
-        currency="USD",
-        cash=money(cash),
-        available=money(available),
-        utilised=money(utilised),
-        buying_power=money(buying_power),
-        net_liquidation=money(net_liquidation),
-        raw=dict(account),
-    )
-
-
-def positions_of(account: Mapping[str, Any]) -> list[Position]:
-    """The positions of a `securitiesAccount` read with `fields=positions`."""
-    positions: list[Position] = []
-    for item in account.get("positions") or []:
-        instrument = item.get("instrument") or {}
-        quantity = _shares(to_decimal(item.get("longQuantity")) - to_decimal(item.get("shortQuantity")))
-        value = to_decimal(item.get("marketValue"))
-        positions.append(
-            Position(
-                symbol=instrument.get("symbol") or "",
-                exchange="",
-                product=account.get("type") or "",
-                quantity=quantity,
-                # Schwab's Position schema requires no field: an average price it leaves out is not known.
-                average_price=_price(item.get("averagePrice")),
-                # Schwab gives no last price on a position: its market value over its quantity.
-                last_price=_computed_price(value / quantity) if quantity else Decimal("0.0000"),
-                realised_pnl=Decimal("0.00"),
-                unrealised_pnl=money(
-                    to_decimal(item.get("longOpenProfitLoss")) + to_decimal(item.get("shortOpenProfitLoss"))
-                ),
-                day_pnl=money(item.get("currentDayProfitLoss")),
-                value=money(value),
-                raw=dict(item),
-            )
-        )
-    return positions
-
-
-def holdings_of(positions: list[Position]) -> list[Holding]:
-    """Schwab keeps no separate holdings: they are the long equity positions."""
-    holdings: list[Holding] = []
-    for position in positions:
-        instrument = position.raw.get("instrument") or {}
-        quantity = _shares(position.raw.get("longQuantity"))
-        if instrument.get("assetType") != "EQUITY" or quantity <= 0:
-            continue
-        holdings.append(
-            Holding(
-                symbol=position.symbol,
-                exchange="",
-                quantity=quantity,
-                average_price=_price(position.raw.get("averageLongPrice") or position.raw.get("averagePrice")),
-                last_price=position.last_price,
-                pnl=money(position.raw.get("longOpenProfitLoss")),
-                day_change=position.day_pnl,
-                value=money(position.raw.get("marketValue")),
-                raw=position.raw,
-            )
-        )
-    return holdings
-
-
 # --- market data ------------------------------------------------------------------------------
 
 
@@ -406,7 +272,7 @@ def quotes_of(
         quote = item["quote"]
         # Every reader of a quote prices with its last price (a paper fill, an order's value): a quote
         # without one is no quote, as a consumer already reads a symbol that is left out.
-        last_price = _price(quote.get("lastPrice"))
+        last_price = optional_price(quote.get("lastPrice"))
         if last_price is None:
             continue
         for reference in references[symbol]:
@@ -415,10 +281,10 @@ def quotes_of(
                 symbol=symbol,
                 exchange=exchange,
                 last_price=last_price,
-                open=_price(quote.get("openPrice")),
-                high=_price(quote.get("highPrice")),
-                low=_price(quote.get("lowPrice")),
-                close=_price(quote.get("closePrice")),
+                open=optional_price(quote.get("openPrice")),
+                high=optional_price(quote.get("highPrice")),
+                low=optional_price(quote.get("lowPrice")),
+                close=optional_price(quote.get("closePrice")),
                 volume=quote.get("totalVolume"),
                 timestamp=_epoch_millis(quote.get("tradeTime") or quote.get("quoteTime")),
                 raw=dict(item),
