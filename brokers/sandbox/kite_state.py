@@ -1,4 +1,4 @@
-"""In-memory Kite Connect: sessions, and per-user orders, trades, positions, margins and quotes.
+"""In-memory Kite Connect: per-user orders, trades, positions, margins and quotes, and its logins (.kite_sessions).
 
 Every public method takes the shared sandbox lock, so the HTTP threads, the ticker thread and a test
 inspecting the state all see one consistent picture.
@@ -6,11 +6,9 @@ inspecting the state all see one consistent picture.
 
 import copy
 import hashlib
-import hmac
-import secrets
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 
 from .kite_autoslice import REJECTED_SLICE_MESSAGE, above_freeze_error, error_child, slice_sizes
 from .kite_ledger import (
@@ -26,24 +24,17 @@ from .kite_ledger import (
 )
 from .kite_models import (
     DEMO_USERS,
-    EXPIRED_TOKEN_MESSAGE,
     KiteAccount,
     KiteApp,
     KiteOrder,
-    RequestToken,
     Session,
     input_error,
     seed_account,
-    token_error,
 )
 from .kite_quotes import allowed_band, kite_quote
+from .kite_sessions import IST, KiteSessions, kite_time
 from .market import KITE_EXCHANGES, Instrument, Market, load_json_fixture
 from .state import ClockIds, PostbackSender
-
-IST = timezone(timedelta(hours=5, minutes=30))
-REQUEST_TOKEN_TTL_SECONDS = 300
-# Kite access tokens die at 06:00 IST the next morning.
-SESSION_EXPIRY_HOUR_IST = 6
 
 VARIETIES = ("regular", "amo", "co", "iceberg", "auction")
 TRANSACTION_TYPES = ("BUY", "SELL")
@@ -71,12 +62,12 @@ class KiteState:
         self._clock = clock
         self.market = market
         self._postbacks = postbacks
-        self._initial_apps = [app if isinstance(app, KiteApp) else KiteApp.from_mapping(app) for app in apps]
+        initial_apps = [app if isinstance(app, KiteApp) else KiteApp.from_mapping(app) for app in apps]
+        self.logins = KiteSessions(lock=lock, clock=clock, accounts=lambda: self.accounts, apps=initial_apps)
         # Order ids as Kite's: the day (IST) and a number that only grows, across resets and restarts (from
         # the time of day in 100 us units, at most 864,000,000: nine digits), so a late postback never names a
         # newer order and a restarted sandbox never repeats an id Thor has stored.
         self._ids = ClockIds(clock, per_second=10_000, origin=_ist_midnight)
-        self._session_template = load_json_fixture("generate_session.json")["data"]
         self._postback_template = load_json_fixture("postback.json")
         self.reset()
 
@@ -84,94 +75,41 @@ class KiteState:
         """Back to the state it started in: only the apps it was started with, fresh demo accounts,
         no request tokens, sessions or orders."""
         with self._lock:
-            self.apps: dict[str, KiteApp] = {app.api_key: app for app in self._initial_apps}
             self.accounts: dict[str, KiteAccount] = {user.user_id: seed_account(user) for user in DEMO_USERS}
-            self.request_tokens: dict[str, RequestToken] = {}
-            self.sessions: dict[str, Session] = {}
+            self.logins.reset()
             # Open and trigger-pending orders by id, so matching on every call skips finished orders.
             self._resting: dict[str, KiteOrder] = {}
 
-    # --- apps and login -------------------------------------------------------------------
+    # --- apps and login (brokers.sandbox.kite_sessions) -------------------------------------
+
+    @property
+    def apps(self) -> dict[str, KiteApp]:
+        return self.logins.apps
+
+    @property
+    def sessions(self) -> dict[str, Session]:
+        return self.logins.sessions
 
     def register_app(self, app: KiteApp) -> None:
-        with self._lock:
-            self.apps[app.api_key] = app
+        self.logins.register_app(app)
 
     def app(self, api_key: str | None) -> KiteApp | None:
-        with self._lock:
-            return self.apps.get(api_key or "")
+        return self.logins.app(api_key)
 
     def login(self, api_key: str, user_id: str, password: str) -> str | None:
-        """A fresh single-use request token, or None when the credentials are wrong."""
-        with self._lock:
-            account = self.accounts.get(user_id.strip().upper())
-            if account is None or not hmac.compare_digest(account.password.encode(), password.encode()):
-                return None
-            request_token = secrets.token_urlsafe(24)
-            self.request_tokens[request_token] = RequestToken(
-                api_key=api_key,
-                user_id=account.user_id,
-                expires_at=self._clock() + REQUEST_TOKEN_TTL_SECONDS,
-            )
-            return request_token
+        return self.logins.login(api_key, user_id, password)
 
     def create_session(self, api_key: str, request_token: str, checksum: str) -> dict:
-        with self._lock:
-            app = self.apps.get(api_key)
-            if app is None:
-                raise token_error("Invalid `api_key`.")
-            expected = hashlib.sha256((api_key + request_token + app.api_secret).encode()).hexdigest()
-            if not hmac.compare_digest(expected.encode(), checksum.encode()):
-                raise token_error("Invalid `checksum`.")
-            grant = self.request_tokens.get(request_token)
-            if grant is None or grant.used or grant.api_key != api_key or grant.expires_at < self._clock():
-                raise token_error(EXPIRED_TOKEN_MESSAGE)
-            grant.used = True
-            now = self._now()
-            session = Session(
-                api_key=api_key,
-                user_id=grant.user_id,
-                access_token=secrets.token_urlsafe(24),
-                expires_at=_next_session_expiry(now).timestamp(),
-                login_time=_kite_time(now),
-            )
-            self.sessions[session.access_token] = session
-            profile = self.accounts[grant.user_id].profile
-            payload = copy.deepcopy(self._session_template)
-            payload.update({key: copy.deepcopy(value) for key, value in profile.items() if key in payload})
-            payload.update(
-                api_key=api_key,
-                access_token=session.access_token,
-                public_token=secrets.token_hex(16),
-                enctoken=secrets.token_urlsafe(24),
-                refresh_token="",
-                login_time=session.login_time,
-            )
-            return payload
+        return self.logins.create_session(api_key, request_token, checksum)
 
     def invalidate_session(self, api_key: str, access_token: str) -> None:
-        with self._lock:
-            session = self.sessions.get(access_token)
-            if session is not None and session.api_key == api_key:
-                del self.sessions[access_token]
+        self.logins.invalidate_session(api_key, access_token)
 
     def expire_sessions(self, user_id: str | None = None) -> None:
-        """Make access tokens expire now, as the 06:00 IST reset does (for tests)."""
-        with self._lock:
-            for session in self.sessions.values():
-                if user_id is None or session.user_id == user_id:
-                    session.expires_at = self._clock() - 1
+        self.logins.expire_sessions(user_id)
 
     def authenticate(self, authorization: str | None) -> Session:
-        scheme, _, credentials = (authorization or "").partition(" ")
-        api_key, _, access_token = credentials.partition(":")
-        with self._lock:
-            session = self.sessions.get(access_token)
-            if scheme.lower() != "token" or session is None or session.api_key != api_key:
-                raise token_error()
-            if session.expires_at < self._clock():
-                raise token_error(EXPIRED_TOKEN_MESSAGE)
-            return session
+        return self.logins.authenticate(authorization)
 
     # --- reads ----------------------------------------------------------------------------
 
@@ -239,7 +177,7 @@ class KiteState:
         for reference in references:
             instrument = self.market.find(reference)
             if instrument is not None:
-                quotes[reference] = kite_quote(self.market, instrument, mode, _kite_time(self._now()))
+                quotes[reference] = kite_quote(self.market, instrument, mode, kite_time(self._now()))
         return quotes
 
     # --- orders ---------------------------------------------------------------------------
@@ -295,7 +233,7 @@ class KiteState:
         """One order into the user's book (validated, with the lock held): its id."""
         account = self.accounts[session.user_id]
         order_id = self._next_id()
-        now = _kite_time(self._now())
+        now = kite_time(self._now())
         record = new_order_record(
             user_id=account.user_id, order_id=order_id, now=now, variety=variety, instrument=instrument, params=params
         )
@@ -397,7 +335,7 @@ class KiteState:
     def _fill(self, account: KiteAccount, order: KiteOrder, instrument: Instrument, price: float) -> None:
         current = order.current
         quantity = current["pending_quantity"]
-        now = _kite_time(self._now())
+        now = kite_time(self._now())
         self._transition(
             order,
             "COMPLETE",
@@ -433,7 +371,7 @@ class KiteState:
     def _transition(self, order: KiteOrder, status: str, **changes) -> None:
         record = {**copy.deepcopy(order.current), **changes, "status": status}
         if status != "PUT ORDER REQ RECEIVED":
-            record["exchange_update_timestamp"] = _kite_time(self._now())
+            record["exchange_update_timestamp"] = kite_time(self._now())
         order.history.append(record)
         if status in RESTING_STATUSES:
             self._resting[record["order_id"]] = order
@@ -465,15 +403,6 @@ class KiteState:
         return f"{datetime.fromtimestamp(midnight, IST):%y%m%d}{sequence:09d}"
 
 
-def _kite_time(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M:%S")
-
-
 def _ist_midnight(timestamp: float) -> float:
     moment = datetime.fromtimestamp(timestamp, IST)
     return moment.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
-
-
-def _next_session_expiry(now: datetime) -> datetime:
-    expiry = now.replace(hour=SESSION_EXPIRY_HOUR_IST, minute=0, second=0, microsecond=0)
-    return expiry if expiry > now else expiry + timedelta(days=1)
