@@ -13,3 +13,7 @@ import hashlib
 
 def throttle_key(scope: str, cache_key: str) -> str:
     return f"thor:throttle:{scope}:{hashlib.sha256(cache_key.encode('utf-8', 'surrogatepass')).hexdigest()[:32]}"
+
+
+def bucket_key(name: str) -> str:
+    return f"thor:bucket:{name}"

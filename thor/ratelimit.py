@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from thor import coordination
+from thor import caches, coordination
 
 logger = logging.getLogger("thor.ratelimit")
 
@@ -78,7 +78,7 @@ def _take_local(budgets: list[Budget]) -> tuple[float, int]:
 
 
 def _take_redis(budgets: list[Budget]) -> tuple[float, int]:
-    keys = [f"thor:bucket:{budget.bucket}" for budget in budgets]
+    keys = [caches.bucket_key(budget.bucket) for budget in budgets]
     rates = [value for budget in budgets for value in (budget.rate / budget.per, budget.capacity)]
     try:
         wait, short = coordination.redis_client().eval(_TAKE_TOKENS, len(keys), *keys, *rates)
@@ -123,6 +123,18 @@ def _refilled(budget: Budget, tokens: float, stamp: float, now: float) -> float:
     return min(budget.capacity, tokens + max(0.0, now - stamp) * budget.rate / budget.per)
 
 
+def refill(bucket: str) -> None:
+    """Make `bucket` full again, as if never spent (a test's fresh start; an operator's reset)."""
+    if not _uses_redis():
+        with _local_lock:
+            _local_buckets.pop(bucket, None)
+        return
+    try:
+        coordination.redis_client().delete(caches.bucket_key(bucket))
+    except Exception as error:
+        _redis_down("Rate buckets unavailable, not refilled: %s", type(error).__name__)
+
+
 def tokens_left(budgets: list[Budget]) -> list[float | None]:
     """How many tokens each bucket holds now, without taking any: a bucket never spent (or idle long
     enough to have expired) is full. None for each when Redis does not answer. One round trip for all."""
@@ -140,7 +152,7 @@ def tokens_left(budgets: list[Budget]) -> list[float | None]:
         pipe = coordination.redis_client().pipeline(transaction=False)
         pipe.time()  # the clock the buckets are kept on (see _TAKE_TOKEN)
         for budget in budgets:
-            pipe.hmget(f"thor:bucket:{budget.bucket}", "tokens", "stamp")
+            pipe.hmget(caches.bucket_key(budget.bucket), "tokens", "stamp")
         clock, *stored = pipe.execute()
     except Exception as error:
         _redis_down("Rate buckets unavailable, their levels are unknown: %s", type(error).__name__)

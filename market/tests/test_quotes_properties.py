@@ -18,7 +18,7 @@ from brokers.adapters.errors import BrokerError
 from brokers.tests.schwab_link_steps import schwab_market_data_link
 from market.quotes import FRESH_SECONDS, MarketDataUnavailable, QuoteService
 from market.tests.quote_steps import Clock
-from thor import coordination
+from thor import ratelimit
 
 pytestmark = pytest.mark.django_db
 
@@ -154,7 +154,7 @@ def schwab_market_data(schwab_sandbox, tenant, settings):
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(sequence=steps(SCHWAB))
 def test_every_us_quote_is_a_price_schwab_gave_at_its_as_of(schwab_market_data, schwab_sandbox, monkeypatch, sequence):
-    # Each example starts with the app's whole quote share (sixty calls; an example makes at most two a step).
-    if coordination.uses_redis():
-        coordination.redis_client().delete(f"schwab:{schwab_market_data.app_id}:quotes")
+    # Each example starts with the app's whole quote share (sixty calls; an example makes at most two a step): the
+    # share is spent on the real clock, so examples run back to back would empty it and fail calls for want of it.
+    ratelimit.refill(f"schwab:{schwab_market_data.app_id}:quotes")
     check_every_quote(SCHWAB, schwab_market_data, schwab_sandbox, monkeypatch, sequence)

@@ -62,6 +62,23 @@ class TestTokenBucket:
         assert ratelimit.acquire(f"{bucket}-other", rate=1) is True
 
 
+class TestRefill:
+    def test_a_spent_bucket_is_full_again_and_no_other_is_touched(self, backend, bucket):
+        other = f"{bucket}-other"
+        for name in (bucket, other):
+            assert [ratelimit.acquire(name, rate=2, per=60) for _ in range(3)] == [True, True, False]
+
+        ratelimit.refill(bucket)
+
+        assert [ratelimit.acquire(bucket, rate=2, per=60) for _ in range(3)] == [True, True, False]
+        assert ratelimit.acquire(other, rate=2, per=60) is False
+
+    def test_a_bucket_never_spent_stays_full(self, backend, bucket):
+        ratelimit.refill(bucket)
+
+        assert ratelimit.tokens_left([ratelimit.Budget(bucket, rate=4)]) == [4]
+
+
 class TestSeveralBucketsAtOnce:
     """A call that needs several budgets (a Kite order: its user's and its app's) takes from all or none."""
 
@@ -145,6 +162,9 @@ class TestRedisDown:
 
     def test_calls_are_let_through(self, bucket):
         assert all(ratelimit.acquire(bucket, rate=1) for _ in range(3))
+
+    def test_a_refill_never_raises(self, bucket):
+        ratelimit.refill(bucket)
 
     def test_the_levels_are_unknown(self, bucket):
         assert ratelimit.tokens_left([ratelimit.Budget(bucket, rate=1), ratelimit.Budget(bucket, rate=2)]) == [
