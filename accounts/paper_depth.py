@@ -15,6 +15,7 @@ from decimal import ROUND_FLOOR, Decimal, InvalidOperation
 
 from accounts.models import Order
 from brokers.adapters.types import DepthLevel
+from thor.money import is_market_price
 
 ZERO = Decimal("0")
 # No order may carry a price this high (an order's price has at most ten digits before the point, as the API
@@ -41,7 +42,7 @@ def _usable(level: DepthLevel) -> tuple[Decimal, Decimal] | None:
         quantity = Decimal(str(level.quantity)).to_integral_value(rounding=ROUND_FLOOR)
     except (InvalidOperation, TypeError, ValueError):
         return None
-    if not (price.is_finite() and quantity.is_finite()) or not 0 < price < PRICE_CEILING or quantity <= 0:
+    if not is_market_price(price) or price >= PRICE_CEILING or not quantity.is_finite() or quantity <= 0:
         return None
     return price, quantity
 

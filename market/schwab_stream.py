@@ -24,7 +24,6 @@ not Schwab's shape, is skipped (logged at most once a minute).
 import itertools
 import json
 import logging
-import math
 import time
 from collections.abc import Callable
 from decimal import Decimal
@@ -35,6 +34,7 @@ from market import caches
 from market.tickhub import ticks_deliver
 from market.us_tokens import is_us_token, us_symbol, us_token
 from thor.coordination import OccasionalWarning
+from thor.money import is_market_price
 
 logger = logging.getLogger("market.schwab_stream")
 
@@ -239,4 +239,5 @@ def _code(item: dict) -> tuple[int, str]:
 
 
 def _is_price(value) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+    # A JSON number (never a string or a boolean: Schwab sends numbers) that is a market price.
+    return isinstance(value, int | float) and not isinstance(value, bool) and is_market_price(value)

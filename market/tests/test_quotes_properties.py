@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from brokers.adapters import kite
 from brokers.adapters.errors import BrokerError
+from brokers.adapters.schwab.client import rate_budgets
 from brokers.tests.schwab_link_steps import schwab_market_data_link
 from market.quotes import FRESH_SECONDS, MarketDataUnavailable, QuoteService
 from market.tests.quote_steps import Clock
@@ -156,5 +157,6 @@ def schwab_market_data(schwab_sandbox, tenant, settings):
 def test_every_us_quote_is_a_price_schwab_gave_at_its_as_of(schwab_market_data, schwab_sandbox, monkeypatch, sequence):
     # Each example starts with the app's whole quote share (sixty calls; an example makes at most two a step): the
     # share is spent on the real clock, so examples run back to back would empty it and fail calls for want of it.
-    ratelimit.refill(f"schwab:{schwab_market_data.app_id}:quotes")
+    (quotes,) = [budget for budget in rate_budgets(schwab_market_data.app_id) if budget.bucket.endswith(":quotes")]
+    ratelimit.refill(quotes.bucket)
     check_every_quote(SCHWAB, schwab_market_data, schwab_sandbox, monkeypatch, sequence)
