@@ -13,22 +13,29 @@ INR, per executed order (a slice of a sliced order is an order of its own, as at
 - brokerage: 0 on equity delivery (CNC); min(20, 0.03% of the value) intraday (MIS), futures and commodity
   futures; a flat 20 on options (Zerodha charges options per order, not on the premium);
 - STT (CTT on MCX): on the segment's side(s) of the value (options: on the premium sold); options exercised
-  at expiry pay `stt_exercise` on the settlement value (the long side only);
+  at expiry pay `stt_exercise` on the settlement value (the long side only). The law changes these rates on a
+  date: INR_REVISIONS lists each change with the day it took effect, and a fill pays the rates in force on its
+  trade day (IST);
 - exchange transaction charges: the segment's rate for the exchange (NSE/NFO, BSE/BFO, MCX);
 - SEBI turnover fees: 10 rupees a crore; stamp duty: the buyer's side only;
 - GST: 18% of brokerage + exchange charges + SEBI fees.
 USD (Schwab: no commission): the SEC fee on the value sold and FINRA's TAF per share sold (capped per trade).
 
 Each component is quantized to the currency's cents (paise) with thor.money's rounding, then summed: the
-total is exactly the sum of the parts shown. The rates are plausible for 2025-26, modelled on the brokers'
-and regulators' published schedules; refresh them when those change (the SEC resets its rate each year).
+total is exactly the sum of the parts shown. INR_SEGMENTS holds the rates in force from
+1 October 2024 (the exchanges' uniform charges, STT as the Finance Act 2024 set it); a later change by law goes
+into INR_REVISIONS with its date, so a fill before it keeps the old rate. The USD rates change every fiscal year
+(the SEC resets its rate, sometimes to zero mid-year): an operator sets the current ones in THOR_PAPER_CHARGES.
 """
 
 from dataclasses import dataclass, fields, replace
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.utils import timezone
 
 from thor.money import CENT, ROUNDING
 
@@ -100,6 +107,16 @@ INR_SEGMENTS: dict[str, SegmentRates] = {
         brokerage_flat=D("20"), stt_sell=D("0.0005"), stamp_buy=D("0.00003"), exchange_mcx=D("0.000418"),
     ),
 }  # fmt: skip
+# Changes by law after INR_SEGMENTS' rates, oldest first: (the first trade day they apply to, segment -> rates).
+INR_REVISIONS: tuple[tuple[date, dict[str, dict[str, str]]], ...] = (
+    # Union Budget 2026 (Finance Act 2026), for trades from 1 April 2026: STT on futures sold 0.02% -> 0.05%,
+    # on option premium sold 0.1% -> 0.15%, on options exercised 0.125% -> 0.15%.
+    (
+        date(2026, 4, 1),
+        {"futures": {"stt_sell": "0.0005"}, "options": {"stt_sell": "0.0015", "stt_exercise": "0.0015"}},
+    ),
+)
+INDIA = ZoneInfo("Asia/Kolkata")
 OPTION_TYPES = ("CE", "PE")
 _EXCHANGE_RATE = {"NSE": "exchange_nse", "NFO": "exchange_nse", "BSE": "exchange_bse", "BFO": "exchange_bse"}
 
@@ -155,8 +172,25 @@ def _override(rates, overrides: dict, where: str):
     return replace(rates, **{name: _rate(value, f"{where}.{name}") for name, value in overrides.items()})
 
 
-def tenant_schedule(tenant) -> Schedule:
-    """The schedule a tenant's paper fills are charged at: the defaults with its overrides on top.
+def inr_segments_on(day: date) -> dict[str, SegmentRates]:
+    """Each INR segment's rates in force by law on trade day `day`: INR_SEGMENTS with every revision up to it."""
+    segments = dict(INR_SEGMENTS)
+    for effective, changes in INR_REVISIONS:
+        if day < effective:
+            break
+        for segment, rates in changes.items():
+            segments[segment] = replace(segments[segment], **{name: D(rate) for name, rate in rates.items()})
+    return segments
+
+
+def trade_day(moment: datetime | None = None) -> date:
+    """The Indian exchanges' trade day of `moment` (now when None): the day the law's rates are read for."""
+    return (moment or timezone.now()).astimezone(INDIA).date()
+
+
+def tenant_schedule(tenant, *, on: date | None = None) -> Schedule:
+    """The schedule a tenant's paper fills on trade day `on` (today, IST, when None) are charged at: the rates in
+    force that day with the tenant's overrides on top (an override wins over a later change by law too).
 
     Raises ImproperlyConfigured naming the bad entry (an unknown segment or rate, a negative rate)."""
     slug = tenant.slug
@@ -164,7 +198,7 @@ def tenant_schedule(tenant) -> Schedule:
     unknown = sorted(set(configured) - {"INR", "USD"})
     if unknown:
         raise ImproperlyConfigured(f"THOR_PAPER_CHARGES tenants.{slug}: unknown currency {unknown}; use INR or USD.")
-    schedule = Schedule(segments=dict(INR_SEGMENTS), common=CommonRates(), us=UsRates())
+    schedule = Schedule(segments=inr_segments_on(on or trade_day()), common=CommonRates(), us=UsRates())
     if "INR" in configured and configured["INR"] is None:
         schedule = replace(schedule, inr_enabled=False)
     for segment, overrides in (configured.get("INR") or {}).items():
@@ -210,15 +244,17 @@ def fill_charges(
     quantity: Decimal,
     price: Decimal,
     exercise: bool = False,
+    on: date | None = None,
 ) -> Charges:
-    """The charges of one executed order (`quantity` at `price`) on a paper account in `currency`.
+    """The charges of one executed order (`quantity` at `price`) on a paper account in `currency`, traded on day
+    `on` (today, IST, when None).
 
     `exercise`: an option position closed at expiry at its intrinsic value (accounts.paper_expiry): only the
     exercise STT is due, on the long side (which closes by selling); futures settle with no charges.
     """
     if not charges_enabled():
         return Charges(currency=currency, components={})
-    schedule = tenant_schedule(tenant)
+    schedule = tenant_schedule(tenant, on=on)
     value = quantity * price
     selling = side == "SELL"
     if currency == "USD":

@@ -22,7 +22,7 @@ are cancelled. A contract whose settlement price the source does not give yet is
 import logging
 import secrets
 from collections import defaultdict
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 
 from django.db import transaction
@@ -83,8 +83,10 @@ def position_close(
     tag: str,
     message: str,
     exercise: bool = False,
+    on: date | None = None,
 ) -> Order:
-    """Close the locked account's position at `price` with an order of its own, placed and filled."""
+    """Close the locked account's position at `price` with an order of its own, placed and filled; its charges at
+    the rates of trade day `on` (today when None: a settlement passes its contract's expiry day)."""
     order = Order.objects.create(
         account=account,
         client_order_id=_client_order_id(),
@@ -98,7 +100,7 @@ def position_close(
         tag=tag,
     )
     order_event_record(order=order, kind="placed")
-    charges = order_charges(account=account, order=order, price=price, exercise=exercise)
+    charges = order_charges(account=account, order=order, price=price, exercise=exercise, on=on)
     fill_apply(
         account=account, order=order, position=position, price=price, charges=charges, kind=kind, message=message
     )
@@ -228,8 +230,9 @@ def settlement_price(*, instrument_type: str, strike: Decimal, underlying_price:
     return underlying_price.quantize(PRICE_STEP)
 
 
-def _expired_contracts(keys: set[Key], now: datetime) -> dict[Key, tuple[str, Decimal, Key]]:
-    """Of these contracts, the expired ones: each with its kind, strike and where its settlement is priced."""
+def _expired_contracts(keys: set[Key], now: datetime) -> dict[Key, tuple[str, Decimal, Key, date | None]]:
+    """Of these contracts, the expired ones: each with its kind, strike, where its settlement is priced and its
+    expiry day (the trade day of its settlement's charges)."""
     expired = {}
     for exchange, symbol in keys:
         rules = rules_instrument_get(exchange=exchange, symbol=symbol)
@@ -237,7 +240,7 @@ def _expired_contracts(keys: set[Key], now: datetime) -> dict[Key, tuple[str, De
         if rules is None or listed is None or not rules.expired_at(now):
             continue
         underlying = underlying_of(exchange=exchange, name=listed.name) or (exchange, symbol)
-        expired[(exchange, symbol)] = (listed.instrument_type, listed.strike, underlying)
+        expired[(exchange, symbol)] = (listed.instrument_type, listed.strike, underlying, listed.expiry)
     return expired
 
 
@@ -275,7 +278,7 @@ def expired_positions_settle(*, now: datetime | None = None) -> int:
                 contract = expired.get((position.exchange, position.symbol))
                 if contract is None:
                     continue
-                instrument_type, strike, underlying = contract
+                instrument_type, strike, underlying, expiry = contract
                 underlying_price = prices.get(account.user.tenant_id, {}).get(underlying)
                 if underlying_price is None:
                     logger.warning(
@@ -293,6 +296,7 @@ def expired_positions_settle(*, now: datetime | None = None) -> int:
                     tag="expiry",
                     message=f"Settled at expiry at {price} ({underlying[0]}:{underlying[1]} at {underlying_price}).",
                     exercise=instrument_type in ("CE", "PE"),
+                    on=expiry,
                 )
                 settled += 1
     return settled

@@ -4,6 +4,7 @@ What may fill is decided before (accounts.paper checks buying power; a square-of
 closes whatever is held); here the fill is only applied, on the locked account.
 """
 
+from datetime import date
 from decimal import Decimal
 
 from accounts.audit import order_event_record, order_state
@@ -48,10 +49,11 @@ def order_charges(
     quantity: Decimal | None = None,
     exercise: bool = False,
     instrument_type: str | None = None,
+    on: date | None = None,
 ) -> Charges:
     """What `quantity` of the order (the whole order when None) at `price` costs on this account as one executed
     order (accounts.charges); `order` may be a request not placed yet (the pre-trade check). `instrument_type`: the
-    order's instrument's, when the caller knows it already."""
+    order's instrument's, when the caller knows it already. `on`: the trade day whose rates apply (today when None)."""
     if instrument_type is None:
         instrument = instrument_get(exchange=order.exchange, symbol=order.symbol)
         instrument_type = instrument.instrument_type if instrument else ""
@@ -65,6 +67,7 @@ def order_charges(
         quantity=order.quantity if quantity is None else quantity,
         price=price,
         exercise=exercise,
+        on=on,
     )
 
 

@@ -1,13 +1,15 @@
 """Paper charges (accounts.charges): the schedule's figures, a tenant's overrides, the charges of each order in
 its answer and audit row, debited from cash, and today's total in funds."""
 
-from datetime import timedelta
+from dataclasses import fields
+from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
+import time_machine
 from django.core.exceptions import ImproperlyConfigured
 
-from accounts.charges import fill_charges
+from accounts.charges import INR_REVISIONS, INR_SEGMENTS, fill_charges
 from accounts.models import OrderEvent, TradingAccount
 from accounts.selectors import paper_charges_today
 from accounts.tests.conftest import place
@@ -60,9 +62,10 @@ class TestSchedule:
             tenant, exchange="NFO", product="NRML", instrument_type="CE", side="SELL", quantity=D("75"), price=D("180")
         )
 
+        # Premium 13,500: STT 0.15% (since 1 April 2026); exchange 0.03503% = 4.729; GST 18% of 24.74.
         assert result.components == {
             "brokerage": D("20.00"),
-            "stt": D("13.50"),
+            "stt": D("20.25"),
             "exchange": D("4.73"),
             "sebi": D("0.01"),
             "stamp": D("0.00"),
@@ -72,7 +75,7 @@ class TestSchedule:
     def test_an_exercised_option_pays_only_the_exercise_stt_on_the_long_side(self, tenant, charged):
         option = {"exchange": "NFO", "product": "NRML", "instrument_type": "CE", "quantity": D("75"), "price": D("100")}
 
-        assert charges(tenant, side="SELL", exercise=True, **option).components == {"stt": D("9.38")}
+        assert charges(tenant, side="SELL", exercise=True, **option).components == {"stt": D("11.25")}
         assert charges(tenant, side="BUY", exercise=True, **option).total == D("0.00")
         assert charges(tenant, side="SELL", exercise=True, **(option | {"instrument_type": "FUT"})).total == 0
 
@@ -121,6 +124,60 @@ class TestSchedule:
 
 
 @pytest.mark.django_db
+class TestRatesByTradeDay:
+    """The law changes STT on a date (Union Budget 2026: from 1 April 2026); a fill pays the rates of its trade day
+    in India, so the change falls at midnight IST, not UTC."""
+
+    BEFORE, FROM = date(2026, 3, 31), date(2026, 4, 1)
+    OPTION = {"exchange": "NFO", "product": "NRML", "instrument_type": "PE", "side": "SELL", "price": D("200")}
+
+    @pytest.mark.parametrize(
+        ("order", "before", "from_april"),
+        [
+            # A NIFTY future sold, 65 x 24,000 = 1,560,000: 0.02% then 0.05%.
+            ({"exchange": "NFO", "product": "NRML", "instrument_type": "FUT", "side": "SELL", "price": D("24000")},
+             D("312.00"), D("780.00")),
+            # Option premium sold, 65 x 200 = 13,000: 0.1% then 0.15%.
+            (OPTION, D("13.00"), D("19.50")),
+            # An option exercised at expiry, 65 x 200 settled: 0.125% then 0.15%.
+            (OPTION | {"exercise": True}, D("16.25"), D("19.50")),
+            # Equity delivery is untouched by the change: 0.1% on either side.
+            ({"product": "CNC", "side": "SELL", "price": D("200")}, D("13.00"), D("13.00")),
+        ],
+    )  # fmt: skip
+    def test_stt_follows_the_trade_day(self, tenant, charged, order, before, from_april):
+        def stt(day):
+            return charges(tenant, quantity=D("65"), on=day, **order).components["stt"]
+
+        assert (stt(self.BEFORE), stt(self.FROM), stt(date(2027, 1, 26))) == (before, from_april, from_april)
+
+    def test_the_futures_buyer_pays_no_stt_on_either_side_of_the_change(self, tenant, charged):
+        future = {"exchange": "NFO", "product": "NRML", "instrument_type": "FUT", "price": D("24000")}
+
+        assert charges(tenant, quantity=D("65"), on=self.FROM, **future).components["stt"] == D("0.00")
+
+    @pytest.mark.parametrize(
+        ("utc", "stt"),
+        [("2026-03-31T18:29:59+00:00", D("13.00")), ("2026-03-31T18:30:00+00:00", D("19.50"))],
+    )
+    def test_without_a_day_a_fill_takes_todays_in_india(self, tenant, charged, utc, stt):
+        with time_machine.travel(utc, tick=False):
+            assert charges(tenant, quantity=D("65"), **self.OPTION).components["stt"] == stt
+
+    def test_a_tenants_override_wins_over_a_change_by_law(self, tenant, charged):
+        charged["tenants"] = {"acme": {"INR": {"options": {"stt_sell": "0.001"}}}}
+
+        assert charges(tenant, quantity=D("65"), on=self.FROM, **self.OPTION).components["stt"] == D("13.00")
+
+    def test_the_revisions_are_in_date_order_and_name_known_rates(self):
+        days = [day for day, _ in INR_REVISIONS]
+        assert days == sorted(days)
+        for _, changes in INR_REVISIONS:
+            for segment, rates in changes.items():
+                assert set(rates) <= {field.name for field in fields(INR_SEGMENTS[segment])}
+
+
+@pytest.mark.django_db
 class TestChargedFills:
     def test_each_order_shows_its_charges_debited_from_cash_and_funds_total_them(
         self, alice_client, alice, charged, instrument_master
@@ -142,11 +199,12 @@ class TestChargedFills:
         assert future.status_code == option.status_code == 201, (future.json(), option.json())
         # The future: 75 x 24,000 = 1,800,000: brokerage 20, exchange 31.14, SEBI 1.80, stamp 36.00, GST 9.53.
         assert future.json()["charges"] == "98.47"
-        assert option.json()["charges"] == "42.69"
+        # The option sold: 75 x 180 = 13,500: brokerage 20, STT 20.25, exchange 4.73, SEBI 0.01, GST 4.45.
+        assert option.json()["charges"] == "49.44"
         account.refresh_from_db()
-        assert account.cash == D("10000000.00") - D("1800000.00") + D("13500.00") - D("98.47") - D("42.69")
+        assert account.cash == D("10000000.00") - D("1800000.00") + D("13500.00") - D("98.47") - D("49.44")
         funds = alice_client.get("/api/accounts/primary/funds").json()["data"]
-        assert funds["charges_today"] == "141.16"
+        assert funds["charges_today"] == "147.91"
         filled = OrderEvent.objects.get(order_id=future.json()["id"], kind="filled")
         assert filled.broker_response["charges"]["total"] == "98.47" and filled.after["charges"] == "98.47"
 

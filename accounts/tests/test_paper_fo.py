@@ -10,6 +10,7 @@ import pytest
 import time_machine
 from django.core.exceptions import ValidationError
 
+from accounts import charges
 from accounts.checks import order_request_check
 from accounts.models import Order, OrderEvent, TradingAccount
 from accounts.paper_closing import expired_positions_settle, mis_positions_square_off
@@ -203,4 +204,23 @@ class TestExpirySettlement:
             expired_positions_settle()
 
         settled = closing_orders(account, "expiry")[0]
-        assert settled.charges == D("9.38")  # 0.125% of 75 x 100
+        assert settled.charges == D("11.25")  # 0.15% of 75 x 100, the rate on its expiry day
+
+    def test_a_settlement_run_days_late_pays_the_rates_of_the_expiry_day(
+        self, alice_client, account, fixed_prices, settings, monkeypatch
+    ):
+        nfo(alice_client, NIFTY_OPTION, quantity=NIFTY_LOT)
+        settings.THOR_PAPER_CHARGES = {"enabled": True, "tenants": {}}
+        fixed_prices["NSE:NIFTY 50"] = "24600.00"
+        expiry = self.expiry()
+        # A change by law the day after the expiry: the settlement, run three days later, is not due at it.
+        monkeypatch.setattr(
+            charges,
+            "INR_REVISIONS",
+            (*charges.INR_REVISIONS, (expiry + timedelta(days=1), {"options": {"stt_exercise": "0.002"}})),
+        )
+
+        with time_machine.travel(ist(expiry + timedelta(days=3), 10), tick=False):
+            assert expired_positions_settle() == 1
+
+        assert closing_orders(account, "expiry")[0].charges == D("11.25")  # 0.15%, not 0.2% (15.00)
