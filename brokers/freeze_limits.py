@@ -6,15 +6,16 @@ own checks and its slicing.
 
 Kite's instrument dump does not state them; NSE and BSE publish them per underlying (NSE's
 `qtyfreeze` file and circulars on the F&O lot sizes, BSE's notices for SENSEX and BANKEX derivatives)
-and revise them with the lot sizes. The values below are plausible for 2026, modelled on those
-publications and kept whole multiples of the lots the sandbox lists (NIFTY 1,800 is 24 lots of 75); refresh them from the exchanges' files when they change. Stock derivatives' limits are
-not listed: their orders are not held to one.
+and revise them as the indices move. NSE's are those of its circular effective 1 December 2025; BSE's are
+plausible values. A limit need not be a whole number of lots (NIFTY's 1,800 is 27.7 lots of 65): one order
+then carries at most the whole lots below it (accounts.slicing, the sandbox's autoslice). Refresh them from the
+exchanges' files when they change. Stock derivatives' limits are not listed: their orders are not held to one.
 """
 
 FREEZE_QUANTITIES: dict[tuple[str, str], int] = {
     ("NFO", "NIFTY"): 1800,
-    ("NFO", "BANKNIFTY"): 1050,
-    ("NFO", "FINNIFTY"): 1820,
+    ("NFO", "BANKNIFTY"): 600,
+    ("NFO", "FINNIFTY"): 1200,
     ("NFO", "MIDCPNIFTY"): 2800,
     ("NFO", "NIFTYNXT50"): 600,
     ("BFO", "SENSEX"): 1000,

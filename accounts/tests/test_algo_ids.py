@@ -8,7 +8,7 @@ from django.core.exceptions import ValidationError
 from accounts.models import Order
 from accounts.tests.conftest import order_body, place
 from brokers.tests.sandbox_fixtures import link, sandbox_calls
-from market.tests.fixtures import NIFTY_FREEZE, NIFTY_FUTURE
+from market.tests.fixtures import NIFTY_FUTURE, NIFTY_SLICE
 
 pytestmark = pytest.mark.django_db
 
@@ -52,7 +52,7 @@ class TestLive:
 
     def test_every_slice_of_a_sliced_order_carries_it(self, alice_client, sandbox, live):
         body = dict(tradingsymbol=NIFTY_FUTURE, exchange="NFO", product="NRML", transaction_type="SELL")
-        response = place(alice_client, account=live.pk, quantity=2 * NIFTY_FREEZE, algo_id="STRAT-2_b", **body)
+        response = place(alice_client, account=live.pk, quantity=2 * NIFTY_SLICE, algo_id="STRAT-2_b", **body)
 
         assert response.status_code == 201, response.json()
         assert [order["algo_id"] for order in kite_book(sandbox)] == ["STRAT-2_b"] * 2

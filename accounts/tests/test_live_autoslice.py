@@ -1,7 +1,7 @@
 """A live Kite order above the exchange's freeze quantity goes out as ONE autoslice call (accounts.autoslice):
 Kite slices it, Thor keeps the parent and a child per slice with its broker id, status and fills.
 
-Over real HTTP with the broker sandbox, which slices as Kite does (NIFTY future: lot 75, freeze 1800) and
+Over real HTTP with the broker sandbox, which slices as Kite does (NIFTY future: lot 65, freeze 1800: slices of
 fails chosen slices on demand (a `slice_reject` fault). Sells at the market: the sandbox fills them at once
 and holds no margin against them.
 """
@@ -34,7 +34,7 @@ from brokers.sandbox.kite_models import KiteError
 from brokers.sandbox.market import Instrument as SandboxInstrument
 from brokers.tests.factories import linked_kite_account
 from brokers.tests.sandbox_fixtures import API_KEY, API_SECRET, CALLBACK, link, sandbox_calls, sandbox_fault
-from market.tests.fixtures import NIFTY_FREEZE, NIFTY_FUTURE, NIFTY_LOT
+from market.tests.fixtures import NIFTY_FUTURE, NIFTY_LOT, NIFTY_SLICE
 
 pytestmark = [pytest.mark.django_db, pytest.mark.e2e]
 
@@ -74,11 +74,11 @@ def wait_until(condition, seconds=10):
 
 class TestSliced:
     def test_one_call_places_every_slice_and_the_parent_shows_their_aggregate(self, alice_client, sandbox, live):
-        response = sell_nifty(alice_client, live, 2 * NIFTY_FREEZE + NIFTY_LOT)
+        response = sell_nifty(alice_client, live, 2 * NIFTY_SLICE + NIFTY_LOT)
 
         assert response.status_code == 201, response.json()
         data = response.json()
-        assert slices(data) == [(1800, "OPEN"), (1800, "OPEN"), (75, "OPEN")]
+        assert slices(data) == [(NIFTY_SLICE, "OPEN"), (NIFTY_SLICE, "OPEN"), (NIFTY_LOT, "OPEN")]
         assert sandbox_calls(sandbox, PLACE) == 1
         parent = Order.objects.get(pk=data["id"])
         children = list(parent.children.order_by("id"))
@@ -92,13 +92,17 @@ class TestSliced:
         # Kite posts each slice's fill back by its own id: that child moves, and the parent's aggregate with it.
         assert post_back(alice_client, book[children[0].broker_order_id]).json()["applied"] is True
         shown = alice_client.get(f"/api/accounts/{live.pk}/orders/{parent.pk}").json()
-        assert slices(shown) == [(1800, "COMPLETE"), (1800, "OPEN"), (75, "OPEN")]
-        assert (shown["status"], shown["filled_quantity"]) == ("OPEN", 1800)
+        assert slices(shown) == [(NIFTY_SLICE, "COMPLETE"), (NIFTY_SLICE, "OPEN"), (NIFTY_LOT, "OPEN")]
+        assert (shown["status"], shown["filled_quantity"]) == ("OPEN", NIFTY_SLICE)
 
         synced = sync(alice_client, live)
 
-        assert slices(synced) == [(1800, "COMPLETE"), (1800, "COMPLETE"), (75, "COMPLETE")]
-        assert (synced["status"], synced["filled_quantity"], synced["quantity"]) == ("COMPLETE", 3675, 3675)
+        assert slices(synced) == [(NIFTY_SLICE, "COMPLETE"), (NIFTY_SLICE, "COMPLETE"), (NIFTY_LOT, "COMPLETE")]
+        assert (synced["status"], synced["filled_quantity"], synced["quantity"]) == (
+            "COMPLETE",
+            2 * NIFTY_SLICE + NIFTY_LOT,
+            2 * NIFTY_SLICE + NIFTY_LOT,
+        )
         assert [order["id"] for order in alice_client.get(f"/api/accounts/{live.pk}/orders/").json()["results"]] == [
             parent.pk
         ]
@@ -108,7 +112,7 @@ class TestSliced:
     ):
         sandbox_fault(sandbox, kind="slice_reject", slices=[2], message="RMS: Margin Exceeds", count=1)
 
-        response = sell_nifty(alice_client, live, 3 * NIFTY_FREEZE)
+        response = sell_nifty(alice_client, live, 3 * NIFTY_SLICE)
 
         assert response.status_code == 201, response.json()
         children = response.json()["children"]
@@ -119,19 +123,19 @@ class TestSliced:
         ]
         assert len(sandbox_book(sandbox)) == 2
         synced = sync(alice_client, live)
-        assert (synced["status"], synced["filled_quantity"]) == ("CANCELLED", 2 * NIFTY_FREEZE)
+        assert (synced["status"], synced["filled_quantity"]) == ("CANCELLED", 2 * NIFTY_SLICE)
         assert synced["status_message"] == "slice 2 REJECTED: RMS: Margin Exceeds"
 
     def test_every_slice_refused_is_a_rejected_order(self, alice_client, sandbox, live):
         sandbox_fault(sandbox, kind="slice_reject", slices=[1, 2], count=1)
 
-        data = sell_nifty(alice_client, live, 2 * NIFTY_FREEZE).json()
+        data = sell_nifty(alice_client, live, 2 * NIFTY_SLICE).json()
 
-        assert data["status"] == "REJECTED" and slices(data) == [(1800, "REJECTED"), (1800, "REJECTED")]
+        assert data["status"] == "REJECTED" and slices(data) == [(NIFTY_SLICE, "REJECTED"), (NIFTY_SLICE, "REJECTED")]
         assert data["status_message"].startswith("RMS:")
 
     def test_more_than_ten_slices_is_a_400_before_anything_is_written_or_sent(self, alice_client, sandbox, live):
-        response = sell_nifty(alice_client, live, MAX_SLICES * NIFTY_FREEZE + NIFTY_LOT)
+        response = sell_nifty(alice_client, live, MAX_SLICES * NIFTY_SLICE + NIFTY_LOT)
 
         assert response.status_code == 400
         assert f"Above {MAX_SLICES} slices" in response.json()["errors"]["quantity"][0]
@@ -139,14 +143,14 @@ class TestSliced:
         assert sandbox_calls(sandbox, PLACE) == 0
 
     def test_ten_slices_are_one_call(self, alice_client, sandbox, live):
-        response = sell_nifty(alice_client, live, MAX_SLICES * NIFTY_FREEZE)
+        response = sell_nifty(alice_client, live, MAX_SLICES * NIFTY_SLICE)
 
         assert response.status_code == 201 and len(response.json()["children"]) == MAX_SLICES
         assert sandbox_calls(sandbox, PLACE) == 1
 
     def test_the_same_key_again_sends_nothing_and_answers_the_same_order(self, alice_client, sandbox, live):
-        first = sell_nifty(alice_client, live, 2 * NIFTY_FREEZE, key="slices-1")
-        again = sell_nifty(alice_client, live, 2 * NIFTY_FREEZE, key="slices-1")
+        first = sell_nifty(alice_client, live, 2 * NIFTY_SLICE, key="slices-1")
+        again = sell_nifty(alice_client, live, 2 * NIFTY_SLICE, key="slices-1")
 
         assert first.status_code == 201 and again.status_code == 201
         assert again.json()["id"] == first.json()["id"]
@@ -159,8 +163,8 @@ class TestSliced:
         app = {"api_key": API_KEY, "api_secret": API_SECRET, "redirect_url": CALLBACK, "ip_whitelist": ["127.0.0.2"]}
         requests.post(f"{sandbox.url}/_sandbox/apps", json=app, timeout=5).raise_for_status()
 
-        refused = sell_nifty(alice_client, live, 2 * NIFTY_FREEZE, key="refused-1")
-        again = sell_nifty(alice_client, live, 2 * NIFTY_FREEZE, key="refused-1")
+        refused = sell_nifty(alice_client, live, 2 * NIFTY_SLICE, key="refused-1")
+        again = sell_nifty(alice_client, live, 2 * NIFTY_SLICE, key="refused-1")
 
         assert refused.status_code == 403 and again.json() == refused.json()
         parent = Order.objects.get(account=live, parent=None)
@@ -181,13 +185,13 @@ class TestLostAnswer:
     def test_slices_are_found_in_the_book_by_the_parents_tag_never_sent_again(self, alice_client, sandbox, live):
         sandbox_fault(sandbox, kind="latency", ms=1500, path="/orders/regular", count=1)
 
-        response = sell_nifty(alice_client, live, 2 * NIFTY_FREEZE + NIFTY_LOT, key="lost-1")
+        response = sell_nifty(alice_client, live, 2 * NIFTY_SLICE + NIFTY_LOT, key="lost-1")
 
         assert response.status_code == 202, response.json()
         assert response.json()["status"] == "UNKNOWN" and slices(response.json()) == [
-            (1800, "UNKNOWN"),
-            (1800, "UNKNOWN"),
-            (75, "UNKNOWN"),
+            (NIFTY_SLICE, "UNKNOWN"),
+            (NIFTY_SLICE, "UNKNOWN"),
+            (NIFTY_LOT, "UNKNOWN"),
         ]
         wait_until(lambda: len(sandbox_book(sandbox)) == 3)
         parent = Order.objects.get(pk=response.json()["id"])
@@ -204,8 +208,8 @@ class TestLostAnswer:
         parent.refresh_from_db()
         children = list(parent.children.order_by("id"))
         assert {child.broker_order_id for child in children} == set(sandbox_book(sandbox))
-        assert (parent.status, parent.filled_quantity) == ("COMPLETE", 2 * NIFTY_FREEZE + NIFTY_LOT)
-        replay = sell_nifty(alice_client, live, 2 * NIFTY_FREEZE + NIFTY_LOT, key="lost-1")
+        assert (parent.status, parent.filled_quantity) == ("COMPLETE", 2 * NIFTY_SLICE + NIFTY_LOT)
+        replay = sell_nifty(alice_client, live, 2 * NIFTY_SLICE + NIFTY_LOT, key="lost-1")
         assert (replay.status_code, replay.json()["id"], replay.json()["status"]) == (201, parent.pk, "COMPLETE")
         assert sandbox_calls(sandbox, PLACE) == 1
 
@@ -214,7 +218,7 @@ class TestLostAnswer:
     ):
         sandbox_fault(sandbox, kind="drop", path="/orders/regular", count=1)
 
-        response = sell_nifty(alice_client, live, 2 * NIFTY_FREEZE)
+        response = sell_nifty(alice_client, live, 2 * NIFTY_SLICE)
 
         assert response.status_code == 202
         parent = Order.objects.get(pk=response.json()["id"])
@@ -231,7 +235,7 @@ class TestLostAnswer:
 
     def test_slices_kite_took_but_never_showed_need_review_and_are_counted(self, alice_client, sandbox, live, settings):
         sandbox_fault(sandbox, kind="drop", path="/orders/regular", count=1)
-        response = sell_nifty(alice_client, live, 2 * NIFTY_FREEZE)
+        response = sell_nifty(alice_client, live, 2 * NIFTY_SLICE)
         parent = Order.objects.get(pk=response.json()["id"])
         # As when Kite answered that it took the call but its book never shows the slices.
         Order.objects.filter(pk=parent.pk).update(send_acknowledged=True)
@@ -313,7 +317,7 @@ SLICE_NEWS = st.sampled_from(
 # Each example writes a dozen orders and their audit rows (and their socket messages): fewer than the profile's.
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=8)
 @given(
-    sizes=st.lists(st.sampled_from([NIFTY_FREEZE, NIFTY_LOT, 10 * NIFTY_LOT]), min_size=2, max_size=MAX_SLICES),
+    sizes=st.lists(st.sampled_from([NIFTY_SLICE, NIFTY_LOT, 10 * NIFTY_LOT]), min_size=2, max_size=MAX_SLICES),
     data=st.data(),
 )
 def test_with_any_slices_failing_and_any_updates_the_parent_is_its_childrens_aggregate(alice, sizes, data):
@@ -383,14 +387,14 @@ def stored_slices(account, sizes: list[int]) -> tuple[Order, list[Order]]:
 def test_cancelling_a_resting_sliced_order_cancels_each_slice_at_kite(alice_client, sandbox, live):
     pin = {f"NFO:{NIFTY_FUTURE}": 24000.0}
     requests.post(f"{sandbox.url}/_sandbox/prices", json=pin, timeout=5).raise_for_status()
-    data = sell_nifty(alice_client, live, 2 * NIFTY_FREEZE, order_type="LIMIT", price="24500.00").json()
+    data = sell_nifty(alice_client, live, 2 * NIFTY_SLICE, order_type="LIMIT", price="24500.00").json()
     assert data["status"] == "OPEN", data
 
     response = alice_client.delete(f"/api/accounts/{live.pk}/orders/{data['id']}")
 
     assert response.status_code == 200, response.json()
     assert response.json()["status"] == "CANCELLED"
-    assert slices(response.json()) == [(1800, "CANCELLED"), (1800, "CANCELLED")]
+    assert slices(response.json()) == [(NIFTY_SLICE, "CANCELLED"), (NIFTY_SLICE, "CANCELLED")]
     assert {order["status"] for order in sandbox_book(sandbox).values()} == {"CANCELLED"}
     assert sandbox_calls(sandbox, PLACE) == 1
 
@@ -400,7 +404,7 @@ def test_a_sliced_order_whose_sender_died_is_settled_with_its_slices_from_the_bo
 ):
     """Stored and sent, then the process died before the answer: the orphan task makes the parent UNKNOWN,
     and its slices are found in the book by the parent's tag; nothing is sent again."""
-    parent, _ = stored_slices(live, [NIFTY_FREEZE, NIFTY_LOT])
+    parent, _ = stored_slices(live, [NIFTY_SLICE, NIFTY_LOT])
     long_ago = timezone.now() - timedelta(seconds=settings.THOR_PLACEMENT_ORPHAN_SECONDS + 5)
     Order.objects.filter(account=live).update(created_at=long_ago, send_started_at=long_ago)
     kite = KiteConnect(api_key=API_KEY, access_token=live.connection.access_token, root=sandbox.url)
@@ -409,7 +413,7 @@ def test_a_sliced_order_whose_sender_died_is_settled_with_its_slices_from_the_bo
         exchange="NFO",
         tradingsymbol=NIFTY_FUTURE,
         transaction_type="SELL",
-        quantity=NIFTY_FREEZE + NIFTY_LOT,
+        quantity=NIFTY_SLICE + NIFTY_LOT,
         product="NRML",
         order_type="MARKET",
         market_protection=-1,
@@ -419,7 +423,7 @@ def test_a_sliced_order_whose_sender_died_is_settled_with_its_slices_from_the_bo
     unknown_orders_settle()
 
     parent.refresh_from_db()
-    assert (parent.status, parent.filled_quantity) == ("COMPLETE", NIFTY_FREEZE + NIFTY_LOT)
+    assert (parent.status, parent.filled_quantity) == ("COMPLETE", NIFTY_SLICE + NIFTY_LOT)
     book = sandbox_book(sandbox)
     assert {child.broker_order_id for child in parent.children.all()} == set(book)
     assert all(book[child.broker_order_id]["quantity"] == child.quantity for child in parent.children.all())

@@ -8,7 +8,7 @@ from accounts.models import Order, OrderEvent, PaperPosition, TradingAccount
 from accounts.paper import paper_orders_match
 from accounts.tests.conftest import order_body, place
 from identity.models import User
-from market.tests.fixtures import NIFTY_FUTURE
+from market.tests.fixtures import NIFTY_FUTURE, NIFTY_LOT
 
 pytestmark = pytest.mark.django_db
 
@@ -145,7 +145,7 @@ class TestPreTradeChecks:
                     "tradingsymbol": NIFTY_FUTURE,
                     "exchange": "NFO",
                     "product": "NRML",
-                    "quantity": 75,
+                    "quantity": NIFTY_LOT,
                     "order_type": "SL-M",
                     "trigger_price": "24100",
                 },
@@ -168,7 +168,9 @@ class TestPreTradeChecks:
         account = account_of(alice)
         account.cash = Decimal("10000000")
         account.save()
-        response = place(alice_client, tradingsymbol=NIFTY_FUTURE, exchange="NFO", product="NRML", quantity=150)
+        response = place(
+            alice_client, tradingsymbol=NIFTY_FUTURE, exchange="NFO", product="NRML", quantity=2 * NIFTY_LOT
+        )
         assert response.status_code == 201, response.json()
 
     @pytest.mark.parametrize(

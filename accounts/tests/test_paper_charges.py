@@ -197,16 +197,16 @@ class TestChargedFills:
         )
 
         assert future.status_code == option.status_code == 201, (future.json(), option.json())
-        # The future: 75 x 24,000 = 1,800,000: brokerage 20, exchange 31.14, SEBI 1.80, stamp 36.00, GST 9.53.
-        assert future.json()["charges"] == "98.47"
-        # The option sold: 75 x 180 = 13,500: brokerage 20, STT 20.25, exchange 4.73, SEBI 0.01, GST 4.45.
-        assert option.json()["charges"] == "49.44"
+        # The future: 65 x 24,000 = 1,560,000: brokerage 20, exchange 26.99, SEBI 1.56, stamp 31.20, GST 8.74.
+        assert future.json()["charges"] == "88.49"
+        # The option sold: 65 x 180 = 11,700: brokerage 20, STT 17.55, exchange 4.10, SEBI 0.01, GST 4.34.
+        assert option.json()["charges"] == "46.00"
         account.refresh_from_db()
-        assert account.cash == D("10000000.00") - D("1800000.00") + D("13500.00") - D("98.47") - D("49.44")
+        assert account.cash == D("10000000.00") - D("1560000.00") + D("11700.00") - D("88.49") - D("46.00")
         funds = alice_client.get("/api/accounts/primary/funds").json()["data"]
-        assert funds["charges_today"] == "147.91"
+        assert funds["charges_today"] == "134.49"
         filled = OrderEvent.objects.get(order_id=future.json()["id"], kind="filled")
-        assert filled.broker_response["charges"]["total"] == "98.47" and filled.after["charges"] == "98.47"
+        assert filled.broker_response["charges"]["total"] == "88.49" and filled.after["charges"] == "88.49"
 
     def test_a_buy_that_cannot_pay_its_charges_is_refused_before_it_is_placed(
         self, alice_client, alice, charged, fixed_prices

@@ -199,7 +199,7 @@ class TestHandMadeBooks:
         assert (body["status"], body["filled_quantity"], body["average_price"]) == ("COMPLETE", 50, "1500.0000")
 
     def test_futures_fill_in_whole_lots(self, alice_client, account, instrument_master, fixed_prices):
-        # 120 shown: one lot of 75 fills, the second waits for more.
+        # 120 shown: one lot of 65 fills, the second waits for more.
         fixed_prices[f"NFO:{NIFTY_FUTURE}"] = booked("24000.00", asks=[("24000.05", 100), ("24000.10", 20)])
 
         body = place(alice_client, tradingsymbol=NIFTY_FUTURE, exchange="NFO", product="NRML", quantity=2 * NIFTY_LOT)
@@ -259,15 +259,16 @@ class TestHandMadeBooks:
     def test_slices_of_one_order_share_the_book(self, alice_client, account, instrument_master, fixed_prices):
         account.cash = D("100000000.00")
         account.save()
-        # Above the freeze quantity (1800): slices of 1800 and 75, filled from one book of 1800 at the best level.
-        fixed_prices[f"NFO:{NIFTY_FUTURE}"] = booked("24000.00", asks=[("24000.00", 1800), ("24010.00", 1000)])
+        # Above the freeze quantity (1800): slices of 1755 (27 lots) and 65, filled from one book of 1755 at the
+        # best level.
+        fixed_prices[f"NFO:{NIFTY_FUTURE}"] = booked("24000.00", asks=[("24000.00", 1755), ("24010.00", 1000)])
 
-        body = place(alice_client, tradingsymbol=NIFTY_FUTURE, exchange="NFO", product="NRML", quantity=1875).json()
+        body = place(alice_client, tradingsymbol=NIFTY_FUTURE, exchange="NFO", product="NRML", quantity=1820).json()
 
         children = sorted(body["children"], key=lambda child: child["id"])
         assert [(c["filled_quantity"], c["average_price"]) for c in children] == [
-            (1800, "24000.0000"),
-            (75, "24010.0000"),
+            (1755, "24000.0000"),
+            (65, "24010.0000"),
         ]
 
 

@@ -88,19 +88,19 @@ class TestSquareOff:
         short = position(account, "INFY", "MIS")
         assert short.quantity == 0 and short.realised_pnl == D("100.00")  # sold 10 at 1500, bought at 1490
         long = position(account, NIFTY_FUTURE, "MIS")
-        assert long.quantity == 0 and long.realised_pnl == D("15000.00")  # 150 x 100
+        assert long.quantity == 0 and long.realised_pnl == D("13000.00")  # 130 x 100
         assert position(account, "SBIN", "CNC").quantity == 5  # delivery is not squared off
         assert Order.objects.get(pk=resting.json()["id"]).status == "CANCELLED"
         closes = closing_orders(account, "squareoff")
         assert [(o.symbol, o.side, o.quantity, o.average_price, o.status) for o in closes] == [
             ("INFY", "BUY", 10, D("1490.00"), "COMPLETE"),
-            (NIFTY_FUTURE, "SELL", 150, D("24100.00"), "COMPLETE"),
+            (NIFTY_FUTURE, "SELL", 2 * NIFTY_LOT, D("24100.00"), "COMPLETE"),
         ]
         for order in closes:
             assert list(order.events.values_list("kind", flat=True)) == ["placed", "squared_off"]
             assert "square-off" in order.status_message
         account.refresh_from_db()
-        assert account.cash == D("10000000.00") + D("100.00") + D("15000.00") - D("4000.00")  # SBIN 5 x 800 held
+        assert account.cash == D("10000000.00") + D("100.00") + D("13000.00") - D("4000.00")  # SBIN 5 x 800 held
 
     def test_a_position_missed_by_yesterdays_pass_is_closed_before_todays_cut(self, alice, account):
         day = today_ist()
@@ -159,15 +159,20 @@ class TestExpirySettlement:
             assert settle_expired_paper_positions.apply().get() == 2
             assert expired_positions_settle() == 0
             late = OrderRequest(
-                symbol=NIFTY_FUTURE, exchange="NFO", side="BUY", quantity=D(75), order_type="MARKET", product="NRML"
+                symbol=NIFTY_FUTURE,
+                exchange="NFO",
+                side="BUY",
+                quantity=D(NIFTY_LOT),
+                order_type="MARKET",
+                product="NRML",
             )
             with pytest.raises(ValidationError, match="expired on"):
                 order_request_check(request=late)
 
         future, option = position(account, NIFTY_FUTURE), position(account, NIFTY_OPTION)
         assert future.quantity == option.quantity == 0
-        assert future.realised_pnl == D("45926.25")  # 75 x (24,612.35 - 24,000)
-        assert option.realised_pnl == D("-10147.50")  # 150 x (112.35 - 180): the intrinsic value of 24500 CE
+        assert future.realised_pnl == D("39802.75")  # 65 x (24,612.35 - 24,000)
+        assert option.realised_pnl == D("-8794.50")  # 130 x (112.35 - 180): the intrinsic value of 24500 CE
         settled = closing_orders(account, "expiry")
         assert {(o.symbol, o.average_price) for o in settled} == {
             (NIFTY_FUTURE, D("24612.35")),
@@ -187,7 +192,7 @@ class TestExpirySettlement:
             assert expired_positions_settle() == 1
 
         option = position(account, NIFTY_OPTION)
-        assert option.quantity == 0 and option.realised_pnl == D("13500.00")  # 75 x 180 kept
+        assert option.quantity == 0 and option.realised_pnl == D("11700.00")  # 65 x 180 kept
 
     def test_an_expiry_without_the_underlyings_price_waits(self, alice_client, account, fixed_prices):
         nfo(alice_client, NIFTY_FUTURE, quantity=NIFTY_LOT)
@@ -204,7 +209,7 @@ class TestExpirySettlement:
             expired_positions_settle()
 
         settled = closing_orders(account, "expiry")[0]
-        assert settled.charges == D("11.25")  # 0.15% of 75 x 100, the rate on its expiry day
+        assert settled.charges == D("9.75")  # 0.15% of 65 x 100, the rate on its expiry day
 
     def test_a_settlement_run_days_late_pays_the_rates_of_the_expiry_day(
         self, alice_client, account, fixed_prices, settings, monkeypatch
@@ -223,4 +228,4 @@ class TestExpirySettlement:
         with time_machine.travel(ist(expiry + timedelta(days=3), 10), tick=False):
             assert expired_positions_settle() == 1
 
-        assert closing_orders(account, "expiry")[0].charges == D("11.25")  # 0.15%, not 0.2% (15.00)
+        assert closing_orders(account, "expiry")[0].charges == D("9.75")  # 0.15%, not 0.2% (13.00)

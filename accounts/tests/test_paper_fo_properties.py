@@ -20,10 +20,11 @@ from accounts.models import OrderEvent, TradingAccount
 from accounts.orders import order_place
 from accounts.paper import paper_orders_match
 from accounts.tasks import settle_expired_paper_positions
+from accounts.tests.test_paper_valuation import assert_refused_for_the_market
 from brokers.adapters.types import OrderRequest
 from identity.tests.factories import UserFactory
 from market.models import Instrument
-from market.tests.fixtures import NIFTY_FUTURE, NIFTY_OPTION
+from market.tests.fixtures import NIFTY_FUTURE, NIFTY_LOT, NIFTY_OPTION
 
 pytestmark = pytest.mark.django_db
 D = Decimal
@@ -33,8 +34,8 @@ TICK = D("0.05")
 # (exchange, symbol, lot, products, lowest price): a cash equity, the NIFTY future, one of its options.
 INSTRUMENTS = (
     ("NSE", "INFY", 1, ("CNC", "MIS"), D("500")),
-    ("NFO", NIFTY_FUTURE, 75, ("NRML", "MIS"), D("20000")),
-    ("NFO", NIFTY_OPTION, 75, ("NRML", "MIS"), TICK),
+    ("NFO", NIFTY_FUTURE, NIFTY_LOT, ("NRML", "MIS"), D("20000")),
+    ("NFO", NIFTY_OPTION, NIFTY_LOT, ("NRML", "MIS"), TICK),
 )
 FAULTS = ("none", "none", "none", "no_price", "crash")
 
@@ -113,8 +114,8 @@ def test_fills_move_cash_plus_positions_at_market_by_their_charges_alone(
                     place(account, **order)
             else:
                 place(account, **order)
-        except (ValidationError, Crash):
-            pass  # refused before it filled, or crashed while filling: nothing may have changed
+        except (ValidationError, Crash) as error:  # refused before it filled, or crashed while filling
+            assert_refused_for_the_market(error)  # and nothing may have changed
         fixed_prices[f"{exchange}:{symbol}"] = str(price)
         after, charges_after = equity_at(account, marks), charged(account)
 
@@ -215,8 +216,8 @@ def test_fills_from_the_book_move_cash_plus_positions_by_their_prices_and_charge
                     paper_orders_match(account_id=account.pk)
                 else:
                     order_place(account=account, request=request, idempotency_key=None, fingerprint="", actor=None)
-        except (ValidationError, Crash):
-            pass  # refused before it filled, or crashed while filling: nothing may have changed
+        except (ValidationError, Crash) as error:  # refused before it filled, or crashed while filling
+            assert_refused_for_the_market(error)  # and nothing may have changed
         after, charges_after = equity_at(account, marks), charged(account)
 
         assert before - after == (charges_after - charges_before) - fill_flows(

@@ -295,10 +295,10 @@ class TestARestingMarketOrderReservesItsCost:
         self, alice_client, alice, instrument_master, fixed_prices
     ):
         future = f"NFO:{NIFTY_FUTURE}"
-        # The asks show 74 at 24010, under one lot of 75, over a last price of 24000: the buy rests whole.
+        # The asks show one lot less one at 24010, over a last price of 24000: the buy rests whole.
         fixed_prices[future] = booked("24000.00", asks=[("24010.00", NIFTY_LOT - 1)])
         account = primary(alice)
-        account.cash = D("2000000.00")
+        account.cash = NIFTY_LOT * D("24010.00") + D("200000.00")  # room for 200,000 besides
         account.save()
 
         resting = place(alice_client, tradingsymbol=NIFTY_FUTURE, exchange="NFO", product="NRML", quantity=NIFTY_LOT)
@@ -314,7 +314,7 @@ class TestARestingMarketOrderReservesItsCost:
         filled = Order.objects.get(pk=body["id"])
         assert (filled.status, filled.filled_quantity, filled.average_price) == ("COMPLETE", NIFTY_LOT, D("24010"))
         account.refresh_from_db()
-        assert account.cash == D("2000000.00") - NIFTY_LOT * D("24010.00")
+        assert account.cash == D("200000.00")
 
     def test_a_stop_market_buy_triggered_at_once_rests_reserving_what_it_filled_at_not_its_trigger(
         self, alice, fixed_prices

@@ -29,6 +29,7 @@ from accounts.tests.test_paper_valuation import (
     TICK,
     UNPRICED_FAULTS,
     assert_every_fill_at_a_market_price,
+    assert_refused_for_the_market,
     primary,
     quoted,
 )
@@ -258,7 +259,8 @@ def test_resting_and_marketable_limit_orders_are_never_refused_at_fill_for_funds
         try:
             order = order_place(account=account, request=request, idempotency_key=None, fingerprint="", actor=None)
             event(f"{order_type} {order.status}")
-        except ValidationError:
+        except ValidationError as error:
+            assert_refused_for_the_market(error)
             event("refused before")
             assert account.orders.count() == orders_before
         if tighten and tighten[0] == "after":

@@ -22,7 +22,7 @@ from accounts.paper_buying_power import reserved_cash
 from accounts.tests.conftest import place
 from brokers.adapters.types import OrderRequest
 from identity.tests.factories import UserFactory
-from market.tests.fixtures import NIFTY_FREEZE, NIFTY_FUTURE, NIFTY_LOT
+from market.tests.fixtures import NIFTY_FUTURE, NIFTY_LOT, NIFTY_SLICE
 
 pytestmark = pytest.mark.django_db
 D = Decimal
@@ -124,11 +124,11 @@ class TestBuysValuedAtTheBook:
         assert response.status_code == 201 and response.json()["status"] == "COMPLETE"
 
     def test_futures_are_walked_in_whole_lots(self, alice_client, alice, instrument_master, fixed_prices):
-        # 120 shown: one lot of 75 from the 100 at 24000; the second lot (the 25 and 20 left make no lot) at the
-        # worst level: (75 x 24000 + 75 x 24001) / 150 = 24000.50. Lots ignored it would be 24000.35.
+        # 120 shown: one lot of 65 from the 100 at 24000; the second lot (the 35 and 20 left make no lot) at the
+        # worst level: (65 x 24000 + 65 x 24001) / 130 = 24000.50. Lots ignored it would be about 24000.23.
         fixed_prices[f"NFO:{NIFTY_FUTURE}"] = booked("24000.00", asks=[("24000.00", 100), ("24001.00", 20)])
         account = primary(alice)
-        account.cash = 150 * D("24000.50") - D("0.01")
+        account.cash = 2 * NIFTY_LOT * D("24000.50") - D("0.01")
         account.save()
 
         response = place(
@@ -137,7 +137,7 @@ class TestBuysValuedAtTheBook:
 
         assert response.status_code == 400
         assert response.json()["errors"]["quantity"] == [
-            f"Insufficient buying power: needs 3600075.00, available {account.cash}."
+            f"Insufficient buying power: needs 3120065.00, available {account.cash}."
         ]
 
 
@@ -323,7 +323,7 @@ def test_an_order_that_passes_the_pre_trade_check_is_never_refused_at_fill_for_f
             account.cash = (lots * lot * mark * headroom / 100).quantize(D("0.01"))
             account.save()
         event(fault)
-        if lots * lot > NIFTY_FREEZE:
+        if lots * lot > NIFTY_SLICE:
             event("sliced")
         request = OrderRequest(
             symbol=symbol,
@@ -337,7 +337,8 @@ def test_an_order_that_passes_the_pre_trade_check_is_never_refused_at_fill_for_f
         orders_before = account.orders.count()
         try:
             order_place(account=account, request=request, idempotency_key=None, fingerprint="", actor=None)
-        except ValidationError:
+        except ValidationError as error:
+            assert_refused_for_the_market(error)
             event("refused before")
             assert account.orders.count() == orders_before
         account.refresh_from_db()
@@ -346,6 +347,13 @@ def test_an_order_that_passes_the_pre_trade_check_is_never_refused_at_fill_for_f
         assert account.cash >= 0
         assert_every_fill_at_a_market_price(account)
     assert not Order.objects.filter(account=account, status=Order.Status.REJECTED).exists()
+
+
+def assert_refused_for_the_market(error: Exception) -> None:
+    """The examples draw well-formed orders (whole lots, on the tick): a refusal must be the market's or the
+    account's (funds, no price), never the order's shape, or the property would test refusals only."""
+    if isinstance(error, ValidationError):
+        assert "multiple of the lot size" not in str(error) and "tick size" not in str(error), error
 
 
 def assert_every_fill_at_a_market_price(account) -> None:

@@ -18,6 +18,7 @@ from market.tests.fixtures import (
     NIFTY_INDEX,
     NIFTY_LOT,
     NIFTY_OPTION,
+    NIFTY_SLICE,
 )
 
 pytestmark = pytest.mark.django_db
@@ -68,16 +69,23 @@ def test_a_part_lot_is_refused_naming_the_lot(alice_client, rich_alice):
 
 def test_an_order_above_ten_slices_of_the_freeze_quantity_is_refused_naming_it(alice_client, rich_alice):
     # Up to ten slices are placed for the trader (accounts/tests/test_freeze_slicing.py); more is refused.
-    errors = errors_of(place_nfo(alice_client, NIFTY_FUTURE, quantity=10 * NIFTY_FREEZE + NIFTY_LOT))
+    errors = errors_of(place_nfo(alice_client, NIFTY_FUTURE, quantity=10 * NIFTY_SLICE + NIFTY_LOT))
 
     assert str(NIFTY_FREEZE) in errors["quantity"][0] and "freeze quantity" in errors["quantity"][0]
     assert "10 slices" in errors["quantity"][0]
 
 
-def test_the_freeze_quantity_itself_is_accepted(alice_client, rich_alice):
-    response = place_nfo(alice_client, NIFTY_FUTURE, quantity=NIFTY_FREEZE)
+def test_the_most_whole_lots_within_the_freeze_quantity_are_accepted(alice_client, rich_alice):
+    response = place_nfo(alice_client, NIFTY_FUTURE, quantity=NIFTY_SLICE)
 
     assert response.status_code == 201, response.json()
+
+
+def test_a_freeze_quantity_that_is_no_whole_number_of_lots_is_refused_as_a_part_lot(alice_client, rich_alice):
+    # NIFTY's 1,800 is 27.7 lots of 65: the exchange takes lots only, so Thor never sends it (nor slices it).
+    errors = errors_of(place_nfo(alice_client, NIFTY_FUTURE, quantity=NIFTY_FREEZE))
+
+    assert errors["quantity"] == [f"Must be a positive multiple of the lot size {NIFTY_LOT}."]
 
 
 def test_an_expired_contract_is_refused_saying_so(alice_client, rich_alice):

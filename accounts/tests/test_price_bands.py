@@ -12,7 +12,7 @@ from market.quotes import MarketQuote
 
 NOW = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
 EQUITY = Instrument(exchange="NSE", symbol="BANDCO", tick_size=Decimal("0.05"), lot_size=1, instrument_type="EQ")
-OPTION = Instrument(exchange="NFO", symbol="NIFTYCE", tick_size=Decimal("0.05"), lot_size=75, instrument_type="CE")
+OPTION = Instrument(exchange="NFO", symbol="NIFTYCE", tick_size=Decimal("0.05"), lot_size=65, instrument_type="CE")
 
 
 def quote(last_price="1000", lower=None, upper=None, *, as_of=NOW, source="live") -> MarketQuote:

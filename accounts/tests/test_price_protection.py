@@ -18,7 +18,7 @@ from brokers.tests.sandbox_fixtures import link, market_data_link, sandbox_calls
 from market import quote_refresh
 from market.caches import quotes_lock_key
 from market.quotes import LOCK_WAIT_SECONDS, quote_service
-from market.tests.fixtures import NIFTY_OPTION
+from market.tests.fixtures import NIFTY_LOT, NIFTY_OPTION
 from thor import coordination
 from thor.coordination import OccasionalWarning
 
@@ -50,7 +50,7 @@ def option_limit(client, account, price, **overrides):
         account=account.pk,
         exchange="NFO",
         tradingsymbol=NIFTY_OPTION,
-        quantity=75,
+        quantity=NIFTY_LOT,
         product="NRML",
         order_type="LIMIT",
         price=price,
@@ -168,7 +168,7 @@ class TestBatches:
             order_body(
                 exchange="NFO",
                 tradingsymbol=NIFTY_OPTION,
-                quantity=75,
+                quantity=NIFTY_LOT,
                 product="NRML",
                 order_type="LIMIT",
                 price="141.00",

@@ -41,9 +41,11 @@ class UnderlyingSpec:
     atm_vol: float
 
 
+# Lot sizes as NSE set them from the January 2026 series (circular of October 2025: NIFTY 75 -> 65, BANKNIFTY
+# 35 -> 30).
 UNDERLYINGS = (
-    UnderlyingSpec("NIFTY", "NIFTY 50", 256265, 24500.0, 50, 30, 75, True, 0.12),
-    UnderlyingSpec("BANKNIFTY", "NIFTY BANK", 260105, 52000.0, 100, 30, 35, False, 0.15),
+    UnderlyingSpec("NIFTY", "NIFTY 50", 256265, 24500.0, 50, 30, 65, True, 0.12),
+    UnderlyingSpec("BANKNIFTY", "NIFTY BANK", 260105, 52000.0, 100, 30, 30, False, 0.15),
 )
 
 

@@ -42,9 +42,10 @@ class IndexSpec:
     weekly: bool
 
 
+# NSE's lots from the January 2026 series (FINNIFTY 65 -> 60, MIDCPNIFTY 140 -> 120, NIFTYNXT50 unchanged).
 INDEX_DERIVATIVES = (
-    IndexSpec("FINNIFTY", "NIFTY FIN SERVICE", "NFO", 23800.0, 50, 40, 65, False),
-    IndexSpec("MIDCPNIFTY", "NIFTY MID SELECT", "NFO", 12800.0, 25, 40, 140, False),
+    IndexSpec("FINNIFTY", "NIFTY FIN SERVICE", "NFO", 23800.0, 50, 40, 60, False),
+    IndexSpec("MIDCPNIFTY", "NIFTY MID SELECT", "NFO", 12800.0, 25, 40, 120, False),
     IndexSpec("NIFTYNXT50", "NIFTY NEXT 50", "NFO", 68500.0, 100, 30, 25, False),
     IndexSpec("SENSEX", "SENSEX", "BFO", 81000.0, 100, 50, 20, True),
     IndexSpec("BANKEX", "BANKEX", "BFO", 59000.0, 100, 30, 30, False),

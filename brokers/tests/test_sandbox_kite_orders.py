@@ -19,7 +19,7 @@ from brokers.tests.kite_sandbox_calls import (
     pin,
     place,
 )
-from market.tests.fixtures import NIFTY_FREEZE, NIFTY_FUTURE, NIFTY_LOT
+from market.tests.fixtures import NIFTY_FUTURE, NIFTY_LOT, NIFTY_SLICE
 
 pytestmark = pytest.mark.e2e
 
@@ -270,14 +270,14 @@ def nifty_sell(kite, quantity: int, **overrides) -> dict:
 def test_autoslice_places_one_order_per_slice_tagged_alike(sandbox):
     kite = kite_session(sandbox)
 
-    answer = nifty_sell(kite, 2 * NIFTY_FREEZE + NIFTY_LOT)
+    answer = nifty_sell(kite, 2 * NIFTY_SLICE + NIFTY_LOT)
 
     children = answer["children"]
     assert answer["order_id"] and [set(child) for child in children] == [{"order_id"}] * 3
     book = {order["order_id"]: order for order in kite.orders()}
     assert answer["order_id"] not in book
     placed = [book[child["order_id"]] for child in children]
-    assert [order["quantity"] for order in placed] == [1800, 1800, 75]
+    assert [order["quantity"] for order in placed] == [NIFTY_SLICE, NIFTY_SLICE, NIFTY_LOT]
     assert {(order["tag"], order["algo_id"], order["status"]) for order in placed} == {
         ("thorparent01", "41230", "COMPLETE")
     }
@@ -287,7 +287,7 @@ def test_autoslice_beyond_ten_slices_is_kites_input_error_and_places_nothing(san
     kite = kite_session(sandbox)
 
     with pytest.raises(kite_exceptions.InputException, match="more than 10 slices"):
-        nifty_sell(kite, 10 * NIFTY_FREEZE + NIFTY_LOT)
+        nifty_sell(kite, 10 * NIFTY_SLICE + NIFTY_LOT)
 
     assert kite.orders() == []
 
@@ -296,15 +296,22 @@ def test_a_plain_order_above_the_freeze_quantity_is_refused(sandbox):
     kite = kite_session(sandbox)
 
     with pytest.raises(kite_exceptions.InputException, match="freeze limit of 1800"):
-        place(kite, exchange="NFO", tradingsymbol=NIFTY_FUTURE, transaction_type="SELL", quantity=1875, product="NRML")
+        place(
+            kite,
+            exchange="NFO",
+            tradingsymbol=NIFTY_FUTURE,
+            transaction_type="SELL",
+            quantity=NIFTY_SLICE + NIFTY_LOT,
+            product="NRML",
+        )
 
 
 def test_a_slice_reject_fault_fails_the_slices_it_names_once(sandbox):
     kite = kite_session(sandbox)
     add_fault(sandbox, kind="slice_reject", slices=[1, 3], message="RMS: blocked", count=1)
 
-    children = nifty_sell(kite, 3 * NIFTY_FREEZE)["children"]
-    again = nifty_sell(kite, 3 * NIFTY_FREEZE)["children"]
+    children = nifty_sell(kite, 3 * NIFTY_SLICE)["children"]
+    again = nifty_sell(kite, 3 * NIFTY_SLICE)["children"]
 
     assert [child.get("error", {}).get("message") for child in children] == ["RMS: blocked", None, "RMS: blocked"]
     assert children[0]["error"]["error_type"] == "InputException" and "order_id" in children[1]

@@ -26,7 +26,8 @@ NIFTY_FUTURE = f"NIFTY{_MONTH}FUT"
 NIFTY_OPTION = f"NIFTY{_MONTH}24500CE"
 EXPIRED_OPTION = "BANKNIFTY18JAN23500CE"
 NIFTY_INDEX = "NIFTY 50"
-NIFTY_LOT, NIFTY_FREEZE = 75, 1800
+NIFTY_LOT, NIFTY_FREEZE = 65, 1800  # NSE's since January 2026: the freeze is no whole number of lots
+NIFTY_SLICE = NIFTY_FREEZE // NIFTY_LOT * NIFTY_LOT  # the most one order may carry: 27 lots, 1,755
 
 
 @functools.cache

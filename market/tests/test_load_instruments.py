@@ -26,7 +26,7 @@ def test_the_command_loads_the_sandboxs_dump_and_the_us_seed(sandbox):
     }  # fmt: skip
     near = monthly_expiries(sandbox.state.market.chain.today)[0]
     future = Instrument.objects.get(tradingsymbol=f"NIFTY{near:%y}{MONTH_NAMES[near.month - 1]}FUT")
-    assert future.tradable and future.lot_size == 75 and future.freeze_quantity == 1800
+    assert future.tradable and future.lot_size == 65 and future.freeze_quantity == 1800
     assert f"kite: {len(listed)} added" in out.getvalue()
     assert "rows/s" in err.getvalue() and f"{len(listed)}/{len(listed)} rows" in err.getvalue()
 

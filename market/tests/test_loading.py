@@ -24,7 +24,7 @@ def dump_row(symbol: str, **overrides) -> dict:
         "expiry": "2026-12-29",
         "strike": "0.0",
         "tick_size": "0.05",
-        "lot_size": "75",
+        "lot_size": "65",
         "instrument_type": "FUT",
         "segment": "NFO-FUT",
         "exchange": "NFO",
@@ -53,7 +53,7 @@ def test_a_first_load_adds_every_row_with_its_contract_terms():
 
     assert (summary.added, summary.updated, summary.unchanged, summary.expired) == (3, 0, 0, 0)
     option = stored("NIFTY26DEC24500CE")
-    assert option.expiry == date(2026, 12, 29) and option.strike == 24500 and option.lot_size == 75
+    assert option.expiry == date(2026, 12, 29) and option.strike == 24500 and option.lot_size == 65
     assert str(option.tick_size) == "0.0500" and option.currency == "INR" and option.source == "kite"
     assert option.tradable and not option.expired
 
@@ -91,7 +91,8 @@ def test_a_reload_of_the_same_dump_writes_nothing():
 
 
 def test_a_changed_row_is_updated_in_place():
-    instruments_load(rows=[dump_row("NIFTY26DECFUT")], today=TODAY)
+    # NSE's lot revision (75 -> 65 from the January 2026 series) reaches a contract already loaded.
+    instruments_load(rows=[dump_row("NIFTY26DECFUT", lot_size="75")], today=TODAY)
     first_id = stored("NIFTY26DECFUT").pk
 
     summary = instruments_load(rows=[dump_row("NIFTY26DECFUT", lot_size="65")], today=TODAY)
@@ -151,5 +152,5 @@ def test_a_load_reaches_the_readers_cache_at_once():
 
     instruments_load(rows=[dump_row("NIFTY26DECFUT")], today=TODAY)
 
-    assert instrument_get(exchange="NFO", tradingsymbol="NIFTY26DECFUT").lot_size == 75
+    assert instrument_get(exchange="NFO", tradingsymbol="NIFTY26DECFUT").lot_size == 65
     instruments_flush()
