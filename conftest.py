@@ -179,7 +179,7 @@ def time_passes(time_machine):
     """`time_passes(seconds)` lets the seconds pass without waiting them out, for Python and for Redis: the
     wall clock moves on (time-machine), every Redis key's TTL runs down by as much (a key whose TTL runs out
     is gone), and the rate buckets, stamped with Redis's own clock (or, without Redis, the process's own on
-    time.monotonic), refill as if their last take was earlier. Not time.monotonic itself, which time-machine
+    time.monotonic), hold their grants as made that much earlier. Not time.monotonic itself, which time-machine
     leaves alone: other code timed by it still waits for real."""
     from thor import coordination, ratelimit
 
@@ -191,14 +191,14 @@ def time_passes(time_machine):
             travelling.append(True)
         time_machine.shift(seconds)
         with ratelimit._local_lock:
-            for bucket, (tokens, stamp) in ratelimit._local_buckets.items():
-                ratelimit._local_buckets[bucket] = (tokens, stamp - seconds)
+            for bucket, log in ratelimit._local_logs.items():
+                ratelimit._local_logs[bucket] = type(log)(granted - seconds for granted in log)
         if not coordination.uses_redis():
             return
         store, ms = coordination.redis_client(), int(seconds * 1000)
         for key in store.scan_iter(count=1000):
-            if key.startswith(b"thor:bucket:"):
-                store.hincrbyfloat(key, "stamp", -seconds)
+            if key.startswith(b"thor:bucket:") and (granted := store.zrange(key, 0, -1, withscores=True)):
+                store.zadd(key, {member: at - seconds for member, at in granted})
             left = store.pttl(key)
             if 0 < left <= ms:
                 store.delete(key)

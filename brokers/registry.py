@@ -3,7 +3,7 @@
 from collections.abc import Callable
 
 from brokers import egress
-from brokers.adapters import kite, schwab
+from brokers.adapters import kite_limits, schwab
 from brokers.adapters.base import BrokerAdapter
 from brokers.adapters.kite import KiteAdapter
 from brokers.adapters.schwab import SchwabAdapter
@@ -51,9 +51,9 @@ def keeps_client_order_id(kind: str) -> bool:
     return adapter is None or adapter.keeps_client_order_id
 
 
-# The token buckets each broker's adapter spends, per app (read by brokers.health).
+# The rate limits each broker's adapter spends, per app (read by brokers.health).
 RATE_BUDGETS: dict[str, Callable[[int], list[Budget]]] = {
-    BrokerKind.KITE: kite.rate_budgets,
+    BrokerKind.KITE: kite_limits.rate_budgets,
     BrokerKind.SCHWAB: schwab.rate_budgets,
 }
 

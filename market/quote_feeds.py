@@ -6,13 +6,13 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from brokers.adapters import kite
+from brokers.adapters import kite, kite_limits
 from brokers.adapters.schwab.adapter import QUOTE_BATCH as SCHWAB_QUOTE_BATCH
 from brokers.models import BrokerKind
 from market.instrument_search import US_EXCHANGES, US_SYMBOL
 
 # A Kite quote is live for one period of the connection's quote budget: asking sooner could not be answered.
-FRESH_SECONDS = 1 / kite.RATE_LIMITS["quote"]
+FRESH_SECONDS = 1 / kite_limits.RATE_LIMITS["quote"]
 
 
 @dataclass(frozen=True)

@@ -1,55 +1,82 @@
-"""Token buckets shared by every process, so Thor never sends a request it knows will get a 429.
+"""Rate limits shared by every process, so Thor never sends a request it knows will get a 429.
 
-With Redis each bucket is one hash updated by a Lua script (atomic across processes and
-hosts), on one clock: Redis's own TIME, so hosts whose clocks disagree share a bucket fairly.
-Without Redis (the embedded mode) the buckets live in this process, which is the only one.
-If Redis is unreachable the call is let through, and that is logged (at most once a minute):
-the broker's own limit still protects it, and a cache outage must never fail a request on its
-own (DESIGN.md section 6).
+A Budget is "at most `rate` calls in any `per` seconds", kept as a sliding log: the times of the calls it
+granted in the last `per` seconds. A call is granted when fewer than `rate` lie in the window that ends now,
+else it waits until the oldest that stands in its way leaves the window. Not a token bucket: a bucket whose
+burst is a window's count lets up to twice that through one window after a quiet spell (a full burst, then a
+window's refill), and a broker counts the window, not the bucket. Here no window of `per` seconds, however it
+falls against the broker's own, ever holds more than `rate`: Kite's 10 orders a second per user is the
+exchange's rule, not a target.
+
+With Redis each log is one sorted set updated by a Lua script (atomic across processes and hosts), on one
+clock: Redis's own TIME, so hosts whose clocks disagree share a log fairly. Without Redis (the embedded mode)
+the logs live in this process, which is the only one. If Redis is unreachable the call is let through, and
+that is logged (at most once a minute): the broker's own limit still protects it, and a cache outage must
+never fail a request on its own (DESIGN.md section 6).
 """
 
 import logging
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 
 from thor import caches, coordination
 
 logger = logging.getLogger("thor.ratelimit")
 
-# One token from each bucket, or none: a call that needs several budgets (a Kite order: its user's and its
-# app's) spends none of them when one is empty. KEYS: the buckets; ARGV: rate, capacity per bucket.
-# Answers the seconds until every bucket has a token (0: taken) and which bucket is shortest (1-based).
-_TAKE_TOKENS = """
+# A call from every log, or from none: a call that needs several budgets (a Kite order: its user's and its
+# app's) spends none of them when one is full. KEYS: the logs; ARGV: rate, seconds per log. A log's members
+# are the grants' times (with the count, to stay unique). Answers the seconds until every log has room (0:
+# granted) and which log stands longest in the way (1-based).
+_TAKE = """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
-local levels, wait, short = {}, 0, 0
+local counts, wait, short = {}, 0, 0
 for i = 1, #KEYS do
-  local rate, capacity = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
-  local tokens = tonumber(redis.call('HGET', KEYS[i], 'tokens') or capacity)
-  local stamp = tonumber(redis.call('HGET', KEYS[i], 'stamp') or now)
-  tokens = math.min(capacity, tokens + math.max(0, now - stamp) * rate)
-  levels[i] = tokens
-  if tokens < 1 and (1 - tokens) / rate > wait then wait, short = (1 - tokens) / rate, i end
+  local rate, seconds = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - seconds)
+  local count = redis.call('ZCARD', KEYS[i])
+  counts[i] = count
+  if count >= rate then
+    local first = count - math.ceil(rate)
+    local blocking = redis.call('ZRANGE', KEYS[i], first, first, 'WITHSCORES')
+    local needed = math.max(tonumber(blocking[2]) + seconds - now, 0.000001)
+    if needed > wait then wait, short = needed, i end
+  end
 end
-for i = 1, #KEYS do
-  local rate, capacity = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
-  local tokens = levels[i]
-  if wait == 0 then tokens = tokens - 1 end
-  redis.call('HSET', KEYS[i], 'tokens', tokens, 'stamp', now)
-  redis.call('EXPIRE', KEYS[i], math.ceil(capacity / rate) + 1)
+if wait == 0 then
+  for i = 1, #KEYS do
+    redis.call('ZADD', KEYS[i], now, clock[1] .. '.' .. clock[2] .. ':' .. counts[i])
+    redis.call('PEXPIRE', KEYS[i], math.ceil(tonumber(ARGV[2 * i]) * 1000) + 1000)
+  end
 end
 return {tostring(wait), short}
 """
 
+# How many calls each log holds in its window now, without granting any. KEYS: the logs; ARGV: seconds per log.
+_COUNT = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+local counts = {}
+for i = 1, #KEYS do
+  counts[i] = redis.call('ZCOUNT', KEYS[i], '(' .. (now - tonumber(ARGV[i])), '+inf')
+end
+return counts
+"""
+
 _local_lock = threading.Lock()
-_local_buckets: dict[str, tuple[float, float]] = {}
+_local_logs: dict[str, deque[float]] = {}
 _redis_down = coordination.OccasionalWarning(logger)
+
+
+def _local_now() -> float:
+    return time.monotonic()
 
 
 @dataclass(frozen=True)
 class Budget:
-    """A bucket as `acquire` spends it: `rate` tokens per `per` seconds, a burst of `rate`."""
+    """A limit as `acquire` spends it: at most `rate` calls in any `per` seconds."""
 
     bucket: str
     rate: float
@@ -60,32 +87,37 @@ class Budget:
         return max(1.0, float(self.rate))
 
 
+def _in_window(log: deque[float], budget: Budget, now: float) -> deque[float]:
+    while log and log[0] <= now - budget.per:
+        log.popleft()
+    return log
+
+
 def _take_local(budgets: list[Budget]) -> tuple[float, int]:
     with _local_lock:
-        now = time.monotonic()
-        levels = []
+        now = _local_now()
         wait, short = 0.0, 0
-        for index, budget in enumerate(budgets, start=1):
-            tokens, stamp = _local_buckets.get(budget.bucket, (budget.capacity, now))
-            tokens = min(budget.capacity, tokens + max(0.0, now - stamp) * budget.rate / budget.per)
-            levels.append(tokens)
-            needed = (1 - tokens) / (budget.rate / budget.per)
-            if tokens < 1 and needed > wait:
-                wait, short = needed, index
-        for budget, tokens in zip(budgets, levels, strict=True):
-            _local_buckets[budget.bucket] = (tokens - 1 if wait == 0 else tokens, now)
+        logs = [_in_window(_local_logs.setdefault(budget.bucket, deque()), budget, now) for budget in budgets]
+        for index, (budget, log) in enumerate(zip(budgets, logs, strict=True), start=1):
+            if len(log) >= budget.capacity:
+                needed = max(log[len(log) - int(budget.capacity)] + budget.per - now, 1e-6)
+                if needed > wait:
+                    wait, short = needed, index
+        if wait == 0:
+            for log in logs:
+                log.append(now)
         return wait, short
 
 
 def _take_redis(budgets: list[Budget]) -> tuple[float, int]:
     keys = [caches.bucket_key(budget.bucket) for budget in budgets]
-    rates = [value for budget in budgets for value in (budget.rate / budget.per, budget.capacity)]
+    limits = [value for budget in budgets for value in (budget.capacity, budget.per)]
     try:
-        wait, short = coordination.redis_client().eval(_TAKE_TOKENS, len(keys), *keys, *rates)
+        wait, short = coordination.redis_client().eval(_TAKE, len(keys), *keys, *limits)
         return float(wait), int(short)
     except Exception as error:
         # The type only: a connection error's text may carry the Redis URL.
-        _redis_down("Rate buckets unavailable, letting calls through: %s", type(error).__name__)
+        _redis_down("Rate limits unavailable, letting calls through: %s", type(error).__name__)
         return 0.0, 0
 
 
@@ -94,10 +126,10 @@ def _uses_redis():
 
 
 def acquire_all(budgets: list[Budget], *, wait: float = 0.0) -> Budget | None:
-    """Take one token from every budget at once, or from none (one Redis round trip for all).
+    """Grant one call from every budget at once, or from none (one Redis round trip for all).
 
-    Waits up to `wait` seconds for every bucket to have one; None when taken, else the budget that was
-    short (the one that would have made the call wait longest).
+    Waits up to `wait` seconds for every budget to have room; None when granted, else the budget that stood
+    in the way (the one that would have made the call wait longest).
     """
     take = _take_redis if _uses_redis() else _take_local
     deadline = time.monotonic() + wait
@@ -105,60 +137,50 @@ def acquire_all(budgets: list[Budget], *, wait: float = 0.0) -> Budget | None:
         needed, short = take(budgets)
         if needed <= 0:
             return None
-        # A failed take still counted as a refill step; sleep only as long as the deadline allows.
+        # Sleep only as long as the deadline allows.
         if time.monotonic() + needed > deadline:
             return budgets[short - 1] if 0 < short <= len(budgets) else budgets[0]
         time.sleep(needed)
 
 
 def acquire(bucket: str, *, rate: float, per: float = 1.0, wait: float = 0.0) -> bool:
-    """Take one token from `bucket` (refilling at `rate` per `per` seconds, burst of `rate`).
+    """Grant one call from `bucket` (at most `rate` in any `per` seconds).
 
-    Waits up to `wait` seconds for a token; False when none could be had in time.
+    Waits up to `wait` seconds for room; False when there was none in time.
     """
     return acquire_all([Budget(bucket, rate, per)], wait=wait) is None
 
 
-def _refilled(budget: Budget, tokens: float, stamp: float, now: float) -> float:
-    return min(budget.capacity, tokens + max(0.0, now - stamp) * budget.rate / budget.per)
-
-
 def refill(bucket: str) -> None:
-    """Make `bucket` full again, as if never spent (a test's fresh start; an operator's reset)."""
+    """Forget every call `bucket` granted, as if it had never been spent (a test's fresh start; an operator's
+    reset)."""
     if not _uses_redis():
         with _local_lock:
-            _local_buckets.pop(bucket, None)
+            _local_logs.pop(bucket, None)
         return
     try:
         coordination.redis_client().delete(caches.bucket_key(bucket))
     except Exception as error:
-        _redis_down("Rate buckets unavailable, not refilled: %s", type(error).__name__)
+        _redis_down("Rate limits unavailable, not reset: %s", type(error).__name__)
 
 
 def tokens_left(budgets: list[Budget]) -> list[float | None]:
-    """How many tokens each bucket holds now, without taking any: a bucket never spent (or idle long
-    enough to have expired) is full. None for each when Redis does not answer. One round trip for all."""
+    """How many more calls each budget would grant now, without granting any: one never spent (or idle for
+    its window) has its whole rate. None for each when Redis does not answer. One round trip for all."""
     if not budgets:
         return []
     if not _uses_redis():
         with _local_lock:
-            now = time.monotonic()
-            stored = [_local_buckets.get(budget.bucket) for budget in budgets]
-        return [
-            budget.capacity if entry is None else _refilled(budget, *entry, now)
-            for budget, entry in zip(budgets, stored, strict=True)
-        ]
-    try:
-        pipe = coordination.redis_client().pipeline(transaction=False)
-        pipe.time()  # the clock the buckets are kept on (see _TAKE_TOKEN)
-        for budget in budgets:
-            pipe.hmget(caches.bucket_key(budget.bucket), "tokens", "stamp")
-        clock, *stored = pipe.execute()
-    except Exception as error:
-        _redis_down("Rate buckets unavailable, their levels are unknown: %s", type(error).__name__)
-        return [None] * len(budgets)
-    now = clock[0] + clock[1] / 1_000_000
-    return [
-        budget.capacity if tokens is None or stamp is None else _refilled(budget, float(tokens), float(stamp), now)
-        for budget, (tokens, stamp) in zip(budgets, stored, strict=True)
-    ]
+            now = _local_now()
+            counts = [
+                len(_in_window(_local_logs[budget.bucket], budget, now)) if budget.bucket in _local_logs else 0
+                for budget in budgets
+            ]
+    else:
+        keys = [caches.bucket_key(budget.bucket) for budget in budgets]
+        try:
+            counts = coordination.redis_client().eval(_COUNT, len(keys), *keys, *[budget.per for budget in budgets])
+        except Exception as error:
+            _redis_down("Rate limits unavailable, their levels are unknown: %s", type(error).__name__)
+            return [None] * len(budgets)
+    return [max(budget.capacity - int(count), 0.0) for budget, count in zip(budgets, counts, strict=True)]

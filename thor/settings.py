@@ -595,8 +595,8 @@ THOR_SCHWAB_INSTRUMENT_SEARCHES_PER_MINUTE = _env_or_fail(
     env.int, "THOR_SCHWAB_INSTRUMENT_SEARCHES_PER_MINUTE", default=30
 )
 # Quote calls (market.quotes: every US price paper trading reads) take their own share of the requests above:
-# one call every 60/this seconds at most, which is also how long a US quote stays live; the poll's half and
-# this quarter leave the rest for orders, linking and lookups.
+# at most this many in any minute, and a US quote stays live 60/this seconds; the poll's half and this quarter
+# leave the rest for orders, linking and lookups.
 THOR_SCHWAB_QUOTES_PER_MINUTE = _env_or_fail(env.int, "THOR_SCHWAB_QUOTES_PER_MINUTE", default=30)
 if THOR_SCHWAB_QUOTES_PER_MINUTE <= 0:
     raise ImproperlyConfigured("Environment variable THOR_SCHWAB_QUOTES_PER_MINUTE must be more than 0.")

@@ -23,6 +23,7 @@ from accounts.price_bands import band_quote, price_band_check
 from accounts.slicing import children_load
 from brokers.adapters.errors import BrokerError
 from brokers.adapters.types import OrderRequest
+from brokers.registry import ADAPTERS
 from thor.errors import ApplicationError
 from thor.money import quantity as quantity_text
 
@@ -50,6 +51,19 @@ def _not_sliced_check(order: Order) -> None:
         raise ApplicationError(
             "A sliced order cannot be modified: cancel it and place it again.",
             code="order_sliced",
+            status_code=status.HTTP_409_CONFLICT,
+        )
+
+
+def _modifications_left_check(*, account: TradingAccount, order: Order) -> None:
+    """A broker that caps the modifications of one order (Kite: 25) refuses the next with an error that reads as
+    an outage: Thor says what it is before sending anything."""
+    adapter = ADAPTERS.get(account.connection.app.kind) if account.connection else None
+    limit = adapter.modifications_per_order if adapter else None
+    if limit is not None and order.events.filter(kind="modified").count() >= limit:
+        raise ApplicationError(
+            f"This order has been modified {limit} times, the most the broker allows: cancel it and place a new one.",
+            code="order_modification_limit",
             status_code=status.HTTP_409_CONFLICT,
         )
 
@@ -115,6 +129,7 @@ def order_modify(
         depth = PassDepth(prices)
         pre_trade_check(account=locked, request=request, prices=prices, replacing=order, depth=depth)
         if locked.mode == TradingAccount.Mode.LIVE:
+            _modifications_left_check(account=locked, order=order)
             request_record(account=locked, key=idempotency_key, operation="modify", fingerprint=fingerprint)
         else:
             before = order_state(order)

@@ -39,7 +39,7 @@ from accounts.placement_matching import SHAPE_FIELDS
 from accounts.polling import _account_poll
 from accounts.services import unknown_orders_settle
 from accounts.tests.conftest import order_body
-from brokers.adapters import kite as kite_adapter
+from brokers.adapters import kite_limits
 from brokers.adapters.errors import BrokerError
 from brokers.adapters.kite import postback_checksum
 from brokers.adapters.types import OrderRequest
@@ -319,8 +319,8 @@ def world(alice_client, sandbox, schwab_sandbox, schwab_app, tenant, settings, m
     settings.THOR_PLACEMENT_ORPHAN_SECONDS = 0
     settings.THOR_KITE_RATE_WAIT = 0
     # The invariants read both books after every step: pacing is not under test here.
-    for category in kite_adapter.RATE_LIMITS:
-        monkeypatch.setitem(kite_adapter.RATE_LIMITS, category, 10_000)
+    for category in kite_limits.RATE_LIMITS:
+        monkeypatch.setitem(kite_limits.RATE_LIMITS, category, 10_000)
     settings.THOR_SCHWAB_REQUESTS_PER_MINUTE = settings.THOR_SCHWAB_ORDERS_PER_MINUTE = 1_000_000
     monkeypatch.setitem(OrderRateThrottle.THROTTLE_RATES, "orders", "1000000/min")
     kite = link(alice_client)

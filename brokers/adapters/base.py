@@ -59,6 +59,9 @@ class BrokerAdapter(ABC):
     @abstractmethod
     def place(self, order: OrderRequest) -> OrderResult: ...
 
+    # How many times the broker lets one order be modified (Kite: 25), None where it sets no limit.
+    modifications_per_order: int | None = None
+
     # Does the broker slice an order above the exchange's freeze quantity itself (Kite's autoslice)? Then
     # accounts.autoslice places such an order with place_sliced; elsewhere it is refused above the freeze.
     slices_orders: bool = False

@@ -1,10 +1,10 @@
 """Zerodha Kite Connect over the official `kiteconnect` client.
 
-Every call spends a token from the app's rate budget first (Kite's documented limits), so Thor
-never sends a request it knows will be answered 429; without a token it raises RATE_LIMITED and
-the caller answers from the last-good snapshot. An order call (place, modify, cancel) also spends one
-from its Kite user's order budget (10 a second across every app and process, the exchange's rule),
-waiting up to THOR_KITE_RATE_WAIT for it; without one it raises ORDER_RATE_LIMITED (429), unsent.
+Every call spends one of the app's rate budget first (Kite's documented limits, brokers.adapters.kite_limits),
+so Thor never sends a request it knows will be answered 429; without room it raises RATE_LIMITED and the
+caller answers from the last-good snapshot. An order call (place, modify, cancel) also spends one of its Kite
+user's order budgets (10 a second, the exchange's rule, and 400 a minute, across every app and process),
+waiting up to THOR_KITE_RATE_WAIT for room; without it it raises ORDER_RATE_LIMITED (429), unsent.
 
 Order calls leave through the connection's order egress when it has one (brokers.egress): the proxy on
 the user's registered static IP. Reads go direct.
@@ -24,6 +24,7 @@ from django.conf import settings
 from kiteconnect import KiteConnect
 from kiteconnect import exceptions as kite_exceptions
 
+from brokers.adapters import kite_limits
 from brokers.adapters.base import BrokerAdapter
 from brokers.adapters.errors import BrokerError, BrokerErrorCode
 from brokers.adapters.kite_autoslice import sliced_placement_of
@@ -54,21 +55,6 @@ from thor import ratelimit
 from thor.money import to_decimal
 
 SESSION_ENDS_AT = time(6, 0)
-
-# Requests per second per app, from Kite's documentation.
-RATE_LIMITS = {"quote": 1.0, "orders": 10.0, "other": 10.0}
-# Order calls per second per Kite user, whatever app sends them (exchange rule since April 2026).
-USER_ORDER_RATE = 10.0
-
-
-def user_order_budget(broker_user_id: str) -> ratelimit.Budget:
-    return ratelimit.Budget(f"kite:user:{broker_user_id}:orders", USER_ORDER_RATE)
-
-
-def rate_budgets(app_id: int) -> list[ratelimit.Budget]:
-    """The app's buckets as KiteAdapter._call spends them, for the connection health read."""
-    return [ratelimit.Budget(f"kite:{app_id}:{category}", rate) for category, rate in RATE_LIMITS.items()]
-
 
 QUOTE_BATCH = 500
 VARIETY = "regular"
@@ -165,22 +151,16 @@ class KiteAdapter(BrokerAdapter):
         return self._order_client is not self._client
 
     def _spend_budget(self, category: str, *, wait: bool = True) -> None:
-        """One token from the app's bucket for `category` and, for an order call, one from its Kite user's:
-        both or neither, waiting up to THOR_KITE_RATE_WAIT (or not at all)."""
-        app_budget = ratelimit.Budget(f"kite:{self.app_id}:{category}", RATE_LIMITS[category])
-        budgets = [app_budget]
-        if category == "orders" and self.broker_user_id:
-            budgets.append(user_order_budget(self.broker_user_id))
+        """One call from the app's limit for `category` and, for an order call, from its Kite user's (a second's
+        and a minute's): all or none, waiting up to THOR_KITE_RATE_WAIT (or not at all)."""
+        budgets = kite_limits.call_budgets(self.app_id, category, self.broker_user_id)
         short = ratelimit.acquire_all(budgets, wait=settings.THOR_KITE_RATE_WAIT if wait else 0)
         if short is None:
             return
-        if short is not app_budget:
-            raise BrokerError(
-                f"At most {USER_ORDER_RATE:g} orders a second per Kite user (exchange rule); not sent.",
-                code=BrokerErrorCode.ORDER_RATE_LIMITED,
-                permanent=True,
-                retry_after=1.0,
-            )
+        refusal = kite_limits.user_refusal(short, self.broker_user_id)
+        if refusal is not None:
+            message, retry_after = refusal
+            raise BrokerError(message, code=BrokerErrorCode.ORDER_RATE_LIMITED, permanent=True, retry_after=retry_after)
         raise BrokerError("Kite rate budget spent.", code=BrokerErrorCode.RATE_LIMITED, retry_after=1.0)
 
     def _call(self, category: str, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -350,6 +330,7 @@ class KiteAdapter(BrokerAdapter):
         return OrderResult.acknowledged(str(order_id), order)
 
     slices_orders = True
+    modifications_per_order = kite_limits.MODIFICATIONS_PER_ORDER
 
     def place_sliced(self, order: OrderRequest) -> SlicedPlacement:
         """Kite's autoslice: one order call, which Kite splits at the freeze quantity (at most 10 slices),

@@ -16,6 +16,7 @@ from thor.money import to_decimal
 
 IST = ZoneInfo("Asia/Kolkata")
 KITE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+MODIFICATIONS_EXCEEDED = "maximum allowed order modifications exceeded"
 
 
 def broker_error_of(exc: Exception) -> BrokerError:
@@ -33,6 +34,14 @@ def broker_error_of(exc: Exception) -> BrokerError:
     if isinstance(exc, kite_exceptions.OrderException):
         return BrokerError(
             "Kite rejected the order.", code=BrokerErrorCode.REJECTED, permanent=True, broker_message=message
+        )
+    if isinstance(exc, kite_exceptions.NetworkException) and MODIFICATIONS_EXCEEDED in message.lower():
+        # Kite's answer to an order's 26th modification comes as a network error; it is final, not an outage.
+        return BrokerError(
+            "Kite allows no more modifications of this order: cancel it and place a new one.",
+            code=BrokerErrorCode.INVALID_INPUT,
+            permanent=True,
+            broker_message=message,
         )
     if isinstance(exc, kite_exceptions.NetworkException) and (
         exc.code == 429 or "too many requests" in message.lower()

@@ -50,10 +50,10 @@ class RateBudgetOutputSerializer(serializers.Serializer):
         help_text="Kite: quote | orders | other; Schwab: requests | orders | orders-day | token."
     )
     left = serializers.IntegerField(
-        allow_null=True, help_text="Calls that can go now; null when the buckets could not be read."
+        allow_null=True, help_text="Calls that can go now; null when the limits could not be read."
     )
-    capacity = serializers.IntegerField(help_text="The bucket's burst: it refills to this many.")
-    per_seconds = serializers.IntegerField(help_text="It refills `capacity` calls every this many seconds.")
+    capacity = serializers.IntegerField(help_text="At most this many calls in any `per_seconds` seconds.")
+    per_seconds = serializers.IntegerField(help_text="The window `capacity` counts over.")
 
 
 class EgressHealthOutputSerializer(serializers.Serializer):

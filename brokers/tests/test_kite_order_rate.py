@@ -1,6 +1,6 @@
-"""At most 10 order calls a second per Kite user, whatever app or process sends them (exchange rule): the
-eleventh waits for a token or is refused unsent (429 with Retry-After). The buckets are Redis's here, as in
-production, so every process shares them."""
+"""At most 10 order calls a second per Kite user, whatever app or process sends them (exchange rule), and 400 a
+minute (Kite's limit): the call over either waits for room or is refused unsent (429 with Retry-After). The
+limits are Redis's here, as in production, so every process shares them."""
 
 from decimal import Decimal
 
@@ -9,9 +9,10 @@ import requests
 
 from accounts.models import Order
 from accounts.tests.conftest import place
-from brokers.adapters import kite
+from brokers.adapters import kite_limits
 from brokers.adapters.errors import BrokerError, BrokerErrorCode
-from brokers.adapters.kite import KiteAdapter, user_order_budget
+from brokers.adapters.kite import KiteAdapter
+from brokers.adapters.kite_limits import user_order_budget, user_order_minute_budget
 from brokers.adapters.types import OrderRequest
 from brokers.tests.sandbox_fixtures import link, sandbox_calls
 from thor import coordination, ratelimit
@@ -60,15 +61,16 @@ def resting_limit() -> OrderRequest:
 
 @pytest.fixture
 def slow_refill(monkeypatch):
-    """The user's budget as Kite's (a burst of ten) refilling over a minute instead of a second, so what a
-    loaded machine takes between two calls can never give a token back within the test."""
+    """The user's second as ten calls in a minute instead, so what a loaded machine takes between two calls can
+    never let the first leave the window within the test."""
     monkeypatch.setattr(
-        kite, "user_order_budget", lambda user_id: ratelimit.Budget(f"kite:user:{user_id}:orders", 10, per=60)
+        kite_limits, "user_order_budget", lambda user_id: ratelimit.Budget(f"kite:user:{user_id}:orders", 10, per=60)
     )
 
 
-def test_the_budget_is_ten_order_calls_a_second_per_kite_user():
+def test_the_budgets_are_ten_order_calls_a_second_and_four_hundred_a_minute_per_kite_user():
     assert user_order_budget("AB1234") == ratelimit.Budget("kite:user:AB1234:orders", 10, per=1)
+    assert user_order_minute_budget("AB1234") == ratelimit.Budget("kite:user:AB1234:orders-minute", 400, per=60)
 
 
 def test_the_eleventh_order_across_apps_is_refused_unsent(sandbox, live, settings, slow_refill):
@@ -114,7 +116,7 @@ def test_through_the_api_a_spent_budget_answers_429_with_retry_after_and_sends_n
     alice_client, sandbox, live, settings, slow_refill
 ):
     settings.THOR_KITE_RATE_WAIT = 0
-    budget = kite.user_order_budget(live.connection.broker_user_id)
+    budget = kite_limits.user_order_budget(live.connection.broker_user_id)
     for _ in range(10):
         assert ratelimit.acquire(budget.bucket, rate=budget.rate, per=budget.per)
 
@@ -130,7 +132,7 @@ def test_the_key_of_a_placement_refused_for_its_rate_places_it_when_retried(
     alice_client, sandbox, live, settings, slow_refill, time_passes
 ):
     settings.THOR_KITE_RATE_WAIT = 0
-    budget = kite.user_order_budget(live.connection.broker_user_id)
+    budget = kite_limits.user_order_budget(live.connection.broker_user_id)
     for _ in range(10):
         assert ratelimit.acquire(budget.bucket, rate=budget.rate, per=budget.per)
     refused = place(alice_client, account=live.pk, key="rate-1", order_type="LIMIT", price="1400.00")
@@ -144,3 +146,37 @@ def test_the_key_of_a_placement_refused_for_its_rate_places_it_when_retried(
     assert again.status_code == 201 and again.json()["id"] == retried.json()["id"]
     assert sandbox_calls(sandbox, PLACE) == 1
     assert Order.objects.filter(account=live, status="REJECTED", idempotency_key__isnull=True).count() == 1
+
+
+def test_the_four_hundred_and_first_order_call_of_a_minute_is_refused_unsent(sandbox, live, settings):
+    settings.THOR_KITE_RATE_WAIT = 0
+    budget = user_order_minute_budget(live.connection.broker_user_id)
+    for _ in range(399):  # 399 order calls in the last minute, as another process of Thor's would have sent them
+        assert ratelimit.acquire(budget.bucket, rate=budget.rate, per=budget.per)
+    kite = adapter(live.connection, live.connection.app_id)
+    kite.place(resting_limit())
+
+    with pytest.raises(BrokerError) as refused:
+        kite.place(resting_limit())
+
+    assert refused.value.code == BrokerErrorCode.ORDER_RATE_LIMITED and refused.value.retry_after == 60.0
+    assert "400 orders a minute" in str(refused.value)
+    assert sandbox_calls(sandbox, PLACE) == 1
+
+
+def test_through_the_api_a_spent_minute_answers_429_and_a_minute_later_places(
+    alice_client, sandbox, live, settings, time_passes
+):
+    settings.THOR_KITE_RATE_WAIT = 0
+    budget = user_order_minute_budget(live.connection.broker_user_id)
+    for _ in range(400):
+        assert ratelimit.acquire(budget.bucket, rate=budget.rate, per=budget.per)
+
+    refused = place(alice_client, account=live.pk, key="minute-1", order_type="LIMIT", price="1400.00")
+    assert refused.status_code == 429 and refused.json()["code"] == "order_rate_limited"
+    assert refused["Retry-After"] == "60" and sandbox_calls(sandbox, PLACE) == 0
+    time_passes(60)
+
+    placed = place(alice_client, account=live.pk, key="minute-1", order_type="LIMIT", price="1400.00")
+    assert placed.status_code == 201, placed.json()
+    assert sandbox_calls(sandbox, PLACE) == 1

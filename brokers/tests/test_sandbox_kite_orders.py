@@ -103,6 +103,20 @@ def test_modify_and_cancel_open_order_and_refuse_cancelling_a_filled_one(sandbox
     assert raised.value.code == 400
 
 
+def test_an_order_is_modified_twenty_five_times_and_the_next_is_a_network_exception(sandbox):
+    kite = kite_session(sandbox)
+    pin(sandbox, {"NSE:ITC": 430.0})
+    order_id = place(kite, tradingsymbol="ITC", order_type="LIMIT", price=400.0, quantity=1)
+    for step in range(25):
+        kite.modify_order("regular", order_id, price=400.0 - step / 2)
+
+    with pytest.raises(kite_exceptions.NetworkException, match="Maximum allowed order modifications exceeded"):
+        kite.modify_order("regular", order_id, price=390.0)
+
+    assert kite.order_history(order_id)[-1]["price"] == 388.0
+    assert kite.cancel_order("regular", order_id) == order_id
+
+
 def test_unaffordable_order_is_rejected(sandbox):
     kite = kite_session(sandbox)
     order_id = place(kite, tradingsymbol="TCS", quantity=100_000)

@@ -256,10 +256,10 @@ class RecordedWaits:
 def test_in_the_background_a_spent_budget_fails_at_once_where_a_user_call_waits(
     mocked, settings, monkeypatch, time_passes
 ):
-    # A token every 10 s: spending the bucket takes far less than that however slow the machine, so no token
-    # comes back in real time before the background call (at a token a second, a slow run got one back).
+    # Six a minute: spending them takes far less than a minute however slow the machine, so none leaves the
+    # window in real time before the background call. The user's call may wait the minute out.
     settings.THOR_SCHWAB_REQUESTS_PER_MINUTE = 6
-    settings.THOR_SCHWAB_RATE_WAIT = 15
+    settings.THOR_SCHWAB_RATE_WAIT = 65
     mocked.get(f"{API}/trader/v1/accounts/{HASH}", json=MARGIN_ACCOUNT)
     app_id = next(app_ids)
     for _ in range(6):
@@ -271,7 +271,7 @@ def test_in_the_background_a_spent_budget_fails_at_once_where_a_user_call_waits(
         make_adapter(app_id=app_id).in_background().funds()
     assert error.value.code == BrokerErrorCode.RATE_LIMITED and recorded.waits == []
 
-    make_adapter(app_id=app_id).funds()  # waits for the next token, as before
+    make_adapter(app_id=app_id).funds()  # waits for the first call to leave the window, as before
 
     assert recorded.waits and sum(recorded.waits) <= settings.THOR_SCHWAB_RATE_WAIT
     assert len(mocked.calls) == 7

@@ -7,7 +7,7 @@ import threading
 import pytest
 import requests
 
-from brokers.adapters import kite
+from brokers.adapters import kite_limits
 from brokers.tests.sandbox_fixtures import sandbox_calls, sandbox_fault
 from market import quote_refresh
 from market.caches import quotes_lock_key
@@ -29,7 +29,7 @@ def quote_calls(sandbox) -> int:
 @pytest.fixture
 def service(market_data, sandbox, monkeypatch):
     """A tenant's Kite quotes on a clock the test moves, the budget out of the way (not what is under test)."""
-    monkeypatch.setitem(kite.RATE_LIMITS, "quote", 1000.0)
+    monkeypatch.setitem(kite_limits.RATE_LIMITS, "quote", 1000.0)
     requests.post(f"{sandbox.url}/_sandbox/prices", json={"NSE:INFY": 1512.35}, timeout=5).raise_for_status()
     yield QuoteService.of(market_data, clock=Clock())
     assert quote_refresh.refresh_wait()

@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 import requests
 
-from brokers.adapters import kite
+from brokers.adapters import kite_limits
 from brokers.tests.sandbox_fixtures import market_data_link, sandbox_calls, sandbox_fault
 from market.caches import quotes_lock_key
 from market.quotes import (
@@ -44,7 +44,7 @@ def market(market_data, sandbox):
 @pytest.fixture
 def unbudgeted(monkeypatch):
     """An app whose quote budget never runs out within a test: what is under test is not the budget."""
-    monkeypatch.setitem(kite.RATE_LIMITS, "quote", 1000.0)
+    monkeypatch.setitem(kite_limits.RATE_LIMITS, "quote", 1000.0)
 
 
 @pytest.mark.usefixtures("unbudgeted")
@@ -229,7 +229,7 @@ class TestBudget:
 
         assert shared["NSE:INFY"].source == "live"
         assert quote_calls(sandbox) - before == 1
-        time_passes(1 / kite.RATE_LIMITS["quote"])
+        time_passes(1 / kite_limits.RATE_LIMITS["quote"])
         assert second.quotes(["NSE:SBIN"])["NSE:SBIN"].source == "live"
         assert quote_calls(sandbox) - before == 2
 

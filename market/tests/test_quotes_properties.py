@@ -13,7 +13,7 @@ from django.conf import settings as django_settings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from brokers.adapters import kite
+from brokers.adapters import kite_limits
 from brokers.adapters.errors import BrokerError
 from brokers.adapters.schwab.client import rate_budgets
 from brokers.tests.schwab_link_steps import schwab_market_data_link
@@ -140,7 +140,7 @@ def check_every_quote(venue: Venue, connection, sandbox, monkeypatch, sequence) 
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture])  # examples: the profile (conftest)
 @given(sequence=steps(KITE))
 def test_every_quote_is_a_price_the_broker_gave_at_its_as_of(market_data, sandbox, monkeypatch, sequence):
-    monkeypatch.setitem(kite.RATE_LIMITS, "quote", 1000.0)  # the budget has its own tests
+    monkeypatch.setitem(kite_limits.RATE_LIMITS, "quote", 1000.0)  # the budget has its own tests
     check_every_quote(KITE, market_data, sandbox, monkeypatch, sequence)
 
 
