@@ -6,6 +6,7 @@ is named by its dotted path (`orders.1.quantity`), so `errors` is always flat.
 """
 
 import logging
+import math
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -88,6 +89,11 @@ def error_responses(*status_codes):
     return {status_code: ErrorSerializer for status_code in status_codes}
 
 
+def retry_after_header(seconds: float) -> str:
+    """Whole seconds, rounded up: a client told to come back sooner than the limit frees up is refused again."""
+    return str(max(1, math.ceil(seconds)))
+
+
 def error_body(detail, status_code, code, errors=None):
     body = {"detail": str(detail), "status_code": status_code, "code": code}
     if errors:
@@ -158,13 +164,13 @@ def exception_handler(exc, context):
     if isinstance(exc, UpstreamError):
         body = broker_error_body(exc)
         if exc.retry_after:
-            headers["Retry-After"] = str(max(1, int(exc.retry_after)))
+            headers["Retry-After"] = retry_after_header(exc.retry_after)
         return Response(body, status=body["status_code"], headers=headers)
 
     if isinstance(exc, ApplicationError):
         body = error_body(exc.message, exc.status_code, exc.code, exc.errors and field_errors(exc.errors))
         if exc.retry_after:
-            headers["Retry-After"] = str(max(1, int(exc.retry_after)))
+            headers["Retry-After"] = retry_after_header(exc.retry_after)
         return Response(body, status=exc.status_code, headers=headers)
 
     if isinstance(exc, exceptions.ValidationError):

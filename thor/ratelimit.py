@@ -125,12 +125,19 @@ def _uses_redis():
     return coordination.uses_redis()
 
 
-def acquire_all(budgets: list[Budget], *, wait: float = 0.0) -> Budget | None:
+@dataclass(frozen=True)
+class Refusal:
+    """Why a call was not granted: the budget that stood in the way and the seconds until it has room."""
+
+    budget: Budget
+    retry_after: float
+
+
+def refusal(budgets: list[Budget], *, wait: float = 0.0) -> Refusal | None:
     """Grant one call from every budget at once, or from none (one Redis round trip for all).
 
-    Waits up to `wait` seconds for every budget to have room; None when granted, else the budget that stood
-    in the way (the one that would have made the call wait longest).
-    """
+    Waits up to `wait` seconds for every budget to have room; None when granted, else the budget that stood in
+    the way (the one that would have made the call wait longest) and how long it would have."""
     take = _take_redis if _uses_redis() else _take_local
     deadline = time.monotonic() + wait
     while True:
@@ -139,8 +146,14 @@ def acquire_all(budgets: list[Budget], *, wait: float = 0.0) -> Budget | None:
             return None
         # Sleep only as long as the deadline allows.
         if time.monotonic() + needed > deadline:
-            return budgets[short - 1] if 0 < short <= len(budgets) else budgets[0]
+            return Refusal(budgets[short - 1] if 0 < short <= len(budgets) else budgets[0], needed)
         time.sleep(needed)
+
+
+def acquire_all(budgets: list[Budget], *, wait: float = 0.0) -> Budget | None:
+    """`refusal`'s budget: None when the call was granted."""
+    refused = refusal(budgets, wait=wait)
+    return None if refused is None else refused.budget
 
 
 def acquire(bucket: str, *, rate: float, per: float = 1.0, wait: float = 0.0) -> bool:

@@ -154,14 +154,15 @@ class KiteAdapter(BrokerAdapter):
         """One call from the app's limit for `category` and, for an order call, from its Kite user's (a second's
         and a minute's): all or none, waiting up to THOR_KITE_RATE_WAIT (or not at all)."""
         budgets = kite_limits.call_budgets(self.app_id, category, self.broker_user_id)
-        short = ratelimit.acquire_all(budgets, wait=settings.THOR_KITE_RATE_WAIT if wait else 0)
-        if short is None:
+        refused = ratelimit.refusal(budgets, wait=settings.THOR_KITE_RATE_WAIT if wait else 0)
+        if refused is None:
             return
-        refusal = kite_limits.user_refusal(short, self.broker_user_id)
-        if refusal is not None:
-            message, retry_after = refusal
-            raise BrokerError(message, code=BrokerErrorCode.ORDER_RATE_LIMITED, permanent=True, retry_after=retry_after)
-        raise BrokerError("Kite rate budget spent.", code=BrokerErrorCode.RATE_LIMITED, retry_after=1.0)
+        message = kite_limits.user_refusal(refused.budget, self.broker_user_id)
+        if message is not None:
+            raise BrokerError(
+                message, code=BrokerErrorCode.ORDER_RATE_LIMITED, permanent=True, retry_after=refused.retry_after
+            )
+        raise BrokerError("Kite rate budget spent.", code=BrokerErrorCode.RATE_LIMITED, retry_after=refused.retry_after)
 
     def _call(self, category: str, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         self._spend_budget(category)

@@ -43,11 +43,10 @@ def call_budgets(app_id: int, category: str, broker_user_id: str) -> list[rateli
     return budgets
 
 
-def user_refusal(short: ratelimit.Budget, broker_user_id: str) -> tuple[str, float] | None:
-    """Thor's words and the seconds to wait when `short`, the limit that refused a call, is one of the Kite
-    user's (None: it was the app's)."""
+def user_refusal(short: ratelimit.Budget, broker_user_id: str) -> str | None:
+    """Thor's words when `short`, the limit that refused a call, is one of the Kite user's (None: the app's)."""
     if short == user_order_budget(broker_user_id):
-        return f"At most {USER_ORDER_RATE:g} orders a second per Kite user (exchange rule); not sent.", 1.0
+        return f"At most {USER_ORDER_RATE:g} orders a second per Kite user (exchange rule); not sent."
     if short == user_order_minute_budget(broker_user_id):
-        return f"At most {USER_ORDERS_A_MINUTE:g} orders a minute per Kite user (Kite's limit); not sent.", 60.0
+        return f"At most {USER_ORDERS_A_MINUTE:g} orders a minute per Kite user (Kite's limit); not sent."
     return None

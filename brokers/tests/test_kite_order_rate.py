@@ -83,7 +83,8 @@ def test_the_eleventh_order_across_apps_is_refused_unsent(sandbox, live, setting
     with pytest.raises(BrokerError) as refused:
         first_app.place(resting_limit())
 
-    assert refused.value.code == BrokerErrorCode.ORDER_RATE_LIMITED and refused.value.retry_after == 1.0
+    # Ten a minute here (slow_refill): the first of them leaves the window a minute after it was sent.
+    assert refused.value.code == BrokerErrorCode.ORDER_RATE_LIMITED and 55 < refused.value.retry_after <= 60
     assert sandbox_calls(sandbox, PLACE) == 10
     # Each app spent five of its own ten: only the user's budget stood in the way, and the refused call
     # took nothing from its app's.
@@ -123,7 +124,7 @@ def test_through_the_api_a_spent_budget_answers_429_with_retry_after_and_sends_n
     refused = place(alice_client, account=live.pk, order_type="LIMIT", price="1400.00")
 
     assert refused.status_code == 429 and refused.json()["code"] == "order_rate_limited"
-    assert refused["Retry-After"] == "1"
+    assert 55 < int(refused["Retry-After"]) <= 60  # the minute slow_refill counts over
     assert sandbox_calls(sandbox, PLACE) == 0
     assert not Order.objects.filter(account=live).exclude(status="REJECTED").exists()
 
@@ -159,7 +160,7 @@ def test_the_four_hundred_and_first_order_call_of_a_minute_is_refused_unsent(san
     with pytest.raises(BrokerError) as refused:
         kite.place(resting_limit())
 
-    assert refused.value.code == BrokerErrorCode.ORDER_RATE_LIMITED and refused.value.retry_after == 60.0
+    assert refused.value.code == BrokerErrorCode.ORDER_RATE_LIMITED and 55 < refused.value.retry_after <= 60
     assert "400 orders a minute" in str(refused.value)
     assert sandbox_calls(sandbox, PLACE) == 1
 

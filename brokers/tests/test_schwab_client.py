@@ -229,7 +229,8 @@ def test_the_request_budget_is_shared_by_every_adapter_of_the_app(mocked, settin
     with pytest.raises(BrokerError) as error:
         make_adapter(app_id=app_id).funds()
 
-    assert error.value.code == BrokerErrorCode.RATE_LIMITED and error.value.retry_after == 30
+    # Come back when the first of the two leaves the minute, not sooner.
+    assert error.value.code == BrokerErrorCode.RATE_LIMITED and 55 < error.value.retry_after <= 60
     assert len(mocked.calls) == 2
     # Another app has a budget of its own.
     make_adapter().funds()

@@ -6,7 +6,7 @@ import pytest
 from rest_framework import exceptions
 from rest_framework.exceptions import ErrorDetail
 
-from thor.errors import ApplicationError, exception_handler, field_errors
+from thor.errors import ApplicationError, exception_handler, field_errors, retry_after_header
 
 pytestmark = pytest.mark.django_db
 
@@ -212,3 +212,9 @@ class TestServerError500:
         body = assert_error(response, 500, "server_error")
         assert "hunter2" not in response.content.decode()
         assert body["detail"] == "Internal server error."
+
+
+@pytest.mark.parametrize(("seconds", "header"), [(0.2, "1"), (1.0, "1"), (1.01, "2"), (59.2, "60")])
+def test_retry_after_is_whole_seconds_rounded_up(seconds, header):
+    # Rounded down, a client would come back before the limit frees up and be refused again.
+    assert retry_after_header(seconds) == header

@@ -95,10 +95,12 @@ class TestNoWindowHoldsMoreThanTheRate:
                 clock[0] += gap * per
                 now = clock[0]
                 in_window = [at for at in granted if at > now - per]
-                taken = ratelimit.acquire(bucket, rate=rate, per=per)
-                assert taken is (len(in_window) < rate)
-                if taken:
+                refused = ratelimit.refusal([ratelimit.Budget(bucket, rate, per)])
+                assert (refused is None) is (len(in_window) < rate)
+                if refused is None:
                     granted.append(now)
+                else:  # room comes when the grant that makes the window full leaves it, not before or after
+                    assert refused.retry_after == pytest.approx(in_window[-rate] + per - now)
         for index, start in enumerate(granted):
             assert len([at for at in granted[index:] if at < start + per]) <= rate
 

@@ -74,9 +74,10 @@ class SchwabClient:
 
     def _spend(self, bucket: str, *, rate: float, per: float) -> None:
         wait = settings.THOR_SCHWAB_RATE_WAIT if self.rate_wait is None else self.rate_wait
-        if not ratelimit.acquire(f"schwab:{self.app_id}:{bucket}", rate=rate, per=per, wait=wait):
+        refused = ratelimit.refusal([ratelimit.Budget(f"schwab:{self.app_id}:{bucket}", rate, per)], wait=wait)
+        if refused is not None:
             raise BrokerError(
-                f"Schwab {bucket} budget spent.", code=BrokerErrorCode.RATE_LIMITED, retry_after=per / max(rate, 1)
+                f"Schwab {bucket} budget spent.", code=BrokerErrorCode.RATE_LIMITED, retry_after=refused.retry_after
             )
 
     def spend(self, bucket: str, *, rate: float, per: float) -> None:
