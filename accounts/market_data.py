@@ -33,6 +33,22 @@ class ExchangeRules:
     lists_every_symbol: bool  # derivatives need their exact contract (lot size) from the table
     # Indian exchanges have no good-till-cancelled order; US brokers (Schwab) do.
     validities: tuple[str, ...] = ("DAY", "IOC")
+    # The close while New York keeps standard time, where it differs: MCX's internationally referenced
+    # contracts trade until 23:30 IST while the US keeps summer time and until 23:55 in its winter (MCX moves
+    # its hours with the US clock change, from the next trading day).
+    us_winter_session_end: time | None = None
+
+    def session_end_on(self, day: date) -> time:
+        """The exchange's close on trading day `day` (its own time zone)."""
+        if self.us_winter_session_end is not None and not us_summer_time_on(day):
+            return self.us_winter_session_end
+        return self.session_end
+
+
+def us_summer_time_on(day: date) -> bool:
+    """Does New York keep daylight saving time on `day` (from the second Sunday of March to the first of
+    November)?"""
+    return bool(datetime.combine(day, time(12), tzinfo=_NEW_YORK).dst())
 
 
 _IST = ZoneInfo("Asia/Kolkata")
@@ -51,7 +67,16 @@ EXCHANGES: dict[str, ExchangeRules] = {
     "BSE": _CASH_EQUITY_IN,
     "NFO": _DERIVATIVES_IN,
     "BFO": _DERIVATIVES_IN,
-    "MCX": ExchangeRules("INR", Decimal("1"), ("NRML", "MIS"), ("MARKET", "LIMIT", "SL"), _IST, time(23, 30), True),
+    "MCX": ExchangeRules(
+        "INR",
+        Decimal("1"),
+        ("NRML", "MIS"),
+        ("MARKET", "LIMIT", "SL"),
+        _IST,
+        time(23, 30),
+        True,
+        us_winter_session_end=time(23, 55),
+    ),
     "NASDAQ": _US_EQUITY,
     "NYSE": _US_EQUITY,
 }
@@ -83,7 +108,9 @@ class Instrument:
         if self.expired or self.expiry is None:
             return self.expired
         local = moment.astimezone(self.rules.timezone)
-        return self.expiry < local.date() or (self.expiry == local.date() and local.time() >= self.rules.session_end)
+        return self.expiry < local.date() or (
+            self.expiry == local.date() and local.time() >= self.rules.session_end_on(local.date())
+        )
 
 
 def instrument_get(*, exchange: str, symbol: str, account: TradingAccount | None = None) -> Instrument | None:

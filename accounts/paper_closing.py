@@ -7,7 +7,7 @@ with its realised P&L. Both passes are idempotent: a position already closed has
 each account is re-read under its lock, so two passes at once close a position once.
 
 **Square-off.** Each exchange's MIS positions are closed at the last price once its square-off time
-(SQUARE_OFF_TIMES, the exchange's local time) has passed that day; their resting MIS orders are cancelled.
+(square_off_at, the exchange's local time) has passed that day; their resting MIS orders are cancelled.
 A position still open from before the last square-off time (the pass did not run then) is closed on the
 next pass. Paper trading has no market hours: an MIS position opened after the day's square-off time is
 closed on the next pass, as a broker would refuse it.
@@ -43,17 +43,20 @@ logger = logging.getLogger("accounts.paper_closing")
 
 Key = tuple[str, str]  # (exchange, symbol)
 
-# When each exchange's MIS positions are squared off, in its own time zone (EXCHANGES[...].timezone): a few
-# minutes before the close, as Zerodha does (equity 15:20, F&O 15:25, MCX 23:25 IST); US equities 15:50 ET.
+# When each exchange's MIS positions are squared off, in its own time zone (EXCHANGES[...].timezone), as Zerodha
+# does: equity 15:20 and equity and index derivatives 15:25 IST; commodities 25 minutes before the close, which on
+# MCX moves with the US clock (23:05 IST while New York keeps summer time, 23:30 in its winter); US equities
+# 15:50 ET.
 SQUARE_OFF_TIMES: dict[str, time] = {
     "NSE": time(15, 20),
     "BSE": time(15, 20),
     "NFO": time(15, 25),
     "BFO": time(15, 25),
-    "MCX": time(23, 25),
     "NASDAQ": time(15, 50),
     "NYSE": time(15, 50),
 }
+SQUARE_OFF_BEFORE_CLOSE: dict[str, timedelta] = {"MCX": timedelta(minutes=25)}
+SQUARE_OFF_EXCHANGES = (*SQUARE_OFF_TIMES, *SQUARE_OFF_BEFORE_CLOSE)
 DERIVATIVE_EXCHANGES = ("NFO", "BFO", "MCX")
 # Index derivatives settle against the index (Kite's `name` of the contract -> the index's listing).
 INDEX_UNDERLYINGS: dict[Key, Key] = {
@@ -134,13 +137,22 @@ def square_off_due(*, exchange: str, since: datetime, now: datetime) -> bool:
     """
     zone = EXCHANGES[exchange].timezone
     local = now.astimezone(zone)
-    cut = datetime.combine(local.date(), SQUARE_OFF_TIMES[exchange], tzinfo=zone)
-    return local >= cut or since < cut - timedelta(days=1)
+    cut = square_off_at(exchange=exchange, day=local.date())
+    return local >= cut or since < square_off_at(exchange=exchange, day=local.date() - timedelta(days=1))
+
+
+def square_off_at(*, exchange: str, day: date) -> datetime:
+    """The moment `exchange` squares off MIS positions on `day` (aware, in the exchange's time zone)."""
+    rules = EXCHANGES[exchange]
+    if exchange in SQUARE_OFF_BEFORE_CLOSE:
+        close = datetime.combine(day, rules.session_end_on(day), tzinfo=rules.timezone)
+        return close - SQUARE_OFF_BEFORE_CLOSE[exchange]
+    return datetime.combine(day, SQUARE_OFF_TIMES[exchange], tzinfo=rules.timezone)
 
 
 def _mis_positions(now: datetime, account_id: int | None = None):
     positions = PaperPosition.objects.filter(
-        account__mode=TradingAccount.Mode.PAPER, product="MIS", exchange__in=list(SQUARE_OFF_TIMES)
+        account__mode=TradingAccount.Mode.PAPER, product="MIS", exchange__in=list(SQUARE_OFF_EXCHANGES)
     ).exclude(quantity=0)
     if account_id is not None:
         positions = positions.filter(account_id=account_id)
@@ -153,7 +165,7 @@ def _mis_positions(now: datetime, account_id: int | None = None):
 
 def _resting_mis_orders(account: TradingAccount, now: datetime) -> list[Order]:
     resting = account.orders.filter(
-        status__in=RESTING_STATUSES, product="MIS", children__isnull=True, exchange__in=list(SQUARE_OFF_TIMES)
+        status__in=RESTING_STATUSES, product="MIS", children__isnull=True, exchange__in=list(SQUARE_OFF_EXCHANGES)
     ).order_by("id")
     return [order for order in resting if square_off_due(exchange=order.exchange, since=order.created_at, now=now)]
 
@@ -169,7 +181,7 @@ def mis_positions_square_off(*, now: datetime | None = None, account_id: int | N
         status__in=RESTING_STATUSES,
         product="MIS",
         children__isnull=True,
-        exchange__in=list(SQUARE_OFF_TIMES),
+        exchange__in=list(SQUARE_OFF_EXCHANGES),
     )
     if account_id is not None:
         resting = resting.filter(account_id=account_id)

@@ -246,8 +246,8 @@ CELERY_BEAT_SCHEDULE = {
         "task": "accounts.tasks.match_paper_orders",
         "schedule": timedelta(seconds=5),
     },
-    # Each exchange's square-off time is in accounts.paper_closing.SQUARE_OFF_TIMES (its own time zone, so
-    # daylight saving in New York needs no second entry): the task closes what is due and nothing else.
+    # Each exchange's square-off time is accounts.paper_closing.square_off_at (its own time zone, and MCX's moving
+    # with the US clock): the task closes what is due and nothing else.
     "square-off-paper-positions": {
         "task": "accounts.tasks.square_off_paper_positions",
         "schedule": timedelta(minutes=1),
