@@ -18,7 +18,8 @@ INR, per executed order (a slice of a sliced order is an order of its own, as at
   trade day (IST);
 - exchange transaction charges: the segment's rate for the exchange (NSE/NFO, BSE/BFO, MCX);
 - SEBI turnover fees: 10 rupees a crore; stamp duty: the buyer's side only;
-- GST: 18% of brokerage + exchange charges + SEBI fees.
+- an intraday position the broker squares off pays its auto square-off charge (Zerodha: 50 rupees an order);
+- GST: 18% of brokerage + exchange charges + SEBI fees + the auto square-off charge.
 USD (Schwab: no commission): the SEC fee on the value sold and FINRA's TAF per share sold (capped per trade).
 
 Each component is quantized to the currency's cents (paise) with thor.money's rounding, then summed: the
@@ -45,6 +46,7 @@ D = Decimal
 ZERO = D("0")
 GST = D("0.18")
 SEBI_PER_RUPEE = D("0.000001")  # 10 rupees a crore
+AUTO_SQUARE_OFF = D("50")  # rupees an order the broker squares off (Zerodha's, plus GST)
 SEC_FEE = D("0.0000278")  # the SEC's Section 31 rate: 27.80 dollars per million sold
 FINRA_TAF_PER_SHARE = D("0.000166")
 FINRA_TAF_CAP = D("8.30")
@@ -72,6 +74,7 @@ class SegmentRates:
 class CommonRates:
     gst: Decimal = GST
     sebi: Decimal = SEBI_PER_RUPEE
+    auto_square_off: Decimal = AUTO_SQUARE_OFF
 
 
 @dataclass(frozen=True)
@@ -244,6 +247,7 @@ def fill_charges(
     quantity: Decimal,
     price: Decimal,
     exercise: bool = False,
+    squared_off: bool = False,
     on: date | None = None,
 ) -> Charges:
     """The charges of one executed order (`quantity` at `price`) on a paper account in `currency`, traded on day
@@ -251,6 +255,7 @@ def fill_charges(
 
     `exercise`: an option position closed at expiry at its intrinsic value (accounts.paper_expiry): only the
     exercise STT is due, on the long side (which closes by selling); futures settle with no charges.
+    `squared_off`: the broker closed an intraday position at the session's end: its auto square-off charge too.
     """
     if not charges_enabled():
         return Charges(currency=currency, components={})
@@ -280,6 +285,7 @@ def fill_charges(
     exchange_rate = getattr(rates, _EXCHANGE_RATE.get(exchange, "exchange_mcx"))
     exchange_charges = _cents(value * exchange_rate)
     sebi = _cents(value * schedule.common.sebi)
+    square_off = {"auto_square_off": _cents(schedule.common.auto_square_off)} if squared_off else {}
     return Charges(
         currency=currency,
         components={
@@ -288,6 +294,7 @@ def fill_charges(
             "exchange": exchange_charges,
             "sebi": sebi,
             "stamp": D("0.00") if selling else _cents(value * rates.stamp_buy),
-            "gst": _cents((brokerage + exchange_charges + sebi) * schedule.common.gst),
+            **square_off,
+            "gst": _cents((brokerage + exchange_charges + sebi + sum(square_off.values(), ZERO)) * schedule.common.gst),
         },
     )

@@ -86,10 +86,12 @@ def position_close(
     tag: str,
     message: str,
     exercise: bool = False,
+    squared_off: bool = False,
     on: date | None = None,
 ) -> Order:
     """Close the locked account's position at `price` with an order of its own, placed and filled; its charges at
-    the rates of trade day `on` (today when None: a settlement passes its contract's expiry day)."""
+    the rates of trade day `on` (today when None: a settlement passes its contract's expiry day), and the auto
+    square-off charge when the intraday square-off closes it (`squared_off`)."""
     order = Order.objects.create(
         account=account,
         client_order_id=_client_order_id(),
@@ -103,7 +105,9 @@ def position_close(
         tag=tag,
     )
     order_event_record(order=order, kind="placed")
-    charges = order_charges(account=account, order=order, price=price, exercise=exercise, on=on)
+    charges = order_charges(
+        account=account, order=order, price=price, exercise=exercise, squared_off=squared_off, on=on
+    )
     fill_apply(
         account=account, order=order, position=position, price=price, charges=charges, kind=kind, message=message
     )
@@ -217,6 +221,7 @@ def mis_positions_square_off(*, now: datetime | None = None, account_id: int | N
                     kind="squared_off",
                     tag="squareoff",
                     message=f"Intraday (MIS) square-off at the session's end at {price}.",
+                    squared_off=True,
                 )
                 closed += 1
     return closed

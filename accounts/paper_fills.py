@@ -49,6 +49,7 @@ def order_charges(
     quantity: Decimal | None = None,
     exercise: bool = False,
     instrument_type: str | None = None,
+    squared_off: bool = False,
     on: date | None = None,
 ) -> Charges:
     """What `quantity` of the order (the whole order when None) at `price` costs on this account as one executed
@@ -67,6 +68,7 @@ def order_charges(
         quantity=order.quantity if quantity is None else quantity,
         price=price,
         exercise=exercise,
+        squared_off=squared_off,
         on=on,
     )
 

@@ -86,6 +86,25 @@ class TestSchedule:
         assert sale.components == {"brokerage": D("0.00"), "sec_fee": D("0.64"), "finra_taf": D("0.02")}
         assert purchase.total == D("0.00")
 
+    def test_a_position_the_broker_squares_off_pays_the_auto_square_off_charge_and_its_gst(self, tenant, charged):
+        sale = {"side": "SELL", "quantity": D("100"), "price": D("1500.00")}
+        closed_by_the_trader, squared_off = charges(tenant, **sale), charges(tenant, squared_off=True, **sale)
+
+        assert squared_off.components["auto_square_off"] == D("50.00")
+        assert squared_off.total - closed_by_the_trader.total == D("59.00")  # 50 and its GST of 9
+        assert "auto_square_off" not in closed_by_the_trader.components
+
+    def test_a_tenant_may_waive_the_auto_square_off_charge(self, tenant, charged):
+        charged["tenants"] = {"acme": {"INR": {"common": {"auto_square_off": "0"}}}}
+        sale = {"side": "SELL", "quantity": D("100"), "price": D("1500.00")}
+
+        assert charges(tenant, squared_off=True, **sale).total == charges(tenant, **sale).total
+
+    def test_a_us_position_squared_off_pays_no_square_off_charge(self, tenant, charged):
+        sale = {"currency": "USD", "exchange": "NASDAQ", "side": "SELL", "quantity": D("10"), "price": D("230")}
+
+        assert charges(tenant, squared_off=True, **sale) == charges(tenant, **sale)
+
     def test_finra_taf_is_capped_per_trade(self, tenant, charged):
         sale = charges(tenant, currency="USD", exchange="NYSE", side="SELL", quantity=D("1000000"), price=D("1"))
 

@@ -109,6 +109,24 @@ class TestSquareOff:
         with time_machine.travel(ist(day, 9, 30), tick=False):
             assert mis_positions_square_off() == 1
 
+    def test_the_square_off_pays_the_auto_square_off_charge_and_a_close_by_the_trader_does_not(
+        self, alice, account, settings
+    ):
+        settings.THOR_PAPER_CHARGES = {"enabled": True, "tenants": {}}
+        day = today_ist()
+        with trading_at(ist(day, 10), alice) as alice_client:
+            place(alice_client, quantity=10, product="MIS")
+            place(alice_client, tradingsymbol="SBIN", quantity=10, product="MIS")
+            closed = place(alice_client, tradingsymbol="SBIN", quantity=10, product="MIS", transaction_type="SELL")
+        with time_machine.travel(ist(day, 15, 21), tick=False):
+            assert mis_positions_square_off() == 1
+
+        (squared,) = closing_orders(account, "squareoff")
+        filled = squared.events.get(kind="squared_off").broker_response["charges"]
+        assert filled["auto_square_off"] == "50.00"
+        trader_close = OrderEvent.objects.get(order_id=closed.json()["id"], kind="filled").broker_response["charges"]
+        assert "auto_square_off" not in trader_close
+
     def test_a_position_opened_today_waits_for_todays_cut(self, alice, account):
         day = today_ist()
         with trading_at(ist(day, 9, 30), alice) as alice_client:
