@@ -301,3 +301,17 @@ def test_the_daily_order_budget_stops_orders_but_not_reads(mocked, settings, sch
     assert error.value.code == BrokerErrorCode.RATE_LIMITED
     assert sum(call.request.method == "POST" for call in mocked.calls) == 1
     schwab.funds()
+
+
+def test_an_order_refused_for_its_order_budget_spends_no_request(mocked, settings, schwab):
+    settings.THOR_SCHWAB_ORDERS_PER_MINUTE, settings.THOR_SCHWAB_REQUESTS_PER_MINUTE = 1, 10
+    settings.THOR_SCHWAB_RATE_WAIT = 0
+    mocked.post(ORDERS, status=201, headers={"Location": f"{ORDERS}/1"})
+    schwab.place(limit_buy())
+    requests_budget = ratelimit.Budget(f"schwab:{schwab._client.app_id}:requests", 10, 60)
+
+    with pytest.raises(BrokerError) as error:
+        schwab.place(limit_buy())
+
+    assert error.value.code == BrokerErrorCode.RATE_LIMITED and "orders budget" in str(error.value)
+    assert ratelimit.tokens_left([requests_budget]) == [9]  # the first order's request only

@@ -72,24 +72,32 @@ class SchwabClient:
     def __repr__(self) -> str:
         return f"SchwabClient(app_id={self.app_id})"
 
-    def _spend(self, bucket: str, *, rate: float, per: float) -> None:
+    def _budget(self, bucket: str, *, rate: float, per: float) -> ratelimit.Budget:
+        return ratelimit.Budget(f"schwab:{self.app_id}:{bucket}", rate, per)
+
+    def _spend(self, *budgets: ratelimit.Budget) -> None:
+        """One call from every budget, or from none: a call refused for its order budget spends no request."""
         wait = settings.THOR_SCHWAB_RATE_WAIT if self.rate_wait is None else self.rate_wait
-        refused = ratelimit.refusal([ratelimit.Budget(f"schwab:{self.app_id}:{bucket}", rate, per)], wait=wait)
+        refused = ratelimit.refusal(list(budgets), wait=wait)
         if refused is not None:
+            bucket = refused.budget.bucket.rsplit(":", 1)[-1]
             raise BrokerError(
                 f"Schwab {bucket} budget spent.", code=BrokerErrorCode.RATE_LIMITED, retry_after=refused.retry_after
             )
 
     def spend(self, bucket: str, *, rate: float, per: float) -> None:
-        """One token of one of the app's own shares of its requests (instrument searches, quotes), before the call
+        """One call of one of the app's own shares of its requests (instrument searches, quotes), before the call
         itself spends one of `requests`; raises RATE_LIMITED as the call would."""
-        self._spend(bucket, rate=rate, per=per)
+        self._spend(self._budget(bucket, rate=rate, per=per))
 
     def _spend_budget(self, *, order_call: bool) -> None:
-        self._spend("requests", rate=settings.THOR_SCHWAB_REQUESTS_PER_MINUTE, per=60)
+        budgets = [self._budget("requests", rate=settings.THOR_SCHWAB_REQUESTS_PER_MINUTE, per=60)]
         if order_call:
-            self._spend("orders", rate=settings.THOR_SCHWAB_ORDERS_PER_MINUTE, per=60)
-            self._spend("orders-day", rate=settings.THOR_SCHWAB_ORDERS_PER_DAY, per=86400)
+            budgets += [
+                self._budget("orders", rate=settings.THOR_SCHWAB_ORDERS_PER_MINUTE, per=60),
+                self._budget("orders-day", rate=settings.THOR_SCHWAB_ORDERS_PER_DAY, per=86400),
+            ]
+        self._spend(*budgets)
 
     def _send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         try:
@@ -155,7 +163,7 @@ class SchwabClient:
     def token_call(self, form: Mapping[str, str], *, refreshing: bool) -> dict[str, Any]:
         """The OAuth token endpoint: never retried, since a refresh that reached Schwab has already
         rotated the token it spent."""
-        self._spend("token", rate=settings.THOR_SCHWAB_TOKEN_REQUESTS_PER_MINUTE, per=60)
+        self._spend(self._budget("token", rate=settings.THOR_SCHWAB_TOKEN_REQUESTS_PER_MINUTE, per=60))
         response = self._send(
             "POST",
             f"{settings.THOR_SCHWAB_AUTH_BASE}/v1/oauth/token",
