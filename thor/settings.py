@@ -536,7 +536,7 @@ THOR_SANDBOX_KITE_REDIRECT_URL = f"{THOR_PUBLIC_URL}/api/auth/broker/callback"
 THOR_SANDBOX_KITE_POSTBACK_URL = f"{THOR_PUBLIC_URL}/api/brokers/kite/postback/"
 # Kite client: seconds before a call is a timeout, and how long a call may wait for its rate budget.
 THOR_KITE_TIMEOUT = _env_or_fail(env.float, "THOR_KITE_TIMEOUT", default=7.0)
-THOR_KITE_RATE_WAIT = _env_or_fail(env.float, "THOR_KITE_RATE_WAIT", default=1.0)
+THOR_KITE_RATE_WAIT = _env_or_fail(env.float, "THOR_KITE_RATE_WAIT", default=1.5)
 # Live Kite orders leave from the user's registered static IP, through an order egress (brokers.egress).
 # Where a user refused for want of one is sent to read what to set up.
 THOR_ORDER_EGRESS_HELP_URL = env.str(
