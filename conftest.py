@@ -192,7 +192,7 @@ def time_passes(time_machine):
         time_machine.shift(seconds)
         with ratelimit._local_lock:
             for bucket, log in ratelimit._local_logs.items():
-                ratelimit._local_logs[bucket] = type(log)(granted - seconds for granted in log)
+                ratelimit._local_logs[bucket] = [(granted - seconds, number) for granted, number in log]
         if not coordination.uses_redis():
             return
         store, ms = coordination.redis_client(), int(seconds * 1000)

@@ -15,10 +15,12 @@ that is logged (at most once a minute): the broker's own limit still protects it
 never fail a request on its own (DESIGN.md section 6).
 """
 
+import bisect
+import itertools
 import logging
+import math
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass
 
 from thor import caches, coordination
@@ -27,8 +29,8 @@ logger = logging.getLogger("thor.ratelimit")
 
 # A call from every log, or from none: a call that needs several budgets (a Kite order: its user's and its
 # app's) spends none of them when one is full. KEYS: the logs; ARGV: rate, seconds per log. A log's members
-# are the grants' times (with the count, to stay unique). Answers the seconds until every log has room (0:
-# granted) and which log stands longest in the way (1-based).
+# are the grants' times (with the counts, to stay unique). Answers the seconds until every log has room (0:
+# granted), which log stands longest in the way (1-based) and the grant's member in every log.
 _TAKE = """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
@@ -45,13 +47,27 @@ for i = 1, #KEYS do
     if needed > wait then wait, short = needed, i end
   end
 end
+local member = clock[1] .. '.' .. clock[2] .. ':' .. table.concat(counts, ',')
 if wait == 0 then
   for i = 1, #KEYS do
-    redis.call('ZADD', KEYS[i], now, clock[1] .. '.' .. clock[2] .. ':' .. counts[i])
+    redis.call('ZADD', KEYS[i], now, member)
     redis.call('PEXPIRE', KEYS[i], math.ceil(tonumber(ARGV[2 * i]) * 1000) + 1000)
   end
 end
-return {tostring(wait), short}
+return {tostring(wait), short, member}
+"""
+
+# A grant's call is over: its member in each log moves to now. KEYS: the logs; ARGV: the member, seconds per log.
+_SETTLE = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+for i = 1, #KEYS do
+  if redis.call('ZSCORE', KEYS[i], ARGV[1]) then
+    redis.call('ZADD', KEYS[i], 'XX', now, ARGV[1])
+    redis.call('PEXPIRE', KEYS[i], math.ceil(tonumber(ARGV[i + 1]) * 1000) + 1000)
+  end
+end
+return 0
 """
 
 # How many calls each log holds in its window now, without granting any. KEYS: the logs; ARGV: seconds per log.
@@ -66,7 +82,9 @@ return counts
 """
 
 _local_lock = threading.Lock()
-_local_logs: dict[str, deque[float]] = {}
+# Each bucket's grants in order: (time, number), the number naming the grant for its settle.
+_local_logs: dict[str, list[tuple[float, int]]] = {}
+_local_numbers = itertools.count()
 _redis_down = coordination.OccasionalWarning(logger)
 
 
@@ -87,38 +105,60 @@ class Budget:
         return max(1.0, float(self.rate))
 
 
-def _in_window(log: deque[float], budget: Budget, now: float) -> deque[float]:
-    while log and log[0] <= now - budget.per:
-        log.popleft()
+def _in_window(log: list[tuple[float, int]], budget: Budget, now: float) -> list[tuple[float, int]]:
+    """The log (its grants, in order) without those that left the window."""
+    gone = bisect.bisect_right(log, (now - budget.per, math.inf))
+    del log[:gone]
     return log
 
 
-def _take_local(budgets: list[Budget]) -> tuple[float, int]:
+def _take_local(budgets: list[Budget]) -> tuple[float, int, int]:
     with _local_lock:
         now = _local_now()
         wait, short = 0.0, 0
-        logs = [_in_window(_local_logs.setdefault(budget.bucket, deque()), budget, now) for budget in budgets]
+        logs = [_in_window(_local_logs.setdefault(budget.bucket, []), budget, now) for budget in budgets]
         for index, (budget, log) in enumerate(zip(budgets, logs, strict=True), start=1):
             if len(log) >= budget.capacity:
-                needed = max(log[len(log) - int(budget.capacity)] + budget.per - now, 1e-6)
+                needed = max(log[len(log) - int(budget.capacity)][0] + budget.per - now, 1e-6)
                 if needed > wait:
                     wait, short = needed, index
+        number = next(_local_numbers)
         if wait == 0:
             for log in logs:
-                log.append(now)
-        return wait, short
+                bisect.insort(log, (now, number))
+        return wait, short, number
 
 
-def _take_redis(budgets: list[Budget]) -> tuple[float, int]:
+def _take_redis(budgets: list[Budget]) -> tuple[float, int, str | None]:
     keys = [caches.bucket_key(budget.bucket) for budget in budgets]
     limits = [value for budget in budgets for value in (budget.capacity, budget.per)]
     try:
-        wait, short = coordination.redis_client().eval(_TAKE, len(keys), *keys, *limits)
-        return float(wait), int(short)
+        wait, short, member = coordination.redis_client().eval(_TAKE, len(keys), *keys, *limits)
+        return float(wait), int(short), member.decode() if isinstance(member, bytes) else member
     except Exception as error:
         # The type only: a connection error's text may carry the Redis URL.
         _redis_down("Rate limits unavailable, letting calls through: %s", type(error).__name__)
-        return 0.0, 0
+        return 0.0, 0, None
+
+
+def _settle_local(budgets: tuple[Budget, ...], number: int) -> None:
+    with _local_lock:
+        now = _local_now()
+        for budget in budgets:
+            log = _local_logs.get(budget.bucket, [])
+            for index, (granted, held) in enumerate(log):
+                if held == number:
+                    del log[index]
+                    bisect.insort(log, (max(now, granted), number))
+                    break
+
+
+def _settle_redis(budgets: tuple[Budget, ...], member: str) -> None:
+    keys = [caches.bucket_key(budget.bucket) for budget in budgets]
+    try:
+        coordination.redis_client().eval(_SETTLE, len(keys), *keys, member, *[budget.per for budget in budgets])
+    except Exception as error:
+        _redis_down("Rate limits unavailable, a call's time not moved: %s", type(error).__name__)
 
 
 def _uses_redis():
@@ -133,21 +173,46 @@ class Refusal:
     retry_after: float
 
 
-def refusal(budgets: list[Budget], *, wait: float = 0.0) -> Refusal | None:
+@dataclass(frozen=True)
+class Grant:
+    """A call granted by its budgets, counted in their windows from the moment it was granted. `settle()` when the
+    call is over counts it from then: the broker received it somewhere in between, so a window counted from the
+    answer never lets the next call reach the broker inside the broker's own window, however long each call took
+    on its way (a first call that opens a connection is slower than the next)."""
+
+    budgets: tuple[Budget, ...]
+    member: str | int | None
+
+    def settle(self) -> None:
+        if self.member is None:
+            return
+        if isinstance(self.member, int):
+            _settle_local(self.budgets, self.member)
+        else:
+            _settle_redis(self.budgets, self.member)
+
+
+def reserve(budgets: list[Budget], *, wait: float = 0.0) -> Grant | Refusal:
     """Grant one call from every budget at once, or from none (one Redis round trip for all).
 
-    Waits up to `wait` seconds for every budget to have room; None when granted, else the budget that stood in
-    the way (the one that would have made the call wait longest) and how long it would have."""
+    Waits up to `wait` seconds for every budget to have room; the Grant, else the budget that stood in the way
+    (the one that would have made the call wait longest) and how long it would have."""
     take = _take_redis if _uses_redis() else _take_local
     deadline = time.monotonic() + wait
     while True:
-        needed, short = take(budgets)
+        needed, short, member = take(budgets)
         if needed <= 0:
-            return None
+            return Grant(tuple(budgets), member)
         # Sleep only as long as the deadline allows.
         if time.monotonic() + needed > deadline:
             return Refusal(budgets[short - 1] if 0 < short <= len(budgets) else budgets[0], needed)
         time.sleep(needed)
+
+
+def refusal(budgets: list[Budget], *, wait: float = 0.0) -> Refusal | None:
+    """`reserve`'s refusal, None when the call was granted (counted from now on)."""
+    reserved = reserve(budgets, wait=wait)
+    return reserved if isinstance(reserved, Refusal) else None
 
 
 def acquire_all(budgets: list[Budget], *, wait: float = 0.0) -> Budget | None:

@@ -150,23 +150,30 @@ class KiteAdapter(BrokerAdapter):
     def sends_orders_through_egress(self) -> bool:
         return self._order_client is not self._client
 
-    def _spend_budget(self, category: str, *, wait: bool = True) -> None:
+    def _spend_budget(self, category: str, *, wait: bool = True) -> ratelimit.Grant:
         """One call from the app's limit for `category` and, for an order call, from its Kite user's (a second's
         and a minute's): all or none, waiting up to THOR_KITE_RATE_WAIT (or not at all)."""
         budgets = kite_limits.call_budgets(self.app_id, category, self.broker_user_id)
-        refused = ratelimit.refusal(budgets, wait=settings.THOR_KITE_RATE_WAIT if wait else 0)
-        if refused is None:
-            return
-        message = kite_limits.user_refusal(refused.budget, self.broker_user_id)
+        reserved = ratelimit.reserve(budgets, wait=settings.THOR_KITE_RATE_WAIT if wait else 0)
+        if isinstance(reserved, ratelimit.Grant):
+            return reserved
+        message = kite_limits.user_refusal(reserved.budget, self.broker_user_id)
         if message is not None:
             raise BrokerError(
-                message, code=BrokerErrorCode.ORDER_RATE_LIMITED, permanent=True, retry_after=refused.retry_after
+                message, code=BrokerErrorCode.ORDER_RATE_LIMITED, permanent=True, retry_after=reserved.retry_after
             )
-        raise BrokerError("Kite rate budget spent.", code=BrokerErrorCode.RATE_LIMITED, retry_after=refused.retry_after)
+        raise BrokerError(
+            "Kite rate budget spent.", code=BrokerErrorCode.RATE_LIMITED, retry_after=reserved.retry_after
+        )
 
     def _call(self, category: str, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        self._spend_budget(category)
-        return self._send(method, *args, **kwargs)
+        grant = self._spend_budget(category)
+        try:
+            return self._send(method, *args, **kwargs)
+        finally:
+            if category == "orders":
+                # Counted from Kite's answer: Kite received it by then (kite_limits).
+                grant.settle()
 
     def _send(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """The call, its budget spent, with Kite's and the transport's errors as BrokerErrors."""

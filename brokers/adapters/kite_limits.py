@@ -7,10 +7,10 @@ From Kite Connect's rate-limit documentation and its forum's answers (2025-26):
 - 25 modifications of one order: then it must be cancelled and placed again (MODIFICATIONS_PER_ORDER).
 
 Each limit is a thor.ratelimit window ("at most N in any T seconds"), so no second or minute of Kite's ever
-holds more than its count. The user's are counted over a little longer than Kite's (TRANSIT_MARGIN): two calls
-need not take equally long to reach Kite (an egress proxy, the internet), and one sent the moment Thor's window
-frees up could otherwise land inside Kite's. Kite also caps a user at 5,000 orders a day; Thor leaves that one
-to Kite.
+holds more than its count. An order call is counted from when Kite answered it (ratelimit.Grant.settle), not
+from when it was sent: two calls need not take equally long to reach Kite (a first call opens its connection,
+through an egress proxy), and a call counted from its sending could land inside Kite's window. Kite also caps a
+user at 5,000 orders a day; Thor leaves that one to Kite.
 """
 
 from thor import ratelimit
@@ -19,16 +19,14 @@ RATE_LIMITS = {"quote": 1.0, "orders": 10.0, "other": 10.0}
 USER_ORDER_RATE = 10.0
 USER_ORDERS_A_MINUTE = 400.0
 MODIFICATIONS_PER_ORDER = 25
-# Seconds added to each of the user's windows: more than two order calls' transit times can differ.
-TRANSIT_MARGIN = 0.1
 
 
 def user_order_budget(broker_user_id: str) -> ratelimit.Budget:
-    return ratelimit.Budget(f"kite:user:{broker_user_id}:orders", USER_ORDER_RATE, per=1 + TRANSIT_MARGIN)
+    return ratelimit.Budget(f"kite:user:{broker_user_id}:orders", USER_ORDER_RATE)
 
 
 def user_order_minute_budget(broker_user_id: str) -> ratelimit.Budget:
-    return ratelimit.Budget(f"kite:user:{broker_user_id}:orders-minute", USER_ORDERS_A_MINUTE, per=60 + TRANSIT_MARGIN)
+    return ratelimit.Budget(f"kite:user:{broker_user_id}:orders-minute", USER_ORDERS_A_MINUTE, per=60)
 
 
 def app_budget(app_id: int, category: str) -> ratelimit.Budget:

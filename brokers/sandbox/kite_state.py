@@ -32,6 +32,7 @@ from .kite_models import (
     input_error,
     seed_account,
 )
+from .kite_order_rate import OrderRate
 from .kite_quotes import allowed_band, kite_quote
 from .kite_sessions import IST, KiteSessions, kite_time
 from .market import KITE_EXCHANGES, Instrument, Market, load_json_fixture
@@ -82,6 +83,7 @@ class KiteState:
             self.logins.reset()
             # Open and trigger-pending orders by id, so matching on every call skips finished orders.
             self._resting: dict[str, KiteOrder] = {}
+            self.order_rate = OrderRate()
 
     # --- apps and login (brokers.sandbox.kite_sessions) -------------------------------------
 
@@ -186,6 +188,7 @@ class KiteState:
     # --- orders ---------------------------------------------------------------------------
 
     def place_order(self, session: Session, variety: str, params: Mapping[str, str]) -> str:
+        self.order_rate.admit(session.user_id)
         instrument, terms = self._order_checked(variety, params)
         refusal = above_freeze_error(instrument, terms["quantity"])
         if refusal is not None:
@@ -198,6 +201,7 @@ class KiteState:
     ) -> dict:
         """Kite's autoslice (kite_autoslice): the parent's id and each slice's order id or error; `rejected`
         (1-based slice numbers, with messages) answer errors, as a slice the OMS refused."""
+        self.order_rate.admit(session.user_id)
         instrument, terms = self._order_checked(variety, params)
         sizes = slice_sizes(instrument, terms["quantity"])
         with self._lock:
@@ -259,6 +263,7 @@ class KiteState:
         return order_id
 
     def modify_order(self, session: Session, variety: str, order_id: str, params: Mapping[str, str]) -> str:
+        self.order_rate.admit(session.user_id)
         if variety not in VARIETIES:
             raise input_error("Invalid `variety`.")
         with self._lock:
@@ -281,6 +286,7 @@ class KiteState:
             return order_id
 
     def cancel_order(self, session: Session, variety: str, order_id: str) -> str:
+        self.order_rate.admit(session.user_id)
         if variety not in VARIETIES:
             raise input_error("Invalid `variety`.")
         with self._lock:

@@ -2,6 +2,8 @@
 prices cross, modify and cancel, validation and market protection, and postbacks."""
 
 import hashlib
+import time
+from collections import deque
 
 import pytest
 import requests
@@ -108,6 +110,8 @@ def test_an_order_is_modified_twenty_five_times_and_the_next_is_a_network_except
     pin(sandbox, {"NSE:ITC": 430.0})
     order_id = place(kite, tradingsymbol="ITC", order_type="LIMIT", price=400.0, quantity=1)
     for step in range(25):
+        if step % 9 == 8:
+            sandbox.state.kite.order_rate.forget("AB1234")  # a second later, without waiting it out
         kite.modify_order("regular", order_id, price=400.0 - step / 2)
 
     with pytest.raises(kite_exceptions.NetworkException, match="Maximum allowed order modifications exceeded"):
@@ -354,3 +358,33 @@ def test_an_algo_id_longer_than_kite_takes_is_refused(sandbox):
 
     with pytest.raises(kite_exceptions.InputException, match="algo_id"):
         place(kite, algo_id="x" * 21)
+
+
+# --- a user's order rate ------------------------------------------------------------------------
+
+
+def test_an_eleventh_order_call_in_a_second_is_kites_429_and_not_taken(sandbox):
+    kite = kite_session(sandbox)
+    pin(sandbox, {"NSE:ITC": 430.0})
+    order_id = place(kite, tradingsymbol="ITC", order_type="LIMIT", price=400.0, quantity=1)
+    for step in range(9):  # place, modify and cancel count alike
+        kite.modify_order("regular", order_id, price=399.0 - step)
+
+    with pytest.raises(kite_exceptions.NetworkException, match="Too many requests") as refused:
+        kite.cancel_order("regular", order_id)
+
+    assert refused.value.code == 429
+    assert kite.order_history(order_id)[-1]["status"] == "OPEN"  # reads are not order calls
+
+
+def test_four_hundred_order_calls_a_minute_then_kites_429(sandbox):
+    kite = kite_session(sandbox)
+    pin(sandbox, {"NSE:ITC": 430.0})
+    rate = sandbox.state.kite.order_rate
+    # 399 calls of the last minute, as the user's other apps made them, each out of its own second.
+    with rate._lock:
+        rate._calls["AB1234"] = deque(time.monotonic() - 50 + index / 10 for index in range(399))
+    place(kite, tradingsymbol="ITC", order_type="LIMIT", price=400.0, quantity=1)
+
+    with pytest.raises(kite_exceptions.NetworkException, match="Too many requests"):
+        place(kite, tradingsymbol="ITC", order_type="LIMIT", price=400.0, quantity=1)

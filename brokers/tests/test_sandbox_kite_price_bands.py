@@ -7,7 +7,7 @@ from kiteconnect import exceptions as kite_exceptions
 
 from brokers.tests import kite_sandbox_calls
 from brokers.tests.kite_sandbox_calls import kite_session, pin, place
-from market.tests.fixtures import NIFTY_OPTION
+from market.tests.fixtures import NIFTY_LOT, NIFTY_OPTION
 
 pytestmark = pytest.mark.e2e
 
@@ -15,8 +15,9 @@ pytestmark = pytest.mark.e2e
 postback_receiver = kite_sandbox_calls.postback_receiver
 latency_waits = kite_sandbox_calls.latency_waits
 sandbox = kite_sandbox_calls.sandbox
+fresh_sandbox = kite_sandbox_calls.fresh_sandbox
 
-OPTION = {"exchange": "NFO", "tradingsymbol": NIFTY_OPTION, "quantity": 75, "product": "NRML"}
+OPTION = {"exchange": "NFO", "tradingsymbol": NIFTY_OPTION, "quantity": NIFTY_LOT, "product": "NRML"}
 
 
 def limit(kite, price, **overrides):

@@ -74,6 +74,29 @@ class TestSlidingWindow:
         assert [ratelimit.acquire(bucket, rate=10) for _ in range(11)] == [True] * 10 + [False]
 
 
+class TestSettledCalls:
+    """A call counted from when it was over (Grant.settle): the broker received it by then."""
+
+    def test_a_settled_call_counts_from_when_it_settled(self, backend, bucket, time_passes):
+        grant = ratelimit.reserve([ratelimit.Budget(bucket, 1, 1)])
+        time_passes(0.6)
+        grant.settle()
+        time_passes(0.6)  # 1.2 s after it was granted, 0.6 s after it was over
+
+        assert ratelimit.acquire(bucket, rate=1) is False
+        time_passes(0.5)
+        assert ratelimit.acquire(bucket, rate=1) is True
+
+    def test_settling_a_call_that_left_the_window_brings_nothing_back(self, backend, bucket, time_passes):
+        grant = ratelimit.reserve([ratelimit.Budget(bucket, 1, 1)])
+        time_passes(1.5)
+        assert ratelimit.acquire(bucket, rate=1) is True
+
+        grant.settle()
+
+        assert ratelimit.tokens_left([ratelimit.Budget(bucket, 1, 1)]) == [0]
+
+
 class TestNoWindowHoldsMoreThanTheRate:
     """The broker counts its own windows, wherever they fall: no `per` seconds may hold more than `rate` grants,
     and a call is refused only when `rate` grants lie in the `per` seconds before it (nothing stricter)."""
