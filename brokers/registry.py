@@ -51,6 +51,12 @@ def keeps_client_order_id(kind: str) -> bool:
     return adapter is None or adapter.keeps_client_order_id
 
 
+def modifications_per_order(kind: str) -> int | None:
+    """How many times this broker lets one order be modified (None: no limit, or paper)."""
+    adapter = ADAPTERS.get(kind)
+    return None if adapter is None else adapter.modifications_per_order
+
+
 # The rate limits each broker's adapter spends, per app (read by brokers.health).
 RATE_BUDGETS: dict[str, Callable[[int], list[Budget]]] = {
     BrokerKind.KITE: kite_limits.rate_budgets,

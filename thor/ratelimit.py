@@ -215,18 +215,12 @@ def refusal(budgets: list[Budget], *, wait: float = 0.0) -> Refusal | None:
     return reserved if isinstance(reserved, Refusal) else None
 
 
-def acquire_all(budgets: list[Budget], *, wait: float = 0.0) -> Budget | None:
-    """`refusal`'s budget: None when the call was granted."""
-    refused = refusal(budgets, wait=wait)
-    return None if refused is None else refused.budget
-
-
 def acquire(bucket: str, *, rate: float, per: float = 1.0, wait: float = 0.0) -> bool:
     """Grant one call from `bucket` (at most `rate` in any `per` seconds).
 
     Waits up to `wait` seconds for room; False when there was none in time.
     """
-    return acquire_all([Budget(bucket, rate, per)], wait=wait) is None
+    return refusal([Budget(bucket, rate, per)], wait=wait) is None
 
 
 def refill(bucket: str) -> None:

@@ -23,7 +23,7 @@ from accounts.price_bands import band_quote, price_band_check
 from accounts.slicing import children_load
 from brokers.adapters.errors import BrokerError
 from brokers.adapters.types import OrderRequest
-from brokers.registry import ADAPTERS
+from brokers.registry import modifications_per_order
 from thor.errors import ApplicationError
 from thor.money import quantity as quantity_text
 
@@ -58,8 +58,7 @@ def _not_sliced_check(order: Order) -> None:
 def _modifications_left_check(*, account: TradingAccount, order: Order) -> None:
     """A broker that caps the modifications of one order (Kite: 25) refuses the next with an error that reads as
     an outage: Thor says what it is before sending anything."""
-    adapter = ADAPTERS.get(account.connection.app.kind) if account.connection else None
-    limit = adapter.modifications_per_order if adapter else None
+    limit = modifications_per_order(account.connection.app.kind) if account.connection else None
     if limit is not None and order.events.filter(kind="modified").count() >= limit:
         raise ApplicationError(
             f"This order has been modified {limit} times, the most the broker allows: cancel it and place a new one.",

@@ -26,13 +26,12 @@ from .kite_models import (
     DEMO_USERS,
     KiteAccount,
     KiteApp,
-    KiteError,
     KiteOrder,
     Session,
     input_error,
     seed_account,
 )
-from .kite_order_rate import OrderRate
+from .kite_order_limits import OrderRate, modification_check
 from .kite_quotes import allowed_band, kite_quote
 from .kite_sessions import IST, KiteSessions, kite_time
 from .market import KITE_EXCHANGES, Instrument, Market, load_json_fixture
@@ -48,8 +47,6 @@ POSTBACK_STATUSES = ("OPEN", "TRIGGER PENDING", "COMPLETE", "CANCELLED", "REJECT
 MAX_QUOTE_INSTRUMENTS = {"quote": 500, "ohlc": 1000, "ltp": 1000}
 MAX_TAG_LENGTH = 20
 MAX_ALGO_ID_LENGTH = 20
-# Kite lets one order be modified 25 times; the 26th is refused as a NetworkException (its forum, 2021-23).
-MODIFICATIONS_PER_ORDER = 25
 
 
 class KiteState:
@@ -272,8 +269,7 @@ class KiteState:
             current = order.current
             if current["status"] not in RESTING_STATUSES:
                 raise input_error(f"Order cannot be modified as it is {current['status']}.")
-            if sum(entry["status"] == "MODIFIED" for entry in order.history) >= MODIFICATIONS_PER_ORDER:
-                raise KiteError(400, "NetworkException", "Maximum allowed order modifications exceeded.")
+            modification_check(order.history)
             terms = order_terms(params, defaults=current)
             instrument = self.market.find(f"{current['exchange']}:{current['tradingsymbol']}")
             if instrument is not None:

@@ -151,7 +151,7 @@ class TestSeveralBucketsAtOnce:
     def test_one_token_from_each(self, backend, bucket):
         budgets = [ratelimit.Budget(bucket, rate=5, per=60), ratelimit.Budget(f"{bucket}-user", rate=10, per=60)]
 
-        assert ratelimit.acquire_all(budgets) is None
+        assert ratelimit.refusal(budgets) is None
 
         assert ratelimit.tokens_left(budgets) == [4, 9]
 
@@ -159,7 +159,7 @@ class TestSeveralBucketsAtOnce:
         app, user = ratelimit.Budget(bucket, rate=5, per=60), ratelimit.Budget(f"{bucket}-user", rate=1, per=60)
         assert ratelimit.acquire(user.bucket, rate=1, per=60)
 
-        assert ratelimit.acquire_all([app, user]) is user
+        assert ratelimit.refusal([app, user]).budget is user
 
         assert ratelimit.tokens_left([app])[0] == 5.0
 
@@ -169,7 +169,7 @@ class TestSeveralBucketsAtOnce:
         for _ in range(10):
             ratelimit.acquire(fast.bucket, rate=10)
 
-        assert ratelimit.acquire_all([fast, slow], wait=0.5) is slow
+        assert ratelimit.refusal([fast, slow], wait=0.5).budget is slow
         assert sleeps == []  # a minute's wait does not fit in half a second: refused at once
 
 

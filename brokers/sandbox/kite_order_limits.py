@@ -1,7 +1,11 @@
-"""Kite's limits on a user's order calls, as Kite enforces them: at most 10 in any second and 400 in any minute
-per Kite user, whatever app sends them (place, modify and cancel alike). A call over either is answered 429
-"Too many requests" (a NetworkException) and not taken. The sandbox counts on its own clock, as Kite does on
-its: Thor's limits (brokers.adapters.kite_limits) must keep a user under these however the calls travel."""
+"""Kite's limits on a user's order calls, as Kite enforces them.
+
+- At most 10 in any second and 400 in any minute per Kite user, whatever app sends them (place, modify and
+  cancel alike). A call over either is answered 429 "Too many requests" (a NetworkException) and not taken. The
+  sandbox counts on its own clock, as Kite does on its: Thor's limits (brokers.adapters.kite_limits) must keep a
+  user under these however the calls travel.
+- 25 modifications of one order; the 26th is refused as a NetworkException (Kite's forum, 2021-23).
+"""
 
 import threading
 import time
@@ -10,6 +14,13 @@ from collections import deque
 from .kite_models import KiteError
 
 WINDOWS = ((10, 1.0), (400, 60.0))  # (calls, seconds)
+MODIFICATIONS_PER_ORDER = 25
+
+
+def modification_check(history: list[dict]) -> None:
+    """Raise Kite's refusal when the order (its status history) has been modified as often as Kite allows."""
+    if sum(entry["status"] == "MODIFIED" for entry in history) >= MODIFICATIONS_PER_ORDER:
+        raise KiteError(400, "NetworkException", "Maximum allowed order modifications exceeded.")
 
 
 class OrderRate:
