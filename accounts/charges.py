@@ -246,12 +246,14 @@ def fill_charges(
     side: str,
     quantity: Decimal,
     price: Decimal,
+    multiplier: int = 1,
     exercise: bool = False,
     squared_off: bool = False,
     on: date | None = None,
 ) -> Charges:
     """The charges of one executed order (`quantity` at `price`) on a paper account in `currency`, traded on day
-    `on` (today, IST, when None).
+    `on` (today, IST, when None). Its value is quantity x price x `multiplier` (a contract whose quantity is lots:
+    brokers.contract_multipliers); FINRA's TAF counts shares (the quantity).
 
     `exercise`: an option position closed at expiry at its intrinsic value (accounts.paper_expiry): only the
     exercise STT is due, on the long side (which closes by selling); futures settle with no charges.
@@ -260,7 +262,7 @@ def fill_charges(
     if not charges_enabled():
         return Charges(currency=currency, components={})
     schedule = tenant_schedule(tenant, on=on)
-    value = quantity * price
+    value = quantity * price * multiplier
     selling = side == "SELL"
     if currency == "USD":
         if not schedule.usd_enabled:

@@ -8,7 +8,13 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 from rest_framework import status
 
-from accounts.market_data import EXCHANGES, Instrument, instrument_get
+from accounts.market_data import (
+    EXCHANGES,
+    Instrument,
+    contract_multiplier,
+    instrument_get,
+    unknown_multiplier_message,
+)
 from accounts.models import Order, TradingAccount
 from accounts.paper import MARKET_TYPES, market_fill_price, to_tick
 from accounts.paper_depth import Book
@@ -162,6 +168,16 @@ def currency_check(*, account: TradingAccount, request: OrderRequest) -> None:
                 ]
             }
         )
+
+
+def contract_size_check(*, account: TradingAccount, request: OrderRequest) -> None:
+    """A paper account values an order and its position at quantity x price x the contract's multiplier
+    (brokers.contract_multipliers): a contract whose multiplier Thor does not know is refused, naming it."""
+    if (
+        account.mode == TradingAccount.Mode.PAPER
+        and contract_multiplier(exchange=request.exchange, symbol=request.symbol) is None
+    ):
+        raise ValidationError({"tradingsymbol": [unknown_multiplier_message(request.exchange, request.symbol)]})
 
 
 def book_value_price(
@@ -361,7 +377,10 @@ def tenant_limits_check(
     if tenant.max_order_value is not None:
         if price is None:
             raise ValidationError({"tradingsymbol": ["No market price available to value this order."]})
-        value = request.quantity * price
+        multiplier = contract_multiplier(exchange=request.exchange, symbol=request.symbol)
+        if multiplier is None:
+            raise ValidationError({"tradingsymbol": [unknown_multiplier_message(request.exchange, request.symbol)]})
+        value = request.quantity * price * multiplier
         if value > tenant.max_order_value:
             raise ValidationError(
                 {"quantity": [f"Order value {value:.2f} exceeds the limit of {tenant.max_order_value}."]}

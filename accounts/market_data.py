@@ -97,6 +97,9 @@ class Instrument:
     tradable: bool = True
     # The master's kind: EQ, FUT, CE, PE ("" where the master does not list the symbol).
     instrument_type: str = ""
+    # Price units one unit of quantity is worth (brokers.contract_multipliers): value = quantity x price x this.
+    # None where the master does not know it (an MCX contract missing from the table): paper refuses it.
+    multiplier: int | None = 1
 
     @property
     def rules(self) -> ExchangeRules:
@@ -144,7 +147,22 @@ def instrument_get(*, exchange: str, symbol: str, account: TradingAccount | None
             expired=listed.expired,
             tradable=listed.tradable or listed.expired,
             instrument_type=listed.instrument_type,
+            multiplier=listed.multiplier,
         )
     if rules.lists_every_symbol:
         return None
     return Instrument(exchange=exchange, symbol=symbol, tick_size=rules.default_tick, lot_size=1)
+
+
+def contract_multiplier(*, exchange: str, symbol: str) -> int | None:
+    """What one unit of quantity of EXCHANGE:SYMBOL is worth in price units (brokers.contract_multipliers): 1 for
+    what the master does not list (a US symbol), None for a listed contract whose multiplier Thor does not know."""
+    instrument = instrument_get(exchange=exchange, symbol=symbol)
+    return instrument.multiplier if instrument is not None else 1
+
+
+def unknown_multiplier_message(exchange: str, symbol: str) -> str:
+    return (
+        f"{exchange}:{symbol}: Thor does not know this contract's size (its multiplier), so a paper account cannot "
+        f"value it; trade it on a live account."
+    )

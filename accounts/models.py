@@ -298,6 +298,10 @@ class PaperPosition(models.Model):
     quantity = models.DecimalField(max_digits=18, decimal_places=4, default=Decimal("0"))
     average_price = models.DecimalField(max_digits=18, decimal_places=4, default=Decimal("0"))
     realised_pnl = models.DecimalField(max_digits=18, decimal_places=2, default=Decimal("0.00"))
+    # The contract's multiplier when the position opened (brokers.contract_multipliers: 100 for a GOLD future,
+    # whose quantity is lots priced per 10 g): every amount of it is quantity x price x multiplier. Kept on the
+    # row, so a position keeps the terms its cash moved at.
+    multiplier = models.PositiveIntegerField(default=1)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from accounts.account_locks import account_lock
 from accounts.audit import account_event_record
-from accounts.market_data import instrument_get
+from accounts.market_data import contract_multiplier, instrument_get, unknown_multiplier_message
 from accounts.models import Order, PaperPosition, TradingAccount
 from accounts.paper_buying_power import (
     RESERVE_PRICE,
@@ -85,7 +85,15 @@ def _fill(
     position, _ = PaperPosition.objects.get_or_create(
         account=account, exchange=order.exchange, symbol=order.symbol, product=order.product
     )
-    charges = fill_charges_due(account=account, order=order, quantity=quantity, price=price)
+    if not position.quantity:
+        # A position opens on its contract's terms and keeps them (an MCX lot is 100 price units of GOLD).
+        multiplier = contract_multiplier(exchange=order.exchange, symbol=order.symbol)
+        if multiplier is None:
+            _refuse(order=order, message=unknown_multiplier_message(order.exchange, order.symbol), actor=actor)
+            return False
+        position.multiplier = multiplier
+    multiplier = position.multiplier
+    charges = fill_charges_due(account=account, order=order, quantity=quantity, price=price, multiplier=multiplier)
     if order.side == Order.Side.BUY:
         # Short proceeds sit in cash but are owed back: a buy is paid from buying power (beyond what it covers,
         # and what buying back costs above what the short's exposure holds for it), its charges as well. The
@@ -96,9 +104,10 @@ def _fill(
         excess = buyback_excess(
             quantity=quantity - opening, price=price, mark=marks[(order.exchange, order.symbol)], rate=rate
         )
-        needed = (opening * price + excess).quantize(CENT, rounding=ROUNDING) + charges.total
+        needed = ((opening * price + excess) * multiplier).quantize(CENT, rounding=ROUNDING) + charges.total
         available = paper_buying_power(account=account, marks=marks, exclude_order_id=order.pk)
-        if needed > available or fill_cost(quantity=quantity, price=price) + charges.total > account.cash:
+        cost = fill_cost(quantity=quantity, price=price, multiplier=multiplier)
+        if needed > available or cost + charges.total > account.cash:
             _refuse(
                 order=order, message=f"Insufficient funds at fill: needs {needed}, available {available}.", actor=actor
             )

@@ -15,7 +15,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import F, Sum
 
 from accounts.charges import charges_enabled
-from accounts.market_data import instrument_get
+from accounts.market_data import Instrument, instrument_get
 from accounts.models import Order, TradingAccount
 from accounts.paper_fills import fill_charges_due, order_charges
 from thor.money import CENT, ROUNDING
@@ -73,12 +73,17 @@ def buyback_excess(*, quantity: Decimal, price: Decimal, mark: Decimal | None, r
     return quantity * max(price - mark * (1 + rate), Decimal("0"))
 
 
-def _instrument_type(order, instrument_types: dict) -> str:
-    key = (order.exchange, order.symbol)
-    if key not in instrument_types:
-        instrument = instrument_get(exchange=order.exchange, symbol=order.symbol)
-        instrument_types[key] = instrument.instrument_type if instrument else ""
-    return instrument_types[key]
+Contract = tuple[str, int]  # an instrument's type (for the charges) and its multiplier
+
+
+def _contract(exchange: str, symbol: str, contracts: dict) -> Contract:
+    """The instrument's type and multiplier (brokers.contract_multipliers), read once into `contracts`: one whose
+    multiplier Thor does not know reserves at 1 (a paper order on it is refused, accounts.checks)."""
+    key = (exchange, symbol)
+    if key not in contracts:
+        instrument: Instrument | None = instrument_get(exchange=exchange, symbol=symbol)
+        contracts[key] = (instrument.instrument_type, instrument.multiplier or 1) if instrument else ("", 1)
+    return contracts[key]
 
 
 def _side_reserve(
@@ -88,7 +93,7 @@ def _side_reserve(
     held: Decimal,
     rate: Decimal,
     mark: Decimal | None,
-    instrument_types: dict,
+    contracts: dict,
 ) -> Decimal:
     """What one instrument's resting orders on one side (`orders`: (order, sort id, unfilled, price, floor))
     reserve: buys their cost beyond the short `held` (negative) they buy back (and what buying it back costs beyond what
@@ -103,14 +108,16 @@ def _side_reserve(
     its limit, or what a market order rests at; a new one's accounts.checks.sell_fill_floor): a short sold
     below the mark is marked at the mark, its proceeds (mark - floor) x quantity short of what buying it back
     there costs, a loss paid from buying power the moment it fills. A new order (not placed yet: an
-    OrderRequest) may be among them, for the check."""
+    OrderRequest) may be among them, for the check. Every amount is in money: quantity x price x the contract's
+    multiplier (`contracts`)."""
     if not orders:
         return Decimal("0")
+    instrument_type, multiplier = _contract(orders[0][0].exchange, orders[0][0].symbol, contracts)
     buying = orders[0][0].side == Order.Side.BUY
     cover = -held if buying else held
     uncovered = _uncovered([entry[1:4] for entry in orders], cover)
     charged = charges_enabled()
-    reserved = Decimal("0")
+    reserved = charges_reserved = Decimal("0")
     for (order, _, unfilled, price, floor), short in zip(orders, uncovered, strict=True):
         if not buying and mark is not None:
             price = max(price, mark)
@@ -124,14 +131,15 @@ def _side_reserve(
         if charged and price > 0 and charged_quantity > 0:
             # A resting order's rest is charged with its fills so far as one executed order; a new one on its own.
             charges = fill_charges_due if isinstance(order, Order) else order_charges
-            reserved += charges(
+            charges_reserved += charges(
                 account=account,
                 order=order,
                 quantity=charged_quantity,
                 price=price,
-                instrument_type=_instrument_type(order, instrument_types),
+                multiplier=multiplier,
+                instrument_type=instrument_type,
             ).total
-    return reserved
+    return reserved * multiplier + charges_reserved
 
 
 def _grouped(account: TradingAccount, *, exclude_order_id: int | None) -> dict:
@@ -162,7 +170,7 @@ class PaperCommitments:
     positions: list  # the account's positions
     held: dict  # (exchange, symbol, product) -> the position's quantity
     rates: dict  # product -> its margin rate, for every product an order rests or a position is held on
-    instrument_types: dict  # (exchange, symbol) -> instrument type, for the charges
+    contracts: dict  # (exchange, symbol) -> (instrument type, multiplier) of what an order rests on (`_contract`)
 
     @property
     def instruments(self) -> set[tuple[str, str]]:
@@ -178,7 +186,7 @@ class PaperCommitments:
                 held=self.held.get((exchange, symbol, product), Decimal("0")),
                 rate=self.rates[product],
                 mark=(marks or {}).get((exchange, symbol)),
-                instrument_types=self.instrument_types,
+                contracts=self.contracts,
             )
         return reserved.quantize(CENT, rounding=ROUNDING)
 
@@ -189,7 +197,7 @@ class PaperCommitments:
         for position in self.positions:
             if position.quantity < 0:
                 mark = (marks or {}).get((position.exchange, position.symbol)) or position.average_price
-                exposure += -position.quantity * mark * (1 + self.rates[position.product])
+                exposure += -position.quantity * mark * (1 + self.rates[position.product]) * position.multiplier
         return exposure.quantize(CENT, rounding=ROUNDING)
 
     def utilised(self, marks=None) -> Decimal:
@@ -197,15 +205,14 @@ class PaperCommitments:
 
 
 def paper_commitments(*, account: TradingAccount, exclude_order_id: int | None = None) -> PaperCommitments:
-    """The account's resting orders (but `exclude_order_id`) and positions, with the margin rates and instrument types
-    their reckoning needs, read now (two queries)."""
+    """The account's resting orders (but `exclude_order_id`) and positions, with the margin rates and contracts
+    their reckoning needs, read now (two queries; the contracts from the master's cache)."""
     groups = _grouped(account, exclude_order_id=exclude_order_id)
     positions = list(account.paper_positions.all())
     tenant = account.user.tenant
-    instrument_types: dict[tuple[str, str], str] = {}
-    if charges_enabled():
-        for orders in groups.values():
-            _instrument_type(orders[0][0], instrument_types)
+    contracts: dict[tuple[str, str], Contract] = {}
+    for exchange, symbol, _, _ in groups:
+        _contract(exchange, symbol, contracts)
     products = {product for _, _, product, _ in groups} | {position.product for position in positions}
     return PaperCommitments(
         account=account,
@@ -213,7 +220,7 @@ def paper_commitments(*, account: TradingAccount, exclude_order_id: int | None =
         positions=positions,
         held={(p.exchange, p.symbol, p.product): p.quantity for p in positions},
         rates={product: margin_rate(tenant=tenant, product=product) for product in products},
-        instrument_types=instrument_types,
+        contracts=contracts,
     )
 
 
@@ -299,7 +306,7 @@ def paper_buying_power_check(
         "held": commitments.held.get((request.exchange, request.symbol, request.product), Decimal("0")),
         "rate": margin_rate(tenant=account.user.tenant, product=request.product),
         "mark": marks.get((request.exchange, request.symbol)),
-        "instrument_types": commitments.instrument_types,
+        "contracts": commitments.contracts,
     }
     needed = _side_reserve(orders=resting + new, **reckoning) - _side_reserve(orders=resting, **reckoning)
     needed = needed.quantize(CENT, rounding=ROUNDING)

@@ -106,7 +106,13 @@ def position_close(
     )
     order_event_record(order=order, kind="placed")
     charges = order_charges(
-        account=account, order=order, price=price, exercise=exercise, squared_off=squared_off, on=on
+        account=account,
+        order=order,
+        price=price,
+        multiplier=position.multiplier,
+        exercise=exercise,
+        squared_off=squared_off,
+        on=on,
     )
     fill_apply(
         account=account, order=order, position=position, price=price, charges=charges, kind=kind, message=message

@@ -21,7 +21,8 @@ FILL_KINDS = ("filled", "squared_off", "settled")
 
 
 def position_apply(position: PaperPosition, *, side: str, quantity: Decimal, price: Decimal) -> None:
-    """The position after `quantity` at `price`: a larger one averages its price, a smaller one realises P&L."""
+    """The position after `quantity` at `price`: a larger one averages its price, a smaller one realises P&L (in
+    money: the position's multiplier times the price difference)."""
     signed = quantity if side == Order.Side.BUY else -quantity
     held = position.quantity
     if held == 0 or (held > 0) == (signed > 0):
@@ -31,7 +32,7 @@ def position_apply(position: PaperPosition, *, side: str, quantity: Decimal, pri
     else:
         closed = min(quantity, abs(held))
         direction = 1 if held > 0 else -1
-        position.realised_pnl += (closed * (price - position.average_price) * direction).quantize(
+        position.realised_pnl += (closed * (price - position.average_price) * direction * position.multiplier).quantize(
             CENT, rounding=ROUNDING
         )
         if quantity > abs(held):
@@ -46,6 +47,7 @@ def order_charges(
     account: TradingAccount,
     order: Order | OrderRequest,
     price: Decimal,
+    multiplier: int,
     quantity: Decimal | None = None,
     exercise: bool = False,
     instrument_type: str | None = None,
@@ -53,8 +55,10 @@ def order_charges(
     on: date | None = None,
 ) -> Charges:
     """What `quantity` of the order (the whole order when None) at `price` costs on this account as one executed
-    order (accounts.charges); `order` may be a request not placed yet (the pre-trade check). `instrument_type`: the
-    order's instrument's, when the caller knows it already. `on`: the trade day whose rates apply (today when None)."""
+    order (accounts.charges), each unit of quantity worth `multiplier` times the price (the position's or the
+    contract's: brokers.contract_multipliers); `order` may be a request not placed yet (the pre-trade check).
+    `instrument_type`: the order's instrument's, when the caller knows it already. `on`: the trade day whose rates
+    apply (today when None)."""
     if instrument_type is None:
         instrument = instrument_get(exchange=order.exchange, symbol=order.symbol)
         instrument_type = instrument.instrument_type if instrument else ""
@@ -67,6 +71,7 @@ def order_charges(
         side=order.side,
         quantity=order.quantity if quantity is None else quantity,
         price=price,
+        multiplier=multiplier,
         exercise=exercise,
         squared_off=squared_off,
         on=on,
@@ -82,7 +87,13 @@ def average_after(order: Order, *, quantity: Decimal, price: Decimal) -> Decimal
 
 
 def fill_charges_due(
-    *, account: TradingAccount, order: Order, quantity: Decimal, price: Decimal, instrument_type: str | None = None
+    *,
+    account: TradingAccount,
+    order: Order,
+    quantity: Decimal,
+    price: Decimal,
+    multiplier: int,
+    instrument_type: str | None = None,
 ) -> Charges:
     """What a fill of `quantity` at `price` adds to the order's charges.
 
@@ -91,13 +102,19 @@ def fill_charges_due(
     cost, component by component (never below zero: the averages are kept to 4 decimals)."""
     if not order.filled_quantity or order.average_price is None:
         return order_charges(
-            account=account, order=order, price=price, quantity=quantity, instrument_type=instrument_type
+            account=account,
+            order=order,
+            price=price,
+            quantity=quantity,
+            multiplier=multiplier,
+            instrument_type=instrument_type,
         )
     together = order_charges(
         account=account,
         order=order,
         quantity=order.filled_quantity + quantity,
         price=average_after(order, quantity=quantity, price=price),
+        multiplier=multiplier,
         instrument_type=instrument_type,
     )
     so_far = order_charges(
@@ -105,6 +122,7 @@ def fill_charges_due(
         order=order,
         quantity=order.filled_quantity,
         price=order.average_price,
+        multiplier=multiplier,
         instrument_type=instrument_type,
     )
     return Charges(
@@ -116,8 +134,9 @@ def fill_charges_due(
     )
 
 
-def fill_cost(*, quantity: Decimal, price: Decimal) -> Decimal:
-    return (quantity * price).quantize(CENT, rounding=ROUNDING)
+def fill_cost(*, quantity: Decimal, price: Decimal, multiplier: int) -> Decimal:
+    """What `quantity` at `price` pays or brings, each unit of quantity `multiplier` price units."""
+    return (quantity * price * multiplier).quantize(CENT, rounding=ROUNDING)
 
 
 def fill_apply(
@@ -141,7 +160,7 @@ def fill_apply(
     before = order_state(order)
     position_apply(position, side=order.side, quantity=quantity, price=price)
     position.save()
-    cost = fill_cost(quantity=quantity, price=price)
+    cost = fill_cost(quantity=quantity, price=price, multiplier=position.multiplier)
     account.cash += (-cost if order.side == Order.Side.BUY else cost) - charges.total
     account.save(update_fields=["cash", "updated_at"])
     order.average_price = average_after(order, quantity=quantity, price=price)

@@ -134,8 +134,12 @@ def _market_price(instrument: Instrument, *, prices: Prices, ticks: dict[Instrum
 
 
 def paper_position_at(position: PaperPosition, last_price: Decimal) -> Position:
-    """A paper position valued at `last_price`: for REST, and at each tick for the sockets (accounts.pnl)."""
-    unrealised = ((last_price - position.average_price) * position.quantity).quantize(CENT, rounding=ROUNDING)
+    """A paper position valued at `last_price`: for REST, and at each tick for the sockets (accounts.pnl). Its
+    amounts are quantity x price x its multiplier (an MCX or currency contract's: brokers.contract_multipliers)."""
+    multiplier = position.multiplier
+    unrealised = ((last_price - position.average_price) * position.quantity * multiplier).quantize(
+        CENT, rounding=ROUNDING
+    )
     return Position(
         symbol=position.symbol,
         exchange=position.exchange,
@@ -147,14 +151,14 @@ def paper_position_at(position: PaperPosition, last_price: Decimal) -> Position:
         unrealised_pnl=unrealised,
         # Paper keeps no previous close: the day's P&L is everything since the position opened.
         day_pnl=position.realised_pnl + unrealised,
-        value=(position.quantity * last_price).quantize(CENT, rounding=ROUNDING),
+        value=(position.quantity * last_price * multiplier).quantize(CENT, rounding=ROUNDING),
     )
 
 
 def paper_funds_at(*, account: TradingAccount, utilised: Decimal, valued, charges_today: Decimal) -> Funds:
     """A paper account's funds with `utilised` tied up and its positions valued as `valued` says ((position,
     price) pairs): for REST, and at each tick for the sockets (accounts.pnl)."""
-    market_value = sum((p.quantity * price for p, price in valued), Decimal("0"))
+    market_value = sum((p.quantity * price * p.multiplier for p, price in valued), Decimal("0"))
     available = account.cash - utilised
     return Funds(
         currency=account.currency,

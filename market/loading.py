@@ -19,6 +19,7 @@ from django.db import connection, transaction
 from django.db.models import Field
 from django.utils import timezone
 
+from brokers.contract_multipliers import contract_multiplier
 from brokers.freeze_limits import freeze_quantity
 from market.caches import instruments_flush
 from market.models import Instrument
@@ -100,7 +101,7 @@ def _values(row: Mapping, source: str, today: date) -> tuple:
         max(lot_size, 1),
         _decimal(row.get("tick_size")),
         freeze_quantity(exchange=exchange, name=name) if derivative else None,
-        1,
+        contract_multiplier(exchange=exchange, name=name, lot_size=max(lot_size, 1)),
         CURRENCIES.get(exchange, "INR"),
         # An index has a price, but no order can be placed on it.
         not expired and segment != "INDICES",

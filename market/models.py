@@ -28,8 +28,9 @@ class Instrument(models.Model):
     tick_size = models.DecimalField(max_digits=10, decimal_places=4, default=0)
     # The exchange's largest quantity in one order (index derivatives); None where there is none.
     freeze_quantity = models.PositiveIntegerField(null=True, blank=True)
-    # Units of the underlying per unit of quantity (Kite's dump states none: 1).
-    multiplier = models.PositiveIntegerField(default=1)
+    # Price units one unit of quantity is worth (value = quantity x price x multiplier): 1 but on MCX and the
+    # currency segments, where a quantity is lots (brokers.contract_multipliers); None where Thor does not know it.
+    multiplier = models.PositiveIntegerField(null=True, blank=True, default=1)
     currency = models.CharField(max_length=3)
     tradable = models.BooleanField(default=True)
     expired = models.BooleanField(default=False)

@@ -19,6 +19,7 @@ from accounts.account_locks import account_lock
 from accounts.audit import order_event_record
 from accounts.checks import (
     active_user_check,
+    contract_size_check,
     currency_check,
     order_request_check,
     order_value_price,
@@ -140,6 +141,7 @@ def pre_trade_check(
     is its pass's (a batch's earlier legs have taken from it), else its quote's whole book; `slices` the
     slices it fills as. A modified order fills its unfilled rest. A live order is valued without the book."""
     currency_check(account=account, request=request)
+    contract_size_check(account=account, request=request)
     last_price = prices.get((request.exchange, request.symbol))
     book = None
     if account.mode == TradingAccount.Mode.PAPER:

@@ -39,7 +39,7 @@ def holds_infy(sandbox, live):
     """AB1234 at the sandbox holds 10 INFY bought at 1400 and nothing else; INFY is pinned at 1500 (`live`)."""
     positions = sandbox.state.kite.accounts["AB1234"].positions
     position = find_or_open_position(
-        [], {"exchange": "NSE", "tradingsymbol": "INFY", "product": "CNC", "instrument_token": INFY}
+        [], {"exchange": "NSE", "tradingsymbol": "INFY", "product": "CNC", "instrument_token": INFY}, multiplier=1
     )
     add_fill_to_position(position, 10, 1400.0)
     positions["net"], positions["day"] = [position], []

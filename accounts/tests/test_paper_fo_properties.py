@@ -24,19 +24,23 @@ from accounts.tests.test_paper_valuation import assert_refused_for_the_market
 from brokers.adapters.types import OrderRequest
 from identity.tests.factories import UserFactory
 from market.models import Instrument
-from market.tests.fixtures import NIFTY_FUTURE, NIFTY_LOT, NIFTY_OPTION
+from market.tests.fixtures import GOLD_FUTURE, GOLD_MULTIPLIER, NIFTY_FUTURE, NIFTY_LOT, NIFTY_OPTION
 
 pytestmark = pytest.mark.django_db
 D = Decimal
 IST = ZoneInfo("Asia/Kolkata")
 START = D("50000000.00")
 TICK = D("0.05")
-# (exchange, symbol, lot, products, lowest price): a cash equity, the NIFTY future, one of its options.
+# (exchange, symbol, lot, products, lowest price, tick): a cash equity, the NIFTY future, one of its options, and
+# MCX's GOLD future, whose quantity is lots worth GOLD_MULTIPLIER times its price (MULTIPLIERS: the contract's
+# terms as the exchange states them, not read from Thor).
 INSTRUMENTS = (
-    ("NSE", "INFY", 1, ("CNC", "MIS"), D("500")),
-    ("NFO", NIFTY_FUTURE, NIFTY_LOT, ("NRML", "MIS"), D("20000")),
-    ("NFO", NIFTY_OPTION, NIFTY_LOT, ("NRML", "MIS"), TICK),
+    ("NSE", "INFY", 1, ("CNC", "MIS"), D("500"), TICK),
+    ("NFO", NIFTY_FUTURE, NIFTY_LOT, ("NRML", "MIS"), D("20000"), TICK),
+    ("NFO", NIFTY_OPTION, NIFTY_LOT, ("NRML", "MIS"), TICK, TICK),
+    ("MCX", GOLD_FUTURE, 1, ("NRML", "MIS"), D("70000"), D("1")),
 )
+MULTIPLIERS = {("MCX", GOLD_FUTURE): GOLD_MULTIPLIER}
 FAULTS = ("none", "none", "none", "no_price", "crash")
 
 
@@ -54,8 +58,18 @@ def funded_account(tenant) -> TradingAccount:
 
 def equity_at(account: TradingAccount, marks: dict) -> D:
     account.refresh_from_db()
-    held = sum((p.quantity * marks[(p.exchange, p.symbol)] for p in account.paper_positions.all()), D("0"))
+    held = sum(
+        (
+            p.quantity * marks[(p.exchange, p.symbol)] * multiplier(p.exchange, p.symbol)
+            for p in account.paper_positions.all()
+        ),
+        D("0"),
+    )
     return account.cash + held
+
+
+def multiplier(exchange: str, symbol: str) -> int:
+    return MULTIPLIERS.get((exchange, symbol), 1)
 
 
 def charged(account: TradingAccount) -> D:
@@ -92,10 +106,10 @@ def test_fills_move_cash_plus_positions_at_market_by_their_charges_alone(
 ):
     settings.THOR_PAPER_CHARGES = {"enabled": True, "tenants": {}}
     account = funded_account(tenant)
-    marks = {(exchange, symbol): lowest for exchange, symbol, _, _, lowest in INSTRUMENTS}
+    marks = {(exchange, symbol): lowest for exchange, symbol, _, _, lowest, _ in INSTRUMENTS}
     for index, side, lots, product, ticks, fault in sequence:
-        exchange, symbol, lot, products, lowest = INSTRUMENTS[index]
-        price = lowest + ticks * TICK
+        exchange, symbol, lot, products, lowest, tick = INSTRUMENTS[index]
+        price = lowest + ticks * tick
         marks[(exchange, symbol)] = price
         fixed_prices[f"{exchange}:{symbol}"] = str(price)
         if fault == "no_price":
@@ -118,6 +132,8 @@ def test_fills_move_cash_plus_positions_at_market_by_their_charges_alone(
             assert_refused_for_the_market(error)  # and nothing may have changed
         fixed_prices[f"{exchange}:{symbol}"] = str(price)
         after, charges_after = equity_at(account, marks), charged(account)
+        if exchange == "MCX" and account.paper_positions.filter(symbol=symbol).exclude(quantity=0).exists():
+            event("a GOLD lot held")
 
         assert before - after == charges_after - charges_before >= 0
         assert account.cash >= 0
@@ -127,20 +143,27 @@ def test_fills_move_cash_plus_positions_at_market_by_their_charges_alone(
     # What the positions say agrees: realised plus unrealised P&L, less the charges, is what was made.
     positions = list(account.paper_positions.all())
     pnl = sum(
-        (p.realised_pnl + (marks[(p.exchange, p.symbol)] - p.average_price) * p.quantity for p in positions), D(0)
+        (
+            p.realised_pnl
+            + (marks[(p.exchange, p.symbol)] - p.average_price) * p.quantity * multiplier(p.exchange, p.symbol)
+            for p in positions
+        ),
+        D(0),
     )
     # Average prices are kept to 4 decimals and each close realises to the cent: a bounded residue per fill.
-    residue = D("0.01") * account.orders.count() + D("0.0001") * sum((abs(p.quantity) for p in positions), D(0))
+    residue = D("0.01") * account.orders.count() + D("0.0001") * sum(
+        (abs(p.quantity) * multiplier(p.exchange, p.symbol) for p in positions), D(0)
+    )
     assert abs((equity_at(account, marks) - START) - (pnl - charged(account))) <= residue
 
 
-def book_entry(mark: D, asks, bids) -> dict:
+def book_entry(mark: D, asks, bids, tick: D = TICK) -> dict:
     """A fixed-table entry with a book around `mark`: (ticks away, quantity) levels; hostile ones (quantities of
     zero or below, prices at or below zero) among them."""
     return {
         "last_price": str(mark),
-        "asks": [[str(mark + ticks * TICK), quantity] for ticks, quantity in asks],
-        "bids": [[str(mark - ticks * TICK), quantity] for ticks, quantity in bids],
+        "asks": [[str(mark + ticks * tick), quantity] for ticks, quantity in asks],
+        "bids": [[str(mark - ticks * tick), quantity] for ticks, quantity in bids],
     }
 
 
@@ -151,8 +174,9 @@ def fill_flows(account: TradingAccount, *, after_id: int, marks: dict) -> D:
     for row in OrderEvent.objects.filter(order__account=account, kind="filled", pk__gt=after_id):
         fill, order = row.broker_response["fill"], row.order
         quantity, price = D(fill["quantity"]), D(fill["price"])
-        sign = 1 if order.side == "BUY" else -1
-        moved += sign * (quantity * marks[(order.exchange, order.symbol)] - (quantity * price).quantize(D("0.01")))
+        sign, units = (1 if order.side == "BUY" else -1), multiplier(order.exchange, order.symbol)
+        mark = marks[(order.exchange, order.symbol)]
+        moved += sign * (quantity * mark * units - (quantity * price * units).quantize(D("0.01")))
     return moved
 
 
@@ -189,13 +213,13 @@ def test_fills_from_the_book_move_cash_plus_positions_by_their_prices_and_charge
     exceeds its quantity nor goes down; each position is the net of its orders' fills."""
     settings.THOR_PAPER_CHARGES = {"enabled": True, "tenants": {}}
     account = funded_account(tenant)
-    marks = {(exchange, symbol): lowest for exchange, symbol, _, _, lowest in INSTRUMENTS}
+    marks = {(exchange, symbol): lowest for exchange, symbol, _, _, lowest, _ in INSTRUMENTS}
     filled_before: dict[int, D] = {}
     for index, side, lots, kind, offset, validity, ticks, asks, bids, fault in sequence:
-        exchange, symbol, lot, products, lowest = INSTRUMENTS[index]
-        mark = lowest + ticks * TICK
+        exchange, symbol, lot, products, lowest, tick = INSTRUMENTS[index]
+        mark = lowest + ticks * tick
         marks[(exchange, symbol)] = mark
-        fixed_prices[f"{exchange}:{symbol}"] = book_entry(mark, asks, bids)
+        fixed_prices[f"{exchange}:{symbol}"] = book_entry(mark, asks, bids, tick)
         if fault == "no_price":
             del fixed_prices[f"{exchange}:{symbol}"]
         before, charges_before, event_before = equity_at(account, marks), charged(account), last_event_id()
@@ -206,7 +230,7 @@ def test_fills_from_the_book_move_cash_plus_positions_by_their_prices_and_charge
             quantity=D(lots * lot),
             order_type="LIMIT" if kind == "LIMIT" else "MARKET",
             product=products[0],
-            price=mark + offset * TICK if kind == "LIMIT" else None,
+            price=mark + offset * tick if kind == "LIMIT" else None,
             validity=validity,
         )
         crash = mock.patch("accounts.paper_fills.order_event_record", side_effect=Crash)
@@ -233,6 +257,8 @@ def test_fills_from_the_book_move_cash_plus_positions_by_their_prices_and_charge
             filled_before[order_id] = filled
             if 0 < filled < quantity:
                 event("an order partly filled")
+        if OrderEvent.objects.filter(pk__gt=event_before, kind="filled", order__exchange="MCX").exists():
+            event("a GOLD lot filled")
         if OrderEvent.objects.filter(pk__gt=event_before, kind="filled", broker_response__fill__depth__1__isnull=False):
             event("a fill across levels")
 

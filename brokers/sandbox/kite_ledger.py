@@ -116,7 +116,7 @@ def margin_segment(exchange: str) -> str:
     return "commodity" if exchange in COMMODITY_EXCHANGES else "equity"
 
 
-def find_or_open_position(positions: list[dict], order: dict) -> dict:
+def find_or_open_position(positions: list[dict], order: dict, *, multiplier: int) -> dict:
     for position in positions:
         if (position["exchange"], position["tradingsymbol"], position["product"]) == (
             order["exchange"],
@@ -130,7 +130,7 @@ def find_or_open_position(positions: list[dict], order: dict) -> dict:
         exchange=order["exchange"],
         instrument_token=order["instrument_token"],
         product=order["product"],
-        multiplier=1,
+        multiplier=multiplier,
     )
     positions.append(position)
     return position

@@ -310,7 +310,7 @@ class KiteState:
         if record["transaction_type"] != "BUY":
             return None
         unit_price = record["price"] or record["trigger_price"] or self.market.price(instrument)
-        required = unit_price * record["quantity"]
+        required = unit_price * record["quantity"] * instrument.multiplier
         available = account.margins[margin_segment(instrument.exchange)]["net"]
         if required <= available:
             return None
@@ -370,10 +370,12 @@ class KiteState:
         )
         signed_quantity = quantity if current["transaction_type"] == "BUY" else -quantity
         for bucket in ("net", "day"):
-            position = find_or_open_position(account.positions[bucket], current)
+            position = find_or_open_position(account.positions[bucket], current, multiplier=instrument.multiplier)
             add_fill_to_position(position, signed_quantity, price)
             mark_to_market(position, price)
-        charge_margins(account.margins[margin_segment(instrument.exchange)], signed_quantity * price)
+        charge_margins(
+            account.margins[margin_segment(instrument.exchange)], signed_quantity * price * instrument.multiplier
+        )
 
     def _transition(self, order: KiteOrder, status: str, **changes) -> None:
         record = {**copy.deepcopy(order.current), **changes, "status": status}

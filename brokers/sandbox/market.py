@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 
+from brokers.contract_multipliers import contract_multiplier
 from brokers.freeze_limits import freeze_quantity
 
 from .option_chain import IST, OptionChainBook
@@ -55,6 +56,9 @@ class Instrument:
     # The exchange's freeze quantity (the largest one order may carry): index derivatives only, from the
     # table Thor's instrument master uses (brokers.freeze_limits), as Kite's OMS knows it from the exchange.
     freeze_quantity: int | None = None
+    # Price units one quantity is worth (brokers.contract_multipliers: an MCX lot of GOLD is 100 of its price
+    # units), as Kite's positions report it; 1 where the table does not know it.
+    multiplier: int = 1
 
     @property
     def key(self) -> str:
@@ -110,6 +114,10 @@ class InstrumentCatalogue:
                 tick_size=float(row["tick_size"] or 0) or 0.05,
                 lot_size=int(row["lot_size"] or 1),
                 freeze_quantity=freeze_quantity(exchange=row["exchange"], name=row["name"]) if row["expiry"] else None,
+                multiplier=contract_multiplier(
+                    exchange=row["exchange"], name=row["name"], lot_size=int(row["lot_size"] or 1)
+                )
+                or 1,
             )
             by_key[instrument.key] = instrument
         for key, token, price in _fixture_prices():
@@ -123,6 +131,7 @@ class InstrumentCatalogue:
                 tick_size=known.tick_size if known else 0.05,
                 lot_size=known.lot_size if known else 1,
                 freeze_quantity=known.freeze_quantity if known else None,
+                multiplier=known.multiplier if known else 1,
             )
         return list(by_key.values())
 

@@ -28,12 +28,33 @@ EXPIRED_OPTION = "BANKNIFTY18JAN23500CE"
 NIFTY_INDEX = "NIFTY 50"
 NIFTY_LOT, NIFTY_FREEZE = 65, 1800  # NSE's since January 2026: the freeze is no whole number of lots
 NIFTY_SLICE = NIFTY_FREEZE // NIFTY_LOT * NIFTY_LOT  # the most one order may carry: 27 lots, 1,755
+# MCX: a quantity is lots (lot size 1 in Kite's dump), a GOLD lot is a kilogram priced per 10 g (multiplier 100);
+# KAPAS is an MCX contract brokers.contract_multipliers does not list (its multiplier is not known).
+GOLD_FUTURE, GOLD_MULTIPLIER = f"GOLD{_MONTH}FUT", 100
+UNSIZED_FUTURE = f"KAPAS{_MONTH}FUT"
+
+
+def _mcx_future(token: int, symbol: str, name: str, price: str) -> dict[str, str]:
+    return {
+        "instrument_token": str(token),
+        "exchange_token": str(token // 256),
+        "tradingsymbol": symbol,
+        "name": name,
+        "last_price": price,
+        "expiry": _NEXT_MONTH.isoformat(),
+        "strike": "0.0",
+        "tick_size": "1.0",
+        "lot_size": "1",
+        "instrument_type": "FUT",
+        "segment": "MCX-FUT",
+        "exchange": "MCX",
+    }
 
 
 @functools.cache
 def small_dump_csv() -> str:
     """Today's NIFTY/BANKNIFTY futures, one expiry's NIFTY options near the money, the indices, the
-    sandbox's equities and the 2018 mocks' NFO contracts (expired): Kite's columns."""
+    sandbox's equities, the 2018 mocks' NFO contracts (expired) and two MCX futures: Kite's columns."""
     chain = OptionChainBook(_TODAY).csv_rows()
     rows = [
         row
@@ -48,6 +69,10 @@ def small_dump_csv() -> str:
     ]
     rows += read_csv_fixture("sandbox_instruments.csv")
     rows += [row for row in read_csv_fixture("instruments_all.csv") if row["exchange"] == "NFO"]
+    rows += [
+        _mcx_future(0x7000_0107, GOLD_FUTURE, "GOLD", "76000.0"),
+        _mcx_future(0x7000_0207, UNSIZED_FUTURE, "KAPAS", "1500.0"),
+    ]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
     writer.writeheader()

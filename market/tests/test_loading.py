@@ -65,6 +65,24 @@ def test_the_exchanges_freeze_quantity_is_applied_to_index_derivatives_only():
     assert stored("INFY26DECFUT").freeze_quantity is None
 
 
+def test_a_contract_whose_quantity_is_lots_stores_its_multiplier_and_an_unlisted_one_none():
+    mcx = {"exchange": "MCX", "segment": "MCX-FUT", "lot_size": "1", "tick_size": "1.0"}
+    instruments_load(
+        rows=[
+            dump_row("GOLD26DECFUT", name="GOLD", **mcx),
+            dump_row("KAPAS26DECFUT", name="KAPAS", **mcx),
+            dump_row("USDINR26DECFUT", name="USDINR", exchange="CDS", segment="CDS-FUT", lot_size="1"),
+            dump_row("NIFTY26DECFUT"),
+        ],
+        today=TODAY,
+    )
+
+    assert stored("GOLD26DECFUT").multiplier == 100  # a kilogram, priced per 10 g
+    assert stored("USDINR26DECFUT").multiplier == 1000
+    assert stored("KAPAS26DECFUT").multiplier is None  # not in brokers.contract_multipliers: paper refuses it
+    assert stored("NIFTY26DECFUT").multiplier == 1  # NFO's quantity is units
+
+
 def test_an_index_is_listed_but_not_tradable():
     instruments_load(rows=[equity_row("NIFTY 50", segment="INDICES", tick_size="0.0", lot_size="0")], today=TODAY)
 
