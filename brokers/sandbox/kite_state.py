@@ -20,7 +20,6 @@ from .kite_ledger import (
     new_order_record,
     order_terms,
     price_band_require,
-    require_choice,
 )
 from .kite_models import (
     DEMO_USERS,
@@ -31,22 +30,18 @@ from .kite_models import (
     input_error,
     seed_account,
 )
+from .kite_order_input import new_order_checked, variety_require
 from .kite_order_limits import OrderRate, modification_check
 from .kite_quotes import allowed_band, kite_quote
 from .kite_sessions import IST, KiteSessions, kite_time
-from .market import KITE_EXCHANGES, Instrument, Market, load_json_fixture
+from .market import Instrument, Market, load_json_fixture
 from .state import ClockIds, PostbackSender
 
-VARIETIES = ("regular", "amo", "co", "iceberg", "auction")
-TRANSACTION_TYPES = ("BUY", "SELL")
-PRODUCTS = ("CNC", "NRML", "MIS", "MTF", "CO", "BO")
 MARGIN_SEGMENTS = ("equity", "commodity")
 RESTING_STATUSES = ("OPEN", "TRIGGER PENDING")
 # Intermediate validation states are in the history but, as on Kite, are not posted back.
 POSTBACK_STATUSES = ("OPEN", "TRIGGER PENDING", "COMPLETE", "CANCELLED", "REJECTED")
 MAX_QUOTE_INSTRUMENTS = {"quote": 500, "ohlc": 1000, "ltp": 1000}
-MAX_TAG_LENGTH = 20
-MAX_ALGO_ID_LENGTH = 20
 
 
 class KiteState:
@@ -186,7 +181,7 @@ class KiteState:
 
     def place_order(self, session: Session, variety: str, params: Mapping[str, str]) -> str:
         self.order_rate.admit(session.user_id)
-        instrument, terms = self._order_checked(variety, params)
+        instrument, terms = new_order_checked(self.market, variety, params)
         refusal = above_freeze_error(instrument, terms["quantity"])
         if refusal is not None:
             raise refusal
@@ -199,7 +194,7 @@ class KiteState:
         """Kite's autoslice (kite_autoslice): the parent's id and each slice's order id or error; `rejected`
         (1-based slice numbers, with messages) answer errors, as a slice the OMS refused."""
         self.order_rate.admit(session.user_id)
-        instrument, terms = self._order_checked(variety, params)
+        instrument, terms = new_order_checked(self.market, variety, params)
         sizes = slice_sizes(instrument, terms["quantity"])
         with self._lock:
             parent_id = self._next_id()
@@ -211,25 +206,6 @@ class KiteState:
                 sliced = {**terms, "quantity": size}
                 children.append({"order_id": self._order_enter(session, variety, params, instrument, sliced)})
             return {"order_id": parent_id, "children": children}
-
-    def _order_checked(self, variety: str, params: Mapping[str, str]) -> tuple[Instrument, dict]:
-        if variety not in VARIETIES:
-            raise input_error("Invalid `variety`.")
-        for name in ("exchange", "tradingsymbol", "transaction_type", "quantity", "product", "order_type"):
-            if not params.get(name):
-                raise input_error(f"Missing `{name}`.")
-        require_choice(params, "exchange", KITE_EXCHANGES)
-        require_choice(params, "transaction_type", TRANSACTION_TYPES)
-        require_choice(params, "product", PRODUCTS)
-        terms = order_terms(params, defaults={"validity": "DAY"})
-        for name, limit in (("tag", MAX_TAG_LENGTH), ("algo_id", MAX_ALGO_ID_LENGTH)):
-            if len(params.get(name) or "") > limit:
-                raise input_error(f"`{name}` must be at most {limit} characters.")
-        instrument = self.market.find(f"{params['exchange']}:{params['tradingsymbol']}")
-        if instrument is None:
-            raise input_error("The instrument you are placing an order for has either expired or does not exist.")
-        price_band_require(terms, allowed_band(self.market, instrument))
-        return instrument, terms
 
     def _order_enter(
         self, session: Session, variety: str, params: Mapping[str, str], instrument: Instrument, terms: dict
@@ -261,8 +237,7 @@ class KiteState:
 
     def modify_order(self, session: Session, variety: str, order_id: str, params: Mapping[str, str]) -> str:
         self.order_rate.admit(session.user_id)
-        if variety not in VARIETIES:
-            raise input_error("Invalid `variety`.")
+        variety_require(variety)
         with self._lock:
             account = self.accounts[session.user_id]
             order = self._own_order(session, order_id)
@@ -283,8 +258,7 @@ class KiteState:
 
     def cancel_order(self, session: Session, variety: str, order_id: str) -> str:
         self.order_rate.admit(session.user_id)
-        if variety not in VARIETIES:
-            raise input_error("Invalid `variety`.")
+        variety_require(variety)
         with self._lock:
             order = self._own_order(session, order_id)
             current = order.current
