@@ -10,13 +10,14 @@ settings.THOR_PAPER_CHARGES (a deployment setting, as THOR_PRICE_BANDS: no migra
     }
 
 INR, per executed order (a slice of a sliced order is an order of its own, as at the exchange):
-- brokerage: 0 on equity delivery (CNC); min(20, 0.03% of the value) intraday (MIS), futures and commodity
-  futures; a flat 20 on options (Zerodha charges options per order, not on the premium);
-- STT (CTT on MCX): on the segment's side(s) of the value (options: on the premium sold); options exercised
+- brokerage: 0 on equity delivery (CNC); min(20, 0.03% of the value) intraday (MIS), futures, commodity and
+  currency futures; a flat 20 on options (Zerodha charges options per order, not on the premium);
+- STT (CTT on MCX; none on currency derivatives): on the segment's side(s) of the value (options: on the premium
+  sold); options exercised
   at expiry pay `stt_exercise` on the settlement value (the long side only). The law changes these rates on a
   date: INR_REVISIONS lists each change with the day it took effect, and a fill pays the rates in force on its
   trade day (IST);
-- exchange transaction charges: the segment's rate for the exchange (NSE/NFO, BSE/BFO, MCX);
+- exchange transaction charges: the segment's rate for the exchange (NSE/NFO/CDS, BSE/BFO, MCX);
 - SEBI turnover fees: 10 rupees a crore; stamp duty: the buyer's side only;
 - an intraday position the broker squares off pays its auto square-off charge (Zerodha: 50 rupees an order);
 - GST: 18% of brokerage + exchange charges + SEBI fees + the auto square-off charge.
@@ -109,6 +110,13 @@ INR_SEGMENTS: dict[str, SegmentRates] = {
     "commodity_options": SegmentRates(
         brokerage_flat=D("20"), stt_sell=D("0.0005"), stamp_buy=D("0.00003"), exchange_mcx=D("0.000418"),
     ),
+    # Currency derivatives (CDS) pay no STT; options' charges are on the premium.
+    "currency_futures": SegmentRates(
+        brokerage_rate=D("0.0003"), brokerage_cap=D("20"), stamp_buy=D("0.000001"), exchange_nse=D("0.0000035"),
+    ),
+    "currency_options": SegmentRates(
+        brokerage_flat=D("20"), stamp_buy=D("0.000001"), exchange_nse=D("0.000311"),
+    ),
 }  # fmt: skip
 # Changes by law after INR_SEGMENTS' rates, oldest first: (the first trade day they apply to, segment -> rates).
 INR_REVISIONS: tuple[tuple[date, dict[str, dict[str, str]]], ...] = (
@@ -121,7 +129,13 @@ INR_REVISIONS: tuple[tuple[date, dict[str, dict[str, str]]], ...] = (
 )
 INDIA = ZoneInfo("Asia/Kolkata")
 OPTION_TYPES = ("CE", "PE")
-_EXCHANGE_RATE = {"NSE": "exchange_nse", "NFO": "exchange_nse", "BSE": "exchange_bse", "BFO": "exchange_bse"}
+_EXCHANGE_RATE = {
+    "NSE": "exchange_nse",
+    "NFO": "exchange_nse",
+    "CDS": "exchange_nse",
+    "BSE": "exchange_bse",
+    "BFO": "exchange_bse",
+}
 
 
 @dataclass(frozen=True)
@@ -226,6 +240,8 @@ def inr_segment(*, exchange: str, product: str, instrument_type: str) -> str:
     option = instrument_type in OPTION_TYPES
     if exchange == "MCX":
         return "commodity_options" if option else "commodity_futures"
+    if exchange == "CDS":
+        return "currency_options" if option else "currency_futures"
     if exchange in ("NFO", "BFO"):
         return "options" if option else "futures"
     return "equity_delivery" if product == "CNC" else "equity_intraday"

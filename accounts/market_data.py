@@ -77,6 +77,8 @@ EXCHANGES: dict[str, ExchangeRules] = {
         True,
         us_winter_session_end=time(23, 55),
     ),
+    # NSE's currency derivatives (Kite's CDS): 09:00 to 17:00 IST, quoted to a quarter paisa, quantity in lots.
+    "CDS": ExchangeRules("INR", Decimal("0.0025"), ("NRML", "MIS"), ("MARKET", "LIMIT", "SL"), _IST, time(17, 0), True),
     "NASDAQ": _US_EQUITY,
     "NYSE": _US_EQUITY,
 }

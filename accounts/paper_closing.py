@@ -15,7 +15,9 @@ closed on the next pass, as a broker would refuse it.
 **Expiry.** A derivative past its expiry (the exchange's close on its expiry day, or marked expired by the
 master) is settled: index and stock options at their intrinsic value against the underlying's last price
 (cash-settled: stock derivatives are not delivered on paper), futures at the underlying's last price,
-MCX contracts (no underlying in the price source) at their own last price. Resting orders on the contract
+MCX and currency futures (no underlying in the price source) at their own last price, and their options at their
+intrinsic value against the future they are written on (MCX devolves an option into that future; paper settles
+it in cash at the future's price). Resting orders on the contract
 are cancelled. A contract whose settlement price the source does not give yet is left for the next pass.
 """
 
@@ -30,6 +32,7 @@ from django.utils import timezone
 
 from accounts.account_locks import account_lock
 from accounts.audit import order_event_record
+from accounts.charges import OPTION_TYPES
 from accounts.market_data import EXCHANGES
 from accounts.market_data import instrument_get as rules_instrument_get
 from accounts.models import Order, PaperPosition, TradingAccount
@@ -38,13 +41,14 @@ from accounts.paper_fills import fill_apply, order_charges, status_set
 from accounts.prices import MarketDataUnavailable, price_source
 from identity.models import Tenant
 from market.selectors import instrument_get as master_instrument_get
+from market.selectors import underlying_future
 
 logger = logging.getLogger("accounts.paper_closing")
 
 Key = tuple[str, str]  # (exchange, symbol)
 
 # When each exchange's MIS positions are squared off, in its own time zone (EXCHANGES[...].timezone), as Zerodha
-# does: equity 15:20 and equity and index derivatives 15:25 IST; commodities 25 minutes before the close, which on
+# does: equity 15:20 and equity and index derivatives 15:25 IST, currency derivatives 16:45; commodities 25 minutes before the close, which on
 # MCX moves with the US clock (23:05 IST while New York keeps summer time, 23:30 in its winter); US equities
 # 15:50 ET.
 SQUARE_OFF_TIMES: dict[str, time] = {
@@ -52,12 +56,13 @@ SQUARE_OFF_TIMES: dict[str, time] = {
     "BSE": time(15, 20),
     "NFO": time(15, 25),
     "BFO": time(15, 25),
+    "CDS": time(16, 45),
     "NASDAQ": time(15, 50),
     "NYSE": time(15, 50),
 }
 SQUARE_OFF_BEFORE_CLOSE: dict[str, timedelta] = {"MCX": timedelta(minutes=25)}
 SQUARE_OFF_EXCHANGES = (*SQUARE_OFF_TIMES, *SQUARE_OFF_BEFORE_CLOSE)
-DERIVATIVE_EXCHANGES = ("NFO", "BFO", "MCX")
+DERIVATIVE_EXCHANGES = ("NFO", "BFO", "MCX", "CDS")
 # Index derivatives settle against the index (Kite's `name` of the contract -> the index's listing).
 INDEX_UNDERLYINGS: dict[Key, Key] = {
     ("NFO", "NIFTY"): ("NSE", "NIFTY 50"),
@@ -262,8 +267,19 @@ def _expired_contracts(keys: set[Key], now: datetime) -> dict[Key, tuple[str, De
         listed = master_instrument_get(exchange=exchange, tradingsymbol=symbol)
         if rules is None or listed is None or not rules.expired_at(now):
             continue
-        underlying = underlying_of(exchange=exchange, name=listed.name) or (exchange, symbol)
-        expired[(exchange, symbol)] = (listed.instrument_type, listed.strike, underlying, listed.expiry)
+        underlying = underlying_of(exchange=exchange, name=listed.name)
+        if underlying is None and listed.instrument_type in OPTION_TYPES:
+            future = underlying_future(exchange=exchange, name=listed.name, expiry=listed.expiry or now.date())
+            if future is None:
+                logger.warning("Expiry of %s:%s waits: the master lists no future under it", exchange, symbol)
+                continue
+            underlying = (exchange, future)
+        expired[(exchange, symbol)] = (
+            listed.instrument_type,
+            listed.strike,
+            underlying or (exchange, symbol),
+            listed.expiry,
+        )
     return expired
 
 

@@ -1,7 +1,7 @@
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -29,6 +29,13 @@ def instrument_get(*, exchange: str, tradingsymbol: str) -> Instrument | None:
     found = Instrument.objects.filter(exchange=exchange, tradingsymbol=tradingsymbol).first()
     instrument_remember(key, found)
     return found
+
+
+def underlying_future(*, exchange: str, name: str, expiry: date) -> str | None:
+    """The future an option on `exchange` settles against where no index or stock underlies it (MCX's options on
+    futures, currency options): the same name's future expiring first on or after the option's `expiry`."""
+    futures = Instrument.objects.filter(exchange=exchange, name=name, instrument_type="FUT", expiry__gte=expiry)
+    return futures.order_by("expiry").values_list("tradingsymbol", flat=True).first()
 
 
 @dataclass(frozen=True)

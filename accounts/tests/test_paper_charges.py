@@ -72,6 +72,74 @@ class TestSchedule:
             "gst": D("4.45"),
         }
 
+    def test_a_currency_future_pays_no_stt_and_nses_currency_rate_on_its_lots_value(self, tenant, charged):
+        result = charges(
+            tenant, exchange="CDS", product="NRML", instrument_type="FUT", side="SELL", quantity=D("2"), price=D("84.5")
+        )
+        bought = charges(
+            tenant,
+            exchange="CDS",
+            product="NRML",
+            instrument_type="FUT",
+            quantity=D("2"),
+            price=D("84.5"),
+            multiplier=1000,
+        )
+
+        # Without the multiplier the value is 169 rupees: brokerage 0.03% = 0.05.
+        assert result.components["brokerage"] == D("0.05") and result.components["stt"] == D("0.00")
+        # Two lots of 1,000 dollars, 169,000: brokerage capped at 20, exchange 0.00035% = 0.5915, SEBI 0.169, stamp
+        # 0.0001% = 0.169 on the buy, GST 18% of 20.76.
+        assert bought.components == {
+            "brokerage": D("20.00"),
+            "stt": D("0.00"),
+            "exchange": D("0.59"),
+            "sebi": D("0.17"),
+            "stamp": D("0.17"),
+            "gst": D("3.74"),
+        }
+
+    def test_a_currency_option_pays_flat_brokerage_and_nses_option_rate_on_the_premium(self, tenant, charged):
+        result = charges(
+            tenant,
+            exchange="CDS",
+            product="NRML",
+            instrument_type="CE",
+            side="SELL",
+            quantity=D("10"),
+            price=D("0.25"),
+            multiplier=1000,
+        )
+
+        # Premium 2,500: no STT; exchange 0.0311% = 0.7775; GST 18% of 20 + 0.78 + 0.00 (SEBI 0.0025).
+        assert result.components == {
+            "brokerage": D("20.00"),
+            "stt": D("0.00"),
+            "exchange": D("0.78"),
+            "sebi": D("0.00"),
+            "stamp": D("0.00"),
+            "gst": D("3.74"),
+        }
+
+    def test_an_mcx_lot_pays_on_its_value_times_the_multiplier(self, tenant, charged):
+        result = charges(
+            tenant,
+            exchange="MCX",
+            product="NRML",
+            instrument_type="FUT",
+            side="SELL",
+            quantity=D("1"),
+            price=D("76000"),
+            multiplier=100,
+        )
+
+        # 7,600,000: CTT 0.01% = 760; MCX 0.0021% = 159.60; SEBI 7.60; GST 18% of 187.20.
+        assert (result.components["stt"], result.components["exchange"], result.components["gst"]) == (
+            D("760.00"),
+            D("159.60"),
+            D("33.70"),
+        )
+
     def test_an_exercised_option_pays_only_the_exercise_stt_on_the_long_side(self, tenant, charged):
         option = {"exchange": "NFO", "product": "NRML", "instrument_type": "CE", "quantity": D("75"), "price": D("100")}
 

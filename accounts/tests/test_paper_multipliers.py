@@ -1,4 +1,5 @@
-"""Contracts whose quantity is lots (MCX, currencies): every paper amount is quantity x price x multiplier.
+"""Contracts whose quantity is lots (MCX, NSE's currency segment): every paper amount is quantity x price x
+multiplier.
 
 Kite's dump lists an MCX GOLD future with lot size 1 and a price per 10 grams; one lot is a kilogram, so a
 quantity of 1 at 76,000 is worth 7,600,000 (brokers.contract_multipliers). Valued at quantity x price, a paper
@@ -13,14 +14,16 @@ import pytest
 import time_machine
 
 from accounts.models import TradingAccount
-from accounts.paper_closing import expired_positions_settle
+from accounts.paper_closing import expired_positions_settle, mis_positions_square_off
 from accounts.tests.conftest import place
+from conftest import client_for
 from market.models import Instrument
-from market.tests.fixtures import GOLD_FUTURE, GOLD_MULTIPLIER, UNSIZED_FUTURE
+from market.tests.fixtures import GOLD_CALL, GOLD_FUTURE, GOLD_MULTIPLIER, UNSIZED_FUTURE, USDINR_FUTURE
 
 pytestmark = pytest.mark.django_db
 D = Decimal
 GOLD = f"MCX:{GOLD_FUTURE}"
+IST = ZoneInfo("Asia/Kolkata")
 
 
 @pytest.fixture
@@ -156,7 +159,7 @@ def test_at_expiry_it_settles_at_its_last_price_times_the_multiplier(alice_clien
     assert gold(alice_client).status_code == 201
     fixed_prices[GOLD] = "76200.00"
     expiry = Instrument.objects.get(exchange="MCX", tradingsymbol=GOLD_FUTURE).expiry
-    after_the_close = datetime.combine(expiry + timedelta(days=1), time(1, 0), tzinfo=ZoneInfo("Asia/Kolkata"))
+    after_the_close = datetime.combine(expiry + timedelta(days=1), time(1, 0), tzinfo=IST)
 
     with time_machine.travel(after_the_close, tick=False):
         assert expired_positions_settle() == 1
@@ -165,3 +168,64 @@ def test_at_expiry_it_settles_at_its_last_price_times_the_multiplier(alice_clien
     account.refresh_from_db()
     assert (position.quantity, position.realised_pnl) == (0, D("20000.00"))
     assert account.cash == D("10000000.00") + D("20000.00")
+
+
+def test_an_option_on_the_future_settles_at_its_intrinsic_value_against_the_future(alice_client, account, fixed_prices):
+    """MCX's options are written on its futures: one in the money at expiry is worth the future's price less the
+    strike (paper settles in cash what MCX devolves into the future), times the multiplier."""
+    fixed_prices[f"MCX:{GOLD_CALL}"] = "500.00"
+    bought = place(alice_client, tradingsymbol=GOLD_CALL, exchange="MCX", quantity=1, product="NRML")
+    assert bought.status_code == 201, bought.json()
+    fixed_prices[f"MCX:{GOLD_CALL}"] = "790.00"  # its own last price: not what it settles at
+    fixed_prices[GOLD] = "76800.00"
+    expiry = Instrument.objects.get(exchange="MCX", tradingsymbol=GOLD_CALL).expiry
+
+    with time_machine.travel(datetime.combine(expiry + timedelta(days=1), time(1, 0), tzinfo=IST), tick=False):
+        assert expired_positions_settle() == 1
+
+    position = account.paper_positions.get(symbol=GOLD_CALL)
+    account.refresh_from_db()
+    assert (position.quantity, position.realised_pnl) == (0, D("30000.00"))  # (800 - 500) x 100
+    assert account.cash == D("10000000.00") + D("30000.00")
+
+
+class TestCurrencyFutures:
+    """NSE's currency segment (Kite's CDS): lots of 1,000 dollars quoted in rupees per dollar to a quarter paisa."""
+
+    USDINR = f"CDS:{USDINR_FUTURE}"
+
+    def usdinr(self, client, **overrides):
+        body = {"tradingsymbol": USDINR_FUTURE, "exchange": "CDS", "quantity": 2, "product": "NRML"}
+        return place(client, **(body | overrides))
+
+    def test_two_lots_cost_two_thousand_dollars_in_rupees(self, alice_client, account, fixed_prices):
+        fixed_prices[self.USDINR] = "84.5000"
+
+        assert self.usdinr(alice_client).status_code == 201
+        fixed_prices[self.USDINR] = "84.5125"
+
+        account.refresh_from_db()
+        assert account.cash == D("10000000.00") - D("169000.00")
+        shown = positions(alice_client)[USDINR_FUTURE]
+        assert (shown["unrealised_pnl"], shown["value"]) == ("25.00", "169025.00")
+
+    def test_a_limit_off_the_quarter_paisa_grid_is_refused(self, alice_client, account, fixed_prices):
+        fixed_prices[self.USDINR] = "84.5000"
+
+        response = self.usdinr(alice_client, order_type="LIMIT", price="84.5010")
+
+        assert response.status_code == 400
+        assert response.json()["errors"]["price"] == ["Must be a multiple of the tick size 0.0025."]
+
+    def test_an_intraday_position_is_squared_off_at_a_quarter_to_five(self, alice, account, fixed_prices):
+        fixed_prices[self.USDINR] = "84.5000"
+        day = datetime.now(IST).date()
+        with time_machine.travel(datetime.combine(day, time(10, 0), tzinfo=IST), tick=False):
+            response = self.usdinr(client_for(alice), product="MIS")
+            assert response.status_code == 201, response.json()
+
+        with time_machine.travel(datetime.combine(day, time(16, 44), tzinfo=IST), tick=False):
+            assert mis_positions_square_off() == 0
+        with time_machine.travel(datetime.combine(day, time(16, 46), tzinfo=IST), tick=False):
+            assert mis_positions_square_off() == 1
+        assert account.paper_positions.get(symbol=USDINR_FUTURE, product="MIS").quantity == 0

@@ -9,6 +9,7 @@ month's may expire during a run), NIFTY_OPTION one of its strikes; EXPIRED_OPTIO
 import csv
 import functools
 import io
+from datetime import timedelta
 
 import pytest
 import responses
@@ -30,11 +31,15 @@ NIFTY_LOT, NIFTY_FREEZE = 65, 1800  # NSE's since January 2026: the freeze is no
 NIFTY_SLICE = NIFTY_FREEZE // NIFTY_LOT * NIFTY_LOT  # the most one order may carry: 27 lots, 1,755
 # MCX: a quantity is lots (lot size 1 in Kite's dump), a GOLD lot is a kilogram priced per 10 g (multiplier 100);
 # KAPAS is an MCX contract brokers.contract_multipliers does not list (its multiplier is not known).
+# GOLD_CALL is an option on GOLD_FUTURE, expiring three days before it (as MCX's do).
 GOLD_FUTURE, GOLD_MULTIPLIER = f"GOLD{_MONTH}FUT", 100
+GOLD_CALL = f"GOLD{_MONTH}76000CE"
 UNSIZED_FUTURE = f"KAPAS{_MONTH}FUT"
+# NSE's currency segment (Kite's CDS): a lot of USDINR is 1,000 dollars quoted in rupees per dollar.
+USDINR_FUTURE = f"USDINR{_MONTH}FUT"
 
 
-def _mcx_future(token: int, symbol: str, name: str, price: str) -> dict[str, str]:
+def _lots_contract(token: int, symbol: str, name: str, price: str, **terms: str) -> dict[str, str]:
     return {
         "instrument_token": str(token),
         "exchange_token": str(token // 256),
@@ -48,13 +53,14 @@ def _mcx_future(token: int, symbol: str, name: str, price: str) -> dict[str, str
         "instrument_type": "FUT",
         "segment": "MCX-FUT",
         "exchange": "MCX",
-    }
+    } | terms
 
 
 @functools.cache
 def small_dump_csv() -> str:
     """Today's NIFTY/BANKNIFTY futures, one expiry's NIFTY options near the money, the indices, the
-    sandbox's equities, the 2018 mocks' NFO contracts (expired) and two MCX futures: Kite's columns."""
+    sandbox's equities, the 2018 mocks' NFO contracts (expired), MCX contracts and a currency future: Kite's
+    columns."""
     chain = OptionChainBook(_TODAY).csv_rows()
     rows = [
         row
@@ -70,8 +76,22 @@ def small_dump_csv() -> str:
     rows += read_csv_fixture("sandbox_instruments.csv")
     rows += [row for row in read_csv_fixture("instruments_all.csv") if row["exchange"] == "NFO"]
     rows += [
-        _mcx_future(0x7000_0107, GOLD_FUTURE, "GOLD", "76000.0"),
-        _mcx_future(0x7000_0207, UNSIZED_FUTURE, "KAPAS", "1500.0"),
+        _lots_contract(0x7000_0107, GOLD_FUTURE, "GOLD", "76000.0"),
+        _lots_contract(0x7000_0207, UNSIZED_FUTURE, "KAPAS", "1500.0"),
+        _lots_contract(
+            0x7000_0307,
+            GOLD_CALL,
+            "GOLD",
+            "500.0",
+            expiry=(_NEXT_MONTH - timedelta(days=3)).isoformat(),
+            strike="76000.0",
+            tick_size="0.5",
+            instrument_type="CE",
+            segment="MCX-OPT",
+        ),
+        _lots_contract(
+            0x7000_0103, USDINR_FUTURE, "USDINR", "84.5", tick_size="0.0025", segment="CDS-FUT", exchange="CDS"
+        ),
     ]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
