@@ -6,17 +6,28 @@ quantity of 1 at 76,000 is worth 7,600,000 (brokers.contract_multipliers). Value
 account would pay 76,000 for it and its P&L, margin and charges would be a hundredth of the broker's.
 """
 
+import contextlib
 from datetime import datetime, time, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
+from django.core.exceptions import ValidationError
+from django.db.models import Sum
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
-from accounts.models import TradingAccount
+from accounts.models import Order, OrderEvent, TradingAccount
+from accounts.orders import order_place
+from accounts.paper import paper_orders_match
+from accounts.paper_buying_power import paper_buying_power
 from accounts.paper_closing import expired_positions_settle, mis_positions_square_off
 from accounts.tests.conftest import place
+from accounts.tests.test_paper_valuation import assert_refused_for_the_market, booked, primary
+from brokers.adapters.types import OrderRequest
 from conftest import client_for
+from identity.tests.factories import UserFactory
 from market.models import Instrument
 from market.tests.fixtures import GOLD_CALL, GOLD_FUTURE, GOLD_MULTIPLIER, UNSIZED_FUTURE, USDINR_FUTURE
 
@@ -229,3 +240,92 @@ class TestCurrencyFutures:
         with time_machine.travel(datetime.combine(day, time(16, 46), tzinfo=IST), tick=False):
             assert mis_positions_square_off() == 1
         assert account.paper_positions.get(symbol=USDINR_FUTURE, product="MIS").quantity == 0
+
+
+gold_steps = st.lists(
+    st.tuples(
+        st.sampled_from(["BUY", "BUY", "SELL"]),
+        st.integers(1, 3),  # lots
+        st.sampled_from(["MARKET", "LIMIT", "LIMIT"]),
+        st.integers(-60, 60),  # a limit, in rupees off the mark
+        st.integers(-300, 300),  # the mark, in rupees off 76,000
+        st.lists(st.tuples(st.integers(0, 40), st.integers(-1, 3)), max_size=3),  # depth: (rupees away, lots)
+        st.sampled_from(["MIS", "NRML"]),
+    ),
+    min_size=1,
+    max_size=6,
+)
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])  # examples: the profile (conftest)
+@given(steps=gold_steps, headroom=st.integers(20, 150), charges=st.booleans(), margin=st.sampled_from(["0.1", "1"]))
+def test_a_lot_the_check_lets_through_is_never_refused_at_its_fill_and_the_money_adds_up(
+    tenant, instrument_master, fixed_prices, settings, steps, headroom, charges, margin
+):
+    """GOLD lots bought, sold short and bought back, at the market and at limits that rest and fill at a later
+    matching pass, from books of a few levels, on an account with a fraction of their value to spare: an order the
+    check lets through is never refused at its fill for funds, no order is REJECTED, cash and buying power never go
+    below zero, and cash plus the positions at the mark (quantity x price x 100) moves by exactly what was charged
+    and what the fills paid away from the mark. Every amount was checked at 100 times what a price alone says: a
+    path that forgot the multiplier would let the check through and the fill refuse it, or move the money by a
+    hundredth."""
+    settings.THOR_PAPER_CHARGES = {"enabled": charges, "tenants": {}}
+    tenant.paper_margin_rates = {"MIS": margin, "NRML": margin}
+    tenant.save()
+    account = primary(UserFactory(tenant=tenant))  # a new user each example: order rows are never deleted
+    account.cash = (D("76000") * GOLD_MULTIPLIER * 3 * headroom / 100).quantize(D("0.01"))
+    account.save()
+    start = account.cash
+    for side, lots, order_type, limit_off, mark_off, depth, product in steps:
+        mark = D(76000 + mark_off)
+        fixed_prices[GOLD] = booked(
+            mark,
+            asks=[(mark + away, quantity) for away, quantity in depth],
+            bids=[(mark - away, quantity) for away, quantity in depth],
+        )
+        request = OrderRequest(
+            symbol=GOLD_FUTURE,
+            exchange="MCX",
+            side=side,
+            quantity=D(lots),
+            order_type=order_type,
+            product=product,
+            price=mark + limit_off if order_type == "LIMIT" else None,
+        )
+        with contextlib.suppress(ValidationError):
+            try:
+                order_place(account=account, request=request, idempotency_key=None, fingerprint="", actor=None)
+            except ValidationError as error:
+                assert_refused_for_the_market(error)
+                event("refused before")
+                raise
+        paper_orders_match(account_id=account.pk)
+
+        account.refresh_from_db()
+        refused_at_fill = account.orders.filter(status_message__contains="Insufficient funds at fill")
+        assert not refused_at_fill.exists(), list(refused_at_fill.values("quantity", "status", "status_message"))
+        assert account.cash >= 0
+        assert paper_buying_power(account=account, marks={("MCX", GOLD_FUTURE): mark}) >= 0
+        held = {p.product: p for p in account.paper_positions.filter(symbol=GOLD_FUTURE)}
+        for position in held.values():
+            if position.quantity:
+                event("a GOLD lot held")
+                assert position.multiplier == GOLD_MULTIPLIER
+        # Cash: the start, less the charges, less what the fills paid (each moves cash by its value to the cent).
+        paid = sum(
+            (
+                (D(row.broker_response["fill"]["quantity"]) * D(row.broker_response["fill"]["price"]))
+                * (1 if row.order.side == "BUY" else -1)
+                for row in OrderEvent.objects.filter(order__account=account, kind="filled")
+            ),
+            D(0),
+        )
+        charged = account.orders.filter(children__isnull=True).aggregate(total=Sum("charges"))["total"] or D(0)
+        fills = OrderEvent.objects.filter(order__account=account, kind="filled").count()
+        assert abs(account.cash - (start - paid * GOLD_MULTIPLIER - charged)) <= D("0.01") * fills
+        # Each position is the net of its product's fills.
+        for product in ("MIS", "NRML"):
+            orders = account.orders.filter(children__isnull=True, product=product)
+            net = sum((o.filled_quantity * (1 if o.side == "BUY" else -1) for o in orders), D(0))
+            assert net == (held[product].quantity if product in held else 0)
+    assert not account.orders.filter(status=Order.Status.REJECTED).exists()
