@@ -114,6 +114,43 @@ def test_positions_and_holdings(mocked, schwab):
     )
 
 
+def option_position(**instrument) -> dict:
+    return {
+        "longQuantity": 2.0,
+        "shortQuantity": 0.0,
+        "averagePrice": 4.5,
+        "marketValue": 1020.0,  # 2 contracts at 5.10, 100 shares each
+        "longOpenProfitLoss": 120.0,
+        "instrument": {"assetType": "OPTION", "symbol": "AAPL  261218C00200000", "putCall": "CALL", **instrument},
+    }
+
+
+@pytest.mark.parametrize(
+    ("instrument", "last_price"),
+    [
+        ({"optionMultiplier": 100}, Decimal("5.1000")),
+        ({"optionMultiplier": 10}, Decimal("51.0000")),  # a mini option: 10 shares a contract
+        ({}, Decimal("5.1000")),  # left out: OCC's standard 100
+        ({"optionMultiplier": 0}, Decimal("5.1000")),
+        ({"optionMultiplier": "many"}, Decimal("5.1000")),
+        ({"optionMultiplier": [100]}, Decimal("5.1000")),
+    ],
+)
+def test_an_option_positions_last_price_is_its_market_value_over_the_shares_it_holds(
+    mocked, schwab, instrument, last_price
+):
+    mocked.get(
+        f"{API}/trader/v1/accounts/{HASH}", json={"securitiesAccount": {"positions": [option_position(**instrument)]}}
+    )
+
+    (option,) = schwab.positions()
+
+    # Not 510: Schwab's market value of an option counts each contract's 100 shares.
+    assert (option.quantity, option.last_price, option.value) == (Decimal("2"), last_price, Decimal("1020.00"))
+    assert option.unrealised_pnl == Decimal("120.00")
+    assert schwab.holdings() == []  # an option is no holding
+
+
 def test_an_average_price_schwab_leaves_out_is_not_known_not_zero(mocked, schwab):
     # Schwab's Position schema requires no field.
     position = {

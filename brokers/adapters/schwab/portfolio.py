@@ -88,6 +88,22 @@ def funds_of(account: Mapping[str, Any]) -> Funds:
     )
 
 
+# OCC's standard equity option: 100 shares a contract, for an option whose `optionMultiplier` Schwab leaves out.
+STANDARD_OPTION_MULTIPLIER = Decimal("100")
+
+
+def contract_multiplier(instrument: Mapping[str, Any]) -> Decimal:
+    """Shares one unit of the position's quantity stands for: an option's `optionMultiplier` (Schwab's
+    AccountOption; 100 where it is missing or no positive number), 1 for anything else."""
+    if instrument.get("assetType") != "OPTION":
+        return Decimal("1")
+    try:
+        multiplier = to_decimal(instrument.get("optionMultiplier"))
+    except (ArithmeticError, TypeError, ValueError):
+        return STANDARD_OPTION_MULTIPLIER
+    return multiplier if multiplier.is_finite() and multiplier > 0 else STANDARD_OPTION_MULTIPLIER
+
+
 def positions_of(account: Mapping[str, Any]) -> list[Position]:
     """The positions of a `securitiesAccount` read with `fields=positions`."""
     positions: list[Position] = []
@@ -95,6 +111,7 @@ def positions_of(account: Mapping[str, Any]) -> list[Position]:
         instrument = item.get("instrument") or {}
         quantity = shares(to_decimal(item.get("longQuantity")) - to_decimal(item.get("shortQuantity")))
         value = to_decimal(item.get("marketValue"))
+        units = quantity * contract_multiplier(instrument)
         positions.append(
             Position(
                 symbol=instrument.get("symbol") or "",
@@ -103,8 +120,9 @@ def positions_of(account: Mapping[str, Any]) -> list[Position]:
                 quantity=quantity,
                 # Schwab's Position schema requires no field: an average price it leaves out is not known.
                 average_price=optional_price(item.get("averagePrice")),
-                # Schwab gives no last price on a position: its market value over its quantity.
-                last_price=computed_price(value / quantity) if quantity else Decimal("0.0000"),
+                # Schwab gives no last price on a position: its market value over the shares it holds (an option
+                # contract's market value is its price times its multiplier, 100 shares).
+                last_price=computed_price(value / units) if units else Decimal("0.0000"),
                 realised_pnl=Decimal("0.00"),
                 unrealised_pnl=money(
                     to_decimal(item.get("longOpenProfitLoss")) + to_decimal(item.get("shortOpenProfitLoss"))
