@@ -35,7 +35,7 @@ BROKER_ERROR_RESPONSES = {
     UpstreamErrorCode.ORDER_RATE_LIMITED: (
         429,
         "order_rate_limited",
-        "At most 10 orders a second per broker account (exchange rule): this one was not sent; try again shortly.",
+        "The broker account's order rate is spent: this one was not sent; try again after Retry-After seconds.",
     ),
     UpstreamErrorCode.EGRESS_UNREACHABLE: (
         503,
@@ -107,6 +107,9 @@ def broker_error_body(error: UpstreamError) -> dict:
     if error.code in (UpstreamErrorCode.REJECTED, UpstreamErrorCode.INVALID_INPUT) and error.broker_message:
         # The broker's own words on why an order was refused are for the user; nothing else is.
         detail = f"{detail} {error.broker_message[:200]}"
+    elif error.code == UpstreamErrorCode.ORDER_RATE_LIMITED and error.message:
+        # Thor's own words (brokers.adapters.kite_limits: which limit, a second's or a minute's), never the broker's.
+        detail = f"{detail} {error.message}"
     return error_body(detail, status_code, code)
 
 

@@ -124,6 +124,7 @@ def test_through_the_api_a_spent_budget_answers_429_with_retry_after_and_sends_n
     refused = place(alice_client, account=live.pk, order_type="LIMIT", price="1400.00")
 
     assert refused.status_code == 429 and refused.json()["code"] == "order_rate_limited"
+    assert "10 orders a second per Kite user" in refused.json()["detail"]
     assert 55 < int(refused["Retry-After"]) <= 60  # the minute slow_refill counts over
     assert sandbox_calls(sandbox, PLACE) == 0
     assert not Order.objects.filter(account=live).exclude(status="REJECTED").exists()
@@ -175,6 +176,9 @@ def test_through_the_api_a_spent_minute_answers_429_and_a_minute_later_places(
 
     refused = place(alice_client, account=live.pk, key="minute-1", order_type="LIMIT", price="1400.00")
     assert refused.status_code == 429 and refused.json()["code"] == "order_rate_limited"
+    # It names the limit that refused it: not the second's.
+    assert "400 orders a minute per Kite user" in refused.json()["detail"]
+    assert "a second" not in refused.json()["detail"]
     assert refused["Retry-After"] in ("60", "61") and sandbox_calls(sandbox, PLACE) == 0
     time_passes(60)
 
