@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from accounts.models import OrderEvent, TradingAccount
 from accounts.orders import order_place
 from accounts.paper import paper_orders_match
+from accounts.paper_closing import mis_positions_square_off, square_off_at
 from accounts.tasks import settle_expired_paper_positions
 from accounts.tests.test_paper_valuation import assert_refused_for_the_market
 from brokers.adapters.types import OrderRequest
@@ -333,3 +334,57 @@ def test_every_position_is_closed_by_its_expiry_after_the_settlement_task(
         )
         count = account.orders.filter(symbol=position.symbol, product=position.product).count()
         assert abs(position.realised_pnl - flows) <= D("0.01") * count
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    legs=st.lists(
+        st.tuples(st.integers(0, len(INSTRUMENTS) - 1), st.sampled_from(["BUY", "SELL"]), st.integers(1, 3)),
+        min_size=1,
+        max_size=5,
+    ),
+    minutes_after=st.integers(0, 30),
+    charged_at_all=st.booleans(),
+)
+def test_the_square_off_closes_every_intraday_position_at_the_mark_for_its_charges_and_fee_alone(
+    tenant, instrument_master, fixed_prices, settings, legs, minutes_after, charged_at_all
+):
+    """Intraday positions on every exchange (a GOLD lot among them, worth 100 times its price), closed by the
+    square-off after the latest exchange's time: each is closed by an order of its own at the mark, so cash plus
+    positions at market moves by the closes' charges alone; with charges on, each close pays Zerodha's auto
+    square-off charge (50 rupees) and its GST on top of the order's own charges, and only the closes do."""
+    settings.THOR_PAPER_CHARGES = {"enabled": charged_at_all, "tenants": {}}
+    account = funded_account(tenant)
+    day = datetime.now(IST).date()
+    marks = {}
+    with time_machine.travel(datetime.combine(day, time(10, 0), tzinfo=IST), tick=False):
+        for index, side, lots in legs:
+            exchange, symbol, lot, _, lowest, tick = INSTRUMENTS[index]
+            marks[(exchange, symbol)] = lowest + 100 * tick
+            fixed_prices[f"{exchange}:{symbol}"] = str(marks[(exchange, symbol)])
+            with contextlib.suppress(ValidationError):
+                place(account, exchange=exchange, symbol=symbol, side=side, quantity=lots * lot, product="MIS")
+    held = account.paper_positions.filter(product="MIS").exclude(quantity=0).count()
+    before, charges_before = equity_at(account, marks), charged(account)
+    last_cut = max(square_off_at(exchange=exchange, day=day) for exchange, _ in marks)
+
+    with time_machine.travel(last_cut + timedelta(minutes=minutes_after), tick=False):
+        assert mis_positions_square_off() == held
+        assert mis_positions_square_off() == 0  # run again: nothing more
+
+    assert not account.paper_positions.filter(product="MIS").exclude(quantity=0).exists()
+    closes = list(account.orders.filter(tag="squareoff"))
+    assert len(closes) == held
+    assert before - equity_at(account, marks) == charged(account) - charges_before
+    for close in closes:
+        assert close.status == "COMPLETE" and close.average_price == marks[(close.exchange, close.symbol)]
+        (filled,) = close.events.filter(kind="squared_off")
+        components = filled.broker_response["charges"]
+        if charged_at_all:
+            assert components["auto_square_off"] == "50.00"
+            event("charged a square-off")
+        else:
+            assert components == {"total": "0.00"}
+    assert not OrderEvent.objects.filter(
+        order__account=account, kind="filled", broker_response__charges__has_key="auto_square_off"
+    ).exists()
