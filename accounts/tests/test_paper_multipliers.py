@@ -18,11 +18,12 @@ from django.db.models import Sum
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from accounts.models import Order, OrderEvent, TradingAccount
+from accounts.models import Order, OrderEvent
 from accounts.orders import order_place
 from accounts.paper import paper_orders_match
 from accounts.paper_buying_power import paper_buying_power
 from accounts.paper_closing import expired_positions_settle, mis_positions_square_off
+from accounts.tests import test_paper_fo
 from accounts.tests.conftest import place
 from accounts.tests.test_paper_valuation import assert_refused_for_the_market, booked, primary
 from brokers.adapters.types import OrderRequest
@@ -37,12 +38,8 @@ GOLD = f"MCX:{GOLD_FUTURE}"
 IST = ZoneInfo("Asia/Kolkata")
 
 
-@pytest.fixture
-def account(alice, instrument_master):
-    account = TradingAccount.objects.get(user=alice, is_primary=True)
-    account.cash = D("10000000.00")
-    account.save()
-    return account
+# Alice's primary (INR) paper account with 10,000,000 in cash, the small instrument master loaded.
+account = test_paper_fo.account
 
 
 def gold(client, **overrides):
