@@ -17,7 +17,7 @@ INR, per executed order (a slice of a sliced order is an order of its own, as at
   at expiry pay `stt_exercise` on the settlement value (the long side only). The law changes these rates on a
   date: INR_REVISIONS lists each change with the day it took effect, and a fill pays the rates in force on its
   trade day (IST);
-- exchange transaction charges: the segment's rate for the exchange (NSE/NFO/CDS, BSE/BFO, MCX);
+- exchange transaction charges: the segment's rate for the exchange (NSE/NFO/CDS, BSE/BFO/BCD, MCX);
 - SEBI turnover fees: 10 rupees a crore; stamp duty: the buyer's side only;
 - an intraday position the broker squares off pays its auto square-off charge (Zerodha: 50 rupees an order);
 - GST: 18% of brokerage + exchange charges + SEBI fees + the auto square-off charge.
@@ -113,9 +113,10 @@ INR_SEGMENTS: dict[str, SegmentRates] = {
     # Currency derivatives (CDS) pay no STT; options' charges are on the premium.
     "currency_futures": SegmentRates(
         brokerage_rate=D("0.0003"), brokerage_cap=D("20"), stamp_buy=D("0.000001"), exchange_nse=D("0.0000035"),
+        exchange_bse=D("0.0000045"),
     ),
     "currency_options": SegmentRates(
-        brokerage_flat=D("20"), stamp_buy=D("0.000001"), exchange_nse=D("0.000311"),
+        brokerage_flat=D("20"), stamp_buy=D("0.000001"), exchange_nse=D("0.000311"), exchange_bse=D("0.00001"),
     ),
 }  # fmt: skip
 # Changes by law after INR_SEGMENTS' rates, oldest first: (the first trade day they apply to, segment -> rates).
@@ -135,6 +136,7 @@ _EXCHANGE_RATE = {
     "CDS": "exchange_nse",
     "BSE": "exchange_bse",
     "BFO": "exchange_bse",
+    "BCD": "exchange_bse",
 }
 
 
@@ -240,7 +242,7 @@ def inr_segment(*, exchange: str, product: str, instrument_type: str) -> str:
     option = instrument_type in OPTION_TYPES
     if exchange == "MCX":
         return "commodity_options" if option else "commodity_futures"
-    if exchange == "CDS":
+    if exchange in ("CDS", "BCD"):
         return "currency_options" if option else "currency_futures"
     if exchange in ("NFO", "BFO"):
         return "options" if option else "futures"

@@ -58,6 +58,9 @@ _CASH_EQUITY_IN = ExchangeRules("INR", Decimal("0.05"), ("CNC", "MIS"), ORDER_TY
 _DERIVATIVES_IN = ExchangeRules(
     "INR", Decimal("0.05"), ("NRML", "MIS"), ("MARKET", "LIMIT", "SL"), _IST, time(15, 30), True
 )
+_CURRENCY_DERIVATIVES_IN = ExchangeRules(
+    "INR", Decimal("0.0025"), ("NRML", "MIS"), ("MARKET", "LIMIT", "SL"), _IST, time(17, 0), True
+)
 _US_EQUITY = ExchangeRules(
     "USD", Decimal("0.01"), ("CNC", "MIS"), ORDER_TYPES, _NEW_YORK, time(16, 0), False, ("DAY", "IOC", "GTC")
 )
@@ -77,8 +80,10 @@ EXCHANGES: dict[str, ExchangeRules] = {
         True,
         us_winter_session_end=time(23, 55),
     ),
-    # NSE's currency derivatives (Kite's CDS): 09:00 to 17:00 IST, quoted to a quarter paisa, quantity in lots.
-    "CDS": ExchangeRules("INR", Decimal("0.0025"), ("NRML", "MIS"), ("MARKET", "LIMIT", "SL"), _IST, time(17, 0), True),
+    # Currency derivatives, NSE's (Kite's CDS) and BSE's (BCD): 09:00 to 17:00 IST, quoted to a quarter paisa,
+    # quantity in lots.
+    "CDS": _CURRENCY_DERIVATIVES_IN,
+    "BCD": _CURRENCY_DERIVATIVES_IN,
     "NASDAQ": _US_EQUITY,
     "NYSE": _US_EQUITY,
 }

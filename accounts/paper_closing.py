@@ -57,12 +57,13 @@ SQUARE_OFF_TIMES: dict[str, time] = {
     "NFO": time(15, 25),
     "BFO": time(15, 25),
     "CDS": time(16, 45),
+    "BCD": time(16, 45),
     "NASDAQ": time(15, 50),
     "NYSE": time(15, 50),
 }
 SQUARE_OFF_BEFORE_CLOSE: dict[str, timedelta] = {"MCX": timedelta(minutes=25)}
 SQUARE_OFF_EXCHANGES = (*SQUARE_OFF_TIMES, *SQUARE_OFF_BEFORE_CLOSE)
-DERIVATIVE_EXCHANGES = ("NFO", "BFO", "MCX", "CDS")
+DERIVATIVE_EXCHANGES = ("NFO", "BFO", "MCX", "CDS", "BCD")
 # Index derivatives settle against the index (Kite's `name` of the contract -> the index's listing).
 INDEX_UNDERLYINGS: dict[Key, Key] = {
     ("NFO", "NIFTY"): ("NSE", "NIFTY 50"),

@@ -99,6 +99,31 @@ class TestSchedule:
             "gst": D("3.74"),
         }
 
+    def test_bses_currency_segment_pays_bses_rates(self, tenant, charged):
+        future = charges(
+            tenant,
+            exchange="BCD",
+            product="NRML",
+            instrument_type="FUT",
+            quantity=D("2"),
+            price=D("84.5"),
+            multiplier=1000,
+        )
+        option = charges(
+            tenant,
+            exchange="BCD",
+            product="NRML",
+            instrument_type="PE",
+            side="SELL",
+            quantity=D("10"),
+            price=D("0.25"),
+            multiplier=1000,
+        )
+
+        # 169,000 at BSE's 0.00045% = 0.7605; a premium of 2,500 at its 0.001% = 0.025.
+        assert (future.components["exchange"], future.components["stt"]) == (D("0.76"), D("0.00"))
+        assert (option.components["exchange"], option.components["brokerage"]) == (D("0.03"), D("20.00"))
+
     def test_a_currency_option_pays_flat_brokerage_and_nses_option_rate_on_the_premium(self, tenant, charged):
         result = charges(
             tenant,

@@ -29,6 +29,7 @@ from accounts.tests.test_paper_valuation import assert_refused_for_the_market, b
 from brokers.adapters.types import OrderRequest
 from conftest import client_for
 from identity.tests.factories import UserFactory
+from market.loading import instrument_upsert
 from market.models import Instrument
 from market.tests.fixtures import GOLD_CALL, GOLD_FUTURE, GOLD_MULTIPLIER, UNSIZED_FUTURE, USDINR_FUTURE
 
@@ -326,3 +327,30 @@ def test_a_lot_the_check_lets_through_is_never_refused_at_its_fill_and_the_money
             net = sum((o.filled_quantity * (1 if o.side == "BUY" else -1) for o in orders), D(0))
             assert net == (held[product].quantity if product in held else 0)
     assert not account.orders.filter(status=Order.Status.REJECTED).exists()
+
+
+def test_bses_currency_futures_trade_as_nses_do(alice_client, account, fixed_prices):
+    """BSE's currency segment (Kite's BCD): the same lots of 1,000 dollars; a contract the master lists trades."""
+    instrument_upsert(
+        row={
+            "instrument_token": "123456",
+            "exchange_token": "482",
+            "tradingsymbol": "USDINR26DECFUT",
+            "name": "USDINR",
+            "expiry": (datetime.now(IST).date() + timedelta(days=20)).isoformat(),
+            "strike": "0",
+            "tick_size": "0.0025",
+            "lot_size": "1",
+            "instrument_type": "FUT",
+            "segment": "BCD-FUT",
+            "exchange": "BCD",
+        },
+        source="kite",
+    )
+    fixed_prices["BCD:USDINR26DECFUT"] = "84.5000"
+
+    response = place(alice_client, tradingsymbol="USDINR26DECFUT", exchange="BCD", quantity=1, product="NRML")
+
+    assert response.status_code == 201, response.json()
+    account.refresh_from_db()
+    assert account.cash == D("10000000.00") - D("84500.00")
