@@ -21,13 +21,15 @@ INR, per executed order (a slice of a sliced order is an order of its own, as at
 - SEBI turnover fees: 10 rupees a crore; stamp duty: the buyer's side only;
 - an intraday position the broker squares off pays its auto square-off charge (Zerodha: 50 rupees an order);
 - GST: 18% of brokerage + exchange charges + SEBI fees + the auto square-off charge.
-USD (Schwab: no commission): the SEC fee on the value sold and FINRA's TAF per share sold (capped per trade).
+USD (Schwab: no commission): the SEC fee on the value sold and FINRA's TAF per share sold (capped per trade), at
+the rates in force on the fill's trade day in New York (US_REVISIONS).
 
 Each component is quantized to the currency's cents (paise) with thor.money's rounding, then summed: the
 total is exactly the sum of the parts shown. INR_SEGMENTS holds the rates in force from
 1 October 2024 (the exchanges' uniform charges, STT as the Finance Act 2024 set it); a later change by law goes
 into INR_REVISIONS with its date, so a fill before it keeps the old rate. The USD rates change every fiscal year
-(the SEC resets its rate, sometimes to zero mid-year): an operator sets the current ones in THOR_PAPER_CHARGES.
+(the SEC resets its rate, sometimes to zero mid-year; FINRA's TAF follows a yearly schedule): each change goes into
+US_REVISIONS with its date, and until it is there an operator sets the new rate in THOR_PAPER_CHARGES.
 """
 
 from dataclasses import dataclass, fields, replace
@@ -48,7 +50,9 @@ ZERO = D("0")
 GST = D("0.18")
 SEBI_PER_RUPEE = D("0.000001")  # 10 rupees a crore
 AUTO_SQUARE_OFF = D("50")  # rupees an order the broker squares off (Zerodha's, plus GST)
-SEC_FEE = D("0.0000278")  # the SEC's Section 31 rate: 27.80 dollars per million sold
+# The US fees as they stood in 2024-25 (the SEC's fiscal-2024 rate, 27.80 dollars per million sold; FINRA's TAF);
+# US_REVISIONS changes them from their dates.
+SEC_FEE = D("0.0000278")
 FINRA_TAF_PER_SHARE = D("0.000166")
 FINRA_TAF_CAP = D("8.30")
 # Shares of value are below 1 and amounts are rupees or dollars an order: anything larger is a typo.
@@ -128,7 +132,22 @@ INR_REVISIONS: tuple[tuple[date, dict[str, dict[str, str]]], ...] = (
         {"futures": {"stt_sell": "0.0005"}, "options": {"stt_sell": "0.0015", "stt_exercise": "0.0015"}},
     ),
 )
+# The US regulators' changes after UsRates' defaults, oldest first: (the first trade day, in New York, they apply
+# to; rate -> value). Each rate stays until the next change names it.
+US_REVISIONS: tuple[tuple[date, dict[str, str]], ...] = (
+    # The SEC's Section 31 rate: nothing from 14 May 2025 (its fiscal-2025 collections were complete), then $20.60 a
+    # million from 4 April 2026 (Release 34-104909, the fiscal-2026 order, until the fiscal-2027 one).
+    (date(2025, 5, 14), {"sec_fee": "0"}),
+    # FINRA's TAF on covered equities sold (By-Laws Schedule A, SR-FINRA-2024-019's schedule): for 2026 $0.000195 a
+    # share, at most $9.79 a trade; none on trades of 1 October to 31 December 2026 (SR-FINRA-2026-021); for 2027
+    # $0.000232, at most $11.61.
+    (date(2026, 1, 1), {"finra_taf_per_share": "0.000195", "finra_taf_cap": "9.79"}),
+    (date(2026, 4, 4), {"sec_fee": "0.0000206"}),
+    (date(2026, 10, 1), {"finra_taf_per_share": "0", "finra_taf_cap": "0"}),
+    (date(2027, 1, 1), {"finra_taf_per_share": "0.000232", "finra_taf_cap": "11.61"}),
+)
 INDIA = ZoneInfo("Asia/Kolkata")
+NEW_YORK = ZoneInfo("America/New_York")
 OPTION_TYPES = ("CE", "PE")
 _EXCHANGE_RATE = {
     "NSE": "exchange_nse",
@@ -202,14 +221,26 @@ def inr_segments_on(day: date) -> dict[str, SegmentRates]:
     return segments
 
 
-def trade_day(moment: datetime | None = None) -> date:
-    """The Indian exchanges' trade day of `moment` (now when None): the day the law's rates are read for."""
-    return (moment or timezone.now()).astimezone(INDIA).date()
+def us_rates_on(day: date) -> UsRates:
+    """The US fees in force on New York trade day `day`: UsRates with every revision up to it."""
+    rates = UsRates()
+    for effective, changes in US_REVISIONS:
+        if day < effective:
+            break
+        rates = replace(rates, **{name: D(rate) for name, rate in changes.items()})
+    return rates
+
+
+def trade_day(moment: datetime | None = None, *, zone: ZoneInfo = INDIA) -> date:
+    """The trade day of `moment` (now when None) on the exchanges of `zone` (India's unless told): the day the law's
+    rates are read for."""
+    return (moment or timezone.now()).astimezone(zone).date()
 
 
 def tenant_schedule(tenant, *, on: date | None = None) -> Schedule:
-    """The schedule a tenant's paper fills on trade day `on` (today, IST, when None) are charged at: the rates in
-    force that day with the tenant's overrides on top (an override wins over a later change by law too).
+    """The schedule a tenant's paper fills on trade day `on` (today when None: in India for the INR rates, in New
+    York for the USD ones) are charged at: the rates in force that day with the tenant's overrides on top (an
+    override wins over a later change by law too).
 
     Raises ImproperlyConfigured naming the bad entry (an unknown segment or rate, a negative rate)."""
     slug = tenant.slug
@@ -217,7 +248,11 @@ def tenant_schedule(tenant, *, on: date | None = None) -> Schedule:
     unknown = sorted(set(configured) - {"INR", "USD"})
     if unknown:
         raise ImproperlyConfigured(f"THOR_PAPER_CHARGES tenants.{slug}: unknown currency {unknown}; use INR or USD.")
-    schedule = Schedule(segments=inr_segments_on(on or trade_day()), common=CommonRates(), us=UsRates())
+    schedule = Schedule(
+        segments=inr_segments_on(on or trade_day()),
+        common=CommonRates(),
+        us=us_rates_on(on or trade_day(zone=NEW_YORK)),
+    )
     if "INR" in configured and configured["INR"] is None:
         schedule = replace(schedule, inr_enabled=False)
     for segment, overrides in (configured.get("INR") or {}).items():

@@ -2,14 +2,14 @@
 its answer and audit row, debited from cash, and today's total in funds."""
 
 from dataclasses import fields
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 import time_machine
 from django.core.exceptions import ImproperlyConfigured
 
-from accounts.charges import INR_REVISIONS, INR_SEGMENTS, fill_charges
+from accounts.charges import INR_REVISIONS, INR_SEGMENTS, US_REVISIONS, UsRates, fill_charges
 from accounts.models import OrderEvent, TradingAccount
 from accounts.selectors import paper_charges_today
 from accounts.tests.conftest import place
@@ -173,8 +173,9 @@ class TestSchedule:
         assert charges(tenant, side="SELL", exercise=True, **(option | {"instrument_type": "FUT"})).total == 0
 
     def test_a_us_sale_pays_the_sec_fee_and_finra_taf_and_a_purchase_nothing(self, tenant, charged):
-        sale = charges(tenant, currency="USD", exchange="NASDAQ", side="SELL", quantity=D("100"), price=D("230"))
-        purchase = charges(tenant, currency="USD", exchange="NASDAQ", quantity=D("100"), price=D("230"))
+        us = {"currency": "USD", "exchange": "NASDAQ", "quantity": D("100"), "price": D("230"), "on": date(2024, 6, 3)}
+        sale = charges(tenant, side="SELL", **us)
+        purchase = charges(tenant, **us)
 
         assert sale.components == {"brokerage": D("0.00"), "sec_fee": D("0.64"), "finra_taf": D("0.02")}
         assert purchase.total == D("0.00")
@@ -199,7 +200,15 @@ class TestSchedule:
         assert charges(tenant, squared_off=True, **sale) == charges(tenant, **sale)
 
     def test_finra_taf_is_capped_per_trade(self, tenant, charged):
-        sale = charges(tenant, currency="USD", exchange="NYSE", side="SELL", quantity=D("1000000"), price=D("1"))
+        sale = charges(
+            tenant,
+            currency="USD",
+            exchange="NYSE",
+            side="SELL",
+            quantity=D("1000000"),
+            price=D("1"),
+            on=date(2024, 6, 3),
+        )
 
         assert sale.components["finra_taf"] == D("8.30")
 
@@ -287,6 +296,58 @@ class TestRatesByTradeDay:
         for _, changes in INR_REVISIONS:
             for segment, rates in changes.items():
                 assert set(rates) <= {field.name for field in fields(INR_SEGMENTS[segment])}
+
+
+@pytest.mark.django_db
+class TestUsFeesByTradeDay:
+    """The SEC's rate and FINRA's TAF as their regulators changed them (US_REVISIONS): a sale of 10,000 shares at
+    $230 (2,300,000 sold), on each side of each change."""
+
+    SALE = {"currency": "USD", "exchange": "NYSE", "side": "SELL", "quantity": D("10000"), "price": D("230")}
+
+    @pytest.mark.parametrize(
+        ("day", "sec_fee", "finra_taf"),
+        [
+            (date(2025, 5, 13), "63.94", "1.66"),  # $27.80 a million; TAF $0.000166 a share
+            (date(2025, 5, 14), "0.00", "1.66"),  # the SEC's fiscal-2025 collections complete
+            (date(2026, 1, 1), "0.00", "1.95"),  # FINRA's 2026 rate
+            (date(2026, 4, 3), "0.00", "1.95"),
+            (date(2026, 4, 4), "47.38", "1.95"),  # $20.60 a million (Release 34-104909)
+            (date(2026, 10, 1), "47.38", "0.00"),  # the TAF paused for 2026's last quarter
+            (date(2026, 12, 31), "47.38", "0.00"),
+            (date(2027, 1, 1), "47.38", "2.32"),  # FINRA's 2027 rate
+        ],
+    )
+    def test_a_sale_pays_the_rates_of_its_trade_day(self, tenant, charged, day, sec_fee, finra_taf):
+        sale = charges(tenant, on=day, **self.SALE)
+
+        assert (sale.components["sec_fee"], sale.components["finra_taf"]) == (D(sec_fee), D(finra_taf))
+
+    def test_the_taf_cap_follows_the_year(self, tenant, charged):
+        block = self.SALE | {"quantity": D("1000000"), "price": D("1")}
+
+        assert charges(tenant, on=date(2026, 6, 1), **block).components["finra_taf"] == D("9.79")
+        assert charges(tenant, on=date(2027, 6, 1), **block).components["finra_taf"] == D("11.61")
+
+    def test_without_a_day_a_sale_takes_todays_in_new_york(self, tenant, charged):
+        # 02:00 UTC on 4 April 2026 is still 3 April in New York (22:00 EDT): the SEC's new rate starts there later.
+        with time_machine.travel(datetime(2026, 4, 4, 2, 0, tzinfo=UTC), tick=False):
+            before = charges(tenant, **self.SALE)
+        with time_machine.travel(datetime(2026, 4, 4, 5, 0, tzinfo=UTC), tick=False):
+            after = charges(tenant, **self.SALE)
+
+        assert (before.components["sec_fee"], after.components["sec_fee"]) == (D("0.00"), D("47.38"))
+
+    def test_a_tenants_override_wins_over_a_change(self, tenant, charged):
+        charged["tenants"] = {"acme": {"USD": {"sec_fee": "0.0000278"}}}
+
+        assert charges(tenant, on=date(2026, 6, 1), **self.SALE).components["sec_fee"] == D("63.94")
+
+    def test_the_revisions_are_in_date_order_and_name_known_rates(self):
+        days = [day for day, _ in US_REVISIONS]
+        assert days == sorted(days)
+        known = {field.name for field in fields(UsRates)}
+        assert all(set(changes) <= known for _, changes in US_REVISIONS)
 
 
 @pytest.mark.django_db
