@@ -171,9 +171,8 @@ class KiteAdapter(BrokerAdapter):
         try:
             return self._send(method, *args, **kwargs)
         finally:
-            if category == "orders":
-                # Counted from Kite's answer: Kite received it by then (kite_limits).
-                grant.settle()
+            # Counted from Kite's answer: Kite received it by then (kite_limits), however long it took to get there.
+            grant.settle()
 
     def _send(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """The call, its budget spent, with Kite's and the transport's errors as BrokerErrors."""

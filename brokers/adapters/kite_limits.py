@@ -7,8 +7,8 @@ From Kite Connect's rate-limit documentation and its forum's answers (2025-26):
 - 25 modifications of one order: then it must be cancelled and placed again (MODIFICATIONS_PER_ORDER).
 
 Each limit is a thor.ratelimit window ("at most N in any T seconds"), so no second or minute of Kite's ever
-holds more than its count. An order call is counted from when Kite answered it (ratelimit.Grant.settle), not
-from when it was sent: two calls need not take equally long to reach Kite (a first call opens its connection,
+holds more than its count. A call is counted from when Kite answered it (ratelimit.Grant.settle), not from when
+it was sent: two calls need not take equally long to reach Kite (a first call opens its connection, an order goes
 through an egress proxy), and a call counted from its sending could land inside Kite's window. Kite also caps a
 user at 5,000 orders a day; Thor leaves that one to Kite.
 """

@@ -214,3 +214,21 @@ def test_at_full_speed_from_two_apps_kite_never_answers_429(sandbox, live, setti
 
     assert sandbox_calls(sandbox, PLACE) == 25
     assert sandbox.state.stats.snapshot()["by_status"].get("429", 0) == 0
+
+
+def test_a_read_is_counted_from_kites_answer_too(sandbox, live, time_passes):
+    # A positions read that takes 0.6 s to come back: counted from its sending it would leave the app's window a
+    # second after it was sent, 0.4 s after Kite saw it, and an eleventh read could fall inside Kite's second.
+    kite = adapter(live.connection, live.connection.app_id)
+    reads = kite_limits.app_budget(live.connection.app_id, "other")
+
+    def slow_positions():
+        time_passes(0.6)
+        return {"net": [], "day": []}
+
+    kite._call("other", slow_positions)
+    time_passes(0.6)  # 1.2 s after it was sent, 0.6 s after Kite answered
+
+    assert ratelimit.tokens_left([reads]) == [9]
+    time_passes(0.5)
+    assert ratelimit.tokens_left([reads]) == [10]
