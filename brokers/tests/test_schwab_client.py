@@ -315,3 +315,21 @@ def test_an_order_refused_for_its_order_budget_spends_no_request(mocked, setting
 
     assert error.value.code == BrokerErrorCode.RATE_LIMITED and "orders budget" in str(error.value)
     assert ratelimit.tokens_left([requests_budget]) == [9]  # the first order's request only
+
+
+def test_a_call_is_counted_from_schwabs_answer(mocked, schwab, time_passes):
+    # A positions read Schwab takes 30 s to answer: counted from its sending it would leave the minute's window 30 s
+    # before Schwab's own count of it does.
+    def slow(request):
+        time_passes(30)
+        return 200, {}, '{"securitiesAccount": {"positions": []}}'
+
+    mocked.add_callback("GET", f"{API}/trader/v1/accounts/{HASH}", callback=slow, content_type="application/json")
+    requests_budget = ratelimit.Budget(f"schwab:{schwab._client.app_id}:requests", 120, 60)
+
+    schwab.positions()
+    time_passes(40)  # 70 s after it was sent, 40 s after Schwab answered
+
+    assert ratelimit.tokens_left([requests_budget]) == [119]
+    time_passes(21)
+    assert ratelimit.tokens_left([requests_budget]) == [120]

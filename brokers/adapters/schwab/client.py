@@ -75,31 +75,33 @@ class SchwabClient:
     def _budget(self, bucket: str, *, rate: float, per: float) -> ratelimit.Budget:
         return ratelimit.Budget(f"schwab:{self.app_id}:{bucket}", rate, per)
 
-    def _spend(self, *budgets: ratelimit.Budget) -> None:
+    def _spend(self, *budgets: ratelimit.Budget) -> ratelimit.Grant:
         """One call from every budget, or from none: a call refused for its order budget spends no request."""
         wait = settings.THOR_SCHWAB_RATE_WAIT if self.rate_wait is None else self.rate_wait
-        refused = ratelimit.refusal(list(budgets), wait=wait)
-        if refused is not None:
-            bucket = refused.budget.bucket.rsplit(":", 1)[-1]
+        reserved = ratelimit.reserve(list(budgets), wait=wait)
+        if isinstance(reserved, ratelimit.Refusal):
+            bucket = reserved.budget.bucket.rsplit(":", 1)[-1]
             raise BrokerError(
-                f"Schwab {bucket} budget spent.", code=BrokerErrorCode.RATE_LIMITED, retry_after=refused.retry_after
+                f"Schwab {bucket} budget spent.", code=BrokerErrorCode.RATE_LIMITED, retry_after=reserved.retry_after
             )
+        return reserved
 
     def spend(self, bucket: str, *, rate: float, per: float) -> None:
         """One call of one of the app's own shares of its requests (instrument searches, quotes), before the call
         itself spends one of `requests`; raises RATE_LIMITED as the call would."""
         self._spend(self._budget(bucket, rate=rate, per=per))
 
-    def _spend_budget(self, *, order_call: bool) -> None:
+    def _spend_budget(self, *, order_call: bool) -> ratelimit.Grant:
         budgets = [self._budget("requests", rate=settings.THOR_SCHWAB_REQUESTS_PER_MINUTE, per=60)]
         if order_call:
             budgets += [
                 self._budget("orders", rate=settings.THOR_SCHWAB_ORDERS_PER_MINUTE, per=60),
                 self._budget("orders-day", rate=settings.THOR_SCHWAB_ORDERS_PER_DAY, per=86400),
             ]
-        self._spend(*budgets)
+        return self._spend(*budgets)
 
-    def _send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+    def _send(self, method: str, url: str, *, grant: ratelimit.Grant | None = None, **kwargs: Any) -> requests.Response:
+        """The HTTP call; its `grant` counted from Schwab's answer (or the failure), when Schwab had it if ever."""
         try:
             return _session().request(method, url, timeout=settings.THOR_SCHWAB_TIMEOUT, **kwargs)
         except requests.Timeout:
@@ -108,6 +110,9 @@ class SchwabClient:
             raise BrokerError(
                 "Schwab is unreachable.", code=BrokerErrorCode.UNAVAILABLE, broker_message=type(exc).__name__
             ) from None
+        finally:
+            if grant is not None:
+                grant.settle()
 
     def call(
         self,
@@ -134,10 +139,10 @@ class SchwabClient:
             if attempt:
                 backoff = settings.THOR_SCHWAB_RETRY_BACKOFF * 2 ** (attempt - 1)
                 time.sleep(backoff * random.uniform(0.5, 1.5))  # noqa: S311 - jitter, not security
-            self._spend_budget(order_call=order_call)
+            grant = self._spend_budget(order_call=order_call)
             last = attempt == attempts - 1
             try:
-                response = self._send(method, url, params=params, data=data, headers=headers)
+                response = self._send(method, url, grant=grant, params=params, data=data, headers=headers)
             except BrokerError as no_answer:
                 if last or no_answer.code not in (BrokerErrorCode.TIMEOUT, BrokerErrorCode.UNAVAILABLE):
                     raise
@@ -163,10 +168,11 @@ class SchwabClient:
     def token_call(self, form: Mapping[str, str], *, refreshing: bool) -> dict[str, Any]:
         """The OAuth token endpoint: never retried, since a refresh that reached Schwab has already
         rotated the token it spent."""
-        self._spend(self._budget("token", rate=settings.THOR_SCHWAB_TOKEN_REQUESTS_PER_MINUTE, per=60))
+        grant = self._spend(self._budget("token", rate=settings.THOR_SCHWAB_TOKEN_REQUESTS_PER_MINUTE, per=60))
         response = self._send(
             "POST",
             f"{settings.THOR_SCHWAB_AUTH_BASE}/v1/oauth/token",
+            grant=grant,
             data=dict(form),
             auth=(self.client_id, self._client_secret),
             headers={"Accept": "application/json"},
