@@ -46,6 +46,7 @@ FIELDS = (
     "expired",
 )
 CURRENCIES = {"NASDAQ": "USD", "NYSE": "USD"}
+_NAME, _MULTIPLIER, _TRADABLE = (FIELDS.index(field) for field in ("name", "multiplier", "tradable"))
 _FOUR_PLACES = Decimal("0.0001")
 
 Progress = Callable[[int, int], None]
@@ -58,6 +59,9 @@ class LoadSummary:
     unchanged: int
     expired: int
     skipped: int
+    # Tradable contracts counted in lots whose multiplier Thor does not know (brokers.contract_multipliers):
+    # paper refuses them until the table lists their underlying.
+    unsized: int = 0
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -143,6 +147,7 @@ def instruments_load(
     current = _current()
     seen: set[tuple[str, str]] = set()
     added = updated = unchanged = expired = skipped = done = 0
+    unsized: dict[tuple[str, str], int] = {}
     write = _copy_upsert if connection.vendor == "postgresql" else _executemany_upsert
     for batch in _batches(rows, BATCH):
         writes = []
@@ -157,6 +162,9 @@ def instruments_load(
             if key in seen:
                 continue
             seen.add(key)
+            if values[_MULTIPLIER] is None and values[_TRADABLE]:
+                underlying = (key[0], values[_NAME])
+                unsized[underlying] = unsized.get(underlying, 0) + 1
             held = current.get(key)
             if held is not None and tuple(held) == values:
                 unchanged += 1
@@ -173,7 +181,22 @@ def instruments_load(
     if complete:
         expired += _expire_unlisted(source, current, seen, now)
     instruments_flush()
-    return LoadSummary(added=added, updated=updated, unchanged=unchanged, expired=expired, skipped=skipped)
+    if unsized:
+        named = ", ".join(f"{exchange}:{name or '?'} ({count})" for (exchange, name), count in sorted(unsized.items()))
+        logger.warning(
+            "%s tradable contracts have no known multiplier (add their underlyings to "
+            "brokers/contract_multipliers.py; paper refuses them meanwhile): %s",
+            sum(unsized.values()),
+            named[:2000],
+        )
+    return LoadSummary(
+        added=added,
+        updated=updated,
+        unchanged=unchanged,
+        expired=expired,
+        skipped=skipped,
+        unsized=sum(unsized.values()),
+    )
 
 
 def instrument_upsert(*, row: Mapping, source: str) -> Instrument:

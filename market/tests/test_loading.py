@@ -65,9 +65,9 @@ def test_the_exchanges_freeze_quantity_is_applied_to_index_derivatives_only():
     assert stored("INFY26DECFUT").freeze_quantity is None
 
 
-def test_a_contract_whose_quantity_is_lots_stores_its_multiplier_and_an_unlisted_one_none():
+def test_a_contract_whose_quantity_is_lots_stores_its_multiplier_and_an_unlisted_one_none(caplog):
     mcx = {"exchange": "MCX", "segment": "MCX-FUT", "lot_size": "1", "tick_size": "1.0"}
-    instruments_load(
+    summary = instruments_load(
         rows=[
             dump_row("GOLD26DECFUT", name="GOLD", **mcx),
             dump_row("KAPAS26DECFUT", name="KAPAS", **mcx),
@@ -77,6 +77,8 @@ def test_a_contract_whose_quantity_is_lots_stores_its_multiplier_and_an_unlisted
         today=TODAY,
     )
 
+    assert summary.unsized == 1
+    assert "MCX:KAPAS (1)" in caplog.text and "contract_multipliers.py" in caplog.text
     assert stored("GOLD26DECFUT").multiplier == 100  # a kilogram, priced per 10 g
     assert stored("USDINR26DECFUT").multiplier == 1000
     assert stored("KAPAS26DECFUT").multiplier is None  # not in brokers.contract_multipliers: paper refuses it

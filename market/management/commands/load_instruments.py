@@ -42,6 +42,7 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"{source}: {summary.added} added, {summary.updated} updated, {summary.unchanged} unchanged, "
                 f"{summary.expired} expired, {summary.skipped} skipped"
+                + (f", {summary.unsized} of unknown contract size (paper refuses them)" if summary.unsized else "")
             )
         self.stdout.write(f"Loaded in {elapsed:.1f} s")
 
