@@ -379,7 +379,9 @@ def tenant_limits_check(
             raise ValidationError({"tradingsymbol": ["No market price available to value this order."]})
         multiplier = contract_multiplier(exchange=request.exchange, symbol=request.symbol)
         if multiplier is None:
-            raise ValidationError({"tradingsymbol": [unknown_multiplier_message(request.exchange, request.symbol)]})
+            paper = account.mode == TradingAccount.Mode.PAPER
+            message = unknown_multiplier_message(request.exchange, request.symbol, paper=paper)
+            raise ValidationError({"tradingsymbol": [message]})
         value = request.quantity * price * multiplier
         if value > tenant.max_order_value:
             raise ValidationError(

@@ -168,8 +168,10 @@ def contract_multiplier(*, exchange: str, symbol: str) -> int | None:
     return instrument.multiplier if instrument is not None else 1
 
 
-def unknown_multiplier_message(exchange: str, symbol: str) -> str:
-    return (
-        f"{exchange}:{symbol}: Thor does not know this contract's size (its multiplier), so a paper account cannot "
-        f"value it; trade it on a live account."
+def unknown_multiplier_message(exchange: str, symbol: str, *, paper: bool = True) -> str:
+    consequence = (
+        "a paper account cannot value it; trade it on a live account"
+        if paper
+        else "its value cannot be held to the tenant's order value limit"
     )
+    return f"{exchange}:{symbol}: Thor does not know this contract's size (its multiplier), so {consequence}."

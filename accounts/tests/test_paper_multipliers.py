@@ -18,7 +18,8 @@ from django.db.models import Sum
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from accounts.models import Order, OrderEvent
+from accounts.checks import tenant_limits_check
+from accounts.models import Order, OrderEvent, TradingAccount
 from accounts.orders import order_place
 from accounts.paper import paper_orders_match
 from accounts.paper_buying_power import paper_buying_power
@@ -354,3 +355,24 @@ def test_bses_currency_futures_trade_as_nses_do(alice_client, account, fixed_pri
     assert response.status_code == 201, response.json()
     account.refresh_from_db()
     assert account.cash == D("10000000.00") - D("84500.00")
+
+
+def test_a_live_order_of_unknown_size_cannot_be_held_to_the_tenants_order_value_limit(alice, tenant, instrument_master):
+    tenant.max_order_value = D("1000000.00")
+    tenant.save()
+    live = TradingAccount(user=alice, mode=TradingAccount.Mode.LIVE, currency="INR")
+    request = OrderRequest(
+        symbol=UNSIZED_FUTURE,
+        exchange="MCX",
+        side="BUY",
+        quantity=D(1),
+        order_type="LIMIT",
+        product="NRML",
+        price=D("1500"),
+    )
+
+    with pytest.raises(ValidationError) as refused:
+        tenant_limits_check(account=live, request=request, price=D("1500"))
+
+    (message,) = refused.value.message_dict["tradingsymbol"]
+    assert "order value limit" in message and "paper" not in message
