@@ -27,6 +27,7 @@ from accounts.paper_buying_power import (
     RESERVE_PRICE,
     RESTING_STATUSES,
     buyback_excess,
+    closing_frees_room,
     margin_rate,
     paper_buying_power,
 )
@@ -107,7 +108,17 @@ def _fill(
         needed = ((opening * price + excess) * multiplier).quantize(CENT, rounding=ROUNDING) + charges.total
         available = paper_buying_power(account=account, marks=marks, exclude_order_id=order.pk)
         cost = fill_cost(quantity=quantity, price=price, multiplier=multiplier)
-        if needed > available or cost + charges.total > account.cash:
+        # A fill that only buys back a short and frees at least what it costs passes whatever the buying power
+        # (accounts.paper_buying_power: a short that went against the trader can be closed); never beyond the cash.
+        closing = not opening and closing_frees_room(
+            quantity=quantity,
+            price=price,
+            mark=marks[(order.exchange, order.symbol)],
+            rate=rate,
+            multiplier=multiplier,
+            charges=charges.total,
+        )
+        if (needed > available and not closing) or cost + charges.total > account.cash:
             _refuse(
                 order=order, message=f"Insufficient funds at fill: needs {needed}, available {available}.", actor=actor
             )

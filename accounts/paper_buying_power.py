@@ -311,5 +311,52 @@ def paper_buying_power_check(
     needed = _side_reserve(orders=resting + new, **reckoning) - _side_reserve(orders=resting, **reckoning)
     needed = needed.quantize(CENT, rounding=ROUNDING)
     available = account.cash - commitments.utilised(marks)
-    if needed > available:
+    if needed > available and not _closes_without_cost(
+        account=account, request=request, quantity=quantity, price=price, floor=floor, commitments=commitments,
+        marks=marks, rate=reckoning["rate"],
+    ):  # fmt: skip
         raise ValidationError({"quantity": [f"Insufficient buying power: needs {needed}, available {available}."]})
+
+
+def closing_frees_room(
+    *, quantity: Decimal, price: Decimal, mark: Decimal, rate: Decimal, multiplier: int, charges
+) -> bool:
+    """Whether buying back `quantity` of a short at `price` frees at least what it costs in buying power: the
+    short's exposure (its mark plus its margin) is released, its price and `charges` are paid."""
+    return quantity * multiplier * (mark * (1 + rate) - price) >= charges
+
+
+def _closes_without_cost(
+    *, account, request, quantity: Decimal, price: Decimal, floor: Decimal, commitments, marks, rate: Decimal
+) -> bool:
+    """Whether the order only closes what is held (with the resting orders on its side: a buy of no more than the
+    short, a sell of no more than the long) and leaves buying power no lower than it found it: a short bought back
+    for no more than its exposure holds for it less its charges, a long sold for more than its charges. Such an
+    order passes whatever the buying power, if the cash pays for it: a trader whose short went against them, the
+    account's buying power below zero, can still close it."""
+    key = (request.exchange, request.symbol, request.product)
+    held = commitments.held.get(key, Decimal("0"))
+    resting = sum((entry[2] for entry in commitments.groups.get((*key, request.side), [])), Decimal("0"))
+    buying = request.side == Order.Side.BUY
+    if quantity + resting > (-held if buying else held):
+        return False
+    instrument_type, multiplier = _contract(request.exchange, request.symbol, commitments.contracts)
+    charges = Decimal("0")
+    if charges_enabled():
+        charged = order_charges(
+            account=account,
+            order=request,
+            price=price if buying else floor,
+            quantity=quantity,
+            multiplier=multiplier,
+            instrument_type=instrument_type,
+        )
+        charges = charged.total
+    if not buying:
+        return quantity * multiplier * floor >= charges
+    short = next(p for p in commitments.positions if (p.exchange, p.symbol, p.product) == key)
+    mark = marks.get((request.exchange, request.symbol)) or short.average_price
+    affordable = quantity * price * multiplier + charges <= account.cash
+    return affordable and closing_frees_room(
+        quantity=quantity, price=price, mark=mark, rate=rate, multiplier=multiplier, charges=charges
+    )

@@ -5,7 +5,8 @@ account trades only its own currency."""
 from decimal import Decimal
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from django.core.exceptions import ValidationError
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from accounts.models import Order, TradingAccount
@@ -22,6 +23,11 @@ START = Decimal("100000.00")
 
 def buying_power(account) -> Decimal:
     return funds_get(account=account).data.buying_power
+
+
+def buying_power_now(account) -> Decimal:
+    account.refresh_from_db()
+    return buying_power(account)
 
 
 def primary(user) -> TradingAccount:
@@ -57,6 +63,142 @@ class TestMarketableLimits:
 
         assert response.status_code == 201, response.json()
         assert response.json()["status"] == "COMPLETE" and response.json()["average_price"] == "1500.0000"
+
+
+class TestClosingUnderwater:
+    """A short the market went against takes buying power below zero (its exposure is marked at the new price, its
+    margin with it): the trader must still be able to close it, in part or whole, while nothing that adds risk goes
+    through. 40 INFY sold short at 1,000 from 10,000 of cash, 20% margin; INFY then at 1,300: cash 50,000, the
+    short's exposure 62,400, buying power -12,400."""
+
+    @pytest.fixture
+    def underwater(self, alice_client, alice, tenant, fixed_prices):
+        tenant.paper_margin_rates = {"MIS": "0.2", "CNC": "0.2"}
+        tenant.save()
+        account = primary(alice)
+        account.cash = Decimal("10000.00")
+        account.save()
+        fixed_prices["NSE:INFY"] = "1000.00"
+        assert place(alice_client, quantity=40, product="MIS", transaction_type="SELL").status_code == 201
+        fixed_prices["NSE:INFY"] = "1300.00"
+        assert buying_power_now(account) == Decimal("-12400.00")
+        return account
+
+    def test_part_of_the_short_is_bought_back_and_buying_power_rises(self, alice_client, underwater):
+        response = place(alice_client, quantity=10, product="MIS")
+
+        assert response.status_code == 201, response.json()
+        assert response.json()["status"] == "COMPLETE"
+        # 13,000 paid, 15,600 of exposure released.
+        assert buying_power_now(underwater) == Decimal("-9800.00")
+
+    def test_the_short_is_bought_back_as_far_as_the_cash_pays(self, alice_client, underwater):
+        # The account is 2,000 under water (cash 50,000; the whole short costs 52,000 to buy back): 38 can be.
+        response = place(alice_client, quantity=38, product="MIS")
+        rest = place(alice_client, quantity=2, product="MIS")
+
+        assert response.status_code == 201, response.json()
+        assert buying_power_now(underwater) == Decimal("-2520.00")  # cash 600; the last 2 hold 3,120
+        assert rest.status_code == 400  # 2,600 of cash it does not have
+        assert underwater.paper_positions.get(product="MIS").quantity == -2
+
+    def test_buying_more_than_the_short_is_refused(self, alice_client, underwater):
+        response = place(alice_client, quantity=41, product="MIS")
+
+        assert response.status_code == 400
+        assert "Insufficient buying power" in response.json()["errors"]["quantity"][0]
+
+    def test_another_order_that_adds_risk_is_refused(self, alice_client, underwater, fixed_prices):
+        fixed_prices["NSE:SBIN"] = "10.00"
+
+        response = place(alice_client, tradingsymbol="SBIN", quantity=1, product="MIS")
+
+        assert response.status_code == 400
+
+    def test_a_buy_back_dearer_than_the_exposure_it_frees_is_refused(self, alice_client, underwater, fixed_prices):
+        # The only asks are at 1,600, above the 1,560 (1,300 plus its 20% margin) its exposure holds for it.
+        fixed_prices["NSE:INFY"] = {"last_price": "1300.00", "asks": [["1600.00", 100]], "bids": [["1290.00", 100]]}
+
+        response = place(alice_client, quantity=10, product="MIS")
+
+        assert response.status_code == 400
+        assert underwater.orders.count() == 1
+
+    def test_a_long_is_sold_whatever_the_buying_power(self, alice_client, alice, tenant, fixed_prices):
+        tenant.paper_margin_rates = {"MIS": "0.2", "CNC": "0.2"}
+        tenant.save()
+        account = primary(alice)
+        account.cash = Decimal("10000.00")
+        account.save()
+        fixed_prices["NSE:INFY"], fixed_prices["NSE:SBIN"] = "1000.00", "100.00"
+        assert place(alice_client, tradingsymbol="SBIN", quantity=20, product="MIS").status_code == 201
+        assert place(alice_client, quantity=40, product="MIS", transaction_type="SELL").status_code == 201
+        fixed_prices["NSE:INFY"] = "1300.00"
+        assert buying_power_now(account) < 0
+
+        response = place(alice_client, tradingsymbol="SBIN", quantity=20, product="MIS", transaction_type="SELL")
+
+        assert response.status_code == 201, response.json()
+
+    def test_a_buy_back_the_cash_cannot_pay_is_refused_before_it_is_placed(
+        self, alice_client, underwater, fixed_prices
+    ):
+        fixed_prices["NSE:INFY"] = "3000.00"  # 40 cost 120,000; the cash holds 50,000
+
+        response = place(alice_client, quantity=40, product="MIS")
+
+        assert response.status_code == 400
+        assert underwater.orders.count() == 1
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])  # examples: the profile (conftest)
+@given(
+    shorted=st.integers(1, 60),
+    rise=st.integers(0, 3000),  # rupees INFY rises after the short
+    bought=st.integers(1, 80),
+    margin=st.sampled_from(["0.1", "0.2", "0.5"]),
+)
+def test_a_short_is_closed_whenever_the_cash_pays_and_nothing_else_goes_through_underwater(
+    alice, tenant, fixed_prices, shorted, rise, bought, margin
+):
+    """Whatever the move against a short: buying back no more than it is accepted exactly when the cash pays for it,
+    and leaves buying power no lower; buying more than it (a long opened with no buying power) is refused."""
+    tenant.paper_margin_rates = {"MIS": margin}
+    tenant.save()
+    account = primary(UserFactory(tenant=tenant))  # a new user each example: order rows are never deleted
+    account.cash = Decimal("20000.00")
+    account.save()
+    fixed_prices["NSE:INFY"] = "1000.00"
+    sell = OrderRequest(
+        symbol="INFY", exchange="NSE", side="SELL", quantity=Decimal(shorted), order_type="MARKET", product="MIS"
+    )
+    try:
+        order_place(account=account, request=sell, idempotency_key=None, fingerprint="", actor=None)
+    except ValidationError:
+        return  # the short did not fit its margin: nothing to close
+    price = Decimal(1000 + rise)
+    fixed_prices["NSE:INFY"] = str(price)
+    before, cash = buying_power_now(account), account.cash
+    buy = OrderRequest(
+        symbol="INFY", exchange="NSE", side="BUY", quantity=Decimal(bought), order_type="MARKET", product="MIS"
+    )
+
+    try:
+        order_place(account=account, request=buy, idempotency_key=None, fingerprint="", actor=None)
+        accepted = True
+    except ValidationError:
+        accepted = False
+
+    closes, affordable = bought <= shorted, bought * price <= cash
+    if before < 0:
+        assert accepted == (closes and affordable), (before, cash)
+        event("closed underwater" if accepted else "refused underwater")
+    elif closes:
+        assert accepted  # a short the buying power still covers: its cash covers buying it back
+    if accepted:
+        assert buying_power_now(account) >= min(before, Decimal("0"))
+        assert not account.orders.exclude(status=Order.Status.COMPLETE).exists()
+    assert account.cash >= 0
 
 
 class TestTenantLimits:
