@@ -48,9 +48,9 @@ logger = logging.getLogger("accounts.paper_closing")
 Key = tuple[str, str]  # (exchange, symbol)
 
 # When each exchange's MIS positions are squared off, in its own time zone (EXCHANGES[...].timezone), as Zerodha
-# does: equity 15:20 and equity and index derivatives 15:25 IST, currency derivatives 16:45; commodities 25 minutes before the close, which on
-# MCX moves with the US clock (23:05 IST while New York keeps summer time, 23:30 in its winter); US equities
-# 15:50 ET.
+# does: equity 15:20, equity and index derivatives 15:25 and currency derivatives 16:45 IST; commodities 25 minutes
+# before the close, which on MCX moves with the US clock (23:05 IST while New York keeps summer time, 23:30 in its
+# winter); US equities 15:50 ET.
 SQUARE_OFF_TIMES: dict[str, time] = {
     "NSE": time(15, 20),
     "BSE": time(15, 20),
