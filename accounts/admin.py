@@ -38,7 +38,7 @@ class OrderEventInline(ReadOnlyMixin, admin.TabularInline):
 class PaperPositionInline(admin.TabularInline):
     model = PaperPosition
     extra = 0
-    fields = ["exchange", "symbol", "product", whole_quantity, policy_average_price, policy_realised_pnl]
+    fields = ["exchange", "symbol", "product", whole_quantity, "multiplier", policy_average_price, policy_realised_pnl]
     readonly_fields = fields
     can_delete = False
 
