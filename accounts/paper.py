@@ -20,7 +20,6 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.account_locks import account_lock
-from accounts.audit import account_event_record
 from accounts.market_data import contract_multiplier, instrument_get, unknown_multiplier_message
 from accounts.models import Order, PaperPosition, TradingAccount
 from accounts.paper_buying_power import (
@@ -383,27 +382,3 @@ def _tenant_prices(*, tenant, instruments) -> Prices:
     except MarketDataUnavailable:
         # Expiry needs no price; fills wait until the source answers again.
         return Prices()
-
-
-@transaction.atomic
-def paper_account_reset(*, account: TradingAccount, actor=None) -> TradingAccount:
-    """Starting cash again, every resting order cancelled and every position closed; audited."""
-    account = account_lock(account_id=account.pk, live=False)
-    positions = list(account.paper_positions.all())
-    before = {
-        "cash": str(account.cash),
-        "positions": [
-            {"exchange": p.exchange, "symbol": p.symbol, "product": p.product, "quantity": str(p.quantity)}
-            for p in positions
-        ],
-    }
-    # A sliced order's parent follows its children as they are cancelled.
-    for order in account.orders.filter(status__in=(*RESTING_STATUSES, Order.Status.PENDING), children__isnull=True):
-        _set_status(order=order, status=Order.Status.CANCELLED, message="Account reset.", kind="cancelled", actor=actor)
-    account.paper_positions.all().delete()
-    account.cash = account.user.tenant.paper_starting_cash
-    account.save(update_fields=["cash", "updated_at"])
-    account_event_record(
-        account=account, kind="account_reset", before=before, after={"cash": str(account.cash)}, actor=actor
-    )
-    return account

@@ -13,9 +13,13 @@ from django.utils import timezone
 from rest_framework import status
 
 from accounts import caches, live, placement
+from accounts.account_locks import account_lock
+from accounts.audit import account_event_record
 from accounts.broker_updates import orders_reconcile
 from accounts.models import Order, TradingAccount
-from accounts.paper import paper_account_reset, paper_orders_match
+from accounts.paper import paper_orders_match
+from accounts.paper_buying_power import RESTING_STATUSES
+from accounts.paper_fills import status_set
 from brokers.adapters.types import BrokerAccountRef
 from brokers.models import BrokerConnection, BrokerKind
 from thor.errors import ApplicationError
@@ -112,12 +116,32 @@ def trading_account_set_primary(*, account: TradingAccount) -> TradingAccount:
     return account
 
 
+@transaction.atomic
 def trading_account_reset(*, account: TradingAccount, actor) -> TradingAccount:
+    """A paper account's starting cash again, every resting order cancelled and every position closed; audited."""
     if account.mode != TradingAccount.Mode.PAPER:
         raise ApplicationError(
             "Only paper accounts can be reset.", code="not_paper", status_code=status.HTTP_409_CONFLICT
         )
-    return paper_account_reset(account=account, actor=actor)
+    account = account_lock(account_id=account.pk, live=False)
+    positions = list(account.paper_positions.all())
+    before = {
+        "cash": str(account.cash),
+        "positions": [
+            {"exchange": p.exchange, "symbol": p.symbol, "product": p.product, "quantity": str(p.quantity)}
+            for p in positions
+        ],
+    }
+    # A sliced order's parent follows its children as they are cancelled.
+    for order in account.orders.filter(status__in=(*RESTING_STATUSES, Order.Status.PENDING), children__isnull=True):
+        status_set(order=order, status=Order.Status.CANCELLED, message="Account reset.", kind="cancelled", actor=actor)
+    account.paper_positions.all().delete()
+    account.cash = account.user.tenant.paper_starting_cash
+    account.save(update_fields=["cash", "updated_at"])
+    account_event_record(
+        account=account, kind="account_reset", before=before, after={"cash": str(account.cash)}, actor=actor
+    )
+    return account
 
 
 @dataclass(frozen=True)
