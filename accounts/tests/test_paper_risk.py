@@ -2,7 +2,9 @@
 sales are margined and their proceeds are no buying power, tenant limits see the same value, and a paper
 account trades only its own currency."""
 
+import contextlib
 from decimal import Decimal
+from unittest import mock
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -23,6 +25,10 @@ START = Decimal("100000.00")
 
 def buying_power(account) -> Decimal:
     return funds_get(account=account).data.buying_power
+
+
+class Crash(Exception):
+    """The process failing between a fill's writes: the transaction must leave nothing."""
 
 
 def buying_power_now(account) -> Decimal:
@@ -71,16 +77,24 @@ class TestClosingUnderwater:
     through. 40 INFY sold short at 1,000 from 10,000 of cash, 20% margin; INFY then at 1,300: cash 50,000, the
     short's exposure 62,400, buying power -12,400."""
 
-    @pytest.fixture
-    def underwater(self, alice_client, alice, tenant, fixed_prices):
+    @staticmethod
+    def sink(client, account, tenant, fixed_prices, *, bought=()):
+        """From 10,000 of cash at 20% margin: what `bought` says bought first, 40 INFY sold short at 1,000, then INFY
+        at 1,300."""
         tenant.paper_margin_rates = {"MIS": "0.2", "CNC": "0.2"}
         tenant.save()
-        account = primary(alice)
         account.cash = Decimal("10000.00")
         account.save()
         fixed_prices["NSE:INFY"] = "1000.00"
-        assert place(alice_client, quantity=40, product="MIS", transaction_type="SELL").status_code == 201
+        for order in bought:
+            assert place(client, product="MIS", **order).status_code == 201
+        assert place(client, quantity=40, product="MIS", transaction_type="SELL").status_code == 201
         fixed_prices["NSE:INFY"] = "1300.00"
+
+    @pytest.fixture
+    def underwater(self, alice_client, alice, tenant, fixed_prices):
+        account = primary(alice)
+        self.sink(alice_client, account, tenant, fixed_prices)
         assert buying_power_now(account) == Decimal("-12400.00")
         return account
 
@@ -125,15 +139,9 @@ class TestClosingUnderwater:
         assert underwater.orders.count() == 1
 
     def test_a_long_is_sold_whatever_the_buying_power(self, alice_client, alice, tenant, fixed_prices):
-        tenant.paper_margin_rates = {"MIS": "0.2", "CNC": "0.2"}
-        tenant.save()
         account = primary(alice)
-        account.cash = Decimal("10000.00")
-        account.save()
-        fixed_prices["NSE:INFY"], fixed_prices["NSE:SBIN"] = "1000.00", "100.00"
-        assert place(alice_client, tradingsymbol="SBIN", quantity=20, product="MIS").status_code == 201
-        assert place(alice_client, quantity=40, product="MIS", transaction_type="SELL").status_code == 201
-        fixed_prices["NSE:INFY"] = "1300.00"
+        fixed_prices["NSE:SBIN"] = "100.00"
+        self.sink(alice_client, account, tenant, fixed_prices, bought=[{"tradingsymbol": "SBIN", "quantity": 20}])
         assert buying_power_now(account) < 0
 
         response = place(alice_client, tradingsymbol="SBIN", quantity=20, product="MIS", transaction_type="SELL")
@@ -157,12 +165,14 @@ class TestClosingUnderwater:
     rise=st.integers(0, 3000),  # rupees INFY rises after the short
     bought=st.integers(1, 80),
     margin=st.sampled_from(["0.1", "0.2", "0.5"]),
+    fault=st.sampled_from(["none", "none", "none", "no_price", "crash"]),
 )
 def test_a_short_is_closed_whenever_the_cash_pays_and_nothing_else_goes_through_underwater(
-    alice, tenant, fixed_prices, shorted, rise, bought, margin
+    alice, tenant, fixed_prices, shorted, rise, bought, margin, fault
 ):
     """Whatever the move against a short: buying back no more than it is accepted exactly when the cash pays for it,
-    and leaves buying power no lower; buying more than it (a long opened with no buying power) is refused."""
+    and leaves buying power no lower; buying more than it (a long opened with no buying power) is refused. With a
+    fault (no price to check it at, or the process failing while the fill is written) nothing changes at all."""
     tenant.paper_margin_rates = {"MIS": margin}
     tenant.save()
     account = primary(UserFactory(tenant=tenant))  # a new user each example: order rows are never deleted
@@ -183,12 +193,20 @@ def test_a_short_is_closed_whenever_the_cash_pays_and_nothing_else_goes_through_
         symbol="INFY", exchange="NSE", side="BUY", quantity=Decimal(bought), order_type="MARKET", product="MIS"
     )
 
+    if fault == "no_price":
+        del fixed_prices["NSE:INFY"]
+    crash = mock.patch("accounts.paper_fills.order_event_record", side_effect=Crash)
     try:
-        order_place(account=account, request=buy, idempotency_key=None, fingerprint="", actor=None)
+        with crash if fault == "crash" else contextlib.nullcontext():
+            order_place(account=account, request=buy, idempotency_key=None, fingerprint="", actor=None)
         accepted = True
-    except ValidationError:
+    except (ValidationError, Crash):
         accepted = False
 
+    if fault != "none":
+        fixed_prices["NSE:INFY"] = str(price)
+        assert (buying_power_now(account), account.cash, account.orders.count()) == (before, cash, 1)
+        return
     closes, affordable = bought <= shorted, bought * price <= cash
     if before < 0:
         assert accepted == (closes and affordable), (before, cash)
